@@ -1,0 +1,1 @@
+//! Congestion-control interface (filled in by the TCP issue).
