@@ -1,0 +1,667 @@
+//! netisr: the dispatch service between the driver and the protocols, after FreeBSD's
+//! netisr(9) (sys/net/netisr.c).
+//!
+//! # What netisr is here
+//!
+//! Each worker thread owns one AF_XDP queue and is pinned to one CPU. For netisr it is a
+//! *workstream* (FreeBSD has one per CPU): worker `i` of [`Netisr::new`]`(n)` is workstream
+//! `i`. Protocols register a handler under a small number ([`NETISR_IP`], [`NETISR_ARP`],
+//! [`NETISR_ETHER`], FreeBSD's numbers) with [`Netisr::register`], together with a
+//! work-placement policy and a queue limit. The input path of worker `w` calls
+//! [`Netisr::dispatch`]`(w, ctx, proto, pkt)`; netisr works out which workstream must process
+//! the packet and either runs the handler at once on the calling worker (*direct dispatch*)
+//! or copies the frame onto the owner's queue for that protocol (*queued*), to be handled
+//! when the owner calls [`Netisr::drain`]. `ctx` is the per-worker context handed to every
+//! handler (the worker's tx ring and so on): a handler always runs with the context of the
+//! worker it runs on, never with another worker's.
+//!
+//! # The three policies, and how each keeps packet order
+//!
+//! The promise, as in FreeBSD, is order *per source per flow*: the packets that one source
+//! (a worker, i.e. one rx queue) hands to `dispatch` for one flow reach the handler in the
+//! order they were handed over. Packets of one flow that arrive on two rx queues were not
+//! ordered against each other on the wire either, so nothing is lost by leaving them
+//! unordered. Each policy keeps the promise because, for a given (source, flow), it always
+//! picks the same path, and every path is FIFO:
+//!
+//! - [`Policy::Source`] (`NETISR_POLICY_SOURCE`): the packet is processed on the worker it
+//!   arrived on, always directly. There is no queue, so each source's packets are handled
+//!   in arrival order. Right for protocols without flow affinity (ARP).
+//! - [`Policy::Flow`] (`NETISR_POLICY_FLOW`): the packet's flow id (the RSS hash from the
+//!   device or the XDP program, [`PktMeta::flowid`]) is mapped onto a worker by `flow2cpu`:
+//!   `flowid % nworkers` ([`Netisr::default_flow2cpu`], FreeBSD's
+//!   `netisr_default_flow2cpu`) unless a pcbgroup layer installed its own mapping with
+//!   [`Netisr::set_flow2cpu`]. All packets of a flow are thus processed by one worker, the one
+//!   that owns the flow's connection state. Because the mapping is a pure function of the flow
+//!   id, the packets of one flow from one source take one path: always direct (the source
+//!   owns the flow) or always through the same `(target, protocol)` queue, a FIFO whose
+//!   single consumer pops in the order each producer pushed. Without a flow id the
+//!   protocol's `m2flow` is asked to compute one (from the 4-tuple, say); if there is no
+//!   `m2flow`, or it returns `None`, the packet falls back to SOURCE, which keeps order as
+//!   above. (A flow must either always or never carry a flow id for this to hold; a device
+//!   hashes a given flow the same way every time.)
+//! - [`Policy::Cpu`] (`NETISR_POLICY_CPU`): the protocol's `m2cpuid(pkt, source)` names the
+//!   worker. The FLOW argument applies unchanged as long as `m2cpuid` names the same worker
+//!   for all packets of a flow from one source, which is its contract.
+//!
+//! A target that is out of range (a buggy `m2cpuid` or `flow2cpu`) is dropped and counted
+//! in the source worker's `bad_target`, not clamped: clamping would silently pile flows onto
+//! one worker and hide the bug. [`Netisr::queue`] (`netisr_queue(9)`) defers a packet to a
+//! named worker explicitly; the order between packets passed to `queue` and packets of the
+//! same flow dispatched directly is not kept, so a protocol should use one or the other.
+//!
+//! # Direct dispatch and queueing, qlimit and qdrops
+//!
+//! Direct dispatch runs the handler on the caller's stack with the borrowed frame, zero copy
+//! out of the UMEM: the cheap path, and the common one once RSS and pcbgroups agree on who
+//! owns a flow. Queueing copies the frame into a `Box<[u8]>` (the UMEM frame has to go back
+//! to the fill ring) and pushes it onto the target's multi-producer, single-consumer queue
+//! for the protocol: a `crossbeam::queue::SegQueue` plus a length counter. The bound is
+//! ours, not the queue's, so that [`Netisr::setqlimit`] works at run time (an `ArrayQueue`
+//! fixes its capacity when built): a producer reserves a slot by a compare-and-swap on the
+//! length that fails when the length has reached the protocol's qlimit, so the bound is
+//! exact with any number of producers. A refused packet is dropped and counted in the
+//! target's `qdrops` for the protocol; as in FreeBSD a full queue is back-pressure, not an
+//! error. Lowering the qlimit below the current length drops nothing already queued; new
+//! packets are refused until the queue has drained below it. `drain` handles queued
+//! packets FIFO per queue and, when its budget runs out, starts the next call at the
+//! following protocol, so one busy protocol cannot starve the others.
+//!
+//! # Sleeping and waking
+//!
+//! A worker with nothing to do sleeps in poll(2) and is woken by its waker (an eventfd
+//! write, say). A syscall per queued packet would be ruinous while the target is busy, so
+//! each workstream has a `sleeping` flag: the worker sets it in [`Netisr::prepare_sleep`],
+//! which then looks at its queues and, if anything is pending, clears the flag and tells
+//! the worker not to sleep; [`Netisr::woke`] clears it once the worker runs again. A
+//! producer, after reserving its slot, reads the flag and calls the waker only if it swaps
+//! it from true to false, so one sleep costs at most one wakeup.
+//!
+//! No wakeup is lost. The producer's length update and flag read, and the worker's flag
+//! write and length reads, are all `SeqCst`, so they sit in one total order (Dekker's
+//! argument). If the producer's length update comes first in that order, the worker's later
+//! length read sees the packet (or sees it already consumed) and does not sleep. Otherwise
+//! the worker's flag write precedes the producer's flag read, which then sees `true` (or a
+//! `false` written by another producer that already called the waker, or by `woke` because
+//! the worker is awake), and the waker is called. The slot is reserved before the packet is
+//! pushed, so a worker may briefly see work that `drain` cannot pop yet; it then simply
+//! stays awake and polls again.
+//!
+//! # Registration and the hot path
+//!
+//! The protocol table is one `OnceLock` per protocol number: registering writes a slot
+//! once (a second registration of the number fails, even when racing), and the hot path
+//! reads it with one atomic load, no lock. Handlers run with no netisr lock held, so a
+//! handler may call `dispatch` again (ether input handing a packet to IP). The flow mapping
+//! is set with `&mut self`, i.e. before the `Netisr` is shared in an `Arc` with the workers,
+//! so it needs no synchronization at all.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use crossbeam::queue::SegQueue;
+use crossbeam::utils::CachePadded;
+use thiserror::Error;
+
+use crate::mbuf::{Pkt, PktMeta};
+
+/// Netisr protocol number of IPv4 (FreeBSD `NETISR_IP`).
+pub const NETISR_IP: u16 = 1;
+/// Netisr protocol number of ARP (FreeBSD `NETISR_ARP`).
+pub const NETISR_ARP: u16 = 4;
+/// Netisr protocol number of Ethernet input (FreeBSD `NETISR_ETHER`).
+pub const NETISR_ETHER: u16 = 9;
+/// Protocol numbers must be below this (FreeBSD `NETISR_MAXPROT`).
+pub const NETISR_MAXPROT: u16 = 32;
+/// The largest qlimit accepted by [`Netisr::register`] and [`Netisr::setqlimit`].
+pub const NETISR_QLIMIT_MAX: usize = 65536;
+
+const MAXPROT: usize = NETISR_MAXPROT as usize;
+
+/// A protocol's input routine (`netisr_handler_t`): runs with the context of the worker
+/// processing the packet.
+pub type Handler<C> = Box<dyn Fn(&mut C, Pkt<'_>) + Send + Sync>;
+/// Computes a flow id for a packet that came without one (`netisr_m2flow_t`).
+pub type M2Flow = Box<dyn Fn(&Pkt<'_>) -> Option<u32> + Send + Sync>;
+/// Picks the worker for a packet under [`Policy::Cpu`], given the source worker
+/// (`netisr_m2cpuid_t`).
+pub type M2Cpuid = Box<dyn Fn(&Pkt<'_>, usize) -> usize + Send + Sync>;
+/// Maps a flow id onto a worker (FreeBSD's `netisr_default_flow2cpu` or a pcbgroup's owner).
+pub type Flow2Cpu = Box<dyn Fn(u32) -> usize + Send + Sync>;
+/// Wakes a sleeping worker; see [`Netisr::set_waker`].
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// Where a protocol's packets are processed; the module docs say how each keeps order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Policy {
+    /// On the worker they arrived on (`NETISR_POLICY_SOURCE`).
+    #[default]
+    Source,
+    /// On the worker that owns their flow id (`NETISR_POLICY_FLOW`).
+    Flow,
+    /// On the worker the protocol's `m2cpuid` names (`NETISR_POLICY_CPU`).
+    Cpu,
+}
+
+/// A protocol registration (FreeBSD's `struct netisr_handler`).
+pub struct ProtoSpec<C> {
+    /// The netisr protocol number, below [`NETISR_MAXPROT`] (e.g. [`NETISR_IP`]).
+    pub proto: u16,
+    /// A name for statistics ("ip", "arp", ...).
+    pub name: &'static str,
+    /// The input routine.
+    pub handler: Handler<C>,
+    /// The work-placement policy.
+    pub policy: Policy,
+    /// Per-worker queue limit, 1..=[`NETISR_QLIMIT_MAX`].
+    pub qlimit: usize,
+    /// Flow id for packets without one; only with [`Policy::Flow`].
+    pub m2flow: Option<M2Flow>,
+    /// Worker choice; required with [`Policy::Cpu`] and only allowed there.
+    pub m2cpuid: Option<M2Cpuid>,
+}
+
+/// What [`Netisr::dispatch`] did with a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dispatch {
+    /// The handler ran on the calling worker.
+    Direct,
+    /// The packet was copied onto another worker's queue.
+    Queued,
+    /// The packet was dropped (queue full, unknown protocol, bad worker); a counter says why.
+    Dropped,
+}
+
+/// Why a registration or a qlimit change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum NetisrError {
+    /// The protocol number is not below [`NETISR_MAXPROT`].
+    #[error("netisr protocol {0} is out of range (must be < {NETISR_MAXPROT})")]
+    ProtoOutOfRange(u16),
+    /// The protocol number is already registered.
+    #[error("netisr protocol {0} is already registered")]
+    Duplicate(u16),
+    /// The protocol number is not registered.
+    #[error("netisr protocol {0} is not registered")]
+    NotRegistered(u16),
+    /// [`Policy::Cpu`] without an `m2cpuid`.
+    #[error("netisr protocol {0}: CPU policy needs m2cpuid")]
+    MissingM2Cpuid(u16),
+    /// A hook given for a policy that never calls it (`m2cpuid` without CPU policy,
+    /// `m2flow` without FLOW policy): almost certainly a mistake, as in FreeBSD.
+    #[error("netisr protocol {0}: hook given for a policy that does not use it")]
+    UnusedHook(u16),
+    /// The qlimit is 0 or above [`NETISR_QLIMIT_MAX`].
+    #[error("netisr qlimit {0} is out of range (1..={NETISR_QLIMIT_MAX})")]
+    QlimitOutOfRange(usize),
+}
+
+/// Counters of one protocol on one workstream (FreeBSD's `sysctl_netisr_work`).
+#[derive(Debug, Clone, Default)]
+pub struct WorkStats {
+    /// Protocol number.
+    pub proto: u16,
+    /// Protocol name.
+    pub name: &'static str,
+    /// Packets waiting in this worker's queue now.
+    pub qlen: usize,
+    /// Packets this worker handled directly as their source.
+    pub dispatched: u64,
+    /// Packets put on this worker's queue.
+    pub queued: u64,
+    /// Packets this worker handled from its queue.
+    pub handled: u64,
+    /// Packets dropped because this worker's queue was full.
+    pub qdrops: u64,
+}
+
+/// Counters of one workstream.
+#[derive(Debug, Clone, Default)]
+pub struct WorkstreamStats {
+    /// Worker index.
+    pub worker: usize,
+    /// Packets dispatched by this worker (or queued to it) for an unregistered protocol.
+    pub unknown_proto: u64,
+    /// Packets from this worker dropped because `m2cpuid`/`flow2cpu` named no worker.
+    pub bad_target: u64,
+    /// Per registered protocol, by protocol number.
+    pub protos: Vec<WorkStats>,
+}
+
+/// A registered protocol and its totals over all workers (FreeBSD's `sysctl_netisr_proto`).
+#[derive(Debug, Clone, Default)]
+pub struct ProtoStats {
+    /// Protocol number.
+    pub proto: u16,
+    /// Protocol name.
+    pub name: &'static str,
+    /// Work-placement policy.
+    pub policy: Policy,
+    /// Current per-worker queue limit.
+    pub qlimit: usize,
+    /// Sum of [`WorkStats::dispatched`].
+    pub dispatched: u64,
+    /// Sum of [`WorkStats::queued`].
+    pub queued: u64,
+    /// Sum of [`WorkStats::handled`].
+    pub handled: u64,
+    /// Sum of [`WorkStats::qdrops`].
+    pub qdrops: u64,
+}
+
+/// A snapshot of all netisr counters.
+#[derive(Debug, Clone, Default)]
+pub struct NetisrStats {
+    /// Registered protocols, by number.
+    pub protos: Vec<ProtoStats>,
+    /// One entry per worker.
+    pub workstreams: Vec<WorkstreamStats>,
+    /// Calls naming a worker index that does not exist (as source or as `queue` target).
+    pub bad_worker: u64,
+}
+
+/// A registered protocol.
+struct Proto<C> {
+    name: &'static str,
+    handler: Handler<C>,
+    policy: Policy,
+    qlimit: AtomicUsize,
+    m2flow: Option<M2Flow>,
+    m2cpuid: Option<M2Cpuid>,
+}
+
+/// A frame copied out of the UMEM to wait on a queue.
+struct QueuedPkt {
+    data: Box<[u8]>,
+    meta: PktMeta,
+}
+
+/// One protocol's queue and counters on one workstream (FreeBSD's `struct netisr_work`).
+/// `SegQueue` keeps its head and tail on separate cache lines already.
+#[derive(Default)]
+struct Work {
+    queue: SegQueue<QueuedPkt>,
+    /// Reserved slots: incremented before a push, decremented after a pop.
+    len: AtomicUsize,
+    dispatched: AtomicU64,
+    queued: AtomicU64,
+    handled: AtomicU64,
+    qdrops: AtomicU64,
+}
+
+/// One worker (FreeBSD's `struct netisr_workstream`).
+struct Workstream {
+    work: [Work; MAXPROT],
+    unknown_proto: AtomicU64,
+    bad_target: AtomicU64,
+    sleeping: AtomicBool,
+    waker: RwLock<Option<Waker>>,
+    /// Protocol `drain` starts at; only the owning worker touches it.
+    cursor: AtomicUsize,
+}
+
+impl Workstream {
+    fn new() -> Self {
+        Workstream {
+            work: std::array::from_fn(|_| Work::default()),
+            unknown_proto: AtomicU64::new(0),
+            bad_target: AtomicU64::new(0),
+            sleeping: AtomicBool::new(false),
+            waker: RwLock::new(None),
+            cursor: AtomicUsize::new(0),
+        }
+    }
+
+    /// Packets reserved on any queue. `SeqCst`: the worker's half of the wakeup protocol.
+    fn pending(&self) -> usize {
+        self.work.iter().map(|w| w.len.load(Ordering::SeqCst)).sum()
+    }
+}
+
+/// The netisr dispatch service, shared by the workers as `Arc<Netisr<C>>`; `C` is the
+/// per-worker context handed to handlers.
+pub struct Netisr<C> {
+    protos: [OnceLock<Proto<C>>; MAXPROT],
+    ws: Box<[CachePadded<Workstream>]>,
+    flow2cpu: Option<Flow2Cpu>,
+    bad_worker: AtomicU64,
+}
+
+impl<C> Netisr<C> {
+    /// A netisr with `nworkers` workstreams (0 is taken as 1) and no protocols.
+    pub fn new(nworkers: usize) -> Self {
+        Netisr {
+            protos: std::array::from_fn(|_| OnceLock::new()),
+            ws: (0..nworkers.max(1))
+                .map(|_| CachePadded::new(Workstream::new()))
+                .collect(),
+            flow2cpu: None,
+            bad_worker: AtomicU64::new(0),
+        }
+    }
+
+    /// The number of workstreams.
+    pub fn nworkers(&self) -> usize {
+        self.ws.len()
+    }
+
+    /// Registers a protocol (`netisr_register(9)`). Safe to call concurrently with dispatch,
+    /// but meant to be done before the workers start.
+    pub fn register(&self, spec: ProtoSpec<C>) -> Result<(), NetisrError> {
+        let proto = spec.proto;
+        let slot = self
+            .protos
+            .get(usize::from(proto))
+            .ok_or(NetisrError::ProtoOutOfRange(proto))?;
+        check_qlimit(spec.qlimit)?;
+        match (spec.policy, &spec.m2flow, &spec.m2cpuid) {
+            (Policy::Cpu, _, None) => return Err(NetisrError::MissingM2Cpuid(proto)),
+            (Policy::Cpu | Policy::Source, Some(_), _)
+            | (Policy::Flow | Policy::Source, _, Some(_)) => {
+                return Err(NetisrError::UnusedHook(proto))
+            }
+            _ => {}
+        }
+        slot.set(Proto {
+            name: spec.name,
+            handler: spec.handler,
+            policy: spec.policy,
+            qlimit: AtomicUsize::new(spec.qlimit),
+            m2flow: spec.m2flow,
+            m2cpuid: spec.m2cpuid,
+        })
+        .map_err(|_| NetisrError::Duplicate(proto))
+    }
+
+    /// Replaces the flow-id-to-worker mapping used by [`Policy::Flow`] (a pcbgroup layer
+    /// routes each flow to its group's owner). Takes `&mut self`, so it can only happen
+    /// before the netisr is shared with the workers. A mapping that returns an index
+    /// `>= nworkers` gets its packets dropped and counted in `bad_target`.
+    pub fn set_flow2cpu(&mut self, f: Flow2Cpu) {
+        self.flow2cpu = Some(f);
+    }
+
+    /// The default mapping, `flowid % nworkers` (FreeBSD's `netisr_default_flow2cpu`).
+    pub fn default_flow2cpu(&self, flowid: u32) -> usize {
+        // u32 -> usize is lossless on every target xstack runs on (Linux, 32/64 bit).
+        flowid as usize % self.ws.len()
+    }
+
+    fn flow2cpu(&self, flowid: u32) -> usize {
+        match &self.flow2cpu {
+            Some(f) => f(flowid),
+            None => self.default_flow2cpu(flowid),
+        }
+    }
+
+    fn proto(&self, proto: u16) -> Option<&Proto<C>> {
+        self.protos.get(usize::from(proto))?.get()
+    }
+
+    /// Hands a packet received by `worker` (the caller) to protocol `proto`
+    /// (`netisr_dispatch_src(9)`): runs the handler now with `ctx` if the policy places the
+    /// packet on `worker`, otherwise copies it onto the target worker's queue. Never panics
+    /// on bad input: an unknown protocol, an out-of-range worker or target, or a full queue
+    /// drops the packet and counts it.
+    pub fn dispatch(&self, worker: usize, ctx: &mut C, proto: u16, pkt: Pkt<'_>) -> Dispatch {
+        let Some(ws) = self.ws.get(worker) else {
+            self.bad_worker.fetch_add(1, Ordering::Relaxed);
+            return Dispatch::Dropped;
+        };
+        let Some(p) = self.proto(proto) else {
+            ws.unknown_proto.fetch_add(1, Ordering::Relaxed);
+            return Dispatch::Dropped;
+        };
+        let target = match (p.policy, &p.m2cpuid) {
+            (Policy::Source, _) => worker,
+            (Policy::Flow, _) => {
+                let flowid = pkt
+                    .meta
+                    .flowid()
+                    .or_else(|| p.m2flow.as_ref().and_then(|m2flow| m2flow(&pkt)));
+                // No flow id at all: fall back to SOURCE.
+                flowid.map_or(worker, |f| self.flow2cpu(f))
+            }
+            (Policy::Cpu, Some(m2cpuid)) => m2cpuid(&pkt, worker),
+            // register() refuses CPU policy without m2cpuid; SOURCE is the safe answer.
+            (Policy::Cpu, None) => worker,
+        };
+        if target == worker {
+            ws.work[usize::from(proto)]
+                .dispatched
+                .fetch_add(1, Ordering::Relaxed);
+            (p.handler)(ctx, pkt);
+            return Dispatch::Direct;
+        }
+        let Some(tws) = self.ws.get(target) else {
+            ws.bad_target.fetch_add(1, Ordering::Relaxed);
+            return Dispatch::Dropped;
+        };
+        if enqueue(tws, proto, p, pkt) {
+            Dispatch::Queued
+        } else {
+            Dispatch::Dropped
+        }
+    }
+
+    /// Puts a packet on worker `worker_target`'s queue for `proto` regardless of policy
+    /// (`netisr_queue(9)`). Returns false if it was dropped: unknown protocol (counted in
+    /// the target's `unknown_proto`), no such worker (`bad_worker`), or queue full (`qdrops`).
+    pub fn queue(&self, worker_target: usize, proto: u16, pkt: Pkt<'_>) -> bool {
+        let Some(ws) = self.ws.get(worker_target) else {
+            self.bad_worker.fetch_add(1, Ordering::Relaxed);
+            return false;
+        };
+        let Some(p) = self.proto(proto) else {
+            ws.unknown_proto.fetch_add(1, Ordering::Relaxed);
+            return false;
+        };
+        enqueue(ws, proto, p, pkt)
+    }
+
+    /// Handles up to `budget` packets from `worker`'s own queues, FIFO per queue, with the
+    /// worker's context. Returns how many were handled. Only worker `worker` may call it.
+    pub fn drain(&self, worker: usize, ctx: &mut C, budget: usize) -> usize {
+        let Some(ws) = self.ws.get(worker) else {
+            return 0;
+        };
+        let start = ws.cursor.load(Ordering::Relaxed);
+        let mut done = 0;
+        for i in 0..MAXPROT {
+            if done == budget {
+                break;
+            }
+            let n = (start + i) % MAXPROT;
+            let w = &ws.work[n];
+            if w.len.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            // A queue only ever holds packets of a registered protocol.
+            let Some(p) = self.protos[n].get() else {
+                continue;
+            };
+            while done < budget {
+                let Some(q) = w.queue.pop() else { break };
+                w.len.fetch_sub(1, Ordering::Relaxed);
+                w.handled.fetch_add(1, Ordering::Relaxed);
+                done += 1;
+                (p.handler)(
+                    ctx,
+                    Pkt {
+                        data: &q.data,
+                        meta: q.meta,
+                    },
+                );
+            }
+            if done == budget {
+                // This protocol used up the budget: the next one goes first next time.
+                ws.cursor.store((n + 1) % MAXPROT, Ordering::Relaxed);
+            }
+        }
+        done
+    }
+
+    /// Packets waiting on `worker`'s queues (0 for a worker that does not exist).
+    pub fn pending(&self, worker: usize) -> usize {
+        self.ws.get(worker).map_or(0, |ws| ws.pending())
+    }
+
+    /// Sets the function that wakes `worker` from its sleep (an eventfd write, say).
+    /// Ignored for a worker that does not exist.
+    pub fn set_waker(&self, worker: usize, waker: Waker) {
+        if let Some(ws) = self.ws.get(worker) {
+            *ws.waker.write().unwrap_or_else(|e| e.into_inner()) = Some(waker);
+        }
+    }
+
+    /// Called by `worker` just before it sleeps: marks it sleeping so the next enqueue
+    /// wakes it. Returns false, and leaves it marked awake, if work is already pending (or
+    /// the worker does not exist): then it must not sleep but drain.
+    pub fn prepare_sleep(&self, worker: usize) -> bool {
+        let Some(ws) = self.ws.get(worker) else {
+            return false;
+        };
+        // SeqCst store, then SeqCst length loads: the module docs give the argument.
+        ws.sleeping.store(true, Ordering::SeqCst);
+        if ws.pending() > 0 {
+            ws.sleeping.store(false, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+
+    /// Called by `worker` when it runs again after sleeping, so producers stop waking it.
+    pub fn woke(&self, worker: usize) {
+        if let Some(ws) = self.ws.get(worker) {
+            ws.sleeping.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// The per-worker queue limit of `proto` (`netisr_getqlimit(9)`).
+    pub fn getqlimit(&self, proto: u16) -> Result<usize, NetisrError> {
+        let p = self.proto(proto).ok_or(NetisrError::NotRegistered(proto))?;
+        Ok(p.qlimit.load(Ordering::Relaxed))
+    }
+
+    /// Changes the per-worker queue limit of `proto` at run time (`netisr_setqlimit(9)`).
+    pub fn setqlimit(&self, proto: u16, qlimit: usize) -> Result<(), NetisrError> {
+        check_qlimit(qlimit)?;
+        let p = self.proto(proto).ok_or(NetisrError::NotRegistered(proto))?;
+        p.qlimit.store(qlimit, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Packets of `proto` dropped on full queues, summed over workers (`netisr_getqdrops(9)`);
+    /// 0 for a protocol number out of range.
+    pub fn getqdrops(&self, proto: u16) -> u64 {
+        let n = usize::from(proto);
+        if n >= MAXPROT {
+            return 0;
+        }
+        self.ws
+            .iter()
+            .map(|ws| ws.work[n].qdrops.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Zeroes the qdrops counters of `proto` on every worker (`netisr_clearqdrops(9)`).
+    pub fn clearqdrops(&self, proto: u16) {
+        let n = usize::from(proto);
+        if n < MAXPROT {
+            for ws in self.ws.iter() {
+                ws.work[n].qdrops.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// A snapshot of every counter, per worker and per registered protocol.
+    pub fn stats(&self) -> NetisrStats {
+        let registered: Vec<(u16, &Proto<C>)> = (0..NETISR_MAXPROT)
+            .filter_map(|n| self.proto(n).map(|p| (n, p)))
+            .collect();
+        let mut protos: Vec<ProtoStats> = registered
+            .iter()
+            .map(|&(proto, p)| ProtoStats {
+                proto,
+                name: p.name,
+                policy: p.policy,
+                qlimit: p.qlimit.load(Ordering::Relaxed),
+                ..Default::default()
+            })
+            .collect();
+        let workstreams = self
+            .ws
+            .iter()
+            .enumerate()
+            .map(|(worker, ws)| WorkstreamStats {
+                worker,
+                unknown_proto: ws.unknown_proto.load(Ordering::Relaxed),
+                bad_target: ws.bad_target.load(Ordering::Relaxed),
+                protos: registered
+                    .iter()
+                    .zip(protos.iter_mut())
+                    .map(|(&(proto, p), total)| {
+                        let w = &ws.work[usize::from(proto)];
+                        let s = WorkStats {
+                            proto,
+                            name: p.name,
+                            qlen: w.len.load(Ordering::Relaxed),
+                            dispatched: w.dispatched.load(Ordering::Relaxed),
+                            queued: w.queued.load(Ordering::Relaxed),
+                            handled: w.handled.load(Ordering::Relaxed),
+                            qdrops: w.qdrops.load(Ordering::Relaxed),
+                        };
+                        total.dispatched += s.dispatched;
+                        total.queued += s.queued;
+                        total.handled += s.handled;
+                        total.qdrops += s.qdrops;
+                        s
+                    })
+                    .collect(),
+            })
+            .collect();
+        NetisrStats {
+            protos,
+            workstreams,
+            bad_worker: self.bad_worker.load(Ordering::Relaxed),
+        }
+    }
+}
+
+fn check_qlimit(qlimit: usize) -> Result<(), NetisrError> {
+    if qlimit == 0 || qlimit > NETISR_QLIMIT_MAX {
+        return Err(NetisrError::QlimitOutOfRange(qlimit));
+    }
+    Ok(())
+}
+
+/// Reserves a slot under the qlimit, copies the frame in, and wakes the worker if it sleeps.
+fn enqueue<C>(ws: &Workstream, proto: u16, p: &Proto<C>, pkt: Pkt<'_>) -> bool {
+    let w = &ws.work[usize::from(proto)];
+    let qlimit = p.qlimit.load(Ordering::Relaxed);
+    // SeqCst: the producer's half of the wakeup protocol (module docs). A CAS loop rather
+    // than fetch_add-and-roll-back, so a racing producer never sees a phantom full queue.
+    let reserved = w
+        .len
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |len| {
+            (len < qlimit).then_some(len + 1)
+        });
+    if reserved.is_err() {
+        w.qdrops.fetch_add(1, Ordering::Relaxed);
+        return false;
+    }
+    w.queue.push(QueuedPkt {
+        data: pkt.data.into(),
+        meta: pkt.meta,
+    });
+    w.queued.fetch_add(1, Ordering::Relaxed);
+    // The plain load keeps the cache line shared while the worker is busy; only a producer
+    // that sees it sleeping pays for the swap, and only the one that wins it calls the waker.
+    if ws.sleeping.load(Ordering::SeqCst) && ws.sleeping.swap(false, Ordering::SeqCst) {
+        let waker = ws.waker.read().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(wake) = waker {
+            wake();
+        }
+    }
+    true
+}

@@ -1,0 +1,465 @@
+//! ARP (RFC 826) for Ethernet/IPv4: answering for owned addresses, resolving next hops
+//! with a cache, a hold queue for packets waiting on resolution, retries, expiry and the
+//! gratuitous announcement at start-up. After FreeBSD's `if_ether.c` / `in_arp`.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::Ipv4Addr;
+use std::sync::RwLock;
+use std::time::Instant;
+
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetProtocol,
+};
+
+use super::{ether, ArpConfig, Interface, NetCtx};
+use crate::mbuf::Pkt;
+use crate::stats::Counters;
+
+/// Length of an Ethernet/IPv4 ARP packet.
+const ARP_LEN: usize = 28;
+
+#[derive(Debug)]
+enum Entry {
+    /// Resolved; valid until `expires`.
+    Resolved { mac: EthernetAddress, expires: Instant },
+    /// A request is out. `hold` keeps IPv4 packets (no Ethernet header) to send once the
+    /// reply arrives.
+    Incomplete {
+        hold: VecDeque<Vec<u8>>,
+        tries: u32,
+        next_retry: Instant,
+    },
+}
+
+/// The neighbour cache of one interface, shared by its workers.
+#[derive(Debug)]
+pub struct ArpCache {
+    cfg: ArpConfig,
+    entries: RwLock<HashMap<Ipv4Addr, Entry>>,
+}
+
+/// What [`ArpCache::resolve`] did with a packet.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Resolve {
+    /// The link address is known: send now.
+    Known(EthernetAddress),
+    /// The packet was queued; a request must be sent now (first miss).
+    HeldAndAsk,
+    /// The packet was queued behind a request already out.
+    Held,
+    /// The hold queue was full; the packet was dropped.
+    Dropped,
+}
+
+impl ArpCache {
+    /// An empty cache.
+    pub fn new(cfg: ArpConfig) -> Self {
+        ArpCache {
+            cfg,
+            entries: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The resolved link address of `ip`, if fresh.
+    pub fn lookup(&self, ip: Ipv4Addr, now: Instant) -> Option<EthernetAddress> {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        match entries.get(&ip) {
+            Some(Entry::Resolved { mac, expires }) if *expires > now => Some(*mac),
+            _ => None,
+        }
+    }
+
+    /// Looks `ip` up; on a miss, holds `packet` (built lazily) until resolution.
+    pub fn resolve(&self, ip: Ipv4Addr, now: Instant, packet: impl FnOnce() -> Vec<u8>) -> Resolve {
+        if let Some(mac) = self.lookup(ip, now) {
+            return Resolve::Known(mac);
+        }
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        let entry = entries.entry(ip).or_insert_with(|| Entry::Incomplete {
+            hold: VecDeque::new(),
+            tries: 0,
+            next_retry: now,
+        });
+        match entry {
+            // Resolved between our read and write lock (or stale, which we refresh).
+            Entry::Resolved { mac, expires } if *expires > now => Resolve::Known(*mac),
+            Entry::Resolved { .. } => {
+                *entry = Entry::Incomplete {
+                    hold: VecDeque::from([packet()]),
+                    tries: 1,
+                    next_retry: now + self.cfg.retry_interval,
+                };
+                Resolve::HeldAndAsk
+            }
+            Entry::Incomplete { hold, tries, next_retry } => {
+                if hold.len() >= self.cfg.max_hold {
+                    return Resolve::Dropped;
+                }
+                hold.push_back(packet());
+                if *tries == 0 {
+                    *tries = 1;
+                    *next_retry = now + self.cfg.retry_interval;
+                    Resolve::HeldAndAsk
+                } else {
+                    Resolve::Held
+                }
+            }
+        }
+    }
+
+    /// Records `ip` at `mac`. With `create` false only an existing entry is updated
+    /// (RFC 826's merge step). Returns the packets that were waiting for it.
+    fn update(&self, ip: Ipv4Addr, mac: EthernetAddress, now: Instant, create: bool) -> Vec<Vec<u8>> {
+        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        let expires = now + self.cfg.entry_timeout;
+        match entries.get_mut(&ip) {
+            Some(entry) => {
+                let old = std::mem::replace(entry, Entry::Resolved { mac, expires });
+                match old {
+                    Entry::Incomplete { hold, .. } => hold.into(),
+                    Entry::Resolved { .. } => Vec::new(),
+                }
+            }
+            None => {
+                if create {
+                    entries.insert(ip, Entry::Resolved { mac, expires });
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// Number of entries (resolved or not).
+    pub fn len(&self) -> usize {
+        self.entries.read().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// True when the cache is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Handles one received ARP frame (Ethernet header included).
+pub fn input(ifp: &Interface, ctx: &mut impl NetCtx, pkt: Pkt<'_>) {
+    Counters::inc(&ctx.counters().arp_rx);
+    let Some(body) = pkt.data.get(ether::HEADER_LEN..) else {
+        Counters::inc(&ctx.counters().arp_malformed);
+        return;
+    };
+    let repr = match ArpPacket::new_checked(body).and_then(|p| ArpRepr::parse(&p)) {
+        Ok(r) => r,
+        Err(_) => {
+            Counters::inc(&ctx.counters().arp_malformed);
+            return;
+        }
+    };
+    let ArpRepr::EthernetIpv4 {
+        operation,
+        source_hardware_addr: sha,
+        source_protocol_addr: spa,
+        target_protocol_addr: tpa,
+        ..
+    } = repr
+    else {
+        Counters::inc(&ctx.counters().arp_malformed);
+        return;
+    };
+    if !sha.is_unicast() || spa.is_unspecified() && operation != ArpOperation::Request {
+        Counters::inc(&ctx.counters().arp_malformed);
+        return;
+    }
+    let now = ctx.now();
+    let for_us = ifp.owns(tpa);
+    // RFC 826: "If the pair <protocol type, sender protocol address> is already in my
+    // translation table, update the sender hardware address field of the entry with the
+    // new information ... If I am the target protocol address: If the merge flag is
+    // false, add the triplet to the translation table." (A probe's unspecified sender
+    // address is never recorded.)
+    let released = if spa.is_unspecified() {
+        Vec::new()
+    } else {
+        ifp.arp.update(spa, sha, now, for_us)
+    };
+    for ip_packet in released {
+        send_ipv4_frame(ifp, ctx, sha, &ip_packet);
+    }
+    if !for_us {
+        Counters::inc(&ctx.counters().arp_not_for_us);
+        return;
+    }
+    match operation {
+        ArpOperation::Request => {
+            // "Swap hardware and protocol fields, putting the local hardware and protocol
+            // addresses in the sender fields. Set the opcode field to ares_op$REPLY."
+            let reply = ArpRepr::EthernetIpv4 {
+                operation: ArpOperation::Reply,
+                source_hardware_addr: ifp.mac,
+                source_protocol_addr: tpa,
+                target_hardware_addr: sha,
+                target_protocol_addr: spa,
+            };
+            if send_arp(ifp, ctx, sha, &reply) {
+                Counters::inc(&ctx.counters().arp_requests_answered);
+            }
+        }
+        ArpOperation::Reply => Counters::inc(&ctx.counters().arp_replies_rx),
+        _ => Counters::inc(&ctx.counters().arp_malformed),
+    }
+}
+
+/// Sends a broadcast request for `target`, from our address on its subnet.
+pub fn request(ifp: &Interface, ctx: &mut impl NetCtx, target: Ipv4Addr) {
+    let Some(spa) = ifp.source_for(target) else { return };
+    let req = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Request,
+        source_hardware_addr: ifp.mac,
+        source_protocol_addr: spa,
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: target,
+    };
+    if send_arp(ifp, ctx, EthernetAddress::BROADCAST, &req) {
+        Counters::inc(&ctx.counters().arp_requests_tx);
+    }
+}
+
+/// Announces each owned address with a gratuitous ARP request (sender = target = our
+/// address, RFC 5227 §3), so neighbours refresh stale entries for us.
+pub fn announce(ifp: &Interface, ctx: &mut impl NetCtx) {
+    for cidr in &ifp.addrs {
+        let req = ArpRepr::EthernetIpv4 {
+            operation: ArpOperation::Request,
+            source_hardware_addr: ifp.mac,
+            source_protocol_addr: cidr.addr,
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: cidr.addr,
+        };
+        if send_arp(ifp, ctx, EthernetAddress::BROADCAST, &req) {
+            Counters::inc(&ctx.counters().arp_requests_tx);
+        }
+    }
+}
+
+/// Retries outstanding requests, fails those out of tries (dropping their held
+/// packets) and expires old entries. Call it periodically from one worker.
+pub fn timer(ifp: &Interface, ctx: &mut impl NetCtx) {
+    let now = ctx.now();
+    let cfg = ifp.arp.cfg;
+    let mut ask = Vec::new();
+    {
+        let mut entries = ifp.arp.entries.write().unwrap_or_else(|e| e.into_inner());
+        entries.retain(|ip, entry| match entry {
+            Entry::Resolved { expires, .. } => {
+                if *expires <= now {
+                    Counters::inc(&ctx.counters().arp_expired);
+                    false
+                } else {
+                    true
+                }
+            }
+            Entry::Incomplete { hold, tries, next_retry } => {
+                if *next_retry > now {
+                    return true;
+                }
+                if *tries >= cfg.max_tries {
+                    ctx.counters()
+                        .arp_unresolved
+                        .fetch_add(hold.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                    return false;
+                }
+                *tries += 1;
+                *next_retry = now + cfg.retry_interval;
+                ask.push(*ip);
+                true
+            }
+        });
+    }
+    for ip in ask {
+        request(ifp, ctx, ip);
+    }
+}
+
+fn send_arp(ifp: &Interface, ctx: &mut impl NetCtx, dst: EthernetAddress, repr: &ArpRepr) -> bool {
+    debug_assert_eq!(repr.buffer_len(), ARP_LEN);
+    // Pad to the Ethernet minimum (60 bytes without FCS).
+    let len = (ether::HEADER_LEN + ARP_LEN).max(60);
+    ctx.transmit(len, &mut |buf| {
+        ether::write_header(buf, ifp.mac, dst, EthernetProtocol::Arp);
+        let mut p = ArpPacket::new_unchecked(&mut buf[ether::HEADER_LEN..ether::HEADER_LEN + ARP_LEN]);
+        repr.emit(&mut p);
+        buf[ether::HEADER_LEN + ARP_LEN..].fill(0);
+    })
+}
+
+/// Sends an already-built IPv4 packet to `mac`.
+pub(crate) fn send_ipv4_frame(ifp: &Interface, ctx: &mut impl NetCtx, mac: EthernetAddress, ip_packet: &[u8]) -> bool {
+    let len = ether::HEADER_LEN + ip_packet.len();
+    let ok = ctx.transmit(len, &mut |buf| {
+        ether::write_header(buf, ifp.mac, mac, EthernetProtocol::Ipv4);
+        buf[ether::HEADER_LEN..].copy_from_slice(ip_packet);
+    });
+    if ok {
+        Counters::inc(&ctx.counters().ip_tx);
+    }
+    ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mbuf::PktMeta;
+    use crate::net::testctx::*;
+    use std::time::Duration;
+
+    fn arp_frame(op: ArpOperation, sha: EthernetAddress, spa: Ipv4Addr, tpa: Ipv4Addr, dst: EthernetAddress) -> Vec<u8> {
+        let repr = ArpRepr::EthernetIpv4 {
+            operation: op,
+            source_hardware_addr: sha,
+            source_protocol_addr: spa,
+            target_hardware_addr: EthernetAddress([0; 6]),
+            target_protocol_addr: tpa,
+        };
+        let mut f = vec![0u8; 42];
+        ether::write_header(&mut f, sha, dst, EthernetProtocol::Arp);
+        repr.emit(&mut ArpPacket::new_unchecked(&mut f[14..]));
+        f
+    }
+
+    fn feed(ifp: &Interface, ctx: &mut TestCtx, f: &[u8]) {
+        input(ifp, ctx, Pkt { data: f, meta: PktMeta::rx(f.len(), 0) });
+    }
+
+    #[test]
+    fn answers_request_for_owned_address() {
+        let ifp = iface();
+        let mut ctx = TestCtx::new();
+        let req = arp_frame(ArpOperation::Request, PEER_MAC, PEER_IP, OUR_IP, EthernetAddress::BROADCAST);
+        feed(&ifp, &mut ctx, &req);
+        let sent = ctx.take_sent();
+        assert_eq!(sent.len(), 1);
+        let r = &sent[0];
+        assert_eq!(r.len(), 60);
+        assert_eq!(&r[0..6], &PEER_MAC.0);
+        assert_eq!(&r[6..12], &OUR_MAC.0);
+        let repr = ArpRepr::parse(&ArpPacket::new_checked(&r[14..]).unwrap()).unwrap();
+        assert_eq!(
+            repr,
+            ArpRepr::EthernetIpv4 {
+                operation: ArpOperation::Reply,
+                source_hardware_addr: OUR_MAC,
+                source_protocol_addr: OUR_IP,
+                target_hardware_addr: PEER_MAC,
+                target_protocol_addr: PEER_IP,
+            }
+        );
+        // The requester was learned (RFC 826: target adds the sender).
+        assert_eq!(ifp.arp.lookup(PEER_IP, ctx.now), Some(PEER_MAC));
+        assert_eq!(ctx.count("arp.requests_answered"), 1);
+    }
+
+    #[test]
+    fn ignores_requests_for_others_without_learning() {
+        let ifp = iface();
+        let mut ctx = TestCtx::new();
+        let req = arp_frame(ArpOperation::Request, PEER_MAC, PEER_IP, Ipv4Addr::new(198, 18, 0, 9), EthernetAddress::BROADCAST);
+        feed(&ifp, &mut ctx, &req);
+        assert!(ctx.take_sent().is_empty());
+        assert!(ifp.arp.is_empty());
+        assert_eq!(ctx.count("arp.drop_not_for_us"), 1);
+    }
+
+    #[test]
+    fn malformed_is_counted() {
+        let ifp = iface();
+        let mut ctx = TestCtx::new();
+        let req = arp_frame(ArpOperation::Request, PEER_MAC, PEER_IP, OUR_IP, EthernetAddress::BROADCAST);
+        feed(&ifp, &mut ctx, &req[..30]); // truncated
+        let mut bad = req.clone();
+        bad[14 + 5] = 16; // plen 16: not IPv4
+        feed(&ifp, &mut ctx, &bad);
+        feed(&ifp, &mut ctx, &req[..10]); // shorter than Ethernet
+        assert_eq!(ctx.count("arp.drop_malformed"), 3);
+        assert!(ctx.take_sent().is_empty());
+    }
+
+    #[test]
+    fn resolve_holds_then_releases_on_reply() {
+        let ifp = iface();
+        let mut ctx = TestCtx::new();
+        let now = ctx.now;
+        assert_eq!(ifp.arp.resolve(PEER_IP, now, || vec![0x45; 20]), Resolve::HeldAndAsk);
+        assert_eq!(ifp.arp.resolve(PEER_IP, now, || vec![0x46; 20]), Resolve::Held);
+        let reply = arp_frame(ArpOperation::Reply, PEER_MAC, PEER_IP, OUR_IP, OUR_MAC);
+        feed(&ifp, &mut ctx, &reply);
+        let sent = ctx.take_sent();
+        assert_eq!(sent.len(), 2, "both held packets go out, in order");
+        assert_eq!(sent[0][14], 0x45);
+        assert_eq!(sent[1][14], 0x46);
+        assert_eq!(&sent[0][0..6], &PEER_MAC.0);
+        assert_eq!(ifp.arp.resolve(PEER_IP, now, Vec::new), Resolve::Known(PEER_MAC));
+    }
+
+    #[test]
+    fn hold_queue_is_bounded() {
+        let ifp = iface();
+        let now = std::time::Instant::now();
+        for _ in 0..ArpConfig::default().max_hold {
+            assert_ne!(ifp.arp.resolve(PEER_IP, now, || vec![0; 20]), Resolve::Dropped);
+        }
+        assert_eq!(ifp.arp.resolve(PEER_IP, now, || vec![0; 20]), Resolve::Dropped);
+    }
+
+    #[test]
+    fn retries_then_gives_up_and_counts_held_packets() {
+        let ifp = iface();
+        let mut ctx = TestCtx::new();
+        let cfg = ArpConfig::default();
+        ifp.arp.resolve(PEER_IP, ctx.now, || vec![0; 20]);
+        ifp.arp.resolve(PEER_IP, ctx.now, || vec![0; 20]);
+        // The first request is the caller's; the timer sends max_tries - 1 more.
+        for _ in 1..cfg.max_tries {
+            ctx.now += cfg.retry_interval;
+            timer(&ifp, &mut ctx);
+        }
+        assert_eq!(ctx.take_sent().len() as u32, cfg.max_tries - 1);
+        ctx.now += cfg.retry_interval;
+        timer(&ifp, &mut ctx);
+        assert!(ctx.take_sent().is_empty());
+        assert_eq!(ctx.count("arp.drop_unresolved"), 2);
+        assert!(ifp.arp.is_empty());
+    }
+
+    #[test]
+    fn entries_expire() {
+        let ifp = iface();
+        let mut ctx = TestCtx::new();
+        let req = arp_frame(ArpOperation::Request, PEER_MAC, PEER_IP, OUR_IP, EthernetAddress::BROADCAST);
+        feed(&ifp, &mut ctx, &req);
+        ctx.now += ArpConfig::default().entry_timeout - Duration::from_millis(1);
+        timer(&ifp, &mut ctx);
+        assert_eq!(ifp.arp.lookup(PEER_IP, ctx.now), Some(PEER_MAC));
+        ctx.now += Duration::from_millis(1);
+        timer(&ifp, &mut ctx);
+        assert_eq!(ifp.arp.lookup(PEER_IP, ctx.now), None);
+        assert_eq!(ctx.count("arp.entries_expired"), 1);
+    }
+
+    #[test]
+    fn gratuitous_announcement() {
+        let ifp = iface();
+        let mut ctx = TestCtx::new();
+        announce(&ifp, &mut ctx);
+        let sent = ctx.take_sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(&sent[0][0..6], &[0xff; 6]);
+        let repr = ArpRepr::parse(&ArpPacket::new_checked(&sent[0][14..42]).unwrap()).unwrap();
+        match repr {
+            ArpRepr::EthernetIpv4 { operation, source_protocol_addr, target_protocol_addr, .. } => {
+                assert_eq!(operation, ArpOperation::Request);
+                assert_eq!(source_protocol_addr, OUR_IP);
+                assert_eq!(target_protocol_addr, OUR_IP);
+            }
+            _ => panic!("not Ethernet/IPv4"),
+        }
+    }
+}

@@ -1,0 +1,369 @@
+//! IPv4 input and output (RFC 791, RFC 1122 §3.2 for hosts).
+//!
+//! Input validates the header (version, IHL, total length against the frame, header
+//! checksum unless the device vouched for it), drops fragments (no reassembly), and
+//! hands the payload to the protocol. Output routes (on-link or via the gateway),
+//! resolves the next hop through ARP (holding the packet on a miss) and writes the
+//! Ethernet and IPv4 headers in place in the transmit frame.
+
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use smoltcp::wire::{EthernetProtocol, IpProtocol, Ipv4Packet};
+
+use super::arp::{self, Resolve};
+use super::{ether, icmp, Interface, NetCtx};
+use crate::checksum;
+use crate::mbuf::{CsumFlags, Pkt};
+use crate::stats::Counters;
+
+/// IPv4 header length without options.
+pub const HEADER_LEN: usize = 20;
+/// The TTL we send with (RFC 1700's recommended default, Linux's and FreeBSD's too).
+pub const DEFAULT_TTL: u8 = 64;
+
+/// A received IPv4 packet after validation: addresses, protocol and payload.
+#[derive(Clone, Copy, Debug)]
+pub struct Ipv4In<'a> {
+    /// Source address.
+    pub src: Ipv4Addr,
+    /// Destination address (one of ours).
+    pub dst: Ipv4Addr,
+    /// The upper-layer protocol.
+    pub protocol: IpProtocol,
+    /// The payload, trimmed to the total length (Ethernet padding removed).
+    pub payload: &'a [u8],
+    /// Offload flags of the frame it came in.
+    pub csum: CsumFlags,
+}
+
+/// Why output did not send.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OutputError {
+    /// Off every owned subnet and no gateway.
+    #[error("no route to host")]
+    NoRoute,
+    /// Larger than the MTU (we never fragment).
+    #[error("packet larger than the MTU")]
+    TooBig,
+    /// The ARP hold queue for the next hop is full.
+    #[error("ARP hold queue full")]
+    HoldFull,
+    /// No room on the transmit path.
+    #[error("transmit ring full")]
+    NoBuffer,
+}
+
+/// Validates a received IPv4 frame (Ethernet header included) and delivers it.
+pub fn input(ifp: &Interface, ctx: &mut impl NetCtx, pkt: Pkt<'_>) {
+    let Some(ip) = validate(ifp, ctx, pkt) else { return };
+    match ip.protocol {
+        IpProtocol::Icmp => icmp::input(ifp, ctx, &ip),
+        _ => Counters::inc(&ctx.counters().ip_unknown_proto),
+    }
+}
+
+/// The checks of [`input`], separated so later protocols reuse them. Every rejection
+/// is counted.
+pub fn validate<'a>(ifp: &Interface, ctx: &impl NetCtx, pkt: Pkt<'a>) -> Option<Ipv4In<'a>> {
+    let c = ctx.counters();
+    Counters::inc(&c.ip_rx);
+    let Some(bytes) = pkt.data.get(ether::HEADER_LEN..) else {
+        Counters::inc(&c.ip_truncated);
+        return None;
+    };
+    if bytes.len() < HEADER_LEN {
+        Counters::inc(&c.ip_truncated);
+        return None;
+    }
+    let p = Ipv4Packet::new_unchecked(bytes);
+    let hlen = p.header_len() as usize;
+    if p.version() != 4 || hlen < HEADER_LEN {
+        Counters::inc(&c.ip_bad_header);
+        return None;
+    }
+    let total = p.total_len() as usize;
+    if hlen > bytes.len() || total < hlen || total > bytes.len() {
+        Counters::inc(&c.ip_truncated);
+        return None;
+    }
+    // Trim Ethernet padding: from here on the packet is exactly `total` bytes.
+    let bytes = &bytes[..total];
+    let device_checked = pkt.meta.csum.contains(CsumFlags::IP_CHECKED);
+    if device_checked {
+        if !pkt.meta.csum.contains(CsumFlags::IP_VALID) {
+            Counters::inc(&c.ip_bad_checksum);
+            return None;
+        }
+    } else if !checksum::verify(&bytes[..hlen]) {
+        Counters::inc(&c.ip_bad_checksum);
+        return None;
+    }
+    let p = Ipv4Packet::new_unchecked(bytes);
+    if p.more_frags() || p.frag_offset() != 0 {
+        Counters::inc(&c.ip_fragments);
+        return None;
+    }
+    let src = p.src_addr();
+    let dst = p.dst_addr();
+    // RFC 1122 §3.2.1.3: a host MUST silently discard a datagram whose source is
+    // broadcast, multicast, loopback or unspecified.
+    if src.is_broadcast()
+        || src.is_multicast()
+        || src.is_loopback()
+        || src.is_unspecified()
+        || ifp.addrs.iter().any(|c| c.prefix_len < 31 && c.broadcast() == src)
+    {
+        Counters::inc(&c.ip_martian);
+        return None;
+    }
+    if !ifp.owns(dst) {
+        Counters::inc(&c.ip_not_ours);
+        return None;
+    }
+    // RFC 1122 §3.2.1.7: a host MUST NOT discard a datagram just because it was
+    // received with TTL less than 2 -- so the TTL is not checked on input.
+    Some(Ipv4In {
+        src,
+        dst,
+        protocol: p.next_header(),
+        payload: &bytes[hlen..],
+        csum: pkt.meta.csum,
+    })
+}
+
+/// Sends an IPv4 packet of `payload_len` bytes (written by `fill`) from `src` to `dst`.
+pub fn output(
+    ifp: &Interface,
+    ctx: &mut impl NetCtx,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    protocol: IpProtocol,
+    payload_len: usize,
+    fill: &mut dyn FnMut(&mut [u8]),
+) -> Result<(), OutputError> {
+    let ip_len = HEADER_LEN + payload_len;
+    if ip_len > ifp.mtu {
+        return Err(OutputError::TooBig);
+    }
+    let Some(next_hop) = ifp.next_hop(dst) else {
+        Counters::inc(&ctx.counters().ip_no_route);
+        return Err(OutputError::NoRoute);
+    };
+    let id = next_id();
+    let now = ctx.now();
+    let write_ip = |buf: &mut [u8], fill: &mut dyn FnMut(&mut [u8])| {
+        write_header(buf, src, dst, protocol, ip_len as u16, id);
+        fill(&mut buf[HEADER_LEN..]);
+    };
+    match ifp.arp.resolve(next_hop, now, || {
+        let mut v = vec![0u8; ip_len];
+        write_ip(&mut v, fill);
+        v
+    }) {
+        Resolve::Known(mac) => {
+            let ok = ctx.transmit(ether::HEADER_LEN + ip_len, &mut |buf| {
+                ether::write_header(buf, ifp.mac, mac, EthernetProtocol::Ipv4);
+                write_ip(&mut buf[ether::HEADER_LEN..], fill);
+            });
+            if ok {
+                Counters::inc(&ctx.counters().ip_tx);
+                Ok(())
+            } else {
+                Err(OutputError::NoBuffer)
+            }
+        }
+        Resolve::HeldAndAsk => {
+            Counters::inc(&ctx.counters().arp_held);
+            arp::request(ifp, ctx, next_hop);
+            Ok(())
+        }
+        Resolve::Held => {
+            Counters::inc(&ctx.counters().arp_held);
+            Ok(())
+        }
+        Resolve::Dropped => {
+            Counters::inc(&ctx.counters().arp_hold_overflow);
+            Err(OutputError::HoldFull)
+        }
+    }
+}
+
+/// Writes a 20-byte IPv4 header with DF set and a software checksum.
+fn write_header(buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, total_len: u16, id: u16) {
+    let mut p = Ipv4Packet::new_unchecked(&mut buf[..HEADER_LEN]);
+    p.set_version(4);
+    p.set_header_len(HEADER_LEN as u8);
+    p.set_dscp(0);
+    p.set_ecn(0);
+    p.set_total_len(total_len);
+    p.set_ident(id);
+    p.clear_flags();
+    // We never fragment, so DF tells routers to say so (RFC 1191 path MTU discovery).
+    p.set_dont_frag(true);
+    p.set_frag_offset(0);
+    p.set_hop_limit(DEFAULT_TTL);
+    p.set_next_header(protocol);
+    p.set_src_addr(src);
+    p.set_dst_addr(dst);
+    p.set_checksum(0);
+    let sum = checksum::checksum(&buf[..HEADER_LEN]);
+    buf[10..12].copy_from_slice(&sum.to_be_bytes());
+}
+
+/// Identification values: a counter per process. With DF set the value only needs to
+/// differ between packets in flight (RFC 6864 §4.1).
+fn next_id() -> u16 {
+    static ID: AtomicU16 = AtomicU16::new(1);
+    ID.fetch_add(1, Ordering::Relaxed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mbuf::PktMeta;
+    use crate::net::testctx::*;
+
+    /// A valid IPv4/ICMP frame from the peer to us, 8 bytes of ICMP payload.
+    pub(crate) fn ip_frame(payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 20 + payload.len()];
+        ether::write_header(&mut f, PEER_MAC, OUR_MAC, EthernetProtocol::Ipv4);
+        write_header(&mut f[14..], PEER_IP, OUR_IP, IpProtocol::Icmp, (20 + payload.len()) as u16, 7);
+        f[34..].copy_from_slice(payload);
+        f
+    }
+
+    fn check(f: &[u8]) -> (bool, TestCtx) {
+        let ifp = iface();
+        let ctx = TestCtx::new();
+        let ok = validate(&ifp, &ctx, Pkt { data: f, meta: PktMeta::rx(f.len(), 0) }).is_some();
+        (ok, ctx)
+    }
+
+    #[test]
+    fn golden_header() {
+        let mut buf = [0u8; 20];
+        write_header(&mut buf, PEER_IP, OUR_IP, IpProtocol::Icmp, 84, 0x1234);
+        assert_eq!(
+            buf,
+            [
+                0x45, 0x00, 0x00, 0x54, 0x12, 0x34, 0x40, 0x00, 0x40, 0x01, 0x9c, 0x4d, 198, 18, 0, 2,
+                198, 18, 0, 1
+            ]
+        );
+        assert!(checksum::verify(&buf));
+    }
+
+    #[test]
+    fn valid_packet_passes_and_padding_is_trimmed() {
+        let mut f = ip_frame(&[8, 0, 0, 0, 0, 0, 0, 0]);
+        f.extend_from_slice(&[0xee; 10]); // Ethernet padding
+        let ifp = iface();
+        let ctx = TestCtx::new();
+        let ip = validate(&ifp, &ctx, Pkt { data: &f, meta: PktMeta::rx(f.len(), 0) }).unwrap();
+        assert_eq!(ip.payload.len(), 8);
+        assert_eq!(ip.src, PEER_IP);
+    }
+
+    #[test]
+    fn each_malformation_has_its_counter() {
+        let good = ip_frame(&[0; 8]);
+        let cases: Vec<(Vec<u8>, &str)> = vec![
+            (good[..30].to_vec(), "ip.drop_truncated"),
+            ({ let mut f = good.clone(); f[14] = 0x65; f }, "ip.drop_bad_header"),
+            ({ let mut f = good.clone(); f[14] = 0x44; f }, "ip.drop_bad_header"),
+            ({ let mut f = good.clone(); f[16] = 0x01; f }, "ip.drop_truncated"),
+            ({ let mut f = good.clone(); f[17] = 10; f }, "ip.drop_truncated"),
+            ({ let mut f = good.clone(); f[24] ^= 1; f }, "ip.drop_bad_checksum"),
+        ];
+        for (f, counter) in cases {
+            let (ok, ctx) = check(&f);
+            assert!(!ok, "{counter}");
+            assert_eq!(ctx.count(counter), 1, "{counter}");
+        }
+    }
+
+    fn rewrite(f: &mut [u8], edit: impl FnOnce(&mut Ipv4Packet<&mut [u8]>)) {
+        let mut p = Ipv4Packet::new_unchecked(&mut f[14..34]);
+        edit(&mut p);
+        p.set_checksum(0);
+        let sum = checksum::checksum(&f[14..34]);
+        f[24..26].copy_from_slice(&sum.to_be_bytes());
+    }
+
+    #[test]
+    fn fragments_martians_and_strangers_are_dropped() {
+        let mut f = ip_frame(&[0; 8]);
+        rewrite(&mut f, |p| p.set_more_frags(true));
+        let (ok, ctx) = check(&f);
+        assert!(!ok);
+        assert_eq!(ctx.count("ip.drop_fragments"), 1);
+
+        let mut f = ip_frame(&[0; 8]);
+        rewrite(&mut f, |p| p.set_frag_offset(8));
+        assert_eq!(check(&f).1.count("ip.drop_fragments"), 1);
+
+        let mut f = ip_frame(&[0; 8]);
+        rewrite(&mut f, |p| p.set_src_addr(Ipv4Addr::new(198, 18, 0, 255)));
+        assert_eq!(check(&f).1.count("ip.drop_martian_source"), 1);
+
+        let mut f = ip_frame(&[0; 8]);
+        rewrite(&mut f, |p| p.set_src_addr(Ipv4Addr::new(224, 0, 0, 1)));
+        assert_eq!(check(&f).1.count("ip.drop_martian_source"), 1);
+
+        let mut f = ip_frame(&[0; 8]);
+        rewrite(&mut f, |p| p.set_dst_addr(Ipv4Addr::new(198, 18, 0, 9)));
+        assert_eq!(check(&f).1.count("ip.drop_not_ours"), 1);
+    }
+
+    #[test]
+    fn device_checked_flags_are_honoured() {
+        let mut f = ip_frame(&[0; 8]);
+        f[24] ^= 0xff; // corrupt the header checksum
+        let ifp = iface();
+        let ctx = TestCtx::new();
+        let mut meta = PktMeta::rx(f.len(), 0);
+        // No flags: the software path catches it.
+        assert!(validate(&ifp, &ctx, Pkt { data: &f, meta }).is_none());
+        // The device checked it and says valid: not re-summed.
+        meta.csum = CsumFlags::IP_CHECKED | CsumFlags::IP_VALID;
+        assert!(validate(&ifp, &ctx, Pkt { data: &f, meta }).is_some());
+        // The device checked it and says invalid.
+        meta.csum = CsumFlags::IP_CHECKED;
+        assert!(validate(&ifp, &ctx, Pkt { data: &f, meta }).is_none());
+        assert_eq!(ctx.count("ip.drop_bad_checksum"), 2);
+    }
+
+    #[test]
+    fn output_routes_on_link_and_via_gateway() {
+        let ifp = iface();
+        let mut ctx = TestCtx::new();
+        // Unknown neighbour: held, one ARP request goes out.
+        output(&ifp, &mut ctx, OUR_IP, PEER_IP, IpProtocol::Icmp, 8, &mut |b| b.fill(1)).unwrap();
+        let sent = ctx.take_sent();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(&sent[0][12..14], &[0x08, 0x06]);
+        // Off-link: resolved through the gateway.
+        output(&ifp, &mut ctx, OUR_IP, Ipv4Addr::new(198, 19, 5, 5), IpProtocol::Icmp, 8, &mut |b| b.fill(1)).unwrap();
+        let sent = ctx.take_sent();
+        let req = smoltcp::wire::ArpPacket::new_checked(&sent[0][14..42]).unwrap();
+        assert_eq!(req.target_protocol_addr(), &[198, 18, 0, 254]);
+        // Too big.
+        assert_eq!(
+            output(&ifp, &mut ctx, OUR_IP, PEER_IP, IpProtocol::Icmp, 1481, &mut |_| {}),
+            Err(OutputError::TooBig)
+        );
+    }
+
+    #[test]
+    fn no_route_without_gateway() {
+        let mut ifp = iface();
+        ifp.gateway = None;
+        let mut ctx = TestCtx::new();
+        assert_eq!(
+            output(&ifp, &mut ctx, OUR_IP, Ipv4Addr::new(198, 19, 0, 1), IpProtocol::Icmp, 8, &mut |_| {}),
+            Err(OutputError::NoRoute)
+        );
+        assert_eq!(ctx.count("ip.drop_no_route"), 1);
+    }
+}

@@ -1,0 +1,113 @@
+//! Named drop and event counters, one set per worker, summed when read.
+//!
+//! Every drop in the stack has its own counter here, named `layer.reason` as in
+//! `netstat -s`. Workers bump their own set with relaxed atomics (no sharing on the hot
+//! path: each set sits in its own cache lines); readers sum the sets.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($( $(#[doc = $doc:literal])* $field:ident => $name:literal, )*) => {
+        /// One worker's counters. Field names follow the counter names with `.` → `_`.
+        #[derive(Debug, Default)]
+        pub struct Counters {
+            $( $(#[doc = $doc])* pub $field: AtomicU64, )*
+        }
+
+        impl Counters {
+            /// Every counter's name, in a stable order.
+            pub const NAMES: &'static [&'static str] = &[$($name),*];
+
+            /// `(name, value)` for every counter.
+            pub fn snapshot(&self) -> Vec<(&'static str, u64)> {
+                vec![$( ($name, self.$field.load(Ordering::Relaxed)), )*]
+            }
+        }
+    };
+}
+
+counters! {
+    /// Frames taken off the AF_XDP rx rings.
+    rx_frames => "device.rx_frames",
+    /// Frames put on the AF_XDP tx rings.
+    tx_frames => "device.tx_frames",
+    /// Frames not sent because no tx frame or ring slot was free.
+    tx_drop_no_room => "device.tx_drop_no_room",
+    /// Frames not sent because they were larger than a UMEM frame or the MTU.
+    tx_drop_too_big => "device.tx_drop_too_big",
+    /// Ethernet frames shorter than the header.
+    ether_truncated => "ether.drop_truncated",
+    /// Frames addressed to another unicast MAC.
+    ether_not_ours => "ether.drop_not_ours",
+    /// Frames with an ethertype the stack does not handle (VLAN, IPv6, ...).
+    ether_unknown_type => "ether.drop_unknown_ethertype",
+    /// ARP packets received.
+    arp_rx => "arp.rx",
+    /// ARP packets too short or not Ethernet/IPv4.
+    arp_malformed => "arp.drop_malformed",
+    /// ARP requests for one of our addresses, answered.
+    arp_requests_answered => "arp.requests_answered",
+    /// ARP replies received and merged into the cache.
+    arp_replies_rx => "arp.replies_rx",
+    /// ARP packets for someone else (dropped after merging a known sender).
+    arp_not_for_us => "arp.drop_not_for_us",
+    /// ARP requests we sent (resolution, retries, gratuitous).
+    arp_requests_tx => "arp.requests_tx",
+    /// Packets put on an incomplete entry's hold queue.
+    arp_held => "arp.held",
+    /// Packets dropped because the hold queue was full.
+    arp_hold_overflow => "arp.drop_hold_overflow",
+    /// Packets dropped because resolution failed after all retries.
+    arp_unresolved => "arp.drop_unresolved",
+    /// Cache entries that expired.
+    arp_expired => "arp.entries_expired",
+    /// IPv4 packets received.
+    ip_rx => "ip.rx",
+    /// Shorter than a header, or total length beyond the frame.
+    ip_truncated => "ip.drop_truncated",
+    /// Version is not 4, or IHL < 5.
+    ip_bad_header => "ip.drop_bad_header",
+    /// Header checksum wrong.
+    ip_bad_checksum => "ip.drop_bad_checksum",
+    /// Fragments (reassembly is not supported).
+    ip_fragments => "ip.drop_fragments",
+    /// Destination is not one of our addresses.
+    ip_not_ours => "ip.drop_not_ours",
+    /// Source is broadcast, multicast, loopback or unspecified.
+    ip_martian => "ip.drop_martian_source",
+    /// Protocols with no handler.
+    ip_unknown_proto => "ip.drop_unknown_protocol",
+    /// IPv4 packets sent.
+    ip_tx => "ip.tx",
+    /// Output with no route (off-link destination and no gateway).
+    ip_no_route => "ip.drop_no_route",
+    /// ICMP messages received.
+    icmp_rx => "icmp.rx",
+    /// ICMP messages too short.
+    icmp_truncated => "icmp.drop_truncated",
+    /// ICMP checksum wrong.
+    icmp_bad_checksum => "icmp.drop_bad_checksum",
+    /// Echo requests answered.
+    icmp_echo_replied => "icmp.echo_replies_tx",
+    /// ICMP types the stack does not act on (counted, then dropped).
+    icmp_other => "icmp.rx_other_types",
+}
+
+impl Counters {
+    /// Adds one to a counter.
+    #[inline]
+    pub fn inc(c: &AtomicU64) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Sums several workers' counters into one `(name, value)` list.
+pub fn sum<'a>(sets: impl IntoIterator<Item = &'a Counters>) -> Vec<(&'static str, u64)> {
+    let mut total: Vec<(&'static str, u64)> = Counters::NAMES.iter().map(|n| (*n, 0)).collect();
+    for set in sets {
+        for (slot, (_, v)) in total.iter_mut().zip(set.snapshot()) {
+            slot.1 += v;
+        }
+    }
+    total
+}
