@@ -96,7 +96,8 @@
 //! is set with `&mut self`, i.e. before the `Netisr` is shared in an `Arc` with the workers,
 //! so it needs no synchronization at all.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use crossbeam::queue::SegQueue;
@@ -290,6 +291,7 @@ struct Work {
 }
 
 /// One worker (FreeBSD's `struct netisr_workstream`).
+#[derive(Default)]
 struct Workstream {
     work: [Work; MAXPROT],
     unknown_proto: AtomicU64,
@@ -301,20 +303,9 @@ struct Workstream {
 }
 
 impl Workstream {
-    fn new() -> Self {
-        Workstream {
-            work: std::array::from_fn(|_| Work::default()),
-            unknown_proto: AtomicU64::new(0),
-            bad_target: AtomicU64::new(0),
-            sleeping: AtomicBool::new(false),
-            waker: RwLock::new(None),
-            cursor: AtomicUsize::new(0),
-        }
-    }
-
     /// Packets reserved on any queue. `SeqCst`: the worker's half of the wakeup protocol.
     fn pending(&self) -> usize {
-        self.work.iter().map(|w| w.len.load(Ordering::SeqCst)).sum()
+        self.work.iter().map(|w| w.len.load(SeqCst)).sum()
     }
 }
 
@@ -331,10 +322,8 @@ impl<C> Netisr<C> {
     /// A netisr with `nworkers` workstreams (0 is taken as 1) and no protocols.
     pub fn new(nworkers: usize) -> Self {
         Netisr {
-            protos: std::array::from_fn(|_| OnceLock::new()),
-            ws: (0..nworkers.max(1))
-                .map(|_| CachePadded::new(Workstream::new()))
-                .collect(),
+            protos: Default::default(),
+            ws: (0..nworkers.max(1)).map(|_| Default::default()).collect(),
             flow2cpu: None,
             bad_worker: AtomicU64::new(0),
         }
@@ -405,11 +394,11 @@ impl<C> Netisr<C> {
     /// drops the packet and counts it.
     pub fn dispatch(&self, worker: usize, ctx: &mut C, proto: u16, pkt: Pkt<'_>) -> Dispatch {
         let Some(ws) = self.ws.get(worker) else {
-            self.bad_worker.fetch_add(1, Ordering::Relaxed);
+            self.bad_worker.fetch_add(1, Relaxed);
             return Dispatch::Dropped;
         };
         let Some(p) = self.proto(proto) else {
-            ws.unknown_proto.fetch_add(1, Ordering::Relaxed);
+            ws.unknown_proto.fetch_add(1, Relaxed);
             return Dispatch::Dropped;
         };
         let target = match (p.policy, &p.m2cpuid) {
@@ -427,14 +416,12 @@ impl<C> Netisr<C> {
             (Policy::Cpu, None) => worker,
         };
         if target == worker {
-            ws.work[usize::from(proto)]
-                .dispatched
-                .fetch_add(1, Ordering::Relaxed);
+            ws.work[usize::from(proto)].dispatched.fetch_add(1, Relaxed);
             (p.handler)(ctx, pkt);
             return Dispatch::Direct;
         }
         let Some(tws) = self.ws.get(target) else {
-            ws.bad_target.fetch_add(1, Ordering::Relaxed);
+            ws.bad_target.fetch_add(1, Relaxed);
             return Dispatch::Dropped;
         };
         if enqueue(tws, proto, p, pkt) {
@@ -449,11 +436,11 @@ impl<C> Netisr<C> {
     /// the target's `unknown_proto`), no such worker (`bad_worker`), or queue full (`qdrops`).
     pub fn queue(&self, worker_target: usize, proto: u16, pkt: Pkt<'_>) -> bool {
         let Some(ws) = self.ws.get(worker_target) else {
-            self.bad_worker.fetch_add(1, Ordering::Relaxed);
+            self.bad_worker.fetch_add(1, Relaxed);
             return false;
         };
         let Some(p) = self.proto(proto) else {
-            ws.unknown_proto.fetch_add(1, Ordering::Relaxed);
+            ws.unknown_proto.fetch_add(1, Relaxed);
             return false;
         };
         enqueue(ws, proto, p, pkt)
@@ -465,7 +452,7 @@ impl<C> Netisr<C> {
         let Some(ws) = self.ws.get(worker) else {
             return 0;
         };
-        let start = ws.cursor.load(Ordering::Relaxed);
+        let start = ws.cursor.load(Relaxed);
         let mut done = 0;
         for i in 0..MAXPROT {
             if done == budget {
@@ -473,7 +460,7 @@ impl<C> Netisr<C> {
             }
             let n = (start + i) % MAXPROT;
             let w = &ws.work[n];
-            if w.len.load(Ordering::Relaxed) == 0 {
+            if w.len.load(Relaxed) == 0 {
                 continue;
             }
             // A queue only ever holds packets of a registered protocol.
@@ -482,8 +469,8 @@ impl<C> Netisr<C> {
             };
             while done < budget {
                 let Some(q) = w.queue.pop() else { break };
-                w.len.fetch_sub(1, Ordering::Relaxed);
-                w.handled.fetch_add(1, Ordering::Relaxed);
+                w.len.fetch_sub(1, Relaxed);
+                w.handled.fetch_add(1, Relaxed);
                 done += 1;
                 (p.handler)(
                     ctx,
@@ -495,7 +482,7 @@ impl<C> Netisr<C> {
             }
             if done == budget {
                 // This protocol used up the budget: the next one goes first next time.
-                ws.cursor.store((n + 1) % MAXPROT, Ordering::Relaxed);
+                ws.cursor.store((n + 1) % MAXPROT, Relaxed);
             }
         }
         done
@@ -522,9 +509,9 @@ impl<C> Netisr<C> {
             return false;
         };
         // SeqCst store, then SeqCst length loads: the module docs give the argument.
-        ws.sleeping.store(true, Ordering::SeqCst);
+        ws.sleeping.store(true, SeqCst);
         if ws.pending() > 0 {
-            ws.sleeping.store(false, Ordering::SeqCst);
+            ws.sleeping.store(false, SeqCst);
             return false;
         }
         true
@@ -533,21 +520,21 @@ impl<C> Netisr<C> {
     /// Called by `worker` when it runs again after sleeping, so producers stop waking it.
     pub fn woke(&self, worker: usize) {
         if let Some(ws) = self.ws.get(worker) {
-            ws.sleeping.store(false, Ordering::SeqCst);
+            ws.sleeping.store(false, SeqCst);
         }
     }
 
     /// The per-worker queue limit of `proto` (`netisr_getqlimit(9)`).
     pub fn getqlimit(&self, proto: u16) -> Result<usize, NetisrError> {
         let p = self.proto(proto).ok_or(NetisrError::NotRegistered(proto))?;
-        Ok(p.qlimit.load(Ordering::Relaxed))
+        Ok(p.qlimit.load(Relaxed))
     }
 
     /// Changes the per-worker queue limit of `proto` at run time (`netisr_setqlimit(9)`).
     pub fn setqlimit(&self, proto: u16, qlimit: usize) -> Result<(), NetisrError> {
         check_qlimit(qlimit)?;
         let p = self.proto(proto).ok_or(NetisrError::NotRegistered(proto))?;
-        p.qlimit.store(qlimit, Ordering::Relaxed);
+        p.qlimit.store(qlimit, Relaxed);
         Ok(())
     }
 
@@ -560,7 +547,7 @@ impl<C> Netisr<C> {
         }
         self.ws
             .iter()
-            .map(|ws| ws.work[n].qdrops.load(Ordering::Relaxed))
+            .map(|ws| ws.work[n].qdrops.load(Relaxed))
             .sum()
     }
 
@@ -569,7 +556,7 @@ impl<C> Netisr<C> {
         let n = usize::from(proto);
         if n < MAXPROT {
             for ws in self.ws.iter() {
-                ws.work[n].qdrops.store(0, Ordering::Relaxed);
+                ws.work[n].qdrops.store(0, Relaxed);
             }
         }
     }
@@ -585,7 +572,7 @@ impl<C> Netisr<C> {
                 proto,
                 name: p.name,
                 policy: p.policy,
-                qlimit: p.qlimit.load(Ordering::Relaxed),
+                qlimit: p.qlimit.load(Relaxed),
                 ..Default::default()
             })
             .collect();
@@ -595,8 +582,8 @@ impl<C> Netisr<C> {
             .enumerate()
             .map(|(worker, ws)| WorkstreamStats {
                 worker,
-                unknown_proto: ws.unknown_proto.load(Ordering::Relaxed),
-                bad_target: ws.bad_target.load(Ordering::Relaxed),
+                unknown_proto: ws.unknown_proto.load(Relaxed),
+                bad_target: ws.bad_target.load(Relaxed),
                 protos: registered
                     .iter()
                     .zip(protos.iter_mut())
@@ -605,11 +592,11 @@ impl<C> Netisr<C> {
                         let s = WorkStats {
                             proto,
                             name: p.name,
-                            qlen: w.len.load(Ordering::Relaxed),
-                            dispatched: w.dispatched.load(Ordering::Relaxed),
-                            queued: w.queued.load(Ordering::Relaxed),
-                            handled: w.handled.load(Ordering::Relaxed),
-                            qdrops: w.qdrops.load(Ordering::Relaxed),
+                            qlen: w.len.load(Relaxed),
+                            dispatched: w.dispatched.load(Relaxed),
+                            queued: w.queued.load(Relaxed),
+                            handled: w.handled.load(Relaxed),
+                            qdrops: w.qdrops.load(Relaxed),
                         };
                         total.dispatched += s.dispatched;
                         total.queued += s.queued;
@@ -623,7 +610,7 @@ impl<C> Netisr<C> {
         NetisrStats {
             protos,
             workstreams,
-            bad_worker: self.bad_worker.load(Ordering::Relaxed),
+            bad_worker: self.bad_worker.load(Relaxed),
         }
     }
 }
@@ -638,30 +625,379 @@ fn check_qlimit(qlimit: usize) -> Result<(), NetisrError> {
 /// Reserves a slot under the qlimit, copies the frame in, and wakes the worker if it sleeps.
 fn enqueue<C>(ws: &Workstream, proto: u16, p: &Proto<C>, pkt: Pkt<'_>) -> bool {
     let w = &ws.work[usize::from(proto)];
-    let qlimit = p.qlimit.load(Ordering::Relaxed);
+    let qlimit = p.qlimit.load(Relaxed);
     // SeqCst: the producer's half of the wakeup protocol (module docs). A CAS loop rather
     // than fetch_add-and-roll-back, so a racing producer never sees a phantom full queue.
     let reserved = w
         .len
-        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |len| {
-            (len < qlimit).then_some(len + 1)
-        });
+        .fetch_update(SeqCst, SeqCst, |len| (len < qlimit).then_some(len + 1));
     if reserved.is_err() {
-        w.qdrops.fetch_add(1, Ordering::Relaxed);
+        w.qdrops.fetch_add(1, Relaxed);
         return false;
     }
     w.queue.push(QueuedPkt {
         data: pkt.data.into(),
         meta: pkt.meta,
     });
-    w.queued.fetch_add(1, Ordering::Relaxed);
+    w.queued.fetch_add(1, Relaxed);
     // The plain load keeps the cache line shared while the worker is busy; only a producer
     // that sees it sleeping pays for the swap, and only the one that wins it calls the waker.
-    if ws.sleeping.load(Ordering::SeqCst) && ws.sleeping.swap(false, Ordering::SeqCst) {
+    if ws.sleeping.load(SeqCst) && ws.sleeping.swap(false, SeqCst) {
         let waker = ws.waker.read().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(wake) = waker {
             wake();
         }
     }
     true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mbuf::{HashType, RssHash};
+    use std::collections::HashMap;
+    use std::thread;
+    use std::time::Duration;
+    use Dispatch::{Direct, Dropped, Queued};
+    use NetisrError as E;
+    use Policy::{Cpu, Flow, Source};
+
+    const IP: u16 = NETISR_IP;
+
+    /// Per-worker context: the worker and what its handlers saw, as
+    /// (worker run on, source, seq, flowid).
+    struct Ctx {
+        worker: usize,
+        seen: Vec<(usize, u8, u32, Option<u32>)>,
+    }
+
+    fn ctx(worker: usize) -> Ctx {
+        let seen = Vec::new();
+        Ctx { worker, seen }
+    }
+
+    impl Ctx {
+        fn seqs(&self) -> Vec<u32> {
+            self.seen.iter().map(|s| s.2).collect()
+        }
+    }
+
+    /// A test frame: the source byte, then a sequence number.
+    fn frame(src: u8, seq: u32) -> [u8; 5] {
+        let s = seq.to_le_bytes();
+        [src, s[0], s[1], s[2], s[3]]
+    }
+
+    fn pkt(data: &[u8], flowid: Option<u32>) -> Pkt<'_> {
+        let mut meta = PktMeta::rx(data.len(), 0);
+        let kind = HashType::TcpIpv4;
+        meta.rss_hash = flowid.map(|value| RssHash { value, kind });
+        Pkt { data, meta }
+    }
+
+    /// Worker `c.worker` dispatches frame(src, seq) with `flowid`.
+    fn disp(
+        ni: &Netisr<Ctx>,
+        c: &mut Ctx,
+        proto: u16,
+        src: u8,
+        seq: u32,
+        flowid: Option<u32>,
+    ) -> Dispatch {
+        ni.dispatch(c.worker, c, proto, pkt(&frame(src, seq), flowid))
+    }
+
+    /// Queues frame(0, seq) without flow id onto worker `w`.
+    fn q(ni: &Netisr<Ctx>, w: usize, proto: u16, seq: u32) -> bool {
+        ni.queue(w, proto, pkt(&frame(0, seq), None))
+    }
+
+    fn spec(proto: u16, policy: Policy, qlimit: usize) -> ProtoSpec<Ctx> {
+        ProtoSpec {
+            proto,
+            name: "test",
+            policy,
+            qlimit,
+            m2flow: None,
+            m2cpuid: None,
+            handler: Box::new(|c: &mut Ctx, p: Pkt<'_>| {
+                let seq = u32::from_le_bytes([p.data[1], p.data[2], p.data[3], p.data[4]]);
+                c.seen.push((c.worker, p.data[0], seq, p.meta.flowid()));
+            }),
+        }
+    }
+
+    #[test]
+    fn shareable_between_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Arc<Netisr<std::cell::RefCell<Vec<u8>>>>>();
+    }
+
+    /// FLOW policy, 4 workers, each both a producer and the drainer of its own queues:
+    /// every packet is handled on default_flow2cpu(flowid), in per-source order, none lost.
+    #[test]
+    fn flow_policy_keeps_per_source_per_flow_order() {
+        const NW: usize = 4;
+        const N: u32 = 3000;
+        const FLOWS: [u32; 8] = [7, 100, 1001, 0xdead_beef, 42, 5, 6, 13];
+        let ni = Arc::new(Netisr::<Ctx>::new(NW));
+        ni.register(spec(IP, Flow, NETISR_QLIMIT_MAX)).unwrap();
+        let done = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..NW)
+            .map(|w| {
+                let (ni, done) = (ni.clone(), done.clone());
+                thread::spawn(move || {
+                    let mut c = ctx(w);
+                    for seq in 0..N {
+                        for f in FLOWS {
+                            disp(&ni, &mut c, IP, w as u8, seq, Some(f));
+                        }
+                        if seq % 64 == 0 {
+                            ni.drain(w, &mut c, 32);
+                        }
+                    }
+                    done.fetch_add(1, SeqCst);
+                    loop {
+                        let all_done = done.load(SeqCst) == NW;
+                        let n = ni.drain(w, &mut c, 256);
+                        if all_done && n == 0 && ni.pending(w) == 0 {
+                            break c;
+                        }
+                    }
+                })
+            })
+            .collect();
+        let mut per_src_flow: HashMap<(u8, u32), Vec<u32>> = HashMap::new();
+        for t in threads {
+            let c = t.join().unwrap();
+            for &(on, src, seq, flowid) in &c.seen {
+                let f = flowid.unwrap();
+                assert_eq!((on, ni.default_flow2cpu(f)), (c.worker, c.worker));
+                per_src_flow.entry((src, f)).or_default().push(seq);
+            }
+        }
+        let want: Vec<u32> = (0..N).collect();
+        assert_eq!(per_src_flow.len(), NW * FLOWS.len());
+        for (key, seqs) in &per_src_flow {
+            assert!(seqs == &want, "{key:?} out of order or lossy");
+        }
+        let s = &ni.stats().protos[0];
+        let total = u64::from(N) * (NW * FLOWS.len()) as u64;
+        // Each worker owns 2 of the 8 flows (flowid % 4), so a quarter goes direct.
+        let (direct, queued) = (total / 4, total * 3 / 4);
+        assert_eq!(
+            (s.dispatched, s.queued, s.handled, s.qdrops),
+            (direct, queued, queued, 0)
+        );
+    }
+
+    #[test]
+    fn qlimit_and_qdrops() {
+        let ni = Netisr::<Ctx>::new(2);
+        ni.register(spec(IP, Flow, 4)).unwrap();
+        let mut c0 = ctx(0);
+        // Flow 1 belongs to worker 1; worker 0 dispatches 10, nobody drains.
+        let r: Vec<Dispatch> = (0..10)
+            .map(|i| disp(&ni, &mut c0, IP, 0, i, Some(1)))
+            .collect();
+        assert_eq!(r, [[Queued; 4].as_slice(), &[Dropped; 6]].concat());
+        // 7 through queue() onto worker 0: 4 fit, 3 drop.
+        let r: Vec<bool> = (0..7).map(|i| q(&ni, 0, IP, i)).collect();
+        assert_eq!(r, [true, true, true, true, false, false, false]);
+        assert_eq!(ni.getqdrops(IP), 6 + 3);
+        assert_eq!((ni.pending(0), ni.pending(1)), (4, 4));
+        ni.clearqdrops(IP);
+        assert_eq!(ni.getqdrops(IP), 0);
+        assert_eq!(ni.getqlimit(IP), Ok(4));
+        ni.setqlimit(IP, 6).unwrap();
+        assert_eq!(ni.getqlimit(IP), Ok(6));
+        let r: Vec<bool> = (10..13).map(|i| q(&ni, 1, IP, i)).collect();
+        assert_eq!(r, [true, true, false]);
+        assert_eq!((ni.pending(1), ni.getqdrops(IP)), (6, 1));
+        // FIFO: the 4 from before, then 10 and 11; 12 was dropped.
+        let mut c1 = ctx(1);
+        assert_eq!((ni.drain(1, &mut c1, 5), ni.drain(1, &mut c1, 100)), (5, 1));
+        assert_eq!(c1.seqs(), [0, 1, 2, 3, 10, 11]);
+        assert_eq!(ni.setqlimit(IP, 0), Err(E::QlimitOutOfRange(0)));
+        assert_eq!(ni.setqlimit(IP, 65537), Err(E::QlimitOutOfRange(65537)));
+        assert_eq!(ni.setqlimit(NETISR_ARP, 10), Err(E::NotRegistered(4)));
+        assert_eq!(ni.getqlimit(NETISR_ARP), Err(E::NotRegistered(4)));
+        let w1 = &ni.stats().workstreams[1].protos[0];
+        assert_eq!((w1.queued, w1.handled, w1.qdrops, w1.qlen), (6, 6, 1, 0));
+    }
+
+    #[test]
+    fn policy_placement() {
+        const ARP: u16 = NETISR_ARP;
+        const ETHER: u16 = NETISR_ETHER;
+        let ni = Netisr::<Ctx>::new(4);
+        ni.register(spec(ARP, Source, 8)).unwrap();
+        let mut cpu = spec(IP, Cpu, 8);
+        cpu.m2cpuid = Some(Box::new(|p, _src| usize::from(p.data[0])));
+        ni.register(cpu).unwrap();
+        ni.register(spec(ETHER, Flow, 8)).unwrap();
+        let mut m2f = spec(2, Flow, 8);
+        m2f.m2flow = Some(Box::new(|p| Some(u32::from(p.data[1]))));
+        ni.register(m2f).unwrap();
+        let mut c2 = ctx(2);
+
+        // SOURCE: direct on the caller whatever the flow id says.
+        for f in 0..4 {
+            assert_eq!(disp(&ni, &mut c2, ARP, 2, 0, Some(f)), Direct);
+        }
+        // CPU: where m2cpuid says (data[0]); out of range is dropped and counted.
+        assert_eq!(disp(&ni, &mut c2, IP, 3, 0, None), Queued);
+        assert_eq!(disp(&ni, &mut c2, IP, 2, 0, None), Direct);
+        assert_eq!(disp(&ni, &mut c2, IP, 9, 0, None), Dropped);
+        assert_eq!(ni.stats().workstreams[2].bad_target, 1);
+        assert_eq!(ni.pending(3), 1);
+        // FLOW without flow id or m2flow: SOURCE.
+        assert_eq!(disp(&ni, &mut c2, ETHER, 0, 0, None), Direct);
+        // FLOW with m2flow: frame(0, 5) has data[1] = 5, 5 % 4 = worker 1...
+        assert_eq!(disp(&ni, &mut c2, 2, 0, 5, None), Queued);
+        assert_eq!(ni.pending(1), 1);
+        // ... but the packet's own flow id wins over m2flow: 6 % 4 = 2, direct.
+        assert_eq!(disp(&ni, &mut c2, 2, 0, 5, Some(6)), Direct);
+        assert_eq!(c2.seen.len(), 4 + 1 + 1 + 1);
+        assert!(c2.seen.iter().all(|s| s.0 == 2));
+        let mut c3 = ctx(3);
+        assert_eq!(ni.drain(3, &mut c3, 10), 1);
+        assert_eq!(c3.seen, [(3, 3, 0, None)]);
+        let st = ni.stats();
+        let d: Vec<_> = st
+            .protos
+            .iter()
+            .map(|p| (p.proto, p.dispatched, p.queued))
+            .collect();
+        assert_eq!(d, [(IP, 1, 1), (2, 1, 1), (ARP, 4, 0), (ETHER, 1, 0)]);
+    }
+
+    #[test]
+    fn set_flow2cpu_routes_flows() {
+        let mut ni = Netisr::<Ctx>::new(3);
+        ni.set_flow2cpu(Box::new(|f| if f < 100 { 2 } else { 7 }));
+        ni.register(spec(IP, Flow, 8)).unwrap();
+        let mut c0 = ctx(0);
+        assert_eq!(disp(&ni, &mut c0, IP, 0, 0, Some(3)), Queued);
+        assert_eq!(disp(&ni, &mut c0, IP, 0, 0, Some(300)), Dropped);
+        let bad = ni.stats().workstreams[0].bad_target;
+        assert_eq!((ni.pending(2), bad, ni.default_flow2cpu(3)), (1, 1, 0));
+    }
+
+    #[test]
+    fn wakes_a_sleeping_worker_once_and_a_busy_one_never() {
+        let ni = Netisr::<Ctx>::new(2);
+        ni.register(spec(IP, Flow, 64)).unwrap();
+        let wakes = Arc::new(AtomicUsize::new(0));
+        let w2 = wakes.clone();
+        ni.set_waker(1, Arc::new(move || _ = w2.fetch_add(1, SeqCst)));
+        let wakes = || wakes.load(SeqCst);
+        // Busy (never slept): no wakeups.
+        q(&ni, 1, IP, 0);
+        assert_eq!(wakes(), 0);
+        // Work pending: may not sleep, and stays marked awake.
+        assert!(!ni.prepare_sleep(1));
+        q(&ni, 1, IP, 1);
+        assert_eq!(wakes(), 0);
+        ni.drain(1, &mut ctx(1), 10);
+        // Asleep: three enqueues (dispatch and queue) wake it exactly once.
+        assert!(ni.prepare_sleep(1));
+        assert_eq!(disp(&ni, &mut ctx(0), IP, 0, 2, Some(1)), Queued);
+        assert!(q(&ni, 1, IP, 3) && q(&ni, 1, IP, 4));
+        assert_eq!(wakes(), 1);
+        ni.drain(1, &mut ctx(1), 10);
+        // Slept and woke by itself (timeout): no wakeup.
+        assert!(ni.prepare_sleep(1));
+        ni.woke(1);
+        q(&ni, 1, IP, 5);
+        assert_eq!(wakes(), 1);
+        // A sleeping worker without a waker: nothing to call, nothing breaks.
+        assert!(ni.prepare_sleep(0));
+        assert!(q(&ni, 0, IP, 6));
+        assert!(!ni.prepare_sleep(0));
+    }
+
+    /// A real sleeper blocked on a channel: a lost wakeup fails the test (after 10 s)
+    /// instead of being rescued by a poll timeout.
+    #[test]
+    fn no_lost_wakeups_under_concurrency() {
+        const M: u32 = 20_000;
+        let ni = Arc::new(Netisr::<Ctx>::new(2));
+        ni.register(spec(IP, Source, NETISR_QLIMIT_MAX)).unwrap();
+        let (wake_tx, wake_rx) = crossbeam::channel::unbounded::<()>();
+        let (asleep_tx, asleep_rx) = crossbeam::channel::unbounded::<()>();
+        ni.set_waker(1, Arc::new(move || _ = wake_tx.send(())));
+        let ni2 = ni.clone();
+        let ten_s = Duration::from_secs(10);
+        let sleeper = thread::spawn(move || {
+            let (mut c, mut handled) = (ctx(1), 0);
+            while handled < M as usize {
+                handled += ni2.drain(1, &mut c, 64);
+                if handled < M as usize && ni2.prepare_sleep(1) {
+                    _ = asleep_tx.send(());
+                    let woken = wake_rx.recv_timeout(ten_s);
+                    assert!(woken.is_ok(), "lost wakeup after {handled} packets");
+                    ni2.woke(1);
+                }
+            }
+            c
+        });
+        for i in 0..M {
+            // Every 1000 packets wait until the worker has gone to sleep at least once
+            // more, so sleeping is exercised 20 times however the threads are scheduled.
+            if i % 1000 == 999 {
+                asleep_rx.recv_timeout(ten_s).expect("worker never slept");
+            }
+            assert!(q(&ni, 1, IP, i));
+            if i % 97 == 0 {
+                thread::sleep(Duration::from_micros(50));
+            }
+        }
+        let c = sleeper.join().unwrap();
+        assert!(c.seqs().into_iter().eq(0..M));
+    }
+
+    #[test]
+    fn registration_errors_and_bad_input() {
+        let ni = Netisr::<Ctx>::new(2);
+        ni.register(spec(IP, Source, 8)).unwrap();
+        let with_m2cpuid = |mut s: ProtoSpec<Ctx>| {
+            s.m2cpuid = Some(Box::new(|_, w| w));
+            s
+        };
+        let mut m2flow_on_source = spec(5, Source, 8);
+        m2flow_on_source.m2flow = Some(Box::new(|_| None));
+        for (s, e) in [
+            (spec(IP, Flow, 8), E::Duplicate(1)),
+            (spec(32, Source, 8), E::ProtoOutOfRange(32)),
+            (spec(u16::MAX, Source, 8), E::ProtoOutOfRange(u16::MAX)),
+            (spec(5, Cpu, 8), E::MissingM2Cpuid(5)),
+            (with_m2cpuid(spec(5, Cpu, 0)), E::QlimitOutOfRange(0)),
+            (spec(5, Source, 65537), E::QlimitOutOfRange(65537)),
+            (with_m2cpuid(spec(5, Flow, 8)), E::UnusedHook(5)),
+            (m2flow_on_source, E::UnusedHook(5)),
+        ] {
+            assert_eq!(ni.register(s), Err(e));
+        }
+        // None of the failures registered anything; the edge values are fine.
+        assert_eq!(ni.stats().protos.len(), 1);
+        ni.register(spec(31, Source, NETISR_QLIMIT_MAX)).unwrap();
+
+        let (mut c0, mut c2) = (ctx(0), ctx(2));
+        assert_eq!(disp(&ni, &mut c0, 7, 0, 0, None), Dropped);
+        assert_eq!(disp(&ni, &mut c0, 999, 0, 0, None), Dropped);
+        assert!(!q(&ni, 1, 7, 0));
+        assert_eq!(disp(&ni, &mut c2, IP, 0, 0, None), Dropped);
+        assert!(!q(&ni, 2, IP, 0));
+        let no_worker = (ni.drain(9, &mut c0, 10), ni.pending(9), ni.prepare_sleep(9));
+        assert_eq!(no_worker, (0, 0, false));
+        let s = ni.stats();
+        let unknown = (
+            s.workstreams[0].unknown_proto,
+            s.workstreams[1].unknown_proto,
+        );
+        assert_eq!((unknown, s.bad_worker, ni.getqdrops(999)), ((2, 1), 2, 0));
+        assert!(c0.seen.is_empty() && c2.seen.is_empty());
+        assert_eq!(Netisr::<Ctx>::new(0).nworkers(), 1);
+    }
 }

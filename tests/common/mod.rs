@@ -274,6 +274,9 @@ impl VethPair {
                 "tcpdump",
                 "-n",
                 "-U",
+                "--immediate-mode",
+                "-Z",
+                "root",
                 "-i",
                 PEER_IF,
                 "-w",
@@ -504,6 +507,8 @@ impl VethPair {
 impl Drop for VethPair {
     fn drop(&mut self) {
         if let Some(mut td) = self.tcpdump.take() {
+            // Let the last frames of the test reach the capture before stopping it.
+            thread::sleep(Duration::from_millis(100));
             // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child
             // (`ip netns exec` execs tcpdump, so it is tcpdump's).
             unsafe {

@@ -1,1 +1,85 @@
-fn main() {}
+//! Build and test automation for xstack: `cargo xtask <command>`.
+//!
+//! - `build-ebpf [--check]`: rebuild (or check) every `ebpf/*.o` from its `.c`.
+//! - `test [-- ARGS]`: install missing system tools (root, Debian), check the committed
+//!   eBPF objects, run `cargo test --workspace` (unit + veth integration tests).
+//! - `demo`: run the stack in a namespace pair and ping it from Linux.
+
+mod demo;
+mod ebpf;
+mod sys;
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "xstack build and test automation")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Rebuild ebpf/*.o from ebpf/*.c with clang (reproducible flags).
+    BuildEbpf {
+        /// Build to a temporary file and fail if it differs from the committed object.
+        #[arg(long)]
+        check: bool,
+    },
+    /// Unit and veth integration tests (the veth tests need root; they skip otherwise).
+    Test {
+        /// Extra arguments passed to `cargo test` (after `--`).
+        #[arg(last = true)]
+        cargo_args: Vec<String>,
+    },
+    /// Start the stack on a veth pair in two namespaces, ping it, print its counters.
+    Demo,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::BuildEbpf { check } => ebpf::build_all(check),
+        Cmd::Test { cargo_args } => test(&cargo_args),
+        Cmd::Demo => demo::run(),
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+/// The workspace root (parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.parent().unwrap_or(here).to_path_buf()
+}
+
+/// The cargo binary that runs us.
+pub fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string())
+}
+
+fn test(cargo_args: &[String]) -> Result<()> {
+    sys::ensure_packages()?;
+    if sys::have_tool("clang") {
+        ebpf::build_all(true)?;
+    } else {
+        println!("xtask: build-ebpf --check skipped (clang not found)");
+    }
+    if !sys::is_root() {
+        println!("xtask: not root: the veth integration tests will skip (they need CAP_NET_ADMIN, CAP_BPF)");
+    }
+    let status = Command::new(cargo())
+        .current_dir(workspace_root())
+        .args(["test", "--workspace"])
+        .args(cargo_args)
+        .status()?;
+    if !status.success() {
+        bail!("cargo test --workspace failed ({status})");
+    }
+    Ok(())
+}

@@ -1,0 +1,305 @@
+//! The device layer: the interface as the kernel describes it (index, link address,
+//! MTU, channels), the XDP steering program ([`xdp`]) and one AF_XDP socket per receive
+//! queue ([`xsk`]).
+
+pub mod xdp;
+pub mod xsk;
+
+use std::ffi::CString;
+use std::net::Ipv4Addr;
+
+use smoltcp::wire::EthernetAddress;
+
+/// Errors bringing a device up. Each message is one line a user can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// The process lacks a capability it needs.
+    #[error("permission denied: {0} (run as root, or with CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF)")]
+    Permission(String),
+    /// No interface of that name in this network namespace.
+    #[error("no such interface: {0}")]
+    NoSuchInterface(String),
+    /// The kernel already holds the address on an interface.
+    #[error("the kernel already holds {addr} on {iface}: remove it (ip addr del {addr}/.. dev {iface}) or pick another address for the stack")]
+    AddressInUse {
+        /// The address.
+        addr: Ipv4Addr,
+        /// The interface where the kernel holds it.
+        iface: String,
+    },
+    /// Another XDP program is attached.
+    #[error("another XDP program is already attached to {0} (see `ip link show {0}`; detach it with `ip link set dev {0} xdp off`)")]
+    XdpBusy(String),
+    /// The kernel cannot do AF_XDP.
+    #[error("AF_XDP sockets are not supported by this kernel (needs Linux >= 5.4 with CONFIG_XDP_SOCKETS=y): {0}")]
+    AfXdpUnsupported(String),
+    /// The requested queue count cannot be had.
+    #[error("{0}")]
+    Queues(String),
+    /// Anything else, with its context.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// What the kernel says about an interface.
+#[derive(Clone, Debug)]
+pub struct LinkInfo {
+    /// Interface name.
+    pub name: String,
+    /// Interface index.
+    pub ifindex: u32,
+    /// Link-layer address.
+    pub mac: EthernetAddress,
+    /// IP MTU.
+    pub mtu: usize,
+    /// Receive queues currently in use (the channel count).
+    pub rx_queues: u32,
+}
+
+impl LinkInfo {
+    /// Reads the interface's index, MAC, MTU and receive-queue count.
+    pub fn query(name: &str) -> Result<LinkInfo, DeviceError> {
+        let cname = CString::new(name).map_err(|_| DeviceError::NoSuchInterface(name.to_string()))?;
+        // SAFETY: `cname` is a valid NUL-terminated string for the duration of the call.
+        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+        if ifindex == 0 {
+            return Err(DeviceError::NoSuchInterface(name.to_string()));
+        }
+        let sys = |f: &str| std::fs::read_to_string(format!("/sys/class/net/{name}/{f}"));
+        let mac = sys("address")
+            .ok()
+            .and_then(|s| parse_mac(s.trim()))
+            .ok_or_else(|| DeviceError::Other(format!("{name}: cannot read its link-layer address (not an Ethernet interface?)")))?;
+        let mtu = sys("mtu")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| DeviceError::Other(format!("{name}: cannot read its MTU")))?;
+        let rx_queues = match channels(name) {
+            Ok(ch) => ch.rx_count + ch.combined_count,
+            Err(_) => count_sysfs_rx_queues(name),
+        }
+        .max(1);
+        Ok(LinkInfo {
+            name: name.to_string(),
+            ifindex,
+            mac,
+            mtu,
+            rx_queues,
+        })
+    }
+}
+
+fn parse_mac(s: &str) -> Option<EthernetAddress> {
+    let mut out = [0u8; 6];
+    let mut parts = s.split(':');
+    for b in out.iter_mut() {
+        *b = u8::from_str_radix(parts.next()?, 16).ok()?;
+    }
+    if parts.next().is_some() {
+        return None;
+    }
+    Some(EthernetAddress(out))
+}
+
+fn count_sysfs_rx_queues(name: &str) -> u32 {
+    std::fs::read_dir(format!("/sys/class/net/{name}/queues"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+                .count() as u32
+        })
+        .unwrap_or(1)
+}
+
+/// `struct ethtool_channels` (linux/ethtool.h).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Channels {
+    cmd: u32,
+    /// Maximum receive-only channels.
+    pub max_rx: u32,
+    /// Maximum transmit-only channels.
+    pub max_tx: u32,
+    /// Maximum other channels.
+    pub max_other: u32,
+    /// Maximum combined channels.
+    pub max_combined: u32,
+    /// Receive-only channels in use.
+    pub rx_count: u32,
+    /// Transmit-only channels in use.
+    pub tx_count: u32,
+    /// Other channels in use.
+    pub other_count: u32,
+    /// Combined channels in use.
+    pub combined_count: u32,
+}
+
+const ETHTOOL_GCHANNELS: u32 = 0x3c;
+const ETHTOOL_SCHANNELS: u32 = 0x3d;
+
+fn ethtool_ioctl(name: &str, ch: &mut Channels) -> std::io::Result<()> {
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; libc::IFNAMSIZ],
+        data: *mut libc::c_void,
+        _pad: [u8; 16],
+    }
+    if name.len() >= libc::IFNAMSIZ {
+        return Err(std::io::Error::from_raw_os_error(libc::ENODEV));
+    }
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        data: ch as *mut Channels as *mut libc::c_void,
+        _pad: [0; 16],
+    };
+    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: plain socket(2) call.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: SIOCETHTOOL reads the ifreq (a valid name and a pointer to a live, properly
+    // sized `ethtool_channels`) and writes only into that struct.
+    let rc = unsafe { libc::ioctl(fd, libc::SIOCETHTOOL, &mut req as *mut IfReq) };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: fd is ours and open.
+    unsafe { libc::close(fd) };
+    if rc < 0 {
+        Err(err)
+    } else {
+        Ok(())
+    }
+}
+
+/// Reads the interface's channel counts (`ethtool -l`).
+pub fn channels(name: &str) -> std::io::Result<Channels> {
+    let mut ch = Channels {
+        cmd: ETHTOOL_GCHANNELS,
+        ..Default::default()
+    };
+    ethtool_ioctl(name, &mut ch)?;
+    Ok(ch)
+}
+
+/// Sets the interface's channel counts (`ethtool -L`).
+pub fn set_channels(name: &str, mut ch: Channels) -> std::io::Result<()> {
+    ch.cmd = ETHTOOL_SCHANNELS;
+    ethtool_ioctl(name, &mut ch)
+}
+
+/// Shrinks (or grows) the interface to `n` receive queues, returning the channel
+/// setting to restore at exit (`None` when nothing had to change).
+pub fn use_queues(info: &mut LinkInfo, n: u32) -> Result<Option<Channels>, DeviceError> {
+    if n == 0 {
+        return Err(DeviceError::Queues("--queues must be at least 1".into()));
+    }
+    if n == info.rx_queues {
+        return Ok(None);
+    }
+    let name = &info.name;
+    let old = channels(name).map_err(|e| {
+        DeviceError::Queues(format!(
+            "{name} has {} rx queues and its channel count cannot be read to change it to {n} ({e}); run without --queues",
+            info.rx_queues
+        ))
+    })?;
+    let mut new = old;
+    if old.combined_count > 0 {
+        new.combined_count = n;
+        if n > old.max_combined {
+            return Err(DeviceError::Queues(format!("{name} supports at most {} combined channels, asked for {n}", old.max_combined)));
+        }
+    } else {
+        if n > old.max_rx {
+            return Err(DeviceError::Queues(format!("{name} supports at most {} rx queues, asked for {n}", old.max_rx)));
+        }
+        new.rx_count = n;
+        if old.tx_count > 0 {
+            new.tx_count = n.min(old.max_tx.max(1));
+        }
+    }
+    set_channels(name, new).map_err(|e| {
+        DeviceError::Queues(format!("cannot set {name} to {n} rx queues (ethtool -L): {e}"))
+    })?;
+    info.rx_queues = n;
+    Ok(Some(old))
+}
+
+/// Fails when the kernel holds any of `addrs` on some interface of this namespace:
+/// the stack and the kernel would both answer for it.
+pub fn check_addresses_free(addrs: &[Ipv4Addr]) -> Result<(), DeviceError> {
+    let ifaddrs = nix::ifaddrs::getifaddrs()
+        .map_err(|e| DeviceError::Other(format!("cannot list the kernel's addresses: {e}")))?;
+    for ifa in ifaddrs {
+        let Some(sin) = ifa.address.as_ref().and_then(|a| a.as_sockaddr_in()) else { continue };
+        let held = sin.ip();
+        if addrs.contains(&held) {
+            return Err(DeviceError::AddressInUse {
+                addr: held,
+                iface: ifa.interface_name,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Checks the effective capabilities the stack needs, so a missing one is reported up
+/// front in one line instead of as a failed syscall deep in start-up.
+pub fn check_privileges() -> Result<(), DeviceError> {
+    const CAP_NET_ADMIN: u32 = 12;
+    const CAP_NET_RAW: u32 = 13;
+    const CAP_SYS_ADMIN: u32 = 21;
+    const CAP_BPF: u32 = 39;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let Some(eff) = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+    else {
+        // Cannot tell: let the syscalls speak.
+        return Ok(());
+    };
+    let has = |c: u32| eff & (1u64 << c) != 0;
+    let mut missing = Vec::new();
+    if !has(CAP_NET_ADMIN) {
+        missing.push("CAP_NET_ADMIN");
+    }
+    if !has(CAP_NET_RAW) {
+        missing.push("CAP_NET_RAW");
+    }
+    // CAP_SYS_ADMIN covers BPF on kernels before 5.8.
+    if !has(CAP_BPF) && !has(CAP_SYS_ADMIN) {
+        missing.push("CAP_BPF");
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(DeviceError::Permission(format!("missing {}", missing.join(", "))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mac_parsing() {
+        assert_eq!(parse_mac("02:00:0a:ff:00:01"), Some(EthernetAddress([2, 0, 10, 255, 0, 1])));
+        assert_eq!(parse_mac("02:00:0a:ff:00"), None);
+        assert_eq!(parse_mac("02:00:0a:ff:00:01:02"), None);
+        assert_eq!(parse_mac("zz:00:0a:ff:00:01"), None);
+    }
+
+    #[test]
+    fn channels_struct_matches_the_kernel_abi() {
+        assert_eq!(std::mem::size_of::<Channels>(), 36);
+    }
+
+    #[test]
+    fn missing_interface_is_reported() {
+        match LinkInfo::query("xs-no-such0") {
+            Err(DeviceError::NoSuchInterface(n)) => assert_eq!(n, "xs-no-such0"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

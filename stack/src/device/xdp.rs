@@ -1,0 +1,216 @@
+//! The XDP steering program (`ebpf/xdp_steer.c`): loading, filling its maps, attaching,
+//! reading its counters and detaching.
+//!
+//! The program is attached through a BPF link where the kernel has them (5.9+), so the
+//! kernel itself detaches it when the last link fd closes: if the process dies for any
+//! reason -- panic, error exit, SIGKILL -- no XDP program is left on the interface.
+//! `Drop` detaches explicitly as well.
+
+use std::net::Ipv4Addr;
+use std::os::fd::RawFd;
+
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, XskMap};
+use aya::programs::{ProgramError, Xdp, XdpMode};
+use aya::Ebpf;
+
+use super::DeviceError;
+
+/// The compiled steering program, committed beside its source and rebuilt by
+/// `cargo xtask build-ebpf`.
+pub static XDP_STEER_OBJ: &[u8] = include_bytes!("../../../ebpf/xdp_steer.o");
+
+const PROG_NAME: &str = "xstack_steer";
+/// Must match MAX_QUEUES in the C program.
+pub const MAX_QUEUES: u32 = 64;
+
+/// `struct queue_stats` of the C program.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Frames redirected to this queue's AF_XDP socket.
+    pub redirected: u64,
+    /// Frames that were not the stack's, passed to the kernel.
+    pub passed: u64,
+    /// The stack's frames on a queue without a socket, passed to the kernel.
+    pub no_socket: u64,
+}
+
+// SAFETY: QueueStats is repr(C), all fields are u64: every bit pattern is valid and
+// there is no padding.
+unsafe impl aya::Pod for QueueStats {}
+
+/// Which XDP attach mode to use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// In the driver (`XDP_FLAGS_DRV_MODE`).
+    #[default]
+    Native,
+    /// In the kernel's generic path (`XDP_FLAGS_SKB_MODE`), for drivers without XDP.
+    Generic,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "native" | "drv" => Ok(Mode::Native),
+            "generic" | "skb" => Ok(Mode::Generic),
+            _ => Err(format!("unknown XDP mode '{s}' (expected native or generic)")),
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Native => "native",
+            Mode::Generic => "generic",
+        })
+    }
+}
+
+/// The loaded steering program and its maps.
+pub struct XdpSteer {
+    ebpf: Ebpf,
+    xsks: XskMap<MapData>,
+    stats: PerCpuArray<MapData, QueueStats>,
+    attached: Option<aya::programs::xdp::XdpLinkId>,
+    iface: String,
+}
+
+impl std::fmt::Debug for XdpSteer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdpSteer").field("iface", &self.iface).field("attached", &self.attached.is_some()).finish()
+    }
+}
+
+fn bpf_err(what: &str, e: impl std::fmt::Display) -> DeviceError {
+    let msg = e.to_string();
+    if msg.contains("Operation not permitted") || msg.contains("EPERM") || msg.contains("os error 1)") {
+        DeviceError::Permission(format!("{what}: {msg}"))
+    } else {
+        DeviceError::Other(format!("{what}: {msg}"))
+    }
+}
+
+impl XdpSteer {
+    /// Loads the program into the kernel (not attached yet) and records `addrs` as the
+    /// stack's.
+    pub fn load(iface: &str, addrs: &[Ipv4Addr]) -> Result<XdpSteer, DeviceError> {
+        let mut ebpf = Ebpf::load(XDP_STEER_OBJ).map_err(|e| bpf_err("loading the XDP program", e))?;
+        let mut owned: BpfHashMap<_, u32, u8> = BpfHashMap::try_from(
+            ebpf.map_mut("owned_addrs").ok_or_else(|| DeviceError::Other("XDP object lacks map owned_addrs".into()))?,
+        )
+        .map_err(|e| bpf_err("owned_addrs map", e))?;
+        for a in addrs {
+            // The program compares against the header field, which is network order.
+            let key = u32::from_ne_bytes(a.octets());
+            owned.insert(key, 1, 0).map_err(|e| bpf_err("filling owned_addrs", e))?;
+        }
+        let xsks = XskMap::try_from(
+            ebpf.take_map("xsks").ok_or_else(|| DeviceError::Other("XDP object lacks map xsks".into()))?,
+        )
+        .map_err(|e| bpf_err("xsks map", e))?;
+        let stats = PerCpuArray::try_from(
+            ebpf.take_map("queue_stats").ok_or_else(|| DeviceError::Other("XDP object lacks map queue_stats".into()))?,
+        )
+        .map_err(|e| bpf_err("queue_stats map", e))?;
+        let prog: &mut Xdp = ebpf
+            .program_mut(PROG_NAME)
+            .ok_or_else(|| DeviceError::Other(format!("XDP object lacks program {PROG_NAME}")))?
+            .try_into()
+            .map_err(|e| bpf_err("XDP program type", e))?;
+        prog.load().map_err(|e| bpf_err("loading the XDP program", e))?;
+        Ok(XdpSteer {
+            ebpf,
+            xsks,
+            stats,
+            attached: None,
+            iface: iface.to_string(),
+        })
+    }
+
+    /// Points queue `queue`'s redirect slot at an AF_XDP socket.
+    pub fn register_socket(&mut self, queue: u32, fd: RawFd) -> Result<(), DeviceError> {
+        if queue >= MAX_QUEUES {
+            return Err(DeviceError::Queues(format!("queue {queue} beyond the XDP program's {MAX_QUEUES}")));
+        }
+        // SAFETY: the fd is a live AF_XDP socket owned by a worker that outlives the
+        // program's attachment (workers stop after detach).
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+        self.xsks.set(queue, fd, 0).map_err(|e| bpf_err("registering an AF_XDP socket in xsks", e))
+    }
+
+    /// Attaches the program to the interface.
+    pub fn attach(&mut self, ifindex: u32, mode: Mode) -> Result<(), DeviceError> {
+        let iface = self.iface.clone();
+        let prog: &mut Xdp = self
+            .ebpf
+            .program_mut(PROG_NAME)
+            .ok_or_else(|| DeviceError::Other("program vanished".into()))?
+            .try_into()
+            .map_err(|e| bpf_err("XDP program type", e))?;
+        let aya_mode = match mode {
+            Mode::Native => XdpMode::Driver,
+            Mode::Generic => XdpMode::Skb,
+        };
+        match prog.attach_to_if_index(ifindex, aya_mode) {
+            Ok(id) => {
+                self.attached = Some(id);
+                Ok(())
+            }
+            Err(e) => Err(classify_attach_error(&iface, mode, e)),
+        }
+    }
+
+    /// Detaches the program (idempotent).
+    pub fn detach(&mut self) {
+        if let Some(id) = self.attached.take() {
+            if let Some(Ok(prog)) = self.ebpf.program_mut(PROG_NAME).map(<&mut Xdp>::try_from) {
+                let _ = prog.detach(id);
+            }
+        }
+    }
+
+    /// True while attached.
+    pub fn is_attached(&self) -> bool {
+        self.attached.is_some()
+    }
+
+    /// Per-queue counters, summed over CPUs, for queues `0..n`.
+    pub fn queue_stats(&self, n: u32) -> Vec<QueueStats> {
+        (0..n.min(MAX_QUEUES))
+            .map(|q| match self.stats.get(&q, 0) {
+                Ok(per_cpu) => per_cpu.iter().fold(QueueStats::default(), |a, s| QueueStats {
+                    redirected: a.redirected + s.redirected,
+                    passed: a.passed + s.passed,
+                    no_socket: a.no_socket + s.no_socket,
+                }),
+                Err(_) => QueueStats::default(),
+            })
+            .collect()
+    }
+}
+
+impl Drop for XdpSteer {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}
+
+fn classify_attach_error(iface: &str, mode: Mode, e: ProgramError) -> DeviceError {
+    let text = format!("{e}");
+    let detail = match &e {
+        ProgramError::SyscallError(s) => Some(s.io_error.raw_os_error()),
+        _ => None,
+    };
+    match detail.flatten() {
+        Some(libc::EBUSY) | Some(libc::EEXIST) => DeviceError::XdpBusy(iface.to_string()),
+        Some(libc::EPERM) | Some(libc::EACCES) => DeviceError::Permission(format!("attaching XDP to {iface}: {text}")),
+        Some(libc::EOPNOTSUPP) => DeviceError::Other(format!(
+            "{iface} does not support {mode} XDP ({text}); try --xdp-mode generic"
+        )),
+        _ if text.contains("busy") || text.contains("exists") => DeviceError::XdpBusy(iface.to_string()),
+        _ => DeviceError::Other(format!("attaching XDP to {iface} ({mode} mode): {text}")),
+    }
+}

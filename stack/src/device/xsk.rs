@@ -1,0 +1,373 @@
+//! One AF_XDP socket bound to one receive queue, split into the receive half (rx ring +
+//! fill ring) and the transmit half (tx ring + completion ring) so a worker can read a
+//! frame in place while it transmits.
+//!
+//! Each queue has its own UMEM: frames `[0, rx_frames)` circulate between the fill and
+//! rx rings, frames `[rx_frames, frames)` between our free list and the tx/completion
+//! rings. Nothing is shared between queues, so a worker never synchronises with another
+//! to move packets.
+
+use std::ffi::CString;
+use std::num::NonZeroU32;
+use std::os::fd::RawFd;
+use std::ptr::NonNull;
+use std::sync::Arc;
+
+use xdpilone::xdp::XdpDesc;
+use xdpilone::{
+    CompletionQueue, FillQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User,
+};
+
+use super::DeviceError;
+use crate::mbuf::PktMeta;
+
+/// Sizes of one queue's UMEM and rings.
+#[derive(Clone, Copy, Debug)]
+pub struct XskConfig {
+    /// Bytes per frame (a power of two, 2048 or 4096).
+    pub frame_size: u32,
+    /// Frames for receiving (also the fill ring size; a power of two).
+    pub rx_frames: u32,
+    /// Frames for transmitting (also the tx/completion ring sizes; a power of two).
+    pub tx_frames: u32,
+    /// Ask the kernel to tell us when it needs a wakeup (`XDP_USE_NEED_WAKEUP`).
+    pub need_wakeup: bool,
+}
+
+impl Default for XskConfig {
+    fn default() -> Self {
+        XskConfig {
+            frame_size: 4096,
+            rx_frames: 2048,
+            tx_frames: 2048,
+            need_wakeup: true,
+        }
+    }
+}
+
+/// The anonymous mapping that backs a UMEM.
+struct Area {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the area is plain memory; which thread may touch which frame is governed by
+// the ring protocol (each frame is owned by exactly one of: the kernel, XskRx, XskTx).
+unsafe impl Send for Area {}
+unsafe impl Sync for Area {}
+
+impl Drop for Area {
+    fn drop(&mut self) {
+        // SAFETY: ptr/len came from our mmap and nothing refers to the area any more: the
+        // rings and the socket (declared before `area` in `Shared`) are already dropped.
+        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
+
+/// What both halves keep alive. Field order is drop order: the socket and UMEM are
+/// closed before the memory they point into is unmapped.
+struct Shared {
+    _user: User,
+    _umem: Umem,
+    area: Area,
+}
+
+// SAFETY: `User` and `Umem` hold file descriptors and pointers into `area`; they are not
+// used concurrently through `Shared` (it only keeps them alive).
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+/// Builds the socket for `(ifname, queue)` and returns its two halves.
+pub fn open(ifname: &str, queue: u32, cfg: XskConfig) -> Result<(XskRx, XskTx), DeviceError> {
+    let frames = cfg.rx_frames + cfg.tx_frames;
+    let len = frames as usize * cfg.frame_size as usize;
+    // SAFETY: anonymous private mapping; checked for MAP_FAILED below.
+    let ptr = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
+            -1,
+            0,
+        )
+    };
+    if ptr == libc::MAP_FAILED {
+        return Err(DeviceError::Other(format!("mmap of {len} bytes for the UMEM: {}", std::io::Error::last_os_error())));
+    }
+    let area = Area {
+        // SAFETY: mmap succeeded, so ptr is non-null.
+        ptr: unsafe { NonNull::new_unchecked(ptr.cast()) },
+        len,
+    };
+    let slice = NonNull::slice_from_raw_parts(area.ptr, len);
+    let umem_cfg = UmemConfig {
+        fill_size: cfg.rx_frames,
+        complete_size: cfg.tx_frames,
+        frame_size: cfg.frame_size,
+        headroom: 0,
+        flags: 0,
+    };
+    // SAFETY: the area is page aligned (fresh mmap), `len` bytes long, and outlives the
+    // Umem: both end up in `Shared`, where the Umem is dropped first.
+    let umem = unsafe { Umem::new(umem_cfg, slice) }.map_err(|e| xsk_err("registering the UMEM", e))?;
+    let mut info = IfInfo::invalid();
+    let cname = CString::new(ifname).map_err(|_| DeviceError::NoSuchInterface(ifname.into()))?;
+    info.from_name(&cname).map_err(|e| xsk_err(&format!("looking up {ifname}"), e))?;
+    info.set_queue(queue);
+    let sock = Socket::with_shared(&info, &umem).map_err(|e| xsk_err("creating the AF_XDP socket", e))?;
+    let device = umem.fq_cq(&sock).map_err(|e| xsk_err("creating the fill/completion rings", e))?;
+    let sock_cfg = SocketConfig {
+        rx_size: NonZeroU32::new(cfg.rx_frames),
+        tx_size: NonZeroU32::new(cfg.tx_frames),
+        bind_flags: if cfg.need_wakeup { SocketConfig::XDP_BIND_NEED_WAKEUP } else { 0 },
+    };
+    let user = umem.rx_tx(&sock, &sock_cfg).map_err(|e| xsk_err("creating the rx/tx rings", e))?;
+    let rx = user.map_rx().map_err(|e| xsk_err("mapping the rx ring", e))?;
+    let tx = user.map_tx().map_err(|e| xsk_err("mapping the tx ring", e))?;
+    umem.bind(&user).map_err(|e| match e.get_raw() {
+        libc::EBUSY => DeviceError::Other(format!("{ifname} queue {queue} is busy: another AF_XDP socket is bound to it")),
+        libc::EINVAL => DeviceError::Queues(format!("{ifname} has no rx queue {queue}")),
+        _ => xsk_err(&format!("binding the AF_XDP socket to {ifname} queue {queue}"), e),
+    })?;
+    let fd = user.as_raw_fd();
+    let (mut fill, comp) = device.into_parts();
+
+    // Hand every receive frame to the kernel up front.
+    {
+        let mut w = fill.fill(cfg.rx_frames);
+        let n = w.capacity();
+        for i in 0..n {
+            w.insert_once(i as u64 * cfg.frame_size as u64);
+        }
+        w.commit();
+    }
+    let base = area.ptr;
+    let shared = Arc::new(Shared {
+        _user: user,
+        _umem: umem,
+        area,
+    });
+    let tx_free = (cfg.rx_frames..frames).map(|i| i as u64 * cfg.frame_size as u64).collect();
+    Ok((
+        XskRx {
+            rx,
+            fill,
+            base,
+            frame_size: cfg.frame_size,
+            queue: queue as u16,
+            fd,
+            _shared: shared.clone(),
+        },
+        XskTx {
+            tx,
+            comp,
+            base,
+            frame_size: cfg.frame_size,
+            free: tx_free,
+            pending: Vec::with_capacity(64),
+            in_flight: 0,
+            _shared: shared,
+        },
+    ))
+}
+
+fn xsk_err(what: &str, e: xdpilone::Errno) -> DeviceError {
+    match e.get_raw() {
+        libc::EAFNOSUPPORT => DeviceError::AfXdpUnsupported(format!("{what}: {e}")),
+        libc::EPERM | libc::EACCES => DeviceError::Permission(format!("{what}: {e}")),
+        _ => DeviceError::Other(format!("{what}: {e}")),
+    }
+}
+
+/// The receive half: rx ring and fill ring.
+pub struct XskRx {
+    rx: RingRx,
+    fill: FillQueue,
+    base: NonNull<u8>,
+    frame_size: u32,
+    queue: u16,
+    fd: RawFd,
+    _shared: Arc<Shared>,
+}
+
+// SAFETY: the rings are SPSC with the kernel; this half is the only user-space side of
+// the rx and fill rings and moves to the worker thread that owns it.
+unsafe impl Send for XskRx {}
+
+impl XskRx {
+    /// The socket's file descriptor (for the XSKMAP and for poll()).
+    pub fn fd(&self) -> RawFd {
+        self.fd
+    }
+
+    /// The queue this socket is bound to.
+    pub fn queue(&self) -> u16 {
+        self.queue
+    }
+
+    /// Takes up to `max` received descriptors into `batch` (cleared first). The frames
+    /// stay ours until [`XskRx::recycle`] gives them back.
+    pub fn receive(&mut self, batch: &mut Vec<XdpDesc>, max: u32) {
+        batch.clear();
+        let mut r = self.rx.receive(max);
+        while let Some(d) = r.read() {
+            batch.push(d);
+        }
+        // Releasing the rx slots does not release the frames: those go back through
+        // the fill ring in `recycle`.
+        r.release();
+    }
+
+    /// The bytes of a received frame and its metadata.
+    pub fn frame(&self, d: &XdpDesc) -> Option<(&[u8], PktMeta)> {
+        let end = d.addr.checked_add(d.len as u64)?;
+        if end > self._shared.area.len as u64 {
+            return None;
+        }
+        // SAFETY: [addr, addr+len) is inside the area (checked above) and the kernel
+        // handed this frame to us through the rx ring; it is not given back (fill ring)
+        // before `recycle`, which takes `&mut self` and so ends this borrow.
+        let data = unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(d.addr as usize), d.len as usize) };
+        // Copy mode on veth delivers no hardware metadata: nothing is pre-verified.
+        Some((data, PktMeta::rx(d.len as usize, self.queue)))
+    }
+
+    /// Returns frames to the kernel through the fill ring.
+    pub fn recycle(&mut self, batch: &[XdpDesc]) {
+        if batch.is_empty() {
+            return;
+        }
+        let mask = !(self.frame_size as u64 - 1);
+        let mut w = self.fill.fill(batch.len() as u32);
+        // The fill ring has as many slots as there are rx frames, so there is always
+        // room for the frames we hold.
+        for d in batch.iter().take(w.capacity() as usize) {
+            w.insert_once(d.addr & mask);
+        }
+        w.commit();
+    }
+
+    /// Kicks the driver when it asked for it (zero-copy drivers do; copy mode does not).
+    pub fn wake_if_needed(&mut self) {
+        if self.fill.needs_wakeup() {
+            self.fill.wake();
+        }
+    }
+}
+
+/// The transmit half: tx ring, completion ring and the free tx frames.
+pub struct XskTx {
+    tx: RingTx,
+    comp: CompletionQueue,
+    base: NonNull<u8>,
+    frame_size: u32,
+    free: Vec<u64>,
+    pending: Vec<XdpDesc>,
+    in_flight: u32,
+    _shared: Arc<Shared>,
+}
+
+// SAFETY: as for XskRx, this half is the only user-space side of its two rings.
+unsafe impl Send for XskTx {}
+
+/// Why a frame was not queued for transmission.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TxError {
+    /// No free frame (the kernel has not completed earlier ones yet).
+    NoRoom,
+    /// Larger than a UMEM frame.
+    TooBig,
+}
+
+impl XskTx {
+    /// Largest frame this socket can send.
+    pub fn max_frame(&self) -> usize {
+        self.frame_size as usize
+    }
+
+    /// Writes one frame of `len` bytes with `fill` and queues it; [`XskTx::flush`] hands
+    /// the queued frames to the kernel.
+    pub fn send(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> Result<(), TxError> {
+        if len > self.frame_size as usize {
+            return Err(TxError::TooBig);
+        }
+        if self.free.is_empty() {
+            self.reclaim();
+        }
+        if self.free.is_empty() || self.pending.len() as u32 + self.in_flight >= self.tx_capacity() {
+            // Push out what we have so the kernel can complete it, then retry once.
+            self.flush();
+            self.reclaim();
+            if self.free.is_empty() {
+                return Err(TxError::NoRoom);
+            }
+        }
+        let Some(addr) = self.free.pop() else { return Err(TxError::NoRoom) };
+        // SAFETY: `addr` is the start of a tx frame we own (it came from our free list:
+        // not in the tx ring, not completed-but-unread), `len <= frame_size`, and the
+        // area outlives self (Arc<Shared>).
+        let buf = unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(addr as usize), len) };
+        fill(buf);
+        self.pending.push(XdpDesc {
+            addr,
+            len: len as u32,
+            options: 0,
+        });
+        if self.pending.len() >= 64 {
+            self.flush();
+        }
+        Ok(())
+    }
+
+    fn tx_capacity(&self) -> u32 {
+        self.free.len() as u32 + self.pending.len() as u32 + self.in_flight
+    }
+
+    /// Moves queued frames onto the tx ring and kicks the kernel. In copy mode the
+    /// kernel sends from the `sendto` call (a batch at a time), so we kick while it
+    /// makes progress.
+    pub fn flush(&mut self) -> usize {
+        let mut moved = 0;
+        if !self.pending.is_empty() {
+            let mut w = self.tx.transmit(self.pending.len() as u32);
+            let n = w.capacity() as usize;
+            for d in &self.pending[..n] {
+                w.insert_once(*d);
+            }
+            w.commit();
+            drop(w);
+            self.pending.drain(..n);
+            self.in_flight += n as u32;
+            moved = n;
+        }
+        if self.tx.pending() > 0 && self.tx.needs_wakeup() {
+            let mut last = u32::MAX;
+            // Each sendto sends up to a batch (32 frames in copy mode); stop when the
+            // kernel stops consuming (ring empty, or it is busy).
+            while self.tx.pending() > 0 && self.tx.pending() < last {
+                last = self.tx.pending();
+                self.tx.wake();
+            }
+        }
+        self.reclaim();
+        moved
+    }
+
+    /// Takes completed frames back into the free list.
+    pub fn reclaim(&mut self) {
+        let mut c = self.comp.complete(self.in_flight.max(1));
+        let mut n = 0;
+        while let Some(addr) = c.read() {
+            self.free.push(addr & !(self.frame_size as u64 - 1));
+            n += 1;
+        }
+        c.release();
+        self.in_flight = self.in_flight.saturating_sub(n);
+    }
+
+    /// Frames queued or on the ring and not yet completed.
+    pub fn outstanding(&self) -> usize {
+        self.pending.len() + self.in_flight as usize
+    }
+}

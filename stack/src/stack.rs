@@ -1,0 +1,414 @@
+//! A `Stack` is one instance of the network stack on one interface (FreeBSD's vnet):
+//! the XDP program, one worker per receive queue, netisr and the protocol state. There
+//! is no global state: two stacks can live in one process.
+
+use std::net::Ipv4Addr;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+
+use crate::device::xdp::{Mode, QueueStats, XdpSteer};
+use crate::device::xsk::{self, XskConfig};
+use crate::device::{self, Channels, DeviceError, LinkInfo};
+use crate::net::{ArpConfig, Interface, Ipv4Cidr};
+use crate::netisr::Netisr;
+use crate::stats::{self, Counters};
+use crate::worker::{self, IdleMode, Worker, WorkerCtx};
+
+/// How to bring a stack up.
+#[derive(Clone, Debug)]
+pub struct StackConfig {
+    /// The interface to take over.
+    pub iface: String,
+    /// Addresses the stack owns.
+    pub addrs: Vec<Ipv4Cidr>,
+    /// Default gateway.
+    pub gateway: Option<Ipv4Addr>,
+    /// Use this many receive queues (shrinking the channel count); all when `None`.
+    pub queues: Option<u32>,
+    /// CPUs to pin workers to, round-robin; all allowed CPUs when `None`.
+    pub cpus: Option<Vec<usize>>,
+    /// XDP attach mode.
+    pub xdp_mode: Mode,
+    /// What idle workers do.
+    pub idle: IdleMode,
+    /// ARP timers and limits.
+    pub arp: ArpConfig,
+    /// UMEM and ring sizes per queue.
+    pub xsk: XskConfig,
+    /// netisr queue limit per protocol and worker.
+    pub netisr_qlimit: usize,
+}
+
+impl StackConfig {
+    /// A configuration with defaults for everything but the interface and addresses.
+    pub fn new(iface: &str, addrs: Vec<Ipv4Cidr>) -> Self {
+        StackConfig {
+            iface: iface.to_string(),
+            addrs,
+            gateway: None,
+            queues: None,
+            cpus: None,
+            xdp_mode: Mode::Native,
+            idle: IdleMode::Busy,
+            arp: ArpConfig::default(),
+            xsk: XskConfig::default(),
+            netisr_qlimit: 1024,
+        }
+    }
+}
+
+/// A running stack.
+pub struct Stack {
+    link: LinkInfo,
+    config: StackConfig,
+    // Declared before the workers' handles: on drop the program is detached first.
+    xdp: XdpSteer,
+    netisr: Arc<Netisr<WorkerCtx>>,
+    counters: Vec<Arc<Counters>>,
+    stop: Arc<AtomicBool>,
+    wake_fds: Vec<Arc<OwnedFd>>,
+    workers: Vec<JoinHandle<()>>,
+    restore_channels: RestoreChannels,
+    iface: Arc<Interface>,
+}
+
+/// Errors from [`Stack::start`].
+pub type StartError = DeviceError;
+
+impl Stack {
+    /// Brings the stack up on `config.iface`: checks privileges and addresses, sizes
+    /// the queues, loads the XDP program, opens one AF_XDP socket per queue on a pinned
+    /// worker each, and attaches the program.
+    pub fn start(config: StackConfig) -> Result<Stack, StartError> {
+        device::check_privileges()?;
+        if config.addrs.is_empty() {
+            return Err(DeviceError::Other("no address to own".into()));
+        }
+        let mut link = LinkInfo::query(&config.iface)?;
+        let owned: Vec<Ipv4Addr> = config.addrs.iter().map(|c| c.addr).collect();
+        device::check_addresses_free(&owned)?;
+        if link.rx_queues > crate::device::xdp::MAX_QUEUES {
+            return Err(DeviceError::Queues(format!(
+                "{} has {} rx queues; use --queues N (at most {})",
+                link.name,
+                link.rx_queues,
+                crate::device::xdp::MAX_QUEUES
+            )));
+        }
+        let restore_channels = match config.queues {
+            Some(n) => device::use_queues(&mut link, n)?,
+            None => None,
+        };
+        // From here on, failures must put the channel count back.
+        let restore = RestoreChannels(link.name.clone(), restore_channels);
+        let cpus = pick_cpus(config.cpus.as_deref())?;
+        let xdp = XdpSteer::load(&link.name, &owned)?;
+
+        let ifp = Arc::new(Interface::new(
+            link.mac,
+            link.mtu,
+            config.addrs.clone(),
+            config.gateway,
+            config.arp,
+        ));
+        let nworkers = link.rx_queues as usize;
+        let netisr = Arc::new(Netisr::new(nworkers));
+        worker::register_protocols(&netisr, &ifp, config.netisr_qlimit)
+            .map_err(|e| DeviceError::Other(format!("netisr: {e}")))?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let running = Arc::new(AtomicBool::new(false));
+        let mut counters = Vec::new();
+        let mut wake_fds = Vec::new();
+        let mut workers = Vec::new();
+        let mut ready = Vec::new();
+        for q in 0..nworkers {
+            let c = Arc::new(Counters::default());
+            counters.push(c.clone());
+            // SAFETY: eventfd(2) returns a new fd we take ownership of (checked below).
+            let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+            if raw < 0 {
+                stop.store(true, Ordering::Relaxed);
+                return Err(DeviceError::Other(format!("eventfd: {}", std::io::Error::last_os_error())));
+            }
+            // SAFETY: raw is a fresh, valid fd owned by nobody else.
+            let wake_fd = Arc::new(unsafe { OwnedFd::from_raw_fd(raw) });
+            wake_fds.push(wake_fd.clone());
+            let wf = wake_fd.clone();
+            netisr.set_waker(q, Arc::new(move || worker::wake(&wf)));
+
+            let (tx, rx) = mpsc::channel();
+            ready.push(rx);
+            let cpu = cpus[q % cpus.len()];
+            let ifname = link.name.clone();
+            let (ifp, netisr, stop, running, idle, xsk_cfg) =
+                (ifp.clone(), netisr.clone(), stop.clone(), running.clone(), config.idle, config.xsk);
+            let handle = std::thread::Builder::new()
+                .name(format!("xstack-q{q}"))
+                .spawn(move || {
+                    if let Err(e) = pin_to_cpu(cpu) {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                    let (xrx, xtx) = match xsk::open(&ifname, q as u32, xsk_cfg) {
+                        Ok(halves) => halves,
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = tx.send(Ok(xrx.fd()));
+                    Worker {
+                        id: q,
+                        rx: xrx,
+                        ctx: WorkerCtx {
+                            id: q,
+                            now: std::time::Instant::now(),
+                            counters: c,
+                            tx: xtx,
+                        },
+                        ifp,
+                        netisr,
+                        stop,
+                        running,
+                        idle,
+                        wake_fd,
+                    }
+                    .run()
+                })
+                .map_err(|e| DeviceError::Other(format!("spawning worker {q}: {e}")))?;
+            workers.push(handle);
+        }
+        let mut stack = Stack {
+            link,
+            config,
+            xdp,
+            netisr,
+            counters,
+            stop,
+            wake_fds,
+            workers,
+            restore_channels: restore,
+            iface: ifp,
+        };
+        for (q, r) in ready.into_iter().enumerate() {
+            // On error, dropping `stack` stops the workers and restores the channels.
+            let fd = match r.recv() {
+                Ok(Ok(fd)) => fd,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(DeviceError::Other(format!("worker {q} died during start-up"))),
+            };
+            stack.xdp.register_socket(q as u32, fd)?;
+        }
+        stack.xdp.attach(stack.link.ifindex, stack.config.xdp_mode)?;
+        running.store(true, Ordering::Relaxed);
+        Ok(stack)
+    }
+
+    /// The interface as the stack found it.
+    pub fn link(&self) -> &LinkInfo {
+        &self.link
+    }
+
+    /// The configuration it was started with.
+    pub fn config(&self) -> &StackConfig {
+        &self.config
+    }
+
+    /// The protocol-side view of the interface (addresses, ARP cache).
+    pub fn interface(&self) -> &Arc<Interface> {
+        &self.iface
+    }
+
+    /// True while every worker thread is alive.
+    pub fn healthy(&self) -> bool {
+        self.workers.iter().all(|w| !w.is_finished())
+    }
+
+    /// A snapshot of every counter.
+    pub fn snapshot(&self) -> Snapshot {
+        let xdp = self.xdp.queue_stats(self.link.rx_queues);
+        let queues = self
+            .counters
+            .iter()
+            .enumerate()
+            .map(|(q, c)| QueueSnapshot {
+                queue: q as u32,
+                xdp: xdp.get(q).copied().unwrap_or_default(),
+                rx_frames: c.rx_frames.load(Ordering::Relaxed),
+                tx_frames: c.tx_frames.load(Ordering::Relaxed),
+            })
+            .collect();
+        Snapshot {
+            queues,
+            counters: stats::sum(self.counters.iter().map(|c| &**c)),
+            netisr: self.netisr.stats(),
+        }
+    }
+
+    /// Detaches the XDP program, stops the workers and restores the channel count.
+    /// Returns the final counters.
+    pub fn stop(mut self) -> Snapshot {
+        // Read the XDP counters while the program is still loaded.
+        let snap = self.snapshot();
+        self.shutdown();
+        snap
+    }
+
+    fn shutdown(&mut self) {
+        self.xdp.detach();
+        self.stop.store(true, Ordering::Relaxed);
+        for fd in &self.wake_fds {
+            worker::wake(fd);
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+        self.restore_channels.restore();
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Puts an interface's channel count back as it was (`ethtool -L`), once.
+struct RestoreChannels(String, Option<Channels>);
+
+impl RestoreChannels {
+    fn restore(&mut self) {
+        if let Some(ch) = self.1.take() {
+            if let Err(e) = device::set_channels(&self.0, ch) {
+                eprintln!("xstack: warning: could not restore the channel count of {}: {e}", self.0);
+            }
+        }
+    }
+}
+
+impl Drop for RestoreChannels {
+    fn drop(&mut self) {
+        self.restore();
+    }
+}
+
+/// Counters of one queue.
+#[derive(Clone, Debug)]
+pub struct QueueSnapshot {
+    /// The queue (= worker) index.
+    pub queue: u32,
+    /// The XDP program's counters for it.
+    pub xdp: QueueStats,
+    /// Frames the worker took off the rx ring.
+    pub rx_frames: u64,
+    /// Frames the worker sent.
+    pub tx_frames: u64,
+}
+
+/// Every counter of a stack at one moment.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    /// Per queue.
+    pub queues: Vec<QueueSnapshot>,
+    /// Named protocol counters summed over workers.
+    pub counters: Vec<(&'static str, u64)>,
+    /// netisr's per-protocol, per-worker counters.
+    pub netisr: crate::netisr::NetisrStats,
+}
+
+impl Snapshot {
+    /// The value of a named counter.
+    pub fn counter(&self, name: &str) -> Option<u64> {
+        self.counters.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+    }
+
+    /// As one JSON object.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::{json, Map, Value};
+        let queues: Vec<Value> = self
+            .queues
+            .iter()
+            .map(|q| {
+                json!({
+                    "queue": q.queue,
+                    "xdp_redirected": q.xdp.redirected,
+                    "xdp_passed": q.xdp.passed,
+                    "xdp_no_socket": q.xdp.no_socket,
+                    "rx_frames": q.rx_frames,
+                    "tx_frames": q.tx_frames,
+                })
+            })
+            .collect();
+        let mut counters = Map::new();
+        for (n, v) in &self.counters {
+            counters.insert(n.to_string(), json!(v));
+        }
+        let n = &self.netisr;
+        let protos: Vec<Value> = n
+            .protos
+            .iter()
+            .map(|p| {
+                json!({
+                    "proto": p.proto, "name": p.name, "policy": format!("{:?}", p.policy),
+                    "qlimit": p.qlimit, "dispatched": p.dispatched, "queued": p.queued,
+                    "handled": p.handled, "qdrops": p.qdrops,
+                })
+            })
+            .collect();
+        let workstreams: Vec<Value> = n
+            .workstreams
+            .iter()
+            .map(|w| {
+                json!({
+                    "worker": w.worker,
+                    "unknown_proto": w.unknown_proto,
+                    "bad_target": w.bad_target,
+                    "protos": w.protos.iter().map(|p| json!({
+                        "name": p.name, "qlen": p.qlen, "dispatched": p.dispatched,
+                        "queued": p.queued, "handled": p.handled, "qdrops": p.qdrops,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        json!({
+            "queues": queues,
+            "counters": Value::Object(counters),
+            "netisr": { "protos": protos, "workstreams": workstreams, "bad_worker": n.bad_worker },
+        })
+    }
+}
+
+/// The CPUs workers are pinned to, round-robin: the given list (each must be allowed)
+/// or every CPU this process may run on.
+fn pick_cpus(list: Option<&[usize]>) -> Result<Vec<usize>, DeviceError> {
+    use nix::sched::{sched_getaffinity, CpuSet};
+    use nix::unistd::Pid;
+    let allowed = sched_getaffinity(Pid::from_raw(0))
+        .map_err(|e| DeviceError::Other(format!("sched_getaffinity: {e}")))?;
+    let allowed: Vec<usize> = (0..CpuSet::count()).filter(|&c| allowed.is_set(c).unwrap_or(false)).collect();
+    match list {
+        None => Ok(allowed),
+        Some([]) => Err(DeviceError::Other("--cpus is empty".into())),
+        Some(list) => {
+            for c in list {
+                if !allowed.contains(c) {
+                    return Err(DeviceError::Other(format!(
+                        "CPU {c} is not available to this process (allowed: {allowed:?})"
+                    )));
+                }
+            }
+            Ok(list.to_vec())
+        }
+    }
+}
+
+fn pin_to_cpu(cpu: usize) -> Result<(), DeviceError> {
+    use nix::sched::{sched_setaffinity, CpuSet};
+    use nix::unistd::Pid;
+    let mut set = CpuSet::new();
+    set.set(cpu).map_err(|e| DeviceError::Other(format!("CPU {cpu}: {e}")))?;
+    sched_setaffinity(Pid::from_raw(0), &set).map_err(|e| DeviceError::Other(format!("pinning to CPU {cpu}: {e}")))
+}

@@ -1,0 +1,305 @@
+//! A worker: one thread per receive queue, pinned to a CPU, owning that queue's AF_XDP
+//! socket. It takes frames off the rx ring, classifies them by ethertype and hands them
+//! to netisr (directly, or to the owner's queue), drains its own netisr queue, runs
+//! the periodic timers it owns, and pushes its transmit batch to the kernel.
+//!
+//! When idle it either spins (busy polling: lowest latency, one core per worker) or
+//! sleeps in poll(2) on the socket and an eventfd that netisr and `Stack::stop` use to
+//! wake it.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::device::xsk::{TxError, XskRx, XskTx};
+use crate::net::ether::{self, EtherProto};
+use crate::net::{arp, Interface, NetCtx};
+use crate::netisr::{Netisr, NETISR_ARP, NETISR_IP};
+use crate::stats::Counters;
+
+/// What a worker does when there is nothing to receive.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IdleMode {
+    /// Keep polling the rings (needs a core per worker).
+    #[default]
+    Busy,
+    /// Sleep in poll() until a frame, a handoff or a timer.
+    Sleep,
+}
+
+impl std::str::FromStr for IdleMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "busy" => Ok(IdleMode::Busy),
+            "sleep" => Ok(IdleMode::Sleep),
+            _ => Err(format!("unknown idle mode '{s}' (expected busy or sleep)")),
+        }
+    }
+}
+
+/// The per-worker context handed to protocol handlers: the clock, the worker's
+/// counters and its transmit half.
+pub struct WorkerCtx {
+    /// This worker's index (= its queue).
+    pub id: usize,
+    /// Time of the current loop iteration.
+    pub now: Instant,
+    /// This worker's counters.
+    pub counters: Arc<Counters>,
+    /// The transmit half of this worker's socket.
+    pub tx: XskTx,
+}
+
+impl NetCtx for WorkerCtx {
+    fn now(&self) -> Instant {
+        self.now
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    fn transmit(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool {
+        match self.tx.send(len, fill) {
+            Ok(()) => {
+                Counters::inc(&self.counters.tx_frames);
+                true
+            }
+            Err(TxError::NoRoom) => {
+                Counters::inc(&self.counters.tx_drop_no_room);
+                false
+            }
+            Err(TxError::TooBig) => {
+                Counters::inc(&self.counters.tx_drop_too_big);
+                false
+            }
+        }
+    }
+}
+
+/// Registers the protocols of this layer with netisr: ARP where it arrives (SOURCE:
+/// no flow to keep together), IPv4 by flow (FLOW: a flow's packets are processed on
+/// one worker, which is where its connection state will live).
+pub fn register_protocols(netisr: &Netisr<WorkerCtx>, ifp: &Arc<Interface>, qlimit: usize) -> Result<(), crate::netisr::NetisrError> {
+    use crate::netisr::{Policy, ProtoSpec};
+    let i = ifp.clone();
+    netisr.register(ProtoSpec {
+        proto: NETISR_ARP,
+        name: "arp",
+        handler: Box::new(move |ctx, pkt| arp::input(&i, ctx, pkt)),
+        policy: Policy::Source,
+        qlimit,
+        m2flow: None,
+        m2cpuid: None,
+    })?;
+    let i = ifp.clone();
+    netisr.register(ProtoSpec {
+        proto: NETISR_IP,
+        name: "ip",
+        handler: Box::new(move |ctx, pkt| crate::net::ipv4::input(&i, ctx, pkt)),
+        policy: Policy::Flow,
+        qlimit,
+        m2flow: Some(Box::new(|pkt| ip_flow_hash(pkt.data))),
+        m2cpuid: None,
+    })?;
+    Ok(())
+}
+
+/// A software flow hash over the IPv4 source/destination pair and protocol (and the
+/// ports for TCP/UDP), for frames the device gave no RSS hash for. Symmetric: both
+/// directions of a flow hash alike.
+pub fn ip_flow_hash(frame: &[u8]) -> Option<u32> {
+    let ip = frame.get(ether::HEADER_LEN..)?;
+    if ip.len() < 20 {
+        return None;
+    }
+    let ihl = (ip[0] & 0x0f) as usize * 4;
+    let a = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
+    let b = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+    let proto = ip[9];
+    let ports = match proto {
+        6 | 17 => ip.get(ihl..ihl + 4).map(|p| {
+            let s = u16::from_be_bytes([p[0], p[1]]) as u32;
+            let d = u16::from_be_bytes([p[2], p[3]]) as u32;
+            s ^ d
+        }),
+        // ICMP echo: the identifier tells concurrent pings apart.
+        1 => ip.get(ihl + 4..ihl + 6).map(|p| u16::from_be_bytes([p[0], p[1]]) as u32),
+        _ => None,
+    }
+    .unwrap_or(0);
+    // A multiply-xorshift finaliser (from MurmurHash3's fmix32) over the symmetric mix.
+    let mut h = (a ^ b) ^ (proto as u32).rotate_left(16) ^ ports.rotate_left(8);
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^= h >> 16;
+    Some(h)
+}
+
+/// Everything a worker thread owns.
+pub(crate) struct Worker {
+    pub id: usize,
+    pub rx: XskRx,
+    pub ctx: WorkerCtx,
+    pub ifp: Arc<Interface>,
+    pub netisr: Arc<Netisr<WorkerCtx>>,
+    pub stop: Arc<AtomicBool>,
+    pub running: Arc<AtomicBool>,
+    pub idle: IdleMode,
+    pub wake_fd: Arc<OwnedFd>,
+}
+
+const RX_BATCH: u32 = 64;
+const NETISR_BUDGET: usize = 256;
+const TIMER_TICK: Duration = Duration::from_millis(100);
+
+impl Worker {
+    /// The worker's loop; returns when `stop` is set.
+    pub fn run(mut self) {
+        let mut batch = Vec::with_capacity(RX_BATCH as usize);
+        let mut next_tick = Instant::now();
+        let mut announced = false;
+        let mut idle_spins: u32 = 0;
+        while !self.stop.load(Ordering::Relaxed) {
+            self.ctx.now = Instant::now();
+            self.rx.receive(&mut batch, RX_BATCH);
+            for d in &batch {
+                let Some((data, meta)) = self.rx.frame(d) else {
+                    Counters::inc(&self.ctx.counters.ether_truncated);
+                    continue;
+                };
+                Counters::inc(&self.ctx.counters.rx_frames);
+                let pkt = crate::mbuf::Pkt { data, meta };
+                match ether::classify(&self.ifp, &self.ctx, data) {
+                    Some(EtherProto::Arp) => {
+                        self.netisr.dispatch(self.id, &mut self.ctx, NETISR_ARP, pkt);
+                    }
+                    Some(EtherProto::Ipv4) => {
+                        self.netisr.dispatch(self.id, &mut self.ctx, NETISR_IP, pkt);
+                    }
+                    None => {}
+                }
+            }
+            self.rx.recycle(&batch);
+            let drained = self.netisr.drain(self.id, &mut self.ctx, NETISR_BUDGET);
+
+            // Worker 0 owns the interface-wide timers (ARP retries and expiry) and the
+            // start-up announcement.
+            if self.id == 0 && self.running.load(Ordering::Relaxed) {
+                if !announced {
+                    arp::announce(&self.ifp, &mut self.ctx);
+                    announced = true;
+                }
+                if self.ctx.now >= next_tick {
+                    arp::timer(&self.ifp, &mut self.ctx);
+                    next_tick = self.ctx.now + TIMER_TICK;
+                }
+            }
+            if self.ctx.tx.outstanding() > 0 {
+                self.ctx.tx.flush();
+            }
+            if !batch.is_empty() || drained > 0 {
+                idle_spins = 0;
+                continue;
+            }
+            idle_spins = idle_spins.saturating_add(1);
+            match self.idle {
+                IdleMode::Busy => {
+                    self.rx.wake_if_needed();
+                    std::hint::spin_loop();
+                }
+                IdleMode::Sleep => {
+                    // Spin briefly before sleeping: a reply often follows within
+                    // microseconds, and a poll() round trip costs more than that.
+                    if idle_spins < 64 {
+                        std::hint::spin_loop();
+                        continue;
+                    }
+                    self.sleep();
+                }
+            }
+        }
+        // Push out anything still queued (e.g. replies produced by the last batch).
+        self.ctx.tx.flush();
+    }
+
+    fn sleep(&mut self) {
+        if !self.netisr.prepare_sleep(self.id) {
+            return;
+        }
+        let timeout = if self.id == 0 { TIMER_TICK } else { Duration::from_secs(1) };
+        let mut fds = [
+            libc::pollfd {
+                fd: self.rx.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.wake_fd.as_fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // SAFETY: `fds` is a valid array of two pollfds for the duration of the call.
+        unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout.as_millis() as libc::c_int) };
+        self.netisr.woke(self.id);
+        if fds[1].revents & libc::POLLIN != 0 {
+            let mut v = [0u8; 8];
+            // SAFETY: reading 8 bytes from our eventfd into an 8-byte buffer.
+            unsafe { libc::read(fds[1].fd, v.as_mut_ptr().cast(), 8) };
+        }
+    }
+}
+
+/// Wakes a worker sleeping in poll() through its eventfd.
+pub(crate) fn wake(fd: &OwnedFd) {
+    let one: u64 = 1;
+    // SAFETY: writing 8 bytes to an eventfd we own.
+    unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(src: [u8; 4], dst: [u8; 4], proto: u8, l4: [u8; 8]) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 20 + 8];
+        f[14] = 0x45;
+        f[23] = proto;
+        f[26..30].copy_from_slice(&src);
+        f[30..34].copy_from_slice(&dst);
+        f[34..42].copy_from_slice(&l4);
+        f
+    }
+
+    #[test]
+    fn flow_hash_is_symmetric_and_separates_flows() {
+        let a = [198, 18, 0, 1];
+        let b = [198, 18, 0, 2];
+        let fwd = frame(a, b, 6, [0x30, 0x39, 0, 80, 0, 0, 0, 0]);
+        let rev = frame(b, a, 6, [0, 80, 0x30, 0x39, 0, 0, 0, 0]);
+        assert_eq!(ip_flow_hash(&fwd), ip_flow_hash(&rev));
+        let other = frame(a, b, 6, [0x30, 0x3a, 0, 80, 0, 0, 0, 0]);
+        assert_ne!(ip_flow_hash(&fwd), ip_flow_hash(&other));
+        // Pings with different identifiers are different flows.
+        let p1 = frame(b, a, 1, [8, 0, 0, 0, 0, 1, 0, 1]);
+        let p2 = frame(b, a, 1, [8, 0, 0, 0, 0, 2, 0, 1]);
+        assert_ne!(ip_flow_hash(&p1), ip_flow_hash(&p2));
+        assert_eq!(ip_flow_hash(&[0u8; 20]), None);
+    }
+
+    #[test]
+    fn flow_hash_spreads_over_four_workers() {
+        let mut seen = [0u32; 4];
+        for id in 0..64u16 {
+            let idb = id.to_be_bytes();
+            let f = frame([198, 18, 0, 2], [198, 18, 0, 1], 1, [8, 0, 0, 0, idb[0], idb[1], 0, 1]);
+            seen[(ip_flow_hash(&f).unwrap() % 4) as usize] += 1;
+        }
+        assert!(seen.iter().all(|&n| n >= 4), "{seen:?}");
+    }
+}
