@@ -22,3 +22,18 @@ fn ping_200_all_answered() {
         "200 echo requests answered but only {redirected} frames redirected to the stack: {json}"
     );
 }
+
+/// The same with busy-polling workers (`--idle busy`), briefly: one core spins.
+#[test]
+fn ping_busy_poll() {
+    if !require_root() {
+        return;
+    }
+    let pair = VethPair::new("pingbusy", 1);
+    let stack = pair.spawn_stack(&["--idle", "busy"]);
+    let ping = pair.ping(STACK_ADDR, 50, "0.005", None);
+    eprintln!("{}", ping.output);
+    let (_, json) = stack.stop(libc::SIGINT);
+    ping.assert_all(50);
+    eprintln!("{json}");
+}

@@ -3,98 +3,91 @@
 //!
 //! # What netisr is here
 //!
-//! Each worker thread owns one AF_XDP queue and is pinned to one CPU. For netisr it is a
-//! *workstream* (FreeBSD has one per CPU): worker `i` of [`Netisr::new`]`(n)` is workstream
-//! `i`. Protocols register a handler under a small number ([`NETISR_IP`], [`NETISR_ARP`],
-//! [`NETISR_ETHER`], FreeBSD's numbers) with [`Netisr::register`], together with a
-//! work-placement policy and a queue limit. The input path of worker `w` calls
-//! [`Netisr::dispatch`]`(w, ctx, proto, pkt)`; netisr works out which workstream must process
-//! the packet and either runs the handler at once on the calling worker (*direct dispatch*)
-//! or copies the frame onto the owner's queue for that protocol (*queued*), to be handled
-//! when the owner calls [`Netisr::drain`]. `ctx` is the per-worker context handed to every
-//! handler (the worker's tx ring and so on): a handler always runs with the context of the
-//! worker it runs on, never with another worker's.
+//! Each worker thread owns one AF_XDP queue and is pinned to one CPU; for netisr it is a
+//! *workstream* (FreeBSD has one per CPU), numbered `0..nworkers`. Protocols register a
+//! handler under a number ([`NETISR_IP`], [`NETISR_ARP`], [`NETISR_ETHER`], as in FreeBSD)
+//! with a work-placement policy and a queue limit. Worker `w`'s input path calls
+//! [`Netisr::dispatch`]`(w, ctx, proto, pkt)`; netisr works out which workstream must
+//! process the packet and either runs the handler at once on the caller (*direct
+//! dispatch*) or copies the frame onto the owner's queue for the protocol (*queued*), to be
+//! handled when the owner calls [`Netisr::drain`]. `ctx` is the per-worker context (the
+//! worker's tx ring and so on): a handler always runs with the context of the worker it
+//! runs on, never with another worker's.
 //!
 //! # The three policies, and how each keeps packet order
 //!
-//! The promise, as in FreeBSD, is order *per source per flow*: the packets that one source
-//! (a worker, i.e. one rx queue) hands to `dispatch` for one flow reach the handler in the
-//! order they were handed over. Packets of one flow that arrive on two rx queues were not
-//! ordered against each other on the wire either, so nothing is lost by leaving them
-//! unordered. Each policy keeps the promise because, for a given (source, flow), it always
-//! picks the same path, and every path is FIFO:
+//! The promise, as in FreeBSD, is order *per source per flow*: the packets one source (a
+//! worker, i.e. one rx queue) hands to `dispatch` for one flow reach the handler in that
+//! order. Packets of a flow arriving on two rx queues were not ordered against each other
+//! on the wire either, so nothing is lost by leaving them unordered. Each policy keeps the
+//! promise because it always sends one (source, flow)'s packets down the same FIFO path:
 //!
-//! - [`Policy::Source`] (`NETISR_POLICY_SOURCE`): the packet is processed on the worker it
-//!   arrived on, always directly. There is no queue, so each source's packets are handled
-//!   in arrival order. Right for protocols without flow affinity (ARP).
-//! - [`Policy::Flow`] (`NETISR_POLICY_FLOW`): the packet's flow id (the RSS hash from the
-//!   device or the XDP program, [`PktMeta::flowid`]) is mapped onto a worker by `flow2cpu`:
-//!   `flowid % nworkers` ([`Netisr::default_flow2cpu`], FreeBSD's
-//!   `netisr_default_flow2cpu`) unless a pcbgroup layer installed its own mapping with
-//!   [`Netisr::set_flow2cpu`]. All packets of a flow are thus processed by one worker, the one
-//!   that owns the flow's connection state. Because the mapping is a pure function of the flow
-//!   id, the packets of one flow from one source take one path: always direct (the source
-//!   owns the flow) or always through the same `(target, protocol)` queue, a FIFO whose
-//!   single consumer pops in the order each producer pushed. Without a flow id the
-//!   protocol's `m2flow` is asked to compute one (from the 4-tuple, say); if there is no
-//!   `m2flow`, or it returns `None`, the packet falls back to SOURCE, which keeps order as
-//!   above. (A flow must either always or never carry a flow id for this to hold; a device
-//!   hashes a given flow the same way every time.)
+//! - [`Policy::Source`] (`NETISR_POLICY_SOURCE`): processed on the worker it arrived on,
+//!   always directly. No queue, so each source's packets are handled in arrival order.
+//!   Right for protocols without flow affinity (ARP).
+//! - [`Policy::Flow`] (`NETISR_POLICY_FLOW`): the flow id (the RSS hash from the device or
+//!   the XDP program, [`PktMeta::flowid`]) is mapped onto a worker by `flow2cpu`, which is
+//!   `flowid % nworkers` ([`Netisr::default_flow2cpu`], FreeBSD's `netisr_default_flow2cpu`)
+//!   unless a pcbgroup layer installed its own with [`Netisr::set_flow2cpu`]. So all of a
+//!   flow's packets are processed by one worker, the owner of its connection state. The
+//!   mapping is a pure function of the flow id, so one source's packets of one flow are
+//!   always handled directly (the source owns the flow) or always go through the same
+//!   `(target, protocol)` queue, a FIFO whose single consumer pops in the order each
+//!   producer pushed. Without a flow id the protocol's `m2flow` is asked for one (from the
+//!   4-tuple, say); without `m2flow`, or if it returns `None`, the packet falls back to
+//!   SOURCE, which keeps order as above. (This needs a flow to carry a flow id always or
+//!   never; a device hashes a given flow the same way every time.)
 //! - [`Policy::Cpu`] (`NETISR_POLICY_CPU`): the protocol's `m2cpuid(pkt, source)` names the
-//!   worker. The FLOW argument applies unchanged as long as `m2cpuid` names the same worker
-//!   for all packets of a flow from one source, which is its contract.
+//!   worker. The FLOW argument holds as long as `m2cpuid` names the same worker for all of
+//!   a flow's packets from one source, which is its contract.
 //!
-//! A target that is out of range (a buggy `m2cpuid` or `flow2cpu`) is dropped and counted
-//! in the source worker's `bad_target`, not clamped: clamping would silently pile flows onto
-//! one worker and hide the bug. [`Netisr::queue`] (`netisr_queue(9)`) defers a packet to a
-//! named worker explicitly; the order between packets passed to `queue` and packets of the
-//! same flow dispatched directly is not kept, so a protocol should use one or the other.
+//! An out-of-range target (a buggy `m2cpuid` or `flow2cpu`) is dropped and counted in the
+//! source worker's `bad_target`, not clamped: clamping would pile flows onto one worker
+//! and hide the bug. [`Netisr::queue`] (`netisr_queue(9)`) defers a packet to a named
+//! worker; order between packets passed to `queue` and packets of the same flow dispatched
+//! directly is not kept, so a protocol should use one or the other.
 //!
 //! # Direct dispatch and queueing, qlimit and qdrops
 //!
-//! Direct dispatch runs the handler on the caller's stack with the borrowed frame, zero copy
-//! out of the UMEM: the cheap path, and the common one once RSS and pcbgroups agree on who
-//! owns a flow. Queueing copies the frame into a `Box<[u8]>` (the UMEM frame has to go back
-//! to the fill ring) and pushes it onto the target's multi-producer, single-consumer queue
-//! for the protocol: a `crossbeam::queue::SegQueue` plus a length counter. The bound is
-//! ours, not the queue's, so that [`Netisr::setqlimit`] works at run time (an `ArrayQueue`
-//! fixes its capacity when built): a producer reserves a slot by a compare-and-swap on the
-//! length that fails when the length has reached the protocol's qlimit, so the bound is
-//! exact with any number of producers. A refused packet is dropped and counted in the
-//! target's `qdrops` for the protocol; as in FreeBSD a full queue is back-pressure, not an
-//! error. Lowering the qlimit below the current length drops nothing already queued; new
-//! packets are refused until the queue has drained below it. `drain` handles queued
+//! Direct dispatch runs the handler on the caller's stack with the borrowed frame, zero
+//! copy out of the UMEM: the cheap and, once RSS and pcbgroups agree, the common path.
+//! Queueing copies the frame into a `Box<[u8]>` (the UMEM frame must go back to the fill
+//! ring) and pushes it onto the target's multi-producer single-consumer queue for the
+//! protocol: a `crossbeam::queue::SegQueue` plus a length counter. The bound is ours, not
+//! the queue's, so that [`Netisr::setqlimit`] works at run time (an `ArrayQueue` fixes its
+//! capacity when built): a producer reserves a slot by compare-and-swap on the length,
+//! which fails once the length has reached the qlimit, so the bound is exact with any
+//! number of producers. A refused packet is dropped and counted in the target's `qdrops`
+//! for the protocol: as in FreeBSD a full queue is back-pressure, not an error. Lowering
+//! the qlimit below the current length drops nothing already queued. `drain` handles
 //! packets FIFO per queue and, when its budget runs out, starts the next call at the
 //! following protocol, so one busy protocol cannot starve the others.
 //!
 //! # Sleeping and waking
 //!
-//! A worker with nothing to do sleeps in poll(2) and is woken by its waker (an eventfd
-//! write, say). A syscall per queued packet would be ruinous while the target is busy, so
-//! each workstream has a `sleeping` flag: the worker sets it in [`Netisr::prepare_sleep`],
-//! which then looks at its queues and, if anything is pending, clears the flag and tells
-//! the worker not to sleep; [`Netisr::woke`] clears it once the worker runs again. A
-//! producer, after reserving its slot, reads the flag and calls the waker only if it swaps
-//! it from true to false, so one sleep costs at most one wakeup.
+//! An idle worker sleeps in poll(2) until its waker (an eventfd write, say) is called. A
+//! syscall per queued packet would be ruinous while the target is busy, so a workstream
+//! has a `sleeping` flag: the worker sets it in [`Netisr::prepare_sleep`], which then
+//! checks the queues and, if anything is pending, clears it and says "don't sleep";
+//! [`Netisr::woke`] clears it when the worker runs again. A producer, after reserving its
+//! slot, calls the waker only if it swaps the flag from true to false: one wakeup per sleep.
 //!
-//! No wakeup is lost. The producer's length update and flag read, and the worker's flag
-//! write and length reads, are all `SeqCst`, so they sit in one total order (Dekker's
-//! argument). If the producer's length update comes first in that order, the worker's later
-//! length read sees the packet (or sees it already consumed) and does not sleep. Otherwise
-//! the worker's flag write precedes the producer's flag read, which then sees `true` (or a
-//! `false` written by another producer that already called the waker, or by `woke` because
-//! the worker is awake), and the waker is called. The slot is reserved before the packet is
-//! pushed, so a worker may briefly see work that `drain` cannot pop yet; it then simply
-//! stays awake and polls again.
+//! No wakeup is lost. The producer's length update and flag read and the worker's flag
+//! write and length reads are all `SeqCst`, so they sit in one total order (Dekker's
+//! argument). If the producer's length update comes first, the worker's later length read
+//! sees the packet (or it was already consumed) and the worker does not sleep. Otherwise
+//! the worker's flag write precedes the producer's flag read, which sees `true` (or a
+//! `false` written by a producer that already called the waker, or by `woke`), and the
+//! waker is called. Slots are reserved before the push, so a worker may briefly see work
+//! that `drain` cannot pop yet; it then stays awake and polls again.
 //!
 //! # Registration and the hot path
 //!
-//! The protocol table is one `OnceLock` per protocol number: registering writes a slot
-//! once (a second registration of the number fails, even when racing), and the hot path
-//! reads it with one atomic load, no lock. Handlers run with no netisr lock held, so a
-//! handler may call `dispatch` again (ether input handing a packet to IP). The flow mapping
-//! is set with `&mut self`, i.e. before the `Netisr` is shared in an `Arc` with the workers,
-//! so it needs no synchronization at all.
+//! The protocol table is one `OnceLock` per number: registering writes a slot once (a
+//! second registration fails, even when racing), and the hot path reads it with one atomic
+//! load, no lock. Handlers run with no netisr lock held, so a handler may call `dispatch`
+//! again (ether input handing a packet to IP). The flow mapping is set with `&mut self`,
+//! i.e. before the `Netisr` is shared in an `Arc` with the workers: no synchronization.
 
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
@@ -133,7 +126,7 @@ pub type Flow2Cpu = Box<dyn Fn(u32) -> usize + Send + Sync>;
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
 
 /// Where a protocol's packets are processed; the module docs say how each keeps order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 pub enum Policy {
     /// On the worker they arrived on (`NETISR_POLICY_SOURCE`).
     #[default]
@@ -198,7 +191,7 @@ pub enum NetisrError {
 }
 
 /// Counters of one protocol on one workstream (FreeBSD's `sysctl_netisr_work`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct WorkStats {
     /// Protocol number.
     pub proto: u16,
@@ -217,7 +210,7 @@ pub struct WorkStats {
 }
 
 /// Counters of one workstream.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct WorkstreamStats {
     /// Worker index.
     pub worker: usize,
@@ -230,7 +223,7 @@ pub struct WorkstreamStats {
 }
 
 /// A registered protocol and its totals over all workers (FreeBSD's `sysctl_netisr_proto`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct ProtoStats {
     /// Protocol number.
     pub proto: u16,
@@ -251,7 +244,7 @@ pub struct ProtoStats {
 }
 
 /// A snapshot of all netisr counters.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct NetisrStats {
     /// Registered protocols, by number.
     pub protos: Vec<ProtoStats>,
@@ -695,20 +688,15 @@ mod tests {
         Pkt { data, meta }
     }
 
-    /// Worker `c.worker` dispatches frame(src, seq) with `flowid`.
-    fn disp(
-        ni: &Netisr<Ctx>,
-        c: &mut Ctx,
-        proto: u16,
-        src: u8,
-        seq: u32,
-        flowid: Option<u32>,
-    ) -> Dispatch {
-        ni.dispatch(c.worker, c, proto, pkt(&frame(src, seq), flowid))
+    type N = Netisr<Ctx>;
+
+    /// Worker `c.worker` dispatches frame(src, seq) with flow id `f`.
+    fn disp(ni: &N, c: &mut Ctx, proto: u16, src: u8, seq: u32, f: Option<u32>) -> Dispatch {
+        ni.dispatch(c.worker, c, proto, pkt(&frame(src, seq), f))
     }
 
     /// Queues frame(0, seq) without flow id onto worker `w`.
-    fn q(ni: &Netisr<Ctx>, w: usize, proto: u16, seq: u32) -> bool {
+    fn q(ni: &N, w: usize, proto: u16, seq: u32) -> bool {
         ni.queue(w, proto, pkt(&frame(0, seq), None))
     }
 
@@ -824,6 +812,8 @@ mod tests {
         assert_eq!(ni.getqlimit(NETISR_ARP), Err(E::NotRegistered(4)));
         let w1 = &ni.stats().workstreams[1].protos[0];
         assert_eq!((w1.queued, w1.handled, w1.qdrops, w1.qlen), (6, 6, 1, 0));
+        let json = serde_json::to_string(&ni.stats().protos).unwrap();
+        assert!(json.contains(r#""policy":"Flow","qlimit":6,"dispatched":0,"queued":10,"#));
     }
 
     #[test]

@@ -142,6 +142,7 @@ impl Stack {
             let (tx, rx) = mpsc::channel();
             ready.push(rx);
             let cpu = cpus[q % cpus.len()];
+            let shares_cpu = (0..nworkers).filter(|w| cpus[w % cpus.len()] == cpu).count() > 1;
             let ifname = link.name.clone();
             let (ifp, netisr, stop, running, idle, xsk_cfg) =
                 (ifp.clone(), netisr.clone(), stop.clone(), running.clone(), config.idle, config.xsk);
@@ -174,6 +175,7 @@ impl Stack {
                         stop,
                         running,
                         idle,
+                        shares_cpu,
                         wake_fd,
                     }
                     .run()

@@ -150,6 +150,8 @@ pub(crate) struct Worker {
     pub stop: Arc<AtomicBool>,
     pub running: Arc<AtomicBool>,
     pub idle: IdleMode,
+    /// Another worker is pinned to the same CPU: spinning must yield to it.
+    pub shares_cpu: bool,
     pub wake_fd: Arc<OwnedFd>,
 }
 
@@ -210,7 +212,11 @@ impl Worker {
             match self.idle {
                 IdleMode::Busy => {
                     self.rx.wake_if_needed();
-                    std::hint::spin_loop();
+                    if self.shares_cpu {
+                        std::thread::yield_now();
+                    } else {
+                        std::hint::spin_loop();
+                    }
                 }
                 IdleMode::Sleep => {
                     // Spin briefly before sleeping: a reply often follows within

@@ -115,6 +115,10 @@ fn main() -> ExitCode {
     }
 }
 
+fn mac_str(m: &[u8; 6]) -> String {
+    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
 fn one_line(s: &str) -> String {
     s.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
@@ -149,7 +153,7 @@ fn up(a: UpArgs) -> anyhow::Result<()> {
         a.xdp_mode,
         a.addr,
         a.gateway.map(|g| format!(" via {g}")).unwrap_or_default(),
-        stack.link().mac,
+        mac_str(&stack.link().mac.0),
         stack.link().mtu,
     );
     loop {

@@ -199,14 +199,20 @@ impl Drop for XdpSteer {
 }
 
 fn classify_attach_error(iface: &str, mode: Mode, e: ProgramError) -> DeviceError {
-    let text = format!("{e}");
-    let detail = match &e {
-        ProgramError::SyscallError(s) => Some(s.io_error.raw_os_error()),
-        _ => None,
+    let (text, detail) = match &e {
+        ProgramError::SyscallError(s) => (format!("{}: {}", s.call, s.io_error), Some(s.io_error.raw_os_error())),
+        _ => (format!("{e}"), None),
     };
     match detail.flatten() {
         Some(libc::EBUSY) | Some(libc::EEXIST) => DeviceError::XdpBusy(iface.to_string()),
         Some(libc::EPERM) | Some(libc::EACCES) => DeviceError::Permission(format!("attaching XDP to {iface}: {text}")),
+        // veth refuses native XDP when it has fewer rx queues than its peer has tx
+        // queues (drivers/net/veth.c: "XDP expects number of rx queues not less than
+        // peer tx queues").
+        Some(libc::ENOSPC) => DeviceError::Queues(format!(
+            "{iface} refuses {mode} XDP: it has fewer rx queues than its peer has tx queues (veth); \
+             shrink the peer too (ethtool -L PEER tx N) or use --xdp-mode generic"
+        )),
         Some(libc::EOPNOTSUPP) => DeviceError::Other(format!(
             "{iface} does not support {mode} XDP ({text}); try --xdp-mode generic"
         )),
