@@ -78,9 +78,22 @@ fn parse_cpus(s: &str) -> Result<CpuList, String> {
 }
 
 fn main() -> ExitCode {
-    // Panics are reported as one line by `run`'s catch_unwind; silence the default
-    // multi-line message and backtrace.
-    std::panic::set_hook(Box::new(|_| {}));
+    // A panic is reported as one line (by `run`'s catch_unwind on the main thread, or
+    // when the main loop sees a worker die); the hook only records where it happened
+    // instead of printing the default multi-line message and backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let thread = std::thread::current().name().unwrap_or("main").to_string();
+        if let Ok(mut last) = LAST_PANIC.lock() {
+            *last = Some(format!("{thread}: {msg}{at}"));
+        }
+    }));
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -103,16 +116,18 @@ fn main() -> ExitCode {
             eprintln!("xstack: error: {}", one_line(&format!("{e:#}")));
             ExitCode::from(1)
         }
-        Err(p) => {
-            let msg = p
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| p.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown".into());
+        Err(_) => {
+            let msg = last_panic();
             eprintln!("xstack: error: internal error (panic: {}); the XDP program was detached", one_line(&msg));
             ExitCode::from(1)
         }
     }
+}
+
+static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+fn last_panic() -> String {
+    LAST_PANIC.lock().ok().and_then(|mut p| p.take()).unwrap_or_else(|| "unknown".into())
 }
 
 fn mac_str(m: &[u8; 6]) -> String {
@@ -172,7 +187,10 @@ fn up(a: UpArgs) -> anyhow::Result<()> {
         if !stack.healthy() {
             let snap = stack.stop();
             println!("{}", serde_json::to_string(&snap.to_json())?);
-            anyhow::bail!("a worker thread died; stack stopped and XDP program detached");
+            anyhow::bail!(
+                "a worker thread died ({}); stack stopped and XDP program detached",
+                one_line(&last_panic())
+            );
         }
     }
     let snap = stack.stop();
