@@ -72,3 +72,24 @@ fn no_program_left_after_startup_error() {
         "XDP program left after a start-up error:\n{link}"
     );
 }
+
+/// `--queues 2` on a 4-queue veth changes the channel count while running; the stack
+/// restores it at exit (as its `--help` promises).
+#[test]
+fn channel_count_restored_after_exit() {
+    if !require_root() {
+        return;
+    }
+    let pair = VethPair::new("dchan", 4);
+    let channels = || {
+        let out = pair.exec_stack_ns(["ethtool", "-l", STACK_IF]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let before = channels();
+    let stack = pair.spawn_stack(&["--queues", "2"]);
+    let ping = pair.ping(STACK_ADDR, 5, "0.01", None);
+    let (_, json) = stack.stop(libc::SIGTERM);
+    ping.assert_all(5);
+    let after = channels();
+    assert_eq!(before, after, "channel count not restored; JSON: {json}");
+}

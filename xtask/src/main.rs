@@ -75,7 +75,7 @@ fn test(cargo_args: &[String]) -> Result<()> {
     }
     let status = Command::new(cargo())
         .current_dir(workspace_root())
-        .args(["test", "--workspace"])
+        .args(["test", "--workspace", "--no-fail-fast"])
         .args(cargo_args)
         .status()?;
     if !status.success() {
