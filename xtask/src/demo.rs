@@ -28,12 +28,12 @@ extern "C" fn on_signal(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
-fn interrupted() -> bool {
+pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
 /// Ctrl-C / SIGTERM set a flag instead of killing us, so the namespaces get removed.
-fn install_signal_handlers() {
+pub fn install_signal_handlers() {
     for sig in [libc::SIGINT, libc::SIGTERM] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
         unsafe {
@@ -45,61 +45,51 @@ fn install_signal_handlers() {
     }
 }
 
-/// The namespace pair; deleted on drop.
-struct DemoNet;
+/// A namespace pair joined by a veth pair (`vstk` in `a`, `vpeer` in `b` with
+/// 198.18.0.2/24); deleted on drop, and deleted first if a previous run left it.
+pub struct NsPair {
+    /// The stack's namespace.
+    pub a: &'static str,
+    /// The Linux peer's namespace.
+    pub b: &'static str,
+}
 
-impl DemoNet {
-    fn create() -> Result<DemoNet> {
-        remove_namespaces();
-        must(&["ip", "netns", "add", NS_STACK])?;
-        let net = DemoNet;
-        must(&["ip", "netns", "add", NS_PEER])?;
+impl NsPair {
+    pub fn create(a: &'static str, b: &'static str) -> Result<NsPair> {
+        let net = NsPair { a, b };
+        net.remove();
+        must(&["ip", "netns", "add", a])?;
+        must(&["ip", "netns", "add", b])?;
         must(&[
-            "ip", "link", "add", "vstk", "netns", NS_STACK, "type", "veth", "peer", "name",
-            "vpeer", "netns", NS_PEER,
+            "ip", "link", "add", "vstk", "netns", a, "type", "veth", "peer", "name", "vpeer",
+            "netns", b,
         ])?;
-        for (ns, dev) in [
-            (NS_STACK, "lo"),
-            (NS_STACK, "vstk"),
-            (NS_PEER, "lo"),
-            (NS_PEER, "vpeer"),
-        ] {
+        for (ns, dev) in [(a, "lo"), (a, "vstk"), (b, "lo"), (b, "vpeer")] {
             must(&["ip", "-n", ns, "link", "set", dev, "up"])?;
         }
-        must(&[
-            "ip",
-            "-n",
-            NS_PEER,
-            "addr",
-            "add",
-            "198.18.0.2/24",
-            "dev",
-            "vpeer",
-        ])?;
+        must(&["ip", "-n", b, "addr", "add", "198.18.0.2/24", "dev", "vpeer"])?;
         // Full checksums from the kernel peer (DESIGN.md: veth facts).
-        must(&[
-            "ip", "netns", "exec", NS_PEER, "ethtool", "-K", "vpeer", "tx", "off",
-        ])?;
+        must(&["ip", "netns", "exec", b, "ethtool", "-K", "vpeer", "tx", "off"])?;
         Ok(net)
     }
-}
 
-impl Drop for DemoNet {
-    fn drop(&mut self) {
-        remove_namespaces();
-        println!("xtask: removed namespaces {NS_STACK} and {NS_PEER}");
-    }
-}
-
-fn remove_namespaces() {
-    for ns in [NS_STACK, NS_PEER] {
-        if std::path::Path::new("/run/netns").join(ns).exists() {
-            quiet(&["ip", "netns", "del", ns]);
+    fn remove(&self) {
+        for ns in [self.a, self.b] {
+            if std::path::Path::new("/run/netns").join(ns).exists() {
+                quiet(&["ip", "netns", "del", ns]);
+            }
         }
     }
 }
 
-fn target_dir() -> PathBuf {
+impl Drop for NsPair {
+    fn drop(&mut self) {
+        self.remove();
+        println!("xtask: removed namespaces {} and {}", self.a, self.b);
+    }
+}
+
+pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| crate::workspace_root().join("target"))
@@ -113,6 +103,24 @@ pub fn run() -> Result<()> {
     ensure_packages()?;
     install_signal_handlers();
 
+    let bin = build_release()?;
+    let _net = NsPair::create(NS_STACK, NS_PEER)?;
+    println!(
+        "xtask: {NS_STACK}/vstk (xstack, {STACK_CIDR}) <-> {NS_PEER}/vpeer (Linux, 198.18.0.2/24)"
+    );
+    let (mut stack, up_rx, out_thread) =
+        spawn_stack(&bin, NS_STACK, &["--iface", "vstk", "--addr", STACK_CIDR])?;
+    let result = wait_up(&mut stack, &up_rx).and_then(|()| ping());
+    let counters = stop(&mut stack, out_thread);
+    result?;
+    let json = counters?;
+    println!("xstack counters:");
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    Ok(())
+}
+
+/// Builds the release `xstack` binary and returns its path.
+pub fn build_release() -> Result<PathBuf> {
     println!("xtask: building xstack (release)");
     let status = Command::new(crate::cargo())
         .current_dir(crate::workspace_root())
@@ -121,16 +129,21 @@ pub fn run() -> Result<()> {
     if !status.success() {
         bail!("cargo build --release -p xstack failed ({status})");
     }
-    let bin = target_dir().join("release").join("xstack");
+    Ok(target_dir().join("release").join("xstack"))
+}
 
-    let _net = DemoNet::create()?;
-    println!(
-        "xtask: {NS_STACK}/vstk (xstack, {STACK_CIDR}) <-> {NS_PEER}/vpeer (Linux, 198.18.0.2/24)"
-    );
+/// Starts `xstack up ARGS` in namespace `ns`: returns the child, a channel that fires
+/// when it printed its `xstack: up` line, and a thread collecting its stdout.
+pub fn spawn_stack(
+    bin: &std::path::Path,
+    ns: &str,
+    args: &[&str],
+) -> Result<(Child, mpsc::Receiver<()>, thread::JoinHandle<String>)> {
     let mut stack = Command::new("ip")
-        .args(["netns", "exec", NS_STACK])
-        .arg(&bin)
-        .args(["up", "--iface", "vstk", "--addr", STACK_CIDR])
+        .args(["netns", "exec", ns])
+        .arg(bin)
+        .arg("up")
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -152,17 +165,10 @@ pub fn run() -> Result<()> {
         let _ = stdout.read_to_string(&mut s);
         s
     });
-
-    let result = wait_up(&mut stack, &up_rx).and_then(|()| ping());
-    let counters = stop(&mut stack, out_thread);
-    result?;
-    let json = counters?;
-    println!("xstack counters:");
-    println!("{}", serde_json::to_string_pretty(&json)?);
-    Ok(())
+    Ok((stack, up_rx, out_thread))
 }
 
-fn wait_up(stack: &mut Child, up_rx: &mpsc::Receiver<()>) -> Result<()> {
+pub fn wait_up(stack: &mut Child, up_rx: &mpsc::Receiver<()>) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if up_rx.recv_timeout(Duration::from_millis(100)).is_ok() {
@@ -210,7 +216,7 @@ fn ping() -> Result<()> {
     }
 }
 
-fn stop(stack: &mut Child, out: thread::JoinHandle<String>) -> Result<serde_json::Value> {
+pub fn stop(stack: &mut Child, out: thread::JoinHandle<String>) -> Result<serde_json::Value> {
     if stack.try_wait()?.is_none() {
         // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child
         // (`ip netns exec` execs xstack), not yet reaped.

@@ -4,7 +4,9 @@
 //! - `test [-- ARGS]`: install missing system tools (root, Debian), check the committed
 //!   eBPF objects, run `cargo test --workspace` (unit + veth integration tests).
 //! - `demo`: run the stack in a namespace pair and ping it from Linux.
+//! - `bench`: xstack beside Linux on the same veth pair, reported as ratios.
 
+mod bench;
 mod demo;
 mod ebpf;
 mod sys;
@@ -37,6 +39,8 @@ enum Cmd {
     },
     /// Start the stack on a veth pair in two namespaces, ping it, print its counters.
     Demo,
+    /// xstack beside Linux on the same veth pair, as ratios (writes target/bench/bench.json).
+    Bench(bench::BenchArgs),
 }
 
 fn main() {
@@ -45,6 +49,7 @@ fn main() {
         Cmd::BuildEbpf { check } => ebpf::build_all(check),
         Cmd::Test { cargo_args } => test(&cargo_args),
         Cmd::Demo => demo::run(),
+        Cmd::Bench(a) => bench::run(a),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");
