@@ -47,6 +47,10 @@ fn spread_over_four_queues() {
         r.assert_all(COUNT);
     }
     let queues = json_queues(&json);
+    eprintln!(
+        "spread of {PINGERS} flows over 4 queues (queue, xdp_redirected, xdp_passed): {queues:?}; netisr ip queued (handoffs): {}",
+        json["netisr"]["protos"][0]["queued"]
+    );
     let busy = queues.iter().filter(|q| q.1 > 0).count();
     assert!(
         busy > 1,
