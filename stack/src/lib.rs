@@ -5,11 +5,13 @@
 //! dispatcher, and leave through the same sockets. See `DESIGN.md` for the whole path.
 pub mod checksum;
 pub mod device;
+pub mod http;
 pub mod mbuf;
 pub mod net;
 pub mod netisr;
 pub mod stack;
 pub mod stats;
+pub mod tcp;
 pub mod worker;
 
 pub use stack::{Snapshot, Stack, StackConfig};

@@ -1,0 +1,560 @@
+//! Segment arrival on a connection (RFC 9293 §3.10.7.3 and §3.10.7.4, with RFC 5961's
+//! blind-attack mitigations and RFC 7323's PAWS), after FreeBSD's `tcp_input.c`.
+//!
+//! Listening sockets and segments for no connection are handled by the demultiplexer
+//! (`demux.rs`); this file is the per-connection part.
+
+use std::time::Instant;
+
+use xstack_cc::{AckInfo, CcSignal, CongInfo};
+
+use super::segment::{Segment, TcpFlags};
+use super::seq::Seq;
+use super::tcb::{State, Tcb, TcpError};
+use super::timer::TimerKind;
+
+/// What the caller should do after [`Tcb::input`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputOutcome {
+    /// Processed (or dropped as unacceptable); run output.
+    Ok,
+    /// SYN-RECEIVED -> ESTABLISHED: hand the connection to its listener's accept queue.
+    Established,
+    /// The segment is not for this connection's incarnation: answer with a RST built
+    /// from it (RFC 9293 "send a reset" cases), as for a closed port.
+    SendReset,
+}
+
+impl Tcb {
+    /// Processes one segment addressed to this connection.
+    pub fn input(&mut self, seg: &Segment<'_>, now: Instant) -> InputOutcome {
+        self.stats.segs_in += 1;
+        self.last_rx = now;
+        self.keep_probes = 0;
+        if let Some(ka) = self.cfg.keepalive {
+            if self.state.is_synchronized() {
+                self.timers.set(TimerKind::Keepalive, now + ka.idle);
+            }
+        }
+        match self.state {
+            State::Closed => InputOutcome::SendReset,
+            State::SynSent => self.input_syn_sent(seg, now),
+            _ => self.input_synchronized(seg, now),
+        }
+    }
+
+    /// RFC 9293 §3.10.7.3: SYN-SENT.
+    fn input_syn_sent(&mut self, seg: &Segment<'_>, now: Instant) -> InputOutcome {
+        let f = seg.flags;
+        // "If the ACK bit is set: If SEG.ACK =< ISS or SEG.ACK > SND.NXT, send a reset
+        // (unless the RST bit is set, if so drop the segment and return)."
+        let ack_ok = f.contains(TcpFlags::ACK) && seg.ack > self.iss && seg.ack <= self.snd_max;
+        if f.contains(TcpFlags::ACK) && !ack_ok {
+            return if f.contains(TcpFlags::RST) { InputOutcome::Ok } else { InputOutcome::SendReset };
+        }
+        if f.contains(TcpFlags::RST) {
+            // "If the ACK was acceptable, then signal to the user 'error: connection
+            // reset', drop the segment, enter CLOSED state". (RFC 5961 §3.2 allows the
+            // RST only with an acceptable ACK, which is what we require.)
+            if ack_ok {
+                self.drop_with(TcpError::Refused);
+            }
+            return InputOutcome::Ok;
+        }
+        if !f.contains(TcpFlags::SYN) {
+            return InputOutcome::Ok;
+        }
+        self.irs = seg.seq;
+        self.rcv_nxt = seg.seq + 1;
+        self.rcv_adv = self.rcv_nxt;
+        self.last_ack_sent = self.rcv_nxt;
+        self.negotiate(seg);
+        self.cc_init();
+        if ack_ok {
+            // Our SYN is acknowledged: ESTABLISHED.
+            self.snd_una = seg.ack;
+            self.rtt_sample_from(seg, now);
+            self.snd_wnd = seg.window as u32; // never scaled in a SYN (RFC 7323 §2.2)
+            self.max_sndwnd = self.snd_wnd;
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = seg.ack;
+            self.established(now);
+            self.ack_now = true;
+            // Data on the SYN,ACK is unusual but legal.
+            self.process_data_and_fin(seg, now);
+        } else {
+            // Simultaneous open: "enter SYN-RECEIVED, form a SYN,ACK segment".
+            self.state = State::SynReceived;
+            self.snd_wnd = seg.window as u32;
+            self.max_sndwnd = self.snd_wnd;
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = self.iss;
+            // Resend our SYN, now with an ACK.
+            self.snd_nxt = self.iss;
+        }
+        self.events = true;
+        InputOutcome::Ok
+    }
+
+    fn established(&mut self, now: Instant) {
+        self.state = State::Established;
+        self.rxtshift = 0;
+        self.rtt.reset_backoff();
+        self.timers.stop(TimerKind::ConnEstab);
+        if let Some(ka) = self.cfg.keepalive {
+            self.timers.set(TimerKind::Keepalive, now + ka.idle);
+        }
+        self.round_end = self.snd_max;
+        self.events = true;
+    }
+
+    /// RFC 9293 §3.10.7.4: every state after SYN-SENT.
+    fn input_synchronized(&mut self, seg: &Segment<'_>, now: Instant) -> InputOutcome {
+        let f = seg.flags;
+
+        // RFC 7323 §5.3 PAWS: "If the RST bit is not set and TSval is less than
+        // TS.Recent, the segment is not acceptable ... send an acknowledgment in reply".
+        if self.ts_enabled && !f.contains(TcpFlags::RST) {
+            if let Some((tsval, _)) = seg.options.timestamps {
+                if (tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
+                    self.stats.drops += 1;
+                    self.ack_now = true;
+                    return InputOutcome::Ok;
+                }
+            }
+        }
+
+        // First: the sequence number check (the four acceptability cases).
+        if !self.acceptable(seg) {
+            self.stats.drops += 1;
+            if !f.contains(TcpFlags::RST) {
+                self.ack_now = true;
+            }
+            return InputOutcome::Ok;
+        }
+
+        // Second: RST (RFC 5961 §3.2).
+        if f.contains(TcpFlags::RST) {
+            if seg.seq != self.rcv_nxt {
+                // In the window but not exact: a challenge ACK.
+                self.challenge_ack(now);
+                return InputOutcome::Ok;
+            }
+            match self.state {
+                // "If this connection was initiated with a passive OPEN ... return
+                // this connection to LISTEN state": for us, just discard it.
+                State::SynReceived if self.passive => self.to_closed(),
+                State::SynReceived => self.drop_with(TcpError::Refused),
+                State::Closing | State::LastAck | State::TimeWait => self.to_closed(),
+                _ => self.drop_with(TcpError::Reset),
+            }
+            return InputOutcome::Ok;
+        }
+
+        // Fourth: SYN in a synchronized state (RFC 5961 §4.2): "the TCP MUST send an
+        // ACK (challenge ACK) to the remote peer", whatever its sequence number.
+        if f.contains(TcpFlags::SYN) {
+            if self.state == State::SynReceived && self.passive && seg.seq == self.irs {
+                // A retransmitted SYN: our SYN,ACK was lost; resend it.
+                self.snd_nxt = self.iss;
+                return InputOutcome::Ok;
+            }
+            self.challenge_ack(now);
+            return InputOutcome::Ok;
+        }
+
+        // Fifth: the ACK field. "If the ACK bit is off, drop the segment and return."
+        if !f.contains(TcpFlags::ACK) {
+            self.stats.drops += 1;
+            return InputOutcome::Ok;
+        }
+
+        // Timestamps: RFC 7323 §4.3 "If SEG.TSval >= TS.Recent and SEG.SEQ =<
+        // Last.ACK.sent, then TS.Recent = SEG.TSval".
+        if self.ts_enabled {
+            if let Some((tsval, _)) = seg.options.timestamps {
+                if seg.seq <= self.last_ack_sent && (tsval.wrapping_sub(self.ts_recent) as i32) >= 0 {
+                    self.ts_recent = tsval;
+                }
+            }
+        }
+
+        let mut outcome = InputOutcome::Ok;
+        if self.state == State::SynReceived {
+            // "If SND.UNA < SEG.ACK =< SND.NXT, then enter ESTABLISHED state".
+            if seg.ack > self.snd_una && seg.ack <= self.snd_max {
+                self.cc_init();
+                self.snd_wnd = (seg.window as u32) << self.snd_wscale;
+                self.max_sndwnd = self.max_sndwnd.max(self.snd_wnd);
+                self.snd_wl1 = seg.seq;
+                self.snd_wl2 = seg.ack;
+                self.established(now);
+                outcome = InputOutcome::Established;
+                if self.fin_queued {
+                    // The application closed before the handshake finished.
+                    self.state = State::FinWait1;
+                }
+            } else {
+                // "If the segment acknowledgment is not acceptable, form a reset".
+                return InputOutcome::SendReset;
+            }
+        }
+
+        if !self.process_ack(seg, now) {
+            return outcome;
+        }
+
+        // Sixth: URG is not supported (RFC 6093 recommends against its use): ignored.
+
+        // Seventh and eighth: the text and the FIN.
+        self.process_data_and_fin(seg, now);
+        outcome
+    }
+
+    /// RFC 9293's four acceptability cases for a segment against the receive window.
+    fn acceptable(&self, seg: &Segment<'_>) -> bool {
+        let len = seg.payload.len() as u32
+            + seg.flags.contains(TcpFlags::SYN) as u32
+            + seg.flags.contains(TcpFlags::FIN) as u32;
+        let wnd = self.rcv_adv.dist(self.rcv_nxt).max(self.rcvbuf.window() as u32);
+        match (len, wnd) {
+            (0, 0) => seg.seq == self.rcv_nxt,
+            (0, _) => seg.seq.in_window(self.rcv_nxt, wnd),
+            (_, 0) => false,
+            (_, _) => {
+                seg.seq.in_window(self.rcv_nxt, wnd) || (seg.seq + (len - 1)).in_window(self.rcv_nxt, wnd)
+            }
+        }
+        // With a zero window, a probe's byte is refused here; the caller answers with
+        // an ACK, which tells the sender the window is still closed.
+    }
+
+    /// RFC 5961 §7: at most 10 challenge ACKs per second per connection.
+    fn challenge_ack(&mut self, now: Instant) {
+        let (start, count) = self.challenge_window;
+        if now.saturating_duration_since(start).as_secs() >= 1 {
+            self.challenge_window = (now, 1);
+        } else if count >= 10 {
+            return;
+        } else {
+            self.challenge_window.1 += 1;
+        }
+        self.stats.challenge_acks += 1;
+        self.ack_now = true;
+    }
+
+    /// The ACK field (RFC 9293 "fifth, check the ACK field" for ESTABLISHED and the
+    /// closing states). Returns false when the segment must be dropped.
+    fn process_ack(&mut self, seg: &Segment<'_>, now: Instant) -> bool {
+        let ack = seg.ack;
+        // RFC 5961 §5.2: acceptable ACKs are in [SND.UNA - MAX.SND.WND, SND.NXT].
+        if ack > self.snd_max {
+            // "If the ACK acks something not yet sent (SEG.ACK > SND.NXT) then send an
+            // ACK, drop the segment, and return."
+            self.ack_now = true;
+            self.stats.drops += 1;
+            return false;
+        }
+        if ack < self.snd_una - self.max_sndwnd {
+            self.challenge_ack(now);
+            self.stats.drops += 1;
+            return false;
+        }
+
+        let acked = if ack > self.snd_una { ack.dist(self.snd_una) } else { 0 };
+        let window = (seg.window as u32) << self.snd_wscale;
+
+        // Duplicate ACK per RFC 5681 §2: no data, no SYN/FIN, same ACK, same window,
+        // and outstanding data.
+        let is_dup = acked == 0
+            && seg.payload.is_empty()
+            && !seg.flags.intersects(TcpFlags::SYN | TcpFlags::FIN)
+            && window == self.snd_wnd
+            && self.snd_max > self.snd_una;
+
+        if acked > 0 {
+            self.new_ack(seg, acked, now);
+        } else if is_dup {
+            self.dup_ack(now);
+        }
+
+        // Window update: "If SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and SND.WL2 =<
+        // SEG.ACK), set SND.WND <- SEG.WND, set SND.WL1 <- SEG.SEQ, and set
+        // SND.WL2 <- SEG.ACK."
+        if self.snd_wl1 < seg.seq || (self.snd_wl1 == seg.seq && self.snd_wl2 <= ack) {
+            let opened = window > self.snd_wnd;
+            self.snd_wnd = window;
+            self.snd_wl1 = seg.seq;
+            self.snd_wl2 = ack;
+            self.max_sndwnd = self.max_sndwnd.max(window);
+            if window > 0 {
+                self.timers.stop(TimerKind::Persist);
+                self.persist_shift = 0;
+                self.force_one = false;
+            }
+            if opened {
+                self.events = true;
+            }
+        }
+
+        // State changes when our FIN is acknowledged.
+        if self.fin_acked() {
+            match self.state {
+                State::FinWait1 => {
+                    self.state = State::FinWait2;
+                    self.events = true;
+                }
+                State::Closing => self.enter_time_wait(now),
+                State::LastAck => {
+                    self.to_closed();
+                    return false;
+                }
+                _ => {}
+            }
+        }
+        if self.state == State::TimeWait && seg.flags.contains(TcpFlags::FIN) {
+            // "The only thing that can arrive in this state is a retransmission of the
+            // remote FIN. Acknowledge it, and restart the 2 MSL timeout."
+            self.ack_now = true;
+            self.timers.set(TimerKind::TwoMsl, now + self.cfg.time_wait);
+        }
+        true
+    }
+
+    /// An ACK that acknowledges new data (BSD `tcp_do_segment`'s "process ACK" path).
+    fn new_ack(&mut self, seg: &Segment<'_>, acked: u32, now: Instant) {
+        let ack = seg.ack;
+        let syn_acked = self.snd_una == self.iss && ack > self.iss;
+        let fin_acked_now = self.fin_seq().is_some_and(|f| self.snd_una <= f && ack > f);
+        let data_acked = acked - syn_acked as u32 - fin_acked_now as u32;
+        self.rtt_sample_from(seg, now);
+        self.sndbuf.ack(data_acked as usize);
+        self.stats.bytes_acked += data_acked as u64;
+        self.snd_una = ack;
+        if self.snd_nxt < self.snd_una {
+            self.snd_nxt = self.snd_una;
+        }
+        self.rxtshift = 0;
+        self.rtt.reset_backoff();
+        self.dupacks = 0;
+        self.events = true;
+
+        // Round counting for the modules: a round ends when the data that was
+        // outstanding at its start is acknowledged.
+        if self.snd_una >= self.round_end {
+            self.rounds += 1;
+            self.round_end = self.snd_max;
+        }
+
+        if self.in_recovery {
+            if ack >= self.recover {
+                // RFC 6582 §3.2 step 3 (full acknowledgment): exit recovery.
+                self.in_recovery = false;
+                let info = self.ack_info(data_acked, now);
+                self.cc.post_recovery(&mut self.ccv, &info);
+            } else {
+                // Partial acknowledgment (RFC 6582 §3.2 step 3): "retransmit the first
+                // unacknowledged segment ... deflate the congestion window by the
+                // amount of new data acknowledged ... add back SMSS bytes".
+                self.rexmit_one = true;
+                self.ccv.cwnd = self.ccv.cwnd.saturating_sub(data_acked).saturating_add(self.t_maxseg).max(self.t_maxseg);
+            }
+        } else if data_acked > 0 {
+            let info = self.ack_info(data_acked, now);
+            self.cc.ack_received(&mut self.ccv, CcSignal::Ack, &info);
+        }
+
+        // RFC 6298 §5.2/5.3: "When all outstanding data has been acknowledged, turn
+        // off the retransmission timer"; "When an ACK is received that acknowledges
+        // new data, restart the retransmission timer".
+        if self.snd_una == self.snd_max {
+            self.timers.stop(TimerKind::Rexmt);
+        } else {
+            self.timers.set(TimerKind::Rexmt, now + self.rto());
+        }
+    }
+
+    /// A duplicate ACK: fast retransmit on the third (RFC 5681 §3.2), then NewReno
+    /// fast recovery (RFC 6582).
+    fn dup_ack(&mut self, now: Instant) {
+        self.dupacks += 1;
+        if self.in_recovery {
+            // RFC 6582 §3.2 step 4 / RFC 5681 §3.2 step 4: "For each additional
+            // duplicate ACK received ... cwnd is incremented by SMSS."
+            self.ccv.cwnd = self.ccv.cwnd.saturating_add(self.t_maxseg);
+            return;
+        }
+        if self.dupacks != 3 {
+            return;
+        }
+        // RFC 6582 §3.2 step 2: enter fast retransmit only if the cumulative ACK
+        // covers more than `recover` (a new loss episode).
+        // (`recover` is one past the highest sequence sent at the last episode.)
+        if self.snd_una < self.recover {
+            return;
+        }
+        self.in_recovery = true;
+        self.recover = self.snd_max;
+        let info = self.cong_info(now);
+        self.cc.cong_signal(&mut self.ccv, CcSignal::DupAck, &info);
+        // RFC 5681 §3.2 step 3 ... "set cwnd to ssthresh plus 3*SMSS" (the inflation
+        // by the three segments that left the network is the transport's job).
+        self.ccv.cwnd = self.ccv.ssthresh.saturating_add(3 * self.t_maxseg);
+        self.rexmit_one = true;
+        self.rtt_timing = None;
+    }
+
+    /// A congestion-control ACK event, after the transport's bookkeeping.
+    pub(crate) fn ack_info(&self, bytes_acked: u32, now: Instant) -> AckInfo {
+        AckInfo {
+            bytes_acked,
+            in_flight: self.in_flight(),
+            cwnd_limited: self.cwnd_limited,
+            in_recovery: self.in_recovery,
+            now,
+            srtt: self.rtt.srtt(),
+            min_rtt: self.rtt.min_rtt(),
+            rounds: self.rounds,
+        }
+    }
+
+    /// A congestion-control signal event.
+    pub(crate) fn cong_info(&self, now: Instant) -> CongInfo {
+        CongInfo {
+            in_flight: self.in_flight(),
+            rto_count: self.rxtshift,
+            now,
+            srtt: self.rtt.srtt(),
+        }
+    }
+
+    /// Takes an RTT sample: from the echoed timestamp (RFC 7323 §4.1), else from the
+    /// timed segment if it was not retransmitted (Karn's algorithm, RFC 6298 §3).
+    fn rtt_sample_from(&mut self, seg: &Segment<'_>, now: Instant) {
+        let mut sample = None;
+        if self.ts_enabled {
+            if let Some((_, tsecr)) = seg.options.timestamps {
+                if tsecr != 0 {
+                    let ms = self.ts_now(now).wrapping_sub(tsecr);
+                    // Ignore nonsense echoes (older than a minute or from the future).
+                    if ms < 60_000 {
+                        sample = Some(std::time::Duration::from_millis(ms.max(1) as u64));
+                    }
+                }
+            }
+        }
+        if sample.is_none() {
+            if let Some((timed, sent)) = self.rtt_timing {
+                if seg.ack > timed {
+                    sample = Some(now.saturating_duration_since(sent));
+                }
+            }
+        }
+        if let Some((timed, _)) = self.rtt_timing {
+            if seg.ack > timed {
+                self.rtt_timing = None;
+            }
+        }
+        if let Some(rtt) = sample {
+            self.rtt.sample(rtt);
+            self.cc.rtt_sample(&mut self.ccv, rtt);
+        }
+    }
+
+    /// Seventh (segment text) and eighth (FIN) of RFC 9293 §3.10.7.4.
+    fn process_data_and_fin(&mut self, seg: &Segment<'_>, now: Instant) {
+        let mut seq = seg.seq + seg.flags.contains(TcpFlags::SYN) as u32;
+        let mut data = seg.payload;
+        if !data.is_empty() && self.state.can_receive() {
+            // Trim what we already have.
+            if seq < self.rcv_nxt {
+                let dup = self.rcv_nxt.dist(seq) as usize;
+                data = &data[dup.min(data.len())..];
+                seq = self.rcv_nxt;
+            }
+            if !data.is_empty() {
+                let offset = seq.dist(self.rcv_nxt) as usize;
+                let had_ooo = self.rcvbuf.has_ooo();
+                let advanced = self.rcvbuf.write_at(offset, data);
+                self.rcv_nxt += advanced as u32;
+                self.stats.bytes_received += advanced as u64;
+                if advanced > 0 {
+                    self.events = true;
+                }
+                if offset > 0 || had_ooo {
+                    // RFC 5681 §4.2: "an immediate ACK SHOULD be generated when an
+                    // out-of-order segment arrives" and when it fills a gap.
+                    self.ack_now = true;
+                } else {
+                    // "an ACK SHOULD be generated for at least every second
+                    // full-sized segment, and MUST be generated within 500 ms".
+                    self.unacked_bytes += advanced as u32;
+                    if self.unacked_bytes >= 2 * self.t_maxseg || seg.flags.contains(TcpFlags::PSH) && self.unacked_bytes >= self.t_maxseg {
+                        self.ack_now = true;
+                    } else if !self.timers.is_set(TimerKind::Delack) {
+                        self.timers.set(TimerKind::Delack, now + self.cfg.delack);
+                    }
+                }
+            } else {
+                // Entirely old data: a duplicate, ACK it at once so the peer stops.
+                self.ack_now = true;
+            }
+        } else if !data.is_empty() {
+            // Text in CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT: "This should not occur,
+            // since a FIN has been received from the remote side. Ignore the segment
+            // text."
+            self.ack_now = true;
+        }
+
+        if seg.flags.contains(TcpFlags::FIN) {
+            let fin = seq + data.len() as u32;
+            if fin >= self.rcv_nxt {
+                self.rcv_fin = Some(fin);
+            }
+            self.ack_now = true;
+        }
+        if let Some(fin) = self.rcv_fin {
+            if fin == self.rcv_nxt && !self.fin_received && self.state != State::TimeWait {
+                self.rcv_fin = None;
+                self.fin_received = true;
+                self.rcv_nxt += 1;
+                self.ack_now = true;
+                self.events = true;
+                match self.state {
+                    State::SynReceived | State::Established => self.state = State::CloseWait,
+                    State::FinWait1 => {
+                        if self.fin_acked() {
+                            self.enter_time_wait(now);
+                        } else {
+                            self.state = State::Closing;
+                        }
+                    }
+                    State::FinWait2 => self.enter_time_wait(now),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    pub(crate) fn enter_time_wait(&mut self, now: Instant) {
+        self.state = State::TimeWait;
+        self.timers.clear();
+        self.timers.set(TimerKind::TwoMsl, now + self.cfg.time_wait);
+        self.events = true;
+    }
+}
+
+/// The RST to send in answer to `seg` when it belongs to no connection (RFC 9293
+/// §3.10.7.1): "If the ACK bit is off, sequence number zero is used,
+/// <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK>; If the ACK bit is on,
+/// <SEQ=SEG.ACK><CTL=RST>". Returns `(seq, ack, flags)`; `None` for an incoming RST.
+pub fn reset_for(seg: &Segment<'_>) -> Option<(Seq, Seq, TcpFlags)> {
+    if seg.flags.contains(TcpFlags::RST) {
+        return None;
+    }
+    if seg.flags.contains(TcpFlags::ACK) {
+        Some((seg.ack, Seq(0), TcpFlags::RST))
+    } else {
+        Some((Seq(0), seg.seq + seg.seg_len(), TcpFlags::RST | TcpFlags::ACK))
+    }
+}

@@ -1,0 +1,327 @@
+//! What a connection sends next (FreeBSD `tcp_output.c`): SYN and SYN,ACK with their
+//! options, data limited by the peer's window and cwnd with Nagle and sender-side SWS
+//! avoidance, FIN, retransmissions, zero-window probes, keepalive probes, pure ACKs
+//! and window updates, and RST on abort.
+//!
+//! [`Tcb::poll_output`] returns one segment at a time as a header plus a range of the
+//! send buffer; the caller copies the payload straight into its transmit frame with
+//! [`Tcb::copy_payload`].
+
+use std::time::Instant;
+
+use super::segment::{SegmentOut, TcpFlags, TcpOptions};
+use super::seq::Seq;
+use super::tcb::{State, Tcb};
+use super::timer::TimerKind;
+
+/// One segment to send: its header and which bytes of the send buffer it carries.
+#[derive(Clone, Debug)]
+pub struct OutSegment {
+    /// Header fields and options.
+    pub hdr: SegmentOut,
+    /// Offset of the payload in the send buffer (from snd_una's byte).
+    pub payload_offset: usize,
+    /// Payload length.
+    pub payload_len: usize,
+}
+
+impl Tcb {
+    /// The next segment to send, if any. Call until it returns `None`.
+    pub fn poll_output(&mut self, now: Instant) -> Option<OutSegment> {
+        if self.send_rst {
+            self.send_rst = false;
+            // RFC 9293 §3.10.5 ABORT: "Send a reset segment: <SEQ=SND.NXT><CTL=RST>".
+            let mut hdr = self.header(self.snd_max, TcpFlags::RST | TcpFlags::ACK, now);
+            hdr.window = 0;
+            return Some(OutSegment { hdr, payload_offset: 0, payload_len: 0 });
+        }
+        match self.state {
+            State::Closed => return None,
+            State::SynSent | State::SynReceived if self.snd_nxt == self.iss => return Some(self.output_syn(now)),
+            State::SynSent => return None,
+            _ => {}
+        }
+        if self.state == State::SynReceived {
+            // Waiting for the handshake's ACK: only ACKs (e.g. to a duplicate SYN).
+            return self.output_pure_ack(now);
+        }
+        if self.keep_probe_due {
+            self.keep_probe_due = false;
+            // RFC 1122 §4.2.3.6 / BSD: a probe is a segment with SEG.SEQ = SND.UNA - 1
+            // and no data, which the peer must answer with an ACK.
+            let hdr = self.header(self.snd_una - 1, TcpFlags::ACK, now);
+            self.note_ack_sent(&hdr);
+            return Some(OutSegment { hdr, payload_offset: 0, payload_len: 0 });
+        }
+        if self.rexmit_one {
+            self.rexmit_one = false;
+            if let Some(seg) = self.output_from(self.snd_una, now, true) {
+                return Some(seg);
+            }
+        }
+        if let Some(seg) = self.output_from(self.snd_nxt, now, false) {
+            return Some(seg);
+        }
+        self.output_pure_ack(now)
+    }
+
+    /// Copies the payload of `seg` into `dst` (exactly `seg.payload_len` bytes).
+    pub fn copy_payload(&self, seg: &OutSegment, dst: &mut [u8]) -> usize {
+        self.sndbuf.copy_out(seg.payload_offset, &mut dst[..seg.payload_len])
+    }
+
+    /// The earliest timer deadline.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    fn output_syn(&mut self, now: Instant) -> OutSegment {
+        let resend = self.snd_max > self.iss;
+        let passive = self.state == State::SynReceived;
+        let mut flags = TcpFlags::SYN;
+        if passive {
+            flags |= TcpFlags::ACK;
+        }
+        let mut hdr = self.header(self.iss, flags, now);
+        let mut o = TcpOptions { mss: Some(self.cfg.mss), ..Default::default() };
+        // Offer an option actively if configured; answer one only if the peer offered
+        // it (RFC 7323 §2.2, §3.2; RFC 2018 §2).
+        if (!passive && self.cfg.window_scaling) || (passive && self.wscale_ok) {
+            o.wscale = Some(self.rcv_wscale);
+        }
+        if (!passive && self.cfg.sack) || (passive && self.sack_ok) {
+            o.sack_permitted = true;
+        }
+        if (!passive && self.cfg.timestamps) || (passive && self.ts_enabled) {
+            o.timestamps = Some((self.ts_now(now), if passive { self.ts_recent } else { 0 }));
+        }
+        hdr.options = o;
+        // RFC 7323 §2.2: "The window field in a segment where the SYN bit is set
+        // (i.e., a <SYN> or <SYN,ACK>) MUST NOT be scaled."
+        hdr.window = self.rcvbuf.window().min(65535) as u16;
+        self.snd_nxt = self.iss + 1;
+        if self.snd_max < self.snd_nxt {
+            self.snd_max = self.snd_nxt;
+        }
+        if resend {
+            self.stats.retransmits += 1;
+        } else if self.rtt_timing.is_none() {
+            self.rtt_timing = Some((self.iss, now));
+        }
+        if !self.timers.is_set(TimerKind::Rexmt) {
+            self.timers.set(TimerKind::Rexmt, now + self.rto());
+        }
+        if passive {
+            self.note_ack_sent(&hdr);
+            self.rcv_adv = self.rcv_nxt + hdr.window as u32;
+        }
+        self.stats.segs_out += 1;
+        OutSegment { hdr, payload_offset: 0, payload_len: 0 }
+    }
+
+    /// A data and/or FIN segment starting at `seq`, if one should be sent now.
+    fn output_from(&mut self, seq: Seq, now: Instant, retransmit_one: bool) -> Option<OutSegment> {
+        let base = self.data_base();
+        if seq < base {
+            return None;
+        }
+        let off = seq.dist(base) as usize;
+        let buffered = self.sndbuf.len();
+        let avail = buffered.saturating_sub(off);
+        let fin_seq = self.fin_seq();
+        let can_fin = matches!(self.state, State::FinWait1 | State::Closing | State::LastAck);
+
+        let mss = self.t_maxseg as usize;
+        let mut len;
+        if retransmit_one {
+            len = avail.min(mss);
+        } else {
+            let wnd = self.snd_wnd.min(self.ccv.cwnd) as usize;
+            let outstanding = seq.dist(self.snd_una) as usize;
+            let usable = wnd.saturating_sub(outstanding);
+            len = avail.min(usable).min(mss);
+            // cwnd-limited: more was ready than cwnd let through (FreeBSD
+            // CCF_CWND_LIMITED), as opposed to app- or rwnd-limited.
+            if avail > 0 {
+                self.cwnd_limited = (self.ccv.cwnd as usize) < self.snd_wnd as usize
+                    && avail > len
+                    && usable < mss.min(avail);
+            }
+            if self.force_one && self.snd_wnd == 0 && avail > 0 && len == 0 {
+                // Zero-window probe: one byte beyond the window (RFC 9293 §3.8.6.1).
+                len = 1;
+            }
+            if len > 0 && !self.force_one {
+                let in_flight = self.snd_max > self.snd_una;
+                let retransmitting = seq < self.snd_max;
+                // Send now if: a full segment; or all the data we have and (Nagle off
+                // or nothing in flight) (RFC 9293 §3.7.4, RFC 896); or at least half
+                // the largest window the peer offered (§3.8.6.2.1); or a
+                // retransmission after an RTO.
+                let full = len == mss;
+                let last = len == avail;
+                let nagle_ok = self.cfg.nodelay || !in_flight || self.fin_queued;
+                let half_window = self.max_sndwnd > 0 && len >= (self.max_sndwnd as usize) / 2;
+                if !(full || (last && nagle_ok) || half_window || retransmitting) {
+                    len = 0;
+                }
+            }
+        }
+        let end = seq + len as u32;
+        let fin = can_fin && fin_seq == Some(end) && len == avail;
+        let fin = fin && (retransmit_one || {
+            // The FIN takes a sequence number too: it must fit the window, except it
+            // may always follow the last data segment we are sending.
+            let wnd = self.snd_wnd.min(self.ccv.cwnd);
+            end.dist(self.snd_una) < wnd.max(1) || len > 0
+        });
+        if len == 0 && !fin {
+            self.maybe_arm_persist(now, avail);
+            return None;
+        }
+
+        let mut flags = TcpFlags::ACK;
+        if fin {
+            flags |= TcpFlags::FIN;
+        }
+        if len > 0 && len == avail {
+            flags |= TcpFlags::PSH;
+        }
+        let hdr = self.header(seq, flags, now);
+        let seg_len = len as u32 + fin as u32;
+        let new_end = seq + seg_len;
+        let retransmission = seq < self.snd_max;
+
+        if len > 0 && !retransmission && self.snd_una == self.snd_max {
+            // Sending after an idle period (RFC 5681 §4.1).
+            if let Some(last) = self.last_data_sent {
+                let idle = now.saturating_duration_since(last);
+                if idle > self.rto() {
+                    self.cc.after_idle(&mut self.ccv, idle);
+                }
+            }
+        }
+        if len > 0 {
+            self.last_data_sent = Some(now);
+        }
+        if retransmission {
+            self.stats.retransmits += 1;
+            self.stats.bytes_retrans += len as u64;
+            // Karn: a retransmitted segment must not be timed.
+            if let Some((timed, _)) = self.rtt_timing {
+                if timed >= seq && timed < new_end {
+                    self.rtt_timing = None;
+                }
+            }
+        } else if self.rtt_timing.is_none() && !self.ts_enabled {
+            self.rtt_timing = Some((seq, now));
+        }
+        self.stats.bytes_sent += len as u64;
+        // A fast retransmission leaves snd_nxt alone unless it reaches past it.
+        if !retransmit_one || new_end > self.snd_nxt {
+            self.snd_nxt = new_end;
+        }
+        if self.snd_max < new_end {
+            self.snd_max = new_end;
+        }
+        if !self.timers.is_set(TimerKind::Rexmt) && seg_len > 0 {
+            self.timers.set(TimerKind::Rexmt, now + self.rto());
+            self.timers.stop(TimerKind::Persist);
+        }
+        if self.force_one {
+            self.force_one = false;
+        }
+        self.note_ack_sent(&hdr);
+        self.stats.segs_out += 1;
+        Some(OutSegment { hdr, payload_offset: off, payload_len: len })
+    }
+
+    /// Zero window and data waiting with nothing in flight: arm the persist timer
+    /// (RFC 9293 §3.8.6.1: "The sending TCP must regularly transmit at least one
+    /// octet of new data (if available), even if the send window is zero").
+    fn maybe_arm_persist(&mut self, now: Instant, avail: usize) {
+        if self.snd_wnd == 0
+            && avail > 0
+            && self.snd_una == self.snd_max
+            && !self.timers.is_set(TimerKind::Rexmt)
+            && !self.timers.is_set(TimerKind::Persist)
+        {
+            let t = self.persist_interval();
+            self.timers.set(TimerKind::Persist, now + t);
+        }
+    }
+
+    /// Persist interval: RTO-based with exponential backoff, clamped to [5 s, 60 s]
+    /// as BSD's tcp_persmin/tcp_persmax, but never below the RTO minimum.
+    pub(crate) fn persist_interval(&self) -> std::time::Duration {
+        use std::time::Duration;
+        let base = self.rto().saturating_mul(1u32 << self.persist_shift.min(10));
+        base.clamp(Duration::from_millis(200).max(self.cfg.rto.min), Duration::from_secs(60))
+    }
+
+    /// A pure ACK if one is owed: `ack_now`, or a window update worth sending
+    /// (RFC 9293 §3.8.6.2.2 receiver SWS avoidance).
+    fn output_pure_ack(&mut self, now: Instant) -> Option<OutSegment> {
+        let update = self.state.can_receive() && self.window_update_due();
+        if !self.ack_now && !update {
+            return None;
+        }
+        // BSD: "If we are sending a pure ack, use snd_max" as the sequence number.
+        let hdr = self.header(self.snd_max, TcpFlags::ACK, now);
+        self.note_ack_sent(&hdr);
+        self.stats.segs_out += 1;
+        Some(OutSegment { hdr, payload_offset: 0, payload_len: 0 })
+    }
+
+    /// Whether the window grew enough since we last advertised it: by two segments or
+    /// by half the buffer (BSD's rule).
+    fn window_update_due(&self) -> bool {
+        let promised = if self.rcv_adv > self.rcv_nxt { self.rcv_adv.dist(self.rcv_nxt) } else { 0 };
+        let win = self.rcv_window();
+        let adv = win.saturating_sub(promised);
+        adv >= 2 * self.cfg.mss as u32 || (adv as usize) * 2 >= self.rcvbuf.capacity()
+    }
+
+    /// The window to advertise, bytes (unscaled): free receive space, rounded down to
+    /// zero when tiny (receiver SWS avoidance), never shrinking what was promised.
+    pub(crate) fn rcv_window(&self) -> u32 {
+        let mut win = self.rcvbuf.window() as u32;
+        if (win as usize) < self.rcvbuf.capacity() / 4 && win < self.cfg.mss as u32 {
+            win = 0;
+        }
+        let promised = if self.rcv_adv > self.rcv_nxt { self.rcv_adv.dist(self.rcv_nxt) } else { 0 };
+        win.max(promised).min(65535u32 << self.rcv_wscale)
+    }
+
+    /// A header for a non-SYN segment: ACK of rcv_nxt, our window, timestamps.
+    fn header(&self, seq: Seq, flags: TcpFlags, now: Instant) -> SegmentOut {
+        let mut options = TcpOptions::default();
+        if self.ts_enabled {
+            options.timestamps = Some((self.ts_now(now), self.ts_recent));
+        }
+        SegmentOut {
+            src_port: self.local.port(),
+            dst_port: self.remote.port(),
+            seq,
+            ack: self.rcv_nxt,
+            flags,
+            window: (self.rcv_window() >> self.rcv_wscale).min(65535) as u16,
+            options,
+        }
+    }
+
+    /// Bookkeeping once a segment carrying an ACK goes out.
+    fn note_ack_sent(&mut self, hdr: &SegmentOut) {
+        if !hdr.flags.contains(TcpFlags::ACK) {
+            return;
+        }
+        self.ack_now = false;
+        self.unacked_bytes = 0;
+        self.timers.stop(TimerKind::Delack);
+        self.last_ack_sent = hdr.ack;
+        let adv = hdr.ack + ((hdr.window as u32) << self.rcv_wscale);
+        if adv > self.rcv_adv {
+            self.rcv_adv = adv;
+        }
+    }
+}

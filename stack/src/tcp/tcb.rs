@@ -1,0 +1,807 @@
+//! The TCP control block (RFC 9293 §3.3.1's TCB, FreeBSD's `struct tcpcb`) and the
+//! user calls on it: open, send, receive, close, abort, and the `tcp_info` snapshot.
+//!
+//! The control block is sans-IO: segments come in through [`Tcb::input`]
+//! (`input.rs`), segments to send come out of [`Tcb::poll_output`] (`output.rs`), and
+//! [`Tcb::poll_timeout`] / [`Tcb::handle_timeout`] (`timers.rs` side) drive time.
+//! Nothing here reads a clock or touches a device: `now` is always an argument.
+
+use std::net::SocketAddrV4;
+use std::time::{Duration, Instant};
+
+use xstack_cc::{CcVars, CongestionControl};
+
+use super::recvbuf::RecvBuffer;
+use super::rtt::{RtoConfig, RttEstimator};
+use super::sendbuf::SendBuffer;
+use super::seq::Seq;
+use super::timer::{TimerKind, Timers};
+
+/// TCP connection states (RFC 9293 §3.3.2). LISTEN lives in the listener, not here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// No connection (the initial and final state).
+    Closed,
+    /// SYN sent, waiting for SYN,ACK.
+    SynSent,
+    /// SYN received and SYN,ACK sent, waiting for the ACK.
+    SynReceived,
+    /// Open in both directions.
+    Established,
+    /// We closed; our FIN not yet acknowledged.
+    FinWait1,
+    /// Our FIN acknowledged, waiting for the peer's FIN.
+    FinWait2,
+    /// The peer closed; we may still send.
+    CloseWait,
+    /// Both closed simultaneously; waiting for the ACK of our FIN.
+    Closing,
+    /// The peer closed, then we did; waiting for the ACK of our FIN.
+    LastAck,
+    /// Waiting 2*MSL before the 4-tuple may be reused.
+    TimeWait,
+}
+
+impl State {
+    /// RFC 9293's "synchronized" states: a SYN has been received and acknowledged.
+    pub fn is_synchronized(self) -> bool {
+        !matches!(self, State::Closed | State::SynSent | State::SynReceived)
+    }
+
+    /// States in which data may still arrive from the peer.
+    pub fn can_receive(self) -> bool {
+        matches!(self, State::Established | State::FinWait1 | State::FinWait2)
+    }
+
+    /// The name `ss`/netstat prints.
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Closed => "CLOSED",
+            State::SynSent => "SYN_SENT",
+            State::SynReceived => "SYN_RECEIVED",
+            State::Established => "ESTABLISHED",
+            State::FinWait1 => "FIN_WAIT_1",
+            State::FinWait2 => "FIN_WAIT_2",
+            State::CloseWait => "CLOSE_WAIT",
+            State::Closing => "CLOSING",
+            State::LastAck => "LAST_ACK",
+            State::TimeWait => "TIME_WAIT",
+        }
+    }
+}
+
+/// Keepalive settings (RFC 1122 §4.2.3.6; Linux's tcp_keepalive_* defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Idle time before the first probe.
+    pub idle: Duration,
+    /// Time between unanswered probes.
+    pub interval: Duration,
+    /// Unanswered probes before the connection is dropped.
+    pub count: u32,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Keepalive {
+            idle: Duration::from_secs(7200),
+            interval: Duration::from_secs(75),
+            count: 9,
+        }
+    }
+}
+
+/// Per-connection settings. Defaults follow Linux where RFCs leave a choice.
+#[derive(Clone, Debug)]
+pub struct TcpConfig {
+    /// Our MSS: the largest segment payload we accept (the interface MTU - 40).
+    pub mss: u16,
+    /// Send buffer size in bytes.
+    pub sndbuf: usize,
+    /// Receive buffer size in bytes (the largest window we advertise).
+    pub rcvbuf: usize,
+    /// RTO bounds.
+    pub rto: RtoConfig,
+    /// Delayed ACK timeout (RFC 9293 §3.8.6.3: "MUST be less than 0.5 seconds").
+    pub delack: Duration,
+    /// Disable Nagle (TCP_NODELAY).
+    pub nodelay: bool,
+    /// Keepalive, when enabled.
+    pub keepalive: Option<Keepalive>,
+    /// TIME-WAIT duration (2*MSL).
+    pub time_wait: Duration,
+    /// SYN (or SYN,ACK) retransmissions before giving up.
+    pub syn_retries: u32,
+    /// Limit on the whole connection attempt.
+    pub connect_timeout: Duration,
+    /// Data retransmissions (of one segment) before the connection is dropped.
+    pub max_retransmits: u32,
+    /// Offer window scaling (RFC 7323).
+    pub window_scaling: bool,
+    /// Offer timestamps (RFC 7323).
+    pub timestamps: bool,
+    /// Offer SACK (RFC 2018; the scoreboard comes with loss recovery).
+    pub sack: bool,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            mss: 1460,
+            sndbuf: 256 * 1024,
+            rcvbuf: 256 * 1024,
+            rto: RtoConfig::default(),
+            delack: Duration::from_millis(40),
+            nodelay: false,
+            keepalive: None,
+            time_wait: Duration::from_secs(60),
+            syn_retries: 6,
+            connect_timeout: Duration::from_secs(75),
+            max_retransmits: 15,
+            window_scaling: true,
+            timestamps: true,
+            sack: true,
+        }
+    }
+}
+
+/// Why a connection ended abnormally (surfaced to the application as io errors).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TcpError {
+    /// RST in reply to our SYN.
+    #[error("connection refused")]
+    Refused,
+    /// RST on an open connection.
+    #[error("connection reset by peer")]
+    Reset,
+    /// Retransmissions, keepalives or the connect timeout ran out.
+    #[error("connection timed out")]
+    TimedOut,
+    /// The local side aborted.
+    #[error("connection aborted")]
+    Aborted,
+}
+
+/// Misuse of the user calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UserError {
+    /// Sending after our side was shut down (or the connection closed).
+    #[error("broken pipe: the sending side is closed")]
+    SendClosed,
+    /// Not yet connected.
+    #[error("not connected")]
+    NotConnected,
+    /// The connection failed.
+    #[error("{0}")]
+    Failed(TcpError),
+}
+
+/// A `tcp_info`-like snapshot.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TcpInfo {
+    /// State name.
+    pub state: &'static str,
+    /// Congestion-control module name.
+    pub cc: &'static str,
+    /// The module's own state (e.g. CUBIC's W_max, K).
+    pub cc_state: Vec<(&'static str, String)>,
+    /// Congestion window, bytes.
+    pub cwnd: u32,
+    /// Slow-start threshold, bytes.
+    pub ssthresh: u32,
+    /// Smoothed RTT, microseconds.
+    pub srtt_us: u64,
+    /// RTT variance, microseconds.
+    pub rttvar_us: u64,
+    /// Current RTO, microseconds.
+    pub rto_us: u64,
+    /// Send MSS (payload bytes per segment).
+    pub mss: u32,
+    /// The peer's advertised window, bytes.
+    pub snd_wnd: u32,
+    /// Our advertised window, bytes.
+    pub rcv_wnd: u32,
+    /// Segments retransmitted.
+    pub retransmits: u64,
+    /// Payload bytes sent (first transmissions and retransmissions).
+    pub bytes_sent: u64,
+    /// Payload bytes retransmitted.
+    pub bytes_retrans: u64,
+    /// Payload bytes acknowledged by the peer.
+    pub bytes_acked: u64,
+    /// Payload bytes received in order.
+    pub bytes_received: u64,
+    /// Window scale shifts (ours, theirs), if negotiated.
+    pub wscale: Option<(u8, u8)>,
+    /// Timestamps negotiated.
+    pub timestamps: bool,
+    /// SACK negotiated.
+    pub sack: bool,
+}
+
+/// Counters of one connection.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConnStats {
+    /// Segments retransmitted.
+    pub retransmits: u64,
+    /// Payload bytes sent.
+    pub bytes_sent: u64,
+    /// Payload bytes retransmitted.
+    pub bytes_retrans: u64,
+    /// Payload bytes acknowledged.
+    pub bytes_acked: u64,
+    /// Payload bytes received in order.
+    pub bytes_received: u64,
+    /// Segments received.
+    pub segs_in: u64,
+    /// Segments sent.
+    pub segs_out: u64,
+    /// Segments dropped as unacceptable (out of window, PAWS, ...).
+    pub drops: u64,
+    /// Challenge ACKs sent (RFC 5961).
+    pub challenge_acks: u64,
+}
+
+/// The control block of one connection.
+pub struct Tcb {
+    pub(crate) cfg: TcpConfig,
+    pub(crate) state: State,
+    pub(crate) local: SocketAddrV4,
+    pub(crate) remote: SocketAddrV4,
+    /// Came from a listener (so a RST in SYN-RECEIVED just discards it).
+    pub(crate) passive: bool,
+    pub(crate) created: Instant,
+
+    // --- send sequence space (RFC 9293 §3.3.1) ---
+    pub(crate) iss: Seq,
+    pub(crate) snd_una: Seq,
+    pub(crate) snd_nxt: Seq,
+    /// Highest sequence number sent + 1 (BSD `snd_max`).
+    pub(crate) snd_max: Seq,
+    pub(crate) snd_wnd: u32,
+    pub(crate) snd_wl1: Seq,
+    pub(crate) snd_wl2: Seq,
+    /// The largest window the peer ever offered (RFC 5961's MAX.SND.WND).
+    pub(crate) max_sndwnd: u32,
+    /// Shift applied to the peer's window field.
+    pub(crate) snd_wscale: u8,
+    /// Send MSS: payload bytes per full segment (options already deducted).
+    pub(crate) t_maxseg: u32,
+
+    // --- receive sequence space ---
+    pub(crate) irs: Seq,
+    pub(crate) rcv_nxt: Seq,
+    /// Right edge of the window we last advertised (BSD `rcv_adv`).
+    pub(crate) rcv_adv: Seq,
+    pub(crate) rcv_wscale: u8,
+    /// The peer's FIN, received out of order: processed when rcv_nxt reaches it.
+    pub(crate) rcv_fin: Option<Seq>,
+    /// ACK number we last sent.
+    pub(crate) last_ack_sent: Seq,
+
+    // --- options ---
+    pub(crate) ts_enabled: bool,
+    pub(crate) ts_recent: u32,
+    pub(crate) ts_offset: u32,
+    pub(crate) sack_ok: bool,
+    pub(crate) wscale_ok: bool,
+
+    // --- buffers ---
+    pub(crate) sndbuf: SendBuffer,
+    pub(crate) rcvbuf: RecvBuffer,
+    /// The application closed its sending side: a FIN follows the data.
+    pub(crate) fin_queued: bool,
+    /// The peer's FIN was received (reads return EOF once drained).
+    pub(crate) fin_received: bool,
+
+    // --- congestion control ---
+    pub(crate) cc: Box<dyn CongestionControl>,
+    pub(crate) ccv: CcVars,
+    pub(crate) dupacks: u32,
+    pub(crate) in_recovery: bool,
+    /// RFC 6582's `recover`.
+    pub(crate) recover: Seq,
+    /// Retransmit exactly one segment at snd_una next (fast retransmit / partial ACK).
+    pub(crate) rexmit_one: bool,
+    /// The sender was cwnd-limited when it last ran out of window.
+    pub(crate) cwnd_limited: bool,
+    /// Round counting for modules: a round ends when snd_una passes `round_end`.
+    pub(crate) round_end: Seq,
+    pub(crate) rounds: u64,
+    /// cwnd/ssthresh before the first RTO of an episode (for RTO_ERR undo).
+    pub(crate) last_data_sent: Option<Instant>,
+
+    // --- RTT ---
+    pub(crate) rtt: RttEstimator,
+    /// Karn timing without timestamps: (sequence timed, when sent).
+    pub(crate) rtt_timing: Option<(Seq, Instant)>,
+    /// Consecutive RTO expirations (BSD `t_rxtshift`).
+    pub(crate) rxtshift: u32,
+
+    // --- ACK policy ---
+    pub(crate) ack_now: bool,
+    /// In-order bytes received since our last ACK.
+    pub(crate) unacked_bytes: u32,
+    /// Send a zero-window probe byte even though the window is closed.
+    pub(crate) force_one: bool,
+    pub(crate) persist_shift: u32,
+    /// Send a RST (abort) on the next output.
+    pub(crate) send_rst: bool,
+    /// A keepalive probe is due on the next output.
+    pub(crate) keep_probe_due: bool,
+    /// Keepalive probes sent without an answer.
+    pub(crate) keep_probes: u32,
+    /// Last time a segment arrived (for keepalive and idle restart).
+    pub(crate) last_rx: Instant,
+    /// Challenge ACK rate limit (RFC 5961 §7): window start and count.
+    pub(crate) challenge_window: (Instant, u32),
+
+    pub(crate) timers: Timers,
+    pub(crate) error: Option<TcpError>,
+    pub(crate) stats: ConnStats,
+    /// Readiness changed since the owner last looked (wake the application).
+    pub(crate) events: bool,
+}
+
+impl std::fmt::Debug for Tcb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tcb")
+            .field("state", &self.state)
+            .field("local", &self.local)
+            .field("remote", &self.remote)
+            .field("snd_una", &self.snd_una)
+            .field("snd_nxt", &self.snd_nxt)
+            .field("snd_max", &self.snd_max)
+            .field("rcv_nxt", &self.rcv_nxt)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The smallest shift that lets `buf` bytes be advertised in a 16-bit field
+/// (RFC 7323 §2.3: at most 14).
+fn wscale_for(buf: usize) -> u8 {
+    let mut s = 0u8;
+    while s < 14 && (65535usize << s) < buf {
+        s += 1;
+    }
+    s
+}
+
+impl Tcb {
+    fn new(
+        cfg: TcpConfig,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: Seq,
+        cc: Box<dyn CongestionControl>,
+        now: Instant,
+    ) -> Tcb {
+        let rtt = RttEstimator::new(cfg.rto);
+        let mss = cfg.mss as u32;
+        let rcv_wscale = if cfg.window_scaling { wscale_for(cfg.rcvbuf) } else { 0 };
+        let mut tcb = Tcb {
+            state: State::Closed,
+            local,
+            remote,
+            passive: false,
+            created: now,
+            iss,
+            snd_una: iss,
+            snd_nxt: iss,
+            snd_max: iss,
+            snd_wnd: 0,
+            snd_wl1: Seq(0),
+            snd_wl2: iss,
+            max_sndwnd: 0,
+            snd_wscale: 0,
+            // Until the peer says otherwise (RFC 9293 §3.7.1: default 536).
+            t_maxseg: 536.min(mss),
+            irs: Seq(0),
+            rcv_nxt: Seq(0),
+            rcv_adv: Seq(0),
+            rcv_wscale,
+            rcv_fin: None,
+            last_ack_sent: Seq(0),
+            ts_enabled: false,
+            ts_recent: 0,
+            // A per-connection offset so timestamps do not reveal uptime (RFC 7323 §5.4).
+            ts_offset: iss.0.rotate_left(13),
+            sack_ok: false,
+            wscale_ok: false,
+            sndbuf: SendBuffer::new(cfg.sndbuf),
+            rcvbuf: RecvBuffer::new(cfg.rcvbuf),
+            fin_queued: false,
+            fin_received: false,
+            cc,
+            ccv: CcVars {
+                cwnd: 0,
+                ssthresh: u32::MAX,
+                maxseg: 536,
+            },
+            dupacks: 0,
+            in_recovery: false,
+            recover: iss,
+            rexmit_one: false,
+            cwnd_limited: false,
+            round_end: iss,
+            rounds: 0,
+            last_data_sent: None,
+            rtt,
+            rtt_timing: None,
+            rxtshift: 0,
+            ack_now: false,
+            unacked_bytes: 0,
+            force_one: false,
+            persist_shift: 0,
+            send_rst: false,
+            keep_probe_due: false,
+            keep_probes: 0,
+            last_rx: now,
+            challenge_window: (now, 0),
+            timers: Timers::default(),
+            error: None,
+            stats: ConnStats::default(),
+            events: false,
+            cfg,
+        };
+        tcb.set_maxseg(536.min(mss));
+        tcb
+    }
+
+    /// An active open (RFC 9293 §3.10.1 OPEN, active): SYN-SENT, the SYN goes out on
+    /// the next [`Tcb::poll_output`].
+    pub fn connect(
+        cfg: TcpConfig,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: Seq,
+        cc: Box<dyn CongestionControl>,
+        now: Instant,
+    ) -> Tcb {
+        let mut tcb = Tcb::new(cfg, local, remote, iss, cc, now);
+        tcb.state = State::SynSent;
+        tcb.timers.set(TimerKind::ConnEstab, now + tcb.cfg.connect_timeout);
+        tcb
+    }
+
+    /// A passive open: a SYN arrived for a listener (RFC 9293 §3.10.7.2). The caller
+    /// checked that the segment is a SYN without ACK/RST. The SYN,ACK goes out on the
+    /// next [`Tcb::poll_output`].
+    pub fn accept_syn(
+        cfg: TcpConfig,
+        local: SocketAddrV4,
+        remote: SocketAddrV4,
+        iss: Seq,
+        cc: Box<dyn CongestionControl>,
+        syn: &super::segment::Segment<'_>,
+        now: Instant,
+    ) -> Tcb {
+        let mut tcb = Tcb::new(cfg, local, remote, iss, cc, now);
+        tcb.passive = true;
+        tcb.state = State::SynReceived;
+        tcb.irs = syn.seq;
+        tcb.rcv_nxt = syn.seq + 1;
+        tcb.rcv_adv = tcb.rcv_nxt;
+        tcb.last_ack_sent = tcb.rcv_nxt;
+        tcb.negotiate(syn);
+        // The SYN's window is never scaled (RFC 7323 §2.2).
+        tcb.snd_wnd = syn.window as u32;
+        tcb.max_sndwnd = tcb.snd_wnd;
+        tcb.snd_wl1 = syn.seq;
+        tcb.snd_wl2 = iss;
+        tcb.timers.set(TimerKind::ConnEstab, now + tcb.cfg.connect_timeout);
+        tcb
+    }
+
+    /// Applies the options of the peer's SYN (or SYN,ACK): MSS, window scale,
+    /// timestamps and SACK-permitted are on only when both sides offered them.
+    pub(crate) fn negotiate(&mut self, syn: &super::segment::Segment<'_>) {
+        let o = &syn.options;
+        // RFC 9293 §3.7.1: without the option, assume 536.
+        let peer_mss = o.mss.map(|m| m as u32).unwrap_or(536).max(64);
+        if self.cfg.window_scaling {
+            if let Some(ws) = o.wscale {
+                self.wscale_ok = true;
+                // RFC 7323 §2.3: a shift above 14 is treated as 14.
+                self.snd_wscale = ws.min(14);
+            }
+        }
+        if !self.wscale_ok {
+            self.rcv_wscale = 0;
+            self.snd_wscale = 0;
+        }
+        if self.cfg.timestamps {
+            if let Some((tsval, _)) = o.timestamps {
+                self.ts_enabled = true;
+                self.ts_recent = tsval;
+            }
+        }
+        self.sack_ok = self.cfg.sack && o.sack_permitted;
+        self.set_maxseg(peer_mss.min(self.cfg.mss as u32));
+    }
+
+    /// Sets the send MSS from the negotiated MSS, deducting the timestamp option that
+    /// every segment will carry (RFC 9293 §3.7.1: the MSS counts options against it).
+    fn set_maxseg(&mut self, mss: u32) {
+        let opt = if self.ts_enabled { 12 } else { 0 };
+        self.t_maxseg = mss.saturating_sub(opt).max(64);
+        self.ccv.maxseg = self.t_maxseg;
+    }
+
+    /// Starts congestion control once the MSS is known (module `conn_init`).
+    pub(crate) fn cc_init(&mut self) {
+        if self.ccv.cwnd == 0 {
+            self.ccv.cwnd = xstack_cc::initial_window(self.t_maxseg);
+        }
+        self.cc.conn_init(&mut self.ccv);
+    }
+
+    // ------------------------------------------------------------------ user calls
+
+    /// Queues data for sending (RFC 9293 §3.10.2 SEND). Returns how many bytes fit.
+    pub fn send(&mut self, data: &[u8]) -> Result<usize, UserError> {
+        if let Some(e) = self.error {
+            return Err(UserError::Failed(e));
+        }
+        if self.fin_queued {
+            return Err(UserError::SendClosed);
+        }
+        match self.state {
+            State::Closed | State::TimeWait | State::Closing | State::LastAck => Err(UserError::SendClosed),
+            // Data queued before the handshake completes goes out after it.
+            _ => Ok(self.sndbuf.push(data)),
+        }
+    }
+
+    /// Reads in-order data (RFC 9293 §3.10.3 RECEIVE). `Ok(0)` with a non-empty buffer
+    /// means end of stream.
+    pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, UserError> {
+        let n = self.rcvbuf.read(buf);
+        if n > 0 {
+            return Ok(n);
+        }
+        if let Some(e) = self.error {
+            return Err(UserError::Failed(e));
+        }
+        Ok(0)
+    }
+
+    /// Bytes ready to read.
+    pub fn readable(&self) -> usize {
+        self.rcvbuf.readable()
+    }
+
+    /// True when a read would not block: data, EOF, or an error.
+    pub fn read_ready(&self) -> bool {
+        self.rcvbuf.readable() > 0 || self.fin_received || self.error.is_some() || self.state == State::Closed
+    }
+
+    /// Free space in the send buffer (0 once sending is closed).
+    pub fn send_space(&self) -> usize {
+        if self.fin_queued || !matches!(self.state, State::SynSent | State::SynReceived | State::Established | State::CloseWait) {
+            0
+        } else {
+            self.sndbuf.free()
+        }
+    }
+
+    /// True when a write would not block: space, or an error to report.
+    pub fn write_ready(&self) -> bool {
+        self.error.is_some() || (self.state.is_synchronized() && self.send_space() > 0) || self.state == State::Closed
+    }
+
+    /// Closes our sending side (RFC 9293 §3.10.4 CLOSE; `shutdown(SHUT_WR)`): a FIN
+    /// follows the queued data.
+    pub fn close(&mut self, now: Instant) {
+        match self.state {
+            State::Closed | State::TimeWait => {}
+            // RFC 9293: "SYN-SENT STATE: Delete the TCB".
+            State::SynSent => self.to_closed(),
+            State::SynReceived | State::Established => {
+                self.fin_queued = true;
+                self.state = State::FinWait1;
+            }
+            State::CloseWait => {
+                self.fin_queued = true;
+                self.state = State::LastAck;
+            }
+            State::FinWait1 | State::FinWait2 | State::Closing | State::LastAck => {}
+        }
+        let _ = now;
+        self.events = true;
+    }
+
+    /// Aborts (RFC 9293 §3.10.5 ABORT): a RST if synchronized, then CLOSED.
+    pub fn abort(&mut self) {
+        if matches!(self.state, State::SynReceived | State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait) {
+            self.send_rst = true;
+        }
+        self.error.get_or_insert(TcpError::Aborted);
+        self.state_closed_keep_rst();
+    }
+
+    fn state_closed_keep_rst(&mut self) {
+        self.state = State::Closed;
+        self.timers.clear();
+        self.events = true;
+    }
+
+    /// Moves to CLOSED and drops all timers.
+    pub(crate) fn to_closed(&mut self) {
+        self.state = State::Closed;
+        self.timers.clear();
+        self.events = true;
+    }
+
+    /// Drops the connection with an error (RFC 9293 "connection reset"/timeouts).
+    pub(crate) fn drop_with(&mut self, e: TcpError) {
+        self.error.get_or_insert(e);
+        self.to_closed();
+    }
+
+    /// Switches the congestion-control module at run time (TCP_CONGESTION semantics:
+    /// the new module starts from the current cwnd and ssthresh).
+    pub fn set_congestion(&mut self, cc: Box<dyn CongestionControl>) {
+        self.cc = cc;
+        if self.ccv.cwnd != 0 {
+            self.cc.conn_init(&mut self.ccv);
+        }
+    }
+
+    /// The congestion-control module's name.
+    pub fn congestion(&self) -> &'static str {
+        self.cc.name()
+    }
+
+    /// Sets TCP_NODELAY.
+    pub fn set_nodelay(&mut self, on: bool) {
+        self.cfg.nodelay = on;
+    }
+
+    /// Enables or disables keepalive.
+    pub fn set_keepalive(&mut self, ka: Option<Keepalive>, now: Instant) {
+        self.cfg.keepalive = ka;
+        match ka {
+            Some(k) if self.state.is_synchronized() => self.timers.set(TimerKind::Keepalive, now + k.idle),
+            _ => self.timers.stop(TimerKind::Keepalive),
+        }
+    }
+
+    /// Resizes the buffers (grow at any time; shrink down to what they hold).
+    pub fn set_buffer_sizes(&mut self, sndbuf: Option<usize>, rcvbuf: Option<usize>) {
+        if let Some(n) = sndbuf {
+            self.sndbuf.set_capacity(n);
+            self.cfg.sndbuf = n;
+        }
+        if let Some(n) = rcvbuf {
+            self.rcvbuf.set_capacity(n);
+            self.cfg.rcvbuf = n;
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &TcpConfig {
+        &self.cfg
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Local address and port.
+    pub fn local(&self) -> SocketAddrV4 {
+        self.local
+    }
+
+    /// Remote address and port.
+    pub fn remote(&self) -> SocketAddrV4 {
+        self.remote
+    }
+
+    /// The error that ended the connection, if any.
+    pub fn error(&self) -> Option<TcpError> {
+        self.error
+    }
+
+    /// The peer sent FIN (and everything before it was received).
+    pub fn fin_received(&self) -> bool {
+        self.fin_received
+    }
+
+    /// Takes the "readiness changed" flag.
+    pub fn take_events(&mut self) -> bool {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &ConnStats {
+        &self.stats
+    }
+
+    /// True once nothing remains to do: CLOSED and nothing left to send (a pending RST
+    /// still has to go out).
+    pub fn is_dead(&self) -> bool {
+        self.state == State::Closed && !self.send_rst
+    }
+
+    /// The `tcp_info`-like snapshot.
+    pub fn info(&self) -> TcpInfo {
+        TcpInfo {
+            state: self.state.name(),
+            cc: self.cc.name(),
+            cc_state: self.cc.state(),
+            cwnd: self.ccv.cwnd,
+            ssthresh: self.ccv.ssthresh,
+            srtt_us: self.rtt.srtt().map(|d| d.as_micros() as u64).unwrap_or(0),
+            rttvar_us: self.rtt.rttvar().as_micros() as u64,
+            rto_us: self.rtt.rto().as_micros() as u64,
+            mss: self.t_maxseg,
+            snd_wnd: self.snd_wnd,
+            rcv_wnd: self.rcvbuf.window() as u32,
+            retransmits: self.stats.retransmits,
+            bytes_sent: self.stats.bytes_sent,
+            bytes_retrans: self.stats.bytes_retrans,
+            bytes_acked: self.stats.bytes_acked,
+            bytes_received: self.stats.bytes_received,
+            wscale: self.wscale_ok.then_some((self.rcv_wscale, self.snd_wscale)),
+            timestamps: self.ts_enabled,
+            sack: self.sack_ok,
+        }
+    }
+
+    // ------------------------------------------------------------------ helpers
+
+    /// Our timestamp clock: milliseconds since the connection was created, offset.
+    pub(crate) fn ts_now(&self, now: Instant) -> u32 {
+        (now.saturating_duration_since(self.created).as_millis() as u32).wrapping_add(self.ts_offset)
+    }
+
+    /// Sequence number of the first byte in the send buffer.
+    pub(crate) fn data_base(&self) -> Seq {
+        if self.snd_una == self.iss {
+            self.iss + 1
+        } else {
+            self.snd_una
+        }
+    }
+
+    /// Sequence number one past the last byte in the send buffer.
+    pub(crate) fn data_end(&self) -> Seq {
+        self.data_base() + self.sndbuf.len() as u32
+    }
+
+    /// Sequence number of our FIN, once the application closed.
+    pub(crate) fn fin_seq(&self) -> Option<Seq> {
+        self.fin_queued.then(|| self.data_end())
+    }
+
+    /// True once our FIN has been acknowledged.
+    pub(crate) fn fin_acked(&self) -> bool {
+        self.fin_seq().is_some_and(|f| self.snd_una > f)
+    }
+
+    /// Bytes in flight (sent, not acknowledged).
+    pub(crate) fn in_flight(&self) -> u32 {
+        self.snd_max.dist(self.snd_una)
+    }
+
+    /// The current retransmission timeout.
+    pub(crate) fn rto(&self) -> Duration {
+        self.rtt.rto()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_scale_fits_the_buffer() {
+        assert_eq!(wscale_for(65535), 0);
+        assert_eq!(wscale_for(65536), 1);
+        assert_eq!(wscale_for(256 * 1024), 3);
+        assert_eq!(wscale_for(1 << 30), 14);
+        assert_eq!(wscale_for(usize::MAX), 14);
+    }
+}

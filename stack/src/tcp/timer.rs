@@ -1,0 +1,178 @@
+//! The TCP timers of one connection (FreeBSD `tcp_timer.c`): a small table indexed by
+//! kind; the connection's next deadline is the earliest armed one.
+
+use std::time::Instant;
+
+/// The timers a connection may have armed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
+pub enum TimerKind {
+    /// Retransmission (RFC 6298); also paces SYN retries.
+    Rexmt = 0,
+    /// Zero-window probe (RFC 9293 §3.8.6.1).
+    Persist = 1,
+    /// Delayed ACK (RFC 9293 §3.8.6.3, RFC 5681 §4.2).
+    Delack = 2,
+    /// Keepalive probes (RFC 1122 §4.2.3.6).
+    Keepalive = 3,
+    /// TIME-WAIT's 2*MSL (RFC 9293 §3.6).
+    TwoMsl = 4,
+    /// The whole connection attempt (connect timeout).
+    ConnEstab = 5,
+}
+
+const N: usize = 6;
+
+impl TimerKind {
+    /// Every kind, in table order.
+    pub const ALL: [TimerKind; N] = [
+        TimerKind::Rexmt,
+        TimerKind::Persist,
+        TimerKind::Delack,
+        TimerKind::Keepalive,
+        TimerKind::TwoMsl,
+        TimerKind::ConnEstab,
+    ];
+}
+
+/// The timer table.
+#[derive(Clone, Debug, Default)]
+pub struct Timers {
+    at: [Option<Instant>; N],
+}
+
+impl Timers {
+    /// Arms `k` to fire at `when` (replacing any earlier setting).
+    pub fn set(&mut self, k: TimerKind, when: Instant) {
+        self.at[k as usize] = Some(when);
+    }
+
+    /// Disarms `k`.
+    pub fn stop(&mut self, k: TimerKind) {
+        self.at[k as usize] = None;
+    }
+
+    /// When `k` fires, if armed.
+    pub fn get(&self, k: TimerKind) -> Option<Instant> {
+        self.at[k as usize]
+    }
+
+    /// True when `k` is armed.
+    pub fn is_set(&self, k: TimerKind) -> bool {
+        self.at[k as usize].is_some()
+    }
+
+    /// Disarms everything.
+    pub fn clear(&mut self) {
+        self.at = [None; N];
+    }
+
+    /// The earliest deadline of any armed timer.
+    pub fn next(&self) -> Option<Instant> {
+        self.at.iter().flatten().min().copied()
+    }
+
+    /// Disarms and returns the timers due at `now`, earliest first.
+    pub fn expired(&mut self, now: Instant) -> Vec<TimerKind> {
+        let mut due: Vec<(Instant, TimerKind)> = TimerKind::ALL
+            .iter()
+            .filter_map(|&k| self.at[k as usize].filter(|&t| t <= now).map(|t| (t, k)))
+            .collect();
+        due.sort_by_key(|(t, _)| *t);
+        for (_, k) in &due {
+            self.stop(*k);
+        }
+        due.into_iter().map(|(_, k)| k).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn next_is_earliest_and_expired_disarms() {
+        let t0 = Instant::now();
+        let mut t = Timers::default();
+        assert_eq!(t.next(), None);
+        t.set(TimerKind::Delack, t0 + Duration::from_millis(40));
+        t.set(TimerKind::Rexmt, t0 + Duration::from_millis(200));
+        t.set(TimerKind::Keepalive, t0 + Duration::from_millis(10));
+        assert_eq!(t.next(), Some(t0 + Duration::from_millis(10)));
+        let due = t.expired(t0 + Duration::from_millis(50));
+        assert_eq!(due, vec![TimerKind::Keepalive, TimerKind::Delack]);
+        assert!(t.is_set(TimerKind::Rexmt));
+        assert!(!t.is_set(TimerKind::Delack));
+        assert_eq!(t.next(), Some(t0 + Duration::from_millis(200)));
+    }
+}
+
+impl super::tcb::Tcb {
+    /// Runs the timers due at `now` (BSD `tcp_timer_*`).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        use super::tcb::{State, TcpError};
+        for k in self.timers.expired(now) {
+            match k {
+                TimerKind::Rexmt => {
+                    let limit = if self.state.is_synchronized() {
+                        self.cfg.max_retransmits
+                    } else {
+                        self.cfg.syn_retries
+                    };
+                    if self.rxtshift >= limit {
+                        if self.state.is_synchronized() {
+                            self.send_rst = true;
+                        }
+                        self.drop_with(TcpError::TimedOut);
+                        return;
+                    }
+                    self.rxtshift += 1;
+                    // RFC 6298 §5.5: "The host MUST set RTO <- RTO * 2 ("back off the
+                    // timer")"; §5.4: retransmit the earliest unacknowledged segment.
+                    self.rtt.backoff();
+                    if self.rxtshift == 1 && self.state.is_synchronized() {
+                        // FreeBSD signals CC_RTO on the first expiry of an episode only.
+                        let info = self.cong_info(now);
+                        self.cc.cong_signal(&mut self.ccv, xstack_cc::CcSignal::Rto, &info);
+                    }
+                    self.in_recovery = false;
+                    self.dupacks = 0;
+                    self.recover = self.snd_max;
+                    self.snd_nxt = self.snd_una;
+                    self.rtt_timing = None;
+                    self.rexmit_one = false;
+                    self.timers.set(TimerKind::Rexmt, now + self.rto());
+                }
+                TimerKind::Persist => {
+                    self.force_one = true;
+                    self.persist_shift = self.persist_shift.saturating_add(1);
+                    let t = self.persist_interval();
+                    self.timers.set(TimerKind::Persist, now + t);
+                }
+                TimerKind::Delack => self.ack_now = true,
+                TimerKind::Keepalive => {
+                    let Some(ka) = self.cfg.keepalive else { continue };
+                    if !matches!(self.state, State::Established | State::CloseWait | State::FinWait2) {
+                        continue;
+                    }
+                    if self.keep_probes >= ka.count {
+                        self.send_rst = true;
+                        self.drop_with(TcpError::TimedOut);
+                        return;
+                    }
+                    self.keep_probes += 1;
+                    self.keep_probe_due = true;
+                    self.timers.set(TimerKind::Keepalive, now + ka.interval);
+                }
+                TimerKind::TwoMsl => self.to_closed(),
+                TimerKind::ConnEstab => {
+                    if !self.state.is_synchronized() {
+                        self.drop_with(TcpError::TimedOut);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
