@@ -9,9 +9,13 @@ pub mod http;
 pub mod mbuf;
 pub mod net;
 pub mod netisr;
+pub mod sim;
+pub mod socket;
 pub mod stack;
 pub mod stats;
 pub mod tcp;
 pub mod worker;
 
+pub use socket::{Event, Interest, NetStack, Poller, TcpListener, TcpStream};
 pub use stack::{Snapshot, Stack, StackConfig};
+pub use tcp::tcb::{Keepalive, TcpInfo};

@@ -510,6 +510,22 @@ impl<C> Netisr<C> {
         true
     }
 
+    /// Wakes `worker` if it is sleeping, for work that arrived outside netisr's queues
+    /// (e.g. a connection's application queued data). The caller must have published
+    /// that work before calling, and the worker must re-check it after
+    /// [`Netisr::prepare_sleep`]: the SeqCst fence here pairs with the one there.
+    pub fn notify(&self, worker: usize) {
+        std::sync::atomic::fence(SeqCst);
+        if let Some(ws) = self.ws.get(worker) {
+            if ws.sleeping.load(SeqCst) && ws.sleeping.swap(false, SeqCst) {
+                let waker = ws.waker.read().unwrap_or_else(|e| e.into_inner()).clone();
+                if let Some(wake) = waker {
+                    wake();
+                }
+            }
+        }
+    }
+
     /// Called by `worker` when it runs again after sleeping, so producers stop waking it.
     pub fn woke(&self, worker: usize) {
         if let Some(ws) = self.ws.get(worker) {

@@ -13,7 +13,10 @@ use crate::device::xsk::{self, XskConfig};
 use crate::device::{self, Channels, DeviceError, LinkInfo};
 use crate::net::{ArpConfig, Interface, Ipv4Cidr};
 use crate::netisr::Netisr;
+use crate::socket::NetStack;
 use crate::stats::{self, Counters};
+use crate::tcp::layer::TcpLayer;
+use crate::tcp::tcb::TcpConfig;
 use crate::worker::{self, IdleMode, Worker, WorkerCtx};
 
 /// How to bring a stack up.
@@ -39,6 +42,10 @@ pub struct StackConfig {
     pub xsk: XskConfig,
     /// netisr queue limit per protocol and worker.
     pub netisr_qlimit: usize,
+    /// Settings for new TCP connections (the MSS is capped by the interface MTU).
+    pub tcp: TcpConfig,
+    /// The default congestion-control module (`--cc`); NewReno when `None`.
+    pub default_cc: Option<String>,
 }
 
 impl StackConfig {
@@ -55,6 +62,8 @@ impl StackConfig {
             arp: ArpConfig::default(),
             xsk: XskConfig::default(),
             netisr_qlimit: 1024,
+            tcp: TcpConfig::default(),
+            default_cc: None,
         }
     }
 }
@@ -71,7 +80,7 @@ pub struct Stack {
     wake_fds: Vec<Arc<OwnedFd>>,
     workers: Vec<JoinHandle<()>>,
     restore_channels: RestoreChannels,
-    iface: Arc<Interface>,
+    net: NetStack,
 }
 
 /// Errors from [`Stack::start`].
@@ -115,7 +124,22 @@ impl Stack {
         ));
         let nworkers = link.rx_queues as usize;
         let netisr = Arc::new(Netisr::new(nworkers));
-        worker::register_protocols(&netisr, &ifp, config.netisr_qlimit)
+        let mut tcp_cfg = config.tcp.clone();
+        // RFC 9293 §3.7.1: the MSS we announce is the MTU less the IP and TCP headers.
+        tcp_cfg.mss = tcp_cfg.mss.min(link.mtu.saturating_sub(40).min(65535) as u16);
+        let tcp = Arc::new(TcpLayer::new(nworkers, tcp_cfg));
+        if let Some(name) = &config.default_cc {
+            tcp.cc.set_default(name).map_err(|e| DeviceError::Other(e.to_string()))?;
+        }
+        tcp.set_wakers(
+            (0..nworkers)
+                .map(|w| {
+                    let n = netisr.clone();
+                    Arc::new(move || n.notify(w)) as crate::tcp::layer::WorkerWaker
+                })
+                .collect(),
+        );
+        worker::register_protocols(&netisr, &ifp, &tcp, config.netisr_qlimit)
             .map_err(|e| DeviceError::Other(format!("netisr: {e}")))?;
 
         let stop = Arc::new(AtomicBool::new(false));
@@ -144,8 +168,8 @@ impl Stack {
             let cpu = cpus[q % cpus.len()];
             let shares_cpu = (0..nworkers).filter(|w| cpus[w % cpus.len()] == cpu).count() > 1;
             let ifname = link.name.clone();
-            let (ifp, netisr, stop, running, idle, xsk_cfg) =
-                (ifp.clone(), netisr.clone(), stop.clone(), running.clone(), config.idle, config.xsk);
+            let (ifp, netisr, tcp, stop, running, idle, xsk_cfg) =
+                (ifp.clone(), netisr.clone(), tcp.clone(), stop.clone(), running.clone(), config.idle, config.xsk);
             let handle = std::thread::Builder::new()
                 .name(format!("xstack-q{q}"))
                 .spawn(move || {
@@ -169,9 +193,11 @@ impl Stack {
                             now: std::time::Instant::now(),
                             counters: c,
                             tx: xtx,
+                            heap: Default::default(),
                         },
                         ifp,
                         netisr,
+                        tcp,
                         stop,
                         running,
                         idle,
@@ -193,7 +219,7 @@ impl Stack {
             wake_fds,
             workers,
             restore_channels: restore,
-            iface: ifp,
+            net: NetStack { tcp, ifp },
         };
         for (q, r) in ready.into_iter().enumerate() {
             // On error, dropping `stack` stops the workers and restores the channels.
@@ -221,7 +247,13 @@ impl Stack {
 
     /// The protocol-side view of the interface (addresses, ARP cache).
     pub fn interface(&self) -> &Arc<Interface> {
-        &self.iface
+        &self.net.ifp
+    }
+
+    /// What the socket API needs: `TcpListener::bind(&stack, ...)` works because a
+    /// `Stack` is `AsRef<NetStack>`.
+    pub fn net(&self) -> &NetStack {
+        &self.net
     }
 
     /// True while every worker thread is alive.
@@ -269,6 +301,12 @@ impl Stack {
             let _ = w.join();
         }
         self.restore_channels.restore();
+    }
+}
+
+impl AsRef<NetStack> for Stack {
+    fn as_ref(&self) -> &NetStack {
+        &self.net
     }
 }
 

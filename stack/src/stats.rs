@@ -91,6 +91,30 @@ counters! {
     icmp_echo_replied => "icmp.echo_replies_tx",
     /// ICMP types the stack does not act on (counted, then dropped).
     icmp_other => "icmp.rx_other_types",
+    /// TCP segments received.
+    tcp_rx => "tcp.rx",
+    /// TCP segments shorter than a header or with a bad data offset.
+    tcp_malformed => "tcp.drop_malformed",
+    /// TCP checksum wrong.
+    tcp_bad_checksum => "tcp.drop_bad_checksum",
+    /// TCP options malformed (truncated, looping, wrong lengths).
+    tcp_bad_options => "tcp.drop_bad_options",
+    /// Impossible flag combinations (SYN+FIN, SYN+RST) or a zero port.
+    tcp_bad_flags => "tcp.drop_bad_flags",
+    /// Segments for no connection and no listener (answered with RST unless a RST).
+    tcp_no_conn => "tcp.rx_no_connection",
+    /// RSTs sent for segments that belong to no connection.
+    tcp_rst_tx => "tcp.rst_tx",
+    /// SYNs dropped because the listener's backlog was full.
+    tcp_listen_overflow => "tcp.drop_listen_overflow",
+    /// Connections opened (active + passive).
+    tcp_conns_opened => "tcp.conns_opened",
+    /// Connections closed and freed.
+    tcp_conns_closed => "tcp.conns_closed",
+    /// TCP segments sent.
+    tcp_tx => "tcp.tx",
+    /// TCP segments that could not be sent (no route, ARP hold full, tx ring full).
+    tcp_tx_fail => "tcp.tx_fail",
 }
 
 impl Counters {

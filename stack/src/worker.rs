@@ -16,6 +16,7 @@ use crate::device::xsk::{TxError, XskRx, XskTx};
 use crate::net::ether::{self, EtherProto};
 use crate::net::{arp, Interface, NetCtx};
 use crate::netisr::{Netisr, NETISR_ARP, NETISR_IP};
+use crate::tcp::layer::{TcpLayer, TimerHeap};
 use crate::stats::Counters;
 
 /// What a worker does when there is nothing to receive.
@@ -50,6 +51,8 @@ pub struct WorkerCtx {
     pub counters: Arc<Counters>,
     /// The transmit half of this worker's socket.
     pub tx: XskTx,
+    /// Deadlines of the TCP connections this worker owns.
+    pub heap: TimerHeap,
 }
 
 impl NetCtx for WorkerCtx {
@@ -82,7 +85,12 @@ impl NetCtx for WorkerCtx {
 /// Registers the protocols of this layer with netisr: ARP where it arrives (SOURCE:
 /// no flow to keep together), IPv4 by flow (FLOW: a flow's packets are processed on
 /// one worker, which is where its connection state will live).
-pub fn register_protocols(netisr: &Netisr<WorkerCtx>, ifp: &Arc<Interface>, qlimit: usize) -> Result<(), crate::netisr::NetisrError> {
+pub fn register_protocols(
+    netisr: &Netisr<WorkerCtx>,
+    ifp: &Arc<Interface>,
+    tcp: &Arc<TcpLayer>,
+    qlimit: usize,
+) -> Result<(), crate::netisr::NetisrError> {
     use crate::netisr::{Policy, ProtoSpec};
     let i = ifp.clone();
     netisr.register(ProtoSpec {
@@ -95,10 +103,17 @@ pub fn register_protocols(netisr: &Netisr<WorkerCtx>, ifp: &Arc<Interface>, qlim
         m2cpuid: None,
     })?;
     let i = ifp.clone();
+    let t = tcp.clone();
     netisr.register(ProtoSpec {
         proto: NETISR_IP,
         name: "ip",
-        handler: Box::new(move |ctx, pkt| crate::net::ipv4::input(&i, ctx, pkt)),
+        handler: Box::new(move |ctx, pkt| {
+            crate::net::ipv4::input_with(&i, ctx, pkt, |ctx: &mut WorkerCtx, ip| {
+                let mut heap = std::mem::take(&mut ctx.heap);
+                t.input(&i, ctx, &mut heap, ip);
+                ctx.heap = heap;
+            })
+        }),
         policy: Policy::Flow,
         qlimit,
         m2flow: Some(Box::new(|pkt| ip_flow_hash(pkt.data))),
@@ -130,6 +145,12 @@ pub fn ip_flow_hash(frame: &[u8]) -> Option<u32> {
         _ => None,
     }
     .unwrap_or(0);
+    Some(flow_hash_parts(a, b, proto, ports))
+}
+
+/// The flow hash from its parts: the two addresses (either order), the protocol, and
+/// the XOR of the ports (or the ICMP identifier). Symmetric in the two ends.
+pub fn flow_hash_parts(a: u32, b: u32, proto: u8, ports: u32) -> u32 {
     // A multiply-xorshift finaliser (from MurmurHash3's fmix32) over the symmetric mix.
     let mut h = (a ^ b) ^ (proto as u32).rotate_left(16) ^ ports.rotate_left(8);
     h ^= h >> 16;
@@ -137,7 +158,7 @@ pub fn ip_flow_hash(frame: &[u8]) -> Option<u32> {
     h ^= h >> 13;
     h = h.wrapping_mul(0xc2b2_ae35);
     h ^= h >> 16;
-    Some(h)
+    h
 }
 
 /// Everything a worker thread owns.
@@ -147,6 +168,7 @@ pub(crate) struct Worker {
     pub ctx: WorkerCtx,
     pub ifp: Arc<Interface>,
     pub netisr: Arc<Netisr<WorkerCtx>>,
+    pub tcp: Arc<TcpLayer>,
     pub stop: Arc<AtomicBool>,
     pub running: Arc<AtomicBool>,
     pub idle: IdleMode,
@@ -188,6 +210,12 @@ impl Worker {
             }
             self.rx.recycle(&batch);
             let drained = self.netisr.drain(self.id, &mut self.ctx, NETISR_BUDGET);
+            let mut heap = std::mem::take(&mut self.ctx.heap);
+            let kicked = self.tcp.run_kicks(self.id, &self.ifp, &mut self.ctx, &mut heap);
+            if heap.next().is_some_and(|t| t <= self.ctx.now) {
+                self.tcp.run_timers(&self.ifp, &mut self.ctx, &mut heap);
+            }
+            self.ctx.heap = heap;
 
             // Worker 0 owns the interface-wide timers (ARP retries and expiry) and the
             // start-up announcement.
@@ -204,7 +232,7 @@ impl Worker {
             if self.ctx.tx.outstanding() > 0 {
                 self.ctx.tx.flush();
             }
-            if !batch.is_empty() || drained > 0 {
+            if !batch.is_empty() || drained > 0 || kicked > 0 {
                 idle_spins = 0;
                 continue;
             }
@@ -237,7 +265,18 @@ impl Worker {
         if !self.netisr.prepare_sleep(self.id) {
             return;
         }
-        let timeout = if self.id == 0 { TIMER_TICK } else { Duration::from_secs(1) };
+        // Pairs with the fence in `Netisr::notify`: a kick published before it is seen
+        // here; one published after it finds us sleeping and writes the eventfd.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.tcp.pending_kicks(self.id) > 0 {
+            self.netisr.woke(self.id);
+            return;
+        }
+        let mut timeout = if self.id == 0 { TIMER_TICK } else { Duration::from_secs(1) };
+        if let Some(t) = self.ctx.heap.next() {
+            // Round up to the next millisecond: poll() cannot sleep less.
+            timeout = timeout.min(t.saturating_duration_since(Instant::now()) + Duration::from_micros(999));
+        }
         let mut fds = [
             libc::pollfd {
                 fd: self.rx.fd(),

@@ -53,12 +53,7 @@ impl<C: Read> BufConn<C> {
         }
     }
 
-    /// The wrapped connection (for writing, and for per-connection calls like `info_json`).
-    pub(crate) fn get_ref(&self) -> &C {
-        &self.inner
-    }
-
-    /// The wrapped connection, mutably (for writing).
+    /// The wrapped connection, for writing and for per-connection calls like `info_json`.
     pub(crate) fn get_mut(&mut self) -> &mut C {
         &mut self.inner
     }
@@ -199,19 +194,30 @@ mod tests {
     #[test]
     fn head_split_across_reads_keeps_the_bytes_after_it() {
         let data = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nBODYGET /b HTTP/1.1\r\n\r\n".to_vec();
-        let mut bc = BufConn::new(Trickle { data, at: 0, step: 3 });
+        let mut bc = BufConn::new(Trickle {
+            data,
+            at: 0,
+            step: 3,
+        });
         assert_eq!(bc.read_head(request_len).unwrap().as_deref(), Some("/a"));
         let mut body = [0u8; 4];
         bc.read_exact(&mut body).unwrap();
         assert_eq!(&body, b"BODY");
         assert_eq!(bc.read_head(request_len).unwrap().as_deref(), Some("/b"));
-        assert!(bc.read_head(request_len).unwrap().is_none(), "clean EOF after the last head");
+        assert!(
+            bc.read_head(request_len).unwrap().is_none(),
+            "clean EOF after the last head"
+        );
     }
 
     #[test]
     fn eof_inside_a_head_is_an_error() {
         let data = b"GET /a HTTP/1.1\r\nHo".to_vec();
-        let mut bc = BufConn::new(Trickle { data, at: 0, step: 1000 });
+        let mut bc = BufConn::new(Trickle {
+            data,
+            at: 0,
+            step: 1000,
+        });
         match bc.read_head(request_len) {
             Err(HeadError::Io(e)) => assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof),
             other => panic!("expected UnexpectedEof, got {other:?}"),
@@ -224,7 +230,11 @@ mod tests {
         while data.len() < 3 * MAX_HEAD {
             data.extend_from_slice(b"X-Filler: 0123456789\r\n");
         }
-        let mut bc = BufConn::new(Trickle { data, at: 0, step: 4096 });
+        let mut bc = BufConn::new(Trickle {
+            data,
+            at: 0,
+            step: 4096,
+        });
         // MAX_HEADERS would stop this first; allow as many headers as it takes.
         let r = bc.read_head(|buf| {
             let mut headers = vec![httparse::EMPTY_HEADER; 4096];

@@ -192,7 +192,11 @@ impl<C: Read> Read for BodyReader<'_, C> {
                         ));
                     }
                     let left = left - n as u64;
-                    self.state = if left == 0 { State::Done } else { State::Length(left) };
+                    self.state = if left == 0 {
+                        State::Done
+                    } else {
+                        State::Length(left)
+                    };
                     return Ok(n);
                 }
                 State::UntilEof => {
@@ -321,12 +325,24 @@ mod tests {
     #[test]
     fn rejects_malformed_size_lines() {
         assert_eq!(kind_of(b"zz\r\nhello\r\n0\r\n\r\n"), ChunkError::BadSize);
-        assert_eq!(kind_of(b"\r\n"), ChunkError::BadSize, "empty size line is not size 0");
+        assert_eq!(
+            kind_of(b"\r\n"),
+            ChunkError::BadSize,
+            "empty size line is not size 0"
+        );
         assert_eq!(kind_of(b";ext\r\n"), ChunkError::BadSize);
         assert_eq!(kind_of(b"-5\r\nhello\r\n"), ChunkError::BadSize);
-        assert_eq!(kind_of(b"5;a\nb\r\nhello\r\n0\r\n\r\n"), ChunkError::BadSize, "bare LF");
+        assert_eq!(
+            kind_of(b"5;a\nb\r\nhello\r\n0\r\n\r\n"),
+            ChunkError::BadSize,
+            "bare LF"
+        );
         assert_eq!(kind_of(b"5\nhello\r\n0\r\n\r\n"), ChunkError::BadSize);
-        assert_eq!(kind_of(b"11111111111111111\r\n"), ChunkError::BadSize, "overflow");
+        assert_eq!(
+            kind_of(b"11111111111111111\r\n"),
+            ChunkError::BadSize,
+            "overflow"
+        );
         let mut long = b"5;".to_vec();
         long.extend(std::iter::repeat_n(b'x', 2 * MAX_CHUNK_LINE));
         assert_eq!(kind_of(&long), ChunkError::LineTooLong);
@@ -335,12 +351,20 @@ mod tests {
     #[test]
     fn rejects_missing_crlf_and_bad_trailers() {
         assert_eq!(kind_of(b"5\r\nhelloXX0\r\n\r\n"), ChunkError::MissingCrlf);
-        assert_eq!(kind_of(b"0\r\nbad trailer\r\n\r\n"), ChunkError::BadTrailers);
+        assert_eq!(
+            kind_of(b"0\r\nbad trailer\r\n\r\n"),
+            ChunkError::BadTrailers
+        );
     }
 
     #[test]
     fn truncated_body_is_unexpected_eof() {
-        for wire in [&b"5\r\nhel"[..], b"5\r\nhello", b"5\r\nhello\r\n", b"0\r\nX: 1\r\n"] {
+        for wire in [
+            &b"5\r\nhel"[..],
+            b"5\r\nhello",
+            b"5\r\nhello\r\n",
+            b"0\r\nX: 1\r\n",
+        ] {
             let e = decode(wire, 3).expect_err("truncated");
             assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{wire:?}: {e}");
         }
@@ -350,7 +374,9 @@ mod tests {
     fn length_framing_stops_at_the_length() {
         let mut bc = BufConn::new(&b"abcdefNEXT"[..]);
         let mut body = Vec::new();
-        BodyReader::new(&mut bc, Framing::Length(6)).read_to_end(&mut body).unwrap();
+        BodyReader::new(&mut bc, Framing::Length(6))
+            .read_to_end(&mut body)
+            .unwrap();
         assert_eq!(body, b"abcdef");
         let mut bc = BufConn::new(&b"abc"[..]);
         let e = BodyReader::new(&mut bc, Framing::Length(6)).read_to_end(&mut body);

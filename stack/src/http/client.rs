@@ -1,7 +1,7 @@
 //! The HTTP/1.1 client: one request per connection, the response body streamed through
 //! SHA-256 and counted, never stored (beyond a short prefix).
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
@@ -123,7 +123,12 @@ pub fn post<C: Conn>(
     })();
     match sent {
         Ok(()) => read_response(conn, start, body_len),
-        Err(e) if matches!(e.kind(), io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset
+            ) =>
+        {
             // The server answered early and closed; its answer may be waiting.
             read_response(conn, start, 0).map_err(|_| e)
         }
@@ -263,7 +268,9 @@ fn response_framing(head: &ResponseHead) -> io::Result<Framing> {
         // "If a message is received with both a Transfer-Encoding and a Content-Length header
         // field, ... [it] ought to be handled as an error."
         if head.content_length.is_some() {
-            return Err(invalid("response has both Content-Length and Transfer-Encoding"));
+            return Err(invalid(
+                "response has both Content-Length and Transfer-Encoding",
+            ));
         }
         // "If a Transfer-Encoding header field is present in a response and the chunked
         // transfer coding is not the final encoding, the message body length is determined
@@ -309,7 +316,9 @@ pub fn parse_url(url: &str) -> Result<(Ipv4Addr, u16, String), UrlError> {
     if url.bytes().any(|b| !(0x21..0x7f).contains(&b)) {
         return Err(UrlError::BadChar);
     }
-    let scheme_end = url.find("://").ok_or_else(|| UrlError::Scheme(url.to_string()))?;
+    let scheme_end = url
+        .find("://")
+        .ok_or_else(|| UrlError::Scheme(url.to_string()))?;
     let scheme = &url[..scheme_end];
     if scheme.eq_ignore_ascii_case("https") {
         return Err(UrlError::Https);
@@ -329,7 +338,9 @@ pub fn parse_url(url: &str) -> Result<(Ipv4Addr, u16, String), UrlError> {
         Some((host, port)) if !host.contains(':') => (host, Some(port)),
         _ => (authority, None),
     };
-    let addr: Ipv4Addr = host.parse().map_err(|_| UrlError::NotIpv4(host.to_string()))?;
+    let addr: Ipv4Addr = host
+        .parse()
+        .map_err(|_| UrlError::NotIpv4(host.to_string()))?;
     let port = match port {
         // RFC 3986 §3.2.3: an empty port means the scheme's default.
         None | Some("") => 80,
@@ -354,19 +365,52 @@ mod tests {
     #[test]
     fn urls() {
         let ip = Ipv4Addr::new(198, 18, 0, 1);
-        assert_eq!(parse_url("http://198.18.0.1/x/y?z=1"), Ok((ip, 80, "/x/y?z=1".into())));
-        assert_eq!(parse_url("HTTP://198.18.0.1:8080"), Ok((ip, 8080, "/".into())));
-        assert_eq!(parse_url("http://198.18.0.1:/a#frag"), Ok((ip, 80, "/a".into())));
+        assert_eq!(
+            parse_url("http://198.18.0.1/x/y?z=1"),
+            Ok((ip, 80, "/x/y?z=1".into()))
+        );
+        assert_eq!(
+            parse_url("HTTP://198.18.0.1:8080"),
+            Ok((ip, 8080, "/".into()))
+        );
+        assert_eq!(
+            parse_url("http://198.18.0.1:/a#frag"),
+            Ok((ip, 80, "/a".into()))
+        );
         assert_eq!(parse_url("http://198.18.0.1?q"), Ok((ip, 80, "/?q".into())));
         assert_eq!(parse_url("https://198.18.0.1/"), Err(UrlError::Https));
-        assert_eq!(parse_url("ftp://198.18.0.1/"), Err(UrlError::Scheme("ftp://198.18.0.1/".into())));
-        assert_eq!(parse_url("198.18.0.1/"), Err(UrlError::Scheme("198.18.0.1/".into())));
-        assert_eq!(parse_url("http://example.com/"), Err(UrlError::NotIpv4("example.com".into())));
-        assert_eq!(parse_url("http://[::1]:80/"), Err(UrlError::NotIpv4("[::1]:80".into())));
-        assert_eq!(parse_url("http://1.2.3/"), Err(UrlError::NotIpv4("1.2.3".into())));
-        assert_eq!(parse_url("http://1.2.3.4:0/"), Err(UrlError::Port("0".into())));
-        assert_eq!(parse_url("http://1.2.3.4:65536/"), Err(UrlError::Port("65536".into())));
-        assert_eq!(parse_url("http://1.2.3.4:+80/"), Err(UrlError::Port("+80".into())));
+        assert_eq!(
+            parse_url("ftp://198.18.0.1/"),
+            Err(UrlError::Scheme("ftp://198.18.0.1/".into()))
+        );
+        assert_eq!(
+            parse_url("198.18.0.1/"),
+            Err(UrlError::Scheme("198.18.0.1/".into()))
+        );
+        assert_eq!(
+            parse_url("http://example.com/"),
+            Err(UrlError::NotIpv4("example.com".into()))
+        );
+        assert_eq!(
+            parse_url("http://[::1]:80/"),
+            Err(UrlError::NotIpv4("[::1]:80".into()))
+        );
+        assert_eq!(
+            parse_url("http://1.2.3/"),
+            Err(UrlError::NotIpv4("1.2.3".into()))
+        );
+        assert_eq!(
+            parse_url("http://1.2.3.4:0/"),
+            Err(UrlError::Port("0".into()))
+        );
+        assert_eq!(
+            parse_url("http://1.2.3.4:65536/"),
+            Err(UrlError::Port("65536".into()))
+        );
+        assert_eq!(
+            parse_url("http://1.2.3.4:+80/"),
+            Err(UrlError::Port("+80".into()))
+        );
         assert_eq!(parse_url("http://u@1.2.3.4/"), Err(UrlError::UserInfo));
         assert_eq!(parse_url("http://1.2.3.4/a b"), Err(UrlError::BadChar));
         let msg = parse_url("http://example.com/").unwrap_err().to_string();
@@ -392,14 +436,23 @@ mod tests {
                 "ab".repeat(32)
             )
         );
-        let zero = Response { elapsed: Duration::ZERO, ..r };
+        let zero = Response {
+            elapsed: Duration::ZERO,
+            ..r
+        };
         assert_eq!(zero.gbit_per_s(), 0.0);
     }
 
     #[test]
     fn request_parts_cannot_inject_headers() {
         assert!(check_request_parts("1.2.3.4", "/ok?x=1").is_ok());
-        for (host, path) in [("a\r\nX: y", "/"), ("", "/"), ("a", "/x\r\nX: y"), ("a", "x"), ("a", "/a b")] {
+        for (host, path) in [
+            ("a\r\nX: y", "/"),
+            ("", "/"),
+            ("a", "/x\r\nX: y"),
+            ("a", "x"),
+            ("a", "/a b"),
+        ] {
             let e = check_request_parts(host, path).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::InvalidInput, "{host:?} {path:?}");
         }

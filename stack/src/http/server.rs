@@ -295,7 +295,10 @@ fn check_request(req: &httparse::Request<'_, '_>) -> Result<RequestHead, BadRequ
             // RFC 9112 §6.3: "If a message is received without Transfer-Encoding and with an
             // invalid Content-Length header field, then the message framing is invalid and
             // the recipient MUST treat it as an unrecoverable error." Repeats must agree.
-            let n = value.ok().and_then(parse_u64).ok_or(BadRequest::ContentLength)?;
+            let n = value
+                .ok()
+                .and_then(parse_u64)
+                .ok_or(BadRequest::ContentLength)?;
             if content_length.is_some_and(|prev| prev != n) {
                 return Err(BadRequest::ContentLength);
             }
@@ -356,7 +359,12 @@ fn check_request(req: &httparse::Request<'_, '_>) -> Result<RequestHead, BadRequ
 }
 
 /// Serves requests on one connection until it closes, errs, times out, or asks to close.
-fn serve_conn<C: Conn>(conn: C, stats: &(dyn Fn() -> serde_json::Value + Send + Sync), stop: &AtomicBool, config: &ServerConfig) {
+fn serve_conn<C: Conn>(
+    conn: C,
+    stats: &(dyn Fn() -> serde_json::Value + Send + Sync),
+    stop: &AtomicBool,
+    config: &ServerConfig,
+) {
     if conn.set_read_timeout(config.idle_timeout).is_err() {
         return;
     }
@@ -411,14 +419,30 @@ fn respond<C: Conn>(
                 Ok(n) => hasher.update(&chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                    send(bc.get_mut(), 400, "text/plain", format!("{e}\n").as_bytes(), false, false, &[])?;
+                    send(
+                        bc.get_mut(),
+                        400,
+                        "text/plain",
+                        format!("{e}\n").as_bytes(),
+                        false,
+                        false,
+                        &[],
+                    )?;
                     return Ok(Outcome::Close);
                 }
                 Err(e) => return Err(e),
             }
         }
         let digest = hex(&hasher.finalize());
-        send(bc.get_mut(), 200, "text/plain", digest.as_bytes(), keep, false, &[])?;
+        send(
+            bc.get_mut(),
+            200,
+            "text/plain",
+            digest.as_bytes(),
+            keep,
+            false,
+            &[],
+        )?;
         return Ok(Outcome::KeepAlive);
     }
 
@@ -433,11 +457,23 @@ fn respond<C: Conn>(
             if e.kind() != io::ErrorKind::InvalidData {
                 return Err(e);
             }
-            send(bc.get_mut(), 400, "text/plain", format!("{e}\n").as_bytes(), false, false, &[])?;
+            send(
+                bc.get_mut(),
+                400,
+                "text/plain",
+                format!("{e}\n").as_bytes(),
+                false,
+                false,
+                &[],
+            )?;
             return Ok(Outcome::Close);
         }
     }
-    let outcome = if keep { Outcome::KeepAlive } else { Outcome::Close };
+    let outcome = if keep {
+        Outcome::KeepAlive
+    } else {
+        Outcome::Close
+    };
     let w = bc.get_mut();
 
     if !method_ok {
@@ -446,7 +482,15 @@ fn respond<C: Conn>(
         } else {
             let allow = allowed.join(", ");
             let body = format!("method {} not allowed; use {allow}\n", head.method);
-            send(w, 405, "text/plain", body.as_bytes(), keep, head_only, &[("Allow", &allow)])?;
+            send(
+                w,
+                405,
+                "text/plain",
+                body.as_bytes(),
+                keep,
+                head_only,
+                &[("Allow", &allow)],
+            )?;
         }
         return Ok(outcome);
     }
@@ -492,7 +536,17 @@ fn json_body(v: &serde_json::Value) -> Vec<u8> {
 /// Answers a refused request with its status and `Connection: close`, then closes.
 fn refuse<C: Conn>(conn: &mut C, bad: &BadRequest) {
     let body = format!("{bad}\n");
-    if send(conn, bad.status(), "text/plain", body.as_bytes(), false, false, &[]).is_ok() {
+    if send(
+        conn,
+        bad.status(),
+        "text/plain",
+        body.as_bytes(),
+        false,
+        false,
+        &[],
+    )
+    .is_ok()
+    {
         linger_close(conn, Duration::from_secs(2));
     }
 }
@@ -593,8 +647,13 @@ mod tests {
         assert!(!h.close);
         let h = check("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n").unwrap();
         assert_eq!(h.framing, Framing::Chunked);
-        let h = check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n");
-        assert_eq!(h.unwrap().framing, Framing::Length(5), "identical repeats are fine");
+        let h =
+            check("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n");
+        assert_eq!(
+            h.unwrap().framing,
+            Framing::Length(5),
+            "identical repeats are fine"
+        );
         let h = check("GET / HTTP/1.0\r\n\r\n").unwrap();
         assert!(h.close, "HTTP/1.0 closes by default");
         let h = check("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap();
@@ -638,7 +697,10 @@ mod tests {
             Route::Bytes(Err("18446744073709551616".into()))
         );
         assert_eq!(Route::parse("/bytes"), Route::NotFound);
-        assert_eq!(Route::parse("/info?a=b&cc=cubic"), Route::Info(Some("cubic".into())));
+        assert_eq!(
+            Route::parse("/info?a=b&cc=cubic"),
+            Route::Info(Some("cubic".into()))
+        );
         assert_eq!(Route::parse("/info"), Route::Info(None));
         assert_eq!(Route::parse("/sha256"), Route::Sha256);
         assert_eq!(Route::parse("/stats"), Route::Stats);

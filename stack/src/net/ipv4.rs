@@ -54,11 +54,19 @@ pub enum OutputError {
     NoBuffer,
 }
 
-/// Validates a received IPv4 frame (Ethernet header included) and delivers it.
+/// Validates a received IPv4 frame (Ethernet header included) and delivers it to
+/// ICMP; other protocols are counted as unknown. See [`input_with`].
 pub fn input(ifp: &Interface, ctx: &mut impl NetCtx, pkt: Pkt<'_>) {
+    input_with(ifp, ctx, pkt, |ctx, _| Counters::inc(&ctx.counters().ip_unknown_proto));
+}
+
+/// Validates a received IPv4 frame and delivers it: ICMP here, TCP to `tcp`, anything
+/// else counted as an unknown protocol.
+pub fn input_with<C: NetCtx>(ifp: &Interface, ctx: &mut C, pkt: Pkt<'_>, tcp: impl FnOnce(&mut C, &Ipv4In<'_>)) {
     let Some(ip) = validate(ifp, ctx, pkt) else { return };
     match ip.protocol {
         IpProtocol::Icmp => icmp::input(ifp, ctx, &ip),
+        IpProtocol::Tcp => tcp(ctx, &ip),
         _ => Counters::inc(&ctx.counters().ip_unknown_proto),
     }
 }

@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use xstack_cc::{AckInfo, CcSignal, CongInfo};
+use xstack_cc::{window, AckInfo, CcSignal, CongInfo, Recovery, RttSample};
 
 use super::segment::{Segment, TcpFlags};
 use super::seq::Seq;
@@ -324,6 +324,7 @@ impl Tcb {
     /// An ACK that acknowledges new data (BSD `tcp_do_segment`'s "process ACK" path).
     fn new_ack(&mut self, seg: &Segment<'_>, acked: u32, now: Instant) {
         let ack = seg.ack;
+        let flight_before = self.in_flight();
         let syn_acked = self.snd_una == self.iss && ack > self.iss;
         let fin_acked_now = self.fin_seq().is_some_and(|f| self.snd_una <= f && ack > f);
         let data_acked = acked - syn_acked as u32 - fin_acked_now as u32;
@@ -346,21 +347,29 @@ impl Tcb {
             self.round_end = self.snd_max;
         }
 
-        if self.in_recovery {
-            if ack >= self.recover {
-                // RFC 6582 §3.2 step 3 (full acknowledgment): exit recovery.
-                self.in_recovery = false;
-                let info = self.ack_info(data_acked, now);
-                self.cc.post_recovery(&mut self.ccv, &info);
-            } else {
-                // Partial acknowledgment (RFC 6582 §3.2 step 3): "retransmit the first
-                // unacknowledged segment ... deflate the congestion window by the
-                // amount of new data acknowledged ... add back SMSS bytes".
-                self.rexmit_one = true;
-                self.ccv.cwnd = self.ccv.cwnd.saturating_sub(data_acked).saturating_add(self.t_maxseg).max(self.t_maxseg);
-            }
-        } else if data_acked > 0 {
-            let info = self.ack_info(data_acked, now);
+        // cwnd-limited (FreeBSD CCF_CWND_LIMITED): the flight before this ACK was
+        // within a segment of cwnd, or output held data back for cwnd.
+        let cwnd_limited = self.cwnd_limited || flight_before.saturating_add(self.t_maxseg) >= self.ccv.cwnd;
+        if self.recovery == Recovery::Rto && self.snd_nxt >= self.recover {
+            self.recovery = Recovery::Open;
+        }
+        if self.recovery.in_recovery() && ack >= self.recover {
+            // RFC 6582 §3.2 step 3 (full acknowledgment): the episode ends; the module
+            // deflates the window in post_recovery.
+            let info = AckInfo { cwnd_limited, ..self.ack_info(acked, now) };
+            self.cc.post_recovery(&mut self.ccv, &info);
+            self.recovery = Recovery::Open;
+        } else if self.recovery == Recovery::Fast {
+            // Partial acknowledgment (RFC 6582 §3.2 step 3): "retransmit the first
+            // unacknowledged segment ... deflate the congestion window by the amount
+            // of new data acknowledged by the cumulative acknowledgment field ... add
+            // back SMSS bytes".
+            self.rexmit_one = true;
+            self.ccv.cwnd = window::partial_ack_deflate(self.ccv.cwnd, acked, self.t_maxseg);
+            let info = AckInfo { cwnd_limited, ..self.ack_info(acked, now) };
+            self.cc.ack_received(&mut self.ccv, CcSignal::Ack, &info);
+        } else {
+            let info = AckInfo { cwnd_limited, ..self.ack_info(acked, now) };
             self.cc.ack_received(&mut self.ccv, CcSignal::Ack, &info);
         }
 
@@ -378,43 +387,45 @@ impl Tcb {
     /// fast recovery (RFC 6582).
     fn dup_ack(&mut self, now: Instant) {
         self.dupacks += 1;
-        if self.in_recovery {
-            // RFC 6582 §3.2 step 4 / RFC 5681 §3.2 step 4: "For each additional
-            // duplicate ACK received ... cwnd is incremented by SMSS."
-            self.ccv.cwnd = self.ccv.cwnd.saturating_add(self.t_maxseg);
+        // RFC 6582 §3.2 step 1: enter fast retransmit only if the cumulative ACK
+        // covers more than `recover` (a new loss episode; `recover` is one past the
+        // highest sequence sent when the last episode began).
+        let threshold = self.dupacks == 3
+            && self.recovery == Recovery::Open
+            && self.snd_una >= self.recover;
+        if threshold {
+            let info = self.cong_info(now);
+            self.cc.cong_signal(&mut self.ccv, CcSignal::NDupAck, &info);
+            self.recover = self.snd_max;
+            self.recovery = Recovery::Fast;
+            // RFC 5681 §3.2 step 3: "set cwnd to ssthresh plus 3*SMSS" -- the three
+            // segments that left the network; the transport's share of the work.
+            self.ccv.cwnd = window::fast_retransmit_inflate(self.ccv.cwnd, self.t_maxseg);
+            self.rexmit_one = true;
+            self.rtt_timing = None;
             return;
         }
-        if self.dupacks != 3 {
-            return;
+        if self.recovery == Recovery::Fast {
+            // RFC 5681 §3.2 step 4: "For each additional duplicate ACK received (after
+            // the third), cwnd MUST be incremented by SMSS."
+            self.ccv.cwnd = window::dupack_inflate(self.ccv.cwnd, self.t_maxseg);
         }
-        // RFC 6582 §3.2 step 2: enter fast retransmit only if the cumulative ACK
-        // covers more than `recover` (a new loss episode).
-        // (`recover` is one past the highest sequence sent at the last episode.)
-        if self.snd_una < self.recover {
-            return;
-        }
-        self.in_recovery = true;
-        self.recover = self.snd_max;
-        let info = self.cong_info(now);
-        self.cc.cong_signal(&mut self.ccv, CcSignal::DupAck, &info);
-        // RFC 5681 §3.2 step 3 ... "set cwnd to ssthresh plus 3*SMSS" (the inflation
-        // by the three segments that left the network is the transport's job).
-        self.ccv.cwnd = self.ccv.ssthresh.saturating_add(3 * self.t_maxseg);
-        self.rexmit_one = true;
-        self.rtt_timing = None;
+        let info = self.ack_info(0, now);
+        self.cc.ack_received(&mut self.ccv, CcSignal::DupAck, &info);
     }
 
     /// A congestion-control ACK event, after the transport's bookkeeping.
     pub(crate) fn ack_info(&self, bytes_acked: u32, now: Instant) -> AckInfo {
         AckInfo {
             bytes_acked,
+            acks: 1,
             in_flight: self.in_flight(),
             cwnd_limited: self.cwnd_limited,
-            in_recovery: self.in_recovery,
+            recovery: self.recovery,
             now,
             srtt: self.rtt.srtt(),
             min_rtt: self.rtt.min_rtt(),
-            rounds: self.rounds,
+            round: self.rounds,
         }
     }
 
@@ -422,9 +433,9 @@ impl Tcb {
     pub(crate) fn cong_info(&self, now: Instant) -> CongInfo {
         CongInfo {
             in_flight: self.in_flight(),
+            recovery: self.recovery,
             rto_count: self.rxtshift,
             now,
-            srtt: self.rtt.srtt(),
         }
     }
 
@@ -457,7 +468,16 @@ impl Tcb {
         }
         if let Some(rtt) = sample {
             self.rtt.sample(rtt);
-            self.cc.rtt_sample(&mut self.ccv, rtt);
+            if self.cc_started {
+                let s = RttSample {
+                    rtt,
+                    srtt: self.rtt.srtt().unwrap_or(rtt),
+                    min_rtt: self.rtt.min_rtt().unwrap_or(rtt),
+                    round: self.rounds,
+                    now,
+                };
+                self.cc.rtt_sample(&mut self.ccv, &s);
+            }
         }
     }
 

@@ -1,16 +1,19 @@
-//! TCP (RFC 9293 and companions): sans-IO connection engine, options, buffers,
-//! timers, and the demultiplexer that finds the connection for a segment.
+//! TCP (RFC 9293 and companions): the sans-IO connection engine (`tcb`, `input`,
+//! `output`, `timer`), its building blocks (sequence numbers, RTT estimation, buffers,
+//! ISNs, segment parsing), connection tables (`pcb`), and the layer that ties them to
+//! IPv4 and the workers (`layer`).
 
-// The engine (lead, in progress; enabled once the cc-modules API lands):
-// pub mod input;
-// pub mod output;
-// pub mod tcb;
-// pub mod timer;
+pub mod input;
 pub mod isn;
+pub mod layer;
+pub mod output;
+pub mod pcb;
 pub mod recvbuf;
 pub mod rtt;
 pub mod segment;
 pub mod sendbuf;
 pub mod seq;
+pub mod tcb;
+pub mod timer;
 
-// pub use tcb::{State, Tcb, TcpConfig, TcpError, TcpInfo};
+pub use tcb::{State, Tcb, TcpConfig, TcpError, TcpInfo};

@@ -196,9 +196,8 @@ impl Tcb {
             // Sending after an idle period (RFC 5681 §4.1).
             if let Some(last) = self.last_data_sent {
                 let idle = now.saturating_duration_since(last);
-                if idle > self.rto() {
-                    self.cc.after_idle(&mut self.ccv, idle);
-                }
+                let info = xstack_cc::IdleInfo { idle, rto: self.rto(), now };
+                self.cc.after_idle(&mut self.ccv, &info);
             }
         }
         if len > 0 {
@@ -271,6 +270,12 @@ impl Tcb {
         self.note_ack_sent(&hdr);
         self.stats.segs_out += 1;
         Some(OutSegment { hdr, payload_offset: 0, payload_len: 0 })
+    }
+
+    /// True when a window update is worth sending now (the application's read opened
+    /// the window by two segments or half the buffer).
+    pub fn window_update_wanted(&self) -> bool {
+        self.state.can_receive() && self.window_update_due()
     }
 
     /// Whether the window grew enough since we last advertised it: by two segments or

@@ -3,11 +3,11 @@
 //! Sans-IO: the estimator never reads the clock; the TCB measures the RTT and hands the
 //! sample in.
 //!
-//! Karn's rule is the caller's job. RFC 6298 §3: "TCP MUST use Karn's algorithm [KP87] for
+//! Karn's rule is the caller's job. RFC 6298 §3: "TCP MUST use Karn's algorithm \[KP87\] for
 //! taking RTT samples. That is, RTT samples MUST NOT be made using segments that were
 //! retransmitted (and thus for which it is ambiguous whether the reply was for the first
 //! instance of the packet or a later instance). The only case when TCP can safely take RTT
-//! samples from retransmitted segments is when the TCP timestamp option [Jac92] is
+//! samples from retransmitted segments is when the TCP timestamp option \[Jac92\] is
 //! employed, since the timestamp option removes the ambiguity regarding which instance of
 //! the data segment triggered the acknowledgment." So the TCB calls [`RttEstimator::sample`]
 //! only with a timestamp-echo RTT or the RTT of a never-retransmitted segment.
@@ -116,7 +116,7 @@ impl RttEstimator {
             Some(srtt) => {
                 // "The value of SRTT used in the update to RTTVAR is its value before
                 // updating SRTT itself using the second assignment."
-                let delta = if srtt > rtt { srtt - rtt } else { rtt - srtt };
+                let delta = srtt.abs_diff(rtt);
                 self.rttvar = self.rttvar * 3 / 4 + delta / 4;
                 self.srtt = Some(srtt * 7 / 8 + rtt / 8);
             }

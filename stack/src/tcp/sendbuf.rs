@@ -310,7 +310,10 @@ mod tests {
 
     proptest! {
         #[test]
-        fn matches_vecdeque_model(cap in 0usize..10_000, ops in proptest::collection::vec(op(), 1..60)) {
+        fn matches_vecdeque_model(
+            cap in 0usize..10_000,
+            ops in proptest::collection::vec(op(), 1..60),
+        ) {
             let mut b = SendBuffer::new(cap);
             let mut model: VecDeque<u8> = VecDeque::new();
             let mut model_cap = cap;

@@ -9,7 +9,7 @@
 use std::net::SocketAddrV4;
 use std::time::{Duration, Instant};
 
-use xstack_cc::{CcVars, CongestionControl};
+use xstack_cc::{CcVars, CongestionControl, Recovery};
 
 use super::recvbuf::RecvBuffer;
 use super::rtt::{RtoConfig, RttEstimator};
@@ -297,8 +297,11 @@ pub struct Tcb {
     // --- congestion control ---
     pub(crate) cc: Box<dyn CongestionControl>,
     pub(crate) ccv: CcVars,
+    /// Congestion control started (at establishment, once the MSS is known).
+    pub(crate) cc_started: bool,
     pub(crate) dupacks: u32,
-    pub(crate) in_recovery: bool,
+    /// The recovery state, as the congestion-control contract defines it.
+    pub(crate) recovery: Recovery,
     /// RFC 6582's `recover`.
     pub(crate) recover: Seq,
     /// Retransmit exactly one segment at snd_una next (fast retransmit / partial ACK).
@@ -413,13 +416,10 @@ impl Tcb {
             fin_queued: false,
             fin_received: false,
             cc,
-            ccv: CcVars {
-                cwnd: 0,
-                ssthresh: u32::MAX,
-                maxseg: 536,
-            },
+            ccv: CcVars::new(536),
+            cc_started: false,
             dupacks: 0,
-            in_recovery: false,
+            recovery: Recovery::Open,
             recover: iss,
             rexmit_one: false,
             cwnd_limited: false,
@@ -525,13 +525,22 @@ impl Tcb {
     fn set_maxseg(&mut self, mss: u32) {
         let opt = if self.ts_enabled { 12 } else { 0 };
         self.t_maxseg = mss.saturating_sub(opt).max(64);
-        self.ccv.maxseg = self.t_maxseg;
+        if self.cc_started {
+            self.ccv.set_maxseg(self.t_maxseg);
+        }
     }
 
-    /// Starts congestion control once the MSS is known (module `conn_init`).
+    /// Starts congestion control once the handshake fixed the MSS: cwnd = IW (RFC
+    /// 6928), or one segment if the SYN or SYN,ACK had to be retransmitted (RFC 5681
+    /// §3.1), then the module's `conn_init`.
     pub(crate) fn cc_init(&mut self) {
-        if self.ccv.cwnd == 0 {
-            self.ccv.cwnd = xstack_cc::initial_window(self.t_maxseg);
+        if self.cc_started {
+            return;
+        }
+        self.cc_started = true;
+        self.ccv = CcVars::new(self.t_maxseg);
+        if self.stats.retransmits > 0 {
+            self.ccv.cwnd = xstack_cc::window::loss_window(self.t_maxseg);
         }
         self.cc.conn_init(&mut self.ccv);
     }
@@ -642,9 +651,11 @@ impl Tcb {
     /// Switches the congestion-control module at run time (TCP_CONGESTION semantics:
     /// the new module starts from the current cwnd and ssthresh).
     pub fn set_congestion(&mut self, cc: Box<dyn CongestionControl>) {
-        self.cc = cc;
-        if self.ccv.cwnd != 0 {
-            self.cc.conn_init(&mut self.ccv);
+        if self.cc_started {
+            self.cc = xstack_cc::switch(&mut self.ccv, cc);
+        } else {
+            // Before establishment: `conn_init` runs when congestion control starts.
+            self.cc = cc;
         }
     }
 

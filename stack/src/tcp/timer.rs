@@ -131,12 +131,13 @@ impl super::tcb::Tcb {
                     // RFC 6298 §5.5: "The host MUST set RTO <- RTO * 2 ("back off the
                     // timer")"; §5.4: retransmit the earliest unacknowledged segment.
                     self.rtt.backoff();
-                    if self.rxtshift == 1 && self.state.is_synchronized() {
-                        // FreeBSD signals CC_RTO on the first expiry of an episode only.
+                    if self.cc_started {
+                        // rto_count (t_rxtshift) tells the module a first expiry from a
+                        // backed-off one.
                         let info = self.cong_info(now);
                         self.cc.cong_signal(&mut self.ccv, xstack_cc::CcSignal::Rto, &info);
+                        self.recovery = xstack_cc::Recovery::Rto;
                     }
-                    self.in_recovery = false;
                     self.dupacks = 0;
                     self.recover = self.snd_max;
                     self.snd_nxt = self.snd_una;

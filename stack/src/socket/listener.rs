@@ -1,0 +1,113 @@
+//! `TcpListener`: a listening socket with an accept queue, `std::net`-like.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::stream::TcpStream;
+use super::{pcb_error, NetStack};
+use crate::tcp::pcb::Listener;
+
+/// Default backlog (Linux's SOMAXCONN).
+pub const DEFAULT_BACKLOG: usize = 4096;
+
+/// A listening TCP socket. `accept` may be called from several threads at once.
+pub struct TcpListener {
+    pub(crate) listener: Arc<Listener>,
+    pub(crate) net: NetStack,
+    nonblocking: AtomicBool,
+}
+
+impl std::fmt::Debug for TcpListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpListener").field("local", &self.listener.local).finish()
+    }
+}
+
+impl TcpListener {
+    /// Listens on `addr` (0.0.0.0 for every address of the stack) with the default
+    /// backlog.
+    pub fn bind(net: impl AsRef<NetStack>, addr: impl Into<SocketAddr>) -> io::Result<TcpListener> {
+        Self::bind_with_backlog(net, addr, DEFAULT_BACKLOG)
+    }
+
+    /// Listens with an explicit backlog: established connections waiting for accept
+    /// plus handshakes in progress; SYNs beyond it are dropped and counted.
+    pub fn bind_with_backlog(net: impl AsRef<NetStack>, addr: impl Into<SocketAddr>, backlog: usize) -> io::Result<TcpListener> {
+        let net = net.as_ref();
+        let SocketAddr::V4(local) = addr.into() else {
+            return Err(io::Error::new(io::ErrorKind::Unsupported, "xstack speaks IPv4 only"));
+        };
+        if local.port() == 0 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "listening needs a port"));
+        }
+        if !local.ip().is_unspecified() && !net.ifp.owns(*local.ip()) {
+            return Err(io::Error::new(io::ErrorKind::AddrNotAvailable, format!("{} is not an address of this stack", local.ip())));
+        }
+        let listener = net.tcp.pcbs.listen(local, backlog).map_err(pcb_error)?;
+        Ok(TcpListener { listener, net: net.clone(), nonblocking: AtomicBool::new(false) })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(SocketAddr::V4(self.listener.local))
+    }
+
+    /// Non-blocking mode: `accept` returns `WouldBlock` when nothing is queued.
+    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        self.nonblocking.store(on, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Waits for a connection.
+    pub fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        self.accept_timeout(None)
+    }
+
+    /// Waits at most `timeout` for a connection (`TimedOut` after it).
+    pub fn accept_timeout(&self, timeout: Option<Duration>) -> io::Result<(TcpStream, SocketAddr)> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut q = self.listener.queue.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(conn) = q.pop_front() {
+                let peer = SocketAddr::V4(conn.tuple.remote);
+                return Ok((TcpStream::from_conn(self.net.clone(), conn), peer));
+            }
+            if self.listener.closed.load(Ordering::Relaxed) {
+                return Err(io::Error::new(io::ErrorKind::NotConnected, "listener closed"));
+            }
+            if self.nonblocking.load(Ordering::Relaxed) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            q = match deadline {
+                None => self.listener.cond.wait(q).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Err(io::Error::new(io::ErrorKind::TimedOut, "accept timed out"));
+                    }
+                    self.listener.cond.wait_timeout(q, d - now).unwrap_or_else(|e| e.into_inner()).0
+                }
+            };
+        }
+    }
+
+    /// SYNs dropped because the backlog was full.
+    pub fn overflows(&self) -> u64 {
+        self.listener.overflows.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for TcpListener {
+    /// Stops listening; connections still in the accept queue are reset.
+    fn drop(&mut self) {
+        self.net.tcp.pcbs.unlisten(&self.listener);
+        let queued: Vec<_> = self.listener.queue.lock().map(|mut q| q.drain(..).collect()).unwrap_or_default();
+        for conn in queued {
+            conn.lock().tcb.abort();
+            self.net.tcp.kick(&conn);
+        }
+    }
+}

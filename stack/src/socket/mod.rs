@@ -1,0 +1,67 @@
+//! The socket API applications link: `TcpListener`, `TcpStream` and a readiness
+//! `Poller`, usable from any application thread.
+//!
+//! Handles are thin: a connection lives in the stack (owned by one worker); a handle
+//! copies bytes in and out of its buffers under the connection's lock, then asks the
+//! owner worker to transmit. Blocking calls wait on the connection's condition
+//! variable; non-blocking calls return `WouldBlock`. Errors map to
+//! `std::io::ErrorKind` as `std::net` does.
+
+mod listener;
+mod poller;
+mod stream;
+
+pub use listener::TcpListener;
+pub use poller::{Event, Interest, Poller, Source};
+pub use stream::TcpStream;
+
+use std::io;
+use std::sync::Arc;
+
+use crate::net::Interface;
+use crate::tcp::layer::TcpLayer;
+use crate::tcp::pcb::PcbError;
+use crate::tcp::tcb::{TcpError, UserError};
+
+/// What sockets need of a stack: its TCP layer and its interface. Cheap to clone;
+/// [`crate::Stack`] hands one out, and simulations build their own.
+#[derive(Clone)]
+pub struct NetStack {
+    /// The TCP layer.
+    pub tcp: Arc<TcpLayer>,
+    /// The interface (addresses, routes).
+    pub ifp: Arc<Interface>,
+}
+
+impl AsRef<NetStack> for NetStack {
+    fn as_ref(&self) -> &NetStack {
+        self
+    }
+}
+
+pub(crate) fn tcp_error(e: TcpError) -> io::Error {
+    match e {
+        TcpError::Refused => io::Error::new(io::ErrorKind::ConnectionRefused, "connection refused"),
+        TcpError::Reset => io::Error::new(io::ErrorKind::ConnectionReset, "connection reset by peer"),
+        TcpError::TimedOut => io::Error::new(io::ErrorKind::TimedOut, "connection timed out"),
+        TcpError::Aborted => io::Error::new(io::ErrorKind::ConnectionAborted, "connection aborted"),
+    }
+}
+
+pub(crate) fn user_error(e: UserError) -> io::Error {
+    match e {
+        UserError::SendClosed => io::Error::new(io::ErrorKind::BrokenPipe, "broken pipe: sending side closed"),
+        UserError::NotConnected => io::Error::new(io::ErrorKind::NotConnected, "not connected"),
+        UserError::Failed(e) => tcp_error(e),
+    }
+}
+
+pub(crate) fn pcb_error(e: PcbError) -> io::Error {
+    match e {
+        PcbError::AddrInUse => io::Error::new(io::ErrorKind::AddrInUse, "address in use"),
+        PcbError::NoPorts => io::Error::new(io::ErrorKind::AddrInUse, "no free ephemeral port"),
+        PcbError::AddrNotAvailable => {
+            io::Error::new(io::ErrorKind::AddrNotAvailable, "address not owned by this stack")
+        }
+    }
+}

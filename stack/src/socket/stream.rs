@@ -1,0 +1,370 @@
+//! `TcpStream`: a connected TCP socket, `std::net::TcpStream`-like.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::{pcb_error, tcp_error, user_error, NetStack};
+use crate::tcp::pcb::Conn;
+use crate::tcp::tcb::{Keepalive, State, Tcb, TcpInfo};
+
+/// A TCP connection. `Send + Sync`: it may be shared between threads (e.g. one
+/// reading, one writing), like `std::net::TcpStream`.
+pub struct TcpStream {
+    pub(crate) conn: Arc<Conn>,
+    pub(crate) net: NetStack,
+    nonblocking: AtomicBool,
+    read_timeout: Mutex<Option<Duration>>,
+    write_timeout: Mutex<Option<Duration>>,
+    read_shut: AtomicBool,
+}
+
+impl std::fmt::Debug for TcpStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpStream")
+            .field("local", &self.conn.tuple.local)
+            .field("peer", &self.conn.tuple.remote)
+            .finish()
+    }
+}
+
+fn v4(addr: SocketAddr) -> io::Result<SocketAddrV4> {
+    match addr {
+        SocketAddr::V4(a) => Ok(a),
+        SocketAddr::V6(_) => Err(io::Error::new(io::ErrorKind::Unsupported, "xstack speaks IPv4 only")),
+    }
+}
+
+impl TcpStream {
+    pub(crate) fn from_conn(net: NetStack, conn: Arc<Conn>) -> TcpStream {
+        TcpStream {
+            conn,
+            net,
+            nonblocking: AtomicBool::new(false),
+            read_timeout: Mutex::new(None),
+            write_timeout: Mutex::new(None),
+            read_shut: AtomicBool::new(false),
+        }
+    }
+
+    /// Opens a connection, waiting up to the stack's connect timeout (75 s default).
+    pub fn connect(net: impl AsRef<NetStack>, addr: impl Into<SocketAddr>) -> io::Result<TcpStream> {
+        let net = net.as_ref();
+        let timeout = net.tcp.conn_config().connect_timeout;
+        Self::connect_timeout(net, addr, timeout)
+    }
+
+    /// Opens a connection, waiting at most `timeout`.
+    pub fn connect_timeout(
+        net: impl AsRef<NetStack>,
+        addr: impl Into<SocketAddr>,
+        timeout: Duration,
+    ) -> io::Result<TcpStream> {
+        if timeout.is_zero() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "connect timeout must be non-zero"));
+        }
+        let stream = Self::start_connect(net.as_ref(), v4(addr.into())?, timeout)?;
+        let deadline = Instant::now() + timeout;
+        let mut inner = stream.conn.lock();
+        loop {
+            let tcb = &inner.tcb;
+            if let Some(e) = tcb.error() {
+                return Err(tcp_error(e));
+            }
+            if tcb.state().is_synchronized() {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                inner.tcb.abort();
+                drop(inner);
+                stream.net.tcp.kick(&stream.conn);
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "connection timed out"));
+            }
+            inner = stream.conn.cond.wait_timeout(inner, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        drop(inner);
+        Ok(stream)
+    }
+
+    /// Starts an active open and returns at once (the socket is non-blocking until
+    /// the caller changes it); readiness for writing means connected.
+    pub fn connect_nonblocking(net: impl AsRef<NetStack>, addr: impl Into<SocketAddr>) -> io::Result<TcpStream> {
+        let net = net.as_ref();
+        let timeout = net.tcp.conn_config().connect_timeout;
+        let s = Self::start_connect(net, v4(addr.into())?, timeout)?;
+        s.nonblocking.store(true, Ordering::Relaxed);
+        Ok(s)
+    }
+
+    fn start_connect(net: &NetStack, remote: SocketAddrV4, timeout: Duration) -> io::Result<TcpStream> {
+        if remote.port() == 0 || remote.ip().is_unspecified() || remote.ip().is_broadcast() || remote.ip().is_multicast() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "invalid destination address"));
+        }
+        let tcp = &net.tcp;
+        let local_ip = net
+            .ifp
+            .source_for(*remote.ip())
+            .ok_or_else(|| io::Error::new(io::ErrorKind::AddrNotAvailable, "the stack has no address"))?;
+        if net.ifp.next_hop(*remote.ip()).is_none() {
+            return Err(io::Error::new(io::ErrorKind::NetworkUnreachable, "no route to host (no gateway)"));
+        }
+        let owner_any = |_p: u16| true;
+        let port = tcp.pcbs.pick_port(local_ip, remote, &owner_any).map_err(pcb_error)?;
+        let local = SocketAddrV4::new(local_ip, port);
+        let now = Instant::now();
+        let mut cfg = tcp.conn_config();
+        cfg.connect_timeout = timeout;
+        let cc = tcp.cc.create_default();
+        let iss = tcp.isn.isn(local, remote, now);
+        let tcb = Tcb::connect(cfg, local, remote, iss, cc, now);
+        let owner = tcp.owner_of(local, remote);
+        let tuple = crate::tcp::pcb::FourTuple { local, remote };
+        let conn = tcp.pcbs.insert(tuple, owner, tcb).map_err(pcb_error)?;
+        tcp.kick(&conn);
+        Ok(TcpStream::from_conn(net.clone(), conn))
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        Ok(SocketAddr::V4(self.conn.tuple.local))
+    }
+
+    /// The peer's address.
+    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+        Ok(SocketAddr::V4(self.conn.tuple.remote))
+    }
+
+    /// Shuts down reading, writing or both (`Shutdown::Write` sends FIN after the
+    /// queued data).
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        if matches!(how, Shutdown::Read | Shutdown::Both) {
+            self.read_shut.store(true, Ordering::Relaxed);
+        }
+        if matches!(how, Shutdown::Write | Shutdown::Both) {
+            let mut inner = self.conn.lock();
+            if inner.tcb.state() == State::Closed && inner.tcb.error().is_none() {
+                return Err(io::Error::new(io::ErrorKind::NotConnected, "not connected"));
+            }
+            inner.tcb.close(Instant::now());
+            drop(inner);
+            self.net.tcp.kick(&self.conn);
+        }
+        Ok(())
+    }
+
+    /// TCP_NODELAY.
+    pub fn set_nodelay(&self, on: bool) -> io::Result<()> {
+        self.conn.lock().tcb.set_nodelay(on);
+        self.net.tcp.kick(&self.conn);
+        Ok(())
+    }
+
+    /// TCP_NODELAY's current value.
+    pub fn nodelay(&self) -> io::Result<bool> {
+        Ok(self.conn.lock().tcb.config().nodelay)
+    }
+
+    /// Switches the connection's congestion control at any time (TCP_CONGESTION).
+    /// An unknown name is an `InvalidInput` error listing the available modules.
+    pub fn set_congestion(&self, name: &str) -> io::Result<()> {
+        let cc = self
+            .net
+            .tcp
+            .cc
+            .create(name)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        self.conn.lock().tcb.set_congestion(cc);
+        Ok(())
+    }
+
+    /// The connection's congestion-control module.
+    pub fn congestion(&self) -> String {
+        self.conn.lock().tcb.congestion().to_string()
+    }
+
+    /// Read timeout for blocking reads (`None`: wait forever). Zero is invalid, as in std.
+    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        if t == Some(Duration::ZERO) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "zero timeout"));
+        }
+        *self.read_timeout.lock().unwrap_or_else(|e| e.into_inner()) = t;
+        Ok(())
+    }
+
+    /// Write timeout for blocking writes.
+    pub fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        if t == Some(Duration::ZERO) {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "zero timeout"));
+        }
+        *self.write_timeout.lock().unwrap_or_else(|e| e.into_inner()) = t;
+        Ok(())
+    }
+
+    /// The read timeout.
+    pub fn read_timeout(&self) -> io::Result<Option<Duration>> {
+        Ok(*self.read_timeout.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Non-blocking mode: reads and writes return `WouldBlock` instead of waiting.
+    pub fn set_nonblocking(&self, on: bool) -> io::Result<()> {
+        self.nonblocking.store(on, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Keepalive (SO_KEEPALIVE with TCP_KEEPIDLE/INTVL/CNT); `None` disables it.
+    pub fn set_keepalive(&self, ka: Option<Keepalive>) -> io::Result<()> {
+        self.conn.lock().tcb.set_keepalive(ka, Instant::now());
+        self.net.tcp.kick(&self.conn);
+        Ok(())
+    }
+
+    /// SO_SNDBUF.
+    pub fn set_send_buffer_size(&self, n: usize) -> io::Result<()> {
+        self.conn.lock().tcb.set_buffer_sizes(Some(n), None);
+        Ok(())
+    }
+
+    /// SO_RCVBUF (the window scale was fixed at the handshake, so very large growth
+    /// after connecting is limited by it).
+    pub fn set_recv_buffer_size(&self, n: usize) -> io::Result<()> {
+        self.conn.lock().tcb.set_buffer_sizes(None, Some(n));
+        self.net.tcp.kick(&self.conn);
+        Ok(())
+    }
+
+    /// A `tcp_info`-like snapshot of the connection.
+    pub fn info(&self) -> TcpInfo {
+        self.conn.lock().tcb.info()
+    }
+
+    /// The pending error, if the connection failed (SO_ERROR).
+    pub fn take_error(&self) -> io::Result<Option<io::Error>> {
+        Ok(self.conn.lock().tcb.error().map(tcp_error))
+    }
+
+    /// The connection's shared object (for the poller).
+    pub(crate) fn conn(&self) -> &Arc<Conn> {
+        &self.conn
+    }
+
+    fn read_impl(&self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.read_shut.load(Ordering::Relaxed) {
+            return Ok(0);
+        }
+        let timeout = *self.read_timeout.lock().unwrap_or_else(|e| e.into_inner());
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut inner = self.conn.lock();
+        loop {
+            let before_update = inner.tcb.window_update_wanted();
+            let n = inner.tcb.recv(buf).map_err(user_error)?;
+            if n > 0 {
+                // Reading opened the window: let the owner advertise it if that is
+                // worth a segment (receiver SWS avoidance decides).
+                let kick = !before_update && inner.tcb.window_update_wanted();
+                drop(inner);
+                if kick {
+                    self.net.tcp.kick(&self.conn);
+                }
+                return Ok(n);
+            }
+            if inner.tcb.fin_received() || inner.tcb.state() == State::Closed {
+                return Ok(0);
+            }
+            if self.nonblocking.load(Ordering::Relaxed) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            inner = match deadline {
+                None => self.conn.cond.wait(inner).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Err(io::Error::new(io::ErrorKind::WouldBlock, "read timed out"));
+                    }
+                    self.conn.cond.wait_timeout(inner, d - now).unwrap_or_else(|e| e.into_inner()).0
+                }
+            };
+        }
+    }
+
+    fn write_impl(&self, data: &[u8]) -> io::Result<usize> {
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let timeout = *self.write_timeout.lock().unwrap_or_else(|e| e.into_inner());
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut inner = self.conn.lock();
+        loop {
+            let n = inner.tcb.send(data).map_err(user_error)?;
+            if n > 0 {
+                drop(inner);
+                self.net.tcp.kick(&self.conn);
+                return Ok(n);
+            }
+            if self.nonblocking.load(Ordering::Relaxed) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            inner = match deadline {
+                None => self.conn.cond.wait(inner).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return Err(io::Error::new(io::ErrorKind::WouldBlock, "write timed out"));
+                    }
+                    self.conn.cond.wait_timeout(inner, d - now).unwrap_or_else(|e| e.into_inner()).0
+                }
+            };
+        }
+    }
+}
+
+impl Read for TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_impl(buf)
+    }
+}
+
+impl Read for &TcpStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.read_impl(buf)
+    }
+}
+
+impl Write for TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_impl(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Write for &TcpStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_impl(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for TcpStream {
+    /// Closing the handle closes the connection: a FIN after the queued data, or a RST
+    /// if received data was left unread (as Linux does, RFC 2525 §2.17).
+    fn drop(&mut self) {
+        let mut inner = self.conn.lock();
+        inner.orphaned = true;
+        if inner.tcb.readable() > 0 {
+            inner.tcb.abort();
+        } else {
+            inner.tcb.close(Instant::now());
+        }
+        drop(inner);
+        self.net.tcp.kick(&self.conn);
+    }
+}

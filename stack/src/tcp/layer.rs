@@ -1,0 +1,407 @@
+//! The TCP layer of one stack: where IPv4 hands TCP segments over (`tcp_input`), where
+//! connections' segments leave (`tcp_output` -> `ip_output`), and the per-worker
+//! machinery around the sans-IO control blocks: timer heaps, the queue of connections
+//! whose application wrote data (kicks), and listener handoff.
+//!
+//! Every connection is owned by one worker (its flow's netisr owner): that worker runs
+//! its input, output and timers. Application threads only copy data in and out under
+//! the connection's lock and then "kick" the owner.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::SocketAddrV4;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Instant;
+
+use crossbeam::queue::SegQueue;
+use smoltcp::wire::IpProtocol;
+
+use super::input::{reset_for, InputOutcome};
+use super::isn::IsnGenerator;
+use super::output::OutSegment;
+use super::pcb::{Conn, ConnInner, FourTuple, PcbTable};
+use super::segment::{self, ChecksumMode, SegmentError, SegmentOut, TcpFlags, TcpOptions};
+use super::tcb::{Tcb, TcpConfig};
+use crate::net::ipv4::{self, Ipv4In};
+use crate::net::{Interface, NetCtx};
+use crate::stats::Counters;
+
+/// Wakes a worker (its eventfd, or a no-op in simulations).
+pub type WorkerWaker = Arc<dyn Fn() + Send + Sync>;
+
+/// The TCP state of one stack.
+pub struct TcpLayer {
+    /// Connections and listeners.
+    pub pcbs: PcbTable,
+    /// RFC 6528 initial sequence numbers.
+    pub isn: IsnGenerator,
+    /// Congestion-control modules by name.
+    pub cc: xstack_cc::Registry,
+    /// Settings for new connections.
+    pub config: RwLock<TcpConfig>,
+    nworkers: usize,
+    kicks: Vec<SegQueue<Arc<Conn>>>,
+    wakers: OnceLock<Vec<WorkerWaker>>,
+}
+
+/// A worker's timer heap: connections by next deadline (lazy deletion: an entry is
+/// acted on only if it is still the connection's scheduled time).
+#[derive(Default)]
+pub struct TimerHeap {
+    heap: BinaryHeap<Reverse<(Instant, u64)>>,
+    conns: std::collections::HashMap<u64, Arc<Conn>>,
+}
+
+impl TimerHeap {
+    /// The earliest deadline in the heap.
+    pub fn next(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((t, _))| *t)
+    }
+
+    /// Connections scheduled.
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// True when nothing is scheduled.
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+}
+
+/// A hash of a connection's 4-tuple, symmetric in the two ends, equal to what the
+/// worker's IPv4 flow hash computes for its segments (so the netisr FLOW owner of
+/// every segment of a connection is the connection's owner).
+pub fn tuple_hash(a: SocketAddrV4, b: SocketAddrV4) -> u32 {
+    crate::worker::flow_hash_parts(
+        u32::from(*a.ip()),
+        u32::from(*b.ip()),
+        6,
+        (a.port() ^ b.port()) as u32,
+    )
+}
+
+impl TcpLayer {
+    /// A TCP layer for `nworkers` workers with the built-in congestion controls.
+    pub fn new(nworkers: usize, config: TcpConfig) -> TcpLayer {
+        TcpLayer {
+            pcbs: PcbTable::new(),
+            isn: IsnGenerator::new(),
+            cc: xstack_cc::Registry::with_builtins(),
+            config: RwLock::new(config),
+            nworkers: nworkers.max(1),
+            kicks: (0..nworkers.max(1)).map(|_| SegQueue::new()).collect(),
+            wakers: OnceLock::new(),
+        }
+    }
+
+    /// Installs the workers' wakers (once, at start-up).
+    pub fn set_wakers(&self, wakers: Vec<WorkerWaker>) {
+        let _ = self.wakers.set(wakers);
+    }
+
+    /// Number of workers.
+    pub fn nworkers(&self) -> usize {
+        self.nworkers
+    }
+
+    /// The worker owning a connection with these ends.
+    pub fn owner_of(&self, local: SocketAddrV4, remote: SocketAddrV4) -> usize {
+        (tuple_hash(local, remote) % self.nworkers as u32) as usize
+    }
+
+    /// A copy of the settings for a new connection.
+    pub fn conn_config(&self) -> TcpConfig {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Asks a connection's owner to run its output (after the application queued data,
+    /// closed, or changed a setting).
+    pub fn kick(&self, conn: &Arc<Conn>) {
+        if conn.output_queued.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let w = conn.owner.min(self.nworkers - 1);
+        self.kicks[w].push(conn.clone());
+        if let Some(wakers) = self.wakers.get() {
+            if let Some(wake) = wakers.get(w) {
+                wake();
+            }
+        }
+    }
+
+    /// Kicks waiting for `worker`.
+    pub fn pending_kicks(&self, worker: usize) -> usize {
+        self.kicks.get(worker).map(|q| q.len()).unwrap_or(0)
+    }
+
+    /// `tcp_input`: a validated IPv4 packet carrying TCP, on the worker that owns it.
+    pub fn input(
+        &self,
+        ifp: &Interface,
+        ctx: &mut impl NetCtx,
+        heap: &mut TimerHeap,
+        ip: &Ipv4In<'_>,
+    ) {
+        Counters::inc(&ctx.counters().tcp_rx);
+        let seg = match segment::parse(ip.src, ip.dst, ip.payload, ip.csum) {
+            Ok(s) => s,
+            Err(e) => {
+                let c = ctx.counters();
+                Counters::inc(match e {
+                    SegmentError::BadChecksum => &c.tcp_bad_checksum,
+                    SegmentError::BadOptions => &c.tcp_bad_options,
+                    SegmentError::ImpossibleFlags | SegmentError::ZeroPort => &c.tcp_bad_flags,
+                    SegmentError::Truncated | SegmentError::BadDataOffset => &c.tcp_malformed,
+                });
+                return;
+            }
+        };
+        let now = ctx.now();
+        let tuple = FourTuple {
+            local: SocketAddrV4::new(ip.dst, seg.dst_port),
+            remote: SocketAddrV4::new(ip.src, seg.src_port),
+        };
+        if let Some(conn) = self.pcbs.lookup(&tuple) {
+            let mut inner = conn.lock();
+            let outcome = inner.tcb.input(&seg, now);
+            if outcome == InputOutcome::SendReset {
+                drop(inner);
+                self.send_reset(ifp, ctx, &tuple, &seg);
+                return;
+            }
+            self.flush(ifp, ctx, heap, &conn, inner);
+            if outcome == InputOutcome::Established {
+                self.hand_to_listener(&conn);
+            }
+            return;
+        }
+        // No connection: a listener takes a SYN (RFC 9293 §3.10.7.2, LISTEN).
+        let f = seg.flags;
+        if let Some(listener) = self.pcbs.lookup_listener(tuple.local) {
+            if f.contains(TcpFlags::RST) {
+                return;
+            }
+            if f.contains(TcpFlags::ACK) {
+                // "Any acknowledgment is bad if it arrives on a connection still in
+                // the LISTEN state. An acceptable reset segment should be formed".
+                self.send_reset(ifp, ctx, &tuple, &seg);
+                return;
+            }
+            if !f.contains(TcpFlags::SYN) {
+                return;
+            }
+            if !listener.has_room() {
+                // A full accept queue: drop the SYN (the client retries) and count.
+                Counters::inc(&ctx.counters().tcp_listen_overflow);
+                listener.overflows.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            let iss = self.isn.isn(tuple.local, tuple.remote, now);
+            let cc = self.cc.create_default();
+            let tcb = Tcb::accept_syn(
+                self.conn_config(),
+                tuple.local,
+                tuple.remote,
+                iss,
+                cc,
+                &seg,
+                now,
+            );
+            let owner = self.owner_of(tuple.local, tuple.remote);
+            let Ok(conn) = self.pcbs.insert(tuple, owner, tcb) else {
+                return;
+            };
+            Counters::inc(&ctx.counters().tcp_conns_opened);
+            listener.embryonic.fetch_add(1, Ordering::Relaxed);
+            *conn.listener.lock().unwrap_or_else(|e| e.into_inner()) =
+                Some(Arc::downgrade(&listener));
+            let inner = conn.lock();
+            self.flush(ifp, ctx, heap, &conn, inner);
+            return;
+        }
+        Counters::inc(&ctx.counters().tcp_no_conn);
+        // RFC 9293 §3.10.7.1 CLOSED: "An incoming segment not containing a RST causes
+        // a RST to be sent in response."
+        self.send_reset(ifp, ctx, &tuple, &seg);
+    }
+
+    /// An established passive connection joins its listener's accept queue.
+    fn hand_to_listener(&self, conn: &Arc<Conn>) {
+        let listener = conn
+            .listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(l) = listener.and_then(|w| w.upgrade()) {
+            l.embryonic.fetch_sub(1, Ordering::Relaxed);
+            if l.closed.load(Ordering::Relaxed) {
+                conn.lock().tcb.abort();
+                return;
+            }
+            l.queue
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push_back(conn.clone());
+            l.wake();
+        }
+    }
+
+    /// Runs output for a connection, reschedules its timers, wakes the application if
+    /// readiness changed, and frees it once dead. Consumes the lock guard.
+    pub fn flush(
+        &self,
+        ifp: &Interface,
+        ctx: &mut impl NetCtx,
+        heap: &mut TimerHeap,
+        conn: &Arc<Conn>,
+        mut inner: std::sync::MutexGuard<'_, ConnInner>,
+    ) {
+        let now = ctx.now();
+        while let Some(seg) = inner.tcb.poll_output(now) {
+            self.emit(ifp, ctx, &conn.tuple, &inner.tcb, &seg);
+        }
+        let dead = inner.tcb.is_dead();
+        if !dead {
+            if let Some(t) = inner.tcb.poll_timeout() {
+                if inner.scheduled.is_none_or(|s| t < s) {
+                    inner.scheduled = Some(t);
+                    heap.heap.push(Reverse((t, conn.id)));
+                    heap.conns.insert(conn.id, conn.clone());
+                }
+            }
+        }
+        let sinks = if inner.tcb.take_events() {
+            Some(inner.live_sinks())
+        } else {
+            None
+        };
+        drop(inner);
+        if dead {
+            self.release(ctx, heap, conn);
+        }
+        if let Some(s) = sinks {
+            conn.wake(s);
+        }
+    }
+
+    fn release(&self, ctx: &impl NetCtx, heap: &mut TimerHeap, conn: &Arc<Conn>) {
+        heap.conns.remove(&conn.id);
+        if self
+            .pcbs
+            .lookup(&conn.tuple)
+            .is_some_and(|c| c.id == conn.id)
+        {
+            self.pcbs.remove(conn);
+            Counters::inc(&ctx.counters().tcp_conns_closed);
+        }
+        // Died before it was accepted: it no longer counts against the backlog.
+        if let Some(l) = conn
+            .listener
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .and_then(|w| w.upgrade())
+        {
+            l.embryonic.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Runs the timers due at `now` on this worker.
+    pub fn run_timers(&self, ifp: &Interface, ctx: &mut impl NetCtx, heap: &mut TimerHeap) {
+        let now = ctx.now();
+        while let Some(Reverse((t, id))) = heap.heap.peek().copied() {
+            if t > now {
+                break;
+            }
+            heap.heap.pop();
+            let Some(conn) = heap.conns.get(&id).cloned() else {
+                continue;
+            };
+            let mut inner = conn.lock();
+            if inner.scheduled != Some(t) {
+                continue; // stale entry
+            }
+            inner.scheduled = None;
+            heap.conns.remove(&id);
+            inner.tcb.handle_timeout(now);
+            self.flush(ifp, ctx, heap, &conn, inner);
+        }
+    }
+
+    /// Runs output for the connections whose application kicked this worker.
+    pub fn run_kicks(
+        &self,
+        worker: usize,
+        ifp: &Interface,
+        ctx: &mut impl NetCtx,
+        heap: &mut TimerHeap,
+    ) -> usize {
+        let Some(q) = self.kicks.get(worker) else {
+            return 0;
+        };
+        let mut n = 0;
+        while let Some(conn) = q.pop() {
+            conn.output_queued.store(false, Ordering::Release);
+            let inner = conn.lock();
+            self.flush(ifp, ctx, heap, &conn, inner);
+            n += 1;
+        }
+        n
+    }
+
+    /// Sends one segment of a connection through IPv4.
+    fn emit(
+        &self,
+        ifp: &Interface,
+        ctx: &mut impl NetCtx,
+        tuple: &FourTuple,
+        tcb: &Tcb,
+        seg: &OutSegment,
+    ) {
+        let hlen = seg.hdr.header_len();
+        let total = hlen + seg.payload_len;
+        let (src, dst) = (*tuple.local.ip(), *tuple.remote.ip());
+        let r = ipv4::output(ifp, ctx, src, dst, IpProtocol::Tcp, total, &mut |buf| {
+            tcb.copy_payload(seg, &mut buf[hlen..]);
+            seg.hdr.emit(src, dst, buf, ChecksumMode::Full);
+        });
+        let c = ctx.counters();
+        Counters::inc(if r.is_ok() { &c.tcp_tx } else { &c.tcp_tx_fail });
+    }
+
+    /// Answers a segment that belongs to no connection with a RST.
+    fn send_reset(
+        &self,
+        ifp: &Interface,
+        ctx: &mut impl NetCtx,
+        tuple: &FourTuple,
+        seg: &segment::Segment<'_>,
+    ) {
+        let Some((seq, ack, flags)) = reset_for(seg) else {
+            return;
+        };
+        let hdr = SegmentOut {
+            src_port: tuple.local.port(),
+            dst_port: tuple.remote.port(),
+            seq,
+            ack,
+            flags,
+            window: 0,
+            options: TcpOptions::default(),
+        };
+        let (src, dst) = (*tuple.local.ip(), *tuple.remote.ip());
+        let len = hdr.header_len();
+        if ipv4::output(ifp, ctx, src, dst, IpProtocol::Tcp, len, &mut |buf| {
+            hdr.emit(src, dst, buf, ChecksumMode::Full)
+        })
+        .is_ok()
+        {
+            Counters::inc(&ctx.counters().tcp_rst_tx);
+        }
+    }
+}
