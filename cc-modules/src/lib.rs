@@ -122,7 +122,11 @@ impl CcVars {
     /// invariant can fail.
     pub fn new(maxseg: u32) -> Self {
         let maxseg = maxseg.max(1);
-        Self { cwnd: window::initial_window(maxseg), ssthresh: Self::SSTHRESH_INFINITE, maxseg }
+        Self {
+            cwnd: window::initial_window(maxseg),
+            ssthresh: Self::SSTHRESH_INFINITE,
+            maxseg,
+        }
     }
 
     /// Change the sender MSS (path MTU discovery, MSS clamping), keeping the invariants
@@ -284,7 +288,12 @@ pub struct CongInfo {
 impl CongInfo {
     /// A signal at `now` with nothing in flight, from [`Recovery::Open`], rto_count 0.
     pub fn new(now: Instant) -> Self {
-        Self { in_flight: 0, recovery: Recovery::Open, rto_count: 0, now }
+        Self {
+            in_flight: 0,
+            recovery: Recovery::Open,
+            rto_count: 0,
+            now,
+        }
     }
 }
 
@@ -427,7 +436,10 @@ pub trait CongestionControl: Send + fmt::Debug {
 /// not carry over: a module switched in after an RTO cannot undo it on `RtoErr` (the window
 /// simply stays reduced, the conservative outcome), and NewReno's congestion-avoidance byte
 /// count restarts from zero (at most one segment of growth is delayed).
-pub fn switch(vars: &mut CcVars, mut new: Box<dyn CongestionControl>) -> Box<dyn CongestionControl> {
+pub fn switch(
+    vars: &mut CcVars,
+    mut new: Box<dyn CongestionControl>,
+) -> Box<dyn CongestionControl> {
     new.conn_init(vars);
     new
 }
@@ -459,30 +471,66 @@ mod tests {
 
     #[test]
     fn switch_calls_conn_init_once_with_current_vars() {
-        let mut vars = CcVars { cwnd: 50 * 1460, ssthresh: 30 * 1460, maxseg: 1460 };
+        let mut vars = CcVars {
+            cwnd: 50 * 1460,
+            ssthresh: 30 * 1460,
+            maxseg: 1460,
+        };
         let cc = switch(&mut vars, Box::new(Probe::default()));
         assert_eq!(cc.name(), "probe");
         assert_eq!(cc.state(), vec![("conn_inits", "1".to_string())]);
-        assert_eq!(vars, CcVars { cwnd: 50 * 1460, ssthresh: 30 * 1460, maxseg: 1460 });
+        assert_eq!(
+            vars,
+            CcVars {
+                cwnd: 50 * 1460,
+                ssthresh: 30 * 1460,
+                maxseg: 1460
+            }
+        );
     }
 
     // RFC 5681 §3.1: initial ssthresh "arbitrarily high"; RFC 6928 §2: IW.
     #[test]
     fn new_vars_start_with_iw_and_infinite_ssthresh() {
         let v = CcVars::new(1460);
-        assert_eq!(v, CcVars { cwnd: 14_600, ssthresh: u32::MAX, maxseg: 1460 });
+        assert_eq!(
+            v,
+            CcVars {
+                cwnd: 14_600,
+                ssthresh: u32::MAX,
+                maxseg: 1460
+            }
+        );
         assert!(v.in_slow_start());
         assert_eq!(CcVars::new(0).maxseg, 1, "a zero MSS is clamped, not kept");
     }
 
     #[test]
     fn set_maxseg_keeps_one_segment_cwnd_and_two_segment_ssthresh() {
-        let mut v = CcVars { cwnd: 536, ssthresh: 1072, maxseg: 536 };
+        let mut v = CcVars {
+            cwnd: 536,
+            ssthresh: 1072,
+            maxseg: 536,
+        };
         v.set_maxseg(9000);
-        assert_eq!(v, CcVars { cwnd: 9000, ssthresh: 18_000, maxseg: 9000 });
+        assert_eq!(
+            v,
+            CcVars {
+                cwnd: 9000,
+                ssthresh: 18_000,
+                maxseg: 9000
+            }
+        );
         // Shrinking the MSS leaves byte windows alone.
         v.set_maxseg(1460);
-        assert_eq!(v, CcVars { cwnd: 9000, ssthresh: 18_000, maxseg: 1460 });
+        assert_eq!(
+            v,
+            CcVars {
+                cwnd: 9000,
+                ssthresh: 18_000,
+                maxseg: 1460
+            }
+        );
         v.set_maxseg(0);
         assert_eq!(v.maxseg, 1);
     }
@@ -490,7 +538,11 @@ mod tests {
     // RFC 5681 §3.1: equality may use either algorithm; we take congestion avoidance.
     #[test]
     fn slow_start_stops_at_ssthresh() {
-        let v = CcVars { cwnd: 10, ssthresh: 10, maxseg: 1 };
+        let v = CcVars {
+            cwnd: 10,
+            ssthresh: 10,
+            maxseg: 1,
+        };
         assert!(!v.in_slow_start());
         assert!(CcVars { cwnd: 9, ..v }.in_slow_start());
     }
@@ -499,7 +551,13 @@ mod tests {
     fn signal_and_recovery_classification() {
         assert!(!CcSignal::Ack.is_congestion());
         assert!(!CcSignal::DupAck.is_congestion());
-        for s in [CcSignal::Ecn, CcSignal::Rto, CcSignal::RtoErr, CcSignal::NDupAck, CcSignal::Private(7)] {
+        for s in [
+            CcSignal::Ecn,
+            CcSignal::Rto,
+            CcSignal::RtoErr,
+            CcSignal::NDupAck,
+            CcSignal::Private(7),
+        ] {
             assert!(s.is_congestion(), "{s:?}");
         }
         assert!(Recovery::Fast.in_recovery() && Recovery::Cwr.in_recovery());
@@ -509,7 +567,11 @@ mod tests {
     #[test]
     fn idle_exceeds_rto_is_strict() {
         let now = Instant::now();
-        let at = |ms| IdleInfo { idle: Duration::from_millis(ms), rto: Duration::from_millis(200), now };
+        let at = |ms| IdleInfo {
+            idle: Duration::from_millis(ms),
+            rto: Duration::from_millis(200),
+            now,
+        };
         assert!(!at(200).exceeds_rto());
         assert!(at(201).exceeds_rto());
     }

@@ -7,7 +7,9 @@
 //! signalled, grows cwnd outside recovery, and deflates when recovery ends.
 
 use crate::window::{self, ABC_LIMIT_SEGS, ABC_LIMIT_SEGS_AFTER_RTO};
-use crate::{AckInfo, CcFactory, CcSignal, CcVars, CongInfo, CongestionControl, IdleInfo, Recovery};
+use crate::{
+    AckInfo, CcFactory, CcSignal, CcVars, CongInfo, CongestionControl, IdleInfo, Recovery,
+};
 
 /// The name NewReno is registered under.
 pub const NAME: &str = "newreno";
@@ -103,7 +105,10 @@ impl CongestionControl for NewReno {
     }
 
     fn cong_signal(&mut self, v: &mut CcVars, sig: CcSignal, info: &CongInfo) {
-        debug_assert!(sig.is_congestion(), "{sig:?} is an ACK type: pass it to ack_received");
+        debug_assert!(
+            sig.is_congestion(),
+            "{sig:?} is an ACK type: pass it to ack_received"
+        );
         match sig {
             CcSignal::NDupAck | CcSignal::Ecn => {
                 // RFC 3168 §6.1.2: "the TCP sender's congestion window should be reduced only
@@ -133,7 +138,10 @@ impl CongestionControl for NewReno {
                 // by way of the retransmission timer at least once, the value of ssthresh is
                 // held constant."
                 if info.rto_count <= 1 {
-                    self.undo = Some(Undo { cwnd: v.cwnd, ssthresh: v.ssthresh });
+                    self.undo = Some(Undo {
+                        cwnd: v.cwnd,
+                        ssthresh: v.ssthresh,
+                    });
                     v.ssthresh = window::reno_ssthresh(info.in_flight, v.maxseg);
                 }
                 // RFC 5681 §3.1: "upon a timeout [...] cwnd MUST be set to no more than the
@@ -143,8 +151,8 @@ impl CongestionControl for NewReno {
             }
             CcSignal::RtoErr => {
                 // The RTO was spurious: put back the window it took away, as FreeBSD does on
-                // CC_RTO_ERR ("RTO was unnecessary, so reset everything"). RFC 4015 (Eifel
-                // response) allows this full undo. Clamped in case the MSS grew meanwhile.
+                // CC_RTO_ERR ("RTO was unnecessary, so reset everything"). Clamped in case the
+                // MSS grew meanwhile.
                 if let Some(u) = self.undo.take() {
                     v.cwnd = u.cwnd.max(window::loss_window(v.maxseg));
                     v.ssthresh = u.ssthresh.max(window::min_ssthresh(v.maxseg));
@@ -178,7 +186,10 @@ impl CongestionControl for NewReno {
             Some(u) => format!("cwnd={} ssthresh={}", u.cwnd, u.ssthresh),
             None => "-".to_string(),
         };
-        vec![("ca_bytes_acked", self.ca_bytes_acked.to_string()), ("rto_undo", undo)]
+        vec![
+            ("ca_bytes_acked", self.ca_bytes_acked.to_string()),
+            ("rto_undo", undo),
+        ]
     }
 }
 
@@ -190,11 +201,18 @@ mod tests {
     const MSS: u32 = 1460;
 
     fn ack(now: Instant, bytes: u32) -> AckInfo {
-        AckInfo { bytes_acked: bytes, cwnd_limited: true, ..AckInfo::new(now) }
+        AckInfo {
+            bytes_acked: bytes,
+            cwnd_limited: true,
+            ..AckInfo::new(now)
+        }
     }
 
     fn cong(now: Instant, in_flight: u32) -> CongInfo {
-        CongInfo { in_flight, ..CongInfo::new(now) }
+        CongInfo {
+            in_flight,
+            ..CongInfo::new(now)
+        }
     }
 
     /// One round trip: the sender fills cwnd and every segment is acknowledged, `per_ack`
@@ -278,21 +296,42 @@ mod tests {
         cc.ack_received(&mut v, CcSignal::Ack, &ack(now, 8 * MSS));
         assert_eq!(v.cwnd, 12 * MSS, "L = 2: +2 SMSS, not +8");
         // An ACK standing for 3 merged ACKs may add 3 * L segments.
-        cc.ack_received(&mut v, CcSignal::Ack, &AckInfo { acks: 3, ..ack(now, 20 * MSS) });
+        cc.ack_received(
+            &mut v,
+            CcSignal::Ack,
+            &AckInfo {
+                acks: 3,
+                ..ack(now, 20 * MSS)
+            },
+        );
         assert_eq!(v.cwnd, 18 * MSS);
         // Less than a segment adds what it acknowledges.
         cc.ack_received(&mut v, CcSignal::Ack, &ack(now, 100));
         assert_eq!(v.cwnd, 18 * MSS + 100);
     }
 
-    // RFC 3465 §2.3: L = 1*SMSS while slow-starting after an RTO.
+    // RFC 3465: L = 1*SMSS while slow-starting after an RTO (see window::ABC_LIMIT_SEGS_AFTER_RTO).
     #[test]
     fn abc_limit_is_one_segment_after_rto() {
         let (mut cc, mut v) = fresh();
         let now = Instant::now();
-        cc.cong_signal(&mut v, CcSignal::Rto, &CongInfo { rto_count: 1, ..cong(now, 40 * MSS) });
+        cc.cong_signal(
+            &mut v,
+            CcSignal::Rto,
+            &CongInfo {
+                rto_count: 1,
+                ..cong(now, 40 * MSS)
+            },
+        );
         assert_eq!(v.cwnd, MSS);
-        cc.ack_received(&mut v, CcSignal::Ack, &AckInfo { recovery: Recovery::Rto, ..ack(now, 8 * MSS) });
+        cc.ack_received(
+            &mut v,
+            CcSignal::Ack,
+            &AckInfo {
+                recovery: Recovery::Rto,
+                ..ack(now, 8 * MSS)
+            },
+        );
         assert_eq!(v.cwnd, 2 * MSS);
     }
 
@@ -313,14 +352,21 @@ mod tests {
     fn no_growth_when_not_cwnd_limited() {
         let (mut cc, mut v) = fresh();
         let now = Instant::now();
-        let app_limited = AckInfo { cwnd_limited: false, ..ack(now, MSS) };
+        let app_limited = AckInfo {
+            cwnd_limited: false,
+            ..ack(now, MSS)
+        };
         cc.ack_received(&mut v, CcSignal::Ack, &app_limited);
         assert_eq!(v.cwnd, 10 * MSS, "slow start");
         v.ssthresh = v.cwnd;
         for _ in 0..100 {
             cc.ack_received(&mut v, CcSignal::Ack, &app_limited);
         }
-        assert_eq!((v.cwnd, cc.ca_bytes_acked()), (10 * MSS, 0), "congestion avoidance");
+        assert_eq!(
+            (v.cwnd, cc.ca_bytes_acked()),
+            (10 * MSS, 0),
+            "congestion avoidance"
+        );
     }
 
     #[test]
@@ -328,7 +374,14 @@ mod tests {
         let (mut cc, mut v) = fresh();
         let now = Instant::now();
         for recovery in [Recovery::Fast, Recovery::Cwr] {
-            cc.ack_received(&mut v, CcSignal::Ack, &AckInfo { recovery, ..ack(now, MSS) });
+            cc.ack_received(
+                &mut v,
+                CcSignal::Ack,
+                &AckInfo {
+                    recovery,
+                    ..ack(now, MSS)
+                },
+            );
         }
         cc.ack_received(&mut v, CcSignal::DupAck, &ack(now, 0));
         assert_eq!(v, CcVars::new(MSS));
@@ -341,7 +394,11 @@ mod tests {
         v.cwnd = 40 * MSS;
         let now = Instant::now();
         cc.cong_signal(&mut v, CcSignal::NDupAck, &cong(now, 36 * MSS));
-        assert_eq!((v.cwnd, v.ssthresh), (18 * MSS, 18 * MSS), "FlightSize, not cwnd");
+        assert_eq!(
+            (v.cwnd, v.ssthresh),
+            (18 * MSS, 18 * MSS),
+            "FlightSize, not cwnd"
+        );
         // Tiny flight: the 2*SMSS floor.
         let (mut cc, mut v) = fresh();
         cc.cong_signal(&mut v, CcSignal::NDupAck, &cong(now, 3 * MSS));
@@ -357,8 +414,22 @@ mod tests {
         cc.cong_signal(&mut v, CcSignal::Ecn, &cong(now, 40 * MSS));
         assert_eq!((v.cwnd, v.ssthresh), (20 * MSS, 20 * MSS));
         for recovery in [Recovery::Cwr, Recovery::Fast, Recovery::Rto] {
-            cc.cong_signal(&mut v, CcSignal::Ecn, &CongInfo { recovery, ..cong(now, 20 * MSS) });
-            cc.cong_signal(&mut v, CcSignal::NDupAck, &CongInfo { recovery, ..cong(now, 20 * MSS) });
+            cc.cong_signal(
+                &mut v,
+                CcSignal::Ecn,
+                &CongInfo {
+                    recovery,
+                    ..cong(now, 20 * MSS)
+                },
+            );
+            cc.cong_signal(
+                &mut v,
+                CcSignal::NDupAck,
+                &CongInfo {
+                    recovery,
+                    ..cong(now, 20 * MSS)
+                },
+            );
             assert_eq!((v.cwnd, v.ssthresh), (20 * MSS, 20 * MSS), "{recovery:?}");
         }
     }
@@ -378,12 +449,33 @@ mod tests {
         let (mut cc, mut v) = fresh();
         v.cwnd = 40 * MSS;
         let now = Instant::now();
-        cc.cong_signal(&mut v, CcSignal::Rto, &CongInfo { rto_count: 1, ..cong(now, 30 * MSS) });
+        cc.cong_signal(
+            &mut v,
+            CcSignal::Rto,
+            &CongInfo {
+                rto_count: 1,
+                ..cong(now, 30 * MSS)
+            },
+        );
         assert_eq!((v.cwnd, v.ssthresh), (MSS, 15 * MSS));
-        cc.cong_signal(&mut v, CcSignal::Rto, &CongInfo { rto_count: 2, ..cong(now, 4 * MSS) });
+        cc.cong_signal(
+            &mut v,
+            CcSignal::Rto,
+            &CongInfo {
+                rto_count: 2,
+                ..cong(now, 4 * MSS)
+            },
+        );
         assert_eq!((v.cwnd, v.ssthresh), (MSS, 15 * MSS));
         // A new RTO run (count back at 1) computes it again.
-        cc.cong_signal(&mut v, CcSignal::Rto, &CongInfo { rto_count: 1, ..cong(now, 4 * MSS) });
+        cc.cong_signal(
+            &mut v,
+            CcSignal::Rto,
+            &CongInfo {
+                rto_count: 1,
+                ..cong(now, 4 * MSS)
+            },
+        );
         assert_eq!((v.cwnd, v.ssthresh), (MSS, 2 * MSS));
     }
 
@@ -394,10 +486,37 @@ mod tests {
         v.cwnd = 40 * MSS;
         v.ssthresh = 30 * MSS;
         let now = Instant::now();
-        cc.cong_signal(&mut v, CcSignal::Rto, &CongInfo { rto_count: 1, ..cong(now, 40 * MSS) });
-        cc.cong_signal(&mut v, CcSignal::Rto, &CongInfo { rto_count: 2, ..cong(now, 40 * MSS) });
-        assert_eq!(cc.state()[1], ("rto_undo", format!("cwnd={} ssthresh={}", 40 * MSS, 30 * MSS)));
-        cc.ack_received(&mut v, CcSignal::Ack, &AckInfo { recovery: Recovery::Rto, ..ack(now, MSS) });
+        cc.cong_signal(
+            &mut v,
+            CcSignal::Rto,
+            &CongInfo {
+                rto_count: 1,
+                ..cong(now, 40 * MSS)
+            },
+        );
+        cc.cong_signal(
+            &mut v,
+            CcSignal::Rto,
+            &CongInfo {
+                rto_count: 2,
+                ..cong(now, 40 * MSS)
+            },
+        );
+        assert_eq!(
+            cc.state()[1],
+            (
+                "rto_undo",
+                format!("cwnd={} ssthresh={}", 40 * MSS, 30 * MSS)
+            )
+        );
+        cc.ack_received(
+            &mut v,
+            CcSignal::Ack,
+            &AckInfo {
+                recovery: Recovery::Rto,
+                ..ack(now, MSS)
+            },
+        );
         cc.cong_signal(&mut v, CcSignal::RtoErr, &cong(now, 39 * MSS));
         assert_eq!((v.cwnd, v.ssthresh), (40 * MSS, 30 * MSS));
         // One undo per RTO: a second RtoErr changes nothing.
@@ -413,7 +532,14 @@ mod tests {
         let now = Instant::now();
         cc.cong_signal(&mut v, CcSignal::RtoErr, &cong(now, 10 * MSS));
         assert_eq!(v, CcVars::new(MSS));
-        cc.cong_signal(&mut v, CcSignal::Rto, &CongInfo { rto_count: 1, ..cong(now, 10 * MSS) });
+        cc.cong_signal(
+            &mut v,
+            CcSignal::Rto,
+            &CongInfo {
+                rto_count: 1,
+                ..cong(now, 10 * MSS)
+            },
+        );
         assert_eq!((v.cwnd, v.ssthresh), (MSS, 5 * MSS));
         // Back to Open, then fast retransmit: a real loss, so the undo no longer applies.
         cc.cong_signal(&mut v, CcSignal::NDupAck, &cong(now, 2 * MSS));
@@ -427,7 +553,11 @@ mod tests {
     #[test]
     fn post_recovery_deflates_to_flight_plus_one_segment_or_ssthresh() {
         let now = Instant::now();
-        let end = |in_flight| AckInfo { recovery: Recovery::Fast, in_flight, ..ack(now, 10 * MSS) };
+        let end = |in_flight| AckInfo {
+            recovery: Recovery::Fast,
+            in_flight,
+            ..ack(now, 10 * MSS)
+        };
         let (mut cc, mut v) = fresh();
         v.ssthresh = 20 * MSS;
         v.cwnd = 35 * MSS; // inflated by the transport
@@ -441,7 +571,13 @@ mod tests {
         assert_eq!(v.cwnd, 2 * MSS);
         // The end of a CWR episode leaves the already-reduced window.
         v.cwnd = 9 * MSS;
-        cc.post_recovery(&mut v, &AckInfo { recovery: Recovery::Cwr, ..end(0) });
+        cc.post_recovery(
+            &mut v,
+            &AckInfo {
+                recovery: Recovery::Cwr,
+                ..end(0)
+            },
+        );
         assert_eq!(v.cwnd, 9 * MSS);
     }
 
@@ -450,7 +586,11 @@ mod tests {
     fn after_idle_restarts_from_the_restart_window() {
         let now = Instant::now();
         let rto = Duration::from_millis(300);
-        let idle = |ms| IdleInfo { idle: Duration::from_millis(ms), rto, now };
+        let idle = |ms| IdleInfo {
+            idle: Duration::from_millis(ms),
+            rto,
+            now,
+        };
         let (mut cc, mut v) = fresh();
         v.cwnd = 100 * MSS;
         cc.after_idle(&mut v, &idle(300));
@@ -465,14 +605,36 @@ mod tests {
     // TCP_CONGESTION semantics: switching keeps cwnd/ssthresh.
     #[test]
     fn switching_to_newreno_keeps_the_window() {
-        let mut v = CcVars { cwnd: 50 * MSS, ssthresh: 30 * MSS, maxseg: MSS };
+        let mut v = CcVars {
+            cwnd: 50 * MSS,
+            ssthresh: 30 * MSS,
+            maxseg: MSS,
+        };
         let cc = crate::switch(&mut v, Factory.build());
-        assert_eq!(v, CcVars { cwnd: 50 * MSS, ssthresh: 30 * MSS, maxseg: MSS });
+        assert_eq!(
+            v,
+            CcVars {
+                cwnd: 50 * MSS,
+                ssthresh: 30 * MSS,
+                maxseg: MSS
+            }
+        );
         assert_eq!(cc.name(), "newreno");
         // Broken invariants from a misbehaving predecessor are repaired, nothing more.
-        let mut v = CcVars { cwnd: 10, ssthresh: 10, maxseg: MSS };
+        let mut v = CcVars {
+            cwnd: 10,
+            ssthresh: 10,
+            maxseg: MSS,
+        };
         let _ = crate::switch(&mut v, Factory.build());
-        assert_eq!(v, CcVars { cwnd: MSS, ssthresh: 2 * MSS, maxseg: MSS });
+        assert_eq!(
+            v,
+            CcVars {
+                cwnd: MSS,
+                ssthresh: 2 * MSS,
+                maxseg: MSS
+            }
+        );
     }
 
     #[test]
@@ -489,7 +651,11 @@ mod tests {
     #[test]
     fn private_signals_are_ignored() {
         let (mut cc, mut v) = fresh();
-        cc.cong_signal(&mut v, CcSignal::Private(1), &cong(Instant::now(), 10 * MSS));
+        cc.cong_signal(
+            &mut v,
+            CcSignal::Private(1),
+            &cong(Instant::now(), 10 * MSS),
+        );
         assert_eq!(v, CcVars::new(MSS));
     }
 }

@@ -54,7 +54,9 @@ where
 
 impl<F> fmt::Debug for FnFactory<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FnFactory").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("FnFactory")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -112,7 +114,12 @@ impl Registry {
     pub fn with_builtins() -> Self {
         let mut factories: BTreeMap<&'static str, Arc<dyn CcFactory>> = BTreeMap::new();
         factories.insert(newreno::NAME, Arc::new(newreno::Factory));
-        Self { inner: RwLock::new(Inner { factories, default: newreno::NAME }) }
+        Self {
+            inner: RwLock::new(Inner {
+                factories,
+                default: newreno::NAME,
+            }),
+        }
     }
 
     /// Register a module under `factory.name()`. Fails if the name is malformed or taken.
@@ -199,18 +206,27 @@ impl fmt::Debug for Registry {
 
 fn build(factory: &dyn CcFactory) -> Box<dyn CongestionControl> {
     let cc = factory.build();
-    debug_assert_eq!(cc.name(), factory.name(), "a factory built a module under another name");
+    debug_assert_eq!(
+        cc.name(),
+        factory.name(),
+        "a factory built a module under another name"
+    );
     cc
 }
 
 fn unknown(name: &str, inner: &Inner) -> CcError {
-    CcError::Unknown { name: name.to_string(), available: inner.factories.keys().copied().collect() }
+    CcError::Unknown {
+        name: name.to_string(),
+        available: inner.factories.keys().copied().collect(),
+    }
 }
 
 fn validate_name(name: &str) -> Result<(), CcError> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
     if ok {
         Ok(())
     } else {
@@ -235,7 +251,9 @@ mod tests {
         fn cong_signal(&mut self, _: &mut CcVars, _: CcSignal, _: &CongInfo) {}
     }
 
-    fn still(name: &'static str) -> FnFactory<impl Fn() -> Box<dyn CongestionControl> + Send + Sync> {
+    fn still(
+        name: &'static str,
+    ) -> FnFactory<impl Fn() -> Box<dyn CongestionControl> + Send + Sync> {
         from_fn(name, move || Box::new(Still(name)))
     }
 
@@ -263,7 +281,10 @@ mod tests {
         let r = Registry::with_builtins();
         let err = r.register(still("newreno")).unwrap_err();
         assert_eq!(err, CcError::Duplicate("newreno"));
-        assert_eq!(err.to_string(), "congestion control 'newreno' is already registered");
+        assert_eq!(
+            err.to_string(),
+            "congestion control 'newreno' is already registered"
+        );
         // The built-in is still what `create` builds (Still has no state, NewReno does).
         assert!(!r.create("newreno").unwrap().state().is_empty());
         r.register(still("fixed")).unwrap();
@@ -275,13 +296,23 @@ mod tests {
         let r = Registry::with_builtins();
         r.register(still("cubic")).unwrap();
         let err = r.create("vegas").unwrap_err();
-        assert_eq!(err.to_string(), "unknown congestion control 'vegas' (available: cubic, newreno)");
+        assert_eq!(
+            err.to_string(),
+            "unknown congestion control 'vegas' (available: cubic, newreno)"
+        );
         assert_eq!(
             err,
-            CcError::Unknown { name: "vegas".into(), available: vec!["cubic", "newreno"] }
+            CcError::Unknown {
+                name: "vegas".into(),
+                available: vec!["cubic", "newreno"]
+            }
         );
         assert_eq!(r.set_default("vegas"), Err(err));
-        assert_eq!(r.default_name(), "newreno", "a failed set_default changes nothing");
+        assert_eq!(
+            r.default_name(),
+            "newreno",
+            "a failed set_default changes nothing"
+        );
     }
 
     #[test]
@@ -299,7 +330,11 @@ mod tests {
     fn malformed_names_are_refused() {
         let r = Registry::with_builtins();
         for bad in ["", "Cubic", "new reno", "a/b", "sixteen-chars-xx", "é"] {
-            assert_eq!(r.register(still(bad)), Err(CcError::InvalidName(bad.into())), "{bad:?}");
+            assert_eq!(
+                r.register(still(bad)),
+                Err(CcError::InvalidName(bad.into())),
+                "{bad:?}"
+            );
         }
         r.register(still("fifteen-chars_x")).unwrap();
         assert_eq!(r.available(), vec!["fifteen-chars_x", "newreno"]);
@@ -353,6 +388,9 @@ mod tests {
     #[test]
     fn debug_lists_names_and_default() {
         let r = Registry::with_builtins();
-        assert_eq!(format!("{r:?}"), r#"Registry { available: ["newreno"], default: "newreno" }"#);
+        assert_eq!(
+            format!("{r:?}"),
+            r#"Registry { available: ["newreno"], default: "newreno" }"#
+        );
     }
 }

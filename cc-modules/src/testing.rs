@@ -28,7 +28,8 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::{
-    switch, window, AckInfo, CcSignal, CcVars, CongInfo, CongestionControl, IdleInfo, Recovery, RttSample,
+    switch, window, AckInfo, CcSignal, CcVars, CongInfo, CongestionControl, IdleInfo, Recovery,
+    RttSample,
 };
 
 /// One event of the transport model. Ops that make no sense in the current state (an ACK
@@ -208,10 +209,19 @@ impl Harness {
     pub fn apply(&mut self, op: Op) -> Result<(), Violation> {
         let before = self.vars;
         let rto_just_fired = std::mem::take(&mut self.rto_just_fired);
-        let result = self.step(op, before, rto_just_fired).and_then(|()| self.check_always());
+        let result = self
+            .step(op, before, rto_just_fired)
+            .and_then(|()| self.check_always());
         let step = self.steps;
         self.steps += 1;
-        result.map_err(|what| Violation { step, op, module: self.cc.name(), before, after: self.vars, what })
+        result.map_err(|what| Violation {
+            step,
+            op,
+            module: self.cc.name(),
+            before,
+            after: self.vars,
+            what,
+        })
     }
 
     /// The connection's current vars.
@@ -253,7 +263,12 @@ impl Harness {
     }
 
     fn cong_info(&self) -> CongInfo {
-        CongInfo { in_flight: self.flight, recovery: self.recovery, rto_count: self.rto_count, now: self.now() }
+        CongInfo {
+            in_flight: self.flight,
+            recovery: self.recovery,
+            rto_count: self.rto_count,
+            now: self.now(),
+        }
     }
 
     fn step(&mut self, op: Op, before: CcVars, rto_just_fired: bool) -> Result<(), String> {
@@ -282,7 +297,9 @@ impl Harness {
                 self.cc = switch(&mut self.vars, (self.make)());
                 // A module switched in mid-RTO never saw the RTO it would have to undo.
                 self.undo_possible = false;
-                ensure(self.vars == before, || "switching modules changed the vars (TCP_CONGESTION keeps them)".into())
+                ensure(self.vars == before, || {
+                    "switching modules changed the vars (TCP_CONGESTION keeps them)".into()
+                })
             }
         }
     }
@@ -292,7 +309,11 @@ impl Harness {
             return Ok(());
         }
         if let (0, Some(last)) = (self.flight, self.last_send) {
-            let idle = IdleInfo { idle: self.elapsed - last, rto: self.rto, now: self.now() };
+            let idle = IdleInfo {
+                idle: self.elapsed - last,
+                rto: self.rto,
+                now: self.now(),
+            };
             self.cc.after_idle(&mut self.vars, &idle);
             if idle.exceeds_rto() {
                 let rw = window::restart_window(before.cwnd, before.maxseg);
@@ -338,7 +359,9 @@ impl Harness {
                     self.recovery = Recovery::Open;
                     self.cc.post_recovery(&mut self.vars, &info);
                     let v = self.vars;
-                    let most = v.ssthresh.max(info.in_flight.max(v.maxseg).saturating_add(v.maxseg));
+                    let most = v
+                        .ssthresh
+                        .max(info.in_flight.max(v.maxseg).saturating_add(v.maxseg));
                     ensure(v.cwnd <= most, || {
                         format!(
                             "the end of {:?} left cwnd {} above max(ssthresh, max(FlightSize, SMSS) + SMSS) = {most}",
@@ -347,7 +370,8 @@ impl Harness {
                     })
                 } else {
                     if self.recovery == Recovery::Fast {
-                        self.vars.cwnd = window::partial_ack_deflate(self.vars.cwnd, acked, self.vars.maxseg);
+                        self.vars.cwnd =
+                            window::partial_ack_deflate(self.vars.cwnd, acked, self.vars.maxseg);
                     }
                     let mid = self.vars;
                     self.cc.ack_received(&mut self.vars, CcSignal::Ack, &info);
@@ -369,11 +393,18 @@ impl Harness {
                 }
                 self.cc.ack_received(&mut self.vars, CcSignal::Ack, &info);
                 let v = self.vars;
-                ensure(v.cwnd >= before.cwnd, || format!("an ACK shrank cwnd from {} to {} (wrapped?)", before.cwnd, v.cwnd))?;
+                ensure(v.cwnd >= before.cwnd, || {
+                    format!(
+                        "an ACK shrank cwnd from {} to {} (wrapped?)",
+                        before.cwnd, v.cwnd
+                    )
+                })?;
                 let growth = v.cwnd - before.cwnd;
                 let cap = before.maxseg.saturating_mul(window::ABC_LIMIT_SEGS);
                 ensure(growth <= cap, || {
-                    format!("one ACK grew cwnd by {growth}, more than L*SMSS = {cap} (RFC 3465 §2.3)")
+                    format!(
+                        "one ACK grew cwnd by {growth}, more than L*SMSS = {cap} (RFC 3465 §2.3)"
+                    )
                 })?;
                 ensure(info.cwnd_limited || growth == 0, || {
                     format!("an ACK grew cwnd by {growth} although the sender was not cwnd-limited")
@@ -391,8 +422,11 @@ impl Harness {
         }
         let mid = self.vars.cwnd;
         let info = self.ack_info(0);
-        self.cc.ack_received(&mut self.vars, CcSignal::DupAck, &info);
-        ensure(self.vars.cwnd <= mid, || format!("a duplicate ACK grew cwnd from {mid} to {}", self.vars.cwnd))
+        self.cc
+            .ack_received(&mut self.vars, CcSignal::DupAck, &info);
+        ensure(self.vars.cwnd <= mid, || {
+            format!("a duplicate ACK grew cwnd from {mid} to {}", self.vars.cwnd)
+        })
     }
 
     fn fast_retransmit(&mut self, before: CcVars) -> Result<(), String> {
@@ -400,7 +434,8 @@ impl Harness {
             return Ok(());
         }
         let info = self.cong_info();
-        self.cc.cong_signal(&mut self.vars, CcSignal::NDupAck, &info);
+        self.cc
+            .cong_signal(&mut self.vars, CcSignal::NDupAck, &info);
         self.check_reduction(CcSignal::NDupAck, info.recovery, before)?;
         self.recovery = Recovery::Fast;
         self.recover_left = self.flight;
@@ -426,8 +461,13 @@ impl Harness {
                 format!("{sig:?} during {was:?} changed the vars: one reduction per episode (RFC 3168 §6.1.2)")
             });
         }
-        ensure(v.cwnd <= before.cwnd, || format!("{sig:?} raised cwnd from {} to {}", before.cwnd, v.cwnd))?;
-        let most = self.flight.max(before.cwnd).max(window::min_ssthresh(v.maxseg));
+        ensure(v.cwnd <= before.cwnd, || {
+            format!("{sig:?} raised cwnd from {} to {}", before.cwnd, v.cwnd)
+        })?;
+        let most = self
+            .flight
+            .max(before.cwnd)
+            .max(window::min_ssthresh(v.maxseg));
         ensure(v.ssthresh <= most, || {
             format!("{sig:?} left ssthresh at {}, above max(FlightSize, cwnd, 2*SMSS) = {most}: no reduction", v.ssthresh)
         })
@@ -439,8 +479,11 @@ impl Harness {
         }
         self.rto_count = self.rto_count.saturating_add(1);
         if self.rto_count == 1 {
-            self.before_rto =
-                Some(Snapshot { vars: before, recovery: self.recovery, recover_left: self.recover_left });
+            self.before_rto = Some(Snapshot {
+                vars: before,
+                recovery: self.recovery,
+                recover_left: self.recover_left,
+            });
             self.undo_possible = true;
         }
         let info = self.cong_info();
@@ -450,11 +493,22 @@ impl Harness {
         self.rto_just_fired = true;
         let v = self.vars;
         let lw = window::loss_window(v.maxseg);
-        ensure(v.cwnd == lw, || format!("after an RTO cwnd is {}, not the loss window {lw} (RFC 5681 §3.1)", v.cwnd))?;
+        ensure(v.cwnd == lw, || {
+            format!(
+                "after an RTO cwnd is {}, not the loss window {lw} (RFC 5681 §3.1)",
+                v.cwnd
+            )
+        })?;
         if info.rto_count == 1 {
-            let most = info.in_flight.max(before.cwnd).max(window::min_ssthresh(v.maxseg));
+            let most = info
+                .in_flight
+                .max(before.cwnd)
+                .max(window::min_ssthresh(v.maxseg));
             ensure(v.ssthresh <= most, || {
-                format!("an RTO left ssthresh at {}, above max(FlightSize, cwnd, 2*SMSS) = {most}", v.ssthresh)
+                format!(
+                    "an RTO left ssthresh at {}, above max(FlightSize, cwnd, 2*SMSS) = {most}",
+                    v.ssthresh
+                )
             })
         } else {
             ensure(v.ssthresh == before.ssthresh, || {
@@ -477,16 +531,23 @@ impl Harness {
         self.cc.cong_signal(&mut self.vars, CcSignal::RtoErr, &info);
         // The transport's own undo (FreeBSD restores snd_recover and the recovery flags).
         self.recover_left = snap.recover_left.min(self.flight);
-        self.recovery = if self.recover_left == 0 { Recovery::Open } else { snap.recovery };
+        self.recovery = if self.recover_left == 0 {
+            Recovery::Open
+        } else {
+            snap.recovery
+        };
         self.rto_count = 0;
         let v = self.vars;
         // The pre-RTO state as an MSS change since then (set_maxseg) would have left it.
         let mut pre = snap.vars;
         pre.set_maxseg(v.maxseg);
         let want = (pre.cwnd, pre.ssthresh);
-        ensure(!(rto_just_fired && self.undo_possible) || (v.cwnd, v.ssthresh) == want, || {
-            format!("RtoErr right after the RTO left cwnd/ssthresh at {:?}, not the pre-RTO {want:?}", (v.cwnd, v.ssthresh))
-        })
+        ensure(
+            !(rto_just_fired && self.undo_possible) || (v.cwnd, v.ssthresh) == want,
+            || {
+                format!("RtoErr right after the RTO left cwnd/ssthresh at {:?}, not the pre-RTO {want:?}", (v.cwnd, v.ssthresh))
+            },
+        )
     }
 
     fn rtt_sample(&mut self, micros: u32) {
@@ -498,15 +559,25 @@ impl Harness {
         self.srtt = Some(srtt);
         self.min_rtt = Some(min_rtt);
         self.rto = (srtt * 3).max(Duration::from_secs(1));
-        let sample = RttSample { rtt, srtt, min_rtt, round: self.round, now: self.now() };
+        let sample = RttSample {
+            rtt,
+            srtt,
+            min_rtt,
+            round: self.round,
+            now: self.now(),
+        };
         self.cc.rtt_sample(&mut self.vars, &sample);
     }
 
     fn check_always(&self) -> Result<(), String> {
         let v = self.vars;
-        ensure(v.cwnd >= v.maxseg, || format!("cwnd {} is below one segment ({})", v.cwnd, v.maxseg))?;
+        ensure(v.cwnd >= v.maxseg, || {
+            format!("cwnd {} is below one segment ({})", v.cwnd, v.maxseg)
+        })?;
         let floor = window::min_ssthresh(v.maxseg);
-        ensure(v.ssthresh >= floor, || format!("ssthresh {} is below two segments ({floor})", v.ssthresh))?;
+        ensure(v.ssthresh >= floor, || {
+            format!("ssthresh {} is below two segments ({floor})", v.ssthresh)
+        })?;
         // state() feeds GET /info at any moment: it must not panic whatever the state.
         let _ = self.cc.state();
         Ok(())
@@ -540,10 +611,17 @@ mod tests {
         h.apply(Op::Send { bytes: u32::MAX }).unwrap();
         assert_eq!(h.flight(), 12 * MSS);
         h.apply(Op::Ack { bytes: 2 * MSS }).unwrap();
-        assert_eq!((h.vars().cwnd, h.recovery()), (11 * MSS, Recovery::Fast), "partial ACK: -2 +1 SMSS");
+        assert_eq!(
+            (h.vars().cwnd, h.recovery()),
+            (11 * MSS, Recovery::Fast),
+            "partial ACK: -2 +1 SMSS"
+        );
         h.apply(Op::Ack { bytes: 8 * MSS }).unwrap();
         // Full ACK, 2 MSS still out: min(ssthresh, max(FlightSize, SMSS) + SMSS) = 3 MSS.
-        assert_eq!((h.vars().cwnd, h.vars().ssthresh, h.recovery()), (3 * MSS, 5 * MSS, Recovery::Open));
+        assert_eq!(
+            (h.vars().cwnd, h.vars().ssthresh, h.recovery()),
+            (3 * MSS, 5 * MSS, Recovery::Open)
+        );
         // Then slow start again.
         h.apply(Op::Send { bytes: u32::MAX }).unwrap();
         h.apply(Op::Ack { bytes: MSS }).unwrap();
@@ -559,7 +637,11 @@ mod tests {
             h.apply(Op::Ack { bytes: flight }).unwrap();
         }
         assert_eq!(h.round, 3);
-        assert_eq!(h.vars().cwnd, 16 * MSS, "three ACKs of +2 SMSS each (ABC L = 2)");
+        assert_eq!(
+            h.vars().cwnd,
+            16 * MSS,
+            "three ACKs of +2 SMSS each (ABC L = 2)"
+        );
     }
 
     /// NewReno with one deliberate bug, to show each check can fail.
@@ -598,16 +680,23 @@ mod tests {
 
         fn ack_received(&mut self, v: &mut CcVars, sig: CcSignal, ack: &AckInfo) {
             match self.fault {
-                Fault::GrowsWhenAppLimited => {
-                    self.inner.ack_received(v, sig, &AckInfo { cwnd_limited: true, ..*ack })
-                }
+                Fault::GrowsWhenAppLimited => self.inner.ack_received(
+                    v,
+                    sig,
+                    &AckInfo {
+                        cwnd_limited: true,
+                        ..*ack
+                    },
+                ),
                 Fault::GrowsInRecovery if sig == CcSignal::Ack && ack.recovery.in_recovery() => {
                     v.cwnd = window::grow(v.cwnd, v.maxseg)
                 }
                 Fault::WrapsOnGrowth if sig == CcSignal::Ack => {
                     v.cwnd = v.cwnd.wrapping_add(ack.bytes_acked.min(v.maxseg))
                 }
-                Fault::NoAbcLimit if sig == CcSignal::Ack => v.cwnd = v.cwnd.saturating_add(ack.bytes_acked),
+                Fault::NoAbcLimit if sig == CcSignal::Ack => {
+                    v.cwnd = v.cwnd.saturating_add(ack.bytes_acked)
+                }
                 _ => self.inner.ack_received(v, sig, ack),
             }
         }
@@ -617,9 +706,14 @@ mod tests {
                 (Fault::IgnoresRto, CcSignal::Rto)
                 | (Fault::NoUndo, CcSignal::RtoErr)
                 | (Fault::IgnoresLoss, CcSignal::NDupAck) => {}
-                (Fault::ReducesTwice, _) => {
-                    self.inner.cong_signal(v, sig, &CongInfo { recovery: Recovery::Open, ..*info })
-                }
+                (Fault::ReducesTwice, _) => self.inner.cong_signal(
+                    v,
+                    sig,
+                    &CongInfo {
+                        recovery: Recovery::Open,
+                        ..*info
+                    },
+                ),
                 (Fault::HalvesOnBackoff, CcSignal::Rto) => {
                     self.inner.cong_signal(v, sig, info);
                     if info.rto_count > 1 {
@@ -646,23 +740,76 @@ mod tests {
     /// Each fault, a sequence that exposes it, and the words the violation must contain.
     fn cases() -> Vec<(Fault, CcVars, Vec<Op>, &'static str)> {
         let iw = CcVars::new(MSS);
-        let near_max = CcVars { cwnd: u32::MAX - 100, ..iw };
+        let near_max = CcVars {
+            cwnd: u32::MAX - 100,
+            ..iw
+        };
         vec![
             (Fault::IgnoresRto, iw, vec![FILL, Op::Rto], "loss window"),
-            (Fault::GrowsWhenAppLimited, iw, vec![Op::Send { bytes: 1000 }, Op::Ack { bytes: 1000 }], "not cwnd-limited"),
-            (Fault::WrapsOnGrowth, near_max, vec![FILL, Op::Ack { bytes: MSS }], "shrank"),
-            (Fault::NoAbcLimit, iw, vec![FILL, Op::Ack { bytes: 10 * MSS }], "L*SMSS"),
-            (Fault::GrowsInRecovery, iw, vec![FILL, Op::FastRetransmit, Op::Ack { bytes: MSS }], "owns cwnd"),
-            (Fault::ResetsOnInit, iw, vec![FILL, Op::Ack { bytes: MSS }, Op::Switch], "switching"),
-            (Fault::NoUndo, iw, vec![FILL, Op::Rto, Op::RtoErr], "pre-RTO"),
+            (
+                Fault::GrowsWhenAppLimited,
+                iw,
+                vec![Op::Send { bytes: 1000 }, Op::Ack { bytes: 1000 }],
+                "not cwnd-limited",
+            ),
+            (
+                Fault::WrapsOnGrowth,
+                near_max,
+                vec![FILL, Op::Ack { bytes: MSS }],
+                "shrank",
+            ),
+            (
+                Fault::NoAbcLimit,
+                iw,
+                vec![FILL, Op::Ack { bytes: 10 * MSS }],
+                "L*SMSS",
+            ),
+            (
+                Fault::GrowsInRecovery,
+                iw,
+                vec![FILL, Op::FastRetransmit, Op::Ack { bytes: MSS }],
+                "owns cwnd",
+            ),
+            (
+                Fault::ResetsOnInit,
+                iw,
+                vec![FILL, Op::Ack { bytes: MSS }, Op::Switch],
+                "switching",
+            ),
+            (
+                Fault::NoUndo,
+                iw,
+                vec![FILL, Op::Rto, Op::RtoErr],
+                "pre-RTO",
+            ),
             // The ACK shrinks the flight, so a second reduction would land elsewhere.
-            (Fault::ReducesTwice, iw, vec![FILL, Op::Ecn, Op::Ack { bytes: 2 * MSS }, Op::Ecn], "one reduction per episode"),
-            (Fault::IgnoresLoss, iw, vec![FILL, Op::FastRetransmit], "no reduction"),
-            (Fault::HalvesOnBackoff, iw, vec![FILL, Op::Rto, Op::Rto], "held constant"),
+            (
+                Fault::ReducesTwice,
+                iw,
+                vec![FILL, Op::Ecn, Op::Ack { bytes: 2 * MSS }, Op::Ecn],
+                "one reduction per episode",
+            ),
+            (
+                Fault::IgnoresLoss,
+                iw,
+                vec![FILL, Op::FastRetransmit],
+                "no reduction",
+            ),
+            (
+                Fault::HalvesOnBackoff,
+                iw,
+                vec![FILL, Op::Rto, Op::Rto],
+                "held constant",
+            ),
             (
                 Fault::NoRestart,
                 iw,
-                vec![FILL, Op::Ack { bytes: 10 * MSS }, Op::Idle { millis: 5000 }, Op::Send { bytes: 1 }],
+                vec![
+                    FILL,
+                    Op::Ack { bytes: 10 * MSS },
+                    Op::Idle { millis: 5000 },
+                    Op::Send { bytes: 1 },
+                ],
                 "restart window",
             ),
         ]
@@ -671,13 +818,22 @@ mod tests {
     #[test]
     fn every_check_catches_its_fault() {
         for (fault, start, ops, words) in cases() {
-            let make = move || -> Box<dyn CongestionControl> { Box::new(Faulty { inner: NewReno::default(), fault }) };
+            let make = move || -> Box<dyn CongestionControl> {
+                Box::new(Faulty {
+                    inner: NewReno::default(),
+                    fault,
+                })
+            };
             let err = match Harness::run(make, start, &ops) {
                 Ok(_) => panic!("{fault:?} went unnoticed by {ops:?}"),
                 Err(e) => e,
             };
             assert!(err.to_string().contains(words), "{fault:?}: {err}");
-            assert_eq!(err.step, ops.len() - 1, "{fault:?} caught at the op that shows it: {err}");
+            assert_eq!(
+                err.step,
+                ops.len() - 1,
+                "{fault:?} caught at the op that shows it: {err}"
+            );
         }
     }
 
@@ -693,9 +849,14 @@ mod tests {
     #[test]
     fn violation_display_names_step_op_and_module() {
         let make = || -> Box<dyn CongestionControl> {
-            Box::new(Faulty { inner: NewReno::default(), fault: Fault::IgnoresRto })
+            Box::new(Faulty {
+                inner: NewReno::default(),
+                fault: Fault::IgnoresRto,
+            })
         };
-        let err = Harness::run(make, CcVars::new(MSS), &[FILL, Op::Rto]).err().unwrap();
+        let err = Harness::run(make, CcVars::new(MSS), &[FILL, Op::Rto])
+            .err()
+            .unwrap();
         assert_eq!(
             err.to_string(),
             "step 1 (Rto) on 'faulty': after an RTO cwnd is 14600, not the loss window 1460 (RFC 5681 §3.1); \

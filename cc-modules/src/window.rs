@@ -13,16 +13,17 @@ pub const MAX_CWND: u32 = 65_535 << 14;
 
 /// ABC's limit L in segments (RFC 3465): the most one ACK may grow cwnd in slow start,
 /// and the most one ACK may credit toward congestion avoidance. RFC 3465 permits L = 2*SMSS
-/// (and no more); RFC 5681 §3.1 notes that "[RFC3465] allows for cwnd increases of more than
+/// (and no more); RFC 5681 §3.1 notes that "\[RFC3465\] allows for cwnd increases of more than
 /// SMSS bytes for incoming acknowledgments during slow start on an experimental basis;
 /// however, such behavior is not allowed as part of the standard." We follow FreeBSD's
 /// default (`net.inet.tcp.abc_l_var = 2`), which lets slow start double per RTT even when
 /// the receiver delays its ACKs.
 pub const ABC_LIMIT_SEGS: u32 = 2;
 
-/// ABC's limit while slow-starting after an RTO: RFC 3465 §2.3 asks for L = 1*SMSS there,
-/// because ACKs for data that had already reached the receiver before the timeout can cover
-/// large ranges. FreeBSD uses the same value while snd_nxt < snd_max.
+/// ABC's limit while slow-starting after an RTO: RFC 3465 asks for L = 1*SMSS there, because
+/// ACKs for data that had already reached the receiver before the timeout can cover large
+/// ranges. FreeBSD's `newreno_ack_received`: "Must not use abc_l_var > 1 if slow starting
+/// after an RTO" (it tests snd_nxt < snd_max; here the transport says [`crate::Recovery::Rto`]).
 pub const ABC_LIMIT_SEGS_AFTER_RTO: u32 = 1;
 
 /// The initial window for a sender MSS of `maxseg`.
@@ -30,7 +31,8 @@ pub fn initial_window(maxseg: u32) -> u32 {
     let mss = maxseg.max(1);
     // RFC 6928 §2: "More precisely, the upper bound for the initial window will be
     // min (10*MSS, max (2*MSS, 14600))".
-    mss.saturating_mul(10).min(mss.saturating_mul(2).max(14_600))
+    mss.saturating_mul(10)
+        .min(mss.saturating_mul(2).max(14_600))
 }
 
 /// The loss window: cwnd right after an RTO.
@@ -69,7 +71,10 @@ pub fn slow_start_increment(bytes_acked: u32, acks: u32, limit_segs: u32, maxseg
     // RFC 3465 §2.3: "The limit, L, chosen for the cwnd increase during slow start, controls
     // the aggressiveness of the algorithm." RFC 9406 §4.2 writes the same rule as
     // "cwnd = cwnd + min(N, L*SMSS)".
-    let limit = acks.max(1).saturating_mul(limit_segs).saturating_mul(maxseg.max(1));
+    let limit = acks
+        .max(1)
+        .saturating_mul(limit_segs)
+        .saturating_mul(maxseg.max(1));
     bytes_acked.min(limit)
 }
 
@@ -122,7 +127,11 @@ pub fn partial_ack_deflate(cwnd: u32, bytes_acked: u32, maxseg: u32) -> u32 {
     // congestion window."
     let deflated = cwnd.saturating_sub(bytes_acked);
     let mss = maxseg.max(1);
-    let back = if bytes_acked >= mss { deflated.saturating_add(mss) } else { deflated };
+    let back = if bytes_acked >= mss {
+        deflated.saturating_add(mss)
+    } else {
+        deflated
+    };
     back.max(mss)
 }
 
@@ -162,11 +171,19 @@ mod tests {
 
     #[test]
     fn reduce_sets_ssthresh_and_never_opens_cwnd() {
-        let mut v = CcVars { cwnd: 40 * 1460, ssthresh: u32::MAX, maxseg: 1460 };
+        let mut v = CcVars {
+            cwnd: 40 * 1460,
+            ssthresh: u32::MAX,
+            maxseg: 1460,
+        };
         reduce(&mut v, 20 * 1460);
         assert_eq!((v.cwnd, v.ssthresh), (20 * 1460, 20 * 1460));
         // cwnd below the new ssthresh stays where it is.
-        let mut v = CcVars { cwnd: 1460, ssthresh: u32::MAX, maxseg: 1460 };
+        let mut v = CcVars {
+            cwnd: 1460,
+            ssthresh: u32::MAX,
+            maxseg: 1460,
+        };
         reduce(&mut v, 1000);
         assert_eq!((v.cwnd, v.ssthresh), (1460, 2920));
     }
@@ -175,18 +192,37 @@ mod tests {
     #[test]
     fn abc_increment_caps_at_l_segments_per_ack() {
         assert_eq!(slow_start_increment(1460, 1, ABC_LIMIT_SEGS, 1460), 1460);
-        assert_eq!(slow_start_increment(10 * 1460, 1, ABC_LIMIT_SEGS, 1460), 2 * 1460);
-        assert_eq!(slow_start_increment(10 * 1460, 1, ABC_LIMIT_SEGS_AFTER_RTO, 1460), 1460);
-        assert_eq!(slow_start_increment(10 * 1460, 3, ABC_LIMIT_SEGS, 1460), 6 * 1460);
-        assert_eq!(slow_start_increment(10 * 1460, 0, ABC_LIMIT_SEGS, 1460), 2 * 1460);
-        assert_eq!(slow_start_increment(u32::MAX, u32::MAX, u32::MAX, u32::MAX), u32::MAX);
+        assert_eq!(
+            slow_start_increment(10 * 1460, 1, ABC_LIMIT_SEGS, 1460),
+            2 * 1460
+        );
+        assert_eq!(
+            slow_start_increment(10 * 1460, 1, ABC_LIMIT_SEGS_AFTER_RTO, 1460),
+            1460
+        );
+        assert_eq!(
+            slow_start_increment(10 * 1460, 3, ABC_LIMIT_SEGS, 1460),
+            6 * 1460
+        );
+        assert_eq!(
+            slow_start_increment(10 * 1460, 0, ABC_LIMIT_SEGS, 1460),
+            2 * 1460
+        );
+        assert_eq!(
+            slow_start_increment(u32::MAX, u32::MAX, u32::MAX, u32::MAX),
+            u32::MAX
+        );
     }
 
     #[test]
     fn grow_saturates_and_caps() {
         assert_eq!(grow(1000, 460), 1460);
         assert_eq!(grow(MAX_CWND - 10, 1460), MAX_CWND);
-        assert_eq!(grow(u32::MAX - 1, 1460), u32::MAX - 1, "above the cap: kept, not cut");
+        assert_eq!(
+            grow(u32::MAX - 1, 1460),
+            u32::MAX - 1,
+            "above the cap: kept, not cut"
+        );
     }
 
     // RFC 5681 §4.1: RW = min(IW, cwnd).
@@ -214,7 +250,11 @@ mod tests {
         assert_eq!(dupack_inflate(23 * mss, mss), 24 * mss);
         assert_eq!(partial_ack_deflate(24 * mss, 3 * mss, mss), 22 * mss);
         assert_eq!(partial_ack_deflate(24 * mss, 100, mss), 24 * mss - 100);
-        assert_eq!(partial_ack_deflate(2 * mss, 10 * mss, mss), mss, "floor of one segment");
+        assert_eq!(
+            partial_ack_deflate(2 * mss, 10 * mss, mss),
+            mss,
+            "floor of one segment"
+        );
         assert_eq!(fast_retransmit_inflate(u32::MAX, mss), u32::MAX);
     }
 }

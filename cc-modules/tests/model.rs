@@ -11,7 +11,7 @@
 use proptest::prelude::*;
 use proptest::test_runner::{FileFailurePersistence, RngSeed};
 use xstack_cc::testing::{Harness, Op};
-use xstack_cc::{CcVars, CongestionControl, NewReno};
+use xstack_cc::{AckInfo, CcSignal, CcVars, CongestionControl, NewReno};
 
 fn newreno() -> Box<dyn CongestionControl> {
     Box::new(NewReno::default())
@@ -19,7 +19,14 @@ fn newreno() -> Box<dyn CongestionControl> {
 
 /// MSS values: the usual ones, the extremes, and anything in between.
 fn arb_mss() -> impl Strategy<Value = u32> {
-    prop_oneof![Just(536u32), Just(1460), Just(8960), Just(1), Just(65_535), 1u32..=65_535]
+    prop_oneof![
+        Just(536u32),
+        Just(1460),
+        Just(8960),
+        Just(1),
+        Just(65_535),
+        1u32..=65_535
+    ]
 }
 
 /// A window value of at least `floor`: small, typical, or near the top of u32 (to find
@@ -37,8 +44,13 @@ fn arb_window(floor: u32) -> impl Strategy<Value = u32> {
 /// Start state: a fresh connection, or one a previous module left anywhere valid.
 fn arb_start() -> impl Strategy<Value = CcVars> {
     let valid = arb_mss().prop_flat_map(|maxseg| {
-        (arb_window(maxseg), arb_window(maxseg.saturating_mul(2)))
-            .prop_map(move |(cwnd, ssthresh)| CcVars { cwnd, ssthresh, maxseg })
+        (arb_window(maxseg), arb_window(maxseg.saturating_mul(2))).prop_map(
+            move |(cwnd, ssthresh)| CcVars {
+                cwnd,
+                ssthresh,
+                maxseg,
+            },
+        )
     });
     prop_oneof![arb_mss().prop_map(CcVars::new), valid]
 }
@@ -86,7 +98,9 @@ fn config() -> ProptestConfig {
     if std::env::var_os("PROPTEST_RNG_SEED").is_none() {
         config.rng_seed = RngSeed::Fixed(0x0cc_5eed);
     }
-    config.failure_persistence = Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions")));
+    config.failure_persistence = Some(Box::new(FileFailurePersistence::WithSource(
+        "proptest-regressions",
+    )));
     config
 }
 
@@ -98,5 +112,42 @@ proptest! {
         if let Err(v) = Harness::run(newreno, start, &ops) {
             return Err(TestCaseError::fail(v.to_string()));
         }
+    }
+}
+
+// RFC 5681 §3.1: "during congestion avoidance, cwnd MUST NOT be increased by more than SMSS
+// bytes per RTT"; RFC 3465 §2.1: one SMSS each time the bytes acknowledged reach cwnd.
+// Reno-specific (CUBIC may grow faster), hence not a harness invariant. With B bytes
+// acknowledged in congestion avoidance, every increase consumes at least the starting cwnd
+// and at most the final one, so floor((B - cwnd_end) / cwnd_end) <= increases <= B / cwnd_start.
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn newreno_congestion_avoidance_adds_one_segment_per_window(
+        maxseg in arb_mss(),
+        segments in 2u32..=200,
+        above in 0u32..=5_000,
+        acks in prop::collection::vec(1u32..=2, 1..2_000),
+    ) {
+        let ssthresh = segments * maxseg;
+        let mut v = CcVars { cwnd: ssthresh + above.min(maxseg), ssthresh, maxseg };
+        let mut cc = NewReno::default();
+        cc.conn_init(&mut v);
+        let start = v.cwnd;
+        let now = std::time::Instant::now();
+        let mut acked: u64 = 0;
+        for per_ack in acks {
+            let bytes = per_ack * maxseg;
+            acked += u64::from(bytes);
+            let ack = AckInfo { bytes_acked: bytes, cwnd_limited: true, ..AckInfo::new(now) };
+            cc.ack_received(&mut v, CcSignal::Ack, &ack);
+        }
+        let grown = v.cwnd - start;
+        prop_assert_eq!(grown % maxseg, 0, "congestion avoidance grows in whole segments");
+        let increases = u64::from(grown / maxseg);
+        let end = u64::from(v.cwnd);
+        prop_assert!(increases <= acked / u64::from(start), "{} increases for {} bytes from cwnd {}", increases, acked, start);
+        prop_assert!(increases >= acked.saturating_sub(end) / end, "{} increases for {} bytes to cwnd {}", increases, acked, end);
     }
 }

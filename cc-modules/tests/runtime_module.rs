@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use xstack_cc::testing::{Harness, Op};
 use xstack_cc::{
-    from_fn, switch, window, AckInfo, CcError, CcSignal, CcVars, CongInfo, CongestionControl, Recovery, Registry,
+    from_fn, switch, window, AckInfo, CcError, CcSignal, CcVars, CongInfo, CongestionControl,
+    Recovery, Registry,
 };
 
 const MSS: u32 = 1460;
@@ -43,13 +44,23 @@ impl CongestionControl for FixedWindow {
     }
 
     fn state(&self) -> Vec<(&'static str, String)> {
-        vec![("segments", self.segments.to_string()), ("timeouts", self.timeouts.to_string())]
+        vec![
+            ("segments", self.segments.to_string()),
+            ("timeouts", self.timeouts.to_string()),
+        ]
     }
 }
 
 fn registry_with_fixed() -> Registry {
     let registry = Registry::with_builtins();
-    registry.register(from_fn("fixed", || Box::new(FixedWindow { segments: 4, timeouts: 0 }))).unwrap();
+    registry
+        .register(from_fn("fixed", || {
+            Box::new(FixedWindow {
+                segments: 4,
+                timeouts: 0,
+            })
+        }))
+        .unwrap();
     registry
 }
 
@@ -59,14 +70,28 @@ fn custom_module_is_registered_listed_and_created_by_name() {
     assert_eq!(registry.available(), vec!["fixed", "newreno"]);
     let mut cc = registry.create("fixed").unwrap();
     assert_eq!(cc.name(), "fixed");
-    assert_eq!(cc.state(), vec![("segments", "4".to_string()), ("timeouts", "0".to_string())]);
+    assert_eq!(
+        cc.state(),
+        vec![("segments", "4".to_string()), ("timeouts", "0".to_string())]
+    );
     let mut v = CcVars::new(MSS);
     cc.conn_init(&mut v);
-    cc.cong_signal(&mut v, CcSignal::Rto, &CongInfo { in_flight: 10 * MSS, rto_count: 1, ..CongInfo::new(Instant::now()) });
+    cc.cong_signal(
+        &mut v,
+        CcSignal::Rto,
+        &CongInfo {
+            in_flight: 10 * MSS,
+            rto_count: 1,
+            ..CongInfo::new(Instant::now())
+        },
+    );
     assert_eq!(v.cwnd, MSS);
     assert_eq!(cc.state()[1], ("timeouts", "1".to_string()));
     // Each connection gets its own state.
-    assert_eq!(registry.create("fixed").unwrap().state()[1], ("timeouts", "0".to_string()));
+    assert_eq!(
+        registry.create("fixed").unwrap().state()[1],
+        ("timeouts", "0".to_string())
+    );
 }
 
 #[test]
@@ -76,26 +101,61 @@ fn custom_module_can_become_the_default() {
     assert_eq!(registry.default_name(), "fixed");
     assert_eq!(registry.create_default().name(), "fixed");
     assert_eq!(
-        registry.register(from_fn("fixed", || Box::new(FixedWindow { segments: 9, timeouts: 0 }))),
+        registry.register(from_fn("fixed", || Box::new(FixedWindow {
+            segments: 9,
+            timeouts: 0
+        }))),
         Err(CcError::Duplicate("fixed"))
     );
     let err = registry.set_default("vegas").unwrap_err();
-    assert_eq!(err.to_string(), "unknown congestion control 'vegas' (available: fixed, newreno)");
+    assert_eq!(
+        err.to_string(),
+        "unknown congestion control 'vegas' (available: fixed, newreno)"
+    );
 }
 
 // TCP_CONGESTION semantics: the connection keeps cwnd/ssthresh across a switch, both ways.
 #[test]
 fn switching_a_live_connection_keeps_cwnd_and_ssthresh() {
     let registry = registry_with_fixed();
-    let mut v = CcVars { cwnd: 50 * MSS, ssthresh: 40 * MSS, maxseg: MSS };
+    let mut v = CcVars {
+        cwnd: 50 * MSS,
+        ssthresh: 40 * MSS,
+        maxseg: MSS,
+    };
     let mut cc = registry.create("newreno").unwrap();
     cc.conn_init(&mut v);
     cc = switch(&mut v, registry.create("fixed").unwrap());
-    assert_eq!((cc.name(), v), ("fixed", CcVars { cwnd: 50 * MSS, ssthresh: 40 * MSS, maxseg: MSS }));
+    assert_eq!(
+        (cc.name(), v),
+        (
+            "fixed",
+            CcVars {
+                cwnd: 50 * MSS,
+                ssthresh: 40 * MSS,
+                maxseg: MSS
+            }
+        )
+    );
     cc = switch(&mut v, registry.create("newreno").unwrap());
-    assert_eq!((cc.name(), v), ("newreno", CcVars { cwnd: 50 * MSS, ssthresh: 40 * MSS, maxseg: MSS }));
+    assert_eq!(
+        (cc.name(), v),
+        (
+            "newreno",
+            CcVars {
+                cwnd: 50 * MSS,
+                ssthresh: 40 * MSS,
+                maxseg: MSS
+            }
+        )
+    );
     // And NewReno carries on from there: congestion avoidance (cwnd > ssthresh).
-    let ack = AckInfo { bytes_acked: 50 * MSS, acks: 25, cwnd_limited: true, ..AckInfo::new(Instant::now()) };
+    let ack = AckInfo {
+        bytes_acked: 50 * MSS,
+        acks: 25,
+        cwnd_limited: true,
+        ..AckInfo::new(Instant::now())
+    };
     cc.ack_received(&mut v, CcSignal::Ack, &ack);
     assert_eq!(v.cwnd, 51 * MSS);
 }
@@ -103,7 +163,11 @@ fn switching_a_live_connection_keeps_cwnd_and_ssthresh() {
 // The harness works on modules written outside the crate too.
 #[test]
 fn custom_module_passes_the_harness() {
-    let start = CcVars { cwnd: 50 * MSS, ssthresh: 40 * MSS, maxseg: MSS };
+    let start = CcVars {
+        cwnd: 50 * MSS,
+        ssthresh: 40 * MSS,
+        maxseg: MSS,
+    };
     let ops = [
         Op::Send { bytes: u32::MAX },
         Op::Ack { bytes: 10 * MSS },
@@ -113,6 +177,20 @@ fn custom_module_passes_the_harness() {
         Op::Ack { bytes: MSS },
         Op::Switch,
     ];
-    let h = Harness::run(|| Box::new(FixedWindow { segments: 4, timeouts: 0 }), start, &ops).unwrap();
-    assert_eq!(h.vars().cwnd, 2 * MSS, "LW, then +1 segment toward the fixed window");
+    let h = Harness::run(
+        || {
+            Box::new(FixedWindow {
+                segments: 4,
+                timeouts: 0,
+            })
+        },
+        start,
+        &ops,
+    )
+    .unwrap();
+    assert_eq!(
+        h.vars().cwnd,
+        2 * MSS,
+        "LW, then +1 segment toward the fixed window"
+    );
 }

@@ -227,17 +227,28 @@ impl Sim {
         l.queue.lock().ok()?.pop_front()
     }
 
-    /// Runs everything due now; returns false when nothing at all is pending.
+    /// Runs everything due now, then advances the clock to the next event; returns
+    /// false when nothing at all is pending.
     pub fn step(&mut self) -> bool {
+        self.step_until(None)
+    }
+
+    /// As [`Sim::step`], never moving the clock past `end`.
+    fn step_until(&mut self, end: Option<Instant>) -> bool {
         // Work that is due right now: kicks (application writes) and timers.
         for h in 0..2 {
             self.run_host(h, None);
         }
         let next_frame = self.queue.peek().map(|Reverse(f)| f.at);
         let next_timer = self.hosts.iter().flat_map(|h| h.workers.iter().filter_map(|w| w.heap.next())).min();
-        let Some(next) = [next_frame, next_timer].into_iter().flatten().min() else {
+        let Some(mut next) = [next_frame, next_timer].into_iter().flatten().min() else {
             return false;
         };
+        if let Some(end) = end {
+            if next > end {
+                next = end;
+            }
+        }
         if next > self.now {
             self.now = next;
         }
@@ -260,7 +271,7 @@ impl Sim {
             if done(self) {
                 return true;
             }
-            if !self.step() {
+            if !self.step_until(Some(end)) {
                 return done(self);
             }
         }

@@ -16,4 +16,7 @@ pub mod seq;
 pub mod tcb;
 pub mod timer;
 
+#[cfg(test)]
+mod tests;
+
 pub use tcb::{State, Tcb, TcpConfig, TcpError, TcpInfo};

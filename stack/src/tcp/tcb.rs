@@ -291,6 +291,9 @@ pub struct Tcb {
     pub(crate) rcvbuf: RecvBuffer,
     /// The application closed its sending side: a FIN follows the data.
     pub(crate) fin_queued: bool,
+    /// Sequence number of our FIN, fixed when the application closed (no data can be
+    /// queued after it).
+    pub(crate) snd_fin: Option<Seq>,
     /// The peer's FIN was received (reads return EOF once drained).
     pub(crate) fin_received: bool,
 
@@ -414,6 +417,7 @@ impl Tcb {
             sndbuf: SendBuffer::new(cfg.sndbuf),
             rcvbuf: RecvBuffer::new(cfg.rcvbuf),
             fin_queued: false,
+            snd_fin: None,
             fin_received: false,
             cc,
             ccv: CcVars::new(536),
@@ -607,17 +611,24 @@ impl Tcb {
             // RFC 9293: "SYN-SENT STATE: Delete the TCB".
             State::SynSent => self.to_closed(),
             State::SynReceived | State::Established => {
-                self.fin_queued = true;
+                self.queue_fin();
                 self.state = State::FinWait1;
             }
             State::CloseWait => {
-                self.fin_queued = true;
+                self.queue_fin();
                 self.state = State::LastAck;
             }
             State::FinWait1 | State::FinWait2 | State::Closing | State::LastAck => {}
         }
         let _ = now;
         self.events = true;
+    }
+
+    fn queue_fin(&mut self) {
+        if !self.fin_queued {
+            self.snd_fin = Some(self.data_end());
+            self.fin_queued = true;
+        }
     }
 
     /// Aborts (RFC 9293 §3.10.5 ABORT): a RST if synchronized, then CLOSED.
@@ -784,7 +795,7 @@ impl Tcb {
 
     /// Sequence number of our FIN, once the application closed.
     pub(crate) fn fin_seq(&self) -> Option<Seq> {
-        self.fin_queued.then(|| self.data_end())
+        self.snd_fin
     }
 
     /// True once our FIN has been acknowledged.

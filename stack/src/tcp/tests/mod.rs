@@ -1,0 +1,3 @@
+//! TCP tests: per-state sans-IO tests and whole transfers over the simulated link.
+
+mod sim_transfer;
