@@ -19,7 +19,8 @@
 //! - `RtoErr` right after an RTO (or a run of them) restores the pre-RTO cwnd and ssthresh
 //!   (raised to one and two segments if the MSS grew in between), unless the module was
 //!   switched in after the first RTO and so never saw it;
-//! - the end of recovery leaves cwnd at most max(ssthresh, max(FlightSize, SMSS) + SMSS);
+//! - the end of fast recovery leaves cwnd at most max(ssthresh, max(FlightSize, SMSS) + SMSS);
+//!   the end of CWR does not raise cwnd;
 //! - after an idle period longer than the RTO, cwnd is at most the restart window
 //!   (RFC 5681 §4.1);
 //! - [`switch`]ing to a fresh controller keeps cwnd and ssthresh.
@@ -359,13 +360,22 @@ impl Harness {
                     self.recovery = Recovery::Open;
                     self.cc.post_recovery(&mut self.vars, &info);
                     let v = self.vars;
+                    if info.recovery == Recovery::Cwr {
+                        // Nothing was inflated during CWR: there is nothing to deflate either.
+                        return ensure(v.cwnd <= before.cwnd, || {
+                            format!(
+                                "the end of Cwr raised cwnd from {} to {}",
+                                before.cwnd, v.cwnd
+                            )
+                        });
+                    }
                     let most = v
                         .ssthresh
                         .max(info.in_flight.max(v.maxseg).saturating_add(v.maxseg));
                     ensure(v.cwnd <= most, || {
                         format!(
-                            "the end of {:?} left cwnd {} above max(ssthresh, max(FlightSize, SMSS) + SMSS) = {most}",
-                            info.recovery, v.cwnd
+                            "the end of fast recovery left cwnd {} above max(ssthresh, max(FlightSize, SMSS) + SMSS) = {most}",
+                            v.cwnd
                         )
                     })
                 } else {

@@ -282,6 +282,21 @@ impl Stack {
         }
     }
 
+    /// Counters plus TCP state as JSON (`GET /stats`).
+    pub fn stats_json(&self) -> serde_json::Value {
+        let mut v = self.snapshot().to_json();
+        let tcp = &self.net.tcp;
+        let states: serde_json::Map<String, serde_json::Value> =
+            tcp.pcbs.states().into_iter().map(|(k, n)| (k.to_string(), n.into())).collect();
+        v["tcp"] = serde_json::json!({
+            "connections": tcp.pcbs.len(),
+            "states": states,
+            "cc_available": tcp.cc.available(),
+            "cc_default": tcp.cc.default_name(),
+        });
+        v
+    }
+
     /// Detaches the XDP program, stops the workers and restores the channel count.
     /// Returns the final counters.
     pub fn stop(mut self) -> Snapshot {

@@ -1,0 +1,55 @@
+//! xstack's sockets as the HTTP server's and client's transport (`crate::http`).
+
+use std::io;
+use std::time::Duration;
+
+use super::{TcpListener, TcpStream};
+
+impl crate::http::Listener for TcpListener {
+    type Stream = TcpStream;
+
+    /// Waits up to 200 ms, then reports `WouldBlock` so the server can check its stop
+    /// flag.
+    fn accept(&self) -> io::Result<TcpStream> {
+        match self.accept_timeout(Some(Duration::from_millis(200))) {
+            Ok((s, _)) => {
+                // Responses go out in large writes; Nagle would only delay the tail.
+                s.set_nodelay(true)?;
+                Ok(s)
+            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => Err(io::ErrorKind::WouldBlock.into()),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl crate::http::Conn for TcpStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+
+    fn info_json(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self.info()).unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            o.insert("local".into(), self.conn.tuple.local.to_string().into());
+            o.insert("peer".into(), self.conn.tuple.remote.to_string().into());
+            // The module's own state as an object: {"w_max": "...", ...}.
+            if let Some(pairs) = o.get("cc_state").and_then(|s| s.as_array()).cloned() {
+                let map: serde_json::Map<String, serde_json::Value> = pairs
+                    .iter()
+                    .filter_map(|p| Some((p.get(0)?.as_str()?.to_string(), p.get(1)?.clone())))
+                    .collect();
+                o.insert("cc_state".into(), map.into());
+            }
+        }
+        v
+    }
+
+    fn set_congestion(&self, name: &str) -> io::Result<()> {
+        TcpStream::set_congestion(self, name)
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown(std::net::Shutdown::Write)
+    }
+}
