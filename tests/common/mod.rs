@@ -188,6 +188,8 @@ pub struct VethPair {
     /// Number of rx/tx queues on each end.
     pub queues: u32,
     pcap: PathBuf,
+    /// `tcpdump -s` for the capture (None: whole frames).
+    snaplen: Option<u32>,
     tcpdump: Option<Child>,
 }
 
@@ -195,6 +197,17 @@ impl VethPair {
     /// Creates the namespaces and the pair with `queues` rx and tx queues per end, brings
     /// both ends up, configures the peer and starts capturing on it.
     pub fn new(hint: &str, queues: u32) -> VethPair {
+        VethPair::new_with_snaplen(hint, queues, None)
+    }
+
+    /// Like [`VethPair::new`], but the capture keeps only the first `snaplen` bytes of
+    /// each frame (`tcpdump -s`): enough for the headers of a bulk transfer, without a
+    /// pcap as large as the transfer itself.
+    pub fn new_headers_only(hint: &str, queues: u32, snaplen: u32) -> VethPair {
+        VethPair::new_with_snaplen(hint, queues, Some(snaplen))
+    }
+
+    fn new_with_snaplen(hint: &str, queues: u32, snaplen: Option<u32>) -> VethPair {
         CLEAN_LEFTOVERS.call_once(clean_leftovers);
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let hint: String = hint
@@ -212,6 +225,7 @@ impl VethPair {
             pcap: pcap_dir.join(format!("{base}.pcap")),
             test,
             queues,
+            snaplen,
             tcpdump: None,
         };
         // From here on, Drop removes whatever was created, even if a step below panics.
@@ -279,8 +293,14 @@ impl VethPair {
                 "root",
                 "-i",
                 PEER_IF,
-                "-w",
             ])
+            .args(
+                self.snaplen
+                    .map(|s| ["-s".to_string(), s.to_string()])
+                    .into_iter()
+                    .flatten(),
+            )
+            .arg("-w")
             .arg(&self.pcap)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -893,4 +913,533 @@ impl Drop for TempBin {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// TCP / HTTP helpers (tests/veth_tcp_*.rs): `xstack http` as the server, `xstack get/post`
+// as one-shot clients, Linux tools (curl, python3, nft) as the peer.
+// ---------------------------------------------------------------------------------------
+
+/// How long `xstack http` may take from `xstack: up` to `xstack: http listening`.
+pub const HTTP_LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl VethPair {
+    /// Starts `xstack http --iface vstk --addr 198.18.0.1/24 EXTRA` in the stack's
+    /// namespace (`--idle sleep` is added unless `extra` sets `--idle`) and waits for both
+    /// `xstack: up` and `xstack: http listening on port`. Panics with the server's output
+    /// if it exits or stays silent instead.
+    pub fn spawn_http(&self, extra: &[&str]) -> StackProc {
+        let mut args = vec!["http", "--iface", STACK_IF, "--addr", STACK_CIDR];
+        args.extend_from_slice(extra);
+        if !extra.contains(&"--idle") {
+            args.extend(["--idle", "sleep"]);
+        }
+        let mut proc = self.spawn_stack_raw(&args);
+        let deadline = Instant::now() + HTTP_LISTEN_TIMEOUT;
+        loop {
+            let err = proc.stderr_text();
+            if let Some(line) = err
+                .lines()
+                .find(|l| l.starts_with("xstack: http listening on port"))
+            {
+                eprintln!("http server is up: {line}");
+                return proc;
+            }
+            if !proc.is_running() {
+                let _ = proc.wait_timeout(Duration::from_secs(2));
+                panic!(
+                    "xstack {} exited before `http listening`\nstderr:\n{}\nstdout:\n{}",
+                    args.join(" "),
+                    proc.stderr_text(),
+                    proc.stdout_text()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "xstack {} printed no `http listening` within {HTTP_LISTEN_TIMEOUT:?}\nstderr so far:\n{err}",
+                    args.join(" ")
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs the one-shot `xstack ARGS` (e.g. `get URL --iface vstk ...`) in the stack's
+    /// namespace to completion; kills it if it is still running after `timeout`.
+    pub fn run_xstack_client(&self, args: &[&str], timeout: Duration) -> ClientRun {
+        let started = Instant::now();
+        let mut proc = StackProc::start(&self.ns_stack, &[], XSTACK_BIN, args);
+        let status = proc.wait_timeout(timeout);
+        let elapsed = started.elapsed();
+        if status.is_none() {
+            proc.kill();
+        }
+        ClientRun {
+            argv: format!("xstack {}", args.join(" ")),
+            status,
+            elapsed,
+            stdout: proc.stdout_text(),
+            stderr: proc.stderr_text(),
+        }
+    }
+
+    /// Starts `argv` in the peer's namespace in the background (see [`PeerProc`]).
+    pub fn spawn_peer(&self, label: &str, argv: &[&str]) -> PeerProc {
+        PeerProc::start(&self.ns_peer, label, argv)
+    }
+
+    /// Runs `curl -sS ARGS` in the peer's namespace; `--max-time` bounds it.
+    pub fn curl(&self, args: &[&str]) -> CurlRun {
+        let mut argv = vec!["curl", "-sS"];
+        argv.extend_from_slice(args);
+        let started = Instant::now();
+        let out = self.exec_peer(&argv);
+        CurlRun {
+            argv: argv.join(" "),
+            status: out.status,
+            elapsed: started.elapsed(),
+            stdout: out.stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Downloads `url` with curl in the peer's namespace (at most `max_secs` seconds) and
+    /// hashes the body as it streams in, without storing it.
+    pub fn curl_sha256(&self, url: &str, max_secs: u32) -> CurlDigest {
+        use sha2::{Digest, Sha256};
+        let max = max_secs.to_string();
+        let argv = [
+            "curl",
+            "-sS",
+            "--max-time",
+            &max,
+            "-w",
+            "%{stderr}curl: http_code=%{http_code} size_download=%{size_download} speed_download=%{speed_download} local_port=%{local_port}\\n",
+            url,
+        ];
+        let started = Instant::now();
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.ns_peer])
+            .args(argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start curl: {e}"));
+        let mut err_pipe = child.stderr.take().expect("piped stderr");
+        let err_thread = thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err_pipe.read_to_string(&mut s);
+            s
+        });
+        let mut out = child.stdout.take().expect("piped stdout");
+        let mut hasher = Sha256::new();
+        let mut bytes = 0u64;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match out.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    hasher.update(&buf[..n]);
+                    bytes += n as u64;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => panic!("reading curl's output: {e}"),
+            }
+        }
+        let status = child.wait().expect("wait for curl");
+        let elapsed = started.elapsed();
+        let stderr = err_thread.join().unwrap_or_default();
+        let http_code = stderr
+            .split("http_code=")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|c| c.parse().ok());
+        CurlDigest {
+            argv: argv.join(" "),
+            status,
+            http_code,
+            bytes,
+            sha256: hex_lower(&hasher.finalize()),
+            elapsed,
+            stderr,
+        }
+    }
+
+    /// Loads `rules` with `nft -f` in the peer's namespace (the file is written to `dir`).
+    pub fn nft_apply(&self, dir: &TestDir, rules: &str) {
+        let file = dir.path.join("rules.nft");
+        std::fs::write(&file, rules).expect("write nft rules");
+        let out = self.exec_peer([OsStr::new("nft"), OsStr::new("-f"), file.as_os_str()]);
+        assert!(
+            out.status.success(),
+            "nft -f failed ({}):\n{rules}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `nft list ruleset` in the peer's namespace (with the rules' counters).
+    pub fn nft_ruleset(&self) -> String {
+        let out = self.exec_peer(["nft", "list", "ruleset"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `ethtool -S vstk` counters of frames the stack side's veth dropped on receive
+    /// (`rx_queue_N_drops`: among them frames XDP redirected to an AF_XDP socket whose rx
+    /// ring was full or whose fill ring was empty). The stack's own counters cannot see
+    /// these; its `xdp_redirected` counts them, its `rx_frames` does not.
+    pub fn stack_rx_drops(&self) -> String {
+        let out = self.exec_stack_ns(["ethtool", "-S", STACK_IF]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains("drops") || l.contains("xdp_redirect"))
+            .map(|l| format!("{}\n", l.trim()))
+            .collect()
+    }
+
+    /// Runs `python3 -c SCRIPT ARGS` in the peer's namespace.
+    pub fn peer_python(&self, script: &str, args: &[&str]) -> Output {
+        let py = python3_path();
+        let mut argv = vec![py.as_str(), "-c", script];
+        argv.extend_from_slice(args);
+        self.exec_peer(&argv)
+    }
+}
+
+/// The real python3 executable (not a pyenv-style shim), so a background python is the
+/// very process we started and can be stopped by its pid.
+pub fn python3_path() -> String {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let out = run(["python3", "-c", "import sys; print(sys.executable)"]);
+        let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if out.status.success() && !p.is_empty() {
+            p
+        } else {
+            "python3".to_string()
+        }
+    })
+    .clone()
+}
+
+/// Lowercase hex.
+pub fn hex_lower(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Lowercase hex sha256 of a file.
+pub fn file_sha256(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let mut f =
+        std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).expect("read file");
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    hex_lower(&hasher.finalize())
+}
+
+/// A scratch directory under the cargo target tmp dir, removed on drop (kept when the test
+/// fails, for inspection).
+pub struct TestDir {
+    pub path: PathBuf,
+}
+
+impl TestDir {
+    pub fn new(hint: &str) -> TestDir {
+        use std::os::unix::fs::PermissionsExt;
+        let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+        let path = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("veth-tcp-{}-{n}-{hint}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create test dir");
+        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755));
+        TestDir { path }
+    }
+
+    /// Writes `len` random bytes (from /dev/urandom) to `name`; returns the path.
+    pub fn random_file(&self, name: &str, len: usize) -> PathBuf {
+        let mut data = vec![0u8; len];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| f.read_exact(&mut data))
+            .expect("read /dev/urandom");
+        let p = self.path.join(name);
+        std::fs::write(&p, &data).expect("write random file");
+        p
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            eprintln!("test files kept at {}", self.path.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// One run of a one-shot `xstack get/post`.
+#[derive(Debug)]
+pub struct ClientRun {
+    pub argv: String,
+    /// None: still running at the timeout, killed.
+    pub status: Option<ExitStatus>,
+    pub elapsed: Duration,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl ClientRun {
+    /// Everything about the run, for failure messages.
+    pub fn context(&self) -> String {
+        format!(
+            "`{}`\nexit: {:?} after {:.2?}\nstdout:\n{}\nstderr:\n{}",
+            self.argv, self.status, self.elapsed, self.stdout, self.stderr
+        )
+    }
+
+    /// Asserts success (exit 0, no panic) and returns the one JSON line on stdout.
+    pub fn json(&self) -> serde_json::Value {
+        let ctx = self.context();
+        let status = self
+            .status
+            .unwrap_or_else(|| panic!("client did not finish in time (killed): {ctx}"));
+        assert!(status.success(), "client failed: {ctx}");
+        assert!(!self.stderr.contains("panicked"), "panic on stderr: {ctx}");
+        let lines: Vec<&str> = self
+            .stdout
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        assert_eq!(lines.len(), 1, "expected one JSON line on stdout: {ctx}");
+        serde_json::from_str(lines[0]).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {ctx}"))
+    }
+
+    /// Asserts the client's error contract: exits on its own with `code`, no panic, nothing
+    /// on stdout, exactly one `xstack: error: ` line on stderr (besides the informational
+    /// `xstack: up` line) that mentions one of `any_of` (case-insensitive). Returns it.
+    pub fn assert_error(&self, code: i32, any_of: &[&str]) -> String {
+        let ctx = self.context();
+        let status = self
+            .status
+            .unwrap_or_else(|| panic!("client did not exit in time (killed): {ctx}"));
+        assert!(
+            !self.stderr.contains("panicked"),
+            "panic text on stderr: {ctx}"
+        );
+        assert!(
+            !self.stderr.contains("RUST_BACKTRACE"),
+            "backtrace hint on stderr: {ctx}"
+        );
+        let lines: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .collect();
+        let errors: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| l.starts_with("xstack: error: "))
+            .collect();
+        let others: Vec<&str> = lines
+            .iter()
+            .copied()
+            .filter(|l| !l.starts_with("xstack: error: ") && !l.starts_with("xstack: up "))
+            .collect();
+        assert!(
+            errors.len() == 1 && others.is_empty(),
+            "expected exactly one `xstack: error: ` line (and at most the `xstack: up` line): {ctx}"
+        );
+        assert!(
+            self.stdout.trim().is_empty(),
+            "expected nothing on stdout: {ctx}"
+        );
+        assert_eq!(status.code(), Some(code), "exit code: {ctx}");
+        let lower = errors[0].to_lowercase();
+        assert!(
+            any_of.iter().any(|w| lower.contains(&w.to_lowercase())),
+            "error line should mention one of {any_of:?}: {ctx}"
+        );
+        errors[0].to_string()
+    }
+}
+
+/// One curl run.
+#[derive(Debug)]
+pub struct CurlRun {
+    pub argv: String,
+    pub status: ExitStatus,
+    pub elapsed: Duration,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl CurlRun {
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+
+    pub fn context(&self) -> String {
+        let mut out = self.stdout_text();
+        if out.len() > 4000 {
+            out.truncate(4000);
+            out.push_str("...(truncated)");
+        }
+        format!(
+            "`{}`\nexit: {} after {:.2?}\nstdout:\n{out}\nstderr:\n{}",
+            self.argv, self.status, self.elapsed, self.stderr
+        )
+    }
+
+    /// Asserts curl succeeded; returns stdout as text.
+    pub fn ok_text(&self) -> String {
+        assert!(self.status.success(), "curl failed: {}", self.context());
+        self.stdout_text()
+    }
+}
+
+/// The outcome of [`VethPair::curl_sha256`].
+#[derive(Debug)]
+pub struct CurlDigest {
+    pub argv: String,
+    pub status: ExitStatus,
+    /// From curl's `-w` line.
+    pub http_code: Option<u32>,
+    pub bytes: u64,
+    pub sha256: String,
+    pub elapsed: Duration,
+    pub stderr: String,
+}
+
+impl CurlDigest {
+    pub fn context(&self) -> String {
+        format!(
+            "`{}`\nexit: {} after {:.2?}, {} bytes, sha256 {}\nstderr:\n{}",
+            self.argv, self.status, self.elapsed, self.bytes, self.sha256, self.stderr
+        )
+    }
+
+    /// Gbit/s of the body over the whole curl run.
+    pub fn gbit_per_s(&self) -> f64 {
+        self.bytes as f64 * 8.0 / self.elapsed.as_secs_f64().max(1e-9) / 1e9
+    }
+}
+
+/// A background process in the peer's namespace (a Linux server: python3 http.server, a
+/// resetting socket server). Its stdout and stderr are collected (and echoed to the test
+/// output with `label`); it is stopped by its pid (SIGTERM, then SIGKILL) on drop.
+pub struct PeerProc {
+    pub label: String,
+    child: Child,
+    output: Arc<Mutex<String>>,
+    drains: Vec<thread::JoinHandle<()>>,
+}
+
+impl PeerProc {
+    fn start(ns: &str, label: &str, argv: &[&str]) -> PeerProc {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", ns])
+            .args(argv)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {argv:?} in {ns}: {e}"));
+        let output = Arc::new(Mutex::new(String::new()));
+        let mut drains = Vec::new();
+        let pipes: Vec<Box<dyn Read + Send>> = vec![
+            Box::new(child.stdout.take().expect("piped stdout")),
+            Box::new(child.stderr.take().expect("piped stderr")),
+        ];
+        for pipe in pipes {
+            let buf = output.clone();
+            let label = label.to_string();
+            drains.push(thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    eprintln!("[{label}] {line}");
+                    let mut b = buf.lock().unwrap_or_else(|p| p.into_inner());
+                    b.push_str(&line);
+                    b.push('\n');
+                }
+            }));
+        }
+        PeerProc {
+            label: label.to_string(),
+            child,
+            output,
+            drains,
+        }
+    }
+
+    /// Everything it printed so far (stdout and stderr, interleaved by line).
+    pub fn output(&self) -> String {
+        self.output
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Waits until its output contains `needle`; panics with the output if it exits or
+    /// `timeout` passes first.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.output().contains(needle) {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                thread::sleep(Duration::from_millis(100));
+                panic!(
+                    "{} exited ({status}) before printing {needle:?}\noutput:\n{}",
+                    self.label,
+                    self.output()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "{} did not print {needle:?} within {timeout:?}\noutput:\n{}",
+                    self.label,
+                    self.output()
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for PeerProc {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child
+            // (`ip netns exec` execs the program).
+            unsafe {
+                libc::kill(self.child.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        for d in self.drains.drain(..) {
+            let _ = d.join();
+        }
+    }
+}
+
+/// A counter out of the `counters` object of `xstack`'s stats/exit JSON (0 if absent).
+pub fn json_counter(json: &serde_json::Value, name: &str) -> u64 {
+    json.get("counters")
+        .and_then(|c| c.get(name))
+        .and_then(|v| v.as_u64())
+        .unwrap_or(0)
 }

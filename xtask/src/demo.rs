@@ -139,10 +139,20 @@ pub fn spawn_stack(
     ns: &str,
     args: &[&str],
 ) -> Result<(Child, mpsc::Receiver<()>, thread::JoinHandle<String>)> {
+    spawn_cmd(bin, ns, "up", args)
+}
+
+/// Starts `xstack CMD ARGS` (up, http, echo) in namespace `ns`; as [`spawn_stack`].
+pub fn spawn_cmd(
+    bin: &std::path::Path,
+    ns: &str,
+    cmd: &str,
+    args: &[&str],
+) -> Result<(Child, mpsc::Receiver<()>, thread::JoinHandle<String>)> {
     let mut stack = Command::new("ip")
         .args(["netns", "exec", ns])
         .arg(bin)
-        .arg("up")
+        .arg(cmd)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

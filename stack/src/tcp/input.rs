@@ -74,6 +74,12 @@ impl Tcb {
             // Our SYN is acknowledged: ESTABLISHED.
             self.snd_una = seg.ack;
             self.rtt_sample_from(seg, now);
+            // RFC 6298 (5.2): "When all outstanding data has been acknowledged, turn off
+            // the retransmission timer." Left running, the SYN's timer fired a spurious
+            // RTO (cwnd cut to one segment) one RTO after every active open.
+            if self.snd_una == self.snd_max {
+                self.timers.stop(TimerKind::Rexmt);
+            }
             self.snd_wnd = seg.window as u32; // never scaled in a SYN (RFC 7323 §2.2)
             self.max_sndwnd = self.snd_wnd;
             self.snd_wl1 = seg.seq;
@@ -100,6 +106,14 @@ impl Tcb {
         self.state = State::Established;
         self.rxtshift = 0;
         self.rtt.reset_backoff();
+        // RFC 6298 (5.7): "If the timer expires awaiting the ACK of a SYN segment and the
+        // TCP implementation is using an RTO less than 3 seconds, the RTO MUST be
+        // re-initialized to 3 seconds when data transmission begins". Only without a
+        // sample: a timestamp echo on the handshake (RFC 7323 §4.1) measured the path.
+        let fallback = std::time::Duration::from_secs(3);
+        if self.stats.retransmits > 0 && self.rtt.srtt().is_none() && self.rto() < fallback {
+            self.rtt.reinit(fallback);
+        }
         self.timers.stop(TimerKind::ConnEstab);
         if let Some(ka) = self.cfg.keepalive {
             self.timers.set(TimerKind::Keepalive, now + ka.idle);
@@ -124,11 +138,55 @@ impl Tcb {
             }
         }
 
+        // SYN-RECEIVED and the peer's SYN again (its sequence number is irs, before
+        // rcv_nxt, so the acceptability test below would only answer it with a bare ACK).
+        let stripped;
+        let seg = if self.state == State::SynReceived && f.contains(TcpFlags::SYN) && seg.seq == self.irs {
+            if !f.contains(TcpFlags::ACK) {
+                // A retransmitted SYN: our SYN,ACK was lost. Resend it (Linux's
+                // tcp_check_req, FreeBSD's syncache_add do the same); a bare ACK would be
+                // dropped by the peer in SYN-SENT ("If neither of the SYN or RST bits is
+                // set, then drop the segment").
+                self.snd_nxt = self.iss;
+                return InputOutcome::Ok;
+            }
+            // Simultaneous open (RFC 9293 Figure 8, line 6): the peer's SYN,ACK. Its SYN
+            // was already processed; its ACK completes our half. Take it as the same
+            // segment without the SYN (as Linux's tcp_validate_incoming lets it pass).
+            stripped = Segment { seq: seg.seq + 1, flags: f - TcpFlags::SYN, ..*seg };
+            &stripped
+        } else {
+            seg
+        };
+        let f = seg.flags;
+
         // First: the sequence number check (the four acceptability cases).
+        let trimmed;
+        let seg = if !self.acceptable(seg) && seg.seq == self.rcv_nxt && self.rcv_wnd() == 0 {
+            // A zero-window probe (or any segment at RCV.NXT while our window is closed).
+            // RFC 9293: "If the RCV.WND is zero, no segments will be acceptable, but
+            // special allowance should be made to accept valid ACKs, URGs, and RSTs", and
+            // §3.8.6.1: "the receiving TCP MUST answer with the current window". As
+            // FreeBSD does, drop the text (and FIN), keep processing the ACK, and answer.
+            self.stats.drops += 1;
+            self.ack_now = true;
+            trimmed = Segment { payload: &[], flags: f - TcpFlags::FIN, ..*seg };
+            &trimmed
+        } else {
+            seg
+        };
         if !self.acceptable(seg) {
             self.stats.drops += 1;
             if !f.contains(TcpFlags::RST) {
                 self.ack_now = true;
+            }
+            if self.state == State::TimeWait && f.contains(TcpFlags::FIN) && seg.seq + seg.seg_len() == self.rcv_nxt {
+                // RFC 9293 (fifth, TIME-WAIT): "The only thing that can arrive in this
+                // state is a retransmission of the remote FIN. Acknowledge it, and restart
+                // the 2 MSL timeout." That FIN lies before RCV.NXT, so it fails the
+                // sequence test and never reaches the ACK step: restart the timer here
+                // (as FreeBSD's tcp_twcheck and Linux's tcp_timewait_state_process do).
+                self.timers.set(TimerKind::TwoMsl, now + self.cfg.time_wait);
             }
             return InputOutcome::Ok;
         }
@@ -154,11 +212,6 @@ impl Tcb {
         // Fourth: SYN in a synchronized state (RFC 5961 §4.2): "the TCP MUST send an
         // ACK (challenge ACK) to the remote peer", whatever its sequence number.
         if f.contains(TcpFlags::SYN) {
-            if self.state == State::SynReceived && self.passive && seg.seq == self.irs {
-                // A retransmitted SYN: our SYN,ACK was lost; resend it.
-                self.snd_nxt = self.iss;
-                return InputOutcome::Ok;
-            }
             self.challenge_ack(now);
             return InputOutcome::Ok;
         }
@@ -211,12 +264,21 @@ impl Tcb {
         outcome
     }
 
+    /// RCV.WND for the acceptability test: what we promised (up to the right edge we
+    /// advertised, `rcv_adv`) or, if more, the free buffer space. `rcv_adv` behind
+    /// `rcv_nxt` (data accepted past the advertised edge) promises nothing; taken as a
+    /// wrapping distance it would accept any sequence number.
+    fn rcv_wnd(&self) -> u32 {
+        let promised = if self.rcv_adv > self.rcv_nxt { self.rcv_adv.dist(self.rcv_nxt) } else { 0 };
+        promised.max(self.rcvbuf.window() as u32)
+    }
+
     /// RFC 9293's four acceptability cases for a segment against the receive window.
     fn acceptable(&self, seg: &Segment<'_>) -> bool {
         let len = seg.payload.len() as u32
             + seg.flags.contains(TcpFlags::SYN) as u32
             + seg.flags.contains(TcpFlags::FIN) as u32;
-        let wnd = self.rcv_adv.dist(self.rcv_nxt).max(self.rcvbuf.window() as u32);
+        let wnd = self.rcv_wnd();
         match (len, wnd) {
             (0, 0) => seg.seq == self.rcv_nxt,
             (0, _) => seg.seq.in_window(self.rcv_nxt, wnd),
@@ -225,8 +287,6 @@ impl Tcb {
                 seg.seq.in_window(self.rcv_nxt, wnd) || (seg.seq + (len - 1)).in_window(self.rcv_nxt, wnd)
             }
         }
-        // With a zero window, a probe's byte is refused here; the caller answers with
-        // an ACK, which tells the sender the window is still closed.
     }
 
     /// RFC 5961 §7: at most 10 challenge ACKs per second per connection.
@@ -266,10 +326,14 @@ impl Tcb {
 
         // Duplicate ACK per RFC 5681 §2: no data, no SYN/FIN, same ACK, same window,
         // and outstanding data.
+        // Not with a zero window: answers to zero-window probes match the rule too, but
+        // they report a full receive buffer, not a loss (FreeBSD counts duplicates only
+        // while the retransmission timer runs, which it never does while probing).
         let is_dup = acked == 0
             && seg.payload.is_empty()
             && !seg.flags.intersects(TcpFlags::SYN | TcpFlags::FIN)
             && window == self.snd_wnd
+            && window > 0
             && self.snd_max > self.snd_una;
 
         if acked > 0 {
@@ -312,12 +376,6 @@ impl Tcb {
                 _ => {}
             }
         }
-        if self.state == State::TimeWait && seg.flags.contains(TcpFlags::FIN) {
-            // "The only thing that can arrive in this state is a retransmission of the
-            // remote FIN. Acknowledge it, and restart the 2 MSL timeout."
-            self.ack_now = true;
-            self.timers.set(TimerKind::TwoMsl, now + self.cfg.time_wait);
-        }
         true
     }
 
@@ -328,6 +386,9 @@ impl Tcb {
         let syn_acked = self.snd_una == self.iss && ack > self.iss;
         let fin_acked_now = self.fin_seq().is_some_and(|f| self.snd_una <= f && ack > f);
         let data_acked = acked - syn_acked as u32 - fin_acked_now as u32;
+        // What congestion control counts: the SYN occupies a sequence number but is not
+        // data (without this, a passive open started with cwnd = IW + 1 byte).
+        let cc_acked = acked - syn_acked as u32;
         self.rtt_sample_from(seg, now);
         self.sndbuf.ack(data_acked as usize);
         self.stats.bytes_acked += data_acked as u64;
@@ -336,7 +397,11 @@ impl Tcb {
             self.snd_nxt = self.snd_una;
         }
         self.rxtshift = 0;
-        self.rtt.reset_backoff();
+        // The backed-off RTO stays until a valid sample collapses it (RFC 6298 §5: "once
+        // a new RTT measurement is obtained ... which may result in "collapsing" RTO back
+        // down"; Karn's algorithm). `rtt.sample` clears the backoff; an ACK for a
+        // retransmission must not, or a path that lost a segment to a long RTT gets the
+        // short timer back at once.
         self.dupacks = 0;
         self.events = true;
 
@@ -353,10 +418,12 @@ impl Tcb {
         if self.recovery == Recovery::Rto && self.snd_nxt >= self.recover {
             self.recovery = Recovery::Open;
         }
-        if self.recovery.in_recovery() && ack >= self.recover {
+        if cc_acked == 0 {
+            // Only our SYN was acknowledged: nothing for congestion control.
+        } else if self.recovery.in_recovery() && ack >= self.recover {
             // RFC 6582 §3.2 step 3 (full acknowledgment): the episode ends; the module
             // deflates the window in post_recovery.
-            let info = AckInfo { cwnd_limited, ..self.ack_info(acked, now) };
+            let info = AckInfo { cwnd_limited, ..self.ack_info(cc_acked, now) };
             self.cc.post_recovery(&mut self.ccv, &info);
             self.recovery = Recovery::Open;
         } else if self.recovery == Recovery::Fast {
@@ -365,11 +432,11 @@ impl Tcb {
             // of new data acknowledged by the cumulative acknowledgment field ... add
             // back SMSS bytes".
             self.rexmit_one = true;
-            self.ccv.cwnd = window::partial_ack_deflate(self.ccv.cwnd, acked, self.t_maxseg);
-            let info = AckInfo { cwnd_limited, ..self.ack_info(acked, now) };
+            self.ccv.cwnd = window::partial_ack_deflate(self.ccv.cwnd, cc_acked, self.t_maxseg);
+            let info = AckInfo { cwnd_limited, ..self.ack_info(cc_acked, now) };
             self.cc.ack_received(&mut self.ccv, CcSignal::Ack, &info);
         } else {
-            let info = AckInfo { cwnd_limited, ..self.ack_info(acked, now) };
+            let info = AckInfo { cwnd_limited, ..self.ack_info(cc_acked, now) };
             self.cc.ack_received(&mut self.ccv, CcSignal::Ack, &info);
         }
 

@@ -132,6 +132,11 @@ impl Tcb {
         let can_fin = matches!(self.state, State::FinWait1 | State::Closing | State::LastAck);
 
         let mss = self.t_maxseg as usize;
+        // A zero-window probe (persist timer): it neither arms the retransmission timer
+        // nor counts as a retransmission (BSD: the persist and retransmit timers are
+        // exclusive), so a window kept closed never times the connection out (RFC 1122
+        // §4.2.2.17: "the sending TCP MUST allow the connection to stay open").
+        let probe = !retransmit_one && self.force_one && self.snd_wnd == 0;
         let mut len;
         if retransmit_one {
             len = avail.min(mss);
@@ -203,7 +208,7 @@ impl Tcb {
         if len > 0 {
             self.last_data_sent = Some(now);
         }
-        if retransmission {
+        if retransmission && !probe {
             self.stats.retransmits += 1;
             self.stats.bytes_retrans += len as u64;
             // Karn: a retransmitted segment must not be timed.
@@ -223,7 +228,7 @@ impl Tcb {
         if self.snd_max < new_end {
             self.snd_max = new_end;
         }
-        if !self.timers.is_set(TimerKind::Rexmt) && seg_len > 0 {
+        if !probe && !self.timers.is_set(TimerKind::Rexmt) && seg_len > 0 {
             self.timers.set(TimerKind::Rexmt, now + self.rto());
             self.timers.stop(TimerKind::Persist);
         }
@@ -235,16 +240,32 @@ impl Tcb {
         Some(OutSegment { hdr, payload_offset: off, payload_len: len })
     }
 
-    /// Zero window and data waiting with nothing in flight: arm the persist timer
-    /// (RFC 9293 §3.8.6.1: "The sending TCP must regularly transmit at least one
-    /// octet of new data (if available), even if the send window is zero").
+    /// Data waits but nothing may be sent: arm the persist timer.
+    ///
+    /// Zero window: RFC 9293 §3.8.6.1 "The sending TCP must regularly transmit at least
+    /// one octet of new data (if available), even if the send window is zero". As
+    /// FreeBSD's tcp_output: "If window shrank to 0, cancel pending retransmit, pull
+    /// snd_nxt back to (closed) window, and set the persist timer if it isn't already
+    /// going" -- the probes then start at SND.UNA, and the retransmission timer, which
+    /// would otherwise expire into the closed window until the connection timed out,
+    /// stays off.
+    ///
+    /// Window too small to send into (sender SWS avoidance) with nothing in flight: no
+    /// ACK will come to re-run output, so the same timer is RFC 9293 §3.8.6.2.1's
+    /// "override timeout" (a forced send of what fits).
     fn maybe_arm_persist(&mut self, now: Instant, avail: usize) {
-        if self.snd_wnd == 0
-            && avail > 0
-            && self.snd_una == self.snd_max
-            && !self.timers.is_set(TimerKind::Rexmt)
-            && !self.timers.is_set(TimerKind::Persist)
-        {
+        if avail == 0 {
+            return;
+        }
+        if self.snd_wnd == 0 {
+            self.timers.stop(TimerKind::Rexmt);
+            self.rxtshift = 0;
+            self.snd_nxt = self.snd_una;
+        } else if self.snd_una != self.snd_max || self.timers.is_set(TimerKind::Rexmt) {
+            // An ACK is due and will run output again.
+            return;
+        }
+        if !self.timers.is_set(TimerKind::Persist) {
             let t = self.persist_interval();
             self.timers.set(TimerKind::Persist, now + t);
         }

@@ -610,7 +610,12 @@ impl Tcb {
             State::Closed | State::TimeWait => {}
             // RFC 9293: "SYN-SENT STATE: Delete the TCB".
             State::SynSent => self.to_closed(),
-            State::SynReceived | State::Established => {
+            // RFC 9293: "SYN-RECEIVED STATE: ... otherwise, queue for processing after
+            // entering ESTABLISHED state." We always queue: in FIN-WAIT-1 the SYN,ACK
+            // would no longer be retransmitted, nor the handshake's ACK recognised (the
+            // input path moves to FIN-WAIT-1 when the handshake completes).
+            State::SynReceived => self.queue_fin(),
+            State::Established => {
                 self.queue_fin();
                 self.state = State::FinWait1;
             }

@@ -1,0 +1,140 @@
+//! Zero windows: the persist timer and its probes on the sending side (RFC 9293 §3.8.6.1,
+//! RFC 1122 §4.2.2.17), and answering probes on the receiving side.
+
+use super::harness::*;
+
+const W: u16 = RCVBUF as u16;
+
+/// Established, the peer's window closed, 100 bytes waiting.
+fn closed_window() -> Conn {
+    let mut c = established();
+    send!(c, peer_ack(0, 0).win(0));
+    c.write(&pattern(0, 100));
+    recv_nothing!(c);
+    c
+}
+
+// RFC 9293 §3.8.6.1: "The sending TCP peer must regularly transmit at least one octet of
+// new data (if available), or retransmit to the receiving TCP peer even if the send
+// window is zero, in order to "probe" the window." RFC 1122 §4.2.2.17: "The transmitting
+// host SHOULD send the first zero-window probe when a zero window has existed for the
+// retransmission timeout period, and SHOULD increase exponentially the interval between
+// successive probes."
+#[test]
+fn zero_window_probe_with_backoff() {
+    let mut c = closed_window();
+    assert_eq!(c.timer(TimerKind::Persist), Some(Duration::from_millis(200)));
+    assert!(!c.tcb.timers.is_set(TimerKind::Rexmt));
+    for ms in [200u64, 400, 800, 1600, 3200] {
+        assert_eq!(c.fire(), Duration::from_millis(ms));
+        // Always the same first byte: the probe is refused, SND.UNA does not move.
+        recv!(c, our_ack(0, 0, W).bytes(0, 1));
+        recv_nothing!(c);
+        send!(c, peer_ack(0, 0).win(0));
+        recv_nothing!(c);
+    }
+}
+
+// RFC 1122 §4.2.2.17: "A TCP MAY keep its offered receive window closed indefinitely. As
+// long as the receiving TCP continues to send acknowledgments in response to the probe
+// segments, the sending TCP MUST allow the connection to stay open." Probes are neither
+// retransmissions that count toward giving up nor duplicate ACKs for fast retransmit.
+#[test]
+fn a_window_closed_for_long_keeps_the_connection() {
+    let mut c = established_with(TcpConfig { max_retransmits: 3, ..cfg() }, peer_syn().ack(OUR_ISS + 1));
+    send!(c, peer_ack(0, 0).win(0));
+    c.write(&pattern(0, 100));
+    recv_nothing!(c);
+    let mut waits = Vec::new();
+    for _ in 0..12 {
+        waits.push(c.fire().as_millis() as u64);
+        recv!(c, our_ack(0, 0, W).bytes(0, 1));
+        send!(c, peer_ack(0, 0).win(0));
+        recv_nothing!(c);
+    }
+    assert_eq!(c.state(), State::Established);
+    // The interval doubles up to 60 s.
+    assert_eq!(&waits[..], &[200, 400, 800, 1600, 3200, 6400, 12800, 25600, 51200, 60000, 60000, 60000]);
+    assert_eq!(c.tcb.recovery, xstack_cc::Recovery::Open);
+}
+
+// The window opens: data flows at once, from SND.UNA, and the persist timer stops.
+#[test]
+fn window_update_ends_persist() {
+    let mut c = closed_window();
+    c.fire();
+    recv!(c, our_ack(0, 0, W).bytes(0, 1));
+    send!(c, peer_ack(0, 0).win(1000));
+    recv!(c, our_ack(0, 0, W).flags(F::PSH).bytes(0, 100));
+    assert!(!c.tcb.timers.is_set(TimerKind::Persist));
+    assert_eq!(c.timer(TimerKind::Rexmt), Some(Duration::from_millis(200)));
+    send!(c, peer_ack(0, 100).win(1000));
+    assert!(c.tcb.poll_timeout().is_none());
+}
+
+// A probe the receiver took (its window had opened by a byte): the next probe carries the
+// next byte.
+#[test]
+fn accepted_probe_byte_advances() {
+    let mut c = closed_window();
+    c.fire();
+    recv!(c, our_ack(0, 0, W).bytes(0, 1));
+    send!(c, peer_ack(0, 1).win(0));
+    recv_nothing!(c);
+    assert_eq!(c.tcb.snd_una, OUR_ISS + 2);
+    c.fire();
+    recv!(c, our_ack(1, 0, W).bytes(1, 1));
+}
+
+// The window shrinks to zero while data is in flight and nothing acknowledges it: FreeBSD
+// tcp_output "If window shrank to 0, cancel pending retransmit, pull snd_nxt back to
+// (closed) window, and set the persist timer". Probing, not retransmitting into a closed
+// window until the connection times out.
+#[test]
+fn window_closing_with_data_in_flight_switches_to_probing() {
+    let mut c = established_with(TcpConfig { max_retransmits: 3, ..cfg() }, peer_syn().ack(OUR_ISS + 1));
+    c.write(&pattern(0, 100));
+    recv!(c, our_ack(0, 0, W).flags(F::PSH).bytes(0, 100));
+    send!(c, peer_ack(0, 0).win(0));
+    for _ in 0..8 {
+        c.fire();
+        for s in c.output() {
+            assert_eq!(s.seq, OUR_ISS + 1);
+            assert!(s.payload.len() <= 1, "no data into a closed window: {s:?}");
+        }
+        send!(c, peer_ack(0, 0).win(0));
+    }
+    assert_eq!(c.state(), State::Established);
+    send!(c, peer_ack(0, 0).win(5000));
+    recv!(c, our_ack(0, 0, W).flags(F::PSH).bytes(0, 100));
+}
+
+// Receiving side. RFC 9293 §3.8.6.1: "When zero window probes are received, the receiving
+// TCP MUST answer with the current window"; §3.10.7.4: "If the RCV.WND is zero, no segments
+// will be acceptable, but special allowance should be made to accept valid ACKs, URGs, and
+// RSTs."
+#[test]
+fn probe_into_our_closed_window_is_answered_and_its_ack_taken() {
+    let mut c = established();
+    c.write(&pattern(0, 100));
+    let _ = c.output();
+    // The peer fills our 16 KiB window (the application does not read).
+    let mut off = 0;
+    while off < RCVBUF {
+        let n = MSS.min(RCVBUF - off);
+        send!(c, peer_ack(off as u32, 0).bytes(off, n));
+        off += n;
+    }
+    recv!(c, our_ack(100, RCVBUF as u32, 0));
+    // A probe whose ACK field acknowledges our data: the byte is refused, the ACK is
+    // taken, and the answer carries the (still zero) window.
+    send!(c, peer_ack(RCVBUF as u32, 100).bytes(RCVBUF, 1));
+    recv!(c, our_ack(100, RCVBUF as u32, 0));
+    assert_eq!(c.tcb.snd_una, OUR_ISS + 101);
+    assert_eq!(c.tcb.readable(), RCVBUF);
+    // Once the application reads, the window reopens and the next probe is taken.
+    assert_eq!(c.read_all().len(), RCVBUF);
+    recv!(c, our_ack(100, RCVBUF as u32, W));
+    send!(c, peer_ack(RCVBUF as u32, 100).bytes(RCVBUF, 1));
+    assert_eq!(c.tcb.readable(), 1);
+}

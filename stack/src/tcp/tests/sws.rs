@@ -1,0 +1,105 @@
+//! Silly window syndrome avoidance (RFC 9293 §3.8.6.2), both sides, and window updates
+//! after the application reads.
+
+use super::harness::*;
+
+const M: u32 = MSS as u32;
+
+/// Established, the peer filled `n` bytes of our window (the application has not read).
+fn filled(n: usize) -> Conn {
+    let mut c = established();
+    let mut off = 0;
+    while off < n {
+        let k = MSS.min(n - off);
+        send!(c, peer_ack(off as u32, 0).bytes(off, k));
+        off += k;
+    }
+    let _ = c.output();
+    c
+}
+
+// RFC 9293 §3.8.6.2.2: "the receiver SHOULD NOT increase the window until it can be
+// increased by at least min(fraction*RCV.BUFF, Eff.snd.MSS)" -- but it never shrinks
+// what it promised (§3.8.6.2.2: "the window should not be shrunk").
+#[test]
+fn receiver_does_not_advertise_a_tiny_window() {
+    let mut c = filled(RCVBUF);
+    assert_eq!(c.tcb.rcv_adv, PEER_ISS + 1 + RCVBUF as u32);
+    // Reading 500 bytes frees 500: less than an MSS and under a quarter of the buffer.
+    let mut b = vec![0u8; 500];
+    assert_eq!(c.tcb.recv(&mut b), Ok(500));
+    assert!(!c.tcb.window_update_wanted());
+    recv_nothing!(c);
+    // A probe byte fits in the freed space and is taken; its (delayed) ACK still
+    // advertises a zero window, not 499.
+    send!(c, peer_ack(RCVBUF as u32, 0).bytes(RCVBUF, 1));
+    recv_nothing!(c);
+    c.advance(Duration::from_millis(40));
+    recv!(c, our_ack(0, RCVBUF as u32 + 1, 0));
+}
+
+// Window updates after reads (BSD's rule): sent once the window grew by two segments or
+// half the buffer since last advertised.
+#[test]
+fn window_update_after_reading_two_segments() {
+    let mut c = filled(RCVBUF);
+    let mut b = vec![0u8; 2 * MSS - 1];
+    c.tcb.recv(&mut b).unwrap();
+    assert!(!c.tcb.window_update_wanted());
+    recv_nothing!(c);
+    c.tcb.recv(&mut b[..1]).unwrap();
+    assert!(c.tcb.window_update_wanted());
+    recv!(c, our_ack(0, RCVBUF as u32, 2 * M as u16));
+    assert!(!c.tcb.window_update_wanted());
+    assert_eq!(c.tcb.rcv_adv, PEER_ISS + 1 + RCVBUF as u32 + 2 * M);
+}
+
+// A receiver that was promised-to keeps its right edge when data arrives (the window only
+// shrinks by what was received).
+#[test]
+fn advertised_right_edge_never_moves_left() {
+    let mut c = filled(RCVBUF - 1000);
+    // 1000 bytes of window left: less than an MSS, but it was promised.
+    send!(c, peer_ack(RCVBUF as u32 - 1000, 0).bytes(0, 0));
+    assert_eq!(c.tcb.rcv_window(), 1000);
+}
+
+// RFC 9293 §3.8.6.2.1, the sender: send only "(1) if a maximum-sized segment can be sent
+// ... (2) or if the data is pushed and all queued data can be sent now ... (3) or if at
+// least a fraction Fs of the maximum window can be sent ... (4) or if the data is PUSHed
+// and the override timeout occurs." Fs = 1/2.
+#[test]
+fn sender_waits_for_a_useful_window() {
+    let mut c = established();
+    send!(c, peer_ack(0, 0).win(500));
+    c.write(&pattern(0, 2000));
+    // 500 bytes fit: not a full segment, not all the data, not half of the 65535 the peer
+    // once offered.
+    recv_nothing!(c);
+    // (4): the override timeout (the persist timer) sends what fits.
+    assert_eq!(c.fire(), Duration::from_millis(200));
+    recv!(c, our_ack(0, 0, RCVBUF as u16).bytes(0, 500));
+    // The window opens to a full segment: sent at once.
+    send!(c, peer_ack(0, 500).win(2000));
+    recv!(c, our_ack(500, 0, RCVBUF as u16).bytes(500, MSS));
+}
+
+// (2): all the queued data fits -- sent even though it is small.
+#[test]
+fn sender_sends_everything_that_fits() {
+    let mut c = established();
+    send!(c, peer_ack(0, 0).win(500));
+    c.write(&pattern(0, 400));
+    recv!(c, our_ack(0, 0, RCVBUF as u16).flags(F::PSH).bytes(0, 400));
+}
+
+// (3): at least half the largest window the peer ever offered.
+#[test]
+fn sender_sends_half_the_max_window() {
+    let mut c = syn_sent();
+    send!(c, peer_syn().ack(OUR_ISS + 1).win(1000));
+    let _ = c.output();
+    send!(c, peer_ack(0, 0).win(600));
+    c.write(&pattern(0, 2000));
+    recv!(c, our_ack(0, 0, RCVBUF as u16).bytes(0, 600));
+}

@@ -1,0 +1,145 @@
+//! SYN-RECEIVED (RFC 9293 §3.10.7.2 for the passive open, §3.10.7.4 for what follows).
+
+use super::harness::*;
+
+// RFC 9293 §3.10.7.2 (LISTEN, SYN): "ISS should be selected and a SYN segment sent of the
+// form: <SEQ=ISS><ACK=RCV.NXT><CTL=SYN,ACK>".
+#[test]
+fn syn_is_answered_with_syn_ack() {
+    let mut c = Conn::accept(cfg(), peer_syn());
+    assert_eq!(c.state(), State::SynReceived);
+    recv!(c, our_syn().ack(PEER_ISS + 1));
+    recv_nothing!(c);
+    assert_eq!(c.tcb.rcv_nxt, PEER_ISS + 1);
+    assert_eq!(c.tcb.snd_nxt, OUR_ISS + 1);
+    assert_eq!(c.timer(TimerKind::Rexmt), Some(Duration::from_secs(1)));
+}
+
+// RFC 9293 §3.10.7.4 (fifth, SYN-RECEIVED): "If SND.UNA < SEG.ACK =< SND.NXT, then enter
+// ESTABLISHED state and continue processing".
+#[test]
+fn ack_of_syn_establishes() {
+    let mut c = syn_received();
+    c.advance(Duration::from_millis(20));
+    send!(c, peer_ack(0, 0) => InputOutcome::Established);
+    assert_eq!(c.state(), State::Established);
+    recv_nothing!(c);
+    assert!(!c.tcb.timers.is_set(TimerKind::Rexmt));
+    assert_eq!(c.tcb.rtt.srtt(), Some(Duration::from_millis(20)));
+    assert_eq!(c.tcb.snd_wnd, PEER_WIN as u32);
+    assert_eq!(c.tcb.ccv.cwnd, 14600);
+}
+
+// RFC 9293 §3.10.7.4 (fifth, SYN-RECEIVED): "If the segment acknowledgment is not
+// acceptable, form a reset segment <SEQ=SEG.ACK><CTL=RST> and send it."
+#[test]
+fn unacceptable_ack_is_answered_with_reset() {
+    for bad in [OUR_ISS, OUR_ISS + 2] {
+        let mut c = syn_received();
+        send!(c, peer_ack(0, 0).ack(bad) => InputOutcome::SendReset);
+        assert_eq!(c.state(), State::SynReceived);
+        recv_nothing!(c);
+    }
+}
+
+// The handshake's ACK may carry data: "continue processing" reaches the text step.
+#[test]
+fn data_on_the_handshake_ack_is_delivered() {
+    let mut c = syn_received();
+    send!(c, peer_ack(0, 0).flags(F::PSH).bytes(0, 300) => InputOutcome::Established);
+    assert_eq!(c.read_all(), pattern(0, 300));
+    // Less than a full segment: the ACK is delayed (RFC 9293 §3.8.6.3).
+    recv_nothing!(c);
+    assert_eq!(c.timer(TimerKind::Delack), Some(Duration::from_millis(40)));
+}
+
+// ... and a FIN: RFC 9293 §3.10.7.4 (eighth): "SYN-RECEIVED STATE, ESTABLISHED STATE:
+// Enter the CLOSE-WAIT state."
+#[test]
+fn fin_on_the_handshake_ack_goes_to_close_wait() {
+    let mut c = syn_received();
+    send!(c, peer_ack(0, 0).flags(F::FIN) => InputOutcome::Established);
+    assert_eq!(c.state(), State::CloseWait);
+    recv!(c, our_ack(0, 1, RCVBUF as u16));
+}
+
+// A segment without ACK in SYN-RECEIVED: "if the ACK bit is off, drop the segment and
+// return".
+#[test]
+fn segment_without_ack_is_dropped() {
+    let mut c = syn_received();
+    send!(c, seg(PEER_ISS + 1).bytes(0, 10));
+    assert_eq!(c.state(), State::SynReceived);
+    recv_nothing!(c);
+    assert_eq!(c.tcb.readable(), 0);
+}
+
+// A retransmitted SYN means our SYN,ACK was lost: answer it with the SYN,ACK again (as
+// Linux and FreeBSD's syncache do), not with a bare ACK the peer in SYN-SENT would drop
+// ("If neither of the SYN or RST bits is set, then drop the segment").
+#[test]
+fn retransmitted_syn_gets_the_syn_ack_again() {
+    let mut c = syn_received();
+    c.advance(Duration::from_millis(300));
+    send!(c, peer_syn());
+    recv!(c, our_syn().ack(PEER_ISS + 1));
+    recv_nothing!(c);
+    assert_eq!(c.state(), State::SynReceived);
+    send!(c, peer_ack(0, 0) => InputOutcome::Established);
+}
+
+// A different SYN in SYN-RECEIVED is a new incarnation or an attack: RFC 5961 §4.2
+// "the TCP MUST send an ACK (challenge ACK) to the remote peer".
+#[test]
+fn syn_with_another_sequence_number_is_challenged() {
+    let mut c = syn_received();
+    send!(c, seg(PEER_ISS + 7).flags(F::SYN).win(PEER_WIN));
+    recv!(c, our_ack(0, 0, RCVBUF as u16));
+    assert_eq!(c.state(), State::SynReceived);
+}
+
+// RFC 9293 §3.10.7.4 (second, SYN-RECEIVED): "If this connection was initiated with a
+// passive OPEN (i.e., came from the LISTEN state), then return this connection to LISTEN
+// state and return." For us the embryonic connection just goes away, with no error.
+#[test]
+fn reset_discards_a_passive_connection() {
+    let mut c = syn_received();
+    send!(c, seg(PEER_ISS + 1).flags(F::RST));
+    assert_eq!(c.state(), State::Closed);
+    assert_eq!(c.tcb.error(), None);
+    assert!(c.tcb.is_dead());
+    recv_nothing!(c);
+}
+
+// RFC 9293 §3.10.4 CLOSE, SYN-RECEIVED: "If no SENDs have been issued and there is no
+// pending data to send, then form a FIN segment and send it, and enter FIN-WAIT-1 state;
+// otherwise, queue for processing after entering ESTABLISHED state." We queue it: the
+// SYN,ACK must stay retransmittable until the handshake completes.
+#[test]
+fn close_queues_the_fin_until_established() {
+    let mut c = syn_received();
+    c.tcb.close(c.now);
+    recv_nothing!(c);
+    // The SYN,ACK is still retransmitted on timeout.
+    c.advance(Duration::from_secs(1));
+    recv!(c, our_syn().ack(PEER_ISS + 1));
+    send!(c, peer_ack(0, 0) => InputOutcome::Established);
+    assert_eq!(c.state(), State::FinWait1);
+    recv!(c, our_ack(0, 0, RCVBUF as u16).flags(F::FIN));
+    send!(c, peer_ack(0, 1));
+    assert_eq!(c.state(), State::FinWait2);
+}
+
+// RFC 5681 §3.1: "if the SYN or SYN/ACK is lost, the initial window used by a sender
+// after a correctly transmitted SYN MUST be one segment".
+#[test]
+fn lost_syn_ack_starts_with_one_segment() {
+    let mut c = syn_received();
+    c.advance(Duration::from_secs(1));
+    recv!(c, our_syn().ack(PEER_ISS + 1));
+    send!(c, peer_ack(0, 0) => InputOutcome::Established);
+    assert_eq!(c.tcb.ccv.cwnd, MSS as u32);
+    // RFC 6298 (5.7): "the RTO MUST be re-initialized to 3 seconds when data
+    // transmission begins".
+    assert_eq!(c.tcb.rto(), Duration::from_secs(3));
+}
