@@ -95,8 +95,13 @@ impl Tcb {
             self.max_sndwnd = self.snd_wnd;
             self.snd_wl1 = seg.seq;
             self.snd_wl2 = self.iss;
-            // Resend our SYN, now with an ACK.
+            // Resend our SYN, now with an ACK. It answers the peer's SYN rather than
+            // repairing a loss: not a retransmission (RFC 5681 §3.1's one-segment IW and
+            // RFC 6298 (5.7) are for lost SYNs), and timed afresh, since an ACK of ISS+1
+            // no longer tells which of the two it answers (Karn).
             self.snd_nxt = self.iss;
+            self.snd_max = self.iss;
+            self.rtt_timing = None;
         }
         self.events = true;
         InputOutcome::Ok

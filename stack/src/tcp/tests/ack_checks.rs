@@ -39,7 +39,14 @@ fn ack_too_old_gets_a_challenge_ack_and_is_dropped() {
 fn old_ack_within_max_snd_wnd_is_accepted() {
     let mut c = established();
     let old = OUR_ISS + 1 - PEER_WIN as u32;
-    send!(c, seg(PEER_ISS + 1).ack(old).win(PEER_WIN).flags(F::PSH).bytes(0, 50));
+    send!(
+        c,
+        seg(PEER_ISS + 1)
+            .ack(old)
+            .win(PEER_WIN)
+            .flags(F::PSH)
+            .bytes(0, 50)
+    );
     assert_eq!(c.read_all(), pattern(0, 50));
     assert_eq!(c.tcb.stats().challenge_acks, 0);
 }

@@ -41,7 +41,13 @@ fn a_lone_segment_is_acknowledged_after_the_delayed_ack_timeout() {
 
 #[test]
 fn delayed_ack_timeout_is_configurable() {
-    let mut c = established_with(TcpConfig { delack: Duration::from_millis(5), ..cfg() }, peer_syn().ack(OUR_ISS + 1));
+    let mut c = established_with(
+        TcpConfig {
+            delack: Duration::from_millis(5),
+            ..cfg()
+        },
+        peer_syn().ack(OUR_ISS + 1),
+    );
     send!(c, peer_ack(0, 0).bytes(0, 100));
     assert_eq!(c.fire(), Duration::from_millis(5));
     recv!(c, our_ack(0, 100, W - 100));

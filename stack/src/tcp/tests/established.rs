@@ -44,7 +44,12 @@ fn large_write_is_cut_into_mss_segments() {
     // acknowledged or until the TCP can send a full-sized segment").
     recv_nothing!(c);
     send!(c, peer_ack(0, 2 * MSS as u32));
-    recv!(c, our_ack(2 * MSS as u32, 0, W).flags(F::PSH).bytes(2 * MSS, 80));
+    recv!(
+        c,
+        our_ack(2 * MSS as u32, 0, W)
+            .flags(F::PSH)
+            .bytes(2 * MSS, 80)
+    );
 }
 
 // The peer's window limits what is sent: RFC 9293 §3.8.6.2.1 usable window
@@ -93,7 +98,13 @@ fn overlapping_retransmission_delivers_only_the_new_part() {
 fn segments_outside_the_window_are_acknowledged_and_dropped() {
     let mut c = established();
     // Entirely old (a duplicate of data never sent is still "old").
-    send!(c, seg(PEER_ISS + 1 - 200).ack(OUR_ISS + 1).win(PEER_WIN).bytes(0, 100));
+    send!(
+        c,
+        seg(PEER_ISS + 1 - 200)
+            .ack(OUR_ISS + 1)
+            .win(PEER_WIN)
+            .bytes(0, 100)
+    );
     recv!(c, our_ack(0, 0, W));
     // Beyond the right edge.
     send!(c, peer_ack(RCVBUF as u32, 0).bytes(0, 10));

@@ -140,11 +140,6 @@ impl Seg {
         self.options.sack_permitted = true;
         self
     }
-    /// Replaces the options.
-    pub fn opts(mut self, o: TcpOptions) -> Seg {
-        self.options = o;
-        self
-    }
 }
 
 /// The test pattern: byte i of a stream is `(i % 251)`.
@@ -155,7 +150,6 @@ pub fn pattern(from: usize, n: usize) -> Vec<u8> {
 /// A connection under test and its simulated clock.
 pub struct Conn {
     pub tcb: Tcb,
-    pub t0: Instant,
     pub now: Instant,
 }
 
@@ -168,7 +162,7 @@ impl Conn {
     pub fn connect(cfg: TcpConfig) -> Conn {
         let t0 = Instant::now();
         let tcb = Tcb::connect(cfg, LOCAL, REMOTE, OUR_ISS, cc(), t0);
-        Conn { tcb, t0, now: t0 }
+        Conn { tcb, now: t0 }
     }
 
     /// SYN-RECEIVED from the peer's `syn`, the SYN,ACK not yet polled.
@@ -177,7 +171,7 @@ impl Conn {
         let bytes = wire(&syn);
         let s = parse_wire(&bytes);
         let tcb = Tcb::accept_syn(cfg, LOCAL, REMOTE, OUR_ISS, cc(), &s, t0);
-        Conn { tcb, t0, now: t0 }
+        Conn { tcb, now: t0 }
     }
 
     /// Feeds one segment in at the current time.
@@ -223,7 +217,10 @@ impl Conn {
 
     /// When timer `k` fires, relative to now.
     pub fn timer(&self, k: TimerKind) -> Option<Duration> {
-        self.tcb.timers.get(k).map(|t| t.saturating_duration_since(self.now))
+        self.tcb
+            .timers
+            .get(k)
+            .map(|t| t.saturating_duration_since(self.now))
     }
 
     /// Queues `data` for sending; asserts it all fits.
@@ -271,7 +268,12 @@ pub fn parse_wire(bytes: &[u8]) -> segment::Segment<'_> {
 macro_rules! send {
     ($c:expr, $s:expr) => {{
         let o = $c.input(&$s);
-        assert_eq!(o, $crate::tcp::input::InputOutcome::Ok, "input outcome for {:?}", $s);
+        assert_eq!(
+            o,
+            $crate::tcp::input::InputOutcome::Ok,
+            "input outcome for {:?}",
+            $s
+        );
     }};
     ($c:expr, $s:expr => $outcome:expr) => {{
         let o = $c.input(&$s);
@@ -295,16 +297,23 @@ macro_rules! recv {
 macro_rules! recv_nothing {
     ($c:expr) => {{
         let got = $c.output();
-        assert!(got.is_empty(), "expected nothing, got {:?} (state {:?})", got, $c.state());
+        assert!(
+            got.is_empty(),
+            "expected nothing, got {:?} (state {:?})",
+            got,
+            $c.state()
+        );
     }};
 }
-
 
 // ---------------------------------------------------------------- fixtures
 
 /// Our SYN as the default config sends it.
 pub fn our_syn() -> Seg {
-    seg(OUR_ISS).flags(F::SYN).win(RCVBUF as u16).mss(MSS as u16)
+    seg(OUR_ISS)
+        .flags(F::SYN)
+        .win(RCVBUF as u16)
+        .mss(MSS as u16)
 }
 
 /// The peer's SYN (no options but MSS), window [`PEER_WIN`].
@@ -314,12 +323,16 @@ pub fn peer_syn() -> Seg {
 
 /// A pure ACK from the peer: `<SEQ=PEER_ISS+1+peer_off><ACK=OUR_ISS+1+our_off>`.
 pub fn peer_ack(peer_off: u32, our_off: u32) -> Seg {
-    seg(PEER_ISS + 1 + peer_off).ack(OUR_ISS + 1 + our_off).win(PEER_WIN)
+    seg(PEER_ISS + 1 + peer_off)
+        .ack(OUR_ISS + 1 + our_off)
+        .win(PEER_WIN)
 }
 
 /// Our ACK: `<SEQ=OUR_ISS+1+our_off><ACK=PEER_ISS+1+peer_off>` with window `win`.
 pub fn our_ack(our_off: u32, peer_off: u32, win: u16) -> Seg {
-    seg(OUR_ISS + 1 + our_off).ack(PEER_ISS + 1 + peer_off).win(win)
+    seg(OUR_ISS + 1 + our_off)
+        .ack(PEER_ISS + 1 + peer_off)
+        .win(win)
 }
 
 /// SYN-SENT with `cfg`, the SYN already sent (and checked).
@@ -433,11 +446,6 @@ pub fn every_state() -> Vec<(State, fn() -> Conn)> {
         (State::LastAck, last_ack),
         (State::TimeWait, time_wait),
     ]
-}
-
-/// Our sequence offset (from OUR_ISS+1) of snd_nxt and the peer's of rcv_nxt.
-pub fn offsets(c: &Conn) -> (u32, u32) {
-    (c.tcb.snd_nxt.dist(OUR_ISS + 1), c.tcb.rcv_nxt.dist(PEER_ISS + 1))
 }
 
 #[test]

@@ -19,3 +19,8 @@ mod retransmission;
 mod persist;
 mod delack_nagle;
 mod sws;
+mod reassembly;
+mod keepalive;
+mod fast_retransmit;
+mod simultaneous;
+mod half_close;

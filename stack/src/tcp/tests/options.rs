@@ -54,7 +54,11 @@ fn send_mss_is_clamped_to_ours() {
 // of every segment after the SYN".
 #[test]
 fn window_scaling_when_both_offer_it() {
-    let mut c = Conn::connect(TcpConfig { timestamps: false, sack: false, ..cfg_all() });
+    let mut c = Conn::connect(TcpConfig {
+        timestamps: false,
+        sack: false,
+        ..cfg_all()
+    });
     recv!(c, our_syn().win(65535).wscale(3));
     send!(c, peer_syn().ack(OUR_ISS + 1).win(1000).wscale(2));
     assert_eq!(c.tcb.snd_wnd, 1000, "the SYN,ACK's window is not scaled");
@@ -79,7 +83,11 @@ fn window_scale_above_14_is_taken_as_14() {
 // shifts are 0 unless both sides sent the option.
 #[test]
 fn no_scaling_unless_the_peer_offers_it() {
-    let mut c = Conn::connect(TcpConfig { timestamps: false, sack: false, ..cfg_all() });
+    let mut c = Conn::connect(TcpConfig {
+        timestamps: false,
+        sack: false,
+        ..cfg_all()
+    });
     recv!(c, our_syn().win(65535).wscale(3));
     send!(c, peer_syn().ack(OUR_ISS + 1).win(1000));
     // Unscaled: the whole 256 KiB cannot be advertised, 65535 is the most.
@@ -91,7 +99,11 @@ fn no_scaling_unless_the_peer_offers_it() {
 
 #[test]
 fn passive_open_answers_window_scale_only_if_offered() {
-    let cfg = TcpConfig { timestamps: false, sack: false, ..cfg_all() };
+    let cfg = TcpConfig {
+        timestamps: false,
+        sack: false,
+        ..cfg_all()
+    };
     let mut c = Conn::accept(cfg.clone(), peer_syn());
     recv!(c, our_syn().win(65535).ack(PEER_ISS + 1));
     let mut c = Conn::accept(cfg, peer_syn().wscale(7).win(500));
@@ -108,7 +120,11 @@ fn passive_open_answers_window_scale_only_if_offered() {
 // (RFC 9293 §3.7.1).
 #[test]
 fn timestamps_negotiated_and_echoed() {
-    let mut c = Conn::connect(TcpConfig { window_scaling: false, sack: false, ..cfg_all() });
+    let mut c = Conn::connect(TcpConfig {
+        window_scaling: false,
+        sack: false,
+        ..cfg_all()
+    });
     recv!(c, our_syn().win(65535).ts(tsval(0), 0));
     c.advance(Duration::from_millis(10));
     send!(c, peer_syn().ack(OUR_ISS + 1).ts(777, tsval(0)));
@@ -118,7 +134,13 @@ fn timestamps_negotiated_and_echoed() {
     // RTTM from the SYN,ACK's echo: 10 ms.
     assert_eq!(c.tcb.rtt.srtt(), Some(Duration::from_millis(10)));
     c.write(&pattern(0, 10));
-    recv!(c, our_ack(0, 0, 65535).flags(F::PSH).bytes(0, 10).ts(tsval(10), 777));
+    recv!(
+        c,
+        our_ack(0, 0, 65535)
+            .flags(F::PSH)
+            .bytes(0, 10)
+            .ts(tsval(10), 777)
+    );
     // RFC 7323 §4.1 RTTM: "RTT = current time - TSecr", here 50 ms; SRTT = 7/8*10 + 50/8.
     c.advance(Duration::from_millis(50));
     send!(c, peer_ack(0, 10).ts(800, tsval(10)));
@@ -133,7 +155,11 @@ fn timestamps_negotiated_and_echoed() {
 // Send an acknowledgment in reply as specified in [RFC0793], Page 69 and drop the segment."
 #[test]
 fn paws_drops_old_timestamps() {
-    let mut c = syn_sent_with(TcpConfig { window_scaling: false, sack: false, ..cfg_all() });
+    let mut c = syn_sent_with(TcpConfig {
+        window_scaling: false,
+        sack: false,
+        ..cfg_all()
+    });
     send!(c, peer_syn().ack(OUR_ISS + 1).ts(1000, tsval(0)));
     let _ = c.output();
     send!(c, peer_ack(0, 0).ts(999, tsval(0)).bytes(0, 100));
@@ -144,7 +170,12 @@ fn paws_drops_old_timestamps() {
     send!(c, peer_ack(0, 0).ts(1000, tsval(0)).bytes(0, 100));
     assert_eq!(c.read_all(), pattern(0, 100));
     // TSval wraps modulo 2^32 (RFC 7323 §5.2): 0x8000_0000 past TS.Recent is "older".
-    send!(c, peer_ack(100, 0).ts(1000u32.wrapping_add(0x8000_0001), tsval(0)).bytes(100, 1));
+    send!(
+        c,
+        peer_ack(100, 0)
+            .ts(1000u32.wrapping_add(0x8000_0001), tsval(0))
+            .bytes(100, 1)
+    );
     assert_eq!(c.tcb.readable(), 0);
 }
 
@@ -152,7 +183,11 @@ fn paws_drops_old_timestamps() {
 // TSval still goes through RFC 5961's checks.
 #[test]
 fn paws_does_not_apply_to_rst() {
-    let mut c = syn_sent_with(TcpConfig { window_scaling: false, sack: false, ..cfg_all() });
+    let mut c = syn_sent_with(TcpConfig {
+        window_scaling: false,
+        sack: false,
+        ..cfg_all()
+    });
     send!(c, peer_syn().ack(OUR_ISS + 1).ts(1000, tsval(0)));
     send!(c, seg(PEER_ISS + 1).flags(F::RST).ts(5, 0));
     assert_eq!(c.state(), State::Closed);
@@ -163,19 +198,27 @@ fn paws_does_not_apply_to_rst() {
 // segment from beyond a hole does not advance it.
 #[test]
 fn ts_recent_not_taken_from_out_of_order_segments() {
-    let mut c = syn_sent_with(TcpConfig { window_scaling: false, sack: false, ..cfg_all() });
+    let mut c = syn_sent_with(TcpConfig {
+        window_scaling: false,
+        sack: false,
+        ..cfg_all()
+    });
     send!(c, peer_syn().ack(OUR_ISS + 1).ts(1000, tsval(0)));
     let _ = c.output();
     send!(c, peer_ack(1000, 0).ts(2000, tsval(0)).bytes(1000, 100));
     assert_eq!(c.tcb.ts_recent, 1000);
     // Its immediate duplicate ACK still echoes the old TS.Recent (RFC 7323 §4.3 (1)).
-    recv!(c, our_ack(0, 0, 65535 - 0).ts(tsval(0), 1000));
+    recv!(c, our_ack(0, 0, 65535).ts(tsval(0), 1000));
 }
 
 // Timestamps only when both sides offer them.
 #[test]
 fn no_timestamps_unless_both_offer() {
-    let mut c = syn_sent_with(TcpConfig { window_scaling: false, sack: false, ..cfg_all() });
+    let mut c = syn_sent_with(TcpConfig {
+        window_scaling: false,
+        sack: false,
+        ..cfg_all()
+    });
     send!(c, peer_syn().ack(OUR_ISS + 1));
     recv!(c, our_ack(0, 0, 65535));
     assert!(!c.tcb.ts_enabled);
@@ -184,7 +227,14 @@ fn no_timestamps_unless_both_offer() {
     let mut c = Conn::accept(cfg(), peer_syn().ts(5, 0));
     recv!(c, our_syn().ack(PEER_ISS + 1));
     // Passive, both offer: the SYN,ACK echoes the SYN's TSval (RFC 7323 §3.2).
-    let mut c = Conn::accept(TcpConfig { window_scaling: false, sack: false, ..cfg_all() }, peer_syn().ts(5, 0));
+    let mut c = Conn::accept(
+        TcpConfig {
+            window_scaling: false,
+            sack: false,
+            ..cfg_all()
+        },
+        peer_syn().ts(5, 0),
+    );
     recv!(c, our_syn().win(65535).ack(PEER_ISS + 1).ts(tsval(0), 5));
 }
 
@@ -195,7 +245,11 @@ fn no_timestamps_unless_both_offer() {
 // MUST NOT be sent on non-SYN segments."
 #[test]
 fn sack_permitted_negotiation() {
-    let only_sack = TcpConfig { window_scaling: false, timestamps: false, ..cfg_all() };
+    let only_sack = TcpConfig {
+        window_scaling: false,
+        timestamps: false,
+        ..cfg_all()
+    };
     let mut c = Conn::connect(only_sack.clone());
     recv!(c, our_syn().win(65535).sack_ok());
     send!(c, peer_syn().ack(OUR_ISS + 1).sack_ok());
@@ -219,8 +273,18 @@ fn sack_permitted_negotiation() {
 fn all_options_together() {
     let mut c = Conn::connect(cfg_all());
     recv!(c, our_syn().win(65535).wscale(3).sack_ok().ts(tsval(0), 0));
-    send!(c, peer_syn().ack(OUR_ISS + 1).wscale(7).sack_ok().ts(1, tsval(0)));
+    send!(
+        c,
+        peer_syn()
+            .ack(OUR_ISS + 1)
+            .wscale(7)
+            .sack_ok()
+            .ts(1, tsval(0))
+    );
     recv!(c, our_ack(0, 0, 32768).ts(tsval(0), 1));
     let i = c.tcb.info();
-    assert_eq!((i.wscale, i.timestamps, i.sack, i.mss), (Some((3, 7)), true, true, 1448));
+    assert_eq!(
+        (i.wscale, i.timestamps, i.sack, i.mss),
+        (Some((3, 7)), true, true, 1448)
+    );
 }

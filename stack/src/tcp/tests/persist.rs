@@ -23,7 +23,10 @@ fn closed_window() -> Conn {
 #[test]
 fn zero_window_probe_with_backoff() {
     let mut c = closed_window();
-    assert_eq!(c.timer(TimerKind::Persist), Some(Duration::from_millis(200)));
+    assert_eq!(
+        c.timer(TimerKind::Persist),
+        Some(Duration::from_millis(200))
+    );
     assert!(!c.tcb.timers.is_set(TimerKind::Rexmt));
     for ms in [200u64, 400, 800, 1600, 3200] {
         assert_eq!(c.fire(), Duration::from_millis(ms));
@@ -41,7 +44,13 @@ fn zero_window_probe_with_backoff() {
 // retransmissions that count toward giving up nor duplicate ACKs for fast retransmit.
 #[test]
 fn a_window_closed_for_long_keeps_the_connection() {
-    let mut c = established_with(TcpConfig { max_retransmits: 3, ..cfg() }, peer_syn().ack(OUR_ISS + 1));
+    let mut c = established_with(
+        TcpConfig {
+            max_retransmits: 3,
+            ..cfg()
+        },
+        peer_syn().ack(OUR_ISS + 1),
+    );
     send!(c, peer_ack(0, 0).win(0));
     c.write(&pattern(0, 100));
     recv_nothing!(c);
@@ -54,7 +63,10 @@ fn a_window_closed_for_long_keeps_the_connection() {
     }
     assert_eq!(c.state(), State::Established);
     // The interval doubles up to 60 s.
-    assert_eq!(&waits[..], &[200, 400, 800, 1600, 3200, 6400, 12800, 25600, 51200, 60000, 60000, 60000]);
+    assert_eq!(
+        &waits[..],
+        &[200, 400, 800, 1600, 3200, 6400, 12800, 25600, 51200, 60000, 60000, 60000]
+    );
     assert_eq!(c.tcb.recovery, xstack_cc::Recovery::Open);
 }
 
@@ -92,7 +104,13 @@ fn accepted_probe_byte_advances() {
 // window until the connection times out.
 #[test]
 fn window_closing_with_data_in_flight_switches_to_probing() {
-    let mut c = established_with(TcpConfig { max_retransmits: 3, ..cfg() }, peer_syn().ack(OUR_ISS + 1));
+    let mut c = established_with(
+        TcpConfig {
+            max_retransmits: 3,
+            ..cfg()
+        },
+        peer_syn().ack(OUR_ISS + 1),
+    );
     c.write(&pattern(0, 100));
     recv!(c, our_ack(0, 0, W).flags(F::PSH).bytes(0, 100));
     send!(c, peer_ack(0, 0).win(0));

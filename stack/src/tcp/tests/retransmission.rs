@@ -16,7 +16,10 @@ fn rto_retransmits_and_backs_off() {
     c.write(&pattern(0, 100));
     recv!(c, our_ack(0, 0, W).flags(F::PSH).bytes(0, 100));
     for rto_ms in [200u64, 400, 800, 1600, 3200] {
-        assert_eq!(c.timer(TimerKind::Rexmt), Some(Duration::from_millis(rto_ms)));
+        assert_eq!(
+            c.timer(TimerKind::Rexmt),
+            Some(Duration::from_millis(rto_ms))
+        );
         c.advance(Duration::from_millis(rto_ms - 1));
         recv_nothing!(c);
         c.advance(Duration::from_millis(1));
@@ -31,7 +34,10 @@ fn rto_retransmits_and_backs_off() {
 // alpha * R'".
 #[test]
 fn rto_follows_the_samples() {
-    let rto = RtoConfig { min: Duration::from_millis(10), ..RtoConfig::default() };
+    let rto = RtoConfig {
+        min: Duration::from_millis(10),
+        ..RtoConfig::default()
+    };
     let mut c = syn_sent_with(TcpConfig { rto, ..cfg() });
     c.advance(Duration::from_millis(10));
     send!(c, peer_syn().ack(OUR_ISS + 1));
@@ -108,7 +114,13 @@ fn rto_collapses_cwnd_and_goes_back_n() {
     send!(c, peer_ack(0, M));
     // Slow start, one segment per ACK after an RTO (RFC 3465 L = 1*SMSS).
     assert_eq!(c.tcb.ccv.cwnd, 2 * M);
-    recv!(c, [our_ack(M, 0, W).bytes(MSS, MSS), our_ack(2 * M, 0, W).bytes(2 * MSS, MSS)]);
+    recv!(
+        c,
+        [
+            our_ack(M, 0, W).bytes(MSS, MSS),
+            our_ack(2 * M, 0, W).bytes(2 * MSS, MSS)
+        ]
+    );
     // The ACK for everything: the last segment need not be resent.
     send!(c, peer_ack(0, 4 * M));
     recv_nothing!(c);
@@ -120,7 +132,13 @@ fn rto_collapses_cwnd_and_goes_back_n() {
 // Linux's tcp_write_timeout -> tcp_done does not, but FreeBSD's tcp_drop does).
 #[test]
 fn data_retries_then_timed_out_with_reset() {
-    let mut c = established_with(TcpConfig { max_retransmits: 3, ..cfg() }, peer_syn().ack(OUR_ISS + 1));
+    let mut c = established_with(
+        TcpConfig {
+            max_retransmits: 3,
+            ..cfg()
+        },
+        peer_syn().ack(OUR_ISS + 1),
+    );
     c.write(&pattern(0, 100));
     let _ = c.output();
     let mut at = Vec::new();
@@ -141,7 +159,10 @@ fn data_retries_then_timed_out_with_reset() {
 // without a RST: nothing was synchronized.
 #[test]
 fn syn_retries_then_timed_out() {
-    let mut c = Conn::connect(TcpConfig { syn_retries: 2, ..cfg() });
+    let mut c = Conn::connect(TcpConfig {
+        syn_retries: 2,
+        ..cfg()
+    });
     recv!(c, our_syn());
     assert_eq!(c.fire(), Duration::from_secs(1));
     recv!(c, our_syn());
@@ -157,7 +178,10 @@ fn syn_retries_then_timed_out() {
 // The connect timeout bounds the whole attempt, whatever the retries left.
 #[test]
 fn connect_timeout() {
-    let mut c = Conn::connect(TcpConfig { connect_timeout: Duration::from_millis(2500), ..cfg() });
+    let mut c = Conn::connect(TcpConfig {
+        connect_timeout: Duration::from_millis(2500),
+        ..cfg()
+    });
     recv!(c, our_syn());
     c.advance(Duration::from_secs(1));
     recv!(c, our_syn());
@@ -188,7 +212,13 @@ fn late_syn_ack_after_syn_retransmission() {
 // The passive side retransmits its SYN,ACK with the same limit.
 #[test]
 fn syn_ack_retries_then_gives_up() {
-    let mut c = Conn::accept(TcpConfig { syn_retries: 1, ..cfg() }, peer_syn());
+    let mut c = Conn::accept(
+        TcpConfig {
+            syn_retries: 1,
+            ..cfg()
+        },
+        peer_syn(),
+    );
     recv!(c, our_syn().ack(PEER_ISS + 1));
     assert_eq!(c.fire(), Duration::from_secs(1));
     recv!(c, our_syn().ack(PEER_ISS + 1));

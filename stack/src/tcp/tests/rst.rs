@@ -124,11 +124,26 @@ fn closed_tcb_hands_segments_to_the_reset_path() {
 #[test]
 fn reset_for_a_closed_port() {
     let cases = [
-        (seg(Seq(7)).flags(F::SYN).win(100), Some((Seq(0), Seq(8), F::RST | F::ACK))),
-        (seg(Seq(7)).bytes(0, 10), Some((Seq(0), Seq(17), F::RST | F::ACK))),
-        (seg(Seq(7)).flags(F::FIN).bytes(0, 10), Some((Seq(0), Seq(18), F::RST | F::ACK))),
-        (seg(Seq(7)).ack(Seq(99)).bytes(0, 10), Some((Seq(99), Seq(0), F::RST))),
-        (seg(Seq(7)).ack(Seq(99)).flags(F::SYN), Some((Seq(99), Seq(0), F::RST))),
+        (
+            seg(Seq(7)).flags(F::SYN).win(100),
+            Some((Seq(0), Seq(8), F::RST | F::ACK)),
+        ),
+        (
+            seg(Seq(7)).bytes(0, 10),
+            Some((Seq(0), Seq(17), F::RST | F::ACK)),
+        ),
+        (
+            seg(Seq(7)).flags(F::FIN).bytes(0, 10),
+            Some((Seq(0), Seq(18), F::RST | F::ACK)),
+        ),
+        (
+            seg(Seq(7)).ack(Seq(99)).bytes(0, 10),
+            Some((Seq(99), Seq(0), F::RST)),
+        ),
+        (
+            seg(Seq(7)).ack(Seq(99)).flags(F::SYN),
+            Some((Seq(99), Seq(0), F::RST)),
+        ),
         (seg(Seq(7)).flags(F::RST), None),
         (seg(Seq(7)).ack(Seq(99)).flags(F::RST), None),
     ];
@@ -164,7 +179,11 @@ fn abort_in_every_state() {
             | State::FinWait1
             | State::FinWait2
             | State::CloseWait => {
-                assert_eq!(out, vec![seg(snd_max).ack(rcv_nxt).flags(F::RST)], "{state:?}")
+                assert_eq!(
+                    out,
+                    vec![seg(snd_max).ack(rcv_nxt).flags(F::RST)],
+                    "{state:?}"
+                )
             }
             _ => assert!(out.is_empty(), "{state:?}: {out:?}"),
         }

@@ -103,3 +103,24 @@ fn sender_sends_half_the_max_window() {
     c.write(&pattern(0, 2000));
     recv!(c, our_ack(0, 0, RCVBUF as u16).bytes(0, 600));
 }
+
+// RCV.WND bookkeeping: data the peer sent past the edge we advertised (room had opened,
+// no update was due yet) puts RCV.NXT beyond `rcv_adv`. The window must then be the free
+// space, not the wrapped distance to the old edge -- which would make every sequence
+// number "in window" (RFC 5961 §3.2: an RST far outside must be silently dropped).
+#[test]
+fn data_past_the_advertised_edge_does_not_open_the_window_wide() {
+    let mut c = filled(RCVBUF);
+    let mut b = vec![0u8; 1000];
+    c.tcb.recv(&mut b).unwrap();
+    send!(c, peer_ack(RCVBUF as u32, 0).bytes(RCVBUF, 1000));
+    assert_eq!(c.tcb.rcv_nxt, c.tcb.rcv_adv + 1000);
+    // Before our (delayed) ACK re-advertises the edge:
+    let far = c.tcb.rcv_nxt + 100_000;
+    send!(c, seg(far).flags(F::RST));
+    recv_nothing!(c);
+    send!(c, seg(far).ack(OUR_ISS + 1).win(PEER_WIN).bytes(0, 10));
+    recv!(c, our_ack(0, RCVBUF as u32 + 1000, 0));
+    assert_eq!(c.state(), State::Established);
+    assert_eq!(c.tcb.stats().challenge_acks, 0);
+}

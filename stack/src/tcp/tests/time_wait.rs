@@ -22,7 +22,10 @@ fn two_msl_expiry_closes() {
 #[test]
 fn two_msl_is_configurable() {
     let mut c = established_with(
-        TcpConfig { time_wait: Duration::from_secs(2), ..cfg() },
+        TcpConfig {
+            time_wait: Duration::from_secs(2),
+            ..cfg()
+        },
         peer_syn().ack(OUR_ISS + 1),
     );
     c.tcb.close(c.now);
