@@ -81,6 +81,8 @@ pub struct Stack {
     workers: Vec<JoinHandle<()>>,
     restore_channels: RestoreChannels,
     net: NetStack,
+    /// The AF_XDP sockets' fds, per queue (for their kernel counters).
+    xsk_fds: Vec<std::os::fd::RawFd>,
 }
 
 /// Errors from [`Stack::start`].
@@ -220,6 +222,7 @@ impl Stack {
             workers,
             restore_channels: restore,
             net: NetStack { tcp, ifp },
+            xsk_fds: Vec::new(),
         };
         for (q, r) in ready.into_iter().enumerate() {
             // On error, dropping `stack` stops the workers and restores the channels.
@@ -229,6 +232,7 @@ impl Stack {
                 Err(_) => return Err(DeviceError::Other(format!("worker {q} died during start-up"))),
             };
             stack.xdp.register_socket(q as u32, fd)?;
+            stack.xsk_fds.push(fd);
         }
         stack.xdp.attach(stack.link.ifindex, stack.config.xdp_mode)?;
         running.store(true, Ordering::Relaxed);
@@ -273,6 +277,7 @@ impl Stack {
                 xdp: xdp.get(q).copied().unwrap_or_default(),
                 rx_frames: c.rx_frames.load(Ordering::Relaxed),
                 tx_frames: c.tx_frames.load(Ordering::Relaxed),
+                xsk: self.xsk_fds.get(q).and_then(|&fd| xsk::read_stats(fd)).unwrap_or_default(),
             })
             .collect();
         Snapshot {
@@ -361,6 +366,8 @@ pub struct QueueSnapshot {
     pub rx_frames: u64,
     /// Frames the worker sent.
     pub tx_frames: u64,
+    /// The kernel's counters for the queue's AF_XDP socket.
+    pub xsk: xsk::XskStats,
 }
 
 /// Every counter of a stack at one moment.
@@ -394,6 +401,10 @@ impl Snapshot {
                     "xdp_no_socket": q.xdp.no_socket,
                     "rx_frames": q.rx_frames,
                     "tx_frames": q.tx_frames,
+                    "xsk_rx_dropped": q.xsk.rx_dropped,
+                    "xsk_rx_ring_full": q.xsk.rx_ring_full,
+                    "xsk_fill_ring_empty": q.xsk.rx_fill_ring_empty_descs,
+                    "xsk_tx_invalid": q.xsk.tx_invalid_descs,
                 })
             })
             .collect();

@@ -153,6 +153,7 @@ pub fn open(ifname: &str, queue: u32, cfg: XskConfig) -> Result<(XskRx, XskTx), 
         XskRx {
             rx,
             fill,
+            pending_fill: Vec::with_capacity(cfg.rx_frames as usize),
             base,
             frame_size: cfg.frame_size,
             queue: queue as u16,
@@ -180,10 +181,52 @@ fn xsk_err(what: &str, e: xdpilone::Errno) -> DeviceError {
     }
 }
 
+/// The kernel's per-socket counters (`struct xdp_statistics`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct XskStats {
+    /// Dropped for reasons other than invalid descriptors.
+    pub rx_dropped: u64,
+    /// Dropped due to invalid descriptors.
+    pub rx_invalid_descs: u64,
+    /// Transmit descriptors the kernel rejected.
+    pub tx_invalid_descs: u64,
+    /// Dropped because the rx ring was full.
+    pub rx_ring_full: u64,
+    /// Times the fill ring had no frame for a packet.
+    pub rx_fill_ring_empty_descs: u64,
+    /// Times the tx ring was found empty.
+    pub tx_ring_empty_descs: u64,
+}
+
+/// Reads an AF_XDP socket's counters (`getsockopt(SOL_XDP, XDP_STATISTICS)`); any
+/// thread may call it while the socket is open.
+pub fn read_stats(fd: RawFd) -> Option<XskStats> {
+    const SOL_XDP: libc::c_int = 283;
+    const XDP_STATISTICS: libc::c_int = 7;
+    let mut v = [0u64; 6];
+    let mut len = std::mem::size_of_val(&v) as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `v`, which is that large.
+    let rc = unsafe { libc::getsockopt(fd, SOL_XDP, XDP_STATISTICS, v.as_mut_ptr().cast(), &mut len) };
+    if rc != 0 {
+        return None;
+    }
+    // Kernels before 5.9 fill only the first three fields (len says so).
+    Some(XskStats {
+        rx_dropped: v[0],
+        rx_invalid_descs: v[1],
+        tx_invalid_descs: v[2],
+        rx_ring_full: v[3],
+        rx_fill_ring_empty_descs: v[4],
+        tx_ring_empty_descs: v[5],
+    })
+}
+
 /// The receive half: rx ring and fill ring.
 pub struct XskRx {
     rx: RingRx,
     fill: FillQueue,
+    /// Frames waiting to go back on the fill ring.
+    pending_fill: Vec<u64>,
     base: NonNull<u8>,
     frame_size: u32,
     queue: u16,
@@ -233,19 +276,24 @@ impl XskRx {
         Some((data, PktMeta::rx(d.len as usize, self.queue)))
     }
 
-    /// Returns frames to the kernel through the fill ring.
+    /// Returns frames to the kernel through the fill ring. The ring has a slot for
+    /// every rx frame, but our cached view of its free slots can lag the kernel's
+    /// consumer; frames that do not fit now wait in `pending_fill` for the next call
+    /// (dropping them would leak frames until the ring runs dry and reception stops).
     pub fn recycle(&mut self, batch: &[XdpDesc]) {
-        if batch.is_empty() {
+        let mask = !(self.frame_size as u64 - 1);
+        self.pending_fill.extend(batch.iter().map(|d| d.addr & mask));
+        if self.pending_fill.is_empty() {
             return;
         }
-        let mask = !(self.frame_size as u64 - 1);
-        let mut w = self.fill.fill(batch.len() as u32);
-        // The fill ring has as many slots as there are rx frames, so there is always
-        // room for the frames we hold.
-        for d in batch.iter().take(w.capacity() as usize) {
-            w.insert_once(d.addr & mask);
+        let mut w = self.fill.fill(self.pending_fill.len() as u32);
+        let n = (w.capacity() as usize).min(self.pending_fill.len());
+        for &addr in &self.pending_fill[..n] {
+            w.insert_once(addr);
         }
         w.commit();
+        drop(w);
+        self.pending_fill.drain(..n);
     }
 
     /// Kicks the driver when it asked for it (zero-copy drivers do; copy mode does not).
