@@ -7,27 +7,38 @@
 
 /// Adds `data` to a running one's-complement sum (not yet folded). Bytes are taken as
 /// big-endian 16-bit words; an odd trailing byte is padded with zero (RFC 1071 §4.1).
+///
+/// The bulk of the buffer is summed as native-endian 32-bit words into two 64-bit
+/// accumulators, which cannot overflow for any buffer below 2^34 bytes, so the loop
+/// has no carry handling at all; the byte order is fixed once at the end (RFC 1071
+/// §2(B): the one's-complement sum is byte-order independent up to a final swap).
 #[inline]
-pub fn add(mut sum: u64, data: &[u8]) -> u64 {
-    let mut chunks = data.chunks_exact(8);
+pub fn add(sum: u64, data: &[u8]) -> u64 {
+    let mut a: u64 = 0;
+    let mut b: u64 = 0;
+    let mut chunks = data.chunks_exact(16);
     for c in &mut chunks {
-        // Reading the 8 bytes big-endian keeps the 16-bit words in network order; the
-        // one's-complement sum is byte-order independent up to the final fold (§2(B)).
-        let v = u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        let (s, carry) = sum.overflowing_add(v);
-        sum = s + carry as u64;
+        a += u32::from_ne_bytes([c[0], c[1], c[2], c[3]]) as u64;
+        b += u32::from_ne_bytes([c[4], c[5], c[6], c[7]]) as u64;
+        a += u32::from_ne_bytes([c[8], c[9], c[10], c[11]]) as u64;
+        b += u32::from_ne_bytes([c[12], c[13], c[14], c[15]]) as u64;
     }
-    let rest = chunks.remainder();
-    let mut words = rest.chunks_exact(2);
-    for w in &mut words {
-        let (s, carry) = sum.overflowing_add(u16::from_be_bytes([w[0], w[1]]) as u64);
-        sum = s + carry as u64;
+    let mut rest = chunks.remainder();
+    while rest.len() >= 4 {
+        a += u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as u64;
+        rest = &rest[4..];
     }
-    if let [b] = words.remainder() {
-        let (s, carry) = sum.overflowing_add((*b as u64) << 8);
-        sum = s + carry as u64;
+    // Fold the native-order accumulators to 16 bits, then put them in network order.
+    let native = fold(a + (b & 0xffff_ffff) + (b >> 32));
+    let mut total = sum + u16::from_be(native) as u64;
+    if rest.len() >= 2 {
+        total += u16::from_be_bytes([rest[0], rest[1]]) as u64;
+        rest = &rest[2..];
     }
-    sum
+    if let [x] = rest {
+        total += (*x as u64) << 8;
+    }
+    total
 }
 
 /// Folds a 64-bit accumulator to the 16-bit one's-complement sum (not complemented).

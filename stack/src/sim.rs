@@ -320,6 +320,9 @@ impl Sim {
                 arp::timer(&host.ifp, &mut ctx);
             }
         }
+        for w in host.workers.iter_mut() {
+            w.heap.deliver_wakes();
+        }
         for f in out {
             self.transmit(h, f);
         }

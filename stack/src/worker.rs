@@ -232,6 +232,7 @@ impl Worker {
             if self.ctx.tx.outstanding() > 0 {
                 self.ctx.tx.flush();
             }
+            self.ctx.heap.deliver_wakes();
             if !batch.is_empty() || drained > 0 || kicked > 0 {
                 idle_spins = 0;
                 continue;

@@ -83,7 +83,7 @@ impl TcpStream {
                 stream.net.tcp.kick(&stream.conn);
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "connection timed out"));
             }
-            inner = stream.conn.cond.wait_timeout(inner, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+            inner = stream.conn.wait(inner, Some(deadline - now));
         }
         drop(inner);
         Ok(stream)
@@ -280,13 +280,13 @@ impl TcpStream {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
             inner = match deadline {
-                None => self.conn.cond.wait(inner).unwrap_or_else(|e| e.into_inner()),
+                None => self.conn.wait(inner, None),
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
                         return Err(io::Error::new(io::ErrorKind::WouldBlock, "read timed out"));
                     }
-                    self.conn.cond.wait_timeout(inner, d - now).unwrap_or_else(|e| e.into_inner()).0
+                    self.conn.wait(inner, Some(d - now))
                 }
             };
         }
@@ -310,13 +310,13 @@ impl TcpStream {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
             inner = match deadline {
-                None => self.conn.cond.wait(inner).unwrap_or_else(|e| e.into_inner()),
+                None => self.conn.wait(inner, None),
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
                         return Err(io::Error::new(io::ErrorKind::WouldBlock, "write timed out"));
                     }
-                    self.conn.cond.wait_timeout(inner, d - now).unwrap_or_else(|e| e.into_inner()).0
+                    self.conn.wait(inner, Some(d - now))
                 }
             };
         }

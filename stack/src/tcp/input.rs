@@ -408,7 +408,15 @@ impl Tcb {
         // retransmission must not, or a path that lost a segment to a long RTT gets the
         // short timer back at once.
         self.dupacks = 0;
-        self.events = true;
+        // Wake a blocked writer only when the send buffer has real room again (a third
+        // of it, as the kernel's sk_stream_write_space does) or drained completely:
+        // waking it for every ACK costs a context switch per two segments.
+        let cap = self.sndbuf.capacity();
+        let free = self.sndbuf.free();
+        let free_before = free.saturating_sub(data_acked as usize);
+        if (free >= cap / 3 && free_before < cap / 3) || self.sndbuf.is_empty() || self.fin_acked() {
+            self.events = true;
+        }
 
         // Round counting for the modules: a round ends when the data that was
         // outstanding at its start is acknowledged.

@@ -20,7 +20,7 @@ use smoltcp::wire::IpProtocol;
 use super::input::{reset_for, InputOutcome};
 use super::isn::IsnGenerator;
 use super::output::OutSegment;
-use super::pcb::{Conn, ConnInner, FourTuple, PcbTable};
+use super::pcb::{Conn, ConnInner, FourTuple, PcbTable, ReadinessSink};
 use super::segment::{self, ChecksumMode, SegmentError, SegmentOut, TcpFlags, TcpOptions};
 use super::tcb::{Tcb, TcpConfig};
 use crate::net::ipv4::{self, Ipv4In};
@@ -51,6 +51,9 @@ pub struct TcpLayer {
 pub struct TimerHeap {
     heap: BinaryHeap<Reverse<(Instant, u64)>>,
     conns: std::collections::HashMap<u64, Arc<Conn>>,
+    /// Connections whose readiness changed during this worker iteration: the
+    /// application is woken once per iteration, not once per segment.
+    wakes: Vec<(Arc<Conn>, Vec<(Arc<dyn ReadinessSink>, usize)>)>,
 }
 
 impl TimerHeap {
@@ -67,6 +70,14 @@ impl TimerHeap {
     /// True when nothing is scheduled.
     pub fn is_empty(&self) -> bool {
         self.conns.is_empty()
+    }
+
+    /// Wakes the applications of the connections whose readiness changed. The worker
+    /// calls it at the end of each iteration.
+    pub fn deliver_wakes(&mut self) {
+        for (conn, sinks) in self.wakes.drain(..) {
+            conn.wake(sinks);
+        }
     }
 }
 
@@ -285,7 +296,7 @@ impl TcpLayer {
             self.release(ctx, heap, conn);
         }
         if let Some(s) = sinks {
-            conn.wake(s);
+            heap.wakes.push((conn.clone(), s));
         }
     }
 

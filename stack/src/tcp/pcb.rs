@@ -56,6 +56,9 @@ pub struct Conn {
     pub inner: Mutex<ConnInner>,
     /// Signalled when readiness changes (blocking reads, writes, connects).
     pub cond: Condvar,
+    /// Application threads blocked on `cond` (so the worker skips the futex call when
+    /// nobody waits).
+    pub waiters: std::sync::atomic::AtomicUsize,
     /// Already on its owner's output queue.
     pub output_queued: AtomicBool,
     /// The listener it came from (for the accept queue), until accepted.
@@ -79,9 +82,28 @@ impl Conn {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Blocks on the condition variable (up to `timeout`), counted in `waiters`. The
+    /// count is raised while the lock is held, so a worker that changes state under the
+    /// lock afterwards sees it and notifies.
+    pub fn wait<'a>(
+        &self,
+        guard: MutexGuard<'a, ConnInner>,
+        timeout: Option<std::time::Duration>,
+    ) -> MutexGuard<'a, ConnInner> {
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let g = match timeout {
+            None => self.cond.wait(guard).unwrap_or_else(|e| e.into_inner()),
+            Some(t) => self.cond.wait_timeout(guard, t).unwrap_or_else(|e| e.into_inner()).0,
+        };
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        g
+    }
+
     /// Wakes blocked application threads and pollers. Call without the lock held.
     pub fn wake(&self, sinks: Vec<(Arc<dyn ReadinessSink>, usize)>) {
-        self.cond.notify_all();
+        if self.waiters.load(Ordering::SeqCst) > 0 {
+            self.cond.notify_all();
+        }
         for (s, token) in sinks {
             s.notify(token);
         }
@@ -209,6 +231,7 @@ impl PcbTable {
                 orphaned: false,
             }),
             cond: Condvar::new(),
+            waiters: std::sync::atomic::AtomicUsize::new(0),
             output_queued: AtomicBool::new(false),
             listener: Mutex::new(None),
         });
