@@ -241,7 +241,10 @@ impl Worker {
             match self.idle {
                 IdleMode::Busy => {
                     self.rx.wake_if_needed();
-                    if self.shares_cpu {
+                    // Yield now and then: a no-op on a dedicated core, but it lets other
+                    // workers or application threads pinned to this CPU run (they are
+                    // what produces the next reply).
+                    if self.shares_cpu || idle_spins % 16 == 0 {
                         std::thread::yield_now();
                     } else {
                         std::hint::spin_loop();

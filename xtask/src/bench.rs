@@ -6,7 +6,7 @@
 //! conditions; Linux pings each in turn, alternating, several rounds. Every figure is
 //! printed with its ratio xstack/Linux and written as JSON to `target/bench/bench.json`.
 
-use crate::demo::{build_release, install_signal_handlers, interrupted, spawn_cmd, spawn_stack, stop, wait_up, NsPair};
+use crate::demo::{build_release, install_signal_handlers, interrupted, spawn_argv, stop, wait_up, NsPair};
 use crate::sys::{ensure_packages, is_root, must};
 use anyhow::{bail, Context, Result};
 use std::process::Command;
@@ -25,8 +25,9 @@ pub struct BenchArgs {
     /// Echo requests per round.
     #[arg(long, default_value_t = 1000)]
     pings: usize,
-    /// The stack's idle mode (busy = dedicated polling core).
-    #[arg(long, default_value = "busy")]
+    /// The measured stack's idle mode. `sleep` lets the worker share its CPU with the
+    /// application threads (2-core machines); `busy` needs a core of its own.
+    #[arg(long, default_value = "sleep")]
     idle: String,
     /// CPU for the stack's worker (and the kernel baseline's server); Linux's client
     /// is pinned to the other one.
@@ -48,6 +49,93 @@ struct Rtt {
     samples: usize,
 }
 
+/// The bench's fixed setup: the namespace pair, CPUs, the binary.
+struct Env<'a> {
+    args: &'a BenchArgs,
+    bin: String,
+    a: &'static str,
+    b: &'static str,
+    cpu: String,
+    peer_cpu: String,
+}
+
+/// A running `xstack` command (stopped with SIGINT on [`Running::stop`]).
+struct Running {
+    child: std::process::Child,
+    out: std::thread::JoinHandle<String>,
+}
+
+impl Running {
+    fn stop(mut self) -> Result<()> {
+        stop(&mut self.child, self.out).map(|_| ())
+    }
+}
+
+impl Env<'_> {
+    /// `taskset -c CPU xstack CMD --iface vstk ... --cpus CPU --idle MODE EXTRA`, in the
+    /// stack's namespace: the stack's worker and its application threads share one
+    /// CPU, as the kernel baseline's server and its softirq processing do.
+    fn start(&self, cmd: &str, idle: &str, extra: &[&str]) -> Result<Running> {
+        let mut argv: Vec<String> = ["taskset", "-c", &self.cpu, &self.bin, cmd].iter().map(|s| s.to_string()).collect();
+        argv.extend(
+            ["--iface", "vstk", "--addr", "198.18.0.1/24", "--cpus", &self.cpu, "--idle", idle]
+                .iter()
+                .map(|s| s.to_string()),
+        );
+        argv.extend(extra.iter().map(|s| s.to_string()));
+        let (mut child, up_rx, out) = spawn_argv(self.a, &argv)?;
+        wait_up(&mut child, &up_rx)?;
+        // Servers print their listening line right after "up".
+        std::thread::sleep(std::time::Duration::from_millis(150));
+        Ok(Running { child, out })
+    }
+
+    /// The measured stack.
+    fn stack(&self, cmd: &str, extra: &[&str]) -> Result<Running> {
+        self.start(cmd, &self.args.idle, extra)
+    }
+
+    /// An idle stack that keeps the XDP program attached (same MTU/GSO conditions)
+    /// while the kernel baseline runs, without spending CPU.
+    fn idle_stack(&self) -> Result<Running> {
+        self.start("up", "sleep", &[])
+    }
+
+    fn peer(&self, argv: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = ["ip", "netns", "exec", self.b, "taskset", "-c", &self.peer_cpu].iter().map(|s| s.to_string()).collect();
+        v.extend(argv.iter().map(|s| s.to_string()));
+        v
+    }
+}
+
+/// Runs `measure` on the stack (started with `cmd`) and on the kernel (with an idle
+/// stack attached), alternating for `rounds`; returns the per-round results.
+fn alternate<T>(
+    env: &Env,
+    cmd: Option<(&str, &[&str])>,
+    mut stack_measure: impl FnMut() -> Result<T>,
+    mut kernel_measure: impl FnMut() -> Result<T>,
+) -> Result<(Vec<T>, Vec<T>)> {
+    let (mut s, mut k) = (Vec::new(), Vec::new());
+    for _ in 0..env.args.rounds {
+        check_interrupt()?;
+        let running = match cmd {
+            Some((c, extra)) => Some(env.stack(c, extra)?),
+            None => None,
+        };
+        let r = stack_measure();
+        if let Some(run) = running {
+            run.stop()?;
+        }
+        s.push(r?);
+        let idle = env.idle_stack()?;
+        let r = kernel_measure();
+        idle.stop()?;
+        k.push(r?);
+    }
+    Ok((s, k))
+}
+
 pub fn run(args: BenchArgs) -> Result<()> {
     if !is_root() {
         eprintln!("xtask: bench needs root (network namespaces, XDP); run it as root");
@@ -61,16 +149,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
     must(&["ip", "-n", net.a, "addr", "add", &format!("{KERNEL_ADDR}/24"), "dev", "vstk"])?;
     let cpu = args.stack_cpu.to_string();
     let peer_cpu = if args.stack_cpu == 0 { "1" } else { "0" }.to_string();
-    let stack_args = |extra: &[&str]| -> Vec<String> {
-        let mut v: Vec<String> = ["--iface", "vstk", "--addr", "198.18.0.1/24", "--cpus", &cpu, "--idle", &args.idle]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        v.extend(extra.iter().map(|s| s.to_string()));
-        v
-    };
-    // Kernel baselines: the same server code on kernel sockets, on the same CPU as
-    // the stack's worker, at the kernel's address on the same interface.
+    // The peer's receive processing runs on the peer's CPU (RPS), as it would on a
+    // separate host; without it veth runs it on whichever CPU transmitted.
+    let mask = format!("{:x}", 1u32 << peer_cpu.parse::<u32>().unwrap_or(0));
+    must(&["ip", "netns", "exec", net.b, "sh", "-c", &format!("echo {mask} > /sys/class/net/vpeer/queues/rx-0/rps_cpus")])?;
+    let env = Env { args: &args, bin: binstr.clone(), a: net.a, b: net.b, cpu: cpu.clone(), peer_cpu: peer_cpu.clone() };
+    // Kernel baselines: the same server code on kernel sockets, on the stack's CPU, at
+    // the kernel's address on the same interface; and a kernel HTTP server on the peer.
     let _k_http = Bg::spawn(&["ip", "netns", "exec", net.a, "taskset", "-c", &cpu, &binstr, "kernel-http", "--listen", "198.18.0.3:80"])?;
     let _k_echo = Bg::spawn(&["ip", "netns", "exec", net.a, "taskset", "-c", &cpu, &binstr, "kernel-echo", "--listen", "198.18.0.3:7"])?;
     let _p_http = Bg::spawn(&["ip", "netns", "exec", net.b, "taskset", "-c", &peer_cpu, &binstr, "kernel-http", "--listen", "198.18.0.2:80"])?;
@@ -78,127 +163,60 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut report = serde_json::Map::new();
 
     // --- ICMP echo RTT ---
-    {
-        let sa = stack_args(&[]);
-        let sa: Vec<&str> = sa.iter().map(|s| s.as_str()).collect();
-        let (mut stack, up_rx, out) = spawn_stack(&bin, net.a, &sa)?;
-        let result = wait_up(&mut stack, &up_rx).and_then(|()| {
+    let (s_r, k_r) = alternate(
+        &env,
+        Some(("up", &[])),
+        || {
             ping(net.b, &peer_cpu, STACK_ADDR, 5)?;
+            Ok(summarize(&ping(net.b, &peer_cpu, STACK_ADDR, args.pings)?))
+        },
+        || {
             ping(net.b, &peer_cpu, KERNEL_ADDR, 5)?;
-            let (mut s_r, mut k_r) = (Vec::new(), Vec::new());
-            for _ in 0..args.rounds {
-                check_interrupt()?;
-                s_r.push(summarize(&ping(net.b, &peer_cpu, STACK_ADDR, args.pings)?));
-                k_r.push(summarize(&ping(net.b, &peer_cpu, KERNEL_ADDR, args.pings)?));
-            }
-            Ok((s_r, k_r))
-        });
-        let counters = stop(&mut stack, out);
-        let (s_r, k_r) = result?;
-        counters?;
-        let s50 = median(s_r.iter().map(|r| r.p50_us).collect());
-        let s99 = median(s_r.iter().map(|r| r.p99_us).collect());
-        let k50 = median(k_r.iter().map(|r| r.p50_us).collect());
-        let k99 = median(k_r.iter().map(|r| r.p99_us).collect());
-        line("icmp echo RTT p50 (us)", s50, k50, false);
-        line("icmp echo RTT p99 (us)", s99, k99, false);
-        report.insert("icmp_rtt".into(), serde_json::json!({
-            "pings_per_round": args.pings,
-            "xstack": {"p50_us": s50, "p99_us": s99}, "linux": {"p50_us": k50, "p99_us": k99},
-            "ratio_p50": s50 / k50, "ratio_p99": s99 / k99,
-        }));
-    }
+            Ok(summarize(&ping(net.b, &peer_cpu, KERNEL_ADDR, args.pings)?))
+        },
+    )?;
+    report.insert("icmp_rtt".into(), latency_report("icmp echo RTT", &s_r, &k_r, args.pings));
 
-    // --- bulk throughput, stack -> Linux: Linux downloads from xstack http / kernel ---
-    {
-        let sa = stack_args(&[]);
-        let mut sa: Vec<&str> = sa.iter().map(|s| s.as_str()).collect();
-        sa.insert(0, "--port");
-        sa.insert(1, "80");
-        let (mut stack, up_rx, out) = spawn_cmd(&bin, net.a, "http", &sa)?;
-        let bytes = args.bytes.to_string();
-        let result = wait_up(&mut stack, &up_rx).and_then(|()| {
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            let (mut s_r, mut k_r) = (Vec::new(), Vec::new());
-            for _ in 0..args.rounds {
-                check_interrupt()?;
-                s_r.push(gbps(&["ip", "netns", "exec", net.b, "taskset", "-c", &peer_cpu, &binstr, "kernel-get", &format!("http://{STACK_ADDR}/bytes/{bytes}")])?);
-                k_r.push(gbps(&["ip", "netns", "exec", net.b, "taskset", "-c", &peer_cpu, &binstr, "kernel-get", &format!("http://{KERNEL_ADDR}/bytes/{bytes}")])?);
-                println!("  stack->linux round: xstack {:.2} Gbit/s, linux {:.2} Gbit/s", s_r.last().copied().unwrap_or(0.0), k_r.last().copied().unwrap_or(0.0));
-            }
-            Ok((s_r, k_r))
-        });
-        let counters = stop(&mut stack, out);
-        let (s_r, k_r) = result?;
-        counters?;
-        let (s, k) = (median(s_r.clone()), median(k_r.clone()));
-        line("throughput stack->linux (Gbit/s)", s, k, true);
-        report.insert("throughput_stack_to_linux".into(), serde_json::json!({
-            "bytes": args.bytes, "xstack_gbps": s, "linux_gbps": k, "ratio": s / k,
-            "xstack_rounds": s_r, "linux_rounds": k_r,
-        }));
-    }
+    // --- bulk throughput, stack -> Linux: curl on the peer downloads to /dev/null ---
+    let url_s = format!("http://{STACK_ADDR}/bytes/{}", args.bytes);
+    let url_k = format!("http://{KERNEL_ADDR}/bytes/{}", args.bytes);
+    let (s_r, k_r) = alternate(
+        &env,
+        Some(("http", &["--port", "80"])),
+        || curl_gbps(&env.peer(&["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{speed_download}", &url_s]), args.bytes),
+        || curl_gbps(&env.peer(&["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{speed_download}", &url_k]), args.bytes),
+    )?;
+    report.insert("throughput_stack_to_linux".into(), throughput_report("throughput stack->linux", &s_r, &k_r, args.bytes));
 
-    // --- bulk throughput, Linux -> stack: xstack get / kernel get from the peer ---
-    {
-        let bytes = args.bytes.to_string();
-        let url = format!("http://198.18.0.2/bytes/{bytes}");
-        let (mut s_r, mut k_r) = (Vec::new(), Vec::new());
-        for _ in 0..args.rounds {
-            check_interrupt()?;
-            let sa = stack_args(&[]);
-            let mut argv: Vec<&str> = vec!["ip", "netns", "exec", net.a, &binstr, "get", &url];
-            argv.extend(sa.iter().map(|s| s.as_str()));
-            s_r.push(gbps(&argv)?);
-            k_r.push(gbps(&["ip", "netns", "exec", net.a, "taskset", "-c", &cpu, &binstr, "kernel-get", &url, "--bind", KERNEL_ADDR])?);
-            println!("  linux->stack round: xstack {:.2} Gbit/s, linux {:.2} Gbit/s", s_r.last().copied().unwrap_or(0.0), k_r.last().copied().unwrap_or(0.0));
-        }
-        let (s, k) = (median(s_r.clone()), median(k_r.clone()));
-        line("throughput linux->stack (Gbit/s)", s, k, true);
-        report.insert("throughput_linux_to_stack".into(), serde_json::json!({
-            "bytes": args.bytes, "xstack_gbps": s, "linux_gbps": k, "ratio": s / k,
-            "xstack_rounds": s_r, "linux_rounds": k_r,
-        }));
-    }
+    // --- bulk throughput, Linux -> stack: xstack get / kernel get (both hash the body) ---
+    let url = format!("http://198.18.0.2/bytes/{}", args.bytes);
+    let (s_r, k_r) = alternate(
+        &env,
+        None,
+        || {
+            let argv = ["ip", "netns", "exec", net.a, "taskset", "-c", &cpu, &binstr, "get", &url, "--iface", "vstk", "--addr", "198.18.0.1/24", "--cpus", &cpu, "--idle", &args.idle];
+            gbps(&argv)
+        },
+        || gbps(&["ip", "netns", "exec", net.a, "taskset", "-c", &cpu, &binstr, "kernel-get", &url, "--bind", KERNEL_ADDR]),
+    )?;
+    report.insert("throughput_linux_to_stack".into(), throughput_report("throughput linux->stack", &s_r, &k_r, args.bytes));
 
     // --- 1-byte request/response latency ---
-    {
-        let sa = stack_args(&[]);
-        let mut sa: Vec<&str> = sa.iter().map(|s| s.as_str()).collect();
-        sa.insert(0, "--port");
-        sa.insert(1, "7");
-        let (mut stack, up_rx, out) = spawn_cmd(&bin, net.a, "echo", &sa)?;
-        let count = args.rr_count.to_string();
-        let result = wait_up(&mut stack, &up_rx).and_then(|()| {
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            let (mut s_r, mut k_r) = (Vec::new(), Vec::new());
-            for _ in 0..args.rounds {
-                check_interrupt()?;
-                s_r.push(rr(&["ip", "netns", "exec", net.b, "taskset", "-c", &peer_cpu, &binstr, "rr", "198.18.0.1:7", "--count", &count])?);
-                k_r.push(rr(&["ip", "netns", "exec", net.b, "taskset", "-c", &peer_cpu, &binstr, "rr", "198.18.0.3:7", "--count", &count])?);
-            }
-            Ok((s_r, k_r))
-        });
-        let counters = stop(&mut stack, out);
-        let (s_r, k_r) = result?;
-        counters?;
-        let s50 = median(s_r.iter().map(|r| r.p50_us).collect());
-        let s99 = median(s_r.iter().map(|r| r.p99_us).collect());
-        let k50 = median(k_r.iter().map(|r| r.p50_us).collect());
-        let k99 = median(k_r.iter().map(|r| r.p99_us).collect());
-        line("1-byte request/response p50 (us)", s50, k50, false);
-        line("1-byte request/response p99 (us)", s99, k99, false);
-        report.insert("rr_latency".into(), serde_json::json!({
-            "round_trips_per_round": args.rr_count,
-            "xstack": {"p50_us": s50, "p99_us": s99}, "linux": {"p50_us": k50, "p99_us": k99},
-            "ratio_p50": s50 / k50, "ratio_p99": s99 / k99,
-        }));
-    }
+    let count = args.rr_count.to_string();
+    let (s_r, k_r) = alternate(
+        &env,
+        Some(("echo", &["--port", "7"])),
+        || rr(&env.peer(&[&binstr, "rr", "198.18.0.1:7", "--count", &count]).iter().map(|s| s.as_str()).collect::<Vec<_>>()),
+        || rr(&env.peer(&[&binstr, "rr", "198.18.0.3:7", "--count", &count]).iter().map(|s| s.as_str()).collect::<Vec<_>>()),
+    )?;
+    report.insert("rr_latency".into(), latency_report("1-byte request/response", &s_r, &k_r, args.rr_count));
 
     report.insert("conditions".into(), serde_json::json!({
-        "rounds": args.rounds, "idle": args.idle, "stack_cpu": args.stack_cpu,
-        "veth": "one rx/tx queue, MTU 1500, native XDP on the stack side, peer tx checksum offload off",
-        "linux_baseline": "kernel TCP at 198.18.0.3 on the same interface (same XDP program attached), same server/client code, same CPU",
+        "rounds": args.rounds, "idle": args.idle, "stack_cpu": args.stack_cpu, "peer_cpu": peer_cpu,
+        "veth": "one rx/tx queue each end, MTU 1500, native XDP on the stack side, peer tx checksum offload off, peer RPS to the peer CPU",
+        "xstack": "taskset to the stack CPU (worker + application threads)",
+        "linux_baseline": "kernel TCP at 198.18.0.3 on the same interface with the XDP program attached (an idle xstack), same server/client code, same CPU",
+        "clients": "stack->linux: curl -o /dev/null on the peer; linux->stack: xstack get / kernel get (both sha256 the body); rr: kernel client on the peer",
     }));
     let dir = crate::demo::target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
@@ -209,6 +227,42 @@ pub fn run(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+fn latency_report(what: &str, s_r: &[Rtt], k_r: &[Rtt], per_round: usize) -> serde_json::Value {
+    let s50 = median(s_r.iter().map(|r| r.p50_us).collect());
+    let s99 = median(s_r.iter().map(|r| r.p99_us).collect());
+    let k50 = median(k_r.iter().map(|r| r.p50_us).collect());
+    let k99 = median(k_r.iter().map(|r| r.p99_us).collect());
+    line(&format!("{what} p50 (us)"), s50, k50);
+    line(&format!("{what} p99 (us)"), s99, k99);
+    serde_json::json!({
+        "samples_per_round": per_round,
+        "xstack": {"p50_us": s50, "p99_us": s99, "rounds": s_r},
+        "linux": {"p50_us": k50, "p99_us": k99, "rounds": k_r},
+        "ratio_p50": s50 / k50, "ratio_p99": s99 / k99,
+    })
+}
+
+fn throughput_report(what: &str, s_r: &[f64], k_r: &[f64], bytes: u64) -> serde_json::Value {
+    let (s, k) = (median(s_r.to_vec()), median(k_r.to_vec()));
+    line(&format!("{what} (Gbit/s)"), s, k);
+    serde_json::json!({
+        "bytes": bytes, "xstack_gbps": s, "linux_gbps": k, "ratio": s / k,
+        "xstack_rounds": s_r, "linux_rounds": k_r,
+    })
+}
+
+/// Runs curl with `-w '%{http_code} %{size_download} %{speed_download}'`.
+fn curl_gbps(argv: &[String], bytes: u64) -> Result<f64> {
+    let out = Command::new(&argv[0]).args(&argv[1..]).output().with_context(|| argv.join(" "))?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    if parts.len() != 3 || parts[0] != "200" || parts[1] != bytes.to_string() {
+        bail!("`{}`: {text} {}", argv.join(" "), String::from_utf8_lossy(&out.stderr));
+    }
+    let bps: f64 = parts[2].parse().context("curl speed")?;
+    Ok(bps * 8.0 / 1e9)
+}
+
 fn check_interrupt() -> Result<()> {
     if interrupted() {
         bail!("interrupted");
@@ -216,9 +270,8 @@ fn check_interrupt() -> Result<()> {
     Ok(())
 }
 
-/// Prints one figure with its ratio. `higher_better` only affects the wording.
-fn line(what: &str, xstack: f64, linux: f64, higher_better: bool) {
-    let _ = higher_better;
+/// Prints one figure with its ratio.
+fn line(what: &str, xstack: f64, linux: f64) {
     println!("{what:<36} xstack {xstack:>9.2}  linux {linux:>9.2}  ratio xstack/linux {:.2}", xstack / linux);
 }
 

@@ -149,16 +149,22 @@ pub fn spawn_cmd(
     cmd: &str,
     args: &[&str],
 ) -> Result<(Child, mpsc::Receiver<()>, thread::JoinHandle<String>)> {
+    let mut argv: Vec<String> = vec![bin.to_string_lossy().into_owned(), cmd.to_string()];
+    argv.extend(args.iter().map(|s| s.to_string()));
+    spawn_argv(ns, &argv)
+}
+
+/// Starts `argv` (an xstack command line, possibly behind `taskset`) in namespace `ns`;
+/// as [`spawn_stack`].
+pub fn spawn_argv(ns: &str, argv: &[String]) -> Result<(Child, mpsc::Receiver<()>, thread::JoinHandle<String>)> {
     let mut stack = Command::new("ip")
         .args(["netns", "exec", ns])
-        .arg(bin)
-        .arg(cmd)
-        .args(args)
+        .args(argv)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
+        .with_context(|| format!("starting {}", argv.join(" ")))?;
     let (up_tx, up_rx) = mpsc::channel();
     let stderr = stack.stderr.take().context("stack stderr")?;
     thread::spawn(move || {
