@@ -127,8 +127,10 @@ impl Stack {
         let nworkers = link.rx_queues as usize;
         let netisr = Arc::new(Netisr::new(nworkers));
         let mut tcp_cfg = config.tcp.clone();
-        // RFC 9293 §3.7.1: the MSS we announce is the MTU less the IP and TCP headers.
-        tcp_cfg.mss = tcp_cfg.mss.min(link.mtu.saturating_sub(40).min(65535) as u16);
+        // RFC 9293 §3.7.1: the MSS we announce is the MTU less the IP and TCP headers
+        // (capped by the UMEM frame, which must hold a whole Ethernet frame).
+        let frame_room = (config.xsk.frame_size as usize).saturating_sub(14 + 40);
+        tcp_cfg.mss = link.mtu.saturating_sub(40).min(frame_room).min(65535) as u16;
         let tcp = Arc::new(TcpLayer::new(nworkers, tcp_cfg));
         if let Some(name) = &config.default_cc {
             tcp.cc.set_default(name).map_err(|e| DeviceError::Other(e.to_string()))?;

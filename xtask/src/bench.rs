@@ -33,6 +33,10 @@ pub struct BenchArgs {
     /// is pinned to the other one.
     #[arg(long, default_value_t = 1)]
     stack_cpu: usize,
+    /// MTU of both ends of the veth pair (native XDP on veth allows up to 3506 with
+    /// 4 KiB pages).
+    #[arg(long, default_value_t = 1500)]
+    mtu: u32,
     /// Bytes per bulk transfer.
     #[arg(long, default_value_t = 1_000_000_000)]
     bytes: u64,
@@ -147,6 +151,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let binstr = bin.to_string_lossy().to_string();
     let net = NsPair::create(NS_STACK, NS_PEER)?;
     must(&["ip", "-n", net.a, "addr", "add", &format!("{KERNEL_ADDR}/24"), "dev", "vstk"])?;
+    if args.mtu != 1500 {
+        let mtu = args.mtu.to_string();
+        must(&["ip", "-n", net.a, "link", "set", "vstk", "mtu", &mtu])?;
+        must(&["ip", "-n", net.b, "link", "set", "vpeer", "mtu", &mtu])?;
+    }
     let cpu = args.stack_cpu.to_string();
     let peer_cpu = if args.stack_cpu == 0 { "1" } else { "0" }.to_string();
     // The peer's receive processing runs on the peer's CPU (RPS), as it would on a
@@ -213,7 +222,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
     report.insert("conditions".into(), serde_json::json!({
         "rounds": args.rounds, "idle": args.idle, "stack_cpu": args.stack_cpu, "peer_cpu": peer_cpu,
-        "veth": "one rx/tx queue each end, MTU 1500, native XDP on the stack side, peer tx checksum offload off, peer RPS to the peer CPU",
+        "veth": format!("one rx/tx queue each end, MTU {}, native XDP on the stack side, peer tx checksum offload off, peer RPS to the peer CPU", args.mtu),
         "xstack": "taskset to the stack CPU (worker + application threads)",
         "linux_baseline": "kernel TCP at 198.18.0.3 on the same interface with the XDP program attached (an idle xstack), same server/client code, same CPU",
         "clients": "stack->linux: curl -o /dev/null on the peer; linux->stack: xstack get / kernel get (both sha256 the body); rr: kernel client on the peer",
