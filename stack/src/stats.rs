@@ -113,6 +113,8 @@ counters! {
     tcp_conns_closed => "tcp.conns_closed",
     /// TCP segments sent.
     tcp_tx => "tcp.tx",
+    /// TCP segments retransmitted (RTO, fast retransmit, SYN retries).
+    tcp_retransmits => "tcp.retransmits",
     /// TCP segments that could not be sent (no route, ARP hold full, tx ring full).
     tcp_tx_fail => "tcp.tx_fail",
 }

@@ -20,7 +20,7 @@ const NS_STACK: &str = "xsdemo-a";
 const NS_PEER: &str = "xsdemo-b";
 const STACK_CIDR: &str = "198.18.0.1/24";
 const STACK_ADDR: &str = "198.18.0.1";
-const PINGS: &str = "20";
+const PINGS: &str = "10";
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -104,19 +104,86 @@ pub fn run() -> Result<()> {
     install_signal_handlers();
 
     let bin = build_release()?;
-    let _net = NsPair::create(NS_STACK, NS_PEER)?;
+    let binstr = bin.to_string_lossy().to_string();
+    let net = NsPair::create(NS_STACK, NS_PEER)?;
+    // A kernel address on the same interface, for the side-by-side download.
+    crate::sys::must(&["ip", "-n", NS_STACK, "addr", "add", "198.18.0.3/24", "dev", "vstk"])?;
+    crate::sys::must(&["ip", "netns", "exec", NS_PEER, "sh", "-c", "echo 1 > /sys/class/net/vpeer/queues/rx-0/rps_cpus"])?;
     println!(
-        "xtask: {NS_STACK}/vstk (xstack, {STACK_CIDR}) <-> {NS_PEER}/vpeer (Linux, 198.18.0.2/24)"
+        "xtask: {NS_STACK}/vstk (xstack {STACK_CIDR}; kernel 198.18.0.3) <-> {NS_PEER}/vpeer (Linux, 198.18.0.2/24)"
     );
-    let (mut stack, up_rx, out_thread) =
-        spawn_stack(&bin, NS_STACK, &["--iface", "vstk", "--addr", STACK_CIDR])?;
-    let result = wait_up(&mut stack, &up_rx).and_then(|()| ping());
+    let stack_argv = |cmd: &str, idle: &str| -> Vec<String> {
+        ["taskset", "-c", "1", &binstr, cmd, "--iface", "vstk", "--addr", STACK_CIDR, "--cpus", "1", "--idle", idle]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+
+    // 1. xstack http, pinged and then downloaded from by Linux.
+    let (mut stack, up_rx, out_thread) = spawn_argv(NS_STACK, &stack_argv("http", "busy"))?;
+    let result = wait_up(&mut stack, &up_rx).and_then(|()| {
+        thread::sleep(Duration::from_millis(200));
+        ping()?;
+        println!("xtask: curl downloads 1 GB from xstack (http://{STACK_ADDR}/bytes/1000000000), then GET /info on the same connection");
+        curl_with_info(&format!("http://{STACK_ADDR}"))
+    });
     let counters = stop(&mut stack, out_thread);
-    result?;
+    let (xstack_gbps, info) = result?;
     let json = counters?;
-    println!("xstack counters:");
-    println!("{}", serde_json::to_string_pretty(&json)?);
+
+    // 2. The same download from the kernel's TCP on the same veth pair (the XDP
+    //    program stays attached through an idle xstack, so conditions match).
+    let mut khttp = Command::new("ip")
+        .args(["netns", "exec", NS_STACK, "taskset", "-c", "1", &binstr, "kernel-http", "--listen", "198.18.0.3:80"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting the kernel HTTP server")?;
+    let (mut idle, up_rx, idle_out) = spawn_argv(NS_STACK, &stack_argv("up", "sleep"))?;
+    let kernel = wait_up(&mut idle, &up_rx).and_then(|()| {
+        thread::sleep(Duration::from_millis(200));
+        println!("xtask: curl downloads 1 GB from the kernel (http://198.18.0.3/bytes/1000000000)");
+        curl_with_info("http://198.18.0.3")
+    });
+    let _ = stop(&mut idle, idle_out);
+    let _ = khttp.kill();
+    let _ = khttp.wait();
+    let (kernel_gbps, _) = kernel?;
+
+    println!();
+    println!("xstack connection /info after the download:");
+    println!("{}", serde_json::to_string_pretty(&info)?);
+    println!();
+    println!("1 GB download over the same veth pair, Linux curl as the client:");
+    println!("  xstack (AF_XDP, 1 busy-polling worker)  {xstack_gbps:6.2} Gbit/s");
+    println!("  Linux kernel TCP                        {kernel_gbps:6.2} Gbit/s");
+    println!("  ratio xstack/linux                      {:6.2}", xstack_gbps / kernel_gbps);
+    println!();
+    println!("xstack counters (tcp, ip, arp, icmp, device):");
+    println!("{}", serde_json::to_string_pretty(&json["counters"])?);
+    drop(net);
     Ok(())
+}
+
+/// curl downloads `BASE/bytes/1000000000` to /dev/null and then `BASE/info` on the
+/// same keep-alive connection; returns (Gbit/s of the download, the /info JSON).
+fn curl_with_info(base: &str) -> Result<(f64, serde_json::Value)> {
+    let out = Command::new("ip")
+        .args(["netns", "exec", NS_PEER, "taskset", "-c", "0", "curl", "-s", "-w", "\n%{http_code} %{size_download} %{speed_download}\n"])
+        .args(["-o", "/dev/null", &format!("{base}/bytes/1000000000")])
+        .arg(format!("{base}/info"))
+        .output()
+        .context("running curl")?;
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    // Output: "<write-out of 1st>", "<info json>", "<write-out of 2nd>".
+    let first: Vec<&str> = lines.first().map(|l| l.split_whitespace().collect()).unwrap_or_default();
+    if first.len() != 3 || first[0] != "200" || first[1] != "1000000000" {
+        bail!("curl download from {base} failed: {text} {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let gbps = first[2].parse::<f64>().context("curl speed")? * 8.0 / 1e9;
+    let info = lines.get(1).and_then(|l| serde_json::from_str(l).ok()).unwrap_or(serde_json::Value::Null);
+    Ok((gbps, info))
 }
 
 /// Builds the release `xstack` binary and returns its path.
@@ -132,30 +199,9 @@ pub fn build_release() -> Result<PathBuf> {
     Ok(target_dir().join("release").join("xstack"))
 }
 
-/// Starts `xstack up ARGS` in namespace `ns`: returns the child, a channel that fires
-/// when it printed its `xstack: up` line, and a thread collecting its stdout.
-pub fn spawn_stack(
-    bin: &std::path::Path,
-    ns: &str,
-    args: &[&str],
-) -> Result<(Child, mpsc::Receiver<()>, thread::JoinHandle<String>)> {
-    spawn_cmd(bin, ns, "up", args)
-}
-
-/// Starts `xstack CMD ARGS` (up, http, echo) in namespace `ns`; as [`spawn_stack`].
-pub fn spawn_cmd(
-    bin: &std::path::Path,
-    ns: &str,
-    cmd: &str,
-    args: &[&str],
-) -> Result<(Child, mpsc::Receiver<()>, thread::JoinHandle<String>)> {
-    let mut argv: Vec<String> = vec![bin.to_string_lossy().into_owned(), cmd.to_string()];
-    argv.extend(args.iter().map(|s| s.to_string()));
-    spawn_argv(ns, &argv)
-}
-
 /// Starts `argv` (an xstack command line, possibly behind `taskset`) in namespace `ns`;
-/// as [`spawn_stack`].
+/// returns the child, a channel that fires on its `xstack: up` line, and a thread
+/// collecting its stdout.
 pub fn spawn_argv(ns: &str, argv: &[String]) -> Result<(Child, mpsc::Receiver<()>, thread::JoinHandle<String>)> {
     let mut stack = Command::new("ip")
         .args(["netns", "exec", ns])
@@ -206,7 +252,7 @@ fn ping() -> Result<()> {
     println!("xtask: ping -c {PINGS} {STACK_ADDR} from {NS_PEER}");
     let mut child = Command::new("ip")
         .args([
-            "netns", "exec", NS_PEER, "ping", "-n", "-c", PINGS, "-i", "0.2", "-W", "1",
+            "netns", "exec", NS_PEER, "ping", "-n", "-c", PINGS, "-i", "0.1", "-W", "1",
         ])
         .arg(STACK_ADDR)
         .stdin(Stdio::null())

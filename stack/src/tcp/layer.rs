@@ -383,6 +383,9 @@ impl TcpLayer {
         });
         let c = ctx.counters();
         Counters::inc(if r.is_ok() { &c.tcp_tx } else { &c.tcp_tx_fail });
+        if seg.retransmit {
+            Counters::inc(&c.tcp_retransmits);
+        }
     }
 
     /// Answers a segment that belongs to no connection with a RST.

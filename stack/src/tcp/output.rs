@@ -23,6 +23,8 @@ pub struct OutSegment {
     pub payload_offset: usize,
     /// Payload length.
     pub payload_len: usize,
+    /// A retransmission (counted stack-wide as `tcp.retransmits`).
+    pub retransmit: bool,
 }
 
 impl Tcb {
@@ -33,7 +35,7 @@ impl Tcb {
             // RFC 9293 §3.10.5 ABORT: "Send a reset segment: <SEQ=SND.NXT><CTL=RST>".
             let mut hdr = self.header(self.snd_max, TcpFlags::RST | TcpFlags::ACK, now);
             hdr.window = 0;
-            return Some(OutSegment { hdr, payload_offset: 0, payload_len: 0 });
+            return Some(OutSegment { hdr, payload_offset: 0, payload_len: 0, retransmit: false });
         }
         match self.state {
             State::Closed => return None,
@@ -51,7 +53,7 @@ impl Tcb {
             // and no data, which the peer must answer with an ACK.
             let hdr = self.header(self.snd_una - 1, TcpFlags::ACK, now);
             self.note_ack_sent(&hdr);
-            return Some(OutSegment { hdr, payload_offset: 0, payload_len: 0 });
+            return Some(OutSegment { hdr, payload_offset: 0, payload_len: 0, retransmit: false });
         }
         if self.rexmit_one {
             self.rexmit_one = false;
@@ -116,7 +118,7 @@ impl Tcb {
             self.rcv_adv = self.rcv_nxt + hdr.window as u32;
         }
         self.stats.segs_out += 1;
-        OutSegment { hdr, payload_offset: 0, payload_len: 0 }
+        OutSegment { hdr, payload_offset: 0, payload_len: 0, retransmit: resend }
     }
 
     /// A data and/or FIN segment starting at `seq`, if one should be sent now.
@@ -237,7 +239,7 @@ impl Tcb {
         }
         self.note_ack_sent(&hdr);
         self.stats.segs_out += 1;
-        Some(OutSegment { hdr, payload_offset: off, payload_len: len })
+        Some(OutSegment { hdr, payload_offset: off, payload_len: len, retransmit: retransmission && !probe })
     }
 
     /// Data waits but nothing may be sent: arm the persist timer.
@@ -290,7 +292,7 @@ impl Tcb {
         let hdr = self.header(self.snd_max, TcpFlags::ACK, now);
         self.note_ack_sent(&hdr);
         self.stats.segs_out += 1;
-        Some(OutSegment { hdr, payload_offset: 0, payload_len: 0 })
+        Some(OutSegment { hdr, payload_offset: 0, payload_len: 0, retransmit: false })
     }
 
     /// True when a window update is worth sending now (the application's read opened
