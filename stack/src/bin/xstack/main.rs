@@ -290,7 +290,7 @@ fn finish(stack: Arc<Stack>) -> anyhow::Result<()> {
 /// Runs a client request through a fresh stack and prints one JSON line.
 fn client(a: &UpArgs, url: &str, post: Option<u64>, chunked: bool) -> anyhow::Result<()> {
     let (ip, port, path) = xstack::http::parse_url(url).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let stack = start(a)?;
+    let stack = start_with(a, false)?;
     let conn = xstack::TcpStream::connect_timeout(&stack, SocketAddrV4::new(ip, port), Duration::from_secs(10))
         .map_err(|e| anyhow::anyhow!("connect to {ip}:{port}: {e}"))?;
     let host = format!("{ip}:{port}");
@@ -342,6 +342,12 @@ fn wait_for_stop<T>(stack: &Stack, sfd: &SignalFd, server: Option<&std::thread::
 }
 
 fn start(a: &UpArgs) -> anyhow::Result<Stack> {
+    start_with(a, true)
+}
+
+/// Brings the stack up; `announce` prints the `xstack: up` line (servers do; the
+/// one-shot clients keep stderr for errors only).
+fn start_with(a: &UpArgs, announce: bool) -> anyhow::Result<Stack> {
     let mut cfg = StackConfig::new(&a.iface, vec![a.addr]);
     cfg.gateway = a.gateway;
     cfg.queues = a.queues;
@@ -350,6 +356,9 @@ fn start(a: &UpArgs) -> anyhow::Result<Stack> {
     cfg.idle = a.idle;
     cfg.default_cc = a.cc.clone();
     let stack = Stack::start(cfg)?;
+    if !announce {
+        return Ok(stack);
+    }
     eprintln!(
         "xstack: up on {}: {} queue{}, {} XDP, {}{}, mac {}, mtu {}",
         stack.link().name,
