@@ -1,10 +1,12 @@
-//! `cargo xtask bench`: xstack beside Linux on the same veth pair, in the same run.
+//! `cargo xtask bench`: xstack beside Linux's TCP on the same veth pair, in the same run.
 //!
-//! Today: ICMP echo round-trip time. The stack's side of the pair carries both the
-//! stack (198.18.0.1, through AF_XDP) and a kernel address (198.18.0.3) on the same
-//! interface with the same XDP program attached, so both are measured under the same
-//! conditions; Linux pings each in turn, alternating, several rounds. Every figure is
-//! printed with its ratio xstack/Linux and written as JSON to `target/bench/bench.json`.
+//! The stack's side of the pair carries both the stack (198.18.0.1, through AF_XDP) and a
+//! kernel address (198.18.0.3) on the same interface with the same XDP program attached,
+//! so both see the same MTU/GSO conditions. Each measurement alternates xstack and Linux
+//! for `--rounds` rounds and reports medians, with the ratio xstack/Linux:
+//! ICMP echo RTT (p50/p99), bulk throughput stack->Linux (curl on the peer) and
+//! Linux->stack (`xstack get` vs the same client on kernel sockets), and a 1-byte
+//! request/response latency (p50/p99). Results go to `target/bench/bench.json`.
 
 use crate::demo::{build_release, install_signal_handlers, interrupted, spawn_argv, stop, wait_up, NsPair};
 use crate::sys::{ensure_packages, is_root, must};

@@ -522,8 +522,17 @@ impl Tcb {
     /// Takes an RTT sample: from the echoed timestamp (RFC 7323 §4.1), else from the
     /// timed segment if it was not retransmitted (Karn's algorithm, RFC 6298 §3).
     fn rtt_sample_from(&mut self, seg: &Segment<'_>, now: Instant) {
-        let mut sample = None;
-        if self.ts_enabled {
+        // A timed segment gives a precise sample (the clock has nanoseconds, our
+        // timestamps only milliseconds, which on a LAN would round every RTT up to
+        // 1 ms). Karn's rule: `rtt_timing` is cleared when the timed segment is
+        // retransmitted, and then the echoed timestamp, which names the transmission
+        // it answers, provides the sample (RFC 7323 §4.1, RTTM).
+        let karn = match self.rtt_timing {
+            Some((timed, sent)) if seg.ack > timed => Some(now.saturating_duration_since(sent)),
+            _ => None,
+        };
+        let mut sample = karn;
+        if sample.is_none() && self.rtt_timing.is_none() && self.ts_enabled {
             if let Some((_, tsecr)) = seg.options.timestamps {
                 if tsecr != 0 {
                     let ms = self.ts_now(now).wrapping_sub(tsecr);
@@ -531,13 +540,6 @@ impl Tcb {
                     if ms < 60_000 {
                         sample = Some(std::time::Duration::from_millis(ms.max(1) as u64));
                     }
-                }
-            }
-        }
-        if sample.is_none() {
-            if let Some((timed, sent)) = self.rtt_timing {
-                if seg.ack > timed {
-                    sample = Some(now.saturating_duration_since(sent));
                 }
             }
         }

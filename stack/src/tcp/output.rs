@@ -219,7 +219,7 @@ impl Tcb {
                     self.rtt_timing = None;
                 }
             }
-        } else if self.rtt_timing.is_none() && !self.ts_enabled {
+        } else if self.rtt_timing.is_none() {
             self.rtt_timing = Some((seq, now));
         }
         self.stats.bytes_sent += len as u64;
