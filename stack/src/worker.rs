@@ -232,7 +232,13 @@ impl Worker {
             if self.ctx.tx.outstanding() > 0 {
                 self.ctx.tx.flush();
             }
-            self.ctx.heap.deliver_wakes();
+            let woken = self.ctx.heap.deliver_wakes();
+            if woken > 0 && self.idle == IdleMode::Busy {
+                // Let the threads we just woke run now if they share our CPU: they
+                // consume what we received and produce the next thing to send. On a
+                // dedicated core this is a cheap no-op.
+                std::thread::yield_now();
+            }
             if !batch.is_empty() || drained > 0 || kicked > 0 {
                 idle_spins = 0;
                 continue;

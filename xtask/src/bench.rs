@@ -198,6 +198,24 @@ pub fn run(args: BenchArgs) -> Result<()> {
         || curl_gbps(&env.peer(&["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{speed_download}", &url_k]), args.bytes),
     )?;
     report.insert("throughput_stack_to_linux".into(), throughput_report("throughput stack->linux", &s_r, &k_r, args.bytes));
+    // The kernel sends 64 KB GSO packets through veth; AF_XDP cannot. For reference,
+    // the kernel without GSO/TSO on its sending interface (per-segment work, as xstack).
+    must(&["ip", "netns", "exec", net.a, "ethtool", "-K", "vstk", "gso", "off", "tso", "off"])?;
+    let mut k_nogso = Vec::new();
+    for _ in 0..args.rounds {
+        check_interrupt()?;
+        let idle = env.idle_stack()?;
+        let r = curl_gbps(&env.peer(&["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{speed_download}", &url_k]), args.bytes);
+        idle.stop()?;
+        k_nogso.push(r?);
+    }
+    must(&["ip", "netns", "exec", net.a, "ethtool", "-K", "vstk", "gso", "on", "tso", "on"])?;
+    let s_med = report["throughput_stack_to_linux"]["xstack_gbps"].as_f64().unwrap_or(f64::NAN);
+    let k_med = median(k_nogso.clone());
+    line("  (linux without GSO/TSO) (Gbit/s)", s_med, k_med);
+    report.insert("throughput_stack_to_linux_kernel_no_gso".into(), serde_json::json!({
+        "linux_gbps": k_med, "ratio": s_med / k_med, "linux_rounds": k_nogso,
+    }));
 
     // --- bulk throughput, Linux -> stack: xstack get / kernel get (both hash the body) ---
     let url = format!("http://198.18.0.2/bytes/{}", args.bytes);

@@ -74,10 +74,13 @@ impl TimerHeap {
 
     /// Wakes the applications of the connections whose readiness changed. The worker
     /// calls it at the end of each iteration.
-    pub fn deliver_wakes(&mut self) {
+    /// Returns how many connections had a thread blocked on them.
+    pub fn deliver_wakes(&mut self) -> usize {
+        let mut woken = 0;
         for (conn, sinks) in self.wakes.drain(..) {
-            conn.wake(sinks);
+            woken += conn.wake(sinks) as usize;
         }
+        woken
     }
 }
 

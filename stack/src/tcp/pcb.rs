@@ -100,13 +100,17 @@ impl Conn {
     }
 
     /// Wakes blocked application threads and pollers. Call without the lock held.
-    pub fn wake(&self, sinks: Vec<(Arc<dyn ReadinessSink>, usize)>) {
-        if self.waiters.load(Ordering::SeqCst) > 0 {
+    /// Returns true when a thread was blocked on the connection.
+    pub fn wake(&self, sinks: Vec<(Arc<dyn ReadinessSink>, usize)>) -> bool {
+        let blocked = self.waiters.load(Ordering::SeqCst) > 0;
+        if blocked {
             self.cond.notify_all();
         }
+        let polled = !sinks.is_empty();
         for (s, token) in sinks {
             s.notify(token);
         }
+        blocked || polled
     }
 }
 
