@@ -276,19 +276,31 @@ impl TcpStream {
             if inner.tcb.fin_received() || inner.tcb.state() == State::Closed {
                 return Ok(0);
             }
-            if self.nonblocking.load(Ordering::Relaxed) {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            inner = match deadline {
-                None => self.conn.wait(inner, None),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return Err(io::Error::new(io::ErrorKind::WouldBlock, "read timed out"));
-                    }
-                    self.conn.wait(inner, Some(d - now))
+            inner = self.block(inner, deadline, "read timed out")?;
+        }
+    }
+
+    /// Waits for the connection's readiness to change: `WouldBlock` at once in
+    /// non-blocking mode, or once `deadline` passes (what std reports for SO_RCVTIMEO /
+    /// SO_SNDTIMEO expiry).
+    fn block<'a>(
+        &'a self,
+        inner: std::sync::MutexGuard<'a, crate::tcp::pcb::ConnInner>,
+        deadline: Option<Instant>,
+        what: &'static str,
+    ) -> io::Result<std::sync::MutexGuard<'a, crate::tcp::pcb::ConnInner>> {
+        if self.nonblocking.load(Ordering::Relaxed) {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        match deadline {
+            None => Ok(self.conn.wait(inner, None)),
+            Some(d) => {
+                let now = Instant::now();
+                if now >= d {
+                    return Err(io::Error::new(io::ErrorKind::WouldBlock, what));
                 }
-            };
+                Ok(self.conn.wait(inner, Some(d - now)))
+            }
         }
     }
 
@@ -306,19 +318,7 @@ impl TcpStream {
                 self.net.tcp.kick(&self.conn);
                 return Ok(n);
             }
-            if self.nonblocking.load(Ordering::Relaxed) {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            inner = match deadline {
-                None => self.conn.wait(inner, None),
-                Some(d) => {
-                    let now = Instant::now();
-                    if now >= d {
-                        return Err(io::Error::new(io::ErrorKind::WouldBlock, "write timed out"));
-                    }
-                    self.conn.wait(inner, Some(d - now))
-                }
-            };
+            inner = self.block(inner, deadline, "write timed out")?;
         }
     }
 }
