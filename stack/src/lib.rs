@@ -35,6 +35,7 @@ pub mod http;
 pub mod mbuf;
 pub mod net;
 pub mod netisr;
+pub mod rss;
 pub mod sim;
 pub mod socket;
 pub mod stack;
