@@ -65,22 +65,9 @@ impl CongestionControl for NewReno {
     }
 
     fn ack_received(&mut self, v: &mut CcVars, sig: CcSignal, ack: &AckInfo) {
-        // A duplicate ACK acknowledges nothing; its inflation is the transport's.
-        if sig != CcSignal::Ack || ack.bytes_acked == 0 {
+        let Some(credit) = window::growth_credit(sig, ack, v.maxseg) else {
             return;
-        }
-        let limit = match ack.recovery {
-            Recovery::Open => ABC_LIMIT_SEGS,
-            Recovery::Rto => ABC_LIMIT_SEGS_AFTER_RTO,
-            // The transport owns cwnd until post_recovery; in CWR the window was just cut.
-            Recovery::Fast | Recovery::Cwr => return,
         };
-        // Growth is earned only when cwnd was what limited the sender (FreeBSD's
-        // CCF_CWND_LIMITED; RFC 7661's point that an unused window has not been validated).
-        if !ack.cwnd_limited {
-            return;
-        }
-        let credit = window::slow_start_increment(ack.bytes_acked, ack.acks, limit, v.maxseg);
         if v.in_slow_start() {
             // RFC 5681 §3.1: "During slow start, a TCP increments cwnd by at most SMSS bytes
             // for each ACK received that cumulatively acknowledges new data." With ABC

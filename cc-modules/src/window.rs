@@ -3,7 +3,7 @@
 //!
 //! Everything is in bytes and saturating: a window never wraps, whatever the inputs.
 
-use crate::CcVars;
+use crate::{AckInfo, CcSignal, CcVars, Recovery};
 
 /// Largest useful cwnd: the largest window a peer can advertise (65535 << 14, RFC 7323 §2.3's
 /// maximum shift). Growth stops here, which also leaves the transport headroom for fast
@@ -76,6 +76,38 @@ pub fn slow_start_increment(bytes_acked: u32, acks: u32, limit_segs: u32, maxseg
         .saturating_mul(limit_segs)
         .saturating_mul(maxseg.max(1));
     bytes_acked.min(limit)
+}
+
+/// The growth credit one ACK earns (RFC 3465's `min(N, L*SMSS)`, see
+/// [`slow_start_increment`]), or `None` when the ACK may not grow cwnd at all: it is not an
+/// ACK of new data, the transport owns cwnd (fast recovery) or just cut it (CWR), or the
+/// sender was not cwnd-limited. Every module's `ack_received` starts here, so the rules on
+/// when a window may grow live in one place.
+pub fn growth_credit(sig: CcSignal, ack: &AckInfo, maxseg: u32) -> Option<u32> {
+    // A duplicate ACK acknowledges nothing; its inflation is the transport's.
+    if sig != CcSignal::Ack || ack.bytes_acked == 0 {
+        return None;
+    }
+    let limit = match ack.recovery {
+        Recovery::Open => ABC_LIMIT_SEGS,
+        Recovery::Rto => ABC_LIMIT_SEGS_AFTER_RTO,
+        // The transport owns cwnd until post_recovery; in CWR the window was just cut.
+        Recovery::Fast | Recovery::Cwr => return None,
+    };
+    // Growth is earned only when cwnd was what limited the sender (FreeBSD's
+    // CCF_CWND_LIMITED; RFC 7661's point that an unused window has not been validated).
+    if !ack.cwnd_limited {
+        return None;
+    }
+    Some(slow_start_increment(ack.bytes_acked, ack.acks, limit, maxseg))
+}
+
+/// Restore the invariants every module relies on (cwnd at least one segment, ssthresh at
+/// least two) without otherwise touching the window: what `conn_init` does with the vars a
+/// new connection or a previous module (TCP_CONGESTION switch) hands over.
+pub fn repair(v: &mut CcVars) {
+    v.cwnd = v.cwnd.max(loss_window(v.maxseg));
+    v.ssthresh = v.ssthresh.max(min_ssthresh(v.maxseg));
 }
 
 /// `cwnd + incr`, saturating and capped at [`MAX_CWND`]; never smaller than `cwnd`.

@@ -66,3 +66,6 @@ pub(crate) fn pcb_error(e: PcbError) -> io::Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,135 @@
+//! The socket API on two simulated stacks (`crate::sim`): non-blocking connect, accept,
+//! read and write driven by the readiness poller, EOF, and the io errors applications
+//! see (WouldBlock, BrokenPipe, ConnectionReset, ConnectionRefused, AddrInUse).
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+use super::{Event, Interest, NetStack, Poller, TcpListener, TcpStream};
+use crate::sim::{host_addr, LinkConfig, Sim};
+
+fn net(sim: &Sim, h: usize) -> NetStack {
+    NetStack { tcp: sim.hosts[h].tcp.clone(), ifp: sim.hosts[h].ifp.clone() }
+}
+
+/// Steps the simulation until the poller reports an event for `token`.
+fn wait_for(sim: &mut Sim, poller: &Poller, token: usize) -> Event {
+    let mut events = Vec::new();
+    for _ in 0..10_000 {
+        poller.wait(&mut events, Some(Duration::ZERO)).expect("wait");
+        if let Some(e) = events.iter().find(|e| e.token == token) {
+            return *e;
+        }
+        sim.step();
+    }
+    panic!("no event for token {token}");
+}
+
+fn settle(sim: &mut Sim) {
+    for _ in 0..200 {
+        sim.step();
+    }
+}
+
+/// A connected pair: (client on host 0, server on host 1, poller with client=2, server=3).
+fn pair(sim: &mut Sim) -> (TcpStream, TcpStream, Poller) {
+    let listener = TcpListener::bind(net(sim, 1), SocketAddr::V4(SocketAddrV4::new(host_addr(1), 80))).expect("bind");
+    listener.set_nonblocking(true).unwrap();
+    let poller = Poller::new();
+    poller.register(&listener, 1, Interest::READABLE).unwrap();
+    assert_eq!(listener.accept().unwrap_err().kind(), ErrorKind::WouldBlock);
+    let client = TcpStream::connect_nonblocking(net(sim, 0), SocketAddrV4::new(host_addr(1), 80)).expect("connect");
+    poller.register(&client, 2, Interest::WRITABLE).unwrap();
+    let ev = wait_for(sim, &poller, 1);
+    assert!(ev.readable);
+    let (server, peer) = listener.accept().expect("accept");
+    assert_eq!(peer, client.local_addr().unwrap());
+    server.set_nonblocking(true).unwrap();
+    let ev = wait_for(sim, &poller, 2);
+    assert!(ev.writable, "connected means writable");
+    poller.reregister(2, Interest::READABLE).unwrap();
+    poller.register(&server, 3, Interest::READABLE).unwrap();
+    (client, server, poller)
+}
+
+#[test]
+fn poller_drives_connect_accept_read_write_and_eof() {
+    let mut sim = Sim::new(7, LinkConfig::default(), 1);
+    let (client, mut server, poller) = pair(&mut sim);
+    let mut buf = [0u8; 64];
+    assert_eq!(server.read(&mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
+
+    (&client).write_all(b"hello").unwrap();
+    let ev = wait_for(&mut sim, &poller, 3);
+    assert!(ev.readable && !ev.error);
+    assert_eq!(server.read(&mut buf).unwrap(), 5);
+    assert_eq!(&buf[..5], b"hello");
+
+    // The server closes its side: the client reads EOF.
+    server.shutdown(Shutdown::Write).unwrap();
+    let ev = wait_for(&mut sim, &poller, 2);
+    assert!(ev.readable);
+    assert_eq!((&client).read(&mut buf).unwrap(), 0);
+    // Writing after our own shutdown is a broken pipe.
+    client.shutdown(Shutdown::Write).unwrap();
+    assert_eq!((&client).write(b"x").unwrap_err().kind(), ErrorKind::BrokenPipe);
+    // The peer closed first (CLOSE-WAIT), so our close goes to LAST-ACK.
+    assert_eq!(client.info().state, "LAST_ACK");
+}
+
+#[test]
+fn reset_surfaces_as_connection_reset() {
+    let mut sim = Sim::new(8, LinkConfig::default(), 1);
+    let (client, server, poller) = pair(&mut sim);
+    (&client).write_all(b"unread").unwrap();
+    wait_for(&mut sim, &poller, 3);
+    // Dropping a socket with unread data resets the connection (RFC 2525 §2.17).
+    drop(server);
+    let ev = wait_for(&mut sim, &poller, 2);
+    assert!(ev.error, "{ev:?}");
+    let mut buf = [0u8; 8];
+    assert_eq!((&client).read(&mut buf).unwrap_err().kind(), ErrorKind::ConnectionReset);
+    assert_eq!((&client).write(b"x").unwrap_err().kind(), ErrorKind::ConnectionReset);
+}
+
+#[test]
+fn connect_to_a_closed_port_is_refused() {
+    let mut sim = Sim::new(9, LinkConfig::default(), 1);
+    let client = TcpStream::connect_nonblocking(net(&sim, 0), SocketAddrV4::new(host_addr(1), 81)).expect("connect");
+    let poller = Poller::new();
+    poller.register(&client, 5, Interest::WRITABLE).unwrap();
+    let ev = wait_for(&mut sim, &poller, 5);
+    assert!(ev.error);
+    let err = client.take_error().unwrap().expect("an error");
+    assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+    settle(&mut sim);
+    assert!(sim.counter(1, "tcp.rst_tx") >= 1);
+}
+
+#[test]
+fn binding_twice_is_addr_in_use_and_bad_addresses_are_refused() {
+    let sim = Sim::new(10, LinkConfig::default(), 1);
+    let any = SocketAddr::V4(SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 80));
+    let _l = TcpListener::bind(net(&sim, 1), any).unwrap();
+    assert_eq!(TcpListener::bind(net(&sim, 1), any).unwrap_err().kind(), ErrorKind::AddrInUse);
+    let not_ours = SocketAddr::V4(SocketAddrV4::new(std::net::Ipv4Addr::new(198, 18, 9, 9), 80));
+    assert_eq!(TcpListener::bind(net(&sim, 1), not_ours).unwrap_err().kind(), ErrorKind::AddrNotAvailable);
+    let err = TcpStream::connect_nonblocking(net(&sim, 0), SocketAddrV4::new(host_addr(1), 0)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
+
+#[test]
+fn congestion_control_switches_per_socket_with_clear_errors() {
+    let mut sim = Sim::new(11, LinkConfig::default(), 1);
+    let (client, server, _poller) = pair(&mut sim);
+    assert_eq!(client.congestion(), "newreno");
+    let err = client.set_congestion("vegas").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("newreno"), "{err}");
+    let cwnd = client.info().cwnd;
+    client.set_congestion("newreno").unwrap();
+    // TCP_CONGESTION semantics: the new module starts from the current window.
+    assert_eq!(client.info().cwnd, cwnd);
+    assert_eq!(server.info().state, "ESTABLISHED");
+}
