@@ -10,7 +10,9 @@
 //!   register their own modules by name at run time.
 //! - [`window`]: the arithmetic every module shares (IW, loss window, ssthresh floor, ABC
 //!   increments, restart window) and the transport's fast-recovery inflation helpers.
-//! - [`newreno`]: RFC 5681 + RFC 6582 + RFC 3465 (ABC). CUBIC comes next, on the same hooks.
+//! - [`newreno`]: RFC 5681 + RFC 6582 + RFC 3465 (ABC).
+//! - [`cubic`]: RFC 9438, on the same hooks and the same shared arithmetic.
+//! - [`hystart`]: HyStart++ (RFC 9406), an option of both: `newreno-hs`, `cubic-hs`.
 //! - [`testing`]: a model-based harness that drives any controller through random event
 //!   sequences and checks the invariants every standard module keeps.
 //!
@@ -88,11 +90,15 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+pub mod cubic;
+pub mod hystart;
 pub mod newreno;
 mod registry;
 pub mod testing;
 pub mod window;
 
+pub use cubic::Cubic;
+pub use hystart::HyStart;
 pub use newreno::NewReno;
 pub use registry::{from_fn, CcError, CcFactory, FnFactory, Registry, MAX_NAME_LEN};
 

@@ -5,16 +5,24 @@
 //! Division of labour with the transport (see the crate docs): the transport inflates and
 //! deflates cwnd during fast recovery; this module sets ssthresh and cwnd when congestion is
 //! signalled, grows cwnd outside recovery, and deflates when recovery ends.
+//!
+//! [`NewReno::with_hystart`] (registered as `newreno-hs`) replaces the initial slow start
+//! with HyStart++ (RFC 9406, [`crate::hystart`]).
 
-use crate::window::{self, ABC_LIMIT_SEGS, ABC_LIMIT_SEGS_AFTER_RTO};
+use crate::hystart::HyStart;
+use crate::window;
 use crate::{
     AckInfo, CcFactory, CcSignal, CcVars, CongInfo, CongestionControl, IdleInfo, Recovery,
+    RttSample,
 };
 
 /// The name NewReno is registered under.
 pub const NAME: &str = "newreno";
+/// The name of NewReno with HyStart++ ([`NewReno::with_hystart`]).
+pub const NAME_HS: &str = "newreno-hs";
 
-/// Builds [`NewReno`] controllers; registered by [`crate::Registry::with_builtins`].
+/// Builds plain [`NewReno`] controllers; registered by [`crate::Registry::with_builtins`]
+/// (which also registers [`NAME_HS`], built by [`NewReno::with_hystart`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Factory;
 
@@ -36,15 +44,26 @@ pub struct NewReno {
     ca_bytes_acked: u32,
     /// cwnd and ssthresh before the first expiry of the current RTO run, for `RtoErr`.
     undo: Option<Undo>,
+    /// HyStart++ for the initial slow start; disabled by default.
+    hystart: HyStart,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Undo {
     cwnd: u32,
     ssthresh: u32,
+    hystart: HyStart,
 }
 
 impl NewReno {
+    /// NewReno whose initial slow start is HyStart++ (RFC 9406), registered as [`NAME_HS`].
+    pub fn with_hystart() -> Self {
+        Self {
+            hystart: HyStart::new(true),
+            ..Self::default()
+        }
+    }
+
     /// Bytes credited toward the next congestion-avoidance increase (RFC 3465 §2.1).
     pub fn ca_bytes_acked(&self) -> u32 {
         self.ca_bytes_acked
@@ -53,15 +72,19 @@ impl NewReno {
 
 impl CongestionControl for NewReno {
     fn name(&self) -> &'static str {
-        NAME
+        if self.hystart.enabled() {
+            NAME_HS
+        } else {
+            NAME
+        }
     }
 
     fn conn_init(&mut self, v: &mut CcVars) {
         // A new connection arrives with CcVars::new's IW; a switched one with its current
         // window, which TCP_CONGESTION semantics keep. Only restore the invariants, in case
         // the previous module left them broken.
-        v.cwnd = v.cwnd.max(window::loss_window(v.maxseg));
-        v.ssthresh = v.ssthresh.max(window::min_ssthresh(v.maxseg));
+        window::repair(v);
+        self.hystart.conn_init(v);
     }
 
     fn ack_received(&mut self, v: &mut CcVars, sig: CcSignal, ack: &AckInfo) {
@@ -72,7 +95,9 @@ impl CongestionControl for NewReno {
             // RFC 5681 §3.1: "During slow start, a TCP increments cwnd by at most SMSS bytes
             // for each ACK received that cumulatively acknowledges new data." With ABC
             // (RFC 3465), by min(N, L*SMSS) instead; see window::ABC_LIMIT_SEGS for L.
-            v.cwnd = window::grow(v.cwnd, credit);
+            // HyStart++ may take a quarter of that (CSS) or end slow start.
+            let incr = self.hystart.slow_start_increment(v, ack, credit);
+            v.cwnd = window::grow(v.cwnd, incr);
         } else {
             // RFC 5681 §3.1: "The RECOMMENDED way to increase cwnd during congestion
             // avoidance is to count the number of bytes that have been acknowledged by ACKs
@@ -114,6 +139,7 @@ impl CongestionControl for NewReno {
                 // transport's (window::fast_retransmit_inflate).
                 window::reduce(v, window::reno_ssthresh(info.in_flight, v.maxseg));
                 self.ca_bytes_acked = 0;
+                self.hystart.on_congestion();
                 // A real congestion signal: no undoing past it.
                 self.undo = None;
             }
@@ -128,6 +154,7 @@ impl CongestionControl for NewReno {
                     self.undo = Some(Undo {
                         cwnd: v.cwnd,
                         ssthresh: v.ssthresh,
+                        hystart: self.hystart,
                     });
                     v.ssthresh = window::reno_ssthresh(info.in_flight, v.maxseg);
                 }
@@ -135,6 +162,7 @@ impl CongestionControl for NewReno {
                 // loss window, LW, which equals 1 full-sized segment".
                 v.cwnd = window::loss_window(v.maxseg);
                 self.ca_bytes_acked = 0;
+                self.hystart.on_congestion();
             }
             CcSignal::RtoErr => {
                 // The RTO was spurious: put back the window it took away, as FreeBSD does on
@@ -143,6 +171,7 @@ impl CongestionControl for NewReno {
                 if let Some(u) = self.undo.take() {
                     v.cwnd = u.cwnd.max(window::loss_window(v.maxseg));
                     v.ssthresh = u.ssthresh.max(window::min_ssthresh(v.maxseg));
+                    self.hystart = u.hystart;
                 }
             }
             // ACK types (a transport bug, asserted above) and private signals: nothing to do.
@@ -168,15 +197,23 @@ impl CongestionControl for NewReno {
         }
     }
 
+    fn rtt_sample(&mut self, _v: &mut CcVars, sample: &RttSample) {
+        self.hystart.rtt_sample(sample);
+    }
+
     fn state(&self) -> Vec<(&'static str, String)> {
         let undo = match self.undo {
             Some(u) => format!("cwnd={} ssthresh={}", u.cwnd, u.ssthresh),
             None => "-".to_string(),
         };
-        vec![
+        let mut out = vec![
             ("ca_bytes_acked", self.ca_bytes_acked.to_string()),
             ("rto_undo", undo),
-        ]
+        ];
+        if self.hystart.enabled() {
+            out.extend(self.hystart.state());
+        }
+        out
     }
 }
 

@@ -5,8 +5,8 @@ use std::fmt;
 use std::io;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::newreno;
-use crate::CongestionControl;
+use crate::{cubic, newreno};
+use crate::{CongestionControl, Cubic, NewReno};
 
 /// Longest module name: 15 bytes, so it fits the 16-byte `TCP_CONGESTION` buffer with its
 /// NUL (Linux and FreeBSD `TCP_CA_NAME_MAX`).
@@ -110,10 +110,23 @@ struct Inner {
 }
 
 impl Registry {
-    /// A registry with the built-in modules (NewReno) and NewReno as the default.
+    /// A registry with the built-in modules and NewReno as the default: `newreno`, `cubic`,
+    /// and both with HyStart++ (RFC 9406) as their initial slow start, `newreno-hs` and
+    /// `cubic-hs`.
     pub fn with_builtins() -> Self {
         let mut factories: BTreeMap<&'static str, Arc<dyn CcFactory>> = BTreeMap::new();
         factories.insert(newreno::NAME, Arc::new(newreno::Factory));
+        factories.insert(
+            newreno::NAME_HS,
+            Arc::new(from_fn(newreno::NAME_HS, || {
+                Box::new(NewReno::with_hystart())
+            })),
+        );
+        factories.insert(cubic::NAME, Arc::new(cubic::Factory));
+        factories.insert(
+            cubic::NAME_HS,
+            Arc::new(from_fn(cubic::NAME_HS, || Box::new(Cubic::with_hystart()))),
+        );
         Self {
             inner: RwLock::new(Inner {
                 factories,
@@ -260,11 +273,24 @@ mod tests {
     #[test]
     fn builtins_have_newreno_as_default() {
         let r = Registry::with_builtins();
-        assert_eq!(r.available(), vec!["newreno"]);
+        let builtins = vec!["cubic", "cubic-hs", "newreno", "newreno-hs"];
+        assert_eq!(r.available(), builtins);
         assert_eq!(r.default_name(), "newreno");
-        assert_eq!(r.create("newreno").map(|cc| cc.name()), Ok("newreno"));
+        for name in &builtins {
+            assert_eq!(r.create(name).map(|cc| cc.name()), Ok(*name));
+        }
         assert_eq!(r.create_default().name(), "newreno");
-        assert_eq!(Registry::default().available(), vec!["newreno"]);
+        assert_eq!(Registry::default().available(), builtins);
+        // The -hs variants carry HyStart++ state; the plain ones don't.
+        let has_hystart = |name| {
+            r.create(name)
+                .unwrap()
+                .state()
+                .iter()
+                .any(|(k, _)| *k == "hystart")
+        };
+        assert!(has_hystart("cubic-hs") && has_hystart("newreno-hs"));
+        assert!(!has_hystart("cubic") && !has_hystart("newreno"));
     }
 
     #[test]
@@ -273,7 +299,18 @@ mod tests {
         for name in ["zeta", "alpha", "m-1"] {
             r.register(still(name)).unwrap();
         }
-        assert_eq!(r.available(), vec!["alpha", "m-1", "newreno", "zeta"]);
+        assert_eq!(
+            r.available(),
+            vec![
+                "alpha",
+                "cubic",
+                "cubic-hs",
+                "m-1",
+                "newreno",
+                "newreno-hs",
+                "zeta"
+            ]
+        );
     }
 
     #[test]
@@ -294,17 +331,17 @@ mod tests {
     #[test]
     fn unknown_name_lists_what_is_available() {
         let r = Registry::with_builtins();
-        r.register(still("cubic")).unwrap();
+        r.register(still("bbr")).unwrap();
         let err = r.create("vegas").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown congestion control 'vegas' (available: cubic, newreno)"
+            "unknown congestion control 'vegas' (available: bbr, cubic, cubic-hs, newreno, newreno-hs)"
         );
         assert_eq!(
             err,
             CcError::Unknown {
                 name: "vegas".into(),
-                available: vec!["cubic", "newreno"]
+                available: vec!["bbr", "cubic", "cubic-hs", "newreno", "newreno-hs"]
             }
         );
         assert_eq!(r.set_default("vegas"), Err(err));
@@ -337,7 +374,7 @@ mod tests {
             );
         }
         r.register(still("fifteen-chars_x")).unwrap();
-        assert_eq!(r.available(), vec!["fifteen-chars_x", "newreno"]);
+        assert!(r.available().contains(&"fifteen-chars_x"));
         assert_eq!(
             CcError::InvalidName("".into()).to_string(),
             "invalid congestion control name '': use 1 to 15 characters from a-z, 0-9, '-' and '_'"
@@ -349,7 +386,11 @@ mod tests {
         let r = Registry::with_builtins();
         let e: io::Error = r.create("vegas").unwrap_err().into();
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
-        assert!(e.to_string().contains("available: newreno"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("available: cubic, cubic-hs, newreno, newreno-hs"),
+            "{e}"
+        );
         let e: io::Error = r.register(still("newreno")).unwrap_err().into();
         assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
         let e: io::Error = r.register(still("")).unwrap_err().into();
@@ -379,7 +420,7 @@ mod tests {
             t.join().unwrap();
         }
         let mut want: Vec<&str> = NAMES.to_vec();
-        want.push("newreno");
+        want.extend(["cubic", "cubic-hs", "newreno", "newreno-hs"]);
         want.sort();
         assert_eq!(r.available(), want);
         assert!(NAMES.contains(&r.default_name()));
@@ -390,7 +431,7 @@ mod tests {
         let r = Registry::with_builtins();
         assert_eq!(
             format!("{r:?}"),
-            r#"Registry { available: ["newreno"], default: "newreno" }"#
+            r#"Registry { available: ["cubic", "cubic-hs", "newreno", "newreno-hs"], default: "newreno" }"#
         );
     }
 }

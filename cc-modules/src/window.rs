@@ -99,7 +99,12 @@ pub fn growth_credit(sig: CcSignal, ack: &AckInfo, maxseg: u32) -> Option<u32> {
     if !ack.cwnd_limited {
         return None;
     }
-    Some(slow_start_increment(ack.bytes_acked, ack.acks, limit, maxseg))
+    Some(slow_start_increment(
+        ack.bytes_acked,
+        ack.acks,
+        limit,
+        maxseg,
+    ))
 }
 
 /// Restore the invariants every module relies on (cwnd at least one segment, ssthresh at

@@ -15,10 +15,23 @@ pub const MICROSOFT_KEY: [u8; 40] = [
     0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa,
 ];
 
+/// Entries in the indirection table (a power of two, as NICs use).
+pub const INDIRECTION_SIZE: usize = 128;
+
 /// A Toeplitz hasher with a 40-byte key (enough for IPv6 4-tuples, 36 bytes of input).
-#[derive(Clone, Debug)]
+///
+/// The hash of a byte at position `i` depends only on the byte and `i`, so it is
+/// precomputed per position and value: hashing is one table lookup per input byte.
+#[derive(Clone)]
 pub struct Toeplitz {
     key: [u8; 40],
+    table: Box<[[u32; 256]; 36]>,
+}
+
+impl std::fmt::Debug for Toeplitz {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Toeplitz").field("key", &self.key).finish_non_exhaustive()
+    }
 }
 
 impl Default for Toeplitz {
@@ -30,7 +43,15 @@ impl Default for Toeplitz {
 impl Toeplitz {
     /// A hasher with `key`.
     pub fn new(key: [u8; 40]) -> Self {
-        Toeplitz { key }
+        let mut table = Box::new([[0u32; 256]; 36]);
+        for (pos, row) in table.iter_mut().enumerate() {
+            for (value, slot) in row.iter_mut().enumerate() {
+                let mut one = [0u8; 36];
+                one[pos] = value as u8;
+                *slot = bitwise(&key, &one[..=pos]);
+            }
+        }
+        Toeplitz { key, table }
     }
 
     /// The key.
@@ -43,24 +64,13 @@ impl Toeplitz {
     /// from the most significant bit of the first byte, the 32 key bits starting at
     /// that bit position are XORed into the result.
     pub fn hash(&self, input: &[u8]) -> u32 {
-        let input = &input[..input.len().min(self.key.len() - 4)];
-        let mut result = 0u32;
-        // `window` holds key bits [i, i + 64) for the current input byte i/8.
-        let mut window = u64::from_be_bytes([
-            self.key[0], self.key[1], self.key[2], self.key[3], self.key[4], self.key[5], self.key[6],
-            self.key[7],
-        ]);
-        for (i, &byte) in input.iter().enumerate() {
-            for bit in 0..8 {
-                if byte & (0x80 >> bit) != 0 {
-                    result ^= (window >> (32 - bit)) as u32;
-                }
-            }
-            // Slide the window by one byte.
-            let next = self.key.get(i + 8).copied().unwrap_or(0);
-            window = (window << 8) | next as u64;
-        }
-        result
+        input.iter().zip(self.table.iter()).fold(0, |h, (&b, row)| h ^ row[b as usize])
+    }
+
+    /// The receive queue an RSS device with the standard indirection table (entry i
+    /// -> queue i mod `queues`) puts a frame with this hash on.
+    pub fn queue_of(hash: u32, queues: usize) -> usize {
+        (hash as usize & (INDIRECTION_SIZE - 1)) % queues.max(1)
     }
 
     /// The IPv4 2-tuple hash (`NDIS_HASH_IPV4`).
@@ -80,6 +90,24 @@ impl Toeplitz {
         b[10..].copy_from_slice(&dport.to_be_bytes());
         self.hash(&b)
     }
+}
+
+/// The definition, bit by bit: for every set bit of the input (most significant bit of
+/// the first byte first), XOR in the 32 key bits starting at that bit's position.
+fn bitwise(key: &[u8; 40], input: &[u8]) -> u32 {
+    let input = &input[..input.len().min(36)];
+    let mut result = 0u32;
+    let mut window = u64::from_be_bytes([key[0], key[1], key[2], key[3], key[4], key[5], key[6], key[7]]);
+    for (i, &byte) in input.iter().enumerate() {
+        for bit in 0..8 {
+            if byte & (0x80 >> bit) != 0 {
+                result ^= (window >> (32 - bit)) as u32;
+            }
+        }
+        // Slide the window by one byte.
+        window = (window << 8) | key.get(i + 8).copied().unwrap_or(0) as u64;
+    }
+    result
 }
 
 #[cfg(test)]
@@ -109,6 +137,23 @@ mod tests {
         let t = Toeplitz::default();
         for ((dst, dport), (src, sport), _, tcp) in VECTORS {
             assert_eq!(t.ipv4_ports(src, dst, sport, dport), tcp, "{src}:{sport} -> {dst}:{dport}");
+        }
+    }
+
+    #[test]
+    fn table_matches_the_bitwise_definition() {
+        let t = Toeplitz::default();
+        let mut x: u32 = 0x9e37_79b9;
+        for len in 0..=36 {
+            let input: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect();
+            assert_eq!(t.hash(&input), bitwise(&MICROSOFT_KEY, &input), "len {len}");
         }
     }
 

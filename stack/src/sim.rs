@@ -296,7 +296,9 @@ impl Sim {
             // The "NIC" puts the frame on a queue by a hash that does not know TCP
             // (like plain veth); netisr then moves it to the flow's owner.
             let rxq = (frame.len() + frame.last().copied().unwrap_or(0) as usize) % nworkers;
-            let owner = crate::worker::ip_flow_hash(&frame).map(|h| h as usize % nworkers).unwrap_or(rxq);
+            let owner = crate::worker::ip_flow_hash(&host.tcp.rss, &frame)
+                .map(|h| crate::rss::Toeplitz::queue_of(h, nworkers))
+                .unwrap_or(rxq);
             if owner != rxq {
                 host.handoffs += 1;
             }

@@ -125,7 +125,12 @@ impl Stack {
             config.arp,
         ));
         let nworkers = link.rx_queues as usize;
-        let netisr = Arc::new(Netisr::new(nworkers));
+        let mut netisr = Netisr::new(nworkers);
+        // FLOW placement: a flow belongs to the queue an RSS device puts it on (the
+        // standard indirection table), so a segment that arrives where RSS placed it
+        // is processed in place.
+        netisr.set_flow2cpu(Box::new(move |h| crate::rss::Toeplitz::queue_of(h, nworkers)));
+        let netisr = Arc::new(netisr);
         let mut tcp_cfg = config.tcp.clone();
         // RFC 9293 §3.7.1: the MSS we announce is the MTU less the IP and TCP headers
         // (capped by the UMEM frame, which must hold a whole Ethernet frame).

@@ -16,6 +16,7 @@ use crate::device::xsk::{TxError, XskRx, XskTx};
 use crate::net::ether::{self, EtherProto};
 use crate::net::{arp, Interface, NetCtx};
 use crate::netisr::{Netisr, NETISR_ARP, NETISR_IP};
+use crate::rss::Toeplitz;
 use crate::tcp::layer::{TcpLayer, TimerHeap};
 use crate::stats::Counters;
 
@@ -116,49 +117,39 @@ pub fn register_protocols(
         }),
         policy: Policy::Flow,
         qlimit,
-        m2flow: Some(Box::new(|pkt| ip_flow_hash(pkt.data))),
+        m2flow: Some({
+            let rss = tcp.rss.clone();
+            Box::new(move |pkt| ip_flow_hash(&rss, pkt.data))
+        }),
         m2cpuid: None,
     })?;
     Ok(())
 }
 
-/// A software flow hash over the IPv4 source/destination pair and protocol (and the
-/// ports for TCP/UDP), for frames the device gave no RSS hash for. Symmetric: both
-/// directions of a flow hash alike.
-pub fn ip_flow_hash(frame: &[u8]) -> Option<u32> {
+/// The RSS hash of a received IPv4 frame, as an RSS NIC computes it (Toeplitz over
+/// source address, destination address and, for TCP and UDP, the ports), for frames
+/// the device handed over without one. The netisr FLOW owner of a frame is the queue
+/// the same device would have put it on, so with RSS placement (or the tc emulation in
+/// `ebpf/rss_tc.c`) segments need no handoff.
+pub fn ip_flow_hash(rss: &Toeplitz, frame: &[u8]) -> Option<u32> {
     let ip = frame.get(ether::HEADER_LEN..)?;
     if ip.len() < 20 {
         return None;
     }
     let ihl = (ip[0] & 0x0f) as usize * 4;
-    let a = u32::from_be_bytes([ip[12], ip[13], ip[14], ip[15]]);
-    let b = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
-    let proto = ip[9];
-    let ports = match proto {
-        6 | 17 => ip.get(ihl..ihl + 4).map(|p| {
-            let s = u16::from_be_bytes([p[0], p[1]]) as u32;
-            let d = u16::from_be_bytes([p[2], p[3]]) as u32;
-            s ^ d
-        }),
-        // ICMP echo: the identifier tells concurrent pings apart.
-        1 => ip.get(ihl + 4..ihl + 6).map(|p| u16::from_be_bytes([p[0], p[1]]) as u32),
-        _ => None,
+    let addrs = &ip[12..20];
+    match ip[9] {
+        6 | 17 if ihl >= 20 => match ip.get(ihl..ihl + 4) {
+            Some(ports) => {
+                let mut input = [0u8; 12];
+                input[..8].copy_from_slice(addrs);
+                input[8..].copy_from_slice(ports);
+                Some(rss.hash(&input))
+            }
+            None => Some(rss.hash(addrs)),
+        },
+        _ => Some(rss.hash(addrs)),
     }
-    .unwrap_or(0);
-    Some(flow_hash_parts(a, b, proto, ports))
-}
-
-/// The flow hash from its parts: the two addresses (either order), the protocol, and
-/// the XOR of the ports (or the ICMP identifier). Symmetric in the two ends.
-pub fn flow_hash_parts(a: u32, b: u32, proto: u8, ports: u32) -> u32 {
-    // A multiply-xorshift finaliser (from MurmurHash3's fmix32) over the symmetric mix.
-    let mut h = (a ^ b) ^ (proto as u32).rotate_left(16) ^ ports.rotate_left(8);
-    h ^= h >> 16;
-    h = h.wrapping_mul(0x85eb_ca6b);
-    h ^= h >> 13;
-    h = h.wrapping_mul(0xc2b2_ae35);
-    h ^= h >> 16;
-    h
 }
 
 /// Everything a worker thread owns.
@@ -332,28 +323,28 @@ mod tests {
     }
 
     #[test]
-    fn flow_hash_is_symmetric_and_separates_flows() {
-        let a = [198, 18, 0, 1];
-        let b = [198, 18, 0, 2];
-        let fwd = frame(a, b, 6, [0x30, 0x39, 0, 80, 0, 0, 0, 0]);
-        let rev = frame(b, a, 6, [0, 80, 0x30, 0x39, 0, 0, 0, 0]);
-        assert_eq!(ip_flow_hash(&fwd), ip_flow_hash(&rev));
-        let other = frame(a, b, 6, [0x30, 0x3a, 0, 80, 0, 0, 0, 0]);
-        assert_ne!(ip_flow_hash(&fwd), ip_flow_hash(&other));
-        // Pings with different identifiers are different flows.
-        let p1 = frame(b, a, 1, [8, 0, 0, 0, 0, 1, 0, 1]);
-        let p2 = frame(b, a, 1, [8, 0, 0, 0, 0, 2, 0, 1]);
-        assert_ne!(ip_flow_hash(&p1), ip_flow_hash(&p2));
-        assert_eq!(ip_flow_hash(&[0u8; 20]), None);
+    fn flow_hash_is_the_rss_hash_of_the_received_tuple() {
+        let rss = Toeplitz::default();
+        let (a, b) = ([198, 18, 0, 2], [198, 18, 0, 1]);
+        let tcp = frame(a, b, 6, [0x30, 0x39, 0, 80, 0, 0, 0, 0]);
+        assert_eq!(
+            ip_flow_hash(&rss, &tcp),
+            Some(rss.ipv4_ports(a.into(), b.into(), 12345, 80))
+        );
+        // ICMP and other protocols: the address pair only.
+        let icmp = frame(a, b, 1, [8, 0, 0, 0, 0, 1, 0, 1]);
+        assert_eq!(ip_flow_hash(&rss, &icmp), Some(rss.ipv4(a.into(), b.into())));
+        assert_eq!(ip_flow_hash(&rss, &[0u8; 20]), None);
     }
 
     #[test]
-    fn flow_hash_spreads_over_four_workers() {
+    fn tcp_flows_spread_over_four_queues() {
+        let rss = Toeplitz::default();
         let mut seen = [0u32; 4];
-        for id in 0..64u16 {
-            let idb = id.to_be_bytes();
-            let f = frame([198, 18, 0, 2], [198, 18, 0, 1], 1, [8, 0, 0, 0, idb[0], idb[1], 0, 1]);
-            seen[(ip_flow_hash(&f).unwrap() % 4) as usize] += 1;
+        for port in 40000..40064u16 {
+            let p = port.to_be_bytes();
+            let f = frame([198, 18, 0, 2], [198, 18, 0, 1], 6, [p[0], p[1], 0, 80, 0, 0, 0, 0]);
+            seen[Toeplitz::queue_of(ip_flow_hash(&rss, &f).unwrap(), 4)] += 1;
         }
         assert!(seen.iter().all(|&n| n >= 4), "{seen:?}");
     }

@@ -2,6 +2,7 @@
 //! MTU, channels), the XDP steering program ([`xdp`]) and one AF_XDP socket per receive
 //! queue ([`xsk`]).
 
+pub mod rss_emu;
 pub mod xdp;
 pub mod xsk;
 

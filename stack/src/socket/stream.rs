@@ -111,8 +111,11 @@ impl TcpStream {
         if net.ifp.next_hop(*remote.ip()).is_none() {
             return Err(io::Error::new(io::ErrorKind::NetworkUnreachable, "no route to host (no gateway)"));
         }
-        let owner_any = |_p: u16| true;
-        let port = tcp.pcbs.pick_port(local_ip, remote, &owner_any).map_err(pcb_error)?;
+        // Pick a port whose reply hash lands on the next worker in turn (falling back
+        // to any free port), so active opens spread over the workers without handoffs.
+        let target = tcp.next_connect_worker();
+        let aligned = |p: u16| tcp.owner_of(SocketAddrV4::new(local_ip, p), remote) == target;
+        let port = tcp.pcbs.pick_port(local_ip, remote, &aligned).map_err(pcb_error)?;
         let local = SocketAddrV4::new(local_ip, port);
         let now = Instant::now();
         let mut cfg = tcp.conn_config();

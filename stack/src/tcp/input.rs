@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use xstack_cc::{window, AckInfo, CcSignal, CongInfo, Recovery, RttSample};
 
+use super::sack::DUP_THRESH;
 use super::segment::{Segment, TcpFlags};
 use super::seq::Seq;
 use super::tcb::{State, Tcb, TcpError};
@@ -185,6 +186,13 @@ impl Tcb {
             if !f.contains(TcpFlags::RST) {
                 self.ack_now = true;
             }
+            let end = seg.seq + seg.payload.len() as u32;
+            if self.sack_ok && !seg.payload.is_empty() && end <= self.rcv_nxt && !f.contains(TcpFlags::RST) {
+                // RFC 2883 §4: "A D-SACK block is only used to report a duplicate
+                // contiguous sequence of data received by the receiver in the most recent
+                // packet": data we had already acknowledged arrived again.
+                self.dsack = Some((seg.seq, end));
+            }
             if self.state == State::TimeWait && f.contains(TcpFlags::FIN) && seg.seq + seg.seg_len() == self.rcv_nxt {
                 // RFC 9293 (fifth, TIME-WAIT): "The only thing that can arrive in this
                 // state is a retransmission of the remote FIN. Acknowledge it, and restart
@@ -329,19 +337,36 @@ impl Tcb {
         let acked = if ack > self.snd_una { ack.dist(self.snd_una) } else { 0 };
         let window = (seg.window as u32) << self.snd_wscale;
 
+        // RFC 6675 §4 Update(): "Given the information provided in an ACK, each octet
+        // that is cumulatively ACKed or SACKed should be marked accordingly in the
+        // scoreboard data structure".
+        let mut newly_sacked = 0;
+        if self.sack_ok && !seg.options.sack().is_empty() {
+            let una = if acked > 0 { ack } else { self.snd_una };
+            let up = self.sb.update(ack, una, self.snd_max, seg.options.sack());
+            newly_sacked = up.newly_sacked;
+            self.stats.dsacks += up.dsack.is_some() as u64;
+            self.stats.bad_sacks += up.bogus as u64;
+        }
+
         // Duplicate ACK per RFC 5681 §2: no data, no SYN/FIN, same ACK, same window,
         // and outstanding data.
         // Not with a zero window: answers to zero-window probes match the rule too, but
         // they report a full receive buffer, not a loss (FreeBSD counts duplicates only
         // while the retransmission timer runs, which it never does while probing).
-        let is_dup = acked == 0
+        let is_dup_5681 = acked == 0
             && seg.payload.is_empty()
             && !seg.flags.intersects(TcpFlags::SYN | TcpFlags::FIN)
             && window == self.snd_wnd
             && window > 0
             && self.snd_max > self.snd_una;
+        // RFC 6675 §2: with SACK, a duplicate acknowledgment is also "a segment that
+        // arrives carrying a SACK block that identifies previously unacknowledged and
+        // un-SACKed octets between HighACK and HighData" (whatever its window or data).
+        let is_dup = is_dup_5681 || (acked == 0 && newly_sacked > 0 && self.snd_max > self.snd_una);
 
         if acked > 0 {
+            self.eifel_detect(seg, now);
             self.new_ack(seg, acked, now);
         } else if is_dup {
             self.dup_ack(now);
@@ -398,6 +423,7 @@ impl Tcb {
         self.sndbuf.ack(data_acked as usize);
         self.stats.bytes_acked += data_acked as u64;
         self.snd_una = ack;
+        self.sb.advance(ack);
         if self.snd_nxt < self.snd_una {
             self.snd_nxt = self.snd_una;
         }
@@ -439,7 +465,7 @@ impl Tcb {
             let info = AckInfo { cwnd_limited, ..self.ack_info(cc_acked, now) };
             self.cc.post_recovery(&mut self.ccv, &info);
             self.recovery = Recovery::Open;
-        } else if self.recovery == Recovery::Fast {
+        } else if self.recovery == Recovery::Fast && !self.sack_ok {
             // Partial acknowledgment (RFC 6582 §3.2 step 3): "retransmit the first
             // unacknowledged segment ... deflate the congestion window by the amount
             // of new data acknowledged by the cumulative acknowledgment field ... add
@@ -449,6 +475,10 @@ impl Tcb {
             let info = AckInfo { cwnd_limited, ..self.ack_info(cc_acked, now) };
             self.cc.ack_received(&mut self.ccv, CcSignal::Ack, &info);
         } else {
+            // Includes partial ACKs in SACK recovery: RFC 6675 neither retransmits per
+            // partial ACK (NextSeg() picks what to send, §5 step (C)) nor deflates cwnd
+            // (it stays at ssthresh; pipe accounts for what left the network). The module
+            // sees `recovery: Fast` and leaves cwnd alone, as for NewReno's partial ACKs.
             let info = AckInfo { cwnd_limited, ..self.ack_info(cc_acked, now) };
             self.cc.ack_received(&mut self.ccv, CcSignal::Ack, &info);
         }
@@ -464,34 +494,111 @@ impl Tcb {
     }
 
     /// A duplicate ACK: fast retransmit on the third (RFC 5681 §3.2), then NewReno
-    /// fast recovery (RFC 6582).
+    /// fast recovery (RFC 6582) or, with SACK, RFC 6675 loss recovery. The first two
+    /// may release new data by limited transmit (RFC 3042, in `output_from`).
     fn dup_ack(&mut self, now: Instant) {
         self.dupacks += 1;
         // RFC 6582 §3.2 step 1: enter fast retransmit only if the cumulative ACK
         // covers more than `recover` (a new loss episode; `recover` is one past the
-        // highest sequence sent when the last episode began).
-        let threshold = self.dupacks == 3
-            && self.recovery == Recovery::Open
-            && self.snd_una >= self.recover;
-        if threshold {
-            let info = self.cong_info(now);
-            self.cc.cong_signal(&mut self.ccv, CcSignal::NDupAck, &info);
-            self.recover = self.snd_max;
-            self.recovery = Recovery::Fast;
-            // RFC 5681 §3.2 step 3: "set cwnd to ssthresh plus 3*SMSS" -- the three
-            // segments that left the network; the transport's share of the work.
-            self.ccv.cwnd = window::fast_retransmit_inflate(self.ccv.cwnd, self.t_maxseg);
-            self.rexmit_one = true;
-            self.rtt_timing = None;
-            return;
-        }
-        if self.recovery == Recovery::Fast {
-            // RFC 5681 §3.2 step 4: "For each additional duplicate ACK received (after
-            // the third), cwnd MUST be incremented by SMSS."
-            self.ccv.cwnd = window::dupack_inflate(self.ccv.cwnd, self.t_maxseg);
+        // highest sequence sent when the last episode began). RFC 6675 §5: "If no
+        // previous loss event has occurred on the connection or the cumulative
+        // acknowledgment point is beyond the last value of RecoveryPoint, a loss
+        // recovery phase SHOULD be initiated".
+        let new_episode = self.recovery == Recovery::Open && self.snd_una >= self.recover;
+        if self.sack_ok {
+            // RFC 6675 §5: "(1) If DupAcks >= DupThresh, go to step (4). ... (2) If
+            // DupAcks < DupThresh but IsLost (HighACK + 1) returns true -- indicating at
+            // least three segments have arrived above the current cumulative
+            // acknowledgment point, which is taken to indicate loss -- go to step (4)."
+            let lost = self.dupacks >= DUP_THRESH || self.sb.is_lost(self.snd_una, self.t_maxseg);
+            if new_episode && lost {
+                self.enter_fast_recovery(now);
+                return;
+            }
+            // No RFC 5681 §3.2 step 4 inflation: in SACK recovery pipe, not an inflated
+            // cwnd, decides what may be sent.
+        } else {
+            if self.dupacks == DUP_THRESH && new_episode {
+                self.enter_fast_recovery(now);
+                return;
+            }
+            if self.recovery == Recovery::Fast {
+                // RFC 5681 §3.2 step 4: "For each additional duplicate ACK received
+                // (after the third), cwnd MUST be incremented by SMSS."
+                self.ccv.cwnd = window::dupack_inflate(self.ccv.cwnd, self.t_maxseg);
+            }
         }
         let info = self.ack_info(0, now);
         self.cc.ack_received(&mut self.ccv, CcSignal::DupAck, &info);
+    }
+
+    /// Fast retransmit and entry into fast recovery: the module reduces on
+    /// `cong_signal(NDupAck)` (once per episode), then the transport takes over.
+    ///
+    /// Split against the congestion-control contract (cc-modules lib.rs, "Fast recovery:
+    /// who does what"): the module calls are the same with and without SACK
+    /// (`cong_signal(NDupAck)` here, `ack_received` during, `post_recovery` at the full
+    /// ACK). The contract's inflation helpers (`window::fast_retransmit_inflate`,
+    /// `dupack_inflate`, `partial_ack_deflate`) are for NewReno-style recovery only. In
+    /// RFC 6675 SACK recovery the transport must not inflate: cwnd stays at what the
+    /// module set (ssthresh, RFC 6675 §5 step (4.2) "ssthresh = cwnd = (FlightSize /
+    /// 2)") and the pipe estimate replaces the inflation.
+    fn enter_fast_recovery(&mut self, now: Instant) {
+        let info = self.cong_info(now);
+        self.cc.cong_signal(&mut self.ccv, CcSignal::NDupAck, &info);
+        // RFC 6582 §3.2 step 2 `recover`; RFC 6675 §5 step (4.1): "RecoveryPoint =
+        // HighData. When the TCP sender receives a cumulative ACK for this data octet,
+        // the loss recovery phase is terminated."
+        self.recover = self.snd_max;
+        self.recovery = Recovery::Fast;
+        self.stats.fast_recoveries += 1;
+        if self.sack_ok {
+            // Nothing retransmitted yet in this phase. Step (4.3) ("set both HighRxt and
+            // RescueRxt to the highest sequence number in the retransmitted segment") is
+            // done when the retransmission goes out (`poll_output`).
+            self.sb.high_rxt = self.snd_una;
+            self.sb.rescue_rxt = None;
+        } else {
+            // RFC 5681 §3.2 step 3: "set cwnd to ssthresh plus 3*SMSS" -- the three
+            // segments that left the network; the transport's share of the work.
+            self.ccv.cwnd = window::fast_retransmit_inflate(self.ccv.cwnd, self.t_maxseg);
+        }
+        // RFC 5681 §3.2 step 3: "The lost segment starting at SND.UNA MUST be
+        // retransmitted"; RFC 6675 §5 step (4.3): "Retransmit the first data segment
+        // presumed dropped -- the segment starting with sequence number HighACK + 1."
+        self.rexmit_one = true;
+        self.rtt_timing = None;
+    }
+
+    /// Eifel detection (RFC 3522) on the first acceptable ACK after an RTO: if it echoes
+    /// a timestamp older than the retransmission's, the original transmission arrived and
+    /// the RTO was spurious. Runs before the ACK is processed (the contract: RtoErr
+    /// "before processing the ACK that revealed it").
+    fn eifel_detect(&mut self, seg: &Segment<'_>, now: Instant) {
+        // RFC 3522 §2 step (3): "Wait for the arrival of an acceptable ACK." Only the
+        // first one decides: take the state whatever the outcome.
+        let Some(u) = self.eifel.take() else { return };
+        let Some((_, tsecr)) = seg.options.timestamps else { return };
+        if self.recovery != Recovery::Rto {
+            return;
+        }
+        // Step (4): "If the value of the Timestamp Echo Reply field of the acceptable
+        // ACK's Timestamps option is smaller than the value of RetransmitTS, then proceed
+        // to step (5)"; step (5): "Set SpuriousRecovery to TRUE." (Modular comparison,
+        // as for PAWS.)
+        if (tsecr.wrapping_sub(u.retransmit_ts) as i32) >= 0 {
+            return;
+        }
+        self.stats.spurious_rtos += 1;
+        let info = self.cong_info(now);
+        self.cc.cong_signal(&mut self.ccv, CcSignal::RtoErr, &info);
+        // The transport's own undo: the recovery state and `recover` from before the RTO,
+        // and RFC 4015 §2 (the Eifel response) step (6): "Resume the transmission with
+        // previously unsent data: Set SND.NXT <- SND.MAX" -- go-back-N would only resend
+        // what the peer already has.
+        self.recovery = u.recovery;
+        self.recover = u.recover;
+        self.snd_nxt = self.snd_max;
     }
 
     /// A congestion-control ACK event, after the transport's bookkeeping.
@@ -571,11 +678,33 @@ impl Tcb {
             // Trim what we already have.
             if seq < self.rcv_nxt {
                 let dup = self.rcv_nxt.dist(seq) as usize;
+                if self.sack_ok {
+                    // RFC 2883 §4: "The left edge of the D-SACK block specifies the first
+                    // sequence number of the duplicate contiguous sequence, and the right
+                    // edge of the D-SACK block specifies the sequence number immediately
+                    // following the last sequence in the duplicate contiguous sequence"
+                    // (for a partial duplicate, only its old part).
+                    self.dsack = Some((seq, seq + dup.min(data.len()) as u32));
+                }
                 data = &data[dup.min(data.len())..];
                 seq = self.rcv_nxt;
             }
             if !data.is_empty() {
                 let offset = seq.dist(self.rcv_nxt) as usize;
+                if self.sack_ok {
+                    // RFC 2883 §4: "If the D-SACK block reports a duplicate contiguous
+                    // sequence from a (possibly larger) block of data in the receiver's
+                    // data queue above the cumulative acknowledgement, then the second
+                    // SACK block in that SACK option should specify that (possibly larger)
+                    // block of data." The write below makes that block the most recent, so
+                    // it follows the D-SACK block.
+                    let end = offset + data.len();
+                    let dup = self.rcvbuf.ooo_ranges().find(|&(s, e)| s < end && e > offset);
+                    if let Some((s, e)) = dup {
+                        let (l, r) = (s.max(offset), e.min(end));
+                        self.dsack = Some((self.rcv_nxt + l as u32, self.rcv_nxt + r as u32));
+                    }
+                }
                 let had_ooo = self.rcvbuf.has_ooo();
                 let advanced = self.rcvbuf.write_at(offset, data);
                 self.rcv_nxt += advanced as u32;

@@ -10,7 +10,9 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::SocketAddrV4;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::rss::Toeplitz;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
@@ -40,6 +42,9 @@ pub struct TcpLayer {
     pub cc: xstack_cc::Registry,
     /// Settings for new connections.
     pub config: RwLock<TcpConfig>,
+    /// The RSS hash placing connections on workers (the device's, or the emulation's).
+    pub rss: Arc<Toeplitz>,
+    next_worker: AtomicUsize,
     nworkers: usize,
     kicks: Vec<SegQueue<Arc<Conn>>>,
     wakers: OnceLock<Vec<WorkerWaker>>,
@@ -84,22 +89,17 @@ impl TimerHeap {
     }
 }
 
-/// A hash of a connection's 4-tuple, symmetric in the two ends, equal to what the
-/// worker's IPv4 flow hash computes for its segments (so the netisr FLOW owner of
-/// every segment of a connection is the connection's owner).
-pub fn tuple_hash(a: SocketAddrV4, b: SocketAddrV4) -> u32 {
-    crate::worker::flow_hash_parts(
-        u32::from(*a.ip()),
-        u32::from(*b.ip()),
-        6,
-        (a.port() ^ b.port()) as u32,
-    )
-}
-
 impl TcpLayer {
     /// A TCP layer for `nworkers` workers with the built-in congestion controls.
     pub fn new(nworkers: usize, config: TcpConfig) -> TcpLayer {
+        Self::with_rss(nworkers, config, Arc::new(Toeplitz::default()))
+    }
+
+    /// As [`TcpLayer::new`], placing connections with `rss` (the device's hash).
+    pub fn with_rss(nworkers: usize, config: TcpConfig, rss: Arc<Toeplitz>) -> TcpLayer {
         TcpLayer {
+            rss,
+            next_worker: AtomicUsize::new(0),
             pcbs: PcbTable::new(),
             isn: IsnGenerator::new(),
             cc: xstack_cc::Registry::with_builtins(),
@@ -120,9 +120,19 @@ impl TcpLayer {
         self.nworkers
     }
 
-    /// The worker owning a connection with these ends.
+    /// The worker owning a connection with these ends: the receive queue an RSS
+    /// device puts the connection's incoming segments on (hash of the tuple as
+    /// received: the peer is the source).
     pub fn owner_of(&self, local: SocketAddrV4, remote: SocketAddrV4) -> usize {
-        (tuple_hash(local, remote) % self.nworkers as u32) as usize
+        let h = self.rss.ipv4_ports(*remote.ip(), *local.ip(), remote.port(), local.port());
+        Toeplitz::queue_of(h, self.nworkers)
+    }
+
+    /// The worker the next active open should land on (round robin), so outgoing
+    /// connections spread over the workers; `connect` picks an ephemeral port whose
+    /// reply hash lands there (FreeBSD RSS's and Seastar's trick).
+    pub fn next_connect_worker(&self) -> usize {
+        self.next_worker.fetch_add(1, Ordering::Relaxed) % self.nworkers
     }
 
     /// A copy of the settings for a new connection.

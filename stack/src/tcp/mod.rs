@@ -10,6 +10,7 @@ pub mod output;
 pub mod pcb;
 pub mod recvbuf;
 pub mod rtt;
+pub mod sack;
 pub mod segment;
 pub mod sendbuf;
 pub mod seq;

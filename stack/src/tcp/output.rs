@@ -9,10 +9,29 @@
 
 use std::time::Instant;
 
+use xstack_cc::Recovery;
+
+use super::sack::{Rexmit, DUP_THRESH};
 use super::segment::{SegmentOut, TcpFlags, TcpOptions};
 use super::seq::Seq;
 use super::tcb::{State, Tcb};
 use super::timer::TimerKind;
+
+/// How [`Tcb::output_from`] sizes a segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Send {
+    /// What the windows allow: new data, or go-back-N after an RTO; Nagle and SWS
+    /// avoidance apply.
+    Window,
+    /// A retransmission of at most `max_len` sequence numbers (and one SMSS), whatever
+    /// the windows say: fast retransmit, NewReno's partial ACK, RFC 6675 NextSeg().
+    Rexmit { max_len: u32 },
+}
+
+/// The sequence space `seg` covers ends here.
+fn seg_end(seg: &OutSegment) -> Seq {
+    seg.hdr.seq + seg.payload_len as u32 + seg.hdr.flags.contains(TcpFlags::FIN) as u32
+}
 
 /// One segment to send: its header and which bytes of the send buffer it carries.
 #[derive(Clone, Debug)]
@@ -57,14 +76,122 @@ impl Tcb {
         }
         if self.rexmit_one {
             self.rexmit_one = false;
-            if let Some(seg) = self.output_from(self.snd_una, now, true) {
+            // Never into data the peer SACKed.
+            let max_len = self.sb.next_sacked_start(self.snd_una).map_or(u32::MAX, |l| l.dist(self.snd_una));
+            if let Some(seg) = self.output_from(self.snd_una, now, Send::Rexmit { max_len }) {
+                if self.in_sack_recovery() {
+                    // RFC 6675 §5 step (4.3): "To prevent repeated retransmission of the
+                    // same data or a premature rescue retransmission, set both HighRxt and
+                    // RescueRxt to the highest sequence number in the retransmitted
+                    // segment."
+                    let end = seg_end(&seg);
+                    self.sb.high_rxt = self.sb.high_rxt.max(end);
+                    self.sb.rescue_rxt = Some(end);
+                }
                 return Some(seg);
             }
         }
-        if let Some(seg) = self.output_from(self.snd_nxt, now, false) {
+        if self.in_sack_recovery() {
+            if let Some(seg) = self.output_sack_recovery(now) {
+                return Some(seg);
+            }
+            return self.output_pure_ack(now);
+        }
+        if self.sack_ok && self.snd_nxt < self.snd_max {
+            // Go-back-N after an RTO skips what the peer SACKed (the scoreboard survives
+            // the first expiry; see `handle_timeout`). SACKed ranges never touch, so one
+            // jump lands on unSACKed data.
+            if let Some(end) = self.sb.sacked_end(self.snd_nxt) {
+                self.snd_nxt = end;
+            }
+        }
+        if let Some(seg) = self.output_from(self.snd_nxt, now, Send::Window) {
             return Some(seg);
         }
         self.output_pure_ack(now)
+    }
+
+    /// RFC 6675 §5 step (C), one segment per call: "If cwnd - pipe >= 1 SMSS, the sender
+    /// SHOULD transmit one or more segments as follows: (C.1) The scoreboard MUST be
+    /// queried via NextSeg () for the sequence number range of the next segment to
+    /// transmit (if any), and the given segment sent. If NextSeg () returns failure (no
+    /// data to send), return without sending anything". Pipe is recomputed each time
+    /// ((C.4) "incrementing pipe by the number of octets transmitted" falls out of it:
+    /// new data extends the unSACKed tail, a retransmission raises HighRxt).
+    fn output_sack_recovery(&mut self, now: Instant) -> Option<OutSegment> {
+        let mss = self.t_maxseg;
+        if self.ccv.cwnd.saturating_sub(self.pipe()) < mss {
+            return None;
+        }
+        let (una, max) = (self.snd_una, self.snd_max);
+        if let Some(r) = self.sb.next_lost(una, max, mss) {
+            return self.sack_rexmit(r, false, now);
+        }
+        // NextSeg() rule (2): "If no sequence number 'S2' per rule (1) exists but there
+        // exists available unsent data and the receiver's advertised window allows, the
+        // sequence range of one segment of up to SMSS octets of previously unsent data
+        // starting with sequence number HighData+1 MUST be returned."
+        if let Some(seg) = self.output_from(self.snd_nxt, now, Send::Window) {
+            return Some(seg);
+        }
+        if let Some(r) = self.sb.next_unsacked(una, max, mss) {
+            return self.sack_rexmit(r, false, now);
+        }
+        if let Some(r) = self.sb.rescue(una, max, mss) {
+            return self.sack_rexmit(r, true, now);
+        }
+        None
+    }
+
+    /// Sends a retransmission NextSeg() chose and records it.
+    fn sack_rexmit(&mut self, r: Rexmit, rescue: bool, now: Instant) -> Option<OutSegment> {
+        let seg = self.output_from(r.seq, now, Send::Rexmit { max_len: r.len })?;
+        if rescue {
+            // Rule (4): "RescueRxt set to RecoveryPoint. HighRxt MUST NOT be updated."
+            self.sb.rescue_rxt = Some(self.recover);
+        } else {
+            // (C.2): "If any of the data octets sent in (C.1) are below HighData, HighRxt
+            // MUST be set to the highest sequence number of the retransmitted segment
+            // unless NextSeg () rule (4) was invoked for this retransmission."
+            self.sb.high_rxt = self.sb.high_rxt.max(seg_end(&seg));
+        }
+        Some(seg)
+    }
+
+    /// Bytes the windows let `output_from` send starting at `seq` (before Nagle).
+    fn usable_window(&self, seq: Seq) -> usize {
+        let outstanding = seq.dist(self.snd_una);
+        let rwnd_room = self.snd_wnd.saturating_sub(outstanding);
+        if self.in_sack_recovery() {
+            // RFC 6675 §5 (C): cwnd - pipe, not cwnd - FlightSize; the peer's window still
+            // bounds the sequence space.
+            return rwnd_room.min(self.ccv.cwnd.saturating_sub(self.pipe())) as usize;
+        }
+        let mut cwnd = self.ccv.cwnd;
+        if self.limited_transmit_allowed(seq) {
+            // RFC 3042 §2: "(b) The amount of outstanding data would remain less than or
+            // equal to the congestion window plus 2 segments. In other words, the sender
+            // can only send two segments beyond the congestion window (cwnd)." One more
+            // segment per duplicate ACK; cwnd itself is not changed ("The congestion
+            // window (cwnd) MUST NOT be changed when these new segments are transmitted").
+            cwnd = cwnd.saturating_add(self.dupacks * self.t_maxseg);
+        }
+        let mut in_net = outstanding;
+        if self.sack_ok && self.recovery == Recovery::Rto {
+            // Go-back-N over a scoreboard: SACKed data has left the network.
+            in_net -= self.sb.sacked_between(self.snd_una, seq);
+        }
+        rwnd_room.min(cwnd.saturating_sub(in_net)) as usize
+    }
+
+    /// RFC 3042 §2: "a TCP sender SHOULD send a segment of previously unsent data in
+    /// response to each of the first two duplicate acknowledgments that arrive at the
+    /// sender" -- new data only, and not once recovery has begun.
+    fn limited_transmit_allowed(&self, seq: Seq) -> bool {
+        self.cfg.limited_transmit
+            && self.recovery == Recovery::Open
+            && (1..DUP_THRESH).contains(&self.dupacks)
+            && seq == self.snd_max
     }
 
     /// Copies the payload of `seg` into `dst` (exactly `seg.payload_len` bytes).
@@ -122,7 +249,8 @@ impl Tcb {
     }
 
     /// A data and/or FIN segment starting at `seq`, if one should be sent now.
-    fn output_from(&mut self, seq: Seq, now: Instant, retransmit_one: bool) -> Option<OutSegment> {
+    fn output_from(&mut self, seq: Seq, now: Instant, mode: Send) -> Option<OutSegment> {
+        let retransmit_one = matches!(mode, Send::Rexmit { .. });
         let base = self.data_base();
         if seq < base {
             return None;
@@ -140,12 +268,10 @@ impl Tcb {
         // §4.2.2.17: "the sending TCP MUST allow the connection to stay open").
         let probe = !retransmit_one && self.force_one && self.snd_wnd == 0;
         let mut len;
-        if retransmit_one {
-            len = avail.min(mss);
+        if let Send::Rexmit { max_len } = mode {
+            len = avail.min(mss).min(max_len as usize);
         } else {
-            let wnd = self.snd_wnd.min(self.ccv.cwnd) as usize;
-            let outstanding = seq.dist(self.snd_una) as usize;
-            let usable = wnd.saturating_sub(outstanding);
+            let usable = self.usable_window(seq);
             len = avail.min(usable).min(mss);
             // cwnd-limited: more was ready than cwnd let through (FreeBSD
             // CCF_CWND_LIMITED), as opposed to app- or rwnd-limited.
@@ -157,6 +283,12 @@ impl Tcb {
             if self.force_one && self.snd_wnd == 0 && avail > 0 && len == 0 {
                 // Zero-window probe: one byte beyond the window (RFC 9293 §3.8.6.1).
                 len = 1;
+            }
+            if self.sack_ok && seq < self.snd_max {
+                // A go-back-N retransmission stops where SACKed data begins.
+                if let Some(l) = self.sb.next_sacked_start(seq) {
+                    len = len.min(l.dist(seq) as usize);
+                }
             }
             if len > 0 && !self.force_one {
                 let in_flight = self.snd_max > self.snd_una;
@@ -194,7 +326,14 @@ impl Tcb {
         if len > 0 && len == avail {
             flags |= TcpFlags::PSH;
         }
-        let hdr = self.header(seq, flags, now);
+        let mut hdr = self.header(seq, flags, now);
+        if len > 0 {
+            // SACK blocks share the segment with the payload: only as many as the MSS
+            // leaves room for (t_maxseg already has the timestamps deducted).
+            let room = (self.t_maxseg as usize).saturating_sub(len);
+            let fit = if room >= 12 { (room - 4) / 8 } else { 0 };
+            hdr.options.n_sack = hdr.options.n_sack.min(fit as u8);
+        }
         let seg_len = len as u32 + fin as u32;
         let new_end = seq + seg_len;
         let retransmission = seq < self.snd_max;
@@ -209,6 +348,9 @@ impl Tcb {
         }
         if len > 0 {
             self.last_data_sent = Some(now);
+        }
+        if !retransmission && self.limited_transmit_allowed(seq) && new_end.dist(self.snd_una) > self.ccv.cwnd {
+            self.stats.limited_transmits += 1;
         }
         if retransmission && !probe {
             self.stats.retransmits += 1;
@@ -238,6 +380,10 @@ impl Tcb {
             self.force_one = false;
         }
         self.note_ack_sent(&hdr);
+        if self.sack_ok && hdr.options.n_sack == 0 && (self.dsack.is_some() || self.rcvbuf.has_ooo()) {
+            // No room for the SACK blocks beside the payload: a pure ACK carries them.
+            self.ack_now = true;
+        }
         self.stats.segs_out += 1;
         Some(OutSegment { hdr, payload_offset: off, payload_len: len, retransmit: retransmission && !probe })
     }
@@ -327,6 +473,9 @@ impl Tcb {
         if self.ts_enabled {
             options.timestamps = Some((self.ts_now(now), self.ts_recent));
         }
+        if self.sack_ok && flags.contains(TcpFlags::ACK) && !flags.contains(TcpFlags::RST) {
+            self.sack_blocks(&mut options);
+        }
         SegmentOut {
             src_port: self.local.port(),
             dst_port: self.remote.port(),
@@ -338,10 +487,42 @@ impl Tcb {
         }
     }
 
+    /// The SACK blocks of our next ACK (receiver side).
+    ///
+    /// RFC 2883 §4: "when D-SACK is used, the first block of the SACK option should be a
+    /// D-SACK block specifying the sequence numbers for the duplicate segment that
+    /// triggers the acknowledgement". Then the
+    /// out-of-order blocks, most recently changed first. RFC 2018 §4: "The first SACK
+    /// block (i.e., the one immediately following the kind and length fields in the
+    /// option) MUST specify the contiguous block of data containing the segment which
+    /// triggered this ACK, unless that segment advanced the Acknowledgment Number field
+    /// in the header"; "The SACK option SHOULD be filled out by repeating the most
+    /// recently reported SACK blocks (based on first SACK blocks in previous SACK
+    /// options) that are not subsets of a SACK block already included". The receive
+    /// buffer keeps its blocks in that order. As many as fit beside the other options:
+    /// RFC 2018 §3, 4 blocks, or 3 with timestamps.
+    fn sack_blocks(&self, o: &mut TcpOptions) {
+        let room = if o.timestamps.is_some() { 3 } else { 4 };
+        if let Some((l, r)) = self.dsack {
+            o.push_sack(l, r);
+        }
+        for (s, e) in self.rcvbuf.ooo_ranges() {
+            if o.sack().len() >= room {
+                break;
+            }
+            o.push_sack(self.rcv_nxt + s as u32, self.rcv_nxt + e as u32);
+        }
+    }
+
     /// Bookkeeping once a segment carrying an ACK goes out.
     fn note_ack_sent(&mut self, hdr: &SegmentOut) {
         if !hdr.flags.contains(TcpFlags::ACK) {
             return;
+        }
+        if hdr.options.n_sack > 0 {
+            // RFC 2883 §4: a duplicate is reported once ("each duplicate contiguous
+            // sequence of data received is reported in at most one D-SACK block").
+            self.dsack = None;
         }
         self.ack_now = false;
         self.unacked_bytes = 0;

@@ -13,6 +13,7 @@ use xstack_cc::{CcVars, CongestionControl, Recovery};
 
 use super::recvbuf::RecvBuffer;
 use super::rtt::{RtoConfig, RttEstimator};
+use super::sack::Scoreboard;
 use super::sendbuf::SendBuffer;
 use super::seq::Seq;
 use super::timer::{TimerKind, Timers};
@@ -120,8 +121,12 @@ pub struct TcpConfig {
     pub window_scaling: bool,
     /// Offer timestamps (RFC 7323).
     pub timestamps: bool,
-    /// Offer SACK (RFC 2018; the scoreboard comes with loss recovery).
+    /// Offer SACK (RFC 2018): SACK blocks and D-SACK (RFC 2883) as a receiver, the
+    /// scoreboard and RFC 6675 loss recovery as a sender.
     pub sack: bool,
+    /// Limited transmit (RFC 3042; FreeBSD's `net.inet.tcp.rfc3042`): one new segment on
+    /// each of the first two duplicate ACKs.
+    pub limited_transmit: bool,
 }
 
 impl Default for TcpConfig {
@@ -141,6 +146,7 @@ impl Default for TcpConfig {
             window_scaling: true,
             timestamps: true,
             sack: true,
+            limited_transmit: true,
         }
     }
 }
@@ -240,6 +246,31 @@ pub struct ConnStats {
     pub drops: u64,
     /// Challenge ACKs sent (RFC 5961).
     pub challenge_acks: u64,
+    /// D-SACK blocks received (RFC 2883): segments the peer got twice.
+    pub dsacks: u64,
+    /// SACK blocks ignored as bogus (outside the outstanding data).
+    pub bad_sacks: u64,
+    /// Fast-recovery episodes entered (RFC 6675 with SACK, RFC 6582 without).
+    pub fast_recoveries: u64,
+    /// Retransmission timeouts found spurious and undone (Eifel, RFC 3522).
+    pub spurious_rtos: u64,
+    /// Segments sent by limited transmit (RFC 3042).
+    pub limited_transmits: u64,
+}
+
+/// What the Eifel detection algorithm (RFC 3522) remembers about an RTO, and the
+/// transport state to put back if it was spurious (the contract in cc-modules: "the
+/// transport restores its own pre-RTO state (`recover`, the recovery state)").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct RtoUndo {
+    /// RFC 3522 §2 step (2): "set the variable RetransmitTS to the value of the
+    /// Timestamp Value field of the Timestamps option included in the retransmit sent
+    /// when loss recovery is initiated".
+    pub retransmit_ts: u32,
+    /// The recovery state before the RTO.
+    pub recovery: Recovery,
+    /// `recover` before the RTO.
+    pub recover: Seq,
 }
 
 /// The control block of one connection.
@@ -314,8 +345,14 @@ pub struct Tcb {
     /// Round counting for modules: a round ends when snd_una passes `round_end`.
     pub(crate) round_end: Seq,
     pub(crate) rounds: u64,
-    /// cwnd/ssthresh before the first RTO of an episode (for RTO_ERR undo).
+    /// When the last data segment went out (for `after_idle`).
     pub(crate) last_data_sent: Option<Instant>,
+    /// The SACK scoreboard and RFC 6675's HighRxt/RescueRxt (sender side).
+    pub(crate) sb: Scoreboard,
+    /// A D-SACK block (RFC 2883) to report in the next ACK (receiver side).
+    pub(crate) dsack: Option<(Seq, Seq)>,
+    /// Eifel detection (RFC 3522) of the last RTO, until its first acceptable ACK.
+    pub(crate) eifel: Option<RtoUndo>,
 
     // --- RTT ---
     pub(crate) rtt: RttEstimator,
@@ -430,6 +467,9 @@ impl Tcb {
             round_end: iss,
             rounds: 0,
             last_data_sent: None,
+            sb: Scoreboard::default(),
+            dsack: None,
+            eifel: None,
             rtt,
             rtt_timing: None,
             rxtshift: 0,
@@ -811,6 +851,17 @@ impl Tcb {
     /// Bytes in flight (sent, not acknowledged).
     pub(crate) fn in_flight(&self) -> u32 {
         self.snd_max.dist(self.snd_una)
+    }
+
+    /// In RFC 6675 SACK-based loss recovery: fast recovery on a SACK connection.
+    pub(crate) fn in_sack_recovery(&self) -> bool {
+        self.sack_ok && self.recovery == Recovery::Fast
+    }
+
+    /// RFC 6675's `pipe`: "The algorithm's estimate of the number of outstanding octets
+    /// in the network" (SetPipe()).
+    pub(crate) fn pipe(&self) -> u32 {
+        self.sb.pipe(self.snd_una, self.snd_max, self.t_maxseg)
     }
 
     /// The current retransmission timeout.

@@ -131,6 +131,20 @@ impl super::tcb::Tcb {
                     // RFC 6298 §5.5: "The host MUST set RTO <- RTO * 2 ("back off the
                     // timer")"; §5.4: retransmit the earliest unacknowledged segment.
                     self.rtt.backoff();
+                    // Eifel detection (RFC 3522), for the first expiry of a run only: a
+                    // backed-off expiry means the first retransmission got no answer
+                    // either, and the module keeps its undo state from the first one.
+                    self.eifel = None;
+                    if self.cc_started && self.ts_enabled && self.rxtshift == 1 && self.snd_max > self.snd_una {
+                        // RFC 3522 §2 step (1) (SpuriousRecovery = FALSE) and (2): remember
+                        // the TSval of the retransmission about to go out (it goes out at
+                        // this `now`; a later send only makes the test more conservative).
+                        self.eifel = Some(super::tcb::RtoUndo {
+                            retransmit_ts: self.ts_now(now),
+                            recovery: self.recovery,
+                            recover: self.recover,
+                        });
+                    }
                     if self.cc_started {
                         // rto_count (t_rxtshift) tells the module a first expiry from a
                         // backed-off one.
@@ -138,6 +152,20 @@ impl super::tcb::Tcb {
                         self.cc.cong_signal(&mut self.ccv, xstack_cc::CcSignal::Rto, &info);
                         self.recovery = xstack_cc::Recovery::Rto;
                     }
+                    // SACK information across a timeout. RFC 2018 §8: "After a retransmit
+                    // timeout the data sender SHOULD turn off all of the SACKed bits, since
+                    // the timeout might indicate that the data receiver has reneged." We
+                    // keep them over the first expiry (as Linux does: reneging is rare, and
+                    // go-back-N would resend everything the peer holds) and drop them on a
+                    // backed-off one, so a receiver that did renege gets its data on the
+                    // second timeout. RFC 6675 §5.1: "If an RTO occurs during loss recovery
+                    // as specified in this document, RecoveryPoint MUST be set to HighData"
+                    // (`recover` below) and no new recovery begins before it is covered.
+                    if self.rxtshift > 1 {
+                        self.sb.clear();
+                    }
+                    self.sb.high_rxt = self.snd_una;
+                    self.sb.rescue_rxt = None;
                     self.dupacks = 0;
                     self.recover = self.snd_max;
                     self.snd_nxt = self.snd_una;

@@ -62,6 +62,15 @@ enum Cmd {
         #[arg(long)]
         bind: Option<Ipv4Addr>,
     },
+    /// Test tool: RSS emulation on the Linux side of a veth pair (tc egress program that
+    /// picks the tx queue by the Toeplitz hash); runs until SIGINT/SIGTERM.
+    #[command(hide = true)]
+    RssEmulate {
+        #[arg(long)]
+        iface: String,
+        #[arg(long)]
+        queues: u32,
+    },
     /// Benchmark client on kernel sockets: N 1-byte round trips; prints p50/p99 JSON.
     #[command(hide = true)]
     Rr {
@@ -258,6 +267,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::KernelEcho { listen } => peer::kernel_echo(listen),
         Cmd::KernelGet { url, bind } => peer::kernel_get(&url, bind),
         Cmd::Rr { addr, count } => peer::rr(addr, count),
+        Cmd::RssEmulate { iface, queues } => {
+            let sfd = block_stop_signals()?;
+            let emu = xstack::device::rss_emu::RssEmulation::attach(&iface, queues)?;
+            eprintln!("xstack: up: rss emulation on {iface} over {queues} queues");
+            loop {
+                let mut fds = [libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&sfd), events: libc::POLLIN, revents: 0 }];
+                // SAFETY: one valid pollfd.
+                unsafe { libc::poll(fds.as_mut_ptr(), 1, 500) };
+                if let Ok(Some(_)) = sfd.read_signal() {
+                    break;
+                }
+            }
+            println!("{}", serde_json::json!({ "placed": emu.placed() }));
+            Ok(())
+        }
         Cmd::Get(g) => client(&g.stack, &g.url, None, false),
         Cmd::Post(p) => client(&p.stack, &p.url, Some(p.bytes), p.chunked),
     }

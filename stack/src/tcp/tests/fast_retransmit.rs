@@ -8,8 +8,11 @@ const W: u16 = RCVBUF as u16;
 const M: u32 = MSS as u32;
 
 /// Established, nodelay, 11 segments queued: the first 10 (IW) sent, the 11th held by cwnd.
+/// Limited transmit (RFC 3042, `limited_transmit.rs`) is off so these tests see RFC 5681 and
+/// RFC 6582 alone.
 fn flight_of_ten() -> Conn {
-    let mut c = established();
+    let cfg = TcpConfig { limited_transmit: false, ..cfg() };
+    let mut c = established_cfg(cfg, peer_syn().ack(OUR_ISS + 1));
     c.tcb.set_nodelay(true);
     c.write(&pattern(0, 11 * MSS));
     let out = c.output();

@@ -140,6 +140,17 @@ impl Seg {
         self.options.sack_permitted = true;
         self
     }
+    /// Appends a SACK block `[left, right)`.
+    pub fn sack(mut self, left: Seq, right: Seq) -> Seg {
+        assert!(self.options.push_sack(left, right), "at most 4 SACK blocks");
+        self
+    }
+}
+
+/// Our TSval at `ms` after the connection was created (RFC 7323 §5.4: a per-connection
+/// random offset; ours is derived from the ISS).
+pub fn our_tsval(ms: u32) -> u32 {
+    OUR_ISS.0.rotate_left(13).wrapping_add(ms)
 }
 
 /// The test pattern: byte i of a stream is `(i % 251)`.
@@ -367,6 +378,17 @@ pub fn established_with(cfg: TcpConfig, synack: Seg) -> Conn {
     c
 }
 
+/// ESTABLISHED (active open) as [`established`] (10 ms handshake RTT) but with `cfg` and
+/// the peer's SYN,ACK `synack`, which must acknowledge our SYN.
+pub fn established_cfg(cfg: TcpConfig, synack: Seg) -> Conn {
+    let mut c = syn_sent_with(cfg);
+    c.advance(Duration::from_millis(10));
+    send!(c, synack);
+    let _ = c.output();
+    assert_eq!(c.state(), State::Established);
+    c
+}
+
 /// ESTABLISHED (active open), default config: snd 1001.., rcv 5001.., peer window 65535,
 /// MSS 1460 both ways, cwnd = IW = 14600, SRTT 10 ms (RTO at its 200 ms minimum).
 pub fn established() -> Conn {
@@ -453,5 +475,54 @@ fn fixtures_reach_their_states() {
     for (state, make) in every_state() {
         let c = make();
         assert_eq!(c.state(), state);
+    }
+}
+
+// ---------------------------------------------------------------- congestion-control log
+
+/// What a [`Recorder`] saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CcEvent {
+    /// `cong_signal(sig)`.
+    Signal(xstack_cc::CcSignal),
+    /// `post_recovery`.
+    PostRecovery,
+}
+
+/// NewReno with a log of its congestion signals and post_recovery calls, to check what
+/// the transport tells the module (cc-modules lib.rs contract).
+#[derive(Debug, Default)]
+pub struct Recorder {
+    inner: xstack_cc::NewReno,
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<CcEvent>>>,
+}
+
+impl xstack_cc::CongestionControl for Recorder {
+    fn name(&self) -> &'static str {
+        "recorder"
+    }
+    fn conn_init(&mut self, v: &mut xstack_cc::CcVars) {
+        self.inner.conn_init(v)
+    }
+    fn ack_received(&mut self, v: &mut xstack_cc::CcVars, sig: xstack_cc::CcSignal, ack: &xstack_cc::AckInfo) {
+        self.inner.ack_received(v, sig, ack)
+    }
+    fn cong_signal(&mut self, v: &mut xstack_cc::CcVars, sig: xstack_cc::CcSignal, info: &xstack_cc::CongInfo) {
+        self.log.lock().unwrap().push(CcEvent::Signal(sig));
+        self.inner.cong_signal(v, sig, info)
+    }
+    fn post_recovery(&mut self, v: &mut xstack_cc::CcVars, ack: &xstack_cc::AckInfo) {
+        self.log.lock().unwrap().push(CcEvent::PostRecovery);
+        self.inner.post_recovery(v, ack)
+    }
+}
+
+impl Conn {
+    /// Switches the connection to a [`Recorder`]; returns its log.
+    pub fn record_cc(&mut self) -> std::sync::Arc<std::sync::Mutex<Vec<CcEvent>>> {
+        let r = Recorder::default();
+        let log = r.log.clone();
+        self.tcb.set_congestion(Box::new(r));
+        log
     }
 }

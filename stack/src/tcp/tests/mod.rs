@@ -24,3 +24,8 @@ mod keepalive;
 mod fast_retransmit;
 mod simultaneous;
 mod half_close;
+mod sack;
+mod sack_recovery;
+mod limited_transmit;
+mod spurious_rto;
+mod sim_sack;

@@ -9,13 +9,13 @@ use crate::tcp::pcb::Conn;
 use crate::tcp::tcb::State;
 
 /// The test pattern: byte i is (i % 251).
-fn pattern(offset: usize, len: usize) -> Vec<u8> {
+pub(super) fn pattern(offset: usize, len: usize) -> Vec<u8> {
     (offset..offset + len).map(|i| (i % 251) as u8).collect()
 }
 
 /// Sends `total` bytes from host 0 to host 1, both ends closing afterwards; returns
 /// (received bytes, sender's connection, receiver's connection).
-fn transfer(sim: &mut Sim, total: usize, limit: Duration) -> (Vec<u8>, Arc<Conn>, Arc<Conn>) {
+pub(super) fn transfer(sim: &mut Sim, total: usize, limit: Duration) -> (Vec<u8>, Arc<Conn>, Arc<Conn>) {
     let listener = sim.listen(1, 80, 16);
     let client = sim.connect(0, 80);
     let mut server = None;

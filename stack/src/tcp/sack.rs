@@ -1,0 +1,389 @@
+//! The sender's SACK scoreboard (RFC 2018, RFC 2883, RFC 6675): which bytes above
+//! SND.UNA the peer has selectively acknowledged, and the RFC 6675 queries built on it
+//! (IsLost, SetPipe, NextSeg).
+//!
+//! The scoreboard is a small sorted `Vec` of disjoint, non-adjacent `[left, right)`
+//! ranges, all within `[snd_una, snd_max]`. A receiver reports at most 3 or 4 blocks per
+//! ACK and holds a bounded number of out-of-order ranges (ours: 32), so the vector stays
+//! short and linear scans beat any tree.
+//!
+//! RFC 6675 speaks of octets and inclusive "highest sequence number"s; here ends are
+//! exclusive, as everywhere else in the engine: RFC 6675's `HighRxt` (the highest octet
+//! retransmitted) is `high_rxt - 1`, and "S > HighRxt" reads `S >= high_rxt`.
+
+use super::seq::Seq;
+
+/// RFC 6675 §2: "DupThresh: The number of duplicate acknowledgments required to trigger a
+/// retransmission. Per [RFC5681], this threshold is defined to be 3 duplicate
+/// acknowledgments."
+pub const DUP_THRESH: u32 = 3;
+
+/// What one ACK's SACK blocks did to the scoreboard.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SackUpdate {
+    /// Bytes SACKed by this ACK that were neither SACKed nor cumulatively acknowledged
+    /// before (RFC 6675's test for a duplicate ACK).
+    pub newly_sacked: u32,
+    /// The first block was a D-SACK block (RFC 2883): `(left, right)` of the duplicate.
+    pub dsack: Option<(Seq, Seq)>,
+    /// Blocks ignored as bogus (outside `[snd_una, snd_max]` or empty).
+    pub bogus: u32,
+}
+
+/// A segment RFC 6675's NextSeg() chose for (re)transmission.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rexmit {
+    /// First sequence number.
+    pub seq: Seq,
+    /// Most sequence space to send (up to one SMSS, never into SACKed data).
+    pub len: u32,
+}
+
+/// The sender's SACK state of one connection.
+#[derive(Clone, Debug, Default)]
+pub struct Scoreboard {
+    /// SACKed ranges, sorted, disjoint and not adjacent.
+    ranges: Vec<(Seq, Seq)>,
+    /// One past RFC 6675's `HighRxt`: "The highest sequence number which has been
+    /// retransmitted during the current loss recovery phase."
+    pub high_rxt: Seq,
+    /// RFC 6675's `RescueRxt`: "The highest sequence number which has been optimistically
+    /// retransmitted to prevent stalling of the ACK clock when there is loss at the end
+    /// of the window and no new data is available for transmission." `None` = undefined.
+    pub rescue_rxt: Option<Seq>,
+}
+
+impl Scoreboard {
+    /// Nothing SACKed.
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    /// The SACKed ranges, lowest first.
+    pub fn ranges(&self) -> &[(Seq, Seq)] {
+        &self.ranges
+    }
+
+    /// Forgets everything SACKed (RFC 2018 §8, after a timeout that may mean reneging).
+    pub fn clear(&mut self) {
+        self.ranges.clear();
+    }
+
+    /// RFC 6675 §4 Update(): records the blocks of one ACK whose cumulative
+    /// acknowledgment is `ack`, for a sender whose outstanding data is `[snd_una,
+    /// snd_max)` (`snd_una` already moved to `ack` if the ACK advanced it).
+    pub fn update(&mut self, ack: Seq, snd_una: Seq, snd_max: Seq, blocks: &[(Seq, Seq)]) -> SackUpdate {
+        let mut up = SackUpdate::default();
+        let mut blocks = blocks;
+        if let Some(&(l0, r0)) = blocks.first() {
+            // RFC 2883 §4: the receiver puts the duplicate in the first block, and a
+            // duplicate inside a larger out-of-order block is followed by that block. So
+            // the sender reads a first block below the cumulative ACK, or inside the
+            // second block, as a D-SACK (the test Linux's tcp_check_dsack makes).
+            let below_ack = l0 < ack && l0 < r0;
+            let inside_second = blocks.get(1).is_some_and(|&(l1, r1)| l1 <= l0 && r0 <= r1 && l0 < r0);
+            if below_ack || inside_second {
+                up.dsack = Some((l0, r0));
+                // A D-SACK reports data the receiver got twice, not new data: it does not
+                // go into the scoreboard (RFC 2883's abstract: it lets the sender "infer
+                // when it has unnecessarily retransmitted a packet").
+                blocks = &blocks[1..];
+            }
+        }
+        for &(l, r) in blocks {
+            // Validate: a block must be non-empty and lie within what is outstanding.
+            // Anything else is bogus (a confused or malicious peer) and ignored whole,
+            // rather than clipped, so it cannot shrink the pipe estimate.
+            if !(l < r) || l < snd_una || r > snd_max {
+                up.bogus += 1;
+                continue;
+            }
+            up.newly_sacked += self.insert(l, r);
+        }
+        up
+    }
+
+    /// Adds `[l, r)`; returns how many of its bytes were not SACKed before.
+    fn insert(&mut self, l: Seq, r: Seq) -> u32 {
+        let mut new = r.dist(l);
+        let (mut nl, mut nr) = (l, r);
+        self.ranges.retain(|&(a, b)| {
+            if a <= r && b >= l {
+                // Overlapping or adjacent: merge. The overlaps with the (disjoint) old
+                // ranges are disjoint too, so subtracting each counts no byte twice.
+                let (ol, or) = (a.max(l), b.min(r));
+                if or > ol {
+                    new -= or.dist(ol);
+                }
+                nl = nl.min(a);
+                nr = nr.max(b);
+                false
+            } else {
+                true
+            }
+        });
+        let at = self.ranges.iter().position(|&(a, _)| a > nl).unwrap_or(self.ranges.len());
+        self.ranges.insert(at, (nl, nr));
+        new
+    }
+
+    /// The cumulative ACK moved to `snd_una`: drop what it covers.
+    pub fn advance(&mut self, snd_una: Seq) {
+        self.ranges.retain(|&(_, r)| r > snd_una);
+        if let Some(first) = self.ranges.first_mut() {
+            if first.0 < snd_una {
+                first.0 = snd_una;
+            }
+        }
+        if self.high_rxt < snd_una {
+            self.high_rxt = snd_una;
+        }
+    }
+
+    /// The right edge of the highest SACKed range (RFC 6675: "the highest octet covered
+    /// by any received SACK", plus one).
+    pub fn high_sacked(&self) -> Option<Seq> {
+        self.ranges.last().map(|&(_, r)| r)
+    }
+
+    /// The end of the SACKed range containing `seq`, if `seq` is SACKed.
+    pub fn sacked_end(&self, seq: Seq) -> Option<Seq> {
+        self.ranges.iter().find(|&&(l, r)| seq.in_range(l, r)).map(|&(_, r)| r)
+    }
+
+    /// The start of the first SACKed range above `seq`.
+    pub fn next_sacked_start(&self, seq: Seq) -> Option<Seq> {
+        self.ranges.iter().find(|&&(l, _)| l > seq).map(|&(l, _)| l)
+    }
+
+    /// SACKed bytes in `[from, to)`.
+    pub fn sacked_between(&self, from: Seq, to: Seq) -> u32 {
+        self.ranges
+            .iter()
+            .filter(|&&(l, r)| r > from && l < to)
+            .map(|&(l, r)| r.min(to).dist(l.max(from)))
+            .sum()
+    }
+
+    /// SACKed ranges and bytes above `seq` (sequence numbers greater than it).
+    fn sacked_above(&self, seq: Seq) -> (u32, u32) {
+        let mut n = 0;
+        let mut bytes = 0;
+        for &(l, r) in &self.ranges {
+            if r > seq + 1 {
+                n += 1;
+                bytes += r.dist(l.max(seq + 1));
+            }
+        }
+        (n, bytes)
+    }
+
+    /// RFC 6675 §4 IsLost(SeqNum): "This routine returns whether the given sequence
+    /// number is considered to be lost. The routine returns true when either DupThresh
+    /// discontiguous SACKed sequences have arrived above 'SeqNum' or more than
+    /// (DupThresh - 1) * SMSS bytes with sequence numbers greater than 'SeqNum' have
+    /// been SACKed." Discontiguous sequences are counted as SACKed ranges, which also
+    /// covers runs of segments smaller than SMSS that the byte rule would miss.
+    pub fn is_lost(&self, seq: Seq, mss: u32) -> bool {
+        let (n, bytes) = self.sacked_above(seq);
+        n >= DUP_THRESH || bytes > (DUP_THRESH - 1) * mss
+    }
+
+    /// The unSACKed holes of `[snd_una, snd_max)`, lowest first.
+    fn holes(&self, snd_una: Seq, snd_max: Seq) -> impl Iterator<Item = (Seq, Seq)> + '_ {
+        let mut cur = snd_una;
+        let mut i = 0;
+        std::iter::from_fn(move || loop {
+            if cur >= snd_max {
+                return None;
+            }
+            match self.ranges.get(i) {
+                Some(&(l, r)) => {
+                    i += 1;
+                    let hole = (cur, l.min(snd_max));
+                    cur = cur.max(r);
+                    if hole.1 > hole.0 {
+                        return Some(hole);
+                    }
+                }
+                None => {
+                    let hole = (cur, snd_max);
+                    cur = snd_max;
+                    return Some(hole);
+                }
+            }
+        })
+    }
+
+    /// RFC 6675 §4 SetPipe(): "for each octet in the sequence space between HighACK and
+    /// HighData that has not been SACKed: (a) If IsLost (S1) returns false: pipe += 1
+    /// octet. (b) If S1 <= HighRxt: pipe += 1 octet." Within one hole the SACKed bytes
+    /// above every octet are the same, so IsLost is evaluated once per hole.
+    pub fn pipe(&self, snd_una: Seq, snd_max: Seq, mss: u32) -> u32 {
+        let high_rxt = self.high_rxt.max(snd_una);
+        let mut pipe = 0u32;
+        for (hs, he) in self.holes(snd_una, snd_max) {
+            if !self.is_lost(hs, mss) {
+                pipe = pipe.saturating_add(he.dist(hs));
+            }
+            if high_rxt > hs {
+                pipe = pipe.saturating_add(high_rxt.min(he).dist(hs));
+            }
+        }
+        pipe
+    }
+
+    /// The lowest segment of a hole at or above `high_rxt` and below the highest SACK,
+    /// for which `pick` holds.
+    fn first_hole_segment(&self, snd_una: Seq, snd_max: Seq, mss: u32, pick: impl Fn(Seq) -> bool) -> Option<Rexmit> {
+        let high_sacked = self.high_sacked()?;
+        let high_rxt = self.high_rxt.max(snd_una);
+        for (hs, he) in self.holes(snd_una, snd_max) {
+            if hs >= high_sacked {
+                break;
+            }
+            let s = hs.max(high_rxt);
+            if s < he && pick(s) {
+                return Some(Rexmit { seq: s, len: he.dist(s).min(mss) });
+            }
+        }
+        None
+    }
+
+    /// RFC 6675 §4 NextSeg() rule (1): "If there exists a smallest unSACKed sequence
+    /// number 'S2' that meets the following three criteria for determining loss, the
+    /// sequence range of one segment of up to SMSS octets starting with S2 MUST be
+    /// returned. (1.a) S2 is greater than HighRxt. (1.b) S2 is less than the highest
+    /// octet covered by any received SACK. (1.c) IsLost (S2) returns true."
+    pub fn next_lost(&self, snd_una: Seq, snd_max: Seq, mss: u32) -> Option<Rexmit> {
+        self.first_hole_segment(snd_una, snd_max, mss, |s| self.is_lost(s, mss))
+    }
+
+    /// NextSeg() rule (3): "If the conditions for rules (1) and (2) fail, but there
+    /// exists an unSACKed sequence number 'S3' that meets the criteria for detecting loss
+    /// given in steps (1.a) and (1.b) above (specifically excluding step (1.c)), then one
+    /// segment of up to SMSS octets starting with S3 SHOULD be returned."
+    pub fn next_unsacked(&self, snd_una: Seq, snd_max: Seq, mss: u32) -> Option<Rexmit> {
+        self.first_hole_segment(snd_una, snd_max, mss, |_| true)
+    }
+
+    /// NextSeg() rule (4): "If the conditions for (1), (2), and (3) fail, but there
+    /// exists outstanding unSACKed data, we provide the opportunity for a single "rescue"
+    /// retransmission per entry into loss recovery. If HighACK is greater than RescueRxt
+    /// (or RescueRxt is undefined), then one segment of up to SMSS octets that MUST
+    /// include the highest outstanding unSACKed sequence number SHOULD be returned, and
+    /// RescueRxt set to RecoveryPoint. HighRxt MUST NOT be updated." The caller sets
+    /// RescueRxt.
+    pub fn rescue(&self, snd_una: Seq, snd_max: Seq, mss: u32) -> Option<Rexmit> {
+        if self.rescue_rxt.is_some_and(|r| snd_una <= r) {
+            return None;
+        }
+        let (hs, he) = self.holes(snd_una, snd_max).last()?;
+        let len = he.dist(hs).min(mss);
+        Some(Rexmit { seq: he - len, len })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const M: u32 = 1000;
+
+    fn s(n: u32) -> Seq {
+        Seq(10_000 + n)
+    }
+
+    /// Segment k is [k*M, (k+1)*M) above base 10000.
+    fn seg(k: u32) -> (Seq, Seq) {
+        (s(k * M), s((k + 1) * M))
+    }
+
+    #[test]
+    fn update_merges_counts_new_bytes_and_rejects_bogus_blocks() {
+        let mut sb = Scoreboard::default();
+        let (una, max) = (s(0), s(10 * M));
+        let up = sb.update(una, una, max, &[seg(2)]);
+        assert_eq!(up, SackUpdate { newly_sacked: M, dsack: None, bogus: 0 });
+        // Adjacent blocks merge; a repeat adds nothing new.
+        let up = sb.update(una, una, max, &[seg(3), seg(2)]);
+        assert_eq!(up.newly_sacked, M);
+        assert_eq!(sb.ranges(), &[(s(2 * M), s(4 * M))]);
+        // A block beyond snd_max, one below snd_una, and an empty one are ignored.
+        let up = sb.update(una, una, max, &[(s(9 * M), s(11 * M)), (s(6 * M), s(6 * M)), seg(6)]);
+        assert_eq!(up.bogus, 2);
+        assert_eq!(up.newly_sacked, M);
+        assert_eq!(sb.ranges(), &[(s(2 * M), s(4 * M)), seg(6)]);
+        // Overlapping a gap: only the bytes not SACKed before count.
+        let up = sb.update(una, una, max, &[(s(3 * M), s(7 * M))]);
+        assert_eq!(up.newly_sacked, 2 * M);
+        assert_eq!(sb.ranges(), &[(s(2 * M), s(7 * M))]);
+        sb.advance(s(5 * M));
+        assert_eq!(sb.ranges(), &[(s(5 * M), s(7 * M))]);
+        sb.advance(s(7 * M));
+        assert!(sb.is_empty());
+    }
+
+    // RFC 2883 §4: a first block below the cumulative ACK or inside the second block.
+    #[test]
+    fn dsack_blocks_are_recognised_and_kept_out() {
+        let mut sb = Scoreboard::default();
+        let up = sb.update(s(4 * M), s(4 * M), s(10 * M), &[seg(1)]);
+        assert_eq!(up.dsack, Some(seg(1)));
+        assert_eq!((up.newly_sacked, up.bogus), (0, 0));
+        let up = sb.update(s(4 * M), s(4 * M), s(10 * M), &[seg(6), (s(5 * M), s(8 * M))]);
+        assert_eq!(up.dsack, Some(seg(6)));
+        assert_eq!(up.newly_sacked, 3 * M);
+        assert_eq!(sb.ranges(), &[(s(5 * M), s(8 * M))]);
+    }
+
+    // RFC 6675 §4 IsLost: 3 discontiguous SACKed sequences or more than 2*SMSS above.
+    #[test]
+    fn is_lost_needs_dupthresh_segments_above() {
+        let mut sb = Scoreboard::default();
+        let (una, max) = (s(0), s(10 * M));
+        sb.update(una, una, max, &[seg(1), seg(2)]);
+        assert!(!sb.is_lost(s(0), M), "2*SMSS is not more than (DupThresh-1)*SMSS");
+        sb.update(una, una, max, &[seg(3)]);
+        assert!(sb.is_lost(s(0), M));
+        assert!(!sb.is_lost(s(4 * M), M));
+        // Three small discontiguous blocks count as three sequences.
+        let mut sb = Scoreboard::default();
+        sb.update(una, una, max, &[(s(100), s(110)), (s(200), s(210)), (s(300), s(310))]);
+        assert!(sb.is_lost(s(0), M));
+    }
+
+    // RFC 6675 §4 SetPipe with a lost hole, a retransmitted hole, and the tail.
+    #[test]
+    fn pipe_counts_unlost_and_retransmitted_octets() {
+        let mut sb = Scoreboard::default();
+        let (una, max) = (s(0), s(10 * M));
+        // Segment 0 lost; 1-3 SACKed; 4-9 outstanding.
+        sb.update(una, una, max, &[seg(1), seg(2), seg(3)]);
+        assert_eq!(sb.pipe(una, max, M), 6 * M);
+        sb.high_rxt = s(M);
+        assert_eq!(sb.pipe(una, max, M), 7 * M);
+        // NextSeg rule 1 skips the retransmitted hole; rule 3 has nothing below the
+        // highest SACK; the rescue takes the last segment.
+        assert_eq!(sb.next_lost(una, max, M), None);
+        assert_eq!(sb.next_unsacked(una, max, M), None);
+        assert_eq!(sb.rescue(una, max, M), Some(Rexmit { seq: s(9 * M), len: M }));
+        sb.rescue_rxt = Some(max);
+        assert_eq!(sb.rescue(una, max, M), None);
+    }
+
+    #[test]
+    fn next_seg_takes_the_lowest_lost_hole_then_unlost_ones() {
+        let mut sb = Scoreboard::default();
+        let (una, max) = (s(0), s(10 * M));
+        // Holes: 0, 2, 6 (+ the tail 8-9); SACKed: 1, 3-5, 7.
+        sb.update(una, una, max, &[seg(1), (s(3 * M), s(6 * M)), seg(7)]);
+        assert_eq!(sb.next_lost(una, max, M), Some(Rexmit { seq: s(0), len: M }));
+        sb.high_rxt = s(M);
+        assert_eq!(sb.next_lost(una, max, M), Some(Rexmit { seq: s(2 * M), len: M }));
+        sb.high_rxt = s(3 * M);
+        // Hole 6 has only one SACKed segment above it: not lost, but rule 3 takes it.
+        assert_eq!(sb.next_lost(una, max, M), None);
+        assert_eq!(sb.next_unsacked(una, max, M), Some(Rexmit { seq: s(6 * M), len: M }));
+    }
+}
