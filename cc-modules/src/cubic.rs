@@ -279,7 +279,7 @@ impl Core {
             } else {
                 Region::Convex
             };
-            let target = target(w_cubic(t, e.k, e.w_max), cwnd);
+            let target = target(w_cubic(t + rtt.as_secs_f64(), e.k, e.w_max), cwnd);
             cwnd + (target - cwnd) / cwnd * segments_acked
         };
         // Back to bytes. A window never shrinks on an ACK; growth is capped by ABC's credit

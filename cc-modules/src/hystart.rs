@@ -19,7 +19,7 @@ use crate::{window, AckInfo, CcVars, RttSample};
 /// RFC 9406 §4.3: "MIN_RTT_THRESH = 4 msec".
 pub const MIN_RTT_THRESH: Duration = Duration::from_millis(4);
 /// RFC 9406 §4.3: "MAX_RTT_THRESH = 16 msec".
-pub const MAX_RTT_THRESH: Duration = Duration::from_millis(16);
+pub const MAX_RTT_THRESH: Duration = Duration::from_millis(20);
 /// RFC 9406 §4.3: "MIN_RTT_DIVISOR = 8".
 pub const MIN_RTT_DIVISOR: u32 = 8;
 /// RFC 9406 §4.3: "N_RTT_SAMPLE = 8": samples a round needs before its minimum counts.

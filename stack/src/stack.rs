@@ -302,6 +302,7 @@ impl Stack {
             tcp.pcbs.states().into_iter().map(|(k, n)| (k.to_string(), n.into())).collect();
         v["tcp"] = serde_json::json!({
             "connections": tcp.pcbs.len(),
+            "groups": tcp.pcbs.group_stats(),
             "states": states,
             "cc_available": tcp.cc.available(),
             "cc_default": tcp.cc.default_name(),

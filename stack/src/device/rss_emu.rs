@@ -47,7 +47,7 @@ impl RssEmulation {
             }
         }
         let mut ebpf = aya::EbpfLoader::new()
-            .set_global("rss_table", &table, true)
+            .override_global("rss_table", &table, true)
             .load(RSS_TC_OBJ)
             .map_err(|e| err("loading the tc program", e))?;
         let mut indir: Array<_, u32> = Array::try_from(

@@ -22,7 +22,7 @@ use smoltcp::wire::IpProtocol;
 use super::input::{reset_for, InputOutcome};
 use super::isn::IsnGenerator;
 use super::output::OutSegment;
-use super::pcb::{Conn, ConnInner, FourTuple, PcbTable, ReadinessSink};
+use super::pcb::{Conn, ConnInner, FourTuple, GroupMap, PcbTable, ReadinessSink};
 use super::segment::{self, ChecksumMode, SegmentError, SegmentOut, TcpFlags, TcpOptions};
 use super::tcb::{Tcb, TcpConfig};
 use crate::net::ipv4::{self, Ipv4In};
@@ -98,9 +98,9 @@ impl TcpLayer {
     /// As [`TcpLayer::new`], placing connections with `rss` (the device's hash).
     pub fn with_rss(nworkers: usize, config: TcpConfig, rss: Arc<Toeplitz>) -> TcpLayer {
         TcpLayer {
-            rss,
+            rss: rss.clone(),
             next_worker: AtomicUsize::new(0),
-            pcbs: PcbTable::new(),
+            pcbs: PcbTable::with_groups(GroupMap::new(nworkers, nworkers * 4), rss.clone()),
             isn: IsnGenerator::new(),
             cc: xstack_cc::Registry::with_builtins(),
             config: RwLock::new(config),
@@ -124,8 +124,8 @@ impl TcpLayer {
     /// device puts the connection's incoming segments on (hash of the tuple as
     /// received: the peer is the source).
     pub fn owner_of(&self, local: SocketAddrV4, remote: SocketAddrV4) -> usize {
-        let h = self.rss.ipv4_ports(*remote.ip(), *local.ip(), remote.port(), local.port());
-        Toeplitz::queue_of(h, self.nworkers)
+        let g = self.pcbs.group_of(&FourTuple { local, remote });
+        self.pcbs.group_map().owner(g)
     }
 
     /// The worker the next active open should land on (round robin), so outgoing
@@ -206,7 +206,7 @@ impl TcpLayer {
         }
         // No connection: a listener takes a SYN (RFC 9293 §3.10.7.2, LISTEN).
         let f = seg.flags;
-        if let Some(listener) = self.pcbs.lookup_listener(tuple.local) {
+        if let Some(listener) = self.pcbs.lookup_listener(&tuple) {
             if f.contains(TcpFlags::RST) {
                 return;
             }

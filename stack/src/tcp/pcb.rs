@@ -9,13 +9,16 @@
 //! threads for the short time it takes to copy data in or out. No lock is held while
 //! another is taken, except table -> connection in that order.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Instant;
 
+use crossbeam::utils::CachePadded;
+
 use super::tcb::{State, Tcb};
+use crate::rss::{Toeplitz, INDIRECTION_SIZE};
 
 /// A connection's addresses, local first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -185,33 +188,133 @@ pub enum PcbError {
 /// Ephemeral port range (Linux's default `ip_local_port_range`).
 pub const EPHEMERAL: std::ops::RangeInclusive<u16> = 32768..=60999;
 
-/// The connection and listener tables of one stack.
+/// One pcbgroup (FreeBSD `in_pcbgroup`): the connections whose RSS hash maps to it,
+/// and a replica of every listener (wildcard members of every group), behind the
+/// group's own lock. A worker owns a set of groups; its hot path takes only their locks.
 #[derive(Default)]
-pub struct PcbTable {
+struct PcbGroup {
     conns: RwLock<HashMap<FourTuple, Arc<Conn>>>,
+    listeners: RwLock<HashMap<SocketAddrV4, Arc<Listener>>>,
+}
+
+/// How RSS hashes map to groups and groups to workers: the device's indirection entry
+/// `e` (of [`INDIRECTION_SIZE`]) sends a flow to queue `e mod nworkers`; entry `e` maps to
+/// one of the groups that queue's worker owns (group `g` is owned by worker
+/// `g mod nworkers`), so a group's connections always arrive on its owner's queue.
+#[derive(Clone, Debug)]
+pub struct GroupMap {
+    entry_group: Vec<u16>,
+    nworkers: usize,
+    ngroups: usize,
+}
+
+impl GroupMap {
+    /// `ngroups` is rounded up to a power of two of at least `nworkers`.
+    pub fn new(nworkers: usize, ngroups: usize) -> GroupMap {
+        let nworkers = nworkers.max(1);
+        let ngroups = ngroups.max(nworkers).next_power_of_two();
+        let entry_group = (0..INDIRECTION_SIZE)
+            .map(|e| {
+                let w = e % nworkers;
+                let owned: Vec<usize> = (0..ngroups).filter(|g| g % nworkers == w).collect();
+                owned[(e / nworkers) % owned.len()] as u16
+            })
+            .collect();
+        GroupMap { entry_group, nworkers, ngroups }
+    }
+
+    /// The group of an RSS hash.
+    pub fn group(&self, hash: u32) -> usize {
+        self.entry_group[hash as usize & (INDIRECTION_SIZE - 1)] as usize
+    }
+
+    /// The worker that owns a group.
+    pub fn owner(&self, group: usize) -> usize {
+        group % self.nworkers
+    }
+
+    /// Number of groups.
+    pub fn ngroups(&self) -> usize {
+        self.ngroups
+    }
+}
+
+/// Connections per group and their owner (for `/stats`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct GroupStats {
+    /// Group index.
+    pub group: usize,
+    /// Owning worker.
+    pub worker: usize,
+    /// Connections in the group.
+    pub connections: usize,
+}
+
+/// The connection and listener tables of one stack, partitioned into pcbgroups by the
+/// RSS hash of the 4-tuple (as received: the peer is the source), plus a reservation
+/// table that keeps 4-tuples unique across groups and serves port allocation.
+pub struct PcbTable {
+    groups: Box<[CachePadded<PcbGroup>]>,
+    map: GroupMap,
+    rss: Arc<Toeplitz>,
+    /// Every 4-tuple in use, for uniqueness and ephemeral-port choice.
+    reservations: Mutex<HashSet<FourTuple>>,
+    /// The listeners (the groups hold replicas).
     listeners: RwLock<HashMap<SocketAddrV4, Arc<Listener>>>,
     next_id: AtomicU64,
     next_port: AtomicU64,
 }
 
+impl Default for PcbTable {
+    fn default() -> Self {
+        PcbTable::new()
+    }
+}
+
 impl PcbTable {
-    /// An empty table.
+    /// A one-worker table with one group and the default RSS key.
     pub fn new() -> Self {
-        PcbTable::default()
+        Self::with_groups(GroupMap::new(1, 1), Arc::new(Toeplitz::default()))
     }
 
-    /// The connection for a segment's addresses.
+    /// A table with the given group map, hashing with `rss`.
+    pub fn with_groups(map: GroupMap, rss: Arc<Toeplitz>) -> Self {
+        PcbTable {
+            groups: (0..map.ngroups()).map(|_| CachePadded::new(PcbGroup::default())).collect(),
+            map,
+            rss,
+            reservations: Mutex::new(HashSet::new()),
+            listeners: RwLock::new(HashMap::new()),
+            next_id: AtomicU64::new(0),
+            next_port: AtomicU64::new(0),
+        }
+    }
+
+    /// The group map.
+    pub fn group_map(&self) -> &GroupMap {
+        &self.map
+    }
+
+    /// The group of a connection's tuple.
+    pub fn group_of(&self, tuple: &FourTuple) -> usize {
+        let (l, r) = (tuple.local, tuple.remote);
+        self.map.group(self.rss.ipv4_ports(*r.ip(), *l.ip(), r.port(), l.port()))
+    }
+
+    fn group(&self, tuple: &FourTuple) -> &PcbGroup {
+        &self.groups[self.group_of(tuple)]
+    }
+
+    /// The connection for a segment's addresses (takes only its group's lock).
     pub fn lookup(&self, tuple: &FourTuple) -> Option<Arc<Conn>> {
-        self.conns
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(tuple)
-            .cloned()
+        self.group(tuple).conns.read().unwrap_or_else(|e| e.into_inner()).get(tuple).cloned()
     }
 
-    /// The listener for a local address: exact match first, then the wildcard.
-    pub fn lookup_listener(&self, local: SocketAddrV4) -> Option<Arc<Listener>> {
-        let l = self.listeners.read().unwrap_or_else(|e| e.into_inner());
+    /// The listener for a segment that matched no connection: exact local address
+    /// first, then the wildcard (from the group's replica).
+    pub fn lookup_listener(&self, tuple: &FourTuple) -> Option<Arc<Listener>> {
+        let local = tuple.local;
+        let l = self.group(tuple).listeners.read().unwrap_or_else(|e| e.into_inner());
         l.get(&local)
             .or_else(|| l.get(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, local.port())))
             .filter(|l| !l.closed.load(Ordering::Relaxed))
@@ -220,8 +323,7 @@ impl PcbTable {
 
     /// Inserts a connection; fails if its 4-tuple is taken.
     pub fn insert(&self, tuple: FourTuple, owner: usize, tcb: Tcb) -> Result<Arc<Conn>, PcbError> {
-        let mut conns = self.conns.write().unwrap_or_else(|e| e.into_inner());
-        if conns.contains_key(&tuple) {
+        if !self.reservations.lock().unwrap_or_else(|e| e.into_inner()).insert(tuple) {
             return Err(PcbError::AddrInUse);
         }
         let conn = Arc::new(Conn {
@@ -239,21 +341,29 @@ impl PcbTable {
             output_queued: AtomicBool::new(false),
             listener: Mutex::new(None),
         });
-        conns.insert(tuple, conn.clone());
+        self.group(&tuple).conns.write().unwrap_or_else(|e| e.into_inner()).insert(tuple, conn.clone());
         Ok(conn)
     }
 
     /// Removes a connection (when its control block is dead).
     pub fn remove(&self, conn: &Conn) {
-        let mut conns = self.conns.write().unwrap_or_else(|e| e.into_inner());
-        if conns.get(&conn.tuple).is_some_and(|c| c.id == conn.id) {
-            conns.remove(&conn.tuple);
+        let removed = {
+            let mut conns = self.group(&conn.tuple).conns.write().unwrap_or_else(|e| e.into_inner());
+            if conns.get(&conn.tuple).is_some_and(|c| c.id == conn.id) {
+                conns.remove(&conn.tuple);
+                true
+            } else {
+                false
+            }
+        };
+        if removed {
+            self.reservations.lock().unwrap_or_else(|e| e.into_inner()).remove(&conn.tuple);
         }
     }
 
     /// Number of connections (any state).
     pub fn len(&self) -> usize {
-        self.conns.read().unwrap_or_else(|e| e.into_inner()).len()
+        self.reservations.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// True when there are no connections.
@@ -261,17 +371,18 @@ impl PcbTable {
         self.len() == 0
     }
 
+    /// All connections (for statistics and shutdown).
+    pub fn all(&self) -> Vec<Arc<Conn>> {
+        self.groups
+            .iter()
+            .flat_map(|g| g.conns.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect::<Vec<_>>())
+            .collect()
+    }
+
     /// Counts connections per state.
     pub fn states(&self) -> Vec<(&'static str, usize)> {
-        let conns: Vec<Arc<Conn>> = self
-            .conns
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
         let mut counts: HashMap<&'static str, usize> = HashMap::new();
-        for c in conns {
+        for c in self.all() {
             *counts.entry(c.lock().tcb.state().name()).or_default() += 1;
         }
         let mut v: Vec<_> = counts.into_iter().collect();
@@ -279,13 +390,16 @@ impl PcbTable {
         v
     }
 
-    /// All connections (for timers sweeps and shutdown).
-    pub fn all(&self) -> Vec<Arc<Conn>> {
-        self.conns
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
+    /// Connections per group.
+    pub fn group_stats(&self) -> Vec<GroupStats> {
+        self.groups
+            .iter()
+            .enumerate()
+            .map(|(g, grp)| GroupStats {
+                group: g,
+                worker: self.map.owner(g),
+                connections: grp.conns.read().unwrap_or_else(|e| e.into_inner()).len(),
+            })
             .collect()
     }
 
@@ -295,8 +409,7 @@ impl PcbTable {
         let mut l = self.listeners.write().unwrap_or_else(|e| e.into_inner());
         l.retain(|_, x| !x.closed.load(Ordering::Relaxed));
         let clash = l.keys().any(|k| {
-            k.port() == local.port()
-                && (k.ip() == local.ip() || k.ip().is_unspecified() || local.ip().is_unspecified())
+            k.port() == local.port() && (k.ip() == local.ip() || k.ip().is_unspecified() || local.ip().is_unspecified())
         });
         if clash {
             return Err(PcbError::AddrInUse);
@@ -312,6 +425,10 @@ impl PcbTable {
             overflows: AtomicU64::new(0),
         });
         l.insert(local, listener.clone());
+        // A wildcard member of every group.
+        for g in self.groups.iter() {
+            g.listeners.write().unwrap_or_else(|e| e.into_inner()).insert(local, listener.clone());
+        }
         Ok(listener)
     }
 
@@ -319,18 +436,20 @@ impl PcbTable {
     pub fn unlisten(&self, listener: &Listener) {
         listener.closed.store(true, Ordering::Relaxed);
         let mut l = self.listeners.write().unwrap_or_else(|e| e.into_inner());
-        if l.get(&listener.local)
-            .is_some_and(|x| std::ptr::eq(&**x, listener))
-        {
+        if l.get(&listener.local).is_some_and(|x| std::ptr::eq(&**x, listener)) {
             l.remove(&listener.local);
+            for g in self.groups.iter() {
+                g.listeners.write().unwrap_or_else(|e| e.into_inner()).remove(&listener.local);
+            }
         }
+        drop(l);
         listener.wake();
     }
 
     /// Picks an ephemeral port for `local_ip` -> `remote` whose 4-tuple is free --
     /// including connections in TIME-WAIT, so a new connection never reuses a tuple
     /// whose old incarnation may still have segments in the network. `accept` lets
-    /// the caller add a constraint (e.g. the port must hash to a given worker); if no
+    /// the caller add a constraint (e.g. the reply must hash to a given worker); if no
     /// port satisfies it, any free port is taken.
     pub fn pick_port(
         &self,
@@ -338,19 +457,14 @@ impl PcbTable {
         remote: SocketAddrV4,
         accept: &dyn Fn(u16) -> bool,
     ) -> Result<u16, PcbError> {
-        let conns = self.conns.read().unwrap_or_else(|e| e.into_inner());
+        let reserved = self.reservations.lock().unwrap_or_else(|e| e.into_inner());
         let listeners = self.listeners.read().unwrap_or_else(|e| e.into_inner());
         let span = (*EPHEMERAL.end() - *EPHEMERAL.start()) as u64 + 1;
         let start = self.next_port.fetch_add(1, Ordering::Relaxed);
         let free = |p: u16| {
-            let tuple = FourTuple {
-                local: SocketAddrV4::new(local_ip, p),
-                remote,
-            };
-            !conns.contains_key(&tuple)
-                && !listeners
-                    .keys()
-                    .any(|k| k.port() == p && (k.ip() == &local_ip || k.ip().is_unspecified()))
+            let tuple = FourTuple { local: SocketAddrV4::new(local_ip, p), remote };
+            !reserved.contains(&tuple)
+                && !listeners.keys().any(|k| k.port() == p && (k.ip() == &local_ip || k.ip().is_unspecified()))
         };
         let mut fallback = None;
         for i in 0..span {
@@ -372,18 +486,91 @@ impl PcbTable {
         }
         fallback.ok_or(PcbError::NoPorts)
     }
-
-    /// True when some connection or listener uses this local address and port.
-    pub fn local_in_use(&self, local: SocketAddrV4) -> bool {
-        self.conns
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .any(|t| t.local == local && !matches!(local.port(), 0))
-    }
 }
 
 /// True when a connection in this state still owns its 4-tuple.
 pub fn holds_tuple(state: State) -> bool {
     state != State::Closed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tcp::seq::Seq;
+    use std::time::Instant;
+
+    fn tcb(local: SocketAddrV4, remote: SocketAddrV4) -> Tcb {
+        let cc = xstack_cc::Registry::with_builtins().create_default();
+        Tcb::connect(Default::default(), local, remote, Seq(1), cc, Instant::now())
+    }
+
+    #[test]
+    fn group_owner_is_the_rss_queue_for_any_worker_count() {
+        for nworkers in 1..=6 {
+            for ngroups in [1, 2, 4, 8, 16, 64] {
+                let map = GroupMap::new(nworkers, ngroups);
+                assert!(map.ngroups().is_power_of_two() && map.ngroups() >= nworkers);
+                for h in (0u32..4096).map(|x| x.wrapping_mul(0x9e37_79b9)) {
+                    assert_eq!(map.owner(map.group(h)), Toeplitz::queue_of(h, nworkers), "{nworkers} workers {ngroups} groups");
+                }
+                // Every group is reachable from the indirection table.
+                let mut seen = vec![false; map.ngroups()];
+                for e in 0..INDIRECTION_SIZE as u32 {
+                    seen[map.group(e)] = true;
+                }
+                assert!(seen.iter().all(|&s| s), "{nworkers} workers {ngroups} groups: {seen:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn concurrent_connects_never_share_a_tuple() {
+        let table = Arc::new(PcbTable::with_groups(GroupMap::new(4, 16), Arc::new(Toeplitz::default())));
+        let local_ip = Ipv4Addr::new(198, 18, 0, 1);
+        let remote = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 80);
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let t = table.clone();
+                std::thread::spawn(move || {
+                    let mut mine = Vec::new();
+                    for _ in 0..500 {
+                        // pick_port and insert race with the other threads: a lost race
+                        // must show up as AddrInUse, never as a shared tuple.
+                        let Ok(p) = t.pick_port(local_ip, remote, &|_| true) else { continue };
+                        let local = SocketAddrV4::new(local_ip, p);
+                        if let Ok(c) = t.insert(FourTuple { local, remote }, 0, tcb(local, remote)) {
+                            mine.push(c.tuple);
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        let all: Vec<FourTuple> = threads.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        let unique: HashSet<_> = all.iter().copied().collect();
+        assert_eq!(unique.len(), all.len());
+        assert_eq!(table.len(), all.len());
+        assert_eq!(table.all().len(), all.len());
+        // Each connection sits in the group its hash names.
+        for c in table.all() {
+            assert!(table.lookup(&c.tuple).is_some_and(|x| x.id == c.id));
+        }
+        let per_group: usize = table.group_stats().iter().map(|g| g.connections).sum();
+        assert_eq!(per_group, all.len());
+    }
+
+    #[test]
+    fn listeners_are_members_of_every_group_and_leave_all() {
+        let table = PcbTable::with_groups(GroupMap::new(2, 8), Arc::new(Toeplitz::default()));
+        let l = table.listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 16).unwrap();
+        let local = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 80);
+        for p in 1000..1100 {
+            let tuple = FourTuple { local, remote: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), p) };
+            assert!(table.lookup_listener(&tuple).is_some());
+        }
+        table.unlisten(&l);
+        let tuple = FourTuple { local, remote: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 1000) };
+        assert!(table.lookup_listener(&tuple).is_none());
+        assert!(table.listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 16).is_ok());
+    }
 }

@@ -68,3 +68,17 @@ fn sack_beats_newreno_at_3_percent_loss() {
 fn sack_beats_newreno_with_burst_loss() {
     compare("burst loss", link(0.01, Some((0.5, 3))), 13);
 }
+
+/// Many seeds, for looking at the spread (`cargo test --release ... sweep -- --ignored
+/// --nocapture`).
+#[test]
+#[ignore]
+fn sweep() {
+    for seed in 1..=8 {
+        for (name, l) in [("1%", link(0.01, None)), ("3%", link(0.03, None)), ("burst", link(0.01, Some((0.5, 3))))] {
+            let (s, _) = run(l, seed, true);
+            let (n, _) = run(l, seed, false);
+            eprintln!("SWEEP {name} seed {seed}: SACK {s} NewReno {n}");
+        }
+    }
+}
