@@ -174,7 +174,7 @@ impl Default for Cubic {
 impl Cubic {
     /// CUBIC whose initial slow start is HyStart++ (RFC 9406), registered as [`NAME_HS`].
     /// RFC 9438 §4.10: "In general, CUBIC SHOULD use the HyStart++ slow start algorithm
-    /// [RFC9406] or MAY use the Reno TCP slow start algorithm [RFC5681] in the rare cases
+    /// \[RFC9406\] or MAY use the Reno TCP slow start algorithm \[RFC5681\] in the rare cases
     /// when HyStart++ is not suitable."
     pub fn with_hystart() -> Self {
         let mut cc = Self::default();

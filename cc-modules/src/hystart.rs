@@ -19,7 +19,7 @@ use crate::{window, AckInfo, CcVars, RttSample};
 /// RFC 9406 §4.3: "MIN_RTT_THRESH = 4 msec".
 pub const MIN_RTT_THRESH: Duration = Duration::from_millis(4);
 /// RFC 9406 §4.3: "MAX_RTT_THRESH = 16 msec".
-pub const MAX_RTT_THRESH: Duration = Duration::from_millis(20);
+pub const MAX_RTT_THRESH: Duration = Duration::from_millis(16);
 /// RFC 9406 §4.3: "MIN_RTT_DIVISOR = 8".
 pub const MIN_RTT_DIVISOR: u32 = 8;
 /// RFC 9406 §4.3: "N_RTT_SAMPLE = 8": samples a round needs before its minimum counts.
@@ -349,7 +349,7 @@ mod tests {
             let acks = c.round(ms(126.0));
             assert_eq!(c.phase(), "css", "{name}");
             // The 8th sample comes before the 8th ACK: 7 ACKs at full rate, the rest at 1/4.
-            let want = 160 * MSS + 7 * MSS + (acks - 7) * (MSS / CSS_GROWTH_DIVISOR);
+            let want = 160 * MSS + 7 * MSS + (acks - 7) * (MSS / 4);
             assert_eq!(c.v.cwnd, want, "{name}");
             assert_eq!(
                 c.v.ssthresh,
@@ -395,7 +395,7 @@ mod tests {
             let acks = c.round(ms(100.0));
             assert_eq!(c.phase(), "slow-start", "{name}");
             // 7 ACKs in CSS, then full-rate slow start from the 8th sample on.
-            let want = before + 7 * (MSS / CSS_GROWTH_DIVISOR) + (acks - 7) * MSS;
+            let want = before + 7 * (MSS / 4) + (acks - 7) * MSS;
             assert_eq!(c.v.cwnd, want, "{name}");
             // And HyStart++ watches again: another rise goes back to CSS.
             c.round(ms(130.0));
@@ -411,7 +411,7 @@ mod tests {
             let mut c = Conn::new(name);
             c.round(ms(100.0));
             c.round(ms(120.0)); // CSS from round 2
-            for _ in 0..CSS_ROUNDS - 1 {
+            for _ in 0..4 {
                 c.round(ms(120.0));
             }
             // Rounds 2..=6 ran: the CSS round began in plus four more.

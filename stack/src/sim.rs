@@ -184,7 +184,10 @@ impl Sim {
         let remote = SocketAddrV4::new(host_addr(1 - h), port);
         let local_ip = host_addr(h);
         let tcp = &host.tcp;
-        let p = tcp.pcbs.pick_port(local_ip, remote, &|_| true).expect("port");
+        // As `TcpStream::connect`: a port whose reply lands on the next worker in turn.
+        let target = tcp.next_connect_worker();
+        let aligned = |p: u16| tcp.owner_of(SocketAddrV4::new(local_ip, p), remote) == target;
+        let p = tcp.pcbs.pick_port(local_ip, remote, &aligned).expect("port");
         let local = SocketAddrV4::new(local_ip, p);
         let cc = tcp.cc.create_default();
         let iss = tcp.isn.isn(local, remote, self.now);

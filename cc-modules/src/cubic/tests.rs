@@ -285,7 +285,10 @@ fn ecn_reduces_like_a_loss() {
 // first congestion-avoidance stage after it has K = 0 and W_max = cwnd_epoch.
 #[test]
 fn rto_sets_one_segment_and_restarts_the_curve_from_the_stage_start() {
-    let mut s = Sim::new(Cubic::default(), 100, 100);
+    // A loss first, so there is a W_max (120) the timeout must set aside.
+    let mut s = Sim::new(Cubic::default(), 120, 100);
+    s.loss();
+    s.v.cwnd = 100 * MSS;
     let rto = |s: &Sim, n, flight| CongInfo {
         rto_count: n,
         ..s.cong(flight)

@@ -72,7 +72,13 @@ impl Scoreboard {
     /// RFC 6675 §4 Update(): records the blocks of one ACK whose cumulative
     /// acknowledgment is `ack`, for a sender whose outstanding data is `[snd_una,
     /// snd_max)` (`snd_una` already moved to `ack` if the ACK advanced it).
-    pub fn update(&mut self, ack: Seq, snd_una: Seq, snd_max: Seq, blocks: &[(Seq, Seq)]) -> SackUpdate {
+    pub fn update(
+        &mut self,
+        ack: Seq,
+        snd_una: Seq,
+        snd_max: Seq,
+        blocks: &[(Seq, Seq)],
+    ) -> SackUpdate {
         let mut up = SackUpdate::default();
         let mut blocks = blocks;
         if let Some(&(l0, r0)) = blocks.first() {
@@ -81,7 +87,9 @@ impl Scoreboard {
             // the sender reads a first block below the cumulative ACK, or inside the
             // second block, as a D-SACK (the test Linux's tcp_check_dsack makes).
             let below_ack = l0 < ack && l0 < r0;
-            let inside_second = blocks.get(1).is_some_and(|&(l1, r1)| l1 <= l0 && r0 <= r1 && l0 < r0);
+            let inside_second = blocks
+                .get(1)
+                .is_some_and(|&(l1, r1)| l1 <= l0 && r0 <= r1 && l0 < r0);
             if below_ack || inside_second {
                 up.dsack = Some((l0, r0));
                 // A D-SACK reports data the receiver got twice, not new data: it does not
@@ -122,7 +130,11 @@ impl Scoreboard {
                 true
             }
         });
-        let at = self.ranges.iter().position(|&(a, _)| a > nl).unwrap_or(self.ranges.len());
+        let at = self
+            .ranges
+            .iter()
+            .position(|&(a, _)| a > nl)
+            .unwrap_or(self.ranges.len());
         self.ranges.insert(at, (nl, nr));
         new
     }
@@ -148,7 +160,10 @@ impl Scoreboard {
 
     /// The end of the SACKed range containing `seq`, if `seq` is SACKed.
     pub fn sacked_end(&self, seq: Seq) -> Option<Seq> {
-        self.ranges.iter().find(|&&(l, r)| seq.in_range(l, r)).map(|&(_, r)| r)
+        self.ranges
+            .iter()
+            .find(|&&(l, r)| seq.in_range(l, r))
+            .map(|&(_, r)| r)
     }
 
     /// The start of the first SACKed range above `seq`.
@@ -235,7 +250,13 @@ impl Scoreboard {
 
     /// The lowest segment of a hole at or above `high_rxt` and below the highest SACK,
     /// for which `pick` holds.
-    fn first_hole_segment(&self, snd_una: Seq, snd_max: Seq, mss: u32, pick: impl Fn(Seq) -> bool) -> Option<Rexmit> {
+    fn first_hole_segment(
+        &self,
+        snd_una: Seq,
+        snd_max: Seq,
+        mss: u32,
+        pick: impl Fn(Seq) -> bool,
+    ) -> Option<Rexmit> {
         let high_sacked = self.high_sacked()?;
         let high_rxt = self.high_rxt.max(snd_una);
         for (hs, he) in self.holes(snd_una, snd_max) {
@@ -244,7 +265,10 @@ impl Scoreboard {
             }
             let s = hs.max(high_rxt);
             if s < he && pick(s) {
-                return Some(Rexmit { seq: s, len: he.dist(s).min(mss) });
+                return Some(Rexmit {
+                    seq: s,
+                    len: he.dist(s).min(mss),
+                });
             }
         }
         None
@@ -304,13 +328,25 @@ mod tests {
         let mut sb = Scoreboard::default();
         let (una, max) = (s(0), s(10 * M));
         let up = sb.update(una, una, max, &[seg(2)]);
-        assert_eq!(up, SackUpdate { newly_sacked: M, dsack: None, bogus: 0 });
+        assert_eq!(
+            up,
+            SackUpdate {
+                newly_sacked: M,
+                dsack: None,
+                bogus: 0
+            }
+        );
         // Adjacent blocks merge; a repeat adds nothing new.
         let up = sb.update(una, una, max, &[seg(3), seg(2)]);
         assert_eq!(up.newly_sacked, M);
         assert_eq!(sb.ranges(), &[(s(2 * M), s(4 * M))]);
         // A block beyond snd_max, one below snd_una, and an empty one are ignored.
-        let up = sb.update(una, una, max, &[(s(9 * M), s(11 * M)), (s(6 * M), s(6 * M)), seg(6)]);
+        let up = sb.update(
+            una,
+            una,
+            max,
+            &[(s(9 * M), s(11 * M)), (s(6 * M), s(6 * M)), seg(6)],
+        );
         assert_eq!(up.bogus, 2);
         assert_eq!(up.newly_sacked, M);
         assert_eq!(sb.ranges(), &[(s(2 * M), s(4 * M)), seg(6)]);
@@ -331,7 +367,12 @@ mod tests {
         let up = sb.update(s(4 * M), s(4 * M), s(10 * M), &[seg(1)]);
         assert_eq!(up.dsack, Some(seg(1)));
         assert_eq!((up.newly_sacked, up.bogus), (0, 0));
-        let up = sb.update(s(4 * M), s(4 * M), s(10 * M), &[seg(6), (s(5 * M), s(8 * M))]);
+        let up = sb.update(
+            s(4 * M),
+            s(4 * M),
+            s(10 * M),
+            &[seg(6), (s(5 * M), s(8 * M))],
+        );
         assert_eq!(up.dsack, Some(seg(6)));
         assert_eq!(up.newly_sacked, 3 * M);
         assert_eq!(sb.ranges(), &[(s(5 * M), s(8 * M))]);
@@ -343,13 +384,21 @@ mod tests {
         let mut sb = Scoreboard::default();
         let (una, max) = (s(0), s(10 * M));
         sb.update(una, una, max, &[seg(1), seg(2)]);
-        assert!(!sb.is_lost(s(0), M), "2*SMSS is not more than (DupThresh-1)*SMSS");
+        assert!(
+            !sb.is_lost(s(0), M),
+            "2*SMSS is not more than (DupThresh-1)*SMSS"
+        );
         sb.update(una, una, max, &[seg(3)]);
         assert!(sb.is_lost(s(0), M));
         assert!(!sb.is_lost(s(4 * M), M));
         // Three small discontiguous blocks count as three sequences.
         let mut sb = Scoreboard::default();
-        sb.update(una, una, max, &[(s(100), s(110)), (s(200), s(210)), (s(300), s(310))]);
+        sb.update(
+            una,
+            una,
+            max,
+            &[(s(100), s(110)), (s(200), s(210)), (s(300), s(310))],
+        );
         assert!(sb.is_lost(s(0), M));
     }
 
@@ -367,7 +416,13 @@ mod tests {
         // highest SACK; the rescue takes the last segment.
         assert_eq!(sb.next_lost(una, max, M), None);
         assert_eq!(sb.next_unsacked(una, max, M), None);
-        assert_eq!(sb.rescue(una, max, M), Some(Rexmit { seq: s(9 * M), len: M }));
+        assert_eq!(
+            sb.rescue(una, max, M),
+            Some(Rexmit {
+                seq: s(9 * M),
+                len: M
+            })
+        );
         sb.rescue_rxt = Some(max);
         assert_eq!(sb.rescue(una, max, M), None);
     }
@@ -378,12 +433,27 @@ mod tests {
         let (una, max) = (s(0), s(10 * M));
         // Holes: 0, 2, 6 (+ the tail 8-9); SACKed: 1, 3-5, 7.
         sb.update(una, una, max, &[seg(1), (s(3 * M), s(6 * M)), seg(7)]);
-        assert_eq!(sb.next_lost(una, max, M), Some(Rexmit { seq: s(0), len: M }));
+        assert_eq!(
+            sb.next_lost(una, max, M),
+            Some(Rexmit { seq: s(0), len: M })
+        );
         sb.high_rxt = s(M);
-        assert_eq!(sb.next_lost(una, max, M), Some(Rexmit { seq: s(2 * M), len: M }));
+        assert_eq!(
+            sb.next_lost(una, max, M),
+            Some(Rexmit {
+                seq: s(2 * M),
+                len: M
+            })
+        );
         sb.high_rxt = s(3 * M);
         // Hole 6 has only one SACKed segment above it: not lost, but rule 3 takes it.
         assert_eq!(sb.next_lost(una, max, M), None);
-        assert_eq!(sb.next_unsacked(una, max, M), Some(Rexmit { seq: s(6 * M), len: M }));
+        assert_eq!(
+            sb.next_unsacked(una, max, M),
+            Some(Rexmit {
+                seq: s(6 * M),
+                len: M
+            })
+        );
     }
 }

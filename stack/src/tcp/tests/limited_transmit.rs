@@ -72,7 +72,10 @@ fn nothing_to_send_sends_nothing() {
 // 6675 §5 step (3) allows "previously unsent data segments as per Limited Transmit".
 #[test]
 fn with_sack_too() {
-    let cfg = TcpConfig { sack: true, ..cfg() };
+    let cfg = TcpConfig {
+        sack: true,
+        ..cfg()
+    };
     let mut c = flight(cfg, peer_syn().ack(OUR_ISS + 1).sack_ok(), 14);
     let o = |k: u32| OUR_ISS + 1 + k * M;
     send!(c, peer_ack(0, 0).sack(o(1), o(2)));
@@ -86,7 +89,10 @@ fn with_sack_too() {
 // Off by configuration (FreeBSD's net.inet.tcp.rfc3042 = 0).
 #[test]
 fn can_be_turned_off() {
-    let cfg = TcpConfig { limited_transmit: false, ..cfg() };
+    let cfg = TcpConfig {
+        limited_transmit: false,
+        ..cfg()
+    };
     let mut c = flight(cfg, peer_syn().ack(OUR_ISS + 1), 14);
     send!(c, peer_ack(0, 0));
     send!(c, peer_ack(0, 0));

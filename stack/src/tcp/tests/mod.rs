@@ -3,6 +3,7 @@
 #[macro_use]
 mod harness;
 
+mod sim_many;
 mod sim_transfer;
 mod syn_sent;
 mod syn_received;

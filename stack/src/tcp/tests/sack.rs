@@ -7,7 +7,10 @@ const W: u16 = RCVBUF as u16;
 const M: u32 = MSS as u32;
 
 fn sack_cfg() -> TcpConfig {
-    TcpConfig { sack: true, ..cfg() }
+    TcpConfig {
+        sack: true,
+        ..cfg()
+    }
 }
 
 /// ESTABLISHED with SACK negotiated (no timestamps, so up to 4 blocks fit).
@@ -42,10 +45,20 @@ fn out_of_order_data_is_sacked_most_recent_first() {
     send!(c, data_at(1000));
     recv!(c, our_ack(0, 0, W).sack(p(1000), p(1100)));
     send!(c, data_at(2000));
-    recv!(c, our_ack(0, 0, W).sack(p(2000), p(2100)).sack(p(1000), p(1100)));
+    recv!(
+        c,
+        our_ack(0, 0, W)
+            .sack(p(2000), p(2100))
+            .sack(p(1000), p(1100))
+    );
     // Extending an older block makes it the most recent one.
     send!(c, data_at(1100));
-    recv!(c, our_ack(0, 0, W).sack(p(1000), p(1200)).sack(p(2000), p(2100)));
+    recv!(
+        c,
+        our_ack(0, 0, W)
+            .sack(p(1000), p(1200))
+            .sack(p(2000), p(2100))
+    );
     for off in [3000, 4000, 5000] {
         send!(c, data_at(off));
         let _ = c.output();
@@ -80,8 +93,14 @@ fn out_of_order_data_is_sacked_most_recent_first() {
 // allowed in this case."
 #[test]
 fn three_blocks_with_timestamps() {
-    let cfg = TcpConfig { timestamps: true, ..sack_cfg() };
-    let mut c = established_cfg(cfg, peer_syn().ack(OUR_ISS + 1).sack_ok().ts(1, our_tsval(0)));
+    let cfg = TcpConfig {
+        timestamps: true,
+        ..sack_cfg()
+    };
+    let mut c = established_cfg(
+        cfg,
+        peer_syn().ack(OUR_ISS + 1).sack_ok().ts(1, our_tsval(0)),
+    );
     for off in [1000, 2000, 3000, 4000] {
         send!(c, data_at(off).ts(2, our_tsval(10)));
     }
@@ -109,7 +128,12 @@ fn dsack_for_a_duplicate_below_the_cumulative_ack() {
     recv!(c, our_ack(0, 100, W - 100).sack(p(1000), p(1100)));
     // A partial duplicate: only its old part is reported.
     send!(c, peer_ack(50, 0).bytes(50, 100));
-    recv!(c, our_ack(0, 150, W - 150).sack(p(50), p(100)).sack(p(1000), p(1100)));
+    recv!(
+        c,
+        our_ack(0, 150, W - 150)
+            .sack(p(50), p(100))
+            .sack(p(1000), p(1100))
+    );
 }
 
 // RFC 2883 §4: "If the D-SACK block reports a duplicate contiguous sequence from a (possibly
@@ -159,21 +183,43 @@ fn scoreboard_follows_the_peers_blocks() {
     let mut c = sack_flight(10);
     send!(c, peer_ack(0, 0).sack(o(2 * M), o(3 * M)));
     assert_eq!(c.tcb.sb.ranges(), &[(o(2 * M), o(3 * M))]);
-    send!(c, peer_ack(0, 0).sack(o(5 * M), o(7 * M)).sack(o(2 * M), o(4 * M)));
-    assert_eq!(c.tcb.sb.ranges(), &[(o(2 * M), o(4 * M)), (o(5 * M), o(7 * M))]);
+    send!(
+        c,
+        peer_ack(0, 0)
+            .sack(o(5 * M), o(7 * M))
+            .sack(o(2 * M), o(4 * M))
+    );
+    assert_eq!(
+        c.tcb.sb.ranges(),
+        &[(o(2 * M), o(4 * M)), (o(5 * M), o(7 * M))]
+    );
     // A cumulative ACK removes what it covers.
     send!(c, peer_ack(0, 3 * M).sack(o(5 * M), o(7 * M)));
-    assert_eq!(c.tcb.sb.ranges(), &[(o(3 * M), o(4 * M)), (o(5 * M), o(7 * M))]);
+    assert_eq!(
+        c.tcb.sb.ranges(),
+        &[(o(3 * M), o(4 * M)), (o(5 * M), o(7 * M))]
+    );
     // Bogus blocks (beyond what we sent, or below snd_una but not a D-SACK's shape) are
     // ignored and counted; they are not duplicate ACKs either.
     let dupacks = c.tcb.dupacks;
     send!(c, peer_ack(0, 3 * M).sack(o(20 * M), o(21 * M)));
     assert_eq!(c.tcb.stats().bad_sacks, 1);
-    assert_eq!(c.tcb.dupacks, dupacks + 1, "a plain RFC 5681 duplicate still counts");
+    assert_eq!(
+        c.tcb.dupacks,
+        dupacks + 1,
+        "a plain RFC 5681 duplicate still counts"
+    );
     send!(c, peer_ack(0, 3 * M).win(1000).sack(o(9 * M), o(11 * M)));
     assert_eq!(c.tcb.stats().bad_sacks, 2);
-    assert_eq!(c.tcb.dupacks, dupacks + 1, "new window, nothing newly SACKed: no duplicate");
-    assert_eq!(c.tcb.sb.ranges(), &[(o(3 * M), o(4 * M)), (o(5 * M), o(7 * M))]);
+    assert_eq!(
+        c.tcb.dupacks,
+        dupacks + 1,
+        "new window, nothing newly SACKed: no duplicate"
+    );
+    assert_eq!(
+        c.tcb.sb.ranges(),
+        &[(o(3 * M), o(4 * M)), (o(5 * M), o(7 * M))]
+    );
     // Everything acknowledged: the scoreboard empties.
     send!(c, peer_ack(0, 10 * M));
     assert!(c.tcb.sb.is_empty());
@@ -187,7 +233,12 @@ fn dsack_blocks_are_counted_not_scored() {
     send!(c, peer_ack(0, 2 * M).sack(o(0), o(M)));
     assert_eq!(c.tcb.stats().dsacks, 1);
     assert!(c.tcb.sb.is_empty());
-    send!(c, peer_ack(0, 2 * M).sack(o(5 * M), o(6 * M)).sack(o(4 * M), o(7 * M)));
+    send!(
+        c,
+        peer_ack(0, 2 * M)
+            .sack(o(5 * M), o(6 * M))
+            .sack(o(4 * M), o(7 * M))
+    );
     assert_eq!(c.tcb.stats().dsacks, 2);
     assert_eq!(c.tcb.sb.ranges(), &[(o(4 * M), o(7 * M))]);
 }

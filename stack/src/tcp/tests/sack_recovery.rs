@@ -20,12 +20,17 @@ fn data(k: u32) -> Seg {
 
 /// A duplicate ACK from the peer carrying `blocks` (segment numbers, end exclusive).
 fn dup(blocks: &[(u32, u32)]) -> Seg {
-    blocks.iter().fold(peer_ack(0, 0), |s, &(l, r)| s.sack(o(l), o(r)))
+    blocks
+        .iter()
+        .fold(peer_ack(0, 0), |s, &(l, r)| s.sack(o(l), o(r)))
 }
 
 /// Established with SACK, nodelay, `n` segments queued, the first 10 (IW) sent.
 fn sack_flight(n: usize) -> Conn {
-    let cfg = TcpConfig { sack: true, ..cfg() };
+    let cfg = TcpConfig {
+        sack: true,
+        ..cfg()
+    };
     let mut c = established_cfg(cfg, peer_syn().ack(OUR_ISS + 1).sack_ok());
     c.tcb.set_nodelay(true);
     c.write(&pattern(0, n * MSS));
@@ -49,7 +54,11 @@ fn rfc6675_episode_retransmits_lost_segments_first_then_new_data() {
     // segment presumed dropped -- the segment starting with sequence number HighACK + 1".
     send!(c, dup(&[(3, 5), (1, 2)]));
     assert_eq!(c.tcb.recovery, Recovery::Fast);
-    assert_eq!((c.tcb.ccv.ssthresh, c.tcb.ccv.cwnd), (6 * M, 6 * M), "no +3*SMSS inflation");
+    assert_eq!(
+        (c.tcb.ccv.ssthresh, c.tcb.ccv.cwnd),
+        (6 * M, 6 * M),
+        "no +3*SMSS inflation"
+    );
     assert_eq!(c.tcb.recover, o(12), "RecoveryPoint = HighData");
     recv!(c, data(0));
     assert_eq!((c.tcb.sb.high_rxt, c.tcb.sb.rescue_rxt), (o(1), Some(o(1))));
@@ -58,7 +67,11 @@ fn rfc6675_episode_retransmits_lost_segments_first_then_new_data() {
     assert_eq!(c.tcb.pipe(), 9 * M);
     // Further duplicates shrink the pipe; nothing goes until cwnd - pipe >= 1 SMSS.
     send!(c, dup(&[(3, 6), (1, 2)]));
-    assert_eq!(c.tcb.pipe(), 7 * M, "segment 2 is now lost (3 SMSS SACKed above)");
+    assert_eq!(
+        c.tcb.pipe(),
+        7 * M,
+        "segment 2 is now lost (3 SMSS SACKed above)"
+    );
     recv_nothing!(c);
     send!(c, dup(&[(3, 7), (1, 2)]));
     assert_eq!(c.tcb.pipe(), 6 * M);
@@ -94,7 +107,11 @@ fn rfc6675_episode_retransmits_lost_segments_first_then_new_data() {
     );
     assert_eq!(c.tcb.ccv.ssthresh, 6 * M);
     assert_eq!(c.tcb.ccv.cwnd, 4 * M);
-    assert_eq!(c.tcb.stats().retransmits, 2, "only the two lost segments were resent");
+    assert_eq!(
+        c.tcb.stats().retransmits,
+        2,
+        "only the two lost segments were resent"
+    );
     assert_eq!(c.tcb.stats().fast_recoveries, 1);
 }
 
@@ -136,7 +153,11 @@ fn rule_three_then_a_single_rescue_retransmission() {
     assert_eq!(c.tcb.recovery, Recovery::Fast);
     recv!(c, data(9).flags(F::PSH));
     assert_eq!(c.tcb.sb.rescue_rxt, Some(o(10)));
-    assert_eq!(c.tcb.sb.high_rxt, o(9), "rule (4): HighRxt MUST NOT be updated");
+    assert_eq!(
+        c.tcb.sb.high_rxt,
+        o(9),
+        "rule (4): HighRxt MUST NOT be updated"
+    );
     send!(c, peer_ack(0, 9 * M));
     recv_nothing!(c);
     send!(c, peer_ack(0, 10 * M));
@@ -160,7 +181,12 @@ fn no_second_reduction_within_an_episode() {
         send!(c, peer_ack(0, 3 * M).sack(o(4), o(9)));
     }
     assert_eq!(c.tcb.ccv.ssthresh, ssthresh);
-    let signals = log.lock().unwrap().iter().filter(|e| **e == CcEvent::Signal(CcSignal::NDupAck)).count();
+    let signals = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|e| **e == CcEvent::Signal(CcSignal::NDupAck))
+        .count();
     assert_eq!(signals, 1);
 }
 

@@ -16,9 +16,15 @@ use crate::tcp::tcb::TcpConfig;
 /// Transfers 4 MB over `link` with SACK on or off; returns (retransmitted payload bytes,
 /// retransmitted segments) of the sender.
 fn run(link: LinkConfig, seed: u64, sack: bool) -> (u64, u64) {
-    let cfg = TcpConfig { sack, ..TcpConfig::default() };
+    run_len(link, seed, sack, 4 * 1024 * 1024)
+}
+
+fn run_len(link: LinkConfig, seed: u64, sack: bool, total: usize) -> (u64, u64) {
+    let cfg = TcpConfig {
+        sack,
+        ..TcpConfig::default()
+    };
     let mut sim = Sim::with_config(seed, link, 1, cfg);
-    let total = 4 * 1024 * 1024;
     let (got, client, _server) = transfer(&mut sim, total, Duration::from_secs(900));
     assert_eq!(got.len(), total);
     assert!(got == pattern(0, total), "bytes differ (sack {sack})");
@@ -38,7 +44,10 @@ fn compare(name: &str, link: LinkConfig, seed: u64) {
     let (sack, _) = run(link, seed, true);
     let (newreno, _) = run(link, seed, false);
     eprintln!("{name}: retransmitted bytes SACK {sack} vs NewReno without SACK {newreno}");
-    assert!(sack < newreno, "{name}: SACK retransmitted {sack} bytes, NewReno {newreno}");
+    assert!(
+        sack < newreno,
+        "{name}: SACK retransmitted {sack} bytes, NewReno {newreno}"
+    );
 }
 
 fn link(loss: f64, burst: Option<(f64, u32)>) -> LinkConfig {
@@ -75,10 +84,27 @@ fn sack_beats_newreno_with_burst_loss() {
 #[ignore]
 fn sweep() {
     for seed in 1..=8 {
-        for (name, l) in [("1%", link(0.01, None)), ("3%", link(0.03, None)), ("burst", link(0.01, Some((0.5, 3))))] {
+        for (name, l) in [
+            ("1%", link(0.01, None)),
+            ("3%", link(0.03, None)),
+            ("burst", link(0.01, Some((0.5, 3)))),
+        ] {
             let (s, _) = run(l, seed, true);
             let (n, _) = run(l, seed, false);
             eprintln!("SWEEP {name} seed {seed}: SACK {s} NewReno {n}");
+        }
+    }
+}
+
+/// Short transfers under heavy loss over many seeds: every one must finish (a stall
+/// in recovery would hit the time limit).
+#[test]
+#[ignore]
+fn stress() {
+    for seed in 100..300 {
+        for sack in [true, false] {
+            eprintln!("stress seed {seed} sack {sack}");
+            run_len(link(0.05, Some((0.3, 3))), seed, sack, 256 * 1024);
         }
     }
 }

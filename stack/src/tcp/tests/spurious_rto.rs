@@ -8,7 +8,10 @@ use xstack_cc::{CcSignal, Recovery};
 /// Established with timestamps (10 ms handshake RTT), nodelay, three full segments sent
 /// at 10 ms with TSval `our_tsval(10)`; returns the connection, its cc log and SMSS.
 fn three_in_flight() -> (Conn, std::sync::Arc<std::sync::Mutex<Vec<CcEvent>>>, u32) {
-    let cfg = TcpConfig { timestamps: true, ..cfg() };
+    let cfg = TcpConfig {
+        timestamps: true,
+        ..cfg()
+    };
     let mut c = established_cfg(cfg, peer_syn().ack(OUR_ISS + 1).ts(1, our_tsval(0)));
     assert!(c.tcb.ts_enabled);
     let log = c.record_cc();
@@ -17,7 +20,9 @@ fn three_in_flight() -> (Conn, std::sync::Arc<std::sync::Mutex<Vec<CcEvent>>>, u
     c.write(&pattern(0, 3 * mss as usize));
     let out = c.output();
     assert_eq!(out.len(), 3);
-    assert!(out.iter().all(|s| s.options.timestamps == Some((our_tsval(10), 1))));
+    assert!(out
+        .iter()
+        .all(|s| s.options.timestamps == Some((our_tsval(10), 1))));
     (c, log, mss)
 }
 
@@ -47,7 +52,10 @@ fn eifel_detects_an_ack_of_the_original_and_undoes_the_rto() {
     send!(c, peer_ack(0, mss).ts(2, our_tsval(10)));
     assert_eq!(
         *log.lock().unwrap(),
-        vec![CcEvent::Signal(CcSignal::Rto), CcEvent::Signal(CcSignal::RtoErr)]
+        vec![
+            CcEvent::Signal(CcSignal::Rto),
+            CcEvent::Signal(CcSignal::RtoErr)
+        ]
     );
     // Restored before the ACK is processed; the ACK itself then earns slow start's
     // credit for the segment it acknowledges.
@@ -88,7 +96,10 @@ fn no_detection_after_a_backed_off_timeout() {
     c.fire();
     let _ = c.output();
     send!(c, peer_ack(0, mss).ts(2, our_tsval(10)));
-    assert!(!log.lock().unwrap().contains(&CcEvent::Signal(CcSignal::RtoErr)));
+    assert!(!log
+        .lock()
+        .unwrap()
+        .contains(&CcEvent::Signal(CcSignal::RtoErr)));
     assert_eq!(c.tcb.stats().spurious_rtos, 0);
 }
 
