@@ -286,14 +286,22 @@ impl XskRx {
         if self.pending_fill.is_empty() {
             return;
         }
-        let mut w = self.fill.fill(self.pending_fill.len() as u32);
-        let n = (w.capacity() as usize).min(self.pending_fill.len());
-        for &addr in &self.pending_fill[..n] {
-            w.insert_once(addr);
+        // xdpilone refreshes its view of the kernel's consumer only when the cached
+        // view has no room at all, so a first reservation can come back short while the
+        // ring has space: retry until everything is placed or the ring is truly full.
+        while !self.pending_fill.is_empty() {
+            let mut w = self.fill.fill(self.pending_fill.len() as u32);
+            let n = (w.capacity() as usize).min(self.pending_fill.len());
+            if n == 0 {
+                break;
+            }
+            for &addr in &self.pending_fill[..n] {
+                w.insert_once(addr);
+            }
+            w.commit();
+            drop(w);
+            self.pending_fill.drain(..n);
         }
-        w.commit();
-        drop(w);
-        self.pending_fill.drain(..n);
     }
 
     /// Kicks the driver when it asked for it (zero-copy drivers do; copy mode does not).
@@ -377,9 +385,14 @@ impl XskTx {
     /// makes progress.
     pub fn flush(&mut self) -> usize {
         let mut moved = 0;
-        if !self.pending.is_empty() {
+        // As for the fill ring: a short reservation may only mean a stale view, so
+        // retry until the ring takes everything or is really full.
+        while !self.pending.is_empty() {
             let mut w = self.tx.transmit(self.pending.len() as u32);
-            let n = w.capacity() as usize;
+            let n = (w.capacity() as usize).min(self.pending.len());
+            if n == 0 {
+                break;
+            }
             for d in &self.pending[..n] {
                 w.insert_once(*d);
             }
@@ -387,15 +400,18 @@ impl XskTx {
             drop(w);
             self.pending.drain(..n);
             self.in_flight += n as u32;
-            moved = n;
+            moved += n;
         }
         if self.tx.pending() > 0 && self.tx.needs_wakeup() {
             let mut last = u32::MAX;
             // Each sendto sends up to a batch (32 frames in copy mode); stop when the
             // kernel stops consuming (ring empty, or it is busy).
+            // Completions are reclaimed between kicks: a full completion ring would
+            // stop the kernel from sending.
             while self.tx.pending() > 0 && self.tx.pending() < last {
                 last = self.tx.pending();
                 self.tx.wake();
+                self.reclaim();
             }
         }
         self.reclaim();

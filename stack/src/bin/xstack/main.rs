@@ -43,6 +43,9 @@ enum Cmd {
     Post(PostArgs),
     /// A 1-byte echo server on the stack (for latency measurements).
     Echo(HttpArgs),
+    /// Test tool: accept connections and hold them open, idle (for memory per connection).
+    #[command(hide = true)]
+    Hold(HttpArgs),
     /// Benchmark peer: xstack's HTTP server on kernel sockets.
     #[command(hide = true)]
     KernelHttp {
@@ -261,6 +264,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("xstack: echo listening on port {}", h.port);
             wait_for_stop(&stack, &sfd, Some(&server))?;
             // The accept thread holds no stack reference; connection threads may.
+            finish(stack)
+        }
+        Cmd::Hold(h) => {
+            let sfd = block_stop_signals()?;
+            let stack = Arc::new(start(&h.stack)?);
+            let listener = TcpListener::bind(&*stack, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, h.port))
+                .map_err(|e| anyhow::anyhow!("listening on port {}: {e}", h.port))?;
+            let server = std::thread::Builder::new().name("hold-accept".into()).spawn(move || {
+                let mut held = Vec::new();
+                loop {
+                    match listener.accept() {
+                        Ok((s, _)) => {
+                            held.push(s);
+                            if held.len() % 1000 == 0 {
+                                eprintln!("xstack: holding {} connections", held.len());
+                            }
+                        }
+                        Err(e) => return Err::<(), _>(e),
+                    }
+                }
+            })?;
+            eprintln!("xstack: hold listening on port {}", h.port);
+            wait_for_stop(&stack, &sfd, Some(&server))?;
             finish(stack)
         }
         Cmd::KernelHttp { listen } => peer::kernel_http(listen),
