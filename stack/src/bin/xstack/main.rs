@@ -74,6 +74,16 @@ enum Cmd {
         #[arg(long)]
         queues: u32,
     },
+    /// Benchmark client on kernel sockets: short connections (one GET /bytes/1 each) for
+    /// a while; prints connections per second as JSON.
+    #[command(hide = true)]
+    Cps {
+        addr: SocketAddrV4,
+        #[arg(long, default_value_t = 3.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 4)]
+        threads: usize,
+    },
     /// Benchmark client on kernel sockets: N 1-byte round trips; prints p50/p99 JSON.
     #[command(hide = true)]
     Rr {
@@ -293,6 +303,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::KernelEcho { listen } => peer::kernel_echo(listen),
         Cmd::KernelGet { url, bind } => peer::kernel_get(&url, bind),
         Cmd::Rr { addr, count } => peer::rr(addr, count),
+        Cmd::Cps { addr, seconds, threads } => peer::cps(addr, seconds, threads),
         Cmd::RssEmulate { iface, queues } => {
             let sfd = block_stop_signals()?;
             let emu = xstack::device::rss_emu::RssEmulation::attach(&iface, queues)?;

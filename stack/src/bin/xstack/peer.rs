@@ -101,3 +101,57 @@ pub fn rr(addr: SocketAddrV4, count: usize) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Kernel client: `threads` threads open short connections to `addr` for `secs`
+/// seconds, each doing one `GET /bytes/1` with `Connection: close`; prints one JSON line
+/// with the connections per second.
+pub fn cps(addr: SocketAddrV4, secs: f64, threads: usize) -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let done = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(secs);
+    let workers: Vec<_> = (0..threads.max(1))
+        .map(|_| {
+            let (done, failed) = (done.clone(), failed.clone());
+            std::thread::spawn(move || {
+                let req = format!("GET /bytes/1 HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+                let mut buf = [0u8; 512];
+                while Instant::now() < end {
+                    let ok = (|| -> std::io::Result<()> {
+                        let mut s = KTcpStream::connect_timeout(&SocketAddr::V4(addr), Duration::from_secs(5))?;
+                        s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                        s.write_all(req.as_bytes())?;
+                        let mut got = Vec::new();
+                        loop {
+                            let n = s.read(&mut buf)?;
+                            if n == 0 {
+                                break;
+                            }
+                            got.extend_from_slice(&buf[..n]);
+                        }
+                        if got.starts_with(b"HTTP/1.1 200") {
+                            Ok(())
+                        } else {
+                            Err(std::io::Error::other("bad response"))
+                        }
+                    })();
+                    match ok {
+                        Ok(()) => done.fetch_add(1, Ordering::Relaxed),
+                        Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        let _ = w.join();
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let n = done.load(Ordering::Relaxed);
+    println!(
+        "{}",
+        serde_json::json!({"connections": n, "failed": failed.load(Ordering::Relaxed), "seconds": elapsed, "cps": n as f64 / elapsed})
+    );
+    Ok(())
+}
