@@ -240,6 +240,20 @@ pub fn run(args: BenchArgs) -> Result<()> {
     )?;
     report.insert("rr_latency".into(), latency_report("1-byte request/response", &s_r, &k_r, args.rr_count));
 
+    // --- connections per second: short connections, one GET /bytes/1 each ---
+    let (s_r, k_r) = alternate(
+        &env,
+        Some(("http", &["--port", "80"])),
+        || cps(&env.peer(&[&binstr, "cps", "198.18.0.1:80", "--threads", "4", "--seconds", "3"])),
+        || cps(&env.peer(&[&binstr, "cps", "198.18.0.3:80", "--threads", "4", "--seconds", "3"])),
+    )?;
+    let (s, k) = (median(s_r.clone()), median(k_r.clone()));
+    line("connections/s (4 client threads)", s, k);
+    report.insert("cps".into(), serde_json::json!({
+        "client_threads": 4, "xstack_cps": s, "linux_cps": k, "ratio": s / k,
+        "xstack_rounds": s_r, "linux_rounds": k_r,
+    }));
+
     report.insert("conditions".into(), serde_json::json!({
         "rounds": args.rounds, "idle": args.idle, "stack_cpu": args.stack_cpu, "peer_cpu": peer_cpu,
         "veth": format!("one rx/tx queue each end, MTU {}, native XDP on the stack side, peer tx checksum offload off, peer RPS to the peer CPU", args.mtu),
@@ -337,6 +351,18 @@ fn gbps(argv: &[&str]) -> Result<f64> {
         bail!("`{}`: {v}", argv.join(" "));
     }
     v["gbit_per_s"].as_f64().context("no gbit_per_s")
+}
+
+/// Runs the kernel CPS client; returns connections per second.
+fn cps(argv: &[String]) -> Result<f64> {
+    let out = Command::new(&argv[0]).args(&argv[1..]).output().with_context(|| argv.join(" "))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(text.trim())
+        .with_context(|| format!("`{}` printed no JSON: {text} {}", argv.join(" "), String::from_utf8_lossy(&out.stderr)))?;
+    if v["failed"].as_u64().unwrap_or(1) != 0 {
+        bail!("`{}`: {v}", argv.join(" "));
+    }
+    v["cps"].as_f64().context("cps")
 }
 
 /// Runs the kernel RR client; returns its percentiles.
