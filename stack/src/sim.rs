@@ -145,7 +145,13 @@ impl Sim {
                 None,
                 ArpConfig::default(),
             ));
-            let tcp = Arc::new(TcpLayer::new(workers, cfg.clone()));
+            let mut layer = TcpLayer::new(workers, cfg.clone());
+            // Deterministic ISNs: the seed fixes the whole run, sequence numbers included.
+            let mut key = [0u8; 16];
+            key[..8].copy_from_slice(&seed.to_le_bytes());
+            key[8] = i as u8;
+            layer.isn = crate::tcp::isn::IsnGenerator::with_key_at(key, now);
+            let tcp = Arc::new(layer);
             SimHost {
                 ifp,
                 tcp,
