@@ -361,7 +361,12 @@ impl Tcb {
                     self.rtt_timing = None;
                 }
             }
-        } else if self.rtt_timing.is_none() {
+        } else if self.rtt_timing.is_none() && self.recovery == Recovery::Open && self.dupacks == 0 {
+            // Time a segment only when no loss is pending before it: one sent during
+            // recovery (or on limited transmit) is acknowledged only once the holes below
+            // it are repaired, and timing it would measure the repair -- seconds after an
+            // RTO -- as the path's RTT (seen in the simulator as SRTT 4.6 s, RTO 32 s on a
+            // 10 ms path). Entering recovery and an RTO already stop the running timing.
             self.rtt_timing = Some((seq, now));
         }
         self.stats.bytes_sent += len as u64;

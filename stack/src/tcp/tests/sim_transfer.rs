@@ -54,7 +54,17 @@ pub(super) fn transfer(sim: &mut Sim, total: usize, limit: Duration) -> (Vec<u8>
         }
         false
     });
-    assert!(ok, "transfer did not finish: got {} of {total} bytes; client {:?} ({:?}, {} retransmits) server {:?}", got.len(), client.lock().tcb, client.lock().tcb.error(), client.lock().tcb.stats().retransmits, server.as_ref().map(|s| format!("{:?}", s.lock().tcb)));
+    if !ok {
+        let c = client.lock();
+        panic!(
+            "transfer did not finish: got {} of {total} bytes; client {:?} ({:?}, {} retransmits) server {:?}",
+            got.len(),
+            c.tcb,
+            c.tcb.error(),
+            c.tcb.stats().retransmits,
+            server.as_ref().map(|s| format!("{:?}", s.lock().tcb))
+        );
+    }
     let server = server.expect("accepted");
     (got, client, server)
 }
