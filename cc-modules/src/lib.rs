@@ -106,8 +106,9 @@ pub use registry::{from_fn, CcError, CcFactory, FnFactory, Registry, MAX_NAME_LE
 /// modules never see the whole control block). All values are in bytes, as in FreeBSD.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CcVars {
-    /// Congestion window (`snd_cwnd`), bytes. During fast recovery it includes the
-    /// transport's RFC 5681 §3.2 inflation.
+    /// Congestion window (`snd_cwnd`), bytes. During NewReno fast recovery (no SACK) it
+    /// includes the transport's RFC 5681 §3.2 inflation; during SACK recovery (RFC
+    /// 6675) the transport counts `pipe` instead and leaves cwnd at the module's value.
     pub cwnd: u32,
     /// Slow-start threshold (`snd_ssthresh`), bytes.
     pub ssthresh: u32,

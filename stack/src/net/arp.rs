@@ -43,6 +43,10 @@ pub struct ArpCache {
 pub enum Resolve {
     /// The link address is known: send now.
     Known(EthernetAddress),
+    /// The entry is stale: send now to the old address, and send a request to
+    /// revalidate it (RFC 1122 §2.3.2.1: a cache entry in use must be revalidated, and
+    /// traffic keeps flowing meanwhile, as Linux's STALE/PROBE states do).
+    KnownRefresh(EthernetAddress),
     /// The packet was queued; a request must be sent now (first miss).
     HeldAndAsk,
     /// The packet was queued behind a request already out.
@@ -81,15 +85,14 @@ impl ArpCache {
             next_retry: now,
         });
         match entry {
-            // Resolved between our read and write lock (or stale, which we refresh).
+            // Resolved between our read and write lock.
             Entry::Resolved { mac, expires } if *expires > now => Resolve::Known(*mac),
-            Entry::Resolved { .. } => {
-                *entry = Entry::Incomplete {
-                    hold: VecDeque::from([packet()]),
-                    tries: 1,
-                    next_retry: now + self.cfg.retry_interval,
-                };
-                Resolve::HeldAndAsk
+            // Stale: keep using it, ask again at most once per retry interval; a reply
+            // makes it fresh, and `timer` deletes it after a whole timeout unanswered.
+            Entry::Resolved { mac, expires } => {
+                let mac = *mac;
+                *expires = now + self.cfg.retry_interval;
+                Resolve::KnownRefresh(mac)
             }
             Entry::Incomplete { hold, tries, next_retry } => {
                 if hold.len() >= self.cfg.max_hold {
@@ -250,7 +253,10 @@ pub fn timer(ifp: &Interface, ctx: &mut impl NetCtx) {
         let mut entries = ifp.arp.entries.write().unwrap_or_else(|e| e.into_inner());
         entries.retain(|ip, entry| match entry {
             Entry::Resolved { expires, .. } => {
-                if *expires <= now {
+                // Deleted once stale for a whole timeout (refreshes push `expires` by
+                // one retry interval at a time, so an entry in use but unanswered also
+                // ends up here).
+                if *expires + cfg.entry_timeout <= now {
                     Counters::inc(&ctx.counters().arp_expired);
                     false
                 } else {
@@ -430,15 +436,27 @@ mod tests {
     }
 
     #[test]
-    fn entries_expire() {
+    fn entries_go_stale_then_expire() {
         let ifp = iface();
         let mut ctx = TestCtx::new();
+        let cfg = ArpConfig::default();
         let req = arp_frame(ArpOperation::Request, PEER_MAC, PEER_IP, OUR_IP, EthernetAddress::BROADCAST);
         feed(&ifp, &mut ctx, &req);
-        ctx.now += ArpConfig::default().entry_timeout - Duration::from_millis(1);
+        ctx.take_sent();
+        ctx.now += cfg.entry_timeout - Duration::from_millis(1);
         timer(&ifp, &mut ctx);
         assert_eq!(ifp.arp.lookup(PEER_IP, ctx.now), Some(PEER_MAC));
+        // Past the timeout the entry is stale: still used, and revalidated (once per
+        // retry interval), never holding traffic back.
         ctx.now += Duration::from_millis(1);
+        assert_eq!(ifp.arp.resolve(PEER_IP, ctx.now, Vec::new), Resolve::KnownRefresh(PEER_MAC));
+        assert_eq!(ifp.arp.resolve(PEER_IP, ctx.now, Vec::new), Resolve::Known(PEER_MAC));
+        // A reply makes it fresh again.
+        let reply = arp_frame(ArpOperation::Reply, PEER_MAC, PEER_IP, OUR_IP, OUR_MAC);
+        feed(&ifp, &mut ctx, &reply);
+        assert_eq!(ifp.arp.lookup(PEER_IP, ctx.now), Some(PEER_MAC));
+        // Unanswered for a whole timeout after going stale: deleted.
+        ctx.now += cfg.entry_timeout * 2 + cfg.retry_interval;
         timer(&ifp, &mut ctx);
         assert_eq!(ifp.arp.lookup(PEER_IP, ctx.now), None);
         assert_eq!(ctx.count("arp.entries_expired"), 1);

@@ -169,7 +169,16 @@ pub fn output(
         write_ip(&mut v, fill);
         v
     }) {
-        Resolve::Known(mac) => {
+        res @ (Resolve::Known(_) | Resolve::KnownRefresh(_)) => {
+            let mac = match res {
+                Resolve::KnownRefresh(mac) => {
+                    // A stale entry: revalidate it, but do not hold the packet.
+                    arp::request(ifp, ctx, next_hop);
+                    mac
+                }
+                Resolve::Known(mac) => mac,
+                _ => return Err(OutputError::NoRoute),
+            };
             let ok = ctx.transmit(ether::HEADER_LEN + ip_len, &mut |buf| {
                 ether::write_header(buf, ifp.mac, mac, EthernetProtocol::Ipv4);
                 write_ip(&mut buf[ether::HEADER_LEN..], fill);

@@ -84,8 +84,8 @@ fn sack_beats_newreno_with_burst_loss() {
 /// 9293 §3.10.4, queued data and all).
 #[test]
 fn stress() {
-    for seed in 100..103 {
-        for sack in [false] {
+    for seed in 100..124 {
+        for sack in [true, false] {
             eprintln!("stress seed {seed} sack {sack}");
             run_len(link(0.05, Some((0.3, 3))), seed, sack, 1024 * 1024);
         }
