@@ -362,10 +362,12 @@ impl Drop for TcpStream {
     fn drop(&mut self) {
         let mut inner = self.conn.lock();
         inner.orphaned = true;
+        let now = Instant::now();
         if inner.tcb.readable() > 0 {
             inner.tcb.abort();
         } else {
-            inner.tcb.close(Instant::now());
+            inner.tcb.close(now);
+            inner.tcb.set_orphaned(now);
         }
         drop(inner);
         self.net.tcp.kick(&self.conn);

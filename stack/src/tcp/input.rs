@@ -396,6 +396,7 @@ impl Tcb {
             match self.state {
                 State::FinWait1 => {
                     self.state = State::FinWait2;
+                    self.arm_orphan_timer(now);
                     self.events = true;
                 }
                 State::Closing => self.enter_time_wait(now),

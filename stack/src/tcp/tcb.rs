@@ -111,6 +111,10 @@ pub struct TcpConfig {
     pub keepalive: Option<Keepalive>,
     /// TIME-WAIT duration (2*MSL).
     pub time_wait: Duration,
+    /// How long a connection nobody holds a handle to may wait in FIN-WAIT-2 for the
+    /// peer's FIN (Linux's tcp_fin_timeout): without it a peer that never closes keeps
+    /// the connection forever.
+    pub orphan_fin_timeout: Duration,
     /// SYN (or SYN,ACK) retransmissions before giving up.
     pub syn_retries: u32,
     /// Limit on the whole connection attempt.
@@ -140,6 +144,7 @@ impl Default for TcpConfig {
             nodelay: false,
             keepalive: None,
             time_wait: Duration::from_secs(60),
+            orphan_fin_timeout: Duration::from_secs(60),
             syn_retries: 6,
             connect_timeout: Duration::from_secs(75),
             max_retransmits: 15,
@@ -281,6 +286,9 @@ pub struct Tcb {
     pub(crate) remote: SocketAddrV4,
     /// Came from a listener (so a RST in SYN-RECEIVED just discards it).
     pub(crate) passive: bool,
+    /// The application dropped its handle: FIN-WAIT-2 is bounded by
+    /// `orphan_fin_timeout`.
+    pub(crate) orphaned: bool,
     pub(crate) created: Instant,
 
     // --- send sequence space (RFC 9293 §3.3.1) ---
@@ -427,6 +435,7 @@ impl Tcb {
             local,
             remote,
             passive: false,
+            orphaned: false,
             created: now,
             iss,
             snd_una: iss,
@@ -673,6 +682,20 @@ impl Tcb {
         if !self.fin_queued {
             self.snd_fin = Some(self.data_end());
             self.fin_queued = true;
+        }
+    }
+
+    /// Marks the connection as no longer held by the application (the handle was
+    /// dropped after `close`): FIN-WAIT-2 then ends after `orphan_fin_timeout`.
+    pub fn set_orphaned(&mut self, now: Instant) {
+        self.orphaned = true;
+        self.arm_orphan_timer(now);
+    }
+
+    /// In FIN-WAIT-2 without an owner, the wait for the peer's FIN is bounded.
+    pub(crate) fn arm_orphan_timer(&mut self, now: Instant) {
+        if self.orphaned && self.state == State::FinWait2 {
+            self.timers.set(TimerKind::TwoMsl, now + self.cfg.orphan_fin_timeout);
         }
     }
 

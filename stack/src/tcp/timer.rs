@@ -194,6 +194,7 @@ impl super::tcb::Tcb {
                     self.keep_probe_due = true;
                     self.timers.set(TimerKind::Keepalive, now + ka.interval);
                 }
+                // TIME-WAIT's 2*MSL, or an orphaned FIN-WAIT-2 giving up on the peer.
                 TimerKind::TwoMsl => self.to_closed(),
                 TimerKind::ConnEstab => {
                     if !self.state.is_synchronized() {

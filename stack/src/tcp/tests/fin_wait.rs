@@ -121,3 +121,33 @@ fn partial_ack_of_data_before_fin_stays_in_fin_wait_1() {
     send!(c, peer_ack(0, 101));
     assert_eq!(c.state(), State::FinWait2);
 }
+
+// FIN-WAIT-2 has no timeout in RFC 9293; an orphaned connection (no handle left) would
+// wait forever for a peer that never closes, so it is bounded as Linux's
+// tcp_fin_timeout bounds it.
+#[test]
+fn orphaned_fin_wait_2_gives_up_after_the_fin_timeout() {
+    let mut c = fin_wait_2();
+    // Held by the application: it may wait as long as it likes.
+    assert_eq!(c.timer(TimerKind::TwoMsl), None);
+    let now = c.now;
+    c.tcb.set_orphaned(now);
+    let t = c.tcb.config().orphan_fin_timeout;
+    assert_eq!(c.timer(TimerKind::TwoMsl), Some(t));
+    c.advance(t - Duration::from_millis(1));
+    assert_eq!(c.state(), State::FinWait2);
+    c.advance(Duration::from_millis(1));
+    assert_eq!(c.state(), State::Closed);
+    recv_nothing!(c);
+}
+
+#[test]
+fn orphaned_in_fin_wait_1_arms_the_fin_timeout_on_reaching_fin_wait_2() {
+    let mut c = fin_wait_1();
+    let now = c.now;
+    c.tcb.set_orphaned(now);
+    assert_eq!(c.timer(TimerKind::TwoMsl), None);
+    send!(c, peer_ack(0, 1));
+    assert_eq!(c.state(), State::FinWait2);
+    assert_eq!(c.timer(TimerKind::TwoMsl), Some(c.tcb.config().orphan_fin_timeout));
+}
