@@ -40,15 +40,24 @@ fn ten_thousand_idle_connections() {
         return;
     }
     let pair = VethPair::new_headers_only("idle10k", 1, 96);
-    let stack = pair.spawn_stack_raw(&["hold", "--iface", STACK_IF, "--addr", STACK_CIDR, "--port", "9000", "--idle", "sleep"]);
+    let stack = pair.spawn_stack_raw(&[
+        "hold", "--iface", STACK_IF, "--addr", STACK_CIDR, "--port", "9000", "--idle", "sleep",
+    ]);
     std::thread::sleep(Duration::from_millis(300));
     let before = vm_rss_kib(stack.pid());
     let mut opener = pair.spawn_peer("opener", &["python3", "-c", OPENER, &CONNS.to_string()]);
     opener.wait_for(&format!("open {CONNS}"), Duration::from_secs(120));
     // The accept thread logs every thousand.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !stack.stderr_text().contains(&format!("holding {CONNS} connections")) {
-        assert!(Instant::now() < deadline, "stack did not accept all: {}", stack.stderr_text());
+    while !stack
+        .stderr_text()
+        .contains(&format!("holding {CONNS} connections"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "stack did not accept all: {}",
+            stack.stderr_text()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let after = vm_rss_kib(stack.pid());
@@ -56,8 +65,14 @@ fn ten_thousand_idle_connections() {
     eprintln!("{CONNS} idle connections: VmRSS {before} KiB -> {after} KiB, {per_conn:.0} bytes per connection");
     drop(opener);
     let (_, json) = stack.stop(libc::SIGTERM);
-    assert!(json_counter(&json, "tcp.conns_opened") >= CONNS as u64, "{json}");
-    assert!(before > 0 && after > before, "VmRSS not readable: {before} {after}");
+    assert!(
+        json_counter(&json, "tcp.conns_opened") >= CONNS as u64,
+        "{json}"
+    );
+    assert!(
+        before > 0 && after > before,
+        "VmRSS not readable: {before} {after}"
+    );
     // Idle connections hold no buffer memory; the control block, its connection
     // object and the table entries are a few KiB.
     assert!(per_conn < 8192.0, "{per_conn:.0} bytes per idle connection");

@@ -71,7 +71,11 @@ fn malformed_frames_are_dropped_and_counted() {
     const N: u64 = 5;
     let out = pair.exec_peer(["python3", "-c", SENDER, PEER_IF, &mac, &N.to_string()]);
     let sent = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "sender failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "sender failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Still alive and answering.
     pair.ping(STACK_ADDR, 5, "0.05", None).assert_all(5);
@@ -82,5 +86,9 @@ fn malformed_frames_are_dropped_and_counted() {
         assert_eq!(got, N, "counter {name}: {json}");
     }
     // The valid pings were all answered; nothing else was.
-    assert_eq!(json["counters"]["icmp.echo_replies_tx"].as_u64(), Some(8), "{json}");
+    assert_eq!(
+        json["counters"]["icmp.echo_replies_tx"].as_u64(),
+        Some(8),
+        "{json}"
+    );
 }

@@ -15,14 +15,28 @@ const SIZE: u64 = 256 * 1024;
 fn downloads(pair: &VethPair, dir: &TestDir) -> serde_json::Value {
     let stack = pair.spawn_http(&["--queues", "4"]);
     let url = format!("http://{STACK_ADDR}/bytes/{SIZE}");
-    let outs: Vec<String> = (0..CONNS).map(|i| dir.path.join(format!("b{i}")).display().to_string()).collect();
-    let mut args: Vec<&str> = vec!["--no-progress-meter", "--parallel", "--parallel-immediate", "--parallel-max", "40", "--max-time", "120"];
+    let outs: Vec<String> = (0..CONNS)
+        .map(|i| dir.path.join(format!("b{i}")).display().to_string())
+        .collect();
+    let mut args: Vec<&str> = vec![
+        "--no-progress-meter",
+        "--parallel",
+        "--parallel-immediate",
+        "--parallel-max",
+        "40",
+        "--max-time",
+        "120",
+    ];
     for o in &outs {
         args.extend(["-o", o.as_str(), url.as_str()]);
     }
     let run = pair.curl(&args);
     let (_, json) = stack.stop(libc::SIGTERM);
-    assert!(run.status.success(), "curl failed: {}\nstack: {json}", run.context());
+    assert!(
+        run.status.success(),
+        "curl failed: {}\nstack: {json}",
+        run.context()
+    );
     let want = xstack::http::pattern_sha256(SIZE);
     for o in &outs {
         let got = file_sha256(std::path::Path::new(o));
@@ -46,12 +60,25 @@ fn with_rss_emulation_no_segment_is_handed_over() {
     }
     let dir = TestDir::new("rss-on");
     let pair = VethPair::new("rsson", 4);
-    let mut emu = pair.spawn_peer("rss-emulate", &[XSTACK_BIN, "rss-emulate", "--iface", PEER_IF, "--queues", "4"]);
+    let mut emu = pair.spawn_peer(
+        "rss-emulate",
+        &[
+            XSTACK_BIN,
+            "rss-emulate",
+            "--iface",
+            PEER_IF,
+            "--queues",
+            "4",
+        ],
+    );
     emu.wait_for("rss emulation on", UP_TIMEOUT);
     let json = downloads(&pair, &dir);
     let queues = json_queues(&json);
     let busy = queues.iter().filter(|q| q.1 > 0).count();
-    eprintln!("with RSS emulation: per queue (queue, redirected, passed) {queues:?}; ip handoffs {}", ip_handoffs(&json));
+    eprintln!(
+        "with RSS emulation: per queue (queue, redirected, passed) {queues:?}; ip handoffs {}",
+        ip_handoffs(&json)
+    );
     assert!(busy >= 3, "flows should spread over the queues: {queues:?}");
     assert_eq!(ip_handoffs(&json), 0, "segments crossed workers: {json}");
 }
@@ -65,8 +92,17 @@ fn without_rss_emulation_handoffs_are_counted_and_nothing_is_lost() {
     let pair = VethPair::new("rssoff", 4);
     let json = downloads(&pair, &dir);
     let handoffs = ip_handoffs(&json);
-    eprintln!("without RSS emulation: per queue {:?}; ip handoffs {handoffs}", json_queues(&json));
-    assert!(handoffs > 0 && handoffs != u64::MAX, "veth's own placement should disagree with RSS for some flows: {json}");
-    let qdrops: u64 = json["netisr"]["protos"].as_array().map(|p| p.iter().map(|x| x["qdrops"].as_u64().unwrap_or(0)).sum()).unwrap_or(0);
+    eprintln!(
+        "without RSS emulation: per queue {:?}; ip handoffs {handoffs}",
+        json_queues(&json)
+    );
+    assert!(
+        handoffs > 0 && handoffs != u64::MAX,
+        "veth's own placement should disagree with RSS for some flows: {json}"
+    );
+    let qdrops: u64 = json["netisr"]["protos"]
+        .as_array()
+        .map(|p| p.iter().map(|x| x["qdrops"].as_u64().unwrap_or(0)).sum())
+        .unwrap_or(0);
     assert_eq!(qdrops, 0, "{json}");
 }

@@ -27,7 +27,10 @@ fn main() -> anyhow::Result<()> {
     cfg.idle = xstack::worker::IdleMode::Sleep;
     let stack = Stack::start(cfg)?;
     let listener = TcpListener::bind(&stack, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))?;
-    eprintln!("echo: listening on {addr} port {port}; congestion control: {:?}", stack.net().tcp.cc.available());
+    eprintln!(
+        "echo: listening on {addr} port {port}; congestion control: {:?}",
+        stack.net().tcp.cc.available()
+    );
 
     std::thread::scope(|s| loop {
         let (conn, peer) = match listener.accept() {

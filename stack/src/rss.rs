@@ -30,7 +30,9 @@ pub struct Toeplitz {
 
 impl std::fmt::Debug for Toeplitz {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Toeplitz").field("key", &self.key).finish_non_exhaustive()
+        f.debug_struct("Toeplitz")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
     }
 }
 
@@ -64,7 +66,10 @@ impl Toeplitz {
     /// from the most significant bit of the first byte, the 32 key bits starting at
     /// that bit position are XORed into the result.
     pub fn hash(&self, input: &[u8]) -> u32 {
-        input.iter().zip(self.table.iter()).fold(0, |h, (&b, row)| h ^ row[b as usize])
+        input
+            .iter()
+            .zip(self.table.iter())
+            .fold(0, |h, (&b, row)| h ^ row[b as usize])
     }
 
     /// The receive queue an RSS device with the standard indirection table (entry i
@@ -97,7 +102,9 @@ impl Toeplitz {
 fn bitwise(key: &[u8; 40], input: &[u8]) -> u32 {
     let input = &input[..input.len().min(36)];
     let mut result = 0u32;
-    let mut window = u64::from_be_bytes([key[0], key[1], key[2], key[3], key[4], key[5], key[6], key[7]]);
+    let mut window = u64::from_be_bytes([
+        key[0], key[1], key[2], key[3], key[4], key[5], key[6], key[7],
+    ]);
     for (i, &byte) in input.iter().enumerate() {
         for bit in 0..8 {
             if byte & (0x80 >> bit) != 0 {
@@ -117,11 +124,36 @@ mod tests {
     /// Microsoft's RSS verification vectors for IPv4 ("Verifying the RSS Hash
     /// Calculation"): (destination, source, IPv4-only hash, IPv4-with-TCP hash).
     const VECTORS: [((Ipv4Addr, u16), (Ipv4Addr, u16), u32, u32); 5] = [
-        ((Ipv4Addr::new(161, 142, 100, 80), 1766), (Ipv4Addr::new(66, 9, 149, 187), 2794), 0x323e8fc2, 0x51ccc178),
-        ((Ipv4Addr::new(65, 69, 140, 83), 4739), (Ipv4Addr::new(199, 92, 111, 2), 14230), 0xd718262a, 0xc626b0ea),
-        ((Ipv4Addr::new(12, 22, 207, 184), 38024), (Ipv4Addr::new(24, 19, 198, 95), 12898), 0xd2d0a5de, 0x5c2b394a),
-        ((Ipv4Addr::new(209, 142, 163, 6), 2217), (Ipv4Addr::new(38, 27, 205, 30), 48228), 0x82989176, 0xafc7327f),
-        ((Ipv4Addr::new(202, 188, 127, 2), 1303), (Ipv4Addr::new(153, 39, 163, 191), 44251), 0x5d1809c5, 0x10e828a2),
+        (
+            (Ipv4Addr::new(161, 142, 100, 80), 1766),
+            (Ipv4Addr::new(66, 9, 149, 187), 2794),
+            0x323e8fc2,
+            0x51ccc178,
+        ),
+        (
+            (Ipv4Addr::new(65, 69, 140, 83), 4739),
+            (Ipv4Addr::new(199, 92, 111, 2), 14230),
+            0xd718262a,
+            0xc626b0ea,
+        ),
+        (
+            (Ipv4Addr::new(12, 22, 207, 184), 38024),
+            (Ipv4Addr::new(24, 19, 198, 95), 12898),
+            0xd2d0a5de,
+            0x5c2b394a,
+        ),
+        (
+            (Ipv4Addr::new(209, 142, 163, 6), 2217),
+            (Ipv4Addr::new(38, 27, 205, 30), 48228),
+            0x82989176,
+            0xafc7327f,
+        ),
+        (
+            (Ipv4Addr::new(202, 188, 127, 2), 1303),
+            (Ipv4Addr::new(153, 39, 163, 191), 44251),
+            0x5d1809c5,
+            0x10e828a2,
+        ),
     ];
 
     #[test]
@@ -136,7 +168,11 @@ mod tests {
     fn microsoft_verification_vectors_ipv4_tcp() {
         let t = Toeplitz::default();
         for ((dst, dport), (src, sport), _, tcp) in VECTORS {
-            assert_eq!(t.ipv4_ports(src, dst, sport, dport), tcp, "{src}:{sport} -> {dst}:{dport}");
+            assert_eq!(
+                t.ipv4_ports(src, dst, sport, dport),
+                tcp,
+                "{src}:{sport} -> {dst}:{dport}"
+            );
         }
     }
 

@@ -9,8 +9,8 @@
 //! exactly. Segments are processed on the worker netisr's FLOW policy picks for them;
 //! handing a segment to another worker is counted, never silent.
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -141,7 +141,10 @@ impl Sim {
             let ifp = Arc::new(Interface::new(
                 mac,
                 1500,
-                vec![Ipv4Cidr { addr: host_addr(i), prefix_len: 24 }],
+                vec![Ipv4Cidr {
+                    addr: host_addr(i),
+                    prefix_len: 24,
+                }],
                 None,
                 ArpConfig::default(),
             ));
@@ -155,7 +158,12 @@ impl Sim {
             SimHost {
                 ifp,
                 tcp,
-                workers: (0..workers.max(1)).map(|_| SimWorker { counters: Counters::default(), heap: TimerHeap::default() }).collect(),
+                workers: (0..workers.max(1))
+                    .map(|_| SimWorker {
+                        counters: Counters::default(),
+                        heap: TimerHeap::default(),
+                    })
+                    .collect(),
                 handoffs: 0,
             }
         };
@@ -181,7 +189,11 @@ impl Sim {
     /// Listens on `port` on host `h`.
     pub fn listen(&mut self, h: usize, port: u16, backlog: usize) -> Arc<Listener> {
         let local = SocketAddrV4::new(host_addr(h), port);
-        self.hosts[h].tcp.pcbs.listen(local, backlog).expect("listen")
+        self.hosts[h]
+            .tcp
+            .pcbs
+            .listen(local, backlog)
+            .expect("listen")
     }
 
     /// Opens a connection from host `h` to the other host's `port`.
@@ -193,13 +205,19 @@ impl Sim {
         // As `TcpStream::connect`: a port whose reply lands on the next worker in turn.
         let target = tcp.next_connect_worker();
         let aligned = |p: u16| tcp.owner_of(SocketAddrV4::new(local_ip, p), remote) == target;
-        let p = tcp.pcbs.pick_port(local_ip, remote, &aligned).expect("port");
+        let p = tcp
+            .pcbs
+            .pick_port(local_ip, remote, &aligned)
+            .expect("port");
         let local = SocketAddrV4::new(local_ip, p);
         let cc = tcp.cc.create_default();
         let iss = tcp.isn.isn(local, remote, self.now);
         let tcb = Tcb::connect(tcp.conn_config(), local, remote, iss, cc, self.now);
         let owner = tcp.owner_of(local, remote);
-        let conn = tcp.pcbs.insert(FourTuple { local, remote }, owner, tcb).expect("insert");
+        let conn = tcp
+            .pcbs
+            .insert(FourTuple { local, remote }, owner, tcb)
+            .expect("insert");
         tcp.kick(&conn);
         conn
     }
@@ -249,7 +267,11 @@ impl Sim {
             self.run_host(h, None);
         }
         let next_frame = self.queue.peek().map(|Reverse(f)| f.at);
-        let next_timer = self.hosts.iter().flat_map(|h| h.workers.iter().filter_map(|w| w.heap.next())).min();
+        let next_timer = self
+            .hosts
+            .iter()
+            .flat_map(|h| h.workers.iter().filter_map(|w| w.heap.next()))
+            .min();
         let Some(mut next) = [next_frame, next_timer].into_iter().flatten().min() else {
             return false;
         };
@@ -312,8 +334,15 @@ impl Sim {
                 host.handoffs += 1;
             }
             let w = &mut host.workers[owner];
-            let mut ctx = Ctx { now, counters: &w.counters, out: &mut out };
-            let pkt = Pkt { data: &frame, meta: PktMeta::rx(frame.len(), owner as u16) };
+            let mut ctx = Ctx {
+                now,
+                counters: &w.counters,
+                out: &mut out,
+            };
+            let pkt = Pkt {
+                data: &frame,
+                meta: PktMeta::rx(frame.len(), owner as u16),
+            };
             match ether::classify(&host.ifp, &ctx, &frame) {
                 Some(EtherProto::Arp) => arp::input(&host.ifp, &mut ctx, pkt),
                 Some(EtherProto::Ipv4) => {
@@ -324,7 +353,11 @@ impl Sim {
             }
         }
         for (i, w) in host.workers.iter_mut().enumerate() {
-            let mut ctx = Ctx { now, counters: &w.counters, out: &mut out };
+            let mut ctx = Ctx {
+                now,
+                counters: &w.counters,
+                out: &mut out,
+            };
             host.tcp.run_kicks(i, &host.ifp, &mut ctx, &mut w.heap);
             host.tcp.run_timers(&host.ifp, &mut ctx, &mut w.heap);
             if i == 0 {
@@ -366,10 +399,19 @@ impl Sim {
         if !l.jitter.is_zero() {
             at += l.jitter.mul_f64(self.rng.random::<f64>());
         }
-        let copies = if l.duplicate > 0.0 && self.rng.random_bool(l.duplicate.min(1.0)) { 2 } else { 1 };
+        let copies = if l.duplicate > 0.0 && self.rng.random_bool(l.duplicate.min(1.0)) {
+            2
+        } else {
+            1
+        };
         for _ in 0..copies {
             self.next_seq += 1;
-            self.queue.push(Reverse(InFlight { at, seq: self.next_seq, to: 1 - from, frame: frame.clone() }));
+            self.queue.push(Reverse(InFlight {
+                at,
+                seq: self.next_seq,
+                to: 1 - from,
+                frame: frame.clone(),
+            }));
         }
     }
 }

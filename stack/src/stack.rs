@@ -129,7 +129,9 @@ impl Stack {
         // FLOW placement: a flow belongs to the queue an RSS device puts it on (the
         // standard indirection table), so a segment that arrives where RSS placed it
         // is processed in place.
-        netisr.set_flow2cpu(Box::new(move |h| crate::rss::Toeplitz::queue_of(h, nworkers)));
+        netisr.set_flow2cpu(Box::new(move |h| {
+            crate::rss::Toeplitz::queue_of(h, nworkers)
+        }));
         let netisr = Arc::new(netisr);
         let mut tcp_cfg = config.tcp.clone();
         // RFC 9293 §3.7.1: the MSS we announce is the MTU less the IP and TCP headers
@@ -138,7 +140,9 @@ impl Stack {
         tcp_cfg.mss = link.mtu.saturating_sub(40).min(frame_room).min(65535) as u16;
         let tcp = Arc::new(TcpLayer::new(nworkers, tcp_cfg));
         if let Some(name) = &config.default_cc {
-            tcp.cc.set_default(name).map_err(|e| DeviceError::Other(e.to_string()))?;
+            tcp.cc
+                .set_default(name)
+                .map_err(|e| DeviceError::Other(e.to_string()))?;
         }
         tcp.set_wakers(
             (0..nworkers)
@@ -164,7 +168,10 @@ impl Stack {
             let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
             if raw < 0 {
                 stop.store(true, Ordering::Relaxed);
-                return Err(DeviceError::Other(format!("eventfd: {}", std::io::Error::last_os_error())));
+                return Err(DeviceError::Other(format!(
+                    "eventfd: {}",
+                    std::io::Error::last_os_error()
+                )));
             }
             // SAFETY: raw is a fresh, valid fd owned by nobody else.
             let wake_fd = Arc::new(unsafe { OwnedFd::from_raw_fd(raw) });
@@ -175,10 +182,20 @@ impl Stack {
             let (tx, rx) = mpsc::channel();
             ready.push(rx);
             let cpu = cpus[q % cpus.len()];
-            let shares_cpu = (0..nworkers).filter(|w| cpus[w % cpus.len()] == cpu).count() > 1;
+            let shares_cpu = (0..nworkers)
+                .filter(|w| cpus[w % cpus.len()] == cpu)
+                .count()
+                > 1;
             let ifname = link.name.clone();
-            let (ifp, netisr, tcp, stop, running, idle, xsk_cfg) =
-                (ifp.clone(), netisr.clone(), tcp.clone(), stop.clone(), running.clone(), config.idle, config.xsk);
+            let (ifp, netisr, tcp, stop, running, idle, xsk_cfg) = (
+                ifp.clone(),
+                netisr.clone(),
+                tcp.clone(),
+                stop.clone(),
+                running.clone(),
+                config.idle,
+                config.xsk,
+            );
             let handle = std::thread::Builder::new()
                 .name(format!("xstack-q{q}"))
                 .spawn(move || {
@@ -236,12 +253,18 @@ impl Stack {
             let fd = match r.recv() {
                 Ok(Ok(fd)) => fd,
                 Ok(Err(e)) => return Err(e),
-                Err(_) => return Err(DeviceError::Other(format!("worker {q} died during start-up"))),
+                Err(_) => {
+                    return Err(DeviceError::Other(format!(
+                        "worker {q} died during start-up"
+                    )))
+                }
             };
             stack.xdp.register_socket(q as u32, fd)?;
             stack.xsk_fds.push(fd);
         }
-        stack.xdp.attach(stack.link.ifindex, stack.config.xdp_mode)?;
+        stack
+            .xdp
+            .attach(stack.link.ifindex, stack.config.xdp_mode)?;
         running.store(true, Ordering::Relaxed);
         Ok(stack)
     }
@@ -284,7 +307,11 @@ impl Stack {
                 xdp: xdp.get(q).copied().unwrap_or_default(),
                 rx_frames: c.rx_frames.load(Ordering::Relaxed),
                 tx_frames: c.tx_frames.load(Ordering::Relaxed),
-                xsk: self.xsk_fds.get(q).and_then(|&fd| xsk::read_stats(fd)).unwrap_or_default(),
+                xsk: self
+                    .xsk_fds
+                    .get(q)
+                    .and_then(|&fd| xsk::read_stats(fd))
+                    .unwrap_or_default(),
             })
             .collect();
         Snapshot {
@@ -298,8 +325,12 @@ impl Stack {
     pub fn stats_json(&self) -> serde_json::Value {
         let mut v = self.snapshot().to_json();
         let tcp = &self.net.tcp;
-        let states: serde_json::Map<String, serde_json::Value> =
-            tcp.pcbs.states().into_iter().map(|(k, n)| (k.to_string(), n.into())).collect();
+        let states: serde_json::Map<String, serde_json::Value> = tcp
+            .pcbs
+            .states()
+            .into_iter()
+            .map(|(k, n)| (k.to_string(), n.into()))
+            .collect();
         v["tcp"] = serde_json::json!({
             "connections": tcp.pcbs.len(),
             "groups": tcp.pcbs.group_stats(),
@@ -351,7 +382,10 @@ impl RestoreChannels {
     fn restore(&mut self) {
         if let Some(ch) = self.1.take() {
             if let Err(e) = device::set_channels(&self.0, ch) {
-                eprintln!("xstack: warning: could not restore the channel count of {}: {e}", self.0);
+                eprintln!(
+                    "xstack: warning: could not restore the channel count of {}: {e}",
+                    self.0
+                );
             }
         }
     }
@@ -392,7 +426,10 @@ pub struct Snapshot {
 impl Snapshot {
     /// The value of a named counter.
     pub fn counter(&self, name: &str) -> Option<u64> {
-        self.counters.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+        self.counters
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
     }
 
     /// As one JSON object.
@@ -462,7 +499,9 @@ fn pick_cpus(list: Option<&[usize]>) -> Result<Vec<usize>, DeviceError> {
     use nix::unistd::Pid;
     let allowed = sched_getaffinity(Pid::from_raw(0))
         .map_err(|e| DeviceError::Other(format!("sched_getaffinity: {e}")))?;
-    let allowed: Vec<usize> = (0..CpuSet::count()).filter(|&c| allowed.is_set(c).unwrap_or(false)).collect();
+    let allowed: Vec<usize> = (0..CpuSet::count())
+        .filter(|&c| allowed.is_set(c).unwrap_or(false))
+        .collect();
     match list {
         None => Ok(allowed),
         Some([]) => Err(DeviceError::Other("--cpus is empty".into())),
@@ -483,6 +522,8 @@ fn pin_to_cpu(cpu: usize) -> Result<(), DeviceError> {
     use nix::sched::{sched_setaffinity, CpuSet};
     use nix::unistd::Pid;
     let mut set = CpuSet::new();
-    set.set(cpu).map_err(|e| DeviceError::Other(format!("CPU {cpu}: {e}")))?;
-    sched_setaffinity(Pid::from_raw(0), &set).map_err(|e| DeviceError::Other(format!("pinning to CPU {cpu}: {e}")))
+    set.set(cpu)
+        .map_err(|e| DeviceError::Other(format!("CPU {cpu}: {e}")))?;
+    sched_setaffinity(Pid::from_raw(0), &set)
+        .map_err(|e| DeviceError::Other(format!("pinning to CPU {cpu}: {e}")))
 }

@@ -17,8 +17,8 @@ use crate::net::ether::{self, EtherProto};
 use crate::net::{arp, Interface, NetCtx};
 use crate::netisr::{Netisr, NETISR_ARP, NETISR_IP};
 use crate::rss::Toeplitz;
-use crate::tcp::layer::{TcpLayer, TimerHeap};
 use crate::stats::Counters;
+use crate::tcp::layer::{TcpLayer, TimerHeap};
 
 /// What a worker does when there is nothing to receive.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -191,7 +191,8 @@ impl Worker {
                 let pkt = crate::mbuf::Pkt { data, meta };
                 match ether::classify(&self.ifp, &self.ctx, data) {
                     Some(EtherProto::Arp) => {
-                        self.netisr.dispatch(self.id, &mut self.ctx, NETISR_ARP, pkt);
+                        self.netisr
+                            .dispatch(self.id, &mut self.ctx, NETISR_ARP, pkt);
                     }
                     Some(EtherProto::Ipv4) => {
                         self.netisr.dispatch(self.id, &mut self.ctx, NETISR_IP, pkt);
@@ -202,7 +203,9 @@ impl Worker {
             self.rx.recycle(&batch);
             let drained = self.netisr.drain(self.id, &mut self.ctx, NETISR_BUDGET);
             let mut heap = std::mem::take(&mut self.ctx.heap);
-            let kicked = self.tcp.run_kicks(self.id, &self.ifp, &mut self.ctx, &mut heap);
+            let kicked = self
+                .tcp
+                .run_kicks(self.id, &self.ifp, &mut self.ctx, &mut heap);
             if heap.next().is_some_and(|t| t <= self.ctx.now) {
                 self.tcp.run_timers(&self.ifp, &mut self.ctx, &mut heap);
             }
@@ -273,10 +276,15 @@ impl Worker {
             self.netisr.woke(self.id);
             return;
         }
-        let mut timeout = if self.id == 0 { TIMER_TICK } else { Duration::from_secs(1) };
+        let mut timeout = if self.id == 0 {
+            TIMER_TICK
+        } else {
+            Duration::from_secs(1)
+        };
         if let Some(t) = self.ctx.heap.next() {
             // Round up to the next millisecond: poll() cannot sleep less.
-            timeout = timeout.min(t.saturating_duration_since(Instant::now()) + Duration::from_micros(999));
+            timeout = timeout
+                .min(t.saturating_duration_since(Instant::now()) + Duration::from_micros(999));
         }
         let mut fds = [
             libc::pollfd {
@@ -333,7 +341,10 @@ mod tests {
         );
         // ICMP and other protocols: the address pair only.
         let icmp = frame(a, b, 1, [8, 0, 0, 0, 0, 1, 0, 1]);
-        assert_eq!(ip_flow_hash(&rss, &icmp), Some(rss.ipv4(a.into(), b.into())));
+        assert_eq!(
+            ip_flow_hash(&rss, &icmp),
+            Some(rss.ipv4(a.into(), b.into()))
+        );
         assert_eq!(ip_flow_hash(&rss, &[0u8; 20]), None);
     }
 
@@ -343,7 +354,12 @@ mod tests {
         let mut seen = [0u32; 4];
         for port in 40000..40064u16 {
             let p = port.to_be_bytes();
-            let f = frame([198, 18, 0, 2], [198, 18, 0, 1], 6, [p[0], p[1], 0, 80, 0, 0, 0, 0]);
+            let f = frame(
+                [198, 18, 0, 2],
+                [198, 18, 0, 1],
+                6,
+                [p[0], p[1], 0, 80, 0, 0, 0, 0],
+            );
             seen[Toeplitz::queue_of(ip_flow_hash(&rss, &f).unwrap(), 4)] += 1;
         }
         assert!(seen.iter().all(|&n| n >= 4), "{seen:?}");

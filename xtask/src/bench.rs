@@ -8,7 +8,9 @@
 //! Linux->stack (`xstack get` vs the same client on kernel sockets), and a 1-byte
 //! request/response latency (p50/p99). Results go to `target/bench/bench.json`.
 
-use crate::demo::{build_release, install_signal_handlers, interrupted, spawn_argv, stop, wait_up, NsPair};
+use crate::demo::{
+    build_release, install_signal_handlers, interrupted, spawn_argv, stop, wait_up, NsPair,
+};
 use crate::sys::{ensure_packages, is_root, must};
 use anyhow::{bail, Context, Result};
 use std::process::Command;
@@ -82,11 +84,23 @@ impl Env<'_> {
     /// stack's namespace: the stack's worker and its application threads share one
     /// CPU, as the kernel baseline's server and its softirq processing do.
     fn start(&self, cmd: &str, idle: &str, extra: &[&str]) -> Result<Running> {
-        let mut argv: Vec<String> = ["taskset", "-c", &self.cpu, &self.bin, cmd].iter().map(|s| s.to_string()).collect();
+        let mut argv: Vec<String> = ["taskset", "-c", &self.cpu, &self.bin, cmd]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         argv.extend(
-            ["--iface", "vstk", "--addr", "198.18.0.1/24", "--cpus", &self.cpu, "--idle", idle]
-                .iter()
-                .map(|s| s.to_string()),
+            [
+                "--iface",
+                "vstk",
+                "--addr",
+                "198.18.0.1/24",
+                "--cpus",
+                &self.cpu,
+                "--idle",
+                idle,
+            ]
+            .iter()
+            .map(|s| s.to_string()),
         );
         argv.extend(extra.iter().map(|s| s.to_string()));
         let (mut child, up_rx, out) = spawn_argv(self.a, &argv)?;
@@ -108,7 +122,18 @@ impl Env<'_> {
     }
 
     fn peer(&self, argv: &[&str]) -> Vec<String> {
-        let mut v: Vec<String> = ["ip", "netns", "exec", self.b, "taskset", "-c", &self.peer_cpu].iter().map(|s| s.to_string()).collect();
+        let mut v: Vec<String> = [
+            "ip",
+            "netns",
+            "exec",
+            self.b,
+            "taskset",
+            "-c",
+            &self.peer_cpu,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         v.extend(argv.iter().map(|s| s.to_string()));
         v
     }
@@ -152,7 +177,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let bin = build_release()?;
     let binstr = bin.to_string_lossy().to_string();
     let net = NsPair::create(NS_STACK, NS_PEER)?;
-    must(&["ip", "-n", net.a, "addr", "add", &format!("{KERNEL_ADDR}/24"), "dev", "vstk"])?;
+    must(&[
+        "ip",
+        "-n",
+        net.a,
+        "addr",
+        "add",
+        &format!("{KERNEL_ADDR}/24"),
+        "dev",
+        "vstk",
+    ])?;
     if args.mtu != 1500 {
         let mtu = args.mtu.to_string();
         must(&["ip", "-n", net.a, "link", "set", "vstk", "mtu", &mtu])?;
@@ -163,13 +197,64 @@ pub fn run(args: BenchArgs) -> Result<()> {
     // The peer's receive processing runs on the peer's CPU (RPS), as it would on a
     // separate host; without it veth runs it on whichever CPU transmitted.
     let mask = format!("{:x}", 1u32 << peer_cpu.parse::<u32>().unwrap_or(0));
-    must(&["ip", "netns", "exec", net.b, "sh", "-c", &format!("echo {mask} > /sys/class/net/vpeer/queues/rx-0/rps_cpus")])?;
-    let env = Env { args: &args, bin: binstr.clone(), a: net.a, b: net.b, cpu: cpu.clone(), peer_cpu: peer_cpu.clone() };
+    must(&[
+        "ip",
+        "netns",
+        "exec",
+        net.b,
+        "sh",
+        "-c",
+        &format!("echo {mask} > /sys/class/net/vpeer/queues/rx-0/rps_cpus"),
+    ])?;
+    let env = Env {
+        args: &args,
+        bin: binstr.clone(),
+        a: net.a,
+        b: net.b,
+        cpu: cpu.clone(),
+        peer_cpu: peer_cpu.clone(),
+    };
     // Kernel baselines: the same server code on kernel sockets, on the stack's CPU, at
     // the kernel's address on the same interface; and a kernel HTTP server on the peer.
-    let _k_http = Bg::spawn(&["ip", "netns", "exec", net.a, "taskset", "-c", &cpu, &binstr, "kernel-http", "--listen", "198.18.0.3:80"])?;
-    let _k_echo = Bg::spawn(&["ip", "netns", "exec", net.a, "taskset", "-c", &cpu, &binstr, "kernel-echo", "--listen", "198.18.0.3:7"])?;
-    let _p_http = Bg::spawn(&["ip", "netns", "exec", net.b, "taskset", "-c", &peer_cpu, &binstr, "kernel-http", "--listen", "198.18.0.2:80"])?;
+    let _k_http = Bg::spawn(&[
+        "ip",
+        "netns",
+        "exec",
+        net.a,
+        "taskset",
+        "-c",
+        &cpu,
+        &binstr,
+        "kernel-http",
+        "--listen",
+        "198.18.0.3:80",
+    ])?;
+    let _k_echo = Bg::spawn(&[
+        "ip",
+        "netns",
+        "exec",
+        net.a,
+        "taskset",
+        "-c",
+        &cpu,
+        &binstr,
+        "kernel-echo",
+        "--listen",
+        "198.18.0.3:7",
+    ])?;
+    let _p_http = Bg::spawn(&[
+        "ip",
+        "netns",
+        "exec",
+        net.b,
+        "taskset",
+        "-c",
+        &peer_cpu,
+        &binstr,
+        "kernel-http",
+        "--listen",
+        "198.18.0.2:80",
+    ])?;
     std::thread::sleep(std::time::Duration::from_millis(300));
     let mut report = serde_json::Map::new();
 
@@ -186,7 +271,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
             Ok(summarize(&ping(net.b, &peer_cpu, KERNEL_ADDR, args.pings)?))
         },
     )?;
-    report.insert("icmp_rtt".into(), latency_report("icmp echo RTT", &s_r, &k_r, args.pings));
+    report.insert(
+        "icmp_rtt".into(),
+        latency_report("icmp echo RTT", &s_r, &k_r, args.pings),
+    );
 
     // --- bulk throughput, stack -> Linux: curl on the peer downloads to /dev/null ---
     let url_s = format!("http://{STACK_ADDR}/bytes/{}", args.bytes);
@@ -194,28 +282,77 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let (s_r, k_r) = alternate(
         &env,
         Some(("http", &["--port", "80"])),
-        || curl_gbps(&env.peer(&["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{speed_download}", &url_s]), args.bytes),
-        || curl_gbps(&env.peer(&["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{speed_download}", &url_k]), args.bytes),
+        || {
+            curl_gbps(
+                &env.peer(&[
+                    "curl",
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code} %{size_download} %{speed_download}",
+                    &url_s,
+                ]),
+                args.bytes,
+            )
+        },
+        || {
+            curl_gbps(
+                &env.peer(&[
+                    "curl",
+                    "-s",
+                    "-o",
+                    "/dev/null",
+                    "-w",
+                    "%{http_code} %{size_download} %{speed_download}",
+                    &url_k,
+                ]),
+                args.bytes,
+            )
+        },
     )?;
-    report.insert("throughput_stack_to_linux".into(), throughput_report("throughput stack->linux", &s_r, &k_r, args.bytes));
+    report.insert(
+        "throughput_stack_to_linux".into(),
+        throughput_report("throughput stack->linux", &s_r, &k_r, args.bytes),
+    );
     // The kernel sends 64 KB GSO packets through veth; AF_XDP cannot. For reference,
     // the kernel without GSO/TSO on its sending interface (per-segment work, as xstack).
-    must(&["ip", "netns", "exec", net.a, "ethtool", "-K", "vstk", "gso", "off", "tso", "off"])?;
+    must(&[
+        "ip", "netns", "exec", net.a, "ethtool", "-K", "vstk", "gso", "off", "tso", "off",
+    ])?;
     let mut k_nogso = Vec::new();
     for _ in 0..args.rounds {
         check_interrupt()?;
         let idle = env.idle_stack()?;
-        let r = curl_gbps(&env.peer(&["curl", "-s", "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{speed_download}", &url_k]), args.bytes);
+        let r = curl_gbps(
+            &env.peer(&[
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{size_download} %{speed_download}",
+                &url_k,
+            ]),
+            args.bytes,
+        );
         idle.stop()?;
         k_nogso.push(r?);
     }
-    must(&["ip", "netns", "exec", net.a, "ethtool", "-K", "vstk", "gso", "on", "tso", "on"])?;
-    let s_med = report["throughput_stack_to_linux"]["xstack_gbps"].as_f64().unwrap_or(f64::NAN);
+    must(&[
+        "ip", "netns", "exec", net.a, "ethtool", "-K", "vstk", "gso", "on", "tso", "on",
+    ])?;
+    let s_med = report["throughput_stack_to_linux"]["xstack_gbps"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
     let k_med = median(k_nogso.clone());
     line("  (linux without GSO/TSO) (Gbit/s)", s_med, k_med);
-    report.insert("throughput_stack_to_linux_kernel_no_gso".into(), serde_json::json!({
-        "linux_gbps": k_med, "ratio": s_med / k_med, "linux_rounds": k_nogso,
-    }));
+    report.insert(
+        "throughput_stack_to_linux_kernel_no_gso".into(),
+        serde_json::json!({
+            "linux_gbps": k_med, "ratio": s_med / k_med, "linux_rounds": k_nogso,
+        }),
+    );
 
     // --- bulk throughput, Linux -> stack: xstack get / kernel get (both hash the body) ---
     let url = format!("http://198.18.0.2/bytes/{}", args.bytes);
@@ -223,36 +360,111 @@ pub fn run(args: BenchArgs) -> Result<()> {
         &env,
         None,
         || {
-            let argv = ["ip", "netns", "exec", net.a, "taskset", "-c", &cpu, &binstr, "get", &url, "--iface", "vstk", "--addr", "198.18.0.1/24", "--cpus", &cpu, "--idle", &args.idle];
+            let argv = [
+                "ip",
+                "netns",
+                "exec",
+                net.a,
+                "taskset",
+                "-c",
+                &cpu,
+                &binstr,
+                "get",
+                &url,
+                "--iface",
+                "vstk",
+                "--addr",
+                "198.18.0.1/24",
+                "--cpus",
+                &cpu,
+                "--idle",
+                &args.idle,
+            ];
             gbps(&argv)
         },
-        || gbps(&["ip", "netns", "exec", net.a, "taskset", "-c", &cpu, &binstr, "kernel-get", &url, "--bind", KERNEL_ADDR]),
+        || {
+            gbps(&[
+                "ip",
+                "netns",
+                "exec",
+                net.a,
+                "taskset",
+                "-c",
+                &cpu,
+                &binstr,
+                "kernel-get",
+                &url,
+                "--bind",
+                KERNEL_ADDR,
+            ])
+        },
     )?;
-    report.insert("throughput_linux_to_stack".into(), throughput_report("throughput linux->stack", &s_r, &k_r, args.bytes));
+    report.insert(
+        "throughput_linux_to_stack".into(),
+        throughput_report("throughput linux->stack", &s_r, &k_r, args.bytes),
+    );
 
     // --- 1-byte request/response latency ---
     let count = args.rr_count.to_string();
     let (s_r, k_r) = alternate(
         &env,
         Some(("echo", &["--port", "7"])),
-        || rr(&env.peer(&[&binstr, "rr", "198.18.0.1:7", "--count", &count]).iter().map(|s| s.as_str()).collect::<Vec<_>>()),
-        || rr(&env.peer(&[&binstr, "rr", "198.18.0.3:7", "--count", &count]).iter().map(|s| s.as_str()).collect::<Vec<_>>()),
+        || {
+            rr(&env
+                .peer(&[&binstr, "rr", "198.18.0.1:7", "--count", &count])
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>())
+        },
+        || {
+            rr(&env
+                .peer(&[&binstr, "rr", "198.18.0.3:7", "--count", &count])
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>())
+        },
     )?;
-    report.insert("rr_latency".into(), latency_report("1-byte request/response", &s_r, &k_r, args.rr_count));
+    report.insert(
+        "rr_latency".into(),
+        latency_report("1-byte request/response", &s_r, &k_r, args.rr_count),
+    );
 
     // --- connections per second: short connections, one GET /bytes/1 each ---
     let (s_r, k_r) = alternate(
         &env,
         Some(("http", &["--port", "80"])),
-        || cps(&env.peer(&[&binstr, "cps", "198.18.0.1:80", "--threads", "4", "--seconds", "3"])),
-        || cps(&env.peer(&[&binstr, "cps", "198.18.0.3:80", "--threads", "4", "--seconds", "3"])),
+        || {
+            cps(&env.peer(&[
+                &binstr,
+                "cps",
+                "198.18.0.1:80",
+                "--threads",
+                "4",
+                "--seconds",
+                "3",
+            ]))
+        },
+        || {
+            cps(&env.peer(&[
+                &binstr,
+                "cps",
+                "198.18.0.3:80",
+                "--threads",
+                "4",
+                "--seconds",
+                "3",
+            ]))
+        },
     )?;
     let (s, k) = (median(s_r.clone()), median(k_r.clone()));
     line("connections/s (4 client threads)", s, k);
-    report.insert("cps".into(), serde_json::json!({
-        "client_threads": 4, "xstack_cps": s, "linux_cps": k, "ratio": s / k,
-        "xstack_rounds": s_r, "linux_rounds": k_r,
-    }));
+    report.insert(
+        "cps".into(),
+        serde_json::json!({
+            "client_threads": 4, "xstack_cps": s, "linux_cps": k, "ratio": s / k,
+            "xstack_rounds": s_r, "linux_rounds": k_r,
+        }),
+    );
 
     report.insert("conditions".into(), serde_json::json!({
         "rounds": args.rounds, "idle": args.idle, "stack_cpu": args.stack_cpu, "peer_cpu": peer_cpu,
@@ -264,7 +476,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let dir = crate::demo::target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("bench.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&serde_json::Value::Object(report))?)?;
+    std::fs::write(
+        &path,
+        serde_json::to_string_pretty(&serde_json::Value::Object(report))?,
+    )?;
     println!("xtask: wrote {}", path.display());
     drop(net);
     Ok(())
@@ -296,11 +511,18 @@ fn throughput_report(what: &str, s_r: &[f64], k_r: &[f64], bytes: u64) -> serde_
 
 /// Runs curl with `-w '%{http_code} %{size_download} %{speed_download}'`.
 fn curl_gbps(argv: &[String], bytes: u64) -> Result<f64> {
-    let out = Command::new(&argv[0]).args(&argv[1..]).output().with_context(|| argv.join(" "))?;
+    let out = Command::new(&argv[0])
+        .args(&argv[1..])
+        .output()
+        .with_context(|| argv.join(" "))?;
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let parts: Vec<&str> = text.split_whitespace().collect();
     if parts.len() != 3 || parts[0] != "200" || parts[1] != bytes.to_string() {
-        bail!("`{}`: {text} {}", argv.join(" "), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "`{}`: {text} {}",
+            argv.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let bps: f64 = parts[2].parse().context("curl speed")?;
     Ok(bps * 8.0 / 1e9)
@@ -315,7 +537,10 @@ fn check_interrupt() -> Result<()> {
 
 /// Prints one figure with its ratio.
 fn line(what: &str, xstack: f64, linux: f64) {
-    println!("{what:<36} xstack {xstack:>9.2}  linux {linux:>9.2}  ratio xstack/linux {:.2}", xstack / linux);
+    println!(
+        "{what:<36} xstack {xstack:>9.2}  linux {linux:>9.2}  ratio xstack/linux {:.2}",
+        xstack / linux
+    );
 }
 
 /// A background process, killed on drop.
@@ -342,11 +567,23 @@ impl Drop for Bg {
 
 /// Runs a command that prints one JSON line with `gbit_per_s`.
 fn gbps(argv: &[&str]) -> Result<f64> {
-    let out = Command::new(argv[0]).args(&argv[1..]).output().with_context(|| argv.join(" "))?;
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .with_context(|| argv.join(" "))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().rev().find(|l| l.starts_with('{')).unwrap_or("");
-    let v: serde_json::Value = serde_json::from_str(line)
-        .with_context(|| format!("`{}` printed no JSON: {text} {}", argv.join(" "), String::from_utf8_lossy(&out.stderr)))?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or("");
+    let v: serde_json::Value = serde_json::from_str(line).with_context(|| {
+        format!(
+            "`{}` printed no JSON: {text} {}",
+            argv.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
     if v["status"] != 200 {
         bail!("`{}`: {v}", argv.join(" "));
     }
@@ -355,10 +592,18 @@ fn gbps(argv: &[&str]) -> Result<f64> {
 
 /// Runs the kernel CPS client; returns connections per second.
 fn cps(argv: &[String]) -> Result<f64> {
-    let out = Command::new(&argv[0]).args(&argv[1..]).output().with_context(|| argv.join(" "))?;
+    let out = Command::new(&argv[0])
+        .args(&argv[1..])
+        .output()
+        .with_context(|| argv.join(" "))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(text.trim())
-        .with_context(|| format!("`{}` printed no JSON: {text} {}", argv.join(" "), String::from_utf8_lossy(&out.stderr)))?;
+    let v: serde_json::Value = serde_json::from_str(text.trim()).with_context(|| {
+        format!(
+            "`{}` printed no JSON: {text} {}",
+            argv.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
     if v["failed"].as_u64().unwrap_or(1) != 0 {
         bail!("`{}`: {v}", argv.join(" "));
     }
@@ -367,10 +612,18 @@ fn cps(argv: &[String]) -> Result<f64> {
 
 /// Runs the kernel RR client; returns its percentiles.
 fn rr(argv: &[&str]) -> Result<Rtt> {
-    let out = Command::new(argv[0]).args(&argv[1..]).output().with_context(|| argv.join(" "))?;
+    let out = Command::new(argv[0])
+        .args(&argv[1..])
+        .output()
+        .with_context(|| argv.join(" "))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(text.trim())
-        .with_context(|| format!("`{}` printed no JSON: {text} {}", argv.join(" "), String::from_utf8_lossy(&out.stderr)))?;
+    let v: serde_json::Value = serde_json::from_str(text.trim()).with_context(|| {
+        format!(
+            "`{}` printed no JSON: {text} {}",
+            argv.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })?;
     Ok(Rtt {
         p50_us: v["p50_us"].as_f64().context("p50")?,
         p99_us: v["p99_us"].as_f64().context("p99")?,
@@ -381,7 +634,9 @@ fn rr(argv: &[&str]) -> Result<Rtt> {
 /// Runs ping from the peer namespace, pinned to `cpu`; returns the RTTs in microseconds.
 fn ping(ns: &str, cpu: &str, dst: &str, count: usize) -> Result<Vec<f64>> {
     let out = Command::new("ip")
-        .args(["netns", "exec", ns, "taskset", "-c", cpu, "ping", "-n", "-c"])
+        .args([
+            "netns", "exec", ns, "taskset", "-c", cpu, "ping", "-n", "-c",
+        ])
         .arg(count.to_string())
         .args(["-i", "0.002", "-W", "1", dst])
         .output()
@@ -395,7 +650,10 @@ fn ping(ns: &str, cpu: &str, dst: &str, count: usize) -> Result<Vec<f64>> {
         .map(|ms| ms * 1000.0)
         .collect();
     if rtts.len() < count {
-        bail!("ping {dst}: only {} of {count} answered\n{text}", rtts.len());
+        bail!(
+            "ping {dst}: only {} of {count} answered\n{text}",
+            rtts.len()
+        );
     }
     Ok(rtts)
 }

@@ -67,9 +67,20 @@ impl NsPair {
         for (ns, dev) in [(a, "lo"), (a, "vstk"), (b, "lo"), (b, "vpeer")] {
             must(&["ip", "-n", ns, "link", "set", dev, "up"])?;
         }
-        must(&["ip", "-n", b, "addr", "add", "198.18.0.2/24", "dev", "vpeer"])?;
+        must(&[
+            "ip",
+            "-n",
+            b,
+            "addr",
+            "add",
+            "198.18.0.2/24",
+            "dev",
+            "vpeer",
+        ])?;
         // Full checksums from the kernel peer (DESIGN.md: veth facts).
-        must(&["ip", "netns", "exec", b, "ethtool", "-K", "vpeer", "tx", "off"])?;
+        must(&[
+            "ip", "netns", "exec", b, "ethtool", "-K", "vpeer", "tx", "off",
+        ])?;
         Ok(net)
     }
 
@@ -107,16 +118,36 @@ pub fn run() -> Result<()> {
     let binstr = bin.to_string_lossy().to_string();
     let net = NsPair::create(NS_STACK, NS_PEER)?;
     // A kernel address on the same interface, for the side-by-side download.
-    crate::sys::must(&["ip", "-n", NS_STACK, "addr", "add", "198.18.0.3/24", "dev", "vstk"])?;
-    crate::sys::must(&["ip", "netns", "exec", NS_PEER, "sh", "-c", "echo 1 > /sys/class/net/vpeer/queues/rx-0/rps_cpus"])?;
+    crate::sys::must(&[
+        "ip",
+        "-n",
+        NS_STACK,
+        "addr",
+        "add",
+        "198.18.0.3/24",
+        "dev",
+        "vstk",
+    ])?;
+    crate::sys::must(&[
+        "ip",
+        "netns",
+        "exec",
+        NS_PEER,
+        "sh",
+        "-c",
+        "echo 1 > /sys/class/net/vpeer/queues/rx-0/rps_cpus",
+    ])?;
     println!(
         "xtask: {NS_STACK}/vstk (xstack {STACK_CIDR}; kernel 198.18.0.3) <-> {NS_PEER}/vpeer (Linux, 198.18.0.2/24)"
     );
     let stack_argv = |cmd: &str, idle: &str| -> Vec<String> {
-        ["taskset", "-c", "1", &binstr, cmd, "--iface", "vstk", "--addr", STACK_CIDR, "--cpus", "1", "--idle", idle]
-            .iter()
-            .map(|s| s.to_string())
-            .collect()
+        [
+            "taskset", "-c", "1", &binstr, cmd, "--iface", "vstk", "--addr", STACK_CIDR, "--cpus",
+            "1", "--idle", idle,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
     };
 
     // 1. xstack http, pinged and then downloaded from by Linux.
@@ -134,7 +165,18 @@ pub fn run() -> Result<()> {
     // 2. The same download from the kernel's TCP on the same veth pair (the XDP
     //    program stays attached through an idle xstack, so conditions match).
     let mut khttp = Command::new("ip")
-        .args(["netns", "exec", NS_STACK, "taskset", "-c", "1", &binstr, "kernel-http", "--listen", "198.18.0.3:80"])
+        .args([
+            "netns",
+            "exec",
+            NS_STACK,
+            "taskset",
+            "-c",
+            "1",
+            &binstr,
+            "kernel-http",
+            "--listen",
+            "198.18.0.3:80",
+        ])
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -157,7 +199,10 @@ pub fn run() -> Result<()> {
     println!("1 GB download over the same veth pair, Linux curl as the client:");
     println!("  xstack (AF_XDP, 1 busy-polling worker)  {xstack_gbps:6.2} Gbit/s");
     println!("  Linux kernel TCP                        {kernel_gbps:6.2} Gbit/s");
-    println!("  ratio xstack/linux                      {:6.2}", xstack_gbps / kernel_gbps);
+    println!(
+        "  ratio xstack/linux                      {:6.2}",
+        xstack_gbps / kernel_gbps
+    );
     println!();
     println!("xstack counters (tcp, ip, arp, icmp, device):");
     println!("{}", serde_json::to_string_pretty(&json["counters"])?);
@@ -169,7 +214,18 @@ pub fn run() -> Result<()> {
 /// same keep-alive connection; returns (Gbit/s of the download, the /info JSON).
 fn curl_with_info(base: &str) -> Result<(f64, serde_json::Value)> {
     let out = Command::new("ip")
-        .args(["netns", "exec", NS_PEER, "taskset", "-c", "0", "curl", "-s", "-w", "\n%{http_code} %{size_download} %{speed_download}\n"])
+        .args([
+            "netns",
+            "exec",
+            NS_PEER,
+            "taskset",
+            "-c",
+            "0",
+            "curl",
+            "-s",
+            "-w",
+            "\n%{http_code} %{size_download} %{speed_download}\n",
+        ])
         .args(["-o", "/dev/null", &format!("{base}/bytes/1000000000")])
         .arg(format!("{base}/info"))
         .output()
@@ -177,12 +233,21 @@ fn curl_with_info(base: &str) -> Result<(f64, serde_json::Value)> {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let lines: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
     // Output: "<write-out of 1st>", "<info json>", "<write-out of 2nd>".
-    let first: Vec<&str> = lines.first().map(|l| l.split_whitespace().collect()).unwrap_or_default();
+    let first: Vec<&str> = lines
+        .first()
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
     if first.len() != 3 || first[0] != "200" || first[1] != "1000000000" {
-        bail!("curl download from {base} failed: {text} {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "curl download from {base} failed: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let gbps = first[2].parse::<f64>().context("curl speed")? * 8.0 / 1e9;
-    let info = lines.get(1).and_then(|l| serde_json::from_str(l).ok()).unwrap_or(serde_json::Value::Null);
+    let info = lines
+        .get(1)
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or(serde_json::Value::Null);
     Ok((gbps, info))
 }
 
@@ -202,7 +267,10 @@ pub fn build_release() -> Result<PathBuf> {
 /// Starts `argv` (an xstack command line, possibly behind `taskset`) in namespace `ns`;
 /// returns the child, a channel that fires on its `xstack: up` line, and a thread
 /// collecting its stdout.
-pub fn spawn_argv(ns: &str, argv: &[String]) -> Result<(Child, mpsc::Receiver<()>, thread::JoinHandle<String>)> {
+pub fn spawn_argv(
+    ns: &str,
+    argv: &[String],
+) -> Result<(Child, mpsc::Receiver<()>, thread::JoinHandle<String>)> {
     let mut stack = Command::new("ip")
         .args(["netns", "exec", ns])
         .args(argv)

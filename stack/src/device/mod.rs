@@ -15,7 +15,9 @@ use smoltcp::wire::EthernetAddress;
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     /// The process lacks a capability it needs.
-    #[error("permission denied: {0} (run as root, or with CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF)")]
+    #[error(
+        "permission denied: {0} (run as root, or with CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF)"
+    )]
     Permission(String),
     /// No interface of that name in this network namespace.
     #[error("no such interface: {0}")]
@@ -60,7 +62,8 @@ pub struct LinkInfo {
 impl LinkInfo {
     /// Reads the interface's index, MAC, MTU and receive-queue count.
     pub fn query(name: &str) -> Result<LinkInfo, DeviceError> {
-        let cname = CString::new(name).map_err(|_| DeviceError::NoSuchInterface(name.to_string()))?;
+        let cname =
+            CString::new(name).map_err(|_| DeviceError::NoSuchInterface(name.to_string()))?;
         // SAFETY: `cname` is a valid NUL-terminated string for the duration of the call.
         let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
         if ifindex == 0 {
@@ -70,7 +73,11 @@ impl LinkInfo {
         let mac = sys("address")
             .ok()
             .and_then(|s| parse_mac(s.trim()))
-            .ok_or_else(|| DeviceError::Other(format!("{name}: cannot read its link-layer address (not an Ethernet interface?)")))?;
+            .ok_or_else(|| {
+                DeviceError::Other(format!(
+                    "{name}: cannot read its link-layer address (not an Ethernet interface?)"
+                ))
+            })?;
         let mtu = sys("mtu")
             .ok()
             .and_then(|s| s.trim().parse().ok())
@@ -208,11 +215,17 @@ pub fn use_queues(info: &mut LinkInfo, n: u32) -> Result<Option<Channels>, Devic
     if old.combined_count > 0 {
         new.combined_count = n;
         if n > old.max_combined {
-            return Err(DeviceError::Queues(format!("{name} supports at most {} combined channels, asked for {n}", old.max_combined)));
+            return Err(DeviceError::Queues(format!(
+                "{name} supports at most {} combined channels, asked for {n}",
+                old.max_combined
+            )));
         }
     } else {
         if n > old.max_rx {
-            return Err(DeviceError::Queues(format!("{name} supports at most {} rx queues, asked for {n}", old.max_rx)));
+            return Err(DeviceError::Queues(format!(
+                "{name} supports at most {} rx queues, asked for {n}",
+                old.max_rx
+            )));
         }
         new.rx_count = n;
         if old.tx_count > 0 {
@@ -220,7 +233,9 @@ pub fn use_queues(info: &mut LinkInfo, n: u32) -> Result<Option<Channels>, Devic
         }
     }
     set_channels(name, new).map_err(|e| {
-        DeviceError::Queues(format!("cannot set {name} to {n} rx queues (ethtool -L): {e}"))
+        DeviceError::Queues(format!(
+            "cannot set {name} to {n} rx queues (ethtool -L): {e}"
+        ))
     })?;
     info.rx_queues = n;
     Ok(Some(old))
@@ -232,7 +247,9 @@ pub fn check_addresses_free(addrs: &[Ipv4Addr]) -> Result<(), DeviceError> {
     let ifaddrs = nix::ifaddrs::getifaddrs()
         .map_err(|e| DeviceError::Other(format!("cannot list the kernel's addresses: {e}")))?;
     for ifa in ifaddrs {
-        let Some(sin) = ifa.address.as_ref().and_then(|a| a.as_sockaddr_in()) else { continue };
+        let Some(sin) = ifa.address.as_ref().and_then(|a| a.as_sockaddr_in()) else {
+            continue;
+        };
         let held = sin.ip();
         if addrs.contains(&held) {
             return Err(DeviceError::AddressInUse {
@@ -275,7 +292,10 @@ pub fn check_privileges() -> Result<(), DeviceError> {
     if missing.is_empty() {
         Ok(())
     } else {
-        Err(DeviceError::Permission(format!("missing {}", missing.join(", "))))
+        Err(DeviceError::Permission(format!(
+            "missing {}",
+            missing.join(", ")
+        )))
     }
 }
 
@@ -285,7 +305,10 @@ mod tests {
 
     #[test]
     fn mac_parsing() {
-        assert_eq!(parse_mac("02:00:0a:ff:00:01"), Some(EthernetAddress([2, 0, 10, 255, 0, 1])));
+        assert_eq!(
+            parse_mac("02:00:0a:ff:00:01"),
+            Some(EthernetAddress([2, 0, 10, 255, 0, 1]))
+        );
         assert_eq!(parse_mac("02:00:0a:ff:00"), None);
         assert_eq!(parse_mac("02:00:0a:ff:00:01:02"), None);
         assert_eq!(parse_mac("zz:00:0a:ff:00:01"), None);

@@ -21,7 +21,9 @@ pub struct RssEmulation {
 
 impl std::fmt::Debug for RssEmulation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RssEmulation").field("queues", &self.queues).finish()
+        f.debug_struct("RssEmulation")
+            .field("queues", &self.queues)
+            .finish()
     }
 }
 
@@ -34,7 +36,9 @@ impl RssEmulation {
     /// i of the indirection table pointing at queue i mod `queues`.
     pub fn attach(iface: &str, queues: u32) -> Result<RssEmulation, DeviceError> {
         if queues == 0 || queues > 64 {
-            return Err(DeviceError::Queues(format!("RSS emulation needs 1..=64 queues, not {queues}")));
+            return Err(DeviceError::Queues(format!(
+                "RSS emulation needs 1..=64 queues, not {queues}"
+            )));
         }
         // The program hashes with per-position tables computed from the key here.
         let rss = crate::rss::Toeplitz::default();
@@ -51,17 +55,21 @@ impl RssEmulation {
             .load(RSS_TC_OBJ)
             .map_err(|e| err("loading the tc program", e))?;
         let mut indir: Array<_, u32> = Array::try_from(
-            ebpf.map_mut("rss_indir").ok_or_else(|| DeviceError::Other("tc object lacks rss_indir".into()))?,
+            ebpf.map_mut("rss_indir")
+                .ok_or_else(|| DeviceError::Other("tc object lacks rss_indir".into()))?,
         )
         .map_err(|e| err("rss_indir", e))?;
         for i in 0..INDIRECTION_SIZE as u32 {
             // veth delivers on rx queue (queue_mapping - 1) of the peer when the
             // program sets queue_mapping (it is stored "recorded", off by one), so
             // write the queue plus one.
-            indir.set(i, (i % queues) + 1, 0).map_err(|e| err("filling rss_indir", e))?;
+            indir
+                .set(i, (i % queues) + 1, 0)
+                .map_err(|e| err("filling rss_indir", e))?;
         }
         let placed = Array::try_from(
-            ebpf.take_map("rss_placed").ok_or_else(|| DeviceError::Other("tc object lacks rss_placed".into()))?,
+            ebpf.take_map("rss_placed")
+                .ok_or_else(|| DeviceError::Other("tc object lacks rss_placed".into()))?,
         )
         .map_err(|e| err("rss_placed", e))?;
         // An existing clsact qdisc is fine.
@@ -72,12 +80,19 @@ impl RssEmulation {
             .try_into()
             .map_err(|e| err("program type", e))?;
         prog.load().map_err(|e| err("loading xstack_rss", e))?;
-        prog.attach(iface, TcAttachType::Egress).map_err(|e| err(&format!("attaching to {iface} egress"), e))?;
-        Ok(RssEmulation { _ebpf: ebpf, placed, queues })
+        prog.attach(iface, TcAttachType::Egress)
+            .map_err(|e| err(&format!("attaching to {iface} egress"), e))?;
+        Ok(RssEmulation {
+            _ebpf: ebpf,
+            placed,
+            queues,
+        })
     }
 
     /// Frames placed on each queue so far.
     pub fn placed(&self) -> Vec<u64> {
-        (0..self.queues).map(|q| self.placed.get(&(q + 1), 0).unwrap_or(0)).collect()
+        (0..self.queues)
+            .map(|q| self.placed.get(&(q + 1), 0).unwrap_or(0))
+            .collect()
     }
 }

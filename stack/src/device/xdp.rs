@@ -55,7 +55,9 @@ impl std::str::FromStr for Mode {
         match s {
             "native" | "drv" => Ok(Mode::Native),
             "generic" | "skb" => Ok(Mode::Generic),
-            _ => Err(format!("unknown XDP mode '{s}' (expected native or generic)")),
+            _ => Err(format!(
+                "unknown XDP mode '{s}' (expected native or generic)"
+            )),
         }
     }
 }
@@ -80,13 +82,19 @@ pub struct XdpSteer {
 
 impl std::fmt::Debug for XdpSteer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("XdpSteer").field("iface", &self.iface).field("attached", &self.attached.is_some()).finish()
+        f.debug_struct("XdpSteer")
+            .field("iface", &self.iface)
+            .field("attached", &self.attached.is_some())
+            .finish()
     }
 }
 
 fn bpf_err(what: &str, e: impl std::fmt::Display) -> DeviceError {
     let msg = e.to_string();
-    if msg.contains("Operation not permitted") || msg.contains("EPERM") || msg.contains("os error 1)") {
+    if msg.contains("Operation not permitted")
+        || msg.contains("EPERM")
+        || msg.contains("os error 1)")
+    {
         DeviceError::Permission(format!("{what}: {msg}"))
     } else {
         DeviceError::Other(format!("{what}: {msg}"))
@@ -97,22 +105,28 @@ impl XdpSteer {
     /// Loads the program into the kernel (not attached yet) and records `addrs` as the
     /// stack's.
     pub fn load(iface: &str, addrs: &[Ipv4Addr]) -> Result<XdpSteer, DeviceError> {
-        let mut ebpf = Ebpf::load(XDP_STEER_OBJ).map_err(|e| bpf_err("loading the XDP program", e))?;
+        let mut ebpf =
+            Ebpf::load(XDP_STEER_OBJ).map_err(|e| bpf_err("loading the XDP program", e))?;
         let mut owned: BpfHashMap<_, u32, u8> = BpfHashMap::try_from(
-            ebpf.map_mut("owned_addrs").ok_or_else(|| DeviceError::Other("XDP object lacks map owned_addrs".into()))?,
+            ebpf.map_mut("owned_addrs")
+                .ok_or_else(|| DeviceError::Other("XDP object lacks map owned_addrs".into()))?,
         )
         .map_err(|e| bpf_err("owned_addrs map", e))?;
         for a in addrs {
             // The program compares against the header field, which is network order.
             let key = u32::from_ne_bytes(a.octets());
-            owned.insert(key, 1, 0).map_err(|e| bpf_err("filling owned_addrs", e))?;
+            owned
+                .insert(key, 1, 0)
+                .map_err(|e| bpf_err("filling owned_addrs", e))?;
         }
         let xsks = XskMap::try_from(
-            ebpf.take_map("xsks").ok_or_else(|| DeviceError::Other("XDP object lacks map xsks".into()))?,
+            ebpf.take_map("xsks")
+                .ok_or_else(|| DeviceError::Other("XDP object lacks map xsks".into()))?,
         )
         .map_err(|e| bpf_err("xsks map", e))?;
         let stats = PerCpuArray::try_from(
-            ebpf.take_map("queue_stats").ok_or_else(|| DeviceError::Other("XDP object lacks map queue_stats".into()))?,
+            ebpf.take_map("queue_stats")
+                .ok_or_else(|| DeviceError::Other("XDP object lacks map queue_stats".into()))?,
         )
         .map_err(|e| bpf_err("queue_stats map", e))?;
         let prog: &mut Xdp = ebpf
@@ -120,7 +134,8 @@ impl XdpSteer {
             .ok_or_else(|| DeviceError::Other(format!("XDP object lacks program {PROG_NAME}")))?
             .try_into()
             .map_err(|e| bpf_err("XDP program type", e))?;
-        prog.load().map_err(|e| bpf_err("loading the XDP program", e))?;
+        prog.load()
+            .map_err(|e| bpf_err("loading the XDP program", e))?;
         Ok(XdpSteer {
             ebpf,
             xsks,
@@ -133,12 +148,16 @@ impl XdpSteer {
     /// Points queue `queue`'s redirect slot at an AF_XDP socket.
     pub fn register_socket(&mut self, queue: u32, fd: RawFd) -> Result<(), DeviceError> {
         if queue >= MAX_QUEUES {
-            return Err(DeviceError::Queues(format!("queue {queue} beyond the XDP program's {MAX_QUEUES}")));
+            return Err(DeviceError::Queues(format!(
+                "queue {queue} beyond the XDP program's {MAX_QUEUES}"
+            )));
         }
         // SAFETY: the fd is a live AF_XDP socket owned by a worker that outlives the
         // program's attachment (workers stop after detach).
         let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
-        self.xsks.set(queue, fd, 0).map_err(|e| bpf_err("registering an AF_XDP socket in xsks", e))
+        self.xsks
+            .set(queue, fd, 0)
+            .map_err(|e| bpf_err("registering an AF_XDP socket in xsks", e))
     }
 
     /// Attaches the program to the interface.
@@ -181,11 +200,13 @@ impl XdpSteer {
     pub fn queue_stats(&self, n: u32) -> Vec<QueueStats> {
         (0..n.min(MAX_QUEUES))
             .map(|q| match self.stats.get(&q, 0) {
-                Ok(per_cpu) => per_cpu.iter().fold(QueueStats::default(), |a, s| QueueStats {
-                    redirected: a.redirected + s.redirected,
-                    passed: a.passed + s.passed,
-                    no_socket: a.no_socket + s.no_socket,
-                }),
+                Ok(per_cpu) => per_cpu
+                    .iter()
+                    .fold(QueueStats::default(), |a, s| QueueStats {
+                        redirected: a.redirected + s.redirected,
+                        passed: a.passed + s.passed,
+                        no_socket: a.no_socket + s.no_socket,
+                    }),
                 Err(_) => QueueStats::default(),
             })
             .collect()
@@ -200,7 +221,10 @@ impl Drop for XdpSteer {
 
 fn classify_attach_error(iface: &str, mode: Mode, e: ProgramError) -> DeviceError {
     let (text, detail) = match &e {
-        ProgramError::SyscallError(s) => (format!("{}: {}", s.call, s.io_error), Some(s.io_error.raw_os_error())),
+        ProgramError::SyscallError(s) => (
+            format!("{}: {}", s.call, s.io_error),
+            Some(s.io_error.raw_os_error()),
+        ),
         _ => (format!("{e}"), None),
     };
     match detail.flatten() {

@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use xdpilone::xdp::XdpDesc;
 use xdpilone::{
-    CompletionQueue, FillQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig, User,
+    CompletionQueue, FillQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig,
+    User,
 };
 
 use super::DeviceError;
@@ -93,7 +94,10 @@ pub fn open(ifname: &str, queue: u32, cfg: XskConfig) -> Result<(XskRx, XskTx), 
         )
     };
     if ptr == libc::MAP_FAILED {
-        return Err(DeviceError::Other(format!("mmap of {len} bytes for the UMEM: {}", std::io::Error::last_os_error())));
+        return Err(DeviceError::Other(format!(
+            "mmap of {len} bytes for the UMEM: {}",
+            std::io::Error::last_os_error()
+        )));
     }
     let area = Area {
         // SAFETY: mmap succeeded, so ptr is non-null.
@@ -110,25 +114,45 @@ pub fn open(ifname: &str, queue: u32, cfg: XskConfig) -> Result<(XskRx, XskTx), 
     };
     // SAFETY: the area is page aligned (fresh mmap), `len` bytes long, and outlives the
     // Umem: both end up in `Shared`, where the Umem is dropped first.
-    let umem = unsafe { Umem::new(umem_cfg, slice) }.map_err(|e| xsk_err("registering the UMEM", e))?;
+    let umem =
+        unsafe { Umem::new(umem_cfg, slice) }.map_err(|e| xsk_err("registering the UMEM", e))?;
     let mut info = IfInfo::invalid();
     let cname = CString::new(ifname).map_err(|_| DeviceError::NoSuchInterface(ifname.into()))?;
-    info.from_name(&cname).map_err(|e| xsk_err(&format!("looking up {ifname}"), e))?;
+    info.from_name(&cname)
+        .map_err(|e| xsk_err(&format!("looking up {ifname}"), e))?;
     info.set_queue(queue);
-    let sock = Socket::with_shared(&info, &umem).map_err(|e| xsk_err("creating the AF_XDP socket", e))?;
-    let device = umem.fq_cq(&sock).map_err(|e| xsk_err("creating the fill/completion rings", e))?;
+    let sock =
+        Socket::with_shared(&info, &umem).map_err(|e| xsk_err("creating the AF_XDP socket", e))?;
+    let device = umem
+        .fq_cq(&sock)
+        .map_err(|e| xsk_err("creating the fill/completion rings", e))?;
     let sock_cfg = SocketConfig {
         rx_size: NonZeroU32::new(cfg.rx_frames),
         tx_size: NonZeroU32::new(cfg.tx_frames),
-        bind_flags: if cfg.need_wakeup { SocketConfig::XDP_BIND_NEED_WAKEUP } else { 0 },
+        bind_flags: if cfg.need_wakeup {
+            SocketConfig::XDP_BIND_NEED_WAKEUP
+        } else {
+            0
+        },
     };
-    let user = umem.rx_tx(&sock, &sock_cfg).map_err(|e| xsk_err("creating the rx/tx rings", e))?;
-    let rx = user.map_rx().map_err(|e| xsk_err("mapping the rx ring", e))?;
-    let tx = user.map_tx().map_err(|e| xsk_err("mapping the tx ring", e))?;
+    let user = umem
+        .rx_tx(&sock, &sock_cfg)
+        .map_err(|e| xsk_err("creating the rx/tx rings", e))?;
+    let rx = user
+        .map_rx()
+        .map_err(|e| xsk_err("mapping the rx ring", e))?;
+    let tx = user
+        .map_tx()
+        .map_err(|e| xsk_err("mapping the tx ring", e))?;
     umem.bind(&user).map_err(|e| match e.get_raw() {
-        libc::EBUSY => DeviceError::Other(format!("{ifname} queue {queue} is busy: another AF_XDP socket is bound to it")),
+        libc::EBUSY => DeviceError::Other(format!(
+            "{ifname} queue {queue} is busy: another AF_XDP socket is bound to it"
+        )),
         libc::EINVAL => DeviceError::Queues(format!("{ifname} has no rx queue {queue}")),
-        _ => xsk_err(&format!("binding the AF_XDP socket to {ifname} queue {queue}"), e),
+        _ => xsk_err(
+            &format!("binding the AF_XDP socket to {ifname} queue {queue}"),
+            e,
+        ),
     })?;
     let fd = user.as_raw_fd();
     let (mut fill, comp) = device.into_parts();
@@ -148,7 +172,9 @@ pub fn open(ifname: &str, queue: u32, cfg: XskConfig) -> Result<(XskRx, XskTx), 
         _umem: umem,
         area,
     });
-    let tx_free = (cfg.rx_frames..frames).map(|i| i as u64 * cfg.frame_size as u64).collect();
+    let tx_free = (cfg.rx_frames..frames)
+        .map(|i| i as u64 * cfg.frame_size as u64)
+        .collect();
     Ok((
         XskRx {
             rx,
@@ -206,7 +232,8 @@ pub fn read_stats(fd: RawFd) -> Option<XskStats> {
     let mut v = [0u64; 6];
     let mut len = std::mem::size_of_val(&v) as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into `v`, which is that large.
-    let rc = unsafe { libc::getsockopt(fd, SOL_XDP, XDP_STATISTICS, v.as_mut_ptr().cast(), &mut len) };
+    let rc =
+        unsafe { libc::getsockopt(fd, SOL_XDP, XDP_STATISTICS, v.as_mut_ptr().cast(), &mut len) };
     if rc != 0 {
         return None;
     }
@@ -271,7 +298,9 @@ impl XskRx {
         // SAFETY: [addr, addr+len) is inside the area (checked above) and the kernel
         // handed this frame to us through the rx ring; it is not given back (fill ring)
         // before `recycle`, which takes `&mut self` and so ends this borrow.
-        let data = unsafe { std::slice::from_raw_parts(self.base.as_ptr().add(d.addr as usize), d.len as usize) };
+        let data = unsafe {
+            std::slice::from_raw_parts(self.base.as_ptr().add(d.addr as usize), d.len as usize)
+        };
         // Copy mode on veth delivers no hardware metadata: nothing is pre-verified.
         Some((data, PktMeta::rx(d.len as usize, self.queue)))
     }
@@ -282,7 +311,8 @@ impl XskRx {
     /// (dropping them would leak frames until the ring runs dry and reception stops).
     pub fn recycle(&mut self, batch: &[XdpDesc]) {
         let mask = !(self.frame_size as u64 - 1);
-        self.pending_fill.extend(batch.iter().map(|d| d.addr & mask));
+        self.pending_fill
+            .extend(batch.iter().map(|d| d.addr & mask));
         if self.pending_fill.is_empty() {
             return;
         }
@@ -351,7 +381,8 @@ impl XskTx {
         if self.free.is_empty() {
             self.reclaim();
         }
-        if self.free.is_empty() || self.pending.len() as u32 + self.in_flight >= self.tx_capacity() {
+        if self.free.is_empty() || self.pending.len() as u32 + self.in_flight >= self.tx_capacity()
+        {
             // Push out what we have so the kernel can complete it, then retry once.
             self.flush();
             self.reclaim();
@@ -359,11 +390,14 @@ impl XskTx {
                 return Err(TxError::NoRoom);
             }
         }
-        let Some(addr) = self.free.pop() else { return Err(TxError::NoRoom) };
+        let Some(addr) = self.free.pop() else {
+            return Err(TxError::NoRoom);
+        };
         // SAFETY: `addr` is the start of a tx frame we own (it came from our free list:
         // not in the tx ring, not completed-but-unread), `len <= frame_size`, and the
         // area outlives self (Arc<Shared>).
-        let buf = unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(addr as usize), len) };
+        let buf =
+            unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(addr as usize), len) };
         fill(buf);
         self.pending.push(XdpDesc {
             addr,

@@ -7,9 +7,7 @@ use std::net::Ipv4Addr;
 use std::sync::RwLock;
 use std::time::Instant;
 
-use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetProtocol,
-};
+use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetProtocol};
 
 use super::{ether, ArpConfig, Interface, NetCtx};
 use crate::mbuf::Pkt;
@@ -21,7 +19,10 @@ const ARP_LEN: usize = 28;
 #[derive(Debug)]
 enum Entry {
     /// Resolved; valid until `expires`.
-    Resolved { mac: EthernetAddress, expires: Instant },
+    Resolved {
+        mac: EthernetAddress,
+        expires: Instant,
+    },
     /// A request is out. `hold` keeps IPv4 packets (no Ethernet header) to send once the
     /// reply arrives.
     Incomplete {
@@ -94,7 +95,11 @@ impl ArpCache {
                 *expires = now + self.cfg.retry_interval;
                 Resolve::KnownRefresh(mac)
             }
-            Entry::Incomplete { hold, tries, next_retry } => {
+            Entry::Incomplete {
+                hold,
+                tries,
+                next_retry,
+            } => {
                 if hold.len() >= self.cfg.max_hold {
                     return Resolve::Dropped;
                 }
@@ -112,7 +117,13 @@ impl ArpCache {
 
     /// Records `ip` at `mac`. With `create` false only an existing entry is updated
     /// (RFC 826's merge step). Returns the packets that were waiting for it.
-    fn update(&self, ip: Ipv4Addr, mac: EthernetAddress, now: Instant, create: bool) -> Vec<Vec<u8>> {
+    fn update(
+        &self,
+        ip: Ipv4Addr,
+        mac: EthernetAddress,
+        now: Instant,
+        create: bool,
+    ) -> Vec<Vec<u8>> {
         let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
         let expires = now + self.cfg.entry_timeout;
         match entries.get_mut(&ip) {
@@ -213,7 +224,9 @@ pub fn input(ifp: &Interface, ctx: &mut impl NetCtx, pkt: Pkt<'_>) {
 
 /// Sends a broadcast request for `target`, from our address on its subnet.
 pub fn request(ifp: &Interface, ctx: &mut impl NetCtx, target: Ipv4Addr) {
-    let Some(spa) = ifp.source_for(target) else { return };
+    let Some(spa) = ifp.source_for(target) else {
+        return;
+    };
     let req = ArpRepr::EthernetIpv4 {
         operation: ArpOperation::Request,
         source_hardware_addr: ifp.mac,
@@ -263,7 +276,11 @@ pub fn timer(ifp: &Interface, ctx: &mut impl NetCtx) {
                     true
                 }
             }
-            Entry::Incomplete { hold, tries, next_retry } => {
+            Entry::Incomplete {
+                hold,
+                tries,
+                next_retry,
+            } => {
                 if *next_retry > now {
                     return true;
                 }
@@ -291,14 +308,20 @@ fn send_arp(ifp: &Interface, ctx: &mut impl NetCtx, dst: EthernetAddress, repr: 
     let len = (ether::HEADER_LEN + ARP_LEN).max(60);
     ctx.transmit(len, &mut |buf| {
         ether::write_header(buf, ifp.mac, dst, EthernetProtocol::Arp);
-        let mut p = ArpPacket::new_unchecked(&mut buf[ether::HEADER_LEN..ether::HEADER_LEN + ARP_LEN]);
+        let mut p =
+            ArpPacket::new_unchecked(&mut buf[ether::HEADER_LEN..ether::HEADER_LEN + ARP_LEN]);
         repr.emit(&mut p);
         buf[ether::HEADER_LEN + ARP_LEN..].fill(0);
     })
 }
 
 /// Sends an already-built IPv4 packet to `mac`.
-pub(crate) fn send_ipv4_frame(ifp: &Interface, ctx: &mut impl NetCtx, mac: EthernetAddress, ip_packet: &[u8]) -> bool {
+pub(crate) fn send_ipv4_frame(
+    ifp: &Interface,
+    ctx: &mut impl NetCtx,
+    mac: EthernetAddress,
+    ip_packet: &[u8],
+) -> bool {
     let len = ether::HEADER_LEN + ip_packet.len();
     let ok = ctx.transmit(len, &mut |buf| {
         ether::write_header(buf, ifp.mac, mac, EthernetProtocol::Ipv4);
@@ -317,7 +340,13 @@ mod tests {
     use crate::net::testctx::*;
     use std::time::Duration;
 
-    fn arp_frame(op: ArpOperation, sha: EthernetAddress, spa: Ipv4Addr, tpa: Ipv4Addr, dst: EthernetAddress) -> Vec<u8> {
+    fn arp_frame(
+        op: ArpOperation,
+        sha: EthernetAddress,
+        spa: Ipv4Addr,
+        tpa: Ipv4Addr,
+        dst: EthernetAddress,
+    ) -> Vec<u8> {
         let repr = ArpRepr::EthernetIpv4 {
             operation: op,
             source_hardware_addr: sha,
@@ -332,14 +361,27 @@ mod tests {
     }
 
     fn feed(ifp: &Interface, ctx: &mut TestCtx, f: &[u8]) {
-        input(ifp, ctx, Pkt { data: f, meta: PktMeta::rx(f.len(), 0) });
+        input(
+            ifp,
+            ctx,
+            Pkt {
+                data: f,
+                meta: PktMeta::rx(f.len(), 0),
+            },
+        );
     }
 
     #[test]
     fn answers_request_for_owned_address() {
         let ifp = iface();
         let mut ctx = TestCtx::new();
-        let req = arp_frame(ArpOperation::Request, PEER_MAC, PEER_IP, OUR_IP, EthernetAddress::BROADCAST);
+        let req = arp_frame(
+            ArpOperation::Request,
+            PEER_MAC,
+            PEER_IP,
+            OUR_IP,
+            EthernetAddress::BROADCAST,
+        );
         feed(&ifp, &mut ctx, &req);
         let sent = ctx.take_sent();
         assert_eq!(sent.len(), 1);
@@ -367,7 +409,13 @@ mod tests {
     fn ignores_requests_for_others_without_learning() {
         let ifp = iface();
         let mut ctx = TestCtx::new();
-        let req = arp_frame(ArpOperation::Request, PEER_MAC, PEER_IP, Ipv4Addr::new(198, 18, 0, 9), EthernetAddress::BROADCAST);
+        let req = arp_frame(
+            ArpOperation::Request,
+            PEER_MAC,
+            PEER_IP,
+            Ipv4Addr::new(198, 18, 0, 9),
+            EthernetAddress::BROADCAST,
+        );
         feed(&ifp, &mut ctx, &req);
         assert!(ctx.take_sent().is_empty());
         assert!(ifp.arp.is_empty());
@@ -378,7 +426,13 @@ mod tests {
     fn malformed_is_counted() {
         let ifp = iface();
         let mut ctx = TestCtx::new();
-        let req = arp_frame(ArpOperation::Request, PEER_MAC, PEER_IP, OUR_IP, EthernetAddress::BROADCAST);
+        let req = arp_frame(
+            ArpOperation::Request,
+            PEER_MAC,
+            PEER_IP,
+            OUR_IP,
+            EthernetAddress::BROADCAST,
+        );
         feed(&ifp, &mut ctx, &req[..30]); // truncated
         let mut bad = req.clone();
         bad[14 + 5] = 16; // plen 16: not IPv4
@@ -393,8 +447,14 @@ mod tests {
         let ifp = iface();
         let mut ctx = TestCtx::new();
         let now = ctx.now;
-        assert_eq!(ifp.arp.resolve(PEER_IP, now, || vec![0x45; 20]), Resolve::HeldAndAsk);
-        assert_eq!(ifp.arp.resolve(PEER_IP, now, || vec![0x46; 20]), Resolve::Held);
+        assert_eq!(
+            ifp.arp.resolve(PEER_IP, now, || vec![0x45; 20]),
+            Resolve::HeldAndAsk
+        );
+        assert_eq!(
+            ifp.arp.resolve(PEER_IP, now, || vec![0x46; 20]),
+            Resolve::Held
+        );
         let reply = arp_frame(ArpOperation::Reply, PEER_MAC, PEER_IP, OUR_IP, OUR_MAC);
         feed(&ifp, &mut ctx, &reply);
         let sent = ctx.take_sent();
@@ -402,7 +462,10 @@ mod tests {
         assert_eq!(sent[0][14], 0x45);
         assert_eq!(sent[1][14], 0x46);
         assert_eq!(&sent[0][0..6], &PEER_MAC.0);
-        assert_eq!(ifp.arp.resolve(PEER_IP, now, Vec::new), Resolve::Known(PEER_MAC));
+        assert_eq!(
+            ifp.arp.resolve(PEER_IP, now, Vec::new),
+            Resolve::Known(PEER_MAC)
+        );
     }
 
     #[test]
@@ -410,9 +473,15 @@ mod tests {
         let ifp = iface();
         let now = std::time::Instant::now();
         for _ in 0..ArpConfig::default().max_hold {
-            assert_ne!(ifp.arp.resolve(PEER_IP, now, || vec![0; 20]), Resolve::Dropped);
+            assert_ne!(
+                ifp.arp.resolve(PEER_IP, now, || vec![0; 20]),
+                Resolve::Dropped
+            );
         }
-        assert_eq!(ifp.arp.resolve(PEER_IP, now, || vec![0; 20]), Resolve::Dropped);
+        assert_eq!(
+            ifp.arp.resolve(PEER_IP, now, || vec![0; 20]),
+            Resolve::Dropped
+        );
     }
 
     #[test]
@@ -440,7 +509,13 @@ mod tests {
         let ifp = iface();
         let mut ctx = TestCtx::new();
         let cfg = ArpConfig::default();
-        let req = arp_frame(ArpOperation::Request, PEER_MAC, PEER_IP, OUR_IP, EthernetAddress::BROADCAST);
+        let req = arp_frame(
+            ArpOperation::Request,
+            PEER_MAC,
+            PEER_IP,
+            OUR_IP,
+            EthernetAddress::BROADCAST,
+        );
         feed(&ifp, &mut ctx, &req);
         ctx.take_sent();
         ctx.now += cfg.entry_timeout - Duration::from_millis(1);
@@ -449,8 +524,14 @@ mod tests {
         // Past the timeout the entry is stale: still used, and revalidated (once per
         // retry interval), never holding traffic back.
         ctx.now += Duration::from_millis(1);
-        assert_eq!(ifp.arp.resolve(PEER_IP, ctx.now, Vec::new), Resolve::KnownRefresh(PEER_MAC));
-        assert_eq!(ifp.arp.resolve(PEER_IP, ctx.now, Vec::new), Resolve::Known(PEER_MAC));
+        assert_eq!(
+            ifp.arp.resolve(PEER_IP, ctx.now, Vec::new),
+            Resolve::KnownRefresh(PEER_MAC)
+        );
+        assert_eq!(
+            ifp.arp.resolve(PEER_IP, ctx.now, Vec::new),
+            Resolve::Known(PEER_MAC)
+        );
         // A reply makes it fresh again.
         let reply = arp_frame(ArpOperation::Reply, PEER_MAC, PEER_IP, OUR_IP, OUR_MAC);
         feed(&ifp, &mut ctx, &reply);
@@ -472,7 +553,12 @@ mod tests {
         assert_eq!(&sent[0][0..6], &[0xff; 6]);
         let repr = ArpRepr::parse(&ArpPacket::new_checked(&sent[0][14..42]).unwrap()).unwrap();
         match repr {
-            ArpRepr::EthernetIpv4 { operation, source_protocol_addr, target_protocol_addr, .. } => {
+            ArpRepr::EthernetIpv4 {
+                operation,
+                source_protocol_addr,
+                target_protocol_addr,
+                ..
+            } => {
                 assert_eq!(operation, ArpOperation::Request);
                 assert_eq!(source_protocol_addr, OUR_IP);
                 assert_eq!(target_protocol_addr, OUR_IP);

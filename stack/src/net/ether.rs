@@ -43,7 +43,12 @@ pub fn classify(ifp: &Interface, ctx: &impl NetCtx, frame: &[u8]) -> Option<Ethe
 }
 
 /// Writes an Ethernet II header at the start of `buf` (at least [`HEADER_LEN`] bytes).
-pub fn write_header(buf: &mut [u8], src: EthernetAddress, dst: EthernetAddress, proto: EthernetProtocol) {
+pub fn write_header(
+    buf: &mut [u8],
+    src: EthernetAddress,
+    dst: EthernetAddress,
+    proto: EthernetProtocol,
+) {
     let mut eth = EthernetFrame::new_unchecked(buf);
     eth.set_dst_addr(dst);
     eth.set_src_addr(src);
@@ -67,7 +72,10 @@ mod tests {
     fn accepts_ours_and_broadcast() {
         let ifp = iface();
         let ctx = TestCtx::new();
-        assert_eq!(classify(&ifp, &ctx, &frame(OUR_MAC, 0x0800)), Some(EtherProto::Ipv4));
+        assert_eq!(
+            classify(&ifp, &ctx, &frame(OUR_MAC, 0x0800)),
+            Some(EtherProto::Ipv4)
+        );
         assert_eq!(
             classify(&ifp, &ctx, &frame(EthernetAddress::BROADCAST, 0x0806)),
             Some(EtherProto::Arp)

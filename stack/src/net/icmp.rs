@@ -31,13 +31,25 @@ pub fn input(ifp: &Interface, ctx: &mut impl NetCtx, ip: &Ipv4In<'_>) {
     let request = ip.payload;
     let old_word = u16::from_be_bytes([request[0], request[1]]);
     let old_sum = u16::from_be_bytes([request[2], request[3]]);
-    let new_sum = checksum::update16(old_sum, old_word, (u8::from(Icmpv4Message::EchoReply) as u16) << 8);
-    let sent = ipv4::output(ifp, ctx, ip.dst, ip.src, IpProtocol::Icmp, request.len(), &mut |buf| {
-        buf.copy_from_slice(request);
-        buf[0] = Icmpv4Message::EchoReply.into();
-        buf[1] = 0;
-        buf[2..4].copy_from_slice(&new_sum.to_be_bytes());
-    });
+    let new_sum = checksum::update16(
+        old_sum,
+        old_word,
+        (u8::from(Icmpv4Message::EchoReply) as u16) << 8,
+    );
+    let sent = ipv4::output(
+        ifp,
+        ctx,
+        ip.dst,
+        ip.src,
+        IpProtocol::Icmp,
+        request.len(),
+        &mut |buf| {
+            buf.copy_from_slice(request);
+            buf[0] = Icmpv4Message::EchoReply.into();
+            buf[1] = 0;
+            buf[2..4].copy_from_slice(&new_sum.to_be_bytes());
+        },
+    );
     if sent.is_ok() {
         Counters::inc(&ctx.counters().icmp_echo_replied);
     }
@@ -91,8 +103,17 @@ mod tests {
             target_hardware_addr: OUR_MAC,
             target_protocol_addr: OUR_IP,
         }
-        .emit(&mut smoltcp::wire::ArpPacket::new_unchecked(&mut reply[14..]));
-        crate::net::arp::input(ifp, &mut ctx, Pkt { data: &reply, meta: PktMeta::rx(42, 0) });
+        .emit(&mut smoltcp::wire::ArpPacket::new_unchecked(
+            &mut reply[14..],
+        ));
+        crate::net::arp::input(
+            ifp,
+            &mut ctx,
+            Pkt {
+                data: &reply,
+                meta: PktMeta::rx(42, 0),
+            },
+        );
     }
 
     #[test]
@@ -102,7 +123,14 @@ mod tests {
         learn_peer(&ifp, ctx.now);
         let data: Vec<u8> = (0..56).collect();
         let req = echo_request(0x1234, 7, &data);
-        ipv4::input(&ifp, &mut ctx, Pkt { data: &req, meta: PktMeta::rx(req.len(), 0) });
+        ipv4::input(
+            &ifp,
+            &mut ctx,
+            Pkt {
+                data: &req,
+                meta: PktMeta::rx(req.len(), 0),
+            },
+        );
         let sent = ctx.take_sent();
         assert_eq!(sent.len(), 1);
         let r = &sent[0];
@@ -116,7 +144,10 @@ mod tests {
         assert_eq!(icmp.echo_ident(), 0x1234);
         assert_eq!(icmp.echo_seq_no(), 7);
         assert_eq!(icmp.data(), &data[..]);
-        assert!(checksum::verify(ip.payload()), "incrementally updated checksum is right");
+        assert!(
+            checksum::verify(ip.payload()),
+            "incrementally updated checksum is right"
+        );
         assert_eq!(ctx.count("icmp.echo_replies_tx"), 1);
     }
 
@@ -127,7 +158,14 @@ mod tests {
         learn_peer(&ifp, ctx.now);
         let mut bad = echo_request(1, 1, b"abcd");
         *bad.last_mut().unwrap() ^= 1;
-        ipv4::input(&ifp, &mut ctx, Pkt { data: &bad, meta: PktMeta::rx(bad.len(), 0) });
+        ipv4::input(
+            &ifp,
+            &mut ctx,
+            Pkt {
+                data: &bad,
+                meta: PktMeta::rx(bad.len(), 0),
+            },
+        );
         assert_eq!(ctx.count("icmp.drop_bad_checksum"), 1);
 
         // A 4-byte ICMP message (shorter than the 8-byte header).
@@ -138,14 +176,33 @@ mod tests {
             p.set_total_len(24);
             p.fill_checksum();
         }
-        ipv4::input(&ifp, &mut ctx, Pkt { data: &short, meta: PktMeta::rx(short.len(), 0) });
+        ipv4::input(
+            &ifp,
+            &mut ctx,
+            Pkt {
+                data: &short,
+                meta: PktMeta::rx(short.len(), 0),
+            },
+        );
         assert_eq!(ctx.count("icmp.drop_truncated"), 1);
 
         let mut reply = echo_request(1, 1, b"");
         reply[34] = 0; // an echo reply to us: nothing to answer
-        let sum = checksum::checksum(&{ let mut m = reply[34..].to_vec(); m[2] = 0; m[3] = 0; m });
+        let sum = checksum::checksum(&{
+            let mut m = reply[34..].to_vec();
+            m[2] = 0;
+            m[3] = 0;
+            m
+        });
         reply[36..38].copy_from_slice(&sum.to_be_bytes());
-        ipv4::input(&ifp, &mut ctx, Pkt { data: &reply, meta: PktMeta::rx(reply.len(), 0) });
+        ipv4::input(
+            &ifp,
+            &mut ctx,
+            Pkt {
+                data: &reply,
+                meta: PktMeta::rx(reply.len(), 0),
+            },
+        );
         assert_eq!(ctx.count("icmp.rx_other_types"), 1);
         assert!(ctx.take_sent().is_empty());
     }

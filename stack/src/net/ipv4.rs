@@ -57,13 +57,22 @@ pub enum OutputError {
 /// Validates a received IPv4 frame (Ethernet header included) and delivers it to
 /// ICMP; other protocols are counted as unknown. See [`input_with`].
 pub fn input(ifp: &Interface, ctx: &mut impl NetCtx, pkt: Pkt<'_>) {
-    input_with(ifp, ctx, pkt, |ctx, _| Counters::inc(&ctx.counters().ip_unknown_proto));
+    input_with(ifp, ctx, pkt, |ctx, _| {
+        Counters::inc(&ctx.counters().ip_unknown_proto)
+    });
 }
 
 /// Validates a received IPv4 frame and delivers it: ICMP here, TCP to `tcp`, anything
 /// else counted as an unknown protocol.
-pub fn input_with<C: NetCtx>(ifp: &Interface, ctx: &mut C, pkt: Pkt<'_>, tcp: impl FnOnce(&mut C, &Ipv4In<'_>)) {
-    let Some(ip) = validate(ifp, ctx, pkt) else { return };
+pub fn input_with<C: NetCtx>(
+    ifp: &Interface,
+    ctx: &mut C,
+    pkt: Pkt<'_>,
+    tcp: impl FnOnce(&mut C, &Ipv4In<'_>),
+) {
+    let Some(ip) = validate(ifp, ctx, pkt) else {
+        return;
+    };
     match ip.protocol {
         IpProtocol::Icmp => icmp::input(ifp, ctx, &ip),
         IpProtocol::Tcp => tcp(ctx, &ip),
@@ -120,7 +129,10 @@ pub fn validate<'a>(ifp: &Interface, ctx: &impl NetCtx, pkt: Pkt<'a>) -> Option<
         || src.is_multicast()
         || src.is_loopback()
         || src.is_unspecified()
-        || ifp.addrs.iter().any(|c| c.prefix_len < 31 && c.broadcast() == src)
+        || ifp
+            .addrs
+            .iter()
+            .any(|c| c.prefix_len < 31 && c.broadcast() == src)
     {
         Counters::inc(&c.ip_martian);
         return None;
@@ -207,7 +219,14 @@ pub fn output(
 }
 
 /// Writes a 20-byte IPv4 header with DF set and a software checksum.
-fn write_header(buf: &mut [u8], src: Ipv4Addr, dst: Ipv4Addr, protocol: IpProtocol, total_len: u16, id: u16) {
+fn write_header(
+    buf: &mut [u8],
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    protocol: IpProtocol,
+    total_len: u16,
+    id: u16,
+) {
     let mut p = Ipv4Packet::new_unchecked(&mut buf[..HEADER_LEN]);
     p.set_version(4);
     p.set_header_len(HEADER_LEN as u8);
@@ -245,7 +264,14 @@ mod tests {
     pub(crate) fn ip_frame(payload: &[u8]) -> Vec<u8> {
         let mut f = vec![0u8; 14 + 20 + payload.len()];
         ether::write_header(&mut f, PEER_MAC, OUR_MAC, EthernetProtocol::Ipv4);
-        write_header(&mut f[14..], PEER_IP, OUR_IP, IpProtocol::Icmp, (20 + payload.len()) as u16, 7);
+        write_header(
+            &mut f[14..],
+            PEER_IP,
+            OUR_IP,
+            IpProtocol::Icmp,
+            (20 + payload.len()) as u16,
+            7,
+        );
         f[34..].copy_from_slice(payload);
         f
     }
@@ -253,7 +279,15 @@ mod tests {
     fn check(f: &[u8]) -> (bool, TestCtx) {
         let ifp = iface();
         let ctx = TestCtx::new();
-        let ok = validate(&ifp, &ctx, Pkt { data: f, meta: PktMeta::rx(f.len(), 0) }).is_some();
+        let ok = validate(
+            &ifp,
+            &ctx,
+            Pkt {
+                data: f,
+                meta: PktMeta::rx(f.len(), 0),
+            },
+        )
+        .is_some();
         (ok, ctx)
     }
 
@@ -264,8 +298,8 @@ mod tests {
         assert_eq!(
             buf,
             [
-                0x45, 0x00, 0x00, 0x54, 0x12, 0x34, 0x40, 0x00, 0x40, 0x01, 0x9c, 0x4d, 198, 18, 0, 2,
-                198, 18, 0, 1
+                0x45, 0x00, 0x00, 0x54, 0x12, 0x34, 0x40, 0x00, 0x40, 0x01, 0x9c, 0x4d, 198, 18, 0,
+                2, 198, 18, 0, 1
             ]
         );
         assert!(checksum::verify(&buf));
@@ -277,7 +311,15 @@ mod tests {
         f.extend_from_slice(&[0xee; 10]); // Ethernet padding
         let ifp = iface();
         let ctx = TestCtx::new();
-        let ip = validate(&ifp, &ctx, Pkt { data: &f, meta: PktMeta::rx(f.len(), 0) }).unwrap();
+        let ip = validate(
+            &ifp,
+            &ctx,
+            Pkt {
+                data: &f,
+                meta: PktMeta::rx(f.len(), 0),
+            },
+        )
+        .unwrap();
         assert_eq!(ip.payload.len(), 8);
         assert_eq!(ip.src, PEER_IP);
     }
@@ -287,11 +329,46 @@ mod tests {
         let good = ip_frame(&[0; 8]);
         let cases: Vec<(Vec<u8>, &str)> = vec![
             (good[..30].to_vec(), "ip.drop_truncated"),
-            ({ let mut f = good.clone(); f[14] = 0x65; f }, "ip.drop_bad_header"),
-            ({ let mut f = good.clone(); f[14] = 0x44; f }, "ip.drop_bad_header"),
-            ({ let mut f = good.clone(); f[16] = 0x01; f }, "ip.drop_truncated"),
-            ({ let mut f = good.clone(); f[17] = 10; f }, "ip.drop_truncated"),
-            ({ let mut f = good.clone(); f[24] ^= 1; f }, "ip.drop_bad_checksum"),
+            (
+                {
+                    let mut f = good.clone();
+                    f[14] = 0x65;
+                    f
+                },
+                "ip.drop_bad_header",
+            ),
+            (
+                {
+                    let mut f = good.clone();
+                    f[14] = 0x44;
+                    f
+                },
+                "ip.drop_bad_header",
+            ),
+            (
+                {
+                    let mut f = good.clone();
+                    f[16] = 0x01;
+                    f
+                },
+                "ip.drop_truncated",
+            ),
+            (
+                {
+                    let mut f = good.clone();
+                    f[17] = 10;
+                    f
+                },
+                "ip.drop_truncated",
+            ),
+            (
+                {
+                    let mut f = good.clone();
+                    f[24] ^= 1;
+                    f
+                },
+                "ip.drop_bad_checksum",
+            ),
         ];
         for (f, counter) in cases {
             let (ok, ctx) = check(&f);
@@ -356,18 +433,44 @@ mod tests {
         let ifp = iface();
         let mut ctx = TestCtx::new();
         // Unknown neighbour: held, one ARP request goes out.
-        output(&ifp, &mut ctx, OUR_IP, PEER_IP, IpProtocol::Icmp, 8, &mut |b| b.fill(1)).unwrap();
+        output(
+            &ifp,
+            &mut ctx,
+            OUR_IP,
+            PEER_IP,
+            IpProtocol::Icmp,
+            8,
+            &mut |b| b.fill(1),
+        )
+        .unwrap();
         let sent = ctx.take_sent();
         assert_eq!(sent.len(), 1);
         assert_eq!(&sent[0][12..14], &[0x08, 0x06]);
         // Off-link: resolved through the gateway.
-        output(&ifp, &mut ctx, OUR_IP, Ipv4Addr::new(198, 19, 5, 5), IpProtocol::Icmp, 8, &mut |b| b.fill(1)).unwrap();
+        output(
+            &ifp,
+            &mut ctx,
+            OUR_IP,
+            Ipv4Addr::new(198, 19, 5, 5),
+            IpProtocol::Icmp,
+            8,
+            &mut |b| b.fill(1),
+        )
+        .unwrap();
         let sent = ctx.take_sent();
         let req = smoltcp::wire::ArpPacket::new_checked(&sent[0][14..42]).unwrap();
         assert_eq!(req.target_protocol_addr(), &[198, 18, 0, 254]);
         // Too big.
         assert_eq!(
-            output(&ifp, &mut ctx, OUR_IP, PEER_IP, IpProtocol::Icmp, 1481, &mut |_| {}),
+            output(
+                &ifp,
+                &mut ctx,
+                OUR_IP,
+                PEER_IP,
+                IpProtocol::Icmp,
+                1481,
+                &mut |_| {}
+            ),
             Err(OutputError::TooBig)
         );
     }
@@ -378,7 +481,15 @@ mod tests {
         ifp.gateway = None;
         let mut ctx = TestCtx::new();
         assert_eq!(
-            output(&ifp, &mut ctx, OUR_IP, Ipv4Addr::new(198, 19, 0, 1), IpProtocol::Icmp, 8, &mut |_| {}),
+            output(
+                &ifp,
+                &mut ctx,
+                OUR_IP,
+                Ipv4Addr::new(198, 19, 0, 1),
+                IpProtocol::Icmp,
+                8,
+                &mut |_| {}
+            ),
             Err(OutputError::NoRoute)
         );
         assert_eq!(ctx.count("ip.drop_no_route"), 1);

@@ -73,7 +73,9 @@ impl std::str::FromStr for Ipv4Cidr {
         let (a, p) = s
             .split_once('/')
             .ok_or_else(|| CidrError::MissingPrefix(s.to_string()))?;
-        let addr: Ipv4Addr = a.parse().map_err(|_| CidrError::BadAddress(s.to_string()))?;
+        let addr: Ipv4Addr = a
+            .parse()
+            .map_err(|_| CidrError::BadAddress(s.to_string()))?;
         let prefix_len: u8 = p.parse().map_err(|_| CidrError::BadPrefix(s.to_string()))?;
         if prefix_len > 32 {
             return Err(CidrError::BadPrefix(s.to_string()));
@@ -199,7 +201,10 @@ pub(crate) mod testctx {
         Interface::new(
             OUR_MAC,
             1500,
-            vec![Ipv4Cidr { addr: OUR_IP, prefix_len: 24 }],
+            vec![Ipv4Cidr {
+                addr: OUR_IP,
+                prefix_len: 24,
+            }],
             Some(Ipv4Addr::new(198, 18, 0, 254)),
             ArpConfig::default(),
         )

@@ -22,7 +22,9 @@ pub struct TcpListener {
 
 impl std::fmt::Debug for TcpListener {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TcpListener").field("local", &self.listener.local).finish()
+        f.debug_struct("TcpListener")
+            .field("local", &self.listener.local)
+            .finish()
     }
 }
 
@@ -35,19 +37,36 @@ impl TcpListener {
 
     /// Listens with an explicit backlog: established connections waiting for accept
     /// plus handshakes in progress; SYNs beyond it are dropped and counted.
-    pub fn bind_with_backlog(net: impl AsRef<NetStack>, addr: impl Into<SocketAddr>, backlog: usize) -> io::Result<TcpListener> {
+    pub fn bind_with_backlog(
+        net: impl AsRef<NetStack>,
+        addr: impl Into<SocketAddr>,
+        backlog: usize,
+    ) -> io::Result<TcpListener> {
         let net = net.as_ref();
         let SocketAddr::V4(local) = addr.into() else {
-            return Err(io::Error::new(io::ErrorKind::Unsupported, "xstack speaks IPv4 only"));
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "xstack speaks IPv4 only",
+            ));
         };
         if local.port() == 0 {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "listening needs a port"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "listening needs a port",
+            ));
         }
         if !local.ip().is_unspecified() && !net.ifp.owns(*local.ip()) {
-            return Err(io::Error::new(io::ErrorKind::AddrNotAvailable, format!("{} is not an address of this stack", local.ip())));
+            return Err(io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                format!("{} is not an address of this stack", local.ip()),
+            ));
         }
         let listener = net.tcp.pcbs.listen(local, backlog).map_err(pcb_error)?;
-        Ok(TcpListener { listener, net: net.clone(), nonblocking: AtomicBool::new(false) })
+        Ok(TcpListener {
+            listener,
+            net: net.clone(),
+            nonblocking: AtomicBool::new(false),
+        })
     }
 
     /// The address it listens on.
@@ -69,26 +88,41 @@ impl TcpListener {
     /// Waits at most `timeout` for a connection (`TimedOut` after it).
     pub fn accept_timeout(&self, timeout: Option<Duration>) -> io::Result<(TcpStream, SocketAddr)> {
         let deadline = timeout.map(|t| Instant::now() + t);
-        let mut q = self.listener.queue.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = self
+            .listener
+            .queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         loop {
             if let Some(conn) = q.pop_front() {
                 let peer = SocketAddr::V4(conn.tuple.remote);
                 return Ok((TcpStream::from_conn(self.net.clone(), conn), peer));
             }
             if self.listener.closed.load(Ordering::Relaxed) {
-                return Err(io::Error::new(io::ErrorKind::NotConnected, "listener closed"));
+                return Err(io::Error::new(
+                    io::ErrorKind::NotConnected,
+                    "listener closed",
+                ));
             }
             if self.nonblocking.load(Ordering::Relaxed) {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
             q = match deadline {
-                None => self.listener.cond.wait(q).unwrap_or_else(|e| e.into_inner()),
+                None => self
+                    .listener
+                    .cond
+                    .wait(q)
+                    .unwrap_or_else(|e| e.into_inner()),
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
                         return Err(io::Error::new(io::ErrorKind::TimedOut, "accept timed out"));
                     }
-                    self.listener.cond.wait_timeout(q, d - now).unwrap_or_else(|e| e.into_inner()).0
+                    self.listener
+                        .cond
+                        .wait_timeout(q, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
                 }
             };
         }
@@ -104,7 +138,12 @@ impl Drop for TcpListener {
     /// Stops listening; connections still in the accept queue are reset.
     fn drop(&mut self) {
         self.net.tcp.pcbs.unlisten(&self.listener);
-        let queued: Vec<_> = self.listener.queue.lock().map(|mut q| q.drain(..).collect()).unwrap_or_default();
+        let queued: Vec<_> = self
+            .listener
+            .queue
+            .lock()
+            .map(|mut q| q.drain(..).collect())
+            .unwrap_or_default();
         for conn in queued {
             conn.lock().tcb.abort();
             self.net.tcp.kick(&conn);

@@ -43,7 +43,9 @@ impl AsRef<NetStack> for NetStack {
 pub(crate) fn tcp_error(e: TcpError) -> io::Error {
     match e {
         TcpError::Refused => io::Error::new(io::ErrorKind::ConnectionRefused, "connection refused"),
-        TcpError::Reset => io::Error::new(io::ErrorKind::ConnectionReset, "connection reset by peer"),
+        TcpError::Reset => {
+            io::Error::new(io::ErrorKind::ConnectionReset, "connection reset by peer")
+        }
         TcpError::TimedOut => io::Error::new(io::ErrorKind::TimedOut, "connection timed out"),
         TcpError::Aborted => io::Error::new(io::ErrorKind::ConnectionAborted, "connection aborted"),
     }
@@ -51,7 +53,10 @@ pub(crate) fn tcp_error(e: TcpError) -> io::Error {
 
 pub(crate) fn user_error(e: UserError) -> io::Error {
     match e {
-        UserError::SendClosed => io::Error::new(io::ErrorKind::BrokenPipe, "broken pipe: sending side closed"),
+        UserError::SendClosed => io::Error::new(
+            io::ErrorKind::BrokenPipe,
+            "broken pipe: sending side closed",
+        ),
         UserError::NotConnected => io::Error::new(io::ErrorKind::NotConnected, "not connected"),
         UserError::Failed(e) => tcp_error(e),
     }
@@ -61,9 +66,10 @@ pub(crate) fn pcb_error(e: PcbError) -> io::Error {
     match e {
         PcbError::AddrInUse => io::Error::new(io::ErrorKind::AddrInUse, "address in use"),
         PcbError::NoPorts => io::Error::new(io::ErrorKind::AddrInUse, "no free ephemeral port"),
-        PcbError::AddrNotAvailable => {
-            io::Error::new(io::ErrorKind::AddrNotAvailable, "address not owned by this stack")
-        }
+        PcbError::AddrNotAvailable => io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            "address not owned by this stack",
+        ),
     }
 }
 

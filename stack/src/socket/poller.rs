@@ -21,11 +21,20 @@ pub struct Interest {
 
 impl Interest {
     /// Readable only.
-    pub const READABLE: Interest = Interest { readable: true, writable: false };
+    pub const READABLE: Interest = Interest {
+        readable: true,
+        writable: false,
+    };
     /// Writable only.
-    pub const WRITABLE: Interest = Interest { readable: false, writable: true };
+    pub const WRITABLE: Interest = Interest {
+        readable: false,
+        writable: true,
+    };
     /// Both.
-    pub const BOTH: Interest = Interest { readable: true, writable: true };
+    pub const BOTH: Interest = Interest {
+        readable: true,
+        writable: true,
+    };
 }
 
 /// One ready socket.
@@ -69,7 +78,11 @@ impl Source for TcpStream {
 
 impl Source for TcpListener {
     fn attach(&self, sink: Weak<dyn ReadinessSink>, token: usize) {
-        self.listener.sinks.lock().unwrap_or_else(|e| e.into_inner()).push((sink, token));
+        self.listener
+            .sinks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((sink, token));
     }
     fn watched(&self) -> Watched {
         Watched::Listener(Arc::downgrade(&self.listener))
@@ -106,16 +119,27 @@ impl Poller {
     /// An empty poller.
     pub fn new() -> Poller {
         Poller {
-            shared: Arc::new(Shared { generation: Mutex::new(0), cond: Condvar::new() }),
+            shared: Arc::new(Shared {
+                generation: Mutex::new(0),
+                cond: Condvar::new(),
+            }),
             registered: Mutex::new(HashMap::new()),
         }
     }
 
     /// Watches `source` under `token`. Registering a token again replaces it.
-    pub fn register(&self, source: &impl Source, token: usize, interest: Interest) -> io::Result<()> {
+    pub fn register(
+        &self,
+        source: &impl Source,
+        token: usize,
+        interest: Interest,
+    ) -> io::Result<()> {
         let sink: Arc<dyn ReadinessSink> = self.shared.clone();
         source.attach(Arc::downgrade(&sink), token);
-        self.registered.lock().unwrap_or_else(|e| e.into_inner()).insert(token, (source.watched(), interest));
+        self.registered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(token, (source.watched(), interest));
         Ok(())
     }
 
@@ -127,7 +151,10 @@ impl Poller {
                 e.1 = interest;
                 Ok(())
             }
-            None => Err(io::Error::new(io::ErrorKind::NotFound, "token not registered")),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "token not registered",
+            )),
         }
     }
 
@@ -146,13 +173,21 @@ impl Poller {
     pub fn wait(&self, events: &mut Vec<Event>, timeout: Option<Duration>) -> io::Result<usize> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
-            let seen = *self.shared.generation.lock().unwrap_or_else(|e| e.into_inner());
+            let seen = *self
+                .shared
+                .generation
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             events.clear();
             self.scan(events);
             if !events.is_empty() {
                 return Ok(events.len());
             }
-            let mut g = self.shared.generation.lock().unwrap_or_else(|e| e.into_inner());
+            let mut g = self
+                .shared
+                .generation
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             while *g == seen {
                 match deadline {
                     None => g = self.shared.cond.wait(g).unwrap_or_else(|e| e.into_inner()),
@@ -161,7 +196,12 @@ impl Poller {
                         if now >= d {
                             return Ok(0);
                         }
-                        g = self.shared.cond.wait_timeout(g, d - now).unwrap_or_else(|e| e.into_inner()).0;
+                        g = self
+                            .shared
+                            .cond
+                            .wait_timeout(g, d - now)
+                            .unwrap_or_else(|e| e.into_inner())
+                            .0;
                     }
                 }
             }

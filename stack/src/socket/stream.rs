@@ -33,7 +33,10 @@ impl std::fmt::Debug for TcpStream {
 fn v4(addr: SocketAddr) -> io::Result<SocketAddrV4> {
     match addr {
         SocketAddr::V4(a) => Ok(a),
-        SocketAddr::V6(_) => Err(io::Error::new(io::ErrorKind::Unsupported, "xstack speaks IPv4 only")),
+        SocketAddr::V6(_) => Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "xstack speaks IPv4 only",
+        )),
     }
 }
 
@@ -50,7 +53,10 @@ impl TcpStream {
     }
 
     /// Opens a connection, waiting up to the stack's connect timeout (75 s default).
-    pub fn connect(net: impl AsRef<NetStack>, addr: impl Into<SocketAddr>) -> io::Result<TcpStream> {
+    pub fn connect(
+        net: impl AsRef<NetStack>,
+        addr: impl Into<SocketAddr>,
+    ) -> io::Result<TcpStream> {
         let net = net.as_ref();
         let timeout = net.tcp.conn_config().connect_timeout;
         Self::connect_timeout(net, addr, timeout)
@@ -63,7 +69,10 @@ impl TcpStream {
         timeout: Duration,
     ) -> io::Result<TcpStream> {
         if timeout.is_zero() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "connect timeout must be non-zero"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "connect timeout must be non-zero",
+            ));
         }
         let stream = Self::start_connect(net.as_ref(), v4(addr.into())?, timeout)?;
         let deadline = Instant::now() + timeout;
@@ -81,7 +90,10 @@ impl TcpStream {
                 inner.tcb.abort();
                 drop(inner);
                 stream.net.tcp.kick(&stream.conn);
-                return Err(io::Error::new(io::ErrorKind::TimedOut, "connection timed out"));
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connection timed out",
+                ));
             }
             inner = stream.conn.wait(inner, Some(deadline - now));
         }
@@ -91,7 +103,10 @@ impl TcpStream {
 
     /// Starts an active open and returns at once (the socket is non-blocking until
     /// the caller changes it); readiness for writing means connected.
-    pub fn connect_nonblocking(net: impl AsRef<NetStack>, addr: impl Into<SocketAddr>) -> io::Result<TcpStream> {
+    pub fn connect_nonblocking(
+        net: impl AsRef<NetStack>,
+        addr: impl Into<SocketAddr>,
+    ) -> io::Result<TcpStream> {
         let net = net.as_ref();
         let timeout = net.tcp.conn_config().connect_timeout;
         let s = Self::start_connect(net, v4(addr.into())?, timeout)?;
@@ -99,23 +114,39 @@ impl TcpStream {
         Ok(s)
     }
 
-    fn start_connect(net: &NetStack, remote: SocketAddrV4, timeout: Duration) -> io::Result<TcpStream> {
-        if remote.port() == 0 || remote.ip().is_unspecified() || remote.ip().is_broadcast() || remote.ip().is_multicast() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "invalid destination address"));
+    fn start_connect(
+        net: &NetStack,
+        remote: SocketAddrV4,
+        timeout: Duration,
+    ) -> io::Result<TcpStream> {
+        if remote.port() == 0
+            || remote.ip().is_unspecified()
+            || remote.ip().is_broadcast()
+            || remote.ip().is_multicast()
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "invalid destination address",
+            ));
         }
         let tcp = &net.tcp;
-        let local_ip = net
-            .ifp
-            .source_for(*remote.ip())
-            .ok_or_else(|| io::Error::new(io::ErrorKind::AddrNotAvailable, "the stack has no address"))?;
+        let local_ip = net.ifp.source_for(*remote.ip()).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::AddrNotAvailable, "the stack has no address")
+        })?;
         if net.ifp.next_hop(*remote.ip()).is_none() {
-            return Err(io::Error::new(io::ErrorKind::NetworkUnreachable, "no route to host (no gateway)"));
+            return Err(io::Error::new(
+                io::ErrorKind::NetworkUnreachable,
+                "no route to host (no gateway)",
+            ));
         }
         // Pick a port whose reply hash lands on the next worker in turn (falling back
         // to any free port), so active opens spread over the workers without handoffs.
         let target = tcp.next_connect_worker();
         let aligned = |p: u16| tcp.owner_of(SocketAddrV4::new(local_ip, p), remote) == target;
-        let port = tcp.pcbs.pick_port(local_ip, remote, &aligned).map_err(pcb_error)?;
+        let port = tcp
+            .pcbs
+            .pick_port(local_ip, remote, &aligned)
+            .map_err(pcb_error)?;
         let local = SocketAddrV4::new(local_ip, port);
         let now = Instant::now();
         let mut cfg = tcp.conn_config();

@@ -10,14 +10,19 @@ use super::{Event, Interest, NetStack, Poller, TcpListener, TcpStream};
 use crate::sim::{host_addr, LinkConfig, Sim};
 
 fn net(sim: &Sim, h: usize) -> NetStack {
-    NetStack { tcp: sim.hosts[h].tcp.clone(), ifp: sim.hosts[h].ifp.clone() }
+    NetStack {
+        tcp: sim.hosts[h].tcp.clone(),
+        ifp: sim.hosts[h].ifp.clone(),
+    }
 }
 
 /// Steps the simulation until the poller reports an event for `token`.
 fn wait_for(sim: &mut Sim, poller: &Poller, token: usize) -> Event {
     let mut events = Vec::new();
     for _ in 0..10_000 {
-        poller.wait(&mut events, Some(Duration::ZERO)).expect("wait");
+        poller
+            .wait(&mut events, Some(Duration::ZERO))
+            .expect("wait");
         if let Some(e) = events.iter().find(|e| e.token == token) {
             return *e;
         }
@@ -34,12 +39,17 @@ fn settle(sim: &mut Sim) {
 
 /// A connected pair: (client on host 0, server on host 1, poller with client=2, server=3).
 fn pair(sim: &mut Sim) -> (TcpStream, TcpStream, Poller) {
-    let listener = TcpListener::bind(net(sim, 1), SocketAddr::V4(SocketAddrV4::new(host_addr(1), 80))).expect("bind");
+    let listener = TcpListener::bind(
+        net(sim, 1),
+        SocketAddr::V4(SocketAddrV4::new(host_addr(1), 80)),
+    )
+    .expect("bind");
     listener.set_nonblocking(true).unwrap();
     let poller = Poller::new();
     poller.register(&listener, 1, Interest::READABLE).unwrap();
     assert_eq!(listener.accept().unwrap_err().kind(), ErrorKind::WouldBlock);
-    let client = TcpStream::connect_nonblocking(net(sim, 0), SocketAddrV4::new(host_addr(1), 80)).expect("connect");
+    let client = TcpStream::connect_nonblocking(net(sim, 0), SocketAddrV4::new(host_addr(1), 80))
+        .expect("connect");
     poller.register(&client, 2, Interest::WRITABLE).unwrap();
     let ev = wait_for(sim, &poller, 1);
     assert!(ev.readable);
@@ -58,7 +68,10 @@ fn poller_drives_connect_accept_read_write_and_eof() {
     let mut sim = Sim::new(7, LinkConfig::default(), 1);
     let (client, mut server, poller) = pair(&mut sim);
     let mut buf = [0u8; 64];
-    assert_eq!(server.read(&mut buf).unwrap_err().kind(), ErrorKind::WouldBlock);
+    assert_eq!(
+        server.read(&mut buf).unwrap_err().kind(),
+        ErrorKind::WouldBlock
+    );
 
     (&client).write_all(b"hello").unwrap();
     let ev = wait_for(&mut sim, &poller, 3);
@@ -73,7 +86,10 @@ fn poller_drives_connect_accept_read_write_and_eof() {
     assert_eq!((&client).read(&mut buf).unwrap(), 0);
     // Writing after our own shutdown is a broken pipe.
     client.shutdown(Shutdown::Write).unwrap();
-    assert_eq!((&client).write(b"x").unwrap_err().kind(), ErrorKind::BrokenPipe);
+    assert_eq!(
+        (&client).write(b"x").unwrap_err().kind(),
+        ErrorKind::BrokenPipe
+    );
     // The peer closed first (CLOSE-WAIT), so our close goes to LAST-ACK.
     assert_eq!(client.info().state, "LAST_ACK");
 }
@@ -89,14 +105,21 @@ fn reset_surfaces_as_connection_reset() {
     let ev = wait_for(&mut sim, &poller, 2);
     assert!(ev.error, "{ev:?}");
     let mut buf = [0u8; 8];
-    assert_eq!((&client).read(&mut buf).unwrap_err().kind(), ErrorKind::ConnectionReset);
-    assert_eq!((&client).write(b"x").unwrap_err().kind(), ErrorKind::ConnectionReset);
+    assert_eq!(
+        (&client).read(&mut buf).unwrap_err().kind(),
+        ErrorKind::ConnectionReset
+    );
+    assert_eq!(
+        (&client).write(b"x").unwrap_err().kind(),
+        ErrorKind::ConnectionReset
+    );
 }
 
 #[test]
 fn connect_to_a_closed_port_is_refused() {
     let mut sim = Sim::new(9, LinkConfig::default(), 1);
-    let client = TcpStream::connect_nonblocking(net(&sim, 0), SocketAddrV4::new(host_addr(1), 81)).expect("connect");
+    let client = TcpStream::connect_nonblocking(net(&sim, 0), SocketAddrV4::new(host_addr(1), 81))
+        .expect("connect");
     let poller = Poller::new();
     poller.register(&client, 5, Interest::WRITABLE).unwrap();
     let ev = wait_for(&mut sim, &poller, 5);
@@ -112,10 +135,22 @@ fn binding_twice_is_addr_in_use_and_bad_addresses_are_refused() {
     let sim = Sim::new(10, LinkConfig::default(), 1);
     let any = SocketAddr::V4(SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 80));
     let _l = TcpListener::bind(net(&sim, 1), any).unwrap();
-    assert_eq!(TcpListener::bind(net(&sim, 1), any).unwrap_err().kind(), ErrorKind::AddrInUse);
-    let not_ours = SocketAddr::V4(SocketAddrV4::new(std::net::Ipv4Addr::new(198, 18, 9, 9), 80));
-    assert_eq!(TcpListener::bind(net(&sim, 1), not_ours).unwrap_err().kind(), ErrorKind::AddrNotAvailable);
-    let err = TcpStream::connect_nonblocking(net(&sim, 0), SocketAddrV4::new(host_addr(1), 0)).unwrap_err();
+    assert_eq!(
+        TcpListener::bind(net(&sim, 1), any).unwrap_err().kind(),
+        ErrorKind::AddrInUse
+    );
+    let not_ours = SocketAddr::V4(SocketAddrV4::new(
+        std::net::Ipv4Addr::new(198, 18, 9, 9),
+        80,
+    ));
+    assert_eq!(
+        TcpListener::bind(net(&sim, 1), not_ours)
+            .unwrap_err()
+            .kind(),
+        ErrorKind::AddrNotAvailable
+    );
+    let err = TcpStream::connect_nonblocking(net(&sim, 0), SocketAddrV4::new(host_addr(1), 0))
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
 

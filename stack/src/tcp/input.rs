@@ -51,7 +51,11 @@ impl Tcb {
         // (unless the RST bit is set, if so drop the segment and return)."
         let ack_ok = f.contains(TcpFlags::ACK) && seg.ack > self.iss && seg.ack <= self.snd_max;
         if f.contains(TcpFlags::ACK) && !ack_ok {
-            return if f.contains(TcpFlags::RST) { InputOutcome::Ok } else { InputOutcome::SendReset };
+            return if f.contains(TcpFlags::RST) {
+                InputOutcome::Ok
+            } else {
+                InputOutcome::SendReset
+            };
         }
         if f.contains(TcpFlags::RST) {
             // "If the ACK was acceptable, then signal to the user 'error: connection
@@ -147,23 +151,29 @@ impl Tcb {
         // SYN-RECEIVED and the peer's SYN again (its sequence number is irs, before
         // rcv_nxt, so the acceptability test below would only answer it with a bare ACK).
         let stripped;
-        let seg = if self.state == State::SynReceived && f.contains(TcpFlags::SYN) && seg.seq == self.irs {
-            if !f.contains(TcpFlags::ACK) {
-                // A retransmitted SYN: our SYN,ACK was lost. Resend it (Linux's
-                // tcp_check_req, FreeBSD's syncache_add do the same); a bare ACK would be
-                // dropped by the peer in SYN-SENT ("If neither of the SYN or RST bits is
-                // set, then drop the segment").
-                self.snd_nxt = self.iss;
-                return InputOutcome::Ok;
-            }
-            // Simultaneous open (RFC 9293 Figure 8, line 6): the peer's SYN,ACK. Its SYN
-            // was already processed; its ACK completes our half. Take it as the same
-            // segment without the SYN (as Linux's tcp_validate_incoming lets it pass).
-            stripped = Segment { seq: seg.seq + 1, flags: f - TcpFlags::SYN, ..*seg };
-            &stripped
-        } else {
-            seg
-        };
+        let seg =
+            if self.state == State::SynReceived && f.contains(TcpFlags::SYN) && seg.seq == self.irs
+            {
+                if !f.contains(TcpFlags::ACK) {
+                    // A retransmitted SYN: our SYN,ACK was lost. Resend it (Linux's
+                    // tcp_check_req, FreeBSD's syncache_add do the same); a bare ACK would be
+                    // dropped by the peer in SYN-SENT ("If neither of the SYN or RST bits is
+                    // set, then drop the segment").
+                    self.snd_nxt = self.iss;
+                    return InputOutcome::Ok;
+                }
+                // Simultaneous open (RFC 9293 Figure 8, line 6): the peer's SYN,ACK. Its SYN
+                // was already processed; its ACK completes our half. Take it as the same
+                // segment without the SYN (as Linux's tcp_validate_incoming lets it pass).
+                stripped = Segment {
+                    seq: seg.seq + 1,
+                    flags: f - TcpFlags::SYN,
+                    ..*seg
+                };
+                &stripped
+            } else {
+                seg
+            };
         let f = seg.flags;
 
         // First: the sequence number check (the four acceptability cases).
@@ -176,7 +186,11 @@ impl Tcb {
             // FreeBSD does, drop the text (and FIN), keep processing the ACK, and answer.
             self.stats.drops += 1;
             self.ack_now = true;
-            trimmed = Segment { payload: &[], flags: f - TcpFlags::FIN, ..*seg };
+            trimmed = Segment {
+                payload: &[],
+                flags: f - TcpFlags::FIN,
+                ..*seg
+            };
             &trimmed
         } else {
             seg
@@ -187,13 +201,20 @@ impl Tcb {
                 self.ack_now = true;
             }
             let end = seg.seq + seg.payload.len() as u32;
-            if self.sack_ok && !seg.payload.is_empty() && end <= self.rcv_nxt && !f.contains(TcpFlags::RST) {
+            if self.sack_ok
+                && !seg.payload.is_empty()
+                && end <= self.rcv_nxt
+                && !f.contains(TcpFlags::RST)
+            {
                 // RFC 2883 §4: "A D-SACK block is only used to report a duplicate
                 // contiguous sequence of data received by the receiver in the most recent
                 // packet": data we had already acknowledged arrived again.
                 self.dsack = Some((seg.seq, end));
             }
-            if self.state == State::TimeWait && f.contains(TcpFlags::FIN) && seg.seq + seg.seg_len() == self.rcv_nxt {
+            if self.state == State::TimeWait
+                && f.contains(TcpFlags::FIN)
+                && seg.seq + seg.seg_len() == self.rcv_nxt
+            {
                 // RFC 9293 (fifth, TIME-WAIT): "The only thing that can arrive in this
                 // state is a retransmission of the remote FIN. Acknowledge it, and restart
                 // the 2 MSL timeout." That FIN lies before RCV.NXT, so it fails the
@@ -239,7 +260,8 @@ impl Tcb {
         // Last.ACK.sent, then TS.Recent = SEG.TSval".
         if self.ts_enabled {
             if let Some((tsval, _)) = seg.options.timestamps {
-                if seg.seq <= self.last_ack_sent && (tsval.wrapping_sub(self.ts_recent) as i32) >= 0 {
+                if seg.seq <= self.last_ack_sent && (tsval.wrapping_sub(self.ts_recent) as i32) >= 0
+                {
                     self.ts_recent = tsval;
                 }
             }
@@ -256,7 +278,7 @@ impl Tcb {
                 self.snd_wl2 = seg.ack;
                 self.established(now);
                 outcome = InputOutcome::Established;
-                if self.fin_queued {
+                if self.fin_queued() {
                     // The application closed before the handshake finished.
                     self.state = State::FinWait1;
                 }
@@ -282,7 +304,11 @@ impl Tcb {
     /// `rcv_nxt` (data accepted past the advertised edge) promises nothing; taken as a
     /// wrapping distance it would accept any sequence number.
     fn rcv_wnd(&self) -> u32 {
-        let promised = if self.rcv_adv > self.rcv_nxt { self.rcv_adv.dist(self.rcv_nxt) } else { 0 };
+        let promised = if self.rcv_adv > self.rcv_nxt {
+            self.rcv_adv.dist(self.rcv_nxt)
+        } else {
+            0
+        };
         promised.max(self.rcvbuf.window() as u32)
     }
 
@@ -297,7 +323,8 @@ impl Tcb {
             (0, _) => seg.seq.in_window(self.rcv_nxt, wnd),
             (_, 0) => false,
             (_, _) => {
-                seg.seq.in_window(self.rcv_nxt, wnd) || (seg.seq + (len - 1)).in_window(self.rcv_nxt, wnd)
+                seg.seq.in_window(self.rcv_nxt, wnd)
+                    || (seg.seq + (len - 1)).in_window(self.rcv_nxt, wnd)
             }
         }
     }
@@ -334,7 +361,11 @@ impl Tcb {
             return false;
         }
 
-        let acked = if ack > self.snd_una { ack.dist(self.snd_una) } else { 0 };
+        let acked = if ack > self.snd_una {
+            ack.dist(self.snd_una)
+        } else {
+            0
+        };
         let window = (seg.window as u32) << self.snd_wscale;
 
         // RFC 6675 §4 Update(): "Given the information provided in an ACK, each octet
@@ -441,7 +472,8 @@ impl Tcb {
         let cap = self.sndbuf.capacity();
         let free = self.sndbuf.free();
         let free_before = free.saturating_sub(data_acked as usize);
-        if (free >= cap / 3 && free_before < cap / 3) || self.sndbuf.is_empty() || self.fin_acked() {
+        if (free >= cap / 3 && free_before < cap / 3) || self.sndbuf.is_empty() || self.fin_acked()
+        {
             self.events = true;
         }
 
@@ -454,7 +486,8 @@ impl Tcb {
 
         // cwnd-limited (FreeBSD CCF_CWND_LIMITED): the flight before this ACK was
         // within a segment of cwnd, or output held data back for cwnd.
-        let cwnd_limited = self.cwnd_limited || flight_before.saturating_add(self.t_maxseg) >= self.ccv.cwnd;
+        let cwnd_limited =
+            self.cwnd_limited || flight_before.saturating_add(self.t_maxseg) >= self.ccv.cwnd;
         if self.recovery == Recovery::Rto && self.snd_nxt >= self.recover {
             self.recovery = Recovery::Open;
         }
@@ -463,7 +496,10 @@ impl Tcb {
         } else if self.recovery.in_recovery() && ack >= self.recover {
             // RFC 6582 §3.2 step 3 (full acknowledgment): the episode ends; the module
             // deflates the window in post_recovery.
-            let info = AckInfo { cwnd_limited, ..self.ack_info(cc_acked, now) };
+            let info = AckInfo {
+                cwnd_limited,
+                ..self.ack_info(cc_acked, now)
+            };
             self.cc.post_recovery(&mut self.ccv, &info);
             self.recovery = Recovery::Open;
         } else if self.recovery == Recovery::Fast && !self.sack_ok {
@@ -473,14 +509,20 @@ impl Tcb {
             // back SMSS bytes".
             self.rexmit_one = true;
             self.ccv.cwnd = window::partial_ack_deflate(self.ccv.cwnd, cc_acked, self.t_maxseg);
-            let info = AckInfo { cwnd_limited, ..self.ack_info(cc_acked, now) };
+            let info = AckInfo {
+                cwnd_limited,
+                ..self.ack_info(cc_acked, now)
+            };
             self.cc.ack_received(&mut self.ccv, CcSignal::Ack, &info);
         } else {
             // Includes partial ACKs in SACK recovery: RFC 6675 neither retransmits per
             // partial ACK (NextSeg() picks what to send, §5 step (C)) nor deflates cwnd
             // (it stays at ssthresh; pipe accounts for what left the network). The module
             // sees `recovery: Fast` and leaves cwnd alone, as for NewReno's partial ACKs.
-            let info = AckInfo { cwnd_limited, ..self.ack_info(cc_acked, now) };
+            let info = AckInfo {
+                cwnd_limited,
+                ..self.ack_info(cc_acked, now)
+            };
             self.cc.ack_received(&mut self.ccv, CcSignal::Ack, &info);
         }
 
@@ -579,7 +621,9 @@ impl Tcb {
         // RFC 3522 §2 step (3): "Wait for the arrival of an acceptable ACK." Only the
         // first one decides: take the state whatever the outcome.
         let Some(u) = self.eifel.take() else { return };
-        let Some((_, tsecr)) = seg.options.timestamps else { return };
+        let Some((_, tsecr)) = seg.options.timestamps else {
+            return;
+        };
         if self.recovery != Recovery::Rto {
             return;
         }
@@ -700,7 +744,10 @@ impl Tcb {
                     // block of data." The write below makes that block the most recent, so
                     // it follows the D-SACK block.
                     let end = offset + data.len();
-                    let dup = self.rcvbuf.ooo_ranges().find(|&(s, e)| s < end && e > offset);
+                    let dup = self
+                        .rcvbuf
+                        .ooo_ranges()
+                        .find(|&(s, e)| s < end && e > offset);
                     if let Some((s, e)) = dup {
                         let (l, r) = (s.max(offset), e.min(end));
                         self.dsack = Some((self.rcv_nxt + l as u32, self.rcv_nxt + r as u32));
@@ -721,7 +768,9 @@ impl Tcb {
                     // "an ACK SHOULD be generated for at least every second
                     // full-sized segment, and MUST be generated within 500 ms".
                     self.unacked_bytes += advanced as u32;
-                    if self.unacked_bytes >= 2 * self.t_maxseg || seg.flags.contains(TcpFlags::PSH) && self.unacked_bytes >= self.t_maxseg {
+                    if self.unacked_bytes >= 2 * self.t_maxseg
+                        || seg.flags.contains(TcpFlags::PSH) && self.unacked_bytes >= self.t_maxseg
+                    {
                         self.ack_now = true;
                     } else if !self.timers.is_set(TimerKind::Delack) {
                         self.timers.set(TimerKind::Delack, now + self.cfg.delack);
@@ -787,6 +836,10 @@ pub fn reset_for(seg: &Segment<'_>) -> Option<(Seq, Seq, TcpFlags)> {
     if seg.flags.contains(TcpFlags::ACK) {
         Some((seg.ack, Seq(0), TcpFlags::RST))
     } else {
-        Some((Seq(0), seg.seq + seg.seg_len(), TcpFlags::RST | TcpFlags::ACK))
+        Some((
+            Seq(0),
+            seg.seq + seg.seg_len(),
+            TcpFlags::RST | TcpFlags::ACK,
+        ))
     }
 }

@@ -54,11 +54,18 @@ impl Tcb {
             // RFC 9293 §3.10.5 ABORT: "Send a reset segment: <SEQ=SND.NXT><CTL=RST>".
             let mut hdr = self.header(self.snd_max, TcpFlags::RST | TcpFlags::ACK, now);
             hdr.window = 0;
-            return Some(OutSegment { hdr, payload_offset: 0, payload_len: 0, retransmit: false });
+            return Some(OutSegment {
+                hdr,
+                payload_offset: 0,
+                payload_len: 0,
+                retransmit: false,
+            });
         }
         match self.state {
             State::Closed => return None,
-            State::SynSent | State::SynReceived if self.snd_nxt == self.iss => return Some(self.output_syn(now)),
+            State::SynSent | State::SynReceived if self.snd_nxt == self.iss => {
+                return Some(self.output_syn(now))
+            }
             State::SynSent => return None,
             _ => {}
         }
@@ -72,12 +79,20 @@ impl Tcb {
             // and no data, which the peer must answer with an ACK.
             let hdr = self.header(self.snd_una - 1, TcpFlags::ACK, now);
             self.note_ack_sent(&hdr);
-            return Some(OutSegment { hdr, payload_offset: 0, payload_len: 0, retransmit: false });
+            return Some(OutSegment {
+                hdr,
+                payload_offset: 0,
+                payload_len: 0,
+                retransmit: false,
+            });
         }
         if self.rexmit_one {
             self.rexmit_one = false;
             // Never into data the peer SACKed.
-            let max_len = self.sb.next_sacked_start(self.snd_una).map_or(u32::MAX, |l| l.dist(self.snd_una));
+            let max_len = self
+                .sb
+                .next_sacked_start(self.snd_una)
+                .map_or(u32::MAX, |l| l.dist(self.snd_una));
             if let Some(seg) = self.output_from(self.snd_una, now, Send::Rexmit { max_len }) {
                 if self.in_sack_recovery() {
                     // RFC 6675 §5 step (4.3): "To prevent repeated retransmission of the
@@ -196,7 +211,8 @@ impl Tcb {
 
     /// Copies the payload of `seg` into `dst` (exactly `seg.payload_len` bytes).
     pub fn copy_payload(&self, seg: &OutSegment, dst: &mut [u8]) -> usize {
-        self.sndbuf.copy_out(seg.payload_offset, &mut dst[..seg.payload_len])
+        self.sndbuf
+            .copy_out(seg.payload_offset, &mut dst[..seg.payload_len])
     }
 
     /// The earliest timer deadline.
@@ -212,7 +228,10 @@ impl Tcb {
             flags |= TcpFlags::ACK;
         }
         let mut hdr = self.header(self.iss, flags, now);
-        let mut o = TcpOptions { mss: Some(self.cfg.mss), ..Default::default() };
+        let mut o = TcpOptions {
+            mss: Some(self.cfg.mss),
+            ..Default::default()
+        };
         // Offer an option actively if configured; answer one only if the peer offered
         // it (RFC 7323 §2.2, §3.2; RFC 2018 §2).
         if (!passive && self.cfg.window_scaling) || (passive && self.wscale_ok) {
@@ -245,7 +264,12 @@ impl Tcb {
             self.rcv_adv = self.rcv_nxt + hdr.window as u32;
         }
         self.stats.segs_out += 1;
-        OutSegment { hdr, payload_offset: 0, payload_len: 0, retransmit: resend }
+        OutSegment {
+            hdr,
+            payload_offset: 0,
+            payload_len: 0,
+            retransmit: resend,
+        }
     }
 
     /// A data and/or FIN segment starting at `seq`, if one should be sent now.
@@ -259,7 +283,10 @@ impl Tcb {
         let buffered = self.sndbuf.len();
         let avail = buffered.saturating_sub(off);
         let fin_seq = self.fin_seq();
-        let can_fin = matches!(self.state, State::FinWait1 | State::Closing | State::LastAck);
+        let can_fin = matches!(
+            self.state,
+            State::FinWait1 | State::Closing | State::LastAck
+        );
 
         let mss = self.t_maxseg as usize;
         // A zero-window probe (persist timer): it neither arms the retransmission timer
@@ -299,7 +326,7 @@ impl Tcb {
                 // retransmission after an RTO.
                 let full = len == mss;
                 let last = len == avail;
-                let nagle_ok = self.cfg.nodelay || !in_flight || self.fin_queued;
+                let nagle_ok = self.cfg.nodelay || !in_flight || self.fin_queued();
                 let half_window = self.max_sndwnd > 0 && len >= (self.max_sndwnd as usize) / 2;
                 if !(full || (last && nagle_ok) || half_window || retransmitting) {
                     len = 0;
@@ -308,12 +335,13 @@ impl Tcb {
         }
         let end = seq + len as u32;
         let fin = can_fin && fin_seq == Some(end) && len == avail;
-        let fin = fin && (retransmit_one || {
-            // The FIN takes a sequence number too: it must fit the window, except it
-            // may always follow the last data segment we are sending.
-            let wnd = self.snd_wnd.min(self.ccv.cwnd);
-            end.dist(self.snd_una) < wnd.max(1) || len > 0
-        });
+        let fin = fin
+            && (retransmit_one || {
+                // The FIN takes a sequence number too: it must fit the window, except it
+                // may always follow the last data segment we are sending.
+                let wnd = self.snd_wnd.min(self.ccv.cwnd);
+                end.dist(self.snd_una) < wnd.max(1) || len > 0
+            });
         if len == 0 && !fin {
             self.maybe_arm_persist(now, avail);
             return None;
@@ -342,14 +370,21 @@ impl Tcb {
             // Sending after an idle period (RFC 5681 §4.1).
             if let Some(last) = self.last_data_sent {
                 let idle = now.saturating_duration_since(last);
-                let info = xstack_cc::IdleInfo { idle, rto: self.rto(), now };
+                let info = xstack_cc::IdleInfo {
+                    idle,
+                    rto: self.rto(),
+                    now,
+                };
                 self.cc.after_idle(&mut self.ccv, &info);
             }
         }
         if len > 0 {
             self.last_data_sent = Some(now);
         }
-        if !retransmission && self.limited_transmit_allowed(seq) && new_end.dist(self.snd_una) > self.ccv.cwnd {
+        if !retransmission
+            && self.limited_transmit_allowed(seq)
+            && new_end.dist(self.snd_una) > self.ccv.cwnd
+        {
             self.stats.limited_transmits += 1;
         }
         if retransmission && !probe {
@@ -361,7 +396,8 @@ impl Tcb {
                     self.rtt_timing = None;
                 }
             }
-        } else if self.rtt_timing.is_none() && self.recovery == Recovery::Open && self.dupacks == 0 {
+        } else if self.rtt_timing.is_none() && self.recovery == Recovery::Open && self.dupacks == 0
+        {
             // Time a segment only when no loss is pending before it: one sent during
             // recovery (or on limited transmit) is acknowledged only once the holes below
             // it are repaired, and timing it would measure the repair -- seconds after an
@@ -385,12 +421,20 @@ impl Tcb {
             self.force_one = false;
         }
         self.note_ack_sent(&hdr);
-        if self.sack_ok && hdr.options.n_sack == 0 && (self.dsack.is_some() || self.rcvbuf.has_ooo()) {
+        if self.sack_ok
+            && hdr.options.n_sack == 0
+            && (self.dsack.is_some() || self.rcvbuf.has_ooo())
+        {
             // No room for the SACK blocks beside the payload: a pure ACK carries them.
             self.ack_now = true;
         }
         self.stats.segs_out += 1;
-        Some(OutSegment { hdr, payload_offset: off, payload_len: len, retransmit: retransmission && !probe })
+        Some(OutSegment {
+            hdr,
+            payload_offset: off,
+            payload_len: len,
+            retransmit: retransmission && !probe,
+        })
     }
 
     /// Data waits but nothing may be sent: arm the persist timer.
@@ -428,8 +472,13 @@ impl Tcb {
     /// as BSD's tcp_persmin/tcp_persmax, but never below the RTO minimum.
     pub(crate) fn persist_interval(&self) -> std::time::Duration {
         use std::time::Duration;
-        let base = self.rto().saturating_mul(1u32 << self.persist_shift.min(10));
-        base.clamp(Duration::from_millis(200).max(self.cfg.rto.min), Duration::from_secs(60))
+        let base = self
+            .rto()
+            .saturating_mul(1u32 << self.persist_shift.min(10));
+        base.clamp(
+            Duration::from_millis(200).max(self.cfg.rto.min),
+            Duration::from_secs(60),
+        )
     }
 
     /// A pure ACK if one is owed: `ack_now`, or a window update worth sending
@@ -443,7 +492,12 @@ impl Tcb {
         let hdr = self.header(self.snd_max, TcpFlags::ACK, now);
         self.note_ack_sent(&hdr);
         self.stats.segs_out += 1;
-        Some(OutSegment { hdr, payload_offset: 0, payload_len: 0, retransmit: false })
+        Some(OutSegment {
+            hdr,
+            payload_offset: 0,
+            payload_len: 0,
+            retransmit: false,
+        })
     }
 
     /// True when a window update is worth sending now (the application's read opened
@@ -455,7 +509,11 @@ impl Tcb {
     /// Whether the window grew enough since we last advertised it: by two segments or
     /// by half the buffer (BSD's rule).
     fn window_update_due(&self) -> bool {
-        let promised = if self.rcv_adv > self.rcv_nxt { self.rcv_adv.dist(self.rcv_nxt) } else { 0 };
+        let promised = if self.rcv_adv > self.rcv_nxt {
+            self.rcv_adv.dist(self.rcv_nxt)
+        } else {
+            0
+        };
         let win = self.rcv_window();
         let adv = win.saturating_sub(promised);
         adv >= 2 * self.cfg.mss as u32 || (adv as usize) * 2 >= self.rcvbuf.capacity()
@@ -468,7 +526,11 @@ impl Tcb {
         if (win as usize) < self.rcvbuf.capacity() / 4 && win < self.cfg.mss as u32 {
             win = 0;
         }
-        let promised = if self.rcv_adv > self.rcv_nxt { self.rcv_adv.dist(self.rcv_nxt) } else { 0 };
+        let promised = if self.rcv_adv > self.rcv_nxt {
+            self.rcv_adv.dist(self.rcv_nxt)
+        } else {
+            0
+        };
         win.max(promised).min(65535u32 << self.rcv_wscale)
     }
 

@@ -96,7 +96,12 @@ impl Conn {
         self.waiters.fetch_add(1, Ordering::SeqCst);
         let g = match timeout {
             None => self.cond.wait(guard).unwrap_or_else(|e| e.into_inner()),
-            Some(t) => self.cond.wait_timeout(guard, t).unwrap_or_else(|e| e.into_inner()).0,
+            Some(t) => {
+                self.cond
+                    .wait_timeout(guard, t)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0
+            }
         };
         self.waiters.fetch_sub(1, Ordering::SeqCst);
         g
@@ -220,7 +225,11 @@ impl GroupMap {
                 owned[(e / nworkers) % owned.len()] as u16
             })
             .collect();
-        GroupMap { entry_group, nworkers, ngroups }
+        GroupMap {
+            entry_group,
+            nworkers,
+            ngroups,
+        }
     }
 
     /// The group of an RSS hash.
@@ -280,7 +289,9 @@ impl PcbTable {
     /// A table with the given group map, hashing with `rss`.
     pub fn with_groups(map: GroupMap, rss: Arc<Toeplitz>) -> Self {
         PcbTable {
-            groups: (0..map.ngroups()).map(|_| CachePadded::new(PcbGroup::default())).collect(),
+            groups: (0..map.ngroups())
+                .map(|_| CachePadded::new(PcbGroup::default()))
+                .collect(),
             map,
             rss,
             reservations: Mutex::new(HashSet::new()),
@@ -298,7 +309,8 @@ impl PcbTable {
     /// The group of a connection's tuple.
     pub fn group_of(&self, tuple: &FourTuple) -> usize {
         let (l, r) = (tuple.local, tuple.remote);
-        self.map.group(self.rss.ipv4_ports(*r.ip(), *l.ip(), r.port(), l.port()))
+        self.map
+            .group(self.rss.ipv4_ports(*r.ip(), *l.ip(), r.port(), l.port()))
     }
 
     fn group(&self, tuple: &FourTuple) -> &PcbGroup {
@@ -307,14 +319,23 @@ impl PcbTable {
 
     /// The connection for a segment's addresses (takes only its group's lock).
     pub fn lookup(&self, tuple: &FourTuple) -> Option<Arc<Conn>> {
-        self.group(tuple).conns.read().unwrap_or_else(|e| e.into_inner()).get(tuple).cloned()
+        self.group(tuple)
+            .conns
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(tuple)
+            .cloned()
     }
 
     /// The listener for a segment that matched no connection: exact local address
     /// first, then the wildcard (from the group's replica).
     pub fn lookup_listener(&self, tuple: &FourTuple) -> Option<Arc<Listener>> {
         let local = tuple.local;
-        let l = self.group(tuple).listeners.read().unwrap_or_else(|e| e.into_inner());
+        let l = self
+            .group(tuple)
+            .listeners
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
         l.get(&local)
             .or_else(|| l.get(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, local.port())))
             .filter(|l| !l.closed.load(Ordering::Relaxed))
@@ -323,7 +344,12 @@ impl PcbTable {
 
     /// Inserts a connection; fails if its 4-tuple is taken.
     pub fn insert(&self, tuple: FourTuple, owner: usize, tcb: Tcb) -> Result<Arc<Conn>, PcbError> {
-        if !self.reservations.lock().unwrap_or_else(|e| e.into_inner()).insert(tuple) {
+        if !self
+            .reservations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tuple)
+        {
             return Err(PcbError::AddrInUse);
         }
         let conn = Arc::new(Conn {
@@ -341,14 +367,22 @@ impl PcbTable {
             output_queued: AtomicBool::new(false),
             listener: Mutex::new(None),
         });
-        self.group(&tuple).conns.write().unwrap_or_else(|e| e.into_inner()).insert(tuple, conn.clone());
+        self.group(&tuple)
+            .conns
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(tuple, conn.clone());
         Ok(conn)
     }
 
     /// Removes a connection (when its control block is dead).
     pub fn remove(&self, conn: &Conn) {
         let removed = {
-            let mut conns = self.group(&conn.tuple).conns.write().unwrap_or_else(|e| e.into_inner());
+            let mut conns = self
+                .group(&conn.tuple)
+                .conns
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
             if conns.get(&conn.tuple).is_some_and(|c| c.id == conn.id) {
                 conns.remove(&conn.tuple);
                 true
@@ -357,13 +391,19 @@ impl PcbTable {
             }
         };
         if removed {
-            self.reservations.lock().unwrap_or_else(|e| e.into_inner()).remove(&conn.tuple);
+            self.reservations
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&conn.tuple);
         }
     }
 
     /// Number of connections (any state).
     pub fn len(&self) -> usize {
-        self.reservations.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.reservations
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     /// True when there are no connections.
@@ -375,7 +415,14 @@ impl PcbTable {
     pub fn all(&self) -> Vec<Arc<Conn>> {
         self.groups
             .iter()
-            .flat_map(|g| g.conns.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect::<Vec<_>>())
+            .flat_map(|g| {
+                g.conns
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .values()
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
             .collect()
     }
 
@@ -409,7 +456,8 @@ impl PcbTable {
         let mut l = self.listeners.write().unwrap_or_else(|e| e.into_inner());
         l.retain(|_, x| !x.closed.load(Ordering::Relaxed));
         let clash = l.keys().any(|k| {
-            k.port() == local.port() && (k.ip() == local.ip() || k.ip().is_unspecified() || local.ip().is_unspecified())
+            k.port() == local.port()
+                && (k.ip() == local.ip() || k.ip().is_unspecified() || local.ip().is_unspecified())
         });
         if clash {
             return Err(PcbError::AddrInUse);
@@ -427,7 +475,10 @@ impl PcbTable {
         l.insert(local, listener.clone());
         // A wildcard member of every group.
         for g in self.groups.iter() {
-            g.listeners.write().unwrap_or_else(|e| e.into_inner()).insert(local, listener.clone());
+            g.listeners
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(local, listener.clone());
         }
         Ok(listener)
     }
@@ -436,10 +487,15 @@ impl PcbTable {
     pub fn unlisten(&self, listener: &Listener) {
         listener.closed.store(true, Ordering::Relaxed);
         let mut l = self.listeners.write().unwrap_or_else(|e| e.into_inner());
-        if l.get(&listener.local).is_some_and(|x| std::ptr::eq(&**x, listener)) {
+        if l.get(&listener.local)
+            .is_some_and(|x| std::ptr::eq(&**x, listener))
+        {
             l.remove(&listener.local);
             for g in self.groups.iter() {
-                g.listeners.write().unwrap_or_else(|e| e.into_inner()).remove(&listener.local);
+                g.listeners
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&listener.local);
             }
         }
         drop(l);
@@ -462,9 +518,14 @@ impl PcbTable {
         let span = (*EPHEMERAL.end() - *EPHEMERAL.start()) as u64 + 1;
         let start = self.next_port.fetch_add(1, Ordering::Relaxed);
         let free = |p: u16| {
-            let tuple = FourTuple { local: SocketAddrV4::new(local_ip, p), remote };
+            let tuple = FourTuple {
+                local: SocketAddrV4::new(local_ip, p),
+                remote,
+            };
             !reserved.contains(&tuple)
-                && !listeners.keys().any(|k| k.port() == p && (k.ip() == &local_ip || k.ip().is_unspecified()))
+                && !listeners
+                    .keys()
+                    .any(|k| k.port() == p && (k.ip() == &local_ip || k.ip().is_unspecified()))
         };
         let mut fallback = None;
         for i in 0..span {
@@ -501,7 +562,14 @@ mod tests {
 
     fn tcb(local: SocketAddrV4, remote: SocketAddrV4) -> Tcb {
         let cc = xstack_cc::Registry::with_builtins().create_default();
-        Tcb::connect(Default::default(), local, remote, Seq(1), cc, Instant::now())
+        Tcb::connect(
+            Default::default(),
+            local,
+            remote,
+            Seq(1),
+            cc,
+            Instant::now(),
+        )
     }
 
     #[test]
@@ -511,21 +579,31 @@ mod tests {
                 let map = GroupMap::new(nworkers, ngroups);
                 assert!(map.ngroups().is_power_of_two() && map.ngroups() >= nworkers);
                 for h in (0u32..4096).map(|x| x.wrapping_mul(0x9e37_79b9)) {
-                    assert_eq!(map.owner(map.group(h)), Toeplitz::queue_of(h, nworkers), "{nworkers} workers {ngroups} groups");
+                    assert_eq!(
+                        map.owner(map.group(h)),
+                        Toeplitz::queue_of(h, nworkers),
+                        "{nworkers} workers {ngroups} groups"
+                    );
                 }
                 // Every group is reachable from the indirection table.
                 let mut seen = vec![false; map.ngroups()];
                 for e in 0..INDIRECTION_SIZE as u32 {
                     seen[map.group(e)] = true;
                 }
-                assert!(seen.iter().all(|&s| s), "{nworkers} workers {ngroups} groups: {seen:?}");
+                assert!(
+                    seen.iter().all(|&s| s),
+                    "{nworkers} workers {ngroups} groups: {seen:?}"
+                );
             }
         }
     }
 
     #[test]
     fn concurrent_connects_never_share_a_tuple() {
-        let table = Arc::new(PcbTable::with_groups(GroupMap::new(4, 16), Arc::new(Toeplitz::default())));
+        let table = Arc::new(PcbTable::with_groups(
+            GroupMap::new(4, 16),
+            Arc::new(Toeplitz::default()),
+        ));
         let local_ip = Ipv4Addr::new(198, 18, 0, 1);
         let remote = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 80);
         let threads: Vec<_> = (0..8)
@@ -536,9 +614,12 @@ mod tests {
                     for _ in 0..500 {
                         // pick_port and insert race with the other threads: a lost race
                         // must show up as AddrInUse, never as a shared tuple.
-                        let Ok(p) = t.pick_port(local_ip, remote, &|_| true) else { continue };
+                        let Ok(p) = t.pick_port(local_ip, remote, &|_| true) else {
+                            continue;
+                        };
                         let local = SocketAddrV4::new(local_ip, p);
-                        if let Ok(c) = t.insert(FourTuple { local, remote }, 0, tcb(local, remote)) {
+                        if let Ok(c) = t.insert(FourTuple { local, remote }, 0, tcb(local, remote))
+                        {
                             mine.push(c.tuple);
                         }
                     }
@@ -546,7 +627,10 @@ mod tests {
                 })
             })
             .collect();
-        let all: Vec<FourTuple> = threads.into_iter().flat_map(|h| h.join().unwrap()).collect();
+        let all: Vec<FourTuple> = threads
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
         let unique: HashSet<_> = all.iter().copied().collect();
         assert_eq!(unique.len(), all.len());
         assert_eq!(table.len(), all.len());
@@ -562,15 +646,25 @@ mod tests {
     #[test]
     fn listeners_are_members_of_every_group_and_leave_all() {
         let table = PcbTable::with_groups(GroupMap::new(2, 8), Arc::new(Toeplitz::default()));
-        let l = table.listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 16).unwrap();
+        let l = table
+            .listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 16)
+            .unwrap();
         let local = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 80);
         for p in 1000..1100 {
-            let tuple = FourTuple { local, remote: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), p) };
+            let tuple = FourTuple {
+                local,
+                remote: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), p),
+            };
             assert!(table.lookup_listener(&tuple).is_some());
         }
         table.unlisten(&l);
-        let tuple = FourTuple { local, remote: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 1000) };
+        let tuple = FourTuple {
+            local,
+            remote: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 1000),
+        };
         assert!(table.lookup_listener(&tuple).is_none());
-        assert!(table.listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 16).is_ok());
+        assert!(table
+            .listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 16)
+            .is_ok());
     }
 }

@@ -328,8 +328,6 @@ pub struct Tcb {
     // --- buffers ---
     pub(crate) sndbuf: SendBuffer,
     pub(crate) rcvbuf: RecvBuffer,
-    /// The application closed its sending side: a FIN follows the data.
-    pub(crate) fin_queued: bool,
     /// Sequence number of our FIN, fixed when the application closed (no data can be
     /// queued after it).
     pub(crate) snd_fin: Option<Seq>,
@@ -429,7 +427,11 @@ impl Tcb {
     ) -> Tcb {
         let rtt = RttEstimator::new(cfg.rto);
         let mss = cfg.mss as u32;
-        let rcv_wscale = if cfg.window_scaling { wscale_for(cfg.rcvbuf) } else { 0 };
+        let rcv_wscale = if cfg.window_scaling {
+            wscale_for(cfg.rcvbuf)
+        } else {
+            0
+        };
         let mut tcb = Tcb {
             state: State::Closed,
             local,
@@ -462,7 +464,6 @@ impl Tcb {
             wscale_ok: false,
             sndbuf: SendBuffer::new(cfg.sndbuf),
             rcvbuf: RecvBuffer::new(cfg.rcvbuf),
-            fin_queued: false,
             snd_fin: None,
             fin_received: false,
             cc,
@@ -513,7 +514,8 @@ impl Tcb {
     ) -> Tcb {
         let mut tcb = Tcb::new(cfg, local, remote, iss, cc, now);
         tcb.state = State::SynSent;
-        tcb.timers.set(TimerKind::ConnEstab, now + tcb.cfg.connect_timeout);
+        tcb.timers
+            .set(TimerKind::ConnEstab, now + tcb.cfg.connect_timeout);
         tcb
     }
 
@@ -542,7 +544,8 @@ impl Tcb {
         tcb.max_sndwnd = tcb.snd_wnd;
         tcb.snd_wl1 = syn.seq;
         tcb.snd_wl2 = iss;
-        tcb.timers.set(TimerKind::ConnEstab, now + tcb.cfg.connect_timeout);
+        tcb.timers
+            .set(TimerKind::ConnEstab, now + tcb.cfg.connect_timeout);
         tcb
     }
 
@@ -605,11 +608,13 @@ impl Tcb {
         if let Some(e) = self.error {
             return Err(UserError::Failed(e));
         }
-        if self.fin_queued {
+        if self.fin_queued() {
             return Err(UserError::SendClosed);
         }
         match self.state {
-            State::Closed | State::TimeWait | State::Closing | State::LastAck => Err(UserError::SendClosed),
+            State::Closed | State::TimeWait | State::Closing | State::LastAck => {
+                Err(UserError::SendClosed)
+            }
             // Data queued before the handshake completes goes out after it.
             _ => Ok(self.sndbuf.push(data)),
         }
@@ -635,12 +640,20 @@ impl Tcb {
 
     /// True when a read would not block: data, EOF, or an error.
     pub fn read_ready(&self) -> bool {
-        self.rcvbuf.readable() > 0 || self.fin_received || self.error.is_some() || self.state == State::Closed
+        self.rcvbuf.readable() > 0
+            || self.fin_received
+            || self.error.is_some()
+            || self.state == State::Closed
     }
 
     /// Free space in the send buffer (0 once sending is closed).
     pub fn send_space(&self) -> usize {
-        if self.fin_queued || !matches!(self.state, State::SynSent | State::SynReceived | State::Established | State::CloseWait) {
+        if self.fin_queued()
+            || !matches!(
+                self.state,
+                State::SynSent | State::SynReceived | State::Established | State::CloseWait
+            )
+        {
             0
         } else {
             self.sndbuf.free()
@@ -649,7 +662,9 @@ impl Tcb {
 
     /// True when a write would not block: space, or an error to report.
     pub fn write_ready(&self) -> bool {
-        self.error.is_some() || (self.state.is_synchronized() && self.send_space() > 0) || self.state == State::Closed
+        self.error.is_some()
+            || (self.state.is_synchronized() && self.send_space() > 0)
+            || self.state == State::Closed
     }
 
     /// Closes our sending side (RFC 9293 §3.10.4 CLOSE; `shutdown(SHUT_WR)`): a FIN
@@ -679,9 +694,8 @@ impl Tcb {
     }
 
     fn queue_fin(&mut self) {
-        if !self.fin_queued {
+        if self.snd_fin.is_none() {
             self.snd_fin = Some(self.data_end());
-            self.fin_queued = true;
         }
     }
 
@@ -695,23 +709,25 @@ impl Tcb {
     /// In FIN-WAIT-2 without an owner, the wait for the peer's FIN is bounded.
     pub(crate) fn arm_orphan_timer(&mut self, now: Instant) {
         if self.orphaned && self.state == State::FinWait2 {
-            self.timers.set(TimerKind::TwoMsl, now + self.cfg.orphan_fin_timeout);
+            self.timers
+                .set(TimerKind::TwoMsl, now + self.cfg.orphan_fin_timeout);
         }
     }
 
     /// Aborts (RFC 9293 §3.10.5 ABORT): a RST if synchronized, then CLOSED.
     pub fn abort(&mut self) {
-        if matches!(self.state, State::SynReceived | State::Established | State::FinWait1 | State::FinWait2 | State::CloseWait) {
+        if matches!(
+            self.state,
+            State::SynReceived
+                | State::Established
+                | State::FinWait1
+                | State::FinWait2
+                | State::CloseWait
+        ) {
             self.send_rst = true;
         }
         self.error.get_or_insert(TcpError::Aborted);
-        self.state_closed_keep_rst();
-    }
-
-    fn state_closed_keep_rst(&mut self) {
-        self.state = State::Closed;
-        self.timers.clear();
-        self.events = true;
+        self.to_closed();
     }
 
     /// Moves to CLOSED and drops all timers.
@@ -752,7 +768,9 @@ impl Tcb {
     pub fn set_keepalive(&mut self, ka: Option<Keepalive>, now: Instant) {
         self.cfg.keepalive = ka;
         match ka {
-            Some(k) if self.state.is_synchronized() => self.timers.set(TimerKind::Keepalive, now + k.idle),
+            Some(k) if self.state.is_synchronized() => {
+                self.timers.set(TimerKind::Keepalive, now + k.idle)
+            }
             _ => self.timers.stop(TimerKind::Keepalive),
         }
     }
@@ -844,7 +862,8 @@ impl Tcb {
 
     /// Our timestamp clock: milliseconds since the connection was created, offset.
     pub(crate) fn ts_now(&self, now: Instant) -> u32 {
-        (now.saturating_duration_since(self.created).as_millis() as u32).wrapping_add(self.ts_offset)
+        (now.saturating_duration_since(self.created).as_millis() as u32)
+            .wrapping_add(self.ts_offset)
     }
 
     /// Sequence number of the first byte in the send buffer.
@@ -859,6 +878,11 @@ impl Tcb {
     /// Sequence number one past the last byte in the send buffer.
     pub(crate) fn data_end(&self) -> Seq {
         self.data_base() + self.sndbuf.len() as u32
+    }
+
+    /// The application closed its sending side: a FIN follows the data.
+    pub(crate) fn fin_queued(&self) -> bool {
+        self.snd_fin.is_some()
     }
 
     /// Sequence number of our FIN, once the application closed.

@@ -135,7 +135,11 @@ impl super::tcb::Tcb {
                     // backed-off expiry means the first retransmission got no answer
                     // either, and the module keeps its undo state from the first one.
                     self.eifel = None;
-                    if self.cc_started && self.ts_enabled && self.rxtshift == 1 && self.snd_max > self.snd_una {
+                    if self.cc_started
+                        && self.ts_enabled
+                        && self.rxtshift == 1
+                        && self.snd_max > self.snd_una
+                    {
                         // RFC 3522 §2 step (1) (SpuriousRecovery = FALSE) and (2): remember
                         // the TSval of the retransmission about to go out (it goes out at
                         // this `now`; a later send only makes the test more conservative).
@@ -149,7 +153,8 @@ impl super::tcb::Tcb {
                         // rto_count (t_rxtshift) tells the module a first expiry from a
                         // backed-off one.
                         let info = self.cong_info(now);
-                        self.cc.cong_signal(&mut self.ccv, xstack_cc::CcSignal::Rto, &info);
+                        self.cc
+                            .cong_signal(&mut self.ccv, xstack_cc::CcSignal::Rto, &info);
                         self.recovery = xstack_cc::Recovery::Rto;
                     }
                     // SACK information across a timeout. RFC 2018 §8: "After a retransmit
@@ -181,8 +186,13 @@ impl super::tcb::Tcb {
                 }
                 TimerKind::Delack => self.ack_now = true,
                 TimerKind::Keepalive => {
-                    let Some(ka) = self.cfg.keepalive else { continue };
-                    if !matches!(self.state, State::Established | State::CloseWait | State::FinWait2) {
+                    let Some(ka) = self.cfg.keepalive else {
+                        continue;
+                    };
+                    if !matches!(
+                        self.state,
+                        State::Established | State::CloseWait | State::FinWait2
+                    ) {
                         continue;
                     }
                     if self.keep_probes >= ka.count {

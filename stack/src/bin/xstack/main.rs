@@ -15,12 +15,12 @@ use clap::{Parser, Subcommand};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use xstack::device::xdp::Mode;
-use xstack::net::Ipv4Cidr;
-use xstack::worker::IdleMode;
 use std::net::SocketAddrV4;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use xstack::device::xdp::Mode;
+use xstack::net::Ipv4Cidr;
+use xstack::worker::IdleMode;
 
 use xstack::{Stack, StackConfig, TcpListener};
 
@@ -161,7 +161,8 @@ fn parse_cpus(s: &str) -> Result<CpuList, String> {
         let part = part.trim();
         let bad = || format!("'{s}' is not a CPU list like 0,1 or 0-3");
         if let Some((a, b)) = part.split_once('-') {
-            let (a, b): (usize, usize) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+            let (a, b): (usize, usize) =
+                (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
             if a > b {
                 return Err(bad());
             }
@@ -184,7 +185,10 @@ fn main() -> ExitCode {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown".into());
-        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
         let thread = std::thread::current().name().unwrap_or("main").to_string();
         if let Ok(mut last) = LAST_PANIC.lock() {
             *last = Some(format!("{thread}: {msg}{at}"));
@@ -214,7 +218,10 @@ fn main() -> ExitCode {
         }
         Err(_) => {
             let msg = last_panic();
-            eprintln!("xstack: error: internal error (panic: {}); the XDP program was detached", one_line(&msg));
+            eprintln!(
+                "xstack: error: internal error (panic: {}); the XDP program was detached",
+                one_line(&msg)
+            );
             ExitCode::from(1)
         }
     }
@@ -223,15 +230,26 @@ fn main() -> ExitCode {
 static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
 fn last_panic() -> String {
-    LAST_PANIC.lock().ok().and_then(|mut p| p.take()).unwrap_or_else(|| "unknown".into())
+    LAST_PANIC
+        .lock()
+        .ok()
+        .and_then(|mut p| p.take())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn mac_str(m: &[u8; 6]) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 fn one_line(s: &str) -> String {
-    s.split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+    s.split('\n')
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -245,8 +263,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Http(h) => {
             let sfd = block_stop_signals()?;
             let stack = Arc::new(start(&h.stack)?);
-            let listener = TcpListener::bind(&*stack, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, h.port))
-                .map_err(|e| anyhow::anyhow!("listening on port {}: {e}", h.port))?;
+            let listener =
+                TcpListener::bind(&*stack, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, h.port))
+                    .map_err(|e| anyhow::anyhow!("listening on port {}: {e}", h.port))?;
             let stop = Arc::new(AtomicBool::new(false));
             let st = stack.clone();
             let stats: xstack::http::StatsFn = Arc::new(move || st.stats_json());
@@ -266,8 +285,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Echo(h) => {
             let sfd = block_stop_signals()?;
             let stack = Arc::new(start(&h.stack)?);
-            let listener = TcpListener::bind(&*stack, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, h.port))
-                .map_err(|e| anyhow::anyhow!("listening on port {}: {e}", h.port))?;
+            let listener =
+                TcpListener::bind(&*stack, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, h.port))
+                    .map_err(|e| anyhow::anyhow!("listening on port {}: {e}", h.port))?;
             let server = std::thread::Builder::new()
                 .name("echo-accept".into())
                 .spawn(move || peer::stack_echo(listener))?;
@@ -279,22 +299,25 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Hold(h) => {
             let sfd = block_stop_signals()?;
             let stack = Arc::new(start(&h.stack)?);
-            let listener = TcpListener::bind(&*stack, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, h.port))
-                .map_err(|e| anyhow::anyhow!("listening on port {}: {e}", h.port))?;
-            let server = std::thread::Builder::new().name("hold-accept".into()).spawn(move || {
-                let mut held = Vec::new();
-                loop {
-                    match listener.accept() {
-                        Ok((s, _)) => {
-                            held.push(s);
-                            if held.len() % 1000 == 0 {
-                                eprintln!("xstack: holding {} connections", held.len());
+            let listener =
+                TcpListener::bind(&*stack, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, h.port))
+                    .map_err(|e| anyhow::anyhow!("listening on port {}: {e}", h.port))?;
+            let server = std::thread::Builder::new()
+                .name("hold-accept".into())
+                .spawn(move || {
+                    let mut held = Vec::new();
+                    loop {
+                        match listener.accept() {
+                            Ok((s, _)) => {
+                                held.push(s);
+                                if held.len() % 1000 == 0 {
+                                    eprintln!("xstack: holding {} connections", held.len());
+                                }
                             }
+                            Err(e) => return Err::<(), _>(e),
                         }
-                        Err(e) => return Err::<(), _>(e),
                     }
-                }
-            })?;
+                })?;
             eprintln!("xstack: hold listening on port {}", h.port);
             wait_for_stop(&stack, &sfd, Some(&server))?;
             finish(stack)
@@ -303,13 +326,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::KernelEcho { listen } => peer::kernel_echo(listen),
         Cmd::KernelGet { url, bind } => peer::kernel_get(&url, bind),
         Cmd::Rr { addr, count } => peer::rr(addr, count),
-        Cmd::Cps { addr, seconds, threads } => peer::cps(addr, seconds, threads),
+        Cmd::Cps {
+            addr,
+            seconds,
+            threads,
+        } => peer::cps(addr, seconds, threads),
         Cmd::RssEmulate { iface, queues } => {
             let sfd = block_stop_signals()?;
             let emu = xstack::device::rss_emu::RssEmulation::attach(&iface, queues)?;
             eprintln!("xstack: up: rss emulation on {iface} over {queues} queues");
             loop {
-                let mut fds = [libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&sfd), events: libc::POLLIN, revents: 0 }];
+                let mut fds = [libc::pollfd {
+                    fd: std::os::fd::AsRawFd::as_raw_fd(&sfd),
+                    events: libc::POLLIN,
+                    revents: 0,
+                }];
                 // SAFETY: one valid pollfd.
                 unsafe { libc::poll(fds.as_mut_ptr(), 1, 500) };
                 if let Ok(Some(_)) = sfd.read_signal() {
@@ -352,8 +383,12 @@ fn finish(stack: Arc<Stack>) -> anyhow::Result<()> {
 fn client(a: &UpArgs, url: &str, post: Option<u64>, chunked: bool) -> anyhow::Result<()> {
     let (ip, port, path) = xstack::http::parse_url(url).map_err(|e| anyhow::anyhow!("{e}"))?;
     let stack = start_with(a, false)?;
-    let conn = xstack::TcpStream::connect_timeout(&stack, SocketAddrV4::new(ip, port), Duration::from_secs(10))
-        .map_err(|e| anyhow::anyhow!("connect to {ip}:{port}: {e}"))?;
+    let conn = xstack::TcpStream::connect_timeout(
+        &stack,
+        SocketAddrV4::new(ip, port),
+        Duration::from_secs(10),
+    )
+    .map_err(|e| anyhow::anyhow!("connect to {ip}:{port}: {e}"))?;
     let host = format!("{ip}:{port}");
     let res = match post {
         None => xstack::http::get(conn, &host, &path),
@@ -372,11 +407,18 @@ fn block_stop_signals() -> anyhow::Result<SignalFd> {
     mask.add(Signal::SIGINT);
     mask.add(Signal::SIGTERM);
     mask.thread_block()?;
-    Ok(SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?)
+    Ok(SignalFd::with_flags(
+        &mask,
+        SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK,
+    )?)
 }
 
 /// Waits for SIGINT/SIGTERM; fails if a worker dies or the server thread ends.
-fn wait_for_stop<T>(stack: &Stack, sfd: &SignalFd, server: Option<&std::thread::JoinHandle<T>>) -> anyhow::Result<()> {
+fn wait_for_stop<T>(
+    stack: &Stack,
+    sfd: &SignalFd,
+    server: Option<&std::thread::JoinHandle<T>>,
+) -> anyhow::Result<()> {
     loop {
         let mut fds = [libc::pollfd {
             fd: std::os::fd::AsRawFd::as_raw_fd(sfd),
@@ -386,7 +428,9 @@ fn wait_for_stop<T>(stack: &Stack, sfd: &SignalFd, server: Option<&std::thread::
         // SAFETY: one valid pollfd.
         unsafe { libc::poll(fds.as_mut_ptr(), 1, 200) };
         if let Ok(Some(sig)) = sfd.read_signal() {
-            let name = Signal::try_from(sig.ssi_signo as i32).map(|s| s.as_str()).unwrap_or("signal");
+            let name = Signal::try_from(sig.ssi_signo as i32)
+                .map(|s| s.as_str())
+                .unwrap_or("signal");
             eprintln!("xstack: {name}: stopping");
             return Ok(());
         }
@@ -433,4 +477,3 @@ fn start_with(a: &UpArgs, announce: bool) -> anyhow::Result<Stack> {
     );
     Ok(stack)
 }
-

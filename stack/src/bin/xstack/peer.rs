@@ -62,11 +62,24 @@ pub fn kernel_get(url: &str, bind: Option<std::net::Ipv4Addr>) -> anyhow::Result
         None => KTcpStream::connect_timeout(&dst, Duration::from_secs(10))?,
         Some(src) => {
             // std cannot bind before connect; nix can.
-            use nix::sys::socket::{bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn};
+            use nix::sys::socket::{
+                bind, connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn,
+            };
             use std::os::fd::{FromRawFd, IntoRawFd};
-            let fd = socket(AddressFamily::Inet, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)?;
-            bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(SocketAddrV4::new(src, 0)))?;
-            connect(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(SocketAddrV4::new(ip, port)))?;
+            let fd = socket(
+                AddressFamily::Inet,
+                SockType::Stream,
+                SockFlag::SOCK_CLOEXEC,
+                None,
+            )?;
+            bind(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                &SockaddrIn::from(SocketAddrV4::new(src, 0)),
+            )?;
+            connect(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                &SockaddrIn::from(SocketAddrV4::new(ip, port)),
+            )?;
             // SAFETY: the fd is a connected TCP socket we own; ownership moves to std.
             unsafe { KTcpStream::from_raw_fd(fd.into_raw_fd()) }
         }
@@ -115,11 +128,15 @@ pub fn cps(addr: SocketAddrV4, secs: f64, threads: usize) -> anyhow::Result<()> 
         .map(|_| {
             let (done, failed) = (done.clone(), failed.clone());
             std::thread::spawn(move || {
-                let req = format!("GET /bytes/1 HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+                let req =
+                    format!("GET /bytes/1 HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
                 let mut buf = [0u8; 512];
                 while Instant::now() < end {
                     let ok = (|| -> std::io::Result<()> {
-                        let mut s = KTcpStream::connect_timeout(&SocketAddr::V4(addr), Duration::from_secs(5))?;
+                        let mut s = KTcpStream::connect_timeout(
+                            &SocketAddr::V4(addr),
+                            Duration::from_secs(5),
+                        )?;
                         s.set_read_timeout(Some(Duration::from_secs(5)))?;
                         s.write_all(req.as_bytes())?;
                         let mut got = Vec::new();

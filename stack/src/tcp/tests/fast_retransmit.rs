@@ -11,7 +11,10 @@ const M: u32 = MSS as u32;
 /// Limited transmit (RFC 3042, `limited_transmit.rs`) is off so these tests see RFC 5681 and
 /// RFC 6582 alone.
 fn flight_of_ten() -> Conn {
-    let cfg = TcpConfig { limited_transmit: false, ..cfg() };
+    let cfg = TcpConfig {
+        limited_transmit: false,
+        ..cfg()
+    };
     let mut c = established_cfg(cfg, peer_syn().ack(OUR_ISS + 1));
     c.tcb.set_nodelay(true);
     c.write(&pattern(0, 11 * MSS));

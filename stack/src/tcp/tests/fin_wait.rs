@@ -149,5 +149,8 @@ fn orphaned_in_fin_wait_1_arms_the_fin_timeout_on_reaching_fin_wait_2() {
     assert_eq!(c.timer(TimerKind::TwoMsl), None);
     send!(c, peer_ack(0, 1));
     assert_eq!(c.state(), State::FinWait2);
-    assert_eq!(c.timer(TimerKind::TwoMsl), Some(c.tcb.config().orphan_fin_timeout));
+    assert_eq!(
+        c.timer(TimerKind::TwoMsl),
+        Some(c.tcb.config().orphan_fin_timeout)
+    );
 }

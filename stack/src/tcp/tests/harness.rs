@@ -504,10 +504,20 @@ impl xstack_cc::CongestionControl for Recorder {
     fn conn_init(&mut self, v: &mut xstack_cc::CcVars) {
         self.inner.conn_init(v)
     }
-    fn ack_received(&mut self, v: &mut xstack_cc::CcVars, sig: xstack_cc::CcSignal, ack: &xstack_cc::AckInfo) {
+    fn ack_received(
+        &mut self,
+        v: &mut xstack_cc::CcVars,
+        sig: xstack_cc::CcSignal,
+        ack: &xstack_cc::AckInfo,
+    ) {
         self.inner.ack_received(v, sig, ack)
     }
-    fn cong_signal(&mut self, v: &mut xstack_cc::CcVars, sig: xstack_cc::CcSignal, info: &xstack_cc::CongInfo) {
+    fn cong_signal(
+        &mut self,
+        v: &mut xstack_cc::CcVars,
+        sig: xstack_cc::CcSignal,
+        info: &xstack_cc::CongInfo,
+    ) {
         self.log.lock().unwrap().push(CcEvent::Signal(sig));
         self.inner.cong_signal(v, sig, info)
     }

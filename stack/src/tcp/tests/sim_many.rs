@@ -16,7 +16,11 @@ fn pattern(seed: usize, len: usize) -> Vec<u8> {
 fn a_thousand_connections_over_four_workers() {
     const N: usize = 1000;
     const LEN: usize = 8 * 1024;
-    let link = LinkConfig { delay: Duration::from_millis(1), loss: 0.005, ..Default::default() };
+    let link = LinkConfig {
+        delay: Duration::from_millis(1),
+        loss: 0.005,
+        ..Default::default()
+    };
     let mut sim = Sim::new(21, link, 4);
     let listener = sim.listen(1, 80, 2 * N);
     let clients: Vec<Arc<Conn>> = (0..N).map(|_| sim.connect(0, 80)).collect();
@@ -55,21 +59,40 @@ fn a_thousand_connections_over_four_workers() {
                 got.entry(s.id).or_default().extend_from_slice(&buf[..n]);
             }
         }
-        servers.len() == N && servers.iter().all(|s| got.get(&s.id).map(|v| v.len()) == Some(LEN) && s.lock().tcb.fin_received())
+        servers.len() == N
+            && servers.iter().all(|s| {
+                got.get(&s.id).map(|v| v.len()) == Some(LEN) && s.lock().tcb.fin_received()
+            })
     });
-    assert!(ok, "{} of {N} accepted, {} complete", servers.len(), got.values().filter(|v| v.len() == LEN).count());
+    assert!(
+        ok,
+        "{} of {N} accepted, {} complete",
+        servers.len(),
+        got.values().filter(|v| v.len() == LEN).count()
+    );
     // Match each server connection to its client by the client's port, then compare.
     for s in &servers {
         let port = s.tuple.remote.port();
-        let i = clients.iter().position(|c| c.tuple.local.port() == port).expect("client");
-        assert!(got[&s.id] == pattern(i, LEN), "connection {i}: bytes differ");
+        let i = clients
+            .iter()
+            .position(|c| c.tuple.local.port() == port)
+            .expect("client");
+        assert!(
+            got[&s.id] == pattern(i, LEN),
+            "connection {i}: bytes differ"
+        );
         // The receiving side's owner is the worker its segments were processed on.
-        assert_eq!(s.owner, sim.hosts[1].tcp.owner_of(s.tuple.local, s.tuple.remote));
+        assert_eq!(
+            s.owner,
+            sim.hosts[1].tcp.owner_of(s.tuple.local, s.tuple.remote)
+        );
     }
     eprintln!(
         "1000 connections: handoffs host0 {} host1 {}; frames dropped by the link {}",
         sim.hosts[0].handoffs, sim.hosts[1].handoffs, sim.dropped
     );
-    assert!(sim.hosts[1].handoffs > 0, "the simulated NIC spreads frames its own way, so some must be handed over");
+    assert!(
+        sim.hosts[1].handoffs > 0,
+        "the simulated NIC spreads frames its own way, so some must be handed over"
+    );
 }
-

@@ -15,7 +15,11 @@ pub(super) fn pattern(offset: usize, len: usize) -> Vec<u8> {
 
 /// Sends `total` bytes from host 0 to host 1, both ends closing afterwards; returns
 /// (received bytes, sender's connection, receiver's connection).
-pub(super) fn transfer(sim: &mut Sim, total: usize, limit: Duration) -> (Vec<u8>, Arc<Conn>, Arc<Conn>) {
+pub(super) fn transfer(
+    sim: &mut Sim,
+    total: usize,
+    limit: Duration,
+) -> (Vec<u8>, Arc<Conn>, Arc<Conn>) {
     let listener = sim.listen(1, 80, 16);
     let client = sim.connect(0, 80);
     let mut server = None;
@@ -96,7 +100,10 @@ fn lossy(loss: f64, seed: u64) {
     assert_eq!(got.len(), total);
     assert!(got == pattern(0, total), "bytes differ at {loss} loss");
     let info = client.lock().tcb.info();
-    eprintln!("loss {loss}: retransmits {} bytes_retrans {} dropped frames {}", info.retransmits, info.bytes_retrans, sim.dropped);
+    eprintln!(
+        "loss {loss}: retransmits {} bytes_retrans {} dropped frames {}",
+        info.retransmits, info.bytes_retrans, sim.dropped
+    );
 }
 
 #[test]
