@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{pcb_error, tcp_error, user_error, NetStack};
+use crate::tcp::cwnd_trace::{CcEvent, CwndTrace, DEFAULT_TRACE_LIMIT};
 use crate::tcp::pcb::Conn;
 use crate::tcp::tcb::{Keepalive, State, Tcb, TcpInfo};
 
@@ -210,7 +211,9 @@ impl TcpStream {
             .cc
             .create(name)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        self.conn.lock().tcb.set_congestion(cc);
+        let mut inner = self.conn.lock();
+        inner.tcb.set_congestion(cc);
+        inner.tcb.trace_cc(CcEvent::Switch, Instant::now());
         Ok(())
     }
 
@@ -267,6 +270,27 @@ impl TcpStream {
         self.conn.lock().tcb.set_buffer_sizes(None, Some(n));
         self.net.tcp.kick(&self.conn);
         Ok(())
+    }
+
+    /// Starts (`true`) or stops (`false`, discarding it) recording this connection's cwnd
+    /// trace: one sample per congestion-control step, at most
+    /// [`DEFAULT_TRACE_LIMIT`] samples, times from the connection's start. Starting
+    /// a running trace (e.g. one the stack's `TcpConfig::cwnd_trace` started) keeps it.
+    pub fn set_cwnd_trace(&self, on: bool) -> io::Result<()> {
+        let mut inner = self.conn.lock();
+        let running = inner.tcb.cwnd_trace.is_some();
+        match (on, running) {
+            (true, true) => {}
+            (true, false) => inner.tcb.set_cwnd_trace(Some(DEFAULT_TRACE_LIMIT)),
+            (false, _) => inner.tcb.set_cwnd_trace(None),
+        }
+        Ok(())
+    }
+
+    /// Takes the cwnd trace recorded so far (recording continues); `None` when tracing is
+    /// off. Works after the connection closed, until the handle is dropped.
+    pub fn take_cwnd_trace(&self) -> Option<CwndTrace> {
+        self.conn.lock().tcb.take_cwnd_trace()
     }
 
     /// A `tcp_info`-like snapshot of the connection.

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use xstack_cc::{window, AckInfo, CcSignal, CongInfo, Recovery, RttSample};
 
+use super::cwnd_trace::CcEvent;
 use super::sack::DUP_THRESH;
 use super::segment::{Segment, TcpFlags};
 use super::seq::Seq;
@@ -502,6 +503,7 @@ impl Tcb {
             };
             self.cc.post_recovery(&mut self.ccv, &info);
             self.recovery = Recovery::Open;
+            self.trace_cc(CcEvent::PostRecovery, now);
         } else if self.recovery == Recovery::Fast && !self.sack_ok {
             // Partial acknowledgment (RFC 6582 §3.2 step 3): "retransmit the first
             // unacknowledged segment ... deflate the congestion window by the amount
@@ -514,6 +516,7 @@ impl Tcb {
                 ..self.ack_info(cc_acked, now)
             };
             self.cc.ack_received(&mut self.ccv, CcSignal::Ack, &info);
+            self.trace_cc(CcEvent::Ack, now);
         } else {
             // Includes partial ACKs in SACK recovery: RFC 6675 neither retransmits per
             // partial ACK (NextSeg() picks what to send, §5 step (C)) nor deflates cwnd
@@ -524,6 +527,7 @@ impl Tcb {
                 ..self.ack_info(cc_acked, now)
             };
             self.cc.ack_received(&mut self.ccv, CcSignal::Ack, &info);
+            self.trace_cc(CcEvent::Ack, now);
         }
 
         // RFC 6298 §5.2/5.3: "When all outstanding data has been acknowledged, turn
@@ -573,6 +577,7 @@ impl Tcb {
         }
         let info = self.ack_info(0, now);
         self.cc.ack_received(&mut self.ccv, CcSignal::DupAck, &info);
+        self.trace_cc(CcEvent::DupAck, now);
     }
 
     /// Fast retransmit and entry into fast recovery: the module reduces on
@@ -611,6 +616,7 @@ impl Tcb {
         // presumed dropped -- the segment starting with sequence number HighACK + 1."
         self.rexmit_one = true;
         self.rtt_timing = None;
+        self.trace_cc(CcEvent::Loss, now);
     }
 
     /// Eifel detection (RFC 3522) on the first acceptable ACK after an RTO: if it echoes
@@ -644,6 +650,7 @@ impl Tcb {
         self.recovery = u.recovery;
         self.recover = u.recover;
         self.snd_nxt = self.snd_max;
+        self.trace_cc(CcEvent::RtoErr, now);
     }
 
     /// A congestion-control ACK event, after the transport's bookkeeping.

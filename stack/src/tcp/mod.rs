@@ -3,6 +3,7 @@
 //! ISNs, segment parsing), connection tables (`pcb`), and the layer that ties them to
 //! IPv4 and the workers (`layer`).
 
+pub mod cwnd_trace;
 pub mod input;
 pub mod isn;
 pub mod layer;

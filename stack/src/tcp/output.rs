@@ -376,6 +376,7 @@ impl Tcb {
                     now,
                 };
                 self.cc.after_idle(&mut self.ccv, &info);
+                self.trace_cc(super::cwnd_trace::CcEvent::Idle, now);
             }
         }
         if len > 0 {

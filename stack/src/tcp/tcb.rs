@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use xstack_cc::{CcVars, CongestionControl, Recovery};
 
+use super::cwnd_trace::{CcEvent, CwndTrace};
 use super::recvbuf::RecvBuffer;
 use super::rtt::{RtoConfig, RttEstimator};
 use super::sack::Scoreboard;
@@ -109,6 +110,10 @@ pub struct TcpConfig {
     pub nodelay: bool,
     /// Keepalive, when enabled.
     pub keepalive: Option<Keepalive>,
+    /// Record a cwnd trace ([`super::cwnd_trace`]) on every connection from its creation,
+    /// keeping at most this many samples each. `None` (the default): no trace unless a
+    /// socket asks for one.
+    pub cwnd_trace: Option<usize>,
     /// TIME-WAIT duration (2*MSL).
     pub time_wait: Duration,
     /// How long a connection nobody holds a handle to may wait in FIN-WAIT-2 for the
@@ -143,6 +148,7 @@ impl Default for TcpConfig {
             delack: Duration::from_millis(40),
             nodelay: false,
             keepalive: None,
+            cwnd_trace: None,
             time_wait: Duration::from_secs(60),
             orphan_fin_timeout: Duration::from_secs(60),
             syn_retries: 6,
@@ -390,6 +396,8 @@ pub struct Tcb {
     pub(crate) stats: ConnStats,
     /// Readiness changed since the owner last looked (wake the application).
     pub(crate) events: bool,
+    /// The opt-in cwnd trace (boxed: one pointer when off).
+    pub(crate) cwnd_trace: Option<Box<CwndTrace>>,
 }
 
 impl std::fmt::Debug for Tcb {
@@ -496,6 +504,7 @@ impl Tcb {
             error: None,
             stats: ConnStats::default(),
             events: false,
+            cwnd_trace: cfg.cwnd_trace.map(|n| Box::new(CwndTrace::new(now, n))),
             cfg,
         };
         tcb.set_maxseg(536.min(mss));
@@ -599,6 +608,9 @@ impl Tcb {
             self.ccv.cwnd = xstack_cc::window::loss_window(self.t_maxseg);
         }
         self.cc.conn_init(&mut self.ccv);
+        // Only `input` starts congestion control, and it set `last_rx` to this segment's
+        // arrival time.
+        self.trace_cc(CcEvent::Init, self.last_rx);
     }
 
     // ------------------------------------------------------------------ user calls

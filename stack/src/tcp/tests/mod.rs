@@ -6,6 +6,7 @@ mod harness;
 mod ack_checks;
 mod close_wait_last_ack;
 mod closing;
+mod cwnd_trace;
 mod delack_nagle;
 mod established;
 mod fast_retransmit;
