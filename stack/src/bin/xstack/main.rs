@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 mod peer;
+mod trace;
 
 use clap::{Parser, Subcommand};
 use nix::sys::signal::{SigSet, Signal};
@@ -100,6 +101,14 @@ struct HttpArgs {
     /// TCP port to listen on.
     #[arg(long, default_value_t = 80)]
     port: u16,
+    /// Record every connection's congestion window and write it, when the connection
+    /// ends, to DIR/conn-N-PEER-PORT.csv (t_us,cwnd,ssthresh,in_flight,srtt_us,event,cc).
+    #[arg(long, value_name = "DIR")]
+    cwnd_trace: Option<std::path::PathBuf>,
+    /// Send buffer per connection in bytes (default 262144): the most a connection can
+    /// have in flight.
+    #[arg(long, value_name = "BYTES")]
+    sndbuf: Option<usize>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -261,8 +270,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             finish(stack)
         }
         Cmd::Http(h) => {
+            if h.sndbuf == Some(0) {
+                anyhow::bail!("--sndbuf must be at least 1 byte");
+            }
             let sfd = block_stop_signals()?;
-            let stack = Arc::new(start(&h.stack)?);
+            let stack = Arc::new(start_with(&h.stack, true, |cfg| {
+                if let Some(n) = h.sndbuf {
+                    cfg.tcp.sndbuf = n;
+                }
+                if h.cwnd_trace.is_some() {
+                    cfg.tcp.cwnd_trace = Some(xstack::tcp::cwnd_trace::DEFAULT_TRACE_LIMIT);
+                }
+            })?);
             let listener =
                 TcpListener::bind(&*stack, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, h.port))
                     .map_err(|e| anyhow::anyhow!("listening on port {}: {e}", h.port))?;
@@ -271,9 +290,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let stats: xstack::http::StatsFn = Arc::new(move || st.stats_json());
             let server = {
                 let stop = stop.clone();
-                std::thread::Builder::new()
-                    .name("http-accept".into())
-                    .spawn(move || xstack::http::serve(listener, stats, stop))?
+                let builder = std::thread::Builder::new().name("http-accept".into());
+                match &h.cwnd_trace {
+                    Some(dir) => {
+                        let listener = trace::TracingListener::new(listener, dir.clone())
+                            .map_err(|e| anyhow::anyhow!("--cwnd-trace {}: {e}", dir.display()))?;
+                        builder.spawn(move || xstack::http::serve(listener, stats, stop))?
+                    }
+                    None => builder.spawn(move || xstack::http::serve(listener, stats, stop))?,
+                }
             };
             eprintln!("xstack: http listening on port {}", h.port);
             let waited = wait_for_stop(&stack, &sfd, Some(&server));
@@ -382,7 +407,7 @@ fn finish(stack: Arc<Stack>) -> anyhow::Result<()> {
 /// Runs a client request through a fresh stack and prints one JSON line.
 fn client(a: &UpArgs, url: &str, post: Option<u64>, chunked: bool) -> anyhow::Result<()> {
     let (ip, port, path) = xstack::http::parse_url(url).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let stack = start_with(a, false)?;
+    let stack = start_with(a, false, |_| {})?;
     let conn = xstack::TcpStream::connect_timeout(
         &stack,
         SocketAddrV4::new(ip, port),
@@ -447,12 +472,17 @@ fn wait_for_stop<T>(
 }
 
 fn start(a: &UpArgs) -> anyhow::Result<Stack> {
-    start_with(a, true)
+    start_with(a, true, |_| {})
 }
 
 /// Brings the stack up; `announce` prints the `xstack: up` line (servers do; the
-/// one-shot clients keep stderr for errors only).
-fn start_with(a: &UpArgs, announce: bool) -> anyhow::Result<Stack> {
+/// one-shot clients keep stderr for errors only); `tweak` adjusts the configuration
+/// built from `a` (a command's own options).
+fn start_with(
+    a: &UpArgs,
+    announce: bool,
+    tweak: impl FnOnce(&mut StackConfig),
+) -> anyhow::Result<Stack> {
     let mut cfg = StackConfig::new(&a.iface, vec![a.addr]);
     cfg.gateway = a.gateway;
     cfg.queues = a.queues;
@@ -460,6 +490,7 @@ fn start_with(a: &UpArgs, announce: bool) -> anyhow::Result<Stack> {
     cfg.xdp_mode = a.xdp_mode;
     cfg.idle = a.idle;
     cfg.default_cc = a.cc.clone();
+    tweak(&mut cfg);
     let stack = Stack::start(cfg)?;
     if !announce {
         return Ok(stack);

@@ -1,0 +1,527 @@
+//! Downloads from `xstack http` through a real 100 Mbit/s bottleneck with Linux as the
+//! receiver, once per congestion-control module: each fills the link (≥ 90 % of the rate)
+//! and its cwnd trace (`--cwnd-trace`) has the shape its RFC predicts: NewReno's sawtooth
+//! (halving, then +1 SMSS per RTT, RFC 5681 §3.1 / §3.2), CUBIC's β = 0.7 reduction and
+//! its concave-then-convex climb around W_max (RFC 9438 §4.2, §4.6).
+//!
+//! Where the bottleneck sits. The stack transmits through AF_XDP, which hands frames to
+//! the veth driver directly and bypasses every qdisc of `vstk`, so a `tbf` there would
+//! shape nothing. Ingress shaping on `vpeer` (an `ifb` device behind a mirred redirect)
+//! does not work either, as measured here: the redirected skb is still charged to the
+//! AF_XDP socket's send budget while it waits in tbf, so once tbf holds ~200 KB the
+//! kernel stops taking frames from the stack's tx ring (EAGAIN), tbf never overflows, and
+//! the queue and its drops move into the stack's own tx ring. So the bottleneck is a
+//! second, routed hop, as on a real path: the peer namespace forwards to a third one
+//! (`198.18.1.0/24`, where curl runs), and `tbf rate 100mbit` sits on the forwarding
+//! hop's egress. IP input orphans the skb before forwarding, so the stack's frames
+//! complete at once and the tbf queue is the only queue: it fills and tail-drops. No netem
+//! on this kernel, and none needed: the RTT is the queueing delay. ACKs are not shaped.
+//!
+//! ```text
+//!   stack ns              peer ns (router)                    client ns
+//!   vstk 198.18.0.1 ----- vpeer 198.18.0.2   vfwd 198.18.1.1 ----- vcli 198.18.1.2  curl
+//!                                            root tbf 100mbit
+//! ```
+//!
+//! Why the queue is large (`TBF_LIMIT`). With a queue-only RTT, RTT grows with the
+//! window (≈ 0.12 ms per segment at 100 Mbit/s). CUBIC's curve reaches W_max after
+//! K = ∛(W_max·(1-β)/C) seconds, while its Reno-friendly estimate climbs
+//! α_cubic ≈ 0.53 segments per RTT (RFC 9438 §4.3); only a window of several hundred
+//! segments makes the cubic curve the faster one, which is when the concave/convex shape
+//! exists at all (with a small queue CUBIC is in the Reno-friendly region throughout, as
+//! the RFC intends). So the queue holds ~ 450 segments (650 KB), and the transfer is long
+//! enough for a few CUBIC epochs.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use xstack::tcp::cwnd_trace::{CcEvent, CwndSample, CwndTrace};
+
+/// The bottleneck rate, bits per second (the issue's `tbf rate 100mbit`).
+const RATE_BPS: f64 = 100e6;
+/// tbf queue, bytes.
+const TBF_LIMIT: &str = "650kb";
+/// Bytes per download.
+const SIZE: u64 = 240_000_000;
+/// The server's send buffer: above the largest window the queue allows, so cwnd (not the
+/// buffer) limits the flight.
+const SNDBUF: &str = "1048576";
+/// Payload per segment: MTU 1500 - 20 (IP) - 20 (TCP) - 12 (timestamps).
+const MSS: f64 = 1448.0;
+
+/// The third namespace and the routed hop with the tbf (see the module docs). Deleted on
+/// drop; its name extends the pair's, so the harness's leftover cleaner also knows it.
+struct SecondHop {
+    ns: String,
+}
+
+impl SecondHop {
+    fn new(pair: &VethPair) -> SecondHop {
+        let hop = SecondHop {
+            ns: format!("{}-c", pair.ns_peer),
+        };
+        run_ok(["ip", "netns", "add", &hop.ns]);
+        let (peer, cli) = (pair.ns_peer.as_str(), hop.ns.as_str());
+        run_ok([
+            "ip", "-n", peer, "link", "add", "vfwd", "type", "veth", "peer", "name", "vcli",
+            "netns", cli,
+        ]);
+        run_ok([
+            "ip",
+            "-n",
+            peer,
+            "addr",
+            "add",
+            "198.18.1.1/24",
+            "dev",
+            "vfwd",
+        ]);
+        run_ok(["ip", "-n", peer, "link", "set", "vfwd", "up"]);
+        run_ok([
+            "ip",
+            "netns",
+            "exec",
+            peer,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ip_forward=1",
+        ]);
+        run_ok(["ip", "-n", cli, "link", "set", "lo", "up"]);
+        run_ok([
+            "ip",
+            "-n",
+            cli,
+            "addr",
+            "add",
+            "198.18.1.2/24",
+            "dev",
+            "vcli",
+        ]);
+        run_ok(["ip", "-n", cli, "link", "set", "vcli", "up"]);
+        run_ok([
+            "ip",
+            "-n",
+            cli,
+            "route",
+            "add",
+            "198.18.0.0/24",
+            "via",
+            "198.18.1.1",
+        ]);
+        // The client's ACKs are forwarded to the stack as they are: with tx checksum
+        // offload they would carry only a partial checksum (DESIGN.md).
+        run_ok([
+            "ip", "netns", "exec", cli, "ethtool", "-K", "vcli", "tx", "off",
+        ]);
+        run_ok([
+            "ip", "netns", "exec", peer, "tc", "qdisc", "add", "dev", "vfwd", "root", "tbf",
+            "rate", "100mbit", "burst", "32kb", "limit", TBF_LIMIT,
+        ]);
+        hop
+    }
+
+    /// `tc -s qdisc show dev vfwd`: the tbf's sent/dropped counters.
+    fn tbf_stats(&self, pair: &VethPair) -> String {
+        let out = pair.exec_peer(["tc", "-s", "qdisc", "show", "dev", "vfwd"]);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `curl -sS ARGS` in the client namespace.
+    fn curl(&self, args: &[&str]) -> (std::process::Output, String) {
+        let mut argv = vec!["ip", "netns", "exec", &self.ns, "curl", "-sS"];
+        argv.extend_from_slice(args);
+        let out = run(&argv);
+        let ctx = format!(
+            "`{}`\nexit: {}\nstderr:\n{}",
+            argv.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out, ctx)
+    }
+}
+
+impl Drop for SecondHop {
+    fn drop(&mut self) {
+        let _ = run(["ip", "netns", "del", &self.ns]);
+    }
+}
+
+/// `dropped N` from `tc -s qdisc show`.
+fn tbf_dropped(stats: &str) -> u64 {
+    stats
+        .split("dropped ")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// One download: the rate curl saw (bits/s of body, from the first byte request to the
+/// end, so the handshake is not counted) and the server-side trace.
+struct Run {
+    rate_bps: f64,
+    trace: Vec<CwndSample>,
+    context: String,
+}
+
+fn download(module: &str) -> Run {
+    let dir = TestDir::new(&format!("bneck-{module}"));
+    let pair = VethPair::new_headers_only(&format!("bneck{module}"), 1, 96);
+    let hop = SecondHop::new(&pair);
+    let traces = dir.path.join("traces");
+    let traces_s = traces.display().to_string();
+    let stack = pair.spawn_http(&[
+        "--cc",
+        module,
+        "--cwnd-trace",
+        &traces_s,
+        "--sndbuf",
+        SNDBUF,
+        "--gateway",
+        PEER_ADDR,
+    ]);
+    let body = dir.path.join("body.bin");
+    let body_s = body.display().to_string();
+    let (out, curl_ctx) = hop.curl(&[
+        "--max-time",
+        "120",
+        "-w",
+        "%{stderr}curl: size=%{size_download} pretransfer=%{time_pretransfer} total=%{time_total}\\n",
+        "-o",
+        &body_s,
+        &format!("http://{STACK_ADDR}/bytes/{SIZE}"),
+    ]);
+    let curl_err = String::from_utf8_lossy(&out.stderr).into_owned();
+    // The server writes the trace when it is done with the connection (after curl's FIN).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let csv = loop {
+        let found = std::fs::read_dir(&traces)
+            .ok()
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "csv"));
+        if let Some(p) = found {
+            break Some(p);
+        }
+        if std::time::Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let tbf = hop.tbf_stats(&pair);
+    let (_, json) = stack.stop(libc::SIGTERM);
+    let context = format!("module {module}\n{curl_ctx}\ntbf:\n{tbf}\nstack counters: {json}");
+    assert!(out.status.success(), "curl failed: {context}");
+    assert_eq!(
+        std::fs::metadata(&body).map(|m| m.len()).unwrap_or(0),
+        SIZE,
+        "{context}"
+    );
+    assert_eq!(
+        file_sha256(&body),
+        xstack::http::pattern_sha256(SIZE),
+        "body sha256: {context}"
+    );
+    let _ = std::fs::remove_file(&body);
+    assert!(
+        tbf_dropped(&tbf) > 0,
+        "the tbf queue never overflowed, so there was no congestion to react to: {context}"
+    );
+    let field = |name: &str| -> f64 {
+        curl_err
+            .split(&format!("{name}="))
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name}= in curl's output: {context}"))
+    };
+    let secs = field("total") - field("pretransfer");
+    let rate_bps = field("size") * 8.0 / secs;
+    let csv = csv.unwrap_or_else(|| panic!("no trace written to {traces_s}: {context}"));
+    let text = std::fs::read_to_string(&csv).expect("read trace");
+    if let Ok(keep) = std::env::var("XSTACK_KEEP_TRACE") {
+        let _ = std::fs::copy(&csv, Path::new(&keep).join(format!("cwnd-{module}.csv")));
+    }
+    let trace = CwndTrace::parse_csv(&text).unwrap_or_else(|e| panic!("bad trace {e}: {context}"));
+    Run {
+        rate_bps,
+        trace,
+        context,
+    }
+}
+
+/// A congestion-avoidance stretch: the growth ACKs after a recovery episode ended, up to
+/// the next loss signal, and the cwnd just before the loss that started it.
+struct Epoch<'a> {
+    acks: Vec<&'a CwndSample>,
+    /// cwnd at the last sample before the loss signal that began the episode.
+    peak_before: f64,
+    /// The loss signal's sample (after the reduction).
+    loss: &'a CwndSample,
+}
+
+/// Splits the trace at loss signals (dup-ACK/SACK loss or RTO); keeps the ACKs in open
+/// state (after `post-recovery`, before the next loss) whose ssthresh says congestion
+/// avoidance.
+fn epochs(t: &[CwndSample]) -> Vec<Epoch<'_>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < t.len() {
+        if !matches!(t[i].event, CcEvent::Loss | CcEvent::Rto) || i == 0 {
+            i += 1;
+            continue;
+        }
+        let peak_before = f64::from(t[i - 1].cwnd);
+        let loss = &t[i];
+        let mut j = i + 1;
+        let mut open = false;
+        let mut acks = Vec::new();
+        while j < t.len() && !matches!(t[j].event, CcEvent::Loss | CcEvent::Rto) {
+            match t[j].event {
+                CcEvent::PostRecovery => open = true,
+                CcEvent::Ack if open && t[j].cwnd >= t[j].ssthresh => acks.push(&t[j]),
+                _ => {}
+            }
+            j += 1;
+        }
+        out.push(Epoch {
+            acks,
+            peak_before,
+            loss,
+        });
+        i = j;
+    }
+    out
+}
+
+/// The sender was cwnd-limited at this ACK: what is still in flight plus what a delayed
+/// ACK typically covers reaches cwnd. Modules do not grow cwnd otherwise (RFC 7661's
+/// concern, the `cwnd_limited` rule), so app-limited time (the server thread waiting for
+/// a CPU on a busy machine) is not counted as round trips without growth.
+fn cwnd_limited(s: &CwndSample) -> bool {
+    f64::from(s.in_flight) + 4.0 * MSS >= f64::from(s.cwnd)
+}
+
+/// The round-trip time on this path when `s.in_flight` bytes are outstanding: the
+/// base RTT of veth is microseconds, so the RTT is the time the bottleneck takes to drain
+/// the flight (frames of MSS + 66 bytes at `RATE_BPS`). Used instead of the connection's
+/// SRTT, which lags behind the growing queue and stays inflated for a while after a loss
+/// recovery (RTT samples taken during recovery), and would skew an RTT count.
+fn path_rtt_us(s: &CwndSample) -> f64 {
+    let frames = f64::from(s.in_flight) / MSS;
+    (frames * (MSS + 66.0) * 8.0 / RATE_BPS * 1e6).max(100.0)
+}
+
+/// Round trips elapsed over `acks` while cwnd-limited: Σ Δt / RTT.
+fn rtts(acks: &[&CwndSample]) -> f64 {
+    acks.windows(2)
+        .filter(|w| cwnd_limited(w[0]) && cwnd_limited(w[1]))
+        .map(|w| (w[1].t_us - w[0].t_us) as f64 / path_rtt_us(w[1]))
+        .sum()
+}
+
+/// Growth in segments per cwnd-limited RTT over `acks`.
+fn growth_per_rtt(acks: &[&CwndSample]) -> f64 {
+    let (Some(a), Some(b)) = (acks.first(), acks.last()) else {
+        return 0.0;
+    };
+    (f64::from(b.cwnd) - f64::from(a.cwnd)) / MSS / rtts(acks).max(1e-9)
+}
+
+/// cwnd (segments) against time (s) at `n` evenly spaced instants of an epoch.
+fn resample(acks: &[&CwndSample], n: usize) -> Vec<(f64, f64)> {
+    let t0 = acks[0].t_us as f64;
+    let t1 = acks[acks.len() - 1].t_us as f64;
+    let mut out = Vec::with_capacity(n);
+    let mut k = 0;
+    for i in 0..n {
+        let t = t0 + (t1 - t0) * i as f64 / (n - 1) as f64;
+        while k + 1 < acks.len() && (acks[k + 1].t_us as f64) <= t {
+            k += 1;
+        }
+        out.push(((t - t0) / 1e6, f64::from(acks[k].cwnd) / MSS));
+    }
+    out
+}
+
+fn summary(e: &Epoch<'_>) -> String {
+    let (Some(a), Some(b)) = (e.acks.first(), e.acks.last()) else {
+        return format!("loss at {} us: no CA acks", e.loss.t_us);
+    };
+    format!(
+        "loss at {:.2}s: peak {:.0} -> cwnd {:.0} ssthresh {:.0} seg; CA {:.2}s..{:.2}s \
+         cwnd {:.0}..{:.0} seg over {:.0} RTTs ({:.2} seg/RTT)",
+        e.loss.t_us as f64 / 1e6,
+        e.peak_before / MSS,
+        f64::from(e.loss.cwnd) / MSS,
+        f64::from(e.loss.ssthresh) / MSS,
+        a.t_us as f64 / 1e6,
+        b.t_us as f64 / 1e6,
+        f64::from(a.cwnd) / MSS,
+        f64::from(b.cwnd) / MSS,
+        rtts(&e.acks),
+        growth_per_rtt(&e.acks)
+    )
+}
+
+/// What the bottleneck can carry of TCP payload: tbf counts whole frames (14 + 20 + 20
+/// + 12 header bytes around each 1448-byte payload), so a link kept 100 % busy delivers
+/// 95.6 Mbit/s of body.
+const PAYLOAD_RATE_BPS: f64 = RATE_BPS * MSS / (MSS + 66.0);
+
+/// The body rate curl measured must be at least 90 % of what the bottleneck can carry.
+fn assert_fills_the_link(r: &Run, module: &str) {
+    let share = r.rate_bps / PAYLOAD_RATE_BPS;
+    println!(
+        "{module}: {:.1} Mbit/s of body = {:.1} % of the bottleneck's {:.1} Mbit/s payload \
+         capacity (tbf rate 100 Mbit/s of frames)",
+        r.rate_bps / 1e6,
+        share * 100.0,
+        PAYLOAD_RATE_BPS / 1e6
+    );
+    assert!(
+        share >= 0.90,
+        "{module} reached {:.1} % of the bottleneck's payload rate: {}",
+        share * 100.0,
+        r.context
+    );
+}
+
+/// NewReno: each loss halves the window (ssthresh = FlightSize / 2, RFC 5681 §3.1 eq. (4);
+/// the sample before the loss has about the flight as cwnd), and congestion avoidance adds
+/// ≈ 1 SMSS per RTT (RFC 5681 §3.1, with ABC RFC 3465), at the same rate in the first and
+/// the second half of a stretch: a linear ramp, so a sawtooth.
+#[test]
+fn newreno_fills_the_bottleneck_with_a_sawtooth() {
+    if !require_root() || !require_tool("curl") || !require_tool("tc") {
+        return;
+    }
+    let r = download("newreno");
+    let ep = epochs(&r.trace);
+    for e in &ep {
+        println!("newreno {}", summary(e));
+    }
+    assert_fills_the_link(&r, "newreno");
+    let losses: Vec<&Epoch> = ep
+        .iter()
+        .filter(|e| e.loss.event == CcEvent::Loss)
+        .collect();
+    assert!(losses.len() >= 2, "want 2+ loss episodes: {}", r.context);
+    for e in &losses {
+        let ratio = f64::from(e.loss.ssthresh) / e.peak_before;
+        assert!(
+            (0.4..=0.6).contains(&ratio),
+            "NewReno ssthresh after a loss should be about half the window: {}",
+            summary(e)
+        );
+    }
+    // Stretches that a loss ended (the last one is cut by the end of the transfer, where
+    // the sender runs out of data).
+    let full: Vec<&Epoch> = ep[..ep.len() - 1]
+        .iter()
+        .filter(|e| rtts(&e.acks) >= 40.0)
+        .collect();
+    assert!(
+        !full.is_empty(),
+        "want a congestion-avoidance stretch of 40+ RTTs between two losses: {}",
+        r.context
+    );
+    for e in &full {
+        let per_rtt = growth_per_rtt(&e.acks);
+        assert!(
+            (0.8..=1.2).contains(&per_rtt),
+            "NewReno congestion avoidance should add ~1 SMSS per RTT: {}",
+            summary(e)
+        );
+        let half = e.acks.len() / 2;
+        let (g1, g2) = (
+            growth_per_rtt(&e.acks[..=half]),
+            growth_per_rtt(&e.acks[half..]),
+        );
+        assert!(
+            (0.8..=1.25).contains(&(g2 / g1)),
+            "NewReno's ramp should be linear in RTTs: first half {g1:.2}, second half \
+             {g2:.2} seg/RTT: {}",
+            summary(e)
+        );
+    }
+}
+
+/// CUBIC: each loss leaves ssthresh ≈ 0.7 · FlightSize (RFC 9438 §4.6), and in at least
+/// one epoch the window climbs concave toward the previous peak, flattens there, and
+/// then accelerates (convex) beyond it (RFC 9438 §4.2 Figure 1, §4.4, §4.5): the growth
+/// rate falls to a minimum near W_max and rises again after it.
+#[test]
+fn cubic_fills_the_bottleneck_concave_then_convex() {
+    if !require_root() || !require_tool("curl") || !require_tool("tc") {
+        return;
+    }
+    let r = download("cubic");
+    let ep = epochs(&r.trace);
+    for e in &ep {
+        println!("cubic {}", summary(e));
+    }
+    assert_fills_the_link(&r, "cubic");
+    let losses: Vec<&Epoch> = ep
+        .iter()
+        .filter(|e| e.loss.event == CcEvent::Loss)
+        .collect();
+    assert!(losses.len() >= 2, "want 2+ loss episodes: {}", r.context);
+    for e in &losses {
+        let ratio = f64::from(e.loss.ssthresh) / e.peak_before;
+        assert!(
+            (0.55..=0.85).contains(&ratio),
+            "CUBIC ssthresh after a loss should be about 0.7 of the window: {}",
+            summary(e)
+        );
+    }
+    // Concave-then-convex: resample each long epoch on 20 instants; the growth rate
+    // (segments/s) between them should have an interior minimum at least 3x below both
+    // the rate at the start and at the end, at a window within 25 % of the previous peak
+    // (W_max is that peak, or 0.85 of it with fast convergence, RFC 9438 §4.7).
+    let mut found = Vec::new();
+    for (i, e) in ep.iter().enumerate() {
+        if e.acks.len() < 50 || i == 0 {
+            continue;
+        }
+        let w_prev = e.peak_before / MSS;
+        let pts = resample(&e.acks, 21);
+        let rate: Vec<f64> = pts
+            .windows(2)
+            .map(|w| (w[1].1 - w[0].1) / (w[1].0 - w[0].0).max(1e-9))
+            .collect();
+        let (imin, rmin) =
+            rate[1..rate.len() - 1]
+                .iter()
+                .enumerate()
+                .fold(
+                    (0, f64::MAX),
+                    |acc, (k, &v)| if v < acc.1 { (k + 1, v) } else { acc },
+                );
+        let start = rate[..3].iter().sum::<f64>() / 3.0;
+        let end = rate[rate.len() - 3..].iter().sum::<f64>() / 3.0;
+        let w_at_min = pts[imin].1;
+        let line = format!(
+            "epoch {i}: rates {:?} seg/s, min {rmin:.1} at cwnd {w_at_min:.0} (prev peak {w_prev:.0})",
+            rate.iter().map(|r| r.round() as i64).collect::<Vec<_>>()
+        );
+        println!("cubic {line}");
+        let ok = start > 3.0 * rmin.max(0.5)
+            && end > 3.0 * rmin.max(0.5)
+            && (0.75 * w_prev..=1.25 * w_prev).contains(&w_at_min);
+        if ok {
+            found.push(line);
+        }
+    }
+    assert!(
+        !found.is_empty(),
+        "no CUBIC epoch grew concave up to the previous peak and convex after it: {}",
+        r.context
+    );
+}
