@@ -5,8 +5,10 @@
 //!   eBPF objects, run `cargo test --workspace` (unit + veth integration tests).
 //! - `demo`: run the stack in a namespace pair and ping it from Linux.
 //! - `bench`: xstack beside Linux on the same veth pair, reported as ratios.
+//! - `cc-plot`: cwnd over time for each congestion-control module through a bottleneck.
 
 mod bench;
+mod ccplot;
 mod demo;
 mod ebpf;
 mod sys;
@@ -41,6 +43,9 @@ enum Cmd {
     Demo,
     /// xstack beside Linux on the same veth pair, as ratios (writes target/bench/bench.json).
     Bench(bench::BenchArgs),
+    /// One download per congestion-control module through a 100 Mbit/s tbf bottleneck;
+    /// writes the cwnd traces (target/cc-plot/cwnd-MODULE.csv) and target/cc-plot/cwnd.svg.
+    CcPlot(ccplot::CcPlotArgs),
 }
 
 fn main() {
@@ -50,6 +55,7 @@ fn main() {
         Cmd::Test { cargo_args } => test(&cargo_args),
         Cmd::Demo => demo::run(),
         Cmd::Bench(a) => bench::run(a),
+        Cmd::CcPlot(a) => ccplot::run(a),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");

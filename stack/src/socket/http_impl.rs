@@ -23,6 +23,19 @@ impl crate::http::Listener for TcpListener {
     }
 }
 
+/// One value of [`xstack_cc::CongestionControl::state`] (display text) as JSON: a finite
+/// number becomes a JSON number, the modules' "-" (undefined, e.g. CUBIC's K outside an
+/// epoch) becomes `null`, anything else stays a string.
+fn cc_state_value(text: &str) -> serde_json::Value {
+    if text == "-" {
+        return serde_json::Value::Null;
+    }
+    match text.parse::<f64>() {
+        Ok(x) if x.is_finite() => serde_json::Number::from_f64(x).map_or(text.into(), Into::into),
+        _ => text.into(),
+    }
+}
+
 impl crate::http::Conn for TcpStream {
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         TcpStream::set_read_timeout(self, timeout)
@@ -33,11 +46,14 @@ impl crate::http::Conn for TcpStream {
         if let Some(o) = v.as_object_mut() {
             o.insert("local".into(), self.conn.tuple.local.to_string().into());
             o.insert("peer".into(), self.conn.tuple.remote.to_string().into());
-            // The module's own state as an object: {"w_max": "...", ...}.
+            // The module's own state as an object, typed for JSON readers:
+            // {"w_max": 312.5, "k_ms": null, "region": "concave", ...}.
             if let Some(pairs) = o.get("cc_state").and_then(|s| s.as_array()).cloned() {
                 let map: serde_json::Map<String, serde_json::Value> = pairs
                     .iter()
-                    .filter_map(|p| Some((p.get(0)?.as_str()?.to_string(), p.get(1)?.clone())))
+                    .filter_map(|p| {
+                        Some((p.get(0)?.as_str()?.to_string(), cc_state_value(p.get(1)?.as_str()?)))
+                    })
                     .collect();
                 o.insert("cc_state".into(), map.into());
             }
@@ -51,5 +67,22 @@ impl crate::http::Conn for TcpStream {
 
     fn shutdown_write(&self) -> io::Result<()> {
         self.shutdown(std::net::Shutdown::Write)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cc_state_value;
+    use serde_json::json;
+
+    #[test]
+    fn cc_state_values_are_typed() {
+        assert_eq!(cc_state_value("312.50"), json!(312.5));
+        assert_eq!(cc_state_value("7"), json!(7.0));
+        assert_eq!(cc_state_value("-"), json!(null));
+        assert_eq!(cc_state_value("concave"), json!("concave"));
+        assert_eq!(cc_state_value("cwnd=10 ssthresh=5"), json!("cwnd=10 ssthresh=5"));
+        assert_eq!(cc_state_value("NaN"), json!("NaN"));
+        assert_eq!(cc_state_value("inf"), json!("inf"));
     }
 }

@@ -168,3 +168,43 @@ fn congestion_control_switches_per_socket_with_clear_errors() {
     assert_eq!(client.info().cwnd, cwnd);
     assert_eq!(server.info().state, "ESTABLISHED");
 }
+
+/// `GET /info`'s view of a connection (`Conn::info_json`): CUBIC's state after a transfer
+/// reports its RFC 9438 variables as JSON numbers (null while undefined), NewReno its
+/// congestion-avoidance byte count.
+#[test]
+fn info_json_carries_the_module_state() {
+    use crate::http::Conn;
+    let mut sim = Sim::new(12, LinkConfig::default(), 1);
+    let (client, mut server, _poller) = pair(&mut sim);
+    server.set_congestion("cubic").unwrap();
+    let data = vec![7u8; 200_000];
+    let mut sent = 0;
+    let mut got = 0;
+    let mut buf = vec![0u8; 65536];
+    for _ in 0..20_000 {
+        if sent < data.len() {
+            if let Ok(n) = server.write(&data[sent..]) {
+                sent += n;
+            }
+        }
+        if let Ok(n) = (&client).read(&mut buf) {
+            got += n;
+        }
+        if got == data.len() {
+            break;
+        }
+        sim.step();
+    }
+    assert_eq!(got, data.len());
+    let v = server.info_json();
+    assert_eq!(v["cc"], "cubic");
+    let st = &v["cc_state"];
+    assert!(st["w_max"].is_number(), "{v}");
+    assert!(st["cwnd_prior"].is_number(), "{v}");
+    assert!(st["k_ms"].is_number() || st["k_ms"].is_null(), "{v}");
+    assert!(st["region"].is_string(), "{v}");
+    let v = client.info_json();
+    assert_eq!(v["cc"], "newreno");
+    assert!(v["cc_state"]["ca_bytes_acked"].is_number(), "{v}");
+}
