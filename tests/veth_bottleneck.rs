@@ -1,16 +1,17 @@
 //! Downloads from `xstack http` through a real 100 Mbit/s bottleneck with Linux as the
-//! receiver, once per congestion-control module: each fills the link (≥ 90 % of the rate)
-//! and its cwnd trace (`--cwnd-trace`) has the shape its RFC predicts: NewReno's sawtooth
+//! receiver, once per congestion-control module: each fills the link (≥ 90 % of what it
+//! can carry of TCP payload) and its cwnd trace (`--cwnd-trace`) has the shape its RFC predicts: NewReno's sawtooth
 //! (halving, then +1 SMSS per RTT, RFC 5681 §3.1 / §3.2), CUBIC's β = 0.7 reduction and
 //! its concave-then-convex climb around W_max (RFC 9438 §4.2, §4.6).
 //!
 //! Where the bottleneck sits. The stack transmits through AF_XDP, which hands frames to
 //! the veth driver directly and bypasses every qdisc of `vstk`, so a `tbf` there would
 //! shape nothing. Ingress shaping on `vpeer` (an `ifb` device behind a mirred redirect)
-//! does not work either, as measured here: the redirected skb is still charged to the
-//! AF_XDP socket's send budget while it waits in tbf, so once tbf holds ~200 KB the
-//! kernel stops taking frames from the stack's tx ring (EAGAIN), tbf never overflows, and
-//! the queue and its drops move into the stack's own tx ring. So the bottleneck is a
+//! does not work either, as measured here (tbf dropped nothing, the stack counted 852
+//! `device.tx_drop_no_room` drops and reached half the rate): the redirected skb stays
+//! charged to the AF_XDP socket's send budget (SO_SNDBUF) while it waits in tbf, so the
+//! kernel stops taking frames from the stack's tx ring long before tbf's queue is full,
+//! and the queue and its drops move into the stack's own tx ring. So the bottleneck is a
 //! second, routed hop, as on a real path: the peer namespace forwards to a third one
 //! (`198.18.1.0/24`, where curl runs), and `tbf rate 100mbit` sits on the forwarding
 //! hop's egress. IP input orphans the skb before forwarding, so the stack's frames
@@ -46,8 +47,11 @@ const RATE_BPS: f64 = 100e6;
 const TBF_LIMIT: &str = "650kb";
 /// Bytes per download.
 const SIZE: u64 = 240_000_000;
-/// The server's send buffer: above the largest window the queue allows, so cwnd (not the
-/// buffer) limits the flight.
+/// The server's send buffer: above the largest window the path holds (~450 segments), so
+/// cwnd limits the flight in congestion avoidance, and it bounds slow start's overshoot
+/// to ~720 segments. With 4 MB, slow start reached ~880 segments, lost ~430 of them in
+/// one window, and the recovery (an RTO after lost retransmissions) cost ~3 s: the
+/// startup then dominated a 20 s run (measured; see the report of the change).
 const SNDBUF: &str = "1048576";
 /// Payload per segment: MTU 1500 - 20 (IP) - 20 (TCP) - 12 (timestamps).
 const MSS: f64 = 1448.0;
@@ -370,9 +374,9 @@ fn summary(e: &Epoch<'_>) -> String {
     )
 }
 
-/// What the bottleneck can carry of TCP payload: tbf counts whole frames (14 + 20 + 20
-/// + 12 header bytes around each 1448-byte payload), so a link kept 100 % busy delivers
-/// 95.6 Mbit/s of body.
+/// What the bottleneck can carry of TCP payload: tbf counts whole frames (66 bytes of
+/// Ethernet, IP, TCP and timestamp headers around each 1448-byte payload), so a link kept
+/// 100 % busy delivers 95.6 Mbit/s of body.
 const PAYLOAD_RATE_BPS: f64 = RATE_BPS * MSS / (MSS + 66.0);
 
 /// The body rate curl measured must be at least 90 % of what the bottleneck can carry.

@@ -138,6 +138,9 @@ fn info_and_stats_json() {
         &format!("{base}/info?cc=nonexistent"),
     ]);
     eprintln!("{}", bad_run.context());
+    let cubic_run = pair.curl(&["--max-time", "10", &format!("{base}/info?cc=cubic")]);
+    eprintln!("{}", cubic_run.context());
+    let cubic = parse_json("/info?cc=cubic", &cubic_run.ok_text());
     let stats_run = pair.curl(&["--max-time", "10", &format!("{base}/stats")]);
     eprintln!("{}", stats_run.context());
     let stats = parse_json("/stats", &stats_run.ok_text());
@@ -146,6 +149,21 @@ fn info_and_stats_json() {
     let ctx = format!("/info: {info}\nstack exit counters: {exit_json}");
     assert_eq!(info["state"], "ESTABLISHED", "state: {ctx}");
     assert_eq!(info["cc"], "newreno", "cc: {ctx}");
+    // The module's own state, typed: NewReno's congestion-avoidance byte count; CUBIC's
+    // RFC 9438 variables (W_max is 0 until a congestion event; K is null outside an epoch).
+    assert!(
+        info["cc_state"]["ca_bytes_acked"].is_number(),
+        "cc_state: {ctx}"
+    );
+    assert_eq!(cubic["cc"], "cubic", "/info?cc=cubic: {cubic}");
+    for key in ["w_max", "cwnd_prior"] {
+        assert!(cubic["cc_state"][key].is_number(), "{key}: {cubic}");
+    }
+    assert!(
+        cubic["cc_state"]["k_ms"].is_number() || cubic["cc_state"]["k_ms"].is_null(),
+        "k_ms: {cubic}"
+    );
+    assert!(cubic["cc_state"]["region"].is_string(), "region: {cubic}");
     assert_eq!(info["local"], format!("{STACK_ADDR}:80"), "local: {ctx}");
     assert!(
         info["peer"]

@@ -717,7 +717,8 @@ fn loss_drops(ruleset: &str, saddr: &str) -> u64 {
 /// Fairness: the drop rule sees what crosses the veth. The kernel would send 64 KB GSO
 /// packets through veth (one drop = ~45 segments lost), so its sending interface has
 /// GSO/TSO off for this case and every packet is one segment, as xstack's are. The
-/// kernel runs CUBIC (set in the stack's namespace); both sides use SACK and timestamps.
+/// kernel runs CUBIC (TCP_CONGESTION on its server's listener); both sides use SACK and
+/// timestamps.
 fn loss_case(env: &Env, report: &mut serde_json::Map<String, serde_json::Value>) -> Result<()> {
     let dir = crate::demo::target_dir().join("bench");
     std::fs::create_dir_all(&dir)?;
@@ -725,11 +726,10 @@ fn loss_case(env: &Env, report: &mut serde_json::Map<String, serde_json::Value>)
     std::fs::write(&rules, LOSS_RULES)?;
     let rules = rules.to_string_lossy().to_string();
     must(&["ip", "netns", "exec", env.b, "nft", "-f", &rules])?;
-    // A new namespace inherits the host's default (bbr on some machines); the server is
-    // started after the switch so its sockets get CUBIC.
-    must(&[
-        "ip", "netns", "exec", env.a, "sysctl", "-qw", "net.ipv4.tcp_congestion_control=cubic",
-    ])?;
+    // CUBIC set on the server's listening socket (TCP_CONGESTION, inherited by accepted
+    // sockets): the namespace's default follows the host's (bbr on some machines), and a
+    // namespace other than the initial one may not switch its default to an algorithm
+    // outside tcp_allowed_congestion_control.
     let _k_http = Bg::spawn(&[
         "ip",
         "netns",
@@ -742,6 +742,8 @@ fn loss_case(env: &Env, report: &mut serde_json::Map<String, serde_json::Value>)
         "kernel-http",
         "--listen",
         "198.18.0.3:8080",
+        "--cc",
+        "cubic",
     ])?;
     std::thread::sleep(std::time::Duration::from_millis(300));
     must(&[
@@ -749,15 +751,40 @@ fn loss_case(env: &Env, report: &mut serde_json::Map<String, serde_json::Value>)
     ])?;
     let result = loss_rounds(env);
     // Undo even on failure: later cases (and a re-run) expect a loss-free path.
-    let _ = must(&["ip", "netns", "exec", env.a, "ethtool", "-K", "vstk", "gso", "on", "tso", "on"]);
+    let _ = must(&[
+        "ip", "netns", "exec", env.a, "ethtool", "-K", "vstk", "gso", "on", "tso", "on",
+    ]);
     let listed = Command::new("ip")
-        .args(["netns", "exec", env.b, "nft", "list", "table", "netdev", "xsbench_loss"])
+        .args([
+            "netns",
+            "exec",
+            env.b,
+            "nft",
+            "list",
+            "table",
+            "netdev",
+            "xsbench_loss",
+        ])
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
         .unwrap_or_default();
-    let _ = must(&["ip", "netns", "exec", env.b, "nft", "delete", "table", "netdev", "xsbench_loss"]);
+    let _ = must(&[
+        "ip",
+        "netns",
+        "exec",
+        env.b,
+        "nft",
+        "delete",
+        "table",
+        "netdev",
+        "xsbench_loss",
+    ]);
     let (newreno, cubic, linux) = result?;
-    let (nr, cu, k) = (median(newreno.clone()), median(cubic.clone()), median(linux.clone()));
+    let (nr, cu, k) = (
+        median(newreno.clone()),
+        median(cubic.clone()),
+        median(linux.clone()),
+    );
     println!("throughput stack->linux, 1% random loss on the data segments ({LOSS_BYTES} bytes):");
     line("  xstack-newreno vs linux-cubic (Gbit/s)", nr, k);
     line("  xstack-cubic vs linux-cubic (Gbit/s)", cu, k);

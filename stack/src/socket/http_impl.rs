@@ -52,7 +52,10 @@ impl crate::http::Conn for TcpStream {
                 let map: serde_json::Map<String, serde_json::Value> = pairs
                     .iter()
                     .filter_map(|p| {
-                        Some((p.get(0)?.as_str()?.to_string(), cc_state_value(p.get(1)?.as_str()?)))
+                        Some((
+                            p.get(0)?.as_str()?.to_string(),
+                            cc_state_value(p.get(1)?.as_str()?),
+                        ))
                     })
                     .collect();
                 o.insert("cc_state".into(), map.into());
@@ -81,7 +84,10 @@ mod tests {
         assert_eq!(cc_state_value("7"), json!(7.0));
         assert_eq!(cc_state_value("-"), json!(null));
         assert_eq!(cc_state_value("concave"), json!("concave"));
-        assert_eq!(cc_state_value("cwnd=10 ssthresh=5"), json!("cwnd=10 ssthresh=5"));
+        assert_eq!(
+            cc_state_value("cwnd=10 ssthresh=5"),
+            json!("cwnd=10 ssthresh=5")
+        );
         assert_eq!(cc_state_value("NaN"), json!("NaN"));
         assert_eq!(cc_state_value("inf"), json!("inf"));
     }

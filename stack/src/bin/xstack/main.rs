@@ -52,6 +52,11 @@ enum Cmd {
     KernelHttp {
         #[arg(long)]
         listen: SocketAddrV4,
+        /// The kernel congestion control for its connections (TCP_CONGESTION on the
+        /// listener, inherited by accepted sockets; needs CAP_NET_ADMIN for algorithms
+        /// outside tcp_allowed_congestion_control).
+        #[arg(long)]
+        cc: Option<String>,
     },
     /// Benchmark peer: the 1-byte echo server on kernel sockets.
     #[command(hide = true)]
@@ -347,7 +352,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             wait_for_stop(&stack, &sfd, Some(&server))?;
             finish(stack)
         }
-        Cmd::KernelHttp { listen } => peer::kernel_http(listen),
+        Cmd::KernelHttp { listen, cc } => peer::kernel_http(listen, cc.as_deref()),
         Cmd::KernelEcho { listen } => peer::kernel_echo(listen),
         Cmd::KernelGet { url, bind } => peer::kernel_get(&url, bind),
         Cmd::Rr { addr, count } => peer::rr(addr, count),

@@ -46,8 +46,13 @@ pub fn kernel_echo(addr: SocketAddrV4) -> anyhow::Result<()> {
 }
 
 /// `xstack http`'s server on kernel sockets (for the Linux baseline).
-pub fn kernel_http(addr: SocketAddrV4) -> anyhow::Result<()> {
+pub fn kernel_http(addr: SocketAddrV4, cc: Option<&str>) -> anyhow::Result<()> {
     let l = KTcpListener::bind(addr)?;
+    if let Some(cc) = cc {
+        use nix::sys::socket::{setsockopt, sockopt::TcpCongestion};
+        setsockopt(&l, TcpCongestion, &std::ffi::OsString::from(cc))
+            .map_err(|e| anyhow::anyhow!("TCP_CONGESTION {cc:?}: {e}"))?;
+    }
     eprintln!("xstack: kernel http listening on {addr}");
     let stats: xstack::http::StatsFn = Arc::new(|| serde_json::json!({"kernel": true}));
     xstack::http::serve(l, stats, Arc::new(AtomicBool::new(false)))?;
