@@ -51,7 +51,7 @@ const SIZE: u64 = 240_000_000;
 /// cwnd limits the flight in congestion avoidance, and it bounds slow start's overshoot
 /// to ~720 segments. With 4 MB, slow start reached ~880 segments, lost ~430 of them in
 /// one window, and the recovery (an RTO after lost retransmissions) cost ~3 s: the
-/// startup then dominated a 20 s run (measured; see the report of the change).
+/// startup then dominated a 20 s run (measured).
 const SNDBUF: &str = "1048576";
 /// Payload per segment: MTU 1500 - 20 (IP) - 20 (TCP) - 12 (timestamps).
 const MSS: f64 = 1448.0;
