@@ -397,33 +397,27 @@ fn assert_fills_the_link(r: &Run, module: &str) {
     );
 }
 
-/// NewReno: each loss halves the window (ssthresh = FlightSize / 2, RFC 5681 §3.1 eq. (4);
-/// the sample before the loss has about the flight as cwnd), and congestion avoidance adds
-/// ≈ 1 SMSS per RTT (RFC 5681 §3.1, with ABC RFC 3465), at the same rate in the first and
-/// the second half of a stretch: a linear ramp, so a sawtooth.
-#[test]
-fn newreno_fills_the_bottleneck_with_a_sawtooth() {
-    if !require_root() || !require_tool("curl") || !require_tool("tc") {
-        return;
-    }
-    let r = download("newreno");
-    let ep = epochs(&r.trace);
-    for e in &ep {
-        println!("newreno {}", summary(e));
-    }
-    assert_fills_the_link(&r, "newreno");
+/// NewReno's shape: each loss halves the window (ssthresh = FlightSize / 2, RFC 5681
+/// §3.1 eq. (4); the sample before the loss has about the flight as cwnd), and congestion
+/// avoidance adds ≈ 1 SMSS per RTT (RFC 5681 §3.1, with ABC RFC 3465), at the same rate
+/// in the first and the second half of a stretch: a linear ramp, so a sawtooth.
+fn check_newreno(trace: &[CwndSample]) -> Result<(), String> {
+    let ep = epochs(trace);
     let losses: Vec<&Epoch> = ep
         .iter()
         .filter(|e| e.loss.event == CcEvent::Loss)
         .collect();
-    assert!(losses.len() >= 2, "want 2+ loss episodes: {}", r.context);
+    if losses.len() < 2 {
+        return Err(format!("want 2+ loss episodes, got {}", losses.len()));
+    }
     for e in &losses {
         let ratio = f64::from(e.loss.ssthresh) / e.peak_before;
-        assert!(
-            (0.4..=0.6).contains(&ratio),
-            "NewReno ssthresh after a loss should be about half the window: {}",
-            summary(e)
-        );
+        if !(0.4..=0.6).contains(&ratio) {
+            return Err(format!(
+                "NewReno ssthresh after a loss should be about half the window: {}",
+                summary(e)
+            ));
+        }
     }
     // Stretches that a loss ended (the last one is cut by the end of the transfer, where
     // the sender runs out of data).
@@ -431,65 +425,60 @@ fn newreno_fills_the_bottleneck_with_a_sawtooth() {
         .iter()
         .filter(|e| rtts(&e.acks) >= 40.0)
         .collect();
-    assert!(
-        !full.is_empty(),
-        "want a congestion-avoidance stretch of 40+ RTTs between two losses: {}",
-        r.context
-    );
+    if full.is_empty() {
+        return Err("want a congestion-avoidance stretch of 40+ RTTs between two losses".into());
+    }
     for e in &full {
         let per_rtt = growth_per_rtt(&e.acks);
-        assert!(
-            (0.8..=1.2).contains(&per_rtt),
-            "NewReno congestion avoidance should add ~1 SMSS per RTT: {}",
-            summary(e)
-        );
+        if !(0.8..=1.2).contains(&per_rtt) {
+            return Err(format!(
+                "NewReno congestion avoidance should add ~1 SMSS per RTT: {}",
+                summary(e)
+            ));
+        }
         let half = e.acks.len() / 2;
         let (g1, g2) = (
             growth_per_rtt(&e.acks[..=half]),
             growth_per_rtt(&e.acks[half..]),
         );
-        assert!(
-            (0.8..=1.25).contains(&(g2 / g1)),
-            "NewReno's ramp should be linear in RTTs: first half {g1:.2}, second half \
-             {g2:.2} seg/RTT: {}",
-            summary(e)
-        );
+        if !(0.8..=1.25).contains(&(g2 / g1)) {
+            return Err(format!(
+                "NewReno's ramp should be linear in RTTs: first half {g1:.2}, second half \
+                 {g2:.2} seg/RTT: {}",
+                summary(e)
+            ));
+        }
     }
+    Ok(())
 }
 
-/// CUBIC: each loss leaves ssthresh ≈ 0.7 · FlightSize (RFC 9438 §4.6), and in at least
-/// one epoch the window climbs concave toward the previous peak, flattens there, and
-/// then accelerates (convex) beyond it (RFC 9438 §4.2 Figure 1, §4.4, §4.5): the growth
-/// rate falls to a minimum near W_max and rises again after it.
-#[test]
-fn cubic_fills_the_bottleneck_concave_then_convex() {
-    if !require_root() || !require_tool("curl") || !require_tool("tc") {
-        return;
-    }
-    let r = download("cubic");
-    let ep = epochs(&r.trace);
-    for e in &ep {
-        println!("cubic {}", summary(e));
-    }
-    assert_fills_the_link(&r, "cubic");
+/// CUBIC's shape: each loss leaves ssthresh ≈ 0.7 · FlightSize (RFC 9438 §4.6), and in at
+/// least one epoch the window climbs concave toward the previous peak, flattens there,
+/// and then accelerates (convex) beyond it (RFC 9438 §4.2 Figure 1, §4.4, §4.5): the
+/// growth rate falls to a minimum near W_max and rises again after it.
+fn check_cubic(trace: &[CwndSample]) -> Result<(), String> {
+    let ep = epochs(trace);
     let losses: Vec<&Epoch> = ep
         .iter()
         .filter(|e| e.loss.event == CcEvent::Loss)
         .collect();
-    assert!(losses.len() >= 2, "want 2+ loss episodes: {}", r.context);
+    if losses.len() < 2 {
+        return Err(format!("want 2+ loss episodes, got {}", losses.len()));
+    }
     for e in &losses {
         let ratio = f64::from(e.loss.ssthresh) / e.peak_before;
-        assert!(
-            (0.55..=0.85).contains(&ratio),
-            "CUBIC ssthresh after a loss should be about 0.7 of the window: {}",
-            summary(e)
-        );
+        if !(0.55..=0.85).contains(&ratio) {
+            return Err(format!(
+                "CUBIC ssthresh after a loss should be about 0.7 of the window: {}",
+                summary(e)
+            ));
+        }
     }
-    // Concave-then-convex: resample each long epoch on 20 instants; the growth rate
+    // Concave-then-convex: resample each long epoch on 21 instants; the growth rate
     // (segments/s) between them should have an interior minimum at least 3x below both
     // the rate at the start and at the end, at a window within 25 % of the previous peak
     // (W_max is that peak, or 0.85 of it with fast convergence, RFC 9438 §4.7).
-    let mut found = Vec::new();
+    let mut lines = Vec::new();
     for (i, e) in ep.iter().enumerate() {
         if e.acks.len() < 50 || i == 0 {
             continue;
@@ -506,7 +495,13 @@ fn cubic_fills_the_bottleneck_concave_then_convex() {
                 .enumerate()
                 .fold(
                     (0, f64::MAX),
-                    |acc, (k, &v)| if v < acc.1 { (k + 1, v) } else { acc },
+                    |acc, (k, &v)| {
+                        if v < acc.1 {
+                            (k + 1, v)
+                        } else {
+                            acc
+                        }
+                    },
                 );
         let start = rate[..3].iter().sum::<f64>() / 3.0;
         let end = rate[rate.len() - 3..].iter().sum::<f64>() / 3.0;
@@ -516,16 +511,115 @@ fn cubic_fills_the_bottleneck_concave_then_convex() {
             rate.iter().map(|r| r.round() as i64).collect::<Vec<_>>()
         );
         println!("cubic {line}");
-        let ok = start > 3.0 * rmin.max(0.5)
+        if start > 3.0 * rmin.max(0.5)
             && end > 3.0 * rmin.max(0.5)
-            && (0.75 * w_prev..=1.25 * w_prev).contains(&w_at_min);
-        if ok {
-            found.push(line);
+            && (0.75 * w_prev..=1.25 * w_prev).contains(&w_at_min)
+        {
+            return Ok(());
         }
+        lines.push(line);
     }
-    assert!(
-        !found.is_empty(),
-        "no CUBIC epoch grew concave up to the previous peak and convex after it: {}",
-        r.context
-    );
+    Err(format!(
+        "no CUBIC epoch grew concave up to the previous peak and convex after it:\n{}",
+        lines.join("\n")
+    ))
+}
+
+#[test]
+fn newreno_fills_the_bottleneck_with_a_sawtooth() {
+    if !require_root() || !require_tool("curl") || !require_tool("tc") {
+        return;
+    }
+    let r = download("newreno");
+    for e in &epochs(&r.trace) {
+        println!("newreno {}", summary(e));
+    }
+    assert_fills_the_link(&r, "newreno");
+    if let Err(e) = check_newreno(&r.trace) {
+        panic!("{e}\n{}", r.context);
+    }
+}
+
+#[test]
+fn cubic_fills_the_bottleneck_concave_then_convex() {
+    if !require_root() || !require_tool("curl") || !require_tool("tc") {
+        return;
+    }
+    let r = download("cubic");
+    for e in &epochs(&r.trace) {
+        println!("cubic {}", summary(e));
+    }
+    assert_fills_the_link(&r, "cubic");
+    if let Err(e) = check_cubic(&r.trace) {
+        panic!("{e}\n{}", r.context);
+    }
+}
+
+/// A synthetic trace of a sender on this path (queue-only RTT, `capacity` segments before
+/// the queue overflows): one ACK per two segments, cwnd-limited; `grow(cwnd, t_in_epoch,
+/// w_max, cwnd_epoch)` gives the window (segments) in congestion avoidance and `beta` the
+/// reduction. It starts as after a slow-start overshoot (W_max = 1.2 · capacity) and keeps
+/// W_max with RFC 9438 §4.7's fast convergence (ignored by Reno's `grow`).
+fn synthetic(
+    beta: f64,
+    capacity: f64,
+    seconds: f64,
+    grow: impl Fn(f64, f64, f64, f64) -> f64,
+) -> Vec<CwndSample> {
+    let sample = |t: f64, cwnd: f64, ssthresh: f64, in_flight: f64, event| CwndSample {
+        t_us: (t * 1e6) as u64,
+        cwnd: (cwnd * MSS) as u32,
+        ssthresh: (ssthresh * MSS) as u32,
+        in_flight: (in_flight * MSS) as u32,
+        srtt_us: 0,
+        event,
+        cc: "synthetic",
+    };
+    let ack_gap = 2.0 * (MSS + 66.0) * 8.0 / RATE_BPS;
+    let (mut t, mut w, mut ssthresh) = (0.0, 0.7 * capacity, 0.7 * capacity);
+    let (mut epoch_start, mut w_max, mut w_epoch) = (0.0, 1.2 * capacity, w);
+    let mut out = vec![sample(t, w, ssthresh, 0.0, CcEvent::Init)];
+    while t < seconds {
+        t += ack_gap;
+        if w > capacity {
+            out.push(sample(t, w * beta, w * beta, w, CcEvent::Loss));
+            // RFC 9438 §4.7: "if (cwnd < W_max and fast convergence enabled) W_max = cwnd
+            // * (1 + beta_cubic) / 2 else W_max = cwnd".
+            w_max = if w < w_max { w * (1.0 + beta) / 2.0 } else { w };
+            w *= beta;
+            ssthresh = w;
+            w_epoch = w;
+            t += 0.05;
+            out.push(sample(t, w, ssthresh, w, CcEvent::PostRecovery));
+            epoch_start = t;
+            continue;
+        }
+        w = grow(w, t - epoch_start, w_max, w_epoch).max(w);
+        out.push(sample(t, w, ssthresh, w - 2.0, CcEvent::Ack));
+    }
+    out
+}
+
+/// The shape checks tell the two modules apart: each accepts the trace its RFC predicts
+/// (modelled here with the RFC formulas) and rejects the other module's. No root needed.
+#[test]
+fn shape_checks_accept_their_module_and_reject_the_other() {
+    // RFC 5681 §3.1 congestion avoidance: +1 SMSS per RTT, i.e. per ACK of 2 segments,
+    // 2/cwnd segments.
+    let reno = synthetic(0.5, 450.0, 30.0, |w, _, _, _| w + 2.0 / w);
+    // RFC 9438 Figure 1 with K from Figure 2 (C = 0.4).
+    let cubic = synthetic(0.7, 450.0, 30.0, |_, t, w_max, w_epoch| {
+        let k = ((w_max - w_epoch) / 0.4).cbrt();
+        0.4 * (t - k).powi(3) + w_max
+    });
+    assert_eq!(check_newreno(&reno), Ok(()));
+    assert_eq!(check_cubic(&cubic), Ok(()));
+    let e = check_cubic(&reno).unwrap_err();
+    assert!(e.contains("about 0.7"), "{e}");
+    let e = check_newreno(&cubic).unwrap_err();
+    assert!(e.contains("about half"), "{e}");
+    // With CUBIC's reduction but Reno's growth, the curve check itself must object.
+    let reno_growth_cubic_beta = synthetic(0.7, 450.0, 30.0, |w, _, _, _| w + 2.0 / w);
+    let e = check_cubic(&reno_growth_cubic_beta).unwrap_err();
+    assert!(e.contains("no CUBIC epoch"), "{e}");
 }
