@@ -425,7 +425,9 @@ pub trait CongestionControl: Send + fmt::Debug {
 
     /// The module's internal state as `(key, value)` pairs for `GET /info` and `tcp_info`-like
     /// snapshots (NewReno: bytes counted toward the next congestion-avoidance increase;
-    /// CUBIC: W_max, K, epoch start). Keys are stable identifiers; values are display text.
+    /// CUBIC: W_max, K, epoch start). Keys are stable identifiers; values are display text:
+    /// a plain decimal number where the value is numeric (`/info` serves it as a JSON
+    /// number), `-` while undefined (JSON `null`), words otherwise (a JSON string).
     fn state(&self) -> Vec<(&'static str, String)> {
         Vec::new()
     }
