@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 
 use crate::device::xdp::{Mode, QueueStats, XdpSteer};
 use crate::device::xsk::{self, XskConfig};
-use crate::device::{self, Channels, DeviceError, LinkInfo};
+use crate::device::{self, Channels, DeviceError, LinkInfo, Offload, Offloads};
 use crate::net::{ArpConfig, Interface, Ipv4Cidr};
 use crate::netisr::Netisr;
 use crate::socket::NetStack;
@@ -46,6 +46,8 @@ pub struct StackConfig {
     pub tcp: TcpConfig,
     /// The default congestion-control module (`--cc`); NewReno when `None`.
     pub default_cc: Option<String>,
+    /// Offloads switched off even where the device has them (`--no-offload`).
+    pub offloads_off: Vec<Offload>,
 }
 
 impl StackConfig {
@@ -64,6 +66,7 @@ impl StackConfig {
             netisr_qlimit: 1024,
             tcp: TcpConfig::default(),
             default_cc: None,
+            offloads_off: Vec::new(),
         }
     }
 }
@@ -83,6 +86,7 @@ pub struct Stack {
     net: NetStack,
     /// The AF_XDP sockets' fds, per queue (for their kernel counters).
     xsk_fds: Vec<std::os::fd::RawFd>,
+    offloads: Offloads,
 }
 
 /// Errors from [`Stack::start`].
@@ -194,7 +198,11 @@ impl Stack {
                 stop.clone(),
                 running.clone(),
                 config.idle,
-                config.xsk,
+                XskConfig {
+                    tx_metadata: config.xsk.tx_metadata
+                        && !config.offloads_off.contains(&Offload::TxCsum),
+                    ..config.xsk
+                },
             );
             let handle = std::thread::Builder::new()
                 .name(format!("xstack-q{q}"))
@@ -210,7 +218,7 @@ impl Stack {
                             return;
                         }
                     };
-                    let _ = tx.send(Ok(xrx.fd()));
+                    let _ = tx.send(Ok((xrx.fd(), xtx.tx_csum())));
                     Worker {
                         id: q,
                         rx: xrx,
@@ -247,17 +255,24 @@ impl Stack {
             restore_channels: restore,
             net: NetStack { tcp, ifp },
             xsk_fds: Vec::new(),
+            offloads: Offloads::default(),
         };
         for (q, r) in ready.into_iter().enumerate() {
             // On error, dropping `stack` stops the workers and restores the channels.
-            let fd = match r.recv() {
-                Ok(Ok(fd)) => fd,
+            let (fd, tx_csum) = match r.recv() {
+                Ok(Ok(x)) => x,
                 Ok(Err(e)) => return Err(e),
                 Err(_) => {
                     return Err(DeviceError::Other(format!(
                         "worker {q} died during start-up"
                     )))
                 }
+            };
+            // Transmit checksum offload only when every queue got TX metadata.
+            stack.offloads.tx_csum = if q == 0 {
+                tx_csum
+            } else {
+                stack.offloads.tx_csum && tx_csum
             };
             stack.xdp.register_socket(q as u32, fd)?;
             stack.xsk_fds.push(fd);
@@ -267,6 +282,11 @@ impl Stack {
             .attach(stack.link.ifindex, stack.config.xdp_mode)?;
         running.store(true, Ordering::Relaxed);
         Ok(stack)
+    }
+
+    /// What the device does for the stack (after `--no-offload`).
+    pub fn offloads(&self) -> Offloads {
+        self.offloads
     }
 
     /// The interface as the stack found it.
@@ -338,6 +358,7 @@ impl Stack {
             "cc_available": tcp.cc.available(),
             "cc_default": tcp.cc.default_name(),
         });
+        v["offloads"] = serde_json::to_value(self.offloads).unwrap_or_default();
         v
     }
 

@@ -35,6 +35,10 @@ counters! {
     tx_drop_no_room => "device.tx_drop_no_room",
     /// Frames not sent because they were larger than a UMEM frame or the MTU.
     tx_drop_too_big => "device.tx_drop_too_big",
+    /// Frames sent with their L4 checksum left to the device (AF_XDP TX metadata).
+    tx_csum_offloaded => "device.tx_csum_offloaded",
+    /// Frames whose L4 checksum was finished in software (no TX checksum offload).
+    tx_csum_software => "device.tx_csum_software",
     /// Ethernet frames shorter than the header.
     ether_truncated => "ether.drop_truncated",
     /// Frames addressed to another unicast MAC.

@@ -81,6 +81,39 @@ impl NetCtx for WorkerCtx {
             }
         }
     }
+
+    fn tx_csum_offload(&self) -> bool {
+        self.tx.tx_csum()
+    }
+
+    fn transmit_partial(
+        &mut self,
+        len: usize,
+        csum_start: u16,
+        csum_offset: u16,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> bool {
+        let offloaded = self.tx.tx_csum();
+        match self.tx.send_partial(len, csum_start, csum_offset, fill) {
+            Ok(()) => {
+                Counters::inc(&self.counters.tx_frames);
+                Counters::inc(if offloaded {
+                    &self.counters.tx_csum_offloaded
+                } else {
+                    &self.counters.tx_csum_software
+                });
+                true
+            }
+            Err(TxError::NoRoom) => {
+                Counters::inc(&self.counters.tx_drop_no_room);
+                false
+            }
+            Err(TxError::TooBig) => {
+                Counters::inc(&self.counters.tx_drop_too_big);
+                false
+            }
+        }
+    }
 }
 
 /// Registers the protocols of this layer with netisr: ARP where it arrives (SOURCE:

@@ -44,6 +44,59 @@ pub enum DeviceError {
     Other(String),
 }
 
+/// An offload that can be switched off (`ifconfig -txcsum` and friends).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Offload {
+    /// Transmit checksum: the device finishes TCP checksums (`IFCAP_TXCSUM`).
+    TxCsum,
+}
+
+impl Offload {
+    /// Every switchable offload, with its `ifconfig` name. (Receive checksum is not
+    /// here: no AF_XDP device reports a checksum verdict, see [`Offloads::rx_csum`].)
+    pub const ALL: [(Offload, &'static str); 1] = [(Offload::TxCsum, "txcsum")];
+}
+
+impl std::str::FromStr for Offload {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Offload::ALL
+            .iter()
+            .find(|(_, n)| *n == s)
+            .map(|(o, _)| *o)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Offload::ALL.iter().map(|(_, n)| *n).collect();
+                format!("unknown offload '{s}' (known: {})", names.join(", "))
+            })
+    }
+}
+
+/// What the device does for the stack on this interface and kernel, after the
+/// switches (FreeBSD's `if_capenable`). Reported in `/stats` and at start-up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Offloads {
+    /// Received frames may arrive with `CSUM_DATA_VALID`. AF_XDP has no way to pass
+    /// the driver's checksum verdict (no XDP RX metadata kfunc for it), so this is
+    /// false on every device today and receive checksums are verified in software.
+    pub rx_csum: bool,
+    /// TCP checksums are left to the device (AF_XDP TX metadata,
+    /// `XDP_TXMD_FLAGS_CHECKSUM`, Linux 6.8+; copy mode passes them on as
+    /// `CHECKSUM_PARTIAL`).
+    pub tx_csum: bool,
+}
+
+impl std::fmt::Display for Offloads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let on = |b: bool| if b { "on" } else { "off" };
+        write!(
+            f,
+            "rxcsum {}, txcsum {}",
+            on(self.rx_csum),
+            on(self.tx_csum)
+        )
+    }
+}
+
 /// What the kernel says about an interface.
 #[derive(Clone, Debug)]
 pub struct LinkInfo {

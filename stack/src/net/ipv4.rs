@@ -162,6 +162,24 @@ pub fn output(
     payload_len: usize,
     fill: &mut dyn FnMut(&mut [u8]),
 ) -> Result<(), OutputError> {
+    output_csum(ifp, ctx, src, dst, protocol, payload_len, None, fill)
+}
+
+/// [`output`] for a payload whose L4 checksum `fill` left partial (`CSUM_TCP`): the
+/// field at `l4_csum_offset` within the payload holds the folded pseudo-header sum and
+/// the device finishes it ([`NetCtx::transmit_partial`]); a packet held for ARP is
+/// finished in software right away, since it is sent later through the plain path.
+#[allow(clippy::too_many_arguments)]
+pub fn output_csum(
+    ifp: &Interface,
+    ctx: &mut impl NetCtx,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    protocol: IpProtocol,
+    payload_len: usize,
+    l4_csum_offset: Option<u16>,
+    fill: &mut dyn FnMut(&mut [u8]),
+) -> Result<(), OutputError> {
     let ip_len = HEADER_LEN + payload_len;
     if ip_len > ifp.mtu {
         return Err(OutputError::TooBig);
@@ -179,6 +197,9 @@ pub fn output(
     match ifp.arp.resolve(next_hop, now, || {
         let mut v = vec![0u8; ip_len];
         write_ip(&mut v, fill);
+        if let Some(off) = l4_csum_offset {
+            checksum::finish_partial(&mut v, HEADER_LEN, off as usize);
+        }
         v
     }) {
         res @ (Resolve::Known(_) | Resolve::KnownRefresh(_)) => {
@@ -191,10 +212,20 @@ pub fn output(
                 Resolve::Known(mac) => mac,
                 _ => return Err(OutputError::NoRoute),
             };
-            let ok = ctx.transmit(ether::HEADER_LEN + ip_len, &mut |buf| {
+            let mut frame = |buf: &mut [u8]| {
                 ether::write_header(buf, ifp.mac, mac, EthernetProtocol::Ipv4);
                 write_ip(&mut buf[ether::HEADER_LEN..], fill);
-            });
+            };
+            let len = ether::HEADER_LEN + ip_len;
+            let ok = match l4_csum_offset {
+                Some(off) => ctx.transmit_partial(
+                    len,
+                    (ether::HEADER_LEN + HEADER_LEN) as u16,
+                    off,
+                    &mut frame,
+                ),
+                None => ctx.transmit(len, &mut frame),
+            };
             if ok {
                 Counters::inc(&ctx.counters().ip_tx);
                 Ok(())
@@ -426,6 +457,62 @@ mod tests {
         meta.csum = CsumFlags::IP_CHECKED;
         assert!(validate(&ifp, &ctx, Pkt { data: &f, meta }).is_none());
         assert_eq!(ctx.count("ip.drop_bad_checksum"), 2);
+    }
+
+    /// CSUM_TCP on a context without the offload (and for a packet held for ARP): the
+    /// partial checksum `fill` leaves is finished in software before the frame leaves.
+    #[test]
+    fn partial_checksum_is_finished_without_the_offload() {
+        let ifp = iface();
+        let mut ctx = TestCtx::new();
+        let seg_len = 40usize;
+        let mut fill = |b: &mut [u8]| {
+            for (i, x) in b.iter_mut().enumerate() {
+                *x = i as u8;
+            }
+            let pseudo =
+                checksum::pseudo_header_v4(OUR_IP.octets(), PEER_IP.octets(), 6, seg_len as u16);
+            b[16..18].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
+        };
+        let valid = |frame: &[u8]| {
+            let tcp = &frame[34..];
+            let pseudo =
+                checksum::pseudo_header_v4(OUR_IP.octets(), PEER_IP.octets(), 6, tcp.len() as u16);
+            checksum::fold(checksum::add(pseudo, tcp)) == 0xffff
+        };
+        // Held for ARP, then released by the reply.
+        output_csum(
+            &ifp,
+            &mut ctx,
+            OUR_IP,
+            PEER_IP,
+            IpProtocol::Tcp,
+            seg_len,
+            Some(16),
+            &mut fill,
+        )
+        .unwrap();
+        ctx.take_sent();
+        let held = ifp.arp.resolve_for_test(PEER_IP, PEER_MAC, ctx.now);
+        assert_eq!(held.len(), 1);
+        let mut frame = vec![0u8; 14];
+        frame.extend_from_slice(&held[0]);
+        assert!(valid(&frame), "a held packet is finished before it waits");
+        // Resolved: through transmit_partial's software fallback.
+        output_csum(
+            &ifp,
+            &mut ctx,
+            OUR_IP,
+            PEER_IP,
+            IpProtocol::Tcp,
+            seg_len,
+            Some(16),
+            &mut fill,
+        )
+        .unwrap();
+        let sent = ctx.take_sent();
+        assert_eq!(sent.len(), 1);
+        assert!(valid(&sent[0]));
     }
 
     #[test]

@@ -29,6 +29,9 @@ use crate::net::ipv4::{self, Ipv4In};
 use crate::net::{Interface, NetCtx};
 use crate::stats::Counters;
 
+/// Offset of the checksum field in the TCP header (RFC 9293 §3.1): `csum_offset`.
+const TCP_CSUM_OFFSET: u16 = 16;
+
 /// Wakes a worker (its eventfd, or a no-op in simulations).
 pub type WorkerWaker = Arc<dyn Fn() + Send + Sync>;
 
@@ -378,7 +381,8 @@ impl TcpLayer {
         n
     }
 
-    /// Sends one segment of a connection through IPv4.
+    /// Sends one segment of a connection through IPv4, leaving the checksum to the
+    /// device when it offers to finish it.
     fn emit(
         &self,
         ifp: &Interface,
@@ -390,10 +394,28 @@ impl TcpLayer {
         let hlen = seg.hdr.header_len();
         let total = hlen + seg.payload_len;
         let (src, dst) = (*tuple.local.ip(), *tuple.remote.ip());
-        let r = ipv4::output(ifp, ctx, src, dst, IpProtocol::Tcp, total, &mut |buf| {
-            tcb.copy_payload(seg, &mut buf[hlen..]);
-            seg.hdr.emit(src, dst, buf, ChecksumMode::Full);
-        });
+        // CSUM_TCP: with transmit checksum offload only the pseudo-header sum is
+        // written and the device sums the segment (FreeBSD's tcp_output does the same
+        // when the interface has IFCAP_TXCSUM).
+        let offload = ctx.tx_csum_offload();
+        let mode = if offload {
+            ChecksumMode::PseudoHeaderOnly
+        } else {
+            ChecksumMode::Full
+        };
+        let r = ipv4::output_csum(
+            ifp,
+            ctx,
+            src,
+            dst,
+            IpProtocol::Tcp,
+            total,
+            offload.then_some(TCP_CSUM_OFFSET),
+            &mut |buf| {
+                tcb.copy_payload(seg, &mut buf[hlen..]);
+                seg.hdr.emit(src, dst, buf, mode);
+            },
+        );
         let c = ctx.counters();
         Counters::inc(if r.is_ok() { &c.tcp_tx } else { &c.tcp_tx_fail });
         if seg.retransmit {

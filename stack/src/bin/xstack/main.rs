@@ -150,6 +150,10 @@ struct UpArgs {
     /// Default congestion control for new connections (see --cc list).
     #[arg(long)]
     cc: Option<String>,
+    /// Offloads to leave off even where the device has them, comma separated
+    /// (txcsum), like `ifconfig -txcsum`.
+    #[arg(long, value_delimiter = ',')]
+    no_offload: Vec<xstack::device::Offload>,
 }
 
 #[derive(Clone, Debug)]
@@ -460,12 +464,13 @@ fn start_with(a: &UpArgs, announce: bool) -> anyhow::Result<Stack> {
     cfg.xdp_mode = a.xdp_mode;
     cfg.idle = a.idle;
     cfg.default_cc = a.cc.clone();
+    cfg.offloads_off = a.no_offload.clone();
     let stack = Stack::start(cfg)?;
     if !announce {
         return Ok(stack);
     }
     eprintln!(
-        "xstack: up on {}: {} queue{}, {} XDP, {}{}, mac {}, mtu {}",
+        "xstack: up on {}: {} queue{}, {} XDP, {}{}, mac {}, mtu {}, offloads: {}",
         stack.link().name,
         stack.link().rx_queues,
         if stack.link().rx_queues == 1 { "" } else { "s" },
@@ -474,6 +479,7 @@ fn start_with(a: &UpArgs, announce: bool) -> anyhow::Result<Stack> {
         a.gateway.map(|g| format!(" via {g}")).unwrap_or_default(),
         mac_str(&stack.link().mac.0),
         stack.link().mtu,
+        stack.offloads(),
     );
     Ok(stack)
 }
