@@ -354,6 +354,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }),
     );
 
+    offload_rows(&env, &url_s, &mut report)?;
+
     // --- bulk throughput, Linux -> stack: xstack get / kernel get (both hash the body) ---
     let url = format!("http://198.18.0.2/bytes/{}", args.bytes);
     let (s_r, k_r) = alternate(
@@ -482,6 +484,67 @@ pub fn run(args: BenchArgs) -> Result<()> {
     )?;
     println!("xtask: wrote {}", path.display());
     drop(net);
+    Ok(())
+}
+
+/// Each offload on and off, alternating per round, on the stack->Linux download: the
+/// effect of the offload alone (ratio on/off), beside Linux's figure from the main row.
+fn offload_rows(
+    env: &Env,
+    url: &str,
+    report: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
+    let download = || {
+        curl_gbps(
+            &env.peer(&[
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{size_download} %{speed_download}",
+                url,
+            ]),
+            env.args.bytes,
+        )
+    };
+    let linux = report["throughput_stack_to_linux"]["linux_gbps"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    let mut rows = serde_json::Map::new();
+    for (name, flag) in [("txcsum", "txcsum")] {
+        let (mut on, mut off) = (Vec::new(), Vec::new());
+        for _ in 0..env.args.rounds {
+            check_interrupt()?;
+            let run = env.stack("http", &["--port", "80"])?;
+            let r = download();
+            run.stop()?;
+            on.push(r?);
+            let run = env.stack("http", &["--port", "80", "--no-offload", flag])?;
+            let r = download();
+            run.stop()?;
+            off.push(r?);
+        }
+        let (m_on, m_off) = (median(on.clone()), median(off.clone()));
+        println!(
+            "{:<36} on {:>9.2}  off {:>9.2}  ratio on/off {:.2}  (on/linux {:.2}, off/linux {:.2})",
+            format!("stack->linux, {name} (Gbit/s)"),
+            m_on,
+            m_off,
+            m_on / m_off,
+            m_on / linux,
+            m_off / linux
+        );
+        rows.insert(
+            name.into(),
+            serde_json::json!({
+                "on_gbps": m_on, "off_gbps": m_off, "ratio_on_off": m_on / m_off,
+                "ratio_on_linux": m_on / linux, "ratio_off_linux": m_off / linux,
+                "on_rounds": on, "off_rounds": off,
+            }),
+        );
+    }
+    report.insert("offloads_stack_to_linux".into(), rows.into());
     Ok(())
 }
 
