@@ -120,6 +120,9 @@ pub struct Sim {
     pub dropped: u64,
     /// Frames delivered.
     pub delivered: u64,
+    /// When set, every frame each host sends (before the link's impairments), as
+    /// `(host, frame)`: a capture point for comparing what two configurations send.
+    pub tap: Option<Vec<(usize, Vec<u8>)>>,
 }
 
 /// The address of host `i`.
@@ -178,6 +181,7 @@ impl Sim {
             burst_left: 0,
             dropped: 0,
             delivered: 0,
+            tap: None,
         }
     }
 
@@ -373,6 +377,9 @@ impl Sim {
     }
 
     fn transmit(&mut self, from: usize, frame: Vec<u8>) {
+        if let Some(tap) = &mut self.tap {
+            tap.push((from, frame.clone()));
+        }
         let l = self.link;
         if self.burst_left > 0 {
             self.burst_left -= 1;

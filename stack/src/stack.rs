@@ -71,6 +71,13 @@ impl StackConfig {
     }
 }
 
+fn tcp_cfg_tso(config: &StackConfig) -> bool {
+    !config.offloads_off.contains(&Offload::Tso)
+}
+
+/// The largest TSO segment's payload: 65,535 bytes less 20 of IPv4 and 60 of TCP header.
+const TSO_MAX: usize = 65_535 - 20 - 60;
+
 /// A running stack.
 pub struct Stack {
     link: LinkInfo,
@@ -139,9 +146,13 @@ impl Stack {
         let netisr = Arc::new(netisr);
         let mut tcp_cfg = config.tcp.clone();
         // RFC 9293 §3.7.1: the MSS we announce is the MTU less the IP and TCP headers
-        // (capped by the UMEM frame, which must hold a whole Ethernet frame).
-        let frame_room = (config.xsk.frame_size as usize).saturating_sub(14 + 40);
+        // (capped by the UMEM frame, which must hold a whole Ethernet frame after the
+        // TX metadata).
+        let frame_room = (config.xsk.frame_size as usize).saturating_sub(14 + 40 + 24);
         tcp_cfg.mss = link.mtu.saturating_sub(40).min(frame_room).min(65535) as u16;
+        // Software TSO: tcp_output hands over up to 64 KB (an IPv4 datagram's limit,
+        // less the largest headers) and the device layer cuts it into MSS pieces.
+        tcp_cfg.tso_max = if tcp_cfg_tso(&config) { TSO_MAX } else { 0 };
         let tcp = Arc::new(TcpLayer::new(nworkers, tcp_cfg));
         if let Some(name) = &config.default_cc {
             tcp.cc
@@ -243,6 +254,7 @@ impl Stack {
                 .map_err(|e| DeviceError::Other(format!("spawning worker {q}: {e}")))?;
             workers.push(handle);
         }
+        let tso = tcp_cfg_tso(&config);
         let mut stack = Stack {
             link,
             config,
@@ -255,7 +267,10 @@ impl Stack {
             restore_channels: restore,
             net: NetStack { tcp, ifp },
             xsk_fds: Vec::new(),
-            offloads: Offloads::default(),
+            offloads: Offloads {
+                tso,
+                ..Offloads::default()
+            },
         };
         for (q, r) in ready.into_iter().enumerate() {
             // On error, dropping `stack` stops the workers and restores the channels.

@@ -117,6 +117,10 @@ counters! {
     tcp_conns_closed => "tcp.conns_closed",
     /// TCP segments sent.
     tcp_tx => "tcp.tx",
+    /// TSO segments (longer than one MSS) cut into pieces in software.
+    tcp_tso_bursts => "tcp.tso_bursts",
+    /// Wire segments those TSO segments were cut into.
+    tcp_tso_segments => "tcp.tso_segments",
     /// TCP segments retransmitted (RTO, fast retransmit, SYN retries).
     tcp_retransmits => "tcp.retransmits",
     /// TCP segments that could not be sent (no route, ARP hold full, tx ring full).

@@ -512,7 +512,7 @@ fn offload_rows(
         .as_f64()
         .unwrap_or(f64::NAN);
     let mut rows = serde_json::Map::new();
-    for (name, flag) in [("txcsum", "txcsum")] {
+    for (name, flag) in [("txcsum", "txcsum"), ("tso", "tso")] {
         let (mut on, mut off) = (Vec::new(), Vec::new());
         for _ in 0..env.args.rounds {
             check_interrupt()?;

@@ -49,12 +49,15 @@ pub enum DeviceError {
 pub enum Offload {
     /// Transmit checksum: the device finishes TCP checksums (`IFCAP_TXCSUM`).
     TxCsum,
+    /// TCP segmentation offload (`IFCAP_TSO4`): tcp_output hands over up to 64 KB.
+    Tso,
 }
 
 impl Offload {
     /// Every switchable offload, with its `ifconfig` name. (Receive checksum is not
     /// here: no AF_XDP device reports a checksum verdict, see [`Offloads::rx_csum`].)
-    pub const ALL: [(Offload, &'static str); 1] = [(Offload::TxCsum, "txcsum")];
+    pub const ALL: [(Offload, &'static str); 2] =
+        [(Offload::TxCsum, "txcsum"), (Offload::Tso, "tso")];
 }
 
 impl std::str::FromStr for Offload {
@@ -83,6 +86,11 @@ pub struct Offloads {
     /// `XDP_TXMD_FLAGS_CHECKSUM`, Linux 6.8+; copy mode passes them on as
     /// `CHECKSUM_PARTIAL`).
     pub tx_csum: bool,
+    /// TCP segmentation offload: tcp_output sends up to 64 KB per segment. No AF_XDP
+    /// path carries a segment larger than the MTU (there is no TSO request in the TX
+    /// metadata), so the device layer cuts it up in software (GSO); what it saves is
+    /// the per-segment work of tcp_output.
+    pub tso: bool,
 }
 
 impl std::fmt::Display for Offloads {
@@ -90,9 +98,10 @@ impl std::fmt::Display for Offloads {
         let on = |b: bool| if b { "on" } else { "off" };
         write!(
             f,
-            "rxcsum {}, txcsum {}",
+            "rxcsum {}, txcsum {}, tso {} (software)",
             on(self.rx_csum),
-            on(self.tx_csum)
+            on(self.tx_csum),
+            on(self.tso)
         )
     }
 }

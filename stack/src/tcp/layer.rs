@@ -382,8 +382,53 @@ impl TcpLayer {
     }
 
     /// Sends one segment of a connection through IPv4, leaving the checksum to the
-    /// device when it offers to finish it.
+    /// device when it offers to finish it. A TSO segment (`tso_segsz` set) is cut
+    /// into MSS pieces here, in software, as a device without TSO support would need
+    /// (Linux's GSO, done at the last moment): each piece gets its own sequence number
+    /// and IP id; CWR stays on the first piece only and PSH/FIN on the last only
+    /// (RFC 3168 §6.1.2 / Linux `tcp_gso_segment`); the payload is copied once,
+    /// straight from the send buffer into each frame.
     fn emit(
+        &self,
+        ifp: &Interface,
+        ctx: &mut impl NetCtx,
+        tuple: &FourTuple,
+        tcb: &Tcb,
+        seg: &OutSegment,
+    ) {
+        if seg.tso_segsz == 0 || seg.payload_len <= seg.tso_segsz as usize {
+            self.emit_one(ifp, ctx, tuple, tcb, seg);
+            return;
+        }
+        Counters::inc(&ctx.counters().tcp_tso_bursts);
+        let mss = seg.tso_segsz as usize;
+        let mut off = 0;
+        while off < seg.payload_len {
+            let len = mss.min(seg.payload_len - off);
+            let last = off + len == seg.payload_len;
+            let mut hdr = seg.hdr.clone();
+            hdr.seq = seg.hdr.seq + off as u32;
+            if off > 0 {
+                hdr.flags.remove(TcpFlags::CWR);
+            }
+            if !last {
+                hdr.flags.remove(TcpFlags::FIN | TcpFlags::PSH);
+            }
+            let piece = OutSegment {
+                hdr,
+                payload_offset: seg.payload_offset + off,
+                payload_len: len,
+                retransmit: seg.retransmit,
+                tso_segsz: 0,
+            };
+            self.emit_one(ifp, ctx, tuple, tcb, &piece);
+            Counters::inc(&ctx.counters().tcp_tso_segments);
+            off += len;
+        }
+    }
+
+    /// Sends one wire segment.
+    fn emit_one(
         &self,
         ifp: &Interface,
         ctx: &mut impl NetCtx,

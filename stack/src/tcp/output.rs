@@ -44,6 +44,9 @@ pub struct OutSegment {
     pub payload_len: usize,
     /// A retransmission (counted stack-wide as `tcp.retransmits`).
     pub retransmit: bool,
+    /// TSO: the payload is longer than one MSS and the device cuts it into pieces of
+    /// this many bytes (`tso_segsz`); 0 for an ordinary segment.
+    pub tso_segsz: u16,
 }
 
 impl Tcb {
@@ -59,6 +62,7 @@ impl Tcb {
                 payload_offset: 0,
                 payload_len: 0,
                 retransmit: false,
+                tso_segsz: 0,
             });
         }
         match self.state {
@@ -84,6 +88,7 @@ impl Tcb {
                 payload_offset: 0,
                 payload_len: 0,
                 retransmit: false,
+                tso_segsz: 0,
             });
         }
         if self.rexmit_one {
@@ -269,6 +274,7 @@ impl Tcb {
             payload_offset: 0,
             payload_len: 0,
             retransmit: resend,
+            tso_segsz: 0,
         }
     }
 
@@ -299,7 +305,29 @@ impl Tcb {
             len = avail.min(mss).min(max_len as usize);
         } else {
             let usable = self.usable_window(seq);
-            len = avail.min(usable).min(mss);
+            // TSO (FreeBSD tcp_output's `tso` case): new data only -- a retransmission
+            // or a probe goes out one MSS at a time -- cut to whole segments unless it
+            // is the tail of what is buffered.
+            let max = if self.cfg.tso_max > mss && seq >= self.snd_max && !self.force_one {
+                self.cfg.tso_max
+            } else {
+                mss
+            };
+            len = avail.min(usable).min(max);
+            if len > mss && len % mss != 0 {
+                // A fractional last piece goes only where it would on its own, after
+                // the full ones: the tail of the buffer that Nagle lets through with
+                // data in flight, or half the peer's largest window (the checks below).
+                // So TSO puts on the wire exactly what MSS-at-a-time output would.
+                let tail = len % mss;
+                let tail_ok = len == avail
+                    && (self.cfg.nodelay
+                        || self.fin_queued()
+                        || (self.max_sndwnd > 0 && tail >= self.max_sndwnd as usize / 2));
+                if !tail_ok {
+                    len -= tail;
+                }
+            }
             // cwnd-limited: more was ready than cwnd let through (FreeBSD
             // CCF_CWND_LIMITED), as opposed to app- or rwnd-limited.
             if avail > 0 {
@@ -324,7 +352,7 @@ impl Tcb {
                 // or nothing in flight) (RFC 9293 §3.7.4, RFC 896); or at least half
                 // the largest window the peer offered (§3.8.6.2.1); or a
                 // retransmission after an RTO.
-                let full = len == mss;
+                let full = len >= mss;
                 let last = len == avail;
                 let nagle_ok = self.cfg.nodelay || !in_flight || self.fin_queued();
                 let half_window = self.max_sndwnd > 0 && len >= (self.max_sndwnd as usize) / 2;
@@ -357,8 +385,9 @@ impl Tcb {
         let mut hdr = self.header(seq, flags, now);
         if len > 0 {
             // SACK blocks share the segment with the payload: only as many as the MSS
-            // leaves room for (t_maxseg already has the timestamps deducted).
-            let room = (self.t_maxseg as usize).saturating_sub(len);
+            // leaves room for (t_maxseg already has the timestamps deducted); a TSO
+            // segment's options repeat in every piece, each a full MSS.
+            let room = (self.t_maxseg as usize).saturating_sub(len.min(mss));
             let fit = if room >= 12 { (room - 4) / 8 } else { 0 };
             hdr.options.n_sack = hdr.options.n_sack.min(fit as u8);
         }
@@ -428,12 +457,13 @@ impl Tcb {
             // No room for the SACK blocks beside the payload: a pure ACK carries them.
             self.ack_now = true;
         }
-        self.stats.segs_out += 1;
+        self.stats.segs_out += len.div_ceil(mss).max(1) as u64;
         Some(OutSegment {
             hdr,
             payload_offset: off,
             payload_len: len,
             retransmit: retransmission && !probe,
+            tso_segsz: if len > mss { mss as u16 } else { 0 },
         })
     }
 
@@ -497,6 +527,7 @@ impl Tcb {
             payload_offset: 0,
             payload_len: 0,
             retransmit: false,
+            tso_segsz: 0,
         })
     }
 

@@ -131,6 +131,10 @@ pub struct TcpConfig {
     /// Limited transmit (RFC 3042; FreeBSD's `net.inet.tcp.rfc3042`): one new segment on
     /// each of the first two duplicate ACKs.
     pub limited_transmit: bool,
+    /// Largest TCP payload handed to the device in one segment for it to cut into MSS
+    /// pieces (TSO, FreeBSD's `CSUM_TSO` with `tso_segsz`); 0 sends MSS-sized segments.
+    /// The stack sets it when the device layer segments (`--no-offload tso` clears it).
+    pub tso_max: usize,
 }
 
 impl Default for TcpConfig {
@@ -152,6 +156,7 @@ impl Default for TcpConfig {
             timestamps: true,
             sack: true,
             limited_transmit: true,
+            tso_max: 0,
         }
     }
 }

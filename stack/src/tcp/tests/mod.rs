@@ -23,6 +23,7 @@ mod sack_recovery;
 mod sim_many;
 mod sim_sack;
 mod sim_transfer;
+mod sim_tso;
 mod simultaneous;
 mod spurious_rto;
 mod sws;
