@@ -406,7 +406,7 @@ impl TcpLayer {
         while off < seg.payload_len {
             let len = mss.min(seg.payload_len - off);
             let last = off + len == seg.payload_len;
-            let mut hdr = seg.hdr.clone();
+            let mut hdr = seg.hdr;
             hdr.seq = seg.hdr.seq + off as u32;
             if off > 0 {
                 hdr.flags.remove(TcpFlags::CWR);
