@@ -108,3 +108,47 @@ fn unknown_offload_is_a_usage_error() {
     r.assert_error(2);
     assert!(r.stderr.contains("unknown offload 'lro9'"), "{}", r.stderr);
 }
+
+/// Software LRO against Linux: an upload from curl reaches `xstack http` in bursts of
+/// in-order segments, which the worker coalesces; the body's sha256 is right with LRO
+/// on (and segments were merged) and off (and none were).
+#[test]
+fn lro_coalesces_a_linux_upload_without_changing_it() {
+    if !require_root() || !require_tool("curl") {
+        return;
+    }
+    let dir = TestDir::new("lro");
+    let file = dir.random_file("upload.bin", 20_000_000);
+    let want = file_sha256(&file);
+    let pair = VethPair::new_headers_only("lro", 1, 128);
+    let data = format!("@{}", file.display());
+    let url = format!("http://{STACK_ADDR}/sha256");
+    for (extra, lro_on) in [(&[][..], true), (&["--no-offload", "lro"][..], false)] {
+        let stack = pair.spawn_http(extra);
+        let up = pair.curl(&[
+            "--max-time",
+            "120",
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+            &data,
+            &url,
+        ]);
+        let (_, json) = stack.stop(libc::SIGTERM);
+        let ctx = format!("{}\ncounters: {json}", up.context());
+        assert!(up.status.success(), "{ctx}");
+        assert_eq!(up.stdout_text().trim(), want, "sha256 of the upload: {ctx}");
+        let merged = json_counter(&json, "lro.merged");
+        eprintln!(
+            "LRO {}: {merged} segments merged into {} aggregates, {} TCP segments input",
+            if lro_on { "on" } else { "off" },
+            json_counter(&json, "lro.aggregates"),
+            json_counter(&json, "tcp.rx")
+        );
+        if lro_on {
+            assert!(merged > 0, "segments were coalesced: {ctx}");
+        } else {
+            assert_eq!(merged, 0, "{ctx}");
+        }
+    }
+}

@@ -202,6 +202,7 @@ impl Stack {
                 .count()
                 > 1;
             let ifname = link.name.clone();
+            let worker_lro = !config.offloads_off.contains(&Offload::Lro);
             let (ifp, netisr, tcp, stop, running, idle, xsk_cfg) = (
                 ifp.clone(),
                 netisr.clone(),
@@ -248,6 +249,7 @@ impl Stack {
                         idle,
                         shares_cpu,
                         wake_fd,
+                        lro: worker_lro,
                     }
                     .run()
                 })
@@ -255,6 +257,7 @@ impl Stack {
             workers.push(handle);
         }
         let tso = tcp_cfg_tso(&config);
+        let lro = !config.offloads_off.contains(&Offload::Lro);
         let mut stack = Stack {
             link,
             config,
@@ -269,6 +272,7 @@ impl Stack {
             xsk_fds: Vec::new(),
             offloads: Offloads {
                 tso,
+                lro,
                 ..Offloads::default()
             },
         };

@@ -35,6 +35,11 @@ counters! {
     tx_drop_no_room => "device.tx_drop_no_room",
     /// Frames not sent because they were larger than a UMEM frame or the MTU.
     tx_drop_too_big => "device.tx_drop_too_big",
+    /// TCP segments LRO appended to an aggregate (each saves one pass through IP and
+    /// TCP input's lookup, lock and dispatch).
+    lro_merged => "lro.merged",
+    /// Aggregates of two or more segments LRO handed to IP input.
+    lro_aggregates => "lro.aggregates",
     /// Frames sent with their L4 checksum left to the device (AF_XDP TX metadata).
     tx_csum_offloaded => "device.tx_csum_offloaded",
     /// Frames whose L4 checksum was finished in software (no TX checksum offload).

@@ -406,6 +406,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         throughput_report("throughput linux->stack", &s_r, &k_r, args.bytes),
     );
 
+    lro_rows(&env, &mut report)?;
+
     // --- 1-byte request/response latency ---
     let count = args.rr_count.to_string();
     let (s_r, k_r) = alternate(
@@ -545,6 +547,64 @@ fn offload_rows(
         );
     }
     report.insert("offloads_stack_to_linux".into(), rows.into());
+    Ok(())
+}
+
+/// LRO on and off, alternating per round, on the Linux->stack download (`xstack get`
+/// from the peer's kernel HTTP server, which hashes the body).
+fn lro_rows(env: &Env, report: &mut serde_json::Map<String, serde_json::Value>) -> Result<()> {
+    let url = format!("http://198.18.0.2/bytes/{}", env.args.bytes);
+    let get = |extra: &[&str]| {
+        let mut argv = vec![
+            "ip",
+            "netns",
+            "exec",
+            env.a,
+            "taskset",
+            "-c",
+            &env.cpu,
+            &env.bin,
+            "get",
+            &url,
+            "--iface",
+            "vstk",
+            "--addr",
+            "198.18.0.1/24",
+            "--cpus",
+            &env.cpu,
+            "--idle",
+            &env.args.idle,
+        ];
+        argv.extend_from_slice(extra);
+        gbps(&argv)
+    };
+    let linux = report["throughput_linux_to_stack"]["linux_gbps"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    let (mut on, mut off) = (Vec::new(), Vec::new());
+    for _ in 0..env.args.rounds {
+        check_interrupt()?;
+        on.push(get(&[])?);
+        off.push(get(&["--no-offload", "lro"])?);
+    }
+    let (m_on, m_off) = (median(on.clone()), median(off.clone()));
+    println!(
+        "{:<36} on {:>9.2}  off {:>9.2}  ratio on/off {:.2}  (on/linux {:.2}, off/linux {:.2})",
+        "linux->stack, lro (Gbit/s)",
+        m_on,
+        m_off,
+        m_on / m_off,
+        m_on / linux,
+        m_off / linux
+    );
+    report.insert(
+        "offloads_linux_to_stack".into(),
+        serde_json::json!({"lro": {
+            "on_gbps": m_on, "off_gbps": m_off, "ratio_on_off": m_on / m_off,
+            "ratio_on_linux": m_on / linux, "ratio_off_linux": m_off / linux,
+            "on_rounds": on, "off_rounds": off,
+        }}),
+    );
     Ok(())
 }
 

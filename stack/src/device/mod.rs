@@ -51,13 +51,18 @@ pub enum Offload {
     TxCsum,
     /// TCP segmentation offload (`IFCAP_TSO4`): tcp_output hands over up to 64 KB.
     Tso,
+    /// Large receive offload (`IFCAP_LRO`): coalesce a flow's segments before input.
+    Lro,
 }
 
 impl Offload {
     /// Every switchable offload, with its `ifconfig` name. (Receive checksum is not
     /// here: no AF_XDP device reports a checksum verdict, see [`Offloads::rx_csum`].)
-    pub const ALL: [(Offload, &'static str); 2] =
-        [(Offload::TxCsum, "txcsum"), (Offload::Tso, "tso")];
+    pub const ALL: [(Offload, &'static str); 3] = [
+        (Offload::TxCsum, "txcsum"),
+        (Offload::Tso, "tso"),
+        (Offload::Lro, "lro"),
+    ];
 }
 
 impl std::str::FromStr for Offload {
@@ -91,6 +96,9 @@ pub struct Offloads {
     /// metadata), so the device layer cuts it up in software (GSO); what it saves is
     /// the per-segment work of tcp_output.
     pub tso: bool,
+    /// Large receive offload, in software ([`crate::net::lro`]): AF_XDP delivers the
+    /// frames as they were on the wire, and the worker coalesces them.
+    pub lro: bool,
 }
 
 impl std::fmt::Display for Offloads {
@@ -98,10 +106,11 @@ impl std::fmt::Display for Offloads {
         let on = |b: bool| if b { "on" } else { "off" };
         write!(
             f,
-            "rxcsum {}, txcsum {}, tso {} (software)",
+            "rxcsum {}, txcsum {}, tso {} (software), lro {} (software)",
             on(self.rx_csum),
             on(self.tx_csum),
-            on(self.tso)
+            on(self.tso),
+            on(self.lro)
         )
     }
 }

@@ -35,6 +35,11 @@ pub struct Ipv4In<'a> {
     pub payload: &'a [u8],
     /// Offload flags of the frame it came in.
     pub csum: CsumFlags,
+    /// LRO: the payload is this many TCP segments of `lro_segsz` bytes (the last may
+    /// be shorter), coalesced; 0 for a packet as it arrived.
+    pub lro_nsegs: u16,
+    /// LRO: the size of the coalesced segments.
+    pub lro_segsz: u16,
 }
 
 /// Why output did not send.
@@ -149,6 +154,8 @@ pub fn validate<'a>(ifp: &Interface, ctx: &impl NetCtx, pkt: Pkt<'a>) -> Option<
         protocol: p.next_header(),
         payload: &bytes[hlen..],
         csum: pkt.meta.csum,
+        lro_nsegs: pkt.meta.lro_nsegs,
+        lro_segsz: pkt.meta.tso_segsz,
     })
 }
 

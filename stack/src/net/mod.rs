@@ -9,6 +9,7 @@ pub mod arp;
 pub mod ether;
 pub mod icmp;
 pub mod ipv4;
+pub mod lro;
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};

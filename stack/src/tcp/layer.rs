@@ -195,10 +195,44 @@ impl TcpLayer {
         };
         if let Some(conn) = self.pcbs.lookup(&tuple) {
             let mut inner = conn.lock();
-            let outcome = inner.tcb.input(&seg, now);
+            let mut outcome = InputOutcome::Ok;
+            let mut reset_for_seg = seg;
+            if ip.lro_nsegs > 1 {
+                // An LRO aggregate: the connection takes its segments one by one, as
+                // they arrived, and sends what each calls for (an ACK for every second
+                // one), under one lookup and one lock.
+                let size = ip.lro_segsz.max(1) as usize;
+                let mut pieces = seg.payload.chunks(size).peekable();
+                let mut seq = seg.seq;
+                while let Some(payload) = pieces.next() {
+                    let mut piece = seg;
+                    piece.seq = seq;
+                    piece.payload = payload;
+                    if pieces.peek().is_some() {
+                        piece.flags.remove(TcpFlags::PSH);
+                    }
+                    seq = seq + payload.len() as u32;
+                    match inner.tcb.input(&piece, now) {
+                        InputOutcome::Ok => {}
+                        InputOutcome::Established => outcome = InputOutcome::Established,
+                        InputOutcome::SendReset => {
+                            outcome = InputOutcome::SendReset;
+                            reset_for_seg = piece;
+                            break;
+                        }
+                    }
+                    if pieces.peek().is_some() {
+                        while let Some(out) = inner.tcb.poll_output(now) {
+                            self.emit(ifp, ctx, &conn.tuple, &inner.tcb, &out);
+                        }
+                    }
+                }
+            } else {
+                outcome = inner.tcb.input(&seg, now);
+            }
             if outcome == InputOutcome::SendReset {
                 drop(inner);
-                self.send_reset(ifp, ctx, &tuple, &seg);
+                self.send_reset(ifp, ctx, &tuple, &reset_for_seg);
                 return;
             }
             self.flush(ifp, ctx, heap, &conn, inner);

@@ -151,7 +151,7 @@ struct UpArgs {
     #[arg(long)]
     cc: Option<String>,
     /// Offloads to leave off even where the device has them, comma separated
-    /// (txcsum, tso), like `ifconfig -txcsum -tso`.
+    /// (txcsum, tso, lro), like `ifconfig -txcsum -tso -lro`.
     #[arg(long, value_delimiter = ',')]
     no_offload: Vec<xstack::device::Offload>,
 }

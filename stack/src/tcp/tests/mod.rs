@@ -20,6 +20,7 @@ mod retransmission;
 mod rst;
 mod sack;
 mod sack_recovery;
+mod sim_lro;
 mod sim_many;
 mod sim_sack;
 mod sim_transfer;
