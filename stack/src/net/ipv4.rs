@@ -22,6 +22,49 @@ pub const HEADER_LEN: usize = 20;
 /// The TTL we send with (RFC 1700's recommended default, Linux's and FreeBSD's too).
 pub const DEFAULT_TTL: u8 = 64;
 
+/// The ECN field of the IPv4 header (RFC 3168 §5: "the ECN field in the IP header with
+/// four ECN codepoints, '00' to '11'"). The transport picks it per packet on output and
+/// reads it on input; the IP layer only carries it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Ecn {
+    /// `00`: Not-ECT, the transport does not do ECN for this packet.
+    #[default]
+    NotEct,
+    /// `01`: ECT(1).
+    Ect1,
+    /// `10`: ECT(0), what an RFC 3168 TCP sets on its data packets.
+    Ect0,
+    /// `11`: CE, Congestion Experienced (set by a router instead of dropping).
+    Ce,
+}
+
+impl Ecn {
+    /// The codepoint from the two low bits of the TOS/traffic-class byte.
+    pub fn from_bits(bits: u8) -> Ecn {
+        match bits & 3 {
+            0 => Ecn::NotEct,
+            1 => Ecn::Ect1,
+            2 => Ecn::Ect0,
+            _ => Ecn::Ce,
+        }
+    }
+
+    /// The two bits on the wire.
+    pub fn bits(self) -> u8 {
+        match self {
+            Ecn::NotEct => 0,
+            Ecn::Ect1 => 1,
+            Ecn::Ect0 => 2,
+            Ecn::Ce => 3,
+        }
+    }
+
+    /// ECT(0), ECT(1) or CE: the sender declared an ECN-capable transport.
+    pub fn is_ect(self) -> bool {
+        self != Ecn::NotEct
+    }
+}
+
 /// A received IPv4 packet after validation: addresses, protocol and payload.
 #[derive(Clone, Copy, Debug)]
 pub struct Ipv4In<'a> {
@@ -35,6 +78,8 @@ pub struct Ipv4In<'a> {
     pub payload: &'a [u8],
     /// Offload flags of the frame it came in.
     pub csum: CsumFlags,
+    /// The ECN field (RFC 3168), for the transport.
+    pub ecn: Ecn,
 }
 
 /// Why output did not send.
@@ -149,16 +194,34 @@ pub fn validate<'a>(ifp: &Interface, ctx: &impl NetCtx, pkt: Pkt<'a>) -> Option<
         protocol: p.next_header(),
         payload: &bytes[hlen..],
         csum: pkt.meta.csum,
+        ecn: Ecn::from_bits(p.ecn()),
     })
 }
 
-/// Sends an IPv4 packet of `payload_len` bytes (written by `fill`) from `src` to `dst`.
+/// Sends an IPv4 packet of `payload_len` bytes (written by `fill`) from `src` to `dst`,
+/// Not-ECT.
 pub fn output(
     ifp: &Interface,
     ctx: &mut impl NetCtx,
     src: Ipv4Addr,
     dst: Ipv4Addr,
     protocol: IpProtocol,
+    payload_len: usize,
+    fill: &mut dyn FnMut(&mut [u8]),
+) -> Result<(), OutputError> {
+    output_ecn(ifp, ctx, src, dst, protocol, Ecn::NotEct, payload_len, fill)
+}
+
+/// As [`output`], with the ECN codepoint the transport chose for this packet (RFC 3168
+/// §6.1: TCP marks ECT only on its new data segments).
+#[allow(clippy::too_many_arguments)]
+pub fn output_ecn(
+    ifp: &Interface,
+    ctx: &mut impl NetCtx,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    protocol: IpProtocol,
+    ecn: Ecn,
     payload_len: usize,
     fill: &mut dyn FnMut(&mut [u8]),
 ) -> Result<(), OutputError> {
@@ -174,6 +237,9 @@ pub fn output(
     let now = ctx.now();
     let write_ip = |buf: &mut [u8], fill: &mut dyn FnMut(&mut [u8])| {
         write_header(buf, src, dst, protocol, ip_len as u16, id);
+        if ecn != Ecn::NotEct {
+            set_ecn(buf, ecn);
+        }
         fill(&mut buf[HEADER_LEN..]);
     };
     match ifp.arp.resolve(next_hop, now, || {
@@ -244,6 +310,17 @@ fn write_header(
     p.set_dst_addr(dst);
     p.set_checksum(0);
     let sum = checksum::checksum(&buf[..HEADER_LEN]);
+    buf[10..12].copy_from_slice(&sum.to_be_bytes());
+}
+
+/// Rewrites the ECN field of the IPv4 header at the start of `buf`, updating its
+/// checksum incrementally (RFC 1624). Also what a simulated router does to mark CE.
+pub fn set_ecn(buf: &mut [u8], ecn: Ecn) {
+    let old = u16::from_be_bytes([buf[0], buf[1]]);
+    buf[1] = (buf[1] & !3) | ecn.bits();
+    let new = u16::from_be_bytes([buf[0], buf[1]]);
+    let sum = u16::from_be_bytes([buf[10], buf[11]]);
+    let sum = checksum::update16(sum, old, new);
     buf[10..12].copy_from_slice(&sum.to_be_bytes());
 }
 

@@ -24,10 +24,35 @@ use super::isn::IsnGenerator;
 use super::output::OutSegment;
 use super::pcb::{Conn, ConnInner, FourTuple, GroupMap, PcbTable, ReadinessSink};
 use super::segment::{self, ChecksumMode, SegmentError, SegmentOut, TcpFlags, TcpOptions};
-use super::tcb::{Tcb, TcpConfig};
+use super::tcb::{EcnStats, Tcb, TcpConfig};
 use crate::net::ipv4::{self, Ipv4In};
 use crate::net::{Interface, NetCtx};
 use crate::stats::Counters;
+
+/// ECN negotiated on a connection just created (passive: decided by its SYN).
+fn tcb_ecn(conn: &Arc<Conn>) -> bool {
+    conn.lock().tcb.ecn()
+}
+
+/// Adds what one segment's input changed in a connection's ECN counters to the
+/// stack-wide `tcp.ecn_*` counters (the control block does the RFC 3168 bookkeeping;
+/// the stack only sums it).
+fn count_ecn_input(c: &Counters, before: &EcnStats, tcb: &Tcb, was_ecn: bool) {
+    let after = tcb.stats().ecn;
+    let add = |ctr: &std::sync::atomic::AtomicU64, a: u64, b: u64| {
+        if a > b {
+            ctr.fetch_add(a - b, Ordering::Relaxed);
+        }
+    };
+    add(&c.tcp_ecn_ce_rx, after.ce_received, before.ce_received);
+    add(&c.tcp_ecn_ece_rx, after.ece_received, before.ece_received);
+    add(&c.tcp_ecn_cwr_rx, after.cwr_received, before.cwr_received);
+    add(&c.tcp_ecn_reductions, after.reductions, before.reductions);
+    // An active open learns the answer from the SYN,ACK.
+    if tcb.ecn() && !was_ecn {
+        Counters::inc(&c.tcp_ecn_negotiated);
+    }
+}
 
 /// Wakes a worker (its eventfd, or a no-op in simulations).
 pub type WorkerWaker = Arc<dyn Fn() + Send + Sync>;
@@ -172,7 +197,7 @@ impl TcpLayer {
         ip: &Ipv4In<'_>,
     ) {
         Counters::inc(&ctx.counters().tcp_rx);
-        let seg = match segment::parse(ip.src, ip.dst, ip.payload, ip.csum) {
+        let mut seg = match segment::parse(ip.src, ip.dst, ip.payload, ip.csum) {
             Ok(s) => s,
             Err(e) => {
                 let c = ctx.counters();
@@ -185,6 +210,7 @@ impl TcpLayer {
                 return;
             }
         };
+        seg.ecn = ip.ecn;
         let now = ctx.now();
         let tuple = FourTuple {
             local: SocketAddrV4::new(ip.dst, seg.dst_port),
@@ -192,7 +218,9 @@ impl TcpLayer {
         };
         if let Some(conn) = self.pcbs.lookup(&tuple) {
             let mut inner = conn.lock();
+            let (before, was_ecn) = (inner.tcb.stats().ecn, inner.tcb.ecn());
             let outcome = inner.tcb.input(&seg, now);
+            count_ecn_input(ctx.counters(), &before, &inner.tcb, was_ecn);
             if outcome == InputOutcome::SendReset {
                 drop(inner);
                 self.send_reset(ifp, ctx, &tuple, &seg);
@@ -227,8 +255,12 @@ impl TcpLayer {
             }
             let iss = self.isn.isn(tuple.local, tuple.remote, now);
             let cc = self.cc.create_default();
+            let mut cfg = self.conn_config();
+            if let Some(on) = listener.ecn() {
+                cfg.ecn = on;
+            }
             let tcb = Tcb::accept_syn(
-                self.conn_config(),
+                cfg,
                 tuple.local,
                 tuple.remote,
                 iss,
@@ -241,6 +273,9 @@ impl TcpLayer {
                 return;
             };
             Counters::inc(&ctx.counters().tcp_conns_opened);
+            if tcb_ecn(&conn) {
+                Counters::inc(&ctx.counters().tcp_ecn_negotiated);
+            }
             listener.embryonic.fetch_add(1, Ordering::Relaxed);
             *conn.listener.lock().unwrap_or_else(|e| e.into_inner()) =
                 Some(Arc::downgrade(&listener));
@@ -390,14 +425,33 @@ impl TcpLayer {
         let hlen = seg.hdr.header_len();
         let total = hlen + seg.payload_len;
         let (src, dst) = (*tuple.local.ip(), *tuple.remote.ip());
-        let r = ipv4::output(ifp, ctx, src, dst, IpProtocol::Tcp, total, &mut |buf| {
-            tcb.copy_payload(seg, &mut buf[hlen..]);
-            seg.hdr.emit(src, dst, buf, ChecksumMode::Full);
-        });
+        let r = ipv4::output_ecn(
+            ifp,
+            ctx,
+            src,
+            dst,
+            IpProtocol::Tcp,
+            seg.ecn,
+            total,
+            &mut |buf| {
+                tcb.copy_payload(seg, &mut buf[hlen..]);
+                seg.hdr.emit(src, dst, buf, ChecksumMode::Full);
+            },
+        );
         let c = ctx.counters();
         Counters::inc(if r.is_ok() { &c.tcp_tx } else { &c.tcp_tx_fail });
         if seg.retransmit {
             Counters::inc(&c.tcp_retransmits);
+        }
+        let f = seg.hdr.flags;
+        if f.contains(TcpFlags::ECE) && !f.contains(TcpFlags::SYN) {
+            Counters::inc(&c.tcp_ecn_ece_tx);
+        }
+        if f.contains(TcpFlags::CWR) && !f.contains(TcpFlags::SYN) {
+            Counters::inc(&c.tcp_ecn_cwr_tx);
+        }
+        if seg.ecn.is_ect() {
+            Counters::inc(&c.tcp_ecn_ect_tx);
         }
     }
 

@@ -150,6 +150,9 @@ struct UpArgs {
     /// Default congestion control for new connections (see --cc list).
     #[arg(long)]
     cc: Option<String>,
+    /// Use ECN (RFC 3168) on new connections: ECN-setup SYNs, and accept clients' ones.
+    #[arg(long)]
+    ecn: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -460,6 +463,7 @@ fn start_with(a: &UpArgs, announce: bool) -> anyhow::Result<Stack> {
     cfg.xdp_mode = a.xdp_mode;
     cfg.idle = a.idle;
     cfg.default_cc = a.cc.clone();
+    cfg.tcp.ecn = a.ecn;
     let stack = Stack::start(cfg)?;
     if !announce {
         return Ok(stack);
