@@ -7,6 +7,7 @@ mod ack_checks;
 mod close_wait_last_ack;
 mod closing;
 mod delack_nagle;
+mod ecn;
 mod established;
 mod fast_retransmit;
 mod fin_wait;
