@@ -382,6 +382,30 @@ mod tests {
         assert!(checksum::verify(&buf));
     }
 
+    // RFC 3168 §5: the ECN field is the two low bits of the TOS byte; rewriting it keeps
+    // the header checksum valid (RFC 1624 incremental update), and input reports it.
+    #[test]
+    fn ecn_field_round_trips_with_a_valid_checksum() {
+        for e in [Ecn::NotEct, Ecn::Ect1, Ecn::Ect0, Ecn::Ce] {
+            assert_eq!(Ecn::from_bits(e.bits()), e);
+            let mut f = ip_frame(&[8, 0, 0, 0, 0, 0, 0, 0]);
+            f[15] = 0xb8; // DSCP EF: must survive
+            f[24..26].fill(0);
+            let sum = checksum::checksum(&f[14..34]);
+            f[24..26].copy_from_slice(&sum.to_be_bytes());
+            set_ecn(&mut f[14..], e);
+            assert!(checksum::verify(&f[14..34]), "{e:?}");
+            assert_eq!(f[15] >> 2, 0xb8 >> 2, "DSCP kept");
+            let (ifp, ctx) = (iface(), TestCtx::new());
+            let pkt = Pkt {
+                data: &f,
+                meta: PktMeta::rx(f.len(), 0),
+            };
+            assert_eq!(validate(&ifp, &ctx, pkt).map(|ip| ip.ecn), Some(e));
+        }
+        assert!(!Ecn::NotEct.is_ect() && Ecn::Ect0.is_ect() && Ecn::Ce.is_ect());
+    }
+
     #[test]
     fn valid_packet_passes_and_padding_is_trimmed() {
         let mut f = ip_frame(&[8, 0, 0, 0, 0, 0, 0, 0]);

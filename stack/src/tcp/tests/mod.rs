@@ -21,6 +21,7 @@ mod retransmission;
 mod rst;
 mod sack;
 mod sack_recovery;
+mod sim_ecn;
 mod sim_many;
 mod sim_sack;
 mod sim_transfer;
