@@ -41,6 +41,9 @@ pub struct ConnectOptions {
     /// Ask for ECN (RFC 3168) with an ECN-setup SYN; the stack-wide setting
     /// ([`NetStack::ecn`]) when `None`. Whether the peer agreed is [`TcpStream::ecn`].
     pub ecn: Option<bool>,
+    /// Return at once, as [`TcpStream::connect_nonblocking`]: the stream is non-blocking
+    /// and becomes writable once connected.
+    pub nonblocking: bool,
 }
 
 fn v4(addr: SocketAddr) -> io::Result<SocketAddrV4> {
@@ -89,7 +92,7 @@ impl TcpStream {
         }
         let opts = ConnectOptions {
             timeout: Some(timeout),
-            ecn: None,
+            ..ConnectOptions::default()
         };
         Self::connect_with(net, addr, &opts)
     }
@@ -112,6 +115,10 @@ impl TcpStream {
             ));
         }
         let stream = Self::start_connect(net, v4(addr.into())?, timeout, opts.ecn)?;
+        if opts.nonblocking {
+            stream.nonblocking.store(true, Ordering::Relaxed);
+            return Ok(stream);
+        }
         let deadline = Instant::now() + timeout;
         let mut inner = stream.conn.lock();
         loop {

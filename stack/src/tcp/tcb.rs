@@ -14,9 +14,9 @@ use xstack_cc::{CcVars, CongestionControl, Recovery};
 use super::recvbuf::RecvBuffer;
 use super::rtt::{RtoConfig, RttEstimator};
 use super::sack::Scoreboard;
+use super::segment::TcpFlags;
 use super::sendbuf::SendBuffer;
 use super::seq::Seq;
-use super::segment::TcpFlags;
 use super::timer::{TimerKind, Timers};
 
 /// TCP connection states (RFC 9293 §3.3.2). LISTEN lives in the listener, not here.

@@ -15,10 +15,7 @@ fn win(unread: u32) -> u16 {
 
 /// The default test configuration with ECN on.
 fn ecn_cfg() -> TcpConfig {
-    TcpConfig {
-        ecn: true,
-        ..cfg()
-    }
+    TcpConfig { ecn: true, ..cfg() }
 }
 
 /// An ECN-setup SYN (RFC 3168 §6.1.1: "a SYN packet with the ECE and CWR flags set").
@@ -171,7 +168,11 @@ fn passive_with_ecn_off_answers_a_plain_syn_ack() {
 // A plain SYN, or one with only ECE, is not an ECN-setup SYN.
 #[test]
 fn passive_answers_a_non_ecn_setup_syn_plainly() {
-    for syn in [peer_syn(), peer_syn().flags(F::ECE), peer_syn().flags(F::CWR)] {
+    for syn in [
+        peer_syn(),
+        peer_syn().flags(F::ECE),
+        peer_syn().flags(F::CWR),
+    ] {
         let mut c = Conn::accept(ecn_cfg(), syn.clone());
         recv!(c, our_syn().ack(PEER_ISS + 1));
         assert!(!c.tcb.ecn(), "{syn:?}");
@@ -235,7 +236,11 @@ fn ect_only_on_new_data() {
 #[test]
 fn ce_is_echoed_on_every_ack_until_cwr() {
     let mut c = ecn_established();
-    let data = |k: u32| peer_ack(k * M, 0).bytes(k as usize * MSS, MSS).ip_ecn(Ecn::Ect0);
+    let data = |k: u32| {
+        peer_ack(k * M, 0)
+            .bytes(k as usize * MSS, MSS)
+            .ip_ecn(Ecn::Ect0)
+    };
     // One unmarked segment: delayed ACK as usual.
     send!(c, data(0));
     recv_nothing!(c);
@@ -308,7 +313,7 @@ fn ece_reduces_once_per_window_and_cwr_goes_on_the_next_new_data() {
     assert_eq!(c.tcb.recovery, Recovery::Cwr);
     assert_eq!(c.tcb.recover, recover);
     recv_nothing!(c); // 9 segments in flight, cwnd 5
-    // More ECE ACKs from the same window: no further reduction (nor growth).
+                      // More ECE ACKs from the same window: no further reduction (nor growth).
     for k in 2..=5 {
         send!(c, peer_ack(0, k * M).flags(F::ECE));
         assert_eq!((c.tcb.ccv.cwnd, c.tcb.ccv.ssthresh), (5 * M, 5 * M));
@@ -327,9 +332,7 @@ fn ece_reduces_once_per_window_and_cwr_goes_on_the_next_new_data() {
     send!(c, peer_ack(0, 7 * M).flags(F::ECE));
     recv!(
         c,
-        our_ack(11 * M, 0, W)
-            .bytes(11 * MSS, MSS)
-            .ip_ecn(Ecn::Ect0)
+        our_ack(11 * M, 0, W).bytes(11 * MSS, MSS).ip_ecn(Ecn::Ect0)
     );
     // The ACK that covers `recover` ends the episode (post_recovery, no reduction).
     send!(c, peer_ack(0, 10 * M));
