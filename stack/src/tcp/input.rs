@@ -172,6 +172,13 @@ impl Tcb {
                     // dropped by the peer in SYN-SENT ("If neither of the SYN or RST bits is
                     // set, then drop the segment").
                     self.snd_nxt = self.iss;
+                    // A peer that fell back to a non-ECN-setup SYN (RFC 3168 §6.1.1.1, as
+                    // Linux does on its first SYN retransmission) will ignore our ECE and
+                    // never echo CE: answer with a plain SYN,ACK and leave ECN off.
+                    if !f.contains(TcpFlags::ECE | TcpFlags::CWR) {
+                        self.ecn_ok = false;
+                        self.ecn_setup_sent = false;
+                    }
                     return InputOutcome::Ok;
                 }
                 // Simultaneous open (RFC 9293 Figure 8, line 6): the peer's SYN,ACK. Its SYN

@@ -29,15 +29,10 @@ use crate::net::ipv4::{self, Ipv4In};
 use crate::net::{Interface, NetCtx};
 use crate::stats::Counters;
 
-/// ECN negotiated on a connection just created (passive: decided by its SYN).
-fn tcb_ecn(conn: &Arc<Conn>) -> bool {
-    conn.lock().tcb.ecn()
-}
-
 /// Adds what one segment's input changed in a connection's ECN counters to the
 /// stack-wide `tcp.ecn_*` counters (the control block does the RFC 3168 bookkeeping;
 /// the stack only sums it).
-fn count_ecn_input(c: &Counters, before: &EcnStats, tcb: &Tcb, was_ecn: bool) {
+fn count_ecn_input(c: &Counters, before: &EcnStats, tcb: &Tcb, was_open: bool) {
     let after = tcb.stats().ecn;
     let add = |ctr: &std::sync::atomic::AtomicU64, a: u64, b: u64| {
         if a > b {
@@ -48,8 +43,9 @@ fn count_ecn_input(c: &Counters, before: &EcnStats, tcb: &Tcb, was_ecn: bool) {
     add(&c.tcp_ecn_ece_rx, after.ece_received, before.ece_received);
     add(&c.tcp_ecn_cwr_rx, after.cwr_received, before.cwr_received);
     add(&c.tcp_ecn_reductions, after.reductions, before.reductions);
-    // An active open learns the answer from the SYN,ACK.
-    if tcb.ecn() && !was_ecn {
+    // Counted when the handshake completes: an active open learns the answer from the
+    // SYN,ACK; a passive one can still fall back on a retransmitted SYN until then.
+    if tcb.ecn() && !was_open && tcb.state().is_synchronized() {
         Counters::inc(&c.tcp_ecn_negotiated);
     }
 }
@@ -218,9 +214,9 @@ impl TcpLayer {
         };
         if let Some(conn) = self.pcbs.lookup(&tuple) {
             let mut inner = conn.lock();
-            let (before, was_ecn) = (inner.tcb.stats().ecn, inner.tcb.ecn());
+            let (before, was_open) = (inner.tcb.stats().ecn, inner.tcb.state().is_synchronized());
             let outcome = inner.tcb.input(&seg, now);
-            count_ecn_input(ctx.counters(), &before, &inner.tcb, was_ecn);
+            count_ecn_input(ctx.counters(), &before, &inner.tcb, was_open);
             if outcome == InputOutcome::SendReset {
                 drop(inner);
                 self.send_reset(ifp, ctx, &tuple, &seg);
@@ -265,9 +261,6 @@ impl TcpLayer {
                 return;
             };
             Counters::inc(&ctx.counters().tcp_conns_opened);
-            if tcb_ecn(&conn) {
-                Counters::inc(&ctx.counters().tcp_ecn_negotiated);
-            }
             listener.embryonic.fetch_add(1, Ordering::Relaxed);
             *conn.listener.lock().unwrap_or_else(|e| e.into_inner()) =
                 Some(Arc::downgrade(&listener));

@@ -165,6 +165,18 @@ fn passive_with_ecn_off_answers_a_plain_syn_ack() {
     assert!(!c.tcb.ecn());
 }
 
+// The peer's SYN is retransmitted without ECE and CWR (our SYN,ACK was lost and it fell
+// back, RFC 3168 §6.1.1.1): it will not echo CE, so we answer plainly and drop ECN.
+#[test]
+fn passive_follows_a_peer_that_fell_back() {
+    let mut c = Conn::accept(ecn_cfg(), ecn_syn(peer_syn()));
+    recv!(c, our_syn().ack(PEER_ISS + 1).flags(F::ECE));
+    send!(c, peer_syn());
+    recv!(c, our_syn().ack(PEER_ISS + 1));
+    send!(c, peer_ack(0, 0) => InputOutcome::Established);
+    assert!(!c.tcb.ecn());
+}
+
 // A plain SYN, or one with only ECE, is not an ECN-setup SYN.
 #[test]
 fn passive_answers_a_non_ecn_setup_syn_plainly() {
