@@ -42,6 +42,10 @@ pub struct LinkConfig {
     pub duplicate: f64,
     /// Link rate in bits per second (serialization delay and queueing); `None` = infinite.
     pub rate_bps: Option<u64>,
+    /// Probability that an ECN-capable (ECT) IPv4 frame that survives the loss draw is
+    /// marked CE instead, as an AQM router would (RFC 3168 §5); Not-ECT frames are never
+    /// marked.
+    pub ce_mark: f64,
 }
 
 impl Default for LinkConfig {
@@ -53,6 +57,7 @@ impl Default for LinkConfig {
             burst: None,
             duplicate: 0.0,
             rate_bps: None,
+            ce_mark: 0.0,
         }
     }
 }
@@ -131,6 +136,8 @@ pub struct Sim {
     /// batches; `None` delivers each at its exact time.
     pub rx_batch: Option<Duration>,
     start: Instant,
+    /// ECT frames the link marked CE.
+    pub ce_marked: u64,
 }
 
 /// The address of host `i`.
@@ -193,6 +200,7 @@ impl Sim {
             lro: false,
             rx_batch: None,
             start: now,
+            ce_marked: 0,
         }
     }
 
@@ -451,7 +459,24 @@ impl Sim {
         }
     }
 
-    fn transmit(&mut self, from: usize, frame: Vec<u8>) {
+    /// Marks an ECT IPv4 frame CE with probability `p` (only the random draw for ECT
+    /// frames, so Not-ECT traffic leaves the random sequence as without marking).
+    fn maybe_mark_ce(&mut self, frame: &mut [u8], p: f64) {
+        let ipv4 = frame.get(12..14) == Some(&[0x08, 0x00][..]);
+        let Some(ip) = frame.get_mut(ether::HEADER_LEN..) else {
+            return;
+        };
+        if !ipv4 || ip.len() < ipv4::HEADER_LEN {
+            return;
+        }
+        let ecn = ipv4::Ecn::from_bits(ip[1]);
+        if ecn.is_ect() && ecn != ipv4::Ecn::Ce && self.rng.random_bool(p.min(1.0)) {
+            ipv4::set_ecn(ip, ipv4::Ecn::Ce);
+            self.ce_marked += 1;
+        }
+    }
+
+    fn transmit(&mut self, from: usize, mut frame: Vec<u8>) {
         if let Some(tap) = &mut self.tap {
             tap.push((from, frame.clone()));
         }
@@ -469,6 +494,9 @@ impl Sim {
                 }
             }
             return;
+        }
+        if l.ce_mark > 0.0 {
+            self.maybe_mark_ce(&mut frame, l.ce_mark);
         }
         let mut at = self.now;
         if let Some(bps) = l.rate_bps {

@@ -130,6 +130,22 @@ counters! {
     tcp_retransmits => "tcp.retransmits",
     /// TCP segments that could not be sent (no route, ARP hold full, tx ring full).
     tcp_tx_fail => "tcp.tx_fail",
+    /// Connections that negotiated ECN (RFC 3168) on their handshake.
+    tcp_ecn_negotiated => "tcp.ecn_negotiated",
+    /// Data segments sent ECT(0) (new data of ECN connections).
+    tcp_ecn_ect_tx => "tcp.ecn_ect_tx",
+    /// Data segments received with CE in the IP header, on ECN connections.
+    tcp_ecn_ce_rx => "tcp.ecn_ce_rx",
+    /// Segments sent with ECN-Echo (echoing CE until the peer's CWR).
+    tcp_ecn_ece_tx => "tcp.ecn_ece_tx",
+    /// ACKs received with ECN-Echo, on ECN connections.
+    tcp_ecn_ece_rx => "tcp.ecn_ece_rx",
+    /// Segments sent with CWR (first new data after a window reduction).
+    tcp_ecn_cwr_tx => "tcp.ecn_cwr_tx",
+    /// Segments received with CWR, on ECN connections.
+    tcp_ecn_cwr_rx => "tcp.ecn_cwr_rx",
+    /// Congestion-window reductions in response to ECN-Echo (at most one per window).
+    tcp_ecn_reductions => "tcp.ecn_reductions",
 }
 
 impl Counters {

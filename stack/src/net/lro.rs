@@ -142,6 +142,11 @@ impl<'a> LroBatch<'a> {
             };
             let same = run.cand.key == c.key
                 && !run.closed
+                // TOS (DSCP + ECN: a CE mark must reach TCP on its own segment), TTL,
+                // and DF, as Linux's GRO requires.
+                && frame[ETH + 1] == run.first[ETH + 1]
+                && frame[ETH + 6] == run.first[ETH + 6]
+                && frame[ETH + 8] == run.first[ETH + 8]
                 && c.seq == run.next_seq
                 && c.payload_at == hdr
                 && c.payload_len <= run.cand.payload_len

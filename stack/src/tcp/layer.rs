@@ -24,13 +24,34 @@ use super::isn::IsnGenerator;
 use super::output::OutSegment;
 use super::pcb::{Conn, ConnInner, FourTuple, GroupMap, PcbTable, ReadinessSink};
 use super::segment::{self, ChecksumMode, SegmentError, SegmentOut, TcpFlags, TcpOptions};
-use super::tcb::{Tcb, TcpConfig};
+use super::tcb::{EcnStats, Tcb, TcpConfig};
 use crate::net::ipv4::{self, Ipv4In};
 use crate::net::{Interface, NetCtx};
 use crate::stats::Counters;
 
 /// Offset of the checksum field in the TCP header (RFC 9293 §3.1): `csum_offset`.
 const TCP_CSUM_OFFSET: u16 = 16;
+
+/// Adds what one segment's input changed in a connection's ECN counters to the
+/// stack-wide `tcp.ecn_*` counters (the control block does the RFC 3168 bookkeeping;
+/// the stack only sums it).
+fn count_ecn_input(c: &Counters, before: &EcnStats, tcb: &Tcb, was_open: bool) {
+    let after = tcb.stats().ecn;
+    let add = |ctr: &std::sync::atomic::AtomicU64, a: u64, b: u64| {
+        if a > b {
+            ctr.fetch_add(a - b, Ordering::Relaxed);
+        }
+    };
+    add(&c.tcp_ecn_ce_rx, after.ce_received, before.ce_received);
+    add(&c.tcp_ecn_ece_rx, after.ece_received, before.ece_received);
+    add(&c.tcp_ecn_cwr_rx, after.cwr_received, before.cwr_received);
+    add(&c.tcp_ecn_reductions, after.reductions, before.reductions);
+    // Counted when the handshake completes: an active open learns the answer from the
+    // SYN,ACK; a passive one can still fall back on a retransmitted SYN until then.
+    if tcb.ecn() && !was_open && tcb.state().is_synchronized() {
+        Counters::inc(&c.tcp_ecn_negotiated);
+    }
+}
 
 /// Wakes a worker (its eventfd, or a no-op in simulations).
 pub type WorkerWaker = Arc<dyn Fn() + Send + Sync>;
@@ -175,7 +196,7 @@ impl TcpLayer {
         ip: &Ipv4In<'_>,
     ) {
         Counters::inc(&ctx.counters().tcp_rx);
-        let seg = match segment::parse(ip.src, ip.dst, ip.payload, ip.csum) {
+        let mut seg = match segment::parse(ip.src, ip.dst, ip.payload, ip.csum) {
             Ok(s) => s,
             Err(e) => {
                 let c = ctx.counters();
@@ -188,6 +209,7 @@ impl TcpLayer {
                 return;
             }
         };
+        seg.ecn = ip.ecn;
         let now = ctx.now();
         let tuple = FourTuple {
             local: SocketAddrV4::new(ip.dst, seg.dst_port),
@@ -195,6 +217,7 @@ impl TcpLayer {
         };
         if let Some(conn) = self.pcbs.lookup(&tuple) {
             let mut inner = conn.lock();
+            let (before, was_open) = (inner.tcb.stats().ecn, inner.tcb.state().is_synchronized());
             let mut outcome = InputOutcome::Ok;
             let mut reset_for_seg = seg;
             if ip.lro_nsegs > 1 {
@@ -230,6 +253,7 @@ impl TcpLayer {
             } else {
                 outcome = inner.tcb.input(&seg, now);
             }
+            count_ecn_input(ctx.counters(), &before, &inner.tcb, was_open);
             if outcome == InputOutcome::SendReset {
                 drop(inner);
                 self.send_reset(ifp, ctx, &tuple, &reset_for_seg);
@@ -264,15 +288,11 @@ impl TcpLayer {
             }
             let iss = self.isn.isn(tuple.local, tuple.remote, now);
             let cc = self.cc.create_default();
-            let tcb = Tcb::accept_syn(
-                self.conn_config(),
-                tuple.local,
-                tuple.remote,
-                iss,
-                cc,
-                &seg,
-                now,
-            );
+            let mut cfg = self.conn_config();
+            if let Some(on) = listener.ecn() {
+                cfg.ecn = on;
+            }
+            let tcb = Tcb::accept_syn(cfg, tuple.local, tuple.remote, iss, cc, &seg, now);
             let owner = self.owner_of(tuple.local, tuple.remote);
             let Ok(conn) = self.pcbs.insert(tuple, owner, tcb) else {
                 return;
@@ -454,6 +474,7 @@ impl TcpLayer {
                 payload_len: len,
                 retransmit: seg.retransmit,
                 tso_segsz: 0,
+                ecn: seg.ecn,
             };
             self.emit_one(ifp, ctx, tuple, tcb, &piece);
             Counters::inc(&ctx.counters().tcp_tso_segments);
@@ -482,12 +503,13 @@ impl TcpLayer {
         } else {
             ChecksumMode::Full
         };
-        let r = ipv4::output_csum(
+        let r = ipv4::output_full(
             ifp,
             ctx,
             src,
             dst,
             IpProtocol::Tcp,
+            seg.ecn,
             total,
             offload.then_some(TCP_CSUM_OFFSET),
             &mut |buf| {
@@ -499,6 +521,16 @@ impl TcpLayer {
         Counters::inc(if r.is_ok() { &c.tcp_tx } else { &c.tcp_tx_fail });
         if seg.retransmit {
             Counters::inc(&c.tcp_retransmits);
+        }
+        let f = seg.hdr.flags;
+        if f.contains(TcpFlags::ECE) && !f.contains(TcpFlags::SYN) {
+            Counters::inc(&c.tcp_ecn_ece_tx);
+        }
+        if f.contains(TcpFlags::CWR) && !f.contains(TcpFlags::SYN) {
+            Counters::inc(&c.tcp_ecn_cwr_tx);
+        }
+        if seg.ecn.is_ect() {
+            Counters::inc(&c.tcp_ecn_ect_tx);
         }
     }
 

@@ -154,6 +154,9 @@ struct UpArgs {
     /// (txcsum, tso, lro), like `ifconfig -txcsum -tso -lro`.
     #[arg(long, value_delimiter = ',')]
     no_offload: Vec<xstack::device::Offload>,
+    /// Use ECN (RFC 3168) on new connections: ECN-setup SYNs, and accept clients' ones.
+    #[arg(long)]
+    ecn: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -465,6 +468,7 @@ fn start_with(a: &UpArgs, announce: bool) -> anyhow::Result<Stack> {
     cfg.idle = a.idle;
     cfg.default_cc = a.cc.clone();
     cfg.offloads_off = a.no_offload.clone();
+    cfg.tcp.ecn = a.ecn;
     let stack = Stack::start(cfg)?;
     if !announce {
         return Ok(stack);
