@@ -272,6 +272,7 @@ impl Stack {
             xsk_fds: Vec::new(),
             offloads: Offloads {
                 tso,
+                tso_max: if tso { TSO_MAX as u32 } else { 0 },
                 lro,
                 ..Offloads::default()
             },

@@ -96,9 +96,16 @@ pub struct Offloads {
     /// metadata), so the device layer cuts it up in software (GSO); what it saves is
     /// the per-segment work of tcp_output.
     pub tso: bool,
+    /// The largest TSO segment's payload in bytes (0 when TSO is off).
+    pub tso_max: u32,
     /// Large receive offload, in software ([`crate::net::lro`]): AF_XDP delivers the
     /// frames as they were on the wire, and the worker coalesces them.
     pub lro: bool,
+    /// Received frames carry the device's RSS hash. The kernel hands it to XDP through
+    /// the `bpf_xdp_metadata_rx_hash` kfunc, which needs a device-bound program; aya
+    /// 0.14 (pinned for the toolchain) can load neither, so this is false and the
+    /// stack computes the same Toeplitz hash in software (`worker::ip_flow_hash`).
+    pub rx_hash: bool,
 }
 
 impl std::fmt::Display for Offloads {
@@ -106,11 +113,12 @@ impl std::fmt::Display for Offloads {
         let on = |b: bool| if b { "on" } else { "off" };
         write!(
             f,
-            "rxcsum {}, txcsum {}, tso {} (software), lro {} (software)",
+            "rxcsum {}, txcsum {}, tso {} (software), lro {} (software), rxhash {}",
             on(self.rx_csum),
             on(self.tx_csum),
             on(self.tso),
-            on(self.lro)
+            on(self.lro),
+            on(self.rx_hash)
         )
     }
 }
