@@ -43,6 +43,6 @@ pub mod stats;
 pub mod tcp;
 pub mod worker;
 
-pub use socket::{Event, Interest, NetStack, Poller, TcpListener, TcpStream};
+pub use socket::{ConnectOptions, Event, Interest, NetStack, Poller, TcpListener, TcpStream};
 pub use stack::{Snapshot, Stack, StackConfig};
 pub use tcp::tcb::{Keepalive, TcpInfo};

@@ -68,8 +68,11 @@ pub struct PktMeta {
     pub rss_hash: Option<RssHash>,
     /// Offload flags.
     pub csum: CsumFlags,
-    /// Segment size for `CsumFlags::TSO`.
+    /// Segment size for `CsumFlags::TSO`; on receive, the size of the segments LRO
+    /// coalesced (FreeBSD's `tso_segsz`).
     pub tso_segsz: u16,
+    /// Segments LRO coalesced into this packet (`lro_nsegs`); 0 when it did not.
+    pub lro_nsegs: u16,
 }
 
 impl PktMeta {

@@ -42,6 +42,10 @@ pub struct LinkConfig {
     pub duplicate: f64,
     /// Link rate in bits per second (serialization delay and queueing); `None` = infinite.
     pub rate_bps: Option<u64>,
+    /// Probability that an ECN-capable (ECT) IPv4 frame that survives the loss draw is
+    /// marked CE instead, as an AQM router would (RFC 3168 §5); Not-ECT frames are never
+    /// marked.
+    pub ce_mark: f64,
 }
 
 impl Default for LinkConfig {
@@ -53,6 +57,7 @@ impl Default for LinkConfig {
             burst: None,
             duplicate: 0.0,
             rate_bps: None,
+            ce_mark: 0.0,
         }
     }
 }
@@ -120,6 +125,19 @@ pub struct Sim {
     pub dropped: u64,
     /// Frames delivered.
     pub delivered: u64,
+    /// When set, every frame each host sends (before the link's impairments), as
+    /// `(host, frame)`: a capture point for comparing what two configurations send.
+    pub tap: Option<Vec<(usize, Vec<u8>)>>,
+    /// Receive offload: frames reaching a host at the same instant form one receive
+    /// batch and go through LRO ([`crate::net::lro`]) as on a worker.
+    pub lro: bool,
+    /// Arrivals rounded up to multiples of this (a receiver that polls its ring every
+    /// so often, or a NIC's interrupt coalescing), so jittered frames still arrive in
+    /// batches; `None` delivers each at its exact time.
+    pub rx_batch: Option<Duration>,
+    start: Instant,
+    /// ECT frames the link marked CE.
+    pub ce_marked: u64,
 }
 
 /// The address of host `i`.
@@ -178,6 +196,11 @@ impl Sim {
             burst_left: 0,
             dropped: 0,
             delivered: 0,
+            tap: None,
+            lro: false,
+            rx_batch: None,
+            start: now,
+            ce_marked: 0,
         }
     }
 
@@ -283,6 +306,20 @@ impl Sim {
         if next > self.now {
             self.now = next;
         }
+        if self.lro {
+            // One receive batch per host: everything that has arrived by now.
+            let mut batches: [Vec<Vec<u8>>; 2] = Default::default();
+            while self.queue.peek().is_some_and(|Reverse(f)| f.at <= self.now) {
+                let Reverse(f) = self.queue.pop().expect("peeked");
+                self.delivered += 1;
+                batches[f.to].push(f.frame);
+            }
+            for (h, batch) in batches.into_iter().enumerate() {
+                if !batch.is_empty() {
+                    self.run_host_lro(h, batch);
+                }
+            }
+        }
         while self.queue.peek().is_some_and(|Reverse(f)| f.at <= self.now) {
             let Reverse(f) = self.queue.pop().expect("peeked");
             self.delivered += 1;
@@ -318,39 +355,89 @@ impl Sim {
             .unwrap_or(0)
     }
 
+    /// Processes one batch of frames that reached host `h` through LRO, then runs the
+    /// host's kicks and timers once, as a worker's loop iteration does.
+    fn run_host_lro(&mut self, h: usize, batch: Vec<Vec<u8>>) {
+        let mut out = Vec::new();
+        let now = self.now;
+        let host = &mut self.hosts[h];
+        let counters = Counters::default();
+        let mut buf = Vec::new();
+        {
+            let mut lro = crate::net::lro::LroBatch::new(&mut buf);
+            for frame in &batch {
+                let meta = PktMeta::rx(frame.len(), 0);
+                let kept = lro.offer(frame, meta, &counters, &mut |p| {
+                    Self::input_frame(host, now, p, &mut out)
+                });
+                if !kept {
+                    Self::input_frame(host, now, Pkt { data: frame, meta }, &mut out);
+                }
+            }
+            lro.flush(&counters, &mut |p| {
+                Self::input_frame(host, now, p, &mut out)
+            });
+        }
+        // LRO's counters, credited to worker 0.
+        let w0 = &host.workers[0].counters;
+        for (src, dst) in [
+            (&counters.lro_merged, &w0.lro_merged),
+            (&counters.lro_aggregates, &w0.lro_aggregates),
+        ] {
+            dst.fetch_add(
+                src.load(std::sync::atomic::Ordering::Relaxed),
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
+        for f in out {
+            self.transmit(h, f);
+        }
+        self.run_host(h, None);
+    }
+
+    /// Delivers one received packet to host `host` on the worker that owns its flow.
+    fn input_frame(host: &mut SimHost, now: Instant, pkt: Pkt<'_>, out: &mut Vec<Vec<u8>>) {
+        let frame = pkt.data;
+        let nworkers = host.workers.len();
+        // The "NIC" puts the frame on a queue by a hash that does not know TCP (like
+        // plain veth); netisr then moves it to the flow's owner.
+        let rxq = (frame.len() + frame.last().copied().unwrap_or(0) as usize) % nworkers;
+        let owner = crate::worker::ip_flow_hash(&host.tcp.rss, frame)
+            .map(|h| crate::rss::Toeplitz::queue_of(h, nworkers))
+            .unwrap_or(rxq);
+        if owner != rxq {
+            host.handoffs += 1;
+        }
+        let w = &mut host.workers[owner];
+        let mut ctx = Ctx {
+            now,
+            counters: &w.counters,
+            out,
+        };
+        let pkt = Pkt {
+            data: frame,
+            meta: PktMeta {
+                rxq: owner as u16,
+                ..pkt.meta
+            },
+        };
+        match ether::classify(&host.ifp, &ctx, frame) {
+            Some(EtherProto::Arp) => arp::input(&host.ifp, &mut ctx, pkt),
+            Some(EtherProto::Ipv4) => {
+                let (ifp, tcp, heap) = (&host.ifp, &host.tcp, &mut w.heap);
+                ipv4::input_with(ifp, &mut ctx, pkt, |ctx, ip| tcp.input(ifp, ctx, heap, ip));
+            }
+            None => {}
+        }
+    }
+
     fn run_host(&mut self, h: usize, frame: Option<Vec<u8>>) {
         let mut out = Vec::new();
         let now = self.now;
         let host = &mut self.hosts[h];
-        let nworkers = host.workers.len();
         if let Some(frame) = frame {
-            // The "NIC" puts the frame on a queue by a hash that does not know TCP
-            // (like plain veth); netisr then moves it to the flow's owner.
-            let rxq = (frame.len() + frame.last().copied().unwrap_or(0) as usize) % nworkers;
-            let owner = crate::worker::ip_flow_hash(&host.tcp.rss, &frame)
-                .map(|h| crate::rss::Toeplitz::queue_of(h, nworkers))
-                .unwrap_or(rxq);
-            if owner != rxq {
-                host.handoffs += 1;
-            }
-            let w = &mut host.workers[owner];
-            let mut ctx = Ctx {
-                now,
-                counters: &w.counters,
-                out: &mut out,
-            };
-            let pkt = Pkt {
-                data: &frame,
-                meta: PktMeta::rx(frame.len(), owner as u16),
-            };
-            match ether::classify(&host.ifp, &ctx, &frame) {
-                Some(EtherProto::Arp) => arp::input(&host.ifp, &mut ctx, pkt),
-                Some(EtherProto::Ipv4) => {
-                    let (ifp, tcp, heap) = (&host.ifp, &host.tcp, &mut w.heap);
-                    ipv4::input_with(ifp, &mut ctx, pkt, |ctx, ip| tcp.input(ifp, ctx, heap, ip));
-                }
-                None => {}
-            }
+            let meta = PktMeta::rx(frame.len(), 0);
+            Self::input_frame(host, now, Pkt { data: &frame, meta }, &mut out);
         }
         for (i, w) in host.workers.iter_mut().enumerate() {
             let mut ctx = Ctx {
@@ -372,7 +459,27 @@ impl Sim {
         }
     }
 
-    fn transmit(&mut self, from: usize, frame: Vec<u8>) {
+    /// Marks an ECT IPv4 frame CE with probability `p` (only the random draw for ECT
+    /// frames, so Not-ECT traffic leaves the random sequence as without marking).
+    fn maybe_mark_ce(&mut self, frame: &mut [u8], p: f64) {
+        let ipv4 = frame.get(12..14) == Some(&[0x08, 0x00][..]);
+        let Some(ip) = frame.get_mut(ether::HEADER_LEN..) else {
+            return;
+        };
+        if !ipv4 || ip.len() < ipv4::HEADER_LEN {
+            return;
+        }
+        let ecn = ipv4::Ecn::from_bits(ip[1]);
+        if ecn.is_ect() && ecn != ipv4::Ecn::Ce && self.rng.random_bool(p.min(1.0)) {
+            ipv4::set_ecn(ip, ipv4::Ecn::Ce);
+            self.ce_marked += 1;
+        }
+    }
+
+    fn transmit(&mut self, from: usize, mut frame: Vec<u8>) {
+        if let Some(tap) = &mut self.tap {
+            tap.push((from, frame.clone()));
+        }
         let l = self.link;
         if self.burst_left > 0 {
             self.burst_left -= 1;
@@ -388,6 +495,9 @@ impl Sim {
             }
             return;
         }
+        if l.ce_mark > 0.0 {
+            self.maybe_mark_ce(&mut frame, l.ce_mark);
+        }
         let mut at = self.now;
         if let Some(bps) = l.rate_bps {
             let start = self.busy_until[from].max(self.now);
@@ -398,6 +508,11 @@ impl Sim {
         at += l.delay;
         if !l.jitter.is_zero() {
             at += l.jitter.mul_f64(self.rng.random::<f64>());
+        }
+        if let Some(q) = self.rx_batch {
+            let q = q.as_nanos().max(1);
+            let t = (at - self.start).as_nanos();
+            at = self.start + Duration::from_nanos(t.div_ceil(q).saturating_mul(q) as u64);
         }
         let copies = if l.duplicate > 0.0 && self.rng.random_bool(l.duplicate.min(1.0)) {
             2

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 
 use crate::device::xdp::{Mode, QueueStats, XdpSteer};
 use crate::device::xsk::{self, XskConfig};
-use crate::device::{self, Channels, DeviceError, LinkInfo};
+use crate::device::{self, Channels, DeviceError, LinkInfo, Offload, Offloads};
 use crate::net::{ArpConfig, Interface, Ipv4Cidr};
 use crate::netisr::Netisr;
 use crate::socket::NetStack;
@@ -46,6 +46,8 @@ pub struct StackConfig {
     pub tcp: TcpConfig,
     /// The default congestion-control module (`--cc`); NewReno when `None`.
     pub default_cc: Option<String>,
+    /// Offloads switched off even where the device has them (`--no-offload`).
+    pub offloads_off: Vec<Offload>,
 }
 
 impl StackConfig {
@@ -64,9 +66,17 @@ impl StackConfig {
             netisr_qlimit: 1024,
             tcp: TcpConfig::default(),
             default_cc: None,
+            offloads_off: Vec::new(),
         }
     }
 }
+
+fn tcp_cfg_tso(config: &StackConfig) -> bool {
+    !config.offloads_off.contains(&Offload::Tso)
+}
+
+/// The largest TSO segment's payload: 65,535 bytes less 20 of IPv4 and 60 of TCP header.
+const TSO_MAX: usize = 65_535 - 20 - 60;
 
 /// A running stack.
 pub struct Stack {
@@ -83,6 +93,7 @@ pub struct Stack {
     net: NetStack,
     /// The AF_XDP sockets' fds, per queue (for their kernel counters).
     xsk_fds: Vec<std::os::fd::RawFd>,
+    offloads: Offloads,
 }
 
 /// Errors from [`Stack::start`].
@@ -135,9 +146,13 @@ impl Stack {
         let netisr = Arc::new(netisr);
         let mut tcp_cfg = config.tcp.clone();
         // RFC 9293 §3.7.1: the MSS we announce is the MTU less the IP and TCP headers
-        // (capped by the UMEM frame, which must hold a whole Ethernet frame).
-        let frame_room = (config.xsk.frame_size as usize).saturating_sub(14 + 40);
+        // (capped by the UMEM frame, which must hold a whole Ethernet frame after the
+        // TX metadata).
+        let frame_room = (config.xsk.frame_size as usize).saturating_sub(14 + 40 + 24);
         tcp_cfg.mss = link.mtu.saturating_sub(40).min(frame_room).min(65535) as u16;
+        // Software TSO: tcp_output hands over up to 64 KB (an IPv4 datagram's limit,
+        // less the largest headers) and the device layer cuts it into MSS pieces.
+        tcp_cfg.tso_max = if tcp_cfg_tso(&config) { TSO_MAX } else { 0 };
         let tcp = Arc::new(TcpLayer::new(nworkers, tcp_cfg));
         if let Some(name) = &config.default_cc {
             tcp.cc
@@ -187,6 +202,7 @@ impl Stack {
                 .count()
                 > 1;
             let ifname = link.name.clone();
+            let worker_lro = !config.offloads_off.contains(&Offload::Lro);
             let (ifp, netisr, tcp, stop, running, idle, xsk_cfg) = (
                 ifp.clone(),
                 netisr.clone(),
@@ -194,7 +210,11 @@ impl Stack {
                 stop.clone(),
                 running.clone(),
                 config.idle,
-                config.xsk,
+                XskConfig {
+                    tx_metadata: config.xsk.tx_metadata
+                        && !config.offloads_off.contains(&Offload::TxCsum),
+                    ..config.xsk
+                },
             );
             let handle = std::thread::Builder::new()
                 .name(format!("xstack-q{q}"))
@@ -210,7 +230,7 @@ impl Stack {
                             return;
                         }
                     };
-                    let _ = tx.send(Ok(xrx.fd()));
+                    let _ = tx.send(Ok((xrx.fd(), xtx.tx_csum())));
                     Worker {
                         id: q,
                         rx: xrx,
@@ -229,12 +249,15 @@ impl Stack {
                         idle,
                         shares_cpu,
                         wake_fd,
+                        lro: worker_lro,
                     }
                     .run()
                 })
                 .map_err(|e| DeviceError::Other(format!("spawning worker {q}: {e}")))?;
             workers.push(handle);
         }
+        let tso = tcp_cfg_tso(&config);
+        let lro = !config.offloads_off.contains(&Offload::Lro);
         let mut stack = Stack {
             link,
             config,
@@ -247,17 +270,29 @@ impl Stack {
             restore_channels: restore,
             net: NetStack { tcp, ifp },
             xsk_fds: Vec::new(),
+            offloads: Offloads {
+                tso,
+                tso_max: if tso { TSO_MAX as u32 } else { 0 },
+                lro,
+                ..Offloads::default()
+            },
         };
         for (q, r) in ready.into_iter().enumerate() {
             // On error, dropping `stack` stops the workers and restores the channels.
-            let fd = match r.recv() {
-                Ok(Ok(fd)) => fd,
+            let (fd, tx_csum) = match r.recv() {
+                Ok(Ok(x)) => x,
                 Ok(Err(e)) => return Err(e),
                 Err(_) => {
                     return Err(DeviceError::Other(format!(
                         "worker {q} died during start-up"
                     )))
                 }
+            };
+            // Transmit checksum offload only when every queue got TX metadata.
+            stack.offloads.tx_csum = if q == 0 {
+                tx_csum
+            } else {
+                stack.offloads.tx_csum && tx_csum
             };
             stack.xdp.register_socket(q as u32, fd)?;
             stack.xsk_fds.push(fd);
@@ -267,6 +302,11 @@ impl Stack {
             .attach(stack.link.ifindex, stack.config.xdp_mode)?;
         running.store(true, Ordering::Relaxed);
         Ok(stack)
+    }
+
+    /// What the device does for the stack (after `--no-offload`).
+    pub fn offloads(&self) -> Offloads {
+        self.offloads
     }
 
     /// The interface as the stack found it.
@@ -338,6 +378,7 @@ impl Stack {
             "cc_available": tcp.cc.available(),
             "cc_default": tcp.cc.default_name(),
         });
+        v["offloads"] = serde_json::to_value(self.offloads).unwrap_or_default();
         v
     }
 

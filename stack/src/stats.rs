@@ -35,6 +35,15 @@ counters! {
     tx_drop_no_room => "device.tx_drop_no_room",
     /// Frames not sent because they were larger than a UMEM frame or the MTU.
     tx_drop_too_big => "device.tx_drop_too_big",
+    /// TCP segments LRO appended to an aggregate (each saves one pass through IP and
+    /// TCP input's lookup, lock and dispatch).
+    lro_merged => "lro.merged",
+    /// Aggregates of two or more segments LRO handed to IP input.
+    lro_aggregates => "lro.aggregates",
+    /// Frames sent with their L4 checksum left to the device (AF_XDP TX metadata).
+    tx_csum_offloaded => "device.tx_csum_offloaded",
+    /// Frames whose L4 checksum was finished in software (no TX checksum offload).
+    tx_csum_software => "device.tx_csum_software",
     /// Ethernet frames shorter than the header.
     ether_truncated => "ether.drop_truncated",
     /// Frames addressed to another unicast MAC.
@@ -113,10 +122,30 @@ counters! {
     tcp_conns_closed => "tcp.conns_closed",
     /// TCP segments sent.
     tcp_tx => "tcp.tx",
+    /// TSO segments (longer than one MSS) cut into pieces in software.
+    tcp_tso_bursts => "tcp.tso_bursts",
+    /// Wire segments those TSO segments were cut into.
+    tcp_tso_segments => "tcp.tso_segments",
     /// TCP segments retransmitted (RTO, fast retransmit, SYN retries).
     tcp_retransmits => "tcp.retransmits",
     /// TCP segments that could not be sent (no route, ARP hold full, tx ring full).
     tcp_tx_fail => "tcp.tx_fail",
+    /// Connections that negotiated ECN (RFC 3168) on their handshake.
+    tcp_ecn_negotiated => "tcp.ecn_negotiated",
+    /// Data segments sent ECT(0) (new data of ECN connections).
+    tcp_ecn_ect_tx => "tcp.ecn_ect_tx",
+    /// Data segments received with CE in the IP header, on ECN connections.
+    tcp_ecn_ce_rx => "tcp.ecn_ce_rx",
+    /// Segments sent with ECN-Echo (echoing CE until the peer's CWR).
+    tcp_ecn_ece_tx => "tcp.ecn_ece_tx",
+    /// ACKs received with ECN-Echo, on ECN connections.
+    tcp_ecn_ece_rx => "tcp.ecn_ece_rx",
+    /// Segments sent with CWR (first new data after a window reduction).
+    tcp_ecn_cwr_tx => "tcp.ecn_cwr_tx",
+    /// Segments received with CWR, on ECN connections.
+    tcp_ecn_cwr_rx => "tcp.ecn_cwr_rx",
+    /// Congestion-window reductions in response to ECN-Echo (at most one per window).
+    tcp_ecn_reductions => "tcp.ecn_reductions",
 }
 
 impl Counters {

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::device::xsk::{TxError, XskRx, XskTx};
 use crate::net::ether::{self, EtherProto};
+use crate::net::lro::LroBatch;
 use crate::net::{arp, Interface, NetCtx};
 use crate::netisr::{Netisr, NETISR_ARP, NETISR_IP};
 use crate::rss::Toeplitz;
@@ -69,6 +70,39 @@ impl NetCtx for WorkerCtx {
         match self.tx.send(len, fill) {
             Ok(()) => {
                 Counters::inc(&self.counters.tx_frames);
+                true
+            }
+            Err(TxError::NoRoom) => {
+                Counters::inc(&self.counters.tx_drop_no_room);
+                false
+            }
+            Err(TxError::TooBig) => {
+                Counters::inc(&self.counters.tx_drop_too_big);
+                false
+            }
+        }
+    }
+
+    fn tx_csum_offload(&self) -> bool {
+        self.tx.tx_csum()
+    }
+
+    fn transmit_partial(
+        &mut self,
+        len: usize,
+        csum_start: u16,
+        csum_offset: u16,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> bool {
+        let offloaded = self.tx.tx_csum();
+        match self.tx.send_partial(len, csum_start, csum_offset, fill) {
+            Ok(()) => {
+                Counters::inc(&self.counters.tx_frames);
+                Counters::inc(if offloaded {
+                    &self.counters.tx_csum_offloaded
+                } else {
+                    &self.counters.tx_csum_software
+                });
                 true
             }
             Err(TxError::NoRoom) => {
@@ -166,6 +200,8 @@ pub(crate) struct Worker {
     /// Another worker is pinned to the same CPU: spinning must yield to it.
     pub shares_cpu: bool,
     pub wake_fd: Arc<OwnedFd>,
+    /// Coalesce TCP segments before input ([`crate::net::lro`]).
+    pub lro: bool,
 }
 
 const RX_BATCH: u32 = 64;
@@ -179,26 +215,40 @@ impl Worker {
         let mut next_tick = Instant::now();
         let mut announced = false;
         let mut idle_spins: u32 = 0;
+        let mut lro_buf = Vec::with_capacity(65_536 + 14);
         while !self.stop.load(Ordering::Relaxed) {
             self.ctx.now = Instant::now();
             self.rx.receive(&mut batch, RX_BATCH);
-            for d in &batch {
-                let Some((data, meta)) = self.rx.frame(d) else {
-                    Counters::inc(&self.ctx.counters.ether_truncated);
-                    continue;
-                };
-                Counters::inc(&self.ctx.counters.rx_frames);
-                let pkt = crate::mbuf::Pkt { data, meta };
-                match ether::classify(&self.ifp, &self.ctx, data) {
-                    Some(EtherProto::Arp) => {
-                        self.netisr
-                            .dispatch(self.id, &mut self.ctx, NETISR_ARP, pkt);
+            {
+                let (id, rx, netisr, ctx) = (self.id, &self.rx, &self.netisr, &mut self.ctx);
+                let counters = ctx.counters.clone();
+                let mut lro = LroBatch::new(&mut lro_buf);
+                for d in &batch {
+                    let Some((data, meta)) = rx.frame(d) else {
+                        Counters::inc(&counters.ether_truncated);
+                        continue;
+                    };
+                    Counters::inc(&counters.rx_frames);
+                    let pkt = crate::mbuf::Pkt { data, meta };
+                    match ether::classify(&self.ifp, ctx, data) {
+                        Some(EtherProto::Arp) => {
+                            netisr.dispatch(id, ctx, NETISR_ARP, pkt);
+                        }
+                        Some(EtherProto::Ipv4) => {
+                            let kept = self.lro
+                                && lro.offer(data, meta, &counters, &mut |p| {
+                                    netisr.dispatch(id, ctx, NETISR_IP, p);
+                                });
+                            if !kept {
+                                netisr.dispatch(id, ctx, NETISR_IP, pkt);
+                            }
+                        }
+                        None => {}
                     }
-                    Some(EtherProto::Ipv4) => {
-                        self.netisr.dispatch(self.id, &mut self.ctx, NETISR_IP, pkt);
-                    }
-                    None => {}
                 }
+                lro.flush(&counters, &mut |p| {
+                    netisr.dispatch(id, ctx, NETISR_IP, p);
+                });
             }
             self.rx.recycle(&batch);
             let drained = self.netisr.drain(self.id, &mut self.ctx, NETISR_BUDGET);

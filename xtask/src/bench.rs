@@ -76,6 +76,18 @@ struct Running {
 }
 
 impl Running {
+    /// CPU seconds (user + system, all threads, exited ones included) the stack's
+    /// process has used so far, from /proc/PID/stat.
+    fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let (utime, stime): (u64, u64) = (f.get(11)?.parse().ok()?, f.get(12)?.parse().ok()?);
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        Some((utime + stime) as f64 / hz)
+    }
+
     fn stop(mut self) -> Result<()> {
         stop(&mut self.child, self.out).map(|_| ())
     }
@@ -356,6 +368,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }),
     );
 
+    offload_rows(&env, &url_s, &mut report)?;
+
     // --- bulk throughput, Linux -> stack: xstack get / kernel get (both hash the body) ---
     let url = format!("http://198.18.0.2/bytes/{}", args.bytes);
     let (s_r, k_r) = alternate(
@@ -405,6 +419,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         "throughput_linux_to_stack".into(),
         throughput_report("throughput linux->stack", &s_r, &k_r, args.bytes),
     );
+
+    lro_rows(&env, &mut report)?;
 
     // --- 1-byte request/response latency ---
     let count = args.rr_count.to_string();
@@ -487,6 +503,194 @@ pub fn run(args: BenchArgs) -> Result<()> {
     )?;
     println!("xtask: wrote {}", path.display());
     drop(net);
+    Ok(())
+}
+
+/// Each offload on and off, alternating per round, on the stack->Linux download: the
+/// effect of the offload alone (ratio on/off), beside Linux's figure from the main row.
+fn offload_rows(
+    env: &Env,
+    url: &str,
+    report: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
+    let download = || {
+        curl_gbps(
+            &env.peer(&[
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{size_download} %{speed_download}",
+                url,
+            ]),
+            env.args.bytes,
+        )
+    };
+    let linux = report["throughput_stack_to_linux"]["linux_gbps"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    let bytes = env.args.bytes as f64;
+    // Throughput, and the stack process's CPU time per byte sent (ns/B: user + system
+    // of all its threads, the copy-mode transmit path in the kernel included).
+    let measure = |extra: &[&str]| -> Result<(f64, f64)> {
+        let mut argv = vec!["--port", "80"];
+        argv.extend_from_slice(extra);
+        let run = env.stack("http", &argv)?;
+        let before = run.cpu_seconds();
+        let r = download();
+        let after = run.cpu_seconds();
+        run.stop()?;
+        let ns_per_byte = match (before, after) {
+            (Some(b), Some(a)) => (a - b) * 1e9 / bytes,
+            _ => f64::NAN,
+        };
+        Ok((r?, ns_per_byte))
+    };
+    let mut rows = serde_json::Map::new();
+    for (name, flag) in [
+        ("txcsum", "txcsum"),
+        ("tso", "tso"),
+        ("all", "txcsum,tso,lro"),
+    ] {
+        let (mut on, mut off, mut cpu_on, mut cpu_off) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..env.args.rounds {
+            check_interrupt()?;
+            let (g, c) = measure(&[])?;
+            on.push(g);
+            cpu_on.push(c);
+            let (g, c) = measure(&["--no-offload", flag])?;
+            off.push(g);
+            cpu_off.push(c);
+        }
+        let (m_on, m_off) = (median(on.clone()), median(off.clone()));
+        let (c_on, c_off) = (median(cpu_on.clone()), median(cpu_off.clone()));
+        println!(
+            "{:<36} on {:>9.2}  off {:>9.2}  ratio on/off {:.2}  (on/linux {:.2}, off/linux {:.2}); stack CPU {:.2} vs {:.2} ns/B",
+            format!("stack->linux, {name} (Gbit/s)"),
+            m_on,
+            m_off,
+            m_on / m_off,
+            m_on / linux,
+            m_off / linux,
+            c_on,
+            c_off
+        );
+        rows.insert(
+            name.into(),
+            serde_json::json!({
+                "switched_off": flag,
+                "on_gbps": m_on, "off_gbps": m_off, "ratio_on_off": m_on / m_off,
+                "ratio_on_linux": m_on / linux, "ratio_off_linux": m_off / linux,
+                "on_rounds": on, "off_rounds": off,
+                "stack_cpu_ns_per_byte_on": c_on, "stack_cpu_ns_per_byte_off": c_off,
+                "cpu_on_rounds": cpu_on, "cpu_off_rounds": cpu_off,
+            }),
+        );
+    }
+    report.insert("offloads_stack_to_linux".into(), rows.into());
+    Ok(())
+}
+
+/// LRO on and off, alternating per round, on the Linux->stack download (`xstack get`
+/// from the peer's kernel HTTP server, which hashes the body).
+fn lro_rows(env: &Env, report: &mut serde_json::Map<String, serde_json::Value>) -> Result<()> {
+    let url = format!("http://198.18.0.2/bytes/{}", env.args.bytes);
+    // With perf, the client's CPU time too (`perf stat -e task-clock`: all its threads,
+    // over its whole life), as ns per byte received.
+    let perf = Command::new("perf")
+        .args(["stat", "-x,", "-e", "task-clock", "--", "true"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let dir = crate::demo::target_dir().join("bench");
+    std::fs::create_dir_all(&dir)?;
+    let perf_out = dir.join("perf-stat.txt").display().to_string();
+    let get = |extra: &[&str]| -> Result<(f64, f64)> {
+        let mut argv: Vec<&str> = Vec::new();
+        if perf {
+            argv.extend([
+                "perf",
+                "stat",
+                "-x,",
+                "-e",
+                "task-clock",
+                "-o",
+                &perf_out,
+                "--",
+            ]);
+        }
+        argv.extend([
+            "ip",
+            "netns",
+            "exec",
+            env.a,
+            "taskset",
+            "-c",
+            &env.cpu,
+            &env.bin,
+            "get",
+            &url,
+            "--iface",
+            "vstk",
+            "--addr",
+            "198.18.0.1/24",
+            "--cpus",
+            &env.cpu,
+            "--idle",
+            &env.args.idle,
+        ]);
+        argv.extend_from_slice(extra);
+        let g = gbps(&argv)?;
+        let cpu = std::fs::read_to_string(&perf_out)
+            .ok()
+            .filter(|_| perf)
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.contains("task-clock"))
+                    .and_then(|l| l.split(',').next()?.parse::<f64>().ok())
+            })
+            .map(|ms| ms * 1e6 / env.args.bytes as f64)
+            .unwrap_or(f64::NAN);
+        Ok((g, cpu))
+    };
+    let linux = report["throughput_linux_to_stack"]["linux_gbps"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    let (mut on, mut off, mut cpu_on, mut cpu_off) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..env.args.rounds {
+        check_interrupt()?;
+        let (g, c) = get(&[])?;
+        on.push(g);
+        cpu_on.push(c);
+        let (g, c) = get(&["--no-offload", "lro"])?;
+        off.push(g);
+        cpu_off.push(c);
+    }
+    let (m_on, m_off) = (median(on.clone()), median(off.clone()));
+    let (c_on, c_off) = (median(cpu_on.clone()), median(cpu_off.clone()));
+    println!(
+        "{:<36} on {:>9.2}  off {:>9.2}  ratio on/off {:.2}  (on/linux {:.2}, off/linux {:.2}); client CPU {:.2} vs {:.2} ns/B",
+        "linux->stack, lro (Gbit/s)",
+        m_on,
+        m_off,
+        m_on / m_off,
+        m_on / linux,
+        m_off / linux,
+        c_on,
+        c_off
+    );
+    report.insert(
+        "offloads_linux_to_stack".into(),
+        serde_json::json!({"lro": {
+            "on_gbps": m_on, "off_gbps": m_off, "ratio_on_off": m_on / m_off,
+            "ratio_on_linux": m_on / linux, "ratio_off_linux": m_off / linux,
+            "on_rounds": on, "off_rounds": off,
+            "client_cpu_ns_per_byte_on": c_on, "client_cpu_ns_per_byte_off": c_off,
+            "cpu_on_rounds": cpu_on, "cpu_off_rounds": cpu_off,
+        }}),
+    );
     Ok(())
 }
 

@@ -44,6 +44,85 @@ pub enum DeviceError {
     Other(String),
 }
 
+/// An offload that can be switched off (`ifconfig -txcsum` and friends).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Offload {
+    /// Transmit checksum: the device finishes TCP checksums (`IFCAP_TXCSUM`).
+    TxCsum,
+    /// TCP segmentation offload (`IFCAP_TSO4`): tcp_output hands over up to 64 KB.
+    Tso,
+    /// Large receive offload (`IFCAP_LRO`): coalesce a flow's segments before input.
+    Lro,
+}
+
+impl Offload {
+    /// Every switchable offload, with its `ifconfig` name. (Receive checksum is not
+    /// here: no AF_XDP device reports a checksum verdict, see [`Offloads::rx_csum`].)
+    pub const ALL: [(Offload, &'static str); 3] = [
+        (Offload::TxCsum, "txcsum"),
+        (Offload::Tso, "tso"),
+        (Offload::Lro, "lro"),
+    ];
+}
+
+impl std::str::FromStr for Offload {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Offload::ALL
+            .iter()
+            .find(|(_, n)| *n == s)
+            .map(|(o, _)| *o)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Offload::ALL.iter().map(|(_, n)| *n).collect();
+                format!("unknown offload '{s}' (known: {})", names.join(", "))
+            })
+    }
+}
+
+/// What the device does for the stack on this interface and kernel, after the
+/// switches (FreeBSD's `if_capenable`). Reported in `/stats` and at start-up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Offloads {
+    /// Received frames may arrive with `CSUM_DATA_VALID`. AF_XDP has no way to pass
+    /// the driver's checksum verdict (no XDP RX metadata kfunc for it), so this is
+    /// false on every device today and receive checksums are verified in software.
+    pub rx_csum: bool,
+    /// TCP checksums are left to the device (AF_XDP TX metadata,
+    /// `XDP_TXMD_FLAGS_CHECKSUM`, Linux 6.8+; copy mode passes them on as
+    /// `CHECKSUM_PARTIAL`).
+    pub tx_csum: bool,
+    /// TCP segmentation offload: tcp_output sends up to 64 KB per segment. No AF_XDP
+    /// path carries a segment larger than the MTU (there is no TSO request in the TX
+    /// metadata), so the device layer cuts it up in software (GSO); what it saves is
+    /// the per-segment work of tcp_output.
+    pub tso: bool,
+    /// The largest TSO segment's payload in bytes (0 when TSO is off).
+    pub tso_max: u32,
+    /// Large receive offload, in software ([`crate::net::lro`]): AF_XDP delivers the
+    /// frames as they were on the wire, and the worker coalesces them.
+    pub lro: bool,
+    /// Received frames carry the device's RSS hash. The kernel hands it to XDP through
+    /// the `bpf_xdp_metadata_rx_hash` kfunc, which needs a device-bound program; aya
+    /// 0.14 (pinned for the toolchain) can load neither, so this is false and the
+    /// stack computes the same Toeplitz hash in software (`worker::ip_flow_hash`).
+    pub rx_hash: bool,
+}
+
+impl std::fmt::Display for Offloads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let on = |b: bool| if b { "on" } else { "off" };
+        write!(
+            f,
+            "rxcsum {}, txcsum {}, tso {} (software), lro {} (software), rxhash {}",
+            on(self.rx_csum),
+            on(self.tx_csum),
+            on(self.tso),
+            on(self.lro),
+            on(self.rx_hash)
+        )
+    }
+}
+
 /// What the kernel says about an interface.
 #[derive(Clone, Debug)]
 pub struct LinkInfo {

@@ -33,6 +33,10 @@ pub struct XskConfig {
     pub tx_frames: u32,
     /// Ask the kernel to tell us when it needs a wakeup (`XDP_USE_NEED_WAKEUP`).
     pub need_wakeup: bool,
+    /// Reserve AF_XDP TX metadata in front of each sent frame so the device can be
+    /// asked to finish checksums (`XDP_TXMD_FLAGS_CHECKSUM`, Linux 6.8+). Falls back
+    /// to none when the kernel refuses it; [`XskTx::tx_csum`] says which.
+    pub tx_metadata: bool,
 }
 
 impl Default for XskConfig {
@@ -42,6 +46,7 @@ impl Default for XskConfig {
             rx_frames: 2048,
             tx_frames: 2048,
             need_wakeup: true,
+            tx_metadata: true,
         }
     }
 }
@@ -105,17 +110,27 @@ pub fn open(ifname: &str, queue: u32, cfg: XskConfig) -> Result<(XskRx, XskTx), 
         len,
     };
     let slice = NonNull::slice_from_raw_parts(area.ptr, len);
-    let umem_cfg = UmemConfig {
+    let umem_cfg = |tx_md: bool| UmemConfig {
         fill_size: cfg.rx_frames,
         complete_size: cfg.tx_frames,
         frame_size: cfg.frame_size,
         headroom: 0,
-        flags: 0,
+        flags: if tx_md { XDP_UMEM_TX_METADATA_LEN } else { 0 },
+        tx_metadata_len: if tx_md { TX_MD_LEN as u32 } else { 0 },
     };
-    // SAFETY: the area is page aligned (fresh mmap), `len` bytes long, and outlives the
-    // Umem: both end up in `Shared`, where the Umem is dropped first.
-    let umem =
-        unsafe { Umem::new(umem_cfg, slice) }.map_err(|e| xsk_err("registering the UMEM", e))?;
+    // SAFETY (both calls): the area is page aligned (fresh mmap), `len` bytes long, and
+    // outlives the Umem: both end up in `Shared`, where the Umem is dropped first. A
+    // failed registration closes its socket and leaves the area untouched.
+    let (umem, tx_md) = match unsafe { Umem::new(umem_cfg(cfg.tx_metadata), slice) } {
+        Ok(u) => (u, cfg.tx_metadata),
+        // Kernels before 6.8 reject the flag: register without TX metadata.
+        Err(e) if cfg.tx_metadata && e.get_raw() == libc::EINVAL => (
+            unsafe { Umem::new(umem_cfg(false), slice) }
+                .map_err(|e| xsk_err("registering the UMEM", e))?,
+            false,
+        ),
+        Err(e) => return Err(xsk_err("registering the UMEM", e)),
+    };
     let mut info = IfInfo::invalid();
     let cname = CString::new(ifname).map_err(|_| DeviceError::NoSuchInterface(ifname.into()))?;
     info.from_name(&cname)
@@ -194,6 +209,7 @@ pub fn open(ifname: &str, queue: u32, cfg: XskConfig) -> Result<(XskRx, XskTx), 
             free: tx_free,
             pending: Vec::with_capacity(64),
             in_flight: 0,
+            tx_md,
             _shared: shared,
         },
     ))
@@ -351,8 +367,20 @@ pub struct XskTx {
     free: Vec<u64>,
     pending: Vec<XdpDesc>,
     in_flight: u32,
+    /// TX metadata is reserved in front of each frame (so checksum offload works).
+    tx_md: bool,
     _shared: Arc<Shared>,
 }
+
+/// `XDP_UMEM_TX_METADATA_LEN` (linux/if_xdp.h): `tx_metadata_len` is meant.
+const XDP_UMEM_TX_METADATA_LEN: u32 = 1 << 2;
+/// `sizeof(struct xsk_tx_metadata)` since Linux 6.15 (flags, then the request:
+/// csum_start, csum_offset, launch_time); a multiple of 8 as the kernel requires.
+const TX_MD_LEN: usize = 24;
+/// `XDP_TXMD_FLAGS_CHECKSUM`: finish the checksum at csum_start + csum_offset.
+const XDP_TXMD_FLAGS_CHECKSUM: u64 = 1 << 1;
+/// `XDP_TX_METADATA` in `xdp_desc.options`: this frame carries metadata.
+const XDP_TX_METADATA: u32 = 1 << 1;
 
 // SAFETY: as for XskRx, this half is the only user-space side of its two rings.
 unsafe impl Send for XskTx {}
@@ -369,13 +397,57 @@ pub enum TxError {
 impl XskTx {
     /// Largest frame this socket can send.
     pub fn max_frame(&self) -> usize {
-        self.frame_size as usize
+        self.frame_size as usize - self.headroom()
+    }
+
+    /// Whether the kernel accepted TX metadata, so [`XskTx::send_partial`] offloads
+    /// the checksum (copy mode hands the frame on as `CHECKSUM_PARTIAL`).
+    pub fn tx_csum(&self) -> bool {
+        self.tx_md
+    }
+
+    /// Bytes kept free in front of each frame for the TX metadata.
+    fn headroom(&self) -> usize {
+        if self.tx_md {
+            TX_MD_LEN
+        } else {
+            0
+        }
     }
 
     /// Writes one frame of `len` bytes with `fill` and queues it; [`XskTx::flush`] hands
     /// the queued frames to the kernel.
     pub fn send(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> Result<(), TxError> {
-        if len > self.frame_size as usize {
+        self.send_with(len, None, fill)
+    }
+
+    /// [`XskTx::send`] for a frame whose L4 checksum the device is to finish: the
+    /// field at `csum_start + csum_offset` holds the pseudo-header sum. Without TX
+    /// metadata the checksum is finished here in software.
+    pub fn send_partial(
+        &mut self,
+        len: usize,
+        csum_start: u16,
+        csum_offset: u16,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), TxError> {
+        if self.tx_md {
+            self.send_with(len, Some((csum_start, csum_offset)), fill)
+        } else {
+            self.send_with(len, None, &mut |buf| {
+                fill(buf);
+                crate::checksum::finish_partial(buf, csum_start as usize, csum_offset as usize);
+            })
+        }
+    }
+
+    fn send_with(
+        &mut self,
+        len: usize,
+        csum: Option<(u16, u16)>,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), TxError> {
+        if len > self.max_frame() {
             return Err(TxError::TooBig);
         }
         if self.free.is_empty() {
@@ -390,19 +462,41 @@ impl XskTx {
                 return Err(TxError::NoRoom);
             }
         }
-        let Some(addr) = self.free.pop() else {
+        let Some(frame) = self.free.pop() else {
             return Err(TxError::NoRoom);
         };
-        // SAFETY: `addr` is the start of a tx frame we own (it came from our free list:
-        // not in the tx ring, not completed-but-unread), `len <= frame_size`, and the
-        // area outlives self (Arc<Shared>).
+        // The packet starts after the metadata area (the kernel reads the metadata at
+        // addr - tx_metadata_len); completions hand the packet address back, which
+        // `reclaim` rounds down to the frame.
+        let addr = frame + self.headroom() as u64;
+        let mut options = 0;
+        if let Some((start, offset)) = csum {
+            // struct xsk_tx_metadata: u64 flags; u16 csum_start; u16 csum_offset; ...
+            let mut md = [0u8; TX_MD_LEN];
+            md[..8].copy_from_slice(&XDP_TXMD_FLAGS_CHECKSUM.to_ne_bytes());
+            md[8..10].copy_from_slice(&start.to_ne_bytes());
+            md[10..12].copy_from_slice(&offset.to_ne_bytes());
+            // SAFETY: the frame is ours (see below) and TX_MD_LEN bytes precede `addr`
+            // within it.
+            unsafe {
+                std::ptr::copy_nonoverlapping(
+                    md.as_ptr(),
+                    self.base.as_ptr().add(frame as usize),
+                    TX_MD_LEN,
+                )
+            };
+            options = XDP_TX_METADATA;
+        }
+        // SAFETY: `frame` is the start of a tx frame we own (it came from our free list:
+        // not in the tx ring, not completed-but-unread), `headroom + len <= frame_size`,
+        // and the area outlives self (Arc<Shared>).
         let buf =
             unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(addr as usize), len) };
         fill(buf);
         self.pending.push(XdpDesc {
             addr,
             len: len as u32,
-            options: 0,
+            options,
         });
         if self.pending.len() >= 64 {
             self.flush();

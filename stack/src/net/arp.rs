@@ -143,6 +143,17 @@ impl ArpCache {
         }
     }
 
+    /// Resolves `ip` to `mac` as a reply would, returning the held packets unsent.
+    #[cfg(test)]
+    pub(crate) fn resolve_for_test(
+        &self,
+        ip: Ipv4Addr,
+        mac: EthernetAddress,
+        now: Instant,
+    ) -> Vec<Vec<u8>> {
+        self.update(ip, mac, now, true)
+    }
+
     /// Number of entries (resolved or not).
     pub fn len(&self) -> usize {
         self.entries.read().unwrap_or_else(|e| e.into_inner()).len()

@@ -22,6 +22,49 @@ pub const HEADER_LEN: usize = 20;
 /// The TTL we send with (RFC 1700's recommended default, Linux's and FreeBSD's too).
 pub const DEFAULT_TTL: u8 = 64;
 
+/// The ECN field of the IPv4 header (RFC 3168 §5: "the ECN field in the IP header with
+/// four ECN codepoints, '00' to '11'"). The transport picks it per packet on output and
+/// reads it on input; the IP layer only carries it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Ecn {
+    /// `00`: Not-ECT, the transport does not do ECN for this packet.
+    #[default]
+    NotEct,
+    /// `01`: ECT(1).
+    Ect1,
+    /// `10`: ECT(0), what an RFC 3168 TCP sets on its data packets.
+    Ect0,
+    /// `11`: CE, Congestion Experienced (set by a router instead of dropping).
+    Ce,
+}
+
+impl Ecn {
+    /// The codepoint from the two low bits of the TOS/traffic-class byte.
+    pub fn from_bits(bits: u8) -> Ecn {
+        match bits & 3 {
+            0 => Ecn::NotEct,
+            1 => Ecn::Ect1,
+            2 => Ecn::Ect0,
+            _ => Ecn::Ce,
+        }
+    }
+
+    /// The two bits on the wire.
+    pub fn bits(self) -> u8 {
+        match self {
+            Ecn::NotEct => 0,
+            Ecn::Ect1 => 1,
+            Ecn::Ect0 => 2,
+            Ecn::Ce => 3,
+        }
+    }
+
+    /// ECT(0), ECT(1) or CE: the sender declared an ECN-capable transport.
+    pub fn is_ect(self) -> bool {
+        self != Ecn::NotEct
+    }
+}
+
 /// A received IPv4 packet after validation: addresses, protocol and payload.
 #[derive(Clone, Copy, Debug)]
 pub struct Ipv4In<'a> {
@@ -35,6 +78,13 @@ pub struct Ipv4In<'a> {
     pub payload: &'a [u8],
     /// Offload flags of the frame it came in.
     pub csum: CsumFlags,
+    /// LRO: the payload is this many TCP segments of `lro_segsz` bytes (the last may
+    /// be shorter), coalesced; 0 for a packet as it arrived.
+    pub lro_nsegs: u16,
+    /// LRO: the size of the coalesced segments.
+    pub lro_segsz: u16,
+    /// The ECN field (RFC 3168), for the transport.
+    pub ecn: Ecn,
 }
 
 /// Why output did not send.
@@ -149,10 +199,14 @@ pub fn validate<'a>(ifp: &Interface, ctx: &impl NetCtx, pkt: Pkt<'a>) -> Option<
         protocol: p.next_header(),
         payload: &bytes[hlen..],
         csum: pkt.meta.csum,
+        lro_nsegs: pkt.meta.lro_nsegs,
+        lro_segsz: pkt.meta.tso_segsz,
+        ecn: Ecn::from_bits(p.ecn()),
     })
 }
 
-/// Sends an IPv4 packet of `payload_len` bytes (written by `fill`) from `src` to `dst`.
+/// Sends an IPv4 packet of `payload_len` bytes (written by `fill`) from `src` to `dst`,
+/// Not-ECT.
 pub fn output(
     ifp: &Interface,
     ctx: &mut impl NetCtx,
@@ -160,6 +214,52 @@ pub fn output(
     dst: Ipv4Addr,
     protocol: IpProtocol,
     payload_len: usize,
+    fill: &mut dyn FnMut(&mut [u8]),
+) -> Result<(), OutputError> {
+    output_full(
+        ifp,
+        ctx,
+        src,
+        dst,
+        protocol,
+        Ecn::NotEct,
+        payload_len,
+        None,
+        fill,
+    )
+}
+
+/// As [`output`], with the ECN codepoint the transport chose for this packet (RFC 3168
+/// §6.1: TCP marks ECT only on its new data segments).
+#[allow(clippy::too_many_arguments)]
+pub fn output_ecn(
+    ifp: &Interface,
+    ctx: &mut impl NetCtx,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    protocol: IpProtocol,
+    ecn: Ecn,
+    payload_len: usize,
+    fill: &mut dyn FnMut(&mut [u8]),
+) -> Result<(), OutputError> {
+    output_full(ifp, ctx, src, dst, protocol, ecn, payload_len, None, fill)
+}
+
+/// [`output_ecn`] for a payload whose L4 checksum `fill` may leave partial (`CSUM_TCP`,
+/// when `l4_csum_offset` is set): the field at that offset within the payload holds
+/// the folded pseudo-header sum and the device finishes it
+/// ([`NetCtx::transmit_partial`]); a packet held for ARP is finished in software right
+/// away, since it is sent later through the plain path.
+#[allow(clippy::too_many_arguments)]
+pub fn output_full(
+    ifp: &Interface,
+    ctx: &mut impl NetCtx,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    protocol: IpProtocol,
+    ecn: Ecn,
+    payload_len: usize,
+    l4_csum_offset: Option<u16>,
     fill: &mut dyn FnMut(&mut [u8]),
 ) -> Result<(), OutputError> {
     let ip_len = HEADER_LEN + payload_len;
@@ -174,11 +274,17 @@ pub fn output(
     let now = ctx.now();
     let write_ip = |buf: &mut [u8], fill: &mut dyn FnMut(&mut [u8])| {
         write_header(buf, src, dst, protocol, ip_len as u16, id);
+        if ecn != Ecn::NotEct {
+            set_ecn(buf, ecn);
+        }
         fill(&mut buf[HEADER_LEN..]);
     };
     match ifp.arp.resolve(next_hop, now, || {
         let mut v = vec![0u8; ip_len];
         write_ip(&mut v, fill);
+        if let Some(off) = l4_csum_offset {
+            checksum::finish_partial(&mut v, HEADER_LEN, off as usize);
+        }
         v
     }) {
         res @ (Resolve::Known(_) | Resolve::KnownRefresh(_)) => {
@@ -191,10 +297,20 @@ pub fn output(
                 Resolve::Known(mac) => mac,
                 _ => return Err(OutputError::NoRoute),
             };
-            let ok = ctx.transmit(ether::HEADER_LEN + ip_len, &mut |buf| {
+            let mut frame = |buf: &mut [u8]| {
                 ether::write_header(buf, ifp.mac, mac, EthernetProtocol::Ipv4);
                 write_ip(&mut buf[ether::HEADER_LEN..], fill);
-            });
+            };
+            let len = ether::HEADER_LEN + ip_len;
+            let ok = match l4_csum_offset {
+                Some(off) => ctx.transmit_partial(
+                    len,
+                    (ether::HEADER_LEN + HEADER_LEN) as u16,
+                    off,
+                    &mut frame,
+                ),
+                None => ctx.transmit(len, &mut frame),
+            };
             if ok {
                 Counters::inc(&ctx.counters().ip_tx);
                 Ok(())
@@ -244,6 +360,17 @@ fn write_header(
     p.set_dst_addr(dst);
     p.set_checksum(0);
     let sum = checksum::checksum(&buf[..HEADER_LEN]);
+    buf[10..12].copy_from_slice(&sum.to_be_bytes());
+}
+
+/// Rewrites the ECN field of the IPv4 header at the start of `buf`, updating its
+/// checksum incrementally (RFC 1624). Also what a simulated router does to mark CE.
+pub fn set_ecn(buf: &mut [u8], ecn: Ecn) {
+    let old = u16::from_be_bytes([buf[0], buf[1]]);
+    buf[1] = (buf[1] & !3) | ecn.bits();
+    let new = u16::from_be_bytes([buf[0], buf[1]]);
+    let sum = u16::from_be_bytes([buf[10], buf[11]]);
+    let sum = checksum::update16(sum, old, new);
     buf[10..12].copy_from_slice(&sum.to_be_bytes());
 }
 
@@ -303,6 +430,30 @@ mod tests {
             ]
         );
         assert!(checksum::verify(&buf));
+    }
+
+    // RFC 3168 §5: the ECN field is the two low bits of the TOS byte; rewriting it keeps
+    // the header checksum valid (RFC 1624 incremental update), and input reports it.
+    #[test]
+    fn ecn_field_round_trips_with_a_valid_checksum() {
+        for e in [Ecn::NotEct, Ecn::Ect1, Ecn::Ect0, Ecn::Ce] {
+            assert_eq!(Ecn::from_bits(e.bits()), e);
+            let mut f = ip_frame(&[8, 0, 0, 0, 0, 0, 0, 0]);
+            f[15] = 0xb8; // DSCP EF: must survive
+            f[24..26].fill(0);
+            let sum = checksum::checksum(&f[14..34]);
+            f[24..26].copy_from_slice(&sum.to_be_bytes());
+            set_ecn(&mut f[14..], e);
+            assert!(checksum::verify(&f[14..34]), "{e:?}");
+            assert_eq!(f[15] >> 2, 0xb8 >> 2, "DSCP kept");
+            let (ifp, ctx) = (iface(), TestCtx::new());
+            let pkt = Pkt {
+                data: &f,
+                meta: PktMeta::rx(f.len(), 0),
+            };
+            assert_eq!(validate(&ifp, &ctx, pkt).map(|ip| ip.ecn), Some(e));
+        }
+        assert!(!Ecn::NotEct.is_ect() && Ecn::Ect0.is_ect() && Ecn::Ce.is_ect());
     }
 
     #[test]
@@ -426,6 +577,64 @@ mod tests {
         meta.csum = CsumFlags::IP_CHECKED;
         assert!(validate(&ifp, &ctx, Pkt { data: &f, meta }).is_none());
         assert_eq!(ctx.count("ip.drop_bad_checksum"), 2);
+    }
+
+    /// CSUM_TCP on a context without the offload (and for a packet held for ARP): the
+    /// partial checksum `fill` leaves is finished in software before the frame leaves.
+    #[test]
+    fn partial_checksum_is_finished_without_the_offload() {
+        let ifp = iface();
+        let mut ctx = TestCtx::new();
+        let seg_len = 40usize;
+        let mut fill = |b: &mut [u8]| {
+            for (i, x) in b.iter_mut().enumerate() {
+                *x = i as u8;
+            }
+            let pseudo =
+                checksum::pseudo_header_v4(OUR_IP.octets(), PEER_IP.octets(), 6, seg_len as u16);
+            b[16..18].copy_from_slice(&checksum::fold(pseudo).to_be_bytes());
+        };
+        let valid = |frame: &[u8]| {
+            let tcp = &frame[34..];
+            let pseudo =
+                checksum::pseudo_header_v4(OUR_IP.octets(), PEER_IP.octets(), 6, tcp.len() as u16);
+            checksum::fold(checksum::add(pseudo, tcp)) == 0xffff
+        };
+        // Held for ARP, then released by the reply.
+        output_full(
+            &ifp,
+            &mut ctx,
+            OUR_IP,
+            PEER_IP,
+            IpProtocol::Tcp,
+            Ecn::NotEct,
+            seg_len,
+            Some(16),
+            &mut fill,
+        )
+        .unwrap();
+        ctx.take_sent();
+        let held = ifp.arp.resolve_for_test(PEER_IP, PEER_MAC, ctx.now);
+        assert_eq!(held.len(), 1);
+        let mut frame = vec![0u8; 14];
+        frame.extend_from_slice(&held[0]);
+        assert!(valid(&frame), "a held packet is finished before it waits");
+        // Resolved: through transmit_partial's software fallback.
+        output_full(
+            &ifp,
+            &mut ctx,
+            OUR_IP,
+            PEER_IP,
+            IpProtocol::Tcp,
+            Ecn::NotEct,
+            seg_len,
+            Some(16),
+            &mut fill,
+        )
+        .unwrap();
+        let sent = ctx.take_sent();
+        assert_eq!(sent.len(), 1);
+        assert!(valid(&sent[0]));
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod arp;
 pub mod ether;
 pub mod icmp;
 pub mod ipv4;
+pub mod lro;
 
 use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
@@ -178,6 +179,30 @@ pub trait NetCtx {
     /// Sends one frame of `len` bytes, written by `fill`. Returns false (and counts a
     /// drop) when there is no room on the transmit path.
     fn transmit(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool;
+
+    /// Whether the device finishes TCP/UDP checksums on transmit (FreeBSD's
+    /// `IFCAP_TXCSUM`): callers may then write only the pseudo-header sum and send
+    /// with [`transmit_partial`](Self::transmit_partial).
+    fn tx_csum_offload(&self) -> bool {
+        false
+    }
+
+    /// Sends one frame whose L4 checksum the device is asked to finish (`CSUM_TCP`):
+    /// the 16-bit field at `csum_start + csum_offset` holds the folded pseudo-header
+    /// sum, and the one's-complement sum from `csum_start` to the end belongs there.
+    /// Without the offload it is finished here, in software.
+    fn transmit_partial(
+        &mut self,
+        len: usize,
+        csum_start: u16,
+        csum_offset: u16,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> bool {
+        self.transmit(len, &mut |buf| {
+            fill(buf);
+            crate::checksum::finish_partial(buf, csum_start as usize, csum_offset as usize);
+        })
+    }
 }
 
 #[cfg(test)]

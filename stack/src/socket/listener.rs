@@ -128,6 +128,21 @@ impl TcpListener {
         }
     }
 
+    /// Turns ECN (RFC 3168) on or off for connections this listener accepts from now
+    /// on, whatever the stack-wide setting. It takes effect with the next SYN: a
+    /// connection whose SYN already arrived keeps what its handshake negotiated. Only
+    /// a client's ECN-setup SYN can turn it on.
+    pub fn set_ecn(&self, on: bool) -> io::Result<()> {
+        self.listener.set_ecn(Some(on));
+        Ok(())
+    }
+
+    /// Whether connections accepted from now on answer ECN: this listener's
+    /// [`set_ecn`](Self::set_ecn), else the stack-wide setting ([`NetStack::ecn`]).
+    pub fn ecn(&self) -> bool {
+        self.listener.ecn().unwrap_or_else(|| self.net.ecn())
+    }
+
     /// SYNs dropped because the backlog was full.
     pub fn overflows(&self) -> u64 {
         self.listener.overflows.load(Ordering::Relaxed)

@@ -14,7 +14,7 @@ mod stream;
 
 pub use listener::TcpListener;
 pub use poller::{Event, Interest, Poller, Source};
-pub use stream::TcpStream;
+pub use stream::{ConnectOptions, TcpStream};
 
 use std::io;
 use std::sync::Arc;
@@ -32,6 +32,25 @@ pub struct NetStack {
     pub tcp: Arc<TcpLayer>,
     /// The interface (addresses, routes).
     pub ifp: Arc<Interface>,
+}
+
+impl NetStack {
+    /// Turns ECN (RFC 3168) on or off stack-wide (`--ecn` sets it at start-up). It takes
+    /// effect for connections opened afterwards (active opens and SYNs arriving at
+    /// listeners without their own [`TcpListener::set_ecn`]); open connections keep what
+    /// their handshake negotiated.
+    pub fn set_ecn(&self, on: bool) {
+        self.tcp
+            .config
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .ecn = on;
+    }
+
+    /// The stack-wide ECN setting for new connections.
+    pub fn ecn(&self) -> bool {
+        self.tcp.conn_config().ecn
+    }
 }
 
 impl AsRef<NetStack> for NetStack {

@@ -31,6 +31,22 @@ impl std::fmt::Debug for TcpStream {
     }
 }
 
+/// Settings an active open fixes at its SYN, for [`TcpStream::connect_with`]. They
+/// cannot change once the handshake has started, so they are given here rather than
+/// set on the stream afterwards.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// How long to wait for the handshake; the stack's connect timeout (75 s by
+    /// default) when `None`.
+    pub timeout: Option<Duration>,
+    /// Ask for ECN (RFC 3168) with an ECN-setup SYN; the stack-wide setting
+    /// ([`NetStack::ecn`]) when `None`. Whether the peer agreed is [`TcpStream::ecn`].
+    pub ecn: Option<bool>,
+    /// Return at once, as [`TcpStream::connect_nonblocking`]: the stream is non-blocking
+    /// and becomes writable once connected.
+    pub nonblocking: bool,
+}
+
 fn v4(addr: SocketAddr) -> io::Result<SocketAddrV4> {
     match addr {
         SocketAddr::V4(a) => Ok(a),
@@ -75,7 +91,35 @@ impl TcpStream {
                 "connect timeout must be non-zero",
             ));
         }
-        let stream = Self::start_connect(net.as_ref(), v4(addr.into())?, timeout)?;
+        let opts = ConnectOptions {
+            timeout: Some(timeout),
+            ..ConnectOptions::default()
+        };
+        Self::connect_with(net, addr, &opts)
+    }
+
+    /// Opens a connection with per-connection settings fixed at the SYN (see
+    /// [`ConnectOptions`]), waiting for the handshake as [`TcpStream::connect`].
+    pub fn connect_with(
+        net: impl AsRef<NetStack>,
+        addr: impl Into<SocketAddr>,
+        opts: &ConnectOptions,
+    ) -> io::Result<TcpStream> {
+        let net = net.as_ref();
+        let timeout = opts
+            .timeout
+            .unwrap_or_else(|| net.tcp.conn_config().connect_timeout);
+        if timeout.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "connect timeout must be non-zero",
+            ));
+        }
+        let stream = Self::start_connect(net, v4(addr.into())?, timeout, opts.ecn)?;
+        if opts.nonblocking {
+            stream.nonblocking.store(true, Ordering::Relaxed);
+            return Ok(stream);
+        }
         let deadline = Instant::now() + timeout;
         let mut inner = stream.conn.lock();
         loop {
@@ -110,7 +154,7 @@ impl TcpStream {
     ) -> io::Result<TcpStream> {
         let net = net.as_ref();
         let timeout = net.tcp.conn_config().connect_timeout;
-        let s = Self::start_connect(net, v4(addr.into())?, timeout)?;
+        let s = Self::start_connect(net, v4(addr.into())?, timeout, None)?;
         s.nonblocking.store(true, Ordering::Relaxed);
         Ok(s)
     }
@@ -119,6 +163,7 @@ impl TcpStream {
         net: &NetStack,
         remote: SocketAddrV4,
         timeout: Duration,
+        ecn: Option<bool>,
     ) -> io::Result<TcpStream> {
         if remote.port() == 0
             || remote.ip().is_unspecified()
@@ -152,6 +197,9 @@ impl TcpStream {
         let now = Instant::now();
         let mut cfg = tcp.conn_config();
         cfg.connect_timeout = timeout;
+        if let Some(on) = ecn {
+            cfg.ecn = on;
+        }
         let cc = tcp.cc.create_default();
         let iss = tcp.isn.isn(local, remote, now);
         let tcb = Tcb::connect(cfg, local, remote, iss, cc, now);
@@ -200,6 +248,13 @@ impl TcpStream {
     /// TCP_NODELAY's current value.
     pub fn nodelay(&self) -> io::Result<bool> {
         Ok(self.conn.lock().tcb.config().nodelay)
+    }
+
+    /// Whether ECN (RFC 3168) is in use: both sides agreed on the handshake. False
+    /// until the handshake completes. To ask for it, see [`ConnectOptions::ecn`],
+    /// [`TcpListener::set_ecn`](super::TcpListener::set_ecn) or [`NetStack::set_ecn`].
+    pub fn ecn(&self) -> bool {
+        self.conn.lock().tcb.ecn()
     }
 
     /// Switches the connection's congestion control at any time (TCP_CONGESTION).

@@ -208,3 +208,65 @@ fn info_json_carries_the_module_state() {
     assert_eq!(v["cc"], "newreno");
     assert!(v["cc_state"]["ca_bytes_acked"].is_number(), "{v}");
 }
+
+/// Opens one connection from host 0 (with `client_ecn`) to a listener on host 1 whose
+/// ECN switch is `listener_ecn` (None: the stack's); returns (client ECN, server ECN).
+fn ecn_pair(
+    sim: &mut Sim,
+    port: u16,
+    client_ecn: Option<bool>,
+    listener_ecn: Option<bool>,
+) -> (bool, bool) {
+    let listener = TcpListener::bind(
+        net(sim, 1),
+        SocketAddr::V4(SocketAddrV4::new(host_addr(1), port)),
+    )
+    .expect("bind");
+    if let Some(on) = listener_ecn {
+        listener.set_ecn(on).unwrap();
+        assert_eq!(listener.ecn(), on);
+    }
+    listener.set_nonblocking(true).unwrap();
+    let opts = super::ConnectOptions {
+        ecn: client_ecn,
+        nonblocking: true,
+        ..Default::default()
+    };
+    let client = TcpStream::connect_with(net(sim, 0), SocketAddrV4::new(host_addr(1), port), &opts)
+        .expect("connect");
+    let mut server = None;
+    for _ in 0..10_000 {
+        sim.step();
+        if let Ok((s, _)) = listener.accept() {
+            server = Some(s);
+        }
+        if server.is_some() && client.info().state == "ESTABLISHED" {
+            break;
+        }
+    }
+    let server = server.expect("accepted");
+    assert_eq!(client.info().state, "ESTABLISHED");
+    assert_eq!(client.info().ecn, client.ecn());
+    (client.ecn(), server.ecn())
+}
+
+// ECN (RFC 3168) switches: off by default; the stack-wide switch, the listener's and the
+// connect option each decide for the connections opened after them; both ends must agree.
+#[test]
+fn ecn_switches_decide_the_negotiation() {
+    let mut sim = Sim::new(11, LinkConfig::default(), 1);
+    assert!(!net(&sim, 0).ecn() && !net(&sim, 1).ecn(), "off by default");
+    assert_eq!(ecn_pair(&mut sim, 81, None, None), (false, false));
+    // The client asks, the server's stack does not answer.
+    assert_eq!(ecn_pair(&mut sim, 82, Some(true), None), (false, false));
+    // The listener's own switch answers.
+    assert_eq!(ecn_pair(&mut sim, 83, Some(true), Some(true)), (true, true));
+    // Stack-wide on both hosts, for connections opened from now on.
+    net(&sim, 0).set_ecn(true);
+    net(&sim, 1).set_ecn(true);
+    assert!(net(&sim, 0).ecn());
+    assert_eq!(ecn_pair(&mut sim, 84, None, None), (true, true));
+    // Per-connection and per-listener switches override the stack's.
+    assert_eq!(ecn_pair(&mut sim, 85, Some(false), None), (false, false));
+    assert_eq!(ecn_pair(&mut sim, 86, None, Some(false)), (false, false));
+}

@@ -24,10 +24,34 @@ use super::isn::IsnGenerator;
 use super::output::OutSegment;
 use super::pcb::{Conn, ConnInner, FourTuple, GroupMap, PcbTable, ReadinessSink};
 use super::segment::{self, ChecksumMode, SegmentError, SegmentOut, TcpFlags, TcpOptions};
-use super::tcb::{Tcb, TcpConfig};
+use super::tcb::{EcnStats, Tcb, TcpConfig};
 use crate::net::ipv4::{self, Ipv4In};
 use crate::net::{Interface, NetCtx};
 use crate::stats::Counters;
+
+/// Offset of the checksum field in the TCP header (RFC 9293 §3.1): `csum_offset`.
+const TCP_CSUM_OFFSET: u16 = 16;
+
+/// Adds what one segment's input changed in a connection's ECN counters to the
+/// stack-wide `tcp.ecn_*` counters (the control block does the RFC 3168 bookkeeping;
+/// the stack only sums it).
+fn count_ecn_input(c: &Counters, before: &EcnStats, tcb: &Tcb, was_open: bool) {
+    let after = tcb.stats().ecn;
+    let add = |ctr: &std::sync::atomic::AtomicU64, a: u64, b: u64| {
+        if a > b {
+            ctr.fetch_add(a - b, Ordering::Relaxed);
+        }
+    };
+    add(&c.tcp_ecn_ce_rx, after.ce_received, before.ce_received);
+    add(&c.tcp_ecn_ece_rx, after.ece_received, before.ece_received);
+    add(&c.tcp_ecn_cwr_rx, after.cwr_received, before.cwr_received);
+    add(&c.tcp_ecn_reductions, after.reductions, before.reductions);
+    // Counted when the handshake completes: an active open learns the answer from the
+    // SYN,ACK; a passive one can still fall back on a retransmitted SYN until then.
+    if tcb.ecn() && !was_open && tcb.state().is_synchronized() {
+        Counters::inc(&c.tcp_ecn_negotiated);
+    }
+}
 
 /// Wakes a worker (its eventfd, or a no-op in simulations).
 pub type WorkerWaker = Arc<dyn Fn() + Send + Sync>;
@@ -172,7 +196,7 @@ impl TcpLayer {
         ip: &Ipv4In<'_>,
     ) {
         Counters::inc(&ctx.counters().tcp_rx);
-        let seg = match segment::parse(ip.src, ip.dst, ip.payload, ip.csum) {
+        let mut seg = match segment::parse(ip.src, ip.dst, ip.payload, ip.csum) {
             Ok(s) => s,
             Err(e) => {
                 let c = ctx.counters();
@@ -185,6 +209,7 @@ impl TcpLayer {
                 return;
             }
         };
+        seg.ecn = ip.ecn;
         let now = ctx.now();
         let tuple = FourTuple {
             local: SocketAddrV4::new(ip.dst, seg.dst_port),
@@ -192,10 +217,46 @@ impl TcpLayer {
         };
         if let Some(conn) = self.pcbs.lookup(&tuple) {
             let mut inner = conn.lock();
-            let outcome = inner.tcb.input(&seg, now);
+            let (before, was_open) = (inner.tcb.stats().ecn, inner.tcb.state().is_synchronized());
+            let mut outcome = InputOutcome::Ok;
+            let mut reset_for_seg = seg;
+            if ip.lro_nsegs > 1 {
+                // An LRO aggregate: the connection takes its segments one by one, as
+                // they arrived, and sends what each calls for (an ACK for every second
+                // one), under one lookup and one lock.
+                let size = ip.lro_segsz.max(1) as usize;
+                let mut pieces = seg.payload.chunks(size).peekable();
+                let mut seq = seg.seq;
+                while let Some(payload) = pieces.next() {
+                    let mut piece = seg;
+                    piece.seq = seq;
+                    piece.payload = payload;
+                    if pieces.peek().is_some() {
+                        piece.flags.remove(TcpFlags::PSH);
+                    }
+                    seq = seq + payload.len() as u32;
+                    match inner.tcb.input(&piece, now) {
+                        InputOutcome::Ok => {}
+                        InputOutcome::Established => outcome = InputOutcome::Established,
+                        InputOutcome::SendReset => {
+                            outcome = InputOutcome::SendReset;
+                            reset_for_seg = piece;
+                            break;
+                        }
+                    }
+                    if pieces.peek().is_some() {
+                        while let Some(out) = inner.tcb.poll_output(now) {
+                            self.emit(ifp, ctx, &conn.tuple, &inner.tcb, &out);
+                        }
+                    }
+                }
+            } else {
+                outcome = inner.tcb.input(&seg, now);
+            }
+            count_ecn_input(ctx.counters(), &before, &inner.tcb, was_open);
             if outcome == InputOutcome::SendReset {
                 drop(inner);
-                self.send_reset(ifp, ctx, &tuple, &seg);
+                self.send_reset(ifp, ctx, &tuple, &reset_for_seg);
                 return;
             }
             self.flush(ifp, ctx, heap, &conn, inner);
@@ -227,15 +288,11 @@ impl TcpLayer {
             }
             let iss = self.isn.isn(tuple.local, tuple.remote, now);
             let cc = self.cc.create_default();
-            let tcb = Tcb::accept_syn(
-                self.conn_config(),
-                tuple.local,
-                tuple.remote,
-                iss,
-                cc,
-                &seg,
-                now,
-            );
+            let mut cfg = self.conn_config();
+            if let Some(on) = listener.ecn() {
+                cfg.ecn = on;
+            }
+            let tcb = Tcb::accept_syn(cfg, tuple.local, tuple.remote, iss, cc, &seg, now);
             let owner = self.owner_of(tuple.local, tuple.remote);
             let Ok(conn) = self.pcbs.insert(tuple, owner, tcb) else {
                 return;
@@ -378,8 +435,55 @@ impl TcpLayer {
         n
     }
 
-    /// Sends one segment of a connection through IPv4.
+    /// Sends one segment of a connection through IPv4, leaving the checksum to the
+    /// device when it offers to finish it. A TSO segment (`tso_segsz` set) is cut
+    /// into MSS pieces here, in software, as a device without TSO support would need
+    /// (Linux's GSO, done at the last moment): each piece gets its own sequence number
+    /// and IP id; CWR stays on the first piece only and PSH/FIN on the last only
+    /// (RFC 3168 §6.1.2 / Linux `tcp_gso_segment`); the payload is copied once,
+    /// straight from the send buffer into each frame.
     fn emit(
+        &self,
+        ifp: &Interface,
+        ctx: &mut impl NetCtx,
+        tuple: &FourTuple,
+        tcb: &Tcb,
+        seg: &OutSegment,
+    ) {
+        if seg.tso_segsz == 0 || seg.payload_len <= seg.tso_segsz as usize {
+            self.emit_one(ifp, ctx, tuple, tcb, seg);
+            return;
+        }
+        Counters::inc(&ctx.counters().tcp_tso_bursts);
+        let mss = seg.tso_segsz as usize;
+        let mut off = 0;
+        while off < seg.payload_len {
+            let len = mss.min(seg.payload_len - off);
+            let last = off + len == seg.payload_len;
+            let mut hdr = seg.hdr;
+            hdr.seq = seg.hdr.seq + off as u32;
+            if off > 0 {
+                hdr.flags.remove(TcpFlags::CWR);
+            }
+            if !last {
+                hdr.flags.remove(TcpFlags::FIN | TcpFlags::PSH);
+            }
+            let piece = OutSegment {
+                hdr,
+                payload_offset: seg.payload_offset + off,
+                payload_len: len,
+                retransmit: seg.retransmit,
+                tso_segsz: 0,
+                ecn: seg.ecn,
+            };
+            self.emit_one(ifp, ctx, tuple, tcb, &piece);
+            Counters::inc(&ctx.counters().tcp_tso_segments);
+            off += len;
+        }
+    }
+
+    /// Sends one wire segment.
+    fn emit_one(
         &self,
         ifp: &Interface,
         ctx: &mut impl NetCtx,
@@ -390,14 +494,43 @@ impl TcpLayer {
         let hlen = seg.hdr.header_len();
         let total = hlen + seg.payload_len;
         let (src, dst) = (*tuple.local.ip(), *tuple.remote.ip());
-        let r = ipv4::output(ifp, ctx, src, dst, IpProtocol::Tcp, total, &mut |buf| {
-            tcb.copy_payload(seg, &mut buf[hlen..]);
-            seg.hdr.emit(src, dst, buf, ChecksumMode::Full);
-        });
+        // CSUM_TCP: with transmit checksum offload only the pseudo-header sum is
+        // written and the device sums the segment (FreeBSD's tcp_output does the same
+        // when the interface has IFCAP_TXCSUM).
+        let offload = ctx.tx_csum_offload();
+        let mode = if offload {
+            ChecksumMode::PseudoHeaderOnly
+        } else {
+            ChecksumMode::Full
+        };
+        let r = ipv4::output_full(
+            ifp,
+            ctx,
+            src,
+            dst,
+            IpProtocol::Tcp,
+            seg.ecn,
+            total,
+            offload.then_some(TCP_CSUM_OFFSET),
+            &mut |buf| {
+                tcb.copy_payload(seg, &mut buf[hlen..]);
+                seg.hdr.emit(src, dst, buf, mode);
+            },
+        );
         let c = ctx.counters();
         Counters::inc(if r.is_ok() { &c.tcp_tx } else { &c.tcp_tx_fail });
         if seg.retransmit {
             Counters::inc(&c.tcp_retransmits);
+        }
+        let f = seg.hdr.flags;
+        if f.contains(TcpFlags::ECE) && !f.contains(TcpFlags::SYN) {
+            Counters::inc(&c.tcp_ecn_ece_tx);
+        }
+        if f.contains(TcpFlags::CWR) && !f.contains(TcpFlags::SYN) {
+            Counters::inc(&c.tcp_ecn_cwr_tx);
+        }
+        if seg.ecn.is_ect() {
+            Counters::inc(&c.tcp_ecn_ect_tx);
         }
     }
 

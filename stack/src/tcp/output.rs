@@ -12,7 +12,7 @@ use std::time::Instant;
 use xstack_cc::Recovery;
 
 use super::sack::{Rexmit, DUP_THRESH};
-use super::segment::{SegmentOut, TcpFlags, TcpOptions};
+use super::segment::{Ecn, SegmentOut, TcpFlags, TcpOptions};
 use super::seq::Seq;
 use super::tcb::{State, Tcb};
 use super::timer::TimerKind;
@@ -44,11 +44,35 @@ pub struct OutSegment {
     pub payload_len: usize,
     /// A retransmission (counted stack-wide as `tcp.retransmits`).
     pub retransmit: bool,
+    /// TSO: the payload is longer than one MSS and the device cuts it into pieces of
+    /// this many bytes (`tso_segsz`); 0 for an ordinary segment.
+    pub tso_segsz: u16,
+    /// The ECN codepoint for the IP header: ECT(0) on new data of an ECN connection,
+    /// Not-ECT on everything else (RFC 3168 §6.1.1, §6.1.4-§6.1.6).
+    pub ecn: Ecn,
 }
 
 impl Tcb {
     /// The next segment to send, if any. Call until it returns `None`.
     pub fn poll_output(&mut self, now: Instant) -> Option<OutSegment> {
+        let mut seg = self.next_segment(now)?;
+        let f = seg.hdr.flags;
+        // RFC 3168 §6.1.3: "the TCP receiver continues to set the ECE flag in all
+        // subsequent ACK packets until it receives a CWR packet" -- every segment that
+        // carries an ACK, data segments included (as Linux does). Not on a RST, and not on
+        // a SYN,ACK, where ECE means the ECN-setup answer (`output_syn`).
+        if self.ecn_ok
+            && self.ecn_echo
+            && f.contains(TcpFlags::ACK)
+            && !f.intersects(TcpFlags::SYN | TcpFlags::RST)
+        {
+            seg.hdr.flags |= TcpFlags::ECE;
+            self.stats.ecn.ece_sent += 1;
+        }
+        Some(seg)
+    }
+
+    fn next_segment(&mut self, now: Instant) -> Option<OutSegment> {
         if self.send_rst {
             self.send_rst = false;
             // RFC 9293 §3.10.5 ABORT: "Send a reset segment: <SEQ=SND.NXT><CTL=RST>".
@@ -59,6 +83,8 @@ impl Tcb {
                 payload_offset: 0,
                 payload_len: 0,
                 retransmit: false,
+                tso_segsz: 0,
+                ecn: Ecn::NotEct,
             });
         }
         match self.state {
@@ -84,6 +110,8 @@ impl Tcb {
                 payload_offset: 0,
                 payload_len: 0,
                 retransmit: false,
+                tso_segsz: 0,
+                ecn: Ecn::NotEct,
             });
         }
         if self.rexmit_one {
@@ -226,6 +254,25 @@ impl Tcb {
         let mut flags = TcpFlags::SYN;
         if passive {
             flags |= TcpFlags::ACK;
+            // RFC 3168 §6.1.1: "An 'ECN-setup SYN-ACK packet' is a SYN-ACK packet with the
+            // ECE flag set but the CWR flag not set" -- sent only in answer to an
+            // ECN-setup SYN (`ecn_ok` is decided when the SYN arrives).
+            if self.ecn_ok {
+                flags |= TcpFlags::ECE;
+            }
+        } else if self.cfg.ecn && !resend {
+            // RFC 3168 §6.1.1: "An 'ECN-setup SYN packet' is a SYN packet with the ECE and
+            // CWR flags set." §6.1.1.1: "A host that receives no reply to an ECN-setup SYN
+            // within the normal SYN retransmission timeout interval MAY resend the SYN and
+            // any subsequent SYN retransmissions with CWR and ECE cleared" -- in case a
+            // middlebox drops ECN-setup SYNs. We do (as Linux's tcp_ecn_fallback), and then
+            // the connection never uses ECN: "A host MUST NOT set ECT on data packets
+            // unless it has sent at least one ECN-setup SYN or ECN-setup SYN-ACK packet
+            // ... and has sent no non-ECN-setup SYN or non-ECN-setup SYN-ACK packet."
+            flags |= TcpFlags::ECE | TcpFlags::CWR;
+            self.ecn_setup_sent = true;
+        } else {
+            self.ecn_setup_sent = false;
         }
         let mut hdr = self.header(self.iss, flags, now);
         let mut o = TcpOptions {
@@ -269,6 +316,9 @@ impl Tcb {
             payload_offset: 0,
             payload_len: 0,
             retransmit: resend,
+            tso_segsz: 0,
+            // RFC 3168 §6.1.1: "A host MUST NOT set ECT on SYN or SYN-ACK packets."
+            ecn: Ecn::NotEct,
         }
     }
 
@@ -299,7 +349,29 @@ impl Tcb {
             len = avail.min(mss).min(max_len as usize);
         } else {
             let usable = self.usable_window(seq);
-            len = avail.min(usable).min(mss);
+            // TSO (FreeBSD tcp_output's `tso` case): new data only -- a retransmission
+            // or a probe goes out one MSS at a time -- cut to whole segments unless it
+            // is the tail of what is buffered.
+            let max = if self.cfg.tso_max > mss && seq >= self.snd_max && !self.force_one {
+                self.cfg.tso_max
+            } else {
+                mss
+            };
+            len = avail.min(usable).min(max);
+            if len > mss && len % mss != 0 {
+                // A fractional last piece goes only where it would on its own, after
+                // the full ones: the tail of the buffer that Nagle lets through with
+                // data in flight, or half the peer's largest window (the checks below).
+                // So TSO puts on the wire exactly what MSS-at-a-time output would.
+                let tail = len % mss;
+                let tail_ok = len == avail
+                    && (self.cfg.nodelay
+                        || self.fin_queued()
+                        || (self.max_sndwnd > 0 && tail >= self.max_sndwnd as usize / 2));
+                if !tail_ok {
+                    len -= tail;
+                }
+            }
             // cwnd-limited: more was ready than cwnd let through (FreeBSD
             // CCF_CWND_LIMITED), as opposed to app- or rwnd-limited.
             if avail > 0 {
@@ -324,7 +396,7 @@ impl Tcb {
                 // or nothing in flight) (RFC 9293 §3.7.4, RFC 896); or at least half
                 // the largest window the peer offered (§3.8.6.2.1); or a
                 // retransmission after an RTO.
-                let full = len == mss;
+                let full = len >= mss;
                 let last = len == avail;
                 let nagle_ok = self.cfg.nodelay || !in_flight || self.fin_queued();
                 let half_window = self.max_sndwnd > 0 && len >= (self.max_sndwnd as usize) / 2;
@@ -354,17 +426,35 @@ impl Tcb {
         if len > 0 && len == avail {
             flags |= TcpFlags::PSH;
         }
+        // ECN on data (RFC 3168): ECT(0) only on new data -- §6.1.5: "ECN-capable TCP
+        // implementations MUST NOT set either ECT codepoint (ECT(0) or ECT(1)) in the IP
+        // header for retransmitted data packets"; §6.1.6: nor on window probes. §6.1.2:
+        // "The TCP sender sets the CWR flag in the TCP header of the first new data packet
+        // sent after the window reduction".
+        let retransmission = seq < self.snd_max;
+        let new_data = len > 0 && !retransmission && !probe;
+        let mut ecn = Ecn::NotEct;
+        if self.ecn_ok && new_data {
+            ecn = Ecn::Ect0;
+            // Every piece of a TSO segment is ECT(0); CWR stays on the first piece.
+            self.stats.ecn.ect_sent += len.div_ceil(mss).max(1) as u64;
+            if self.ecn_cwr_due {
+                self.ecn_cwr_due = false;
+                flags |= TcpFlags::CWR;
+                self.stats.ecn.cwr_sent += 1;
+            }
+        }
         let mut hdr = self.header(seq, flags, now);
         if len > 0 {
             // SACK blocks share the segment with the payload: only as many as the MSS
-            // leaves room for (t_maxseg already has the timestamps deducted).
-            let room = (self.t_maxseg as usize).saturating_sub(len);
+            // leaves room for (t_maxseg already has the timestamps deducted); a TSO
+            // segment's options repeat in every piece, each a full MSS.
+            let room = (self.t_maxseg as usize).saturating_sub(len.min(mss));
             let fit = if room >= 12 { (room - 4) / 8 } else { 0 };
             hdr.options.n_sack = hdr.options.n_sack.min(fit as u8);
         }
         let seg_len = len as u32 + fin as u32;
         let new_end = seq + seg_len;
-        let retransmission = seq < self.snd_max;
 
         if len > 0 && !retransmission && self.snd_una == self.snd_max {
             // Sending after an idle period (RFC 5681 §4.1).
@@ -429,12 +519,14 @@ impl Tcb {
             // No room for the SACK blocks beside the payload: a pure ACK carries them.
             self.ack_now = true;
         }
-        self.stats.segs_out += 1;
+        self.stats.segs_out += len.div_ceil(mss).max(1) as u64;
         Some(OutSegment {
             hdr,
             payload_offset: off,
             payload_len: len,
             retransmit: retransmission && !probe,
+            tso_segsz: if len > mss { mss as u16 } else { 0 },
+            ecn,
         })
     }
 
@@ -498,6 +590,9 @@ impl Tcb {
             payload_offset: 0,
             payload_len: 0,
             retransmit: false,
+            tso_segsz: 0,
+            // RFC 3168 §6.1.4: pure ACKs are sent Not-ECT.
+            ecn: Ecn::NotEct,
         })
     }
 

@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, Weak};
 use std::time::Instant;
 
@@ -151,9 +151,33 @@ pub struct Listener {
     pub sinks: Mutex<Vec<(Weak<dyn ReadinessSink>, usize)>>,
     /// SYNs dropped because the backlog was full.
     pub overflows: AtomicU64,
+    /// ECN for connections accepted from now on: 0 = the stack's setting, 1 = off,
+    /// 2 = on (see [`Listener::ecn`]).
+    ecn: AtomicU8,
 }
 
 impl Listener {
+    /// This listener's ECN (RFC 3168) setting for connections whose SYN arrives from
+    /// now on; `None` follows the stack-wide `TcpConfig::ecn`.
+    pub fn ecn(&self) -> Option<bool> {
+        match self.ecn.load(Ordering::Relaxed) {
+            1 => Some(false),
+            2 => Some(true),
+            _ => None,
+        }
+    }
+
+    /// Sets [`Listener::ecn`]. Connections already past their SYN keep what they
+    /// negotiated.
+    pub fn set_ecn(&self, on: Option<bool>) {
+        let v = match on {
+            None => 0,
+            Some(false) => 1,
+            Some(true) => 2,
+        };
+        self.ecn.store(v, Ordering::Relaxed);
+    }
+
     /// Wakes accept() callers and pollers.
     pub fn wake(&self) {
         self.cond.notify_all();
@@ -470,6 +494,7 @@ impl PcbTable {
             embryonic: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             sinks: Mutex::new(Vec::new()),
+            ecn: AtomicU8::new(0),
             overflows: AtomicU64::new(0),
         });
         l.insert(local, listener.clone());

@@ -24,6 +24,7 @@ use smoltcp::wire::{TcpPacket, TcpSeqNumber};
 use super::seq::Seq;
 use crate::checksum;
 use crate::mbuf::CsumFlags;
+pub use crate::net::ipv4::Ecn;
 
 /// Length of the TCP header without options.
 pub const HEADER_LEN: usize = 20;
@@ -202,6 +203,9 @@ pub struct Segment<'a> {
     pub options: TcpOptions,
     /// The data.
     pub payload: &'a [u8],
+    /// The ECN field of the IP header it arrived in (RFC 3168). The IP glue fills it in;
+    /// [`parse`] sees only TCP bytes and leaves it Not-ECT.
+    pub ecn: Ecn,
 }
 
 impl Segment<'_> {
@@ -302,6 +306,7 @@ pub fn parse(
         urgent: pkt.urgent_at(),
         options,
         payload: &bytes[header_len..],
+        ecn: Ecn::NotEct,
     })
 }
 

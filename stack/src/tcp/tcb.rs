@@ -15,6 +15,7 @@ use super::cwnd_trace::{CcEvent, CwndTrace};
 use super::recvbuf::RecvBuffer;
 use super::rtt::{RtoConfig, RttEstimator};
 use super::sack::Scoreboard;
+use super::segment::TcpFlags;
 use super::sendbuf::SendBuffer;
 use super::seq::Seq;
 use super::timer::{TimerKind, Timers};
@@ -136,6 +137,15 @@ pub struct TcpConfig {
     /// Limited transmit (RFC 3042; FreeBSD's `net.inet.tcp.rfc3042`): one new segment on
     /// each of the first two duplicate ACKs.
     pub limited_transmit: bool,
+    /// Largest TCP payload handed to the device in one segment for it to cut into MSS
+    /// pieces (TSO, FreeBSD's `CSUM_TSO` with `tso_segsz`); 0 sends MSS-sized segments.
+    /// The stack sets it when the device layer segments (`--no-offload tso` clears it).
+    pub tso_max: usize,
+    /// Explicit Congestion Notification (RFC 3168): ask for it on active opens and
+    /// accept it on passive ones. Off by default, as Linux's `tcp_ecn=2` leaves it off
+    /// for connections it starts. Fixed per connection at its SYN: changing it later
+    /// affects connections opened afterwards only.
+    pub ecn: bool,
 }
 
 impl Default for TcpConfig {
@@ -158,6 +168,8 @@ impl Default for TcpConfig {
             timestamps: true,
             sack: true,
             limited_transmit: true,
+            tso_max: 0,
+            ecn: false,
         }
     }
 }
@@ -234,6 +246,20 @@ pub struct TcpInfo {
     pub timestamps: bool,
     /// SACK negotiated.
     pub sack: bool,
+    /// ECN (RFC 3168) negotiated on the handshake.
+    pub ecn: bool,
+    /// Data segments received with CE in the IP header.
+    pub ecn_ce_received: u64,
+    /// Segments sent with ECN-Echo (our echo of CE marks until the peer's CWR).
+    pub ecn_ece_sent: u64,
+    /// ACKs received with ECN-Echo.
+    pub ecn_ece_received: u64,
+    /// Segments sent with CWR (after each window reduction).
+    pub ecn_cwr_sent: u64,
+    /// Segments received with CWR.
+    pub ecn_cwr_received: u64,
+    /// Congestion-window reductions triggered by ECN-Echo (at most one per window).
+    pub ecn_reductions: u64,
 }
 
 /// Counters of one connection.
@@ -267,6 +293,27 @@ pub struct ConnStats {
     pub spurious_rtos: u64,
     /// Segments sent by limited transmit (RFC 3042).
     pub limited_transmits: u64,
+    /// ECN (RFC 3168) counters.
+    pub ecn: EcnStats,
+}
+
+/// ECN counters of one connection (RFC 3168 signals, each direction).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EcnStats {
+    /// Data segments received with CE.
+    pub ce_received: u64,
+    /// Segments sent with ECE.
+    pub ece_sent: u64,
+    /// ACKs received with ECE.
+    pub ece_received: u64,
+    /// Segments sent with CWR.
+    pub cwr_sent: u64,
+    /// Segments received with CWR.
+    pub cwr_received: u64,
+    /// Window reductions in response to ECE.
+    pub reductions: u64,
+    /// Data segments sent ECT(0).
+    pub ect_sent: u64,
 }
 
 /// What the Eifel detection algorithm (RFC 3522) remembers about an RTO, and the
@@ -330,6 +377,17 @@ pub struct Tcb {
     pub(crate) ts_offset: u32,
     pub(crate) sack_ok: bool,
     pub(crate) wscale_ok: bool,
+    /// ECN (RFC 3168 §6.1.1): we sent an ECN-setup SYN or SYN,ACK and no non-ECN-setup
+    /// one (the first half of the negotiation).
+    pub(crate) ecn_setup_sent: bool,
+    /// ECN negotiated: data segments go out ECT(0), CE marks are echoed, ECE is obeyed.
+    pub(crate) ecn_ok: bool,
+    /// Receiver side (RFC 3168 §6.1.3): a CE mark arrived; every ACK carries ECE until
+    /// a segment with CWR does (Linux's TCP_ECN_DEMAND_CWR).
+    pub(crate) ecn_echo: bool,
+    /// Sender side (RFC 3168 §6.1.2): the window was reduced; the next new data segment
+    /// carries CWR (Linux's TCP_ECN_QUEUE_CWR).
+    pub(crate) ecn_cwr_due: bool,
 
     // --- buffers ---
     pub(crate) sndbuf: SendBuffer,
@@ -470,6 +528,10 @@ impl Tcb {
             ts_offset: iss.0.rotate_left(13),
             sack_ok: false,
             wscale_ok: false,
+            ecn_setup_sent: false,
+            ecn_ok: false,
+            ecn_echo: false,
+            ecn_cwr_due: false,
             sndbuf: SendBuffer::new(cfg.sndbuf),
             rcvbuf: RecvBuffer::new(cfg.rcvbuf),
             snd_fin: None,
@@ -548,6 +610,11 @@ impl Tcb {
         tcb.rcv_adv = tcb.rcv_nxt;
         tcb.last_ack_sent = tcb.rcv_nxt;
         tcb.negotiate(syn);
+        // RFC 3168 §6.1.1: "If a host has received an ECN-setup SYN packet, then it MAY
+        // send an ECN-setup SYN-ACK packet. Otherwise, it MUST NOT send an ECN-setup
+        // SYN-ACK packet." An ECN-setup SYN has both ECE and CWR.
+        tcb.ecn_ok = tcb.cfg.ecn && syn.flags.contains(TcpFlags::ECE | TcpFlags::CWR);
+        tcb.ecn_setup_sent = tcb.ecn_ok;
         // The SYN's window is never scaled (RFC 7323 §2.2).
         tcb.snd_wnd = syn.window as u32;
         tcb.max_sndwnd = tcb.snd_wnd;
@@ -804,6 +871,11 @@ impl Tcb {
         &self.cfg
     }
 
+    /// ECN (RFC 3168) was negotiated on this connection.
+    pub fn ecn(&self) -> bool {
+        self.ecn_ok
+    }
+
     /// The current state.
     pub fn state(&self) -> State {
         self.state
@@ -867,6 +939,13 @@ impl Tcb {
             wscale: self.wscale_ok.then_some((self.rcv_wscale, self.snd_wscale)),
             timestamps: self.ts_enabled,
             sack: self.sack_ok,
+            ecn: self.ecn_ok,
+            ecn_ce_received: self.stats.ecn.ce_received,
+            ecn_ece_sent: self.stats.ecn.ece_sent,
+            ecn_ece_received: self.stats.ecn.ece_received,
+            ecn_cwr_sent: self.stats.ecn.cwr_sent,
+            ecn_cwr_received: self.stats.ecn.cwr_received,
+            ecn_reductions: self.stats.ecn.reductions,
         }
     }
 

@@ -156,6 +156,7 @@ impl super::tcb::Tcb {
                         self.cc
                             .cong_signal(&mut self.ccv, xstack_cc::CcSignal::Rto, &info);
                         self.recovery = xstack_cc::Recovery::Rto;
+                        self.ecn_window_reduced();
                         self.trace_cc(super::cwnd_trace::CcEvent::Rto, now);
                     }
                     // SACK information across a timeout. RFC 2018 §8: "After a retransmit

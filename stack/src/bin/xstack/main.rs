@@ -164,6 +164,13 @@ struct UpArgs {
     /// Default congestion control for new connections (see --cc list).
     #[arg(long)]
     cc: Option<String>,
+    /// Offloads to leave off even where the device has them, comma separated
+    /// (txcsum, tso, lro), like `ifconfig -txcsum -tso -lro`.
+    #[arg(long, value_delimiter = ',')]
+    no_offload: Vec<xstack::device::Offload>,
+    /// Use ECN (RFC 3168) on new connections: ECN-setup SYNs, and accept clients' ones.
+    #[arg(long)]
+    ecn: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -495,13 +502,15 @@ fn start_with(
     cfg.xdp_mode = a.xdp_mode;
     cfg.idle = a.idle;
     cfg.default_cc = a.cc.clone();
+    cfg.offloads_off = a.no_offload.clone();
+    cfg.tcp.ecn = a.ecn;
     tweak(&mut cfg);
     let stack = Stack::start(cfg)?;
     if !announce {
         return Ok(stack);
     }
     eprintln!(
-        "xstack: up on {}: {} queue{}, {} XDP, {}{}, mac {}, mtu {}",
+        "xstack: up on {}: {} queue{}, {} XDP, {}{}, mac {}, mtu {}, offloads: {}",
         stack.link().name,
         stack.link().rx_queues,
         if stack.link().rx_queues == 1 { "" } else { "s" },
@@ -510,6 +519,7 @@ fn start_with(
         a.gateway.map(|g| format!(" via {g}")).unwrap_or_default(),
         mac_str(&stack.link().mac.0),
         stack.link().mtu,
+        stack.offloads(),
     );
     Ok(stack)
 }

@@ -112,3 +112,30 @@ fn trace_follows_slow_start_and_stays_bounded() {
     assert_eq!(t.dropped(), 2);
     assert_eq!(t.samples()[2].in_flight, 7 * M);
 }
+
+// RFC 3168 §6.1.2: an ECN-Echo makes the module reduce (NewReno: ssthresh = FlightSize /
+// 2, cwnd = ssthresh); the trace shows the `ecn` step, then the ACK's own step with no
+// growth while in CWR.
+#[test]
+fn trace_records_the_ecn_reduction() {
+    let cfg = TcpConfig {
+        ecn: true,
+        limited_transmit: false,
+        cwnd_trace: Some(100),
+        ..cfg()
+    };
+    let mut c = syn_sent_with(cfg);
+    c.advance(Duration::from_millis(10));
+    send!(c, peer_syn().ack(OUR_ISS + 1).flags(F::ECE));
+    recv!(c, our_ack(0, 0, RCVBUF as u16));
+    assert!(c.tcb.ecn(), "ECN negotiated");
+    c.tcb.set_nodelay(true);
+    c.write(&pattern(0, 20 * MSS));
+    assert_eq!(c.output().len(), 10);
+    send!(c, peer_ack(0, M).flags(F::ECE));
+    let t = c.tcb.take_cwnd_trace().unwrap();
+    let s = t.samples();
+    assert_eq!(events(s), vec![Ev::Init, Ev::Ecn, Ev::Ack], "{s:?}");
+    assert_eq!((s[1].cwnd, s[1].ssthresh), (5 * M, 5 * M));
+    assert_eq!((s[2].cwnd, s[2].in_flight), (5 * M, 9 * M));
+}

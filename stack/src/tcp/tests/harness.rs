@@ -18,7 +18,7 @@ use crate::tcp::tcb::Tcb;
 pub use std::time::Duration;
 
 pub use crate::tcp::input::{reset_for, InputOutcome};
-pub use crate::tcp::segment::{TcpFlags, TcpOptions};
+pub use crate::tcp::segment::{Ecn, TcpFlags, TcpOptions};
 pub use crate::tcp::seq::Seq;
 pub use crate::tcp::tcb::{Keepalive, State, TcpConfig, TcpError, UserError};
 pub use crate::tcp::timer::TimerKind;
@@ -62,6 +62,9 @@ pub struct Seg {
     pub window: u16,
     pub options: TcpOptions,
     pub payload: Vec<u8>,
+    /// The IP header's ECN field: what arrives with an input segment, what our output
+    /// asks IP to send.
+    pub ecn: Ecn,
 }
 
 impl std::fmt::Debug for Seg {
@@ -78,6 +81,9 @@ impl std::fmt::Debug for Seg {
         if self.options != TcpOptions::default() {
             write!(f, " {:?}", self.options)?;
         }
+        if self.ecn != Ecn::NotEct {
+            write!(f, " IP:{:?}", self.ecn)?;
+        }
         write!(f, ">")
     }
 }
@@ -91,6 +97,7 @@ pub fn seg(seq: Seq) -> Seg {
         window: 0,
         options: TcpOptions::default(),
         payload: Vec::new(),
+        ecn: Ecn::NotEct,
     }
 }
 
@@ -140,6 +147,11 @@ impl Seg {
         self.options.sack_permitted = true;
         self
     }
+    /// Sets the IP header's ECN codepoint.
+    pub fn ip_ecn(mut self, e: Ecn) -> Seg {
+        self.ecn = e;
+        self
+    }
     /// Appends a SACK block `[left, right)`.
     pub fn sack(mut self, left: Seq, right: Seq) -> Seg {
         assert!(self.options.push_sack(left, right), "at most 4 SACK blocks");
@@ -180,7 +192,8 @@ impl Conn {
     pub fn accept(cfg: TcpConfig, syn: Seg) -> Conn {
         let t0 = Instant::now();
         let bytes = wire(&syn);
-        let s = parse_wire(&bytes);
+        let mut s = parse_wire(&bytes);
+        s.ecn = syn.ecn;
         let tcb = Tcb::accept_syn(cfg, LOCAL, REMOTE, OUR_ISS, cc(), &s, t0);
         Conn { tcb, now: t0 }
     }
@@ -188,7 +201,8 @@ impl Conn {
     /// Feeds one segment in at the current time.
     pub fn input(&mut self, s: &Seg) -> InputOutcome {
         let bytes = wire(s);
-        let parsed = parse_wire(&bytes);
+        let mut parsed = parse_wire(&bytes);
+        parsed.ecn = s.ecn;
         self.tcb.input(&parsed, self.now)
     }
 
@@ -205,6 +219,7 @@ impl Conn {
                 window: o.hdr.window,
                 options: o.hdr.options,
                 payload,
+                ecn: o.ecn,
             });
             assert!(v.len() < 1000, "poll_output does not stop");
         }

@@ -58,6 +58,7 @@ fn link(loss: f64, burst: Option<(f64, u32)>) -> LinkConfig {
         burst,
         duplicate: 0.005,
         rate_bps: Some(100_000_000),
+        ..Default::default()
     }
 }
 
