@@ -359,10 +359,11 @@ fn summary(e: &Epoch<'_>) -> String {
         return format!("loss at {} us: no CA acks", e.loss.t_us);
     };
     format!(
-        "loss at {:.2}s: peak {:.0} -> cwnd {:.0} ssthresh {:.0} seg; CA {:.2}s..{:.2}s \
-         cwnd {:.0}..{:.0} seg over {:.0} RTTs ({:.2} seg/RTT)",
+        "loss at {:.2}s: peak {:.0} (flight {:.0}) -> cwnd {:.0} ssthresh {:.0} seg; CA \
+         {:.2}s..{:.2}s cwnd {:.0}..{:.0} seg over {:.0} RTTs ({:.2} seg/RTT)",
         e.loss.t_us as f64 / 1e6,
         e.peak_before / MSS,
+        f64::from(e.loss.in_flight) / MSS,
         f64::from(e.loss.cwnd) / MSS,
         f64::from(e.loss.ssthresh) / MSS,
         a.t_us as f64 / 1e6,
@@ -397,6 +398,16 @@ fn assert_fills_the_link(r: &Run, module: &str) {
     );
 }
 
+/// FlightSize when the loss was signalled (what RFC 5681 and RFC 9438 reduce from), or
+/// the peak cwnd when the trace has no flight for it.
+fn flight_or_peak(e: &Epoch<'_>) -> f64 {
+    if e.loss.in_flight > 0 {
+        f64::from(e.loss.in_flight)
+    } else {
+        e.peak_before
+    }
+}
+
 /// NewReno's shape: each loss halves the window (ssthresh = FlightSize / 2, RFC 5681
 /// §3.1 eq. (4); the sample before the loss has about the flight as cwnd), and congestion
 /// avoidance adds ≈ 1 SMSS per RTT (RFC 5681 §3.1, with ABC RFC 3465), at the same rate
@@ -411,7 +422,9 @@ fn check_newreno(trace: &[CwndSample]) -> Result<(), String> {
         return Err(format!("want 2+ loss episodes, got {}", losses.len()));
     }
     for e in &losses {
-        let ratio = f64::from(e.loss.ssthresh) / e.peak_before;
+        // RFC 5681 eq. (4) halves FlightSize, which after slow start's overshoot can be
+        // well below the peak cwnd (cwnd grows on every ACK while the loss is in flight).
+        let ratio = f64::from(e.loss.ssthresh) / flight_or_peak(e);
         if !(0.4..=0.6).contains(&ratio) {
             return Err(format!(
                 "NewReno ssthresh after a loss should be about half the window: {}",
@@ -466,7 +479,8 @@ fn check_cubic(trace: &[CwndSample]) -> Result<(), String> {
         return Err(format!("want 2+ loss episodes, got {}", losses.len()));
     }
     for e in &losses {
-        let ratio = f64::from(e.loss.ssthresh) / e.peak_before;
+        // RFC 9438 §4.6: ssthresh = flight_size * beta_cubic.
+        let ratio = f64::from(e.loss.ssthresh) / flight_or_peak(e);
         if !(0.55..=0.85).contains(&ratio) {
             return Err(format!(
                 "CUBIC ssthresh after a loss should be about 0.7 of the window: {}",
