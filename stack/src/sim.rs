@@ -327,7 +327,8 @@ impl Sim {
             // The "NIC" puts the frame on a queue by a hash that does not know TCP
             // (like plain veth); netisr then moves it to the flow's owner.
             let rxq = (frame.len() + frame.last().copied().unwrap_or(0) as usize) % nworkers;
-            let owner = crate::worker::ip_flow_hash(&host.tcp.rss, &frame)
+            let hash = crate::worker::ip_flow_hash(&host.tcp.rss, &frame);
+            let owner = hash
                 .map(|h| crate::rss::Toeplitz::queue_of(h, nworkers))
                 .unwrap_or(rxq);
             if owner != rxq {
@@ -346,6 +347,15 @@ impl Sim {
             match ether::classify(&host.ifp, &ctx, &frame) {
                 Some(EtherProto::Arp) => arp::input(&host.ifp, &mut ctx, pkt),
                 Some(EtherProto::Ipv4) => {
+                    if let Some(hash) = hash {
+                        // As a stack's netisr FLOW observer: per-group packets, handoffs.
+                        let ev = if owner == rxq {
+                            crate::netisr::FlowEvent::Direct
+                        } else {
+                            crate::netisr::FlowEvent::HandedOff
+                        };
+                        host.tcp.pcbs.note_flow(hash, ev);
+                    }
                     let (ifp, tcp, heap) = (&host.ifp, &host.tcp, &mut w.heap);
                     ipv4::input_with(ifp, &mut ctx, pkt, |ctx, ip| tcp.input(ifp, ctx, heap, ip));
                 }
