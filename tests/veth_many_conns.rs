@@ -115,7 +115,27 @@ fn thousand_downloads(pair: &VethPair, extra: &[&str]) -> serde_json::Value {
             &expected_sha256(),
         ],
     );
+    // The running stack's /stats carries the same per-worker and per-group view.
+    let stats = pair.curl(&["--max-time", "10", &format!("http://{STACK_ADDR}/stats")]);
+    let stats: serde_json::Value = serde_json::from_str(&stats.ok_text())
+        .unwrap_or_else(|e| panic!("/stats is not JSON ({e}): {}", stats.context()));
     let (_, json) = stack.stop(libc::SIGTERM);
+    // (Read while traffic may still move, so only its shape is checked here; the exit
+    // JSON, taken when the traffic is over, must add up exactly.)
+    let live_conns: u64 = stats["workers"]
+        .as_array()
+        .filter(|w| w.len() == 4)
+        .map(|w| {
+            w.iter()
+                .map(|x| x["connections"].as_u64().unwrap_or(0))
+                .sum()
+        })
+        .unwrap_or_else(|| panic!("/stats lacks 4 workers: {stats}"));
+    assert!(live_conns >= 1, "{stats}");
+    assert!(
+        stats["groups"].as_array().is_some_and(|g| !g.is_empty()),
+        "{stats}"
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
