@@ -209,7 +209,16 @@ impl Sim {
             .pcbs
             .pick_port(local_ip, remote, &aligned)
             .expect("port");
-        let local = SocketAddrV4::new(local_ip, p);
+        self.connect_from(h, p, port)
+    }
+
+    /// Opens a connection from host `h`'s port `local_port` to the other host's `port`
+    /// (panics if the 4-tuple is taken on host `h`).
+    pub fn connect_from(&mut self, h: usize, local_port: u16, port: u16) -> Arc<Conn> {
+        let host = &self.hosts[h];
+        let remote = SocketAddrV4::new(host_addr(1 - h), port);
+        let tcp = &host.tcp;
+        let local = SocketAddrV4::new(host_addr(h), local_port);
         let cc = tcp.cc.create_default();
         let iss = tcp.isn.isn(local, remote, self.now);
         let tcb = Tcb::connect(tcp.conn_config(), local, remote, iss, cc, self.now);
