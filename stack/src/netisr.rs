@@ -63,6 +63,15 @@
 //! packets FIFO per queue and, when its budget runs out, starts the next call at the
 //! following protocol, so one busy protocol cannot starve the others.
 //!
+//! # Counting handoffs
+//!
+//! A packet handed from one worker to another is counted at both ends: in the source's
+//! `handed_off` and in the target's `queued` (or `qdrops` when the target's queue was
+//! full), so per worker the handoffs out and in add up to the same total. A pcbgroup
+//! layer that wants the same split per group installs a [`FlowObserver`]: it is told,
+//! for every FLOW packet with a flow id, whether it went direct, was handed off, or was
+//! dropped at a full queue, and maps the flow id to its group itself.
+//!
 //! # Sleeping and waking
 //!
 //! An idle worker sleeps in poll(2) until its waker (an eventfd write, say) is called. A

@@ -79,8 +79,13 @@ struct Running {
 }
 
 impl Running {
-    fn stop(mut self) -> Result<()> {
-        stop(&mut self.child, self.out).map(|_| ())
+    fn stop(self) -> Result<()> {
+        self.stop_json().map(|_| ())
+    }
+
+    /// Stops it and returns the counters it printed.
+    fn stop_json(mut self) -> Result<serde_json::Value> {
+        stop(&mut self.child, self.out)
     }
 }
 
@@ -243,12 +248,28 @@ fn multiworker_throughput(
             parallel_gbps(&env.peer(&argv), each, MW_PARALLEL)
         };
         let queues = workers.to_string();
-        let (s_r, k_r) = alternate(
-            &env,
-            Some(("http", &["--port", "80", "--queues", &queues])),
-            || downloads(STACK_ADDR),
-            || downloads(KERNEL_ADDR),
-        )?;
+        let (mut s_r, mut k_r, mut split) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..args.rounds {
+            check_interrupt()?;
+            let running = env.stack("http", &["--port", "80", "--queues", &queues])?;
+            let r = downloads(STACK_ADDR);
+            let counters = running.stop_json()?;
+            s_r.push(r?);
+            // How the flows' packets fell on the workers (RSS placement of 4 flows).
+            let per_worker: Vec<u64> = counters["workers"]
+                .as_array()
+                .map(|w| {
+                    w.iter()
+                        .map(|x| x["packets"].as_u64().unwrap_or(0))
+                        .collect()
+                })
+                .unwrap_or_default();
+            split.push(per_worker);
+            let idle = env.idle_stack()?;
+            let r = downloads(KERNEL_ADDR);
+            idle.stop()?;
+            k_r.push(r?);
+        }
         let (s, k) = (median(s_r.clone()), median(k_r.clone()));
         line(&format!("aggregate, {workers} worker(s) (Gbit/s)"), s, k);
         rows.insert(
@@ -257,7 +278,7 @@ fn multiworker_throughput(
                 "xstack_gbps": s, "linux_gbps": k, "ratio": s / k,
                 "xstack_rounds": s_r, "linux_rounds": k_r,
                 "stack_cpus": cpus, "client_cpus": peer_cpus, "veth_queues": workers,
-                "rss_emulation": workers > 1,
+                "rss_emulation": workers > 1, "xstack_packets_per_worker": split,
             }),
         );
         drop(net);
