@@ -297,6 +297,11 @@ impl Stack {
         &self.net
     }
 
+    /// The CPU worker `w` is pinned to.
+    pub fn worker_cpu(&self, w: usize) -> Option<usize> {
+        self.worker_cpus.get(w).copied()
+    }
+
     /// True while every worker thread is alive.
     pub fn healthy(&self) -> bool {
         self.workers.iter().all(|w| !w.is_finished())

@@ -300,11 +300,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     Some(w) => format!("http-accept-w{w}"),
                     None => "http-accept".into(),
                 };
-                servers.push(
-                    std::thread::Builder::new()
-                        .name(name)
-                        .spawn(move || xstack::http::serve(listener, stats, stop))?,
-                );
+                // A per-worker accept thread runs on its worker's CPU, and so do the
+                // connection threads it starts (they inherit its affinity): a
+                // connection's application work stays on the core that processes its
+                // packets.
+                let cpu = listener.worker().and_then(|w| stack.worker_cpu(w));
+                servers.push(std::thread::Builder::new().name(name).spawn(move || {
+                    if let Some(cpu) = cpu {
+                        pin_self(cpu);
+                    }
+                    xstack::http::serve(listener, stats, stop)
+                })?);
             }
             eprintln!(
                 "xstack: http listening on port {} ({} accept thread{})",
@@ -436,6 +442,16 @@ fn client(a: &UpArgs, url: &str, post: Option<u64>, chunked: bool) -> anyhow::Re
     println!("{}", res.to_json_line());
     drop(stack.stop());
     Ok(())
+}
+
+/// Pins the calling thread to `cpu` (best effort: on failure it keeps running where the
+/// process may run).
+fn pin_self(cpu: usize) {
+    use nix::sched::{sched_setaffinity, CpuSet};
+    let mut set = CpuSet::new();
+    if set.set(cpu).is_ok() {
+        let _ = sched_setaffinity(nix::unistd::Pid::from_raw(0), &set);
+    }
 }
 
 fn block_stop_signals() -> anyhow::Result<SignalFd> {
