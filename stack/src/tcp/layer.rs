@@ -458,7 +458,8 @@ impl TcpLayer {
 /// duplicate". As Linux's `tcp_timewait_state_process` (and RFC 6191 with timestamps):
 /// the SYN is new if its sequence number is beyond RCV.NXT or its timestamp is newer than
 /// TS.Recent, and a timestamp older than TS.Recent (PAWS) refuses it. Returns the largest
-/// sequence number the old incarnation sent, for (1).
+/// sequence number the old incarnation sent, for (1). Like Linux, (2) is left to those
+/// checks: the old incarnation is freed, not kept aside in case the SYN was stale.
 ///
 /// Without this a client that reuses a port the server still holds in TIME-WAIT (a
 /// busy client cycles through its ephemeral ports in seconds) is answered with an ACK,
