@@ -63,6 +63,15 @@
 //! packets FIFO per queue and, when its budget runs out, starts the next call at the
 //! following protocol, so one busy protocol cannot starve the others.
 //!
+//! # Counting handoffs
+//!
+//! A packet handed from one worker to another is counted at both ends: in the source's
+//! `handed_off` and in the target's `queued` (or `qdrops` when the target's queue was
+//! full), so per worker the handoffs out and in add up to the same total. A pcbgroup
+//! layer that wants the same split per group installs a [`FlowObserver`]: it is told,
+//! for every FLOW packet with a flow id, whether it went direct, was handed off, or was
+//! dropped at a full queue, and maps the flow id to its group itself.
+//!
 //! # Sleeping and waking
 //!
 //! An idle worker sleeps in poll(2) until its waker (an eventfd write, say) is called. A
@@ -124,6 +133,21 @@ pub type M2Cpuid = Box<dyn Fn(&Pkt<'_>, usize) -> usize + Send + Sync>;
 pub type Flow2Cpu = Box<dyn Fn(u32) -> usize + Send + Sync>;
 /// Wakes a sleeping worker; see [`Netisr::set_waker`].
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
+/// Told where each FLOW-policy packet with a flow id went (see
+/// [`Netisr::set_flow_observer`]): a pcbgroup layer counts packets, handoffs and qdrops
+/// per group with it.
+pub type FlowObserver = Box<dyn Fn(u32, FlowEvent) + Send + Sync>;
+
+/// What happened to a FLOW-policy packet, for a [`FlowObserver`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowEvent {
+    /// Handled at once on the worker it arrived on (its flow's owner).
+    Direct,
+    /// Arrived on another worker and was put on the owner's queue (a handoff).
+    HandedOff,
+    /// Arrived on another worker and the owner's queue was full (a qdrop).
+    QDropped,
+}
 
 /// Where a protocol's packets are processed; the module docs say how each keeps order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -207,6 +231,9 @@ pub struct WorkStats {
     pub handled: u64,
     /// Packets dropped because this worker's queue was full.
     pub qdrops: u64,
+    /// Packets this worker received and passed towards another worker's queue (queued
+    /// there, or counted in that worker's `qdrops` when it was full).
+    pub handed_off: u64,
 }
 
 /// Counters of one workstream.
@@ -241,6 +268,8 @@ pub struct ProtoStats {
     pub handled: u64,
     /// Sum of [`WorkStats::qdrops`].
     pub qdrops: u64,
+    /// Sum of [`WorkStats::handed_off`].
+    pub handed_off: u64,
 }
 
 /// A snapshot of all netisr counters.
@@ -281,6 +310,8 @@ struct Work {
     queued: AtomicU64,
     handled: AtomicU64,
     qdrops: AtomicU64,
+    /// Counted on the source's workstream: packets it sent to another worker's queue.
+    handed_off: AtomicU64,
 }
 
 /// One worker (FreeBSD's `struct netisr_workstream`).
@@ -308,6 +339,7 @@ pub struct Netisr<C> {
     protos: [OnceLock<Proto<C>>; MAXPROT],
     ws: Box<[CachePadded<Workstream>]>,
     flow2cpu: Option<Flow2Cpu>,
+    flow_observer: Option<FlowObserver>,
     bad_worker: AtomicU64,
 }
 
@@ -318,6 +350,7 @@ impl<C> Netisr<C> {
             protos: Default::default(),
             ws: (0..nworkers.max(1)).map(|_| Default::default()).collect(),
             flow2cpu: None,
+            flow_observer: None,
             bad_worker: AtomicU64::new(0),
         }
     }
@@ -363,6 +396,15 @@ impl<C> Netisr<C> {
         self.flow2cpu = Some(f);
     }
 
+    /// Installs a function told, for every FLOW-policy packet that has a flow id, whether
+    /// it was handled directly, handed off or dropped at a full queue (not called for
+    /// packets dropped as `bad_target`). It runs on the source worker's hot path, so it
+    /// must be cheap (a relaxed counter bump). Like [`Netisr::set_flow2cpu`], only before
+    /// the netisr is shared.
+    pub fn set_flow_observer(&mut self, f: FlowObserver) {
+        self.flow_observer = Some(f);
+    }
+
     /// The default mapping, `flowid % nworkers` (FreeBSD's `netisr_default_flow2cpu`).
     pub fn default_flow2cpu(&self, flowid: u32) -> usize {
         // u32 -> usize is lossless on every target xstack runs on (Linux, 32/64 bit).
@@ -394,22 +436,29 @@ impl<C> Netisr<C> {
             ws.unknown_proto.fetch_add(1, Relaxed);
             return Dispatch::Dropped;
         };
+        let mut flow = None;
         let target = match (p.policy, &p.m2cpuid) {
             (Policy::Source, _) => worker,
             (Policy::Flow, _) => {
-                let flowid = pkt
+                flow = pkt
                     .meta
                     .flowid()
                     .or_else(|| p.m2flow.as_ref().and_then(|m2flow| m2flow(&pkt)));
                 // No flow id at all: fall back to SOURCE.
-                flowid.map_or(worker, |f| self.flow2cpu(f))
+                flow.map_or(worker, |f| self.flow2cpu(f))
             }
             (Policy::Cpu, Some(m2cpuid)) => m2cpuid(&pkt, worker),
             // register() refuses CPU policy without m2cpuid; SOURCE is the safe answer.
             (Policy::Cpu, None) => worker,
         };
+        let observe = |event| {
+            if let (Some(f), Some(obs)) = (flow, &self.flow_observer) {
+                obs(f, event);
+            }
+        };
         if target == worker {
             ws.work[usize::from(proto)].dispatched.fetch_add(1, Relaxed);
+            observe(FlowEvent::Direct);
             (p.handler)(ctx, pkt);
             return Dispatch::Direct;
         }
@@ -417,9 +466,12 @@ impl<C> Netisr<C> {
             ws.bad_target.fetch_add(1, Relaxed);
             return Dispatch::Dropped;
         };
+        ws.work[usize::from(proto)].handed_off.fetch_add(1, Relaxed);
         if enqueue(tws, proto, p, pkt) {
+            observe(FlowEvent::HandedOff);
             Dispatch::Queued
         } else {
+            observe(FlowEvent::QDropped);
             Dispatch::Dropped
         }
     }
@@ -606,7 +658,9 @@ impl<C> Netisr<C> {
                             queued: w.queued.load(Relaxed),
                             handled: w.handled.load(Relaxed),
                             qdrops: w.qdrops.load(Relaxed),
+                            handed_off: w.handed_off.load(Relaxed),
                         };
+                        total.handed_off += s.handed_off;
                         total.dispatched += s.dispatched;
                         total.queued += s.queued;
                         total.handled += s.handled;
@@ -830,6 +884,35 @@ mod tests {
         assert_eq!((w1.queued, w1.handled, w1.qdrops, w1.qlen), (6, 6, 1, 0));
         let json = serde_json::to_string(&ni.stats().protos).unwrap();
         assert!(json.contains(r#""policy":"Flow","qlimit":6,"dispatched":0,"queued":10,"#));
+    }
+
+    /// Every packet a worker passes to another is counted once at the source
+    /// (`handed_off`) and once at the target (`queued` or `qdrops`), and the flow
+    /// observer sees the same split per flow id.
+    #[test]
+    fn handoffs_counted_at_both_ends_and_observed_per_flow() {
+        let events = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut ni = Netisr::<Ctx>::new(2);
+        let ev = events.clone();
+        ni.set_flow_observer(Box::new(move |f, e| ev.lock().unwrap().push((f, e))));
+        ni.register(spec(IP, Flow, 2)).unwrap();
+        ni.register(spec(NETISR_ARP, Source, 2)).unwrap();
+        let mut c0 = ctx(0);
+        // Flow 1 is worker 1's: two fit its queue, the third is a qdrop; flow 2 is ours.
+        for seq in 0..3 {
+            disp(&ni, &mut c0, IP, 0, seq, Some(1));
+        }
+        disp(&ni, &mut c0, IP, 0, 9, Some(2));
+        // No flow id (falls back to SOURCE) and SOURCE policy: nothing to observe.
+        disp(&ni, &mut c0, IP, 0, 10, None);
+        disp(&ni, &mut c0, NETISR_ARP, 0, 11, Some(1));
+        let st = ni.stats();
+        let (w0, w1) = (&st.workstreams[0].protos[0], &st.workstreams[1].protos[0]);
+        assert_eq!((w0.handed_off, w0.dispatched), (3, 2));
+        assert_eq!((w1.queued, w1.qdrops, w1.handed_off), (2, 1, 0));
+        assert_eq!(st.protos[0].handed_off, w1.queued + w1.qdrops);
+        use FlowEvent::{Direct as D, HandedOff as H, QDropped as Q};
+        assert_eq!(*events.lock().unwrap(), [(1, H), (1, H), (1, Q), (2, D)]);
     }
 
     #[test]

@@ -232,7 +232,16 @@ impl Sim {
             .pcbs
             .pick_port(local_ip, remote, &aligned)
             .expect("port");
-        let local = SocketAddrV4::new(local_ip, p);
+        self.connect_from(h, p, port)
+    }
+
+    /// Opens a connection from host `h`'s port `local_port` to the other host's `port`
+    /// (panics if the 4-tuple is taken on host `h`).
+    pub fn connect_from(&mut self, h: usize, local_port: u16, port: u16) -> Arc<Conn> {
+        let host = &self.hosts[h];
+        let remote = SocketAddrV4::new(host_addr(1 - h), port);
+        let tcp = &host.tcp;
+        let local = SocketAddrV4::new(host_addr(h), local_port);
         let cc = tcp.cc.create_default();
         let iss = tcp.isn.isn(local, remote, self.now);
         let tcb = Tcb::connect(tcp.conn_config(), local, remote, iss, cc, self.now);
@@ -402,7 +411,8 @@ impl Sim {
         // The "NIC" puts the frame on a queue by a hash that does not know TCP (like
         // plain veth); netisr then moves it to the flow's owner.
         let rxq = (frame.len() + frame.last().copied().unwrap_or(0) as usize) % nworkers;
-        let owner = crate::worker::ip_flow_hash(&host.tcp.rss, frame)
+        let hash = crate::worker::ip_flow_hash(&host.tcp.rss, frame);
+        let owner = hash
             .map(|h| crate::rss::Toeplitz::queue_of(h, nworkers))
             .unwrap_or(rxq);
         if owner != rxq {
@@ -424,6 +434,15 @@ impl Sim {
         match ether::classify(&host.ifp, &ctx, frame) {
             Some(EtherProto::Arp) => arp::input(&host.ifp, &mut ctx, pkt),
             Some(EtherProto::Ipv4) => {
+                if let Some(hash) = hash {
+                    // As a stack's netisr FLOW observer: per-group packets, handoffs.
+                    let ev = if owner == rxq {
+                        crate::netisr::FlowEvent::Direct
+                    } else {
+                        crate::netisr::FlowEvent::HandedOff
+                    };
+                    host.tcp.pcbs.note_flow(hash, ev);
+                }
                 let (ifp, tcp, heap) = (&host.ifp, &host.tcp, &mut w.heap);
                 ipv4::input_with(ifp, &mut ctx, pkt, |ctx, ip| tcp.input(ifp, ctx, heap, ip));
             }

@@ -16,6 +16,7 @@ use crate::netisr::Netisr;
 use crate::socket::NetStack;
 use crate::stats::{self, Counters};
 use crate::tcp::layer::TcpLayer;
+use crate::tcp::pcb::GroupStats;
 use crate::tcp::tcb::TcpConfig;
 use crate::worker::{self, IdleMode, Worker, WorkerCtx};
 
@@ -94,6 +95,8 @@ pub struct Stack {
     /// The AF_XDP sockets' fds, per queue (for their kernel counters).
     xsk_fds: Vec<std::os::fd::RawFd>,
     offloads: Offloads,
+    /// The CPU each worker is pinned to.
+    worker_cpus: Vec<usize>,
 }
 
 /// Errors from [`Stack::start`].
@@ -136,14 +139,6 @@ impl Stack {
             config.arp,
         ));
         let nworkers = link.rx_queues as usize;
-        let mut netisr = Netisr::new(nworkers);
-        // FLOW placement: a flow belongs to the queue an RSS device puts it on (the
-        // standard indirection table), so a segment that arrives where RSS placed it
-        // is processed in place.
-        netisr.set_flow2cpu(Box::new(move |h| {
-            crate::rss::Toeplitz::queue_of(h, nworkers)
-        }));
-        let netisr = Arc::new(netisr);
         let mut tcp_cfg = config.tcp.clone();
         // RFC 9293 §3.7.1: the MSS we announce is the MTU less the IP and TCP headers
         // (capped by the UMEM frame, which must hold a whole Ethernet frame after the
@@ -159,6 +154,17 @@ impl Stack {
                 .set_default(name)
                 .map_err(|e| DeviceError::Other(e.to_string()))?;
         }
+        let mut netisr = Netisr::new(nworkers);
+        // FLOW placement: a flow belongs to the queue an RSS device puts it on (the
+        // standard indirection table), so a segment that arrives where RSS placed it
+        // is processed in place.
+        netisr.set_flow2cpu(Box::new(move |h| {
+            crate::rss::Toeplitz::queue_of(h, nworkers)
+        }));
+        // Per-group packets, handoffs and qdrops.
+        let t = tcp.clone();
+        netisr.set_flow_observer(Box::new(move |h, ev| t.pcbs.note_flow(h, ev)));
+        let netisr = Arc::new(netisr);
         tcp.set_wakers(
             (0..nworkers)
                 .map(|w| {
@@ -276,6 +282,7 @@ impl Stack {
                 lro,
                 ..Offloads::default()
             },
+            worker_cpus: (0..nworkers).map(|q| cpus[q % cpus.len()]).collect(),
         };
         for (q, r) in ready.into_iter().enumerate() {
             // On error, dropping `stack` stops the workers and restores the channels.
@@ -330,6 +337,11 @@ impl Stack {
         &self.net
     }
 
+    /// The CPU worker `w` is pinned to.
+    pub fn worker_cpu(&self, w: usize) -> Option<usize> {
+        self.worker_cpus.get(w).copied()
+    }
+
     /// True while every worker thread is alive.
     pub fn healthy(&self) -> bool {
         self.workers.iter().all(|w| !w.is_finished())
@@ -354,10 +366,15 @@ impl Stack {
                     .unwrap_or_default(),
             })
             .collect();
+        let netisr = self.netisr.stats();
+        let groups = self.net.tcp.pcbs.group_stats();
+        let workers = worker_snapshots(&self.counters, &self.worker_cpus, &netisr, &groups);
         Snapshot {
             queues,
             counters: stats::sum(self.counters.iter().map(|c| &**c)),
-            netisr: self.netisr.stats(),
+            netisr,
+            workers,
+            groups,
         }
     }
 
@@ -373,7 +390,6 @@ impl Stack {
             .collect();
         v["tcp"] = serde_json::json!({
             "connections": tcp.pcbs.len(),
-            "groups": tcp.pcbs.group_stats(),
             "states": states,
             "cc_available": tcp.cc.available(),
             "cc_default": tcp.cc.default_name(),
@@ -462,6 +478,67 @@ pub struct Snapshot {
     pub counters: Vec<(&'static str, u64)>,
     /// netisr's per-protocol, per-worker counters.
     pub netisr: crate::netisr::NetisrStats,
+    /// Per worker: its CPU, connections, packets, handoffs, qdrops.
+    pub workers: Vec<WorkerSnapshot>,
+    /// Per pcbgroup (all of them; the JSON keeps only the non-empty ones).
+    pub groups: Vec<GroupStats>,
+}
+
+/// One worker's share of the work.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct WorkerSnapshot {
+    /// Worker (= queue) index.
+    pub worker: usize,
+    /// The CPU it is pinned to.
+    pub cpu: usize,
+    /// Connections in the groups it owns.
+    pub connections: usize,
+    /// Frames it took off its queue's rx ring.
+    pub rx_frames: u64,
+    /// Packets it processed through netisr: dispatched directly plus handled from its
+    /// queues (every protocol).
+    pub packets: u64,
+    /// Packets other workers received and handed to it (queued on its netisr queues).
+    pub handoffs_in: u64,
+    /// Packets it received and handed towards another worker (queued there, or a qdrop
+    /// there).
+    pub handoffs_out: u64,
+    /// Packets handed to it that its full queues refused.
+    pub qdrops: u64,
+}
+
+/// Per-worker figures out of the per-queue counters, netisr's workstreams and the groups
+/// each worker owns.
+fn worker_snapshots(
+    counters: &[Arc<Counters>],
+    cpus: &[usize],
+    netisr: &crate::netisr::NetisrStats,
+    groups: &[GroupStats],
+) -> Vec<WorkerSnapshot> {
+    netisr
+        .workstreams
+        .iter()
+        .map(|ws| {
+            let w = ws.worker;
+            let sum = |f: fn(&crate::netisr::WorkStats) -> u64| ws.protos.iter().map(f).sum();
+            WorkerSnapshot {
+                worker: w,
+                cpu: cpus.get(w).copied().unwrap_or_default(),
+                connections: groups
+                    .iter()
+                    .filter(|g| g.worker == w)
+                    .map(|g| g.connections)
+                    .sum(),
+                rx_frames: counters
+                    .get(w)
+                    .map_or(0, |c| c.rx_frames.load(Ordering::Relaxed)),
+                packets: sum(|p| p.dispatched + p.handled),
+                handoffs_in: sum(|p| p.queued),
+                handoffs_out: sum(|p| p.handed_off),
+                qdrops: sum(|p| p.qdrops),
+            }
+        })
+        .collect()
 }
 
 impl Snapshot {
@@ -506,7 +583,7 @@ impl Snapshot {
                 json!({
                     "proto": p.proto, "name": p.name, "policy": format!("{:?}", p.policy),
                     "qlimit": p.qlimit, "dispatched": p.dispatched, "queued": p.queued,
-                    "handled": p.handled, "qdrops": p.qdrops,
+                    "handled": p.handled, "qdrops": p.qdrops, "handed_off": p.handed_off,
                 })
             })
             .collect();
@@ -521,14 +598,20 @@ impl Snapshot {
                     "protos": w.protos.iter().map(|p| json!({
                         "name": p.name, "qlen": p.qlen, "dispatched": p.dispatched,
                         "queued": p.queued, "handled": p.handled, "qdrops": p.qdrops,
+                        "handed_off": p.handed_off,
                     })).collect::<Vec<_>>(),
                 })
             })
             .collect();
+        // Compact: only groups that saw a connection or a packet.
+        let groups: Vec<&GroupStats> = self.groups.iter().filter(|g| !g.is_empty()).collect();
         json!({
             "queues": queues,
             "counters": Value::Object(counters),
             "netisr": { "protos": protos, "workstreams": workstreams, "bad_worker": n.bad_worker },
+            "workers": self.workers,
+            "ngroups": self.groups.len(),
+            "groups": groups,
         })
     }
 }
@@ -567,4 +650,65 @@ fn pin_to_cpu(cpu: usize) -> Result<(), DeviceError> {
         .map_err(|e| DeviceError::Other(format!("CPU {cpu}: {e}")))?;
     sched_setaffinity(Pid::from_raw(0), &set)
         .map_err(|e| DeviceError::Other(format!("pinning to CPU {cpu}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netisr::{NetisrStats, WorkStats, WorkstreamStats};
+
+    #[test]
+    fn per_worker_figures_add_up_to_the_totals() {
+        let ws = |worker, ip: (u64, u64, u64, u64, u64), arp_dispatched| WorkstreamStats {
+            worker,
+            protos: vec![
+                WorkStats {
+                    name: "ip",
+                    dispatched: ip.0,
+                    queued: ip.1,
+                    handled: ip.2,
+                    qdrops: ip.3,
+                    handed_off: ip.4,
+                    ..Default::default()
+                },
+                WorkStats {
+                    name: "arp",
+                    dispatched: arp_dispatched,
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        // Worker 0 handed 7 to worker 1 (5 queued, 2 dropped); worker 1 handed 3 to 0.
+        let netisr = NetisrStats {
+            workstreams: vec![ws(0, (10, 3, 3, 0, 7), 2), ws(1, (20, 5, 5, 2, 3), 0)],
+            ..Default::default()
+        };
+        let group = |group, worker, connections| GroupStats {
+            group,
+            worker,
+            connections,
+            ..Default::default()
+        };
+        let groups = [
+            group(0, 0, 4),
+            group(1, 1, 1),
+            group(2, 0, 2),
+            group(3, 1, 0),
+        ];
+        let counters: Vec<Arc<Counters>> = (0..2).map(|_| Arc::default()).collect();
+        counters[0].rx_frames.store(22, Ordering::Relaxed);
+        counters[1].rx_frames.store(23, Ordering::Relaxed);
+        let w = worker_snapshots(&counters, &[1, 0], &netisr, &groups);
+        assert_eq!(
+            w.iter()
+                .map(|w| (w.worker, w.cpu, w.connections, w.rx_frames, w.packets))
+                .collect::<Vec<_>>(),
+            [(0, 1, 6, 22, 15), (1, 0, 1, 23, 25)]
+        );
+        let sum = |f: fn(&WorkerSnapshot) -> u64| w.iter().map(f).sum::<u64>();
+        assert_eq!(sum(|w| w.handoffs_out), 10);
+        assert_eq!(sum(|w| w.handoffs_in) + sum(|w| w.qdrops), 10);
+        assert_eq!(sum(|w| w.connections as u64), 7);
+    }
 }

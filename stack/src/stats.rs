@@ -120,6 +120,8 @@ counters! {
     tcp_conns_opened => "tcp.conns_opened",
     /// Connections closed and freed.
     tcp_conns_closed => "tcp.conns_closed",
+    /// TIME-WAIT connections that gave way to a new SYN for the same 4-tuple.
+    tcp_tw_reopened => "tcp.time_wait_reopened",
     /// TCP segments sent.
     tcp_tx => "tcp.tx",
     /// TSO segments (longer than one MSS) cut into pieces in software.

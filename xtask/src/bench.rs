@@ -21,6 +21,11 @@ const NS_STACK: &str = "xsbench-a";
 const NS_PEER: &str = "xsbench-b";
 const KERNEL_ADDR: &str = "198.18.0.3";
 const STACK_ADDR: &str = "198.18.0.1";
+/// Namespaces of the multi-worker row's own veth pair (created with 1, then 2 queues).
+const NS_MW_STACK: &str = "xsbench-mw-a";
+const NS_MW_PEER: &str = "xsbench-mw-b";
+/// Parallel downloads in the multi-worker row.
+const MW_PARALLEL: usize = 4;
 
 /// Options of `cargo xtask bench`.
 #[derive(clap::Args, Debug)]
@@ -88,8 +93,13 @@ impl Running {
         Some((utime + stime) as f64 / hz)
     }
 
-    fn stop(mut self) -> Result<()> {
-        stop(&mut self.child, self.out).map(|_| ())
+    fn stop(self) -> Result<()> {
+        self.stop_json().map(|_| ())
+    }
+
+    /// Stops it and returns the counters it printed.
+    fn stop_json(mut self) -> Result<serde_json::Value> {
+        stop(&mut self.child, self.out)
     }
 }
 
@@ -151,6 +161,190 @@ impl Env<'_> {
         v.extend(argv.iter().map(|s| s.to_string()));
         v
     }
+}
+
+/// Aggregate throughput with 1 worker and with 2 workers, each beside the kernel with
+/// the same CPUs and the same parallel downloads: `MW_PARALLEL` curl downloads at once
+/// (`--bytes` in total) from the peer, on a veth pair of its own with as many queues as
+/// workers (and the RSS emulation on the peer for 2, so flows spread over the queues as
+/// an RSS NIC would place them).
+///
+/// CPU placement (2-core machine): 1 worker: the stack (worker + application threads)
+/// or the kernel's server on CPU 1, the curls on CPU 0, peer RPS to CPU 0 (as the other
+/// rows). 2 workers: workers on CPUs 0 and 1, stack, kernel server and curls all free to
+/// use both (there is no third core for the client).
+fn multiworker_throughput(
+    args: &BenchArgs,
+    bin: &str,
+    report: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
+    let mut rows = serde_json::Map::new();
+    let each = (args.bytes / MW_PARALLEL as u64).max(1);
+    for (workers, cpus, peer_cpus) in [(1u32, "1", "0"), (2, "0,1", "0,1")] {
+        check_interrupt()?;
+        let net = NsPair::create_with_queues(NS_MW_STACK, NS_MW_PEER, workers)?;
+        must(&[
+            "ip",
+            "-n",
+            net.a,
+            "addr",
+            "add",
+            &format!("{KERNEL_ADDR}/24"),
+            "dev",
+            "vstk",
+        ])?;
+        if workers == 1 {
+            must(&[
+                "ip",
+                "netns",
+                "exec",
+                net.b,
+                "sh",
+                "-c",
+                "echo 1 > /sys/class/net/vpeer/queues/rx-0/rps_cpus",
+            ])?;
+        }
+        let _emu = if workers > 1 {
+            let emu = Bg::spawn(&[
+                "ip",
+                "netns",
+                "exec",
+                net.b,
+                bin,
+                "rss-emulate",
+                "--iface",
+                "vpeer",
+                "--queues",
+                &workers.to_string(),
+            ])?;
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            Some(emu)
+        } else {
+            None
+        };
+        let _k_http = Bg::spawn(&[
+            "ip",
+            "netns",
+            "exec",
+            net.a,
+            "taskset",
+            "-c",
+            cpus,
+            bin,
+            "kernel-http",
+            "--listen",
+            "198.18.0.3:80",
+        ])?;
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let env = Env {
+            args,
+            bin: bin.to_string(),
+            a: net.a,
+            b: net.b,
+            cpu: cpus.to_string(),
+            peer_cpu: peer_cpus.to_string(),
+        };
+        let downloads = |addr: &str| {
+            let url = format!("http://{addr}/bytes/{each}");
+            let mut argv: Vec<&str> = vec![
+                "curl",
+                "-s",
+                "--parallel",
+                "--parallel-immediate",
+                "--parallel-max",
+                "16",
+                "-w",
+                "%{http_code} %{size_download}\n",
+            ];
+            for _ in 0..MW_PARALLEL {
+                argv.extend(["-o", "/dev/null", url.as_str()]);
+            }
+            parallel_gbps(&env.peer(&argv), each, MW_PARALLEL)
+        };
+        let queues = workers.to_string();
+        let (mut s_r, mut k_r, mut split) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..args.rounds {
+            check_interrupt()?;
+            let running = env.stack("http", &["--port", "80", "--queues", &queues])?;
+            let r = downloads(STACK_ADDR);
+            let counters = running.stop_json()?;
+            s_r.push(r?);
+            // How the flows' packets fell on the workers (RSS placement of 4 flows).
+            let per_worker: Vec<u64> = counters["workers"]
+                .as_array()
+                .map(|w| {
+                    w.iter()
+                        .map(|x| x["packets"].as_u64().unwrap_or(0))
+                        .collect()
+                })
+                .unwrap_or_default();
+            split.push(per_worker);
+            let idle = env.idle_stack()?;
+            let r = downloads(KERNEL_ADDR);
+            idle.stop()?;
+            k_r.push(r?);
+        }
+        let (s, k) = (median(s_r.clone()), median(k_r.clone()));
+        line(&format!("aggregate, {workers} worker(s) (Gbit/s)"), s, k);
+        rows.insert(
+            format!("workers_{workers}"),
+            serde_json::json!({
+                "xstack_gbps": s, "linux_gbps": k, "ratio": s / k,
+                "xstack_rounds": s_r, "linux_rounds": k_r,
+                "stack_cpus": cpus, "client_cpus": peer_cpus, "veth_queues": workers,
+                "rss_emulation": workers > 1, "xstack_packets_per_worker": split,
+            }),
+        );
+        drop(net);
+    }
+    let ratio = |who: &str| {
+        let g = |w: &str| rows[w][who].as_f64().unwrap_or(f64::NAN);
+        g("workers_2") / g("workers_1")
+    };
+    let (xs, lx) = (ratio("xstack_gbps"), ratio("linux_gbps"));
+    println!(
+        "{:<36} xstack {xs:>9.2}  linux {lx:>9.2}",
+        "  scaling, 2 workers / 1 (x)"
+    );
+    rows.insert(
+        "scaling_2_over_1".into(),
+        serde_json::json!({ "xstack": xs, "linux": lx }),
+    );
+    rows.insert("conditions".into(), serde_json::json!({
+        "parallel_downloads": MW_PARALLEL, "bytes_per_download": each,
+        "client": "one curl --parallel on the peer, -o /dev/null; aggregate = all bytes / wall time of the curl run",
+        "placement_1_worker": "xstack http --queues 1 --cpus 1 under taskset -c 1 (kernel server: taskset -c 1); curl taskset -c 0; peer RPS to CPU 0; 1-queue veth",
+        "placement_2_workers": "xstack http --queues 2 --cpus 0,1 under taskset -c 0,1 (kernel server: taskset -c 0,1); curl taskset -c 0,1; 2-queue veth with the tc RSS emulation on the peer",
+        "idle": args.idle,
+        "linux_baseline": "kernel TCP at 198.18.0.3 on the same interface with an idle xstack attached (same queues), same server code",
+    }));
+    report.insert(
+        "multiworker_throughput".into(),
+        serde_json::Value::Object(rows),
+    );
+    Ok(())
+}
+
+/// Runs a `curl --parallel` that prints `%{http_code} %{size_download}` per transfer;
+/// checks all `n` got `each` bytes and returns the aggregate Gbit/s over the wall time.
+fn parallel_gbps(argv: &[String], each: u64, n: usize) -> Result<f64> {
+    let started = std::time::Instant::now();
+    let out = Command::new(&argv[0])
+        .args(&argv[1..])
+        .output()
+        .with_context(|| argv.join(" "))?;
+    let secs = started.elapsed().as_secs_f64();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let want = format!("200 {each}");
+    let ok = text.lines().filter(|l| l.trim() == want).count();
+    if ok != n || !out.status.success() {
+        bail!(
+            "`{}`: {ok} of {n} complete: {text} {}",
+            argv.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok((each * n as u64) as f64 * 8.0 / secs / 1e9)
 }
 
 /// Runs `measure` on the stack (started with `cmd`) and on the kernel (with an idle
@@ -486,6 +680,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
 
     // --- throughput stack -> Linux under 1% random loss, per congestion-control module ---
     loss_case(&env, &mut report)?;
+    multiworker_throughput(&args, &binstr, &mut report)?;
 
     report.insert("conditions".into(), serde_json::json!({
         "rounds": args.rounds, "idle": args.idle, "stack_cpu": args.stack_cpu, "peer_cpu": peer_cpu,

@@ -56,13 +56,38 @@ pub struct NsPair {
 
 impl NsPair {
     pub fn create(a: &'static str, b: &'static str) -> Result<NsPair> {
+        Self::create_with_queues(a, b, 1)
+    }
+
+    /// As [`NsPair::create`], with `queues` rx and tx queues on each end.
+    pub fn create_with_queues(a: &'static str, b: &'static str, queues: u32) -> Result<NsPair> {
         let net = NsPair { a, b };
         net.remove();
         must(&["ip", "netns", "add", a])?;
         must(&["ip", "netns", "add", b])?;
+        let q = queues.max(1).to_string();
         must(&[
-            "ip", "link", "add", "vstk", "netns", a, "type", "veth", "peer", "name", "vpeer",
-            "netns", b,
+            "ip",
+            "link",
+            "add",
+            "vstk",
+            "netns",
+            a,
+            "numrxqueues",
+            &q,
+            "numtxqueues",
+            &q,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "vpeer",
+            "netns",
+            b,
+            "numrxqueues",
+            &q,
+            "numtxqueues",
+            &q,
         ])?;
         for (ns, dev) in [(a, "lo"), (a, "vstk"), (b, "lo"), (b, "vpeer")] {
             must(&["ip", "-n", ns, "link", "set", dev, "up"])?;

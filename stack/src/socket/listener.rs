@@ -1,7 +1,7 @@
 //! `TcpListener`: a listening socket with an accept queue, `std::net`-like.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,30 +43,63 @@ impl TcpListener {
         backlog: usize,
     ) -> io::Result<TcpListener> {
         let net = net.as_ref();
-        let SocketAddr::V4(local) = addr.into() else {
-            return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                "xstack speaks IPv4 only",
-            ));
-        };
-        if local.port() == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "listening needs a port",
-            ));
-        }
-        if !local.ip().is_unspecified() && !net.ifp.owns(*local.ip()) {
-            return Err(io::Error::new(
-                io::ErrorKind::AddrNotAvailable,
-                format!("{} is not an address of this stack", local.ip()),
-            ));
-        }
+        let local = check_bind_addr(net, addr.into())?;
         let listener = net.tcp.pcbs.listen(local, backlog).map_err(pcb_error)?;
-        Ok(TcpListener {
+        Ok(TcpListener::new(net, listener))
+    }
+
+    /// One listener per worker on `addr` (the `SO_REUSEPORT` pattern, with the default
+    /// backlog each), in worker order: element `w` accepts exactly the new connections
+    /// that worker `w` owns (their pcbgroup is `w`'s), so an application thread per
+    /// worker serves the connections of "its" core and an accept queue is never shared
+    /// between threads.
+    ///
+    /// Semantics, after FreeBSD's `SO_REUSEPORT_LB` and Linux's `SO_REUSEPORT`:
+    /// - the set takes the address as a whole: binding it again (shared or per worker)
+    ///   fails with `AddrInUse` while any member is open;
+    /// - dropping one member closes it alone: connections waiting in its accept queue
+    ///   are reset (as for any closed listener), and its workers' new connections go to
+    ///   the next open member in worker order (wrapping round), so the others keep
+    ///   serving and no SYN is refused while one member is open;
+    /// - once every member is dropped the address is free again.
+    ///
+    /// A connection accepted on another worker's listener (after a member closed) works
+    /// like any other: handles are usable from any thread.
+    pub fn bind_per_worker(
+        net: impl AsRef<NetStack>,
+        addr: impl Into<SocketAddr>,
+    ) -> io::Result<Vec<TcpListener>> {
+        Self::bind_per_worker_with_backlog(net, addr, DEFAULT_BACKLOG)
+    }
+
+    /// As [`TcpListener::bind_per_worker`], with `backlog` for each member.
+    pub fn bind_per_worker_with_backlog(
+        net: impl AsRef<NetStack>,
+        addr: impl Into<SocketAddr>,
+        backlog: usize,
+    ) -> io::Result<Vec<TcpListener>> {
+        let net = net.as_ref();
+        let local = check_bind_addr(net, addr.into())?;
+        let set = net
+            .tcp
+            .pcbs
+            .listen_per_worker(local, backlog)
+            .map_err(pcb_error)?;
+        Ok(set.into_iter().map(|l| TcpListener::new(net, l)).collect())
+    }
+
+    fn new(net: &NetStack, listener: Arc<Listener>) -> TcpListener {
+        TcpListener {
             listener,
             net: net.clone(),
             nonblocking: AtomicBool::new(false),
-        })
+        }
+    }
+
+    /// The worker whose connections this listener accepts, for one made by
+    /// [`TcpListener::bind_per_worker`]; `None` for a listener shared by all workers.
+    pub fn worker(&self) -> Option<usize> {
+        self.listener.worker
     }
 
     /// The address it listens on.
@@ -164,4 +197,28 @@ impl Drop for TcpListener {
             self.net.tcp.kick(&conn);
         }
     }
+}
+
+/// The IPv4 address to listen on, checked: a port, and an address of the stack (or the
+/// wildcard).
+fn check_bind_addr(net: &NetStack, addr: SocketAddr) -> io::Result<SocketAddrV4> {
+    let SocketAddr::V4(local) = addr else {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "xstack speaks IPv4 only",
+        ));
+    };
+    if local.port() == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "listening needs a port",
+        ));
+    }
+    if !local.ip().is_unspecified() && !net.ifp.owns(*local.ip()) {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            format!("{} is not an address of this stack", local.ip()),
+        ));
+    }
+    Ok(local)
 }

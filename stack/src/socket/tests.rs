@@ -270,3 +270,109 @@ fn ecn_switches_decide_the_negotiation() {
     assert_eq!(ecn_pair(&mut sim, 85, Some(false), None), (false, false));
     assert_eq!(ecn_pair(&mut sim, 86, None, Some(false)), (false, false));
 }
+
+/// Opens `n` non-blocking connections from host 0 to host 1's port 80 and steps until
+/// `listeners` have accepted them all; returns (listener index, accepted stream) pairs.
+fn accept_all(
+    sim: &mut Sim,
+    listeners: &[&TcpListener],
+    n: usize,
+) -> (Vec<TcpStream>, Vec<(usize, TcpStream)>) {
+    let clients: Vec<TcpStream> = (0..n)
+        .map(|_| {
+            TcpStream::connect_nonblocking(net(sim, 0), SocketAddrV4::new(host_addr(1), 80))
+                .expect("connect")
+        })
+        .collect();
+    let mut accepted = Vec::new();
+    for _ in 0..10_000 {
+        for (i, l) in listeners.iter().enumerate() {
+            while let Ok((s, _)) = l.accept() {
+                accepted.push((i, s));
+            }
+        }
+        if accepted.len() == n {
+            break;
+        }
+        sim.step();
+    }
+    assert_eq!(accepted.len(), n, "not all connections were accepted");
+    (clients, accepted)
+}
+
+#[test]
+fn per_worker_listeners_accept_their_own_workers_connections() {
+    let mut sim = Sim::new(12, LinkConfig::default(), 4);
+    let any = SocketAddr::V4(SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 80));
+    let mut set = TcpListener::bind_per_worker(net(&sim, 1), any).expect("bind");
+    assert_eq!(set.len(), 4);
+    assert_eq!(
+        TcpListener::bind(net(&sim, 1), any).unwrap_err().kind(),
+        ErrorKind::AddrInUse
+    );
+    for (w, l) in set.iter().enumerate() {
+        assert_eq!(l.worker(), Some(w));
+        l.set_nonblocking(true).unwrap();
+    }
+    let refs: Vec<&TcpListener> = set.iter().collect();
+    let (clients, accepted) = accept_all(&mut sim, &refs, 64);
+    let mut per_worker = [0usize; 4];
+    for (i, s) in &accepted {
+        // Accepted by the listener of the worker that owns (processes) the connection.
+        assert_eq!(s.conn.owner, *i, "{:?}", s.conn.tuple);
+        per_worker[*i] += 1;
+    }
+    assert!(per_worker.iter().all(|&n| n > 0), "{per_worker:?}");
+
+    // Worker 1's listener closes. Its accepted connections carry on; the other
+    // listeners keep accepting, and worker 1's new connections go to worker 2's.
+    let kept = accepted
+        .iter()
+        .position(|(i, _)| *i == 1)
+        .expect("worker 1 accepted something");
+    drop(set.remove(1));
+    let (mut server, client) = (&accepted[kept].1, &clients);
+    server.set_nonblocking(true).unwrap();
+    let peer = server.peer_addr().unwrap();
+    let c = client
+        .iter()
+        .find(|c| c.local_addr().unwrap() == peer)
+        .expect("client of the kept connection");
+    (&*c).write_all(b"still here").unwrap();
+    let mut buf = [0u8; 16];
+    let mut got = 0;
+    for _ in 0..1000 {
+        if let Ok(n) = server.read(&mut buf[got..]) {
+            got += n;
+        }
+        if got == 10 {
+            break;
+        }
+        sim.step();
+    }
+    assert_eq!(&buf[..got], b"still here");
+
+    let refs: Vec<&TcpListener> = set.iter().collect(); // workers 0, 2, 3
+    let (_clients2, accepted2) = accept_all(&mut sim, &refs, 64);
+    let mut moved = 0;
+    for (i, s) in &accepted2 {
+        let w = [0, 2, 3][*i];
+        match s.conn.owner {
+            1 => {
+                assert_eq!(w, 2, "worker 1's connections go to the next open member");
+                moved += 1;
+            }
+            o => assert_eq!(o, w),
+        }
+    }
+    assert!(moved > 0);
+    // The address stays taken until the last member closes.
+    assert_eq!(
+        TcpListener::bind(net(&sim, 1), any).unwrap_err().kind(),
+        ErrorKind::AddrInUse
+    );
+    drop(set);
+    drop(accepted);
+    drop(accepted2);
+    TcpListener::bind(net(&sim, 1), any).expect("free again");
+}

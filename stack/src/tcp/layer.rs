@@ -215,55 +215,66 @@ impl TcpLayer {
             local: SocketAddrV4::new(ip.dst, seg.dst_port),
             remote: SocketAddrV4::new(ip.src, seg.src_port),
         };
+        let mut iss_floor = None;
         if let Some(conn) = self.pcbs.lookup(&tuple) {
             let mut inner = conn.lock();
-            let (before, was_open) = (inner.tcb.stats().ecn, inner.tcb.state().is_synchronized());
-            let mut outcome = InputOutcome::Ok;
-            let mut reset_for_seg = seg;
-            if ip.lro_nsegs > 1 {
-                // An LRO aggregate: the connection takes its segments one by one, as
-                // they arrived, and sends what each calls for (an ACK for every second
-                // one), under one lookup and one lock.
-                let size = ip.lro_segsz.max(1) as usize;
-                let mut pieces = seg.payload.chunks(size).peekable();
-                let mut seq = seg.seq;
-                while let Some(payload) = pieces.next() {
-                    let mut piece = seg;
-                    piece.seq = seq;
-                    piece.payload = payload;
-                    if pieces.peek().is_some() {
-                        piece.flags.remove(TcpFlags::PSH);
-                    }
-                    seq = seq + payload.len() as u32;
-                    match inner.tcb.input(&piece, now) {
-                        InputOutcome::Ok => {}
-                        InputOutcome::Established => outcome = InputOutcome::Established,
-                        InputOutcome::SendReset => {
-                            outcome = InputOutcome::SendReset;
-                            reset_for_seg = piece;
-                            break;
-                        }
-                    }
-                    if pieces.peek().is_some() {
-                        while let Some(out) = inner.tcb.poll_output(now) {
-                            self.emit(ifp, ctx, &conn.tuple, &inner.tcb, &out);
-                        }
-                    }
-                }
-            } else {
-                outcome = inner.tcb.input(&seg, now);
-            }
-            count_ecn_input(ctx.counters(), &before, &inner.tcb, was_open);
-            if outcome == InputOutcome::SendReset {
+            if let Some(floor) = time_wait_reopen(&inner.tcb, &seg) {
+                // The old incarnation gives way; the SYN goes on to the listener below.
+                inner.tcb.to_closed();
                 drop(inner);
-                self.send_reset(ifp, ctx, &tuple, &reset_for_seg);
+                self.release(ctx, heap, &conn);
+                Counters::inc(&ctx.counters().tcp_tw_reopened);
+                iss_floor = Some(floor);
+            } else {
+                let (before, was_open) =
+                    (inner.tcb.stats().ecn, inner.tcb.state().is_synchronized());
+                let mut outcome = InputOutcome::Ok;
+                let mut reset_for_seg = seg;
+                if ip.lro_nsegs > 1 {
+                    // An LRO aggregate: the connection takes its segments one by one, as
+                    // they arrived, and sends what each calls for (an ACK for every second
+                    // one), under one lookup and one lock.
+                    let size = ip.lro_segsz.max(1) as usize;
+                    let mut pieces = seg.payload.chunks(size).peekable();
+                    let mut seq = seg.seq;
+                    while let Some(payload) = pieces.next() {
+                        let mut piece = seg;
+                        piece.seq = seq;
+                        piece.payload = payload;
+                        if pieces.peek().is_some() {
+                            piece.flags.remove(TcpFlags::PSH);
+                        }
+                        seq = seq + payload.len() as u32;
+                        match inner.tcb.input(&piece, now) {
+                            InputOutcome::Ok => {}
+                            InputOutcome::Established => outcome = InputOutcome::Established,
+                            InputOutcome::SendReset => {
+                                outcome = InputOutcome::SendReset;
+                                reset_for_seg = piece;
+                                break;
+                            }
+                        }
+                        if pieces.peek().is_some() {
+                            while let Some(out) = inner.tcb.poll_output(now) {
+                                self.emit(ifp, ctx, &conn.tuple, &inner.tcb, &out);
+                            }
+                        }
+                    }
+                } else {
+                    outcome = inner.tcb.input(&seg, now);
+                }
+                count_ecn_input(ctx.counters(), &before, &inner.tcb, was_open);
+                if outcome == InputOutcome::SendReset {
+                    drop(inner);
+                    self.send_reset(ifp, ctx, &tuple, &reset_for_seg);
+                    return;
+                }
+                self.flush(ifp, ctx, heap, &conn, inner);
+                if outcome == InputOutcome::Established {
+                    self.hand_to_listener(&conn);
+                }
                 return;
             }
-            self.flush(ifp, ctx, heap, &conn, inner);
-            if outcome == InputOutcome::Established {
-                self.hand_to_listener(&conn);
-            }
-            return;
         }
         // No connection: a listener takes a SYN (RFC 9293 §3.10.7.2, LISTEN).
         let f = seg.flags;
@@ -286,7 +297,14 @@ impl TcpLayer {
                 listener.overflows.fetch_add(1, Ordering::Relaxed);
                 return;
             }
-            let iss = self.isn.isn(tuple.local, tuple.remote, now);
+            let mut iss = self.isn.isn(tuple.local, tuple.remote, now);
+            if let Some(floor) = iss_floor {
+                // RFC 1122 §4.2.2.13 (1): the new ISN must be larger than any sequence
+                // number the old incarnation used.
+                if iss <= floor {
+                    iss = floor + 1;
+                }
+            }
             let cc = self.cc.create_default();
             let mut cfg = self.conn_config();
             if let Some(on) = listener.ecn() {
@@ -564,4 +582,41 @@ impl TcpLayer {
             Counters::inc(&ctx.counters().tcp_rst_tx);
         }
     }
+}
+
+/// A SYN for a connection in TIME-WAIT that may reopen it: RFC 1122 §4.2.2.13 "it MAY
+/// accept a new SYN from the remote TCP to reopen the connection directly from TIME-WAIT
+/// state, if it: (1) assigns its initial sequence number for the new connection to be
+/// larger than the largest sequence number it used on the previous connection
+/// incarnation, and (2) returns to TIME-WAIT state if the SYN turns out to be an old
+/// duplicate". As Linux's `tcp_timewait_state_process` (and RFC 6191 with timestamps):
+/// the SYN is new if its sequence number is beyond RCV.NXT or its timestamp is newer than
+/// TS.Recent, and a timestamp older than TS.Recent (PAWS) refuses it. Returns the largest
+/// sequence number the old incarnation sent, for (1). Like Linux, (2) is left to those
+/// checks: the old incarnation is freed, not kept aside in case the SYN was stale.
+///
+/// Without this a client that reuses a port the server still holds in TIME-WAIT (a
+/// busy client cycles through its ephemeral ports in seconds) is answered with an ACK,
+/// resets, and retries its SYN later: short-connection rates collapse after the first
+/// few thousand connections.
+pub(crate) fn time_wait_reopen(
+    tcb: &Tcb,
+    seg: &segment::Segment<'_>,
+) -> Option<crate::tcp::seq::Seq> {
+    let f = seg.flags;
+    if tcb.state != super::tcb::State::TimeWait
+        || !f.contains(TcpFlags::SYN)
+        || f.intersects(TcpFlags::ACK | TcpFlags::RST | TcpFlags::FIN)
+    {
+        return None;
+    }
+    let ts = seg.options.timestamps.filter(|_| tcb.ts_enabled);
+    if let Some((tsval, _)) = ts {
+        if (tsval.wrapping_sub(tcb.ts_recent) as i32) < 0 {
+            return None; // PAWS: an old duplicate.
+        }
+    }
+    let newer_seq = seg.seq > tcb.rcv_nxt;
+    let newer_ts = ts.is_some_and(|(tsval, _)| (tsval.wrapping_sub(tcb.ts_recent) as i32) > 0);
+    (newer_seq || newer_ts).then_some(tcb.snd_max)
 }

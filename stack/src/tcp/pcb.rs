@@ -18,6 +18,7 @@ use std::time::Instant;
 use crossbeam::utils::CachePadded;
 
 use super::tcb::{State, Tcb};
+use crate::netisr::FlowEvent;
 use crate::rss::{Toeplitz, INDIRECTION_SIZE};
 
 /// A connection's addresses, local first.
@@ -137,6 +138,9 @@ impl ConnInner {
 pub struct Listener {
     /// The address it listens on (0.0.0.0 for any of ours).
     pub local: SocketAddrV4,
+    /// For a per-worker listener ([`PcbTable::listen_per_worker`]): the worker whose
+    /// groups' new connections it accepts. `None` for a listener shared by all workers.
+    pub worker: Option<usize>,
     /// Most connections waiting for accept() plus those still in SYN-RECEIVED.
     pub backlog: usize,
     /// Established connections not yet accepted.
@@ -224,6 +228,12 @@ pub const EPHEMERAL: std::ops::RangeInclusive<u16> = 32768..=60999;
 struct PcbGroup {
     conns: RwLock<HashMap<FourTuple, Arc<Conn>>>,
     listeners: RwLock<HashMap<SocketAddrV4, Arc<Listener>>>,
+    /// IP packets of the group's flows placed on its owner (directly or handed off).
+    packets: AtomicU64,
+    /// Of those, packets that arrived on another worker's queue and were handed off.
+    handoffs_in: AtomicU64,
+    /// Packets of the group's flows dropped because the owner's netisr queue was full.
+    qdrops: AtomicU64,
 }
 
 /// How RSS hashes map to groups and groups to workers: the device's indirection entry
@@ -270,10 +280,15 @@ impl GroupMap {
     pub fn ngroups(&self) -> usize {
         self.ngroups
     }
+
+    /// Number of workers the groups are spread over.
+    pub fn nworkers(&self) -> usize {
+        self.nworkers
+    }
 }
 
-/// Connections per group and their owner (for `/stats`).
-#[derive(Clone, Debug, serde::Serialize)]
+/// One group's counters and owner (for `/stats` and the exit counters).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct GroupStats {
     /// Group index.
     pub group: usize,
@@ -281,7 +296,23 @@ pub struct GroupStats {
     pub worker: usize,
     /// Connections in the group.
     pub connections: usize,
+    /// IP packets of the group's flows placed on its owner, directly or handed off.
+    pub packets: u64,
+    /// Of `packets`, those handed to the owner from another worker's queue.
+    pub handoffs_in: u64,
+    /// Packets of the group's flows dropped at the owner's full netisr queue.
+    pub qdrops: u64,
 }
+
+impl GroupStats {
+    /// Nothing happened in this group (left out of compact output).
+    pub fn is_empty(&self) -> bool {
+        self.connections == 0 && self.packets == 0 && self.qdrops == 0
+    }
+}
+
+/// The listeners bound to one address: one shared listener, or one per worker.
+type ListenSet = Vec<Arc<Listener>>;
 
 /// The connection and listener tables of one stack, partitioned into pcbgroups by the
 /// RSS hash of the 4-tuple (as received: the peer is the source), plus a reservation
@@ -292,8 +323,9 @@ pub struct PcbTable {
     rss: Arc<Toeplitz>,
     /// Every 4-tuple in use, for uniqueness and ephemeral-port choice.
     reservations: Mutex<HashSet<FourTuple>>,
-    /// The listeners (the groups hold replicas).
-    listeners: RwLock<HashMap<SocketAddrV4, Arc<Listener>>>,
+    /// The listeners by address (the groups hold replicas: for a per-worker set, each
+    /// group holds the member its owner accepts on).
+    listeners: RwLock<HashMap<SocketAddrV4, ListenSet>>,
     next_id: AtomicU64,
     next_port: AtomicU64,
 }
@@ -470,15 +502,67 @@ impl PcbTable {
                 group: g,
                 worker: self.map.owner(g),
                 connections: grp.conns.read().unwrap_or_else(|e| e.into_inner()).len(),
+                packets: grp.packets.load(Ordering::Relaxed),
+                handoffs_in: grp.handoffs_in.load(Ordering::Relaxed),
+                qdrops: grp.qdrops.load(Ordering::Relaxed),
             })
             .collect()
+    }
+
+    /// Counts one IP packet of the flow with RSS hash `hash` in its group: where netisr
+    /// placed it (the FLOW observer of a stack, or the simulator).
+    pub fn note_flow(&self, hash: u32, event: FlowEvent) {
+        let g = &self.groups[self.map.group(hash)];
+        match event {
+            FlowEvent::Direct => {
+                g.packets.fetch_add(1, Ordering::Relaxed);
+            }
+            FlowEvent::HandedOff => {
+                g.packets.fetch_add(1, Ordering::Relaxed);
+                g.handoffs_in.fetch_add(1, Ordering::Relaxed);
+            }
+            FlowEvent::QDropped => {
+                g.qdrops.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     /// Adds a listener. Fails if the address (or, for a wildcard, the port on any
     /// address) is already listened on.
     pub fn listen(&self, local: SocketAddrV4, backlog: usize) -> Result<Arc<Listener>, PcbError> {
+        let mut set = self.listen_set(local, backlog, &[None])?;
+        Ok(set.remove(0))
+    }
+
+    /// Adds one listener per worker on the same address, like a socket per worker with
+    /// Linux's `SO_REUSEPORT` or FreeBSD's `SO_REUSEPORT_LB`, except that the choice among
+    /// them is not a separate hash: a new connection goes to the listener of the worker
+    /// that owns its pcbgroup, so the worker's own application thread accepts the
+    /// connections that worker serves. Returns the listeners in worker order.
+    ///
+    /// Closing one member ([`PcbTable::unlisten`]) takes it out of the set, as closing
+    /// one socket of a reuseport group does: its groups' new connections go to the next
+    /// open member (in worker order, wrapping), the others carry on untouched. The
+    /// address is free again once every member is closed. Fails like
+    /// [`PcbTable::listen`] if the address is taken (a per-worker set cannot be joined
+    /// later, unlike `SO_REUSEPORT`: its size is the worker count).
+    pub fn listen_per_worker(
+        &self,
+        local: SocketAddrV4,
+        backlog: usize,
+    ) -> Result<Vec<Arc<Listener>>, PcbError> {
+        let workers: Vec<Option<usize>> = (0..self.map.nworkers()).map(Some).collect();
+        self.listen_set(local, backlog, &workers)
+    }
+
+    fn listen_set(
+        &self,
+        local: SocketAddrV4,
+        backlog: usize,
+        workers: &[Option<usize>],
+    ) -> Result<Vec<Arc<Listener>>, PcbError> {
         let mut l = self.listeners.write().unwrap_or_else(|e| e.into_inner());
-        l.retain(|_, x| !x.closed.load(Ordering::Relaxed));
+        l.retain(|_, set| set.iter().any(|x| !x.closed.load(Ordering::Relaxed)));
         let clash = l.keys().any(|k| {
             k.port() == local.port()
                 && (k.ip() == local.ip() || k.ip().is_unspecified() || local.ip().is_unspecified())
@@ -486,41 +570,64 @@ impl PcbTable {
         if clash {
             return Err(PcbError::AddrInUse);
         }
-        let listener = Arc::new(Listener {
-            local,
-            backlog: backlog.max(1),
-            queue: Mutex::new(VecDeque::new()),
-            cond: Condvar::new(),
-            embryonic: AtomicU64::new(0),
-            closed: AtomicBool::new(false),
-            sinks: Mutex::new(Vec::new()),
-            ecn: AtomicU8::new(0),
-            overflows: AtomicU64::new(0),
-        });
-        l.insert(local, listener.clone());
-        // A wildcard member of every group.
-        for g in self.groups.iter() {
-            g.listeners
-                .write()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(local, listener.clone());
-        }
-        Ok(listener)
+        let set: ListenSet = workers
+            .iter()
+            .map(|&worker| {
+                Arc::new(Listener {
+                    local,
+                    worker,
+                    backlog: backlog.max(1),
+                    queue: Mutex::new(VecDeque::new()),
+                    cond: Condvar::new(),
+                    embryonic: AtomicU64::new(0),
+                    closed: AtomicBool::new(false),
+                    sinks: Mutex::new(Vec::new()),
+                    ecn: AtomicU8::new(0),
+                    overflows: AtomicU64::new(0),
+                })
+            })
+            .collect();
+        self.place_replicas(local, &set);
+        l.insert(local, set.clone());
+        Ok(set)
     }
 
-    /// Removes a listener.
+    /// Puts into every group the member of `set` that takes the group's new
+    /// connections (a wildcard member of every group): a shared listener everywhere; for
+    /// a per-worker set the owner's listener, or the next open one after it. Removes the
+    /// address from the groups when no member is open. Called with the listeners lock
+    /// held, so replicas change in one piece with the set.
+    fn place_replicas(&self, local: SocketAddrV4, set: &ListenSet) {
+        let open = |x: &&Arc<Listener>| !x.closed.load(Ordering::Relaxed);
+        for (g, grp) in self.groups.iter().enumerate() {
+            let owner = self.map.owner(g);
+            let n = set.len().max(1);
+            let pick = (0..set.len())
+                .map(|k| &set[(owner % n + k) % n])
+                .find(open)
+                .cloned();
+            let mut gl = grp.listeners.write().unwrap_or_else(|e| e.into_inner());
+            match pick {
+                Some(x) => gl.insert(local, x),
+                None => gl.remove(&local),
+            };
+        }
+    }
+
+    /// Closes a listener: it takes no new connections. If it belongs to a per-worker set
+    /// with open members left, its groups move to another member; otherwise the address
+    /// is free.
     pub fn unlisten(&self, listener: &Listener) {
         listener.closed.store(true, Ordering::Relaxed);
         let mut l = self.listeners.write().unwrap_or_else(|e| e.into_inner());
-        if l.get(&listener.local)
-            .is_some_and(|x| std::ptr::eq(&**x, listener))
-        {
-            l.remove(&listener.local);
-            for g in self.groups.iter() {
-                g.listeners
-                    .write()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&listener.local);
+        let ours = l
+            .get(&listener.local)
+            .is_some_and(|set| set.iter().any(|x| std::ptr::eq(&**x, listener)));
+        if ours {
+            let set = l.get(&listener.local).cloned().unwrap_or_default();
+            self.place_replicas(listener.local, &set);
+            if set.iter().all(|x| x.closed.load(Ordering::Relaxed)) {
+                l.remove(&listener.local);
             }
         }
         drop(l);
@@ -691,5 +798,70 @@ mod tests {
         assert!(table
             .listen(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80), 16)
             .is_ok());
+    }
+
+    fn tuple_from(port: u16) -> FourTuple {
+        FourTuple {
+            local: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 80),
+            remote: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), port),
+        }
+    }
+
+    #[test]
+    fn per_worker_listeners_take_their_own_groups_and_survive_a_sibling_closing() {
+        let table = PcbTable::with_groups(GroupMap::new(4, 16), Arc::new(Toeplitz::default()));
+        let any = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 80);
+        let set = table.listen_per_worker(any, 16).unwrap();
+        assert_eq!(set.len(), 4);
+        // The address is taken, for a shared listener and for another set alike.
+        assert_eq!(table.listen(any, 16).err(), Some(PcbError::AddrInUse));
+        assert_eq!(
+            table.listen_per_worker(any, 16).err(),
+            Some(PcbError::AddrInUse)
+        );
+        let owner = |t: &FourTuple| table.group_map().owner(table.group_of(t));
+        let taker = |t: &FourTuple| table.lookup_listener(t).and_then(|l| l.worker);
+        for p in 1000..1400 {
+            let t = tuple_from(p);
+            assert_eq!(taker(&t), Some(owner(&t)), "port {p}");
+        }
+        // Worker 1's listener closes: its groups go to worker 2's, the rest stay.
+        table.unlisten(&set[1]);
+        for p in 1000..1400 {
+            let t = tuple_from(p);
+            let want = if owner(&t) == 1 { 2 } else { owner(&t) };
+            assert_eq!(taker(&t), Some(want), "port {p}");
+        }
+        // Closing 2 and 3 too: everything wraps round to worker 0's.
+        table.unlisten(&set[2]);
+        table.unlisten(&set[3]);
+        assert!((1000..1100).all(|p| taker(&tuple_from(p)) == Some(0)));
+        assert_eq!(table.listen(any, 16).err(), Some(PcbError::AddrInUse));
+        // The last one closes: the port is free again.
+        table.unlisten(&set[0]);
+        assert!(table.lookup_listener(&tuple_from(1000)).is_none());
+        let shared = table.listen(any, 16).unwrap();
+        assert_eq!(shared.worker, None);
+        assert!(table
+            .lookup_listener(&tuple_from(1000))
+            .is_some_and(|l| Arc::ptr_eq(&l, &shared)));
+    }
+
+    #[test]
+    fn group_counters_follow_the_flow_hash() {
+        let table = PcbTable::with_groups(GroupMap::new(2, 4), Arc::new(Toeplitz::default()));
+        let t = tuple_from(4242);
+        let (l, r) = (t.local, t.remote);
+        let hash = Toeplitz::default().ipv4_ports(*r.ip(), *l.ip(), r.port(), l.port());
+        table.note_flow(hash, FlowEvent::Direct);
+        table.note_flow(hash, FlowEvent::HandedOff);
+        table.note_flow(hash, FlowEvent::QDropped);
+        let g = table.group_of(&t);
+        let stats = table.group_stats();
+        assert_eq!(
+            (stats[g].packets, stats[g].handoffs_in, stats[g].qdrops),
+            (2, 1, 1)
+        );
+        assert_eq!(stats.iter().filter(|s| !s.is_empty()).count(), 1);
     }
 }

@@ -35,3 +35,4 @@ mod syn_in_window;
 mod syn_received;
 mod syn_sent;
 mod time_wait;
+mod tw_reopen;

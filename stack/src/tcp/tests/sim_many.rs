@@ -95,4 +95,22 @@ fn a_thousand_connections_over_four_workers() {
         sim.hosts[1].handoffs > 0,
         "the simulated NIC spreads frames its own way, so some must be handed over"
     );
+    // Per-group figures add up: every IPv4 packet is counted in exactly one group, on
+    // the group's owner; handoffs are a part of them; connections match the table.
+    for h in 0..2 {
+        let groups = sim.hosts[h].tcp.pcbs.group_stats();
+        let packets: u64 = groups.iter().map(|g| g.packets).sum();
+        let handed: u64 = groups.iter().map(|g| g.handoffs_in).sum();
+        let conns: usize = groups.iter().map(|g| g.connections).sum();
+        assert_eq!(packets, sim.counter(h, "ip.rx"), "host {h}");
+        assert!(handed > 0 && handed <= sim.hosts[h].handoffs, "host {h}");
+        assert_eq!(conns, sim.hosts[h].tcp.pcbs.len(), "host {h}");
+        // Groups are spread over all four workers.
+        let busy: std::collections::HashSet<usize> = groups
+            .iter()
+            .filter(|g| g.packets > 0)
+            .map(|g| g.worker)
+            .collect();
+        assert_eq!(busy.len(), 4, "host {h}: {groups:?}");
+    }
 }
