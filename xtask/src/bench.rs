@@ -54,6 +54,20 @@ pub struct BenchArgs {
     /// Round trips per request/response round.
     #[arg(long, default_value_t = 50_000)]
     rr_count: usize,
+    /// Run only these measurements (comma separated): icmp, stack-to-linux, offloads,
+    /// linux-to-stack, lro, rr, cps, loss, multiworker. Default: all.
+    #[arg(long, value_delimiter = ',', value_parser = [
+        "icmp", "stack-to-linux", "offloads", "linux-to-stack", "lro", "rr", "cps", "loss",
+        "multiworker",
+    ])]
+    only: Vec<String>,
+}
+
+impl BenchArgs {
+    /// Whether measurement `name` is to run (`--only`).
+    fn runs(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|o| o == name)
+    }
 }
 
 /// One percentile summary of RTT samples, in microseconds.
@@ -466,46 +480,76 @@ pub fn run(args: BenchArgs) -> Result<()> {
     std::thread::sleep(std::time::Duration::from_millis(300));
     let mut report = serde_json::Map::new();
 
-    // --- ICMP echo RTT ---
-    let (s_r, k_r) = alternate(
-        &env,
-        Some(("up", &[])),
-        || {
-            ping(net.b, &peer_cpu, STACK_ADDR, 5)?;
-            Ok(summarize(&ping(net.b, &peer_cpu, STACK_ADDR, args.pings)?))
-        },
-        || {
-            ping(net.b, &peer_cpu, KERNEL_ADDR, 5)?;
-            Ok(summarize(&ping(net.b, &peer_cpu, KERNEL_ADDR, args.pings)?))
-        },
-    )?;
-    report.insert(
-        "icmp_rtt".into(),
-        latency_report("icmp echo RTT", &s_r, &k_r, args.pings),
-    );
+    if args.runs("icmp") {
+        // --- ICMP echo RTT ---
+        let (s_r, k_r) = alternate(
+            &env,
+            Some(("up", &[])),
+            || {
+                ping(net.b, &peer_cpu, STACK_ADDR, 5)?;
+                Ok(summarize(&ping(net.b, &peer_cpu, STACK_ADDR, args.pings)?))
+            },
+            || {
+                ping(net.b, &peer_cpu, KERNEL_ADDR, 5)?;
+                Ok(summarize(&ping(net.b, &peer_cpu, KERNEL_ADDR, args.pings)?))
+            },
+        )?;
+        report.insert(
+            "icmp_rtt".into(),
+            latency_report("icmp echo RTT", &s_r, &k_r, args.pings),
+        );
+    }
 
-    // --- bulk throughput, stack -> Linux: curl on the peer downloads to /dev/null ---
     let url_s = format!("http://{STACK_ADDR}/bytes/{}", args.bytes);
-    let url_k = format!("http://{KERNEL_ADDR}/bytes/{}", args.bytes);
-    let (s_r, k_r) = alternate(
-        &env,
-        Some(("http", &["--port", "80"])),
-        || {
-            curl_gbps(
-                &env.peer(&[
-                    "curl",
-                    "-s",
-                    "-o",
-                    "/dev/null",
-                    "-w",
-                    "%{http_code} %{size_download} %{speed_download}",
-                    &url_s,
-                ]),
-                args.bytes,
-            )
-        },
-        || {
-            curl_gbps(
+    if args.runs("stack-to-linux") {
+        // --- bulk throughput, stack -> Linux: curl on the peer downloads to /dev/null ---
+        let url_k = format!("http://{KERNEL_ADDR}/bytes/{}", args.bytes);
+        let (s_r, k_r) = alternate(
+            &env,
+            Some(("http", &["--port", "80"])),
+            || {
+                curl_gbps(
+                    &env.peer(&[
+                        "curl",
+                        "-s",
+                        "-o",
+                        "/dev/null",
+                        "-w",
+                        "%{http_code} %{size_download} %{speed_download}",
+                        &url_s,
+                    ]),
+                    args.bytes,
+                )
+            },
+            || {
+                curl_gbps(
+                    &env.peer(&[
+                        "curl",
+                        "-s",
+                        "-o",
+                        "/dev/null",
+                        "-w",
+                        "%{http_code} %{size_download} %{speed_download}",
+                        &url_k,
+                    ]),
+                    args.bytes,
+                )
+            },
+        )?;
+        report.insert(
+            "throughput_stack_to_linux".into(),
+            throughput_report("throughput stack->linux", &s_r, &k_r, args.bytes),
+        );
+        // The kernel sends 64 KB GSO packets through veth; AF_XDP cannot. For reference,
+        // the kernel without GSO/TSO on its sending interface (per-segment work, as xstack).
+        must(&[
+            "ip", "netns", "exec", net.a, "ethtool", "-K", "vstk", "gso", "off", "tso", "off",
+        ])?;
+        let mut k_nogso = Vec::new();
+        for _ in 0..args.rounds {
+            check_interrupt()?;
+            let idle = env.idle_stack()?;
+            let r = curl_gbps(
                 &env.peer(&[
                     "curl",
                     "-s",
@@ -516,171 +560,159 @@ pub fn run(args: BenchArgs) -> Result<()> {
                     &url_k,
                 ]),
                 args.bytes,
-            )
-        },
-    )?;
-    report.insert(
-        "throughput_stack_to_linux".into(),
-        throughput_report("throughput stack->linux", &s_r, &k_r, args.bytes),
-    );
-    // The kernel sends 64 KB GSO packets through veth; AF_XDP cannot. For reference,
-    // the kernel without GSO/TSO on its sending interface (per-segment work, as xstack).
-    must(&[
-        "ip", "netns", "exec", net.a, "ethtool", "-K", "vstk", "gso", "off", "tso", "off",
-    ])?;
-    let mut k_nogso = Vec::new();
-    for _ in 0..args.rounds {
-        check_interrupt()?;
-        let idle = env.idle_stack()?;
-        let r = curl_gbps(
-            &env.peer(&[
-                "curl",
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code} %{size_download} %{speed_download}",
-                &url_k,
-            ]),
-            args.bytes,
+            );
+            idle.stop()?;
+            k_nogso.push(r?);
+        }
+        must(&[
+            "ip", "netns", "exec", net.a, "ethtool", "-K", "vstk", "gso", "on", "tso", "on",
+        ])?;
+        let s_med = report["throughput_stack_to_linux"]["xstack_gbps"]
+            .as_f64()
+            .unwrap_or(f64::NAN);
+        let k_med = median(k_nogso.clone());
+        line("  (linux without GSO/TSO) (Gbit/s)", s_med, k_med);
+        report.insert(
+            "throughput_stack_to_linux_kernel_no_gso".into(),
+            serde_json::json!({
+                "linux_gbps": k_med, "ratio": s_med / k_med, "linux_rounds": k_nogso,
+            }),
         );
-        idle.stop()?;
-        k_nogso.push(r?);
     }
-    must(&[
-        "ip", "netns", "exec", net.a, "ethtool", "-K", "vstk", "gso", "on", "tso", "on",
-    ])?;
-    let s_med = report["throughput_stack_to_linux"]["xstack_gbps"]
-        .as_f64()
-        .unwrap_or(f64::NAN);
-    let k_med = median(k_nogso.clone());
-    line("  (linux without GSO/TSO) (Gbit/s)", s_med, k_med);
-    report.insert(
-        "throughput_stack_to_linux_kernel_no_gso".into(),
-        serde_json::json!({
-            "linux_gbps": k_med, "ratio": s_med / k_med, "linux_rounds": k_nogso,
-        }),
-    );
 
-    offload_rows(&env, &url_s, &mut report)?;
+    if args.runs("offloads") {
+        offload_rows(&env, &url_s, &mut report)?;
+    }
 
-    // --- bulk throughput, Linux -> stack: xstack get / kernel get (both hash the body) ---
-    let url = format!("http://198.18.0.2/bytes/{}", args.bytes);
-    let (s_r, k_r) = alternate(
-        &env,
-        None,
-        || {
-            let argv = [
-                "ip",
-                "netns",
-                "exec",
-                net.a,
-                "taskset",
-                "-c",
-                &cpu,
-                &binstr,
-                "get",
-                &url,
-                "--iface",
-                "vstk",
-                "--addr",
-                "198.18.0.1/24",
-                "--cpus",
-                &cpu,
-                "--idle",
-                &args.idle,
-            ];
-            gbps(&argv)
-        },
-        || {
-            gbps(&[
-                "ip",
-                "netns",
-                "exec",
-                net.a,
-                "taskset",
-                "-c",
-                &cpu,
-                &binstr,
-                "kernel-get",
-                &url,
-                "--bind",
-                KERNEL_ADDR,
-            ])
-        },
-    )?;
-    report.insert(
-        "throughput_linux_to_stack".into(),
-        throughput_report("throughput linux->stack", &s_r, &k_r, args.bytes),
-    );
+    if args.runs("linux-to-stack") {
+        // --- bulk throughput, Linux -> stack: xstack get / kernel get (both hash the body) ---
+        let url = format!("http://198.18.0.2/bytes/{}", args.bytes);
+        let (s_r, k_r) = alternate(
+            &env,
+            None,
+            || {
+                let argv = [
+                    "ip",
+                    "netns",
+                    "exec",
+                    net.a,
+                    "taskset",
+                    "-c",
+                    &cpu,
+                    &binstr,
+                    "get",
+                    &url,
+                    "--iface",
+                    "vstk",
+                    "--addr",
+                    "198.18.0.1/24",
+                    "--cpus",
+                    &cpu,
+                    "--idle",
+                    &args.idle,
+                ];
+                gbps(&argv)
+            },
+            || {
+                gbps(&[
+                    "ip",
+                    "netns",
+                    "exec",
+                    net.a,
+                    "taskset",
+                    "-c",
+                    &cpu,
+                    &binstr,
+                    "kernel-get",
+                    &url,
+                    "--bind",
+                    KERNEL_ADDR,
+                ])
+            },
+        )?;
+        report.insert(
+            "throughput_linux_to_stack".into(),
+            throughput_report("throughput linux->stack", &s_r, &k_r, args.bytes),
+        );
+    }
 
-    lro_rows(&env, &mut report)?;
+    if args.runs("lro") {
+        lro_rows(&env, &mut report)?;
+    }
 
-    // --- 1-byte request/response latency ---
-    let count = args.rr_count.to_string();
-    let (s_r, k_r) = alternate(
-        &env,
-        Some(("echo", &["--port", "7"])),
-        || {
-            rr(&env
-                .peer(&[&binstr, "rr", "198.18.0.1:7", "--count", &count])
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>())
-        },
-        || {
-            rr(&env
-                .peer(&[&binstr, "rr", "198.18.0.3:7", "--count", &count])
-                .iter()
-                .map(|s| s.as_str())
-                .collect::<Vec<_>>())
-        },
-    )?;
-    report.insert(
-        "rr_latency".into(),
-        latency_report("1-byte request/response", &s_r, &k_r, args.rr_count),
-    );
+    if args.runs("rr") {
+        // --- 1-byte request/response latency ---
+        let count = args.rr_count.to_string();
+        let (s_r, k_r) = alternate(
+            &env,
+            Some(("echo", &["--port", "7"])),
+            || {
+                rr(&env
+                    .peer(&[&binstr, "rr", "198.18.0.1:7", "--count", &count])
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>())
+            },
+            || {
+                rr(&env
+                    .peer(&[&binstr, "rr", "198.18.0.3:7", "--count", &count])
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>())
+            },
+        )?;
+        report.insert(
+            "rr_latency".into(),
+            latency_report("1-byte request/response", &s_r, &k_r, args.rr_count),
+        );
+    }
 
-    // --- connections per second: short connections, one GET /bytes/1 each ---
-    let (s_r, k_r) = alternate(
-        &env,
-        Some(("http", &["--port", "80"])),
-        || {
-            cps(&env.peer(&[
-                &binstr,
-                "cps",
-                "198.18.0.1:80",
-                "--threads",
-                "4",
-                "--seconds",
-                "3",
-            ]))
-        },
-        || {
-            cps(&env.peer(&[
-                &binstr,
-                "cps",
-                "198.18.0.3:80",
-                "--threads",
-                "4",
-                "--seconds",
-                "3",
-            ]))
-        },
-    )?;
-    let (s, k) = (median(s_r.clone()), median(k_r.clone()));
-    line("connections/s (4 client threads)", s, k);
-    report.insert(
-        "cps".into(),
-        serde_json::json!({
-            "client_threads": 4, "xstack_cps": s, "linux_cps": k, "ratio": s / k,
-            "xstack_rounds": s_r, "linux_rounds": k_r,
-        }),
-    );
+    if args.runs("cps") {
+        // --- connections per second: short connections, one GET /bytes/1 each ---
+        let (s_r, k_r) = alternate(
+            &env,
+            Some(("http", &["--port", "80"])),
+            || {
+                cps(&env.peer(&[
+                    &binstr,
+                    "cps",
+                    "198.18.0.1:80",
+                    "--threads",
+                    "4",
+                    "--seconds",
+                    "3",
+                ]))
+            },
+            || {
+                cps(&env.peer(&[
+                    &binstr,
+                    "cps",
+                    "198.18.0.3:80",
+                    "--threads",
+                    "4",
+                    "--seconds",
+                    "3",
+                ]))
+            },
+        )?;
+        let (s, k) = (median(s_r.clone()), median(k_r.clone()));
+        line("connections/s (4 client threads)", s, k);
+        report.insert(
+            "cps".into(),
+            serde_json::json!({
+                "client_threads": 4, "xstack_cps": s, "linux_cps": k, "ratio": s / k,
+                "xstack_rounds": s_r, "linux_rounds": k_r,
+            }),
+        );
+    }
 
-    // --- throughput stack -> Linux under 1% random loss, per congestion-control module ---
-    loss_case(&env, &mut report)?;
-    multiworker_throughput(&args, &binstr, &mut report)?;
+    if args.runs("loss") {
+        // --- throughput stack -> Linux under 1% random loss, per congestion-control module ---
+        loss_case(&env, &mut report)?;
+    }
+    if args.runs("multiworker") {
+        multiworker_throughput(&args, &binstr, &mut report)?;
+    }
 
     report.insert("conditions".into(), serde_json::json!({
         "rounds": args.rounds, "idle": args.idle, "stack_cpu": args.stack_cpu, "peer_cpu": peer_cpu,
