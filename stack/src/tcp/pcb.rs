@@ -775,6 +775,76 @@ mod tests {
         assert_eq!(per_group, all.len());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+        /// The reservation table keeps 4-tuples unique under any interleaving of
+        /// concurrent connects and closes: threads pick ports towards a few remotes
+        /// (aligned to a random worker, falling back to any port) and close a random
+        /// share of their connections as they go; at the end every live tuple is
+        /// distinct, findable, and counted once.
+        #[test]
+        fn reservations_stay_unique_under_concurrent_connects_and_closes(
+            nthreads in 2usize..6,
+            ops in 20usize..200,
+            nremotes in 1u16..4,
+            close_every in 2usize..7,
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let table = Arc::new(PcbTable::with_groups(
+                GroupMap::new(4, 16),
+                Arc::new(Toeplitz::default()),
+            ));
+            let local_ip = Ipv4Addr::new(198, 18, 0, 1);
+            let threads: Vec<_> = (0..nthreads)
+                .map(|t| {
+                    let table = table.clone();
+                    std::thread::spawn(move || {
+                        let mut live: Vec<Arc<Conn>> = Vec::new();
+                        let mut x = seed ^ (t as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                        for i in 0..ops {
+                            x ^= x << 13;
+                            x ^= x >> 7;
+                            x ^= x << 17;
+                            let remote = SocketAddrV4::new(
+                                Ipv4Addr::new(198, 18, 0, 2),
+                                80 + (x % nremotes as u64) as u16,
+                            );
+                            let want = (x >> 8) as usize % 4;
+                            let rss = table.rss.clone();
+                            let aligned = move |p: u16| {
+                                let h = rss.ipv4_ports(*remote.ip(), local_ip, remote.port(), p);
+                                Toeplitz::queue_of(h, 4) == want
+                            };
+                            if let Ok(p) = table.pick_port(local_ip, remote, &aligned) {
+                                let local = SocketAddrV4::new(local_ip, p);
+                                if let Ok(c) =
+                                    table.insert(FourTuple { local, remote }, 0, tcb(local, remote))
+                                {
+                                    live.push(c);
+                                }
+                            }
+                            if i % close_every == 0 && !live.is_empty() {
+                                let c = live.swap_remove((x >> 16) as usize % live.len());
+                                table.remove(&c);
+                            }
+                        }
+                        live.into_iter().map(|c| c.tuple).collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            let all: Vec<FourTuple> = threads
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect();
+            let unique: HashSet<_> = all.iter().copied().collect();
+            proptest::prop_assert_eq!(unique.len(), all.len());
+            proptest::prop_assert_eq!(table.len(), all.len());
+            for t in &all {
+                proptest::prop_assert!(table.lookup(t).is_some());
+            }
+        }
+    }
+
     #[test]
     fn listeners_are_members_of_every_group_and_leave_all() {
         let table = PcbTable::with_groups(GroupMap::new(2, 8), Arc::new(Toeplitz::default()));
