@@ -143,3 +143,59 @@ fn lost_syn_ack_starts_with_one_segment() {
     // transmission begins".
     assert_eq!(c.tcb.rto(), Duration::from_secs(3));
 }
+
+// RFC 7323 §2.2: a SYN-ACK's window is not scaled, so with a receive buffer above 64 KB
+// it understates the space. That alone is no reason for a window update once the
+// handshake completes (Linux sends none): the first segment we send carries the scaled
+// window anyway, and an extra ACK per connection costs short-connection rates.
+#[test]
+fn no_window_update_right_after_the_handshake_with_a_large_buffer() {
+    let cfg = TcpConfig {
+        rcvbuf: 256 * 1024,
+        ..cfg()
+    };
+    let mut c = Conn::accept(cfg, peer_syn().wscale(7));
+    let synack = c.output();
+    assert_eq!(synack.len(), 1);
+    assert_eq!(
+        synack[0].window, 65535,
+        "the SYN-ACK's window is capped, unscaled"
+    );
+    c.advance(Duration::from_millis(1));
+    send!(c, peer_ack(0, 0) => InputOutcome::Established);
+    recv_nothing!(c);
+    // The first data we ACK carries the real (scaled) window.
+    send!(c, peer_ack(0, 0).bytes(0, MSS) => InputOutcome::Ok);
+    send!(c, peer_ack(0, 0).bytes(MSS, MSS) => InputOutcome::Ok);
+    let out = c.output();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(
+        (out[0].window as usize) << 7 >= 256 * 1024 - 2 * MSS - 128,
+        "{out:?}"
+    );
+}
+
+// The request/response case: the peer's request arrives right after the handshake, the
+// application reads it and writes the answer. Reading must not trigger a pure window
+// update (the SYN-ACK's capped window is not a promise to correct): the ACK rides on the
+// response, as with Linux.
+#[test]
+fn reading_the_first_request_sends_no_window_update() {
+    let cfg = TcpConfig {
+        rcvbuf: 256 * 1024,
+        ..cfg()
+    };
+    let mut c = Conn::accept(cfg, peer_syn().wscale(7));
+    c.output();
+    send!(c, peer_ack(0, 0) => InputOutcome::Established);
+    send!(c, peer_ack(0, 0).bytes(0, 100) => InputOutcome::Ok);
+    assert_eq!(c.read_all().len(), 100);
+    assert!(
+        !c.tcb.window_update_wanted(),
+        "no window update after reading the first request"
+    );
+    c.write(&[1u8; 200]);
+    let out = c.output();
+    assert_eq!(out.len(), 1, "the response carries the ACK: {out:?}");
+    assert_eq!(out[0].payload.len(), 200);
+}
