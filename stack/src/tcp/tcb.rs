@@ -242,6 +242,12 @@ pub struct TcpInfo {
     pub bytes_sent: u64,
     /// Payload bytes retransmitted.
     pub bytes_retrans: u64,
+    /// Retransmission timer expiries.
+    pub rtos: u64,
+    /// Retransmissions found lost again in SACK recovery and resent without an RTO.
+    pub lost_rexmits: u64,
+    /// Fast-recovery episodes.
+    pub fast_recoveries: u64,
     /// Payload bytes acknowledged by the peer.
     pub bytes_acked: u64,
     /// Payload bytes received in order.
@@ -945,6 +951,9 @@ impl Tcb {
             retransmits: self.stats.retransmits,
             bytes_sent: self.stats.bytes_sent,
             bytes_retrans: self.stats.bytes_retrans,
+            rtos: self.stats.rtos,
+            lost_rexmits: self.stats.lost_rexmits,
+            fast_recoveries: self.stats.fast_recoveries,
             bytes_acked: self.stats.bytes_acked,
             bytes_received: self.stats.bytes_received,
             wscale: self.wscale_ok.then_some((self.rcv_wscale, self.snd_wscale)),
