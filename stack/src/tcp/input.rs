@@ -429,6 +429,14 @@ impl Tcb {
         } else if is_dup {
             self.dup_ack(now);
         }
+        if self.in_sack_recovery() && self.cfg.lost_retransmit {
+            // Lost retransmissions (`sack.rs`): resent by NextSeg() at once, with no new
+            // congestion signal -- the window was already reduced for this episode (RFC
+            // 6675 §5: one reduction per recovery phase; Linux's tcp_mark_lost_retrans
+            // only marks segments lost, too).
+            self.stats.lost_rexmits +=
+                self.sb.detect_lost_rexmits(self.snd_una, self.t_maxseg) as u64;
+        }
 
         // Window update: "If SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and SND.WL2 =<
         // SEG.ACK), set SND.WND <- SEG.WND, set SND.WL1 <- SEG.SEQ, and set
@@ -639,8 +647,7 @@ impl Tcb {
             // Nothing retransmitted yet in this phase. Step (4.3) ("set both HighRxt and
             // RescueRxt to the highest sequence number in the retransmitted segment") is
             // done when the retransmission goes out (`poll_output`).
-            self.sb.high_rxt = self.snd_una;
-            self.sb.rescue_rxt = None;
+            self.sb.begin_phase(self.snd_una);
         } else {
             // RFC 5681 §3.2 step 3: "set cwnd to ssthresh plus 3*SMSS" -- the three
             // segments that left the network; the transport's share of the work.

@@ -28,6 +28,18 @@ enum Send {
     Rexmit { max_len: u32 },
 }
 
+/// Which NextSeg() rule chose a SACK-recovery retransmission: it decides what happens to
+/// HighRxt and RescueRxt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RexmitKind {
+    /// Rules (1) and (3): HighRxt moves past it.
+    NextSeg,
+    /// Rule (4), the rescue retransmission: RescueRxt is set, HighRxt is not.
+    Rescue,
+    /// A retransmission found lost again, resent: neither moves.
+    Relost,
+}
+
 /// The sequence space `seg` covers ends here.
 fn seg_end(seg: &OutSegment) -> Seq {
     seg.hdr.seq + seg.payload_len as u32 + seg.hdr.flags.contains(TcpFlags::FIN) as u32
@@ -130,6 +142,7 @@ impl Tcb {
                     let end = seg_end(&seg);
                     self.sb.high_rxt = self.sb.high_rxt.max(end);
                     self.sb.rescue_rxt = Some(end);
+                    self.watch_rexmit(&seg);
                 }
                 return Some(seg);
             }
@@ -167,8 +180,13 @@ impl Tcb {
             return None;
         }
         let (una, max) = (self.snd_una, self.snd_max);
+        // A retransmission found lost again (`sack.rs`, Linux's lost-retransmit
+        // detection) is the lowest lost range: it goes first.
+        if let Some(r) = self.sb.next_relost(mss) {
+            return self.sack_rexmit(r, RexmitKind::Relost, now);
+        }
         if let Some(r) = self.sb.next_lost(una, max, mss) {
-            return self.sack_rexmit(r, false, now);
+            return self.sack_rexmit(r, RexmitKind::NextSeg, now);
         }
         // NextSeg() rule (2): "If no sequence number 'S2' per rule (1) exists but there
         // exists available unsent data and the receiver's advertised window allows, the
@@ -178,27 +196,45 @@ impl Tcb {
             return Some(seg);
         }
         if let Some(r) = self.sb.next_unsacked(una, max, mss) {
-            return self.sack_rexmit(r, false, now);
+            return self.sack_rexmit(r, RexmitKind::NextSeg, now);
         }
         if let Some(r) = self.sb.rescue(una, max, mss) {
-            return self.sack_rexmit(r, true, now);
+            return self.sack_rexmit(r, RexmitKind::Rescue, now);
         }
         None
     }
 
     /// Sends a retransmission NextSeg() chose and records it.
-    fn sack_rexmit(&mut self, r: Rexmit, rescue: bool, now: Instant) -> Option<OutSegment> {
+    fn sack_rexmit(&mut self, r: Rexmit, kind: RexmitKind, now: Instant) -> Option<OutSegment> {
         let seg = self.output_from(r.seq, now, Send::Rexmit { max_len: r.len })?;
-        if rescue {
-            // Rule (4): "RescueRxt set to RecoveryPoint. HighRxt MUST NOT be updated."
-            self.sb.rescue_rxt = Some(self.recover);
-        } else {
-            // (C.2): "If any of the data octets sent in (C.1) are below HighData, HighRxt
-            // MUST be set to the highest sequence number of the retransmitted segment
-            // unless NextSeg () rule (4) was invoked for this retransmission."
-            self.sb.high_rxt = self.sb.high_rxt.max(seg_end(&seg));
+        match kind {
+            RexmitKind::Rescue => {
+                // Rule (4): "RescueRxt set to RecoveryPoint. HighRxt MUST NOT be updated."
+                self.sb.rescue_rxt = Some(self.recover);
+            }
+            RexmitKind::NextSeg => {
+                // (C.2): "If any of the data octets sent in (C.1) are below HighData,
+                // HighRxt MUST be set to the highest sequence number of the retransmitted
+                // segment unless NextSeg () rule (4) was invoked for this retransmission."
+                self.sb.high_rxt = self.sb.high_rxt.max(seg_end(&seg));
+            }
+            // A second retransmission of a range NextSeg() already returned: HighRxt
+            // already covers it, or (a lost rescue) must not be moved by it.
+            RexmitKind::Relost => {}
         }
+        self.watch_rexmit(&seg);
         Some(seg)
+    }
+
+    /// Watches a retransmission of SACK recovery for loss (`sack.rs`): it is declared
+    /// lost once data sent after it -- beyond today's `snd_max` -- is SACKed first.
+    fn watch_rexmit(&mut self, seg: &OutSegment) {
+        if self.cfg.lost_retransmit {
+            let end = seg_end(seg);
+            if end > seg.hdr.seq {
+                self.sb.note_rexmit(seg.hdr.seq, end, self.snd_max);
+            }
+        }
     }
 
     /// Bytes the windows let `output_from` send starting at `seq` (before Nagle).

@@ -137,6 +137,11 @@ pub struct TcpConfig {
     /// Limited transmit (RFC 3042; FreeBSD's `net.inet.tcp.rfc3042`): one new segment on
     /// each of the first two duplicate ACKs.
     pub limited_transmit: bool,
+    /// Lost-retransmission detection in SACK recovery (Linux's `tcp_mark_lost_retrans`,
+    /// the idea RFC 8985 §6 generalises): a retransmission is deemed lost again once the
+    /// peer SACKs data first sent after it, and is resent without waiting for the RTO.
+    /// See [`super::sack`]. On by default; off gives plain RFC 6675.
+    pub lost_retransmit: bool,
     /// Largest TCP payload handed to the device in one segment for it to cut into MSS
     /// pieces (TSO, FreeBSD's `CSUM_TSO` with `tso_segsz`); 0 sends MSS-sized segments.
     /// The stack sets it when the device layer segments (`--no-offload tso` clears it).
@@ -168,6 +173,7 @@ impl Default for TcpConfig {
             timestamps: true,
             sack: true,
             limited_transmit: true,
+            lost_retransmit: true,
             tso_max: 0,
             ecn: false,
         }
@@ -236,6 +242,12 @@ pub struct TcpInfo {
     pub bytes_sent: u64,
     /// Payload bytes retransmitted.
     pub bytes_retrans: u64,
+    /// Retransmission timer expiries.
+    pub rtos: u64,
+    /// Retransmissions found lost again in SACK recovery and resent without an RTO.
+    pub lost_rexmits: u64,
+    /// Fast-recovery episodes.
+    pub fast_recoveries: u64,
     /// Payload bytes acknowledged by the peer.
     pub bytes_acked: u64,
     /// Payload bytes received in order.
@@ -293,6 +305,11 @@ pub struct ConnStats {
     pub spurious_rtos: u64,
     /// Segments sent by limited transmit (RFC 3042).
     pub limited_transmits: u64,
+    /// Retransmission timer expiries (each backed-off expiry counts too).
+    pub rtos: u64,
+    /// Retransmissions deemed lost again in SACK recovery because the peer SACKed data
+    /// sent after them (see [`super::sack`]); each was then resent without an RTO.
+    pub lost_rexmits: u64,
     /// ECN (RFC 3168) counters.
     pub ecn: EcnStats,
 }
@@ -934,6 +951,9 @@ impl Tcb {
             retransmits: self.stats.retransmits,
             bytes_sent: self.stats.bytes_sent,
             bytes_retrans: self.stats.bytes_retrans,
+            rtos: self.stats.rtos,
+            lost_rexmits: self.stats.lost_rexmits,
+            fast_recoveries: self.stats.fast_recoveries,
             bytes_acked: self.stats.bytes_acked,
             bytes_received: self.stats.bytes_received,
             wscale: self.wscale_ok.then_some((self.rcv_wscale, self.snd_wscale)),

@@ -128,6 +128,7 @@ impl super::tcb::Tcb {
                         return;
                     }
                     self.rxtshift += 1;
+                    self.stats.rtos += 1;
                     // RFC 6298 §5.5: "The host MUST set RTO <- RTO * 2 ("back off the
                     // timer")"; §5.4: retransmit the earliest unacknowledged segment.
                     self.rtt.backoff();
@@ -171,8 +172,7 @@ impl super::tcb::Tcb {
                     if self.rxtshift > 1 {
                         self.sb.clear();
                     }
-                    self.sb.high_rxt = self.snd_una;
-                    self.sb.rescue_rxt = None;
+                    self.sb.begin_phase(self.snd_una);
                     self.dupacks = 0;
                     self.recover = self.snd_max;
                     self.snd_nxt = self.snd_una;

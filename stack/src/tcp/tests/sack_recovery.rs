@@ -210,3 +210,159 @@ fn go_back_n_after_rto_skips_sacked_segments() {
     recv!(c, [data(2), data(4)]);
     assert_eq!(c.tcb.stats().retransmits, 3);
 }
+
+/// Segments 0..10 sent, 0 lost; the duplicates SACK 1..8 (entry at the third, with the
+/// retransmission of 0 while `snd_max` is segment 12), then new data 12..16 as the pipe
+/// drains, while the duplicates SACK up to segment 11: everything sent before the
+/// retransmission.
+fn retransmitted_zero_then_new_data() -> (Conn, std::sync::Arc<std::sync::Mutex<Vec<CcEvent>>>) {
+    let mut c = sack_flight(40);
+    let log = c.record_cc();
+    send!(c, dup(&[(1, 2)]));
+    recv!(c, data(10));
+    send!(c, dup(&[(1, 3)]));
+    recv!(c, data(11));
+    send!(c, dup(&[(1, 4)]));
+    recv!(c, data(0));
+    assert_eq!(c.tcb.ccv.cwnd, 6 * M);
+    for k in 5..=7 {
+        send!(c, dup(&[(1, k)]));
+        recv_nothing!(c);
+    }
+    // Pipe: the retransmission of 0 and segments 8..12.
+    for k in 8..=12 {
+        send!(c, dup(&[(1, k)]));
+        recv!(c, data(k + 4));
+    }
+    assert_eq!(
+        c.tcb.stats().lost_rexmits,
+        0,
+        "nothing sent after it is SACKed"
+    );
+    (c, log)
+}
+
+// Lost-retransmission detection (sack.rs; Linux's tcp_mark_lost_retrans, RFC 8985 §6's
+// idea): segments 12.. were first sent after the retransmission of 0; once DupThresh of
+// them are SACKed (RFC 6675's reordering allowance) and 0 is still a hole, that
+// retransmission was lost. It is sent again at once -- before new data, with no RTO and
+// no second reduction -- and only once: the new copy needs new evidence (data sent after
+// *it*).
+#[test]
+fn lost_retransmission_is_detected_by_a_later_sack_and_resent() {
+    let (mut c, log) = retransmitted_zero_then_new_data();
+    let ssthresh = c.tcb.ccv.ssthresh;
+    // Segments 12 and 13 arrive: reordering is still possible.
+    send!(c, dup(&[(1, 13)]));
+    recv!(c, data(17));
+    send!(c, dup(&[(1, 14)]));
+    recv!(c, data(18));
+    assert_eq!(c.tcb.stats().lost_rexmits, 0);
+    // Segment 14 too: three segments sent after the retransmission overtook it.
+    send!(c, dup(&[(1, 15)]));
+    assert_eq!(c.tcb.stats().lost_rexmits, 1);
+    // Pipe: segments 15..19 only (the lost retransmission left the network), so with
+    // cwnd 6 two segments go: 0 again, then new data.
+    recv!(c, [data(0), data(19)]);
+    assert_eq!(c.tcb.stats().rtos, 0);
+    assert_eq!(c.tcb.recovery, Recovery::Fast);
+    assert_eq!((c.tcb.ccv.ssthresh, c.tcb.ccv.cwnd), (ssthresh, 6 * M));
+    // Later SACKs of data sent before the second copy (15..19) prove nothing about it.
+    for k in 16..=19 {
+        send!(c, dup(&[(1, k)]));
+        recv!(c, data(k + 4));
+    }
+    assert_eq!(c.tcb.stats().lost_rexmits, 1);
+    assert_eq!(c.tcb.stats().retransmits, 2);
+    // The second copy arrives: the episode ends (RecoveryPoint was segment 12).
+    send!(c, peer_ack(0, 19 * M));
+    assert_eq!(c.tcb.recovery, Recovery::Open);
+    assert_eq!(
+        *log.lock().unwrap(),
+        vec![CcEvent::Signal(CcSignal::NDupAck), CcEvent::PostRecovery],
+        "one reduction for the episode"
+    );
+}
+
+// The same episode, but the retransmission of 0 arrives before segment 12: the ACK
+// that SACKs 12 acknowledges 0 too, and nothing is resent.
+#[test]
+fn delivered_retransmission_is_not_resent() {
+    let (mut c, _log) = retransmitted_zero_then_new_data();
+    send!(c, peer_ack(0, 12 * M).sack(o(13), o(14)));
+    assert_eq!(c.tcb.stats().lost_rexmits, 0);
+    let out = c.output();
+    assert!(out.iter().all(|s| s.seq >= o(17)), "only new data: {out:?}");
+    assert_eq!(c.tcb.stats().retransmits, 1);
+}
+
+// Two holes retransmitted; the SACK that passes their mark also covers one of them: only
+// the other one is lost again.
+#[test]
+fn only_the_undelivered_retransmission_is_resent() {
+    let mut c = sack_flight(40);
+    // Segments 0 and 2 lost; 1 and 3..9 SACKed.
+    send!(c, dup(&[(1, 2)]));
+    recv!(c, data(10));
+    send!(c, dup(&[(3, 4), (1, 2)]));
+    recv!(c, data(11));
+    send!(c, dup(&[(3, 5), (1, 2)]));
+    recv!(c, data(0));
+    send!(c, dup(&[(3, 6), (1, 2)]));
+    recv_nothing!(c);
+    send!(c, dup(&[(3, 7), (1, 2)]));
+    recv_nothing!(c);
+    send!(c, dup(&[(3, 8), (1, 2)]));
+    recv!(c, data(2));
+    send!(c, dup(&[(3, 9), (1, 2)]));
+    recv!(c, data(12));
+    send!(c, dup(&[(3, 10), (1, 2)]));
+    recv!(c, data(13));
+    // The retransmission of 2 arrives, then segment 12: the retransmission of 0 (sent
+    // while snd_max was segment 12) is lost, the one of 2 is not.
+    send!(c, dup(&[(1, 11)]));
+    recv!(c, [data(14), data(15)]);
+    send!(c, dup(&[(1, 13)]));
+    recv!(c, [data(16), data(17)]);
+    assert_eq!(
+        c.tcb.stats().lost_rexmits,
+        0,
+        "only 12 SACKed of what followed"
+    );
+    send!(c, dup(&[(1, 14)]));
+    recv!(c, data(18));
+    assert_eq!(c.tcb.stats().lost_rexmits, 0, "only 12, 13");
+    send!(c, dup(&[(1, 15)]));
+    assert_eq!(c.tcb.stats().lost_rexmits, 1);
+    let out = c.output();
+    assert_eq!(out.first(), Some(&data(0)), "{out:?}");
+    assert!(out[1..].iter().all(|s| s.seq >= o(19)), "{out:?}");
+    assert_eq!(c.tcb.stats().retransmits, 3, "0, 2, and 0 again");
+    assert_eq!(c.tcb.stats().rtos, 0);
+}
+
+// Plain RFC 6675 (detection off): the lost retransmission waits for the RTO.
+#[test]
+fn without_detection_a_lost_retransmission_waits_for_the_rto() {
+    let cfg = TcpConfig {
+        sack: true,
+        lost_retransmit: false,
+        ..cfg()
+    };
+    let mut c = established_cfg(cfg, peer_syn().ack(OUR_ISS + 1).sack_ok());
+    c.tcb.set_nodelay(true);
+    c.write(&pattern(0, 40 * MSS));
+    assert_eq!(c.output().len(), 10);
+    send!(c, dup(&[(1, 2)]));
+    send!(c, dup(&[(1, 3)]));
+    send!(c, dup(&[(1, 4)]));
+    let _ = c.output();
+    for k in 5..=13 {
+        send!(c, dup(&[(1, k)]));
+    }
+    let out = c.output();
+    assert!(out.iter().all(|s| s.seq != o(0)), "{out:?}");
+    c.fire();
+    assert_eq!(c.tcb.stats().rtos, 1);
+    assert_eq!(c.tcb.stats().lost_rexmits, 0);
+}

@@ -39,10 +39,15 @@ fn run_len(link: LinkConfig, seed: u64, sack: bool, total: usize) -> (u64, u64) 
     (info.bytes_retrans, info.retransmits)
 }
 
-fn compare(name: &str, link: LinkConfig, seed: u64) {
-    eprintln!("{name} (seed {seed}):");
-    let (sack, _) = run(link, seed, true);
-    let (newreno, _) = run(link, seed, false);
+/// Sums over `seeds`: one seed's margin is at the mercy of where its losses fall once the
+/// two runs' traffic diverges.
+fn compare(name: &str, link: LinkConfig, seeds: std::ops::Range<u64>) {
+    let (mut sack, mut newreno) = (0, 0);
+    for seed in seeds {
+        eprintln!("{name} (seed {seed}):");
+        sack += run(link, seed, true).0;
+        newreno += run(link, seed, false).0;
+    }
     eprintln!("{name}: retransmitted bytes SACK {sack} vs NewReno without SACK {newreno}");
     assert!(
         sack < newreno,
@@ -64,19 +69,19 @@ fn link(loss: f64, burst: Option<(f64, u32)>) -> LinkConfig {
 
 #[test]
 fn sack_beats_newreno_at_1_percent_loss() {
-    compare("1% loss", link(0.01, None), 11);
+    compare("1% loss", link(0.01, None), 11..15);
 }
 
 #[test]
 fn sack_beats_newreno_at_3_percent_loss() {
-    compare("3% loss", link(0.03, None), 12);
+    compare("3% loss", link(0.03, None), 12..16);
 }
 
 // Bursts: each loss starts a burst of 3 more drops with probability 1/2, so one window
 // loses several segments in a row -- NewReno's worst case (one hole per RTT).
 #[test]
 fn sack_beats_newreno_with_burst_loss() {
-    compare("burst loss", link(0.01, Some((0.5, 3))), 13);
+    compare("burst loss", link(0.01, Some((0.5, 3))), 13..17);
 }
 
 /// Short transfers under heavy loss over several seeds: every one must finish (a stall
