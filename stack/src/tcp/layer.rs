@@ -244,7 +244,7 @@ impl TcpLayer {
                         if pieces.peek().is_some() {
                             piece.flags.remove(TcpFlags::PSH);
                         }
-                        seq = seq + payload.len() as u32;
+                        seq += payload.len() as u32;
                         match inner.tcb.input(&piece, now) {
                             InputOutcome::Ok => {}
                             InputOutcome::Established => outcome = InputOutcome::Established,
