@@ -33,6 +33,13 @@ def icmp_echo(data=b'abcdefgh', bad=False):
     c = csum(m) ^ (0x1111 if bad else 0)
     return m[:2] + struct.pack('!H', c) + m[4:]
 
+def tcp_data(bad=False):
+    # ACK with 8 bytes of data to port 80: an LRO candidate but for its checksum, which
+    # (no CSUM_DATA_VALID from the device) TCP input must verify, drop and count.
+    h = struct.pack('!HHIIBBHHH', 40000, 80, 1, 1, 5 << 4, 0x10, 1000, 0, 0) + b'abcdefgh'
+    c = csum(peer + me + struct.pack('!BBH', 0, 6, len(h)) + h) ^ (0x2222 if bad else 0)
+    return h[:16] + struct.pack('!H', c) + h[18:]
+
 eth = lambda t: dst_mac + src_mac + struct.pack('!H', t)
 arp_bad_htype = struct.pack('!HHBBH6s4s6s4s', 6, 0x0800, 6, 4, 1, src_mac, peer, b'\0' * 6, me)
 frames = {
@@ -44,6 +51,7 @@ frames = {
     'icmp.drop_bad_checksum': eth(0x0800) + ip(icmp_echo(bad=True)),
     'icmp.drop_truncated': eth(0x0800) + ip(b'\x08\0\0\0'),
     'arp.drop_malformed': eth(0x0806) + arp_bad_htype,
+    'tcp.drop_bad_checksum': eth(0x0800) + ip(tcp_data(bad=True), proto=6),
 }
 for name, f in frames.items():
     for _ in range(n):
