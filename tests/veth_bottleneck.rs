@@ -404,6 +404,21 @@ fn assert_fills_the_link(r: &Run, module: &str) {
     );
 }
 
+/// Every loss episode's ssthresh over FlightSize lies in `range`.
+fn check_reductions(
+    losses: &[&Epoch<'_>],
+    range: std::ops::RangeInclusive<f64>,
+    what: &str,
+) -> Result<(), String> {
+    for e in losses {
+        let ratio = f64::from(e.loss.ssthresh) / flight_or_peak(e);
+        if !range.contains(&ratio) {
+            return Err(format!("{what}: {}", summary(e)));
+        }
+    }
+    Ok(())
+}
+
 /// FlightSize when the loss was signalled (what RFC 5681 and RFC 9438 reduce from), or
 /// the peak cwnd when the trace has no flight for it.
 fn flight_or_peak(e: &Epoch<'_>) -> f64 {
@@ -427,17 +442,13 @@ fn check_newreno(trace: &[CwndSample]) -> Result<(), String> {
     if losses.len() < 2 {
         return Err(format!("want 2+ loss episodes, got {}", losses.len()));
     }
-    for e in &losses {
-        // RFC 5681 eq. (4) halves FlightSize, which after slow start's overshoot can be
-        // well below the peak cwnd (cwnd grows on every ACK while the loss is in flight).
-        let ratio = f64::from(e.loss.ssthresh) / flight_or_peak(e);
-        if !(0.4..=0.6).contains(&ratio) {
-            return Err(format!(
-                "NewReno ssthresh after a loss should be about half the window: {}",
-                summary(e)
-            ));
-        }
-    }
+    // RFC 5681 eq. (4) halves FlightSize, which after slow start's overshoot can be well
+    // below the peak cwnd (cwnd grows on every ACK while the loss is in flight).
+    check_reductions(
+        &losses,
+        0.4..=0.6,
+        "NewReno ssthresh after a loss should be about half the window",
+    )?;
     // Stretches that a loss ended (the last one is cut by the end of the transfer, where
     // the sender runs out of data).
     let full: Vec<&Epoch> = ep[..ep.len() - 1]
@@ -484,16 +495,12 @@ fn check_cubic(trace: &[CwndSample]) -> Result<(), String> {
     if losses.len() < 2 {
         return Err(format!("want 2+ loss episodes, got {}", losses.len()));
     }
-    for e in &losses {
-        // RFC 9438 §4.6: ssthresh = flight_size * beta_cubic.
-        let ratio = f64::from(e.loss.ssthresh) / flight_or_peak(e);
-        if !(0.55..=0.85).contains(&ratio) {
-            return Err(format!(
-                "CUBIC ssthresh after a loss should be about 0.7 of the window: {}",
-                summary(e)
-            ));
-        }
-    }
+    // RFC 9438 §4.6: ssthresh = flight_size * beta_cubic.
+    check_reductions(
+        &losses,
+        0.55..=0.85,
+        "CUBIC ssthresh after a loss should be about 0.7 of the window",
+    )?;
     // Concave-then-convex: resample each long epoch on 21 instants; the growth rate
     // (segments/s) between them should have an interior minimum at least 3x below both
     // the rate at the start and at the end, at a window within 25 % of the previous peak

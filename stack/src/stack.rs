@@ -72,10 +72,6 @@ impl StackConfig {
     }
 }
 
-fn tcp_cfg_tso(config: &StackConfig) -> bool {
-    !config.offloads_off.contains(&Offload::Tso)
-}
-
 /// The largest TSO segment's payload: 65,535 bytes less 20 of IPv4 and 60 of TCP header.
 const TSO_MAX: usize = 65_535 - 20 - 60;
 
@@ -147,7 +143,9 @@ impl Stack {
         tcp_cfg.mss = link.mtu.saturating_sub(40).min(frame_room).min(65535) as u16;
         // Software TSO: tcp_output hands over up to 64 KB (an IPv4 datagram's limit,
         // less the largest headers) and the device layer cuts it into MSS pieces.
-        tcp_cfg.tso_max = if tcp_cfg_tso(&config) { TSO_MAX } else { 0 };
+        let tso = !config.offloads_off.contains(&Offload::Tso);
+        let lro = !config.offloads_off.contains(&Offload::Lro);
+        tcp_cfg.tso_max = if tso { TSO_MAX } else { 0 };
         let tcp = Arc::new(TcpLayer::new(nworkers, tcp_cfg));
         if let Some(name) = &config.default_cc {
             tcp.cc
@@ -208,7 +206,6 @@ impl Stack {
                 .count()
                 > 1;
             let ifname = link.name.clone();
-            let worker_lro = !config.offloads_off.contains(&Offload::Lro);
             let (ifp, netisr, tcp, stop, running, idle, xsk_cfg) = (
                 ifp.clone(),
                 netisr.clone(),
@@ -255,15 +252,13 @@ impl Stack {
                         idle,
                         shares_cpu,
                         wake_fd,
-                        lro: worker_lro,
+                        lro,
                     }
                     .run()
                 })
                 .map_err(|e| DeviceError::Other(format!("spawning worker {q}: {e}")))?;
             workers.push(handle);
         }
-        let tso = tcp_cfg_tso(&config);
-        let lro = !config.offloads_off.contains(&Offload::Lro);
         let mut stack = Stack {
             link,
             config,

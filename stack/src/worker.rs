@@ -57,6 +57,19 @@ pub struct WorkerCtx {
     pub heap: TimerHeap,
 }
 
+impl WorkerCtx {
+    /// Counts what became of one frame handed to the transmit ring.
+    fn account(&self, r: Result<(), TxError>) -> bool {
+        let c = &self.counters;
+        match r {
+            Ok(()) => Counters::inc(&c.tx_frames),
+            Err(TxError::NoRoom) => Counters::inc(&c.tx_drop_no_room),
+            Err(TxError::TooBig) => Counters::inc(&c.tx_drop_too_big),
+        }
+        r.is_ok()
+    }
+}
+
 impl NetCtx for WorkerCtx {
     fn now(&self) -> Instant {
         self.now
@@ -67,20 +80,8 @@ impl NetCtx for WorkerCtx {
     }
 
     fn transmit(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool {
-        match self.tx.send(len, fill) {
-            Ok(()) => {
-                Counters::inc(&self.counters.tx_frames);
-                true
-            }
-            Err(TxError::NoRoom) => {
-                Counters::inc(&self.counters.tx_drop_no_room);
-                false
-            }
-            Err(TxError::TooBig) => {
-                Counters::inc(&self.counters.tx_drop_too_big);
-                false
-            }
-        }
+        let r = self.tx.send(len, fill);
+        self.account(r)
     }
 
     fn tx_csum_offload(&self) -> bool {
@@ -95,25 +96,16 @@ impl NetCtx for WorkerCtx {
         fill: &mut dyn FnMut(&mut [u8]),
     ) -> bool {
         let offloaded = self.tx.tx_csum();
-        match self.tx.send_partial(len, csum_start, csum_offset, fill) {
-            Ok(()) => {
-                Counters::inc(&self.counters.tx_frames);
-                Counters::inc(if offloaded {
-                    &self.counters.tx_csum_offloaded
-                } else {
-                    &self.counters.tx_csum_software
-                });
-                true
-            }
-            Err(TxError::NoRoom) => {
-                Counters::inc(&self.counters.tx_drop_no_room);
-                false
-            }
-            Err(TxError::TooBig) => {
-                Counters::inc(&self.counters.tx_drop_too_big);
-                false
-            }
+        let r = self.tx.send_partial(len, csum_start, csum_offset, fill);
+        let sent = self.account(r);
+        if sent {
+            Counters::inc(if offloaded {
+                &self.counters.tx_csum_offloaded
+            } else {
+                &self.counters.tx_csum_software
+            });
         }
+        sent
     }
 }
 
@@ -216,12 +208,15 @@ impl Worker {
         let mut announced = false;
         let mut idle_spins: u32 = 0;
         let mut lro_buf = Vec::with_capacity(65_536 + 14);
+        // Its own handle on the counters, so the batch loop can count while `ctx` is
+        // lent to netisr (cloned once, not per iteration).
+        let counters = self.ctx.counters.clone();
         while !self.stop.load(Ordering::Relaxed) {
             self.ctx.now = Instant::now();
             self.rx.receive(&mut batch, RX_BATCH);
             {
                 let (id, rx, netisr, ctx) = (self.id, &self.rx, &self.netisr, &mut self.ctx);
-                let counters = ctx.counters.clone();
+                let counters = &*counters;
                 let mut lro = LroBatch::new(&mut lro_buf);
                 for d in &batch {
                     let Some((data, meta)) = rx.frame(d) else {
@@ -236,7 +231,7 @@ impl Worker {
                         }
                         Some(EtherProto::Ipv4) => {
                             let kept = self.lro
-                                && lro.offer(data, meta, &counters, &mut |p| {
+                                && lro.offer(data, meta, counters, &mut |p| {
                                     netisr.dispatch(id, ctx, NETISR_IP, p);
                                 });
                             if !kept {
@@ -246,7 +241,7 @@ impl Worker {
                         None => {}
                     }
                 }
-                lro.flush(&counters, &mut |p| {
+                lro.flush(counters, &mut |p| {
                     netisr.dispatch(id, ctx, NETISR_IP, p);
                 });
             }

@@ -754,8 +754,10 @@ fn offload_rows(
             env.args.bytes,
         )
     };
-    let linux = report["throughput_stack_to_linux"]["linux_gbps"]
-        .as_f64()
+    // NaN when `--only` skipped the row it compares with.
+    let linux = report
+        .get("throughput_stack_to_linux")
+        .and_then(|r| r["linux_gbps"].as_f64())
         .unwrap_or(f64::NAN);
     let bytes = env.args.bytes as f64;
     // Throughput, and the stack process's CPU time per byte sent (ns/B: user + system
@@ -780,41 +782,18 @@ fn offload_rows(
         ("tso", "tso"),
         ("all", "txcsum,tso,lro"),
     ] {
-        let (mut on, mut off, mut cpu_on, mut cpu_off) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..env.args.rounds {
-            check_interrupt()?;
-            let (g, c) = measure(&[])?;
-            on.push(g);
-            cpu_on.push(c);
-            let (g, c) = measure(&["--no-offload", flag])?;
-            off.push(g);
-            cpu_off.push(c);
-        }
-        let (m_on, m_off) = (median(on.clone()), median(off.clone()));
-        let (c_on, c_off) = (median(cpu_on.clone()), median(cpu_off.clone()));
-        println!(
-            "{:<36} on {:>9.2}  off {:>9.2}  ratio on/off {:.2}  (on/linux {:.2}, off/linux {:.2}); stack CPU {:.2} vs {:.2} ns/B",
-            format!("stack->linux, {name} (Gbit/s)"),
-            m_on,
-            m_off,
-            m_on / m_off,
-            m_on / linux,
-            m_off / linux,
-            c_on,
-            c_off
-        );
-        rows.insert(
-            name.into(),
-            serde_json::json!({
-                "switched_off": flag,
-                "on_gbps": m_on, "off_gbps": m_off, "ratio_on_off": m_on / m_off,
-                "ratio_on_linux": m_on / linux, "ratio_off_linux": m_off / linux,
-                "on_rounds": on, "off_rounds": off,
-                "stack_cpu_ns_per_byte_on": c_on, "stack_cpu_ns_per_byte_off": c_off,
-                "cpu_on_rounds": cpu_on, "cpu_off_rounds": cpu_off,
-            }),
-        );
+        let mut row = on_off_row(
+            env.args.rounds,
+            &format!("stack->linux, {name} (Gbit/s)"),
+            "stack",
+            linux,
+            |on| {
+                let off = ["--no-offload", flag];
+                measure(if on { &[] } else { &off })
+            },
+        )?;
+        row["switched_off"] = flag.into();
+        rows.insert(name.into(), row);
     }
     report.insert("offloads_stack_to_linux".into(), rows.into());
     Ok(())
@@ -881,44 +860,61 @@ fn lro_rows(env: &Env, report: &mut serde_json::Map<String, serde_json::Value>) 
             .unwrap_or(f64::NAN);
         Ok((g, cpu))
     };
-    let linux = report["throughput_linux_to_stack"]["linux_gbps"]
-        .as_f64()
+    // NaN when `--only` skipped the row it compares with.
+    let linux = report
+        .get("throughput_linux_to_stack")
+        .and_then(|r| r["linux_gbps"].as_f64())
         .unwrap_or(f64::NAN);
+    let row = on_off_row(
+        env.args.rounds,
+        "linux->stack, lro (Gbit/s)",
+        "client",
+        linux,
+        |on| get(if on { &[] } else { &["--no-offload", "lro"] }),
+    )?;
+    report.insert(
+        "offloads_linux_to_stack".into(),
+        serde_json::json!({ "lro": row }),
+    );
+    Ok(())
+}
+
+/// Alternates `measure(true)` (offload on) and `measure(false)` for `rounds`, each giving
+/// (Gbit/s, CPU ns per byte of `whose` process); prints a line and returns the medians and
+/// every round as JSON, with ratios on/off and against `linux` Gbit/s.
+fn on_off_row(
+    rounds: usize,
+    label: &str,
+    whose: &str,
+    linux: f64,
+    mut measure: impl FnMut(bool) -> Result<(f64, f64)>,
+) -> Result<serde_json::Value> {
     let (mut on, mut off, mut cpu_on, mut cpu_off) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..env.args.rounds {
+    for _ in 0..rounds {
         check_interrupt()?;
-        let (g, c) = get(&[])?;
+        let (g, c) = measure(true)?;
         on.push(g);
         cpu_on.push(c);
-        let (g, c) = get(&["--no-offload", "lro"])?;
+        let (g, c) = measure(false)?;
         off.push(g);
         cpu_off.push(c);
     }
     let (m_on, m_off) = (median(on.clone()), median(off.clone()));
     let (c_on, c_off) = (median(cpu_on.clone()), median(cpu_off.clone()));
     println!(
-        "{:<36} on {:>9.2}  off {:>9.2}  ratio on/off {:.2}  (on/linux {:.2}, off/linux {:.2}); client CPU {:.2} vs {:.2} ns/B",
-        "linux->stack, lro (Gbit/s)",
-        m_on,
-        m_off,
+        "{label:<36} on {m_on:>9.2}  off {m_off:>9.2}  ratio on/off {:.2}  (on/linux {:.2}, off/linux {:.2}); {whose} CPU {c_on:.2} vs {c_off:.2} ns/B",
         m_on / m_off,
         m_on / linux,
         m_off / linux,
-        c_on,
-        c_off
     );
-    report.insert(
-        "offloads_linux_to_stack".into(),
-        serde_json::json!({"lro": {
-            "on_gbps": m_on, "off_gbps": m_off, "ratio_on_off": m_on / m_off,
-            "ratio_on_linux": m_on / linux, "ratio_off_linux": m_off / linux,
-            "on_rounds": on, "off_rounds": off,
-            "client_cpu_ns_per_byte_on": c_on, "client_cpu_ns_per_byte_off": c_off,
-            "cpu_on_rounds": cpu_on, "cpu_off_rounds": cpu_off,
-        }}),
-    );
-    Ok(())
+    Ok(serde_json::json!({
+        "on_gbps": m_on, "off_gbps": m_off, "ratio_on_off": m_on / m_off,
+        "ratio_on_linux": m_on / linux, "ratio_off_linux": m_off / linux,
+        "on_rounds": on, "off_rounds": off,
+        format!("{whose}_cpu_ns_per_byte_on"): c_on, format!("{whose}_cpu_ns_per_byte_off"): c_off,
+        "cpu_on_rounds": cpu_on, "cpu_off_rounds": cpu_off,
+    }))
 }
 
 fn latency_report(what: &str, s_r: &[Rtt], k_r: &[Rtt], per_round: usize) -> serde_json::Value {

@@ -600,19 +600,23 @@ mod tests {
                 checksum::pseudo_header_v4(OUR_IP.octets(), PEER_IP.octets(), 6, tcp.len() as u16);
             checksum::fold(checksum::add(pseudo, tcp)) == 0xffff
         };
+        let mut send = |ctx: &mut TestCtx| {
+            let (src, dst) = (OUR_IP, PEER_IP);
+            output_full(
+                &ifp,
+                ctx,
+                src,
+                dst,
+                IpProtocol::Tcp,
+                Ecn::NotEct,
+                seg_len,
+                Some(16),
+                &mut fill,
+            )
+            .unwrap()
+        };
         // Held for ARP, then released by the reply.
-        output_full(
-            &ifp,
-            &mut ctx,
-            OUR_IP,
-            PEER_IP,
-            IpProtocol::Tcp,
-            Ecn::NotEct,
-            seg_len,
-            Some(16),
-            &mut fill,
-        )
-        .unwrap();
+        send(&mut ctx);
         ctx.take_sent();
         let held = ifp.arp.resolve_for_test(PEER_IP, PEER_MAC, ctx.now);
         assert_eq!(held.len(), 1);
@@ -620,18 +624,7 @@ mod tests {
         frame.extend_from_slice(&held[0]);
         assert!(valid(&frame), "a held packet is finished before it waits");
         // Resolved: through transmit_partial's software fallback.
-        output_full(
-            &ifp,
-            &mut ctx,
-            OUR_IP,
-            PEER_IP,
-            IpProtocol::Tcp,
-            Ecn::NotEct,
-            seg_len,
-            Some(16),
-            &mut fill,
-        )
-        .unwrap();
+        send(&mut ctx);
         let sent = ctx.take_sent();
         assert_eq!(sent.len(), 1);
         assert!(valid(&sent[0]));
