@@ -107,6 +107,7 @@ use crossbeam::utils::CachePadded;
 use thiserror::Error;
 
 use crate::mbuf::{Pkt, PktMeta};
+use crate::rss::FlowEvent;
 
 /// Netisr protocol number of IPv4 (FreeBSD `NETISR_IP`).
 pub const NETISR_IP: u16 = 1;
@@ -137,17 +138,6 @@ pub type Waker = Arc<dyn Fn() + Send + Sync>;
 /// [`Netisr::set_flow_observer`]): a pcbgroup layer counts packets, handoffs and qdrops
 /// per group with it.
 pub type FlowObserver = Box<dyn Fn(u32, FlowEvent) + Send + Sync>;
-
-/// What happened to a FLOW-policy packet, for a [`FlowObserver`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FlowEvent {
-    /// Handled at once on the worker it arrived on (its flow's owner).
-    Direct,
-    /// Arrived on another worker and was put on the owner's queue (a handoff).
-    HandedOff,
-    /// Arrived on another worker and the owner's queue was full (a qdrop).
-    QDropped,
-}
 
 /// Where a protocol's packets are processed; the module docs say how each keeps order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]

@@ -117,6 +117,43 @@ fn bitwise(key: &[u8; 40], input: &[u8]) -> u32 {
     result
 }
 
+/// What happened to a FLOW-policy packet, for netisr's flow observer (`crate::netisr::FlowObserver`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowEvent {
+    /// Handled at once on the worker it arrived on (its flow's owner).
+    Direct,
+    /// Arrived on another worker and was put on the owner's queue (a handoff).
+    HandedOff,
+    /// Arrived on another worker and the owner's queue was full (a qdrop).
+    QDropped,
+}
+
+/// The RSS hash of a received IPv4 frame, as an RSS NIC computes it (Toeplitz over
+/// source address, destination address and, for TCP and UDP, the ports), for frames
+/// the device handed over without one. The netisr FLOW owner of a frame is the queue
+/// the same device would have put it on, so with RSS placement (or the tc emulation in
+/// `ebpf/rss_tc.c`) segments need no handoff.
+pub fn ip_flow_hash(rss: &Toeplitz, frame: &[u8]) -> Option<u32> {
+    let ip = frame.get(crate::net::ether::HEADER_LEN..)?;
+    if ip.len() < 20 {
+        return None;
+    }
+    let ihl = (ip[0] & 0x0f) as usize * 4;
+    let addrs = &ip[12..20];
+    match ip[9] {
+        6 | 17 if ihl >= 20 => match ip.get(ihl..ihl + 4) {
+            Some(ports) => {
+                let mut input = [0u8; 12];
+                input[..8].copy_from_slice(addrs);
+                input[8..].copy_from_slice(ports);
+                Some(rss.hash(&input))
+            }
+            None => Some(rss.hash(addrs)),
+        },
+        _ => Some(rss.hash(addrs)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,5 +236,52 @@ mod tests {
         let a = t.hash(&[0xff; 36]);
         assert_eq!(t.hash(&[0xff; 100]), a);
         assert_eq!(t.hash(&[]), 0);
+    }
+
+    // Flow hashes of whole frames (netisr FLOW placement).
+
+    fn ip_frame(src: [u8; 4], dst: [u8; 4], proto: u8, l4: [u8; 8]) -> Vec<u8> {
+        let mut f = vec![0u8; 14 + 20 + 8];
+        f[14] = 0x45;
+        f[23] = proto;
+        f[26..30].copy_from_slice(&src);
+        f[30..34].copy_from_slice(&dst);
+        f[34..42].copy_from_slice(&l4);
+        f
+    }
+
+    #[test]
+    fn flow_hash_is_the_rss_hash_of_the_received_tuple() {
+        let rss = Toeplitz::default();
+        let (a, b) = ([198, 18, 0, 2], [198, 18, 0, 1]);
+        let tcp = ip_frame(a, b, 6, [0x30, 0x39, 0, 80, 0, 0, 0, 0]);
+        assert_eq!(
+            ip_flow_hash(&rss, &tcp),
+            Some(rss.ipv4_ports(a.into(), b.into(), 12345, 80))
+        );
+        // ICMP and other protocols: the address pair only.
+        let icmp = ip_frame(a, b, 1, [8, 0, 0, 0, 0, 1, 0, 1]);
+        assert_eq!(
+            ip_flow_hash(&rss, &icmp),
+            Some(rss.ipv4(a.into(), b.into()))
+        );
+        assert_eq!(ip_flow_hash(&rss, &[0u8; 20]), None);
+    }
+
+    #[test]
+    fn tcp_flows_spread_over_four_queues() {
+        let rss = Toeplitz::default();
+        let mut seen = [0u32; 4];
+        for port in 40000..40064u16 {
+            let p = port.to_be_bytes();
+            let f = ip_frame(
+                [198, 18, 0, 2],
+                [198, 18, 0, 1],
+                6,
+                [p[0], p[1], 0, 80, 0, 0, 0, 0],
+            );
+            seen[Toeplitz::queue_of(ip_flow_hash(&rss, &f).unwrap(), 4)] += 1;
+        }
+        assert!(seen.iter().all(|&n| n >= 4), "{seen:?}");
     }
 }

@@ -411,7 +411,7 @@ impl Sim {
         // The "NIC" puts the frame on a queue by a hash that does not know TCP (like
         // plain veth); netisr then moves it to the flow's owner.
         let rxq = (frame.len() + frame.last().copied().unwrap_or(0) as usize) % nworkers;
-        let hash = crate::worker::ip_flow_hash(&host.tcp.rss, frame);
+        let hash = crate::rss::ip_flow_hash(&host.tcp.rss, frame);
         let owner = hash
             .map(|h| crate::rss::Toeplitz::queue_of(h, nworkers))
             .unwrap_or(rxq);
@@ -437,9 +437,9 @@ impl Sim {
                 if let Some(hash) = hash {
                     // As a stack's netisr FLOW observer: per-group packets, handoffs.
                     let ev = if owner == rxq {
-                        crate::netisr::FlowEvent::Direct
+                        crate::rss::FlowEvent::Direct
                     } else {
-                        crate::netisr::FlowEvent::HandedOff
+                        crate::rss::FlowEvent::HandedOff
                     };
                     host.tcp.pcbs.note_flow(hash, ev);
                 }

@@ -104,7 +104,7 @@ pub struct Offloads {
     /// Received frames carry the device's RSS hash. The kernel hands it to XDP through
     /// the `bpf_xdp_metadata_rx_hash` kfunc, which needs a device-bound program; aya
     /// 0.14 (pinned for the toolchain) can load neither, so this is false and the
-    /// stack computes the same Toeplitz hash in software (`worker::ip_flow_hash`).
+    /// stack computes the same Toeplitz hash in software (`rss::ip_flow_hash`).
     pub rx_hash: bool,
 }
 

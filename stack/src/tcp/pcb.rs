@@ -18,7 +18,7 @@ use std::time::Instant;
 use crossbeam::utils::CachePadded;
 
 use super::tcb::{State, Tcb};
-use crate::netisr::FlowEvent;
+use crate::rss::FlowEvent;
 use crate::rss::{Toeplitz, INDIRECTION_SIZE};
 
 /// A connection's addresses, local first.
