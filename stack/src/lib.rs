@@ -30,11 +30,14 @@
 //! # Ok(()) }
 //! ```
 pub mod checksum;
+pub mod clock;
 pub mod device;
 pub mod http;
+pub(crate) mod link;
 pub mod mbuf;
 pub mod net;
 pub mod netisr;
+pub(crate) mod pipeline;
 pub mod rss;
 pub mod sim;
 pub mod socket;

@@ -1,13 +1,20 @@
 //! A deterministic simulation of stacks joined by a lossy link, for tests.
 //!
-//! Each [`SimHost`] is a full stack above the device: an [`Interface`] (ARP, IPv4,
-//! ICMP) and a [`TcpLayer`] with `workers` workers, each with its own timer heap and
-//! counters. Frames travel through a [`LinkConfig`] link (seeded loss, bursts,
-//! duplication, reordering, delay, a rate limit). Time is simulated: [`Sim::step`] jumps
-//! to the next event (a frame's arrival or a timer), so a transfer that would take
-//! minutes of retransmission timeouts runs in milliseconds, and a seed reproduces a run
-//! exactly. Segments are processed on the worker netisr's FLOW policy picks for them;
-//! handing a segment to another worker is counted, never silent.
+//! A [`SimStack`] is a whole stack (interface, netisr, TCP layer, `workers` workers)
+//! built by the same constructor as a running [`crate::Stack`] ([`Layers::build`]) and
+//! run by the same worker code ([`WorkerCore::step`]: classify, LRO, netisr dispatch
+//! and handoffs, drain, kicks, timers, ARP), over in-memory links and on a virtual
+//! clock, every worker stepped in turn in one thread. Raw frames can be injected on any
+//! receive queue and everything the stack sends is captured: the base for the protocol
+//! tests here, conformance runners and fuzzers.
+//!
+//! A [`Sim`] joins two of them through a [`LinkConfig`] link (seeded loss, bursts,
+//! duplication, reordering, delay, a rate limit). Time is simulated: [`Sim::step`]
+//! jumps to the next event (a frame's arrival or a timer), so a transfer that would
+//! take minutes of retransmission timeouts runs in milliseconds, and a seed reproduces
+//! a run exactly. Frames land on a receive queue by a hash that knows nothing of TCP
+//! (as on plain veth), so netisr's FLOW policy hands segments to their owner as it does
+//! on a real interface, and counts it.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -19,11 +26,15 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use smoltcp::wire::EthernetAddress;
 
-use crate::mbuf::{Pkt, PktMeta};
-use crate::net::ether::{self, EtherProto};
-use crate::net::{arp, ipv4, ArpConfig, Interface, Ipv4Cidr, NetCtx};
+use crate::clock::{Clock, VirtualClock};
+use crate::link::{MemRx, MemTx};
+use crate::net::ether;
+use crate::net::{ipv4, ArpConfig, Interface, Ipv4Cidr};
+use crate::pipeline::{LayerSpec, Layers, WorkerCore};
+use crate::socket::NetStack;
 use crate::stats::Counters;
-use crate::tcp::layer::{TcpLayer, TimerHeap};
+use crate::tcp::isn::IsnGenerator;
+use crate::tcp::layer::TcpLayer;
 use crate::tcp::pcb::{Conn, FourTuple, Listener};
 use crate::tcp::tcb::{Tcb, TcpConfig};
 
@@ -62,41 +73,200 @@ impl Default for LinkConfig {
     }
 }
 
-/// What a host's workers share with the simulation loop.
-pub struct SimHost {
+/// How to build a [`SimStack`].
+#[derive(Clone, Debug)]
+pub struct SimStackConfig {
+    /// The link-layer address.
+    pub mac: EthernetAddress,
+    /// IP MTU.
+    pub mtu: usize,
+    /// Addresses the stack owns.
+    pub addrs: Vec<Ipv4Cidr>,
+    /// Default gateway.
+    pub gateway: Option<Ipv4Addr>,
+    /// Workers (= receive queues).
+    pub workers: usize,
+    /// Settings for new connections.
+    pub tcp: TcpConfig,
+    /// Key of the ISN generator: a fixed key makes sequence numbers reproducible.
+    pub isn_key: [u8; 16],
+    /// Software LRO on receive.
+    pub lro: bool,
+    /// The in-memory device finishes TCP checksums (as AF_XDP TX metadata does).
+    pub tx_csum_offload: bool,
+    /// The virtual clock's origin.
+    pub start: Instant,
+}
+
+impl SimStackConfig {
+    /// One address on a /24, default settings, one worker.
+    pub fn new(mac: EthernetAddress, addr: Ipv4Addr, start: Instant) -> Self {
+        SimStackConfig {
+            mac,
+            mtu: 1500,
+            addrs: vec![Ipv4Cidr {
+                addr,
+                prefix_len: 24,
+            }],
+            gateway: None,
+            workers: 1,
+            tcp: TcpConfig::default(),
+            isn_key: [0; 16],
+            lro: false,
+            tx_csum_offload: false,
+            start,
+        }
+    }
+}
+
+type SimWorker = WorkerCore<MemRx, MemTx>;
+
+/// A whole stack on in-memory links and a virtual clock (see the module docs).
+pub struct SimStack {
     /// The interface (address, ARP cache).
     pub ifp: Arc<Interface>,
     /// The TCP layer.
     pub tcp: Arc<TcpLayer>,
+    layers: Layers<MemTx>,
+    clock: Arc<VirtualClock>,
     workers: Vec<SimWorker>,
-    /// Segments handed from the worker they arrived on to their owner.
-    pub handoffs: u64,
 }
 
-struct SimWorker {
-    counters: Counters,
-    heap: TimerHeap,
-}
+/// Steps one [`SimStack::run_now`] may take before it is declared a livelock.
+const MAX_ROUNDS: usize = 1_000_000;
 
-/// The per-call context: one worker of one host.
-struct Ctx<'a> {
-    now: Instant,
-    counters: &'a Counters,
-    out: &'a mut Vec<Vec<u8>>,
-}
-
-impl NetCtx for Ctx<'_> {
-    fn now(&self) -> Instant {
-        self.now
+impl SimStack {
+    /// Builds the stack with [`Layers::build`], as [`crate::Stack::start`] does.
+    pub fn new(cfg: SimStackConfig) -> SimStack {
+        let clock = Arc::new(VirtualClock::new(cfg.start));
+        let nworkers = cfg.workers.max(1);
+        let layers = Layers::<MemTx>::build(LayerSpec {
+            ifp: Interface::new(cfg.mac, cfg.mtu, cfg.addrs, cfg.gateway, ArpConfig::default()),
+            nworkers,
+            tcp: cfg.tcp,
+            default_cc: None,
+            qlimit: 4096,
+            clock: Clock::Virtual(clock.clone()),
+            isn: Some(IsnGenerator::with_key_at(cfg.isn_key, cfg.start)),
+        })
+        .expect("simulated stack layers");
+        let max_frame = cfg.mtu + ether::HEADER_LEN;
+        let workers = (0..nworkers)
+            .map(|w| {
+                let mut tx = MemTx::new(max_frame);
+                tx.csum_offload = cfg.tx_csum_offload;
+                let rx = MemRx::new(w as u16);
+                let counters = Arc::new(Counters::default());
+                WorkerCore::new(w, layers.clone(), rx, tx, counters, cfg.lro, cfg.start)
+            })
+            .collect();
+        SimStack {
+            ifp: layers.ifp.clone(),
+            tcp: layers.tcp.clone(),
+            layers,
+            clock,
+            workers,
+        }
     }
-    fn counters(&self) -> &Counters {
-        self.counters
+
+    /// The current simulated time.
+    pub fn now(&self) -> Instant {
+        self.clock.now()
     }
-    fn transmit(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool {
-        let mut f = vec![0u8; len];
-        fill(&mut f);
-        self.out.push(f);
-        true
+
+    /// What the socket API needs to open sockets on this stack.
+    pub fn net(&self) -> NetStack {
+        NetStack {
+            tcp: self.tcp.clone(),
+            ifp: self.ifp.clone(),
+        }
+    }
+
+    /// Number of workers.
+    pub fn nworkers(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Switches software LRO on or off.
+    pub fn set_lro(&mut self, on: bool) {
+        for w in &mut self.workers {
+            w.lro = on;
+        }
+    }
+
+    /// Puts a raw frame (Ethernet header first) on receive queue `rxq`.
+    pub fn inject(&mut self, rxq: usize, frame: Vec<u8>) {
+        let n = self.workers.len();
+        self.workers[rxq % n].rx.queue.push_back(frame);
+    }
+
+    /// Puts a raw frame on the queue a NIC without RSS for TCP would choose (a hash of
+    /// the frame's length and last byte, as good as any fixed spread): netisr then hands
+    /// it to the owner of its flow, as on a real interface.
+    pub fn inject_any(&mut self, frame: Vec<u8>) {
+        let rxq = (frame.len() + frame.last().copied().unwrap_or(0) as usize) % self.workers.len();
+        self.inject(rxq, frame);
+    }
+
+    /// The frames the stack has sent since the last call, worker by worker.
+    pub fn take_sent(&mut self) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for w in &mut self.workers {
+            out.append(&mut w.ctx.tx.sent);
+        }
+        out
+    }
+
+    /// Steps every worker, in order, until none has anything left to do at the current
+    /// time (frames, handoffs, kicks, due timers); returns the rounds taken.
+    pub fn run_now(&mut self) -> usize {
+        let now = self.clock.now();
+        for round in 0..MAX_ROUNDS {
+            let mut busy = false;
+            for w in &mut self.workers {
+                busy |= w.step(now, true).busy();
+            }
+            let pending = self
+                .workers
+                .iter()
+                .any(|w| !w.rx.queue.is_empty() || w.has_pending());
+            if !busy && !pending {
+                return round + 1;
+            }
+        }
+        panic!("simulated stack still busy after {MAX_ROUNDS} rounds at one instant (livelock)");
+    }
+
+    /// When a worker next has something to do without new input (a connection timer
+    /// or ARP work), if ever.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.workers.iter().filter_map(|w| w.next_deadline()).min()
+    }
+
+    /// Moves the clock to `t` (never backwards) and runs what is due.
+    pub fn advance_to(&mut self, t: Instant) {
+        self.clock.set(t);
+        self.run_now();
+    }
+
+    /// A named counter, summed over workers.
+    pub fn counter(&self, name: &str) -> u64 {
+        crate::stats::sum(self.workers.iter().map(|w| &*w.ctx.counters))
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+            .unwrap_or(0)
+    }
+
+    /// Packets netisr handed from the worker they arrived on to their flow's owner.
+    pub fn handoffs(&self) -> u64 {
+        let stats = self.layers.netisr.stats();
+        stats
+            .workstreams
+            .iter()
+            .flat_map(|w| w.protos.iter())
+            .map(|p| p.handed_off)
+            .sum()
     }
 }
 
@@ -113,7 +283,7 @@ pub struct Sim {
     /// The simulated clock.
     pub now: Instant,
     /// Host 0 (198.18.0.1) and host 1 (198.18.0.2).
-    pub hosts: [SimHost; 2],
+    pub hosts: [SimStack; 2],
     link: LinkConfig,
     rng: SmallRng,
     queue: BinaryHeap<Reverse<InFlight>>,
@@ -155,35 +325,17 @@ impl Sim {
     pub fn with_config(seed: u64, link: LinkConfig, workers: usize, cfg: TcpConfig) -> Sim {
         let now = Instant::now();
         let mk = |i: usize| {
-            let mac = EthernetAddress([0x02, 0, 0, 0, 0, 1 + i as u8]);
-            let ifp = Arc::new(Interface::new(
-                mac,
-                1500,
-                vec![Ipv4Cidr {
-                    addr: host_addr(i),
-                    prefix_len: 24,
-                }],
-                None,
-                ArpConfig::default(),
-            ));
-            let mut layer = TcpLayer::new(workers, cfg.clone());
+            let mut c = SimStackConfig::new(
+                EthernetAddress([0x02, 0, 0, 0, 0, 1 + i as u8]),
+                host_addr(i),
+                now,
+            );
+            c.workers = workers;
+            c.tcp = cfg.clone();
             // Deterministic ISNs: the seed fixes the whole run, sequence numbers included.
-            let mut key = [0u8; 16];
-            key[..8].copy_from_slice(&seed.to_le_bytes());
-            key[8] = i as u8;
-            layer.isn = crate::tcp::isn::IsnGenerator::with_key_at(key, now);
-            let tcp = Arc::new(layer);
-            SimHost {
-                ifp,
-                tcp,
-                workers: (0..workers.max(1))
-                    .map(|_| SimWorker {
-                        counters: Counters::default(),
-                        heap: TimerHeap::default(),
-                    })
-                    .collect(),
-                handoffs: 0,
-            }
+            c.isn_key[..8].copy_from_slice(&seed.to_le_bytes());
+            c.isn_key[8] = i as u8;
+            SimStack::new(c)
         };
         Sim {
             now,
@@ -295,49 +447,39 @@ impl Sim {
     /// As [`Sim::step`], never moving the clock past `end`.
     fn step_until(&mut self, end: Option<Instant>) -> bool {
         // Work that is due right now: kicks (application writes) and timers.
-        for h in 0..2 {
-            self.run_host(h, None);
-        }
+        self.run_hosts();
         let next_frame = self.queue.peek().map(|Reverse(f)| f.at);
-        let next_timer = self
-            .hosts
-            .iter()
-            .flat_map(|h| h.workers.iter().filter_map(|w| w.heap.next()))
-            .min();
+        let next_timer = self.hosts.iter().filter_map(|h| h.next_deadline()).min();
         let Some(mut next) = [next_frame, next_timer].into_iter().flatten().min() else {
             return false;
         };
         if let Some(end) = end {
-            if next > end {
-                next = end;
-            }
+            next = next.min(end);
         }
         if next > self.now {
             self.now = next;
         }
-        if self.lro {
-            // One receive batch per host: everything that has arrived by now.
-            let mut batches: [Vec<Vec<u8>>; 2] = Default::default();
-            while self.queue.peek().is_some_and(|Reverse(f)| f.at <= self.now) {
-                let Reverse(f) = self.queue.pop().expect("peeked");
-                self.delivered += 1;
-                batches[f.to].push(f.frame);
-            }
-            for (h, batch) in batches.into_iter().enumerate() {
-                if !batch.is_empty() {
-                    self.run_host_lro(h, batch);
-                }
-            }
-        }
+        // Everything that has arrived by now is on the receive queues: one receive
+        // batch per worker (up to the batch size), as a worker finds its ring.
         while self.queue.peek().is_some_and(|Reverse(f)| f.at <= self.now) {
             let Reverse(f) = self.queue.pop().expect("peeked");
             self.delivered += 1;
-            self.run_host(f.to, Some(f.frame));
+            self.hosts[f.to].inject_any(f.frame);
         }
-        for h in 0..2 {
-            self.run_host(h, None);
-        }
+        self.run_hosts();
         true
+    }
+
+    /// Runs both hosts at the current time and puts what they send on the link.
+    fn run_hosts(&mut self) {
+        for h in 0..2 {
+            let host = &mut self.hosts[h];
+            host.set_lro(self.lro);
+            host.advance_to(self.now);
+            for f in host.take_sent() {
+                self.transmit(h, f);
+            }
+        }
     }
 
     /// Steps until `done` holds, or fails after `limit` of simulated time (livelock
@@ -357,125 +499,7 @@ impl Sim {
 
     /// Host `h`'s counters, summed over workers.
     pub fn counter(&self, h: usize, name: &str) -> u64 {
-        crate::stats::sum(self.hosts[h].workers.iter().map(|w| &w.counters))
-            .into_iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, v)| v)
-            .unwrap_or(0)
-    }
-
-    /// Processes one batch of frames that reached host `h` through LRO, then runs the
-    /// host's kicks and timers once, as a worker's loop iteration does.
-    fn run_host_lro(&mut self, h: usize, batch: Vec<Vec<u8>>) {
-        let mut out = Vec::new();
-        let now = self.now;
-        let host = &mut self.hosts[h];
-        let counters = Counters::default();
-        let mut buf = Vec::new();
-        {
-            let mut lro = crate::net::lro::LroBatch::new(&mut buf);
-            for frame in &batch {
-                let meta = PktMeta::rx(frame.len(), 0);
-                let kept = lro.offer(frame, meta, &counters, &mut |p| {
-                    Self::input_frame(host, now, p, &mut out)
-                });
-                if !kept {
-                    Self::input_frame(host, now, Pkt { data: frame, meta }, &mut out);
-                }
-            }
-            lro.flush(&counters, &mut |p| {
-                Self::input_frame(host, now, p, &mut out)
-            });
-        }
-        // LRO's counters, credited to worker 0.
-        let w0 = &host.workers[0].counters;
-        for (src, dst) in [
-            (&counters.lro_merged, &w0.lro_merged),
-            (&counters.lro_aggregates, &w0.lro_aggregates),
-        ] {
-            dst.fetch_add(
-                src.load(std::sync::atomic::Ordering::Relaxed),
-                std::sync::atomic::Ordering::Relaxed,
-            );
-        }
-        for f in out {
-            self.transmit(h, f);
-        }
-        self.run_host(h, None);
-    }
-
-    /// Delivers one received packet to host `host` on the worker that owns its flow.
-    fn input_frame(host: &mut SimHost, now: Instant, pkt: Pkt<'_>, out: &mut Vec<Vec<u8>>) {
-        let frame = pkt.data;
-        let nworkers = host.workers.len();
-        // The "NIC" puts the frame on a queue by a hash that does not know TCP (like
-        // plain veth); netisr then moves it to the flow's owner.
-        let rxq = (frame.len() + frame.last().copied().unwrap_or(0) as usize) % nworkers;
-        let hash = crate::rss::ip_flow_hash(&host.tcp.rss, frame);
-        let owner = hash
-            .map(|h| crate::rss::Toeplitz::queue_of(h, nworkers))
-            .unwrap_or(rxq);
-        if owner != rxq {
-            host.handoffs += 1;
-        }
-        let w = &mut host.workers[owner];
-        let mut ctx = Ctx {
-            now,
-            counters: &w.counters,
-            out,
-        };
-        let pkt = Pkt {
-            data: frame,
-            meta: PktMeta {
-                rxq: owner as u16,
-                ..pkt.meta
-            },
-        };
-        match ether::classify(&host.ifp, &ctx, frame) {
-            Some(EtherProto::Arp) => arp::input(&host.ifp, &mut ctx, pkt),
-            Some(EtherProto::Ipv4) => {
-                if let Some(hash) = hash {
-                    // As a stack's netisr FLOW observer: per-group packets, handoffs.
-                    let ev = if owner == rxq {
-                        crate::rss::FlowEvent::Direct
-                    } else {
-                        crate::rss::FlowEvent::HandedOff
-                    };
-                    host.tcp.pcbs.note_flow(hash, ev);
-                }
-                let (ifp, tcp, heap) = (&host.ifp, &host.tcp, &mut w.heap);
-                ipv4::input_with(ifp, &mut ctx, pkt, |ctx, ip| tcp.input(ifp, ctx, heap, ip));
-            }
-            None => {}
-        }
-    }
-
-    fn run_host(&mut self, h: usize, frame: Option<Vec<u8>>) {
-        let mut out = Vec::new();
-        let now = self.now;
-        let host = &mut self.hosts[h];
-        if let Some(frame) = frame {
-            let meta = PktMeta::rx(frame.len(), 0);
-            Self::input_frame(host, now, Pkt { data: &frame, meta }, &mut out);
-        }
-        for (i, w) in host.workers.iter_mut().enumerate() {
-            let mut ctx = Ctx {
-                now,
-                counters: &w.counters,
-                out: &mut out,
-            };
-            host.tcp.run_kicks(i, &host.ifp, &mut ctx, &mut w.heap);
-            host.tcp.run_timers(&host.ifp, &mut ctx, &mut w.heap);
-            if i == 0 {
-                arp::timer(&host.ifp, &mut ctx);
-            }
-        }
-        for w in host.workers.iter_mut() {
-            w.heap.deliver_wakes();
-        }
-        for f in out {
-            self.transmit(h, f);
-        }
+        self.hosts[h].counter(name)
     }
 
     /// Marks an ECT IPv4 frame CE with probability `p` (only the random draw for ECT

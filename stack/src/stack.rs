@@ -3,10 +3,15 @@
 //! is no global state: two stacks can live in one process.
 
 use std::net::Ipv4Addr;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crate::clock::Clock;
+use crate::device::xsk::XskTx;
+use crate::link::XskLinkRx;
+use crate::pipeline::{LayerSpec, Layers, WorkerCore, WorkerCtx};
 
 use crate::device::xdp::{Mode, QueueStats, XdpSteer};
 use crate::device::xsk::{self, XskConfig};
@@ -15,10 +20,9 @@ use crate::net::{ArpConfig, Interface, Ipv4Cidr};
 use crate::netisr::Netisr;
 use crate::socket::NetStack;
 use crate::stats::{self, Counters};
-use crate::tcp::layer::TcpLayer;
 use crate::tcp::pcb::GroupStats;
 use crate::tcp::tcb::TcpConfig;
-use crate::worker::{self, IdleMode, Worker, WorkerCtx};
+use crate::worker::{IdleMode, WakeFd, Worker};
 
 /// How to bring a stack up.
 #[derive(Clone, Debug)]
@@ -81,10 +85,10 @@ pub struct Stack {
     config: StackConfig,
     // Declared before the workers' handles: on drop the program is detached first.
     xdp: XdpSteer,
-    netisr: Arc<Netisr<WorkerCtx>>,
+    netisr: Arc<Netisr<WorkerCtx<XskTx>>>,
     counters: Vec<Arc<Counters>>,
     stop: Arc<AtomicBool>,
-    wake_fds: Vec<Arc<OwnedFd>>,
+    wake_fds: Vec<Arc<WakeFd>>,
     workers: Vec<JoinHandle<()>>,
     restore_channels: RestoreChannels,
     net: NetStack,
@@ -98,189 +102,147 @@ pub struct Stack {
 /// Errors from [`Stack::start`].
 pub type StartError = DeviceError;
 
+/// What a worker thread reports once its socket is open: the socket's fd and whether
+/// it got TX metadata (checksum offload).
+type WorkerReady = mpsc::Receiver<Result<(std::os::fd::RawFd, bool), DeviceError>>;
+
 impl Stack {
     /// Brings the stack up on `config.iface`: checks privileges and addresses, sizes
-    /// the queues, loads the XDP program, opens one AF_XDP socket per queue on a pinned
-    /// worker each, and attaches the program.
+    /// the queues, loads the XDP program, builds the layers ([`Layers::build`], as the
+    /// simulator does), opens one AF_XDP socket per queue on a pinned worker each, and
+    /// attaches the program.
     pub fn start(config: StackConfig) -> Result<Stack, StartError> {
-        device::check_privileges()?;
-        if config.addrs.is_empty() {
-            return Err(DeviceError::Other("no address to own".into()));
-        }
-        let mut link = LinkInfo::query(&config.iface)?;
-        let owned: Vec<Ipv4Addr> = config.addrs.iter().map(|c| c.addr).collect();
-        device::check_addresses_free(&owned)?;
-        if link.rx_queues > crate::device::xdp::MAX_QUEUES {
-            return Err(DeviceError::Queues(format!(
-                "{} has {} rx queues; use --queues N (at most {})",
-                link.name,
-                link.rx_queues,
-                crate::device::xdp::MAX_QUEUES
-            )));
-        }
-        let restore_channels = match config.queues {
-            Some(n) => device::use_queues(&mut link, n)?,
-            None => None,
-        };
-        // From here on, failures must put the channel count back.
-        let restore = RestoreChannels(link.name.clone(), restore_channels);
+        let (link, restore) = prepare_link(&config)?;
         let cpus = pick_cpus(config.cpus.as_deref())?;
+        let owned: Vec<Ipv4Addr> = config.addrs.iter().map(|c| c.addr).collect();
         let xdp = XdpSteer::load(&link.name, &owned)?;
-
-        let ifp = Arc::new(Interface::new(
-            link.mac,
-            link.mtu,
-            config.addrs.clone(),
-            config.gateway,
-            config.arp,
-        ));
         let nworkers = link.rx_queues as usize;
-        let mut tcp_cfg = config.tcp.clone();
-        // RFC 9293 §3.7.1: the MSS we announce is the MTU less the IP and TCP headers
-        // (capped by the UMEM frame, which must hold a whole Ethernet frame after the
-        // TX metadata).
-        let frame_room = (config.xsk.frame_size as usize).saturating_sub(14 + 40 + 24);
-        tcp_cfg.mss = link.mtu.saturating_sub(40).min(frame_room).min(65535) as u16;
-        // Software TSO: tcp_output hands over up to 64 KB (an IPv4 datagram's limit,
-        // less the largest headers) and the device layer cuts it into MSS pieces.
-        let tso = !config.offloads_off.contains(&Offload::Tso);
-        let lro = !config.offloads_off.contains(&Offload::Lro);
-        tcp_cfg.tso_max = if tso { TSO_MAX } else { 0 };
-        let tcp = Arc::new(TcpLayer::new(nworkers, tcp_cfg));
-        if let Some(name) = &config.default_cc {
-            tcp.cc
-                .set_default(name)
-                .map_err(|e| DeviceError::Other(e.to_string()))?;
-        }
-        let mut netisr = Netisr::new(nworkers);
-        // FLOW placement: a flow belongs to the queue an RSS device puts it on (the
-        // standard indirection table), so a segment that arrives where RSS placed it
-        // is processed in place.
-        netisr.set_flow2cpu(Box::new(move |h| {
-            crate::rss::Toeplitz::queue_of(h, nworkers)
-        }));
-        // Per-group packets, handoffs and qdrops.
-        let t = tcp.clone();
-        netisr.set_flow_observer(Box::new(move |h, ev| t.pcbs.note_flow(h, ev)));
-        let netisr = Arc::new(netisr);
-        tcp.set_wakers(
-            (0..nworkers)
-                .map(|w| {
-                    let n = netisr.clone();
-                    Arc::new(move || n.notify(w)) as crate::tcp::layer::WorkerWaker
-                })
-                .collect(),
-        );
-        worker::register_protocols(&netisr, &ifp, &tcp, config.netisr_qlimit)
-            .map_err(|e| DeviceError::Other(format!("netisr: {e}")))?;
+        let offloads = Offloads {
+            tso: !config.offloads_off.contains(&Offload::Tso),
+            tso_max: if config.offloads_off.contains(&Offload::Tso) {
+                0
+            } else {
+                TSO_MAX as u32
+            },
+            lro: !config.offloads_off.contains(&Offload::Lro),
+            ..Offloads::default()
+        };
+        let layers = Layers::<XskTx>::build(LayerSpec {
+            ifp: Interface::new(
+                link.mac,
+                link.mtu,
+                config.addrs.clone(),
+                config.gateway,
+                config.arp,
+            ),
+            nworkers,
+            tcp: tcp_config(&config, &link, offloads.tso),
+            default_cc: config.default_cc.clone(),
+            qlimit: config.netisr_qlimit,
+            clock: Clock::Real,
+            isn: None,
+        })
+        .map_err(|e| DeviceError::Other(e.to_string()))?;
 
         let stop = Arc::new(AtomicBool::new(false));
         let running = Arc::new(AtomicBool::new(false));
-        let mut counters = Vec::new();
-        let mut wake_fds = Vec::new();
-        let mut workers = Vec::new();
-        let mut ready = Vec::new();
-        for q in 0..nworkers {
-            let c = Arc::new(Counters::default());
-            counters.push(c.clone());
-            // SAFETY: eventfd(2) returns a new fd we take ownership of (checked below).
-            let raw = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
-            if raw < 0 {
-                stop.store(true, Ordering::Relaxed);
-                return Err(DeviceError::Other(format!(
-                    "eventfd: {}",
-                    std::io::Error::last_os_error()
-                )));
-            }
-            // SAFETY: raw is a fresh, valid fd owned by nobody else.
-            let wake_fd = Arc::new(unsafe { OwnedFd::from_raw_fd(raw) });
-            wake_fds.push(wake_fd.clone());
-            let wf = wake_fd.clone();
-            netisr.set_waker(q, Arc::new(move || worker::wake(&wf)));
-
-            let (tx, rx) = mpsc::channel();
-            ready.push(rx);
-            let cpu = cpus[q % cpus.len()];
-            let shares_cpu = (0..nworkers)
-                .filter(|w| cpus[w % cpus.len()] == cpu)
-                .count()
-                > 1;
-            let ifname = link.name.clone();
-            let (ifp, netisr, tcp, stop, running, idle, xsk_cfg) = (
-                ifp.clone(),
-                netisr.clone(),
-                tcp.clone(),
-                stop.clone(),
-                running.clone(),
-                config.idle,
-                XskConfig {
-                    tx_metadata: config.xsk.tx_metadata
-                        && !config.offloads_off.contains(&Offload::TxCsum),
-                    ..config.xsk
-                },
-            );
-            let handle = std::thread::Builder::new()
-                .name(format!("xstack-q{q}"))
-                .spawn(move || {
-                    if let Err(e) = pin_to_cpu(cpu) {
-                        let _ = tx.send(Err(e));
-                        return;
-                    }
-                    let (xrx, xtx) = match xsk::open(&ifname, q as u32, xsk_cfg) {
-                        Ok(halves) => halves,
-                        Err(e) => {
-                            let _ = tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    let _ = tx.send(Ok((xrx.fd(), xtx.tx_csum())));
-                    Worker {
-                        id: q,
-                        rx: xrx,
-                        ctx: WorkerCtx {
-                            id: q,
-                            now: std::time::Instant::now(),
-                            counters: c,
-                            tx: xtx,
-                            heap: Default::default(),
-                        },
-                        ifp,
-                        netisr,
-                        tcp,
-                        stop,
-                        running,
-                        idle,
-                        shares_cpu,
-                        wake_fd,
-                        lro,
-                    }
-                    .run()
-                })
-                .map_err(|e| DeviceError::Other(format!("spawning worker {q}: {e}")))?;
-            workers.push(handle);
-        }
         let mut stack = Stack {
             link,
             config,
             xdp,
-            netisr,
-            counters,
-            stop,
-            wake_fds,
-            workers,
+            netisr: layers.netisr.clone(),
+            counters: Vec::new(),
+            stop: stop.clone(),
+            wake_fds: Vec::new(),
+            workers: Vec::new(),
             restore_channels: restore,
-            net: NetStack { tcp, ifp },
-            xsk_fds: Vec::new(),
-            offloads: Offloads {
-                tso,
-                tso_max: if tso { TSO_MAX as u32 } else { 0 },
-                lro,
-                ..Offloads::default()
+            net: NetStack {
+                tcp: layers.tcp.clone(),
+                ifp: layers.ifp.clone(),
             },
+            xsk_fds: Vec::new(),
+            offloads,
             worker_cpus: (0..nworkers).map(|q| cpus[q % cpus.len()]).collect(),
         };
+        // On error from here on, dropping `stack` stops the workers and restores the
+        // channels.
+        let mut ready = Vec::new();
+        for q in 0..nworkers {
+            ready.push(stack.spawn_worker(q, &layers, &running)?);
+        }
+        stack.await_sockets(ready)?;
+        stack
+            .xdp
+            .attach(stack.link.ifindex, stack.config.xdp_mode)?;
+        running.store(true, Ordering::Relaxed);
+        Ok(stack)
+    }
+
+    /// Starts worker `q` on its CPU: it opens the queue's AF_XDP socket, reports on the
+    /// returned channel, then runs the data path until the stack stops.
+    fn spawn_worker(
+        &mut self,
+        q: usize,
+        layers: &Layers<XskTx>,
+        running: &Arc<AtomicBool>,
+    ) -> Result<WorkerReady, DeviceError> {
+        let counters = Arc::new(Counters::default());
+        self.counters.push(counters.clone());
+        let wake_fd = Arc::new(
+            WakeFd::new().map_err(|e| DeviceError::Other(format!("eventfd: {e}")))?,
+        );
+        self.wake_fds.push(wake_fd.clone());
+        let wf = wake_fd.clone();
+        layers.netisr.set_waker(q, Arc::new(move || wf.wake()));
+
+        let (tx, rx) = mpsc::channel();
+        let cpu = self.worker_cpus[q];
+        let shares_cpu = self.worker_cpus.iter().filter(|&&c| c == cpu).count() > 1;
+        let ifname = self.link.name.clone();
+        let xsk_cfg = XskConfig {
+            tx_metadata: self.config.xsk.tx_metadata
+                && !self.config.offloads_off.contains(&Offload::TxCsum),
+            ..self.config.xsk
+        };
+        let (layers, stop, running) = (layers.clone(), self.stop.clone(), running.clone());
+        let (idle, lro) = (self.config.idle, self.offloads.lro);
+        let handle = std::thread::Builder::new()
+            .name(format!("xstack-q{q}"))
+            .spawn(move || {
+                if let Err(e) = pin_to_cpu(cpu) {
+                    let _ = tx.send(Err(e));
+                    return;
+                }
+                let (xrx, xtx) = match xsk::open(&ifname, q as u32, xsk_cfg) {
+                    Ok(halves) => halves,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = tx.send(Ok((xrx.fd(), xtx.tx_csum())));
+                let rx = XskLinkRx::new(xrx);
+                let core = WorkerCore::new(q, layers, rx, xtx, counters, lro, Instant::now());
+                Worker {
+                    core,
+                    stop,
+                    running,
+                    idle,
+                    shares_cpu,
+                    wake_fd,
+                }
+                .run()
+            })
+            .map_err(|e| DeviceError::Other(format!("spawning worker {q}: {e}")))?;
+        self.workers.push(handle);
+        Ok(rx)
+    }
+
+    /// Waits for every worker's socket, registers it with the XDP program, and settles
+    /// whether transmit checksums are offloaded (only when every queue got TX metadata).
+    fn await_sockets(&mut self, ready: Vec<WorkerReady>) -> Result<(), DeviceError> {
+        let mut tx_csum_all = true;
         for (q, r) in ready.into_iter().enumerate() {
-            // On error, dropping `stack` stops the workers and restores the channels.
             let (fd, tx_csum) = match r.recv() {
                 Ok(Ok(x)) => x,
                 Ok(Err(e)) => return Err(e),
@@ -290,20 +252,12 @@ impl Stack {
                     )))
                 }
             };
-            // Transmit checksum offload only when every queue got TX metadata.
-            stack.offloads.tx_csum = if q == 0 {
-                tx_csum
-            } else {
-                stack.offloads.tx_csum && tx_csum
-            };
-            stack.xdp.register_socket(q as u32, fd)?;
-            stack.xsk_fds.push(fd);
+            tx_csum_all &= tx_csum;
+            self.xdp.register_socket(q as u32, fd)?;
+            self.xsk_fds.push(fd);
         }
-        stack
-            .xdp
-            .attach(stack.link.ifindex, stack.config.xdp_mode)?;
-        running.store(true, Ordering::Relaxed);
-        Ok(stack)
+        self.offloads.tx_csum = tx_csum_all;
+        Ok(())
     }
 
     /// What the device does for the stack (after `--no-offload`).
@@ -406,7 +360,7 @@ impl Stack {
         self.xdp.detach();
         self.stop.store(true, Ordering::Relaxed);
         for fd in &self.wake_fds {
-            worker::wake(fd);
+            fd.wake();
         }
         for w in self.workers.drain(..) {
             let _ = w.join();
@@ -425,6 +379,47 @@ impl Drop for Stack {
     fn drop(&mut self) {
         self.shutdown();
     }
+}
+
+/// Checks privileges and addresses, reads the interface and sizes its queues. The
+/// returned guard puts the channel count back when dropped.
+fn prepare_link(config: &StackConfig) -> Result<(LinkInfo, RestoreChannels), DeviceError> {
+    device::check_privileges()?;
+    if config.addrs.is_empty() {
+        return Err(DeviceError::Other("no address to own".into()));
+    }
+    let mut link = LinkInfo::query(&config.iface)?;
+    let owned: Vec<Ipv4Addr> = config.addrs.iter().map(|c| c.addr).collect();
+    device::check_addresses_free(&owned)?;
+    if link.rx_queues > crate::device::xdp::MAX_QUEUES {
+        return Err(DeviceError::Queues(format!(
+            "{} has {} rx queues; use --queues N (at most {})",
+            link.name,
+            link.rx_queues,
+            crate::device::xdp::MAX_QUEUES
+        )));
+    }
+    let restore_channels = match config.queues {
+        Some(n) => device::use_queues(&mut link, n)?,
+        None => None,
+    };
+    let restore = RestoreChannels(link.name.clone(), restore_channels);
+    Ok((link, restore))
+}
+
+/// The settings for new connections on this link: the configured ones with the MSS the
+/// MTU allows and the TSO limit.
+fn tcp_config(config: &StackConfig, link: &LinkInfo, tso: bool) -> TcpConfig {
+    let mut tcp = config.tcp.clone();
+    // RFC 9293 §3.7.1: the MSS we announce is the MTU less the IP and TCP headers
+    // (capped by the UMEM frame, which must hold a whole Ethernet frame after the TX
+    // metadata).
+    let frame_room = (config.xsk.frame_size as usize).saturating_sub(14 + 40 + 24);
+    tcp.mss = link.mtu.saturating_sub(40).min(frame_room).min(65535) as u16;
+    // Software TSO: tcp_output hands over up to 64 KB (an IPv4 datagram's limit, less
+    // the largest headers) and the device layer cuts it into MSS pieces.
+    tcp.tso_max = if tso { TSO_MAX } else { 0 };
+    tcp
 }
 
 /// Puts an interface's channel count back as it was (`ethtool -L`), once.

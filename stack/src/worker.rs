@@ -1,24 +1,23 @@
-//! A worker: one thread per receive queue, pinned to a CPU, owning that queue's AF_XDP
-//! socket. It takes frames off the rx ring, classifies them by ethertype and hands them
-//! to netisr (directly, or to the owner's queue), drains its own netisr queue, runs
-//! the periodic timers it owns, and pushes its transmit batch to the kernel.
+//! A worker thread: one per receive queue, pinned to a CPU, owning that queue's AF_XDP
+//! socket. Each iteration is the shared data path ([`WorkerCore::step`], see
+//! [`crate::pipeline`]) at the time of the system clock; what is left here is the
+//! thread's own business: stopping, and what to do when there is nothing to do.
 //!
 //! When idle it either spins (busy polling: lowest latency, one core per worker) or
 //! sleeps in poll(2) on the socket and an eventfd that netisr and `Stack::stop` use to
 //! wake it.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::device::xsk::{TxError, XskRx, XskTx};
-use crate::net::ether::{self, EtherProto};
-use crate::net::lro::LroBatch;
-use crate::net::{arp, Interface, NetCtx};
-use crate::netisr::{Netisr, NETISR_ARP, NETISR_IP};
-use crate::stats::Counters;
-use crate::tcp::layer::{TcpLayer, TimerHeap};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+
+use crate::device::xsk::XskTx;
+use crate::link::XskLinkRx;
+use crate::pipeline::{WorkerCore, TIMER_TICK};
 
 /// What a worker does when there is nothing to receive.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -41,224 +40,63 @@ impl std::str::FromStr for IdleMode {
     }
 }
 
-/// The per-worker context handed to protocol handlers: the clock, the worker's
-/// counters and its transmit half.
-pub struct WorkerCtx {
-    /// This worker's index (= its queue).
-    pub id: usize,
-    /// Time of the current loop iteration.
-    pub now: Instant,
-    /// This worker's counters.
-    pub counters: Arc<Counters>,
-    /// The transmit half of this worker's socket.
-    pub tx: XskTx,
-    /// Deadlines of the TCP connections this worker owns.
-    pub heap: TimerHeap,
-}
+/// The data path of a worker on a real interface.
+pub(crate) type XskWorkerCore = WorkerCore<XskLinkRx, XskTx>;
 
-impl WorkerCtx {
-    /// Counts what became of one frame handed to the transmit ring.
-    fn account(&self, r: Result<(), TxError>) -> bool {
-        let c = &self.counters;
-        match r {
-            Ok(()) => Counters::inc(&c.tx_frames),
-            Err(TxError::NoRoom) => Counters::inc(&c.tx_drop_no_room),
-            Err(TxError::TooBig) => Counters::inc(&c.tx_drop_too_big),
-        }
-        r.is_ok()
-    }
-}
+/// A worker's wake-up line: an eventfd that netisr, the TCP layer (through netisr) and
+/// `Stack::stop` write to, and a sleeping worker polls.
+pub(crate) struct WakeFd(EventFd);
 
-impl NetCtx for WorkerCtx {
-    fn now(&self) -> Instant {
-        self.now
+impl WakeFd {
+    pub(crate) fn new() -> std::io::Result<Self> {
+        let fd = EventFd::from_value_and_flags(0, EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
+        Ok(WakeFd(fd))
     }
 
-    fn counters(&self) -> &Counters {
-        &self.counters
+    /// Wakes the worker if it sleeps (or makes its next poll return at once).
+    pub(crate) fn wake(&self) {
+        // EAGAIN means the counter is saturated: a wake-up is pending anyway.
+        let _ = self.0.write(1);
     }
 
-    fn transmit(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool {
-        let r = self.tx.send(len, fill);
-        self.account(r)
+    /// Consumes pending wake-ups.
+    fn clear(&self) {
+        let _ = self.0.read();
     }
-
-    fn tx_csum_offload(&self) -> bool {
-        self.tx.tx_csum()
-    }
-
-    fn transmit_partial(
-        &mut self,
-        len: usize,
-        csum_start: u16,
-        csum_offset: u16,
-        fill: &mut dyn FnMut(&mut [u8]),
-    ) -> bool {
-        let offloaded = self.tx.tx_csum();
-        let r = self.tx.send_partial(len, csum_start, csum_offset, fill);
-        let sent = self.account(r);
-        if sent {
-            Counters::inc(if offloaded {
-                &self.counters.tx_csum_offloaded
-            } else {
-                &self.counters.tx_csum_software
-            });
-        }
-        sent
-    }
-}
-
-/// Registers the protocols of this layer with netisr: ARP where it arrives (SOURCE:
-/// no flow to keep together), IPv4 by flow (FLOW: a flow's packets are processed on
-/// one worker, which is where its connection state will live).
-pub fn register_protocols(
-    netisr: &Netisr<WorkerCtx>,
-    ifp: &Arc<Interface>,
-    tcp: &Arc<TcpLayer>,
-    qlimit: usize,
-) -> Result<(), crate::netisr::NetisrError> {
-    use crate::netisr::{Policy, ProtoSpec};
-    let i = ifp.clone();
-    netisr.register(ProtoSpec {
-        proto: NETISR_ARP,
-        name: "arp",
-        handler: Box::new(move |ctx, pkt| arp::input(&i, ctx, pkt)),
-        policy: Policy::Source,
-        qlimit,
-        m2flow: None,
-        m2cpuid: None,
-    })?;
-    let i = ifp.clone();
-    let t = tcp.clone();
-    netisr.register(ProtoSpec {
-        proto: NETISR_IP,
-        name: "ip",
-        handler: Box::new(move |ctx, pkt| {
-            crate::net::ipv4::input_with(&i, ctx, pkt, |ctx: &mut WorkerCtx, ip| {
-                let mut heap = std::mem::take(&mut ctx.heap);
-                t.input(&i, ctx, &mut heap, ip);
-                ctx.heap = heap;
-            })
-        }),
-        policy: Policy::Flow,
-        qlimit,
-        m2flow: Some({
-            let rss = tcp.rss.clone();
-            Box::new(move |pkt| crate::rss::ip_flow_hash(&rss, pkt.data))
-        }),
-        m2cpuid: None,
-    })?;
-    Ok(())
 }
 
 /// Everything a worker thread owns.
 pub(crate) struct Worker {
-    pub id: usize,
-    pub rx: XskRx,
-    pub ctx: WorkerCtx,
-    pub ifp: Arc<Interface>,
-    pub netisr: Arc<Netisr<WorkerCtx>>,
-    pub tcp: Arc<TcpLayer>,
+    pub core: XskWorkerCore,
     pub stop: Arc<AtomicBool>,
     pub running: Arc<AtomicBool>,
     pub idle: IdleMode,
     /// Another worker is pinned to the same CPU: spinning must yield to it.
     pub shares_cpu: bool,
-    pub wake_fd: Arc<OwnedFd>,
-    /// Coalesce TCP segments before input ([`crate::net::lro`]).
-    pub lro: bool,
+    pub wake_fd: Arc<WakeFd>,
 }
-
-const RX_BATCH: u32 = 64;
-const NETISR_BUDGET: usize = 256;
-const TIMER_TICK: Duration = Duration::from_millis(100);
 
 impl Worker {
     /// The worker's loop; returns when `stop` is set.
     pub fn run(mut self) {
-        let mut batch = Vec::with_capacity(RX_BATCH as usize);
-        let mut next_tick = Instant::now();
-        let mut announced = false;
         let mut idle_spins: u32 = 0;
-        let mut lro_buf = Vec::with_capacity(65_536 + 14);
-        // Its own handle on the counters, so the batch loop can count while `ctx` is
-        // lent to netisr (cloned once, not per iteration).
-        let counters = self.ctx.counters.clone();
         while !self.stop.load(Ordering::Relaxed) {
-            self.ctx.now = Instant::now();
-            self.rx.receive(&mut batch, RX_BATCH);
-            {
-                let (id, rx, netisr, ctx) = (self.id, &self.rx, &self.netisr, &mut self.ctx);
-                let counters = &*counters;
-                let mut lro = LroBatch::new(&mut lro_buf);
-                for d in &batch {
-                    let Some((data, meta)) = rx.frame(d) else {
-                        Counters::inc(&counters.ether_truncated);
-                        continue;
-                    };
-                    Counters::inc(&counters.rx_frames);
-                    let pkt = crate::mbuf::Pkt { data, meta };
-                    match ether::classify(&self.ifp, ctx, data) {
-                        Some(EtherProto::Arp) => {
-                            netisr.dispatch(id, ctx, NETISR_ARP, pkt);
-                        }
-                        Some(EtherProto::Ipv4) => {
-                            let kept = self.lro
-                                && lro.offer(data, meta, counters, &mut |p| {
-                                    netisr.dispatch(id, ctx, NETISR_IP, p);
-                                });
-                            if !kept {
-                                netisr.dispatch(id, ctx, NETISR_IP, pkt);
-                            }
-                        }
-                        None => {}
-                    }
-                }
-                lro.flush(counters, &mut |p| {
-                    netisr.dispatch(id, ctx, NETISR_IP, p);
-                });
-            }
-            self.rx.recycle(&batch);
-            let drained = self.netisr.drain(self.id, &mut self.ctx, NETISR_BUDGET);
-            let mut heap = std::mem::take(&mut self.ctx.heap);
-            let kicked = self
-                .tcp
-                .run_kicks(self.id, &self.ifp, &mut self.ctx, &mut heap);
-            if heap.next().is_some_and(|t| t <= self.ctx.now) {
-                self.tcp.run_timers(&self.ifp, &mut self.ctx, &mut heap);
-            }
-            self.ctx.heap = heap;
-
-            // Worker 0 owns the interface-wide timers (ARP retries and expiry) and the
-            // start-up announcement.
-            if self.id == 0 && self.running.load(Ordering::Relaxed) {
-                if !announced {
-                    arp::announce(&self.ifp, &mut self.ctx);
-                    announced = true;
-                }
-                if self.ctx.now >= next_tick {
-                    arp::timer(&self.ifp, &mut self.ctx);
-                    next_tick = self.ctx.now + TIMER_TICK;
-                }
-            }
-            if self.ctx.tx.outstanding() > 0 {
-                self.ctx.tx.flush();
-            }
-            let woken = self.ctx.heap.deliver_wakes();
-            if woken > 0 && self.idle == IdleMode::Busy {
+            let running = self.running.load(Ordering::Relaxed);
+            let r = self.core.step(Instant::now(), running);
+            if r.woken > 0 && self.idle == IdleMode::Busy {
                 // Let the threads we just woke run now if they share our CPU: they
                 // consume what we received and produce the next thing to send. On a
                 // dedicated core this is a cheap no-op.
                 std::thread::yield_now();
             }
-            if !batch.is_empty() || drained > 0 || kicked > 0 {
+            if r.busy() {
                 idle_spins = 0;
                 continue;
             }
             idle_spins = idle_spins.saturating_add(1);
             match self.idle {
                 IdleMode::Busy => {
-                    self.rx.wake_if_needed();
+                    self.core.rx_idle();
                     // Yield now and then: a no-op on a dedicated core, but it lets other
                     // workers or application threads pinned to this CPU run (they are
                     // what produces the next reply).
@@ -280,56 +118,47 @@ impl Worker {
             }
         }
         // Push out anything still queued (e.g. replies produced by the last batch).
-        self.ctx.tx.flush();
+        self.core.flush_tx();
     }
 
     fn sleep(&mut self) {
-        if !self.netisr.prepare_sleep(self.id) {
+        let (id, netisr) = (self.core.id, self.core.layers.netisr.clone());
+        if !netisr.prepare_sleep(id) {
             return;
         }
         // Pairs with the fence in `Netisr::notify`: a kick published before it is seen
         // here; one published after it finds us sleeping and writes the eventfd.
         std::sync::atomic::fence(Ordering::SeqCst);
-        if self.tcp.pending_kicks(self.id) > 0 {
-            self.netisr.woke(self.id);
+        if self.core.has_pending() {
+            netisr.woke(id);
             return;
         }
-        let mut timeout = if self.id == 0 {
+        let mut timeout = if id == 0 {
             TIMER_TICK
         } else {
             Duration::from_secs(1)
         };
-        if let Some(t) = self.ctx.heap.next() {
+        if let Some(t) = self.core.ctx.heap.next() {
             // Round up to the next millisecond: poll() cannot sleep less.
             timeout = timeout
                 .min(t.saturating_duration_since(Instant::now()) + Duration::from_micros(999));
         }
+        let timeout = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        // SAFETY: the AF_XDP socket's fd stays open while `self.core.rx` lives, which is
+        // longer than this borrow.
+        let xsk = unsafe { BorrowedFd::borrow_raw(self.core.rx.fd()) };
         let mut fds = [
-            libc::pollfd {
-                fd: self.rx.fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.wake_fd.as_fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
+            PollFd::new(xsk, PollFlags::POLLIN),
+            PollFd::new(self.wake_fd.0.as_fd(), PollFlags::POLLIN),
         ];
-        // SAFETY: `fds` is a valid array of two pollfds for the duration of the call.
-        unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout.as_millis() as libc::c_int) };
-        self.netisr.woke(self.id);
-        if fds[1].revents & libc::POLLIN != 0 {
-            let mut v = [0u8; 8];
-            // SAFETY: reading 8 bytes from our eventfd into an 8-byte buffer.
-            unsafe { libc::read(fds[1].fd, v.as_mut_ptr().cast(), 8) };
+        // EINTR and friends: the loop polls the rings again either way.
+        let _ = poll(&mut fds, timeout);
+        let woken = fds[1]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN));
+        netisr.woke(id);
+        if woken {
+            self.wake_fd.clear();
         }
     }
-}
-
-/// Wakes a worker sleeping in poll() through its eventfd.
-pub(crate) fn wake(fd: &OwnedFd) {
-    let one: u64 = 1;
-    // SAFETY: writing 8 bytes to an eventfd we own.
-    unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
 }

@@ -154,6 +154,21 @@ impl ArpCache {
         self.update(ip, mac, now, true)
     }
 
+    /// When [`timer`] next has something to do: the earliest retry of an incomplete
+    /// entry or deletion of a resolved one (`None` for an empty cache). Costs a pass
+    /// over the cache: for a driver deciding how far time may jump, not for every
+    /// iteration of a worker.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        entries
+            .values()
+            .map(|e| match e {
+                Entry::Resolved { expires, .. } => *expires + self.cfg.entry_timeout,
+                Entry::Incomplete { next_retry, .. } => *next_retry,
+            })
+            .min()
+    }
+
     /// Number of entries (resolved or not).
     pub fn len(&self) -> usize {
         self.entries.read().unwrap_or_else(|e| e.into_inner()).len()
@@ -513,6 +528,33 @@ mod tests {
         assert!(ctx.take_sent().is_empty());
         assert_eq!(ctx.count("arp.drop_unresolved"), 2);
         assert!(ifp.arp.is_empty());
+    }
+
+    #[test]
+    fn next_deadline_is_the_earliest_retry_or_deletion() {
+        let ifp = iface();
+        let mut ctx = TestCtx::new();
+        let cfg = ArpConfig::default();
+        assert_eq!(ifp.arp.next_deadline(), None);
+        // Learned from a request for us: deleted a whole timeout after going stale.
+        let req = arp_frame(
+            ArpOperation::Request,
+            PEER_MAC,
+            PEER_IP,
+            OUR_IP,
+            EthernetAddress::BROADCAST,
+        );
+        feed(&ifp, &mut ctx, &req);
+        let learned = ctx.now;
+        assert_eq!(
+            ifp.arp.next_deadline(),
+            Some(learned + cfg.entry_timeout * 2)
+        );
+        // A miss: the retry comes first.
+        let other = Ipv4Addr::new(198, 18, 0, 9);
+        ctx.now += Duration::from_secs(5);
+        assert_eq!(ifp.arp.resolve(other, ctx.now, Vec::new), Resolve::HeldAndAsk);
+        assert_eq!(ifp.arp.next_deadline(), Some(ctx.now + cfg.retry_interval));
     }
 
     #[test]

@@ -194,7 +194,7 @@ impl TcpStream {
             .pick_port(local_ip, remote, &aligned)
             .map_err(pcb_error)?;
         let local = SocketAddrV4::new(local_ip, port);
-        let now = Instant::now();
+        let now = tcp.clock.now();
         let mut cfg = tcp.conn_config();
         cfg.connect_timeout = timeout;
         if let Some(on) = ecn {
@@ -231,7 +231,7 @@ impl TcpStream {
             if inner.tcb.state() == State::Closed && inner.tcb.error().is_none() {
                 return Err(io::Error::new(io::ErrorKind::NotConnected, "not connected"));
             }
-            inner.tcb.close(Instant::now());
+            inner.tcb.close(self.net.tcp.clock.now());
             drop(inner);
             self.net.tcp.kick(&self.conn);
         }
@@ -268,7 +268,7 @@ impl TcpStream {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let mut inner = self.conn.lock();
         inner.tcb.set_congestion(cc);
-        inner.tcb.trace_cc(CcEvent::Switch, Instant::now());
+        inner.tcb.trace_cc(CcEvent::Switch, self.net.tcp.clock.now());
         Ok(())
     }
 
@@ -308,7 +308,7 @@ impl TcpStream {
 
     /// Keepalive (SO_KEEPALIVE with TCP_KEEPIDLE/INTVL/CNT); `None` disables it.
     pub fn set_keepalive(&self, ka: Option<Keepalive>) -> io::Result<()> {
-        self.conn.lock().tcb.set_keepalive(ka, Instant::now());
+        self.conn.lock().tcb.set_keepalive(ka, self.net.tcp.clock.now());
         self.net.tcp.kick(&self.conn);
         Ok(())
     }
@@ -472,7 +472,7 @@ impl Drop for TcpStream {
     fn drop(&mut self) {
         let mut inner = self.conn.lock();
         inner.orphaned = true;
-        let now = Instant::now();
+        let now = self.net.tcp.clock.now();
         if inner.tcb.readable() > 0 {
             inner.tcb.abort();
         } else {

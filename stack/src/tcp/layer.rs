@@ -68,6 +68,9 @@ pub struct TcpLayer {
     pub config: RwLock<TcpConfig>,
     /// The RSS hash placing connections on workers (the device's, or the emulation's).
     pub rss: Arc<Toeplitz>,
+    /// The stack's clock, for the calls applications make (the workers pass their
+    /// iteration's time down in their context instead).
+    pub clock: crate::clock::Clock,
     next_worker: AtomicUsize,
     nworkers: usize,
     kicks: Vec<SegQueue<Arc<Conn>>>,
@@ -123,6 +126,7 @@ impl TcpLayer {
     pub fn with_rss(nworkers: usize, config: TcpConfig, rss: Arc<Toeplitz>) -> TcpLayer {
         TcpLayer {
             rss: rss.clone(),
+            clock: crate::clock::Clock::Real,
             next_worker: AtomicUsize::new(0),
             pcbs: PcbTable::with_groups(GroupMap::new(nworkers, nworkers * 4), rss.clone()),
             isn: IsnGenerator::new(),

@@ -89,10 +89,10 @@ fn a_thousand_connections_over_four_workers() {
     }
     eprintln!(
         "1000 connections: handoffs host0 {} host1 {}; frames dropped by the link {}",
-        sim.hosts[0].handoffs, sim.hosts[1].handoffs, sim.dropped
+        sim.hosts[0].handoffs(), sim.hosts[1].handoffs(), sim.dropped
     );
     assert!(
-        sim.hosts[1].handoffs > 0,
+        sim.hosts[1].handoffs() > 0,
         "the simulated NIC spreads frames its own way, so some must be handed over"
     );
     // Per-group figures add up: every IPv4 packet is counted in exactly one group, on
@@ -103,7 +103,7 @@ fn a_thousand_connections_over_four_workers() {
         let handed: u64 = groups.iter().map(|g| g.handoffs_in).sum();
         let conns: usize = groups.iter().map(|g| g.connections).sum();
         assert_eq!(packets, sim.counter(h, "ip.rx"), "host {h}");
-        assert!(handed > 0 && handed <= sim.hosts[h].handoffs, "host {h}");
+        assert!(handed > 0 && handed <= sim.hosts[h].handoffs(), "host {h}");
         assert_eq!(conns, sim.hosts[h].tcp.pcbs.len(), "host {h}");
         // Groups are spread over all four workers.
         let busy: std::collections::HashSet<usize> = groups

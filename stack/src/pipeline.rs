@@ -1,0 +1,409 @@
+//! The one data path: how the layers of a stack are wired together, and what a worker
+//! does with each batch of frames. [`crate::Stack`] runs it over AF_XDP sockets on
+//! pinned threads ([`crate::worker`]); the simulator (`crate::sim`) runs the very same
+//! code over in-memory links on a virtual clock, stepping every worker in one thread.
+//!
+//! One iteration of a worker ([`WorkerCore::step`]):
+//!
+//! 1. **receive**: up to [`RX_BATCH`] frames off the link;
+//! 2. **classify** each by ethertype ([`ether::classify`]);
+//! 3. **LRO** (when on): in-order TCP segments of a flow are coalesced
+//!    ([`crate::net::lro`]);
+//! 4. **netisr**: ARP is dispatched where it arrived (SOURCE), IPv4 to the worker owning
+//!    its flow (FLOW): handled at once if that is this worker, else queued there;
+//! 5. **drain** this worker's netisr queues (packets other workers handed over);
+//! 6. **kicks**: output of connections whose application wrote, read or closed;
+//! 7. **timers** of this worker's connections that are due;
+//! 8. **ARP** (worker 0): the start-up announcement and the cache's retries/expiry;
+//! 9. **flush** the transmit queue to the link, then wake the application threads whose
+//!    sockets changed readiness.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::clock::Clock;
+use crate::device::xsk::TxError;
+use crate::link::{LinkRx, LinkTx};
+use crate::net::ether::{self, EtherProto};
+use crate::net::lro::LroBatch;
+use crate::net::{arp, Interface, NetCtx};
+use crate::netisr::{Netisr, NetisrError, Policy, ProtoSpec, NETISR_ARP, NETISR_IP};
+use crate::rss::Toeplitz;
+use crate::stats::Counters;
+use crate::tcp::isn::IsnGenerator;
+use crate::tcp::layer::{TcpLayer, TimerHeap, WorkerWaker};
+use crate::tcp::tcb::TcpConfig;
+
+/// Frames taken off the link per iteration.
+pub(crate) const RX_BATCH: u32 = 64;
+/// Packets handled from the netisr queues per iteration.
+const NETISR_BUDGET: usize = 256;
+/// Period of the interface timers (ARP) on worker 0.
+pub(crate) const TIMER_TICK: Duration = Duration::from_millis(100);
+
+/// The per-worker context handed to protocol handlers: the clock, the worker's
+/// counters, its transmit half and its connections' deadlines.
+pub struct WorkerCtx<T> {
+    /// Time of the current iteration (from the driver: system or virtual clock).
+    pub now: Instant,
+    /// This worker's counters.
+    pub counters: Arc<Counters>,
+    /// The transmit half of this worker's link.
+    pub(crate) tx: T,
+    /// Deadlines of the TCP connections this worker owns.
+    pub heap: TimerHeap,
+}
+
+impl<T: LinkTx> WorkerCtx<T> {
+    pub(crate) fn new(counters: Arc<Counters>, tx: T, now: Instant) -> Self {
+        WorkerCtx {
+            now,
+            counters,
+            tx,
+            heap: TimerHeap::default(),
+        }
+    }
+
+    /// Counts what became of one frame handed to the transmit queue.
+    fn account(&self, r: Result<(), TxError>) -> bool {
+        let c = &self.counters;
+        match r {
+            Ok(()) => Counters::inc(&c.tx_frames),
+            Err(TxError::NoRoom) => Counters::inc(&c.tx_drop_no_room),
+            Err(TxError::TooBig) => Counters::inc(&c.tx_drop_too_big),
+        }
+        r.is_ok()
+    }
+}
+
+impl<T: LinkTx> NetCtx for WorkerCtx<T> {
+    fn now(&self) -> Instant {
+        self.now
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    fn transmit(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool {
+        let r = self.tx.send(len, fill);
+        self.account(r)
+    }
+
+    fn tx_csum_offload(&self) -> bool {
+        self.tx.tx_csum()
+    }
+
+    fn transmit_partial(
+        &mut self,
+        len: usize,
+        csum_start: u16,
+        csum_offset: u16,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> bool {
+        let offloaded = self.tx.tx_csum();
+        let r = self.tx.send_partial(len, csum_start, csum_offset, fill);
+        let sent = self.account(r);
+        if sent {
+            Counters::inc(if offloaded {
+                &self.counters.tx_csum_offloaded
+            } else {
+                &self.counters.tx_csum_software
+            });
+        }
+        sent
+    }
+}
+
+/// What the layers are built from.
+pub(crate) struct LayerSpec {
+    /// The interface: link address, MTU, addresses, gateway, ARP cache.
+    pub ifp: Interface,
+    /// Workers (= receive queues).
+    pub nworkers: usize,
+    /// Settings for new connections.
+    pub tcp: TcpConfig,
+    /// The default congestion-control module; the registry's default when `None`.
+    pub default_cc: Option<String>,
+    /// netisr queue limit per protocol and worker.
+    pub qlimit: usize,
+    /// Where the protocol code's time comes from.
+    pub clock: Clock,
+    /// ISN generator (a keyed one makes a simulation reproducible); a random key when
+    /// `None`.
+    pub isn: Option<IsnGenerator>,
+}
+
+/// Why the layers could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    /// The default congestion-control module is not registered.
+    #[error("congestion control: {0}")]
+    Cc(String),
+    /// A netisr registration failed.
+    #[error("netisr: {0}")]
+    Netisr(#[from] NetisrError),
+}
+
+/// The protocol layers of one stack, shared by its workers: the interface, the TCP
+/// layer (pcbgroups, placement) and netisr with ARP and IPv4 registered.
+pub(crate) struct Layers<T> {
+    pub ifp: Arc<Interface>,
+    pub tcp: Arc<TcpLayer>,
+    pub netisr: Arc<Netisr<WorkerCtx<T>>>,
+}
+
+impl<T> Clone for Layers<T> {
+    fn clone(&self) -> Self {
+        Layers {
+            ifp: self.ifp.clone(),
+            tcp: self.tcp.clone(),
+            netisr: self.netisr.clone(),
+        }
+    }
+}
+
+impl<T: LinkTx + 'static> Layers<T> {
+    /// Builds and wires the layers: the TCP layer with its pcbgroups, netisr with FLOW
+    /// placement by the RSS indirection table (a flow is processed on the queue an RSS
+    /// device puts it on), per-group flow accounting, the TCP layer's wakers (a kick
+    /// wakes the owner through netisr), and the ARP and IPv4 protocols.
+    pub(crate) fn build(spec: LayerSpec) -> Result<Self, LayerError> {
+        let nworkers = spec.nworkers.max(1);
+        let mut tcp = TcpLayer::new(nworkers, spec.tcp);
+        tcp.clock = spec.clock;
+        if let Some(isn) = spec.isn {
+            tcp.isn = isn;
+        }
+        if let Some(name) = &spec.default_cc {
+            tcp.cc
+                .set_default(name)
+                .map_err(|e| LayerError::Cc(e.to_string()))?;
+        }
+        let tcp = Arc::new(tcp);
+        let ifp = Arc::new(spec.ifp);
+        let mut netisr = Netisr::new(nworkers);
+        netisr.set_flow2cpu(Box::new(move |h| Toeplitz::queue_of(h, nworkers)));
+        let t = tcp.clone();
+        netisr.set_flow_observer(Box::new(move |h, ev| t.pcbs.note_flow(h, ev)));
+        let netisr = Arc::new(netisr);
+        tcp.set_wakers(
+            (0..nworkers)
+                .map(|w| {
+                    let n = netisr.clone();
+                    Arc::new(move || n.notify(w)) as WorkerWaker
+                })
+                .collect(),
+        );
+        let layers = Layers { ifp, tcp, netisr };
+        layers.register_protocols(spec.qlimit)?;
+        Ok(layers)
+    }
+
+    /// Registers this stack's protocols with netisr: ARP where it arrives (SOURCE: no
+    /// flow to keep together), IPv4 by flow (FLOW: a flow's packets are processed on
+    /// one worker, which is where its connection state lives).
+    fn register_protocols(&self, qlimit: usize) -> Result<(), NetisrError> {
+        let i = self.ifp.clone();
+        self.netisr.register(ProtoSpec {
+            proto: NETISR_ARP,
+            name: "arp",
+            handler: Box::new(move |ctx, pkt| arp::input(&i, ctx, pkt)),
+            policy: Policy::Source,
+            qlimit,
+            m2flow: None,
+            m2cpuid: None,
+        })?;
+        let (i, t) = (self.ifp.clone(), self.tcp.clone());
+        let rss = self.tcp.rss.clone();
+        self.netisr.register(ProtoSpec {
+            proto: NETISR_IP,
+            name: "ip",
+            handler: Box::new(move |ctx: &mut WorkerCtx<T>, pkt| {
+                crate::net::ipv4::input_with(&i, ctx, pkt, |ctx: &mut WorkerCtx<T>, ip| {
+                    let mut heap = std::mem::take(&mut ctx.heap);
+                    t.input(&i, ctx, &mut heap, ip);
+                    ctx.heap = heap;
+                })
+            }),
+            policy: Policy::Flow,
+            qlimit,
+            m2flow: Some(Box::new(move |pkt| crate::rss::ip_flow_hash(&rss, pkt.data))),
+            m2cpuid: None,
+        })
+    }
+}
+
+/// What one [`WorkerCore::step`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct StepReport {
+    /// Frames taken off the link.
+    pub received: usize,
+    /// Packets handled from this worker's netisr queues.
+    pub drained: usize,
+    /// Connections whose output ran because their application kicked them.
+    pub kicked: usize,
+    /// Connections with a thread waiting on them that were woken.
+    pub woken: usize,
+}
+
+impl StepReport {
+    /// True when the step found work (so another may find more right away).
+    pub fn busy(&self) -> bool {
+        self.received > 0 || self.drained > 0 || self.kicked > 0
+    }
+}
+
+/// A worker's data path over any link: everything but its thread, its idle policy and
+/// its clock, which the driver supplies.
+pub(crate) struct WorkerCore<R, T> {
+    pub id: usize,
+    pub rx: R,
+    pub ctx: WorkerCtx<T>,
+    pub layers: Layers<T>,
+    /// Coalesce TCP segments before input ([`crate::net::lro`]).
+    pub lro: bool,
+    lro_buf: Vec<u8>,
+    /// The worker's own handle on its counters, so a batch can count while `ctx` is
+    /// lent to netisr.
+    counters: Arc<Counters>,
+    announced: bool,
+    next_tick: Instant,
+}
+
+impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
+    /// Worker `id` of `layers`, receiving from `rx` and sending through `tx`.
+    pub(crate) fn new(
+        id: usize,
+        layers: Layers<T>,
+        rx: R,
+        tx: T,
+        counters: Arc<Counters>,
+        lro: bool,
+        now: Instant,
+    ) -> Self {
+        WorkerCore {
+            id,
+            rx,
+            ctx: WorkerCtx::new(counters.clone(), tx, now),
+            counters,
+            layers,
+            lro,
+            lro_buf: Vec::with_capacity(65_536 + ether::HEADER_LEN),
+            announced: false,
+            next_tick: now,
+        }
+    }
+
+    /// One iteration at time `now` (see the module docs). `running` says the stack is
+    /// up (worker 0 announces its addresses once it is).
+    pub(crate) fn step(&mut self, now: Instant, running: bool) -> StepReport {
+        self.ctx.now = now;
+        let received = self.receive();
+        let drained = self
+            .layers
+            .netisr
+            .drain(self.id, &mut self.ctx, NETISR_BUDGET);
+        let (ifp, tcp) = (&self.layers.ifp, &self.layers.tcp);
+        let mut heap = std::mem::take(&mut self.ctx.heap);
+        let kicked = tcp.run_kicks(self.id, ifp, &mut self.ctx, &mut heap);
+        if heap.next().is_some_and(|t| t <= now) {
+            tcp.run_timers(ifp, &mut self.ctx, &mut heap);
+        }
+        self.ctx.heap = heap;
+        // Worker 0 owns the interface-wide timers (ARP retries and expiry) and the
+        // start-up announcement.
+        if self.id == 0 && running {
+            if !self.announced {
+                arp::announce(ifp, &mut self.ctx);
+                self.announced = true;
+            }
+            if now >= self.next_tick {
+                arp::timer(ifp, &mut self.ctx);
+                self.next_tick = now + TIMER_TICK;
+            }
+        }
+        if self.ctx.tx.outstanding() > 0 {
+            self.ctx.tx.flush();
+        }
+        let woken = self.ctx.heap.deliver_wakes();
+        StepReport {
+            received,
+            drained,
+            kicked,
+            woken,
+        }
+    }
+
+    /// Takes a batch off the link, classifies it and hands it to netisr (through LRO
+    /// when on); returns the number of frames.
+    fn receive(&mut self) -> usize {
+        let n = self.rx.receive(RX_BATCH);
+        if n == 0 {
+            return 0;
+        }
+        let (id, rx, ctx) = (self.id, &self.rx, &mut self.ctx);
+        let (ifp, netisr) = (&*self.layers.ifp, &*self.layers.netisr);
+        let counters = &*self.counters;
+        let mut lro = LroBatch::new(&mut self.lro_buf);
+        for i in 0..n {
+            let Some(pkt) = rx.frame(i) else {
+                Counters::inc(&counters.ether_truncated);
+                continue;
+            };
+            Counters::inc(&counters.rx_frames);
+            match ether::classify(ifp, ctx, pkt.data) {
+                Some(EtherProto::Arp) => {
+                    netisr.dispatch(id, ctx, NETISR_ARP, pkt);
+                }
+                Some(EtherProto::Ipv4) => {
+                    let kept = self.lro
+                        && lro.offer(pkt.data, pkt.meta, counters, &mut |p| {
+                            netisr.dispatch(id, ctx, NETISR_IP, p);
+                        });
+                    if !kept {
+                        netisr.dispatch(id, ctx, NETISR_IP, pkt);
+                    }
+                }
+                None => {}
+            }
+        }
+        lro.flush(counters, &mut |p| {
+            netisr.dispatch(id, ctx, NETISR_IP, p);
+        });
+        self.rx.release();
+        n
+    }
+
+    /// Tells the link the worker found nothing to do (busy polling).
+    pub(crate) fn rx_idle(&mut self) {
+        self.rx.idle();
+    }
+
+    /// Hands everything queued for transmission to the link.
+    pub(crate) fn flush_tx(&mut self) {
+        self.ctx.tx.flush();
+    }
+
+    /// True when this worker has work it can do right now: queued handoffs or kicks.
+    /// (Frames on the link are the driver's to know about.)
+    pub(crate) fn has_pending(&self) -> bool {
+        self.layers.netisr.pending(self.id) > 0 || self.layers.tcp.pending_kicks(self.id) > 0
+    }
+
+    /// The earliest time a step has something to do without new input: the next
+    /// connection deadline and, on worker 0 with ARP work outstanding, the next
+    /// interface tick that will do it.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        let arp = if self.id == 0 {
+            self.layers
+                .ifp
+                .arp
+                .next_deadline()
+                .map(|t| t.max(self.next_tick))
+        } else {
+            None
+        };
+        [self.ctx.heap.next(), arp].into_iter().flatten().min()
+    }
+}
