@@ -44,6 +44,8 @@ pub(crate) const TIMER_TICK: Duration = Duration::from_millis(100);
 /// The per-worker context handed to protocol handlers: the clock, the worker's
 /// counters, its transmit half and its connections' deadlines.
 pub struct WorkerCtx<T> {
+    /// This worker's index (= its queue).
+    pub id: usize,
     /// Time of the current iteration (from the driver: system or virtual clock).
     pub now: Instant,
     /// This worker's counters.
@@ -55,8 +57,9 @@ pub struct WorkerCtx<T> {
 }
 
 impl<T: LinkTx> WorkerCtx<T> {
-    pub(crate) fn new(counters: Arc<Counters>, tx: T, now: Instant) -> Self {
+    pub(crate) fn new(id: usize, counters: Arc<Counters>, tx: T, now: Instant) -> Self {
         WorkerCtx {
+            id,
             now,
             counters,
             tx,
@@ -83,6 +86,10 @@ impl<T: LinkTx> NetCtx for WorkerCtx<T> {
 
     fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    fn worker(&self) -> usize {
+        self.id
     }
 
     fn transmit(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool {
@@ -228,7 +235,9 @@ impl<T: LinkTx + 'static> Layers<T> {
             }),
             policy: Policy::Flow,
             qlimit,
-            m2flow: Some(Box::new(move |pkt| crate::rss::ip_flow_hash(&rss, pkt.data))),
+            m2flow: Some(Box::new(move |pkt| {
+                crate::rss::ip_flow_hash(&rss, pkt.data)
+            })),
             m2cpuid: None,
         })
     }
@@ -285,7 +294,7 @@ impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
         WorkerCore {
             id,
             rx,
-            ctx: WorkerCtx::new(counters.clone(), tx, now),
+            ctx: WorkerCtx::new(id, counters.clone(), tx, now),
             counters,
             layers,
             lro,

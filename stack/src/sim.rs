@@ -141,7 +141,13 @@ impl SimStack {
         let clock = Arc::new(VirtualClock::new(cfg.start));
         let nworkers = cfg.workers.max(1);
         let layers = Layers::<MemTx>::build(LayerSpec {
-            ifp: Interface::new(cfg.mac, cfg.mtu, cfg.addrs, cfg.gateway, ArpConfig::default()),
+            ifp: Interface::new(
+                cfg.mac,
+                cfg.mtu,
+                cfg.addrs,
+                cfg.gateway,
+                ArpConfig::default(),
+            ),
             nworkers,
             tcp: cfg.tcp,
             default_cc: None,

@@ -188,9 +188,8 @@ impl Stack {
     ) -> Result<WorkerReady, DeviceError> {
         let counters = Arc::new(Counters::default());
         self.counters.push(counters.clone());
-        let wake_fd = Arc::new(
-            WakeFd::new().map_err(|e| DeviceError::Other(format!("eventfd: {e}")))?,
-        );
+        let wake_fd =
+            Arc::new(WakeFd::new().map_err(|e| DeviceError::Other(format!("eventfd: {e}")))?);
         self.wake_fds.push(wake_fd.clone());
         let wf = wake_fd.clone();
         layers.netisr.set_waker(q, Arc::new(move || wf.wake()));

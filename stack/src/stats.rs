@@ -112,6 +112,9 @@ counters! {
     tcp_bad_flags => "tcp.drop_bad_flags",
     /// Segments for no connection and no listener (answered with RST unless a RST).
     tcp_no_conn => "tcp.rx_no_connection",
+    /// Segments of a connection processed on a worker other than the connection's owner:
+    /// netisr's FLOW placement and the pcbgroups disagree (should stay 0).
+    tcp_misplaced => "tcp.rx_misplaced",
     /// RSTs sent for segments that belong to no connection.
     tcp_rst_tx => "tcp.rst_tx",
     /// SYNs dropped because the listener's backlog was full.

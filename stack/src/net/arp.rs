@@ -553,7 +553,10 @@ mod tests {
         // A miss: the retry comes first.
         let other = Ipv4Addr::new(198, 18, 0, 9);
         ctx.now += Duration::from_secs(5);
-        assert_eq!(ifp.arp.resolve(other, ctx.now, Vec::new), Resolve::HeldAndAsk);
+        assert_eq!(
+            ifp.arp.resolve(other, ctx.now, Vec::new),
+            Resolve::HeldAndAsk
+        );
         assert_eq!(ifp.arp.next_deadline(), Some(ctx.now + cfg.retry_interval));
     }
 

@@ -176,6 +176,10 @@ pub trait NetCtx {
     fn now(&self) -> Instant;
     /// This worker's counters.
     fn counters(&self) -> &Counters;
+    /// The index of the worker running the code (0 where there is only one).
+    fn worker(&self) -> usize {
+        0
+    }
     /// Sends one frame of `len` bytes, written by `fill`. Returns false (and counts a
     /// drop) when there is no room on the transmit path.
     fn transmit(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool;

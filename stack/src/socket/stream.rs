@@ -268,7 +268,9 @@ impl TcpStream {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
         let mut inner = self.conn.lock();
         inner.tcb.set_congestion(cc);
-        inner.tcb.trace_cc(CcEvent::Switch, self.net.tcp.clock.now());
+        inner
+            .tcb
+            .trace_cc(CcEvent::Switch, self.net.tcp.clock.now());
         Ok(())
     }
 
@@ -308,7 +310,10 @@ impl TcpStream {
 
     /// Keepalive (SO_KEEPALIVE with TCP_KEEPIDLE/INTVL/CNT); `None` disables it.
     pub fn set_keepalive(&self, ka: Option<Keepalive>) -> io::Result<()> {
-        self.conn.lock().tcb.set_keepalive(ka, self.net.tcp.clock.now());
+        self.conn
+            .lock()
+            .tcb
+            .set_keepalive(ka, self.net.tcp.clock.now());
         self.net.tcp.kick(&self.conn);
         Ok(())
     }

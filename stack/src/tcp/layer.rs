@@ -221,6 +221,9 @@ impl TcpLayer {
         };
         let mut iss_floor = None;
         if let Some(conn) = self.pcbs.lookup(&tuple) {
+            if conn.owner != ctx.worker() {
+                Counters::inc(&ctx.counters().tcp_misplaced);
+            }
             let mut inner = conn.lock();
             if let Some(floor) = time_wait_reopen(&inner.tcb, &seg) {
                 // The old incarnation gives way; the SYN goes on to the listener below.

@@ -81,15 +81,22 @@ fn a_thousand_connections_over_four_workers() {
             got[&s.id] == pattern(i, LEN),
             "connection {i}: bytes differ"
         );
-        // The receiving side's owner is the worker its segments were processed on.
+        // The receiving side's owner is where RSS puts its segments.
         assert_eq!(
             s.owner,
             sim.hosts[1].tcp.owner_of(s.tuple.local, s.tuple.remote)
         );
     }
+    // ...and every segment of every connection was processed on its owner: netisr's
+    // FLOW placement and the pcbgroups agree.
+    for h in 0..2 {
+        assert_eq!(sim.counter(h, "tcp.rx_misplaced"), 0, "host {h}");
+    }
     eprintln!(
         "1000 connections: handoffs host0 {} host1 {}; frames dropped by the link {}",
-        sim.hosts[0].handoffs(), sim.hosts[1].handoffs(), sim.dropped
+        sim.hosts[0].handoffs(),
+        sim.hosts[1].handoffs(),
+        sim.dropped
     );
     assert!(
         sim.hosts[1].handoffs() > 0,
