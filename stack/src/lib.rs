@@ -39,6 +39,7 @@ pub mod net;
 pub mod netisr;
 pub(crate) mod pipeline;
 pub mod rss;
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod socket;
 pub mod stack;

@@ -6,12 +6,10 @@
 //! queues in the simulator ([`MemRx`], [`MemTx`]), where a test or a conformance runner
 //! injects raw frames and captures what the stack sends.
 
-use std::collections::VecDeque;
-
 use xdpilone::xdp::XdpDesc;
 
 use crate::device::xsk::{TxError, XskRx, XskTx};
-use crate::mbuf::{Pkt, PktMeta};
+use crate::mbuf::Pkt;
 
 /// The receive side of a link: a batch of frames at a time, borrowed until released.
 pub(crate) trait LinkRx {
@@ -118,108 +116,119 @@ impl LinkTx for XskTx {
     }
 }
 
-/// An in-memory receive queue: frames pushed by a simulator or test harness.
-#[derive(Debug, Default)]
-pub(crate) struct MemRx {
-    /// Frames waiting to be received, oldest first.
-    pub(crate) queue: VecDeque<Vec<u8>>,
-    batch: Vec<Vec<u8>>,
-    rxq: u16,
-}
+#[cfg(any(test, feature = "sim"))]
+pub(crate) use mem::{MemRx, MemTx};
 
-impl MemRx {
-    /// An empty queue whose frames are reported as received on queue `rxq`.
-    pub(crate) fn new(rxq: u16) -> Self {
-        MemRx {
-            rxq,
-            ..Default::default()
+#[cfg(any(test, feature = "sim"))]
+mod mem {
+    use super::*;
+    use crate::mbuf::PktMeta;
+    use std::collections::VecDeque;
+
+    /// An in-memory receive queue: frames pushed by a simulator or test harness.
+    #[derive(Debug, Default)]
+    pub(crate) struct MemRx {
+        /// Frames waiting to be received, oldest first.
+        pub(crate) queue: VecDeque<Vec<u8>>,
+        batch: Vec<Vec<u8>>,
+        rxq: u16,
+    }
+
+    impl MemRx {
+        /// An empty queue whose frames are reported as received on queue `rxq`.
+        pub(crate) fn new(rxq: u16) -> Self {
+            MemRx {
+                rxq,
+                ..Default::default()
+            }
         }
     }
-}
 
-impl LinkRx for MemRx {
-    fn receive(&mut self, max: u32) -> usize {
-        let n = self.queue.len().min(max as usize);
-        self.batch.extend(self.queue.drain(..n));
-        n
-    }
+    impl LinkRx for MemRx {
+        fn receive(&mut self, max: u32) -> usize {
+            let n = self.queue.len().min(max as usize);
+            self.batch.extend(self.queue.drain(..n));
+            n
+        }
 
-    fn frame(&self, i: usize) -> Option<Pkt<'_>> {
-        let data = self.batch.get(i)?;
-        Some(Pkt {
-            data,
-            meta: PktMeta::rx(data.len(), self.rxq),
-        })
-    }
+        fn frame(&self, i: usize) -> Option<Pkt<'_>> {
+            let data = self.batch.get(i)?;
+            Some(Pkt {
+                data,
+                meta: PktMeta::rx(data.len(), self.rxq),
+            })
+        }
 
-    fn release(&mut self) {
-        self.batch.clear();
-    }
-}
-
-/// An in-memory transmit queue: what the stack sent, for the harness to take.
-#[derive(Debug)]
-pub(crate) struct MemTx {
-    /// Frames sent, oldest first.
-    pub(crate) sent: Vec<Vec<u8>>,
-    /// Act as a device that finishes TCP checksums (the stack then hands frames over
-    /// with only the pseudo-header sum, as to an AF_XDP socket with TX metadata).
-    pub(crate) csum_offload: bool,
-    /// The largest frame accepted (the link MTU plus the Ethernet header).
-    pub(crate) max_frame: usize,
-}
-
-impl MemTx {
-    /// A queue accepting frames of up to `max_frame` bytes.
-    pub(crate) fn new(max_frame: usize) -> Self {
-        MemTx {
-            sent: Vec::new(),
-            csum_offload: false,
-            max_frame,
+        fn release(&mut self) {
+            self.batch.clear();
         }
     }
-}
 
-impl LinkTx for MemTx {
-    fn send(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> Result<(), TxError> {
-        if len > self.max_frame {
-            return Err(TxError::TooBig);
+    /// An in-memory transmit queue: what the stack sent, for the harness to take.
+    #[derive(Debug)]
+    pub(crate) struct MemTx {
+        /// Frames sent, oldest first.
+        pub(crate) sent: Vec<Vec<u8>>,
+        /// Act as a device that finishes TCP checksums (the stack then hands frames over
+        /// with only the pseudo-header sum, as to an AF_XDP socket with TX metadata).
+        pub(crate) csum_offload: bool,
+        /// The largest frame accepted (the link MTU plus the Ethernet header).
+        pub(crate) max_frame: usize,
+    }
+
+    impl MemTx {
+        /// A queue accepting frames of up to `max_frame` bytes.
+        pub(crate) fn new(max_frame: usize) -> Self {
+            MemTx {
+                sent: Vec::new(),
+                csum_offload: false,
+                max_frame,
+            }
         }
-        let mut f = vec![0u8; len];
-        fill(&mut f);
-        self.sent.push(f);
-        Ok(())
     }
 
-    fn send_partial(
-        &mut self,
-        len: usize,
-        csum_start: u16,
-        csum_offset: u16,
-        fill: &mut dyn FnMut(&mut [u8]),
-    ) -> Result<(), TxError> {
-        // With or without the offload the wire sees a finished checksum: here the
-        // "device" finishes it.
-        self.send(len, &mut |buf| {
-            fill(buf);
-            crate::checksum::finish_partial(buf, csum_start as usize, csum_offset as usize);
-        })
-    }
+    impl LinkTx for MemTx {
+        fn send(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> Result<(), TxError> {
+            if len > self.max_frame {
+                return Err(TxError::TooBig);
+            }
+            let mut f = vec![0u8; len];
+            fill(&mut f);
+            self.sent.push(f);
+            Ok(())
+        }
 
-    fn tx_csum(&self) -> bool {
-        self.csum_offload
-    }
+        fn send_partial(
+            &mut self,
+            len: usize,
+            csum_start: u16,
+            csum_offset: u16,
+            fill: &mut dyn FnMut(&mut [u8]),
+        ) -> Result<(), TxError> {
+            // With or without the offload the wire sees a finished checksum: here the
+            // "device" finishes it.
+            self.send(len, &mut |buf| {
+                fill(buf);
+                crate::checksum::finish_partial(buf, csum_start as usize, csum_offset as usize);
+            })
+        }
 
-    fn outstanding(&self) -> usize {
-        0
-    }
+        fn tx_csum(&self) -> bool {
+            self.csum_offload
+        }
 
-    fn flush(&mut self) {}
+        fn outstanding(&self) -> usize {
+            0
+        }
+
+        fn flush(&mut self) {}
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::link::{MemRx, MemTx};
 
     #[test]
     fn mem_rx_hands_out_batches_in_order() {

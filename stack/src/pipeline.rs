@@ -400,6 +400,7 @@ impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
         self.layers.netisr.pending(self.id) > 0 || self.layers.tcp.pending_kicks(self.id) > 0
     }
 
+    #[cfg(any(test, feature = "sim"))]
     /// The earliest time a step has something to do without new input: the next
     /// connection deadline and, on worker 0 with ARP work outstanding, the next
     /// interface tick that will do it.
