@@ -3,7 +3,7 @@
 //! a Reno flow would (the Reno-friendly region), with fast convergence, the RFC 9438 §4.8
 //! timeout rule, an undo for spurious RTOs, and no growth or curve ageing while the
 //! application limits the sender. Slow start is RFC 5681's with ABC, or HyStart++ (RFC 9406)
-//! in the `cubic-hs` variant. After Linux's `tcp_cubic.c` where the RFC leaves a choice.
+//! in the `cubic-hs` variant. After Linux's CUBIC where the RFC leaves a choice.
 //!
 //! Units: the RFC's window quantities (W_max, W_est, cwnd_epoch, cwnd_prior) are kept in
 //! segments of the current SMSS, as f64, and converted from and to [`CcVars`]' bytes at each

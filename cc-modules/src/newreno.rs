@@ -1,6 +1,6 @@
 //! NewReno: RFC 5681 slow start and congestion avoidance with Appropriate Byte Counting
 //! (RFC 3465), the RFC 6582 end of fast recovery, the RFC 3168 response to ECN, the RFC 5681
-//! §4.1 restart window, and an undo for spurious RTOs. After FreeBSD's `cc_newreno.c`.
+//! §4.1 restart window, and an undo for spurious RTOs. After FreeBSD's NewReno module.
 //!
 //! Division of labour with the transport (see the crate docs): the transport inflates and
 //! deflates cwnd during fast recovery; this module sets ssthresh and cwnd when congestion is

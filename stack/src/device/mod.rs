@@ -356,7 +356,7 @@ fn count_sysfs_rx_queues(name: &str) -> u32 {
         .unwrap_or(1)
 }
 
-/// `struct ethtool_channels` (linux/ethtool.h).
+/// The kernel's `struct ethtool_channels` (ethtool UAPI, `ETHTOOL_GCHANNELS`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Channels {

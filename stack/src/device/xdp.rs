@@ -244,7 +244,7 @@ fn classify_attach_error(iface: &str, mode: Mode, e: ProgramError) -> DeviceErro
         Some(libc::EBUSY) | Some(libc::EEXIST) => DeviceError::XdpBusy(iface.to_string()),
         Some(libc::EPERM) | Some(libc::EACCES) => DeviceError::Permission(format!("attaching XDP to {iface}: {text}")),
         // veth refuses native XDP when it has fewer rx queues than its peer has tx
-        // queues (drivers/net/veth.c: "XDP expects number of rx queues not less than
+        // queues (the veth driver: "XDP expects number of rx queues not less than
         // peer tx queues").
         Some(libc::ENOSPC) => DeviceError::Queues(format!(
             "{iface} refuses {mode} XDP: it has fewer rx queues than its peer has tx queues (veth); \

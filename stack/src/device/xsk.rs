@@ -386,7 +386,7 @@ pub struct XskTx {
     _shared: Arc<Shared>,
 }
 
-/// `XDP_UMEM_TX_METADATA_LEN` (linux/if_xdp.h): `tx_metadata_len` is meant.
+/// `XDP_UMEM_TX_METADATA_LEN` (Linux AF_XDP UAPI): `tx_metadata_len` is meant.
 const XDP_UMEM_TX_METADATA_LEN: u32 = 1 << 2;
 /// `sizeof(struct xsk_tx_metadata)` since Linux 6.15 (flags, then the request:
 /// csum_start, csum_offset, launch_time); a multiple of 8 as the kernel requires.
