@@ -560,6 +560,82 @@ mod tests {
         assert_eq!(std::mem::size_of::<Channels>(), 36);
     }
 
+    /// What the CLI prints (`{:#}` of an anyhow error): each message in the source
+    /// chain, joined by ": ".
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut out = e.to_string();
+        let mut cur = e.source();
+        while let Some(s) = cur {
+            out.push_str(": ");
+            out.push_str(&s.to_string());
+            cur = s.source();
+        }
+        out
+    }
+
+    #[test]
+    fn typed_errors_keep_their_context_and_cause() {
+        use nix::errno::Errno;
+        let e = DeviceError::Pin {
+            cpu: 3,
+            source: Errno::EINVAL,
+        };
+        assert_eq!(chain(&e), "pinning to CPU 3: EINVAL: Invalid argument");
+        let e = DeviceError::UmemMmap {
+            len: 4096,
+            source: Errno::ENOMEM,
+        };
+        assert!(chain(&e).starts_with("mmap of 4096 bytes for the UMEM: ENOMEM: "));
+        let e = DeviceError::SpawnWorker {
+            worker: 2,
+            source: std::io::Error::from_raw_os_error(libc::EAGAIN),
+        };
+        assert!(
+            chain(&e).starts_with("spawning worker 2: "),
+            "{}",
+            chain(&e)
+        );
+        let e = DeviceError::QueueBusy {
+            iface: "veth0".into(),
+            queue: 1,
+            source: std::io::Error::from_raw_os_error(libc::EBUSY),
+        };
+        assert!(
+            matches!(&e, DeviceError::QueueBusy { queue: 1, .. }),
+            "callers can match"
+        );
+        assert!(
+            chain(&e).starts_with("veth0 queue 1 is busy: another AF_XDP socket is bound to it: ")
+        );
+        assert_eq!(
+            DeviceError::CpuNotAllowed {
+                cpu: 5,
+                allowed: vec![0, 1]
+            }
+            .to_string(),
+            "CPU 5 is not available to this process (allowed: [0, 1])"
+        );
+        assert_eq!(
+            DeviceError::WorkerDied(1).to_string(),
+            "worker 1 died during start-up"
+        );
+        assert_eq!(DeviceError::NoAddress.to_string(), "no address to own");
+        assert_eq!(DeviceError::CpusEmpty.to_string(), "--cpus is empty");
+        let e = DeviceError::Netisr(crate::netisr::NetisrError::Duplicate(1));
+        assert_eq!(chain(&e), "netisr: netisr protocol 1 is already registered");
+        let cc = xstack_cc::Registry::with_builtins()
+            .set_default("vegas")
+            .unwrap_err();
+        let text = cc.to_string();
+        let e = DeviceError::UnknownCc(cc);
+        assert_eq!(chain(&e), text, "transparent: the registry's message as is");
+        let e = DeviceError::BpfObjectIncomplete {
+            object: "XDP",
+            item: "map xsks".into(),
+        };
+        assert_eq!(e.to_string(), "XDP object lacks map xsks");
+    }
+
     #[test]
     fn missing_interface_is_reported() {
         match LinkInfo::query("xs-no-such0") {
