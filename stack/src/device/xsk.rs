@@ -166,7 +166,6 @@ pub fn open(ifname: &str, queue: u32, cfg: XskConfig) -> Result<(XskRx, XskTx), 
         libc::EBUSY => DeviceError::QueueBusy {
             iface: ifname.to_string(),
             queue,
-            source: std::io::Error::from_raw_os_error(e.get_raw()),
         },
         libc::EINVAL => DeviceError::Queues(format!("{ifname} has no rx queue {queue}")),
         _ => xsk_err(
