@@ -3,7 +3,7 @@
 //! a Reno flow would (the Reno-friendly region), with fast convergence, the RFC 9438 §4.8
 //! timeout rule, an undo for spurious RTOs, and no growth or curve ageing while the
 //! application limits the sender. Slow start is RFC 5681's with ABC, or HyStart++ (RFC 9406)
-//! in the `cubic-hs` variant. After Linux's `tcp_cubic.c` where the RFC leaves a choice.
+//! in the `cubic-hs` variant. After Linux's CUBIC where the RFC leaves a choice.
 //!
 //! Units: the RFC's window quantities (W_max, W_est, cwnd_epoch, cwnd_prior) are kept in
 //! segments of the current SMSS, as f64, and converted from and to [`CcVars`]' bytes at each
@@ -138,19 +138,12 @@ struct Core {
     last_now: Option<Instant>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Undo {
-    cwnd: u32,
-    ssthresh: u32,
-    core: Core,
-}
-
 /// One connection's CUBIC state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Cubic {
     core: Core,
     /// The state before the first expiry of the current RTO run, for `RtoErr`.
-    undo: Option<Undo>,
+    undo: window::RtoUndo<Core>,
 }
 
 impl Default for Cubic {
@@ -166,7 +159,7 @@ impl Default for Cubic {
                 clock_origin: None,
                 last_now: None,
             },
-            undo: None,
+            undo: window::RtoUndo::default(),
         }
     }
 }
@@ -413,18 +406,14 @@ impl CongestionControl for Cubic {
                 self.core.hystart.on_congestion();
                 self.core.reduce(v, info.in_flight);
                 // A real congestion signal: no undoing past it.
-                self.undo = None;
+                self.undo.forget();
             }
             CcSignal::Rto => {
                 // RFC 9438 §4.8: "In the case of a timeout, CUBIC follows Reno to reduce cwnd
                 // [RFC5681] but sets ssthresh using beta_cubic (same as in Section 4.6)". A
                 // backed-off expiry holds ssthresh (RFC 5681 §3.1), as in NewReno.
                 if info.rto_count <= 1 {
-                    self.undo = Some(Undo {
-                        cwnd: v.cwnd,
-                        ssthresh: v.ssthresh,
-                        core: self.core,
-                    });
+                    self.undo.save(v, self.core);
                     let cwnd = f64::from(v.cwnd) / f64::from(v.maxseg.max(1));
                     self.core.set_ssthresh(v, cwnd, info.in_flight);
                     // RFC 9438 §4.8: "During the first congestion avoidance stage after a
@@ -447,10 +436,8 @@ impl CongestionControl for Cubic {
                 // cwnd_prior", with ssthresh, W_max, K and the epoch put back as they were
                 // before the event. Here: everything saved at the first RTO, exactly, with
                 // cwnd/ssthresh re-floored in case the MSS grew meanwhile.
-                if let Some(u) = self.undo.take() {
-                    v.cwnd = u.cwnd.max(window::loss_window(v.maxseg));
-                    v.ssthresh = u.ssthresh.max(window::min_ssthresh(v.maxseg));
-                    self.core = u.core;
+                if let Some(core) = self.undo.restore(v) {
+                    self.core = core;
                 }
             }
             // ACK types (a transport bug, asserted above) and private signals: nothing.
@@ -523,13 +510,7 @@ impl CongestionControl for Cubic {
             ("origin", origin),
             ("cwnd_prior", format!("{:.2}", c.cwnd_prior)),
             ("region", c.region.as_str().to_string()),
-            (
-                "rto_undo",
-                match self.undo {
-                    Some(u) => format!("cwnd={} ssthresh={}", u.cwnd, u.ssthresh),
-                    None => "-".to_string(),
-                },
-            ),
+            ("rto_undo", self.undo.describe()),
         ];
         if c.hystart.enabled() {
             out.extend(c.hystart.state());

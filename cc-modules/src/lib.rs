@@ -102,8 +102,8 @@ pub use hystart::HyStart;
 pub use newreno::NewReno;
 pub use registry::{from_fn, CcError, CcFactory, FnFactory, Registry, MAX_NAME_LEN};
 
-/// The congestion state of one connection: the only thing a module writes (STYLE.md:
-/// modules never see the whole control block). All values are in bytes, as in FreeBSD.
+/// The congestion state of one connection: the only thing a module writes (modules never
+/// see the whole control block). All values are in bytes, as in FreeBSD.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CcVars {
     /// Congestion window (`snd_cwnd`), bytes. During NewReno fast recovery (no SACK) it
@@ -154,7 +154,7 @@ impl CcVars {
     }
 }
 
-/// Why a hook is called: FreeBSD's `ccsignal_t` (cc.h). `Ack` and `DupAck` are ACK types for
+/// Why a hook is called: FreeBSD's `ccsignal_t`. `Ack` and `DupAck` are ACK types for
 /// [`CongestionControl::ack_received`]; the others are congestion signals for
 /// [`CongestionControl::cong_signal`]. Match with a wildcard arm: more may be added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

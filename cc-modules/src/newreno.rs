@@ -1,6 +1,6 @@
 //! NewReno: RFC 5681 slow start and congestion avoidance with Appropriate Byte Counting
 //! (RFC 3465), the RFC 6582 end of fast recovery, the RFC 3168 response to ECN, the RFC 5681
-//! §4.1 restart window, and an undo for spurious RTOs. After FreeBSD's `cc_newreno.c`.
+//! §4.1 restart window, and an undo for spurious RTOs. After FreeBSD's NewReno module.
 //!
 //! Division of labour with the transport (see the crate docs): the transport inflates and
 //! deflates cwnd during fast recovery; this module sets ssthresh and cwnd when congestion is
@@ -43,15 +43,8 @@ pub struct NewReno {
     /// congestion-avoidance growth.
     ca_bytes_acked: u32,
     /// cwnd and ssthresh before the first expiry of the current RTO run, for `RtoErr`.
-    undo: Option<Undo>,
+    undo: window::RtoUndo<HyStart>,
     /// HyStart++ for the initial slow start; disabled by default.
-    hystart: HyStart,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Undo {
-    cwnd: u32,
-    ssthresh: u32,
     hystart: HyStart,
 }
 
@@ -141,7 +134,7 @@ impl CongestionControl for NewReno {
                 self.ca_bytes_acked = 0;
                 self.hystart.on_congestion();
                 // A real congestion signal: no undoing past it.
-                self.undo = None;
+                self.undo.forget();
             }
             CcSignal::Rto => {
                 // RFC 5681 §3.1: ssthresh = max (FlightSize / 2, 2*SMSS) when "the given
@@ -151,11 +144,7 @@ impl CongestionControl for NewReno {
                 // by way of the retransmission timer at least once, the value of ssthresh is
                 // held constant."
                 if info.rto_count <= 1 {
-                    self.undo = Some(Undo {
-                        cwnd: v.cwnd,
-                        ssthresh: v.ssthresh,
-                        hystart: self.hystart,
-                    });
+                    self.undo.save(v, self.hystart);
                     v.ssthresh = window::reno_ssthresh(info.in_flight, v.maxseg);
                 }
                 // RFC 5681 §3.1: "upon a timeout [...] cwnd MUST be set to no more than the
@@ -168,10 +157,8 @@ impl CongestionControl for NewReno {
                 // The RTO was spurious: put back the window it took away, as FreeBSD does on
                 // CC_RTO_ERR ("RTO was unnecessary, so reset everything"). Clamped in case the
                 // MSS grew meanwhile.
-                if let Some(u) = self.undo.take() {
-                    v.cwnd = u.cwnd.max(window::loss_window(v.maxseg));
-                    v.ssthresh = u.ssthresh.max(window::min_ssthresh(v.maxseg));
-                    self.hystart = u.hystart;
+                if let Some(hystart) = self.undo.restore(v) {
+                    self.hystart = hystart;
                 }
             }
             // ACK types (a transport bug, asserted above) and private signals: nothing to do.
@@ -202,13 +189,9 @@ impl CongestionControl for NewReno {
     }
 
     fn state(&self) -> Vec<(&'static str, String)> {
-        let undo = match self.undo {
-            Some(u) => format!("cwnd={} ssthresh={}", u.cwnd, u.ssthresh),
-            None => "-".to_string(),
-        };
         let mut out = vec![
             ("ca_bytes_acked", self.ca_bytes_acked.to_string()),
-            ("rto_undo", undo),
+            ("rto_undo", self.undo.describe()),
         ];
         if self.hystart.enabled() {
             out.extend(self.hystart.state());

@@ -172,6 +172,53 @@ pub fn partial_ack_deflate(cwnd: u32, bytes_acked: u32, maxseg: u32) -> u32 {
     back.max(mss)
 }
 
+/// The undo of a spurious RTO (`CcSignal::RtoErr`: F-RTO RFC 5682, Eifel RFC 3522,
+/// DSACK), shared by the modules: cwnd and ssthresh, plus the module's own state `S`,
+/// saved at the first expiry of an RTO run and put back if that RTO proves spurious.
+/// A real congestion signal (fast retransmit, ECN) forgets it: no undoing past one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtoUndo<S> {
+    saved: Option<(u32, u32, S)>,
+}
+
+impl<S> Default for RtoUndo<S> {
+    fn default() -> Self {
+        Self { saved: None }
+    }
+}
+
+impl<S> RtoUndo<S> {
+    /// Records cwnd, ssthresh and `state` as they are before the first expiry of an RTO
+    /// run reduces them.
+    pub fn save(&mut self, v: &CcVars, state: S) {
+        self.saved = Some((v.cwnd, v.ssthresh, state));
+    }
+
+    /// Drops what was saved (a real congestion signal).
+    pub fn forget(&mut self) {
+        self.saved = None;
+    }
+
+    /// On `RtoErr`: puts cwnd and ssthresh back, re-floored to the loss window and the
+    /// minimum ssthresh in case the MSS grew meanwhile, and returns the module state to
+    /// restore. `None` (and nothing changed) when there is nothing to undo: one undo per
+    /// RTO run.
+    pub fn restore(&mut self, v: &mut CcVars) -> Option<S> {
+        let (cwnd, ssthresh, state) = self.saved.take()?;
+        v.cwnd = cwnd.max(loss_window(v.maxseg));
+        v.ssthresh = ssthresh.max(min_ssthresh(v.maxseg));
+        Some(state)
+    }
+
+    /// For a module's `state()`: `cwnd=C ssthresh=S`, or `-` when nothing is saved.
+    pub fn describe(&self) -> String {
+        match &self.saved {
+            Some((cwnd, ssthresh, _)) => format!("cwnd={cwnd} ssthresh={ssthresh}"),
+            None => "-".to_string(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +251,50 @@ mod tests {
         assert_eq!(reno_ssthresh(3 * 1460, 1460), 2 * 1460);
         assert_eq!(reno_ssthresh(0, 1460), 2 * 1460);
         assert_eq!(reno_ssthresh(u32::MAX, 1460), u32::MAX / 2);
+    }
+
+    #[test]
+    fn rto_undo_restores_once_and_refloors() {
+        let mut undo = RtoUndo::default();
+        let mut v = CcVars {
+            cwnd: 40 * 1460,
+            ssthresh: 30 * 1460,
+            maxseg: 1460,
+        };
+        assert_eq!(undo.describe(), "-");
+        assert_eq!(undo.restore(&mut v), None::<u8>);
+        undo.save(&v, 7u8);
+        assert_eq!(
+            undo.describe(),
+            format!("cwnd={} ssthresh={}", 40 * 1460, 30 * 1460)
+        );
+        v = CcVars {
+            cwnd: 1460,
+            ssthresh: 20 * 1460,
+            maxseg: 1460,
+        };
+        assert_eq!(undo.restore(&mut v), Some(7));
+        assert_eq!((v.cwnd, v.ssthresh), (40 * 1460, 30 * 1460));
+        // One undo per RTO run.
+        assert_eq!(undo.restore(&mut v), None);
+        // Forgotten after a real congestion signal; re-floored when the MSS grew.
+        undo.save(&v, 1);
+        undo.forget();
+        assert_eq!(undo.restore(&mut v), None);
+        undo.save(
+            &CcVars {
+                cwnd: 1000,
+                ssthresh: 1000,
+                maxseg: 1000,
+            },
+            2,
+        );
+        v.maxseg = 9000;
+        assert_eq!(undo.restore(&mut v), Some(2));
+        assert_eq!(
+            (v.cwnd, v.ssthresh),
+            (loss_window(9000), min_ssthresh(9000))
+        );
     }
 
     #[test]

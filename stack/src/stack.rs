@@ -610,20 +610,17 @@ impl Snapshot {
 fn pick_cpus(list: Option<&[usize]>) -> Result<Vec<usize>, DeviceError> {
     use nix::sched::{sched_getaffinity, CpuSet};
     use nix::unistd::Pid;
-    let allowed = sched_getaffinity(Pid::from_raw(0))
-        .map_err(|e| DeviceError::Other(format!("sched_getaffinity: {e}")))?;
+    let allowed = sched_getaffinity(Pid::from_raw(0)).map_err(DeviceError::CpuAffinity)?;
     let allowed: Vec<usize> = (0..CpuSet::count())
         .filter(|&c| allowed.is_set(c).unwrap_or(false))
         .collect();
     match list {
         None => Ok(allowed),
-        Some([]) => Err(DeviceError::Other("--cpus is empty".into())),
+        Some([]) => Err(DeviceError::CpusEmpty),
         Some(list) => {
             for c in list {
                 if !allowed.contains(c) {
-                    return Err(DeviceError::Other(format!(
-                        "CPU {c} is not available to this process (allowed: {allowed:?})"
-                    )));
+                    return Err(DeviceError::CpuNotAllowed { cpu: *c, allowed });
                 }
             }
             Ok(list.to_vec())
@@ -636,9 +633,8 @@ fn pin_to_cpu(cpu: usize) -> Result<(), DeviceError> {
     use nix::unistd::Pid;
     let mut set = CpuSet::new();
     set.set(cpu)
-        .map_err(|e| DeviceError::Other(format!("CPU {cpu}: {e}")))?;
-    sched_setaffinity(Pid::from_raw(0), &set)
-        .map_err(|e| DeviceError::Other(format!("pinning to CPU {cpu}: {e}")))
+        .map_err(|source| DeviceError::CpuOutOfRange { cpu, source })?;
+    sched_setaffinity(Pid::from_raw(0), &set).map_err(|source| DeviceError::Pin { cpu, source })
 }
 
 #[cfg(test)]

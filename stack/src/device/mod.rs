@@ -6,12 +6,13 @@ pub mod rss_emu;
 pub mod xdp;
 pub mod xsk;
 
-use std::ffi::CString;
 use std::net::Ipv4Addr;
 
 use smoltcp::wire::EthernetAddress;
 
-/// Errors bringing a device up. Each message is one line a user can act on.
+/// Errors bringing a device (and the stack on it) up. Each message is one line a user
+/// can act on; the underlying error, when there is one, is the [`std::error::Error::source`]
+/// (so `{:#}` with anyhow prints `context: cause`).
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
     /// The process lacks a capability it needs.
@@ -22,6 +23,21 @@ pub enum DeviceError {
     /// No interface of that name in this network namespace.
     #[error("no such interface: {0}")]
     NoSuchInterface(String),
+    /// The interface's link-layer address cannot be read from sysfs.
+    #[error("{iface}: cannot read its link-layer address (not an Ethernet interface?)")]
+    NoLinkAddress {
+        /// The interface.
+        iface: String,
+    },
+    /// The interface's MTU cannot be read from sysfs.
+    #[error("{iface}: cannot read its MTU")]
+    NoMtu {
+        /// The interface.
+        iface: String,
+    },
+    /// `getifaddrs(3)` failed.
+    #[error("cannot list the kernel's addresses")]
+    ListAddresses(#[source] nix::errno::Errno),
     /// The kernel already holds the address on an interface.
     #[error("the kernel already holds {addr} on {iface}: remove it (ip addr del {addr}/.. dev {iface}) or pick another address for the stack")]
     AddressInUse {
@@ -30,18 +46,161 @@ pub enum DeviceError {
         /// The interface where the kernel holds it.
         iface: String,
     },
+    /// No address was given for the stack to own.
+    #[error("no address to own")]
+    NoAddress,
     /// Another XDP program is attached.
     #[error("another XDP program is already attached to {0} (see `ip link show {0}`; detach it with `ip link set dev {0} xdp off`)")]
     XdpBusy(String),
+    /// The interface's driver cannot run XDP in this mode.
+    #[error("{iface} does not support {mode} XDP; try --xdp-mode generic")]
+    XdpUnsupported {
+        /// The interface.
+        iface: String,
+        /// The attach mode asked for.
+        mode: xdp::Mode,
+        /// What the kernel said (boxed: aya's errors are large).
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
+    /// Attaching the XDP program failed otherwise.
+    #[error("attaching XDP to {iface} ({mode} mode)")]
+    XdpAttach {
+        /// The interface.
+        iface: String,
+        /// The attach mode asked for.
+        mode: xdp::Mode,
+        /// What the kernel said (boxed: aya's errors are large).
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
+    /// A BPF object (XDP steering or tc RSS emulation) lacks a map or program it must have.
+    #[error("{object} object lacks {item}")]
+    BpfObjectIncomplete {
+        /// Which object: `XDP` or `tc`.
+        object: &'static str,
+        /// What is missing, e.g. `map xsks`.
+        item: String,
+    },
+    /// Loading a BPF object, using one of its maps or loading/attaching one of its
+    /// programs failed.
+    #[error("{what}")]
+    Bpf {
+        /// The step that failed.
+        what: String,
+        /// The aya error (boxed: aya's errors are large).
+        #[source]
+        source: Box<BpfError>,
+    },
     /// The kernel cannot do AF_XDP.
     #[error("AF_XDP sockets are not supported by this kernel (needs Linux >= 5.4 with CONFIG_XDP_SOCKETS=y): {0}")]
     AfXdpUnsupported(String),
+    /// The anonymous mapping for a queue's UMEM cannot be made.
+    #[error("mmap of {len} bytes for the UMEM")]
+    UmemMmap {
+        /// Bytes asked for.
+        len: usize,
+        /// Why mmap(2) failed.
+        #[source]
+        source: nix::errno::Errno,
+    },
+    /// Another AF_XDP socket is bound to the queue (bind(2) said EBUSY; the message
+    /// says it all, so there is no source).
+    #[error("{iface} queue {queue} is busy: another AF_XDP socket is bound to it")]
+    QueueBusy {
+        /// The interface.
+        iface: String,
+        /// The receive queue.
+        queue: u32,
+    },
+    /// Setting up a queue's AF_XDP socket failed at one step.
+    #[error("{what}")]
+    Xsk {
+        /// The step that failed, with its context.
+        what: String,
+        /// The interface.
+        iface: String,
+        /// The receive queue.
+        queue: u32,
+        /// What the kernel said.
+        #[source]
+        source: std::io::Error,
+    },
     /// The requested queue count cannot be had.
     #[error("{0}")]
     Queues(String),
-    /// Anything else, with its context.
+    /// Selecting the default congestion control module failed (unknown name).
+    #[error(transparent)]
+    UnknownCc(xstack_cc::CcError),
+    /// Registering a protocol with netisr failed.
+    #[error("netisr")]
+    Netisr(#[source] crate::netisr::NetisrError),
+    /// eventfd(2) failed for a worker's wakeup fd.
+    #[error("eventfd")]
+    Eventfd(#[source] std::io::Error),
+    /// A worker thread cannot be spawned.
+    #[error("spawning worker {worker}")]
+    SpawnWorker {
+        /// The worker (queue) index.
+        worker: usize,
+        /// Why the thread was not created.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A worker thread ended before reporting its socket.
+    #[error("worker {0} died during start-up")]
+    WorkerDied(usize),
+    /// The process's CPU affinity cannot be read.
+    #[error("sched_getaffinity")]
+    CpuAffinity(#[source] nix::errno::Errno),
+    /// `--cpus` was given an empty list.
+    #[error("--cpus is empty")]
+    CpusEmpty,
+    /// A CPU in `--cpus` is outside this process's affinity mask.
+    #[error("CPU {cpu} is not available to this process (allowed: {allowed:?})")]
+    CpuNotAllowed {
+        /// The CPU asked for.
+        cpu: usize,
+        /// The CPUs this process may run on.
+        allowed: Vec<usize>,
+    },
+    /// A CPU number cannot be put in a CPU set (beyond `CpuSet::count()`).
+    #[error("CPU {cpu}")]
+    CpuOutOfRange {
+        /// The CPU asked for.
+        cpu: usize,
+        /// What `CpuSet::set` said.
+        #[source]
+        source: nix::errno::Errno,
+    },
+    /// Pinning a worker thread to its CPU failed.
+    #[error("pinning to CPU {cpu}")]
+    Pin {
+        /// The CPU.
+        cpu: usize,
+        /// What sched_setaffinity(2) said.
+        #[source]
+        source: nix::errno::Errno,
+    },
+    /// Untyped, with its context. Kept only until `Stack::start` uses the typed
+    /// variants above (NoAddress, UnknownCc, Netisr, Eventfd, SpawnWorker, WorkerDied);
+    /// nothing else produces it. Do not add new uses.
     #[error("{0}")]
     Other(String),
+}
+
+/// The aya error behind [`DeviceError::Bpf`].
+#[derive(Debug, thiserror::Error)]
+pub enum BpfError {
+    /// Parsing or loading the object.
+    #[error(transparent)]
+    Object(#[from] aya::EbpfError),
+    /// Opening or updating a map.
+    #[error(transparent)]
+    Map(#[from] aya::maps::MapError),
+    /// Converting, loading or attaching a program.
+    #[error(transparent)]
+    Program(#[from] aya::programs::ProgramError),
 }
 
 /// An offload that can be switched off (`ifconfig -txcsum` and friends).
@@ -141,26 +300,23 @@ pub struct LinkInfo {
 impl LinkInfo {
     /// Reads the interface's index, MAC, MTU and receive-queue count.
     pub fn query(name: &str) -> Result<LinkInfo, DeviceError> {
-        let cname =
-            CString::new(name).map_err(|_| DeviceError::NoSuchInterface(name.to_string()))?;
-        // SAFETY: `cname` is a valid NUL-terminated string for the duration of the call.
-        let ifindex = unsafe { libc::if_nametoindex(cname.as_ptr()) };
-        if ifindex == 0 {
-            return Err(DeviceError::NoSuchInterface(name.to_string()));
-        }
+        let ifindex = match nix::net::if_::if_nametoindex(name) {
+            Ok(i) if i != 0 => i,
+            _ => return Err(DeviceError::NoSuchInterface(name.to_string())),
+        };
         let sys = |f: &str| std::fs::read_to_string(format!("/sys/class/net/{name}/{f}"));
         let mac = sys("address")
             .ok()
             .and_then(|s| parse_mac(s.trim()))
-            .ok_or_else(|| {
-                DeviceError::Other(format!(
-                    "{name}: cannot read its link-layer address (not an Ethernet interface?)"
-                ))
+            .ok_or_else(|| DeviceError::NoLinkAddress {
+                iface: name.to_string(),
             })?;
         let mtu = sys("mtu")
             .ok()
             .and_then(|s| s.trim().parse().ok())
-            .ok_or_else(|| DeviceError::Other(format!("{name}: cannot read its MTU")))?;
+            .ok_or_else(|| DeviceError::NoMtu {
+                iface: name.to_string(),
+            })?;
         let rx_queues = match channels(name) {
             Ok(ch) => ch.rx_count + ch.combined_count,
             Err(_) => count_sysfs_rx_queues(name),
@@ -198,7 +354,7 @@ fn count_sysfs_rx_queues(name: &str) -> u32 {
         .unwrap_or(1)
 }
 
-/// `struct ethtool_channels` (linux/ethtool.h).
+/// The kernel's `struct ethtool_channels` (ethtool UAPI, `ETHTOOL_GCHANNELS`).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Channels {
@@ -224,15 +380,25 @@ pub struct Channels {
 const ETHTOOL_GCHANNELS: u32 = 0x3c;
 const ETHTOOL_SCHANNELS: u32 = 0x3d;
 
-fn ethtool_ioctl(name: &str, ch: &mut Channels) -> std::io::Result<()> {
+mod ethtool_sys {
+    /// `struct ifreq` as SIOCETHTOOL reads it: the name, then a pointer to the command.
     #[repr(C)]
-    struct IfReq {
-        name: [u8; libc::IFNAMSIZ],
-        data: *mut libc::c_void,
-        _pad: [u8; 16],
+    pub struct IfReq {
+        pub name: [u8; libc::IFNAMSIZ],
+        pub data: *mut libc::c_void,
+        pub _pad: [u8; 16],
     }
+
+    // SIOCETHTOOL is a "bad" ioctl (its number does not encode the argument's size).
+    nix::ioctl_readwrite_bad!(siocethtool, libc::SIOCETHTOOL, IfReq);
+}
+
+fn ethtool_ioctl(name: &str, ch: &mut Channels) -> std::io::Result<()> {
+    use ethtool_sys::{siocethtool, IfReq};
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    use std::os::fd::AsRawFd;
     if name.len() >= libc::IFNAMSIZ {
-        return Err(std::io::Error::from_raw_os_error(libc::ENODEV));
+        return Err(nix::errno::Errno::ENODEV.into());
     }
     let mut req = IfReq {
         name: [0; libc::IFNAMSIZ],
@@ -240,22 +406,17 @@ fn ethtool_ioctl(name: &str, ch: &mut Channels) -> std::io::Result<()> {
         _pad: [0; 16],
     };
     req.name[..name.len()].copy_from_slice(name.as_bytes());
-    // SAFETY: plain socket(2) call.
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
     // SAFETY: SIOCETHTOOL reads the ifreq (a valid name and a pointer to a live, properly
-    // sized `ethtool_channels`) and writes only into that struct.
-    let rc = unsafe { libc::ioctl(fd, libc::SIOCETHTOOL, &mut req as *mut IfReq) };
-    let err = std::io::Error::last_os_error();
-    // SAFETY: fd is ours and open.
-    unsafe { libc::close(fd) };
-    if rc < 0 {
-        Err(err)
-    } else {
-        Ok(())
-    }
+    // sized `ethtool_channels`) and writes only into that struct; `sock` is open for
+    // the whole call.
+    unsafe { siocethtool(sock.as_raw_fd(), &mut req) }?;
+    Ok(())
 }
 
 /// Reads the interface's channel counts (`ethtool -l`).
@@ -323,8 +484,7 @@ pub fn use_queues(info: &mut LinkInfo, n: u32) -> Result<Option<Channels>, Devic
 /// Fails when the kernel holds any of `addrs` on some interface of this namespace:
 /// the stack and the kernel would both answer for it.
 pub fn check_addresses_free(addrs: &[Ipv4Addr]) -> Result<(), DeviceError> {
-    let ifaddrs = nix::ifaddrs::getifaddrs()
-        .map_err(|e| DeviceError::Other(format!("cannot list the kernel's addresses: {e}")))?;
+    let ifaddrs = nix::ifaddrs::getifaddrs().map_err(DeviceError::ListAddresses)?;
     for ifa in ifaddrs {
         let Some(sin) = ifa.address.as_ref().and_then(|a| a.as_sockaddr_in()) else {
             continue;
@@ -396,6 +556,82 @@ mod tests {
     #[test]
     fn channels_struct_matches_the_kernel_abi() {
         assert_eq!(std::mem::size_of::<Channels>(), 36);
+    }
+
+    /// What the CLI prints (`{:#}` of an anyhow error): each message in the source
+    /// chain, joined by ": ".
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut out = e.to_string();
+        let mut cur = e.source();
+        while let Some(s) = cur {
+            out.push_str(": ");
+            out.push_str(&s.to_string());
+            cur = s.source();
+        }
+        out
+    }
+
+    #[test]
+    fn typed_errors_keep_their_context_and_cause() {
+        use nix::errno::Errno;
+        let e = DeviceError::Pin {
+            cpu: 3,
+            source: Errno::EINVAL,
+        };
+        assert_eq!(chain(&e), "pinning to CPU 3: EINVAL: Invalid argument");
+        let e = DeviceError::UmemMmap {
+            len: 4096,
+            source: Errno::ENOMEM,
+        };
+        assert!(chain(&e).starts_with("mmap of 4096 bytes for the UMEM: ENOMEM: "));
+        let e = DeviceError::SpawnWorker {
+            worker: 2,
+            source: std::io::Error::from_raw_os_error(libc::EAGAIN),
+        };
+        assert!(
+            chain(&e).starts_with("spawning worker 2: "),
+            "{}",
+            chain(&e)
+        );
+        let e = DeviceError::QueueBusy {
+            iface: "veth0".into(),
+            queue: 1,
+        };
+        assert!(
+            matches!(&e, DeviceError::QueueBusy { queue: 1, .. }),
+            "callers can match"
+        );
+        assert_eq!(
+            chain(&e),
+            "veth0 queue 1 is busy: another AF_XDP socket is bound to it"
+        );
+        assert_eq!(
+            DeviceError::CpuNotAllowed {
+                cpu: 5,
+                allowed: vec![0, 1]
+            }
+            .to_string(),
+            "CPU 5 is not available to this process (allowed: [0, 1])"
+        );
+        assert_eq!(
+            DeviceError::WorkerDied(1).to_string(),
+            "worker 1 died during start-up"
+        );
+        assert_eq!(DeviceError::NoAddress.to_string(), "no address to own");
+        assert_eq!(DeviceError::CpusEmpty.to_string(), "--cpus is empty");
+        let e = DeviceError::Netisr(crate::netisr::NetisrError::Duplicate(1));
+        assert_eq!(chain(&e), "netisr: netisr protocol 1 is already registered");
+        let cc = xstack_cc::Registry::with_builtins()
+            .set_default("vegas")
+            .unwrap_err();
+        let text = cc.to_string();
+        let e = DeviceError::UnknownCc(cc);
+        assert_eq!(chain(&e), text, "transparent: the registry's message as is");
+        let e = DeviceError::BpfObjectIncomplete {
+            object: "XDP",
+            item: "map xsks".into(),
+        };
+        assert_eq!(e.to_string(), "XDP object lacks map xsks");
     }
 
     #[test]

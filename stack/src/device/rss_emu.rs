@@ -6,7 +6,7 @@ use aya::maps::{Array, MapData};
 use aya::programs::{tc, SchedClassifier, TcAttachType};
 use aya::Ebpf;
 
-use super::DeviceError;
+use super::{BpfError, DeviceError};
 use crate::rss::INDIRECTION_SIZE;
 
 /// The compiled tc program, committed beside its source.
@@ -27,8 +27,18 @@ impl std::fmt::Debug for RssEmulation {
     }
 }
 
-fn err(what: &str, e: impl std::fmt::Display) -> DeviceError {
-    DeviceError::Other(format!("{what}: {e}"))
+fn err(what: &str, e: impl Into<BpfError>) -> DeviceError {
+    DeviceError::Bpf {
+        what: what.to_string(),
+        source: Box::new(e.into()),
+    }
+}
+
+fn lacks(item: &str) -> DeviceError {
+    DeviceError::BpfObjectIncomplete {
+        object: "tc",
+        item: item.to_string(),
+    }
 }
 
 impl RssEmulation {
@@ -56,7 +66,7 @@ impl RssEmulation {
             .map_err(|e| err("loading the tc program", e))?;
         let mut indir: Array<_, u32> = Array::try_from(
             ebpf.map_mut("rss_indir")
-                .ok_or_else(|| DeviceError::Other("tc object lacks rss_indir".into()))?,
+                .ok_or_else(|| lacks("rss_indir"))?,
         )
         .map_err(|e| err("rss_indir", e))?;
         for i in 0..INDIRECTION_SIZE as u32 {
@@ -69,14 +79,14 @@ impl RssEmulation {
         }
         let placed = Array::try_from(
             ebpf.take_map("rss_placed")
-                .ok_or_else(|| DeviceError::Other("tc object lacks rss_placed".into()))?,
+                .ok_or_else(|| lacks("rss_placed"))?,
         )
         .map_err(|e| err("rss_placed", e))?;
         // An existing clsact qdisc is fine.
         let _ = tc::qdisc_add_clsact(iface);
         let prog: &mut SchedClassifier = ebpf
             .program_mut("xstack_rss")
-            .ok_or_else(|| DeviceError::Other("tc object lacks xstack_rss".into()))?
+            .ok_or_else(|| lacks("xstack_rss"))?
             .try_into()
             .map_err(|e| err("program type", e))?;
         prog.load().map_err(|e| err("loading xstack_rss", e))?;

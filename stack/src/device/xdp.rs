@@ -13,7 +13,7 @@ use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, XskMap};
 use aya::programs::{ProgramError, Xdp, XdpMode};
 use aya::Ebpf;
 
-use super::DeviceError;
+use super::{BpfError, DeviceError};
 
 /// The compiled steering program, committed beside its source and rebuilt by
 /// `cargo xtask build-ebpf`.
@@ -89,7 +89,10 @@ impl std::fmt::Debug for XdpSteer {
     }
 }
 
-fn bpf_err(what: &str, e: impl std::fmt::Display) -> DeviceError {
+/// A failed aya call as [`DeviceError::Permission`] when the kernel said EPERM, else as
+/// [`DeviceError::Bpf`] with the aya error as its source.
+fn bpf_err(what: &str, e: impl Into<BpfError>) -> DeviceError {
+    let e = e.into();
     let msg = e.to_string();
     if msg.contains("Operation not permitted")
         || msg.contains("EPERM")
@@ -97,7 +100,17 @@ fn bpf_err(what: &str, e: impl std::fmt::Display) -> DeviceError {
     {
         DeviceError::Permission(format!("{what}: {msg}"))
     } else {
-        DeviceError::Other(format!("{what}: {msg}"))
+        DeviceError::Bpf {
+            what: what.to_string(),
+            source: Box::new(e),
+        }
+    }
+}
+
+fn lacks(item: String) -> DeviceError {
+    DeviceError::BpfObjectIncomplete {
+        object: "XDP",
+        item,
     }
 }
 
@@ -109,7 +122,7 @@ impl XdpSteer {
             Ebpf::load(XDP_STEER_OBJ).map_err(|e| bpf_err("loading the XDP program", e))?;
         let mut owned: BpfHashMap<_, u32, u8> = BpfHashMap::try_from(
             ebpf.map_mut("owned_addrs")
-                .ok_or_else(|| DeviceError::Other("XDP object lacks map owned_addrs".into()))?,
+                .ok_or_else(|| lacks("map owned_addrs".into()))?,
         )
         .map_err(|e| bpf_err("owned_addrs map", e))?;
         for a in addrs {
@@ -121,17 +134,17 @@ impl XdpSteer {
         }
         let xsks = XskMap::try_from(
             ebpf.take_map("xsks")
-                .ok_or_else(|| DeviceError::Other("XDP object lacks map xsks".into()))?,
+                .ok_or_else(|| lacks("map xsks".into()))?,
         )
         .map_err(|e| bpf_err("xsks map", e))?;
         let stats = PerCpuArray::try_from(
             ebpf.take_map("queue_stats")
-                .ok_or_else(|| DeviceError::Other("XDP object lacks map queue_stats".into()))?,
+                .ok_or_else(|| lacks("map queue_stats".into()))?,
         )
         .map_err(|e| bpf_err("queue_stats map", e))?;
         let prog: &mut Xdp = ebpf
             .program_mut(PROG_NAME)
-            .ok_or_else(|| DeviceError::Other(format!("XDP object lacks program {PROG_NAME}")))?
+            .ok_or_else(|| lacks(format!("program {PROG_NAME}")))?
             .try_into()
             .map_err(|e| bpf_err("XDP program type", e))?;
         prog.load()
@@ -166,7 +179,7 @@ impl XdpSteer {
         let prog: &mut Xdp = self
             .ebpf
             .program_mut(PROG_NAME)
-            .ok_or_else(|| DeviceError::Other("program vanished".into()))?
+            .ok_or_else(|| lacks(format!("program {PROG_NAME}")))?
             .try_into()
             .map_err(|e| bpf_err("XDP program type", e))?;
         let aya_mode = match mode {
@@ -223,24 +236,30 @@ fn classify_attach_error(iface: &str, mode: Mode, e: ProgramError) -> DeviceErro
     let (text, detail) = match &e {
         ProgramError::SyscallError(s) => (
             format!("{}: {}", s.call, s.io_error),
-            Some(s.io_error.raw_os_error()),
+            s.io_error.raw_os_error(),
         ),
         _ => (format!("{e}"), None),
     };
-    match detail.flatten() {
+    match detail {
         Some(libc::EBUSY) | Some(libc::EEXIST) => DeviceError::XdpBusy(iface.to_string()),
         Some(libc::EPERM) | Some(libc::EACCES) => DeviceError::Permission(format!("attaching XDP to {iface}: {text}")),
         // veth refuses native XDP when it has fewer rx queues than its peer has tx
-        // queues (drivers/net/veth.c: "XDP expects number of rx queues not less than
+        // queues (the veth driver: "XDP expects number of rx queues not less than
         // peer tx queues").
         Some(libc::ENOSPC) => DeviceError::Queues(format!(
             "{iface} refuses {mode} XDP: it has fewer rx queues than its peer has tx queues (veth); \
              shrink the peer too (ethtool -L PEER tx N) or use --xdp-mode generic"
         )),
-        Some(libc::EOPNOTSUPP) => DeviceError::Other(format!(
-            "{iface} does not support {mode} XDP ({text}); try --xdp-mode generic"
-        )),
+        Some(libc::EOPNOTSUPP) => DeviceError::XdpUnsupported {
+            iface: iface.to_string(),
+            mode,
+            source: Box::new(e),
+        },
         _ if text.contains("busy") || text.contains("exists") => DeviceError::XdpBusy(iface.to_string()),
-        _ => DeviceError::Other(format!("attaching XDP to {iface} ({mode} mode): {text}")),
+        _ => DeviceError::XdpAttach {
+            iface: iface.to_string(),
+            mode,
+            source: Box::new(e),
+        },
     }
 }

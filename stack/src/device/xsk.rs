@@ -60,13 +60,15 @@ struct Area {
 // SAFETY: the area is plain memory; which thread may touch which frame is governed by
 // the ring protocol (each frame is owned by exactly one of: the kernel, XskRx, XskTx).
 unsafe impl Send for Area {}
+// SAFETY: as for Send: `&Area` only gives the pointer and length; every access to the
+// frames goes through the ring protocol.
 unsafe impl Sync for Area {}
 
 impl Drop for Area {
     fn drop(&mut self) {
         // SAFETY: ptr/len came from our mmap and nothing refers to the area any more: the
         // rings and the socket (declared before `area` in `Shared`) are already dropped.
-        unsafe { libc::munmap(self.ptr.as_ptr().cast(), self.len) };
+        let _ = unsafe { nix::sys::mman::munmap(self.ptr.cast(), self.len) };
     }
 }
 
@@ -81,32 +83,29 @@ struct Shared {
 // SAFETY: `User` and `Umem` hold file descriptors and pointers into `area`; they are not
 // used concurrently through `Shared` (it only keeps them alive).
 unsafe impl Send for Shared {}
+// SAFETY: as for Send: nothing is reachable through `&Shared` but `area`'s length.
 unsafe impl Sync for Shared {}
 
 /// Builds the socket for `(ifname, queue)` and returns its two halves.
 pub fn open(ifname: &str, queue: u32, cfg: XskConfig) -> Result<(XskRx, XskTx), DeviceError> {
     let frames = cfg.rx_frames + cfg.tx_frames;
     let len = frames as usize * cfg.frame_size as usize;
-    // SAFETY: anonymous private mapping; checked for MAP_FAILED below.
+    use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
+    let umem_mmap_err = |source| DeviceError::UmemMmap { len, source };
+    let size = std::num::NonZeroUsize::new(len).ok_or(umem_mmap_err(nix::errno::Errno::EINVAL))?;
+    // SAFETY: a fresh anonymous private mapping aliases nothing; it is unmapped only by
+    // `Area::drop`.
     let ptr = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-            -1,
-            0,
+        mmap_anonymous(
+            None,
+            size,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_PRIVATE | MapFlags::MAP_POPULATE,
         )
-    };
-    if ptr == libc::MAP_FAILED {
-        return Err(DeviceError::Other(format!(
-            "mmap of {len} bytes for the UMEM: {}",
-            std::io::Error::last_os_error()
-        )));
     }
+    .map_err(umem_mmap_err)?;
     let area = Area {
-        // SAFETY: mmap succeeded, so ptr is non-null.
-        ptr: unsafe { NonNull::new_unchecked(ptr.cast()) },
+        ptr: ptr.cast(),
         len,
     };
     let slice = NonNull::slice_from_raw_parts(area.ptr, len);
@@ -118,13 +117,17 @@ pub fn open(ifname: &str, queue: u32, cfg: XskConfig) -> Result<(XskRx, XskTx), 
         flags: if tx_md { XDP_UMEM_TX_METADATA_LEN } else { 0 },
         tx_metadata_len: if tx_md { TX_MD_LEN as u32 } else { 0 },
     };
-    // SAFETY (both calls): the area is page aligned (fresh mmap), `len` bytes long, and
-    // outlives the Umem: both end up in `Shared`, where the Umem is dropped first. A
-    // failed registration closes its socket and leaves the area untouched.
-    let (umem, tx_md) = match unsafe { Umem::new(umem_cfg(cfg.tx_metadata), slice) } {
+    // The area is page aligned (fresh mmap), `len` bytes long, and outlives the Umem:
+    // both end up in `Shared`, where the Umem is dropped first. A failed registration
+    // closes its socket and leaves the area untouched.
+    let xsk_err = |what: &str, e| xsk_err(what, ifname, queue, e);
+    // SAFETY: see above.
+    let first = unsafe { Umem::new(umem_cfg(cfg.tx_metadata), slice) };
+    let (umem, tx_md) = match first {
         Ok(u) => (u, cfg.tx_metadata),
         // Kernels before 6.8 reject the flag: register without TX metadata.
         Err(e) if cfg.tx_metadata && e.get_raw() == libc::EINVAL => (
+            // SAFETY: see above.
             unsafe { Umem::new(umem_cfg(false), slice) }
                 .map_err(|e| xsk_err("registering the UMEM", e))?,
             false,
@@ -160,9 +163,10 @@ pub fn open(ifname: &str, queue: u32, cfg: XskConfig) -> Result<(XskRx, XskTx), 
         .map_tx()
         .map_err(|e| xsk_err("mapping the tx ring", e))?;
     umem.bind(&user).map_err(|e| match e.get_raw() {
-        libc::EBUSY => DeviceError::Other(format!(
-            "{ifname} queue {queue} is busy: another AF_XDP socket is bound to it"
-        )),
+        libc::EBUSY => DeviceError::QueueBusy {
+            iface: ifname.to_string(),
+            queue,
+        },
         libc::EINVAL => DeviceError::Queues(format!("{ifname} has no rx queue {queue}")),
         _ => xsk_err(
             &format!("binding the AF_XDP socket to {ifname} queue {queue}"),
@@ -215,11 +219,17 @@ pub fn open(ifname: &str, queue: u32, cfg: XskConfig) -> Result<(XskRx, XskTx), 
     ))
 }
 
-fn xsk_err(what: &str, e: xdpilone::Errno) -> DeviceError {
+fn xsk_err(what: &str, iface: &str, queue: u32, e: xdpilone::Errno) -> DeviceError {
     match e.get_raw() {
         libc::EAFNOSUPPORT => DeviceError::AfXdpUnsupported(format!("{what}: {e}")),
         libc::EPERM | libc::EACCES => DeviceError::Permission(format!("{what}: {e}")),
-        _ => DeviceError::Other(format!("{what}: {e}")),
+        // xdpilone's Errno is not a std::error::Error: carry it as the io::Error it is.
+        raw => DeviceError::Xsk {
+            what: what.to_string(),
+            iface: iface.to_string(),
+            queue,
+            source: std::io::Error::from_raw_os_error(raw),
+        },
     }
 }
 
@@ -247,6 +257,9 @@ pub fn read_stats(fd: RawFd) -> Option<XskStats> {
     const XDP_STATISTICS: libc::c_int = 7;
     let mut v = [0u64; 6];
     let mut len = std::mem::size_of_val(&v) as libc::socklen_t;
+    // Raw libc: nix has no XDP_STATISTICS option, and its generic struct getter
+    // (`sockopt_impl!`/`GetStruct`) asserts that the kernel fills the whole struct,
+    // which kernels before 5.9 do not (they write 24 of the 48 bytes).
     // SAFETY: getsockopt writes at most `len` bytes into `v`, which is that large.
     let rc =
         unsafe { libc::getsockopt(fd, SOL_XDP, XDP_STATISTICS, v.as_mut_ptr().cast(), &mut len) };
@@ -372,7 +385,7 @@ pub struct XskTx {
     _shared: Arc<Shared>,
 }
 
-/// `XDP_UMEM_TX_METADATA_LEN` (linux/if_xdp.h): `tx_metadata_len` is meant.
+/// `XDP_UMEM_TX_METADATA_LEN` (Linux AF_XDP UAPI): `tx_metadata_len` is meant.
 const XDP_UMEM_TX_METADATA_LEN: u32 = 1 << 2;
 /// `sizeof(struct xsk_tx_metadata)` since Linux 6.15 (flags, then the request:
 /// csum_start, csum_offset, launch_time); a multiple of 8 as the kernel requires.
