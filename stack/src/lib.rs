@@ -29,6 +29,8 @@
 //! poller.wait(&mut events, Some(std::time::Duration::from_millis(100)))?;
 //! # Ok(()) }
 //! ```
+#![deny(clippy::undocumented_unsafe_blocks)]
+
 pub mod checksum;
 pub mod clock;
 pub mod device;

@@ -145,8 +145,8 @@ pub(crate) struct LayerSpec {
 #[derive(Debug, thiserror::Error)]
 pub enum LayerError {
     /// The default congestion-control module is not registered.
-    #[error("congestion control: {0}")]
-    Cc(String),
+    #[error(transparent)]
+    Cc(#[from] xstack_cc::CcError),
     /// A netisr registration failed.
     #[error("netisr: {0}")]
     Netisr(#[from] NetisrError),
@@ -183,9 +183,7 @@ impl<T: LinkTx + 'static> Layers<T> {
             tcp.isn = isn;
         }
         if let Some(name) = &spec.default_cc {
-            tcp.cc
-                .set_default(name)
-                .map_err(|e| LayerError::Cc(e.to_string()))?;
+            tcp.cc.set_default(name)?;
         }
         let tcp = Arc::new(tcp);
         let ifp = Arc::new(spec.ifp);

@@ -11,7 +11,7 @@ use std::time::Instant;
 use crate::clock::Clock;
 use crate::device::xsk::XskTx;
 use crate::link::XskLinkRx;
-use crate::pipeline::{LayerSpec, Layers, WorkerCore, WorkerCtx};
+use crate::pipeline::{LayerError, LayerSpec, Layers, WorkerCore, WorkerCtx};
 
 use crate::device::xdp::{Mode, QueueStats, XdpSteer};
 use crate::device::xsk::{self, XskConfig};
@@ -142,7 +142,10 @@ impl Stack {
             clock: Clock::Real,
             isn: None,
         })
-        .map_err(|e| DeviceError::Other(e.to_string()))?;
+        .map_err(|e| match e {
+            LayerError::Cc(e) => DeviceError::UnknownCc(e),
+            LayerError::Netisr(e) => DeviceError::Netisr(e),
+        })?;
 
         let stop = Arc::new(AtomicBool::new(false));
         let running = Arc::new(AtomicBool::new(false));
@@ -188,8 +191,7 @@ impl Stack {
     ) -> Result<WorkerReady, DeviceError> {
         let counters = Arc::new(Counters::default());
         self.counters.push(counters.clone());
-        let wake_fd =
-            Arc::new(WakeFd::new().map_err(|e| DeviceError::Other(format!("eventfd: {e}")))?);
+        let wake_fd = Arc::new(WakeFd::new().map_err(DeviceError::Eventfd)?);
         self.wake_fds.push(wake_fd.clone());
         let wf = wake_fd.clone();
         layers.netisr.set_waker(q, Arc::new(move || wf.wake()));
@@ -232,7 +234,7 @@ impl Stack {
                 }
                 .run()
             })
-            .map_err(|e| DeviceError::Other(format!("spawning worker {q}: {e}")))?;
+            .map_err(|source| DeviceError::SpawnWorker { worker: q, source })?;
         self.workers.push(handle);
         Ok(rx)
     }
@@ -245,11 +247,7 @@ impl Stack {
             let (fd, tx_csum) = match r.recv() {
                 Ok(Ok(x)) => x,
                 Ok(Err(e)) => return Err(e),
-                Err(_) => {
-                    return Err(DeviceError::Other(format!(
-                        "worker {q} died during start-up"
-                    )))
-                }
+                Err(_) => return Err(DeviceError::WorkerDied(q)),
             };
             tx_csum_all &= tx_csum;
             self.xdp.register_socket(q as u32, fd)?;
@@ -385,7 +383,7 @@ impl Drop for Stack {
 fn prepare_link(config: &StackConfig) -> Result<(LinkInfo, RestoreChannels), DeviceError> {
     device::check_privileges()?;
     if config.addrs.is_empty() {
-        return Err(DeviceError::Other("no address to own".into()));
+        return Err(DeviceError::NoAddress);
     }
     let mut link = LinkInfo::query(&config.iface)?;
     let owned: Vec<Ipv4Addr> = config.addrs.iter().map(|c| c.addr).collect();

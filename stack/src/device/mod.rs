@@ -182,11 +182,6 @@ pub enum DeviceError {
         #[source]
         source: nix::errno::Errno,
     },
-    /// Untyped, with its context. Kept only until `Stack::start` uses the typed
-    /// variants above (NoAddress, UnknownCc, Netisr, Eventfd, SpawnWorker, WorkerDied);
-    /// nothing else produces it. Do not add new uses.
-    #[error("{0}")]
-    Other(String),
 }
 
 /// The aya error behind [`DeviceError::Bpf`].
