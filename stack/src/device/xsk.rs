@@ -15,8 +15,8 @@ use std::sync::Arc;
 
 use xdpilone::xdp::XdpDesc;
 use xdpilone::{
-    CompletionQueue, FillQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem, UmemConfig,
-    User,
+    CompletionQueue, DeviceQueue, FillQueue, IfInfo, RingRx, RingTx, Socket, SocketConfig, Umem,
+    UmemConfig, User,
 };
 
 use super::DeviceError;
@@ -89,90 +89,9 @@ unsafe impl Sync for Shared {}
 /// Builds the socket for `(ifname, queue)` and returns its two halves.
 pub fn open(ifname: &str, queue: u32, cfg: XskConfig) -> Result<(XskRx, XskTx), DeviceError> {
     let frames = cfg.rx_frames + cfg.tx_frames;
-    let len = frames as usize * cfg.frame_size as usize;
-    use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
-    let umem_mmap_err = |source| DeviceError::UmemMmap { len, source };
-    let size = std::num::NonZeroUsize::new(len).ok_or(umem_mmap_err(nix::errno::Errno::EINVAL))?;
-    // SAFETY: a fresh anonymous private mapping aliases nothing; it is unmapped only by
-    // `Area::drop`.
-    let ptr = unsafe {
-        mmap_anonymous(
-            None,
-            size,
-            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
-            MapFlags::MAP_PRIVATE | MapFlags::MAP_POPULATE,
-        )
-    }
-    .map_err(umem_mmap_err)?;
-    let area = Area {
-        ptr: ptr.cast(),
-        len,
-    };
-    let slice = NonNull::slice_from_raw_parts(area.ptr, len);
-    let umem_cfg = |tx_md: bool| UmemConfig {
-        fill_size: cfg.rx_frames,
-        complete_size: cfg.tx_frames,
-        frame_size: cfg.frame_size,
-        headroom: 0,
-        flags: if tx_md { XDP_UMEM_TX_METADATA_LEN } else { 0 },
-        tx_metadata_len: if tx_md { TX_MD_LEN as u32 } else { 0 },
-    };
-    // The area is page aligned (fresh mmap), `len` bytes long, and outlives the Umem:
-    // both end up in `Shared`, where the Umem is dropped first. A failed registration
-    // closes its socket and leaves the area untouched.
-    let xsk_err = |what: &str, e| xsk_err(what, ifname, queue, e);
-    // SAFETY: see above.
-    let first = unsafe { Umem::new(umem_cfg(cfg.tx_metadata), slice) };
-    let (umem, tx_md) = match first {
-        Ok(u) => (u, cfg.tx_metadata),
-        // Kernels before 6.8 reject the flag: register without TX metadata.
-        Err(e) if cfg.tx_metadata && e.get_raw() == libc::EINVAL => (
-            // SAFETY: see above.
-            unsafe { Umem::new(umem_cfg(false), slice) }
-                .map_err(|e| xsk_err("registering the UMEM", e))?,
-            false,
-        ),
-        Err(e) => return Err(xsk_err("registering the UMEM", e)),
-    };
-    let mut info = IfInfo::invalid();
-    let cname = CString::new(ifname).map_err(|_| DeviceError::NoSuchInterface(ifname.into()))?;
-    info.from_name(&cname)
-        .map_err(|e| xsk_err(&format!("looking up {ifname}"), e))?;
-    info.set_queue(queue);
-    let sock =
-        Socket::with_shared(&info, &umem).map_err(|e| xsk_err("creating the AF_XDP socket", e))?;
-    let device = umem
-        .fq_cq(&sock)
-        .map_err(|e| xsk_err("creating the fill/completion rings", e))?;
-    let sock_cfg = SocketConfig {
-        rx_size: NonZeroU32::new(cfg.rx_frames),
-        tx_size: NonZeroU32::new(cfg.tx_frames),
-        bind_flags: if cfg.need_wakeup {
-            SocketConfig::XDP_BIND_NEED_WAKEUP
-        } else {
-            0
-        },
-    };
-    let user = umem
-        .rx_tx(&sock, &sock_cfg)
-        .map_err(|e| xsk_err("creating the rx/tx rings", e))?;
-    let rx = user
-        .map_rx()
-        .map_err(|e| xsk_err("mapping the rx ring", e))?;
-    let tx = user
-        .map_tx()
-        .map_err(|e| xsk_err("mapping the tx ring", e))?;
-    umem.bind(&user).map_err(|e| match e.get_raw() {
-        libc::EBUSY => DeviceError::QueueBusy {
-            iface: ifname.to_string(),
-            queue,
-        },
-        libc::EINVAL => DeviceError::Queues(format!("{ifname} has no rx queue {queue}")),
-        _ => xsk_err(
-            &format!("binding the AF_XDP socket to {ifname} queue {queue}"),
-            e,
-        ),
-    })?;
+    let area = map_area(frames as usize * cfg.frame_size as usize)?;
+    let (umem, tx_md) = register_umem(&area, &cfg, ifname, queue)?;
+    let (user, device, rx, tx) = bind_socket(&umem, &cfg, ifname, queue)?;
     let fd = user.as_raw_fd();
     let (mut fill, comp) = device.into_parts();
 
@@ -217,6 +136,115 @@ pub fn open(ifname: &str, queue: u32, cfg: XskConfig) -> Result<(XskRx, XskTx), 
             _shared: shared,
         },
     ))
+}
+
+/// The UMEM's memory: `len` bytes of a fresh anonymous mapping, page aligned.
+fn map_area(len: usize) -> Result<Area, DeviceError> {
+    use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
+    let umem_mmap_err = |source| DeviceError::UmemMmap { len, source };
+    let size = std::num::NonZeroUsize::new(len).ok_or(umem_mmap_err(nix::errno::Errno::EINVAL))?;
+    // SAFETY: a fresh anonymous private mapping aliases nothing; it is unmapped only by
+    // `Area::drop`.
+    let ptr = unsafe {
+        mmap_anonymous(
+            None,
+            size,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_PRIVATE | MapFlags::MAP_POPULATE,
+        )
+    }
+    .map_err(umem_mmap_err)?;
+    Ok(Area {
+        ptr: ptr.cast(),
+        len,
+    })
+}
+
+/// Registers `area` as a UMEM, with TX metadata room when asked for and the kernel
+/// takes it; returns the UMEM and whether it has the metadata.
+fn register_umem(
+    area: &Area,
+    cfg: &XskConfig,
+    ifname: &str,
+    queue: u32,
+) -> Result<(Umem, bool), DeviceError> {
+    let slice = NonNull::slice_from_raw_parts(area.ptr, area.len);
+    let umem_cfg = |tx_md: bool| UmemConfig {
+        fill_size: cfg.rx_frames,
+        complete_size: cfg.tx_frames,
+        frame_size: cfg.frame_size,
+        headroom: 0,
+        flags: if tx_md { XDP_UMEM_TX_METADATA_LEN } else { 0 },
+        tx_metadata_len: if tx_md { TX_MD_LEN as u32 } else { 0 },
+    };
+    let xsk_err = |what: &str, e| xsk_err(what, ifname, queue, e);
+    // The area is page aligned (fresh mmap), `len` bytes long, and outlives the Umem:
+    // both end up in `Shared`, where the Umem is dropped first. A failed registration
+    // closes its socket and leaves the area untouched.
+    // SAFETY: see above.
+    let first = unsafe { Umem::new(umem_cfg(cfg.tx_metadata), slice) };
+    match first {
+        Ok(u) => Ok((u, cfg.tx_metadata)),
+        // Kernels before 6.8 reject the flag: register without TX metadata.
+        Err(e) if cfg.tx_metadata && e.get_raw() == libc::EINVAL => Ok((
+            // SAFETY: see above.
+            unsafe { Umem::new(umem_cfg(false), slice) }
+                .map_err(|e| xsk_err("registering the UMEM", e))?,
+            false,
+        )),
+        Err(e) => Err(xsk_err("registering the UMEM", e)),
+    }
+}
+
+/// Creates the AF_XDP socket on `(ifname, queue)` sharing `umem`, its four rings, and
+/// binds it.
+fn bind_socket(
+    umem: &Umem,
+    cfg: &XskConfig,
+    ifname: &str,
+    queue: u32,
+) -> Result<(User, DeviceQueue, RingRx, RingTx), DeviceError> {
+    let xsk_err = |what: &str, e| xsk_err(what, ifname, queue, e);
+    let mut info = IfInfo::invalid();
+    let cname = CString::new(ifname).map_err(|_| DeviceError::NoSuchInterface(ifname.into()))?;
+    info.from_name(&cname)
+        .map_err(|e| xsk_err(&format!("looking up {ifname}"), e))?;
+    info.set_queue(queue);
+    let sock =
+        Socket::with_shared(&info, umem).map_err(|e| xsk_err("creating the AF_XDP socket", e))?;
+    let device = umem
+        .fq_cq(&sock)
+        .map_err(|e| xsk_err("creating the fill/completion rings", e))?;
+    let sock_cfg = SocketConfig {
+        rx_size: NonZeroU32::new(cfg.rx_frames),
+        tx_size: NonZeroU32::new(cfg.tx_frames),
+        bind_flags: if cfg.need_wakeup {
+            SocketConfig::XDP_BIND_NEED_WAKEUP
+        } else {
+            0
+        },
+    };
+    let user = umem
+        .rx_tx(&sock, &sock_cfg)
+        .map_err(|e| xsk_err("creating the rx/tx rings", e))?;
+    let rx = user
+        .map_rx()
+        .map_err(|e| xsk_err("mapping the rx ring", e))?;
+    let tx = user
+        .map_tx()
+        .map_err(|e| xsk_err("mapping the tx ring", e))?;
+    umem.bind(&user).map_err(|e| match e.get_raw() {
+        libc::EBUSY => DeviceError::QueueBusy {
+            iface: ifname.to_string(),
+            queue,
+        },
+        libc::EINVAL => DeviceError::Queues(format!("{ifname} has no rx queue {queue}")),
+        _ => xsk_err(
+            &format!("binding the AF_XDP socket to {ifname} queue {queue}"),
+            e,
+        ),
+    })?;
+    Ok((user, device, rx, tx))
 }
 
 fn xsk_err(what: &str, iface: &str, queue: u32, e: xdpilone::Errno) -> DeviceError {
