@@ -281,7 +281,14 @@ pub fn build_release() -> Result<PathBuf> {
     println!("xtask: building xstack (release)");
     let status = Command::new(crate::cargo())
         .current_dir(crate::workspace_root())
-        .args(["build", "--release", "-p", "xstack", "--bin", "xstack"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "xstack-tools",
+            "--bin",
+            "xstack",
+        ])
         .status()?;
     if !status.success() {
         bail!("cargo build --release -p xstack failed ({status})");

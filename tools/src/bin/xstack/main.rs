@@ -19,9 +19,9 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::net::SocketAddrV4;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use xstack::device::xdp::Mode;
-use xstack::net::Ipv4Cidr;
-use xstack::worker::IdleMode;
+use xstack::IdleMode;
+use xstack::Ipv4Cidr;
+use xstack::XdpMode as Mode;
 
 use xstack::{Stack, StackConfig, TcpListener};
 
@@ -184,7 +184,7 @@ struct UpArgs {
     /// Offloads to leave off even where the device has them, comma separated
     /// (txcsum, tso, lro), like `ifconfig -txcsum -tso -lro`.
     #[arg(long, value_delimiter = ',')]
-    no_offload: Vec<xstack::device::Offload>,
+    no_offload: Vec<xstack::Offload>,
     /// Use ECN (RFC 3168) on new connections: ECN-setup SYNs, and accept clients' ones.
     #[arg(long)]
     ecn: bool,
@@ -308,7 +308,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     cfg.tcp.sndbuf = n;
                 }
                 if h.cwnd_trace.is_some() {
-                    cfg.tcp.cwnd_trace = Some(xstack::tcp::cwnd_trace::DEFAULT_TRACE_LIMIT);
+                    cfg.tcp.cwnd_trace = Some(xstack::DEFAULT_TRACE_LIMIT);
                 }
             })?);
             let addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, h.port);
@@ -325,7 +325,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let mut servers = Vec::new();
             for listener in listeners {
                 let st = stack.clone();
-                let stats: xstack::http::StatsFn = Arc::new(move || st.stats_json());
+                let stats: xstack_tools::http::StatsFn = Arc::new(move || st.stats_json());
                 let stop = stop.clone();
                 let name = match listener.worker() {
                     Some(w) => format!("http-accept-w{w}"),
@@ -345,14 +345,14 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                             if let Some(cpu) = cpu {
                                 pin_self(cpu);
                             }
-                            xstack::http::serve(listener, stats, stop)
+                            xstack_tools::http::serve(listener, stats, stop)
                         })?
                     }
                     None => builder.spawn(move || {
                         if let Some(cpu) = cpu {
                             pin_self(cpu);
                         }
-                        xstack::http::serve(listener, stats, stop)
+                        xstack_tools::http::serve(listener, stats, stop)
                     })?,
                 };
                 servers.push(server);
@@ -422,7 +422,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         } => peer::cps(addr, seconds, threads),
         Cmd::RssEmulate { iface, queues } => {
             let sfd = block_stop_signals()?;
-            let emu = xstack::device::rss_emu::RssEmulation::attach(&iface, queues)?;
+            let emu = xstack::RssEmulation::attach(&iface, queues)?;
             eprintln!("xstack: up: rss emulation on {iface} over {queues} queues");
             loop {
                 let mut fds = [libc::pollfd {
@@ -470,7 +470,8 @@ fn finish(stack: Arc<Stack>) -> anyhow::Result<()> {
 
 /// Runs a client request through a fresh stack and prints one JSON line.
 fn client(a: &UpArgs, url: &str, post: Option<u64>, chunked: bool) -> anyhow::Result<()> {
-    let (ip, port, path) = xstack::http::parse_url(url).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (ip, port, path) =
+        xstack_tools::http::parse_url(url).map_err(|e| anyhow::anyhow!("{e}"))?;
     let stack = start_with(a, false, |_| {})?;
     let conn = xstack::TcpStream::connect_timeout(
         &stack,
@@ -480,8 +481,8 @@ fn client(a: &UpArgs, url: &str, post: Option<u64>, chunked: bool) -> anyhow::Re
     .map_err(|e| anyhow::anyhow!("connect to {ip}:{port}: {e}"))?;
     let host = format!("{ip}:{port}");
     let res = match post {
-        None => xstack::http::get(conn, &host, &path),
-        Some(n) => xstack::http::post(conn, &host, &path, n, chunked),
+        None => xstack_tools::http::get(conn, &host, &path),
+        Some(n) => xstack_tools::http::post(conn, &host, &path, n, chunked),
     }
     .map_err(|e| anyhow::anyhow!("HTTP exchange with {host}: {e}"))?;
     println!("{}", res.to_json_line());

@@ -39,7 +39,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use xstack::tcp::cwnd_trace::{CcEvent, CwndSample, CwndTrace};
+use xstack::{CcEvent, CwndSample, CwndTrace};
 
 /// The bottleneck rate, bits per second (the issue's `tbf rate 100mbit`).
 const RATE_BPS: f64 = 100e6;
@@ -235,7 +235,7 @@ fn download(module: &str) -> Run {
     );
     assert_eq!(
         file_sha256(&body),
-        xstack::http::pattern_sha256(SIZE),
+        xstack_tools::http::pattern_sha256(SIZE),
         "body sha256: {context}"
     );
     let _ = std::fs::remove_file(&body);

@@ -41,7 +41,7 @@ fn curl_downloads_100mib() {
     let pair = VethPair::new_headers_only("dl100", 1, 128);
     let stack = pair.spawn_http(&[]);
     const N: u64 = 100 * 1024 * 1024;
-    let want = xstack::http::pattern_sha256(N);
+    let want = xstack_tools::http::pattern_sha256(N);
     let dl = pair.curl_sha256(&format!("http://{STACK_ADDR}/bytes/{N}"), 180);
     eprintln!("{}", dl.context());
     eprintln!("download: {:.3} Gbit/s", dl.gbit_per_s());
@@ -324,7 +324,11 @@ print(json.dumps(out))
     );
     assert_eq!(after.http_code, Some(200), "{ctx}");
     assert_eq!(after.bytes, 100_000, "{ctx}");
-    assert_eq!(after.sha256, xstack::http::pattern_sha256(100_000), "{ctx}");
+    assert_eq!(
+        after.sha256,
+        xstack_tools::http::pattern_sha256(100_000),
+        "{ctx}"
+    );
 }
 
 /// curl to a port nobody listens on gets "connection refused" at once: the stack answers
