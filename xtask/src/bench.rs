@@ -197,16 +197,8 @@ fn multiworker_throughput(
     for (workers, cpus, peer_cpus) in [(1u32, "1", "0"), (2, "0,1", "0,1")] {
         check_interrupt()?;
         let net = NsPair::create_with_queues(NS_MW_STACK, NS_MW_PEER, workers)?;
-        must(&[
-            "ip",
-            "-n",
-            net.a,
-            "addr",
-            "add",
-            &format!("{KERNEL_ADDR}/24"),
-            "dev",
-            "vstk",
-        ])?;
+        net.net()
+            .add_stack_kernel_addr(&format!("{KERNEL_ADDR}/24"))?;
         if workers == 1 {
             must(&[
                 "ip",
@@ -399,20 +391,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let bin = build_release()?;
     let binstr = bin.to_string_lossy().to_string();
     let net = NsPair::create(NS_STACK, NS_PEER)?;
-    must(&[
-        "ip",
-        "-n",
-        net.a,
-        "addr",
-        "add",
-        &format!("{KERNEL_ADDR}/24"),
-        "dev",
-        "vstk",
-    ])?;
+    net.net()
+        .add_stack_kernel_addr(&format!("{KERNEL_ADDR}/24"))?;
     if args.mtu != 1500 {
-        let mtu = args.mtu.to_string();
-        must(&["ip", "-n", net.a, "link", "set", "vstk", "mtu", &mtu])?;
-        must(&["ip", "-n", net.b, "link", "set", "vpeer", "mtu", &mtu])?;
+        net.net().set_mtu(args.mtu)?;
     }
     let cpu = args.stack_cpu.to_string();
     let peer_cpu = if args.stack_cpu == 0 { "1" } else { "0" }.to_string();
