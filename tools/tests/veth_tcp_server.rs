@@ -147,6 +147,13 @@ fn info_and_stats_json() {
     let (_, exit_json) = stack.stop(libc::SIGTERM);
 
     let ctx = format!("/info: {info}\nstack exit counters: {exit_json}");
+    check_info(&info, &cubic, &ctx);
+    check_cc_switch(&switched_run, &bad_run, &stats);
+    check_stats(&stats);
+}
+
+/// `GET /info` of a fresh connection (NewReno) and after `?cc=cubic`.
+fn check_info(info: &serde_json::Value, cubic: &serde_json::Value, ctx: &str) {
     assert_eq!(info["state"], "ESTABLISHED", "state: {ctx}");
     assert_eq!(info["cc"], "newreno", "cc: {ctx}");
     // The module's own state, typed: NewReno's congestion-avoidance byte count; CUBIC's
@@ -187,7 +194,11 @@ fn info_and_stats_json() {
     ] {
         assert!(info[key].is_u64(), "`{key}` should be a number: {ctx}");
     }
+}
 
+/// `?cc=newreno` switches (200, still ESTABLISHED); `?cc=nonexistent` is a 400 naming it
+/// and listing the modules `/stats` reports as available.
+fn check_cc_switch(switched_run: &CurlRun, bad_run: &CurlRun, stats: &serde_json::Value) {
     let (code, body) = split_response(&switched_run.ok_text());
     assert_eq!(code, 200, "/info?cc=newreno: {}", switched_run.context());
     let switched = parse_json("/info?cc=newreno", &body);
@@ -219,7 +230,10 @@ fn info_and_stats_json() {
         body.contains("nonexistent"),
         "400 body should name the rejected module: {body:?}"
     );
+}
 
+/// `GET /stats`: the TCP counters, numeric and counting the test's connections.
+fn check_stats(stats: &serde_json::Value) {
     let counters = stats["counters"]
         .as_object()
         .unwrap_or_else(|| panic!("/stats lacks a `counters` object: {stats}"));
