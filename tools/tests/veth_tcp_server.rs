@@ -250,10 +250,10 @@ fn check_stats(stats: &serde_json::Value) {
             "/stats counters lack numeric `{key}`: {stats}"
         );
     }
-    assert!(json_counter(&stats, "tcp.rx") > 0, "tcp.rx: {stats}");
-    assert!(json_counter(&stats, "tcp.tx") > 0, "tcp.tx: {stats}");
+    assert!(json_counter(stats, "tcp.rx") > 0, "tcp.rx: {stats}");
+    assert!(json_counter(stats, "tcp.tx") > 0, "tcp.tx: {stats}");
     assert!(
-        json_counter(&stats, "tcp.conns_opened") >= 4,
+        json_counter(stats, "tcp.conns_opened") >= 4,
         "four connections were opened before /stats (info, info?cc x2, stats): {stats}"
     );
     assert_eq!(stats["tcp"]["cc_default"], "newreno", "cc_default: {stats}");

@@ -438,7 +438,7 @@ fn run_hold(h: &HttpArgs) -> anyhow::Result<()> {
 /// many packets it placed.
 fn run_rss_emulate(iface: &str, queues: u32) -> anyhow::Result<()> {
     let sfd = block_stop_signals()?;
-    let emu = xstack::RssEmulation::attach(&iface, queues)?;
+    let emu = xstack::RssEmulation::attach(iface, queues)?;
     eprintln!("xstack: up: rss emulation on {iface} over {queues} queues");
     loop {
         let mut fds = [libc::pollfd {
