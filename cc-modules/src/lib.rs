@@ -102,8 +102,8 @@ pub use hystart::HyStart;
 pub use newreno::NewReno;
 pub use registry::{from_fn, CcError, CcFactory, FnFactory, Registry, MAX_NAME_LEN};
 
-/// The congestion state of one connection: the only thing a module writes (STYLE.md:
-/// modules never see the whole control block). All values are in bytes, as in FreeBSD.
+/// The congestion state of one connection: the only thing a module writes (modules
+/// never see the whole control block). All values are in bytes, as in FreeBSD.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct CcVars {
     /// Congestion window (`snd_cwnd`), bytes. During NewReno fast recovery (no SACK) it
