@@ -12,7 +12,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use xstack::net::Ipv4Cidr;
+use xstack::Ipv4Cidr;
 use xstack::{Stack, StackConfig, TcpListener, TcpStream};
 
 fn main() -> anyhow::Result<()> {
@@ -24,7 +24,7 @@ fn main() -> anyhow::Result<()> {
     let port: u16 = args.next().map(|p| p.parse()).transpose()?.unwrap_or(7);
 
     let mut cfg = StackConfig::new(&iface, vec![addr]);
-    cfg.idle = xstack::worker::IdleMode::Sleep;
+    cfg.idle = xstack::IdleMode::Sleep;
     let stack = Stack::start(cfg)?;
     let listener = TcpListener::bind(&stack, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))?;
     eprintln!(

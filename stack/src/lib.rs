@@ -34,7 +34,6 @@
 pub mod checksum;
 pub mod clock;
 pub mod device;
-pub mod http;
 pub(crate) mod link;
 pub mod mbuf;
 pub mod net;
@@ -49,6 +48,12 @@ pub mod stats;
 pub mod tcp;
 pub mod worker;
 
+pub use device::rss_emu::RssEmulation;
+pub use device::xdp::Mode as XdpMode;
+pub use device::Offload;
+pub use net::Ipv4Cidr;
 pub use socket::{ConnectOptions, Event, Interest, NetStack, Poller, TcpListener, TcpStream};
 pub use stack::{Snapshot, Stack, StackConfig};
+pub use tcp::cwnd_trace::{CcEvent, CwndSample, CwndTrace, DEFAULT_TRACE_LIMIT};
 pub use tcp::tcb::{Keepalive, TcpInfo};
+pub use worker::IdleMode;

@@ -159,6 +159,56 @@ impl Env<'_> {
         self.start("up", "sleep", &[])
     }
 
+    /// `ip netns exec NS taskset -c CPUS BIN ARGS...`, running in the background.
+    fn kernel_server(&self, ns: &str, cpus: &str, cmd: &str, listen: &str) -> Result<Bg> {
+        Bg::spawn(&[
+            "ip", "netns", "exec", ns, "taskset", "-c", cpus, &self.bin, cmd, "--listen", listen,
+        ])
+    }
+
+    /// `ip netns exec A taskset -c CPU BIN ARGS...`: the binary on the stack's side.
+    fn in_stack_ns(&self, args: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = ["ip", "netns", "exec", self.a, "taskset", "-c", &self.cpu]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.push(self.bin.clone());
+        v.extend(args.iter().map(|s| s.to_string()));
+        v
+    }
+
+    /// `xstack get URL` on the stack's side, with the measured stack's options.
+    fn stack_get(&self, url: &str) -> Vec<String> {
+        self.in_stack_ns(&[
+            "get",
+            url,
+            "--iface",
+            "vstk",
+            "--addr",
+            "198.18.0.1/24",
+            "--cpus",
+            &self.cpu,
+            "--idle",
+            &self.args.idle,
+        ])
+    }
+
+    /// curl on the peer downloads `url` (`--bytes` of it) to /dev/null; Gbit/s.
+    fn curl_download(&self, url: &str) -> Result<f64> {
+        curl_gbps(
+            &self.peer(&[
+                "curl",
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{size_download} %{speed_download}",
+                url,
+            ]),
+            self.args.bytes,
+        )
+    }
+
     fn peer(&self, argv: &[&str]) -> Vec<String> {
         let mut v: Vec<String> = [
             "ip",
@@ -196,120 +246,8 @@ fn multiworker_throughput(
     let each = (args.bytes / MW_PARALLEL as u64).max(1);
     for (workers, cpus, peer_cpus) in [(1u32, "1", "0"), (2, "0,1", "0,1")] {
         check_interrupt()?;
-        let net = NsPair::create_with_queues(NS_MW_STACK, NS_MW_PEER, workers)?;
-        must(&[
-            "ip",
-            "-n",
-            net.a,
-            "addr",
-            "add",
-            &format!("{KERNEL_ADDR}/24"),
-            "dev",
-            "vstk",
-        ])?;
-        if workers == 1 {
-            must(&[
-                "ip",
-                "netns",
-                "exec",
-                net.b,
-                "sh",
-                "-c",
-                "echo 1 > /sys/class/net/vpeer/queues/rx-0/rps_cpus",
-            ])?;
-        }
-        let _emu = if workers > 1 {
-            let emu = Bg::spawn(&[
-                "ip",
-                "netns",
-                "exec",
-                net.b,
-                bin,
-                "rss-emulate",
-                "--iface",
-                "vpeer",
-                "--queues",
-                &workers.to_string(),
-            ])?;
-            std::thread::sleep(std::time::Duration::from_millis(500));
-            Some(emu)
-        } else {
-            None
-        };
-        let _k_http = Bg::spawn(&[
-            "ip",
-            "netns",
-            "exec",
-            net.a,
-            "taskset",
-            "-c",
-            cpus,
-            bin,
-            "kernel-http",
-            "--listen",
-            "198.18.0.3:80",
-        ])?;
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        let env = Env {
-            args,
-            bin: bin.to_string(),
-            a: net.a,
-            b: net.b,
-            cpu: cpus.to_string(),
-            peer_cpu: peer_cpus.to_string(),
-        };
-        let downloads = |addr: &str| {
-            let url = format!("http://{addr}/bytes/{each}");
-            let mut argv: Vec<&str> = vec![
-                "curl",
-                "-s",
-                "--parallel",
-                "--parallel-immediate",
-                "--parallel-max",
-                "16",
-                "-w",
-                "%{http_code} %{size_download}\n",
-            ];
-            for _ in 0..MW_PARALLEL {
-                argv.extend(["-o", "/dev/null", url.as_str()]);
-            }
-            parallel_gbps(&env.peer(&argv), each, MW_PARALLEL)
-        };
-        let queues = workers.to_string();
-        let (mut s_r, mut k_r, mut split) = (Vec::new(), Vec::new(), Vec::new());
-        for _ in 0..args.rounds {
-            check_interrupt()?;
-            let running = env.stack("http", &["--port", "80", "--queues", &queues])?;
-            let r = downloads(STACK_ADDR);
-            let counters = running.stop_json()?;
-            s_r.push(r?);
-            // How the flows' packets fell on the workers (RSS placement of 4 flows).
-            let per_worker: Vec<u64> = counters["workers"]
-                .as_array()
-                .map(|w| {
-                    w.iter()
-                        .map(|x| x["packets"].as_u64().unwrap_or(0))
-                        .collect()
-                })
-                .unwrap_or_default();
-            split.push(per_worker);
-            let idle = env.idle_stack()?;
-            let r = downloads(KERNEL_ADDR);
-            idle.stop()?;
-            k_r.push(r?);
-        }
-        let (s, k) = (median(s_r.clone()), median(k_r.clone()));
-        line(&format!("aggregate, {workers} worker(s) (Gbit/s)"), s, k);
-        rows.insert(
-            format!("workers_{workers}"),
-            serde_json::json!({
-                "xstack_gbps": s, "linux_gbps": k, "ratio": s / k,
-                "xstack_rounds": s_r, "linux_rounds": k_r,
-                "stack_cpus": cpus, "client_cpus": peer_cpus, "veth_queues": workers,
-                "rss_emulation": workers > 1, "xstack_packets_per_worker": split,
-            }),
-        );
-        drop(net);
+        let row = multiworker_row(args, bin, workers, cpus, peer_cpus, each)?;
+        rows.insert(format!("workers_{workers}"), row);
     }
     let ratio = |who: &str| {
         let g = |w: &str| rows[w][who].as_f64().unwrap_or(f64::NAN);
@@ -337,6 +275,114 @@ fn multiworker_throughput(
         serde_json::Value::Object(rows),
     );
     Ok(())
+}
+
+/// One row of [`multiworker_throughput`]: `workers` workers on `cpus`, the curls on
+/// `peer_cpus`, `MW_PARALLEL` downloads of `each` bytes, on a pair of its own.
+fn multiworker_row(
+    args: &BenchArgs,
+    bin: &str,
+    workers: u32,
+    cpus: &str,
+    peer_cpus: &str,
+    each: u64,
+) -> Result<serde_json::Value> {
+    let net = NsPair::create_with_queues(NS_MW_STACK, NS_MW_PEER, workers)?;
+    net.net()
+        .add_stack_kernel_addr(&format!("{KERNEL_ADDR}/24"))?;
+    if workers == 1 {
+        set_rps(net.b, "1")?;
+    }
+    let _emu = if workers > 1 {
+        let emu = Bg::spawn(&[
+            "ip",
+            "netns",
+            "exec",
+            net.b,
+            bin,
+            "rss-emulate",
+            "--iface",
+            "vpeer",
+            "--queues",
+            &workers.to_string(),
+        ])?;
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        Some(emu)
+    } else {
+        None
+    };
+    let env = Env {
+        args,
+        bin: bin.to_string(),
+        a: net.a,
+        b: net.b,
+        cpu: cpus.to_string(),
+        peer_cpu: peer_cpus.to_string(),
+    };
+    let _k_http = env.kernel_server(net.a, cpus, "kernel-http", "198.18.0.3:80")?;
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let downloads = |addr: &str| {
+        let url = format!("http://{addr}/bytes/{each}");
+        let mut argv: Vec<&str> = vec![
+            "curl",
+            "-s",
+            "--parallel",
+            "--parallel-immediate",
+            "--parallel-max",
+            "16",
+            "-w",
+            "%{http_code} %{size_download}\n",
+        ];
+        for _ in 0..MW_PARALLEL {
+            argv.extend(["-o", "/dev/null", url.as_str()]);
+        }
+        parallel_gbps(&env.peer(&argv), each, MW_PARALLEL)
+    };
+    let queues = workers.to_string();
+    let (mut s_r, mut k_r, mut split) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..args.rounds {
+        check_interrupt()?;
+        let running = env.stack("http", &["--port", "80", "--queues", &queues])?;
+        let r = downloads(STACK_ADDR);
+        let counters = running.stop_json()?;
+        s_r.push(r?);
+        // How the flows' packets fell on the workers (RSS placement of 4 flows).
+        let per_worker: Vec<u64> = counters["workers"]
+            .as_array()
+            .map(|w| {
+                w.iter()
+                    .map(|x| x["packets"].as_u64().unwrap_or(0))
+                    .collect()
+            })
+            .unwrap_or_default();
+        split.push(per_worker);
+        let idle = env.idle_stack()?;
+        let r = downloads(KERNEL_ADDR);
+        idle.stop()?;
+        k_r.push(r?);
+    }
+    let (s, k) = (median(s_r.clone()), median(k_r.clone()));
+    line(&format!("aggregate, {workers} worker(s) (Gbit/s)"), s, k);
+    drop(net);
+    Ok(serde_json::json!({
+        "xstack_gbps": s, "linux_gbps": k, "ratio": s / k,
+        "xstack_rounds": s_r, "linux_rounds": k_r,
+        "stack_cpus": cpus, "client_cpus": peer_cpus, "veth_queues": workers,
+        "rss_emulation": workers > 1, "xstack_packets_per_worker": split,
+    }))
+}
+
+/// Steers the peer's receive processing (RPS of `vpeer` queue 0) to the CPUs of `mask`.
+fn set_rps(peer_ns: &str, mask: &str) -> Result<()> {
+    must(&[
+        "ip",
+        "netns",
+        "exec",
+        peer_ns,
+        "sh",
+        "-c",
+        &format!("echo {mask} > /sys/class/net/vpeer/queues/rx-0/rps_cpus"),
+    ])
 }
 
 /// Runs a `curl --parallel` that prints `%{http_code} %{size_download}` per transfer;
@@ -399,313 +445,54 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let bin = build_release()?;
     let binstr = bin.to_string_lossy().to_string();
     let net = NsPair::create(NS_STACK, NS_PEER)?;
-    must(&[
-        "ip",
-        "-n",
-        net.a,
-        "addr",
-        "add",
-        &format!("{KERNEL_ADDR}/24"),
-        "dev",
-        "vstk",
-    ])?;
+    net.net()
+        .add_stack_kernel_addr(&format!("{KERNEL_ADDR}/24"))?;
     if args.mtu != 1500 {
-        let mtu = args.mtu.to_string();
-        must(&["ip", "-n", net.a, "link", "set", "vstk", "mtu", &mtu])?;
-        must(&["ip", "-n", net.b, "link", "set", "vpeer", "mtu", &mtu])?;
+        net.net().set_mtu(args.mtu)?;
     }
     let cpu = args.stack_cpu.to_string();
     let peer_cpu = if args.stack_cpu == 0 { "1" } else { "0" }.to_string();
     // The peer's receive processing runs on the peer's CPU (RPS), as it would on a
     // separate host; without it veth runs it on whichever CPU transmitted.
     let mask = format!("{:x}", 1u32 << peer_cpu.parse::<u32>().unwrap_or(0));
-    must(&[
-        "ip",
-        "netns",
-        "exec",
-        net.b,
-        "sh",
-        "-c",
-        &format!("echo {mask} > /sys/class/net/vpeer/queues/rx-0/rps_cpus"),
-    ])?;
+    set_rps(net.b, &mask)?;
     let env = Env {
         args: &args,
         bin: binstr.clone(),
         a: net.a,
         b: net.b,
-        cpu: cpu.clone(),
-        peer_cpu: peer_cpu.clone(),
+        cpu,
+        peer_cpu,
     };
     // Kernel baselines: the same server code on kernel sockets, on the stack's CPU, at
     // the kernel's address on the same interface; and a kernel HTTP server on the peer.
-    let _k_http = Bg::spawn(&[
-        "ip",
-        "netns",
-        "exec",
-        net.a,
-        "taskset",
-        "-c",
-        &cpu,
-        &binstr,
-        "kernel-http",
-        "--listen",
-        "198.18.0.3:80",
-    ])?;
-    let _k_echo = Bg::spawn(&[
-        "ip",
-        "netns",
-        "exec",
-        net.a,
-        "taskset",
-        "-c",
-        &cpu,
-        &binstr,
-        "kernel-echo",
-        "--listen",
-        "198.18.0.3:7",
-    ])?;
-    let _p_http = Bg::spawn(&[
-        "ip",
-        "netns",
-        "exec",
-        net.b,
-        "taskset",
-        "-c",
-        &peer_cpu,
-        &binstr,
-        "kernel-http",
-        "--listen",
-        "198.18.0.2:80",
-    ])?;
+    let _k_http = env.kernel_server(env.a, &env.cpu, "kernel-http", "198.18.0.3:80")?;
+    let _k_echo = env.kernel_server(env.a, &env.cpu, "kernel-echo", "198.18.0.3:7")?;
+    let _p_http = env.kernel_server(env.b, &env.peer_cpu, "kernel-http", "198.18.0.2:80")?;
     std::thread::sleep(std::time::Duration::from_millis(300));
     let mut report = serde_json::Map::new();
-
-    if args.runs("icmp") {
-        // --- ICMP echo RTT ---
-        let (s_r, k_r) = alternate(
-            &env,
-            Some(("up", &[])),
-            || {
-                ping(net.b, &peer_cpu, STACK_ADDR, 5)?;
-                Ok(summarize(&ping(net.b, &peer_cpu, STACK_ADDR, args.pings)?))
-            },
-            || {
-                ping(net.b, &peer_cpu, KERNEL_ADDR, 5)?;
-                Ok(summarize(&ping(net.b, &peer_cpu, KERNEL_ADDR, args.pings)?))
-            },
-        )?;
-        report.insert(
-            "icmp_rtt".into(),
-            latency_report("icmp echo RTT", &s_r, &k_r, args.pings),
-        );
-    }
-
     let url_s = format!("http://{STACK_ADDR}/bytes/{}", args.bytes);
-    if args.runs("stack-to-linux") {
-        // --- bulk throughput, stack -> Linux: curl on the peer downloads to /dev/null ---
-        let url_k = format!("http://{KERNEL_ADDR}/bytes/{}", args.bytes);
-        let (s_r, k_r) = alternate(
-            &env,
-            Some(("http", &["--port", "80"])),
-            || {
-                curl_gbps(
-                    &env.peer(&[
-                        "curl",
-                        "-s",
-                        "-o",
-                        "/dev/null",
-                        "-w",
-                        "%{http_code} %{size_download} %{speed_download}",
-                        &url_s,
-                    ]),
-                    args.bytes,
-                )
-            },
-            || {
-                curl_gbps(
-                    &env.peer(&[
-                        "curl",
-                        "-s",
-                        "-o",
-                        "/dev/null",
-                        "-w",
-                        "%{http_code} %{size_download} %{speed_download}",
-                        &url_k,
-                    ]),
-                    args.bytes,
-                )
-            },
-        )?;
-        report.insert(
-            "throughput_stack_to_linux".into(),
-            throughput_report("throughput stack->linux", &s_r, &k_r, args.bytes),
-        );
-        // The kernel sends 64 KB GSO packets through veth; AF_XDP cannot. For reference,
-        // the kernel without GSO/TSO on its sending interface (per-segment work, as xstack).
-        must(&[
-            "ip", "netns", "exec", net.a, "ethtool", "-K", "vstk", "gso", "off", "tso", "off",
-        ])?;
-        let mut k_nogso = Vec::new();
-        for _ in 0..args.rounds {
-            check_interrupt()?;
-            let idle = env.idle_stack()?;
-            let r = curl_gbps(
-                &env.peer(&[
-                    "curl",
-                    "-s",
-                    "-o",
-                    "/dev/null",
-                    "-w",
-                    "%{http_code} %{size_download} %{speed_download}",
-                    &url_k,
-                ]),
-                args.bytes,
-            );
-            idle.stop()?;
-            k_nogso.push(r?);
-        }
-        must(&[
-            "ip", "netns", "exec", net.a, "ethtool", "-K", "vstk", "gso", "on", "tso", "on",
-        ])?;
-        let s_med = report["throughput_stack_to_linux"]["xstack_gbps"]
-            .as_f64()
-            .unwrap_or(f64::NAN);
-        let k_med = median(k_nogso.clone());
-        line("  (linux without GSO/TSO) (Gbit/s)", s_med, k_med);
-        report.insert(
-            "throughput_stack_to_linux_kernel_no_gso".into(),
-            serde_json::json!({
-                "linux_gbps": k_med, "ratio": s_med / k_med, "linux_rounds": k_nogso,
-            }),
-        );
+    if args.runs("icmp") {
+        icmp_row(&env, &mut report)?;
     }
-
+    if args.runs("stack-to-linux") {
+        stack_to_linux_rows(&env, &url_s, &mut report)?;
+    }
     if args.runs("offloads") {
         offload_rows(&env, &url_s, &mut report)?;
     }
-
     if args.runs("linux-to-stack") {
-        // --- bulk throughput, Linux -> stack: xstack get / kernel get (both hash the body) ---
-        let url = format!("http://198.18.0.2/bytes/{}", args.bytes);
-        let (s_r, k_r) = alternate(
-            &env,
-            None,
-            || {
-                let argv = [
-                    "ip",
-                    "netns",
-                    "exec",
-                    net.a,
-                    "taskset",
-                    "-c",
-                    &cpu,
-                    &binstr,
-                    "get",
-                    &url,
-                    "--iface",
-                    "vstk",
-                    "--addr",
-                    "198.18.0.1/24",
-                    "--cpus",
-                    &cpu,
-                    "--idle",
-                    &args.idle,
-                ];
-                gbps(&argv)
-            },
-            || {
-                gbps(&[
-                    "ip",
-                    "netns",
-                    "exec",
-                    net.a,
-                    "taskset",
-                    "-c",
-                    &cpu,
-                    &binstr,
-                    "kernel-get",
-                    &url,
-                    "--bind",
-                    KERNEL_ADDR,
-                ])
-            },
-        )?;
-        report.insert(
-            "throughput_linux_to_stack".into(),
-            throughput_report("throughput linux->stack", &s_r, &k_r, args.bytes),
-        );
+        linux_to_stack_row(&env, &mut report)?;
     }
-
     if args.runs("lro") {
         lro_rows(&env, &mut report)?;
     }
-
     if args.runs("rr") {
-        // --- 1-byte request/response latency ---
-        let count = args.rr_count.to_string();
-        let (s_r, k_r) = alternate(
-            &env,
-            Some(("echo", &["--port", "7"])),
-            || {
-                rr(&env
-                    .peer(&[&binstr, "rr", "198.18.0.1:7", "--count", &count])
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>())
-            },
-            || {
-                rr(&env
-                    .peer(&[&binstr, "rr", "198.18.0.3:7", "--count", &count])
-                    .iter()
-                    .map(|s| s.as_str())
-                    .collect::<Vec<_>>())
-            },
-        )?;
-        report.insert(
-            "rr_latency".into(),
-            latency_report("1-byte request/response", &s_r, &k_r, args.rr_count),
-        );
+        rr_row(&env, &mut report)?;
     }
-
     if args.runs("cps") {
-        // --- connections per second: short connections, one GET /bytes/1 each ---
-        let (s_r, k_r) = alternate(
-            &env,
-            Some(("http", &["--port", "80"])),
-            || {
-                cps(&env.peer(&[
-                    &binstr,
-                    "cps",
-                    "198.18.0.1:80",
-                    "--threads",
-                    "4",
-                    "--seconds",
-                    "3",
-                ]))
-            },
-            || {
-                cps(&env.peer(&[
-                    &binstr,
-                    "cps",
-                    "198.18.0.3:80",
-                    "--threads",
-                    "4",
-                    "--seconds",
-                    "3",
-                ]))
-            },
-        )?;
-        let (s, k) = (median(s_r.clone()), median(k_r.clone()));
-        line("connections/s (4 client threads)", s, k);
-        report.insert(
-            "cps".into(),
-            serde_json::json!({
-                "client_threads": 4, "xstack_cps": s, "linux_cps": k, "ratio": s / k,
-                "xstack_rounds": s_r, "linux_rounds": k_r,
-            }),
-        );
+        cps_row(&env, &mut report)?;
     }
-
     if args.runs("loss") {
         // --- throughput stack -> Linux under 1% random loss, per congestion-control module ---
         loss_case(&env, &mut report)?;
@@ -713,9 +500,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.runs("multiworker") {
         multiworker_throughput(&args, &binstr, &mut report)?;
     }
+    write_report(&env, report)?;
+    drop(net);
+    Ok(())
+}
 
+/// The run's conditions, then everything to `target/bench/bench.json`.
+fn write_report(env: &Env, mut report: serde_json::Map<String, serde_json::Value>) -> Result<()> {
+    let args = env.args;
     report.insert("conditions".into(), serde_json::json!({
-        "rounds": args.rounds, "idle": args.idle, "stack_cpu": args.stack_cpu, "peer_cpu": peer_cpu,
+        "rounds": args.rounds, "idle": args.idle, "stack_cpu": args.stack_cpu, "peer_cpu": env.peer_cpu,
         "veth": format!("one rx/tx queue each end, MTU {}, native XDP on the stack side, peer tx checksum offload off, peer RPS to the peer CPU", args.mtu),
         "xstack": "taskset to the stack CPU (worker + application threads)",
         "linux_baseline": "kernel TCP at 198.18.0.3 on the same interface with the XDP program attached (an idle xstack), same server/client code, same CPU",
@@ -729,7 +523,133 @@ pub fn run(args: BenchArgs) -> Result<()> {
         serde_json::to_string_pretty(&serde_json::Value::Object(report))?,
     )?;
     println!("xtask: wrote {}", path.display());
-    drop(net);
+    Ok(())
+}
+
+/// ICMP echo RTT, from the peer to the stack and to the kernel.
+fn icmp_row(env: &Env, report: &mut serde_json::Map<String, serde_json::Value>) -> Result<()> {
+    let pings = |dst: &str| -> Result<Rtt> {
+        ping(env.b, &env.peer_cpu, dst, 5)?;
+        Ok(summarize(&ping(env.b, &env.peer_cpu, dst, env.args.pings)?))
+    };
+    let (s_r, k_r) = alternate(
+        env,
+        Some(("up", &[])),
+        || pings(STACK_ADDR),
+        || pings(KERNEL_ADDR),
+    )?;
+    report.insert(
+        "icmp_rtt".into(),
+        latency_report("icmp echo RTT", &s_r, &k_r, env.args.pings),
+    );
+    Ok(())
+}
+
+/// Bulk throughput, stack -> Linux: curl on the peer downloads `url_s` (xstack) or the
+/// same from the kernel to /dev/null; then the kernel alone without GSO/TSO.
+fn stack_to_linux_rows(
+    env: &Env,
+    url_s: &str,
+    report: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
+    let bytes = env.args.bytes;
+    let url_k = format!("http://{KERNEL_ADDR}/bytes/{bytes}");
+    let (s_r, k_r) = alternate(
+        env,
+        Some(("http", &["--port", "80"])),
+        || env.curl_download(url_s),
+        || env.curl_download(&url_k),
+    )?;
+    report.insert(
+        "throughput_stack_to_linux".into(),
+        throughput_report("throughput stack->linux", &s_r, &k_r, bytes),
+    );
+    // The kernel sends 64 KB GSO packets through veth; AF_XDP cannot. For reference,
+    // the kernel without GSO/TSO on its sending interface (per-segment work, as xstack).
+    must(&[
+        "ip", "netns", "exec", env.a, "ethtool", "-K", "vstk", "gso", "off", "tso", "off",
+    ])?;
+    let mut k_nogso = Vec::new();
+    for _ in 0..env.args.rounds {
+        check_interrupt()?;
+        let idle = env.idle_stack()?;
+        let r = env.curl_download(&url_k);
+        idle.stop()?;
+        k_nogso.push(r?);
+    }
+    must(&[
+        "ip", "netns", "exec", env.a, "ethtool", "-K", "vstk", "gso", "on", "tso", "on",
+    ])?;
+    let s_med = report["throughput_stack_to_linux"]["xstack_gbps"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    let k_med = median(k_nogso.clone());
+    line("  (linux without GSO/TSO) (Gbit/s)", s_med, k_med);
+    report.insert(
+        "throughput_stack_to_linux_kernel_no_gso".into(),
+        serde_json::json!({
+            "linux_gbps": k_med, "ratio": s_med / k_med, "linux_rounds": k_nogso,
+        }),
+    );
+    Ok(())
+}
+
+/// Bulk throughput, Linux -> stack: `xstack get` / `xstack kernel-get` from the peer's
+/// kernel HTTP server (both hash the body).
+fn linux_to_stack_row(
+    env: &Env,
+    report: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
+    let url = format!("http://198.18.0.2/bytes/{}", env.args.bytes);
+    let (s_r, k_r) = alternate(
+        env,
+        None,
+        || gbps(&env.stack_get(&url)),
+        || gbps(&env.in_stack_ns(&["kernel-get", &url, "--bind", KERNEL_ADDR])),
+    )?;
+    report.insert(
+        "throughput_linux_to_stack".into(),
+        throughput_report("throughput linux->stack", &s_r, &k_r, env.args.bytes),
+    );
+    Ok(())
+}
+
+/// 1-byte request/response latency: the kernel RR client on the peer.
+fn rr_row(env: &Env, report: &mut serde_json::Map<String, serde_json::Value>) -> Result<()> {
+    let count = env.args.rr_count.to_string();
+    let client = |dst: &str| rr(&env.peer(&[&env.bin, "rr", dst, "--count", &count]));
+    let (s_r, k_r) = alternate(
+        env,
+        Some(("echo", &["--port", "7"])),
+        || client("198.18.0.1:7"),
+        || client("198.18.0.3:7"),
+    )?;
+    report.insert(
+        "rr_latency".into(),
+        latency_report("1-byte request/response", &s_r, &k_r, env.args.rr_count),
+    );
+    Ok(())
+}
+
+/// Connections per second: short connections, one GET /bytes/1 each, 4 client threads.
+fn cps_row(env: &Env, report: &mut serde_json::Map<String, serde_json::Value>) -> Result<()> {
+    let client =
+        |dst: &str| cps(&env.peer(&[&env.bin, "cps", dst, "--threads", "4", "--seconds", "3"]));
+    let (s_r, k_r) = alternate(
+        env,
+        Some(("http", &["--port", "80"])),
+        || client("198.18.0.1:80"),
+        || client("198.18.0.3:80"),
+    )?;
+    let (s, k) = (median(s_r.clone()), median(k_r.clone()));
+    line("connections/s (4 client threads)", s, k);
+    report.insert(
+        "cps".into(),
+        serde_json::json!({
+            "client_threads": 4, "xstack_cps": s, "linux_cps": k, "ratio": s / k,
+            "xstack_rounds": s_r, "linux_rounds": k_r,
+        }),
+    );
     Ok(())
 }
 
@@ -740,20 +660,7 @@ fn offload_rows(
     url: &str,
     report: &mut serde_json::Map<String, serde_json::Value>,
 ) -> Result<()> {
-    let download = || {
-        curl_gbps(
-            &env.peer(&[
-                "curl",
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code} %{size_download} %{speed_download}",
-                url,
-            ]),
-            env.args.bytes,
-        )
-    };
+    let download = || env.curl_download(url);
     // NaN when `--only` skipped the row it compares with.
     let linux = report
         .get("throughput_stack_to_linux")
@@ -826,26 +733,8 @@ fn lro_rows(env: &Env, report: &mut serde_json::Map<String, serde_json::Value>) 
                 "--",
             ]);
         }
-        argv.extend([
-            "ip",
-            "netns",
-            "exec",
-            env.a,
-            "taskset",
-            "-c",
-            &env.cpu,
-            &env.bin,
-            "get",
-            &url,
-            "--iface",
-            "vstk",
-            "--addr",
-            "198.18.0.1/24",
-            "--cpus",
-            &env.cpu,
-            "--idle",
-            &env.args.idle,
-        ]);
+        let get = env.stack_get(&url);
+        argv.extend(get.iter().map(String::as_str));
         argv.extend_from_slice(extra);
         let g = gbps(&argv)?;
         let cpu = std::fs::read_to_string(&perf_out)
@@ -997,8 +886,10 @@ impl Drop for Bg {
     }
 }
 
-/// Runs a command that prints one JSON line with `gbit_per_s`.
-fn gbps(argv: &[&str]) -> Result<f64> {
+/// Runs a command that prints a JSON line (the last line starting with `{` counts) and
+/// returns it parsed; fails with the command's output if there is none.
+fn run_json<S: AsRef<str>>(argv: &[S]) -> Result<serde_json::Value> {
+    let argv: Vec<&str> = argv.iter().map(AsRef::as_ref).collect();
     let out = Command::new(argv[0])
         .args(&argv[1..])
         .output()
@@ -1007,60 +898,47 @@ fn gbps(argv: &[&str]) -> Result<f64> {
     let line = text
         .lines()
         .rev()
-        .find(|l| l.starts_with('{'))
+        .find(|l| l.trim_start().starts_with('{'))
         .unwrap_or("");
-    let v: serde_json::Value = serde_json::from_str(line).with_context(|| {
+    serde_json::from_str(line.trim()).with_context(|| {
         format!(
             "`{}` printed no JSON: {text} {}",
             argv.join(" "),
             String::from_utf8_lossy(&out.stderr)
         )
-    })?;
+    })
+}
+
+/// Runs an HTTP client that prints one JSON line with `gbit_per_s`.
+fn gbps<S: AsRef<str>>(argv: &[S]) -> Result<f64> {
+    let v = run_json(argv)?;
     if v["status"] != 200 {
-        bail!("`{}`: {v}", argv.join(" "));
+        bail!("`{}`: {v}", join(argv));
     }
     v["gbit_per_s"].as_f64().context("no gbit_per_s")
 }
 
 /// Runs the kernel CPS client; returns connections per second.
 fn cps(argv: &[String]) -> Result<f64> {
-    let out = Command::new(&argv[0])
-        .args(&argv[1..])
-        .output()
-        .with_context(|| argv.join(" "))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(text.trim()).with_context(|| {
-        format!(
-            "`{}` printed no JSON: {text} {}",
-            argv.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })?;
+    let v = run_json(argv)?;
     if v["failed"].as_u64().unwrap_or(1) != 0 {
-        bail!("`{}`: {v}", argv.join(" "));
+        bail!("`{}`: {v}", join(argv));
     }
     v["cps"].as_f64().context("cps")
 }
 
 /// Runs the kernel RR client; returns its percentiles.
-fn rr(argv: &[&str]) -> Result<Rtt> {
-    let out = Command::new(argv[0])
-        .args(&argv[1..])
-        .output()
-        .with_context(|| argv.join(" "))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(text.trim()).with_context(|| {
-        format!(
-            "`{}` printed no JSON: {text} {}",
-            argv.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })?;
+fn rr(argv: &[String]) -> Result<Rtt> {
+    let v = run_json(argv)?;
     Ok(Rtt {
         p50_us: v["p50_us"].as_f64().context("p50")?,
         p99_us: v["p99_us"].as_f64().context("p99")?,
         samples: v["count"].as_u64().unwrap_or(0) as usize,
     })
+}
+
+fn join<S: AsRef<str>>(argv: &[S]) -> String {
+    argv.iter().map(AsRef::as_ref).collect::<Vec<_>>().join(" ")
 }
 
 /// Runs ping from the peer namespace, pinned to `cpu`; returns the RTTs in microseconds.

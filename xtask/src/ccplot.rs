@@ -2,7 +2,7 @@
 //! 100 Mbit/s bottleneck, with the server's cwnd trace (`xstack http --cwnd-trace`), drawn
 //! side by side.
 //!
-//! Topology (as in `tests/veth_bottleneck.rs`, which explains why the queue cannot be on
+//! Topology (as in `tools/tests/veth_bottleneck.rs`, which explains why the queue cannot be on
 //! the stack's own veth: AF_XDP bypasses its qdisc, and ingress shaping leaves the frames
 //! charged to the AF_XDP socket so the queue moves into the stack's tx ring):
 //!
@@ -19,7 +19,7 @@ use crate::demo::{
     build_release, install_signal_handlers, interrupted, spawn_argv, stop, target_dir, wait_up,
     NsPair,
 };
-use crate::sys::{ensure_packages, is_root, must, quiet};
+use crate::sys::{ensure_packages, is_root};
 use anyhow::{bail, Context, Result};
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
@@ -52,60 +52,20 @@ pub struct CcPlotArgs {
     sndbuf: usize,
 }
 
-/// The client namespace and the routed, shaped hop; removed on drop.
-struct SecondHop;
+/// The client namespace and the routed, shaped hop ([`xstack_testnet::SecondHop`]);
+/// removed on drop.
+struct SecondHop(Option<xstack_testnet::SecondHop>);
 
 impl SecondHop {
     fn create(limit: &str) -> Result<SecondHop> {
-        if Path::new("/run/netns").join(NS_CLIENT).exists() {
-            quiet(&["ip", "netns", "del", NS_CLIENT]);
-        }
-        must(&["ip", "netns", "add", NS_CLIENT])?;
-        let hop = SecondHop;
-        let (r, c) = (NS_ROUTER, NS_CLIENT);
-        must(&[
-            "ip", "-n", r, "link", "add", "vfwd", "type", "veth", "peer", "name", "vcli", "netns",
-            c,
-        ])?;
-        must(&["ip", "-n", r, "addr", "add", "198.18.1.1/24", "dev", "vfwd"])?;
-        must(&["ip", "-n", r, "link", "set", "vfwd", "up"])?;
-        must(&[
-            "ip",
-            "netns",
-            "exec",
-            r,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=1",
-        ])?;
-        must(&["ip", "-n", c, "link", "set", "lo", "up"])?;
-        must(&["ip", "-n", c, "addr", "add", "198.18.1.2/24", "dev", "vcli"])?;
-        must(&["ip", "-n", c, "link", "set", "vcli", "up"])?;
-        must(&[
-            "ip",
-            "-n",
-            c,
-            "route",
-            "add",
-            "198.18.0.0/24",
-            "via",
-            "198.18.1.1",
-        ])?;
-        // The client's ACKs reach the stack as they are: full checksums (DESIGN.md).
-        must(&[
-            "ip", "netns", "exec", c, "ethtool", "-K", "vcli", "tx", "off",
-        ])?;
-        must(&[
-            "ip", "netns", "exec", r, "tc", "qdisc", "add", "dev", "vfwd", "root", "tbf", "rate",
-            "100mbit", "burst", "32kb", "limit", limit,
-        ])?;
-        Ok(hop)
+        let hop = xstack_testnet::SecondHop::create(NS_ROUTER, NS_CLIENT, limit)?;
+        Ok(SecondHop(Some(hop)))
     }
 }
 
 impl Drop for SecondHop {
     fn drop(&mut self) {
-        quiet(&["ip", "netns", "del", NS_CLIENT]);
+        drop(self.0.take());
         println!("xtask: removed namespace {NS_CLIENT}");
     }
 }

@@ -6,7 +6,7 @@
 //! `xsdemo-b` holds `vpeer` (Linux, 198.18.0.2/24). The namespaces are removed on exit,
 //! on Ctrl-C, and before starting if a previous run left them.
 
-use crate::sys::{ensure_packages, is_root, must, quiet};
+use crate::sys::{ensure_packages, is_root};
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
@@ -46,12 +46,14 @@ pub fn install_signal_handlers() {
 }
 
 /// A namespace pair joined by a veth pair (`vstk` in `a`, `vpeer` in `b` with
-/// 198.18.0.2/24); deleted on drop, and deleted first if a previous run left it.
+/// 198.18.0.2/24; [`xstack_testnet::NsPair`]); deleted on drop, and deleted first if a
+/// previous run left it.
 pub struct NsPair {
     /// The stack's namespace.
     pub a: &'static str,
     /// The Linux peer's namespace.
     pub b: &'static str,
+    net: Option<xstack_testnet::NsPair>,
 }
 
 impl NsPair {
@@ -61,66 +63,23 @@ impl NsPair {
 
     /// As [`NsPair::create`], with `queues` rx and tx queues on each end.
     pub fn create_with_queues(a: &'static str, b: &'static str, queues: u32) -> Result<NsPair> {
-        let net = NsPair { a, b };
-        net.remove();
-        must(&["ip", "netns", "add", a])?;
-        must(&["ip", "netns", "add", b])?;
-        let q = queues.max(1).to_string();
-        must(&[
-            "ip",
-            "link",
-            "add",
-            "vstk",
-            "netns",
+        let net = xstack_testnet::NsPair::create(a, b, queues)?;
+        Ok(NsPair {
             a,
-            "numrxqueues",
-            &q,
-            "numtxqueues",
-            &q,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "vpeer",
-            "netns",
             b,
-            "numrxqueues",
-            &q,
-            "numtxqueues",
-            &q,
-        ])?;
-        for (ns, dev) in [(a, "lo"), (a, "vstk"), (b, "lo"), (b, "vpeer")] {
-            must(&["ip", "-n", ns, "link", "set", dev, "up"])?;
-        }
-        must(&[
-            "ip",
-            "-n",
-            b,
-            "addr",
-            "add",
-            "198.18.0.2/24",
-            "dev",
-            "vpeer",
-        ])?;
-        // Full checksums from the kernel peer (DESIGN.md: veth facts).
-        must(&[
-            "ip", "netns", "exec", b, "ethtool", "-K", "vpeer", "tx", "off",
-        ])?;
-        Ok(net)
+            net: Some(net),
+        })
     }
 
-    fn remove(&self) {
-        for ns in [self.a, self.b] {
-            if std::path::Path::new("/run/netns").join(ns).exists() {
-                quiet(&["ip", "netns", "del", ns]);
-            }
-        }
+    /// The namespaces and the pair.
+    pub fn net(&self) -> &xstack_testnet::NsPair {
+        self.net.as_ref().expect("present until drop")
     }
 }
 
 impl Drop for NsPair {
     fn drop(&mut self) {
-        self.remove();
+        drop(self.net.take());
         println!("xtask: removed namespaces {} and {}", self.a, self.b);
     }
 }
@@ -143,16 +102,7 @@ pub fn run() -> Result<()> {
     let binstr = bin.to_string_lossy().to_string();
     let net = NsPair::create(NS_STACK, NS_PEER)?;
     // A kernel address on the same interface, for the side-by-side download.
-    crate::sys::must(&[
-        "ip",
-        "-n",
-        NS_STACK,
-        "addr",
-        "add",
-        "198.18.0.3/24",
-        "dev",
-        "vstk",
-    ])?;
+    net.net().add_stack_kernel_addr("198.18.0.3/24")?;
     crate::sys::must(&[
         "ip",
         "netns",
@@ -281,7 +231,14 @@ pub fn build_release() -> Result<PathBuf> {
     println!("xtask: building xstack (release)");
     let status = Command::new(crate::cargo())
         .current_dir(crate::workspace_root())
-        .args(["build", "--release", "-p", "xstack", "--bin", "xstack"])
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "xstack-tools",
+            "--bin",
+            "xstack",
+        ])
         .status()?;
     if !status.success() {
         bail!("cargo build --release -p xstack failed ({status})");

@@ -108,31 +108,8 @@ fn apt(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// Runs a command quietly and returns whether it succeeded.
-pub fn quiet(argv: &[&str]) -> bool {
-    Command::new(argv[0])
-        .args(&argv[1..])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
 /// Runs a command; fails with its stderr unless it succeeds.
 pub fn must(argv: &[&str]) -> Result<()> {
-    let out = Command::new(argv[0])
-        .args(&argv[1..])
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {}", argv.join(" ")))?;
-    if !out.status.success() {
-        bail!(
-            "`{}` failed: {}",
-            argv.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    xstack_testnet::run_ok(argv)?;
     Ok(())
 }

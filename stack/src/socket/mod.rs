@@ -7,7 +7,6 @@
 //! variable; non-blocking calls return `WouldBlock`. Errors map to
 //! `std::io::ErrorKind` as `std::net` does.
 
-mod http_impl;
 mod listener;
 mod poller;
 mod stream;

@@ -31,7 +31,7 @@ fn download_and_check(pair: &VethPair, dir: &TestDir) -> (usize, usize) {
     let dl = pair.curl_sha256(&format!("http://{STACK_ADDR}/bytes/{N}"), 60);
     assert_eq!(
         dl.sha256,
-        xstack::http::pattern_sha256(N),
+        xstack_tools::http::pattern_sha256(N),
         "download: {}",
         dl.context()
     );

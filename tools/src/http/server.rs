@@ -407,43 +407,7 @@ fn respond<C: Conn>(
     let head_only = head.method == "HEAD";
 
     if route == Route::Sha256 && method_ok {
-        if head.expect_continue {
-            write_parts(bc.get_mut(), b"HTTP/1.1 100 Continue\r\n\r\n", b"")?;
-        }
-        let mut hasher = Sha256::new();
-        let mut chunk = vec![0u8; 256 * 1024];
-        let mut body = BodyReader::new(bc, head.framing);
-        loop {
-            match body.read(&mut chunk) {
-                Ok(0) => break,
-                Ok(n) => hasher.update(&chunk[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                    send(
-                        bc.get_mut(),
-                        400,
-                        "text/plain",
-                        format!("{e}\n").as_bytes(),
-                        false,
-                        false,
-                        &[],
-                    )?;
-                    return Ok(Outcome::Close);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        let digest = hex(&hasher.finalize());
-        send(
-            bc.get_mut(),
-            200,
-            "text/plain",
-            digest.as_bytes(),
-            keep,
-            false,
-            &[],
-        )?;
-        return Ok(Outcome::KeepAlive);
+        return respond_sha256(bc, head, keep);
     }
 
     // Every other request's body is read and dropped, so the next request starts in the
@@ -494,6 +458,63 @@ fn respond<C: Conn>(
         }
         return Ok(outcome);
     }
+    answer(w, route, head_only, keep, stats)?;
+    Ok(outcome)
+}
+
+/// `POST /sha256`: streams the body through SHA-256 and answers its hex digest.
+fn respond_sha256<C: Conn>(
+    bc: &mut BufConn<C>,
+    head: &RequestHead,
+    keep: bool,
+) -> io::Result<Outcome> {
+    if head.expect_continue {
+        write_parts(bc.get_mut(), b"HTTP/1.1 100 Continue\r\n\r\n", b"")?;
+    }
+    let mut hasher = Sha256::new();
+    let mut chunk = vec![0u8; 256 * 1024];
+    let mut body = BodyReader::new(bc, head.framing);
+    loop {
+        match body.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&chunk[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                send(
+                    bc.get_mut(),
+                    400,
+                    "text/plain",
+                    format!("{e}\n").as_bytes(),
+                    false,
+                    false,
+                    &[],
+                )?;
+                return Ok(Outcome::Close);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let digest = hex(&hasher.finalize());
+    send(
+        bc.get_mut(),
+        200,
+        "text/plain",
+        digest.as_bytes(),
+        keep,
+        false,
+        &[],
+    )?;
+    Ok(Outcome::KeepAlive)
+}
+
+/// Answers a request for a known route with an allowed method (its body already read).
+fn answer<C: Conn>(
+    w: &mut C,
+    route: Route,
+    head_only: bool,
+    keep: bool,
+    stats: &(dyn Fn() -> serde_json::Value + Send + Sync),
+) -> io::Result<()> {
     match route {
         Route::Bytes(Ok(n)) => {
             let head_bytes = response_head(200, "application/octet-stream", n, keep, &[]);
@@ -512,7 +533,7 @@ fn respond<C: Conn>(
                 if let Err(e) = w.set_congestion(&name) {
                     let body = format!("{e}\n");
                     send(w, 400, "text/plain", body.as_bytes(), keep, head_only, &[])?;
-                    return Ok(outcome);
+                    return Ok(());
                 }
             }
             let body = json_body(&w.info_json());
@@ -524,7 +545,7 @@ fn respond<C: Conn>(
         }
         Route::Sha256 | Route::NotFound => unreachable!("handled above"),
     }
-    Ok(outcome)
+    Ok(())
 }
 
 fn json_body(v: &serde_json::Value) -> Vec<u8> {

@@ -1,7 +1,8 @@
 //! Shared harness for the veth integration tests: one namespace pair per test, Linux as
 //! the peer, the `xstack` binary as the stack under test.
 //!
-//! Layout (DESIGN.md, "Facts about AF_XDP on veth"):
+//! Layout (the crate `xstack-testnet` sets it up; see docs/ARCHITECTURE.md for AF_XDP on
+//! veth):
 //!
 //! ```text
 //!   netns <..>-a                          netns <..>-b
@@ -27,16 +28,11 @@ use std::time::{Duration, Instant};
 
 /// The `xstack` binary cargo built for these tests.
 pub const XSTACK_BIN: &str = env!("CARGO_BIN_EXE_xstack");
-/// Address the stack owns in every test.
-pub const STACK_ADDR: &str = "198.18.0.1";
-/// The stack's address with its prefix, as passed to `xstack up --addr`.
-pub const STACK_CIDR: &str = "198.18.0.1/24";
-/// The Linux peer's address.
-pub const PEER_ADDR: &str = "198.18.0.2";
-/// Interface names inside the namespaces (each end lives alone in its namespace, so the
-/// names can repeat across tests running in parallel).
-pub const STACK_IF: &str = "vstk";
-pub const PEER_IF: &str = "vpeer";
+/// Addresses and interface names (each end lives alone in its namespace, so the names can
+/// repeat across tests running in parallel).
+// Not every test uses every name.
+#[allow(unused_imports)]
+pub use xstack_testnet::{PEER_ADDR, PEER_IF, STACK_ADDR, STACK_CIDR, STACK_IF};
 /// How long `xstack up` may take to print its ready line.
 pub const UP_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the stack may take to exit after a signal.
@@ -131,12 +127,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let argv: Vec<_> = argv.into_iter().map(|a| a.as_ref().to_owned()).collect();
-    Command::new(&argv[0])
-        .args(&argv[1..])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {argv:?}: {e}"))
+    xstack_testnet::run(argv).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Runs a command and panics with its output unless it succeeds.
@@ -145,35 +136,7 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let argv: Vec<_> = argv.into_iter().map(|a| a.as_ref().to_owned()).collect();
-    let out = run(&argv);
-    if !out.status.success() {
-        panic!(
-            "command failed ({}): {:?}\nstdout:\n{}\nstderr:\n{}",
-            out.status,
-            argv,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    out
-}
-
-/// Deletes namespaces that a previous, crashed test process left behind (its pid is gone).
-fn clean_leftovers() {
-    let out = run(["ip", "netns", "list"]);
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let name = line.split_whitespace().next().unwrap_or("");
-        let Some(rest) = name.strip_prefix(NS_PREFIX) else {
-            continue;
-        };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = run(["ip", "netns", "del", name]);
-        }
-    }
+    xstack_testnet::run_ok(argv).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A veth pair across two fresh network namespaces: `vstk` (the stack's side, namespace
@@ -191,6 +154,8 @@ pub struct VethPair {
     /// `tcpdump -s` for the capture (None: whole frames).
     snaplen: Option<u32>,
     tcpdump: Option<Child>,
+    /// The namespaces and the pair; deleted after the capture is stopped.
+    net: xstack_testnet::NsPair,
 }
 
 impl VethPair {
@@ -208,7 +173,7 @@ impl VethPair {
     }
 
     fn new_with_snaplen(hint: &str, queues: u32, snaplen: Option<u32>) -> VethPair {
-        CLEAN_LEFTOVERS.call_once(clean_leftovers);
+        CLEAN_LEFTOVERS.call_once(|| xstack_testnet::remove_stale(NS_PREFIX));
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let hint: String = hint
             .chars()
@@ -219,58 +184,19 @@ impl VethPair {
         let test = test_name(&hint);
         let pcap_dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("veth-pcaps-running");
         let _ = std::fs::create_dir_all(&pcap_dir);
+        let net =
+            xstack_testnet::NsPair::create(&format!("{base}-a"), &format!("{base}-b"), queues)
+                .unwrap_or_else(|e| panic!("{e}"));
         let mut pair = VethPair {
-            ns_stack: format!("{base}-a"),
-            ns_peer: format!("{base}-b"),
+            ns_stack: net.stack.name().to_string(),
+            ns_peer: net.peer.name().to_string(),
             pcap: pcap_dir.join(format!("{base}.pcap")),
             test,
             queues,
             snaplen,
             tcpdump: None,
+            net,
         };
-        // From here on, Drop removes whatever was created, even if a step below panics.
-        run_ok(["ip", "netns", "add", &pair.ns_stack]);
-        run_ok(["ip", "netns", "add", &pair.ns_peer]);
-        let q = queues.to_string();
-        run_ok([
-            "ip",
-            "link",
-            "add",
-            STACK_IF,
-            "netns",
-            &pair.ns_stack,
-            "numrxqueues",
-            &q,
-            "numtxqueues",
-            &q,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            PEER_IF,
-            "netns",
-            &pair.ns_peer,
-            "numrxqueues",
-            &q,
-            "numtxqueues",
-            &q,
-        ]);
-        run_ok(["ip", "-n", &pair.ns_stack, "link", "set", "lo", "up"]);
-        run_ok(["ip", "-n", &pair.ns_peer, "link", "set", "lo", "up"]);
-        run_ok(["ip", "-n", &pair.ns_stack, "link", "set", STACK_IF, "up"]);
-        run_ok(["ip", "-n", &pair.ns_peer, "link", "set", PEER_IF, "up"]);
-        run_ok([
-            "ip",
-            "-n",
-            &pair.ns_peer,
-            "addr",
-            "add",
-            "198.18.0.2/24",
-            "dev",
-            PEER_IF,
-        ]);
-        // Without this the peer's frames carry only a partial checksum (DESIGN.md).
-        pair.exec_peer_ok(["ethtool", "-K", PEER_IF, "tx", "off"]);
         pair.start_tcpdump();
         pair
     }
@@ -334,30 +260,16 @@ impl VethPair {
 
     /// Gives the stack side's kernel an address of its own (e.g. 198.18.0.3/24).
     pub fn add_stack_kernel_addr(&self, cidr: &str) {
-        run_ok([
-            "ip",
-            "-n",
-            &self.ns_stack,
-            "addr",
-            "add",
-            cidr,
-            "dev",
-            STACK_IF,
-        ]);
+        self.net
+            .add_stack_kernel_addr(cidr)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Adds another address to the peer's `vpeer`.
     pub fn add_peer_addr(&self, cidr: &str) {
-        run_ok([
-            "ip",
-            "-n",
-            &self.ns_peer,
-            "addr",
-            "add",
-            cidr,
-            "dev",
-            PEER_IF,
-        ]);
+        self.net
+            .add_peer_addr(cidr)
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     /// Runs `cmd` inside the peer's namespace.
@@ -366,7 +278,7 @@ impl VethPair {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        run(ns_argv(&self.ns_peer, cmd))
+        run(xstack_testnet::ns_argv(&self.ns_peer, cmd))
     }
 
     /// Runs `cmd` inside the peer's namespace; panics with its output unless it succeeds.
@@ -375,7 +287,7 @@ impl VethPair {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        run_ok(ns_argv(&self.ns_peer, cmd))
+        run_ok(xstack_testnet::ns_argv(&self.ns_peer, cmd))
     }
 
     /// Runs `cmd` inside the stack's namespace.
@@ -384,7 +296,7 @@ impl VethPair {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        run(ns_argv(&self.ns_stack, cmd))
+        run(xstack_testnet::ns_argv(&self.ns_stack, cmd))
     }
 
     /// `ip link show vstk` in the stack's namespace.
@@ -549,8 +461,7 @@ impl Drop for VethPair {
                 }
             }
         }
-        let _ = run(["ip", "netns", "del", &self.ns_stack]);
-        let _ = run(["ip", "netns", "del", &self.ns_peer]);
+        // The namespaces go when `self.net` drops, after this.
         if self.pcap.exists() {
             if thread::panicking() {
                 let dir = target_dir().join("veth-pcaps");
@@ -572,17 +483,6 @@ impl Drop for VethPair {
             }
         }
     }
-}
-
-fn ns_argv<I, S>(ns: &str, cmd: I) -> Vec<std::ffi::OsString>
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
-    let mut v: Vec<std::ffi::OsString> =
-        vec!["ip".into(), "netns".into(), "exec".into(), ns.into()];
-    v.extend(cmd.into_iter().map(|a| a.as_ref().to_owned()));
-    v
 }
 
 /// The outcome of one `ping` run.

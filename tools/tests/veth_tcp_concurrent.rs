@@ -79,7 +79,7 @@ fn fifty_concurrent_downloads() {
         "every transfer gets 200: {ctx}"
     );
 
-    let want = xstack::http::pattern_sha256(SIZE);
+    let want = xstack_tools::http::pattern_sha256(SIZE);
     let mut bad = Vec::new();
     for o in &outs {
         let p = std::path::Path::new(o);

@@ -3,9 +3,9 @@
 use std::io;
 use std::time::Duration;
 
-use super::{TcpListener, TcpStream};
+use xstack::{TcpListener, TcpStream};
 
-impl crate::http::Listener for TcpListener {
+impl super::Listener for TcpListener {
     type Stream = TcpStream;
 
     /// Waits up to 200 ms, then reports `WouldBlock` so the server can check its stop
@@ -36,7 +36,29 @@ fn cc_state_value(text: &str) -> serde_json::Value {
     }
 }
 
-impl crate::http::Conn for TcpStream {
+/// Replaces the `cc_state` pairs of a serialized [`xstack::TcpInfo`] by the module's own
+/// state as an object, typed for JSON readers: `{"w_max": 312.5, "k_ms": null, "region":
+/// "concave", ...}`.
+fn typed_cc_state(mut v: serde_json::Value) -> serde_json::Value {
+    let Some(o) = v.as_object_mut() else {
+        return v;
+    };
+    if let Some(pairs) = o.get("cc_state").and_then(|s| s.as_array()).cloned() {
+        let map: serde_json::Map<String, serde_json::Value> = pairs
+            .iter()
+            .filter_map(|p| {
+                Some((
+                    p.get(0)?.as_str()?.to_string(),
+                    cc_state_value(p.get(1)?.as_str()?),
+                ))
+            })
+            .collect();
+        o.insert("cc_state".into(), map.into());
+    }
+    v
+}
+
+impl super::Conn for TcpStream {
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         TcpStream::set_read_timeout(self, timeout)
     }
@@ -44,24 +66,14 @@ impl crate::http::Conn for TcpStream {
     fn info_json(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self.info()).unwrap_or_default();
         if let Some(o) = v.as_object_mut() {
-            o.insert("local".into(), self.conn.tuple.local.to_string().into());
-            o.insert("peer".into(), self.conn.tuple.remote.to_string().into());
-            // The module's own state as an object, typed for JSON readers:
-            // {"w_max": 312.5, "k_ms": null, "region": "concave", ...}.
-            if let Some(pairs) = o.get("cc_state").and_then(|s| s.as_array()).cloned() {
-                let map: serde_json::Map<String, serde_json::Value> = pairs
-                    .iter()
-                    .filter_map(|p| {
-                        Some((
-                            p.get(0)?.as_str()?.to_string(),
-                            cc_state_value(p.get(1)?.as_str()?),
-                        ))
-                    })
-                    .collect();
-                o.insert("cc_state".into(), map.into());
+            if let Ok(local) = self.local_addr() {
+                o.insert("local".into(), local.to_string().into());
+            }
+            if let Ok(peer) = self.peer_addr() {
+                o.insert("peer".into(), peer.to_string().into());
             }
         }
-        v
+        typed_cc_state(v)
     }
 
     fn set_congestion(&self, name: &str) -> io::Result<()> {
@@ -75,7 +87,7 @@ impl crate::http::Conn for TcpStream {
 
 #[cfg(test)]
 mod tests {
-    use super::cc_state_value;
+    use super::{cc_state_value, typed_cc_state};
     use serde_json::json;
 
     #[test]
@@ -90,5 +102,25 @@ mod tests {
         );
         assert_eq!(cc_state_value("NaN"), json!("NaN"));
         assert_eq!(cc_state_value("inf"), json!("inf"));
+    }
+
+    /// `GET /info`'s view of a connection: the module's state pairs become an object of
+    /// JSON numbers (null while undefined) and strings; the other fields stay as they are.
+    #[test]
+    fn cc_state_pairs_become_an_object() {
+        let v = typed_cc_state(json!({
+            "cc": "cubic",
+            "cwnd": 14480,
+            "cc_state": [["w_max", "312.50"], ["k_ms", "-"], ["region", "concave"]],
+        }));
+        assert_eq!(
+            v,
+            json!({
+                "cc": "cubic",
+                "cwnd": 14480,
+                "cc_state": {"w_max": 312.5, "k_ms": null, "region": "concave"},
+            })
+        );
+        assert_eq!(typed_cc_state(json!([1, 2])), json!([1, 2]));
     }
 }

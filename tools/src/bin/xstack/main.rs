@@ -19,9 +19,9 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::net::SocketAddrV4;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use xstack::device::xdp::Mode;
-use xstack::net::Ipv4Cidr;
-use xstack::worker::IdleMode;
+use xstack::IdleMode;
+use xstack::Ipv4Cidr;
+use xstack::XdpMode as Mode;
 
 use xstack::{Stack, StackConfig, TcpListener};
 
@@ -184,7 +184,7 @@ struct UpArgs {
     /// Offloads to leave off even where the device has them, comma separated
     /// (txcsum, tso, lro), like `ifconfig -txcsum -tso -lro`.
     #[arg(long, value_delimiter = ',')]
-    no_offload: Vec<xstack::device::Offload>,
+    no_offload: Vec<xstack::Offload>,
     /// Use ECN (RFC 3168) on new connections: ECN-setup SYNs, and accept clients' ones.
     #[arg(long)]
     ecn: bool,
@@ -298,119 +298,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             wait_for_stop::<()>(&stack, &sfd, &[])?;
             finish(stack)
         }
-        Cmd::Http(HttpServeArgs { http: h, accept }) => {
-            if h.sndbuf == Some(0) {
-                anyhow::bail!("--sndbuf must be at least 1 byte");
-            }
-            let sfd = block_stop_signals()?;
-            let stack = Arc::new(start_with(&h.stack, true, |cfg| {
-                if let Some(n) = h.sndbuf {
-                    cfg.tcp.sndbuf = n;
-                }
-                if h.cwnd_trace.is_some() {
-                    cfg.tcp.cwnd_trace = Some(xstack::tcp::cwnd_trace::DEFAULT_TRACE_LIMIT);
-                }
-            })?);
-            let addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, h.port);
-            let listeners = match accept {
-                AcceptMode::Shared => vec![TcpListener::bind(&*stack, addr)],
-                AcceptMode::PerWorker => TcpListener::bind_per_worker(&*stack, addr)
-                    .map(|v| v.into_iter().map(Ok).collect())
-                    .unwrap_or_else(|e| vec![Err(e)]),
-            }
-            .into_iter()
-            .collect::<std::io::Result<Vec<_>>>()
-            .map_err(|e| anyhow::anyhow!("listening on port {}: {e}", h.port))?;
-            let stop = Arc::new(AtomicBool::new(false));
-            let mut servers = Vec::new();
-            for listener in listeners {
-                let st = stack.clone();
-                let stats: xstack::http::StatsFn = Arc::new(move || st.stats_json());
-                let stop = stop.clone();
-                let name = match listener.worker() {
-                    Some(w) => format!("http-accept-w{w}"),
-                    None => "http-accept".into(),
-                };
-                // A per-worker accept thread runs on its worker's CPU, and so do the
-                // connection threads it starts (they inherit its affinity): a
-                // connection's application work stays on the core that processes its
-                // packets.
-                let cpu = listener.worker().and_then(|w| stack.worker_cpu(w));
-                let builder = std::thread::Builder::new().name(name);
-                let server = match &h.cwnd_trace {
-                    Some(dir) => {
-                        let listener = trace::TracingListener::new(listener, dir.clone())
-                            .map_err(|e| anyhow::anyhow!("--cwnd-trace {}: {e}", dir.display()))?;
-                        builder.spawn(move || {
-                            if let Some(cpu) = cpu {
-                                pin_self(cpu);
-                            }
-                            xstack::http::serve(listener, stats, stop)
-                        })?
-                    }
-                    None => builder.spawn(move || {
-                        if let Some(cpu) = cpu {
-                            pin_self(cpu);
-                        }
-                        xstack::http::serve(listener, stats, stop)
-                    })?,
-                };
-                servers.push(server);
-            }
-            eprintln!(
-                "xstack: http listening on port {} ({} accept thread{})",
-                h.port,
-                servers.len(),
-                if servers.len() == 1 { "" } else { "s" }
-            );
-            let waited = wait_for_stop(&stack, &sfd, &servers);
-            stop.store(true, Ordering::Relaxed);
-            for s in servers {
-                let _ = s.join();
-            }
-            waited?;
-            finish(stack)
-        }
-        Cmd::Echo(h) => {
-            let sfd = block_stop_signals()?;
-            let stack = Arc::new(start(&h.stack)?);
-            let listener =
-                TcpListener::bind(&*stack, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, h.port))
-                    .map_err(|e| anyhow::anyhow!("listening on port {}: {e}", h.port))?;
-            let server = std::thread::Builder::new()
-                .name("echo-accept".into())
-                .spawn(move || peer::stack_echo(listener))?;
-            eprintln!("xstack: echo listening on port {}", h.port);
-            wait_for_stop(&stack, &sfd, std::slice::from_ref(&server))?;
-            // The accept thread holds no stack reference; connection threads may.
-            finish(stack)
-        }
-        Cmd::Hold(h) => {
-            let sfd = block_stop_signals()?;
-            let stack = Arc::new(start(&h.stack)?);
-            let listener =
-                TcpListener::bind(&*stack, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, h.port))
-                    .map_err(|e| anyhow::anyhow!("listening on port {}: {e}", h.port))?;
-            let server = std::thread::Builder::new()
-                .name("hold-accept".into())
-                .spawn(move || {
-                    let mut held = Vec::new();
-                    loop {
-                        match listener.accept() {
-                            Ok((s, _)) => {
-                                held.push(s);
-                                if held.len() % 1000 == 0 {
-                                    eprintln!("xstack: holding {} connections", held.len());
-                                }
-                            }
-                            Err(e) => return Err::<(), _>(e),
-                        }
-                    }
-                })?;
-            eprintln!("xstack: hold listening on port {}", h.port);
-            wait_for_stop(&stack, &sfd, std::slice::from_ref(&server))?;
-            finish(stack)
-        }
+        Cmd::Http(HttpServeArgs { http, accept }) => run_http(&http, accept),
+        Cmd::Echo(h) => run_echo(&h),
+        Cmd::Hold(h) => run_hold(&h),
         Cmd::KernelHttp { listen, cc } => peer::kernel_http(listen, cc.as_deref()),
         Cmd::KernelEcho { listen } => peer::kernel_echo(listen),
         Cmd::KernelGet { url, bind } => peer::kernel_get(&url, bind),
@@ -420,28 +310,150 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             seconds,
             threads,
         } => peer::cps(addr, seconds, threads),
-        Cmd::RssEmulate { iface, queues } => {
-            let sfd = block_stop_signals()?;
-            let emu = xstack::device::rss_emu::RssEmulation::attach(&iface, queues)?;
-            eprintln!("xstack: up: rss emulation on {iface} over {queues} queues");
-            loop {
-                let mut fds = [libc::pollfd {
-                    fd: std::os::fd::AsRawFd::as_raw_fd(&sfd),
-                    events: libc::POLLIN,
-                    revents: 0,
-                }];
-                // SAFETY: one valid pollfd.
-                unsafe { libc::poll(fds.as_mut_ptr(), 1, 500) };
-                if let Ok(Some(_)) = sfd.read_signal() {
-                    break;
-                }
-            }
-            println!("{}", serde_json::json!({ "placed": emu.placed() }));
-            Ok(())
-        }
+        Cmd::RssEmulate { iface, queues } => run_rss_emulate(&iface, queues),
         Cmd::Get(g) => client(&g.stack, &g.url, None, false),
         Cmd::Post(p) => client(&p.stack, &p.url, Some(p.bytes), p.chunked),
     }
+}
+
+/// `xstack http`: the HTTP server on one shared listener or one per worker, until
+/// SIGINT/SIGTERM.
+fn run_http(h: &HttpArgs, accept: AcceptMode) -> anyhow::Result<()> {
+    if h.sndbuf == Some(0) {
+        anyhow::bail!("--sndbuf must be at least 1 byte");
+    }
+    let sfd = block_stop_signals()?;
+    let stack = Arc::new(start_with(&h.stack, true, |cfg| {
+        if let Some(n) = h.sndbuf {
+            cfg.tcp.sndbuf = n;
+        }
+        if h.cwnd_trace.is_some() {
+            cfg.tcp.cwnd_trace = Some(xstack::DEFAULT_TRACE_LIMIT);
+        }
+    })?);
+    let addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, h.port);
+    let listeners = match accept {
+        AcceptMode::Shared => vec![TcpListener::bind(&*stack, addr)],
+        AcceptMode::PerWorker => TcpListener::bind_per_worker(&*stack, addr)
+            .map(|v| v.into_iter().map(Ok).collect())
+            .unwrap_or_else(|e| vec![Err(e)]),
+    }
+    .into_iter()
+    .collect::<std::io::Result<Vec<_>>>()
+    .map_err(|e| anyhow::anyhow!("listening on port {}: {e}", h.port))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut servers = Vec::new();
+    for listener in listeners {
+        let st = stack.clone();
+        let stats: xstack_tools::http::StatsFn = Arc::new(move || st.stats_json());
+        let stop = stop.clone();
+        let name = match listener.worker() {
+            Some(w) => format!("http-accept-w{w}"),
+            None => "http-accept".into(),
+        };
+        // A per-worker accept thread runs on its worker's CPU, and so do the
+        // connection threads it starts (they inherit its affinity): a
+        // connection's application work stays on the core that processes its
+        // packets.
+        let cpu = listener.worker().and_then(|w| stack.worker_cpu(w));
+        let builder = std::thread::Builder::new().name(name);
+        let server = match &h.cwnd_trace {
+            Some(dir) => {
+                let listener = trace::TracingListener::new(listener, dir.clone())
+                    .map_err(|e| anyhow::anyhow!("--cwnd-trace {}: {e}", dir.display()))?;
+                builder.spawn(move || {
+                    if let Some(cpu) = cpu {
+                        pin_self(cpu);
+                    }
+                    xstack_tools::http::serve(listener, stats, stop)
+                })?
+            }
+            None => builder.spawn(move || {
+                if let Some(cpu) = cpu {
+                    pin_self(cpu);
+                }
+                xstack_tools::http::serve(listener, stats, stop)
+            })?,
+        };
+        servers.push(server);
+    }
+    eprintln!(
+        "xstack: http listening on port {} ({} accept thread{})",
+        h.port,
+        servers.len(),
+        if servers.len() == 1 { "" } else { "s" }
+    );
+    let waited = wait_for_stop(&stack, &sfd, &servers);
+    stop.store(true, Ordering::Relaxed);
+    for s in servers {
+        let _ = s.join();
+    }
+    waited?;
+    finish(stack)
+}
+
+/// `xstack echo`: the 1-byte echo server.
+fn run_echo(h: &HttpArgs) -> anyhow::Result<()> {
+    let sfd = block_stop_signals()?;
+    let stack = Arc::new(start(&h.stack)?);
+    let listener = TcpListener::bind(&*stack, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, h.port))
+        .map_err(|e| anyhow::anyhow!("listening on port {}: {e}", h.port))?;
+    let server = std::thread::Builder::new()
+        .name("echo-accept".into())
+        .spawn(move || peer::stack_echo(listener))?;
+    eprintln!("xstack: echo listening on port {}", h.port);
+    wait_for_stop(&stack, &sfd, std::slice::from_ref(&server))?;
+    // The accept thread holds no stack reference; connection threads may.
+    finish(stack)
+}
+
+/// `xstack hold`: accepts connections and keeps them open, doing nothing.
+fn run_hold(h: &HttpArgs) -> anyhow::Result<()> {
+    let sfd = block_stop_signals()?;
+    let stack = Arc::new(start(&h.stack)?);
+    let listener = TcpListener::bind(&*stack, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, h.port))
+        .map_err(|e| anyhow::anyhow!("listening on port {}: {e}", h.port))?;
+    let server = std::thread::Builder::new()
+        .name("hold-accept".into())
+        .spawn(move || {
+            let mut held = Vec::new();
+            loop {
+                match listener.accept() {
+                    Ok((s, _)) => {
+                        held.push(s);
+                        if held.len() % 1000 == 0 {
+                            eprintln!("xstack: holding {} connections", held.len());
+                        }
+                    }
+                    Err(e) => return Err::<(), _>(e),
+                }
+            }
+        })?;
+    eprintln!("xstack: hold listening on port {}", h.port);
+    wait_for_stop(&stack, &sfd, std::slice::from_ref(&server))?;
+    finish(stack)
+}
+
+/// `xstack rss-emulate`: the tc RSS emulation on `iface` until SIGINT/SIGTERM, then how
+/// many packets it placed.
+fn run_rss_emulate(iface: &str, queues: u32) -> anyhow::Result<()> {
+    let sfd = block_stop_signals()?;
+    let emu = xstack::RssEmulation::attach(iface, queues)?;
+    eprintln!("xstack: up: rss emulation on {iface} over {queues} queues");
+    loop {
+        let mut fds = [libc::pollfd {
+            fd: std::os::fd::AsRawFd::as_raw_fd(&sfd),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: one valid pollfd.
+        unsafe { libc::poll(fds.as_mut_ptr(), 1, 500) };
+        if let Ok(Some(_)) = sfd.read_signal() {
+            break;
+        }
+    }
+    println!("{}", serde_json::json!({ "placed": emu.placed() }));
+    Ok(())
 }
 
 /// Stops the stack (detaching XDP) and prints its counters as one JSON line.
@@ -470,7 +482,8 @@ fn finish(stack: Arc<Stack>) -> anyhow::Result<()> {
 
 /// Runs a client request through a fresh stack and prints one JSON line.
 fn client(a: &UpArgs, url: &str, post: Option<u64>, chunked: bool) -> anyhow::Result<()> {
-    let (ip, port, path) = xstack::http::parse_url(url).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (ip, port, path) =
+        xstack_tools::http::parse_url(url).map_err(|e| anyhow::anyhow!("{e}"))?;
     let stack = start_with(a, false, |_| {})?;
     let conn = xstack::TcpStream::connect_timeout(
         &stack,
@@ -480,8 +493,8 @@ fn client(a: &UpArgs, url: &str, post: Option<u64>, chunked: bool) -> anyhow::Re
     .map_err(|e| anyhow::anyhow!("connect to {ip}:{port}: {e}"))?;
     let host = format!("{ip}:{port}");
     let res = match post {
-        None => xstack::http::get(conn, &host, &path),
-        Some(n) => xstack::http::post(conn, &host, &path, n, chunked),
+        None => xstack_tools::http::get(conn, &host, &path),
+        Some(n) => xstack_tools::http::post(conn, &host, &path, n, chunked),
     }
     .map_err(|e| anyhow::anyhow!("HTTP exchange with {host}: {e}"))?;
     println!("{}", res.to_json_line());

@@ -41,7 +41,7 @@ fn curl_downloads_100mib() {
     let pair = VethPair::new_headers_only("dl100", 1, 128);
     let stack = pair.spawn_http(&[]);
     const N: u64 = 100 * 1024 * 1024;
-    let want = xstack::http::pattern_sha256(N);
+    let want = xstack_tools::http::pattern_sha256(N);
     let dl = pair.curl_sha256(&format!("http://{STACK_ADDR}/bytes/{N}"), 180);
     eprintln!("{}", dl.context());
     eprintln!("download: {:.3} Gbit/s", dl.gbit_per_s());
@@ -147,6 +147,13 @@ fn info_and_stats_json() {
     let (_, exit_json) = stack.stop(libc::SIGTERM);
 
     let ctx = format!("/info: {info}\nstack exit counters: {exit_json}");
+    check_info(&info, &cubic, &ctx);
+    check_cc_switch(&switched_run, &bad_run, &stats);
+    check_stats(&stats);
+}
+
+/// `GET /info` of a fresh connection (NewReno) and after `?cc=cubic`.
+fn check_info(info: &serde_json::Value, cubic: &serde_json::Value, ctx: &str) {
     assert_eq!(info["state"], "ESTABLISHED", "state: {ctx}");
     assert_eq!(info["cc"], "newreno", "cc: {ctx}");
     // The module's own state, typed: NewReno's congestion-avoidance byte count; CUBIC's
@@ -187,7 +194,11 @@ fn info_and_stats_json() {
     ] {
         assert!(info[key].is_u64(), "`{key}` should be a number: {ctx}");
     }
+}
 
+/// `?cc=newreno` switches (200, still ESTABLISHED); `?cc=nonexistent` is a 400 naming it
+/// and listing the modules `/stats` reports as available.
+fn check_cc_switch(switched_run: &CurlRun, bad_run: &CurlRun, stats: &serde_json::Value) {
     let (code, body) = split_response(&switched_run.ok_text());
     assert_eq!(code, 200, "/info?cc=newreno: {}", switched_run.context());
     let switched = parse_json("/info?cc=newreno", &body);
@@ -219,7 +230,10 @@ fn info_and_stats_json() {
         body.contains("nonexistent"),
         "400 body should name the rejected module: {body:?}"
     );
+}
 
+/// `GET /stats`: the TCP counters, numeric and counting the test's connections.
+fn check_stats(stats: &serde_json::Value) {
     let counters = stats["counters"]
         .as_object()
         .unwrap_or_else(|| panic!("/stats lacks a `counters` object: {stats}"));
@@ -236,10 +250,10 @@ fn info_and_stats_json() {
             "/stats counters lack numeric `{key}`: {stats}"
         );
     }
-    assert!(json_counter(&stats, "tcp.rx") > 0, "tcp.rx: {stats}");
-    assert!(json_counter(&stats, "tcp.tx") > 0, "tcp.tx: {stats}");
+    assert!(json_counter(stats, "tcp.rx") > 0, "tcp.rx: {stats}");
+    assert!(json_counter(stats, "tcp.tx") > 0, "tcp.tx: {stats}");
     assert!(
-        json_counter(&stats, "tcp.conns_opened") >= 4,
+        json_counter(stats, "tcp.conns_opened") >= 4,
         "four connections were opened before /stats (info, info?cc x2, stats): {stats}"
     );
     assert_eq!(stats["tcp"]["cc_default"], "newreno", "cc_default: {stats}");
@@ -324,7 +338,11 @@ print(json.dumps(out))
     );
     assert_eq!(after.http_code, Some(200), "{ctx}");
     assert_eq!(after.bytes, 100_000, "{ctx}");
-    assert_eq!(after.sha256, xstack::http::pattern_sha256(100_000), "{ctx}");
+    assert_eq!(
+        after.sha256,
+        xstack_tools::http::pattern_sha256(100_000),
+        "{ctx}"
+    );
 }
 
 /// curl to a port nobody listens on gets "connection refused" at once: the stack answers

@@ -1,6 +1,6 @@
 //! Measurement tools for `cargo xtask bench`: the same workloads on xstack and on
 //! the kernel's TCP, built into the same release binary so both sides run the same
-//! code (the HTTP server/client of `xstack::http`, a 1-byte echo).
+//! code (the HTTP server/client of `xstack_tools::http`, a 1-byte echo).
 //!
 //! - `xstack echo` — a 1-byte echo server on the stack (one thread per connection).
 //! - `xstack kernel-echo --listen A:P` — the same server on kernel sockets.
@@ -54,14 +54,15 @@ pub fn kernel_http(addr: SocketAddrV4, cc: Option<&str>) -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("TCP_CONGESTION {cc:?}: {e}"))?;
     }
     eprintln!("xstack: kernel http listening on {addr}");
-    let stats: xstack::http::StatsFn = Arc::new(|| serde_json::json!({"kernel": true}));
-    xstack::http::serve(l, stats, Arc::new(AtomicBool::new(false)))?;
+    let stats: xstack_tools::http::StatsFn = Arc::new(|| serde_json::json!({"kernel": true}));
+    xstack_tools::http::serve(l, stats, Arc::new(AtomicBool::new(false)))?;
     Ok(())
 }
 
 /// `xstack get` on kernel sockets, optionally bound to a source address.
 pub fn kernel_get(url: &str, bind: Option<std::net::Ipv4Addr>) -> anyhow::Result<()> {
-    let (ip, port, path) = xstack::http::parse_url(url).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (ip, port, path) =
+        xstack_tools::http::parse_url(url).map_err(|e| anyhow::anyhow!("{e}"))?;
     let dst = SocketAddr::V4(SocketAddrV4::new(ip, port));
     let s = match bind {
         None => KTcpStream::connect_timeout(&dst, Duration::from_secs(10))?,
@@ -89,7 +90,7 @@ pub fn kernel_get(url: &str, bind: Option<std::net::Ipv4Addr>) -> anyhow::Result
             unsafe { KTcpStream::from_raw_fd(fd.into_raw_fd()) }
         }
     };
-    let res = xstack::http::get(s, &format!("{ip}:{port}"), &path)?;
+    let res = xstack_tools::http::get(s, &format!("{ip}:{port}"), &path)?;
     println!("{}", res.to_json_line());
     Ok(())
 }

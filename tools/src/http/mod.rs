@@ -30,6 +30,7 @@ mod client;
 mod server;
 #[cfg(test)]
 mod tests;
+mod xstack_impl;
 
 use std::io;
 use std::net::{Shutdown, TcpListener, TcpStream};

@@ -348,7 +348,7 @@ fn linux_download_with_ce_marks() {
     );
     assert_eq!(
         file_sha256(&body),
-        xstack::http::pattern_sha256(SIZE),
+        xstack_tools::http::pattern_sha256(SIZE),
         "body sha256: {ctx}"
     );
     let info: serde_json::Value = serde_json::from_str(info_text.trim())

@@ -72,7 +72,7 @@ fn download_under_1pct_loss() {
     assert_eq!(len, SIZE, "body size: {ctx}");
     assert_eq!(
         file_sha256(&body),
-        xstack::http::pattern_sha256(SIZE),
+        xstack_tools::http::pattern_sha256(SIZE),
         "body sha256: {ctx}"
     );
 

@@ -37,7 +37,7 @@ fn downloads(pair: &VethPair, dir: &TestDir) -> serde_json::Value {
         "curl failed: {}\nstack: {json}",
         run.context()
     );
-    let want = xstack::http::pattern_sha256(SIZE);
+    let want = xstack_tools::http::pattern_sha256(SIZE);
     for o in &outs {
         let got = file_sha256(std::path::Path::new(o));
         assert_eq!(got, want, "{o}: wrong body\nstack: {json}");

@@ -39,7 +39,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use xstack::tcp::cwnd_trace::{CcEvent, CwndSample, CwndTrace};
+use xstack::{CcEvent, CwndSample, CwndTrace};
 
 /// The bottleneck rate, bits per second (the issue's `tbf rate 100mbit`).
 const RATE_BPS: f64 = 100e6;
@@ -60,71 +60,15 @@ const MSS: f64 = 1448.0;
 /// drop; its name extends the pair's, so the harness's leftover cleaner also knows it.
 struct SecondHop {
     ns: String,
+    _hop: xstack_testnet::SecondHop,
 }
 
 impl SecondHop {
     fn new(pair: &VethPair) -> SecondHop {
-        let hop = SecondHop {
-            ns: format!("{}-c", pair.ns_peer),
-        };
-        run_ok(["ip", "netns", "add", &hop.ns]);
-        let (peer, cli) = (pair.ns_peer.as_str(), hop.ns.as_str());
-        run_ok([
-            "ip", "-n", peer, "link", "add", "vfwd", "type", "veth", "peer", "name", "vcli",
-            "netns", cli,
-        ]);
-        run_ok([
-            "ip",
-            "-n",
-            peer,
-            "addr",
-            "add",
-            "198.18.1.1/24",
-            "dev",
-            "vfwd",
-        ]);
-        run_ok(["ip", "-n", peer, "link", "set", "vfwd", "up"]);
-        run_ok([
-            "ip",
-            "netns",
-            "exec",
-            peer,
-            "sysctl",
-            "-qw",
-            "net.ipv4.ip_forward=1",
-        ]);
-        run_ok(["ip", "-n", cli, "link", "set", "lo", "up"]);
-        run_ok([
-            "ip",
-            "-n",
-            cli,
-            "addr",
-            "add",
-            "198.18.1.2/24",
-            "dev",
-            "vcli",
-        ]);
-        run_ok(["ip", "-n", cli, "link", "set", "vcli", "up"]);
-        run_ok([
-            "ip",
-            "-n",
-            cli,
-            "route",
-            "add",
-            "198.18.0.0/24",
-            "via",
-            "198.18.1.1",
-        ]);
-        // The client's ACKs are forwarded to the stack as they are: with tx checksum
-        // offload they would carry only a partial checksum (DESIGN.md).
-        run_ok([
-            "ip", "netns", "exec", cli, "ethtool", "-K", "vcli", "tx", "off",
-        ]);
-        run_ok([
-            "ip", "netns", "exec", peer, "tc", "qdisc", "add", "dev", "vfwd", "root", "tbf",
-            "rate", "100mbit", "burst", "32kb", "limit", TBF_LIMIT,
-        ]);
-        hop
+        let ns = format!("{}-c", pair.ns_peer);
+        let hop = xstack_testnet::SecondHop::create(&pair.ns_peer, &ns, TBF_LIMIT)
+            .unwrap_or_else(|e| panic!("{e}"));
+        SecondHop { ns, _hop: hop }
     }
 
     /// `tc -s qdisc show dev vfwd`: the tbf's sent/dropped counters.
@@ -145,12 +89,6 @@ impl SecondHop {
             String::from_utf8_lossy(&out.stderr)
         );
         (out, ctx)
-    }
-}
-
-impl Drop for SecondHop {
-    fn drop(&mut self) {
-        let _ = run(["ip", "netns", "del", &self.ns]);
     }
 }
 
@@ -235,7 +173,7 @@ fn download(module: &str) -> Run {
     );
     assert_eq!(
         file_sha256(&body),
-        xstack::http::pattern_sha256(SIZE),
+        xstack_tools::http::pattern_sha256(SIZE),
         "body sha256: {context}"
     );
     let _ = std::fs::remove_file(&body);

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use xstack::http::{Conn, Listener};
 use xstack::{TcpListener, TcpStream};
+use xstack_tools::http::{Conn, Listener};
 
 /// Wraps the server's listener: accepted connections write their trace when dropped.
 pub struct TracingListener {
