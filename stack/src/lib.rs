@@ -2,7 +2,8 @@
 //!
 //! Frames come off the NIC through AF_XDP sockets (one per receive queue, steered by
 //! an XDP program), are processed by one pinned worker per queue through a netisr
-//! dispatcher, and leave through the same sockets. See `DESIGN.md` for the whole path.
+//! dispatcher, and leave through the same sockets. `docs/ARCHITECTURE.md` (in the
+//! repository) describes the whole path.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {

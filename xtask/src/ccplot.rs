@@ -2,7 +2,7 @@
 //! 100 Mbit/s bottleneck, with the server's cwnd trace (`xstack http --cwnd-trace`), drawn
 //! side by side.
 //!
-//! Topology (as in `tools/tests/veth_bottleneck.rs`, which explains why the queue cannot be on
+//! Topology (as in `tests/veth_bottleneck.rs`, which explains why the queue cannot be on
 //! the stack's own veth: AF_XDP bypasses its qdisc, and ingress shaping leaves the frames
 //! charged to the AF_XDP socket so the queue moves into the stack's tx ring):
 //!

@@ -241,7 +241,7 @@ pub fn build_release() -> Result<PathBuf> {
         ])
         .status()?;
     if !status.success() {
-        bail!("cargo build --release -p xstack failed ({status})");
+        bail!("cargo build --release -p xstack-tools failed ({status})");
     }
     Ok(target_dir().join("release").join("xstack"))
 }

@@ -39,10 +39,7 @@ const FOREIGN_MARKERS: &[&str] = &["FreeBSD", "Linux", "linux", "kernel", "libbp
 const FORBIDDEN: &[[&str; 2]] = &[["DESIGN", ".md"], ["STYLE", ".md"], ["../", "shared"]];
 
 /// References allowed to name a file that does not exist (yet), with the reason.
-const ALLOWED: &[(&str, &str)] = &[(
-    "docs/ARCHITECTURE.md",
-    "the architecture document is being written; remove this entry when it lands",
-)];
+const ALLOWED: &[(&str, &str)] = &[];
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -125,7 +125,7 @@ fn foreign_xdp_program_attached() {
     if !require_root() {
         return;
     }
-    let obj = concat!(env!("CARGO_MANIFEST_DIR"), "/../ebpf/xdp_steer.o");
+    let obj = concat!(env!("CARGO_MANIFEST_DIR"), "/../../ebpf/xdp_steer.o");
     let pair = VethPair::new("foreign", 1);
     let out = pair.exec_stack_ns([
         "ip", "link", "set", "dev", STACK_IF, "xdp", "obj", obj, "sec", "xdp",
