@@ -7,9 +7,9 @@
 //! (`crate::sim`) uses a [`Clock::Virtual`] it moves forward itself, so a run is
 //! deterministic and a 3 s retransmission timeout costs no real time.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+#[cfg(any(test, feature = "sim"))]
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// A stack's clock.
 #[derive(Clone, Debug, Default)]
@@ -18,6 +18,7 @@ pub enum Clock {
     #[default]
     Real,
     /// Simulated time, moved by whoever drives the stack.
+    #[cfg(any(test, feature = "sim"))]
     Virtual(Arc<VirtualClock>),
 }
 
@@ -26,44 +27,55 @@ impl Clock {
     pub fn now(&self) -> Instant {
         match self {
             Clock::Real => Instant::now(),
+            #[cfg(any(test, feature = "sim"))]
             Clock::Virtual(v) => v.now(),
         }
     }
 }
 
-/// Simulated time: a fixed origin plus an offset that only moves forward. Shared by the
-/// driver (which advances it) and every reader.
-#[derive(Debug)]
-pub struct VirtualClock {
-    origin: Instant,
-    elapsed_ns: AtomicU64,
-}
+#[cfg(any(test, feature = "sim"))]
+pub use virt::VirtualClock;
 
-impl VirtualClock {
-    /// A clock that reads `origin` until advanced.
-    pub fn new(origin: Instant) -> Self {
-        VirtualClock {
-            origin,
-            elapsed_ns: AtomicU64::new(0),
+#[cfg(any(test, feature = "sim"))]
+mod virt {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    /// Simulated time: a fixed origin plus an offset that only moves forward. Shared by the
+    /// driver (which advances it) and every reader.
+    #[derive(Debug)]
+    pub struct VirtualClock {
+        origin: Instant,
+        elapsed_ns: AtomicU64,
+    }
+
+    impl VirtualClock {
+        /// A clock that reads `origin` until advanced.
+        pub fn new(origin: Instant) -> Self {
+            VirtualClock {
+                origin,
+                elapsed_ns: AtomicU64::new(0),
+            }
         }
-    }
 
-    /// The current simulated time.
-    pub fn now(&self) -> Instant {
-        self.origin + Duration::from_nanos(self.elapsed_ns.load(Ordering::Acquire))
-    }
+        /// The current simulated time.
+        pub fn now(&self) -> Instant {
+            self.origin + Duration::from_nanos(self.elapsed_ns.load(Ordering::Acquire))
+        }
 
-    /// Moves the clock to `t`; a `t` earlier than the current time is ignored (time
-    /// never goes backwards).
-    pub fn set(&self, t: Instant) {
-        let ns = t.saturating_duration_since(self.origin).as_nanos();
-        let ns = u64::try_from(ns).unwrap_or(u64::MAX);
-        self.elapsed_ns.fetch_max(ns, Ordering::AcqRel);
-    }
+        /// Moves the clock to `t`; a `t` earlier than the current time is ignored (time
+        /// never goes backwards).
+        pub fn set(&self, t: Instant) {
+            let ns = t.saturating_duration_since(self.origin).as_nanos();
+            let ns = u64::try_from(ns).unwrap_or(u64::MAX);
+            self.elapsed_ns.fetch_max(ns, Ordering::AcqRel);
+        }
 
-    /// Moves the clock forward by `d`.
-    pub fn advance(&self, d: Duration) {
-        self.set(self.now() + d);
+        /// Moves the clock forward by `d`.
+        pub fn advance(&self, d: Duration) {
+            self.set(self.now() + d);
+        }
     }
 }
 

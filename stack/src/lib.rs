@@ -32,29 +32,38 @@
 //! ```
 #![deny(clippy::undocumented_unsafe_blocks)]
 
-pub mod checksum;
-pub mod clock;
-pub mod device;
+pub(crate) mod checksum;
+pub(crate) mod clock;
+pub(crate) mod device;
 pub(crate) mod link;
-pub mod mbuf;
-pub mod net;
-pub mod netisr;
+pub(crate) mod mbuf;
+pub(crate) mod net;
+pub(crate) mod netisr;
 pub(crate) mod pipeline;
-pub mod rss;
+pub(crate) mod rss;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
-pub mod socket;
-pub mod stack;
-pub mod stats;
-pub mod tcp;
-pub mod worker;
+pub(crate) mod socket;
+pub(crate) mod stack;
+pub(crate) mod stats;
+pub(crate) mod tcp;
+pub(crate) mod worker;
 
+// What applications use: the stack, its sockets, its settings and what it reports.
 pub use device::rss_emu::RssEmulation;
-pub use device::xdp::Mode as XdpMode;
-pub use device::Offload;
-pub use net::Ipv4Cidr;
-pub use socket::{ConnectOptions, Event, Interest, NetStack, Poller, TcpListener, TcpStream};
-pub use stack::{Snapshot, Stack, StackConfig};
+pub use device::xdp::{Mode as XdpMode, QueueStats};
+pub use device::xsk::{XskConfig, XskStats};
+pub use device::{BpfError, DeviceError, LinkInfo, Offload, Offloads};
+pub use net::{ArpConfig, CidrError, Ipv4Cidr};
+pub use netisr::{NetisrStats, Policy as NetisrPolicy, ProtoStats, WorkStats, WorkstreamStats};
+pub use socket::{
+    ConnectOptions, Event, Interest, NetStack, Poller, Source, TcpListener, TcpStream,
+};
+pub use stack::{QueueSnapshot, Snapshot, Stack, StackConfig, StartError, WorkerSnapshot};
 pub use tcp::cwnd_trace::{CcEvent, CwndSample, CwndTrace, DEFAULT_TRACE_LIMIT};
-pub use tcp::tcb::{Keepalive, TcpInfo};
+pub use tcp::pcb::GroupStats;
+pub use tcp::tcb::{Keepalive, TcpConfig, TcpInfo};
 pub use worker::IdleMode;
+/// Congestion control: the module interface, the built-in modules and the registry a
+/// stack builds connections' controllers from ([`NetStack::congestion_control`]).
+pub use xstack_cc as cc;

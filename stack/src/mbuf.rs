@@ -35,8 +35,11 @@ bitflags! {
     }
 }
 
-/// Where an RSS hash came from and what it covers (FreeBSD `M_HASHTYPE_*`).
+/// Where an RSS hash came from and what it covers (FreeBSD `M_HASHTYPE_*`). No device
+/// path hands a hash over yet (AF_XDP passes none to an aya-loaded program, so the
+/// hash is computed in software: `rss::ip_flow_hash`); netisr uses one when present.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[allow(dead_code)]
 pub enum HashType {
     /// Computed by the device over the IPv4 2-tuple.
     Ipv4,

@@ -113,7 +113,9 @@ use crate::rss::FlowEvent;
 pub const NETISR_IP: u16 = 1;
 /// Netisr protocol number of ARP (FreeBSD `NETISR_ARP`).
 pub const NETISR_ARP: u16 = 4;
-/// Netisr protocol number of Ethernet input (FreeBSD `NETISR_ETHER`).
+/// Netisr protocol number of Ethernet input (FreeBSD `NETISR_ETHER`); unused while
+/// the worker classifies by ethertype itself.
+#[allow(dead_code)]
 pub const NETISR_ETHER: u16 = 9;
 /// Protocol numbers must be below this (FreeBSD `NETISR_MAXPROT`).
 pub const NETISR_MAXPROT: u16 = 32;
@@ -346,6 +348,7 @@ impl<C> Netisr<C> {
     }
 
     /// The number of workstreams.
+    #[allow(dead_code)] // netisr(9)'s KPI, kept whole and tested here; not called by the stack yet
     pub fn nworkers(&self) -> usize {
         self.ws.len()
     }
@@ -469,6 +472,7 @@ impl<C> Netisr<C> {
     /// Puts a packet on worker `worker_target`'s queue for `proto` regardless of policy
     /// (`netisr_queue(9)`). Returns false if it was dropped: unknown protocol (counted in
     /// the target's `unknown_proto`), no such worker (`bad_worker`), or queue full (`qdrops`).
+    #[allow(dead_code)] // netisr(9)'s KPI, kept whole and tested here; not called by the stack yet
     pub fn queue(&self, worker_target: usize, proto: u16, pkt: Pkt<'_>) -> bool {
         let Some(ws) = self.ws.get(worker_target) else {
             self.bad_worker.fetch_add(1, Relaxed);
@@ -576,12 +580,14 @@ impl<C> Netisr<C> {
     }
 
     /// The per-worker queue limit of `proto` (`netisr_getqlimit(9)`).
+    #[allow(dead_code)] // netisr(9)'s KPI, kept whole and tested here; not called by the stack yet
     pub fn getqlimit(&self, proto: u16) -> Result<usize, NetisrError> {
         let p = self.proto(proto).ok_or(NetisrError::NotRegistered(proto))?;
         Ok(p.qlimit.load(Relaxed))
     }
 
     /// Changes the per-worker queue limit of `proto` at run time (`netisr_setqlimit(9)`).
+    #[allow(dead_code)] // netisr(9)'s KPI, kept whole and tested here; not called by the stack yet
     pub fn setqlimit(&self, proto: u16, qlimit: usize) -> Result<(), NetisrError> {
         check_qlimit(qlimit)?;
         let p = self.proto(proto).ok_or(NetisrError::NotRegistered(proto))?;
@@ -591,6 +597,7 @@ impl<C> Netisr<C> {
 
     /// Packets of `proto` dropped on full queues, summed over workers (`netisr_getqdrops(9)`);
     /// 0 for a protocol number out of range.
+    #[allow(dead_code)] // netisr(9)'s KPI, kept whole and tested here; not called by the stack yet
     pub fn getqdrops(&self, proto: u16) -> u64 {
         let n = usize::from(proto);
         if n >= MAXPROT {
@@ -603,6 +610,7 @@ impl<C> Netisr<C> {
     }
 
     /// Zeroes the qdrops counters of `proto` on every worker (`netisr_clearqdrops(9)`).
+    #[allow(dead_code)] // netisr(9)'s KPI, kept whole and tested here; not called by the stack yet
     pub fn clearqdrops(&self, proto: u16) {
         let n = usize::from(proto);
         if n < MAXPROT {

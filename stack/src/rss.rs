@@ -57,6 +57,7 @@ impl Toeplitz {
     }
 
     /// The key.
+    #[cfg(test)]
     pub fn key(&self) -> &[u8; 40] {
         &self.key
     }
@@ -78,6 +79,7 @@ impl Toeplitz {
         (hash as usize & (INDIRECTION_SIZE - 1)) % queues.max(1)
     }
 
+    #[cfg(test)]
     /// The IPv4 2-tuple hash (`NDIS_HASH_IPV4`).
     pub fn ipv4(&self, src: Ipv4Addr, dst: Ipv4Addr) -> u32 {
         let mut b = [0u8; 8];

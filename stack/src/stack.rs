@@ -272,11 +272,6 @@ impl Stack {
         &self.config
     }
 
-    /// The protocol-side view of the interface (addresses, ARP cache).
-    pub fn interface(&self) -> &Arc<Interface> {
-        &self.net.ifp
-    }
-
     /// What the socket API needs: `TcpListener::bind(&stack, ...)` works because a
     /// `Stack` is `AsRef<NetStack>`.
     pub fn net(&self) -> &NetStack {
@@ -340,6 +335,7 @@ impl Stack {
             "cc_available": tcp.cc.available(),
             "cc_default": tcp.cc.default_name(),
         });
+        v["arp"] = serde_json::json!({ "entries": self.net.ifp.arp.len() });
         v["offloads"] = serde_json::to_value(self.offloads).unwrap_or_default();
         v
     }

@@ -28,7 +28,12 @@ fn every_file_in_tests_is_a_test_target() {
     let listed: BTreeSet<String> = manifest
         .lines()
         .filter_map(|l| {
-            let v = l.trim().strip_prefix("path")?.trim().strip_prefix('=')?.trim();
+            let v = l
+                .trim()
+                .strip_prefix("path")?
+                .trim()
+                .strip_prefix('=')?
+                .trim();
             Some(v.trim_matches('"').to_string())
         })
         .filter(|p| p.starts_with("../../tests/"))

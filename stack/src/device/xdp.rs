@@ -204,11 +204,6 @@ impl XdpSteer {
         }
     }
 
-    /// True while attached.
-    pub fn is_attached(&self) -> bool {
-        self.attached.is_some()
-    }
-
     /// Per-queue counters, summed over CPUs, for queues `0..n`.
     pub fn queue_stats(&self, n: u32) -> Vec<QueueStats> {
         (0..n.min(MAX_QUEUES))

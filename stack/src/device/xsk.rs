@@ -328,11 +328,6 @@ impl XskRx {
         self.fd
     }
 
-    /// The queue this socket is bound to.
-    pub fn queue(&self) -> u16 {
-        self.queue
-    }
-
     /// Takes up to `max` received descriptors into `batch` (cleared first). The frames
     /// stay ours until [`XskRx::recycle`] gives them back.
     pub fn receive(&mut self, batch: &mut Vec<XdpDesc>, max: u32) {

@@ -154,6 +154,7 @@ impl ArpCache {
         self.update(ip, mac, now, true)
     }
 
+    #[cfg(any(test, feature = "sim"))]
     /// When [`timer`] next has something to do: the earliest retry of an incomplete
     /// entry or deletion of a resolved one (`None` for an empty cache). Costs a pass
     /// over the cache: for a driver deciding how far time may jump, not for every
@@ -175,6 +176,7 @@ impl ArpCache {
     }
 
     /// True when the cache is empty.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }

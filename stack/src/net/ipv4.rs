@@ -106,6 +106,7 @@ pub enum OutputError {
 
 /// Validates a received IPv4 frame (Ethernet header included) and delivers it to
 /// ICMP; other protocols are counted as unknown. See [`input_with`].
+#[cfg(test)]
 pub fn input(ifp: &Interface, ctx: &mut impl NetCtx, pkt: Pkt<'_>) {
     input_with(ifp, ctx, pkt, |ctx, _| {
         Counters::inc(&ctx.counters().ip_unknown_proto)
@@ -229,24 +230,9 @@ pub fn output(
     )
 }
 
-/// As [`output`], with the ECN codepoint the transport chose for this packet (RFC 3168
-/// §6.1: TCP marks ECT only on its new data segments).
-#[allow(clippy::too_many_arguments)]
-pub fn output_ecn(
-    ifp: &Interface,
-    ctx: &mut impl NetCtx,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
-    protocol: IpProtocol,
-    ecn: Ecn,
-    payload_len: usize,
-    fill: &mut dyn FnMut(&mut [u8]),
-) -> Result<(), OutputError> {
-    output_full(ifp, ctx, src, dst, protocol, ecn, payload_len, None, fill)
-}
-
-/// [`output_ecn`] for a payload whose L4 checksum `fill` may leave partial (`CSUM_TCP`,
-/// when `l4_csum_offset` is set): the field at that offset within the payload holds
+/// [`output`], with the ECN codepoint the transport chose for this packet (RFC 3168
+/// §6.1: TCP marks ECT only on its new data segments), for a payload whose L4 checksum
+/// `fill` may leave partial (`CSUM_TCP`, when `l4_csum_offset` is set): the field at that offset within the payload holds
 /// the folded pseudo-header sum and the device finishes it
 /// ([`NetCtx::transmit_partial`]); a packet held for ARP is finished in software right
 /// away, since it is sent later through the plain path.

@@ -28,9 +28,9 @@ use crate::tcp::tcb::{TcpError, UserError};
 #[derive(Clone)]
 pub struct NetStack {
     /// The TCP layer.
-    pub tcp: Arc<TcpLayer>,
+    pub(crate) tcp: Arc<TcpLayer>,
     /// The interface (addresses, routes).
-    pub ifp: Arc<Interface>,
+    pub(crate) ifp: Arc<Interface>,
 }
 
 impl NetStack {
@@ -44,6 +44,13 @@ impl NetStack {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .ecn = on;
+    }
+
+    /// The stack's congestion-control registry: the modules sockets can select by name
+    /// ([`TcpStream::set_congestion`]), the default for new connections, and where an
+    /// application registers a module of its own.
+    pub fn congestion_control(&self) -> &xstack_cc::Registry {
+        &self.tcp.cc
     }
 
     /// The stack-wide ECN setting for new connections.

@@ -95,11 +95,13 @@ impl TimerHeap {
     }
 
     /// Connections scheduled.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.conns.len()
     }
 
     /// True when nothing is scheduled.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.conns.is_empty()
     }
