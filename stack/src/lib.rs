@@ -45,4 +45,4 @@ pub mod worker;
 
 pub use socket::{ConnectOptions, Event, Interest, NetStack, Poller, TcpListener, TcpStream};
 pub use stack::{Snapshot, Stack, StackConfig};
-pub use tcp::tcb::{Keepalive, TcpInfo};
+pub use tcp::{Keepalive, TcpInfo};

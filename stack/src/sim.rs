@@ -25,7 +25,7 @@ use crate::net::{arp, ipv4, ArpConfig, Interface, Ipv4Cidr, NetCtx};
 use crate::stats::Counters;
 use crate::tcp::layer::{TcpLayer, TimerHeap};
 use crate::tcp::pcb::{Conn, FourTuple, Listener};
-use crate::tcp::tcb::{Tcb, TcpConfig};
+use crate::tcp::{Tcb, TcpConfig};
 
 /// Link impairments, applied per frame in each direction.
 #[derive(Clone, Copy, Debug)]

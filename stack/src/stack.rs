@@ -17,7 +17,7 @@ use crate::socket::NetStack;
 use crate::stats::{self, Counters};
 use crate::tcp::layer::TcpLayer;
 use crate::tcp::pcb::GroupStats;
-use crate::tcp::tcb::TcpConfig;
+use crate::tcp::TcpConfig;
 use crate::worker::{self, IdleMode, Worker, WorkerCtx};
 
 /// How to bring a stack up.

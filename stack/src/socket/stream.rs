@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::{pcb_error, tcp_error, user_error, NetStack};
 use crate::tcp::cwnd_trace::{CcEvent, CwndTrace, DEFAULT_TRACE_LIMIT};
 use crate::tcp::pcb::Conn;
-use crate::tcp::tcb::{Keepalive, State, Tcb, TcpInfo};
+use crate::tcp::{Keepalive, State, Tcb, TcpInfo};
 
 /// A TCP connection. `Send + Sync`: it may be shared between threads (e.g. one
 /// reading, one writing), like `std::net::TcpStream`.

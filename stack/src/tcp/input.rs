@@ -8,11 +8,12 @@ use std::time::Instant;
 
 use xstack_cc::{window, AckInfo, CcSignal, CongInfo, Recovery, RttSample};
 
+use super::config::TcpError;
 use super::cwnd_trace::CcEvent;
 use super::sack::DUP_THRESH;
 use super::segment::{Segment, TcpFlags};
 use super::seq::Seq;
-use super::tcb::{State, Tcb, TcpError};
+use super::tcb::{State, Tcb};
 use super::timer::TimerKind;
 
 /// What the caller should do after [`Tcb::input`].

@@ -19,12 +19,14 @@ use std::time::Instant;
 use crossbeam::queue::SegQueue;
 use smoltcp::wire::IpProtocol;
 
+use super::config::TcpConfig;
+use super::info::EcnStats;
 use super::input::{reset_for, InputOutcome};
 use super::isn::IsnGenerator;
 use super::output::OutSegment;
 use super::pcb::{Conn, ConnInner, FourTuple, GroupMap, PcbTable, ReadinessSink};
 use super::segment::{self, ChecksumMode, SegmentError, SegmentOut, TcpFlags, TcpOptions};
-use super::tcb::{EcnStats, Tcb, TcpConfig};
+use super::tcb::Tcb;
 use crate::net::ipv4::{self, Ipv4In};
 use crate::net::{Interface, NetCtx};
 use crate::stats::Counters;

@@ -1,9 +1,11 @@
-//! TCP (RFC 9293 and companions): the sans-IO connection engine (`tcb`, `input`,
-//! `output`, `timer`), its building blocks (sequence numbers, RTT estimation, buffers,
+//! TCP (RFC 9293 and companions): the sans-IO connection engine (`tcb`, `usrreq`,
+//! `input`, `output`, `timer`), its building blocks (sequence numbers, RTT estimation, buffers,
 //! ISNs, segment parsing), connection tables (`pcb`), and the layer that ties them to
 //! IPv4 and the workers (`layer`).
 
+pub mod config;
 pub mod cwnd_trace;
+pub mod info;
 pub mod input;
 pub mod isn;
 pub mod layer;
@@ -17,8 +19,11 @@ pub mod sendbuf;
 pub mod seq;
 pub mod tcb;
 pub mod timer;
+pub mod usrreq;
 
 #[cfg(test)]
 mod tests;
 
-pub use tcb::{State, Tcb, TcpConfig, TcpError, TcpInfo};
+pub use config::{Keepalive, TcpConfig, TcpError, UserError};
+pub use info::{ConnStats, EcnStats, TcpInfo};
+pub use tcb::{State, Tcb};

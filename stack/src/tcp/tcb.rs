@@ -1,9 +1,11 @@
-//! The TCP control block (RFC 9293 §3.3.1's TCB, FreeBSD's `struct tcpcb`) and the
-//! user calls on it: open, send, receive, close, abort, and the `tcp_info` snapshot.
+//! The TCP control block (RFC 9293 §3.3.1's TCB, FreeBSD's `struct tcpcb`): its
+//! state, its creation (active and passive open), option negotiation and the helpers
+//! the engine shares. The user calls on it live in `usrreq.rs`, the `tcp_info`
+//! snapshot in `info.rs`, the settings and error types in `config.rs`.
 //!
 //! The control block is sans-IO: segments come in through [`Tcb::input`]
 //! (`input.rs`), segments to send come out of [`Tcb::poll_output`] (`output.rs`), and
-//! [`Tcb::poll_timeout`] / [`Tcb::handle_timeout`] (`timers.rs` side) drive time.
+//! [`Tcb::poll_timeout`] / [`Tcb::handle_timeout`] (`timer.rs`) drive time.
 //! Nothing here reads a clock or touches a device: `now` is always an argument.
 
 use std::net::SocketAddrV4;
@@ -11,9 +13,11 @@ use std::time::{Duration, Instant};
 
 use xstack_cc::{CcVars, CongestionControl, Recovery};
 
+use super::config::{TcpConfig, TcpError};
 use super::cwnd_trace::{CcEvent, CwndTrace};
+use super::info::ConnStats;
 use super::recvbuf::RecvBuffer;
-use super::rtt::{RtoConfig, RttEstimator};
+use super::rtt::RttEstimator;
 use super::sack::Scoreboard;
 use super::segment::TcpFlags;
 use super::sendbuf::SendBuffer;
@@ -71,266 +75,6 @@ impl State {
             State::TimeWait => "TIME_WAIT",
         }
     }
-}
-
-/// Keepalive settings (RFC 1122 §4.2.3.6; Linux's tcp_keepalive_* defaults).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Keepalive {
-    /// Idle time before the first probe.
-    pub idle: Duration,
-    /// Time between unanswered probes.
-    pub interval: Duration,
-    /// Unanswered probes before the connection is dropped.
-    pub count: u32,
-}
-
-impl Default for Keepalive {
-    fn default() -> Self {
-        Keepalive {
-            idle: Duration::from_secs(7200),
-            interval: Duration::from_secs(75),
-            count: 9,
-        }
-    }
-}
-
-/// Per-connection settings. Defaults follow Linux where RFCs leave a choice.
-#[derive(Clone, Debug)]
-pub struct TcpConfig {
-    /// Our MSS: the largest segment payload we accept (the interface MTU - 40).
-    pub mss: u16,
-    /// Send buffer size in bytes.
-    pub sndbuf: usize,
-    /// Receive buffer size in bytes (the largest window we advertise).
-    pub rcvbuf: usize,
-    /// RTO bounds.
-    pub rto: RtoConfig,
-    /// Delayed ACK timeout (RFC 9293 §3.8.6.3: "MUST be less than 0.5 seconds").
-    pub delack: Duration,
-    /// Disable Nagle (TCP_NODELAY).
-    pub nodelay: bool,
-    /// Keepalive, when enabled.
-    pub keepalive: Option<Keepalive>,
-    /// Record a cwnd trace ([`super::cwnd_trace`]) on every connection from its creation,
-    /// keeping at most this many samples each. `None` (the default): no trace unless a
-    /// socket asks for one.
-    pub cwnd_trace: Option<usize>,
-    /// TIME-WAIT duration (2*MSL).
-    pub time_wait: Duration,
-    /// How long a connection nobody holds a handle to may wait in FIN-WAIT-2 for the
-    /// peer's FIN (Linux's tcp_fin_timeout): without it a peer that never closes keeps
-    /// the connection forever.
-    pub orphan_fin_timeout: Duration,
-    /// SYN (or SYN,ACK) retransmissions before giving up.
-    pub syn_retries: u32,
-    /// Limit on the whole connection attempt.
-    pub connect_timeout: Duration,
-    /// Data retransmissions (of one segment) before the connection is dropped.
-    pub max_retransmits: u32,
-    /// Offer window scaling (RFC 7323).
-    pub window_scaling: bool,
-    /// Offer timestamps (RFC 7323).
-    pub timestamps: bool,
-    /// Offer SACK (RFC 2018): SACK blocks and D-SACK (RFC 2883) as a receiver, the
-    /// scoreboard and RFC 6675 loss recovery as a sender.
-    pub sack: bool,
-    /// Limited transmit (RFC 3042; FreeBSD's `net.inet.tcp.rfc3042`): one new segment on
-    /// each of the first two duplicate ACKs.
-    pub limited_transmit: bool,
-    /// Lost-retransmission detection in SACK recovery (Linux's `tcp_mark_lost_retrans`,
-    /// the idea RFC 8985 §6 generalises): a retransmission is deemed lost again once the
-    /// peer SACKs data first sent after it, and is resent without waiting for the RTO.
-    /// See [`super::sack`]. On by default; off gives plain RFC 6675.
-    pub lost_retransmit: bool,
-    /// Largest TCP payload handed to the device in one segment for it to cut into MSS
-    /// pieces (TSO, FreeBSD's `CSUM_TSO` with `tso_segsz`); 0 sends MSS-sized segments.
-    /// The stack sets it when the device layer segments (`--no-offload tso` clears it).
-    pub tso_max: usize,
-    /// Explicit Congestion Notification (RFC 3168): ask for it on active opens and
-    /// accept it on passive ones. Off by default, as Linux's `tcp_ecn=2` leaves it off
-    /// for connections it starts. Fixed per connection at its SYN: changing it later
-    /// affects connections opened afterwards only.
-    pub ecn: bool,
-}
-
-impl Default for TcpConfig {
-    fn default() -> Self {
-        TcpConfig {
-            mss: 1460,
-            sndbuf: 256 * 1024,
-            rcvbuf: 256 * 1024,
-            rto: RtoConfig::default(),
-            delack: Duration::from_millis(40),
-            nodelay: false,
-            keepalive: None,
-            cwnd_trace: None,
-            time_wait: Duration::from_secs(60),
-            orphan_fin_timeout: Duration::from_secs(60),
-            syn_retries: 6,
-            connect_timeout: Duration::from_secs(75),
-            max_retransmits: 15,
-            window_scaling: true,
-            timestamps: true,
-            sack: true,
-            limited_transmit: true,
-            lost_retransmit: true,
-            tso_max: 0,
-            ecn: false,
-        }
-    }
-}
-
-/// Why a connection ended abnormally (surfaced to the application as io errors).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum TcpError {
-    /// RST in reply to our SYN.
-    #[error("connection refused")]
-    Refused,
-    /// RST on an open connection.
-    #[error("connection reset by peer")]
-    Reset,
-    /// Retransmissions, keepalives or the connect timeout ran out.
-    #[error("connection timed out")]
-    TimedOut,
-    /// The local side aborted.
-    #[error("connection aborted")]
-    Aborted,
-}
-
-/// Misuse of the user calls.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum UserError {
-    /// Sending after our side was shut down (or the connection closed).
-    #[error("broken pipe: the sending side is closed")]
-    SendClosed,
-    /// Not yet connected.
-    #[error("not connected")]
-    NotConnected,
-    /// The connection failed.
-    #[error("{0}")]
-    Failed(TcpError),
-}
-
-/// A `tcp_info`-like snapshot.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct TcpInfo {
-    /// State name.
-    pub state: &'static str,
-    /// Congestion-control module name.
-    pub cc: &'static str,
-    /// The module's own state (e.g. CUBIC's W_max, K).
-    pub cc_state: Vec<(&'static str, String)>,
-    /// Congestion window, bytes.
-    pub cwnd: u32,
-    /// Slow-start threshold, bytes.
-    pub ssthresh: u32,
-    /// Smoothed RTT, microseconds.
-    pub srtt_us: u64,
-    /// RTT variance, microseconds.
-    pub rttvar_us: u64,
-    /// Current RTO, microseconds.
-    pub rto_us: u64,
-    /// Send MSS (payload bytes per segment).
-    pub mss: u32,
-    /// The peer's advertised window, bytes.
-    pub snd_wnd: u32,
-    /// Our advertised window, bytes.
-    pub rcv_wnd: u32,
-    /// Segments retransmitted.
-    pub retransmits: u64,
-    /// Payload bytes sent (first transmissions and retransmissions).
-    pub bytes_sent: u64,
-    /// Payload bytes retransmitted.
-    pub bytes_retrans: u64,
-    /// Retransmission timer expiries.
-    pub rtos: u64,
-    /// Retransmissions found lost again in SACK recovery and resent without an RTO.
-    pub lost_rexmits: u64,
-    /// Fast-recovery episodes.
-    pub fast_recoveries: u64,
-    /// Payload bytes acknowledged by the peer.
-    pub bytes_acked: u64,
-    /// Payload bytes received in order.
-    pub bytes_received: u64,
-    /// Window scale shifts (ours, theirs), if negotiated.
-    pub wscale: Option<(u8, u8)>,
-    /// Timestamps negotiated.
-    pub timestamps: bool,
-    /// SACK negotiated.
-    pub sack: bool,
-    /// ECN (RFC 3168) negotiated on the handshake.
-    pub ecn: bool,
-    /// Data segments received with CE in the IP header.
-    pub ecn_ce_received: u64,
-    /// Segments sent with ECN-Echo (our echo of CE marks until the peer's CWR).
-    pub ecn_ece_sent: u64,
-    /// ACKs received with ECN-Echo.
-    pub ecn_ece_received: u64,
-    /// Segments sent with CWR (after each window reduction).
-    pub ecn_cwr_sent: u64,
-    /// Segments received with CWR.
-    pub ecn_cwr_received: u64,
-    /// Congestion-window reductions triggered by ECN-Echo (at most one per window).
-    pub ecn_reductions: u64,
-}
-
-/// Counters of one connection.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ConnStats {
-    /// Segments retransmitted.
-    pub retransmits: u64,
-    /// Payload bytes sent.
-    pub bytes_sent: u64,
-    /// Payload bytes retransmitted.
-    pub bytes_retrans: u64,
-    /// Payload bytes acknowledged.
-    pub bytes_acked: u64,
-    /// Payload bytes received in order.
-    pub bytes_received: u64,
-    /// Segments received.
-    pub segs_in: u64,
-    /// Segments sent.
-    pub segs_out: u64,
-    /// Segments dropped as unacceptable (out of window, PAWS, ...).
-    pub drops: u64,
-    /// Challenge ACKs sent (RFC 5961).
-    pub challenge_acks: u64,
-    /// D-SACK blocks received (RFC 2883): segments the peer got twice.
-    pub dsacks: u64,
-    /// SACK blocks ignored as bogus (outside the outstanding data).
-    pub bad_sacks: u64,
-    /// Fast-recovery episodes entered (RFC 6675 with SACK, RFC 6582 without).
-    pub fast_recoveries: u64,
-    /// Retransmission timeouts found spurious and undone (Eifel, RFC 3522).
-    pub spurious_rtos: u64,
-    /// Segments sent by limited transmit (RFC 3042).
-    pub limited_transmits: u64,
-    /// Retransmission timer expiries (each backed-off expiry counts too).
-    pub rtos: u64,
-    /// Retransmissions deemed lost again in SACK recovery because the peer SACKed data
-    /// sent after them (see [`super::sack`]); each was then resent without an RTO.
-    pub lost_rexmits: u64,
-    /// ECN (RFC 3168) counters.
-    pub ecn: EcnStats,
-}
-
-/// ECN counters of one connection (RFC 3168 signals, each direction).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct EcnStats {
-    /// Data segments received with CE.
-    pub ce_received: u64,
-    /// Segments sent with ECE.
-    pub ece_sent: u64,
-    /// ACKs received with ECE.
-    pub ece_received: u64,
-    /// Segments sent with CWR.
-    pub cwr_sent: u64,
-    /// Segments received with CWR.
-    pub cwr_received: u64,
-    /// Window reductions in response to ECE.
-    pub reductions: u64,
-    /// Data segments sent ECT(0).
-    pub ect_sent: u64,
 }
 
 /// What the Eifel detection algorithm (RFC 3522) remembers about an RTO, and the
@@ -500,7 +244,7 @@ fn wscale_for(buf: usize) -> u8 {
 }
 
 impl Tcb {
-    fn new(
+    pub(super) fn new(
         cfg: TcpConfig,
         local: SocketAddrV4,
         remote: SocketAddrV4,
@@ -589,24 +333,6 @@ impl Tcb {
         tcb.set_maxseg(536.min(mss));
         tcb
     }
-
-    /// An active open (RFC 9293 §3.10.1 OPEN, active): SYN-SENT, the SYN goes out on
-    /// the next [`Tcb::poll_output`].
-    pub fn connect(
-        cfg: TcpConfig,
-        local: SocketAddrV4,
-        remote: SocketAddrV4,
-        iss: Seq,
-        cc: Box<dyn CongestionControl>,
-        now: Instant,
-    ) -> Tcb {
-        let mut tcb = Tcb::new(cfg, local, remote, iss, cc, now);
-        tcb.state = State::SynSent;
-        tcb.timers
-            .set(TimerKind::ConnEstab, now + tcb.cfg.connect_timeout);
-        tcb
-    }
-
     /// A passive open: a SYN arrived for a listener (RFC 9293 §3.10.7.2). The caller
     /// checked that the segment is a SYN without ACK/RST. The SYN,ACK goes out on the
     /// next [`Tcb::poll_output`].
@@ -697,133 +423,12 @@ impl Tcb {
         self.trace_cc(CcEvent::Init, self.last_rx);
     }
 
-    // ------------------------------------------------------------------ user calls
-
-    /// Queues data for sending (RFC 9293 §3.10.2 SEND). Returns how many bytes fit.
-    pub fn send(&mut self, data: &[u8]) -> Result<usize, UserError> {
-        if let Some(e) = self.error {
-            return Err(UserError::Failed(e));
-        }
-        if self.fin_queued() {
-            return Err(UserError::SendClosed);
-        }
-        match self.state {
-            State::Closed | State::TimeWait | State::Closing | State::LastAck => {
-                Err(UserError::SendClosed)
-            }
-            // Data queued before the handshake completes goes out after it.
-            _ => Ok(self.sndbuf.push(data)),
-        }
-    }
-
-    /// Reads in-order data (RFC 9293 §3.10.3 RECEIVE). `Ok(0)` with a non-empty buffer
-    /// means end of stream.
-    pub fn recv(&mut self, buf: &mut [u8]) -> Result<usize, UserError> {
-        let n = self.rcvbuf.read(buf);
-        if n > 0 {
-            return Ok(n);
-        }
-        if let Some(e) = self.error {
-            return Err(UserError::Failed(e));
-        }
-        Ok(0)
-    }
-
-    /// Bytes ready to read.
-    pub fn readable(&self) -> usize {
-        self.rcvbuf.readable()
-    }
-
-    /// True when a read would not block: data, EOF, or an error.
-    pub fn read_ready(&self) -> bool {
-        self.rcvbuf.readable() > 0
-            || self.fin_received
-            || self.error.is_some()
-            || self.state == State::Closed
-    }
-
-    /// Free space in the send buffer (0 once sending is closed).
-    pub fn send_space(&self) -> usize {
-        if self.fin_queued()
-            || !matches!(
-                self.state,
-                State::SynSent | State::SynReceived | State::Established | State::CloseWait
-            )
-        {
-            0
-        } else {
-            self.sndbuf.free()
-        }
-    }
-
-    /// True when a write would not block: space, or an error to report.
-    pub fn write_ready(&self) -> bool {
-        self.error.is_some()
-            || (self.state.is_synchronized() && self.send_space() > 0)
-            || self.state == State::Closed
-    }
-
-    /// Closes our sending side (RFC 9293 §3.10.4 CLOSE; `shutdown(SHUT_WR)`): a FIN
-    /// follows the queued data.
-    pub fn close(&mut self, now: Instant) {
-        match self.state {
-            State::Closed | State::TimeWait => {}
-            // RFC 9293: "SYN-SENT STATE: Delete the TCB".
-            State::SynSent => self.to_closed(),
-            // RFC 9293: "SYN-RECEIVED STATE: ... otherwise, queue for processing after
-            // entering ESTABLISHED state." We always queue: in FIN-WAIT-1 the SYN,ACK
-            // would no longer be retransmitted, nor the handshake's ACK recognised (the
-            // input path moves to FIN-WAIT-1 when the handshake completes).
-            State::SynReceived => self.queue_fin(),
-            State::Established => {
-                self.queue_fin();
-                self.state = State::FinWait1;
-            }
-            State::CloseWait => {
-                self.queue_fin();
-                self.state = State::LastAck;
-            }
-            State::FinWait1 | State::FinWait2 | State::Closing | State::LastAck => {}
-        }
-        let _ = now;
-        self.events = true;
-    }
-
-    fn queue_fin(&mut self) {
-        if self.snd_fin.is_none() {
-            self.snd_fin = Some(self.data_end());
-        }
-    }
-
-    /// Marks the connection as no longer held by the application (the handle was
-    /// dropped after `close`): FIN-WAIT-2 then ends after `orphan_fin_timeout`.
-    pub fn set_orphaned(&mut self, now: Instant) {
-        self.orphaned = true;
-        self.arm_orphan_timer(now);
-    }
-
     /// In FIN-WAIT-2 without an owner, the wait for the peer's FIN is bounded.
     pub(crate) fn arm_orphan_timer(&mut self, now: Instant) {
         if self.orphaned && self.state == State::FinWait2 {
             self.timers
                 .set(TimerKind::TwoMsl, now + self.cfg.orphan_fin_timeout);
         }
-    }
-
-    /// Aborts (RFC 9293 §3.10.5 ABORT): a RST if synchronized, then CLOSED.
-    pub fn abort(&mut self) {
-        if matches!(
-            self.state,
-            State::SynReceived
-                | State::Established
-                | State::FinWait1
-                | State::FinWait2
-                | State::CloseWait
-        ) {
-            self.send_rst = true;
-        }
-        self.error.get_or_insert(TcpError::Aborted);
-        self.to_closed();
     }
 
     /// Moves to CLOSED and drops all timers.
@@ -837,136 +442,6 @@ impl Tcb {
     pub(crate) fn drop_with(&mut self, e: TcpError) {
         self.error.get_or_insert(e);
         self.to_closed();
-    }
-
-    /// Switches the congestion-control module at run time (TCP_CONGESTION semantics:
-    /// the new module starts from the current cwnd and ssthresh).
-    pub fn set_congestion(&mut self, cc: Box<dyn CongestionControl>) {
-        if self.cc_started {
-            self.cc = xstack_cc::switch(&mut self.ccv, cc);
-        } else {
-            // Before establishment: `conn_init` runs when congestion control starts.
-            self.cc = cc;
-        }
-    }
-
-    /// The congestion-control module's name.
-    pub fn congestion(&self) -> &'static str {
-        self.cc.name()
-    }
-
-    /// Sets TCP_NODELAY.
-    pub fn set_nodelay(&mut self, on: bool) {
-        self.cfg.nodelay = on;
-    }
-
-    /// Enables or disables keepalive.
-    pub fn set_keepalive(&mut self, ka: Option<Keepalive>, now: Instant) {
-        self.cfg.keepalive = ka;
-        match ka {
-            Some(k) if self.state.is_synchronized() => {
-                self.timers.set(TimerKind::Keepalive, now + k.idle)
-            }
-            _ => self.timers.stop(TimerKind::Keepalive),
-        }
-    }
-
-    /// Resizes the buffers (grow at any time; shrink down to what they hold).
-    pub fn set_buffer_sizes(&mut self, sndbuf: Option<usize>, rcvbuf: Option<usize>) {
-        if let Some(n) = sndbuf {
-            self.sndbuf.set_capacity(n);
-            self.cfg.sndbuf = n;
-        }
-        if let Some(n) = rcvbuf {
-            self.rcvbuf.set_capacity(n);
-            self.cfg.rcvbuf = n;
-        }
-    }
-
-    /// The configuration in force.
-    pub fn config(&self) -> &TcpConfig {
-        &self.cfg
-    }
-
-    /// ECN (RFC 3168) was negotiated on this connection.
-    pub fn ecn(&self) -> bool {
-        self.ecn_ok
-    }
-
-    /// The current state.
-    pub fn state(&self) -> State {
-        self.state
-    }
-
-    /// Local address and port.
-    pub fn local(&self) -> SocketAddrV4 {
-        self.local
-    }
-
-    /// Remote address and port.
-    pub fn remote(&self) -> SocketAddrV4 {
-        self.remote
-    }
-
-    /// The error that ended the connection, if any.
-    pub fn error(&self) -> Option<TcpError> {
-        self.error
-    }
-
-    /// The peer sent FIN (and everything before it was received).
-    pub fn fin_received(&self) -> bool {
-        self.fin_received
-    }
-
-    /// Takes the "readiness changed" flag.
-    pub fn take_events(&mut self) -> bool {
-        std::mem::take(&mut self.events)
-    }
-
-    /// Counters.
-    pub fn stats(&self) -> &ConnStats {
-        &self.stats
-    }
-
-    /// True once nothing remains to do: CLOSED and nothing left to send (a pending RST
-    /// still has to go out).
-    pub fn is_dead(&self) -> bool {
-        self.state == State::Closed && !self.send_rst
-    }
-
-    /// The `tcp_info`-like snapshot.
-    pub fn info(&self) -> TcpInfo {
-        TcpInfo {
-            state: self.state.name(),
-            cc: self.cc.name(),
-            cc_state: self.cc.state(),
-            cwnd: self.ccv.cwnd,
-            ssthresh: self.ccv.ssthresh,
-            srtt_us: self.rtt.srtt().map(|d| d.as_micros() as u64).unwrap_or(0),
-            rttvar_us: self.rtt.rttvar().as_micros() as u64,
-            rto_us: self.rtt.rto().as_micros() as u64,
-            mss: self.t_maxseg,
-            snd_wnd: self.snd_wnd,
-            rcv_wnd: self.rcvbuf.window() as u32,
-            retransmits: self.stats.retransmits,
-            bytes_sent: self.stats.bytes_sent,
-            bytes_retrans: self.stats.bytes_retrans,
-            rtos: self.stats.rtos,
-            lost_rexmits: self.stats.lost_rexmits,
-            fast_recoveries: self.stats.fast_recoveries,
-            bytes_acked: self.stats.bytes_acked,
-            bytes_received: self.stats.bytes_received,
-            wscale: self.wscale_ok.then_some((self.rcv_wscale, self.snd_wscale)),
-            timestamps: self.ts_enabled,
-            sack: self.sack_ok,
-            ecn: self.ecn_ok,
-            ecn_ce_received: self.stats.ecn.ce_received,
-            ecn_ece_sent: self.stats.ecn.ece_sent,
-            ecn_ece_received: self.stats.ecn.ece_received,
-            ecn_cwr_sent: self.stats.ecn.cwr_sent,
-            ecn_cwr_received: self.stats.ecn.cwr_received,
-            ecn_reductions: self.stats.ecn.reductions,
-        }
     }
 
     // ------------------------------------------------------------------ helpers

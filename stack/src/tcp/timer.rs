@@ -111,7 +111,8 @@ mod tests {
 impl super::tcb::Tcb {
     /// Runs the timers due at `now` (BSD `tcp_timer_*`).
     pub fn handle_timeout(&mut self, now: Instant) {
-        use super::tcb::{State, TcpError};
+        use super::config::TcpError;
+        use super::tcb::State;
         for k in self.timers.expired(now) {
             match k {
                 TimerKind::Rexmt => {

@@ -20,8 +20,8 @@ pub use std::time::Duration;
 pub use crate::tcp::input::{reset_for, InputOutcome};
 pub use crate::tcp::segment::{Ecn, TcpFlags, TcpOptions};
 pub use crate::tcp::seq::Seq;
-pub use crate::tcp::tcb::{Keepalive, State, TcpConfig, TcpError, UserError};
 pub use crate::tcp::timer::TimerKind;
+pub use crate::tcp::{Keepalive, State, TcpConfig, TcpError, UserError};
 
 pub use crate::tcp::segment::TcpFlags as F;
 
