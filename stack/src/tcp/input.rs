@@ -77,18 +77,7 @@ impl Tcb {
         self.last_ack_sent = self.rcv_nxt;
         self.negotiate(seg);
         self.cc_init();
-        // RFC 3168 §6.1.1: ECN is on when we sent an ECN-setup SYN and the answer is an
-        // ECN-setup SYN-ACK ("with the ECE flag set but the CWR flag not set"; one with
-        // both set is a reflecting middlebox, and "the host should not set ECT"). In a
-        // simultaneous open the peer's SYN must be an ECN-setup SYN (Linux's
-        // tcp_ecn_rcv_syn), and our SYN,ACK then says so.
-        let f_ecn = f & (TcpFlags::ECE | TcpFlags::CWR);
-        self.ecn_ok = self.ecn_setup_sent
-            && if ack_ok {
-                f_ecn == TcpFlags::ECE
-            } else {
-                f_ecn == TcpFlags::ECE | TcpFlags::CWR
-            };
+        self.ecn_input_syn_sent(f, ack_ok);
         if ack_ok {
             // Our SYN is acknowledged: ESTABLISHED.
             self.snd_una = seg.ack;
@@ -174,13 +163,7 @@ impl Tcb {
                     // dropped by the peer in SYN-SENT ("If neither of the SYN or RST bits is
                     // set, then drop the segment").
                     self.snd_nxt = self.iss;
-                    // A peer that fell back to a non-ECN-setup SYN (RFC 3168 §6.1.1.1, as
-                    // Linux does on its first SYN retransmission) will ignore our ECE and
-                    // never echo CE: answer with a plain SYN,ACK and leave ECN off.
-                    if !f.contains(TcpFlags::ECE | TcpFlags::CWR) {
-                        self.ecn_ok = false;
-                        self.ecn_setup_sent = false;
-                    }
+                    self.ecn_input_resent_syn(f);
                     return InputOutcome::Ok;
                 }
                 // Simultaneous open (RFC 9293 Figure 8, line 6): the peer's SYN,ACK. Its SYN
@@ -694,85 +677,6 @@ impl Tcb {
         self.recover = u.recover;
         self.snd_nxt = self.snd_max;
         self.trace_cc(CcEvent::RtoErr, now);
-    }
-
-    /// An ACK with ECN-Echo on an ECN connection (RFC 3168 §6.1.2, sender side).
-    ///
-    /// "If the sender receives an ECN-Echo (ECE) ACK packet ... then the sender knows
-    /// that congestion was encountered in the network on the path from the sender to the
-    /// receiver." The module hears `cong_signal(Ecn)` for every such ACK while data is
-    /// outstanding, with the recovery state the connection is in, and reduces only from
-    /// `Open`; the transport then enters `Cwr` until `recover` (snd_max now) is
-    /// acknowledged: "the TCP sender's congestion window should be reduced only once in
-    /// response to a series of dropped and/or CE packets from a single window of data".
-    /// In fast recovery or after an RTO the window is already reduced for this window:
-    /// no second reaction.
-    fn ecn_echo_received(&mut self, now: Instant) {
-        self.stats.ecn.ece_received += 1;
-        if !self.cc_started || self.snd_max == self.snd_una {
-            // Nothing of ours was in flight: the echo is about data already accounted for.
-            return;
-        }
-        let info = self.cong_info(now);
-        self.cc.cong_signal(&mut self.ccv, CcSignal::Ecn, &info);
-        if self.recovery == Recovery::Open {
-            self.recovery = Recovery::Cwr;
-            self.recover = self.snd_max;
-            self.stats.ecn.reductions += 1;
-            self.ecn_window_reduced();
-        }
-        self.trace_cc(CcEvent::Ecn, now);
-    }
-
-    /// The window was reduced (ECE, or a loss on an ECN connection): the next new data
-    /// segment carries CWR (RFC 3168 §6.1.2), which tells the receiver to stop echoing.
-    /// Linux queues CWR after every reduction (tcp_init_cwnd_reduction, tcp_enter_loss):
-    /// a loss-driven reduction answers the pending echo just as well.
-    pub(crate) fn ecn_window_reduced(&mut self) {
-        if self.ecn_ok {
-            self.ecn_cwr_due = true;
-        }
-    }
-
-    /// Receiver side of ECN for an acceptable segment (RFC 3168 §6.1.3).
-    ///
-    /// CWR first: "After the receipt of the CWR packet, acknowledgments for subsequent
-    /// non-CE data packets do not have the ECN-Echo flag set." Then CE on data: "When TCP
-    /// receives a CE data packet at the destination end-system, the TCP data receiver
-    /// sets the ECN-Echo flag in the TCP header of the subsequent ACK packet", and keeps
-    /// it on every ACK until CWR arrives (`poll_output`). Segments outside the window
-    /// never get here: "the TCP data receiver SHOULD ignore the ECN field on arriving
-    /// data packets that are outside of the receiver's current window" (§6.1.5).
-    ///
-    /// Delayed ACKs: the first CE mark (echo off -> on) is acknowledged at once, as
-    /// Linux's quick-ACK mode does, so the sender reacts a delayed-ACK timeout sooner;
-    /// later marks ride on the normal ACK schedule, since every ACK carries ECE anyway.
-    /// The module's `ecn_pkt` hook sees every data segment and may ask for an immediate
-    /// ACK too (DCTCP-style receivers).
-    fn ecn_input(&mut self, seg: &Segment<'_>, now: Instant) {
-        if !self.ecn_ok {
-            return;
-        }
-        let cwr = seg.flags.contains(TcpFlags::CWR);
-        if cwr {
-            self.stats.ecn.cwr_received += 1;
-            self.ecn_echo = false;
-        }
-        if seg.payload.is_empty() {
-            return;
-        }
-        let ce = seg.ecn == super::segment::Ecn::Ce;
-        if ce {
-            self.stats.ecn.ce_received += 1;
-            if !self.ecn_echo {
-                self.ecn_echo = true;
-                self.ack_now = true;
-            }
-        }
-        let pkt = xstack_cc::EcnPacket { ce, cwr, now };
-        if self.cc.ecn_pkt(&mut self.ccv, &pkt) == xstack_cc::AckPolicy::Immediate {
-            self.ack_now = true;
-        }
     }
 
     /// A congestion-control ACK event, after the transport's bookkeeping.

@@ -20,7 +20,6 @@ use crossbeam::queue::SegQueue;
 use smoltcp::wire::IpProtocol;
 
 use super::config::TcpConfig;
-use super::info::EcnStats;
 use super::input::{reset_for, InputOutcome};
 use super::isn::IsnGenerator;
 use super::output::OutSegment;
@@ -33,27 +32,6 @@ use crate::stats::Counters;
 
 /// Offset of the checksum field in the TCP header (RFC 9293 §3.1): `csum_offset`.
 const TCP_CSUM_OFFSET: u16 = 16;
-
-/// Adds what one segment's input changed in a connection's ECN counters to the
-/// stack-wide `tcp.ecn_*` counters (the control block does the RFC 3168 bookkeeping;
-/// the stack only sums it).
-fn count_ecn_input(c: &Counters, before: &EcnStats, tcb: &Tcb, was_open: bool) {
-    let after = tcb.stats().ecn;
-    let add = |ctr: &std::sync::atomic::AtomicU64, a: u64, b: u64| {
-        if a > b {
-            ctr.fetch_add(a - b, Ordering::Relaxed);
-        }
-    };
-    add(&c.tcp_ecn_ce_rx, after.ce_received, before.ce_received);
-    add(&c.tcp_ecn_ece_rx, after.ece_received, before.ece_received);
-    add(&c.tcp_ecn_cwr_rx, after.cwr_received, before.cwr_received);
-    add(&c.tcp_ecn_reductions, after.reductions, before.reductions);
-    // Counted when the handshake completes: an active open learns the answer from the
-    // SYN,ACK; a passive one can still fall back on a retransmitted SYN until then.
-    if tcb.ecn() && !was_open && tcb.state().is_synchronized() {
-        Counters::inc(&c.tcp_ecn_negotiated);
-    }
-}
 
 /// Wakes a worker (its eventfd, or a no-op in simulations).
 pub type WorkerWaker = Arc<dyn Fn() + Send + Sync>;
@@ -265,7 +243,7 @@ impl TcpLayer {
                 } else {
                     outcome = inner.tcb.input(&seg, now);
                 }
-                count_ecn_input(ctx.counters(), &before, &inner.tcb, was_open);
+                super::ecn::count_input(ctx.counters(), &before, &inner.tcb, was_open);
                 if outcome == InputOutcome::SendReset {
                     drop(inner);
                     self.send_reset(ifp, ctx, &tuple, &reset_for_seg);
@@ -542,16 +520,7 @@ impl TcpLayer {
         if seg.retransmit {
             Counters::inc(&c.tcp_retransmits);
         }
-        let f = seg.hdr.flags;
-        if f.contains(TcpFlags::ECE) && !f.contains(TcpFlags::SYN) {
-            Counters::inc(&c.tcp_ecn_ece_tx);
-        }
-        if f.contains(TcpFlags::CWR) && !f.contains(TcpFlags::SYN) {
-            Counters::inc(&c.tcp_ecn_cwr_tx);
-        }
-        if seg.ecn.is_ect() {
-            Counters::inc(&c.tcp_ecn_ect_tx);
-        }
+        super::ecn::count_output(c, seg);
     }
 
     /// Answers a segment that belongs to no connection with a RST.

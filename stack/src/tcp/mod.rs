@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod cwnd_trace;
+pub mod ecn;
 pub mod info;
 pub mod input;
 pub mod isn;

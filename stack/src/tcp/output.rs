@@ -68,19 +68,7 @@ impl Tcb {
     /// The next segment to send, if any. Call until it returns `None`.
     pub fn poll_output(&mut self, now: Instant) -> Option<OutSegment> {
         let mut seg = self.next_segment(now)?;
-        let f = seg.hdr.flags;
-        // RFC 3168 §6.1.3: "the TCP receiver continues to set the ECE flag in all
-        // subsequent ACK packets until it receives a CWR packet" -- every segment that
-        // carries an ACK, data segments included (as Linux does). Not on a RST, and not on
-        // a SYN,ACK, where ECE means the ECN-setup answer (`output_syn`).
-        if self.ecn_ok
-            && self.ecn_echo
-            && f.contains(TcpFlags::ACK)
-            && !f.intersects(TcpFlags::SYN | TcpFlags::RST)
-        {
-            seg.hdr.flags |= TcpFlags::ECE;
-            self.stats.ecn.ece_sent += 1;
-        }
+        self.ecn_output_echo(&mut seg.hdr.flags);
         Some(seg)
     }
 
@@ -290,26 +278,8 @@ impl Tcb {
         let mut flags = TcpFlags::SYN;
         if passive {
             flags |= TcpFlags::ACK;
-            // RFC 3168 §6.1.1: "An 'ECN-setup SYN-ACK packet' is a SYN-ACK packet with the
-            // ECE flag set but the CWR flag not set" -- sent only in answer to an
-            // ECN-setup SYN (`ecn_ok` is decided when the SYN arrives).
-            if self.ecn_ok {
-                flags |= TcpFlags::ECE;
-            }
-        } else if self.cfg.ecn && !resend {
-            // RFC 3168 §6.1.1: "An 'ECN-setup SYN packet' is a SYN packet with the ECE and
-            // CWR flags set." §6.1.1.1: "A host that receives no reply to an ECN-setup SYN
-            // within the normal SYN retransmission timeout interval MAY resend the SYN and
-            // any subsequent SYN retransmissions with CWR and ECE cleared" -- in case a
-            // middlebox drops ECN-setup SYNs. We do (as Linux's tcp_ecn_fallback), and then
-            // the connection never uses ECN: "A host MUST NOT set ECT on data packets
-            // unless it has sent at least one ECN-setup SYN or ECN-setup SYN-ACK packet
-            // ... and has sent no non-ECN-setup SYN or non-ECN-setup SYN-ACK packet."
-            flags |= TcpFlags::ECE | TcpFlags::CWR;
-            self.ecn_setup_sent = true;
-        } else {
-            self.ecn_setup_sent = false;
         }
+        flags |= self.ecn_output_syn(passive, resend);
         let mut hdr = self.header(self.iss, flags, now);
         let mut o = TcpOptions {
             mss: Some(self.cfg.mss),
@@ -469,17 +439,7 @@ impl Tcb {
         // sent after the window reduction".
         let retransmission = seq < self.snd_max;
         let new_data = len > 0 && !retransmission && !probe;
-        let mut ecn = Ecn::NotEct;
-        if self.ecn_ok && new_data {
-            ecn = Ecn::Ect0;
-            // Every piece of a TSO segment is ECT(0); CWR stays on the first piece.
-            self.stats.ecn.ect_sent += len.div_ceil(mss).max(1) as u64;
-            if self.ecn_cwr_due {
-                self.ecn_cwr_due = false;
-                flags |= TcpFlags::CWR;
-                self.stats.ecn.cwr_sent += 1;
-            }
-        }
+        let ecn = self.ecn_output_data(new_data, len, mss, &mut flags);
         let mut hdr = self.header(seq, flags, now);
         if len > 0 {
             // SACK blocks share the segment with the payload: only as many as the MSS

@@ -19,7 +19,6 @@ use super::info::ConnStats;
 use super::recvbuf::RecvBuffer;
 use super::rtt::RttEstimator;
 use super::sack::Scoreboard;
-use super::segment::TcpFlags;
 use super::sendbuf::SendBuffer;
 use super::seq::Seq;
 use super::timer::{TimerKind, Timers};
@@ -353,11 +352,7 @@ impl Tcb {
         tcb.rcv_adv = tcb.rcv_nxt;
         tcb.last_ack_sent = tcb.rcv_nxt;
         tcb.negotiate(syn);
-        // RFC 3168 §6.1.1: "If a host has received an ECN-setup SYN packet, then it MAY
-        // send an ECN-setup SYN-ACK packet. Otherwise, it MUST NOT send an ECN-setup
-        // SYN-ACK packet." An ECN-setup SYN has both ECE and CWR.
-        tcb.ecn_ok = tcb.cfg.ecn && syn.flags.contains(TcpFlags::ECE | TcpFlags::CWR);
-        tcb.ecn_setup_sent = tcb.ecn_ok;
+        tcb.ecn_input_syn(syn.flags);
         // The SYN's window is never scaled (RFC 7323 §2.2).
         tcb.snd_wnd = syn.window as u32;
         tcb.max_sndwnd = tcb.snd_wnd;
