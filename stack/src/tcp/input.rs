@@ -876,3 +876,39 @@ pub fn reset_for(seg: &Segment<'_>) -> Option<(Seq, Seq, TcpFlags)> {
         ))
     }
 }
+
+impl Tcb {
+    /// A SYN for a connection in TIME-WAIT that may reopen it: RFC 1122 §4.2.2.13 "it MAY
+    /// accept a new SYN from the remote TCP to reopen the connection directly from TIME-WAIT
+    /// state, if it: (1) assigns its initial sequence number for the new connection to be
+    /// larger than the largest sequence number it used on the previous connection
+    /// incarnation, and (2) returns to TIME-WAIT state if the SYN turns out to be an old
+    /// duplicate". As Linux's `tcp_timewait_state_process` (and RFC 6191 with timestamps):
+    /// the SYN is new if its sequence number is beyond RCV.NXT or its timestamp is newer than
+    /// TS.Recent, and a timestamp older than TS.Recent (PAWS) refuses it. Returns the largest
+    /// sequence number the old incarnation sent, for (1). Like Linux, (2) is left to those
+    /// checks: the old incarnation is freed, not kept aside in case the SYN was stale.
+    ///
+    /// Without this a client that reuses a port the server still holds in TIME-WAIT (a
+    /// busy client cycles through its ephemeral ports in seconds) is answered with an ACK,
+    /// resets, and retries its SYN later: short-connection rates collapse after the first
+    /// few thousand connections.
+    pub(crate) fn time_wait_reopen(&self, seg: &Segment<'_>) -> Option<Seq> {
+        let f = seg.flags;
+        if self.state != State::TimeWait
+            || !f.contains(TcpFlags::SYN)
+            || f.intersects(TcpFlags::ACK | TcpFlags::RST | TcpFlags::FIN)
+        {
+            return None;
+        }
+        let ts = seg.options.timestamps.filter(|_| self.ts_enabled);
+        if let Some((tsval, _)) = ts {
+            if (tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
+                return None; // PAWS: an old duplicate.
+            }
+        }
+        let newer_seq = seg.seq > self.rcv_nxt;
+        let newer_ts = ts.is_some_and(|(tsval, _)| (tsval.wrapping_sub(self.ts_recent) as i32) > 0);
+        (newer_seq || newer_ts).then_some(self.snd_max)
+    }
+}

@@ -198,7 +198,7 @@ impl TcpLayer {
         let mut iss_floor = None;
         if let Some(conn) = self.pcbs.lookup(&tuple) {
             let mut inner = conn.lock();
-            if let Some(floor) = time_wait_reopen(&inner.tcb, &seg) {
+            if let Some(floor) = inner.tcb.time_wait_reopen(&seg) {
                 // The old incarnation gives way; the SYN goes on to the listener below.
                 inner.tcb.to_closed();
                 drop(inner);
@@ -553,41 +553,4 @@ impl TcpLayer {
             Counters::inc(&ctx.counters().tcp_rst_tx);
         }
     }
-}
-
-/// A SYN for a connection in TIME-WAIT that may reopen it: RFC 1122 §4.2.2.13 "it MAY
-/// accept a new SYN from the remote TCP to reopen the connection directly from TIME-WAIT
-/// state, if it: (1) assigns its initial sequence number for the new connection to be
-/// larger than the largest sequence number it used on the previous connection
-/// incarnation, and (2) returns to TIME-WAIT state if the SYN turns out to be an old
-/// duplicate". As Linux's `tcp_timewait_state_process` (and RFC 6191 with timestamps):
-/// the SYN is new if its sequence number is beyond RCV.NXT or its timestamp is newer than
-/// TS.Recent, and a timestamp older than TS.Recent (PAWS) refuses it. Returns the largest
-/// sequence number the old incarnation sent, for (1). Like Linux, (2) is left to those
-/// checks: the old incarnation is freed, not kept aside in case the SYN was stale.
-///
-/// Without this a client that reuses a port the server still holds in TIME-WAIT (a
-/// busy client cycles through its ephemeral ports in seconds) is answered with an ACK,
-/// resets, and retries its SYN later: short-connection rates collapse after the first
-/// few thousand connections.
-pub(crate) fn time_wait_reopen(
-    tcb: &Tcb,
-    seg: &segment::Segment<'_>,
-) -> Option<crate::tcp::seq::Seq> {
-    let f = seg.flags;
-    if tcb.state != super::tcb::State::TimeWait
-        || !f.contains(TcpFlags::SYN)
-        || f.intersects(TcpFlags::ACK | TcpFlags::RST | TcpFlags::FIN)
-    {
-        return None;
-    }
-    let ts = seg.options.timestamps.filter(|_| tcb.ts_enabled);
-    if let Some((tsval, _)) = ts {
-        if (tsval.wrapping_sub(tcb.ts_recent) as i32) < 0 {
-            return None; // PAWS: an old duplicate.
-        }
-    }
-    let newer_seq = seg.seq > tcb.rcv_nxt;
-    let newer_ts = ts.is_some_and(|(tsval, _)| (tsval.wrapping_sub(tcb.ts_recent) as i32) > 0);
-    (newer_seq || newer_ts).then_some(tcb.snd_max)
 }

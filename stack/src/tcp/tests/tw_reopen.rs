@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::sim::{LinkConfig, Sim};
-use crate::tcp::layer::time_wait_reopen;
 use crate::tcp::pcb::{Conn, Listener};
 use crate::tcp::segment::{Segment, TcpFlags, TcpOptions};
 use crate::tcp::tcb::State;
@@ -89,16 +88,26 @@ fn old_duplicate_syns_and_other_segments_leave_time_wait_alone() {
     let syn = TcpFlags::SYN;
     // New: a later sequence number, or a newer timestamp.
     assert_eq!(
-        time_wait_reopen(tcb, &seg(rcv_nxt + 1000, syn, Some(ts_recent + 1))),
+        tcb.time_wait_reopen(&seg(rcv_nxt + 1000, syn, Some(ts_recent + 1))),
         Some(tcb.snd_max)
     );
-    assert!(time_wait_reopen(tcb, &seg(rcv_nxt, syn, Some(ts_recent + 5))).is_some());
+    assert!(tcb
+        .time_wait_reopen(&seg(rcv_nxt, syn, Some(ts_recent + 5)))
+        .is_some());
     // Old duplicates: an older timestamp (PAWS), or no news at all.
-    assert!(time_wait_reopen(tcb, &seg(rcv_nxt + 1000, syn, Some(ts_recent - 1))).is_none());
-    assert!(time_wait_reopen(tcb, &seg(rcv_nxt, syn, Some(ts_recent))).is_none());
+    assert!(tcb
+        .time_wait_reopen(&seg(rcv_nxt + 1000, syn, Some(ts_recent - 1)))
+        .is_none());
+    assert!(tcb
+        .time_wait_reopen(&seg(rcv_nxt, syn, Some(ts_recent)))
+        .is_none());
     // Not a bare SYN.
     for f in [TcpFlags::ACK, TcpFlags::RST, TcpFlags::FIN] {
-        assert!(time_wait_reopen(tcb, &seg(rcv_nxt + 1000, syn | f, None)).is_none());
+        assert!(tcb
+            .time_wait_reopen(&seg(rcv_nxt + 1000, syn | f, None))
+            .is_none());
     }
-    assert!(time_wait_reopen(tcb, &seg(rcv_nxt + 1000, TcpFlags::ACK, None)).is_none());
+    assert!(tcb
+        .time_wait_reopen(&seg(rcv_nxt + 1000, TcpFlags::ACK, None))
+        .is_none());
 }
