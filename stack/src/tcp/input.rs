@@ -139,16 +139,8 @@ impl Tcb {
     fn input_synchronized(&mut self, seg: &Segment<'_>, now: Instant) -> InputOutcome {
         let f = seg.flags;
 
-        // RFC 7323 §5.3 PAWS: "If the RST bit is not set and TSval is less than
-        // TS.Recent, the segment is not acceptable ... send an acknowledgment in reply".
-        if self.ts_enabled && !f.contains(TcpFlags::RST) {
-            if let Some((tsval, _)) = seg.options.timestamps {
-                if (tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
-                    self.stats.drops += 1;
-                    self.ack_now = true;
-                    return InputOutcome::Ok;
-                }
-            }
+        if self.paws_reject(seg) {
+            return InputOutcome::Ok;
         }
 
         // SYN-RECEIVED and the peer's SYN again (its sequence number is irs, before
@@ -200,50 +192,13 @@ impl Tcb {
             seg
         };
         if !self.acceptable(seg) {
-            self.stats.drops += 1;
-            if !f.contains(TcpFlags::RST) {
-                self.ack_now = true;
-            }
-            let end = seg.seq + seg.payload.len() as u32;
-            if self.sack_ok
-                && !seg.payload.is_empty()
-                && end <= self.rcv_nxt
-                && !f.contains(TcpFlags::RST)
-            {
-                // RFC 2883 §4: "A D-SACK block is only used to report a duplicate
-                // contiguous sequence of data received by the receiver in the most recent
-                // packet": data we had already acknowledged arrived again.
-                self.dsack = Some((seg.seq, end));
-            }
-            if self.state == State::TimeWait
-                && f.contains(TcpFlags::FIN)
-                && seg.seq + seg.seg_len() == self.rcv_nxt
-            {
-                // RFC 9293 (fifth, TIME-WAIT): "The only thing that can arrive in this
-                // state is a retransmission of the remote FIN. Acknowledge it, and restart
-                // the 2 MSL timeout." That FIN lies before RCV.NXT, so it fails the
-                // sequence test and never reaches the ACK step: restart the timer here
-                // (as FreeBSD's tcp_twcheck and Linux's tcp_timewait_state_process do).
-                self.timers.set(TimerKind::TwoMsl, now + self.cfg.time_wait);
-            }
+            self.reject_unacceptable(seg, now);
             return InputOutcome::Ok;
         }
 
         // Second: RST (RFC 5961 §3.2).
         if f.contains(TcpFlags::RST) {
-            if seg.seq != self.rcv_nxt {
-                // In the window but not exact: a challenge ACK.
-                self.challenge_ack(now);
-                return InputOutcome::Ok;
-            }
-            match self.state {
-                // "If this connection was initiated with a passive OPEN ... return
-                // this connection to LISTEN state": for us, just discard it.
-                State::SynReceived if self.passive => self.to_closed(),
-                State::SynReceived => self.drop_with(TcpError::Refused),
-                State::Closing | State::LastAck | State::TimeWait => self.to_closed(),
-                _ => self.drop_with(TcpError::Reset),
-            }
+            self.input_rst(seg, now);
             return InputOutcome::Ok;
         }
 
@@ -260,36 +215,15 @@ impl Tcb {
             return InputOutcome::Ok;
         }
 
-        // Timestamps: RFC 7323 §4.3 "If SEG.TSval >= TS.Recent and SEG.SEQ =<
-        // Last.ACK.sent, then TS.Recent = SEG.TSval".
-        if self.ts_enabled {
-            if let Some((tsval, _)) = seg.options.timestamps {
-                if seg.seq <= self.last_ack_sent && (tsval.wrapping_sub(self.ts_recent) as i32) >= 0
-                {
-                    self.ts_recent = tsval;
-                }
-            }
-        }
+        self.update_ts_recent(seg);
 
         let mut outcome = InputOutcome::Ok;
         if self.state == State::SynReceived {
-            // "If SND.UNA < SEG.ACK =< SND.NXT, then enter ESTABLISHED state".
-            if seg.ack > self.snd_una && seg.ack <= self.snd_max {
-                self.cc_init();
-                self.snd_wnd = (seg.window as u32) << self.snd_wscale;
-                self.max_sndwnd = self.max_sndwnd.max(self.snd_wnd);
-                self.snd_wl1 = seg.seq;
-                self.snd_wl2 = seg.ack;
-                self.established(now);
-                outcome = InputOutcome::Established;
-                if self.fin_queued() {
-                    // The application closed before the handshake finished.
-                    self.state = State::FinWait1;
-                }
-            } else {
+            if !self.syn_received_ack(seg, now) {
                 // "If the segment acknowledgment is not acceptable, form a reset".
                 return InputOutcome::SendReset;
             }
+            outcome = InputOutcome::Established;
         }
 
         if !self.process_ack(seg, now) {
@@ -304,6 +238,105 @@ impl Tcb {
         // Seventh and eighth: the text and the FIN.
         self.process_data_and_fin(seg, now);
         outcome
+    }
+
+    /// RFC 7323 §5.3 PAWS: "If the RST bit is not set and TSval is less than TS.Recent,
+    /// the segment is not acceptable ... send an acknowledgment in reply". True when the
+    /// segment is dropped.
+    fn paws_reject(&mut self, seg: &Segment<'_>) -> bool {
+        if self.ts_enabled && !seg.flags.contains(TcpFlags::RST) {
+            if let Some((tsval, _)) = seg.options.timestamps {
+                if (tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
+                    self.stats.drops += 1;
+                    self.ack_now = true;
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// A segment that failed the sequence-number test (RFC 9293 §3.10.7.4, first): drop
+    /// it, ACK unless it is a RST, and note a duplicate for D-SACK.
+    fn reject_unacceptable(&mut self, seg: &Segment<'_>, now: Instant) {
+        let f = seg.flags;
+        self.stats.drops += 1;
+        if !f.contains(TcpFlags::RST) {
+            self.ack_now = true;
+        }
+        let end = seg.seq + seg.payload.len() as u32;
+        if self.sack_ok
+            && !seg.payload.is_empty()
+            && end <= self.rcv_nxt
+            && !f.contains(TcpFlags::RST)
+        {
+            // RFC 2883 §4: "A D-SACK block is only used to report a duplicate
+            // contiguous sequence of data received by the receiver in the most recent
+            // packet": data we had already acknowledged arrived again.
+            self.dsack = Some((seg.seq, end));
+        }
+        if self.state == State::TimeWait
+            && f.contains(TcpFlags::FIN)
+            && seg.seq + seg.seg_len() == self.rcv_nxt
+        {
+            // RFC 9293 (fifth, TIME-WAIT): "The only thing that can arrive in this
+            // state is a retransmission of the remote FIN. Acknowledge it, and restart
+            // the 2 MSL timeout." That FIN lies before RCV.NXT, so it fails the
+            // sequence test and never reaches the ACK step: restart the timer here
+            // (as FreeBSD's tcp_twcheck and Linux's tcp_timewait_state_process do).
+            self.timers.set(TimerKind::TwoMsl, now + self.cfg.time_wait);
+        }
+    }
+
+    /// A RST that passed the sequence test (RFC 5961 §3.2): exactly at RCV.NXT it ends
+    /// the connection, elsewhere in the window it gets a challenge ACK.
+    fn input_rst(&mut self, seg: &Segment<'_>, now: Instant) {
+        if seg.seq != self.rcv_nxt {
+            // In the window but not exact: a challenge ACK.
+            self.challenge_ack(now);
+            return;
+        }
+        match self.state {
+            // "If this connection was initiated with a passive OPEN ... return
+            // this connection to LISTEN state": for us, just discard it.
+            State::SynReceived if self.passive => self.to_closed(),
+            State::SynReceived => self.drop_with(TcpError::Refused),
+            State::Closing | State::LastAck | State::TimeWait => self.to_closed(),
+            _ => self.drop_with(TcpError::Reset),
+        }
+    }
+
+    /// Timestamps: RFC 7323 §4.3 "If SEG.TSval >= TS.Recent and SEG.SEQ =<
+    /// Last.ACK.sent, then TS.Recent = SEG.TSval".
+    fn update_ts_recent(&mut self, seg: &Segment<'_>) {
+        if self.ts_enabled {
+            if let Some((tsval, _)) = seg.options.timestamps {
+                if seg.seq <= self.last_ack_sent && (tsval.wrapping_sub(self.ts_recent) as i32) >= 0
+                {
+                    self.ts_recent = tsval;
+                }
+            }
+        }
+    }
+
+    /// The ACK that completes a passive (or simultaneous) open: "If SND.UNA < SEG.ACK =<
+    /// SND.NXT, then enter ESTABLISHED state". False if the ACK is not acceptable.
+    fn syn_received_ack(&mut self, seg: &Segment<'_>, now: Instant) -> bool {
+        let acceptable = seg.ack > self.snd_una && seg.ack <= self.snd_max;
+        if !acceptable {
+            return false;
+        }
+        self.cc_init();
+        self.snd_wnd = (seg.window as u32) << self.snd_wscale;
+        self.max_sndwnd = self.max_sndwnd.max(self.snd_wnd);
+        self.snd_wl1 = seg.seq;
+        self.snd_wl2 = seg.ack;
+        self.established(now);
+        if self.fin_queued() {
+            // The application closed before the handshake finished.
+            self.state = State::FinWait1;
+        }
+        true
     }
 
     /// RCV.WND for the acceptability test: what we promised (up to the right edge we
