@@ -23,8 +23,9 @@ use super::config::TcpConfig;
 use super::input::{reset_for, InputOutcome};
 use super::isn::IsnGenerator;
 use super::output::OutSegment;
-use super::pcb::{Conn, ConnInner, FourTuple, GroupMap, PcbTable, ReadinessSink};
+use super::pcb::{Conn, ConnInner, FourTuple, GroupMap, Listener, PcbTable, ReadinessSink};
 use super::segment::{self, ChecksumMode, SegmentError, SegmentOut, TcpFlags, TcpOptions};
+use super::seq::Seq;
 use super::tcb::Tcb;
 use crate::net::ipv4::{self, Ipv4In};
 use crate::net::{Interface, NetCtx};
@@ -206,107 +207,151 @@ impl TcpLayer {
                 Counters::inc(&ctx.counters().tcp_tw_reopened);
                 iss_floor = Some(floor);
             } else {
-                let (before, was_open) =
-                    (inner.tcb.stats().ecn, inner.tcb.state().is_synchronized());
-                let mut outcome = InputOutcome::Ok;
-                let mut reset_for_seg = seg;
-                if ip.lro_nsegs > 1 {
-                    // An LRO aggregate: the connection takes its segments one by one, as
-                    // they arrived, and sends what each calls for (an ACK for every second
-                    // one), under one lookup and one lock.
-                    let size = ip.lro_segsz.max(1) as usize;
-                    let mut pieces = seg.payload.chunks(size).peekable();
-                    let mut seq = seg.seq;
-                    while let Some(payload) = pieces.next() {
-                        let mut piece = seg;
-                        piece.seq = seq;
-                        piece.payload = payload;
-                        if pieces.peek().is_some() {
-                            piece.flags.remove(TcpFlags::PSH);
-                        }
-                        seq += payload.len() as u32;
-                        match inner.tcb.input(&piece, now) {
-                            InputOutcome::Ok => {}
-                            InputOutcome::Established => outcome = InputOutcome::Established,
-                            InputOutcome::SendReset => {
-                                outcome = InputOutcome::SendReset;
-                                reset_for_seg = piece;
-                                break;
-                            }
-                        }
-                        if pieces.peek().is_some() {
-                            while let Some(out) = inner.tcb.poll_output(now) {
-                                self.emit(ifp, ctx, &conn.tuple, &inner.tcb, &out);
-                            }
-                        }
-                    }
-                } else {
-                    outcome = inner.tcb.input(&seg, now);
-                }
-                super::ecn::count_input(ctx.counters(), &before, &inner.tcb, was_open);
-                if outcome == InputOutcome::SendReset {
-                    drop(inner);
-                    self.send_reset(ifp, ctx, &tuple, &reset_for_seg);
-                    return;
-                }
-                self.flush(ifp, ctx, heap, &conn, inner);
-                if outcome == InputOutcome::Established {
-                    self.hand_to_listener(&conn);
-                }
+                self.input_conn(ifp, ctx, heap, &conn, inner, ip, &seg, now);
                 return;
             }
         }
         // No connection: a listener takes a SYN (RFC 9293 §3.10.7.2, LISTEN).
-        let f = seg.flags;
         if let Some(listener) = self.pcbs.lookup_listener(&tuple) {
-            if f.contains(TcpFlags::RST) {
-                return;
-            }
-            if f.contains(TcpFlags::ACK) {
-                // "Any acknowledgment is bad if it arrives on a connection still in
-                // the LISTEN state. An acceptable reset segment should be formed".
-                self.send_reset(ifp, ctx, &tuple, &seg);
-                return;
-            }
-            if !f.contains(TcpFlags::SYN) {
-                return;
-            }
-            if !listener.has_room() {
-                // A full accept queue: drop the SYN (the client retries) and count.
-                Counters::inc(&ctx.counters().tcp_listen_overflow);
-                listener.overflows.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            let mut iss = self.isn.isn(tuple.local, tuple.remote, now);
-            if let Some(floor) = iss_floor {
-                // RFC 1122 §4.2.2.13 (1): the new ISN must be larger than any sequence
-                // number the old incarnation used.
-                if iss <= floor {
-                    iss = floor + 1;
-                }
-            }
-            let cc = self.cc.create_default();
-            let mut cfg = self.conn_config();
-            if let Some(on) = listener.ecn() {
-                cfg.ecn = on;
-            }
-            let tcb = Tcb::accept_syn(cfg, tuple.local, tuple.remote, iss, cc, &seg, now);
-            let owner = self.owner_of(tuple.local, tuple.remote);
-            let Ok(conn) = self.pcbs.insert(tuple, owner, tcb) else {
-                return;
-            };
-            Counters::inc(&ctx.counters().tcp_conns_opened);
-            listener.embryonic.fetch_add(1, Ordering::Relaxed);
-            *conn.listener.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(Arc::downgrade(&listener));
-            let inner = conn.lock();
-            self.flush(ifp, ctx, heap, &conn, inner);
+            self.input_listen(ifp, ctx, heap, &listener, &tuple, &seg, iss_floor, now);
             return;
         }
         Counters::inc(&ctx.counters().tcp_no_conn);
         // RFC 9293 §3.10.7.1 CLOSED: "An incoming segment not containing a RST causes
         // a RST to be sent in response."
         self.send_reset(ifp, ctx, &tuple, &seg);
+    }
+
+    /// A segment (or an LRO aggregate, `ip.lro_nsegs` of them) for an existing
+    /// connection, whose lock the caller holds.
+    #[allow(clippy::too_many_arguments)]
+    fn input_conn(
+        &self,
+        ifp: &Interface,
+        ctx: &mut impl NetCtx,
+        heap: &mut TimerHeap,
+        conn: &Arc<Conn>,
+        mut inner: std::sync::MutexGuard<'_, ConnInner>,
+        ip: &Ipv4In<'_>,
+        seg: &segment::Segment<'_>,
+        now: Instant,
+    ) {
+        let (before, was_open) = (inner.tcb.stats().ecn, inner.tcb.state().is_synchronized());
+        let (outcome, reset_for_seg) = if ip.lro_nsegs > 1 {
+            self.input_lro(ifp, ctx, conn, &mut inner, ip.lro_segsz, seg, now)
+        } else {
+            (inner.tcb.input(seg, now), *seg)
+        };
+        super::ecn::count_input(ctx.counters(), &before, &inner.tcb, was_open);
+        if outcome == InputOutcome::SendReset {
+            drop(inner);
+            self.send_reset(ifp, ctx, &conn.tuple, &reset_for_seg);
+            return;
+        }
+        self.flush(ifp, ctx, heap, conn, inner);
+        if outcome == InputOutcome::Established {
+            self.hand_to_listener(conn);
+        }
+    }
+
+    /// An LRO aggregate: the connection takes its segments (of `segsz` bytes) one by
+    /// one, as they arrived, and sends what each calls for (an ACK for every second
+    /// one), under one lookup and one lock. Returns the outcome and the segment a RST
+    /// would answer.
+    #[allow(clippy::too_many_arguments)]
+    fn input_lro<'a>(
+        &self,
+        ifp: &Interface,
+        ctx: &mut impl NetCtx,
+        conn: &Conn,
+        inner: &mut ConnInner,
+        segsz: u16,
+        seg: &segment::Segment<'a>,
+        now: Instant,
+    ) -> (InputOutcome, segment::Segment<'a>) {
+        let mut outcome = InputOutcome::Ok;
+        let size = segsz.max(1) as usize;
+        let mut pieces = seg.payload.chunks(size).peekable();
+        let mut seq = seg.seq;
+        while let Some(payload) = pieces.next() {
+            let mut piece = *seg;
+            piece.seq = seq;
+            piece.payload = payload;
+            if pieces.peek().is_some() {
+                piece.flags.remove(TcpFlags::PSH);
+            }
+            seq += payload.len() as u32;
+            match inner.tcb.input(&piece, now) {
+                InputOutcome::Ok => {}
+                InputOutcome::Established => outcome = InputOutcome::Established,
+                InputOutcome::SendReset => return (InputOutcome::SendReset, piece),
+            }
+            if pieces.peek().is_some() {
+                while let Some(out) = inner.tcb.poll_output(now) {
+                    self.emit(ifp, ctx, &conn.tuple, &inner.tcb, &out);
+                }
+            }
+        }
+        (outcome, *seg)
+    }
+
+    /// A segment for a listener (RFC 9293 §3.10.7.2, LISTEN): a SYN opens an embryonic
+    /// connection (its ISN above `iss_floor` when it reopens one from TIME-WAIT).
+    #[allow(clippy::too_many_arguments)]
+    fn input_listen(
+        &self,
+        ifp: &Interface,
+        ctx: &mut impl NetCtx,
+        heap: &mut TimerHeap,
+        listener: &Arc<Listener>,
+        tuple: &FourTuple,
+        seg: &segment::Segment<'_>,
+        iss_floor: Option<Seq>,
+        now: Instant,
+    ) {
+        let tuple = *tuple;
+        let f = seg.flags;
+        if f.contains(TcpFlags::RST) {
+            return;
+        }
+        if f.contains(TcpFlags::ACK) {
+            // "Any acknowledgment is bad if it arrives on a connection still in
+            // the LISTEN state. An acceptable reset segment should be formed".
+            self.send_reset(ifp, ctx, &tuple, seg);
+            return;
+        }
+        if !f.contains(TcpFlags::SYN) {
+            return;
+        }
+        if !listener.has_room() {
+            // A full accept queue: drop the SYN (the client retries) and count.
+            Counters::inc(&ctx.counters().tcp_listen_overflow);
+            listener.overflows.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let mut iss = self.isn.isn(tuple.local, tuple.remote, now);
+        if let Some(floor) = iss_floor {
+            // RFC 1122 §4.2.2.13 (1): the new ISN must be larger than any sequence
+            // number the old incarnation used.
+            if iss <= floor {
+                iss = floor + 1;
+            }
+        }
+        let cc = self.cc.create_default();
+        let mut cfg = self.conn_config();
+        if let Some(on) = listener.ecn() {
+            cfg.ecn = on;
+        }
+        let tcb = Tcb::accept_syn(cfg, tuple.local, tuple.remote, iss, cc, seg, now);
+        let owner = self.owner_of(tuple.local, tuple.remote);
+        let Ok(conn) = self.pcbs.insert(tuple, owner, tcb) else {
+            return;
+        };
+        Counters::inc(&ctx.counters().tcp_conns_opened);
+        listener.embryonic.fetch_add(1, Ordering::Relaxed);
+        *conn.listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::downgrade(listener));
+        let inner = conn.lock();
+        self.flush(ifp, ctx, heap, &conn, inner);
     }
 
     /// An established passive connection joins its listener's accept queue.
