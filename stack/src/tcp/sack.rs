@@ -365,28 +365,8 @@ impl Scoreboard {
 
     /// The unSACKed holes of `[snd_una, snd_max)`, lowest first.
     fn holes(&self, snd_una: Seq, snd_max: Seq) -> impl Iterator<Item = (Seq, Seq)> + '_ {
-        let mut cur = snd_una;
-        let mut i = 0;
-        std::iter::from_fn(move || loop {
-            if cur >= snd_max {
-                return None;
-            }
-            match self.ranges.get(i) {
-                Some(&(l, r)) => {
-                    i += 1;
-                    let hole = (cur, l.min(snd_max));
-                    cur = cur.max(r);
-                    if hole.1 > hole.0 {
-                        return Some(hole);
-                    }
-                }
-                None => {
-                    let hole = (cur, snd_max);
-                    cur = snd_max;
-                    return Some(hole);
-                }
-            }
-        })
+        // The MSS only matters to IsLost(), which is dropped here.
+        self.holes_lost(snd_una, snd_max, 0).map(|(l, r, _)| (l, r))
     }
 
     /// The unSACKed holes of `[snd_una, snd_max)`, lowest first, each with IsLost() of
