@@ -2,7 +2,8 @@
 //! blind-attack mitigations and RFC 7323's PAWS), after FreeBSD's `tcp_input.c`.
 //!
 //! Listening sockets and segments for no connection are handled by the demultiplexer
-//! (`demux.rs`); this file is the per-connection part.
+//! in `layer.rs` ([`TcpLayer::input`](super::layer::TcpLayer::input)); this file is the
+//! per-connection part.
 
 use std::time::Instant;
 
@@ -299,9 +300,9 @@ impl Tcb {
         match self.state {
             // "If this connection was initiated with a passive OPEN ... return
             // this connection to LISTEN state": for us, just discard it.
-            State::SynReceived if self.passive => self.to_closed(),
+            State::SynReceived if self.passive => self.enter_closed(),
             State::SynReceived => self.drop_with(TcpError::Refused),
-            State::Closing | State::LastAck | State::TimeWait => self.to_closed(),
+            State::Closing | State::LastAck | State::TimeWait => self.enter_closed(),
             _ => self.drop_with(TcpError::Reset),
         }
     }
@@ -484,7 +485,7 @@ impl Tcb {
                 }
                 State::Closing => self.enter_time_wait(now),
                 State::LastAck => {
-                    self.to_closed();
+                    self.enter_closed();
                     return false;
                 }
                 _ => {}

@@ -57,13 +57,16 @@ pub struct TcpLayer {
 
 /// A worker's timer heap: connections by next deadline (lazy deletion: an entry is
 /// acted on only if it is still the connection's scheduled time).
+/// The readiness sinks to wake for one connection, with their tokens.
+type Wakeups = Vec<(Arc<dyn ReadinessSink>, usize)>;
+
 #[derive(Default)]
 pub struct TimerHeap {
     heap: BinaryHeap<Reverse<(Instant, u64)>>,
     conns: std::collections::HashMap<u64, Arc<Conn>>,
     /// Connections whose readiness changed during this worker iteration: the
     /// application is woken once per iteration, not once per segment.
-    wakes: Vec<(Arc<Conn>, Vec<(Arc<dyn ReadinessSink>, usize)>)>,
+    wakes: Vec<(Arc<Conn>, Wakeups)>,
 }
 
 impl TimerHeap {
@@ -201,7 +204,7 @@ impl TcpLayer {
             let mut inner = conn.lock();
             if let Some(floor) = inner.tcb.time_wait_reopen(&seg) {
                 // The old incarnation gives way; the SYN goes on to the listener below.
-                inner.tcb.to_closed();
+                inner.tcb.enter_closed();
                 drop(inner);
                 self.release(ctx, heap, &conn);
                 Counters::inc(&ctx.counters().tcp_tw_reopened);

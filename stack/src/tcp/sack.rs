@@ -254,7 +254,8 @@ impl Scoreboard {
             // Validate: a block must be non-empty and lie within what is outstanding.
             // Anything else is bogus (a confused or malicious peer) and ignored whole,
             // rather than clipped, so it cannot shrink the pipe estimate.
-            if !(l < r) || l < snd_una || r > snd_max {
+            let nonempty = matches!(l.partial_cmp(&r), Some(std::cmp::Ordering::Less));
+            if !nonempty || l < snd_una || r > snd_max {
                 up.bogus += 1;
                 continue;
             }

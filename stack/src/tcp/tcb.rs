@@ -427,7 +427,7 @@ impl Tcb {
     }
 
     /// Moves to CLOSED and drops all timers.
-    pub(crate) fn to_closed(&mut self) {
+    pub(crate) fn enter_closed(&mut self) {
         self.state = State::Closed;
         self.timers.clear();
         self.events = true;
@@ -436,7 +436,7 @@ impl Tcb {
     /// Drops the connection with an error (RFC 9293 "connection reset"/timeouts).
     pub(crate) fn drop_with(&mut self, e: TcpError) {
         self.error.get_or_insert(e);
-        self.to_closed();
+        self.enter_closed();
     }
 
     // ------------------------------------------------------------------ helpers

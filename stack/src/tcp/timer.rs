@@ -86,28 +86,6 @@ impl Timers {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn next_is_earliest_and_expired_disarms() {
-        let t0 = Instant::now();
-        let mut t = Timers::default();
-        assert_eq!(t.next(), None);
-        t.set(TimerKind::Delack, t0 + Duration::from_millis(40));
-        t.set(TimerKind::Rexmt, t0 + Duration::from_millis(200));
-        t.set(TimerKind::Keepalive, t0 + Duration::from_millis(10));
-        assert_eq!(t.next(), Some(t0 + Duration::from_millis(10)));
-        let due = t.expired(t0 + Duration::from_millis(50));
-        assert_eq!(due, vec![TimerKind::Keepalive, TimerKind::Delack]);
-        assert!(t.is_set(TimerKind::Rexmt));
-        assert!(!t.is_set(TimerKind::Delack));
-        assert_eq!(t.next(), Some(t0 + Duration::from_millis(200)));
-    }
-}
-
 impl super::tcb::Tcb {
     /// Runs the timers due at `now` (BSD `tcp_timer_*`).
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -208,7 +186,7 @@ impl super::tcb::Tcb {
                     self.timers.set(TimerKind::Keepalive, now + ka.interval);
                 }
                 // TIME-WAIT's 2*MSL, or an orphaned FIN-WAIT-2 giving up on the peer.
-                TimerKind::TwoMsl => self.to_closed(),
+                TimerKind::TwoMsl => self.enter_closed(),
                 TimerKind::ConnEstab => {
                     if !self.state.is_synchronized() {
                         self.drop_with(TcpError::TimedOut);
@@ -217,5 +195,27 @@ impl super::tcb::Tcb {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn next_is_earliest_and_expired_disarms() {
+        let t0 = Instant::now();
+        let mut t = Timers::default();
+        assert_eq!(t.next(), None);
+        t.set(TimerKind::Delack, t0 + Duration::from_millis(40));
+        t.set(TimerKind::Rexmt, t0 + Duration::from_millis(200));
+        t.set(TimerKind::Keepalive, t0 + Duration::from_millis(10));
+        assert_eq!(t.next(), Some(t0 + Duration::from_millis(10)));
+        let due = t.expired(t0 + Duration::from_millis(50));
+        assert_eq!(due, vec![TimerKind::Keepalive, TimerKind::Delack]);
+        assert!(t.is_set(TimerKind::Rexmt));
+        assert!(!t.is_set(TimerKind::Delack));
+        assert_eq!(t.next(), Some(t0 + Duration::from_millis(200)));
     }
 }

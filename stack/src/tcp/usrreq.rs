@@ -100,7 +100,7 @@ impl Tcb {
         match self.state {
             State::Closed | State::TimeWait => {}
             // RFC 9293: "SYN-SENT STATE: Delete the TCB".
-            State::SynSent => self.to_closed(),
+            State::SynSent => self.enter_closed(),
             // RFC 9293: "SYN-RECEIVED STATE: ... otherwise, queue for processing after
             // entering ESTABLISHED state." We always queue: in FIN-WAIT-1 the SYN,ACK
             // would no longer be retransmitted, nor the handshake's ACK recognised (the
@@ -146,7 +146,7 @@ impl Tcb {
             self.send_rst = true;
         }
         self.error.get_or_insert(TcpError::Aborted);
-        self.to_closed();
+        self.enter_closed();
     }
 
     /// Switches the congestion-control module at run time (TCP_CONGESTION semantics:

@@ -8,7 +8,7 @@ const W: u16 = RCVBUF as u16;
 const M: u32 = MSS as u32;
 
 /// Established, nodelay, 11 segments queued: the first 10 (IW) sent, the 11th held by cwnd.
-/// Limited transmit (RFC 3042, `limited_transmit.rs`) is off so these tests see RFC 5681 and
+/// Limited transmit (RFC 3042, `TcpConfig::limited_transmit`) is off so these tests see RFC 5681 and
 /// RFC 6582 alone.
 fn flight_of_ten() -> Conn {
     let cfg = TcpConfig {

@@ -1,5 +1,5 @@
-//! Fixtures and helpers for the per-state sans-IO tests (STYLE.md: smoltcp's `send!` /
-//! `recv!` / `recv_nothing!`): one [`Tcb`] under test, a simulated clock, and segments
+//! Fixtures and helpers for the per-state sans-IO tests (in the style of smoltcp's
+//! `send!` / `recv!` / `recv_nothing!`): one [`Tcb`] under test, a simulated clock, and segments
 //! described by [`Seg`] values that go through the real wire format (`emit` + `parse`)
 //! on the way in, and are compared field by field on the way out.
 //!
