@@ -333,7 +333,7 @@ impl TcpStream {
     /// a running trace (e.g. one the stack's `TcpConfig::cwnd_trace` started) keeps it.
     pub fn set_cwnd_trace(&self, on: bool) -> io::Result<()> {
         let mut inner = self.conn.lock();
-        let running = inner.tcb.cwnd_trace.is_some();
+        let running = inner.tcb.cwnd_tracing();
         match (on, running) {
             (true, true) => {}
             (true, false) => inner.tcb.set_cwnd_trace(Some(DEFAULT_TRACE_LIMIT)),

@@ -93,129 +93,129 @@ pub(crate) struct RtoUndo {
 
 /// The control block of one connection.
 pub struct Tcb {
-    pub(crate) cfg: TcpConfig,
-    pub(crate) state: State,
-    pub(crate) local: SocketAddrV4,
-    pub(crate) remote: SocketAddrV4,
+    pub(super) cfg: TcpConfig,
+    pub(super) state: State,
+    pub(super) local: SocketAddrV4,
+    pub(super) remote: SocketAddrV4,
     /// Came from a listener (so a RST in SYN-RECEIVED just discards it).
-    pub(crate) passive: bool,
+    pub(super) passive: bool,
     /// The application dropped its handle: FIN-WAIT-2 is bounded by
     /// `orphan_fin_timeout`.
-    pub(crate) orphaned: bool,
-    pub(crate) created: Instant,
+    pub(super) orphaned: bool,
+    pub(super) created: Instant,
 
     // --- send sequence space (RFC 9293 §3.3.1) ---
-    pub(crate) iss: Seq,
-    pub(crate) snd_una: Seq,
-    pub(crate) snd_nxt: Seq,
+    pub(super) iss: Seq,
+    pub(super) snd_una: Seq,
+    pub(super) snd_nxt: Seq,
     /// Highest sequence number sent + 1 (BSD `snd_max`).
-    pub(crate) snd_max: Seq,
-    pub(crate) snd_wnd: u32,
-    pub(crate) snd_wl1: Seq,
-    pub(crate) snd_wl2: Seq,
+    pub(super) snd_max: Seq,
+    pub(super) snd_wnd: u32,
+    pub(super) snd_wl1: Seq,
+    pub(super) snd_wl2: Seq,
     /// The largest window the peer ever offered (RFC 5961's MAX.SND.WND).
-    pub(crate) max_sndwnd: u32,
+    pub(super) max_sndwnd: u32,
     /// Shift applied to the peer's window field.
-    pub(crate) snd_wscale: u8,
+    pub(super) snd_wscale: u8,
     /// Send MSS: payload bytes per full segment (options already deducted).
-    pub(crate) t_maxseg: u32,
+    pub(super) t_maxseg: u32,
 
     // --- receive sequence space ---
-    pub(crate) irs: Seq,
-    pub(crate) rcv_nxt: Seq,
+    pub(super) irs: Seq,
+    pub(super) rcv_nxt: Seq,
     /// Right edge of the window we last advertised (BSD `rcv_adv`).
-    pub(crate) rcv_adv: Seq,
-    pub(crate) rcv_wscale: u8,
+    pub(super) rcv_adv: Seq,
+    pub(super) rcv_wscale: u8,
     /// The peer's FIN, received out of order: processed when rcv_nxt reaches it.
-    pub(crate) rcv_fin: Option<Seq>,
+    pub(super) rcv_fin: Option<Seq>,
     /// ACK number we last sent.
-    pub(crate) last_ack_sent: Seq,
+    pub(super) last_ack_sent: Seq,
 
     // --- options ---
-    pub(crate) ts_enabled: bool,
-    pub(crate) ts_recent: u32,
-    pub(crate) ts_offset: u32,
-    pub(crate) sack_ok: bool,
-    pub(crate) wscale_ok: bool,
+    pub(super) ts_enabled: bool,
+    pub(super) ts_recent: u32,
+    pub(super) ts_offset: u32,
+    pub(super) sack_ok: bool,
+    pub(super) wscale_ok: bool,
     /// ECN (RFC 3168 §6.1.1): we sent an ECN-setup SYN or SYN,ACK and no non-ECN-setup
     /// one (the first half of the negotiation).
-    pub(crate) ecn_setup_sent: bool,
+    pub(super) ecn_setup_sent: bool,
     /// ECN negotiated: data segments go out ECT(0), CE marks are echoed, ECE is obeyed.
-    pub(crate) ecn_ok: bool,
+    pub(super) ecn_ok: bool,
     /// Receiver side (RFC 3168 §6.1.3): a CE mark arrived; every ACK carries ECE until
     /// a segment with CWR does (Linux's TCP_ECN_DEMAND_CWR).
-    pub(crate) ecn_echo: bool,
+    pub(super) ecn_echo: bool,
     /// Sender side (RFC 3168 §6.1.2): the window was reduced; the next new data segment
     /// carries CWR (Linux's TCP_ECN_QUEUE_CWR).
-    pub(crate) ecn_cwr_due: bool,
+    pub(super) ecn_cwr_due: bool,
 
     // --- buffers ---
-    pub(crate) sndbuf: SendBuffer,
-    pub(crate) rcvbuf: RecvBuffer,
+    pub(super) sndbuf: SendBuffer,
+    pub(super) rcvbuf: RecvBuffer,
     /// Sequence number of our FIN, fixed when the application closed (no data can be
     /// queued after it).
-    pub(crate) snd_fin: Option<Seq>,
+    pub(super) snd_fin: Option<Seq>,
     /// The peer's FIN was received (reads return EOF once drained).
-    pub(crate) fin_received: bool,
+    pub(super) fin_received: bool,
 
     // --- congestion control ---
-    pub(crate) cc: Box<dyn CongestionControl>,
-    pub(crate) ccv: CcVars,
+    pub(super) cc: Box<dyn CongestionControl>,
+    pub(super) ccv: CcVars,
     /// Congestion control started (at establishment, once the MSS is known).
-    pub(crate) cc_started: bool,
-    pub(crate) dupacks: u32,
+    pub(super) cc_started: bool,
+    pub(super) dupacks: u32,
     /// The recovery state, as the congestion-control contract defines it.
-    pub(crate) recovery: Recovery,
+    pub(super) recovery: Recovery,
     /// RFC 6582's `recover`.
-    pub(crate) recover: Seq,
+    pub(super) recover: Seq,
     /// Retransmit exactly one segment at snd_una next (fast retransmit / partial ACK).
-    pub(crate) rexmit_one: bool,
+    pub(super) rexmit_one: bool,
     /// The sender was cwnd-limited when it last ran out of window.
-    pub(crate) cwnd_limited: bool,
+    pub(super) cwnd_limited: bool,
     /// Round counting for modules: a round ends when snd_una passes `round_end`.
-    pub(crate) round_end: Seq,
-    pub(crate) rounds: u64,
+    pub(super) round_end: Seq,
+    pub(super) rounds: u64,
     /// When the last data segment went out (for `after_idle`).
-    pub(crate) last_data_sent: Option<Instant>,
+    pub(super) last_data_sent: Option<Instant>,
     /// The SACK scoreboard and RFC 6675's HighRxt/RescueRxt (sender side).
-    pub(crate) sb: Scoreboard,
+    pub(super) sb: Scoreboard,
     /// A D-SACK block (RFC 2883) to report in the next ACK (receiver side).
-    pub(crate) dsack: Option<(Seq, Seq)>,
+    pub(super) dsack: Option<(Seq, Seq)>,
     /// Eifel detection (RFC 3522) of the last RTO, until its first acceptable ACK.
-    pub(crate) eifel: Option<RtoUndo>,
+    pub(super) eifel: Option<RtoUndo>,
 
     // --- RTT ---
-    pub(crate) rtt: RttEstimator,
+    pub(super) rtt: RttEstimator,
     /// Karn timing without timestamps: (sequence timed, when sent).
-    pub(crate) rtt_timing: Option<(Seq, Instant)>,
+    pub(super) rtt_timing: Option<(Seq, Instant)>,
     /// Consecutive RTO expirations (BSD `t_rxtshift`).
-    pub(crate) rxtshift: u32,
+    pub(super) rxtshift: u32,
 
     // --- ACK policy ---
-    pub(crate) ack_now: bool,
+    pub(super) ack_now: bool,
     /// In-order bytes received since our last ACK.
-    pub(crate) unacked_bytes: u32,
+    pub(super) unacked_bytes: u32,
     /// Send a zero-window probe byte even though the window is closed.
-    pub(crate) force_one: bool,
-    pub(crate) persist_shift: u32,
+    pub(super) force_one: bool,
+    pub(super) persist_shift: u32,
     /// Send a RST (abort) on the next output.
-    pub(crate) send_rst: bool,
+    pub(super) send_rst: bool,
     /// A keepalive probe is due on the next output.
-    pub(crate) keep_probe_due: bool,
+    pub(super) keep_probe_due: bool,
     /// Keepalive probes sent without an answer.
-    pub(crate) keep_probes: u32,
+    pub(super) keep_probes: u32,
     /// Last time a segment arrived (for keepalive and idle restart).
-    pub(crate) last_rx: Instant,
+    pub(super) last_rx: Instant,
     /// Challenge ACK rate limit (RFC 5961 §7): window start and count.
-    pub(crate) challenge_window: (Instant, u32),
+    pub(super) challenge_window: (Instant, u32),
 
-    pub(crate) timers: Timers,
-    pub(crate) error: Option<TcpError>,
-    pub(crate) stats: ConnStats,
+    pub(super) timers: Timers,
+    pub(super) error: Option<TcpError>,
+    pub(super) stats: ConnStats,
     /// Readiness changed since the owner last looked (wake the application).
-    pub(crate) events: bool,
+    pub(super) events: bool,
     /// The opt-in cwnd trace (boxed: one pointer when off).
-    pub(crate) cwnd_trace: Option<Box<CwndTrace>>,
+    pub(super) cwnd_trace: Option<Box<CwndTrace>>,
 }
 
 impl std::fmt::Debug for Tcb {
@@ -495,6 +495,121 @@ impl Tcb {
     /// The current retransmission timeout.
     pub(crate) fn rto(&self) -> Duration {
         self.rtt.rto()
+    }
+}
+
+/// Read access to the control block for the sans-IO tests (`tcp/tests`), which check
+/// state but never set it: setting up a state goes through segments and user calls.
+#[cfg(test)]
+impl Tcb {
+    /// Our initial send sequence number.
+    pub(crate) fn iss(&self) -> Seq {
+        self.iss
+    }
+
+    /// The peer's initial sequence number.
+    pub(crate) fn irs(&self) -> Seq {
+        self.irs
+    }
+
+    /// SND.UNA: the oldest unacknowledged sequence number.
+    pub(crate) fn snd_una(&self) -> Seq {
+        self.snd_una
+    }
+
+    /// SND.NXT: the next sequence number to send.
+    pub(crate) fn snd_nxt(&self) -> Seq {
+        self.snd_nxt
+    }
+
+    /// The highest sequence number sent.
+    pub(crate) fn snd_max(&self) -> Seq {
+        self.snd_max
+    }
+
+    /// SND.WND: the peer's window, scaled.
+    pub(crate) fn snd_wnd(&self) -> u32 {
+        self.snd_wnd
+    }
+
+    /// The peer's window scale shift.
+    pub(crate) fn snd_wscale(&self) -> u8 {
+        self.snd_wscale
+    }
+
+    /// The send MSS (timestamps deducted).
+    pub(crate) fn t_maxseg(&self) -> u32 {
+        self.t_maxseg
+    }
+
+    /// RCV.NXT: the next sequence number expected.
+    pub(crate) fn rcv_nxt(&self) -> Seq {
+        self.rcv_nxt
+    }
+
+    /// The right edge of the window last advertised.
+    pub(crate) fn rcv_adv(&self) -> Seq {
+        self.rcv_adv
+    }
+
+    /// Timestamps (RFC 7323) are on.
+    pub(crate) fn ts_enabled(&self) -> bool {
+        self.ts_enabled
+    }
+
+    /// TS.Recent (RFC 7323 §4.3).
+    pub(crate) fn ts_recent(&self) -> u32 {
+        self.ts_recent
+    }
+
+    /// SACK (RFC 2018) was negotiated.
+    pub(crate) fn sack_ok(&self) -> bool {
+        self.sack_ok
+    }
+
+    /// The next new data segment carries CWR (RFC 3168 §6.1.2).
+    pub(crate) fn ecn_cwr_due(&self) -> bool {
+        self.ecn_cwr_due
+    }
+
+    /// The congestion-control variables (cwnd, ssthresh, maxseg).
+    pub(crate) fn ccv(&self) -> CcVars {
+        self.ccv
+    }
+
+    /// Duplicate ACKs counted since the last advance.
+    pub(crate) fn dupacks(&self) -> u32 {
+        self.dupacks
+    }
+
+    /// The loss-recovery state.
+    pub(crate) fn recovery(&self) -> Recovery {
+        self.recovery
+    }
+
+    /// `recover` (RFC 6582): the end of the window recovery repairs.
+    pub(crate) fn recover(&self) -> Seq {
+        self.recover
+    }
+
+    /// The timers.
+    pub(crate) fn timers(&self) -> &Timers {
+        &self.timers
+    }
+
+    /// The SACK scoreboard.
+    pub(crate) fn sb(&self) -> &Scoreboard {
+        &self.sb
+    }
+
+    /// The RTT estimator.
+    pub(crate) fn rtt(&self) -> &RttEstimator {
+        &self.rtt
+    }
+
+    /// The receive buffer.
+    pub(crate) fn rcvbuf(&self) -> &RecvBuffer {
+        &self.rcvbuf
     }
 }
 

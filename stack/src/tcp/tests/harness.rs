@@ -244,7 +244,7 @@ impl Conn {
     /// When timer `k` fires, relative to now.
     pub fn timer(&self, k: TimerKind) -> Option<Duration> {
         self.tcb
-            .timers
+            .timers()
             .get(k)
             .map(|t| t.saturating_duration_since(self.now))
     }
