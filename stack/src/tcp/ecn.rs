@@ -8,10 +8,9 @@ use std::time::Instant;
 use xstack_cc::{CcSignal, Recovery};
 
 use super::cwnd_trace::CcEvent;
-use super::info::EcnStats;
 use super::output::OutSegment;
 use super::segment::{Ecn, Segment, TcpFlags};
-use super::tcb::Tcb;
+use super::tcb::{EcnStats, Tcb};
 use crate::stats::Counters;
 
 impl Tcb {

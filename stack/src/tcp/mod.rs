@@ -6,7 +6,6 @@
 pub mod config;
 pub mod cwnd_trace;
 pub mod ecn;
-pub mod info;
 pub mod input;
 pub mod isn;
 pub mod layer;
@@ -20,11 +19,9 @@ pub mod sendbuf;
 pub mod seq;
 pub mod tcb;
 pub mod timer;
-pub mod usrreq;
 
 #[cfg(test)]
 mod tests;
 
 pub use config::{Keepalive, TcpConfig, TcpError, UserError};
-pub use info::{ConnStats, EcnStats, TcpInfo};
-pub use tcb::{State, Tcb};
+pub use tcb::{ConnStats, EcnStats, State, Tcb, TcpInfo};

@@ -649,8 +649,8 @@ impl Tcb {
             self.sack_blocks(&mut options);
         }
         SegmentOut {
-            src_port: self.local.port(),
-            dst_port: self.remote.port(),
+            src_port: self.local().port(),
+            dst_port: self.remote().port(),
             seq,
             ack: self.rcv_nxt,
             flags,

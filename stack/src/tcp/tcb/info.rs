@@ -1,7 +1,7 @@
 //! What a connection reports about itself: the `tcp_info`-like snapshot (FreeBSD's
 //! `tcp_fill_info`) and the per-connection counters.
 
-use super::tcb::Tcb;
+use super::Tcb;
 
 /// A `tcp_info`-like snapshot.
 #[derive(Clone, Debug, serde::Serialize)]

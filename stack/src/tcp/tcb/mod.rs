@@ -1,7 +1,7 @@
 //! The TCP control block (RFC 9293 §3.3.1's TCB, FreeBSD's `struct tcpcb`): its
 //! state, its creation (active and passive open), option negotiation and the helpers
-//! the engine shares. The user calls on it live in `usrreq.rs`, the `tcp_info`
-//! snapshot in `info.rs`, the settings and error types in `config.rs`.
+//! the engine shares. The user calls on it live in `tcb/usrreq.rs`, the
+//! `tcp_info` snapshot in `tcb/info.rs`, the settings and error types in `config.rs`.
 //!
 //! The control block is sans-IO: segments come in through [`Tcb::input`]
 //! (`input.rs`), segments to send come out of [`Tcb::poll_output`] (`output.rs`), and
@@ -15,13 +15,17 @@ use xstack_cc::{CcVars, CongestionControl, Recovery};
 
 use super::config::{TcpConfig, TcpError};
 use super::cwnd_trace::{CcEvent, CwndTrace};
-use super::info::ConnStats;
 use super::recvbuf::RecvBuffer;
 use super::rtt::RttEstimator;
 use super::sack::Scoreboard;
 use super::sendbuf::SendBuffer;
 use super::seq::Seq;
 use super::timer::{TimerKind, Timers};
+
+mod info;
+mod usrreq;
+
+pub use info::{ConnStats, EcnStats, TcpInfo};
 
 /// TCP connection states (RFC 9293 §3.3.2). LISTEN lives in the listener, not here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -95,13 +99,13 @@ pub(crate) struct RtoUndo {
 pub struct Tcb {
     pub(super) cfg: TcpConfig,
     pub(super) state: State,
-    pub(super) local: SocketAddrV4,
-    pub(super) remote: SocketAddrV4,
+    local: SocketAddrV4,
+    remote: SocketAddrV4,
     /// Came from a listener (so a RST in SYN-RECEIVED just discards it).
     pub(super) passive: bool,
     /// The application dropped its handle: FIN-WAIT-2 is bounded by
     /// `orphan_fin_timeout`.
-    pub(super) orphaned: bool,
+    orphaned: bool,
     pub(super) created: Instant,
 
     // --- send sequence space (RFC 9293 §3.3.1) ---
@@ -134,7 +138,7 @@ pub struct Tcb {
     // --- options ---
     pub(super) ts_enabled: bool,
     pub(super) ts_recent: u32,
-    pub(super) ts_offset: u32,
+    ts_offset: u32,
     pub(super) sack_ok: bool,
     pub(super) wscale_ok: bool,
     /// ECN (RFC 3168 §6.1.1): we sent an ECN-setup SYN or SYN,ACK and no non-ECN-setup
@@ -154,7 +158,7 @@ pub struct Tcb {
     pub(super) rcvbuf: RecvBuffer,
     /// Sequence number of our FIN, fixed when the application closed (no data can be
     /// queued after it).
-    pub(super) snd_fin: Option<Seq>,
+    snd_fin: Option<Seq>,
     /// The peer's FIN was received (reads return EOF once drained).
     pub(super) fin_received: bool,
 
@@ -210,7 +214,7 @@ pub struct Tcb {
     pub(super) challenge_window: (Instant, u32),
 
     pub(super) timers: Timers,
-    pub(super) error: Option<TcpError>,
+    error: Option<TcpError>,
     pub(super) stats: ConnStats,
     /// Readiness changed since the owner last looked (wake the application).
     pub(super) events: bool,

@@ -6,11 +6,10 @@ use std::time::Instant;
 
 use xstack_cc::CongestionControl;
 
-use super::config::{Keepalive, TcpConfig, TcpError, UserError};
-use super::info::ConnStats;
-use super::seq::Seq;
-use super::tcb::{State, Tcb};
-use super::timer::TimerKind;
+use super::{ConnStats, State, Tcb};
+use crate::tcp::config::{Keepalive, TcpConfig, TcpError, UserError};
+use crate::tcp::seq::Seq;
+use crate::tcp::timer::TimerKind;
 
 impl Tcb {
     /// An active open (RFC 9293 §3.10.1 OPEN, active): SYN-SENT, the SYN goes out on
