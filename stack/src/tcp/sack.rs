@@ -31,7 +31,7 @@ use std::collections::VecDeque;
 use super::seq::Seq;
 
 /// RFC 6675 §2: "DupThresh: The number of duplicate acknowledgments required to trigger a
-/// retransmission. Per [RFC5681], this threshold is defined to be 3 duplicate
+/// retransmission. Per \[RFC5681\], this threshold is defined to be 3 duplicate
 /// acknowledgments."
 pub const DUP_THRESH: u32 = 3;
 

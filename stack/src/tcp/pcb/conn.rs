@@ -126,7 +126,7 @@ impl ConnInner {
 pub struct Listener {
     /// The address it listens on (0.0.0.0 for any of ours).
     pub local: SocketAddrV4,
-    /// For a per-worker listener ([`PcbTable::listen_per_worker`]): the worker whose
+    /// For a per-worker listener ([`PcbTable::listen_per_worker`](super::PcbTable::listen_per_worker)): the worker whose
     /// groups' new connections it accepts. `None` for a listener shared by all workers.
     pub worker: Option<usize>,
     /// Most connections waiting for accept() plus those still in SYN-RECEIVED.

@@ -100,7 +100,7 @@ pub struct ConnStats {
     /// Retransmission timer expiries (each backed-off expiry counts too).
     pub rtos: u64,
     /// Retransmissions deemed lost again in SACK recovery because the peer SACKed data
-    /// sent after them (see [`super::sack`]); each was then resent without an RTO.
+    /// sent after them (see [`crate::tcp::sack`]); each was then resent without an RTO.
     pub lost_rexmits: u64,
     /// ECN (RFC 3168) counters.
     pub ecn: EcnStats,
