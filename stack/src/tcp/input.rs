@@ -150,23 +150,10 @@ impl Tcb {
         let seg =
             if self.state == State::SynReceived && f.contains(TcpFlags::SYN) && seg.seq == self.irs
             {
-                if !f.contains(TcpFlags::ACK) {
-                    // A retransmitted SYN: our SYN,ACK was lost. Resend it (Linux's
-                    // tcp_check_req, FreeBSD's syncache_add do the same); a bare ACK would be
-                    // dropped by the peer in SYN-SENT ("If neither of the SYN or RST bits is
-                    // set, then drop the segment").
-                    self.snd_nxt = self.iss;
-                    self.ecn_input_resent_syn(f);
+                let Some(s) = self.syn_received_syn_again(seg) else {
                     return InputOutcome::Ok;
-                }
-                // Simultaneous open (RFC 9293 Figure 8, line 6): the peer's SYN,ACK. Its SYN
-                // was already processed; its ACK completes our half. Take it as the same
-                // segment without the SYN (as Linux's tcp_validate_incoming lets it pass).
-                stripped = Segment {
-                    seq: seg.seq + 1,
-                    flags: f - TcpFlags::SYN,
-                    ..*seg
                 };
+                stripped = s;
                 &stripped
             } else {
                 seg
@@ -176,18 +163,7 @@ impl Tcb {
         // First: the sequence number check (the four acceptability cases).
         let trimmed;
         let seg = if !self.acceptable(seg) && seg.seq == self.rcv_nxt && self.rcv_wnd() == 0 {
-            // A zero-window probe (or any segment at RCV.NXT while our window is closed).
-            // RFC 9293: "If the RCV.WND is zero, no segments will be acceptable, but
-            // special allowance should be made to accept valid ACKs, URGs, and RSTs", and
-            // §3.8.6.1: "the receiving TCP MUST answer with the current window". As
-            // FreeBSD does, drop the text (and FIN), keep processing the ACK, and answer.
-            self.stats.drops += 1;
-            self.ack_now = true;
-            trimmed = Segment {
-                payload: &[],
-                flags: f - TcpFlags::FIN,
-                ..*seg
-            };
+            trimmed = self.zero_window_trim(seg);
             &trimmed
         } else {
             seg
@@ -239,6 +215,44 @@ impl Tcb {
         // Seventh and eighth: the text and the FIN.
         self.process_data_and_fin(seg, now);
         outcome
+    }
+
+    /// SYN-RECEIVED and the peer's SYN (sequence number IRS) again. A retransmitted SYN
+    /// is consumed (`None`); the SYN,ACK of a simultaneous open goes on without its SYN.
+    fn syn_received_syn_again<'a>(&mut self, seg: &Segment<'a>) -> Option<Segment<'a>> {
+        let f = seg.flags;
+        if !f.contains(TcpFlags::ACK) {
+            // A retransmitted SYN: our SYN,ACK was lost. Resend it (Linux's
+            // tcp_check_req, FreeBSD's syncache_add do the same); a bare ACK would be
+            // dropped by the peer in SYN-SENT ("If neither of the SYN or RST bits is
+            // set, then drop the segment").
+            self.snd_nxt = self.iss;
+            self.ecn_input_resent_syn(f);
+            return None;
+        }
+        // Simultaneous open (RFC 9293 Figure 8, line 6): the peer's SYN,ACK. Its SYN
+        // was already processed; its ACK completes our half. Take it as the same
+        // segment without the SYN (as Linux's tcp_validate_incoming lets it pass).
+        Some(Segment {
+            seq: seg.seq + 1,
+            flags: f - TcpFlags::SYN,
+            ..*seg
+        })
+    }
+
+    /// A zero-window probe (or any segment at RCV.NXT while our window is closed).
+    /// RFC 9293: "If the RCV.WND is zero, no segments will be acceptable, but special
+    /// allowance should be made to accept valid ACKs, URGs, and RSTs", and §3.8.6.1: "the
+    /// receiving TCP MUST answer with the current window". As FreeBSD does, drop the
+    /// text (and FIN), keep processing the ACK, and answer.
+    fn zero_window_trim<'a>(&mut self, seg: &Segment<'a>) -> Segment<'a> {
+        self.stats.drops += 1;
+        self.ack_now = true;
+        Segment {
+            payload: &[],
+            flags: seg.flags - TcpFlags::FIN,
+            ..*seg
+        }
     }
 
     /// RFC 7323 §5.3 PAWS: "If the RST bit is not set and TSval is less than TS.Recent,
