@@ -470,9 +470,16 @@ impl Tcb {
                 self.sb.detect_lost_rexmits(self.snd_una, self.t_maxseg) as u64;
         }
 
-        // Window update: "If SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and SND.WL2 =<
-        // SEG.ACK), set SND.WND <- SEG.WND, set SND.WL1 <- SEG.SEQ, and set
-        // SND.WL2 <- SEG.ACK."
+        self.update_snd_wnd(seg, window);
+        // State changes when our FIN is acknowledged.
+        self.after_fin_acked(now)
+    }
+
+    /// Window update (RFC 9293 §3.10.7.4, fifth): "If SND.WL1 < SEG.SEQ or (SND.WL1 =
+    /// SEG.SEQ and SND.WL2 =< SEG.ACK), set SND.WND <- SEG.WND, set SND.WL1 <- SEG.SEQ,
+    /// and set SND.WL2 <- SEG.ACK." `window` is SEG.WND scaled.
+    fn update_snd_wnd(&mut self, seg: &Segment<'_>, window: u32) {
+        let ack = seg.ack;
         if self.snd_wl1 < seg.seq || (self.snd_wl1 == seg.seq && self.snd_wl2 <= ack) {
             let opened = window > self.snd_wnd;
             self.snd_wnd = window;
@@ -488,8 +495,11 @@ impl Tcb {
                 self.events = true;
             }
         }
+    }
 
-        // State changes when our FIN is acknowledged.
+    /// Once our FIN is acknowledged: FIN-WAIT-1 -> FIN-WAIT-2, CLOSING -> TIME-WAIT,
+    /// LAST-ACK -> CLOSED (false: nothing more to process).
+    fn after_fin_acked(&mut self, now: Instant) -> bool {
         if self.fin_acked() {
             match self.state {
                 State::FinWait1 => {
