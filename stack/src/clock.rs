@@ -82,6 +82,7 @@ mod virt {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn virtual_time_moves_only_forward() {

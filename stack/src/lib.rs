@@ -62,7 +62,7 @@ pub use socket::{
 pub use stack::{QueueSnapshot, Snapshot, Stack, StackConfig, StartError, WorkerSnapshot};
 pub use tcp::cwnd_trace::{CcEvent, CwndSample, CwndTrace, DEFAULT_TRACE_LIMIT};
 pub use tcp::pcb::GroupStats;
-pub use tcp::tcb::{Keepalive, TcpConfig, TcpInfo};
+pub use tcp::{Keepalive, TcpConfig, TcpInfo};
 pub use worker::IdleMode;
 /// Congestion control: the module interface, the built-in modules and the registry a
 /// stack builds connections' controllers from ([`NetStack::congestion_control`]).

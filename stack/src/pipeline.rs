@@ -32,7 +32,7 @@ use crate::rss::Toeplitz;
 use crate::stats::Counters;
 use crate::tcp::isn::IsnGenerator;
 use crate::tcp::layer::{TcpLayer, TimerHeap, WorkerWaker};
-use crate::tcp::tcb::TcpConfig;
+use crate::tcp::TcpConfig;
 
 /// Frames taken off the link per iteration.
 pub(crate) const RX_BATCH: u32 = 64;

@@ -36,7 +36,7 @@ use crate::stats::Counters;
 use crate::tcp::isn::IsnGenerator;
 use crate::tcp::layer::TcpLayer;
 use crate::tcp::pcb::{Conn, FourTuple, Listener};
-use crate::tcp::tcb::{Tcb, TcpConfig};
+use crate::tcp::{Tcb, TcpConfig};
 
 /// Link impairments, applied per frame in each direction.
 #[derive(Clone, Copy, Debug)]

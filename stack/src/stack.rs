@@ -21,7 +21,7 @@ use crate::netisr::Netisr;
 use crate::socket::NetStack;
 use crate::stats::{self, Counters};
 use crate::tcp::pcb::GroupStats;
-use crate::tcp::tcb::TcpConfig;
+use crate::tcp::TcpConfig;
 use crate::worker::{IdleMode, WakeFd, Worker};
 
 /// How to bring a stack up.

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use crate::net::Interface;
 use crate::tcp::layer::TcpLayer;
 use crate::tcp::pcb::PcbError;
-use crate::tcp::tcb::{TcpError, UserError};
+use crate::tcp::{TcpError, UserError};
 
 /// What sockets need of a stack: its TCP layer and its interface. Cheap to clone;
 /// [`crate::Stack`] hands one out, and simulations build their own.

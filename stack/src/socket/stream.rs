@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::{pcb_error, tcp_error, user_error, NetStack};
 use crate::tcp::cwnd_trace::{CcEvent, CwndTrace, DEFAULT_TRACE_LIMIT};
 use crate::tcp::pcb::Conn;
-use crate::tcp::tcb::{Keepalive, State, Tcb, TcpInfo};
+use crate::tcp::{Keepalive, State, Tcb, TcpInfo};
 
 /// A TCP connection. `Send + Sync`: it may be shared between threads (e.g. one
 /// reading, one writing), like `std::net::TcpStream`.
@@ -338,7 +338,7 @@ impl TcpStream {
     /// a running trace (e.g. one the stack's `TcpConfig::cwnd_trace` started) keeps it.
     pub fn set_cwnd_trace(&self, on: bool) -> io::Result<()> {
         let mut inner = self.conn.lock();
-        let running = inner.tcb.cwnd_trace.is_some();
+        let running = inner.tcb.cwnd_tracing();
         match (on, running) {
             (true, true) => {}
             (true, false) => inner.tcb.set_cwnd_trace(Some(DEFAULT_TRACE_LIMIT)),

@@ -265,6 +265,11 @@ impl super::tcb::Tcb {
         }
     }
 
+    /// True while a cwnd trace is recording.
+    pub fn cwnd_tracing(&self) -> bool {
+        self.cwnd_trace.is_some()
+    }
+
     /// Takes what the trace recorded so far (it keeps recording); `None` when tracing
     /// is off.
     pub fn take_cwnd_trace(&mut self) -> Option<CwndTrace> {

@@ -2,17 +2,19 @@
 //! blind-attack mitigations and RFC 7323's PAWS), after FreeBSD's `tcp_input.c`.
 //!
 //! Listening sockets and segments for no connection are handled by the demultiplexer
-//! (`demux.rs`); this file is the per-connection part.
+//! in `layer.rs` ([`TcpLayer::input`](super::layer::TcpLayer::input)); this file is the
+//! per-connection part.
 
 use std::time::Instant;
 
 use xstack_cc::{window, AckInfo, CcSignal, CongInfo, Recovery, RttSample};
 
+use super::config::TcpError;
 use super::cwnd_trace::CcEvent;
 use super::sack::DUP_THRESH;
 use super::segment::{Segment, TcpFlags};
 use super::seq::Seq;
-use super::tcb::{State, Tcb, TcpError};
+use super::tcb::{State, Tcb};
 use super::timer::TimerKind;
 
 /// What the caller should do after [`Tcb::input`].
@@ -76,18 +78,7 @@ impl Tcb {
         self.last_ack_sent = self.rcv_nxt;
         self.negotiate(seg);
         self.cc_init();
-        // RFC 3168 §6.1.1: ECN is on when we sent an ECN-setup SYN and the answer is an
-        // ECN-setup SYN-ACK ("with the ECE flag set but the CWR flag not set"; one with
-        // both set is a reflecting middlebox, and "the host should not set ECT"). In a
-        // simultaneous open the peer's SYN must be an ECN-setup SYN (Linux's
-        // tcp_ecn_rcv_syn), and our SYN,ACK then says so.
-        let f_ecn = f & (TcpFlags::ECE | TcpFlags::CWR);
-        self.ecn_ok = self.ecn_setup_sent
-            && if ack_ok {
-                f_ecn == TcpFlags::ECE
-            } else {
-                f_ecn == TcpFlags::ECE | TcpFlags::CWR
-            };
+        self.ecn_input_syn_sent(f, ack_ok);
         if ack_ok {
             // Our SYN is acknowledged: ESTABLISHED.
             self.snd_una = seg.ack;
@@ -149,16 +140,8 @@ impl Tcb {
     fn input_synchronized(&mut self, seg: &Segment<'_>, now: Instant) -> InputOutcome {
         let f = seg.flags;
 
-        // RFC 7323 §5.3 PAWS: "If the RST bit is not set and TSval is less than
-        // TS.Recent, the segment is not acceptable ... send an acknowledgment in reply".
-        if self.ts_enabled && !f.contains(TcpFlags::RST) {
-            if let Some((tsval, _)) = seg.options.timestamps {
-                if (tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
-                    self.stats.drops += 1;
-                    self.ack_now = true;
-                    return InputOutcome::Ok;
-                }
-            }
+        if self.paws_reject(seg) {
+            return InputOutcome::Ok;
         }
 
         // SYN-RECEIVED and the peer's SYN again (its sequence number is irs, before
@@ -167,29 +150,10 @@ impl Tcb {
         let seg =
             if self.state == State::SynReceived && f.contains(TcpFlags::SYN) && seg.seq == self.irs
             {
-                if !f.contains(TcpFlags::ACK) {
-                    // A retransmitted SYN: our SYN,ACK was lost. Resend it (Linux's
-                    // tcp_check_req, FreeBSD's syncache_add do the same); a bare ACK would be
-                    // dropped by the peer in SYN-SENT ("If neither of the SYN or RST bits is
-                    // set, then drop the segment").
-                    self.snd_nxt = self.iss;
-                    // A peer that fell back to a non-ECN-setup SYN (RFC 3168 §6.1.1.1, as
-                    // Linux does on its first SYN retransmission) will ignore our ECE and
-                    // never echo CE: answer with a plain SYN,ACK and leave ECN off.
-                    if !f.contains(TcpFlags::ECE | TcpFlags::CWR) {
-                        self.ecn_ok = false;
-                        self.ecn_setup_sent = false;
-                    }
+                let Some(s) = self.syn_received_syn_again(seg) else {
                     return InputOutcome::Ok;
-                }
-                // Simultaneous open (RFC 9293 Figure 8, line 6): the peer's SYN,ACK. Its SYN
-                // was already processed; its ACK completes our half. Take it as the same
-                // segment without the SYN (as Linux's tcp_validate_incoming lets it pass).
-                stripped = Segment {
-                    seq: seg.seq + 1,
-                    flags: f - TcpFlags::SYN,
-                    ..*seg
                 };
+                stripped = s;
                 &stripped
             } else {
                 seg
@@ -199,67 +163,19 @@ impl Tcb {
         // First: the sequence number check (the four acceptability cases).
         let trimmed;
         let seg = if !self.acceptable(seg) && seg.seq == self.rcv_nxt && self.rcv_wnd() == 0 {
-            // A zero-window probe (or any segment at RCV.NXT while our window is closed).
-            // RFC 9293: "If the RCV.WND is zero, no segments will be acceptable, but
-            // special allowance should be made to accept valid ACKs, URGs, and RSTs", and
-            // §3.8.6.1: "the receiving TCP MUST answer with the current window". As
-            // FreeBSD does, drop the text (and FIN), keep processing the ACK, and answer.
-            self.stats.drops += 1;
-            self.ack_now = true;
-            trimmed = Segment {
-                payload: &[],
-                flags: f - TcpFlags::FIN,
-                ..*seg
-            };
+            trimmed = self.zero_window_trim(seg);
             &trimmed
         } else {
             seg
         };
         if !self.acceptable(seg) {
-            self.stats.drops += 1;
-            if !f.contains(TcpFlags::RST) {
-                self.ack_now = true;
-            }
-            let end = seg.seq + seg.payload.len() as u32;
-            if self.sack_ok
-                && !seg.payload.is_empty()
-                && end <= self.rcv_nxt
-                && !f.contains(TcpFlags::RST)
-            {
-                // RFC 2883 §4: "A D-SACK block is only used to report a duplicate
-                // contiguous sequence of data received by the receiver in the most recent
-                // packet": data we had already acknowledged arrived again.
-                self.dsack = Some((seg.seq, end));
-            }
-            if self.state == State::TimeWait
-                && f.contains(TcpFlags::FIN)
-                && seg.seq + seg.seg_len() == self.rcv_nxt
-            {
-                // RFC 9293 (fifth, TIME-WAIT): "The only thing that can arrive in this
-                // state is a retransmission of the remote FIN. Acknowledge it, and restart
-                // the 2 MSL timeout." That FIN lies before RCV.NXT, so it fails the
-                // sequence test and never reaches the ACK step: restart the timer here
-                // (as FreeBSD's tcp_twcheck and Linux's tcp_timewait_state_process do).
-                self.timers.set(TimerKind::TwoMsl, now + self.cfg.time_wait);
-            }
+            self.reject_unacceptable(seg, now);
             return InputOutcome::Ok;
         }
 
         // Second: RST (RFC 5961 §3.2).
         if f.contains(TcpFlags::RST) {
-            if seg.seq != self.rcv_nxt {
-                // In the window but not exact: a challenge ACK.
-                self.challenge_ack(now);
-                return InputOutcome::Ok;
-            }
-            match self.state {
-                // "If this connection was initiated with a passive OPEN ... return
-                // this connection to LISTEN state": for us, just discard it.
-                State::SynReceived if self.passive => self.to_closed(),
-                State::SynReceived => self.drop_with(TcpError::Refused),
-                State::Closing | State::LastAck | State::TimeWait => self.to_closed(),
-                _ => self.drop_with(TcpError::Reset),
-            }
+            self.input_rst(seg, now);
             return InputOutcome::Ok;
         }
 
@@ -276,36 +192,15 @@ impl Tcb {
             return InputOutcome::Ok;
         }
 
-        // Timestamps: RFC 7323 §4.3 "If SEG.TSval >= TS.Recent and SEG.SEQ =<
-        // Last.ACK.sent, then TS.Recent = SEG.TSval".
-        if self.ts_enabled {
-            if let Some((tsval, _)) = seg.options.timestamps {
-                if seg.seq <= self.last_ack_sent && (tsval.wrapping_sub(self.ts_recent) as i32) >= 0
-                {
-                    self.ts_recent = tsval;
-                }
-            }
-        }
+        self.update_ts_recent(seg);
 
         let mut outcome = InputOutcome::Ok;
         if self.state == State::SynReceived {
-            // "If SND.UNA < SEG.ACK =< SND.NXT, then enter ESTABLISHED state".
-            if seg.ack > self.snd_una && seg.ack <= self.snd_max {
-                self.cc_init();
-                self.snd_wnd = (seg.window as u32) << self.snd_wscale;
-                self.max_sndwnd = self.max_sndwnd.max(self.snd_wnd);
-                self.snd_wl1 = seg.seq;
-                self.snd_wl2 = seg.ack;
-                self.established(now);
-                outcome = InputOutcome::Established;
-                if self.fin_queued() {
-                    // The application closed before the handshake finished.
-                    self.state = State::FinWait1;
-                }
-            } else {
+            if !self.syn_received_ack(seg, now) {
                 // "If the segment acknowledgment is not acceptable, form a reset".
                 return InputOutcome::SendReset;
             }
+            outcome = InputOutcome::Established;
         }
 
         if !self.process_ack(seg, now) {
@@ -320,6 +215,143 @@ impl Tcb {
         // Seventh and eighth: the text and the FIN.
         self.process_data_and_fin(seg, now);
         outcome
+    }
+
+    /// SYN-RECEIVED and the peer's SYN (sequence number IRS) again. A retransmitted SYN
+    /// is consumed (`None`); the SYN,ACK of a simultaneous open goes on without its SYN.
+    fn syn_received_syn_again<'a>(&mut self, seg: &Segment<'a>) -> Option<Segment<'a>> {
+        let f = seg.flags;
+        if !f.contains(TcpFlags::ACK) {
+            // A retransmitted SYN: our SYN,ACK was lost. Resend it (Linux's
+            // tcp_check_req, FreeBSD's syncache_add do the same); a bare ACK would be
+            // dropped by the peer in SYN-SENT ("If neither of the SYN or RST bits is
+            // set, then drop the segment").
+            self.snd_nxt = self.iss;
+            self.ecn_input_resent_syn(f);
+            return None;
+        }
+        // Simultaneous open (RFC 9293 Figure 8, line 6): the peer's SYN,ACK. Its SYN
+        // was already processed; its ACK completes our half. Take it as the same
+        // segment without the SYN (as Linux's tcp_validate_incoming lets it pass).
+        Some(Segment {
+            seq: seg.seq + 1,
+            flags: f - TcpFlags::SYN,
+            ..*seg
+        })
+    }
+
+    /// A zero-window probe (or any segment at RCV.NXT while our window is closed).
+    /// RFC 9293: "If the RCV.WND is zero, no segments will be acceptable, but special
+    /// allowance should be made to accept valid ACKs, URGs, and RSTs", and §3.8.6.1: "the
+    /// receiving TCP MUST answer with the current window". As FreeBSD does, drop the
+    /// text (and FIN), keep processing the ACK, and answer.
+    fn zero_window_trim<'a>(&mut self, seg: &Segment<'a>) -> Segment<'a> {
+        self.stats.drops += 1;
+        self.ack_now = true;
+        Segment {
+            payload: &[],
+            flags: seg.flags - TcpFlags::FIN,
+            ..*seg
+        }
+    }
+
+    /// RFC 7323 §5.3 PAWS: "If the RST bit is not set and TSval is less than TS.Recent,
+    /// the segment is not acceptable ... send an acknowledgment in reply". True when the
+    /// segment is dropped.
+    fn paws_reject(&mut self, seg: &Segment<'_>) -> bool {
+        if self.ts_enabled && !seg.flags.contains(TcpFlags::RST) {
+            if let Some((tsval, _)) = seg.options.timestamps {
+                if (tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
+                    self.stats.drops += 1;
+                    self.ack_now = true;
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// A segment that failed the sequence-number test (RFC 9293 §3.10.7.4, first): drop
+    /// it, ACK unless it is a RST, and note a duplicate for D-SACK.
+    fn reject_unacceptable(&mut self, seg: &Segment<'_>, now: Instant) {
+        let f = seg.flags;
+        self.stats.drops += 1;
+        if !f.contains(TcpFlags::RST) {
+            self.ack_now = true;
+        }
+        let end = seg.seq + seg.payload.len() as u32;
+        if self.sack_ok
+            && !seg.payload.is_empty()
+            && end <= self.rcv_nxt
+            && !f.contains(TcpFlags::RST)
+        {
+            // RFC 2883 §4: "A D-SACK block is only used to report a duplicate
+            // contiguous sequence of data received by the receiver in the most recent
+            // packet": data we had already acknowledged arrived again.
+            self.dsack = Some((seg.seq, end));
+        }
+        if self.state == State::TimeWait
+            && f.contains(TcpFlags::FIN)
+            && seg.seq + seg.seg_len() == self.rcv_nxt
+        {
+            // RFC 9293 (fifth, TIME-WAIT): "The only thing that can arrive in this
+            // state is a retransmission of the remote FIN. Acknowledge it, and restart
+            // the 2 MSL timeout." That FIN lies before RCV.NXT, so it fails the
+            // sequence test and never reaches the ACK step: restart the timer here
+            // (as FreeBSD's tcp_twcheck and Linux's tcp_timewait_state_process do).
+            self.timers.set(TimerKind::TwoMsl, now + self.cfg.time_wait);
+        }
+    }
+
+    /// A RST that passed the sequence test (RFC 5961 §3.2): exactly at RCV.NXT it ends
+    /// the connection, elsewhere in the window it gets a challenge ACK.
+    fn input_rst(&mut self, seg: &Segment<'_>, now: Instant) {
+        if seg.seq != self.rcv_nxt {
+            // In the window but not exact: a challenge ACK.
+            self.challenge_ack(now);
+            return;
+        }
+        match self.state {
+            // "If this connection was initiated with a passive OPEN ... return
+            // this connection to LISTEN state": for us, just discard it.
+            State::SynReceived if self.passive => self.enter_closed(),
+            State::SynReceived => self.drop_with(TcpError::Refused),
+            State::Closing | State::LastAck | State::TimeWait => self.enter_closed(),
+            _ => self.drop_with(TcpError::Reset),
+        }
+    }
+
+    /// Timestamps: RFC 7323 §4.3 "If SEG.TSval >= TS.Recent and SEG.SEQ =<
+    /// Last.ACK.sent, then TS.Recent = SEG.TSval".
+    fn update_ts_recent(&mut self, seg: &Segment<'_>) {
+        if self.ts_enabled {
+            if let Some((tsval, _)) = seg.options.timestamps {
+                if seg.seq <= self.last_ack_sent && (tsval.wrapping_sub(self.ts_recent) as i32) >= 0
+                {
+                    self.ts_recent = tsval;
+                }
+            }
+        }
+    }
+
+    /// The ACK that completes a passive (or simultaneous) open: "If SND.UNA < SEG.ACK =<
+    /// SND.NXT, then enter ESTABLISHED state". False if the ACK is not acceptable.
+    fn syn_received_ack(&mut self, seg: &Segment<'_>, now: Instant) -> bool {
+        let acceptable = seg.ack > self.snd_una && seg.ack <= self.snd_max;
+        if !acceptable {
+            return false;
+        }
+        self.cc_init();
+        self.snd_wnd = (seg.window as u32) << self.snd_wscale;
+        self.max_sndwnd = self.max_sndwnd.max(self.snd_wnd);
+        self.snd_wl1 = seg.seq;
+        self.snd_wl2 = seg.ack;
+        self.established(now);
+        if self.fin_queued() {
+            // The application closed before the handshake finished.
+            self.state = State::FinWait1;
+        }
+        true
     }
 
     /// RCV.WND for the acceptability test: what we promised (up to the right edge we
@@ -438,9 +470,16 @@ impl Tcb {
                 self.sb.detect_lost_rexmits(self.snd_una, self.t_maxseg) as u64;
         }
 
-        // Window update: "If SND.WL1 < SEG.SEQ or (SND.WL1 = SEG.SEQ and SND.WL2 =<
-        // SEG.ACK), set SND.WND <- SEG.WND, set SND.WL1 <- SEG.SEQ, and set
-        // SND.WL2 <- SEG.ACK."
+        self.update_snd_wnd(seg, window);
+        // State changes when our FIN is acknowledged.
+        self.after_fin_acked(now)
+    }
+
+    /// Window update (RFC 9293 §3.10.7.4, fifth): "If SND.WL1 < SEG.SEQ or (SND.WL1 =
+    /// SEG.SEQ and SND.WL2 =< SEG.ACK), set SND.WND <- SEG.WND, set SND.WL1 <- SEG.SEQ,
+    /// and set SND.WL2 <- SEG.ACK." `window` is SEG.WND scaled.
+    fn update_snd_wnd(&mut self, seg: &Segment<'_>, window: u32) {
+        let ack = seg.ack;
         if self.snd_wl1 < seg.seq || (self.snd_wl1 == seg.seq && self.snd_wl2 <= ack) {
             let opened = window > self.snd_wnd;
             self.snd_wnd = window;
@@ -456,8 +495,11 @@ impl Tcb {
                 self.events = true;
             }
         }
+    }
 
-        // State changes when our FIN is acknowledged.
+    /// Once our FIN is acknowledged: FIN-WAIT-1 -> FIN-WAIT-2, CLOSING -> TIME-WAIT,
+    /// LAST-ACK -> CLOSED (false: nothing more to process).
+    fn after_fin_acked(&mut self, now: Instant) -> bool {
         if self.fin_acked() {
             match self.state {
                 State::FinWait1 => {
@@ -467,7 +509,7 @@ impl Tcb {
                 }
                 State::Closing => self.enter_time_wait(now),
                 State::LastAck => {
-                    self.to_closed();
+                    self.enter_closed();
                     return false;
                 }
                 _ => {}
@@ -695,85 +737,6 @@ impl Tcb {
         self.trace_cc(CcEvent::RtoErr, now);
     }
 
-    /// An ACK with ECN-Echo on an ECN connection (RFC 3168 §6.1.2, sender side).
-    ///
-    /// "If the sender receives an ECN-Echo (ECE) ACK packet ... then the sender knows
-    /// that congestion was encountered in the network on the path from the sender to the
-    /// receiver." The module hears `cong_signal(Ecn)` for every such ACK while data is
-    /// outstanding, with the recovery state the connection is in, and reduces only from
-    /// `Open`; the transport then enters `Cwr` until `recover` (snd_max now) is
-    /// acknowledged: "the TCP sender's congestion window should be reduced only once in
-    /// response to a series of dropped and/or CE packets from a single window of data".
-    /// In fast recovery or after an RTO the window is already reduced for this window:
-    /// no second reaction.
-    fn ecn_echo_received(&mut self, now: Instant) {
-        self.stats.ecn.ece_received += 1;
-        if !self.cc_started || self.snd_max == self.snd_una {
-            // Nothing of ours was in flight: the echo is about data already accounted for.
-            return;
-        }
-        let info = self.cong_info(now);
-        self.cc.cong_signal(&mut self.ccv, CcSignal::Ecn, &info);
-        if self.recovery == Recovery::Open {
-            self.recovery = Recovery::Cwr;
-            self.recover = self.snd_max;
-            self.stats.ecn.reductions += 1;
-            self.ecn_window_reduced();
-        }
-        self.trace_cc(CcEvent::Ecn, now);
-    }
-
-    /// The window was reduced (ECE, or a loss on an ECN connection): the next new data
-    /// segment carries CWR (RFC 3168 §6.1.2), which tells the receiver to stop echoing.
-    /// Linux queues CWR after every reduction (tcp_init_cwnd_reduction, tcp_enter_loss):
-    /// a loss-driven reduction answers the pending echo just as well.
-    pub(crate) fn ecn_window_reduced(&mut self) {
-        if self.ecn_ok {
-            self.ecn_cwr_due = true;
-        }
-    }
-
-    /// Receiver side of ECN for an acceptable segment (RFC 3168 §6.1.3).
-    ///
-    /// CWR first: "After the receipt of the CWR packet, acknowledgments for subsequent
-    /// non-CE data packets do not have the ECN-Echo flag set." Then CE on data: "When TCP
-    /// receives a CE data packet at the destination end-system, the TCP data receiver
-    /// sets the ECN-Echo flag in the TCP header of the subsequent ACK packet", and keeps
-    /// it on every ACK until CWR arrives (`poll_output`). Segments outside the window
-    /// never get here: "the TCP data receiver SHOULD ignore the ECN field on arriving
-    /// data packets that are outside of the receiver's current window" (§6.1.5).
-    ///
-    /// Delayed ACKs: the first CE mark (echo off -> on) is acknowledged at once, as
-    /// Linux's quick-ACK mode does, so the sender reacts a delayed-ACK timeout sooner;
-    /// later marks ride on the normal ACK schedule, since every ACK carries ECE anyway.
-    /// The module's `ecn_pkt` hook sees every data segment and may ask for an immediate
-    /// ACK too (DCTCP-style receivers).
-    fn ecn_input(&mut self, seg: &Segment<'_>, now: Instant) {
-        if !self.ecn_ok {
-            return;
-        }
-        let cwr = seg.flags.contains(TcpFlags::CWR);
-        if cwr {
-            self.stats.ecn.cwr_received += 1;
-            self.ecn_echo = false;
-        }
-        if seg.payload.is_empty() {
-            return;
-        }
-        let ce = seg.ecn == super::segment::Ecn::Ce;
-        if ce {
-            self.stats.ecn.ce_received += 1;
-            if !self.ecn_echo {
-                self.ecn_echo = true;
-                self.ack_now = true;
-            }
-        }
-        let pkt = xstack_cc::EcnPacket { ce, cwr, now };
-        if self.cc.ecn_pkt(&mut self.ccv, &pkt) == xstack_cc::AckPolicy::Immediate {
-            self.ack_now = true;
-        }
-    }
-
     /// A congestion-control ACK event, after the transport's bookkeeping.
     pub(crate) fn ack_info(&self, bytes_acked: u32, now: Instant) -> AckInfo {
         AckInfo {
@@ -969,5 +932,41 @@ pub fn reset_for(seg: &Segment<'_>) -> Option<(Seq, Seq, TcpFlags)> {
             seg.seq + seg.seg_len(),
             TcpFlags::RST | TcpFlags::ACK,
         ))
+    }
+}
+
+impl Tcb {
+    /// A SYN for a connection in TIME-WAIT that may reopen it: RFC 1122 §4.2.2.13 "it MAY
+    /// accept a new SYN from the remote TCP to reopen the connection directly from TIME-WAIT
+    /// state, if it: (1) assigns its initial sequence number for the new connection to be
+    /// larger than the largest sequence number it used on the previous connection
+    /// incarnation, and (2) returns to TIME-WAIT state if the SYN turns out to be an old
+    /// duplicate". As Linux's `tcp_timewait_state_process` (and RFC 6191 with timestamps):
+    /// the SYN is new if its sequence number is beyond RCV.NXT or its timestamp is newer than
+    /// TS.Recent, and a timestamp older than TS.Recent (PAWS) refuses it. Returns the largest
+    /// sequence number the old incarnation sent, for (1). Like Linux, (2) is left to those
+    /// checks: the old incarnation is freed, not kept aside in case the SYN was stale.
+    ///
+    /// Without this a client that reuses a port the server still holds in TIME-WAIT (a
+    /// busy client cycles through its ephemeral ports in seconds) is answered with an ACK,
+    /// resets, and retries its SYN later: short-connection rates collapse after the first
+    /// few thousand connections.
+    pub(crate) fn time_wait_reopen(&self, seg: &Segment<'_>) -> Option<Seq> {
+        let f = seg.flags;
+        if self.state != State::TimeWait
+            || !f.contains(TcpFlags::SYN)
+            || f.intersects(TcpFlags::ACK | TcpFlags::RST | TcpFlags::FIN)
+        {
+            return None;
+        }
+        let ts = seg.options.timestamps.filter(|_| self.ts_enabled);
+        if let Some((tsval, _)) = ts {
+            if (tsval.wrapping_sub(self.ts_recent) as i32) < 0 {
+                return None; // PAWS: an old duplicate.
+            }
+        }
+        let newer_seq = seg.seq > self.rcv_nxt;
+        let newer_ts = ts.is_some_and(|(tsval, _)| (tsval.wrapping_sub(self.ts_recent) as i32) > 0);
+        (newer_seq || newer_ts).then_some(self.snd_max)
     }
 }

@@ -19,39 +19,20 @@ use std::time::Instant;
 use crossbeam::queue::SegQueue;
 use smoltcp::wire::IpProtocol;
 
+use super::config::TcpConfig;
 use super::input::{reset_for, InputOutcome};
 use super::isn::IsnGenerator;
 use super::output::OutSegment;
-use super::pcb::{Conn, ConnInner, FourTuple, GroupMap, PcbTable, ReadinessSink};
+use super::pcb::{Conn, ConnInner, FourTuple, GroupMap, Listener, PcbTable, ReadinessSink};
 use super::segment::{self, ChecksumMode, SegmentError, SegmentOut, TcpFlags, TcpOptions};
-use super::tcb::{EcnStats, Tcb, TcpConfig};
+use super::seq::Seq;
+use super::tcb::Tcb;
 use crate::net::ipv4::{self, Ipv4In};
 use crate::net::{Interface, NetCtx};
 use crate::stats::Counters;
 
 /// Offset of the checksum field in the TCP header (RFC 9293 §3.1): `csum_offset`.
 const TCP_CSUM_OFFSET: u16 = 16;
-
-/// Adds what one segment's input changed in a connection's ECN counters to the
-/// stack-wide `tcp.ecn_*` counters (the control block does the RFC 3168 bookkeeping;
-/// the stack only sums it).
-fn count_ecn_input(c: &Counters, before: &EcnStats, tcb: &Tcb, was_open: bool) {
-    let after = tcb.stats().ecn;
-    let add = |ctr: &std::sync::atomic::AtomicU64, a: u64, b: u64| {
-        if a > b {
-            ctr.fetch_add(a - b, Ordering::Relaxed);
-        }
-    };
-    add(&c.tcp_ecn_ce_rx, after.ce_received, before.ce_received);
-    add(&c.tcp_ecn_ece_rx, after.ece_received, before.ece_received);
-    add(&c.tcp_ecn_cwr_rx, after.cwr_received, before.cwr_received);
-    add(&c.tcp_ecn_reductions, after.reductions, before.reductions);
-    // Counted when the handshake completes: an active open learns the answer from the
-    // SYN,ACK; a passive one can still fall back on a retransmitted SYN until then.
-    if tcb.ecn() && !was_open && tcb.state().is_synchronized() {
-        Counters::inc(&c.tcp_ecn_negotiated);
-    }
-}
 
 /// Wakes a worker (its eventfd, or a no-op in simulations).
 pub type WorkerWaker = Arc<dyn Fn() + Send + Sync>;
@@ -79,13 +60,16 @@ pub struct TcpLayer {
 
 /// A worker's timer heap: connections by next deadline (lazy deletion: an entry is
 /// acted on only if it is still the connection's scheduled time).
+/// The readiness sinks to wake for one connection, with their tokens.
+type Wakeups = Vec<(Arc<dyn ReadinessSink>, usize)>;
+
 #[derive(Default)]
 pub struct TimerHeap {
     heap: BinaryHeap<Reverse<(Instant, u64)>>,
     conns: std::collections::HashMap<u64, Arc<Conn>>,
     /// Connections whose readiness changed during this worker iteration: the
     /// application is woken once per iteration, not once per segment.
-    wakes: Vec<(Arc<Conn>, Vec<(Arc<dyn ReadinessSink>, usize)>)>,
+    wakes: Vec<(Arc<Conn>, Wakeups)>,
 }
 
 impl TimerHeap {
@@ -227,115 +211,159 @@ impl TcpLayer {
                 Counters::inc(&ctx.counters().tcp_misplaced);
             }
             let mut inner = conn.lock();
-            if let Some(floor) = time_wait_reopen(&inner.tcb, &seg) {
+            if let Some(floor) = inner.tcb.time_wait_reopen(&seg) {
                 // The old incarnation gives way; the SYN goes on to the listener below.
-                inner.tcb.to_closed();
+                inner.tcb.enter_closed();
                 drop(inner);
                 self.release(ctx, heap, &conn);
                 Counters::inc(&ctx.counters().tcp_tw_reopened);
                 iss_floor = Some(floor);
             } else {
-                let (before, was_open) =
-                    (inner.tcb.stats().ecn, inner.tcb.state().is_synchronized());
-                let mut outcome = InputOutcome::Ok;
-                let mut reset_for_seg = seg;
-                if ip.lro_nsegs > 1 {
-                    // An LRO aggregate: the connection takes its segments one by one, as
-                    // they arrived, and sends what each calls for (an ACK for every second
-                    // one), under one lookup and one lock.
-                    let size = ip.lro_segsz.max(1) as usize;
-                    let mut pieces = seg.payload.chunks(size).peekable();
-                    let mut seq = seg.seq;
-                    while let Some(payload) = pieces.next() {
-                        let mut piece = seg;
-                        piece.seq = seq;
-                        piece.payload = payload;
-                        if pieces.peek().is_some() {
-                            piece.flags.remove(TcpFlags::PSH);
-                        }
-                        seq += payload.len() as u32;
-                        match inner.tcb.input(&piece, now) {
-                            InputOutcome::Ok => {}
-                            InputOutcome::Established => outcome = InputOutcome::Established,
-                            InputOutcome::SendReset => {
-                                outcome = InputOutcome::SendReset;
-                                reset_for_seg = piece;
-                                break;
-                            }
-                        }
-                        if pieces.peek().is_some() {
-                            while let Some(out) = inner.tcb.poll_output(now) {
-                                self.emit(ifp, ctx, &conn.tuple, &inner.tcb, &out);
-                            }
-                        }
-                    }
-                } else {
-                    outcome = inner.tcb.input(&seg, now);
-                }
-                count_ecn_input(ctx.counters(), &before, &inner.tcb, was_open);
-                if outcome == InputOutcome::SendReset {
-                    drop(inner);
-                    self.send_reset(ifp, ctx, &tuple, &reset_for_seg);
-                    return;
-                }
-                self.flush(ifp, ctx, heap, &conn, inner);
-                if outcome == InputOutcome::Established {
-                    self.hand_to_listener(&conn);
-                }
+                self.input_conn(ifp, ctx, heap, &conn, inner, ip, &seg, now);
                 return;
             }
         }
         // No connection: a listener takes a SYN (RFC 9293 §3.10.7.2, LISTEN).
-        let f = seg.flags;
         if let Some(listener) = self.pcbs.lookup_listener(&tuple) {
-            if f.contains(TcpFlags::RST) {
-                return;
-            }
-            if f.contains(TcpFlags::ACK) {
-                // "Any acknowledgment is bad if it arrives on a connection still in
-                // the LISTEN state. An acceptable reset segment should be formed".
-                self.send_reset(ifp, ctx, &tuple, &seg);
-                return;
-            }
-            if !f.contains(TcpFlags::SYN) {
-                return;
-            }
-            if !listener.has_room() {
-                // A full accept queue: drop the SYN (the client retries) and count.
-                Counters::inc(&ctx.counters().tcp_listen_overflow);
-                listener.overflows.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            let mut iss = self.isn.isn(tuple.local, tuple.remote, now);
-            if let Some(floor) = iss_floor {
-                // RFC 1122 §4.2.2.13 (1): the new ISN must be larger than any sequence
-                // number the old incarnation used.
-                if iss <= floor {
-                    iss = floor + 1;
-                }
-            }
-            let cc = self.cc.create_default();
-            let mut cfg = self.conn_config();
-            if let Some(on) = listener.ecn() {
-                cfg.ecn = on;
-            }
-            let tcb = Tcb::accept_syn(cfg, tuple.local, tuple.remote, iss, cc, &seg, now);
-            let owner = self.owner_of(tuple.local, tuple.remote);
-            let Ok(conn) = self.pcbs.insert(tuple, owner, tcb) else {
-                return;
-            };
-            Counters::inc(&ctx.counters().tcp_conns_opened);
-            listener.embryonic.fetch_add(1, Ordering::Relaxed);
-            *conn.listener.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(Arc::downgrade(&listener));
-            let inner = conn.lock();
-            self.flush(ifp, ctx, heap, &conn, inner);
+            self.input_listen(ifp, ctx, heap, &listener, &tuple, &seg, iss_floor, now);
             return;
         }
         Counters::inc(&ctx.counters().tcp_no_conn);
         // RFC 9293 §3.10.7.1 CLOSED: "An incoming segment not containing a RST causes
         // a RST to be sent in response."
         self.send_reset(ifp, ctx, &tuple, &seg);
+    }
+
+    /// A segment (or an LRO aggregate, `ip.lro_nsegs` of them) for an existing
+    /// connection, whose lock the caller holds.
+    #[allow(clippy::too_many_arguments)]
+    fn input_conn(
+        &self,
+        ifp: &Interface,
+        ctx: &mut impl NetCtx,
+        heap: &mut TimerHeap,
+        conn: &Arc<Conn>,
+        mut inner: std::sync::MutexGuard<'_, ConnInner>,
+        ip: &Ipv4In<'_>,
+        seg: &segment::Segment<'_>,
+        now: Instant,
+    ) {
+        let (before, was_open) = (inner.tcb.stats().ecn, inner.tcb.state().is_synchronized());
+        let (outcome, reset_for_seg) = if ip.lro_nsegs > 1 {
+            self.input_lro(ifp, ctx, conn, &mut inner, ip.lro_segsz, seg, now)
+        } else {
+            (inner.tcb.input(seg, now), *seg)
+        };
+        super::ecn::count_input(ctx.counters(), &before, &inner.tcb, was_open);
+        if outcome == InputOutcome::SendReset {
+            drop(inner);
+            self.send_reset(ifp, ctx, &conn.tuple, &reset_for_seg);
+            return;
+        }
+        self.flush(ifp, ctx, heap, conn, inner);
+        if outcome == InputOutcome::Established {
+            self.hand_to_listener(conn);
+        }
+    }
+
+    /// An LRO aggregate: the connection takes its segments (of `segsz` bytes) one by
+    /// one, as they arrived, and sends what each calls for (an ACK for every second
+    /// one), under one lookup and one lock. Returns the outcome and the segment a RST
+    /// would answer.
+    #[allow(clippy::too_many_arguments)]
+    fn input_lro<'a>(
+        &self,
+        ifp: &Interface,
+        ctx: &mut impl NetCtx,
+        conn: &Conn,
+        inner: &mut ConnInner,
+        segsz: u16,
+        seg: &segment::Segment<'a>,
+        now: Instant,
+    ) -> (InputOutcome, segment::Segment<'a>) {
+        let mut outcome = InputOutcome::Ok;
+        let size = segsz.max(1) as usize;
+        let mut pieces = seg.payload.chunks(size).peekable();
+        let mut seq = seg.seq;
+        while let Some(payload) = pieces.next() {
+            let mut piece = *seg;
+            piece.seq = seq;
+            piece.payload = payload;
+            if pieces.peek().is_some() {
+                piece.flags.remove(TcpFlags::PSH);
+            }
+            seq += payload.len() as u32;
+            match inner.tcb.input(&piece, now) {
+                InputOutcome::Ok => {}
+                InputOutcome::Established => outcome = InputOutcome::Established,
+                InputOutcome::SendReset => return (InputOutcome::SendReset, piece),
+            }
+            if pieces.peek().is_some() {
+                while let Some(out) = inner.tcb.poll_output(now) {
+                    self.emit(ifp, ctx, &conn.tuple, &inner.tcb, &out);
+                }
+            }
+        }
+        (outcome, *seg)
+    }
+
+    /// A segment for a listener (RFC 9293 §3.10.7.2, LISTEN): a SYN opens an embryonic
+    /// connection (its ISN above `iss_floor` when it reopens one from TIME-WAIT).
+    #[allow(clippy::too_many_arguments)]
+    fn input_listen(
+        &self,
+        ifp: &Interface,
+        ctx: &mut impl NetCtx,
+        heap: &mut TimerHeap,
+        listener: &Arc<Listener>,
+        tuple: &FourTuple,
+        seg: &segment::Segment<'_>,
+        iss_floor: Option<Seq>,
+        now: Instant,
+    ) {
+        let tuple = *tuple;
+        let f = seg.flags;
+        if f.contains(TcpFlags::RST) {
+            return;
+        }
+        if f.contains(TcpFlags::ACK) {
+            // "Any acknowledgment is bad if it arrives on a connection still in
+            // the LISTEN state. An acceptable reset segment should be formed".
+            self.send_reset(ifp, ctx, &tuple, seg);
+            return;
+        }
+        if !f.contains(TcpFlags::SYN) {
+            return;
+        }
+        if !listener.has_room() {
+            // A full accept queue: drop the SYN (the client retries) and count.
+            Counters::inc(&ctx.counters().tcp_listen_overflow);
+            listener.overflows.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let mut iss = self.isn.isn(tuple.local, tuple.remote, now);
+        if let Some(floor) = iss_floor {
+            // RFC 1122 §4.2.2.13 (1): the new ISN must be larger than any sequence
+            // number the old incarnation used.
+            if iss <= floor {
+                iss = floor + 1;
+            }
+        }
+        let cc = self.cc.create_default();
+        let mut cfg = self.conn_config();
+        if let Some(on) = listener.ecn() {
+            cfg.ecn = on;
+        }
+        let tcb = Tcb::accept_syn(cfg, tuple.local, tuple.remote, iss, cc, seg, now);
+        let owner = self.owner_of(tuple.local, tuple.remote);
+        let Ok(conn) = self.pcbs.insert(tuple, owner, tcb) else {
+            return;
+        };
+        Counters::inc(&ctx.counters().tcp_conns_opened);
+        listener.embryonic.fetch_add(1, Ordering::Relaxed);
+        *conn.listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::downgrade(listener));
+        let inner = conn.lock();
+        self.flush(ifp, ctx, heap, &conn, inner);
     }
 
     /// An established passive connection joins its listener's accept queue.
@@ -549,16 +577,7 @@ impl TcpLayer {
         if seg.retransmit {
             Counters::inc(&c.tcp_retransmits);
         }
-        let f = seg.hdr.flags;
-        if f.contains(TcpFlags::ECE) && !f.contains(TcpFlags::SYN) {
-            Counters::inc(&c.tcp_ecn_ece_tx);
-        }
-        if f.contains(TcpFlags::CWR) && !f.contains(TcpFlags::SYN) {
-            Counters::inc(&c.tcp_ecn_cwr_tx);
-        }
-        if seg.ecn.is_ect() {
-            Counters::inc(&c.tcp_ecn_ect_tx);
-        }
+        super::ecn::count_output(c, seg);
     }
 
     /// Answers a segment that belongs to no connection with a RST.
@@ -591,41 +610,4 @@ impl TcpLayer {
             Counters::inc(&ctx.counters().tcp_rst_tx);
         }
     }
-}
-
-/// A SYN for a connection in TIME-WAIT that may reopen it: RFC 1122 §4.2.2.13 "it MAY
-/// accept a new SYN from the remote TCP to reopen the connection directly from TIME-WAIT
-/// state, if it: (1) assigns its initial sequence number for the new connection to be
-/// larger than the largest sequence number it used on the previous connection
-/// incarnation, and (2) returns to TIME-WAIT state if the SYN turns out to be an old
-/// duplicate". As Linux's `tcp_timewait_state_process` (and RFC 6191 with timestamps):
-/// the SYN is new if its sequence number is beyond RCV.NXT or its timestamp is newer than
-/// TS.Recent, and a timestamp older than TS.Recent (PAWS) refuses it. Returns the largest
-/// sequence number the old incarnation sent, for (1). Like Linux, (2) is left to those
-/// checks: the old incarnation is freed, not kept aside in case the SYN was stale.
-///
-/// Without this a client that reuses a port the server still holds in TIME-WAIT (a
-/// busy client cycles through its ephemeral ports in seconds) is answered with an ACK,
-/// resets, and retries its SYN later: short-connection rates collapse after the first
-/// few thousand connections.
-pub(crate) fn time_wait_reopen(
-    tcb: &Tcb,
-    seg: &segment::Segment<'_>,
-) -> Option<crate::tcp::seq::Seq> {
-    let f = seg.flags;
-    if tcb.state != super::tcb::State::TimeWait
-        || !f.contains(TcpFlags::SYN)
-        || f.intersects(TcpFlags::ACK | TcpFlags::RST | TcpFlags::FIN)
-    {
-        return None;
-    }
-    let ts = seg.options.timestamps.filter(|_| tcb.ts_enabled);
-    if let Some((tsval, _)) = ts {
-        if (tsval.wrapping_sub(tcb.ts_recent) as i32) < 0 {
-            return None; // PAWS: an old duplicate.
-        }
-    }
-    let newer_seq = seg.seq > tcb.rcv_nxt;
-    let newer_ts = ts.is_some_and(|(tsval, _)| (tsval.wrapping_sub(tcb.ts_recent) as i32) > 0);
-    (newer_seq || newer_ts).then_some(tcb.snd_max)
 }

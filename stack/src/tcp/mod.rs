@@ -1,9 +1,17 @@
-//! TCP (RFC 9293 and companions): the sans-IO connection engine (`tcb`, `input`,
-//! `output`, `timer`), its building blocks (sequence numbers, RTT estimation, buffers,
-//! ISNs, segment parsing), connection tables (`pcb`), and the layer that ties them to
-//! IPv4 and the workers (`layer`).
+//! TCP (RFC 9293 and companions), laid out along FreeBSD's seams:
+//!
+//! - the sans-IO connection engine: the control block and its user calls (`tcb`, with
+//!   `tcb::usrreq` and the `tcp_info` snapshot in `tcb::info`; settings and errors in
+//!   `config`), segment arrival (`input`), what to send (`output`), timers (`timer`),
+//!   SACK loss recovery (`sack`) and ECN (`ecn`);
+//! - its building blocks: sequence numbers, RTT estimation, buffers, ISNs, segment
+//!   parsing, the cwnd trace;
+//! - the connection tables (`pcb`: connections, pcbgroups, the table), and the layer
+//!   that ties them to IPv4 and the workers (`layer`).
 
+pub mod config;
 pub mod cwnd_trace;
+pub mod ecn;
 pub mod input;
 pub mod isn;
 pub mod layer;
@@ -21,4 +29,5 @@ pub mod timer;
 #[cfg(test)]
 mod tests;
 
-pub use tcb::{State, Tcb, TcpConfig, TcpError, TcpInfo};
+pub use config::{Keepalive, TcpConfig, TcpError, UserError};
+pub use tcb::{ConnStats, EcnStats, State, Tcb, TcpInfo};

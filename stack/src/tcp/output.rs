@@ -64,23 +64,26 @@ pub struct OutSegment {
     pub ecn: Ecn,
 }
 
+impl OutSegment {
+    /// A segment without payload (SYN, SYN,ACK, pure ACK, keepalive probe, RST): Not-ECT
+    /// (RFC 3168 §6.1.1, §6.1.4), never cut by TSO.
+    fn control(hdr: SegmentOut, retransmit: bool) -> OutSegment {
+        OutSegment {
+            hdr,
+            payload_offset: 0,
+            payload_len: 0,
+            retransmit,
+            tso_segsz: 0,
+            ecn: Ecn::NotEct,
+        }
+    }
+}
+
 impl Tcb {
     /// The next segment to send, if any. Call until it returns `None`.
     pub fn poll_output(&mut self, now: Instant) -> Option<OutSegment> {
         let mut seg = self.next_segment(now)?;
-        let f = seg.hdr.flags;
-        // RFC 3168 §6.1.3: "the TCP receiver continues to set the ECE flag in all
-        // subsequent ACK packets until it receives a CWR packet" -- every segment that
-        // carries an ACK, data segments included (as Linux does). Not on a RST, and not on
-        // a SYN,ACK, where ECE means the ECN-setup answer (`output_syn`).
-        if self.ecn_ok
-            && self.ecn_echo
-            && f.contains(TcpFlags::ACK)
-            && !f.intersects(TcpFlags::SYN | TcpFlags::RST)
-        {
-            seg.hdr.flags |= TcpFlags::ECE;
-            self.stats.ecn.ece_sent += 1;
-        }
+        self.ecn_output_echo(&mut seg.hdr.flags);
         Some(seg)
     }
 
@@ -90,14 +93,7 @@ impl Tcb {
             // RFC 9293 §3.10.5 ABORT: "Send a reset segment: <SEQ=SND.NXT><CTL=RST>".
             let mut hdr = self.header(self.snd_max, TcpFlags::RST | TcpFlags::ACK, now);
             hdr.window = 0;
-            return Some(OutSegment {
-                hdr,
-                payload_offset: 0,
-                payload_len: 0,
-                retransmit: false,
-                tso_segsz: 0,
-                ecn: Ecn::NotEct,
-            });
+            return Some(OutSegment::control(hdr, false));
         }
         match self.state {
             State::Closed => return None,
@@ -117,14 +113,7 @@ impl Tcb {
             // and no data, which the peer must answer with an ACK.
             let hdr = self.header(self.snd_una - 1, TcpFlags::ACK, now);
             self.note_ack_sent(&hdr);
-            return Some(OutSegment {
-                hdr,
-                payload_offset: 0,
-                payload_len: 0,
-                retransmit: false,
-                tso_segsz: 0,
-                ecn: Ecn::NotEct,
-            });
+            return Some(OutSegment::control(hdr, false));
         }
         if self.rexmit_one {
             self.rexmit_one = false;
@@ -290,26 +279,8 @@ impl Tcb {
         let mut flags = TcpFlags::SYN;
         if passive {
             flags |= TcpFlags::ACK;
-            // RFC 3168 §6.1.1: "An 'ECN-setup SYN-ACK packet' is a SYN-ACK packet with the
-            // ECE flag set but the CWR flag not set" -- sent only in answer to an
-            // ECN-setup SYN (`ecn_ok` is decided when the SYN arrives).
-            if self.ecn_ok {
-                flags |= TcpFlags::ECE;
-            }
-        } else if self.cfg.ecn && !resend {
-            // RFC 3168 §6.1.1: "An 'ECN-setup SYN packet' is a SYN packet with the ECE and
-            // CWR flags set." §6.1.1.1: "A host that receives no reply to an ECN-setup SYN
-            // within the normal SYN retransmission timeout interval MAY resend the SYN and
-            // any subsequent SYN retransmissions with CWR and ECE cleared" -- in case a
-            // middlebox drops ECN-setup SYNs. We do (as Linux's tcp_ecn_fallback), and then
-            // the connection never uses ECN: "A host MUST NOT set ECT on data packets
-            // unless it has sent at least one ECN-setup SYN or ECN-setup SYN-ACK packet
-            // ... and has sent no non-ECN-setup SYN or non-ECN-setup SYN-ACK packet."
-            flags |= TcpFlags::ECE | TcpFlags::CWR;
-            self.ecn_setup_sent = true;
-        } else {
-            self.ecn_setup_sent = false;
         }
+        flags |= self.ecn_output_syn(passive, resend);
         let mut hdr = self.header(self.iss, flags, now);
         let mut o = TcpOptions {
             mss: Some(self.cfg.mss),
@@ -347,18 +318,13 @@ impl Tcb {
             self.rcv_adv = self.rcv_nxt + hdr.window as u32;
         }
         self.stats.segs_out += 1;
-        OutSegment {
-            hdr,
-            payload_offset: 0,
-            payload_len: 0,
-            retransmit: resend,
-            tso_segsz: 0,
-            // RFC 3168 §6.1.1: "A host MUST NOT set ECT on SYN or SYN-ACK packets."
-            ecn: Ecn::NotEct,
-        }
+        // RFC 3168 §6.1.1: "A host MUST NOT set ECT on SYN or SYN-ACK packets."
+        OutSegment::control(hdr, resend)
     }
 
-    /// A data and/or FIN segment starting at `seq`, if one should be sent now.
+    /// A data and/or FIN segment starting at `seq`, if one should be sent now (FreeBSD
+    /// `tcp_output`: decide the length, then the flags and header, then the send-side
+    /// bookkeeping).
     fn output_from(&mut self, seq: Seq, now: Instant, mode: Send) -> Option<OutSegment> {
         let retransmit_one = matches!(mode, Send::Rexmit { .. });
         let base = self.data_base();
@@ -368,11 +334,6 @@ impl Tcb {
         let off = seq.dist(base) as usize;
         let buffered = self.sndbuf.len();
         let avail = buffered.saturating_sub(off);
-        let fin_seq = self.fin_seq();
-        let can_fin = matches!(
-            self.state,
-            State::FinWait1 | State::Closing | State::LastAck
-        );
 
         let mss = self.t_maxseg as usize;
         // A zero-window probe (persist timer): it neither arms the retransmission timer
@@ -380,76 +341,11 @@ impl Tcb {
         // exclusive), so a window kept closed never times the connection out (RFC 1122
         // §4.2.2.17: "the sending TCP MUST allow the connection to stay open").
         let probe = !retransmit_one && self.force_one && self.snd_wnd == 0;
-        let mut len;
-        if let Send::Rexmit { max_len } = mode {
-            len = avail.min(mss).min(max_len as usize);
-        } else {
-            let usable = self.usable_window(seq);
-            // TSO (FreeBSD tcp_output's `tso` case): new data only -- a retransmission
-            // or a probe goes out one MSS at a time -- cut to whole segments unless it
-            // is the tail of what is buffered.
-            let max = if self.cfg.tso_max > mss && seq >= self.snd_max && !self.force_one {
-                self.cfg.tso_max
-            } else {
-                mss
-            };
-            len = avail.min(usable).min(max);
-            if len > mss && len % mss != 0 {
-                // A fractional last piece goes only where it would on its own, after
-                // the full ones: the tail of the buffer that Nagle lets through with
-                // data in flight, or half the peer's largest window (the checks below).
-                // So TSO puts on the wire exactly what MSS-at-a-time output would.
-                let tail = len % mss;
-                let tail_ok = len == avail
-                    && (self.cfg.nodelay
-                        || self.fin_queued()
-                        || (self.max_sndwnd > 0 && tail >= self.max_sndwnd as usize / 2));
-                if !tail_ok {
-                    len -= tail;
-                }
-            }
-            // cwnd-limited: more was ready than cwnd let through (FreeBSD
-            // CCF_CWND_LIMITED), as opposed to app- or rwnd-limited.
-            if avail > 0 {
-                self.cwnd_limited = (self.ccv.cwnd as usize) < self.snd_wnd as usize
-                    && avail > len
-                    && usable < mss.min(avail);
-            }
-            if self.force_one && self.snd_wnd == 0 && avail > 0 && len == 0 {
-                // Zero-window probe: one byte beyond the window (RFC 9293 §3.8.6.1).
-                len = 1;
-            }
-            if self.sack_ok && seq < self.snd_max {
-                // A go-back-N retransmission stops where SACKed data begins.
-                if let Some(l) = self.sb.next_sacked_start(seq) {
-                    len = len.min(l.dist(seq) as usize);
-                }
-            }
-            if len > 0 && !self.force_one {
-                let in_flight = self.snd_max > self.snd_una;
-                let retransmitting = seq < self.snd_max;
-                // Send now if: a full segment; or all the data we have and (Nagle off
-                // or nothing in flight) (RFC 9293 §3.7.4, RFC 896); or at least half
-                // the largest window the peer offered (§3.8.6.2.1); or a
-                // retransmission after an RTO.
-                let full = len >= mss;
-                let last = len == avail;
-                let nagle_ok = self.cfg.nodelay || !in_flight || self.fin_queued();
-                let half_window = self.max_sndwnd > 0 && len >= (self.max_sndwnd as usize) / 2;
-                if !(full || (last && nagle_ok) || half_window || retransmitting) {
-                    len = 0;
-                }
-            }
-        }
-        let end = seq + len as u32;
-        let fin = can_fin && fin_seq == Some(end) && len == avail;
-        let fin = fin
-            && (retransmit_one || {
-                // The FIN takes a sequence number too: it must fit the window, except it
-                // may always follow the last data segment we are sending.
-                let wnd = self.snd_wnd.min(self.ccv.cwnd);
-                end.dist(self.snd_una) < wnd.max(1) || len > 0
-            });
+        let len = match mode {
+            Send::Rexmit { max_len } => avail.min(mss).min(max_len as usize),
+            Send::Window => self.window_send_len(seq, avail),
+        };
+        let fin = self.fin_goes_with(seq + len as u32, len, avail, retransmit_one);
         if len == 0 && !fin {
             self.maybe_arm_persist(now, avail);
             return None;
@@ -462,24 +358,9 @@ impl Tcb {
         if len > 0 && len == avail {
             flags |= TcpFlags::PSH;
         }
-        // ECN on data (RFC 3168): ECT(0) only on new data -- §6.1.5: "ECN-capable TCP
-        // implementations MUST NOT set either ECT codepoint (ECT(0) or ECT(1)) in the IP
-        // header for retransmitted data packets"; §6.1.6: nor on window probes. §6.1.2:
-        // "The TCP sender sets the CWR flag in the TCP header of the first new data packet
-        // sent after the window reduction".
         let retransmission = seq < self.snd_max;
         let new_data = len > 0 && !retransmission && !probe;
-        let mut ecn = Ecn::NotEct;
-        if self.ecn_ok && new_data {
-            ecn = Ecn::Ect0;
-            // Every piece of a TSO segment is ECT(0); CWR stays on the first piece.
-            self.stats.ecn.ect_sent += len.div_ceil(mss).max(1) as u64;
-            if self.ecn_cwr_due {
-                self.ecn_cwr_due = false;
-                flags |= TcpFlags::CWR;
-                self.stats.ecn.cwr_sent += 1;
-            }
-        }
+        let ecn = self.ecn_output_data(new_data, len, mss, &mut flags);
         let mut hdr = self.header(seq, flags, now);
         if len > 0 {
             // SACK blocks share the segment with the payload: only as many as the MSS
@@ -492,6 +373,111 @@ impl Tcb {
         let seg_len = len as u32 + fin as u32;
         let new_end = seq + seg_len;
 
+        self.account_data_sent(seq, len, new_end, probe, now);
+        self.advance_snd_nxt(new_end, retransmit_one, !probe && seg_len > 0, now);
+        self.note_ack_sent(&hdr);
+        if self.sack_ok
+            && hdr.options.n_sack == 0
+            && (self.dsack.is_some() || self.rcvbuf.has_ooo())
+        {
+            // No room for the SACK blocks beside the payload: a pure ACK carries them.
+            self.ack_now = true;
+        }
+        self.stats.segs_out += len.div_ceil(mss).max(1) as u64;
+        Some(OutSegment {
+            hdr,
+            payload_offset: off,
+            payload_len: len,
+            retransmit: retransmission && !probe,
+            tso_segsz: if len > mss { mss as u16 } else { 0 },
+            ecn,
+        })
+    }
+
+    /// How many of the `avail` bytes buffered from `seq` the windows, TSO, Nagle and
+    /// sender-side SWS avoidance let go now (`Send::Window`); a zero-window probe sends
+    /// one byte. Notes whether the connection is cwnd-limited.
+    fn window_send_len(&mut self, seq: Seq, avail: usize) -> usize {
+        let mss = self.t_maxseg as usize;
+        let usable = self.usable_window(seq);
+        // TSO (FreeBSD tcp_output's `tso` case): new data only -- a retransmission
+        // or a probe goes out one MSS at a time -- cut to whole segments unless it
+        // is the tail of what is buffered.
+        let max = if self.cfg.tso_max > mss && seq >= self.snd_max && !self.force_one {
+            self.cfg.tso_max
+        } else {
+            mss
+        };
+        let mut len = avail.min(usable).min(max);
+        if len > mss && len % mss != 0 {
+            // A fractional last piece goes only where it would on its own, after
+            // the full ones: the tail of the buffer that Nagle lets through with
+            // data in flight, or half the peer's largest window (the checks below).
+            // So TSO puts on the wire exactly what MSS-at-a-time output would.
+            let tail = len % mss;
+            let tail_ok = len == avail
+                && (self.cfg.nodelay
+                    || self.fin_queued()
+                    || (self.max_sndwnd > 0 && tail >= self.max_sndwnd as usize / 2));
+            if !tail_ok {
+                len -= tail;
+            }
+        }
+        // cwnd-limited: more was ready than cwnd let through (FreeBSD
+        // CCF_CWND_LIMITED), as opposed to app- or rwnd-limited.
+        if avail > 0 {
+            self.cwnd_limited = (self.ccv.cwnd as usize) < self.snd_wnd as usize
+                && avail > len
+                && usable < mss.min(avail);
+        }
+        if self.force_one && self.snd_wnd == 0 && avail > 0 && len == 0 {
+            // Zero-window probe: one byte beyond the window (RFC 9293 §3.8.6.1).
+            len = 1;
+        }
+        if self.sack_ok && seq < self.snd_max {
+            // A go-back-N retransmission stops where SACKed data begins.
+            if let Some(l) = self.sb.next_sacked_start(seq) {
+                len = len.min(l.dist(seq) as usize);
+            }
+        }
+        if len > 0 && !self.force_one {
+            let in_flight = self.snd_max > self.snd_una;
+            let retransmitting = seq < self.snd_max;
+            // Send now if: a full segment; or all the data we have and (Nagle off
+            // or nothing in flight) (RFC 9293 §3.7.4, RFC 896); or at least half
+            // the largest window the peer offered (§3.8.6.2.1); or a
+            // retransmission after an RTO.
+            let full = len >= mss;
+            let last = len == avail;
+            let nagle_ok = self.cfg.nodelay || !in_flight || self.fin_queued();
+            let half_window = self.max_sndwnd > 0 && len >= (self.max_sndwnd as usize) / 2;
+            if !(full || (last && nagle_ok) || half_window || retransmitting) {
+                len = 0;
+            }
+        }
+        len
+    }
+
+    /// Whether our FIN goes on the segment of `len` of the `avail` bytes that ends at
+    /// `end`: after the last byte, in a state that sends one, and within the window.
+    fn fin_goes_with(&self, end: Seq, len: usize, avail: usize, retransmit_one: bool) -> bool {
+        let can_fin = matches!(
+            self.state,
+            State::FinWait1 | State::Closing | State::LastAck
+        );
+        let fin = can_fin && self.fin_seq() == Some(end) && len == avail;
+        fin && (retransmit_one || {
+            // The FIN takes a sequence number too: it must fit the window, except it
+            // may always follow the last data segment we are sending.
+            let wnd = self.snd_wnd.min(self.ccv.cwnd);
+            end.dist(self.snd_una) < wnd.max(1) || len > 0
+        })
+    }
+
+    /// Send-side bookkeeping for `len` bytes from `seq` (the segment ends at `new_end`):
+    /// restart after idle, limited transmit, retransmission counters and Karn, RTT timing.
+    fn account_data_sent(&mut self, seq: Seq, len: usize, new_end: Seq, probe: bool, now: Instant) {
+        let retransmission = seq < self.snd_max;
         if len > 0 && !retransmission && self.snd_una == self.snd_max {
             // Sending after an idle period (RFC 5681 §4.1).
             if let Some(last) = self.last_data_sent {
@@ -533,6 +519,17 @@ impl Tcb {
             self.rtt_timing = Some((seq, now));
         }
         self.stats.bytes_sent += len as u64;
+    }
+
+    /// Moves snd_nxt and snd_max past a segment ending at `new_end`, and arms the
+    /// retransmission timer for one that takes sequence space (`arm_rexmt`).
+    fn advance_snd_nxt(
+        &mut self,
+        new_end: Seq,
+        retransmit_one: bool,
+        arm_rexmt: bool,
+        now: Instant,
+    ) {
         // A fast retransmission leaves snd_nxt alone unless it reaches past it.
         if !retransmit_one || new_end > self.snd_nxt {
             self.snd_nxt = new_end;
@@ -540,30 +537,13 @@ impl Tcb {
         if self.snd_max < new_end {
             self.snd_max = new_end;
         }
-        if !probe && !self.timers.is_set(TimerKind::Rexmt) && seg_len > 0 {
+        if arm_rexmt && !self.timers.is_set(TimerKind::Rexmt) {
             self.timers.set(TimerKind::Rexmt, now + self.rto());
             self.timers.stop(TimerKind::Persist);
         }
         if self.force_one {
             self.force_one = false;
         }
-        self.note_ack_sent(&hdr);
-        if self.sack_ok
-            && hdr.options.n_sack == 0
-            && (self.dsack.is_some() || self.rcvbuf.has_ooo())
-        {
-            // No room for the SACK blocks beside the payload: a pure ACK carries them.
-            self.ack_now = true;
-        }
-        self.stats.segs_out += len.div_ceil(mss).max(1) as u64;
-        Some(OutSegment {
-            hdr,
-            payload_offset: off,
-            payload_len: len,
-            retransmit: retransmission && !probe,
-            tso_segsz: if len > mss { mss as u16 } else { 0 },
-            ecn,
-        })
     }
 
     /// Data waits but nothing may be sent: arm the persist timer.
@@ -621,15 +601,8 @@ impl Tcb {
         let hdr = self.header(self.snd_max, TcpFlags::ACK, now);
         self.note_ack_sent(&hdr);
         self.stats.segs_out += 1;
-        Some(OutSegment {
-            hdr,
-            payload_offset: 0,
-            payload_len: 0,
-            retransmit: false,
-            tso_segsz: 0,
-            // RFC 3168 §6.1.4: pure ACKs are sent Not-ECT.
-            ecn: Ecn::NotEct,
-        })
+        // RFC 3168 §6.1.4: pure ACKs are sent Not-ECT.
+        Some(OutSegment::control(hdr, false))
     }
 
     /// True when a window update is worth sending now (the application's read opened
@@ -676,8 +649,8 @@ impl Tcb {
             self.sack_blocks(&mut options);
         }
         SegmentOut {
-            src_port: self.local.port(),
-            dst_port: self.remote.port(),
+            src_port: self.local().port(),
+            dst_port: self.remote().port(),
             seq,
             ack: self.rcv_nxt,
             flags,

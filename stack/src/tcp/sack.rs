@@ -31,7 +31,7 @@ use std::collections::VecDeque;
 use super::seq::Seq;
 
 /// RFC 6675 §2: "DupThresh: The number of duplicate acknowledgments required to trigger a
-/// retransmission. Per [RFC5681], this threshold is defined to be 3 duplicate
+/// retransmission. Per \[RFC5681\], this threshold is defined to be 3 duplicate
 /// acknowledgments."
 pub const DUP_THRESH: u32 = 3;
 
@@ -254,7 +254,8 @@ impl Scoreboard {
             // Validate: a block must be non-empty and lie within what is outstanding.
             // Anything else is bogus (a confused or malicious peer) and ignored whole,
             // rather than clipped, so it cannot shrink the pipe estimate.
-            if !(l < r) || l < snd_una || r > snd_max {
+            let nonempty = matches!(l.partial_cmp(&r), Some(std::cmp::Ordering::Less));
+            if !nonempty || l < snd_una || r > snd_max {
                 up.bogus += 1;
                 continue;
             }
@@ -365,28 +366,8 @@ impl Scoreboard {
 
     /// The unSACKed holes of `[snd_una, snd_max)`, lowest first.
     fn holes(&self, snd_una: Seq, snd_max: Seq) -> impl Iterator<Item = (Seq, Seq)> + '_ {
-        let mut cur = snd_una;
-        let mut i = 0;
-        std::iter::from_fn(move || loop {
-            if cur >= snd_max {
-                return None;
-            }
-            match self.ranges.get(i) {
-                Some(&(l, r)) => {
-                    i += 1;
-                    let hole = (cur, l.min(snd_max));
-                    cur = cur.max(r);
-                    if hole.1 > hole.0 {
-                        return Some(hole);
-                    }
-                }
-                None => {
-                    let hole = (cur, snd_max);
-                    cur = snd_max;
-                    return Some(hole);
-                }
-            }
-        })
+        // The MSS only matters to IsLost(), which is dropped here.
+        self.holes_lost(snd_una, snd_max, 0).map(|(l, r, _)| (l, r))
     }
 
     /// The unSACKed holes of `[snd_una, snd_max)`, lowest first, each with IsLost() of

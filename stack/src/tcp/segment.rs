@@ -1,9 +1,9 @@
 //! A TCP segment on the wire: parsing a received one (header, options, checksum) into a
 //! [`Segment`], and writing the header of one to send from a [`SegmentOut`].
 //!
-//! Header fields are read and written through `smoltcp::wire::TcpPacket` (DESIGN.md: no
-//! hand-rolled parsing of what smoltcp already does). The options have their own small
-//! parser and writer here, because smoltcp's do not fit:
+//! Header fields are read and written through `smoltcp::wire::TcpPacket` (no hand-rolled
+//! parsing of what smoltcp already does; see `docs/ARCHITECTURE.md`). The options have
+//! their own small parser and writer here, because smoltcp's do not fit:
 //! - its SACK parsing keeps at most 3 blocks, dropping a 4th that a peer without
 //!   timestamps may legitimately send (RFC 2018 §3: "the 40 bytes available for TCP
 //!   options can specify a maximum of 4 blocks");

@@ -3,6 +3,9 @@
 
 use std::time::Instant;
 
+use super::config::TcpError;
+use super::tcb::State;
+
 /// The timers a connection may have armed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
@@ -86,6 +89,133 @@ impl Timers {
     }
 }
 
+impl super::tcb::Tcb {
+    /// Runs the timers due at `now` (BSD `tcp_timer_*`).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for k in self.timers.expired(now) {
+            let dropped = match k {
+                TimerKind::Rexmt => self.timer_rexmt(now),
+                TimerKind::Persist => {
+                    self.force_one = true;
+                    self.persist_shift = self.persist_shift.saturating_add(1);
+                    let t = self.persist_interval();
+                    self.timers.set(TimerKind::Persist, now + t);
+                    false
+                }
+                TimerKind::Delack => {
+                    self.ack_now = true;
+                    false
+                }
+                TimerKind::Keepalive => self.timer_keep(now),
+                // TIME-WAIT's 2*MSL, or an orphaned FIN-WAIT-2 giving up on the peer.
+                TimerKind::TwoMsl => {
+                    self.enter_closed();
+                    false
+                }
+                TimerKind::ConnEstab => {
+                    let timed_out = !self.state.is_synchronized();
+                    if timed_out {
+                        self.drop_with(TcpError::TimedOut);
+                    }
+                    timed_out
+                }
+            };
+            if dropped {
+                return;
+            }
+        }
+    }
+
+    /// The retransmission timer (FreeBSD `tcp_timer_rexmt`): back off and go back to
+    /// SND.UNA, or drop the connection once the retries ran out (true).
+    fn timer_rexmt(&mut self, now: Instant) -> bool {
+        let limit = if self.state.is_synchronized() {
+            self.cfg.max_retransmits
+        } else {
+            self.cfg.syn_retries
+        };
+        if self.rxtshift >= limit {
+            if self.state.is_synchronized() {
+                self.send_rst = true;
+            }
+            self.drop_with(TcpError::TimedOut);
+            return true;
+        }
+        self.rxtshift += 1;
+        self.stats.rtos += 1;
+        // RFC 6298 §5.5: "The host MUST set RTO <- RTO * 2 ("back off the
+        // timer")"; §5.4: retransmit the earliest unacknowledged segment.
+        self.rtt.backoff();
+        // Eifel detection (RFC 3522), for the first expiry of a run only: a
+        // backed-off expiry means the first retransmission got no answer
+        // either, and the module keeps its undo state from the first one.
+        self.eifel = None;
+        if self.cc_started && self.ts_enabled && self.rxtshift == 1 && self.snd_max > self.snd_una {
+            // RFC 3522 §2 step (1) (SpuriousRecovery = FALSE) and (2): remember
+            // the TSval of the retransmission about to go out (it goes out at
+            // this `now`; a later send only makes the test more conservative).
+            self.eifel = Some(super::tcb::RtoUndo {
+                retransmit_ts: self.ts_now(now),
+                recovery: self.recovery,
+                recover: self.recover,
+            });
+        }
+        if self.cc_started {
+            // rto_count (t_rxtshift) tells the module a first expiry from a
+            // backed-off one.
+            let info = self.cong_info(now);
+            self.cc
+                .cong_signal(&mut self.ccv, xstack_cc::CcSignal::Rto, &info);
+            self.recovery = xstack_cc::Recovery::Rto;
+            self.ecn_window_reduced();
+            self.trace_cc(super::cwnd_trace::CcEvent::Rto, now);
+        }
+        // SACK information across a timeout. RFC 2018 §8: "After a retransmit
+        // timeout the data sender SHOULD turn off all of the SACKed bits, since
+        // the timeout might indicate that the data receiver has reneged." We
+        // keep them over the first expiry (as Linux does: reneging is rare, and
+        // go-back-N would resend everything the peer holds) and drop them on a
+        // backed-off one, so a receiver that did renege gets its data on the
+        // second timeout. RFC 6675 §5.1: "If an RTO occurs during loss recovery
+        // as specified in this document, RecoveryPoint MUST be set to HighData"
+        // (`recover` below) and no new recovery begins before it is covered.
+        if self.rxtshift > 1 {
+            self.sb.clear();
+        }
+        self.sb.begin_phase(self.snd_una);
+        self.dupacks = 0;
+        self.recover = self.snd_max;
+        self.snd_nxt = self.snd_una;
+        self.rtt_timing = None;
+        self.rexmit_one = false;
+        self.timers.set(TimerKind::Rexmt, now + self.rto());
+        false
+    }
+
+    /// The keepalive timer (FreeBSD `tcp_timer_keep`): one more probe, or drop the
+    /// connection once `count` went unanswered (true).
+    fn timer_keep(&mut self, now: Instant) -> bool {
+        let Some(ka) = self.cfg.keepalive else {
+            return false;
+        };
+        if !matches!(
+            self.state,
+            State::Established | State::CloseWait | State::FinWait2
+        ) {
+            return false;
+        }
+        if self.keep_probes >= ka.count {
+            self.send_rst = true;
+            self.drop_with(TcpError::TimedOut);
+            return true;
+        }
+        self.keep_probes += 1;
+        self.keep_probe_due = true;
+        self.timers.set(TimerKind::Keepalive, now + ka.interval);
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,116 +235,5 @@ mod tests {
         assert!(t.is_set(TimerKind::Rexmt));
         assert!(!t.is_set(TimerKind::Delack));
         assert_eq!(t.next(), Some(t0 + Duration::from_millis(200)));
-    }
-}
-
-impl super::tcb::Tcb {
-    /// Runs the timers due at `now` (BSD `tcp_timer_*`).
-    pub fn handle_timeout(&mut self, now: Instant) {
-        use super::tcb::{State, TcpError};
-        for k in self.timers.expired(now) {
-            match k {
-                TimerKind::Rexmt => {
-                    let limit = if self.state.is_synchronized() {
-                        self.cfg.max_retransmits
-                    } else {
-                        self.cfg.syn_retries
-                    };
-                    if self.rxtshift >= limit {
-                        if self.state.is_synchronized() {
-                            self.send_rst = true;
-                        }
-                        self.drop_with(TcpError::TimedOut);
-                        return;
-                    }
-                    self.rxtshift += 1;
-                    self.stats.rtos += 1;
-                    // RFC 6298 §5.5: "The host MUST set RTO <- RTO * 2 ("back off the
-                    // timer")"; §5.4: retransmit the earliest unacknowledged segment.
-                    self.rtt.backoff();
-                    // Eifel detection (RFC 3522), for the first expiry of a run only: a
-                    // backed-off expiry means the first retransmission got no answer
-                    // either, and the module keeps its undo state from the first one.
-                    self.eifel = None;
-                    if self.cc_started
-                        && self.ts_enabled
-                        && self.rxtshift == 1
-                        && self.snd_max > self.snd_una
-                    {
-                        // RFC 3522 §2 step (1) (SpuriousRecovery = FALSE) and (2): remember
-                        // the TSval of the retransmission about to go out (it goes out at
-                        // this `now`; a later send only makes the test more conservative).
-                        self.eifel = Some(super::tcb::RtoUndo {
-                            retransmit_ts: self.ts_now(now),
-                            recovery: self.recovery,
-                            recover: self.recover,
-                        });
-                    }
-                    if self.cc_started {
-                        // rto_count (t_rxtshift) tells the module a first expiry from a
-                        // backed-off one.
-                        let info = self.cong_info(now);
-                        self.cc
-                            .cong_signal(&mut self.ccv, xstack_cc::CcSignal::Rto, &info);
-                        self.recovery = xstack_cc::Recovery::Rto;
-                        self.ecn_window_reduced();
-                        self.trace_cc(super::cwnd_trace::CcEvent::Rto, now);
-                    }
-                    // SACK information across a timeout. RFC 2018 §8: "After a retransmit
-                    // timeout the data sender SHOULD turn off all of the SACKed bits, since
-                    // the timeout might indicate that the data receiver has reneged." We
-                    // keep them over the first expiry (as Linux does: reneging is rare, and
-                    // go-back-N would resend everything the peer holds) and drop them on a
-                    // backed-off one, so a receiver that did renege gets its data on the
-                    // second timeout. RFC 6675 §5.1: "If an RTO occurs during loss recovery
-                    // as specified in this document, RecoveryPoint MUST be set to HighData"
-                    // (`recover` below) and no new recovery begins before it is covered.
-                    if self.rxtshift > 1 {
-                        self.sb.clear();
-                    }
-                    self.sb.begin_phase(self.snd_una);
-                    self.dupacks = 0;
-                    self.recover = self.snd_max;
-                    self.snd_nxt = self.snd_una;
-                    self.rtt_timing = None;
-                    self.rexmit_one = false;
-                    self.timers.set(TimerKind::Rexmt, now + self.rto());
-                }
-                TimerKind::Persist => {
-                    self.force_one = true;
-                    self.persist_shift = self.persist_shift.saturating_add(1);
-                    let t = self.persist_interval();
-                    self.timers.set(TimerKind::Persist, now + t);
-                }
-                TimerKind::Delack => self.ack_now = true,
-                TimerKind::Keepalive => {
-                    let Some(ka) = self.cfg.keepalive else {
-                        continue;
-                    };
-                    if !matches!(
-                        self.state,
-                        State::Established | State::CloseWait | State::FinWait2
-                    ) {
-                        continue;
-                    }
-                    if self.keep_probes >= ka.count {
-                        self.send_rst = true;
-                        self.drop_with(TcpError::TimedOut);
-                        return;
-                    }
-                    self.keep_probes += 1;
-                    self.keep_probe_due = true;
-                    self.timers.set(TimerKind::Keepalive, now + ka.interval);
-                }
-                // TIME-WAIT's 2*MSL, or an orphaned FIN-WAIT-2 giving up on the peer.
-                TimerKind::TwoMsl => self.to_closed(),
-                TimerKind::ConnEstab => {
-                    if !self.state.is_synchronized() {
-                        self.drop_with(TcpError::TimedOut);
-                        return;
-                    }
-                }
-            }
-        }
     }
 }

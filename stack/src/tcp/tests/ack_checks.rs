@@ -14,8 +14,8 @@ fn ack_beyond_snd_nxt_is_answered_and_dropped() {
     send!(c, peer_ack(0, 101).bytes(0, 50).win(1));
     recv!(c, our_ack(100, 0, W));
     assert_eq!(c.tcb.readable(), 0);
-    assert_eq!(c.tcb.snd_una, OUR_ISS + 1);
-    assert_eq!(c.tcb.snd_wnd, PEER_WIN as u32, "the window was not taken");
+    assert_eq!(c.tcb.snd_una(), OUR_ISS + 1);
+    assert_eq!(c.tcb.snd_wnd(), PEER_WIN as u32, "the window was not taken");
     assert_eq!(c.state(), State::Established);
 }
 
@@ -61,7 +61,7 @@ fn ack_bound_is_the_highest_sequence_sent() {
     c.advance(Duration::from_millis(200)); // RTO: snd_nxt goes back to snd_una
     let _ = c.output();
     send!(c, peer_ack(0, 2 * MSS as u32));
-    assert_eq!(c.tcb.snd_una, OUR_ISS + 1 + 2 * MSS as u32);
+    assert_eq!(c.tcb.snd_una(), OUR_ISS + 1 + 2 * MSS as u32);
     recv_nothing!(c);
 }
 

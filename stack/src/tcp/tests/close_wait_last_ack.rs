@@ -12,7 +12,7 @@ fn close_wait_still_sends() {
     c.write(&pattern(0, 100));
     recv!(c, our_ack(0, 1, W).flags(F::PSH).bytes(0, 100));
     send!(c, peer_ack(1, 100));
-    assert_eq!(c.tcb.snd_una, OUR_ISS + 101);
+    assert_eq!(c.tcb.snd_una(), OUR_ISS + 101);
     assert_eq!(c.state(), State::CloseWait);
 }
 

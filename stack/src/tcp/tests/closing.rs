@@ -16,7 +16,7 @@ fn ack_of_fin_enters_time_wait() {
     assert_eq!(c.state(), State::TimeWait);
     recv_nothing!(c);
     assert_eq!(c.timer(TimerKind::TwoMsl), Some(Duration::from_secs(60)));
-    assert!(!c.tcb.timers.is_set(TimerKind::Rexmt));
+    assert!(!c.tcb.timers().is_set(TimerKind::Rexmt));
 }
 
 // RFC 9293 §3.10.7.4 (eighth, CLOSING): "Remain in the CLOSING state." A retransmitted FIN

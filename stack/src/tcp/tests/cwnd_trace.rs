@@ -29,7 +29,7 @@ fn events(s: &[CwndSample]) -> Vec<Ev> {
 #[test]
 fn trace_is_off_by_default() {
     let mut c = established();
-    assert!(c.tcb.cwnd_trace.is_none());
+    assert!(!c.tcb.cwnd_tracing());
     assert!(c.tcb.take_cwnd_trace().is_none());
 }
 

@@ -13,7 +13,7 @@ fn every_second_full_segment_is_acknowledged_at_once() {
     recv_nothing!(c);
     send!(c, peer_ack(M, 0).bytes(MSS, MSS));
     recv!(c, our_ack(0, 2 * M, W - 2 * M as u16));
-    assert!(!c.tcb.timers.is_set(TimerKind::Delack));
+    assert!(!c.tcb.timers().is_set(TimerKind::Delack));
     send!(c, peer_ack(2 * M, 0).bytes(2 * MSS, MSS));
     recv_nothing!(c);
     send!(c, peer_ack(3 * M, 0).bytes(3 * MSS, MSS));
@@ -60,7 +60,7 @@ fn delayed_ack_rides_on_outgoing_data() {
     send!(c, peer_ack(0, 0).bytes(0, 100));
     c.write(&pattern(0, 10));
     recv!(c, our_ack(0, 100, W - 100).flags(F::PSH).bytes(0, 10));
-    assert!(!c.tcb.timers.is_set(TimerKind::Delack));
+    assert!(!c.tcb.timers().is_set(TimerKind::Delack));
     recv_nothing!(c);
 }
 

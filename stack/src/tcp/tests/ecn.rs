@@ -321,14 +321,14 @@ fn ece_reduces_once_per_window_and_cwr_goes_on_the_next_new_data() {
     // The first ECE ACK: NewReno halves (ssthresh = FlightSize / 2 = 5 segments, cwnd =
     // ssthresh); the transport enters CWR until the window sent so far is acknowledged.
     send!(c, peer_ack(0, M).flags(F::ECE));
-    assert_eq!((c.tcb.ccv.cwnd, c.tcb.ccv.ssthresh), (5 * M, 5 * M));
-    assert_eq!(c.tcb.recovery, Recovery::Cwr);
-    assert_eq!(c.tcb.recover, recover);
+    assert_eq!((c.tcb.ccv().cwnd, c.tcb.ccv().ssthresh), (5 * M, 5 * M));
+    assert_eq!(c.tcb.recovery(), Recovery::Cwr);
+    assert_eq!(c.tcb.recover(), recover);
     recv_nothing!(c); // 9 segments in flight, cwnd 5
                       // More ECE ACKs from the same window: no further reduction (nor growth).
     for k in 2..=5 {
         send!(c, peer_ack(0, k * M).flags(F::ECE));
-        assert_eq!((c.tcb.ccv.cwnd, c.tcb.ccv.ssthresh), (5 * M, 5 * M));
+        assert_eq!((c.tcb.ccv().cwnd, c.tcb.ccv().ssthresh), (5 * M, 5 * M));
     }
     // Flight 5 segments = cwnd; one more ACK opens room for one new segment: CWR on it,
     // and ECT(0).
@@ -348,13 +348,13 @@ fn ece_reduces_once_per_window_and_cwr_goes_on_the_next_new_data() {
     );
     // The ACK that covers `recover` ends the episode (post_recovery, no reduction).
     send!(c, peer_ack(0, 10 * M));
-    assert_eq!(c.tcb.recovery, Recovery::Open);
+    assert_eq!(c.tcb.recovery(), Recovery::Open);
     let _ = c.output();
     // An ECE for the next window reduces again.
     let flight = c.tcb.in_flight();
     send!(c, peer_ack(0, 11 * M).flags(F::ECE));
-    assert_eq!(c.tcb.recovery, Recovery::Cwr);
-    assert_eq!(c.tcb.ccv.ssthresh, (flight / 2).max(2 * M));
+    assert_eq!(c.tcb.recovery(), Recovery::Cwr);
+    assert_eq!(c.tcb.ccv().ssthresh, (flight / 2).max(2 * M));
     let s = c.tcb.stats().ecn;
     assert_eq!((s.ece_received, s.reductions, s.cwr_sent), (8, 2, 1));
     // Every ECE ACK reached the module (the contract), which reduced only from Open.
@@ -374,7 +374,7 @@ fn ece_reduces_once_per_window_and_cwr_goes_on_the_next_new_data() {
 fn cwr_is_not_put_on_a_retransmission() {
     let mut c = ecn_flight_of_ten();
     send!(c, peer_ack(0, 0).flags(F::ECE));
-    assert_eq!(c.tcb.recovery, Recovery::Cwr);
+    assert_eq!(c.tcb.recovery(), Recovery::Cwr);
     recv_nothing!(c);
     assert_eq!(c.tcb.stats().ecn.ece_received, 1);
     // The RTO fires: the retransmission of the first segment has no CWR.
@@ -394,15 +394,18 @@ fn ece_in_fast_recovery_is_no_second_reduction() {
     for _ in 0..3 {
         send!(c, peer_ack(0, 0));
     }
-    assert_eq!(c.tcb.recovery, Recovery::Fast);
-    let (cwnd, ssthresh) = (c.tcb.ccv.cwnd, c.tcb.ccv.ssthresh);
+    assert_eq!(c.tcb.recovery(), Recovery::Fast);
+    let (cwnd, ssthresh) = (c.tcb.ccv().cwnd, c.tcb.ccv().ssthresh);
     recv!(c, our_ack(0, 0, W).bytes(0, MSS));
     send!(c, peer_ack(0, 0).flags(F::ECE));
-    assert_eq!(c.tcb.recovery, Recovery::Fast);
+    assert_eq!(c.tcb.recovery(), Recovery::Fast);
     // Only the RFC 5681 step 4 inflation for this duplicate ACK.
-    assert_eq!((c.tcb.ccv.cwnd, c.tcb.ccv.ssthresh), (cwnd + M, ssthresh));
+    assert_eq!(
+        (c.tcb.ccv().cwnd, c.tcb.ccv().ssthresh),
+        (cwnd + M, ssthresh)
+    );
     assert_eq!(c.tcb.stats().ecn.reductions, 0);
-    assert!(c.tcb.ecn_cwr_due, "the loss reduction queues CWR");
+    assert!(c.tcb.ecn_cwr_due(), "the loss reduction queues CWR");
 }
 
 // A loss inside a window already reduced for ECN is still repaired by fast retransmit,
@@ -411,13 +414,13 @@ fn ece_in_fast_recovery_is_no_second_reduction() {
 fn loss_during_cwr_is_fast_retransmitted_without_a_second_cut() {
     let mut c = ecn_flight_of_ten();
     send!(c, peer_ack(0, M).flags(F::ECE));
-    assert_eq!(c.tcb.recovery, Recovery::Cwr);
-    let ssthresh = c.tcb.ccv.ssthresh;
+    assert_eq!(c.tcb.recovery(), Recovery::Cwr);
+    let ssthresh = c.tcb.ccv().ssthresh;
     for _ in 0..3 {
         send!(c, peer_ack(0, M).flags(F::ECE));
     }
-    assert_eq!(c.tcb.recovery, Recovery::Fast);
-    assert_eq!(c.tcb.ccv.ssthresh, ssthresh);
+    assert_eq!(c.tcb.recovery(), Recovery::Fast);
+    assert_eq!(c.tcb.ccv().ssthresh, ssthresh);
     let out = c.output();
     assert_eq!(out[0].seq, OUR_ISS + 1 + M, "fast retransmit: {out:?}");
     assert_eq!(out[0].ecn, Ecn::NotEct);
@@ -430,9 +433,9 @@ fn ece_without_ecn_is_ignored() {
     c.tcb.set_nodelay(true);
     c.write(&pattern(0, 4 * MSS));
     let _ = c.output();
-    let cwnd = c.tcb.ccv.cwnd;
+    let cwnd = c.tcb.ccv().cwnd;
     send!(c, peer_ack(0, M).flags(F::ECE));
-    assert_eq!(c.tcb.recovery, Recovery::Open);
-    assert!(c.tcb.ccv.cwnd >= cwnd);
+    assert_eq!(c.tcb.recovery(), Recovery::Open);
+    assert!(c.tcb.ccv().cwnd >= cwnd);
     assert_eq!(c.tcb.stats().ecn.ece_received, 0);
 }

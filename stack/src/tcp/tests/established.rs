@@ -20,10 +20,10 @@ fn send_data_and_get_it_acknowledged() {
     c.advance(Duration::from_millis(10));
     send!(c, peer_ack(0, 100));
     recv_nothing!(c);
-    assert_eq!(c.tcb.snd_una, OUR_ISS + 101);
+    assert_eq!(c.tcb.snd_una(), OUR_ISS + 101);
     // RFC 6298 (5.2): "When all outstanding data has been acknowledged, turn off the
     // retransmission timer."
-    assert!(!c.tcb.timers.is_set(TimerKind::Rexmt));
+    assert!(!c.tcb.timers().is_set(TimerKind::Rexmt));
     assert_eq!(c.tcb.stats().bytes_acked, 100);
 }
 
@@ -88,7 +88,7 @@ fn overlapping_retransmission_delivers_only_the_new_part() {
     send!(c, peer_ack(0, 0).bytes(0, 100));
     send!(c, peer_ack(50, 0).bytes(50, 100));
     assert_eq!(c.read_all(), pattern(0, 150));
-    assert_eq!(c.tcb.rcv_nxt, PEER_ISS + 151);
+    assert_eq!(c.tcb.rcv_nxt(), PEER_ISS + 151);
 }
 
 // RFC 9293 §3.10.7.4 (first): "If an incoming segment is not acceptable, an acknowledgment
@@ -140,9 +140,9 @@ fn segment_without_ack_bit_is_dropped() {
 fn window_update_only_from_newer_segments() {
     let mut c = established();
     send!(c, peer_ack(100, 0).bytes(0, 0).win(30000)); // newer: taken
-    assert_eq!(c.tcb.snd_wnd, 30000);
+    assert_eq!(c.tcb.snd_wnd(), 30000);
     send!(c, peer_ack(50, 0).win(100)); // SEG.SEQ < SND.WL1: ignored
-    assert_eq!(c.tcb.snd_wnd, 30000);
+    assert_eq!(c.tcb.snd_wnd(), 30000);
 }
 
 // RFC 9293 §3.10.7.4 (eighth): "ESTABLISHED STATE: Enter the CLOSE-WAIT state." and
@@ -168,7 +168,7 @@ fn old_ack_with_data_is_processed() {
     let _ = c.output();
     send!(c, peer_ack(0, 100));
     send!(c, peer_ack(0, 0).bytes(0, 10));
-    assert_eq!(c.tcb.snd_una, OUR_ISS + 101);
+    assert_eq!(c.tcb.snd_una(), OUR_ISS + 101);
     assert_eq!(c.read_all(), pattern(0, 10));
 }
 

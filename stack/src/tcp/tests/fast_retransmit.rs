@@ -8,7 +8,7 @@ const W: u16 = RCVBUF as u16;
 const M: u32 = MSS as u32;
 
 /// Established, nodelay, 11 segments queued: the first 10 (IW) sent, the 11th held by cwnd.
-/// Limited transmit (RFC 3042, `limited_transmit.rs`) is off so these tests see RFC 5681 and
+/// Limited transmit (RFC 3042, `TcpConfig::limited_transmit`) is off so these tests see RFC 5681 and
 /// RFC 6582 alone.
 fn flight_of_ten() -> Conn {
     let cfg = TcpConfig {
@@ -20,7 +20,7 @@ fn flight_of_ten() -> Conn {
     c.write(&pattern(0, 11 * MSS));
     let out = c.output();
     assert_eq!(out.len(), 10);
-    assert_eq!(c.tcb.ccv.cwnd, 10 * M);
+    assert_eq!(c.tcb.ccv().cwnd, 10 * M);
     c
 }
 
@@ -37,8 +37,8 @@ fn two_duplicates_do_nothing() {
     send!(c, dupack());
     send!(c, dupack());
     recv_nothing!(c);
-    assert_eq!(c.tcb.ccv.cwnd, 10 * M);
-    assert_eq!(c.tcb.recovery, Recovery::Open);
+    assert_eq!(c.tcb.ccv().cwnd, 10 * M);
+    assert_eq!(c.tcb.recovery(), Recovery::Open);
 }
 
 // RFC 5681 §2 DUPLICATE ACKNOWLEDGMENT: "(b) the incoming acknowledgment carries no data,
@@ -52,7 +52,7 @@ fn acks_with_data_or_a_new_window_are_not_duplicates() {
     send!(c, peer_ack(10, 0).win(60000));
     let out = c.output();
     assert!(out.iter().all(|s| s.payload.is_empty()), "{out:?}");
-    assert_eq!(c.tcb.dupacks, 1);
+    assert_eq!(c.tcb.dupacks(), 1);
 }
 
 // The whole episode, step by step.
@@ -65,10 +65,10 @@ fn fast_retransmit_and_newreno_recovery() {
     // RFC 5681 §3.2 step 2: "ssthresh = max (FlightSize / 2, 2*SMSS)" = 7300; step 3: "The
     // lost segment starting at SND.UNA MUST be retransmitted and cwnd set to ssthresh plus
     // 3*SMSS." RFC 6582 §3.2 step 2: "recover" = the highest sequence sent.
-    assert_eq!(c.tcb.ccv.ssthresh, 5 * M);
-    assert_eq!(c.tcb.ccv.cwnd, 8 * M);
-    assert_eq!(c.tcb.recovery, Recovery::Fast);
-    assert_eq!(c.tcb.recover, OUR_ISS + 1 + 10 * M);
+    assert_eq!(c.tcb.ccv().ssthresh, 5 * M);
+    assert_eq!(c.tcb.ccv().cwnd, 8 * M);
+    assert_eq!(c.tcb.recovery(), Recovery::Fast);
+    assert_eq!(c.tcb.recover(), OUR_ISS + 1 + 10 * M);
     recv!(c, our_ack(0, 0, W).bytes(0, MSS));
     recv_nothing!(c);
     // Step 4: "For each additional duplicate ACK received (after the third), cwnd MUST be
@@ -76,7 +76,7 @@ fn fast_retransmit_and_newreno_recovery() {
     // once cwnd exceeds the flight (10 segments) by one.
     for k in 9..=11u32 {
         send!(c, dupack());
-        assert_eq!(c.tcb.ccv.cwnd, k * M);
+        assert_eq!(c.tcb.ccv().cwnd, k * M);
         if k < 11 {
             recv_nothing!(c);
         }
@@ -88,8 +88,8 @@ fn fast_retransmit_and_newreno_recovery() {
     // data, then add back SMSS bytes".
     c.advance(Duration::from_millis(50));
     send!(c, peer_ack(0, 3 * M));
-    assert_eq!(c.tcb.ccv.cwnd, 11 * M - 3 * M + M);
-    assert_eq!(c.tcb.recovery, Recovery::Fast);
+    assert_eq!(c.tcb.ccv().cwnd, 11 * M - 3 * M + M);
+    assert_eq!(c.tcb.recovery(), Recovery::Fast);
     recv!(c, our_ack(3 * M, 0, W).bytes(3 * MSS, MSS));
     recv_nothing!(c);
     // RFC 6298 (5.3): the partial ACK restarted the retransmission timer.
@@ -98,9 +98,9 @@ fn fast_retransmit_and_newreno_recovery() {
     // (ssthresh, max(FlightSize, SMSS) + SMSS)" -- NewReno's post_recovery; FlightSize is
     // the 11th segment.
     send!(c, peer_ack(0, 10 * M));
-    assert_eq!(c.tcb.recovery, Recovery::Open);
-    assert_eq!(c.tcb.ccv.cwnd, 2 * M);
-    assert_eq!(c.tcb.ccv.ssthresh, 5 * M);
+    assert_eq!(c.tcb.recovery(), Recovery::Open);
+    assert_eq!(c.tcb.ccv().cwnd, 2 * M);
+    assert_eq!(c.tcb.ccv().ssthresh, 5 * M);
     recv_nothing!(c);
     assert_eq!(c.tcb.stats().retransmits, 2);
 }
@@ -121,13 +121,13 @@ fn no_second_episode_for_the_same_window() {
     let _ = c.output();
     c.fire();
     let _ = c.output();
-    let ssthresh = c.tcb.ccv.ssthresh;
+    let ssthresh = c.tcb.ccv().ssthresh;
     // ... and duplicates of an ACK still below `recover` are not a new episode.
     for _ in 0..3 {
         send!(c, peer_ack(0, M));
     }
-    assert_eq!(c.tcb.ccv.ssthresh, ssthresh);
-    assert_ne!(c.tcb.recovery, Recovery::Fast);
+    assert_eq!(c.tcb.ccv().ssthresh, ssthresh);
+    assert_ne!(c.tcb.recovery(), Recovery::Fast);
 }
 
 // Zero-window ACKs are not loss signals: answers to window probes match RFC 5681's
@@ -139,7 +139,7 @@ fn zero_window_acks_are_not_duplicates() {
     for _ in 0..3 {
         send!(c, peer_ack(0, 0).win(0));
     }
-    assert_eq!(c.tcb.recovery, Recovery::Open);
+    assert_eq!(c.tcb.recovery(), Recovery::Open);
     for s in c.output() {
         assert!(s.payload.len() <= 1, "{s:?}");
     }

@@ -15,7 +15,7 @@ fn fin_follows_queued_data_on_the_same_segment() {
     assert_eq!(c.state(), State::FinWait1);
     recv!(c, our_ack(0, 0, W).flags(F::PSH | F::FIN).bytes(0, 100));
     recv_nothing!(c);
-    assert_eq!(c.tcb.snd_nxt, OUR_ISS + 102);
+    assert_eq!(c.tcb.snd_nxt(), OUR_ISS + 102);
 }
 
 // RFC 9293 §3.10.2 SEND, FIN-WAIT-1 ...: "Return 'error: connection closing' and do not
@@ -37,7 +37,7 @@ fn ack_of_fin_moves_to_fin_wait_2() {
     send!(c, peer_ack(0, 1));
     assert_eq!(c.state(), State::FinWait2);
     recv_nothing!(c);
-    assert!(!c.tcb.timers.is_set(TimerKind::Rexmt));
+    assert!(!c.tcb.timers().is_set(TimerKind::Rexmt));
 }
 
 // RFC 9293 §3.10.7.4 (seventh): data is still received in FIN-WAIT-1 and FIN-WAIT-2.
@@ -62,7 +62,7 @@ fn fin_acking_our_fin_goes_straight_to_time_wait() {
     assert_eq!(c.state(), State::TimeWait);
     recv!(c, our_ack(1, 1, W));
     assert_eq!(c.timer(TimerKind::TwoMsl), Some(Duration::from_secs(60)));
-    assert!(!c.tcb.timers.is_set(TimerKind::Rexmt));
+    assert!(!c.tcb.timers().is_set(TimerKind::Rexmt));
 }
 
 // RFC 9293 §3.10.7.4 (eighth, FIN-WAIT-1): "otherwise, enter the CLOSING state".

@@ -1,5 +1,5 @@
-//! Fixtures and helpers for the per-state sans-IO tests (STYLE.md: smoltcp's `send!` /
-//! `recv!` / `recv_nothing!`): one [`Tcb`] under test, a simulated clock, and segments
+//! Fixtures and helpers for the per-state sans-IO tests (in the style of smoltcp's
+//! `send!` / `recv!` / `recv_nothing!`): one [`Tcb`] under test, a simulated clock, and segments
 //! described by [`Seg`] values that go through the real wire format (`emit` + `parse`)
 //! on the way in, and are compared field by field on the way out.
 //!
@@ -20,8 +20,8 @@ pub use std::time::Duration;
 pub use crate::tcp::input::{reset_for, InputOutcome};
 pub use crate::tcp::segment::{Ecn, TcpFlags, TcpOptions};
 pub use crate::tcp::seq::Seq;
-pub use crate::tcp::tcb::{Keepalive, State, TcpConfig, TcpError, UserError};
 pub use crate::tcp::timer::TimerKind;
+pub use crate::tcp::{Keepalive, State, TcpConfig, TcpError, UserError};
 
 pub use crate::tcp::segment::TcpFlags as F;
 
@@ -244,7 +244,7 @@ impl Conn {
     /// When timer `k` fires, relative to now.
     pub fn timer(&self, k: TimerKind) -> Option<Duration> {
         self.tcb
-            .timers
+            .timers()
             .get(k)
             .map(|t| t.saturating_duration_since(self.now))
     }

@@ -31,17 +31,17 @@ fn one_new_segment_on_each_of_the_first_two_duplicates() {
     let mut c = flight(cfg(), peer_syn().ack(OUR_ISS + 1), 14);
     send!(c, peer_ack(0, 0));
     recv!(c, data(10));
-    assert_eq!(c.tcb.ccv.cwnd, 10 * M);
+    assert_eq!(c.tcb.ccv().cwnd, 10 * M);
     send!(c, peer_ack(0, 0));
     recv!(c, data(11));
-    assert_eq!(c.tcb.ccv.cwnd, 10 * M);
+    assert_eq!(c.tcb.ccv().cwnd, 10 * M);
     assert_eq!(c.tcb.stats().limited_transmits, 2);
     // The third is fast retransmit (RFC 5681 §3.2): segment 0, and NewReno's inflated
     // window (ssthresh 6 + 3 = 9 segments) is still below the 12 in flight.
     send!(c, peer_ack(0, 0));
-    assert_eq!(c.tcb.recovery, Recovery::Fast);
+    assert_eq!(c.tcb.recovery(), Recovery::Fast);
     recv!(c, data(0));
-    assert_eq!(c.tcb.ccv.cwnd, 9 * M);
+    assert_eq!(c.tcb.ccv().cwnd, 9 * M);
     assert_eq!(c.tcb.stats().limited_transmits, 2);
 }
 
@@ -52,7 +52,7 @@ fn not_beyond_the_receivers_window() {
     // The peer's window is exactly the flight: duplicates with that window release nothing.
     send!(c, peer_ack(0, 0).win((10 * M) as u16));
     send!(c, peer_ack(0, 0).win((10 * M) as u16));
-    assert_eq!(c.tcb.dupacks, 1);
+    assert_eq!(c.tcb.dupacks(), 1);
     recv_nothing!(c);
     send!(c, peer_ack(0, 0).win((10 * M) as u16));
     recv_nothing!(c);
@@ -82,8 +82,8 @@ fn with_sack_too() {
     recv!(c, data(10));
     send!(c, peer_ack(0, 0).sack(o(1), o(3)));
     recv!(c, data(11));
-    assert_eq!(c.tcb.ccv.cwnd, 10 * M);
-    assert_eq!(c.tcb.recovery, Recovery::Open);
+    assert_eq!(c.tcb.ccv().cwnd, 10 * M);
+    assert_eq!(c.tcb.recovery(), Recovery::Open);
 }
 
 // Off by configuration (FreeBSD's net.inet.tcp.rfc3042 = 0).

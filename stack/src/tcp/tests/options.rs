@@ -38,7 +38,7 @@ fn send_mss_is_clamped_to_ours() {
         let mut synack = seg(PEER_ISS).ack(OUR_ISS + 1).flags(F::SYN).win(PEER_WIN);
         synack.options.mss = offered;
         let mut c = established_with(cfg(), synack);
-        assert_eq!(c.tcb.t_maxseg as usize, want, "peer MSS {offered:?}");
+        assert_eq!(c.tcb.t_maxseg() as usize, want, "peer MSS {offered:?}");
         c.tcb.set_nodelay(true);
         c.write(&pattern(0, 2 * want + 1));
         let out = c.output();
@@ -61,11 +61,11 @@ fn window_scaling_when_both_offer_it() {
     });
     recv!(c, our_syn().win(65535).wscale(3));
     send!(c, peer_syn().ack(OUR_ISS + 1).win(1000).wscale(2));
-    assert_eq!(c.tcb.snd_wnd, 1000, "the SYN,ACK's window is not scaled");
+    assert_eq!(c.tcb.snd_wnd(), 1000, "the SYN,ACK's window is not scaled");
     // Our window field from now on is scaled down by our shift.
     recv!(c, our_ack(0, 0, (262144 >> 3) as u16));
     send!(c, peer_ack(0, 0).win(1000));
-    assert_eq!(c.tcb.snd_wnd, 4000);
+    assert_eq!(c.tcb.snd_wnd(), 4000);
     assert_eq!(c.tcb.info().wscale, Some((3, 2)));
 }
 
@@ -75,7 +75,7 @@ fn window_scaling_when_both_offer_it() {
 fn window_scale_above_14_is_taken_as_14() {
     let mut c = syn_sent_with(cfg_all());
     send!(c, peer_syn().ack(OUR_ISS + 1).wscale(15));
-    assert_eq!(c.tcb.snd_wscale, 14);
+    assert_eq!(c.tcb.snd_wscale(), 14);
 }
 
 // RFC 7323 §2.2: "If a TCP receives a <SYN> segment containing a Window Scale option, it
@@ -93,7 +93,7 @@ fn no_scaling_unless_the_peer_offers_it() {
     // Unscaled: the whole 256 KiB cannot be advertised, 65535 is the most.
     recv!(c, our_ack(0, 0, 65535));
     send!(c, peer_ack(0, 0).win(1000));
-    assert_eq!(c.tcb.snd_wnd, 1000);
+    assert_eq!(c.tcb.snd_wnd(), 1000);
     assert_eq!(c.tcb.info().wscale, None);
 }
 
@@ -108,9 +108,9 @@ fn passive_open_answers_window_scale_only_if_offered() {
     recv!(c, our_syn().win(65535).ack(PEER_ISS + 1));
     let mut c = Conn::accept(cfg, peer_syn().wscale(7).win(500));
     recv!(c, our_syn().win(65535).wscale(3).ack(PEER_ISS + 1));
-    assert_eq!(c.tcb.snd_wnd, 500, "the SYN's window is not scaled");
+    assert_eq!(c.tcb.snd_wnd(), 500, "the SYN's window is not scaled");
     send!(c, peer_ack(0, 0).win(500) => InputOutcome::Established);
-    assert_eq!(c.tcb.snd_wnd, 500 << 7);
+    assert_eq!(c.tcb.snd_wnd(), 500 << 7);
 }
 
 // ---------------------------------------------------------------- timestamps
@@ -129,10 +129,10 @@ fn timestamps_negotiated_and_echoed() {
     c.advance(Duration::from_millis(10));
     send!(c, peer_syn().ack(OUR_ISS + 1).ts(777, tsval(0)));
     recv!(c, our_ack(0, 0, 65535).ts(tsval(10), 777));
-    assert!(c.tcb.ts_enabled);
-    assert_eq!(c.tcb.t_maxseg, 1448);
+    assert!(c.tcb.ts_enabled());
+    assert_eq!(c.tcb.t_maxseg(), 1448);
     // RTTM from the SYN,ACK's echo: 10 ms.
-    assert_eq!(c.tcb.rtt.srtt(), Some(Duration::from_millis(10)));
+    assert_eq!(c.tcb.rtt().srtt(), Some(Duration::from_millis(10)));
     c.write(&pattern(0, 10));
     recv!(
         c,
@@ -144,10 +144,10 @@ fn timestamps_negotiated_and_echoed() {
     // RFC 7323 §4.1 RTTM: "RTT = current time - TSecr", here 50 ms; SRTT = 7/8*10 + 50/8.
     c.advance(Duration::from_millis(50));
     send!(c, peer_ack(0, 10).ts(800, tsval(10)));
-    assert_eq!(c.tcb.rtt.srtt(), Some(Duration::from_millis(15)));
+    assert_eq!(c.tcb.rtt().srtt(), Some(Duration::from_millis(15)));
     // RFC 7323 §4.3 (2): "If SEG.TSval >= TS.Recent and SEG.SEQ =< Last.ACK.sent, then
     // TS.Recent = SEG.TSval".
-    assert_eq!(c.tcb.ts_recent, 800);
+    assert_eq!(c.tcb.ts_recent(), 800);
 }
 
 // RFC 7323 §5.3 R1: "If there is a Timestamps option in the arriving segment, SEG.TSval <
@@ -206,7 +206,7 @@ fn ts_recent_not_taken_from_out_of_order_segments() {
     send!(c, peer_syn().ack(OUR_ISS + 1).ts(1000, tsval(0)));
     let _ = c.output();
     send!(c, peer_ack(1000, 0).ts(2000, tsval(0)).bytes(1000, 100));
-    assert_eq!(c.tcb.ts_recent, 1000);
+    assert_eq!(c.tcb.ts_recent(), 1000);
     // Its immediate duplicate ACK still echoes the old TS.Recent (RFC 7323 §4.3 (1)).
     recv!(c, our_ack(0, 0, 65535).ts(tsval(0), 1000));
 }
@@ -221,8 +221,8 @@ fn no_timestamps_unless_both_offer() {
     });
     send!(c, peer_syn().ack(OUR_ISS + 1));
     recv!(c, our_ack(0, 0, 65535));
-    assert!(!c.tcb.ts_enabled);
-    assert_eq!(c.tcb.t_maxseg, 1460);
+    assert!(!c.tcb.ts_enabled());
+    assert_eq!(c.tcb.t_maxseg(), 1460);
     // Passive, peer offers, we do not.
     let mut c = Conn::accept(cfg(), peer_syn().ts(5, 0));
     recv!(c, our_syn().ack(PEER_ISS + 1));
@@ -253,11 +253,11 @@ fn sack_permitted_negotiation() {
     let mut c = Conn::connect(only_sack.clone());
     recv!(c, our_syn().win(65535).sack_ok());
     send!(c, peer_syn().ack(OUR_ISS + 1).sack_ok());
-    assert!(c.tcb.sack_ok);
+    assert!(c.tcb.sack_ok());
     recv!(c, our_ack(0, 0, 65535));
     let mut c = syn_sent_with(only_sack.clone());
     send!(c, peer_syn().ack(OUR_ISS + 1));
-    assert!(!c.tcb.sack_ok);
+    assert!(!c.tcb.sack_ok());
     // Passive: answered only when offered, and only if configured.
     let mut c = Conn::accept(only_sack.clone(), peer_syn().sack_ok());
     recv!(c, our_syn().win(65535).ack(PEER_ISS + 1).sack_ok());
@@ -265,7 +265,7 @@ fn sack_permitted_negotiation() {
     recv!(c, our_syn().win(65535).ack(PEER_ISS + 1));
     let mut c = Conn::accept(cfg(), peer_syn().sack_ok());
     recv!(c, our_syn().ack(PEER_ISS + 1));
-    assert!(!c.tcb.sack_ok);
+    assert!(!c.tcb.sack_ok());
 }
 
 // Everything at once, the way Linux sends its SYN.

@@ -27,7 +27,7 @@ fn zero_window_probe_with_backoff() {
         c.timer(TimerKind::Persist),
         Some(Duration::from_millis(200))
     );
-    assert!(!c.tcb.timers.is_set(TimerKind::Rexmt));
+    assert!(!c.tcb.timers().is_set(TimerKind::Rexmt));
     for ms in [200u64, 400, 800, 1600, 3200] {
         assert_eq!(c.fire(), Duration::from_millis(ms));
         // Always the same first byte: the probe is refused, SND.UNA does not move.
@@ -67,7 +67,7 @@ fn a_window_closed_for_long_keeps_the_connection() {
         &waits[..],
         &[200, 400, 800, 1600, 3200, 6400, 12800, 25600, 51200, 60000, 60000, 60000]
     );
-    assert_eq!(c.tcb.recovery, xstack_cc::Recovery::Open);
+    assert_eq!(c.tcb.recovery(), xstack_cc::Recovery::Open);
 }
 
 // The window opens: data flows at once, from SND.UNA, and the persist timer stops.
@@ -78,7 +78,7 @@ fn window_update_ends_persist() {
     recv!(c, our_ack(0, 0, W).bytes(0, 1));
     send!(c, peer_ack(0, 0).win(1000));
     recv!(c, our_ack(0, 0, W).flags(F::PSH).bytes(0, 100));
-    assert!(!c.tcb.timers.is_set(TimerKind::Persist));
+    assert!(!c.tcb.timers().is_set(TimerKind::Persist));
     assert_eq!(c.timer(TimerKind::Rexmt), Some(Duration::from_millis(200)));
     send!(c, peer_ack(0, 100).win(1000));
     assert!(c.tcb.poll_timeout().is_none());
@@ -93,7 +93,7 @@ fn accepted_probe_byte_advances() {
     recv!(c, our_ack(0, 0, W).bytes(0, 1));
     send!(c, peer_ack(0, 1).win(0));
     recv_nothing!(c);
-    assert_eq!(c.tcb.snd_una, OUR_ISS + 2);
+    assert_eq!(c.tcb.snd_una(), OUR_ISS + 2);
     c.fire();
     recv!(c, our_ack(1, 0, W).bytes(1, 1));
 }
@@ -148,7 +148,7 @@ fn probe_into_our_closed_window_is_answered_and_its_ack_taken() {
     // taken, and the answer carries the (still zero) window.
     send!(c, peer_ack(RCVBUF as u32, 100).bytes(RCVBUF, 1));
     recv!(c, our_ack(100, RCVBUF as u32, 0));
-    assert_eq!(c.tcb.snd_una, OUR_ISS + 101);
+    assert_eq!(c.tcb.snd_una(), OUR_ISS + 101);
     assert_eq!(c.tcb.readable(), RCVBUF);
     // Once the application reads, the window reopens and the next probe is taken.
     assert_eq!(c.read_all().len(), RCVBUF);

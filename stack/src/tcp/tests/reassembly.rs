@@ -11,7 +11,7 @@ fn out_of_order_data_is_held_then_delivered_in_order() {
     send!(c, peer_ack(200, 0).bytes(200, 100));
     send!(c, peer_ack(100, 0).bytes(100, 100));
     assert_eq!(c.tcb.readable(), 0);
-    assert_eq!(c.tcb.rcv_nxt, PEER_ISS + 1);
+    assert_eq!(c.tcb.rcv_nxt(), PEER_ISS + 1);
     // Each was answered with a duplicate ACK for RCV.NXT; the window still counts from
     // RCV.NXT (held data sits inside it).
     recv!(c, our_ack(0, 0, W));
@@ -49,8 +49,8 @@ fn overlapping_pieces_reassemble() {
         send!(c, peer_ack(from as u32, 0).bytes(from, n));
     }
     assert_eq!(c.read_all(), pattern(0, 1000));
-    assert_eq!(c.tcb.rcv_nxt, PEER_ISS + 1001);
-    assert!(!c.tcb.rcvbuf.has_ooo());
+    assert_eq!(c.tcb.rcv_nxt(), PEER_ISS + 1001);
+    assert!(!c.tcb.rcvbuf().has_ooo());
 }
 
 // RFC 9293 §3.10.7.4 (eighth): "If the FIN bit is set, signal the user 'connection
@@ -112,6 +112,6 @@ fn data_beyond_the_window_is_trimmed() {
         send!(c, peer_ack(off as u32, 0).bytes(off, n));
         off += n;
     }
-    assert_eq!(c.tcb.rcv_nxt, PEER_ISS + 1 + RCVBUF as u32);
+    assert_eq!(c.tcb.rcv_nxt(), PEER_ISS + 1 + RCVBUF as u32);
     assert_eq!(c.read_all(), pattern(0, RCVBUF));
 }

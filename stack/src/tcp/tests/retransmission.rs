@@ -51,7 +51,7 @@ fn rto_follows_the_samples() {
     send!(c, peer_ack(0, 10));
     // R' = 20: RTTVAR = 3/4*5 + 1/4*10 = 6.25, SRTT = 7/8*10 + 20/8 = 11.25,
     // RTO = 11.25 + 25 = 36.25 ms.
-    assert_eq!(c.tcb.rtt.srtt(), Some(Duration::from_micros(11_250)));
+    assert_eq!(c.tcb.rtt().srtt(), Some(Duration::from_micros(11_250)));
     assert_eq!(c.tcb.rto(), Duration::from_micros(36_250));
 }
 
@@ -68,7 +68,7 @@ fn karn_no_sample_from_a_retransmission_and_backoff_kept() {
     c.advance(Duration::from_millis(150));
     send!(c, peer_ack(0, 100));
     // No sample: SRTT is still the handshake's 10 ms.
-    assert_eq!(c.tcb.rtt.srtt(), Some(Duration::from_millis(10)));
+    assert_eq!(c.tcb.rtt().srtt(), Some(Duration::from_millis(10)));
     // The next segment is timed with the backed-off RTO (400 ms).
     c.write(&pattern(100, 100));
     recv!(c, our_ack(100, 0, W).flags(F::PSH).bytes(100, 100));
@@ -77,7 +77,7 @@ fn karn_no_sample_from_a_retransmission_and_backoff_kept() {
     c.advance(Duration::from_millis(50));
     send!(c, peer_ack(0, 200));
     assert_eq!(c.tcb.rto(), Duration::from_millis(200));
-    assert!(c.tcb.rtt.srtt() > Some(Duration::from_millis(10)));
+    assert!(c.tcb.rtt().srtt() > Some(Duration::from_millis(10)));
 }
 
 // RFC 6298 (5.3): "When an ACK is received that acknowledges new data, restart the
@@ -109,11 +109,11 @@ fn rto_collapses_cwnd_and_goes_back_n() {
     c.write(&pattern(0, 4 * MSS));
     assert_eq!(c.output().len(), 4);
     c.advance(Duration::from_millis(200));
-    assert_eq!((c.tcb.ccv.cwnd, c.tcb.ccv.ssthresh), (M, 2 * M));
+    assert_eq!((c.tcb.ccv().cwnd, c.tcb.ccv().ssthresh), (M, 2 * M));
     recv!(c, our_ack(0, 0, W).bytes(0, MSS));
     send!(c, peer_ack(0, M));
     // Slow start, one segment per ACK after an RTO (RFC 3465 L = 1*SMSS).
-    assert_eq!(c.tcb.ccv.cwnd, 2 * M);
+    assert_eq!(c.tcb.ccv().cwnd, 2 * M);
     recv!(
         c,
         [
@@ -124,7 +124,7 @@ fn rto_collapses_cwnd_and_goes_back_n() {
     // The ACK for everything: the last segment need not be resent.
     send!(c, peer_ack(0, 4 * M));
     recv_nothing!(c);
-    assert!(!c.tcb.timers.is_set(TimerKind::Rexmt));
+    assert!(!c.tcb.timers().is_set(TimerKind::Rexmt));
 }
 
 // The connection gives up after `max_retransmits` expirations: RFC 9293 §3.8.3 R2, "the
@@ -203,10 +203,10 @@ fn late_syn_ack_after_syn_retransmission() {
     c.advance(Duration::from_millis(100));
     send!(c, peer_syn().ack(OUR_ISS + 1));
     recv!(c, our_ack(0, 0, W));
-    assert_eq!(c.tcb.rtt.srtt(), None);
-    assert_eq!(c.tcb.ccv.cwnd, M);
+    assert_eq!(c.tcb.rtt().srtt(), None);
+    assert_eq!(c.tcb.ccv().cwnd, M);
     assert_eq!(c.tcb.rto(), Duration::from_secs(3));
-    assert!(!c.tcb.timers.is_set(TimerKind::Rexmt));
+    assert!(!c.tcb.timers().is_set(TimerKind::Rexmt));
 }
 
 // The passive side retransmits its SYN,ACK with the same limit.

@@ -31,7 +31,7 @@ fn exact_reset_in_every_state() {
             continue; // RFC 9293 §3.10.7.3: see syn_sent.rs (needs an acceptable ACK)
         }
         let mut c = make();
-        let rcv_nxt = c.tcb.rcv_nxt;
+        let rcv_nxt = c.tcb.rcv_nxt();
         send!(c, seg(rcv_nxt).flags(F::RST));
         assert_eq!(c.state(), State::Closed, "RST in {state:?}");
         assert_eq!(c.tcb.error(), expected(state), "RST in {state:?}");
@@ -40,7 +40,7 @@ fn exact_reset_in_every_state() {
         assert_eq!(c.tcb.poll_timeout(), None, "timers left in {state:?}");
         // RST,ACK is the same.
         let mut c = make();
-        send!(c, seg(rcv_nxt).ack(c.tcb.snd_max).flags(F::RST));
+        send!(c, seg(rcv_nxt).ack(c.tcb.snd_max()).flags(F::RST));
         assert_eq!(c.state(), State::Closed, "RST,ACK in {state:?}");
     }
 }
@@ -57,7 +57,7 @@ fn in_window_reset_gets_a_challenge_ack_in_every_state() {
             continue;
         }
         let mut c = make();
-        let (rcv_nxt, snd_max) = (c.tcb.rcv_nxt, c.tcb.snd_max);
+        let (rcv_nxt, snd_max) = (c.tcb.rcv_nxt(), c.tcb.snd_max());
         send!(c, seg(rcv_nxt + 1).flags(F::RST));
         assert_eq!(c.state(), state);
         recv!(c, seg(snd_max).ack(rcv_nxt).win(W));
@@ -77,7 +77,7 @@ fn out_of_window_reset_is_silently_dropped() {
             continue;
         }
         let mut c = make();
-        let rcv_nxt = c.tcb.rcv_nxt;
+        let rcv_nxt = c.tcb.rcv_nxt();
         for s in [rcv_nxt - 1, rcv_nxt + RCVBUF as u32, rcv_nxt + 0x4000_0000] {
             send!(c, seg(s).flags(F::RST));
             recv_nothing!(c);
@@ -170,7 +170,7 @@ fn abort_in_syn_sent_sends_nothing() {
 fn abort_in_every_state() {
     for (state, make) in every_state() {
         let mut c = make();
-        let (snd_max, rcv_nxt) = (c.tcb.snd_max, c.tcb.rcv_nxt);
+        let (snd_max, rcv_nxt) = (c.tcb.snd_max(), c.tcb.rcv_nxt());
         c.tcb.abort();
         let out = c.output();
         match state {

@@ -16,7 +16,7 @@ fn sack_cfg() -> TcpConfig {
 /// ESTABLISHED with SACK negotiated (no timestamps, so up to 4 blocks fit).
 fn sack_established() -> Conn {
     let c = established_cfg(sack_cfg(), peer_syn().ack(OUR_ISS + 1).sack_ok());
-    assert!(c.tcb.sack_ok);
+    assert!(c.tcb.sack_ok());
     c
 }
 
@@ -161,7 +161,7 @@ fn dsack_for_a_duplicate_inside_an_out_of_order_block() {
 #[test]
 fn no_blocks_without_sack_permitted() {
     let mut c = established_cfg(sack_cfg(), peer_syn().ack(OUR_ISS + 1));
-    assert!(!c.tcb.sack_ok);
+    assert!(!c.tcb.sack_ok());
     send!(c, data_at(1000));
     recv!(c, our_ack(0, 0, W));
 }
@@ -182,7 +182,7 @@ fn sack_flight(n: usize) -> Conn {
 fn scoreboard_follows_the_peers_blocks() {
     let mut c = sack_flight(10);
     send!(c, peer_ack(0, 0).sack(o(2 * M), o(3 * M)));
-    assert_eq!(c.tcb.sb.ranges(), &[(o(2 * M), o(3 * M))]);
+    assert_eq!(c.tcb.sb().ranges(), &[(o(2 * M), o(3 * M))]);
     send!(
         c,
         peer_ack(0, 0)
@@ -190,39 +190,39 @@ fn scoreboard_follows_the_peers_blocks() {
             .sack(o(2 * M), o(4 * M))
     );
     assert_eq!(
-        c.tcb.sb.ranges(),
+        c.tcb.sb().ranges(),
         &[(o(2 * M), o(4 * M)), (o(5 * M), o(7 * M))]
     );
     // A cumulative ACK removes what it covers.
     send!(c, peer_ack(0, 3 * M).sack(o(5 * M), o(7 * M)));
     assert_eq!(
-        c.tcb.sb.ranges(),
+        c.tcb.sb().ranges(),
         &[(o(3 * M), o(4 * M)), (o(5 * M), o(7 * M))]
     );
     // Bogus blocks (beyond what we sent, or below snd_una but not a D-SACK's shape) are
     // ignored and counted; they are not duplicate ACKs either.
-    let dupacks = c.tcb.dupacks;
+    let dupacks = c.tcb.dupacks();
     send!(c, peer_ack(0, 3 * M).sack(o(20 * M), o(21 * M)));
     assert_eq!(c.tcb.stats().bad_sacks, 1);
     assert_eq!(
-        c.tcb.dupacks,
+        c.tcb.dupacks(),
         dupacks + 1,
         "a plain RFC 5681 duplicate still counts"
     );
     send!(c, peer_ack(0, 3 * M).win(1000).sack(o(9 * M), o(11 * M)));
     assert_eq!(c.tcb.stats().bad_sacks, 2);
     assert_eq!(
-        c.tcb.dupacks,
+        c.tcb.dupacks(),
         dupacks + 1,
         "new window, nothing newly SACKed: no duplicate"
     );
     assert_eq!(
-        c.tcb.sb.ranges(),
+        c.tcb.sb().ranges(),
         &[(o(3 * M), o(4 * M)), (o(5 * M), o(7 * M))]
     );
     // Everything acknowledged: the scoreboard empties.
     send!(c, peer_ack(0, 10 * M));
-    assert!(c.tcb.sb.is_empty());
+    assert!(c.tcb.sb().is_empty());
 }
 
 // RFC 2883 §4 (sender side): a first block below the cumulative ACK, or contained in the
@@ -232,7 +232,7 @@ fn dsack_blocks_are_counted_not_scored() {
     let mut c = sack_flight(10);
     send!(c, peer_ack(0, 2 * M).sack(o(0), o(M)));
     assert_eq!(c.tcb.stats().dsacks, 1);
-    assert!(c.tcb.sb.is_empty());
+    assert!(c.tcb.sb().is_empty());
     send!(
         c,
         peer_ack(0, 2 * M)
@@ -240,7 +240,7 @@ fn dsack_blocks_are_counted_not_scored() {
             .sack(o(4 * M), o(7 * M))
     );
     assert_eq!(c.tcb.stats().dsacks, 2);
-    assert_eq!(c.tcb.sb.ranges(), &[(o(4 * M), o(7 * M))]);
+    assert_eq!(c.tcb.sb().ranges(), &[(o(4 * M), o(7 * M))]);
 }
 
 // RFC 6675 §2: with SACK a duplicate ACK is also "a segment that arrives carrying a SACK
@@ -250,8 +250,8 @@ fn dsack_blocks_are_counted_not_scored() {
 fn new_sack_information_makes_a_duplicate() {
     let mut c = sack_flight(10);
     send!(c, peer_ack(0, 0).win(60000).sack(o(M), o(2 * M)));
-    assert_eq!(c.tcb.dupacks, 1);
+    assert_eq!(c.tcb.dupacks(), 1);
     // The same block again with yet another window: nothing new, not a duplicate.
     send!(c, peer_ack(0, 0).win(50000).sack(o(M), o(2 * M)));
-    assert_eq!(c.tcb.dupacks, 1);
+    assert_eq!(c.tcb.dupacks(), 1);
 }

@@ -48,20 +48,27 @@ fn rfc6675_episode_retransmits_lost_segments_first_then_new_data() {
     recv!(c, data(10));
     send!(c, dup(&[(3, 4), (1, 2)]));
     recv!(c, data(11));
-    assert_eq!(c.tcb.ccv.cwnd, 10 * M, "limited transmit leaves cwnd alone");
+    assert_eq!(
+        c.tcb.ccv().cwnd,
+        10 * M,
+        "limited transmit leaves cwnd alone"
+    );
     // RFC 6675 §5 (1): "If DupAcks >= DupThresh, go to step (4)". (4.2): "ssthresh =
     // cwnd = (FlightSize / 2)" -- 12 segments in flight. (4.3): "Retransmit the first data
     // segment presumed dropped -- the segment starting with sequence number HighACK + 1".
     send!(c, dup(&[(3, 5), (1, 2)]));
-    assert_eq!(c.tcb.recovery, Recovery::Fast);
+    assert_eq!(c.tcb.recovery(), Recovery::Fast);
     assert_eq!(
-        (c.tcb.ccv.ssthresh, c.tcb.ccv.cwnd),
+        (c.tcb.ccv().ssthresh, c.tcb.ccv().cwnd),
         (6 * M, 6 * M),
         "no +3*SMSS inflation"
     );
-    assert_eq!(c.tcb.recover, o(12), "RecoveryPoint = HighData");
+    assert_eq!(c.tcb.recover(), o(12), "RecoveryPoint = HighData");
     recv!(c, data(0));
-    assert_eq!((c.tcb.sb.high_rxt, c.tcb.sb.rescue_rxt), (o(1), Some(o(1))));
+    assert_eq!(
+        (c.tcb.sb().high_rxt, c.tcb.sb().rescue_rxt),
+        (o(1), Some(o(1)))
+    );
     // SetPipe: segment 0 lost but retransmitted (1), segment 2 not yet lost (only 2 SMSS
     // SACKed above it: 1), the tail 5..12 (7): 9 segments > cwnd.
     assert_eq!(c.tcb.pipe(), 9 * M);
@@ -80,7 +87,7 @@ fn rfc6675_episode_retransmits_lost_segments_first_then_new_data() {
     // new data.
     send!(c, dup(&[(3, 8), (1, 2)]));
     recv!(c, data(2));
-    assert_eq!(c.tcb.sb.high_rxt, o(3));
+    assert_eq!(c.tcb.sb().high_rxt, o(3));
     assert_eq!(c.tcb.pipe(), 6 * M);
     // Rule (2): nothing lost left to resend: new data.
     send!(c, dup(&[(3, 9), (1, 2)]));
@@ -91,22 +98,22 @@ fn rfc6675_episode_retransmits_lost_segments_first_then_new_data() {
     // for it nor deflates; cwnd stays at ssthresh. Pipe: segment 2 (retransmitted) and
     // 10..14 minus nothing SACKed there = 5, so one more new segment fits.
     send!(c, peer_ack(0, 2 * M).sack(o(3), o(10)));
-    assert_eq!(c.tcb.recovery, Recovery::Fast);
-    assert_eq!(c.tcb.ccv.cwnd, 6 * M);
+    assert_eq!(c.tcb.recovery(), Recovery::Fast);
+    assert_eq!(c.tcb.ccv().cwnd, 6 * M);
     assert_eq!(c.tcb.pipe(), 5 * M);
     recv!(c, data(14));
     // RFC 6675 §5 (A): "An incoming cumulative ACK for a sequence number greater than
     // RecoveryPoint signals the end of loss recovery".
     send!(c, peer_ack(0, 12 * M));
-    assert_eq!(c.tcb.recovery, Recovery::Open);
+    assert_eq!(c.tcb.recovery(), Recovery::Open);
     // One reduction per episode: NDupAck once, then post_recovery (RFC 6582 option (1):
     // min(ssthresh, FlightSize + SMSS) with segments 12..15 still out).
     assert_eq!(
         *log.lock().unwrap(),
         vec![CcEvent::Signal(CcSignal::NDupAck), CcEvent::PostRecovery]
     );
-    assert_eq!(c.tcb.ccv.ssthresh, 6 * M);
-    assert_eq!(c.tcb.ccv.cwnd, 4 * M);
+    assert_eq!(c.tcb.ccv().ssthresh, 6 * M);
+    assert_eq!(c.tcb.ccv().cwnd, 4 * M);
     assert_eq!(
         c.tcb.stats().retransmits,
         2,
@@ -123,8 +130,8 @@ fn rfc6675_episode_retransmits_lost_segments_first_then_new_data() {
 fn one_duplicate_sacking_three_segments_enters_recovery() {
     let mut c = sack_flight(10);
     send!(c, dup(&[(1, 4)]));
-    assert_eq!(c.tcb.dupacks, 1);
-    assert_eq!(c.tcb.recovery, Recovery::Fast);
+    assert_eq!(c.tcb.dupacks(), 1);
+    assert_eq!(c.tcb.recovery(), Recovery::Fast);
     recv!(c, data(0));
 }
 
@@ -150,18 +157,18 @@ fn rule_three_then_a_single_rescue_retransmission() {
     // The retransmission of 0 arrives: HighACK passes RescueRxt, and the tail segment
     // goes out as the rescue retransmission -- once.
     send!(c, peer_ack(0, 9 * M));
-    assert_eq!(c.tcb.recovery, Recovery::Fast);
+    assert_eq!(c.tcb.recovery(), Recovery::Fast);
     recv!(c, data(9).flags(F::PSH));
-    assert_eq!(c.tcb.sb.rescue_rxt, Some(o(10)));
+    assert_eq!(c.tcb.sb().rescue_rxt, Some(o(10)));
     assert_eq!(
-        c.tcb.sb.high_rxt,
+        c.tcb.sb().high_rxt,
         o(9),
         "rule (4): HighRxt MUST NOT be updated"
     );
     send!(c, peer_ack(0, 9 * M));
     recv_nothing!(c);
     send!(c, peer_ack(0, 10 * M));
-    assert_eq!(c.tcb.recovery, Recovery::Open);
+    assert_eq!(c.tcb.recovery(), Recovery::Open);
 }
 
 // RFC 6675 §5: "a new recovery phase (as described in Section 5) MUST NOT be initiated
@@ -175,12 +182,12 @@ fn no_second_reduction_within_an_episode() {
         send!(c, dup(&[(1, k)]));
     }
     let _ = c.output();
-    let ssthresh = c.tcb.ccv.ssthresh;
+    let ssthresh = c.tcb.ccv().ssthresh;
     send!(c, peer_ack(0, 3 * M).sack(o(4), o(9)));
     for _ in 0..5 {
         send!(c, peer_ack(0, 3 * M).sack(o(4), o(9)));
     }
-    assert_eq!(c.tcb.ccv.ssthresh, ssthresh);
+    assert_eq!(c.tcb.ccv().ssthresh, ssthresh);
     let signals = log
         .lock()
         .unwrap()
@@ -201,8 +208,8 @@ fn go_back_n_after_rto_skips_sacked_segments() {
     let _ = c.output();
     // No third duplicate (and only 2 SMSS SACKed: IsLost is false): the RTO fires.
     c.fire();
-    assert_eq!(c.tcb.recovery, Recovery::Rto);
-    assert_eq!(c.tcb.recover, o(10));
+    assert_eq!(c.tcb.recovery(), Recovery::Rto);
+    assert_eq!(c.tcb.recover(), o(10));
     recv!(c, data(0));
     // Segments 0 and 1 now acknowledged: the next retransmissions are 2, then 4 (3
     // skipped, and not counted against cwnd = 2 after one ACK of slow start).
@@ -224,7 +231,7 @@ fn retransmitted_zero_then_new_data() -> (Conn, std::sync::Arc<std::sync::Mutex<
     recv!(c, data(11));
     send!(c, dup(&[(1, 4)]));
     recv!(c, data(0));
-    assert_eq!(c.tcb.ccv.cwnd, 6 * M);
+    assert_eq!(c.tcb.ccv().cwnd, 6 * M);
     for k in 5..=7 {
         send!(c, dup(&[(1, k)]));
         recv_nothing!(c);
@@ -251,7 +258,7 @@ fn retransmitted_zero_then_new_data() -> (Conn, std::sync::Arc<std::sync::Mutex<
 #[test]
 fn lost_retransmission_is_detected_by_a_later_sack_and_resent() {
     let (mut c, log) = retransmitted_zero_then_new_data();
-    let ssthresh = c.tcb.ccv.ssthresh;
+    let ssthresh = c.tcb.ccv().ssthresh;
     // Segments 12 and 13 arrive: reordering is still possible.
     send!(c, dup(&[(1, 13)]));
     recv!(c, data(17));
@@ -265,8 +272,8 @@ fn lost_retransmission_is_detected_by_a_later_sack_and_resent() {
     // cwnd 6 two segments go: 0 again, then new data.
     recv!(c, [data(0), data(19)]);
     assert_eq!(c.tcb.stats().rtos, 0);
-    assert_eq!(c.tcb.recovery, Recovery::Fast);
-    assert_eq!((c.tcb.ccv.ssthresh, c.tcb.ccv.cwnd), (ssthresh, 6 * M));
+    assert_eq!(c.tcb.recovery(), Recovery::Fast);
+    assert_eq!((c.tcb.ccv().ssthresh, c.tcb.ccv().cwnd), (ssthresh, 6 * M));
     // Later SACKs of data sent before the second copy (15..19) prove nothing about it.
     for k in 16..=19 {
         send!(c, dup(&[(1, k)]));
@@ -276,7 +283,7 @@ fn lost_retransmission_is_detected_by_a_later_sack_and_resent() {
     assert_eq!(c.tcb.stats().retransmits, 2);
     // The second copy arrives: the episode ends (RecoveryPoint was segment 12).
     send!(c, peer_ack(0, 19 * M));
-    assert_eq!(c.tcb.recovery, Recovery::Open);
+    assert_eq!(c.tcb.recovery(), Recovery::Open);
     assert_eq!(
         *log.lock().unwrap(),
         vec![CcEvent::Signal(CcSignal::NDupAck), CcEvent::PostRecovery],

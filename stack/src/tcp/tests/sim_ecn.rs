@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::sim_transfer::{pattern, transfer};
 use crate::sim::{LinkConfig, Sim};
-use crate::tcp::tcb::{EcnStats, TcpConfig};
+use crate::tcp::{EcnStats, TcpConfig};
 
 const TOTAL: usize = 4 * 1024 * 1024;
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::sim_transfer::{pattern, transfer};
 use crate::sim::{LinkConfig, Sim};
-use crate::tcp::tcb::TcpConfig;
+use crate::tcp::TcpConfig;
 
 /// What one transfer cost the sender.
 #[derive(Clone, Copy, Debug, Default)]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::sim_transfer::{pattern, transfer};
 use crate::sim::{LinkConfig, Sim};
-use crate::tcp::tcb::TcpConfig;
+use crate::tcp::TcpConfig;
 
 /// Transfers 4 MB over `link` with SACK on or off; returns (retransmitted payload bytes,
 /// retransmitted segments) of the sender.

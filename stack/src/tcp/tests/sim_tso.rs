@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::sim_transfer::{pattern, transfer};
 use crate::checksum;
 use crate::sim::{LinkConfig, Sim};
-use crate::tcp::tcb::TcpConfig;
+use crate::tcp::TcpConfig;
 
 const TSO_MAX: usize = 65_535 - 20 - 60;
 

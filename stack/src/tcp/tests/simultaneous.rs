@@ -20,11 +20,11 @@ fn simultaneous_open_with_crossing_syn_acks() {
     send!(c, peer_syn().ack(OUR_ISS + 1) => InputOutcome::Established);
     assert_eq!(c.state(), State::Established);
     recv_nothing!(c);
-    assert!(!c.tcb.timers.is_set(TimerKind::Rexmt));
+    assert!(!c.tcb.timers().is_set(TimerKind::Rexmt));
     // Neither our SYN nor our SYN,ACK was lost: full IW, and the SYN,ACK was timed.
-    assert_eq!(c.tcb.ccv.cwnd, 14600);
+    assert_eq!(c.tcb.ccv().cwnd, 14600);
     assert_eq!(c.tcb.stats().retransmits, 0);
-    assert_eq!(c.tcb.rtt.srtt(), Some(Duration::from_millis(5)));
+    assert_eq!(c.tcb.rtt().srtt(), Some(Duration::from_millis(5)));
     // Data flows.
     c.write(&pattern(0, 10));
     recv!(c, our_ack(0, 0, W).flags(F::PSH).bytes(0, 10));

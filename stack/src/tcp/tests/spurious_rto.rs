@@ -13,9 +13,9 @@ fn three_in_flight() -> (Conn, std::sync::Arc<std::sync::Mutex<Vec<CcEvent>>>, u
         ..cfg()
     };
     let mut c = established_cfg(cfg, peer_syn().ack(OUR_ISS + 1).ts(1, our_tsval(0)));
-    assert!(c.tcb.ts_enabled);
+    assert!(c.tcb.ts_enabled());
     let log = c.record_cc();
-    let mss = c.tcb.t_maxseg;
+    let mss = c.tcb.t_maxseg();
     c.tcb.set_nodelay(true);
     c.write(&pattern(0, 3 * mss as usize));
     let out = c.output();
@@ -29,7 +29,7 @@ fn three_in_flight() -> (Conn, std::sync::Arc<std::sync::Mutex<Vec<CcEvent>>>, u
 /// The RTO fires; returns the TSval of the retransmission of segment 0.
 fn rto(c: &mut Conn) -> u32 {
     c.fire();
-    assert_eq!(c.tcb.recovery, Recovery::Rto);
+    assert_eq!(c.tcb.recovery(), Recovery::Rto);
     let out = c.output();
     assert_eq!(out.len(), 1, "one segment under the loss window: {out:?}");
     assert_eq!(out[0].seq, OUR_ISS + 1);
@@ -44,10 +44,10 @@ fn rto(c: &mut Conn) -> u32 {
 #[test]
 fn eifel_detects_an_ack_of_the_original_and_undoes_the_rto() {
     let (mut c, log, mss) = three_in_flight();
-    let (cwnd, ssthresh) = (c.tcb.ccv.cwnd, c.tcb.ccv.ssthresh);
+    let (cwnd, ssthresh) = (c.tcb.ccv().cwnd, c.tcb.ccv().ssthresh);
     let retransmit_ts = rto(&mut c);
     assert!(retransmit_ts > our_tsval(10));
-    assert_eq!(c.tcb.ccv.cwnd, mss, "RFC 5681 §3.1 loss window");
+    assert_eq!(c.tcb.ccv().cwnd, mss, "RFC 5681 §3.1 loss window");
     // The ACK of the original first segment, delayed past the RTO, echoes its TSval.
     send!(c, peer_ack(0, mss).ts(2, our_tsval(10)));
     assert_eq!(
@@ -59,9 +59,12 @@ fn eifel_detects_an_ack_of_the_original_and_undoes_the_rto() {
     );
     // Restored before the ACK is processed; the ACK itself then earns slow start's
     // credit for the segment it acknowledges.
-    assert_eq!((c.tcb.ccv.cwnd, c.tcb.ccv.ssthresh), (cwnd + mss, ssthresh));
-    assert_eq!(c.tcb.recovery, Recovery::Open);
-    assert_eq!(c.tcb.snd_nxt, c.tcb.snd_max);
+    assert_eq!(
+        (c.tcb.ccv().cwnd, c.tcb.ccv().ssthresh),
+        (cwnd + mss, ssthresh)
+    );
+    assert_eq!(c.tcb.recovery(), Recovery::Open);
+    assert_eq!(c.tcb.snd_nxt(), c.tcb.snd_max());
     assert_eq!(c.tcb.stats().spurious_rtos, 1);
     // Segments 1 and 2 are not sent again: the peer has them.
     recv_nothing!(c);
@@ -76,7 +79,7 @@ fn an_ack_of_the_retransmission_is_not_spurious() {
     let retransmit_ts = rto(&mut c);
     send!(c, peer_ack(0, mss).ts(2, retransmit_ts));
     assert_eq!(*log.lock().unwrap(), vec![CcEvent::Signal(CcSignal::Rto)]);
-    assert_eq!(c.tcb.recovery, Recovery::Rto);
+    assert_eq!(c.tcb.recovery(), Recovery::Rto);
     assert_eq!(c.tcb.stats().spurious_rtos, 0);
     // Go-back-N goes on with segment 1.
     let out = c.output();
@@ -116,5 +119,5 @@ fn no_detection_without_timestamps() {
     let _ = c.output();
     send!(c, peer_ack(0, MSS as u32));
     assert_eq!(*log.lock().unwrap(), vec![CcEvent::Signal(CcSignal::Rto)]);
-    assert_eq!(c.tcb.recovery, Recovery::Rto);
+    assert_eq!(c.tcb.recovery(), Recovery::Rto);
 }

@@ -24,7 +24,7 @@ fn filled(n: usize) -> Conn {
 #[test]
 fn receiver_does_not_advertise_a_tiny_window() {
     let mut c = filled(RCVBUF);
-    assert_eq!(c.tcb.rcv_adv, PEER_ISS + 1 + RCVBUF as u32);
+    assert_eq!(c.tcb.rcv_adv(), PEER_ISS + 1 + RCVBUF as u32);
     // Reading 500 bytes frees 500: less than an MSS and under a quarter of the buffer.
     let mut b = vec![0u8; 500];
     assert_eq!(c.tcb.recv(&mut b), Ok(500));
@@ -51,7 +51,7 @@ fn window_update_after_reading_two_segments() {
     assert!(c.tcb.window_update_wanted());
     recv!(c, our_ack(0, RCVBUF as u32, 2 * M as u16));
     assert!(!c.tcb.window_update_wanted());
-    assert_eq!(c.tcb.rcv_adv, PEER_ISS + 1 + RCVBUF as u32 + 2 * M);
+    assert_eq!(c.tcb.rcv_adv(), PEER_ISS + 1 + RCVBUF as u32 + 2 * M);
 }
 
 // A receiver that was promised-to keeps its right edge when data arrives (the window only
@@ -114,9 +114,9 @@ fn data_past_the_advertised_edge_does_not_open_the_window_wide() {
     let mut b = vec![0u8; 1000];
     c.tcb.recv(&mut b).unwrap();
     send!(c, peer_ack(RCVBUF as u32, 0).bytes(RCVBUF, 1000));
-    assert_eq!(c.tcb.rcv_nxt, c.tcb.rcv_adv + 1000);
+    assert_eq!(c.tcb.rcv_nxt(), c.tcb.rcv_adv() + 1000);
     // Before our (delayed) ACK re-advertises the edge:
-    let far = c.tcb.rcv_nxt + 100_000;
+    let far = c.tcb.rcv_nxt() + 100_000;
     send!(c, seg(far).flags(F::RST));
     recv_nothing!(c);
     send!(c, seg(far).ack(OUR_ISS + 1).win(PEER_WIN).bytes(0, 10));

@@ -15,7 +15,7 @@ fn syn_in_window_gets_a_challenge_ack() {
             continue;
         }
         let mut c = make();
-        let (snd_max, rcv_nxt) = (c.tcb.snd_max, c.tcb.rcv_nxt);
+        let (snd_max, rcv_nxt) = (c.tcb.snd_max(), c.tcb.rcv_nxt());
         send!(c, seg(rcv_nxt + 10).flags(F::SYN).win(PEER_WIN));
         recv!(c, seg(snd_max).ack(rcv_nxt).win(W));
         assert_eq!(c.state(), state, "SYN in {state:?}");
@@ -43,7 +43,7 @@ fn syn_with_data_delivers_nothing() {
     send!(c, peer_ack(0, 0).flags(F::SYN).bytes(0, 100));
     recv!(c, our_ack(0, 0, W));
     assert_eq!(c.tcb.readable(), 0);
-    assert_eq!(c.tcb.rcv_nxt, PEER_ISS + 1);
+    assert_eq!(c.tcb.rcv_nxt(), PEER_ISS + 1);
 }
 
 // The active opener's handshake ACK was lost: the peer retransmits its SYN,ACK. It is old

@@ -10,8 +10,8 @@ fn syn_is_answered_with_syn_ack() {
     assert_eq!(c.state(), State::SynReceived);
     recv!(c, our_syn().ack(PEER_ISS + 1));
     recv_nothing!(c);
-    assert_eq!(c.tcb.rcv_nxt, PEER_ISS + 1);
-    assert_eq!(c.tcb.snd_nxt, OUR_ISS + 1);
+    assert_eq!(c.tcb.rcv_nxt(), PEER_ISS + 1);
+    assert_eq!(c.tcb.snd_nxt(), OUR_ISS + 1);
     assert_eq!(c.timer(TimerKind::Rexmt), Some(Duration::from_secs(1)));
 }
 
@@ -24,10 +24,10 @@ fn ack_of_syn_establishes() {
     send!(c, peer_ack(0, 0) => InputOutcome::Established);
     assert_eq!(c.state(), State::Established);
     recv_nothing!(c);
-    assert!(!c.tcb.timers.is_set(TimerKind::Rexmt));
-    assert_eq!(c.tcb.rtt.srtt(), Some(Duration::from_millis(20)));
-    assert_eq!(c.tcb.snd_wnd, PEER_WIN as u32);
-    assert_eq!(c.tcb.ccv.cwnd, 14600);
+    assert!(!c.tcb.timers().is_set(TimerKind::Rexmt));
+    assert_eq!(c.tcb.rtt().srtt(), Some(Duration::from_millis(20)));
+    assert_eq!(c.tcb.snd_wnd(), PEER_WIN as u32);
+    assert_eq!(c.tcb.ccv().cwnd, 14600);
 }
 
 // RFC 9293 §3.10.7.4 (fifth, SYN-RECEIVED): "If the segment acknowledgment is not
@@ -138,7 +138,7 @@ fn lost_syn_ack_starts_with_one_segment() {
     c.advance(Duration::from_secs(1));
     recv!(c, our_syn().ack(PEER_ISS + 1));
     send!(c, peer_ack(0, 0) => InputOutcome::Established);
-    assert_eq!(c.tcb.ccv.cwnd, MSS as u32);
+    assert_eq!(c.tcb.ccv().cwnd, MSS as u32);
     // RFC 6298 (5.7): "the RTO MUST be re-initialized to 3 seconds when data
     // transmission begins".
     assert_eq!(c.tcb.rto(), Duration::from_secs(3));

@@ -11,8 +11,8 @@ fn connect_sends_one_syn_with_mss_and_arms_timers() {
     assert_eq!(c.state(), State::SynSent);
     recv!(c, our_syn());
     recv_nothing!(c);
-    assert_eq!(c.tcb.snd_una, OUR_ISS);
-    assert_eq!(c.tcb.snd_nxt, OUR_ISS + 1);
+    assert_eq!(c.tcb.snd_una(), OUR_ISS);
+    assert_eq!(c.tcb.snd_nxt(), OUR_ISS + 1);
     // RFC 6298 (2.1): RTO <- 1 second before any sample.
     assert_eq!(c.timer(TimerKind::Rexmt), Some(Duration::from_secs(1)));
     assert_eq!(c.timer(TimerKind::ConnEstab), Some(Duration::from_secs(75)));
@@ -29,17 +29,17 @@ fn syn_ack_establishes_and_is_acknowledged() {
     assert_eq!(c.state(), State::Established);
     recv!(c, our_ack(0, 0, RCVBUF as u16));
     recv_nothing!(c);
-    assert_eq!(c.tcb.irs, PEER_ISS);
-    assert_eq!(c.tcb.rcv_nxt, PEER_ISS + 1);
-    assert_eq!(c.tcb.snd_una, OUR_ISS + 1);
+    assert_eq!(c.tcb.irs(), PEER_ISS);
+    assert_eq!(c.tcb.rcv_nxt(), PEER_ISS + 1);
+    assert_eq!(c.tcb.snd_una(), OUR_ISS + 1);
     // RFC 7323 §2.2: the SYN's window is never scaled.
-    assert_eq!(c.tcb.snd_wnd, PEER_WIN as u32);
+    assert_eq!(c.tcb.snd_wnd(), PEER_WIN as u32);
     // The SYN was timed (not retransmitted): RFC 6298 (2.2) first sample, 30 ms.
-    assert_eq!(c.tcb.rtt.srtt(), Some(Duration::from_millis(30)));
-    assert!(!c.tcb.timers.is_set(TimerKind::Rexmt));
-    assert!(!c.tcb.timers.is_set(TimerKind::ConnEstab));
+    assert_eq!(c.tcb.rtt().srtt(), Some(Duration::from_millis(30)));
+    assert!(!c.tcb.timers().is_set(TimerKind::Rexmt));
+    assert!(!c.tcb.timers().is_set(TimerKind::ConnEstab));
     // RFC 6928: IW = min(10*MSS, max(2*MSS, 14600)).
-    assert_eq!(c.tcb.ccv.cwnd, 14600);
+    assert_eq!(c.tcb.ccv().cwnd, 14600);
 }
 
 // RFC 9293 §3.10.7.3: "If SEG.ACK =< ISS or SEG.ACK > SND.NXT, send a reset (unless the

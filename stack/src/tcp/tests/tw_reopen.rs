@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::sim::{LinkConfig, Sim};
-use crate::tcp::layer::time_wait_reopen;
 use crate::tcp::pcb::{Conn, Listener};
 use crate::tcp::segment::{Segment, TcpFlags, TcpOptions};
 use crate::tcp::tcb::State;
@@ -37,7 +36,7 @@ fn a_new_syn_reopens_a_time_wait_tuple_at_once() {
     let mut sim = Sim::new(31, LinkConfig::default(), 1);
     let listener = sim.listen(1, 80, 16);
     let old = server_in_time_wait(&mut sim, &listener);
-    let old_snd_max = old.lock().tcb.snd_max;
+    let old_snd_max = old.lock().tcb.snd_max();
     let start = sim.now;
     let c2 = sim.connect_from(0, 40000, 80);
     let mut s2 = None;
@@ -59,7 +58,7 @@ fn a_new_syn_reopens_a_time_wait_tuple_at_once() {
     let s2 = s2.expect("accepted");
     assert_eq!(s2.tuple, old.tuple);
     // RFC 1122 §4.2.2.13 (1): the new ISN is beyond everything the old one sent.
-    assert!(s2.lock().tcb.iss > old_snd_max);
+    assert!(s2.lock().tcb.iss() > old_snd_max);
     assert_eq!(old.lock().tcb.state(), State::Closed);
 }
 
@@ -69,8 +68,8 @@ fn old_duplicate_syns_and_other_segments_leave_time_wait_alone() {
     let listener = sim.listen(1, 80, 16);
     let s = server_in_time_wait(&mut sim, &listener);
     let tcb = &s.lock().tcb;
-    let (rcv_nxt, ts_recent) = (tcb.rcv_nxt, tcb.ts_recent);
-    assert!(tcb.ts_enabled);
+    let (rcv_nxt, ts_recent) = (tcb.rcv_nxt(), tcb.ts_recent());
+    assert!(tcb.ts_enabled());
     let seg = |seq, flags, ts: Option<u32>| Segment {
         src_port: 40000,
         dst_port: 80,
@@ -89,16 +88,26 @@ fn old_duplicate_syns_and_other_segments_leave_time_wait_alone() {
     let syn = TcpFlags::SYN;
     // New: a later sequence number, or a newer timestamp.
     assert_eq!(
-        time_wait_reopen(tcb, &seg(rcv_nxt + 1000, syn, Some(ts_recent + 1))),
-        Some(tcb.snd_max)
+        tcb.time_wait_reopen(&seg(rcv_nxt + 1000, syn, Some(ts_recent + 1))),
+        Some(tcb.snd_max())
     );
-    assert!(time_wait_reopen(tcb, &seg(rcv_nxt, syn, Some(ts_recent + 5))).is_some());
+    assert!(tcb
+        .time_wait_reopen(&seg(rcv_nxt, syn, Some(ts_recent + 5)))
+        .is_some());
     // Old duplicates: an older timestamp (PAWS), or no news at all.
-    assert!(time_wait_reopen(tcb, &seg(rcv_nxt + 1000, syn, Some(ts_recent - 1))).is_none());
-    assert!(time_wait_reopen(tcb, &seg(rcv_nxt, syn, Some(ts_recent))).is_none());
+    assert!(tcb
+        .time_wait_reopen(&seg(rcv_nxt + 1000, syn, Some(ts_recent - 1)))
+        .is_none());
+    assert!(tcb
+        .time_wait_reopen(&seg(rcv_nxt, syn, Some(ts_recent)))
+        .is_none());
     // Not a bare SYN.
     for f in [TcpFlags::ACK, TcpFlags::RST, TcpFlags::FIN] {
-        assert!(time_wait_reopen(tcb, &seg(rcv_nxt + 1000, syn | f, None)).is_none());
+        assert!(tcb
+            .time_wait_reopen(&seg(rcv_nxt + 1000, syn | f, None))
+            .is_none());
     }
-    assert!(time_wait_reopen(tcb, &seg(rcv_nxt + 1000, TcpFlags::ACK, None)).is_none());
+    assert!(tcb
+        .time_wait_reopen(&seg(rcv_nxt + 1000, TcpFlags::ACK, None))
+        .is_none());
 }

@@ -1,0 +1,143 @@
+//! Per-connection settings and the errors the user calls report.
+
+use std::time::Duration;
+
+use super::rtt::RtoConfig;
+
+/// Keepalive settings (RFC 1122 §4.2.3.6; Linux's tcp_keepalive_* defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Idle time before the first probe.
+    pub idle: Duration,
+    /// Time between unanswered probes.
+    pub interval: Duration,
+    /// Unanswered probes before the connection is dropped.
+    pub count: u32,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Keepalive {
+            idle: Duration::from_secs(7200),
+            interval: Duration::from_secs(75),
+            count: 9,
+        }
+    }
+}
+
+/// Per-connection settings. Defaults follow Linux where RFCs leave a choice.
+#[derive(Clone, Debug)]
+pub struct TcpConfig {
+    /// Our MSS: the largest segment payload we accept (the interface MTU - 40).
+    pub mss: u16,
+    /// Send buffer size in bytes.
+    pub sndbuf: usize,
+    /// Receive buffer size in bytes (the largest window we advertise).
+    pub rcvbuf: usize,
+    /// RTO bounds.
+    pub rto: RtoConfig,
+    /// Delayed ACK timeout (RFC 9293 §3.8.6.3: "MUST be less than 0.5 seconds").
+    pub delack: Duration,
+    /// Disable Nagle (TCP_NODELAY).
+    pub nodelay: bool,
+    /// Keepalive, when enabled.
+    pub keepalive: Option<Keepalive>,
+    /// Record a cwnd trace ([`super::cwnd_trace`]) on every connection from its creation,
+    /// keeping at most this many samples each. `None` (the default): no trace unless a
+    /// socket asks for one.
+    pub cwnd_trace: Option<usize>,
+    /// TIME-WAIT duration (2*MSL).
+    pub time_wait: Duration,
+    /// How long a connection nobody holds a handle to may wait in FIN-WAIT-2 for the
+    /// peer's FIN (Linux's tcp_fin_timeout): without it a peer that never closes keeps
+    /// the connection forever.
+    pub orphan_fin_timeout: Duration,
+    /// SYN (or SYN,ACK) retransmissions before giving up.
+    pub syn_retries: u32,
+    /// Limit on the whole connection attempt.
+    pub connect_timeout: Duration,
+    /// Data retransmissions (of one segment) before the connection is dropped.
+    pub max_retransmits: u32,
+    /// Offer window scaling (RFC 7323).
+    pub window_scaling: bool,
+    /// Offer timestamps (RFC 7323).
+    pub timestamps: bool,
+    /// Offer SACK (RFC 2018): SACK blocks and D-SACK (RFC 2883) as a receiver, the
+    /// scoreboard and RFC 6675 loss recovery as a sender.
+    pub sack: bool,
+    /// Limited transmit (RFC 3042; FreeBSD's `net.inet.tcp.rfc3042`): one new segment on
+    /// each of the first two duplicate ACKs.
+    pub limited_transmit: bool,
+    /// Lost-retransmission detection in SACK recovery (Linux's `tcp_mark_lost_retrans`,
+    /// the idea RFC 8985 §6 generalises): a retransmission is deemed lost again once the
+    /// peer SACKs data first sent after it, and is resent without waiting for the RTO.
+    /// See [`super::sack`]. On by default; off gives plain RFC 6675.
+    pub lost_retransmit: bool,
+    /// Largest TCP payload handed to the device in one segment for it to cut into MSS
+    /// pieces (TSO, FreeBSD's `CSUM_TSO` with `tso_segsz`); 0 sends MSS-sized segments.
+    /// The stack sets it when the device layer segments (`--no-offload tso` clears it).
+    pub tso_max: usize,
+    /// Explicit Congestion Notification (RFC 3168): ask for it on active opens and
+    /// accept it on passive ones. Off by default, as Linux's `tcp_ecn=2` leaves it off
+    /// for connections it starts. Fixed per connection at its SYN: changing it later
+    /// affects connections opened afterwards only.
+    pub ecn: bool,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        TcpConfig {
+            mss: 1460,
+            sndbuf: 256 * 1024,
+            rcvbuf: 256 * 1024,
+            rto: RtoConfig::default(),
+            delack: Duration::from_millis(40),
+            nodelay: false,
+            keepalive: None,
+            cwnd_trace: None,
+            time_wait: Duration::from_secs(60),
+            orphan_fin_timeout: Duration::from_secs(60),
+            syn_retries: 6,
+            connect_timeout: Duration::from_secs(75),
+            max_retransmits: 15,
+            window_scaling: true,
+            timestamps: true,
+            sack: true,
+            limited_transmit: true,
+            lost_retransmit: true,
+            tso_max: 0,
+            ecn: false,
+        }
+    }
+}
+
+/// Why a connection ended abnormally (surfaced to the application as io errors).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TcpError {
+    /// RST in reply to our SYN.
+    #[error("connection refused")]
+    Refused,
+    /// RST on an open connection.
+    #[error("connection reset by peer")]
+    Reset,
+    /// Retransmissions, keepalives or the connect timeout ran out.
+    #[error("connection timed out")]
+    TimedOut,
+    /// The local side aborted.
+    #[error("connection aborted")]
+    Aborted,
+}
+
+/// Misuse of the user calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UserError {
+    /// Sending after our side was shut down (or the connection closed).
+    #[error("broken pipe: the sending side is closed")]
+    SendClosed,
+    /// Not yet connected.
+    #[error("not connected")]
+    NotConnected,
+    /// The connection failed.
+    #[error("{0}")]
+    Failed(TcpError),
+}
