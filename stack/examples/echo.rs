@@ -29,7 +29,7 @@ fn main() -> anyhow::Result<()> {
     let listener = TcpListener::bind(&stack, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port))?;
     eprintln!(
         "echo: listening on {addr} port {port}; congestion control: {:?}",
-        stack.net().tcp.cc.available()
+        stack.net().congestion_control().available()
     );
 
     std::thread::scope(|s| loop {

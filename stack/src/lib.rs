@@ -50,6 +50,8 @@ pub(crate) mod tcp;
 pub(crate) mod worker;
 
 // What applications use: the stack, its sockets, its settings and what it reports.
+// Test tooling (the tc RSS emulation behind `xstack rss-emulate`), not application API.
+#[doc(hidden)]
 pub use device::rss_emu::RssEmulation;
 pub use device::xdp::{Mode as XdpMode, QueueStats};
 pub use device::xsk::{XskConfig, XskStats};
@@ -62,6 +64,7 @@ pub use socket::{
 pub use stack::{QueueSnapshot, Snapshot, Stack, StackConfig, StartError, WorkerSnapshot};
 pub use tcp::cwnd_trace::{CcEvent, CwndSample, CwndTrace, DEFAULT_TRACE_LIMIT};
 pub use tcp::pcb::GroupStats;
+pub use tcp::rtt::RtoConfig;
 pub use tcp::{Keepalive, TcpConfig, TcpInfo};
 pub use worker::IdleMode;
 /// Congestion control: the module interface, the built-in modules and the registry a

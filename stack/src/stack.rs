@@ -108,7 +108,7 @@ type WorkerReady = mpsc::Receiver<Result<(std::os::fd::RawFd, bool), DeviceError
 
 impl Stack {
     /// Brings the stack up on `config.iface`: checks privileges and addresses, sizes
-    /// the queues, loads the XDP program, builds the layers ([`Layers::build`], as the
+    /// the queues, loads the XDP program, builds the layers (`Layers::build`, as the
     /// simulator does), opens one AF_XDP socket per queue on a pinned worker each, and
     /// attaches the program.
     pub fn start(config: StackConfig) -> Result<Stack, StartError> {

@@ -252,7 +252,7 @@ pub struct Offloads {
     pub tso: bool,
     /// The largest TSO segment's payload in bytes (0 when TSO is off).
     pub tso_max: u32,
-    /// Large receive offload, in software ([`crate::net::lro`]): AF_XDP delivers the
+    /// Large receive offload, in software (`net/lro.rs`): AF_XDP delivers the
     /// frames as they were on the wire, and the worker coalesces them.
     pub lro: bool,
     /// Received frames carry the device's RSS hash. The kernel hands it to XDP through

@@ -35,7 +35,7 @@ pub struct XskConfig {
     pub need_wakeup: bool,
     /// Reserve AF_XDP TX metadata in front of each sent frame so the device can be
     /// asked to finish checksums (`XDP_TXMD_FLAGS_CHECKSUM`, Linux 6.8+). Falls back
-    /// to none when the kernel refuses it; [`XskTx::tx_csum`] says which.
+    /// to none when the kernel refuses it; `Stack::offloads` says which.
     pub tx_metadata: bool,
 }
 

@@ -91,10 +91,6 @@ pub(crate) fn pcb_error(e: PcbError) -> io::Error {
     match e {
         PcbError::AddrInUse => io::Error::new(io::ErrorKind::AddrInUse, "address in use"),
         PcbError::NoPorts => io::Error::new(io::ErrorKind::AddrInUse, "no free ephemeral port"),
-        PcbError::AddrNotAvailable => io::Error::new(
-            io::ErrorKind::AddrNotAvailable,
-            "address not owned by this stack",
-        ),
     }
 }
 

@@ -42,7 +42,7 @@ pub struct TcpConfig {
     pub nodelay: bool,
     /// Keepalive, when enabled.
     pub keepalive: Option<Keepalive>,
-    /// Record a cwnd trace ([`super::cwnd_trace`]) on every connection from its creation,
+    /// Record a cwnd trace ([`crate::CwndTrace`]) on every connection from its creation,
     /// keeping at most this many samples each. `None` (the default): no trace unless a
     /// socket asks for one.
     pub cwnd_trace: Option<usize>,
@@ -71,7 +71,8 @@ pub struct TcpConfig {
     /// Lost-retransmission detection in SACK recovery (Linux's `tcp_mark_lost_retrans`,
     /// the idea RFC 8985 §6 generalises): a retransmission is deemed lost again once the
     /// peer SACKs data first sent after it, and is resent without waiting for the RTO.
-    /// See [`super::sack`]. On by default; off gives plain RFC 6675.
+    /// The SACK scoreboard (`tcp/sack.rs`) says how. On by default; off gives plain
+    /// RFC 6675.
     pub lost_retransmit: bool,
     /// Largest TCP payload handed to the device in one segment for it to cut into MSS
     /// pieces (TSO, FreeBSD's `CSUM_TSO` with `tso_segsz`); 0 sends MSS-sized segments.

@@ -130,6 +130,7 @@ impl TcpLayer {
     }
 
     /// Number of workers.
+    #[cfg(any(test, feature = "sim"))]
     pub fn nworkers(&self) -> usize {
         self.nworkers
     }

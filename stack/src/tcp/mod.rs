@@ -30,4 +30,6 @@ pub mod timer;
 mod tests;
 
 pub use config::{Keepalive, TcpConfig, TcpError, UserError};
-pub use tcb::{ConnStats, EcnStats, State, Tcb, TcpInfo};
+#[cfg(test)]
+pub use tcb::EcnStats;
+pub use tcb::{State, Tcb, TcpInfo};

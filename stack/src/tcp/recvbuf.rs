@@ -106,6 +106,7 @@ impl RecvBuffer {
 
     /// Sets the bound on out-of-order ranges (default [`MAX_OOO_RANGES`]). Ranges already
     /// held above a lowered bound are kept; only new ranges are refused.
+    #[cfg(test)]
     pub fn set_max_ooo_ranges(&mut self, n: usize) {
         self.max_ranges = n;
     }
@@ -122,6 +123,7 @@ impl RecvBuffer {
     }
 
     /// Bytes of memory the ring currently has allocated.
+    #[cfg(test)]
     pub fn allocated(&self) -> usize {
         self.storage.capacity()
     }
@@ -233,6 +235,7 @@ impl RecvBuffer {
 
     /// The most recently written out-of-order block (relative to `rcv_nxt`), the first
     /// SACK block.
+    #[cfg(test)]
     pub fn last_ooo_range(&self) -> Option<(usize, usize)> {
         self.ooo_ranges().next()
     }
@@ -243,12 +246,14 @@ impl RecvBuffer {
     }
 
     /// How many out-of-order blocks are held.
+    #[cfg(test)]
     pub fn ooo_count(&self) -> usize {
         self.ooo.len()
     }
 
     /// Releases allocated memory beyond what the stored bytes need: all of it when
     /// nothing is stored. For idle connections.
+    #[cfg(test)]
     pub fn shrink_to_fit(&mut self) {
         let used = self.used();
         if used == 0 {

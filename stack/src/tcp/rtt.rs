@@ -88,11 +88,6 @@ impl RttEstimator {
         }
     }
 
-    /// The configuration it was built with.
-    pub fn config(&self) -> &RtoConfig {
-        &self.cfg
-    }
-
     /// Feeds one RTT measurement (already filtered by Karn's rule, see the module doc).
     ///
     /// RFC 6298 (2.2): "When the first RTT measurement R is made, the host MUST set
@@ -140,12 +135,6 @@ impl RttEstimator {
             .and_then(|m| self.base_rto.checked_mul(m))
             .map_or(self.cfg.max, |r| r.min(self.cfg.max))
     }
-
-    /// The RTO before backoff.
-    pub fn base_rto(&self) -> Duration {
-        self.base_rto
-    }
-
     /// Backs the timer off after it expired. RFC 6298 (5.5): "The host MUST set RTO <-
     /// RTO * 2 ("back off the timer"). The maximum value discussed in (2.5) above may be
     /// used to provide an upper bound to this doubling operation." The count saturates;
@@ -160,6 +149,7 @@ impl RttEstimator {
     }
 
     /// How many times the timer has been backed off since the last sample or reset.
+    #[cfg(test)]
     pub fn backoff_count(&self) -> u32 {
         self.backoff
     }

@@ -95,11 +95,13 @@ pub struct Scoreboard {
 
 impl Scoreboard {
     /// Nothing SACKed.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.ranges.is_empty()
     }
 
     /// The SACKed ranges, lowest first.
+    #[cfg(test)]
     pub fn ranges(&self) -> &[(Seq, Seq)] {
         &self.ranges
     }

@@ -72,6 +72,7 @@ impl SendBuffer {
     }
 
     /// Bytes of memory the ring currently has allocated (for per-connection accounting).
+    #[cfg(test)]
     pub fn allocated(&self) -> usize {
         self.storage.capacity()
     }
@@ -145,6 +146,7 @@ impl SendBuffer {
 
     /// Releases allocated memory beyond what the held bytes need: all of it when the
     /// buffer is empty. For idle connections (see the module doc).
+    #[cfg(test)]
     pub fn shrink_to_fit(&mut self) {
         if self.len == 0 {
             self.storage = Vec::new();

@@ -56,6 +56,7 @@ impl Timers {
     }
 
     /// When `k` fires, if armed.
+    #[cfg(test)]
     pub fn get(&self, k: TimerKind) -> Option<Instant> {
         self.at[k as usize]
     }

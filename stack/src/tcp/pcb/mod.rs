@@ -22,8 +22,6 @@ pub use conn::{Conn, ConnInner, FourTuple, Listener, ReadinessSink};
 pub use group::{GroupMap, GroupStats};
 pub use table::PcbTable;
 
-use super::tcb::State;
-
 /// Why a bind or connect could not get its address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum PcbError {
@@ -33,15 +31,7 @@ pub enum PcbError {
     /// No ephemeral port is free for this destination.
     #[error("no free ephemeral port")]
     NoPorts,
-    /// The address is not one of the stack's.
-    #[error("address not available")]
-    AddrNotAvailable,
 }
 
 /// Ephemeral port range (Linux's default `ip_local_port_range`).
 pub const EPHEMERAL: std::ops::RangeInclusive<u16> = 32768..=60999;
-
-/// True when a connection in this state still owns its 4-tuple.
-pub fn holds_tuple(state: State) -> bool {
-    state != State::Closed
-}

@@ -165,6 +165,7 @@ impl PcbTable {
     }
 
     /// True when there are no connections.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
