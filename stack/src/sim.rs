@@ -588,14 +588,21 @@ mod tests {
     const PEER_MAC: [u8; 6] = [0x02, 0, 0, 0, 0, 9];
     const PEER_IP: [u8; 4] = [198, 18, 0, 9];
 
-    fn stack(workers: usize) -> SimStack {
+    /// Host 0's stack with `workers` workers, listening on port 80.
+    fn listening(workers: usize, tx_csum_offload: bool) -> SimStack {
         let mut c = SimStackConfig::new(
             EthernetAddress([0x02, 0, 0, 0, 0, 1]),
             host_addr(0),
             Instant::now(),
         );
         c.workers = workers;
-        SimStack::new(c)
+        c.tx_csum_offload = tx_csum_offload;
+        let s = SimStack::new(c);
+        s.tcp
+            .pcbs
+            .listen(SocketAddrV4::new(host_addr(0), 80), 8)
+            .expect("listen");
+        s
     }
 
     /// A bare SYN (no options) from the peer to `port` of host 0, checksums valid.
@@ -641,11 +648,7 @@ mod tests {
 
     #[test]
     fn raw_frames_in_and_captured_frames_out() {
-        let mut s = stack(2);
-        s.tcp
-            .pcbs
-            .listen(SocketAddrV4::new(host_addr(0), 80), 8)
-            .expect("listen");
+        let mut s = listening(2, false);
         // Worker 0 owns the interface timers: it announces our address once up.
         s.run_now();
         let announce = s.take_sent();
@@ -679,11 +682,7 @@ mod tests {
 
     #[test]
     fn time_is_virtual_and_moves_to_the_next_deadline() {
-        let mut s = stack(1);
-        s.tcp
-            .pcbs
-            .listen(SocketAddrV4::new(host_addr(0), 80), 8)
-            .expect("listen");
+        let mut s = listening(1, false);
         let t0 = s.now();
         s.inject(0, arp_request()); // so the SYN,ACK needs no resolution
         s.inject(0, syn(40001, 80, 7));
@@ -707,17 +706,7 @@ mod tests {
 
     #[test]
     fn a_device_that_finishes_checksums_is_asked_to() {
-        let mut c = SimStackConfig::new(
-            EthernetAddress([0x02, 0, 0, 0, 0, 1]),
-            host_addr(0),
-            Instant::now(),
-        );
-        c.tx_csum_offload = true;
-        let mut s = SimStack::new(c);
-        s.tcp
-            .pcbs
-            .listen(SocketAddrV4::new(host_addr(0), 80), 8)
-            .expect("listen");
+        let mut s = listening(1, true);
         s.inject(0, arp_request());
         s.inject(0, syn(40002, 80, 1));
         s.run_now();

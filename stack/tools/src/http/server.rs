@@ -421,16 +421,7 @@ fn respond<C: Conn>(
             if e.kind() != io::ErrorKind::InvalidData {
                 return Err(e);
             }
-            send(
-                bc.get_mut(),
-                400,
-                "text/plain",
-                format!("{e}\n").as_bytes(),
-                false,
-                false,
-                &[],
-            )?;
-            return Ok(Outcome::Close);
+            return bad_body(bc.get_mut(), &e);
         }
     }
     let outcome = if keep {
@@ -480,16 +471,7 @@ fn respond_sha256<C: Conn>(
             Ok(n) => hasher.update(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                send(
-                    bc.get_mut(),
-                    400,
-                    "text/plain",
-                    format!("{e}\n").as_bytes(),
-                    false,
-                    false,
-                    &[],
-                )?;
-                return Ok(Outcome::Close);
+                return bad_body(bc.get_mut(), &e);
             }
             Err(e) => return Err(e),
         }
@@ -634,6 +616,21 @@ fn write_parts(w: &mut impl Write, head: &[u8], body: &[u8]) -> io::Result<()> {
 
 /// Sends a complete small response. `head_only` (a HEAD request) keeps the Content-Length
 /// of the body but leaves the body out (RFC 9110 §9.3.2).
+/// A request body that does not parse (bad chunk framing): 400 with the reason, and
+/// the connection closes (its framing is lost).
+fn bad_body(w: &mut impl Write, e: &io::Error) -> io::Result<Outcome> {
+    send(
+        w,
+        400,
+        "text/plain",
+        format!("{e}\n").as_bytes(),
+        false,
+        false,
+        &[],
+    )?;
+    Ok(Outcome::Close)
+}
+
 fn send(
     w: &mut impl Write,
     status: u16,
