@@ -192,11 +192,17 @@ impl<T: LinkTx + 'static> Layers<T> {
         let t = tcp.clone();
         netisr.set_flow_observer(Box::new(move |h, ev| t.pcbs.note_flow(h, ev)));
         let netisr = Arc::new(netisr);
+        // Weak: netisr's handlers hold the TCP layer, so a strong handle back would be a
+        // cycle and a stopped stack would never be freed.
         tcp.set_wakers(
             (0..nworkers)
                 .map(|w| {
-                    let n = netisr.clone();
-                    Arc::new(move || n.notify(w)) as WorkerWaker
+                    let n = Arc::downgrade(&netisr);
+                    Arc::new(move || {
+                        if let Some(n) = n.upgrade() {
+                            n.notify(w)
+                        }
+                    }) as WorkerWaker
                 })
                 .collect(),
         );

@@ -724,4 +724,13 @@ mod tests {
             checksum::pseudo_header_v4(host_addr(0).octets(), PEER_IP, 6, tcp.len() as u16);
         assert_eq!(checksum::fold(checksum::add(pseudo, tcp)), 0xffff);
     }
+
+    #[test]
+    fn a_dropped_stack_is_freed() {
+        let s = listening(2, false);
+        let (tcp, netisr) = (Arc::downgrade(&s.tcp), Arc::downgrade(&s.layers.netisr));
+        drop(s);
+        assert!(tcp.upgrade().is_none(), "the TCP layer outlived its stack");
+        assert!(netisr.upgrade().is_none(), "netisr outlived its stack");
+    }
 }

@@ -117,14 +117,13 @@ impl Stack {
         let owned: Vec<Ipv4Addr> = config.addrs.iter().map(|c| c.addr).collect();
         let xdp = XdpSteer::load(&link.name, &owned)?;
         let nworkers = link.rx_queues as usize;
+        let on = |o: Offload| !config.offloads_off.contains(&o);
         let offloads = Offloads {
-            tso: !config.offloads_off.contains(&Offload::Tso),
-            tso_max: if config.offloads_off.contains(&Offload::Tso) {
-                0
-            } else {
-                TSO_MAX as u32
-            },
-            lro: !config.offloads_off.contains(&Offload::Lro),
+            tso: on(Offload::Tso),
+            tso_max: if on(Offload::Tso) { TSO_MAX as u32 } else { 0 },
+            lro: on(Offload::Lro),
+            // Settled once every worker's socket is open (`await_sockets`).
+            tx_csum: false,
             ..Offloads::default()
         };
         let layers = Layers::<XskTx>::build(LayerSpec {

@@ -122,7 +122,7 @@ impl Worker {
     }
 
     fn sleep(&mut self) {
-        let (id, netisr) = (self.core.id, self.core.layers.netisr.clone());
+        let (id, netisr) = (self.core.id, &*self.core.layers.netisr);
         if !netisr.prepare_sleep(id) {
             return;
         }
