@@ -65,6 +65,7 @@ pub use stack::{QueueSnapshot, Snapshot, Stack, StackConfig, StartError, WorkerS
 pub use tcp::cwnd_trace::{CcEvent, CwndSample, CwndTrace, DEFAULT_TRACE_LIMIT};
 pub use tcp::pcb::GroupStats;
 pub use tcp::rtt::RtoConfig;
+pub use tcp::segment::OptionLayout;
 pub use tcp::{Keepalive, TcpConfig, TcpInfo};
 pub use worker::IdleMode;
 /// Congestion control: the module interface, the built-in modules and the registry a

@@ -60,6 +60,14 @@ pub struct TcpConfig {
     pub max_retransmits: u32,
     /// Offer window scaling (RFC 7323).
     pub window_scaling: bool,
+    /// The window scale shift to offer; `None` (the default): the smallest that lets
+    /// `rcvbuf` be advertised, as Linux does. FreeBSD derives it from the largest socket
+    /// buffer allowed (`kern.ipc.maxsockbuf`: 6 for its 2 MB default).
+    pub window_shift: Option<u8>,
+    /// The order and padding of the TCP options we send (Linux's by default); receivers
+    /// accept any, but a packet-level test suite written for another stack compares
+    /// the bytes.
+    pub option_layout: super::segment::OptionLayout,
     /// Offer timestamps (RFC 7323).
     pub timestamps: bool,
     /// Offer SACK (RFC 2018): SACK blocks and D-SACK (RFC 2883) as a receiver, the
@@ -102,6 +110,8 @@ impl Default for TcpConfig {
             connect_timeout: Duration::from_secs(75),
             max_retransmits: 15,
             window_scaling: true,
+            window_shift: None,
+            option_layout: super::segment::OptionLayout::Linux,
             timestamps: true,
             sack: true,
             limited_transmit: true,

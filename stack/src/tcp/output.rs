@@ -283,6 +283,7 @@ impl Tcb {
         flags |= self.ecn_output_syn(passive, resend);
         let mut hdr = self.header(self.iss, flags, now);
         let mut o = TcpOptions {
+            layout: self.cfg.option_layout,
             mss: Some(self.cfg.mss),
             ..Default::default()
         };
@@ -641,7 +642,10 @@ impl Tcb {
 
     /// A header for a non-SYN segment: ACK of rcv_nxt, our window, timestamps.
     fn header(&self, seq: Seq, flags: TcpFlags, now: Instant) -> SegmentOut {
-        let mut options = TcpOptions::default();
+        let mut options = TcpOptions {
+            layout: self.cfg.option_layout,
+            ..TcpOptions::default()
+        };
         if self.ts_enabled {
             options.timestamps = Some((self.ts_now(now), self.ts_recent));
         }

@@ -71,6 +71,21 @@ bitflags! {
     }
 }
 
+/// The order and padding of the options a segment carries. Receivers accept any
+/// layout; a test suite written against one stack compares the bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum OptionLayout {
+    /// Linux's `tcp_options_write`: MSS; SACK-permitted folded into the timestamps'
+    /// leading NOPs; NOP,window scale; NOP,NOP,SACK blocks. Every piece 32-bit aligned.
+    #[default]
+    Linux,
+    /// FreeBSD's `tcp_addoptions`: MSS, window scale, SACK-permitted, timestamps, SACK
+    /// blocks in that order, each preceded by the NOPs its alignment rule asks for
+    /// (window scale at an odd offset, SACK-permitted at an even one, timestamps and
+    /// SACK blocks at 2 mod 4), then EOL and zero padding to a multiple of 4.
+    FreeBsd,
+}
+
 /// The TCP options we understand. Unknown options are skipped on input and never sent.
 ///
 /// Parsing records every option wherever it appears; which ones count is the TCB's call
@@ -78,6 +93,8 @@ bitflags! {
 /// likewise; an MSS seen on a later segment is still parsed, and ignored by the TCB).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TcpOptions {
+    /// How [`TcpOptions::wire_len`] and emission lay the options out (ignored on input).
+    pub layout: OptionLayout,
     /// Maximum segment size (kind 2).
     pub mss: Option<u16>,
     /// Window scale shift count (kind 3). On input it is already clamped to 14, RFC 7323
@@ -113,13 +130,28 @@ impl TcpOptions {
     }
 
     /// Bytes the options take when emitted (a multiple of 4, at most 40), and how many
-    /// SACK blocks fit. The layout is Linux's (`tcp_options_write`): MSS; timestamps
-    /// (with SACK-permitted folded into their leading NOPs when both are present);
-    /// otherwise NOP,NOP,SACK-permitted; NOP,window scale; NOP,NOP,SACK blocks. Each
-    /// piece is 32-bit aligned, so no trailing padding is ever needed. SACK blocks that
-    /// would overflow the 40 bytes are left out, the last first (the first block is the
-    /// one RFC 2018 §4 requires); with timestamps that leaves 3, as RFC 2018 §3 says.
+    /// SACK blocks fit. SACK blocks that would overflow the 40 bytes are left out, the
+    /// last first (the first block is the one RFC 2018 §4 requires); with timestamps
+    /// that leaves 3, as RFC 2018 §3 says. See [`OptionLayout`] for the two layouts.
     fn layout(&self) -> (usize, usize) {
+        match self.layout {
+            OptionLayout::Linux => self.linux_layout(),
+            OptionLayout::FreeBsd => {
+                let mut n_sack = self.sack().len();
+                loop {
+                    let len = self.freebsd_emit(None, n_sack);
+                    if len <= MAX_OPTIONS_LEN || n_sack == 0 {
+                        return (len, n_sack);
+                    }
+                    n_sack -= 1;
+                }
+            }
+        }
+    }
+
+    /// [`OptionLayout::Linux`]: each piece is 32-bit aligned, so no trailing padding is
+    /// ever needed.
+    fn linux_layout(&self) -> (usize, usize) {
         let mut len = 0;
         if self.mss.is_some() {
             len += 4;
@@ -140,6 +172,50 @@ impl TcpOptions {
         (len, n_sack)
     }
 
+    /// [`OptionLayout::FreeBsd`]: writes into `buf` when given (it must be long enough),
+    /// and returns the length either way.
+    fn freebsd_emit(&self, buf: Option<&mut [u8]>, n_sack: usize) -> usize {
+        let mut w = OptWriter { buf, at: 0 };
+        // `tcp_addoptions`' alignment rules, on the offset so far (its `optlen`).
+        let odd = |l: usize| l % 2 == 1;
+        let even = |l: usize| l % 2 == 0;
+        let two_mod_four = |l: usize| l % 4 == 2;
+        if let Some(mss) = self.mss {
+            let m = mss.to_be_bytes();
+            w.put(&[kind::MSS, 4, m[0], m[1]]);
+        }
+        if let Some(ws) = self.wscale {
+            w.nops_until(false, odd);
+            w.put(&[kind::WSCALE, 3, ws]);
+        }
+        if self.sack_permitted {
+            w.nops_until(true, even);
+            w.put(&[kind::SACK_PERMITTED, 2]);
+        }
+        if let Some((tsval, tsecr)) = self.timestamps {
+            w.nops_until(false, two_mod_four);
+            w.put(&[kind::TIMESTAMPS, 10]);
+            w.put(&tsval.to_be_bytes());
+            w.put(&tsecr.to_be_bytes());
+        }
+        if n_sack > 0 {
+            w.nops_until(false, two_mod_four);
+            w.put(&[kind::SACK, (2 + 8 * n_sack) as u8]);
+            for &(l, r) in &self.sack()[..n_sack] {
+                w.put(&l.0.to_be_bytes());
+                w.put(&r.0.to_be_bytes());
+            }
+        }
+        // "Terminate and pad TCP options to a 4 byte boundary": one EOL, then zeros.
+        if w.at % 4 != 0 {
+            w.put(&[kind::EOL]);
+        }
+        while w.at % 4 != 0 {
+            w.put(&[0]);
+        }
+        w.at
+    }
+
     /// Bytes these options take on the wire (see [`SegmentOut`] for the layout).
     pub fn wire_len(&self) -> usize {
         self.layout().0
@@ -149,6 +225,10 @@ impl TcpOptions {
     fn emit(&self, buf: &mut [u8]) {
         let (len, n_sack) = self.layout();
         let buf = &mut buf[..len];
+        if self.layout == OptionLayout::FreeBsd {
+            self.freebsd_emit(Some(buf), n_sack);
+            return;
+        }
         let mut at = 0;
         let mut put = |bytes: &[u8]| {
             buf[at..at + bytes.len()].copy_from_slice(bytes);
@@ -178,6 +258,30 @@ impl TcpOptions {
                 put(&l.0.to_be_bytes());
                 put(&r.0.to_be_bytes());
             }
+        }
+    }
+}
+
+/// Writes option bytes at a running offset, or only counts them (`buf` is `None`).
+struct OptWriter<'a> {
+    buf: Option<&'a mut [u8]>,
+    at: usize,
+}
+
+impl OptWriter<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        if let Some(b) = self.buf.as_deref_mut() {
+            b[self.at..self.at + bytes.len()].copy_from_slice(bytes);
+        }
+        self.at += bytes.len();
+    }
+
+    /// NOPs until the next option may start here: where `ok` says, and not at offset
+    /// 0 unless `at_start` (FreeBSD's `while (!optlen || !ok(optlen))` and, for
+    /// SACK-permitted, `while (!ok(optlen))`).
+    fn nops_until(&mut self, at_start: bool, ok: impl Fn(usize) -> bool) {
+        while (self.at == 0 && !at_start) || !ok(self.at) {
+            self.put(&[kind::NOP]);
         }
     }
 }
@@ -774,6 +878,66 @@ mod tests {
         parse(SRC, DST, &seg, CsumFlags::DATA_VALID).map(|s| s.options)
     }
 
+    /// Emits `o` in FreeBSD's layout: the bytes, and what parsing them gives back.
+    fn freebsd_bytes(o: TcpOptions) -> (Vec<u8>, TcpOptions) {
+        let o = TcpOptions {
+            layout: OptionLayout::FreeBsd,
+            ..o
+        };
+        let mut buf = vec![0xaa; o.wire_len()];
+        o.emit(&mut buf);
+        let back = parse_opts(&buf).expect("parses");
+        (buf, back)
+    }
+
+    #[test]
+    fn freebsd_option_layout() {
+        let ts = |v: u32, e: u32| [v.to_be_bytes(), e.to_be_bytes()].concat();
+        // FreeBSD's SYN: <mss 1460,nop,wscale 6,sackOK,TS val 100 ecr 0>.
+        let syn = TcpOptions {
+            mss: Some(1460),
+            wscale: Some(6),
+            sack_permitted: true,
+            timestamps: Some((100, 0)),
+            ..TcpOptions::default()
+        };
+        let (b, back) = freebsd_bytes(syn);
+        let mut want = vec![2, 4, 0x05, 0xb4, 1, 3, 3, 6, 4, 2, 8, 10];
+        want.extend(ts(100, 0));
+        assert_eq!(b, want);
+        assert_eq!(back, syn);
+        // Its SYN,ACK to a peer that offered only SACK: <mss 1460,sackOK,eol,eol>.
+        let synack = TcpOptions {
+            mss: Some(1460),
+            sack_permitted: true,
+            ..TcpOptions::default()
+        };
+        assert_eq!(freebsd_bytes(synack).0, [2, 4, 0x05, 0xb4, 4, 2, 0, 0]);
+        // Data with timestamps: <nop,nop,TS>; with SACK blocks: <nop,nop,TS,nop,nop,sack>.
+        let mut data = TcpOptions {
+            timestamps: Some((7, 9)),
+            ..TcpOptions::default()
+        };
+        let mut want = vec![1, 1, 8, 10];
+        want.extend(ts(7, 9));
+        assert_eq!(freebsd_bytes(data).0, want);
+        for i in 0..4u32 {
+            data.push_sack(Seq(100 * i + 1), Seq(100 * i + 50));
+        }
+        let (b, back) = freebsd_bytes(data);
+        assert_eq!(b.len(), 40, "three blocks fit beside the timestamps");
+        assert_eq!(&b[12..16], &[1, 1, 5, 26]);
+        assert_eq!(back.sack(), &data.sack()[..3]);
+        // MSS and window scale alone: <mss,nop,wscale>; no options: nothing.
+        let ws = TcpOptions {
+            mss: Some(536),
+            wscale: Some(0),
+            ..TcpOptions::default()
+        };
+        assert_eq!(freebsd_bytes(ws).0, [2, 4, 2, 24, 1, 3, 3, 0]);
+        assert!(freebsd_bytes(TcpOptions::default()).0.is_empty());
+    }
+
     #[test]
     fn malformed_options() {
         let bad: &[&[u8]] = &[
@@ -901,20 +1065,28 @@ mod tests {
             any::<bool>(),
             proptest::option::of((any::<u32>(), any::<u32>())),
             proptest::collection::vec((any::<u32>(), any::<u32>()), 0..=4),
+            any::<bool>(),
         )
-            .prop_map(|(mss, wscale, sack_permitted, timestamps, blocks)| {
-                let mut o = TcpOptions {
-                    mss,
-                    wscale,
-                    sack_permitted,
-                    timestamps,
-                    ..Default::default()
-                };
-                for (l, r) in blocks {
-                    o.push_sack(Seq(l), Seq(r));
-                }
-                o
-            })
+            .prop_map(
+                |(mss, wscale, sack_permitted, timestamps, blocks, freebsd)| {
+                    let mut o = TcpOptions {
+                        layout: if freebsd {
+                            OptionLayout::FreeBsd
+                        } else {
+                            OptionLayout::Linux
+                        },
+                        mss,
+                        wscale,
+                        sack_permitted,
+                        timestamps,
+                        ..Default::default()
+                    };
+                    for (l, r) in blocks {
+                        o.push_sack(Seq(l), Seq(r));
+                    }
+                    o
+                },
+            )
     }
 
     proptest! {
@@ -993,6 +1165,7 @@ mod tests {
                 *b = (Seq(0), Seq(0));
             }
             let mut got = seg.options;
+            got.layout = options.layout; // a receiver does not learn the layout
             for b in &mut got.sack_blocks[n_fit..] {
                 *b = (Seq(0), Seq(0));
             }

@@ -18,6 +18,7 @@ use super::cwnd_trace::{CcEvent, CwndTrace};
 use super::recvbuf::RecvBuffer;
 use super::rtt::RttEstimator;
 use super::sack::Scoreboard;
+use super::segment::MAX_WSCALE;
 use super::sendbuf::SendBuffer;
 use super::seq::Seq;
 use super::timer::{TimerKind, Timers};
@@ -258,7 +259,8 @@ impl Tcb {
         let rtt = RttEstimator::new(cfg.rto);
         let mss = cfg.mss as u32;
         let rcv_wscale = if cfg.window_scaling {
-            wscale_for(cfg.rcvbuf)
+            cfg.window_shift
+                .map_or_else(|| wscale_for(cfg.rcvbuf), |s| s.min(MAX_WSCALE))
         } else {
             0
         };

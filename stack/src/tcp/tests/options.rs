@@ -2,6 +2,7 @@
 //! RTTM (RFC 7323), SACK-permitted (RFC 2018).
 
 use super::harness::*;
+use crate::tcp::segment::OptionLayout;
 
 /// Everything on, with a buffer that needs a window shift of 3.
 fn cfg_all() -> TcpConfig {
@@ -286,5 +287,53 @@ fn all_options_together() {
     assert_eq!(
         (i.wscale, i.timestamps, i.sack, i.mss),
         (Some((3, 7)), true, true, 1448)
+    );
+}
+
+// ---------------------------------------------------------------- layout
+
+/// FreeBSD's settings: its option layout and the window shift its 2 MB socket-buffer
+/// limit gives.
+fn freebsd() -> TcpConfig {
+    TcpConfig {
+        option_layout: OptionLayout::FreeBsd,
+        window_shift: Some(6),
+        ..cfg_all()
+    }
+}
+
+// A packet-level suite written for FreeBSD expects its SYN byte for byte:
+// <mss 1460,nop,wscale 6,sackOK,TS val .. ecr 0>, then <nop,nop,TS> on data.
+#[test]
+fn freebsd_layout_and_window_shift() {
+    let mut c = Conn::connect(freebsd());
+    let syn = c.output().remove(0);
+    let bytes = wire(&syn);
+    let opts = &bytes[20..];
+    assert_eq!(&opts[..10], &[2, 4, 0x05, 0xb4, 1, 3, 3, 6, 4, 2]);
+    assert_eq!(&opts[10..12], &[8, 10]);
+    assert_eq!(opts.len(), 20);
+    // The peer agrees to everything: data segments carry <nop,nop,TS>.
+    let synack = seg(PEER_ISS)
+        .ack(OUR_ISS + 1)
+        .flags(F::SYN | F::ACK)
+        .win(PEER_WIN)
+        .mss(1460)
+        .wscale(7)
+        .sack_ok()
+        .ts(1, tsval(0));
+    send!(c, synack);
+    c.write(b"x");
+    let out = c.output();
+    let data = out.iter().find(|s| !s.payload.is_empty()).expect("data");
+    let bytes = wire(data);
+    assert_eq!(&bytes[20..24], &[1, 1, 8, 10]);
+    assert_eq!(bytes.len(), 20 + 12 + 1);
+    // Linux's layout for the same SYN differs, and the shift follows the buffer there.
+    let lsyn = Conn::connect(cfg_all()).output().remove(0);
+    assert_ne!(&wire(&lsyn)[20..], opts);
+    assert_eq!(
+        (syn.options.wscale, lsyn.options.wscale),
+        (Some(6), Some(3))
     );
 }
