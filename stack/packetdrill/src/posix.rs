@@ -236,7 +236,7 @@ mod tests {
         let sin = sockaddr_in(a);
         let n = std::mem::size_of::<libc::sockaddr_in>();
         // SAFETY: `sin` is `n` bytes of plain data.
-        let bytes = unsafe { std::slice::from_raw_parts((&sin as *const _ as *const u8), n) };
+        let bytes = unsafe { std::slice::from_raw_parts(&sin as *const _ as *const u8, n) };
         assert_eq!(&bytes[2..4], &8080u16.to_be_bytes());
         assert_eq!(&bytes[4..8], &[192, 0, 2, 1]);
         assert_eq!(parse_sockaddr(bytes), Ok(a));
