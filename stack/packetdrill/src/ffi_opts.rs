@@ -17,12 +17,8 @@ fn get(g: &mut Inner, fd: c_int, level: c_int, name: c_int) -> Result<c_int, c_i
         (libc::SOL_SOCKET, libc::SO_ERROR) => g.so_error(fd),
         (libc::SOL_SOCKET, libc::SO_REUSEADDR) => Ok(o.reuseaddr as c_int),
         (libc::SOL_SOCKET, libc::SO_TYPE) => Ok(libc::SOCK_STREAM),
-        (libc::SOL_SOCKET, libc::SO_SNDBUF) if o.sndbuf.is_some() => {
-            Ok(o.sndbuf.unwrap_or(0) as c_int)
-        }
-        (libc::SOL_SOCKET, libc::SO_RCVBUF) if o.rcvbuf.is_some() => {
-            Ok(o.rcvbuf.unwrap_or(0) as c_int)
-        }
+        (libc::SOL_SOCKET, libc::SO_SNDBUF) => Ok(o.sndbuf.unwrap_or(g.bufs.0) as c_int),
+        (libc::SOL_SOCKET, libc::SO_RCVBUF) => Ok(o.rcvbuf.unwrap_or(g.bufs.1) as c_int),
         (libc::IPPROTO_TCP, libc::TCP_NODELAY) => Ok(o.nodelay as c_int),
         _ => {
             g.unsupported(format!("getsockopt(level {level}, option {name})"));

@@ -46,6 +46,8 @@ pub struct Inner {
     pub(crate) net: NetStack,
     pub(crate) fds: FdTable<Sock>,
     pub(crate) local: Ipv4Addr,
+    /// The stack's default send and receive buffer sizes (SO_SNDBUF, SO_RCVBUF).
+    pub(crate) bufs: (usize, usize),
     /// IP packets the stack sent, with their virtual send time (µs since the epoch).
     out: VecDeque<(i64, Vec<u8>)>,
     start: Instant,
@@ -90,6 +92,7 @@ impl Shim {
         }
         let o = local.octets();
         cfg.gateway = Some(Ipv4Addr::new(o[0], o[1], 255, 254));
+        let bufs = (cfg.tcp.sndbuf, cfg.tcp.rcvbuf);
         let sim = SimStack::new(cfg);
         let epoch_us = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -100,6 +103,7 @@ impl Shim {
                 sim,
                 fds: FdTable::default(),
                 local,
+                bufs,
                 out: VecDeque::new(),
                 start,
                 epoch_us,
