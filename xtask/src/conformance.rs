@@ -5,8 +5,9 @@
 //! `xstack-packetdrill` shared object, and runs every `.pkt` script of each suite with
 //! `packetdrill --so_filename=...`: the stack is a simulator on a virtual clock inside
 //! packetdrill's process, so no packet reaches any network. Scripts' shell commands
-//! (backticks) find stubs first in `PATH`: `sysctl` is logged and ignored (FreeBSD
-//! sysctls have no translation yet), the other FreeBSD tools fail with a message.
+//! (backticks) find stubs first in `PATH`: `sysctl` is logged for the shim, which
+//! translates the few it can (`stack/packetdrill/src/sysctl.rs`), the other FreeBSD
+//! tools fail with a message; none reaches the host.
 
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -228,7 +229,9 @@ fn write_stubs() -> Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let bin = workspace_root().join("target/conformance/bin");
     std::fs::create_dir_all(&bin)?;
-    let ignore = "#!/bin/sh\necho \"xstack conformance: ignored: sysctl $*\" >&2\nexit 0\n";
+    // `sysctl -w key=value`: logged for the shim (`$XSTACK_SYSCTL_LOG`), which
+    // translates what it can (and lists the rest when it exits).
+    let ignore = "#!/bin/sh\n[ \"$1\" = -w ] && shift\n[ -n \"$XSTACK_SYSCTL_LOG\" ] && echo \"$*\" >> \"$XSTACK_SYSCTL_LOG\"\nexit 0\n";
     let mut stubs = vec![("sysctl".to_string(), ignore.to_string())];
     for tool in ["sockstat", "tcpdrop", "kldstat", "kldload", "setkey"] {
         stubs.push((
@@ -377,6 +380,7 @@ fn execute(r: &Runner, path: &Path) -> Result<(bool, String)> {
         .arg(path)
         .current_dir(dir)
         .env("PATH", &r.path)
+        .env("XSTACK_SYSCTL_LOG", sysctl_log(path)?)
         .stdin(Stdio::null())
         .stdout(out_file.try_clone()?)
         .stderr(out_file.try_clone()?)
@@ -413,6 +417,14 @@ fn out_path(script: &Path) -> PathBuf {
         .join(name + ".log")
 }
 
+/// A fresh file for the script's sysctls (see [`write_stubs`]).
+fn sysctl_log(script: &Path) -> Result<PathBuf> {
+    let p = out_path(script).with_extension("sysctl");
+    std::fs::create_dir_all(p.parent().unwrap_or(Path::new(".")))?;
+    std::fs::write(&p, "")?;
+    Ok(p)
+}
+
 fn tempfile(script: &Path) -> Result<std::fs::File> {
     let p = out_path(script);
     std::fs::create_dir_all(p.parent().unwrap_or(Path::new(".")))?;
@@ -430,8 +442,8 @@ fn read_output(script: &Path) -> Result<String> {
 pub fn first_error(out: &str) -> Option<String> {
     let noise = |l: &str| {
         l.trim().is_empty()
-            || l.starts_with("xstack conformance: ignored")
             || l.starts_with("xstack-packetdrill: unsupported")
+            || l.starts_with("xstack-packetdrill: untranslated")
     };
     let named = out.lines().find(|l| l.contains(".pkt:"));
     let line = named.or_else(|| out.lines().find(|l| !noise(l)))?;
@@ -525,7 +537,7 @@ mod tests {
 
     #[test]
     fn the_first_error_names_the_script_line() {
-        let out = "xstack conformance: ignored: sysctl -w a=1\n\
+        let out = "xstack-packetdrill: untranslated sysctls: a\n\
                    /x/s.pkt:57: error handling packet: bad outbound TCP options\n\
                    script packet: ...\n";
         assert_eq!(

@@ -196,10 +196,17 @@ unsafe extern "C" fn pd_free(u: Ud) {
     }
     // SAFETY: `u` is the `Box<Shim>` from init, freed once by packetdrill.
     let shim = unsafe { Box::from_raw(u.cast::<Shim>()) };
-    let counts = shim.shutdown_all();
+    let (counts, sysctls) = shim.shutdown_all();
     if !counts.is_empty() {
         let list: Vec<String> = counts.iter().map(|(k, n)| format!("{k} x{n}")).collect();
         eprintln!("xstack-packetdrill: unsupported: {}", list.join("; "));
+    }
+    if !sysctls.is_empty() {
+        let list: Vec<&str> = sysctls.iter().map(String::as_str).collect();
+        eprintln!(
+            "xstack-packetdrill: untranslated sysctls: {}",
+            list.join(" ")
+        );
     }
 }
 

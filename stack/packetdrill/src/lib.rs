@@ -13,6 +13,7 @@
 //! - [`frames`]: Ethernet framing and ARP answers;
 //! - [`shim`]: the instance: lock, packet queue, time, blocking;
 //! - [`sockets`]: one non-blocking attempt of each socket call;
+//! - [`sysctl`]: the FreeBSD sysctls scripts set, as far as they are translated;
 //! - [`ffi`]: the C entry points.
 
 pub mod ffi;
@@ -21,6 +22,7 @@ pub mod frames;
 pub mod posix;
 pub mod shim;
 pub mod sockets;
+pub mod sysctl;
 
 pub use ffi::{packetdrill_interface_init, PacketdrillInterface};
 

@@ -10,7 +10,7 @@
 //! waits for another thread to change something (a packet injected, time moved, a
 //! descriptor closed).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::Ipv4Addr;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -58,6 +58,8 @@ pub struct Inner {
     blocked: usize,
     /// Unsupported calls and options, by name.
     pub(crate) unsupported: BTreeMap<String, u64>,
+    /// Sysctls the script set that have no translation.
+    pub(crate) sysctls: BTreeSet<String>,
 }
 
 /// A packetdrill interface instance (its `userdata`).
@@ -110,6 +112,7 @@ impl Shim {
                 generation: 0,
                 blocked: 0,
                 unsupported: BTreeMap::new(),
+                sysctls: BTreeSet::new(),
             }),
             changed: Condvar::new(),
         }
@@ -245,11 +248,15 @@ impl Shim {
         *self.lock().unsupported.entry(what.to_string()).or_default() += 1;
     }
 
-    /// Closes every descriptor; returns the unsupported-call counts.
-    pub fn shutdown_all(&self) -> BTreeMap<String, u64> {
+    /// Closes every descriptor; returns the unsupported-call counts and the
+    /// untranslated sysctls.
+    pub fn shutdown_all(&self) -> (BTreeMap<String, u64>, BTreeSet<String>) {
         self.with(|g| {
             drop(g.fds.drain());
-            std::mem::take(&mut g.unsupported)
+            (
+                std::mem::take(&mut g.unsupported),
+                std::mem::take(&mut g.sysctls),
+            )
         })
     }
 }

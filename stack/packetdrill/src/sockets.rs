@@ -84,8 +84,14 @@ impl Inner {
             self.unsupported(format!("socket(type {base}, protocol {protocol})"));
             return Err(libc::EPROTONOSUPPORT);
         }
+        let mut d = crate::sysctl::Defaults::default();
+        for k in crate::sysctl::load(&mut d) {
+            self.sysctls.insert(k);
+        }
         let opts = Opts {
             nonblocking: ty & libc::SOCK_NONBLOCK != 0,
+            sndbuf: d.sndbuf,
+            rcvbuf: d.rcvbuf,
             ..Opts::default()
         };
         Ok(self.fds.insert(Sock::Fresh(opts)))
