@@ -112,7 +112,7 @@ fn now_us(ifc: &PacketdrillInterface) -> i64 {
     assert_eq!(r, 0);
     // SAFETY: filled by the successful call.
     let tv = unsafe { tv.assume_init() };
-    tv.tv_sec as i64 * 1_000_000 + tv.tv_usec as i64
+    tv.tv_sec * 1_000_000 + tv.tv_usec
 }
 
 /// socket + bind + listen on 8080; returns the listening descriptor.
