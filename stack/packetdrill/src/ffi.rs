@@ -1,4 +1,4 @@
-//! The C side: `struct packetdrill_interface` (packetdrill's `packetdrill.h`) and the
+//! The C side: `struct packetdrill_interface` (as packetdrill declares it) and the
 //! functions it points to. Each converts pointers and flags, calls the [`Shim`], and
 //! returns -1 with `errno` set on failure; a panic becomes `EIO`, never an abort
 //! across the C boundary.
