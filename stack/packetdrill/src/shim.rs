@@ -9,6 +9,9 @@
 //! nothing before it). A blocking call never moves time: it releases the lock and
 //! waits for another thread to change something (a packet injected, time moved, a
 //! descriptor closed).
+//!
+//! Diagnostics on stderr: when `netdev_receive` gives up, the stack's non-zero drop
+//! counters; with `$XSTACK_PD_TRACE` set, the addresses of every injected packet.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::Ipv4Addr;
@@ -178,6 +181,13 @@ impl Shim {
 
     /// Injects an IP packet from packetdrill; `EAFNOSUPPORT` unless IPv4.
     pub fn netdev_send(&self, ip: &[u8]) -> Result<(), c_int> {
+        if std::env::var_os("XSTACK_PD_TRACE").is_some() && ip.len() >= 20 {
+            eprintln!(
+                "xstack-packetdrill: in {:?} -> {:?}",
+                &ip[12..16],
+                &ip[16..20]
+            );
+        }
         let frame = frames::wrap_ip(ip).ok_or(libc::EAFNOSUPPORT)?;
         self.with(|g| g.sim.inject_any(frame));
         Ok(())
@@ -217,8 +227,9 @@ impl Shim {
                 }
                 _ => {
                     eprintln!(
-                        "xstack-packetdrill: the stack sent nothing within {:?} of virtual time and has no timer left within reach",
-                        now - began
+                        "xstack-packetdrill: the stack sent nothing within {:?} of virtual time and has no timer left within reach{}",
+                        now - began,
+                        g.drops()
                     );
                     return None;
                 }
@@ -270,6 +281,39 @@ impl Inner {
     /// The virtual clock.
     pub fn now(&self) -> Instant {
         self.sim.now()
+    }
+
+    /// The stack's non-zero drop counters, as `; dropped: name=n ...` (empty if none).
+    pub fn drops(&self) -> String {
+        let names = [
+            "tcp.drop_malformed",
+            "tcp.drop_bad_checksum",
+            "tcp.drop_bad_options",
+            "tcp.drop_bad_flags",
+            "tcp.drop_listen_overflow",
+            "ip.drop_truncated",
+            "ip.drop_bad_header",
+            "ip.drop_bad_checksum",
+            "ip.drop_fragments",
+            "ip.drop_not_ours",
+            "ip.drop_martian_source",
+            "ip.drop_unknown_protocol",
+            "ip.drop_no_route",
+            "arp.drop_unresolved",
+            "tcp.rx_no_connection",
+            "tcp.rst_tx",
+        ];
+        let v: Vec<String> = names
+            .iter()
+            .map(|n| (n, self.sim.counter(n)))
+            .filter(|(_, c)| *c > 0)
+            .map(|(n, c)| format!("{n}={c}"))
+            .collect();
+        if v.is_empty() {
+            String::new()
+        } else {
+            format!("; counters: {}", v.join(" "))
+        }
     }
 
     /// Counts an unsupported call or option.

@@ -290,3 +290,14 @@ fn so_flags_set_the_local_address() {
     assert!(crate::shim::parse_flags("local=x").is_err());
     assert!(crate::shim::parse_flags("mtu=9000").is_err());
 }
+
+#[test]
+fn a_syn_to_a_closed_port_is_answered_with_rst() {
+    let ifc = init();
+    send(&ifc, &segment(40000, 9999, 1000, 0, 0x02));
+    let rst = receive(&ifc);
+    assert_eq!(rst.flags, 0x14, "RST,ACK");
+    assert_eq!(rst.ack, 1001);
+    // SAFETY: userdata from init, freed once.
+    unsafe { (ifc.free.unwrap())(ifc.userdata) };
+}
