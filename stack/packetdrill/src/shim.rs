@@ -63,6 +63,8 @@ pub struct Inner {
     pub(crate) unsupported: BTreeMap<String, u64>,
     /// Sysctls the script set that have no translation.
     pub(crate) sysctls: BTreeSet<String>,
+    /// The translated `net.inet.tcp.ecn.enable`, for listeners.
+    pub(crate) ecn_sysctl: Option<u8>,
 }
 
 /// A packetdrill interface instance (its `userdata`).
@@ -116,6 +118,7 @@ impl Shim {
                 blocked: 0,
                 unsupported: BTreeMap::new(),
                 sysctls: BTreeSet::new(),
+                ecn_sysctl: None,
             }),
             changed: Condvar::new(),
         }

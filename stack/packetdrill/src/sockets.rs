@@ -88,6 +88,10 @@ impl Inner {
         for k in crate::sysctl::load(&mut d) {
             self.sysctls.insert(k);
         }
+        if let Some(e) = d.ecn {
+            self.net.set_ecn(e == 1);
+        }
+        self.ecn_sysctl = d.ecn;
         let opts = Opts {
             nonblocking: ty & libc::SOCK_NONBLOCK != 0,
             sndbuf: d.sndbuf,
@@ -124,6 +128,9 @@ impl Inner {
         let backlog = usize::try_from(backlog).unwrap_or(0).max(1);
         let l = TcpListener::bind_with_backlog(&self.net, addr, backlog).map_err(io_err)?;
         l.set_nonblocking(true).map_err(io_err)?;
+        if let Some(e) = self.ecn_sysctl {
+            l.set_ecn(e != 0).map_err(io_err)?;
+        }
         self.fds.replace(fd, Sock::Listener(l, o))?;
         Ok(())
     }
