@@ -67,6 +67,8 @@ pub struct ScriptResult {
     /// The first line of packetdrill's error (or why it was skipped).
     pub reason: String,
     pub millis: u64,
+    /// Calls and options the shim does not support that the script used.
+    pub unsupported: Vec<String>,
 }
 
 /// The conformance data directory beside the workspace (`<parent>/shared/conformance`).
@@ -354,6 +356,7 @@ fn run_one(r: &Runner, suite: &Path, rel: &str, path: &Path) -> ScriptResult {
         outcome: Outcome::Skip,
         reason: String::new(),
         millis: 0,
+        unsupported: Vec::new(),
     };
     if is_ipv6(path) {
         res.reason = "IPv6 (the stack is IPv4-only)".into();
@@ -364,6 +367,12 @@ fn run_one(r: &Runner, suite: &Path, rel: &str, path: &Path) -> ScriptResult {
         Ok(v) => v,
         Err(e) => (false, format!("runner: {e:#}")),
     };
+    let out = read_output(path).unwrap_or_default();
+    res.unsupported = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("xstack-packetdrill: unsupported call: "))
+        .map(str::to_string)
+        .collect();
     res.millis = t.elapsed().as_millis() as u64;
     res.outcome = if ok { Outcome::Pass } else { Outcome::Fail };
     res.reason = reason;
@@ -403,10 +412,13 @@ fn execute(r: &Runner, path: &Path) -> Result<(bool, String)> {
     match status {
         None => Ok((false, format!("timeout after {}s", r.timeout.as_secs()))),
         Some(s) if s.success() => Ok((true, String::new())),
-        Some(s) => Ok((
-            false,
-            first_error(&out).unwrap_or_else(|| format!("packetdrill {s}")),
-        )),
+        Some(s) => {
+            let mut reason = first_error(&out).unwrap_or_else(|| format!("packetdrill {s}"));
+            if out.contains("xstack-packetdrill: the stack sent nothing") {
+                reason.push_str(" [the stack sent nothing]");
+            }
+            Ok((false, reason))
+        }
     }
 }
 
@@ -443,6 +455,7 @@ pub fn first_error(out: &str) -> Option<String> {
     let noise = |l: &str| {
         l.trim().is_empty()
             || l.starts_with("xstack-packetdrill: unsupported")
+            || l.starts_with("xstack-packetdrill: the stack sent nothing")
             || l.starts_with("xstack-packetdrill: untranslated")
     };
     let named = out.lines().find(|l| l.contains(".pkt:"));
@@ -462,6 +475,16 @@ fn print_summary(results: &[ScriptResult], took: Duration) {
         c[r.outcome as usize] += 1;
         if r.outcome == Outcome::Fail {
             *reasons.entry(reason_key(&r.reason)).or_default() += 1;
+        }
+    }
+    let mut gaps: BTreeMap<&str, usize> = BTreeMap::new();
+    for u in results.iter().flat_map(|r| &r.unsupported) {
+        *gaps.entry(u).or_default() += 1;
+    }
+    if !gaps.is_empty() {
+        println!("\nunsupported calls and options (scripts using them):");
+        for (k, n) in &gaps {
+            println!("{n:5}  {k}");
         }
     }
     let mut top: Vec<_> = reasons.into_iter().collect();

@@ -259,7 +259,7 @@ impl Shim {
 
     /// Counts an unsupported call or option.
     pub fn unsupported(&self, what: &str) {
-        *self.lock().unsupported.entry(what.to_string()).or_default() += 1;
+        self.lock().unsupported(what);
     }
 
     /// Closes every descriptor; returns the unsupported-call counts and the
@@ -320,8 +320,15 @@ impl Inner {
     }
 
     /// Counts an unsupported call or option.
+    /// The first time for each, it is logged at once (packetdrill exits on a failed
+    /// script without freeing the instance, so the summary at `free` may never come).
     pub fn unsupported(&mut self, what: impl Into<String>) {
-        *self.unsupported.entry(what.into()).or_default() += 1;
+        let what = what.into();
+        let n = self.unsupported.entry(what.clone()).or_default();
+        if *n == 0 {
+            eprintln!("xstack-packetdrill: unsupported call: {what}");
+        }
+        *n += 1;
     }
 
     /// Runs what is due now and moves what the stack sent: IP packets to the queue
