@@ -301,3 +301,92 @@ fn a_syn_to_a_closed_port_is_answered_with_rst() {
     // SAFETY: userdata from init, freed once.
     unsafe { (ifc.free.unwrap())(ifc.userdata) };
 }
+
+#[test]
+fn a_blocking_connect_returns_once_the_syn_ack_is_injected_and_poll_reports_readiness() {
+    let ifc = init();
+    let u = ifc.userdata;
+    // SAFETY: userdata from init.
+    let fd = unsafe { (ifc.socket.unwrap())(u, libc::AF_INET, libc::SOCK_STREAM, 0) };
+    let (ud, connect) = (u as usize, ifc.connect.unwrap());
+    let th = std::thread::spawn(move || {
+        let sin = sockaddr_in(SocketAddrV4::new(REMOTE, 80));
+        let len = std::mem::size_of_val(&sin) as libc::socklen_t;
+        // SAFETY: userdata from init (freed after the join); valid sockaddr.
+        unsafe {
+            connect(
+                ud as *mut c_void,
+                fd,
+                (&sin as *const libc::sockaddr_in).cast(),
+                len,
+            )
+        }
+    });
+    let syn = receive(&ifc);
+    assert_eq!(syn.flags, 0x02);
+    assert!(!th.is_finished(), "connect waits for the handshake");
+    // SYN,ACK without options.
+    send(
+        &ifc,
+        &segment(80, syn.sport, 5000, syn.seq.wrapping_add(1), 0x12),
+    );
+    assert_eq!(th.join().unwrap(), 0);
+    let ack = receive(&ifc);
+    assert_eq!((ack.flags, ack.ack), (0x10, 5001));
+
+    let mut fds = [
+        libc::pollfd {
+            fd,
+            events: libc::POLLIN | libc::POLLOUT,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: 99,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: userdata from init; `fds` holds 2 pollfds.
+    let n = unsafe { (ifc.poll.unwrap())(u, fds.as_mut_ptr(), 2, 0) };
+    assert_eq!(n, 2);
+    assert_eq!(fds[0].revents, libc::POLLOUT, "writable, nothing to read");
+    assert_eq!(fds[1].revents, libc::POLLNVAL);
+    // Data from the peer makes it readable.
+    let mut data = segment(80, syn.sport, 5001, syn.seq.wrapping_add(1), 0x18);
+    data.extend_from_slice(b"abc");
+    data[3] = 43; // IP total length
+    fix_checksums(&mut data);
+    send(&ifc, &data);
+    let mut fds = [libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    let mut buf = [0u8; 8];
+    // SAFETY: userdata from init; valid pollfd and buffer.
+    unsafe {
+        assert_eq!((ifc.poll.unwrap())(u, fds.as_mut_ptr(), 1, 1000), 1);
+        assert_eq!(fds[0].revents, libc::POLLIN);
+        assert_eq!((ifc.read.unwrap())(u, fd, buf.as_mut_ptr().cast(), 8), 3);
+        (ifc.free.unwrap())(u);
+    }
+    assert_eq!(&buf[..3], b"abc");
+}
+
+/// Recomputes the IP and TCP checksums of a packet from [`segment`] grown by payload.
+fn fix_checksums(ip: &mut [u8]) {
+    ip[10] = 0;
+    ip[11] = 0;
+    let c = csum(&ip[..20], 0);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    ip[36] = 0;
+    ip[37] = 0;
+    let tcp_len = ip.len() - 20;
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&ip[12..20]);
+    pseudo.extend_from_slice(&[0, 6]);
+    pseudo.extend_from_slice(&(tcp_len as u16).to_be_bytes());
+    pseudo.extend_from_slice(&ip[20..]);
+    let c = csum(&pseudo, 0);
+    ip[36..38].copy_from_slice(&c.to_be_bytes());
+}
