@@ -6,9 +6,11 @@
 //! - `demo`: run the stack in a namespace pair and ping it from Linux.
 //! - `bench`: xstack beside Linux on the same veth pair, reported as ratios.
 //! - `cc-plot`: cwnd over time for each congestion-control module through a bottleneck.
+//! - `conformance`: packetdrill scripts against xstack's simulator, in-process.
 
 mod bench;
 mod ccplot;
+mod conformance;
 mod demo;
 mod ebpf;
 mod sys;
@@ -46,6 +48,10 @@ enum Cmd {
     /// One download per congestion-control module through a 100 Mbit/s tbf bottleneck;
     /// writes the cwnd traces (target/cc-plot/cwnd-MODULE.csv) and target/cc-plot/cwnd.svg.
     CcPlot(ccplot::CcPlotArgs),
+    /// Run packetdrill scripts (default: the FreeBSD tcp-testsuite) against xstack's
+    /// simulator in-process (packetdrill --so_filename); one line per script, a table per
+    /// folder, exit 0 whatever the results (expected results come next).
+    Conformance(conformance::ConformanceArgs),
 }
 
 fn main() {
@@ -56,6 +62,7 @@ fn main() {
         Cmd::Demo => demo::run(),
         Cmd::Bench(a) => bench::run(a),
         Cmd::CcPlot(a) => ccplot::run(a),
+        Cmd::Conformance(a) => conformance::run(a),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");

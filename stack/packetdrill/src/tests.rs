@@ -1,0 +1,392 @@
+//! The interface driven as packetdrill drives it: through the function pointers
+//! `packetdrill_interface_init` fills.
+
+use std::ffi::{c_int, c_void};
+use std::mem::MaybeUninit;
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use crate::ffi::PacketdrillInterface;
+use crate::posix::sockaddr_in;
+
+const REMOTE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
+
+fn init() -> PacketdrillInterface {
+    let mut ifc = MaybeUninit::<PacketdrillInterface>::uninit();
+    // SAFETY: null flags are allowed; `ifc` is writable and filled by the call.
+    unsafe {
+        crate::packetdrill_interface_init(std::ptr::null(), ifc.as_mut_ptr());
+        ifc.assume_init()
+    }
+}
+
+fn errno() -> c_int {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
+}
+
+fn csum(data: &[u8], mut sum: u32) -> u16 {
+    for c in data.chunks(2) {
+        let w = if c.len() == 2 {
+            u16::from_be_bytes([c[0], c[1]])
+        } else {
+            u16::from(c[0]) << 8
+        };
+        sum += u32::from(w);
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An IPv4 TCP segment from the remote peer to the stack (no options, no payload).
+fn segment(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8) -> Vec<u8> {
+    let mut tcp = vec![0u8; 20];
+    tcp[0..2].copy_from_slice(&sport.to_be_bytes());
+    tcp[2..4].copy_from_slice(&dport.to_be_bytes());
+    tcp[4..8].copy_from_slice(&seq.to_be_bytes());
+    tcp[8..12].copy_from_slice(&ack.to_be_bytes());
+    tcp[12] = 5 << 4;
+    tcp[13] = flags;
+    tcp[14..16].copy_from_slice(&65535u16.to_be_bytes());
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&REMOTE.octets());
+    pseudo.extend_from_slice(&LOCAL.octets());
+    pseudo.extend_from_slice(&[0, 6, 0, 20]);
+    pseudo.extend_from_slice(&tcp);
+    let c = csum(&pseudo, 0);
+    tcp[16..18].copy_from_slice(&c.to_be_bytes());
+    let mut ip = vec![0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0];
+    ip.extend_from_slice(&REMOTE.octets());
+    ip.extend_from_slice(&LOCAL.octets());
+    let c = csum(&ip, 0);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    ip.extend_from_slice(&tcp);
+    ip
+}
+
+struct Seen {
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    sport: u16,
+    dport: u16,
+    time_us: i64,
+}
+
+fn receive(ifc: &PacketdrillInterface) -> Seen {
+    let mut buf = [0u8; 2048];
+    let mut n = buf.len();
+    let mut t = 0i64;
+    // SAFETY: valid buffer, length and time pointers; userdata from init.
+    let r = unsafe {
+        (ifc.netdev_receive.unwrap())(ifc.userdata, buf.as_mut_ptr().cast(), &mut n, &mut t)
+    };
+    assert_eq!(r, 0);
+    assert!(n >= 40, "a TCP/IPv4 packet, got {n} bytes");
+    assert_eq!(buf[0] >> 4, 4);
+    assert_eq!(&buf[12..16], &LOCAL.octets());
+    assert_eq!(&buf[16..20], &REMOTE.octets());
+    let tcp = &buf[(buf[0] & 0xf) as usize * 4..n];
+    Seen {
+        sport: u16::from_be_bytes([tcp[0], tcp[1]]),
+        dport: u16::from_be_bytes([tcp[2], tcp[3]]),
+        seq: u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
+        ack: u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]),
+        flags: tcp[13],
+        time_us: t,
+    }
+}
+
+fn send(ifc: &PacketdrillInterface, ip: &[u8]) {
+    // SAFETY: `ip` is a valid buffer; userdata from init.
+    let r = unsafe { (ifc.netdev_send.unwrap())(ifc.userdata, ip.as_ptr().cast(), ip.len()) };
+    assert_eq!(r, 0);
+}
+
+fn now_us(ifc: &PacketdrillInterface) -> i64 {
+    let mut tv = MaybeUninit::<libc::timeval>::uninit();
+    // SAFETY: `tv` is writable; userdata from init.
+    let r =
+        unsafe { (ifc.gettimeofday.unwrap())(ifc.userdata, tv.as_mut_ptr(), std::ptr::null_mut()) };
+    assert_eq!(r, 0);
+    // SAFETY: filled by the successful call.
+    let tv = unsafe { tv.assume_init() };
+    tv.tv_sec * 1_000_000 + tv.tv_usec
+}
+
+/// socket + bind + listen on 8080; returns the listening descriptor.
+fn listen_8080(ifc: &PacketdrillInterface) -> c_int {
+    let u = ifc.userdata;
+    // SAFETY: userdata from init; the sockaddr is a valid `sockaddr_in`.
+    unsafe {
+        let fd = (ifc.socket.unwrap())(u, libc::AF_INET, libc::SOCK_STREAM, libc::IPPROTO_TCP);
+        assert_eq!(fd, 3);
+        let sin = sockaddr_in(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 8080));
+        let len = std::mem::size_of_val(&sin) as libc::socklen_t;
+        assert_eq!(
+            (ifc.bind.unwrap())(u, fd, (&sin as *const libc::sockaddr_in).cast(), len),
+            0
+        );
+        assert_eq!((ifc.listen.unwrap())(u, fd, 16), 0);
+        fd
+    }
+}
+
+#[test]
+fn a_syn_to_a_listener_is_answered_with_syn_ack_and_accept_blocks_until_the_ack() {
+    let ifc = init();
+    let fd = listen_8080(&ifc);
+    let t0 = now_us(&ifc);
+    send(&ifc, &segment(40000, 8080, 1000, 0, 0x02));
+    let synack = receive(&ifc);
+    assert_eq!(synack.flags, 0x12, "SYN,ACK");
+    assert_eq!((synack.sport, synack.dport), (8080, 40000));
+    assert_eq!(synack.ack, 1001);
+    assert!(
+        synack.time_us >= t0 && synack.time_us < t0 + 1000,
+        "sent at once, on the virtual clock"
+    );
+
+    // A blocking accept in another thread (as packetdrill's syscall thread) returns once
+    // the handshake's ACK is injected.
+    let ud = ifc.userdata as usize;
+    let accept = ifc.accept.unwrap();
+    let th = std::thread::spawn(move || {
+        let mut sin = MaybeUninit::<libc::sockaddr_in>::zeroed();
+        let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        // SAFETY: userdata from init (alive until `free` below, after the join);
+        // `sin`/`len` valid.
+        let nfd = unsafe { accept(ud as *mut c_void, fd, sin.as_mut_ptr().cast(), &mut len) };
+        // SAFETY: filled by accept.
+        let sin = unsafe { sin.assume_init() };
+        (nfd, u16::from_be(sin.sin_port))
+    });
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    assert!(!th.is_finished(), "accept waits for the handshake");
+    send(
+        &ifc,
+        &segment(40000, 8080, 1001, synack.seq.wrapping_add(1), 0x10),
+    );
+    let (nfd, port) = th.join().unwrap();
+    assert_eq!((nfd, port), (4, 40000));
+
+    // Data written goes out as one segment.
+    // SAFETY: userdata from init; the buffer is valid.
+    let n = unsafe { (ifc.write.unwrap())(ifc.userdata, nfd, b"hello".as_ptr().cast(), 5) };
+    assert_eq!(n, 5);
+    let data = receive(&ifc);
+    assert_eq!(data.flags & 0x08, 0x08, "PSH");
+    assert_eq!(data.seq, synack.seq.wrapping_add(1));
+    // SAFETY: userdata from init, freed once.
+    unsafe { (ifc.free.unwrap())(ifc.userdata) };
+}
+
+#[test]
+fn time_is_virtual_and_netdev_receive_waits_for_the_retransmission_timer() {
+    let ifc = init();
+    let u = ifc.userdata;
+    // SAFETY: userdata from init; valid sockaddr; F_SETFL takes an int.
+    let fd = unsafe {
+        let fd = (ifc.socket.unwrap())(u, libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert_eq!((ifc.fcntl.unwrap())(u, fd, libc::F_GETFL, 0), libc::O_RDWR);
+        assert_eq!(
+            (ifc.fcntl.unwrap())(u, fd, libc::F_SETFL, libc::O_RDWR | libc::O_NONBLOCK),
+            0
+        );
+        let sin = sockaddr_in(SocketAddrV4::new(REMOTE, 80));
+        let len = std::mem::size_of_val(&sin) as libc::socklen_t;
+        assert_eq!(
+            (ifc.connect.unwrap())(u, fd, (&sin as *const libc::sockaddr_in).cast(), len),
+            -1
+        );
+        assert_eq!(errno(), libc::EINPROGRESS);
+        fd
+    };
+    let syn = receive(&ifc);
+    assert_eq!(syn.flags, 0x02);
+    assert_eq!(syn.dport, 80);
+    // Nothing is injected: the next packet is the SYN again, one RTO later on the
+    // virtual clock, returned at once in real time.
+    let real = std::time::Instant::now();
+    let again = receive(&ifc);
+    assert_eq!((again.flags, again.seq), (0x02, syn.seq));
+    let rto = again.time_us - syn.time_us;
+    assert!((500_000..=3_100_000).contains(&rto), "RTO {rto} µs");
+    assert!(real.elapsed() < std::time::Duration::from_secs(2));
+    // usleep moves the clock by what it is asked.
+    let before = now_us(&ifc);
+    // SAFETY: userdata from init.
+    assert_eq!(unsafe { (ifc.usleep.unwrap())(u, 10_000) }, 0);
+    let after = now_us(&ifc);
+    assert!(
+        (10_000..10_100).contains(&(after - before)),
+        "{}",
+        after - before
+    );
+    // A RST refuses the connection; SO_ERROR reports it once.
+    send(
+        &ifc,
+        &segment(80, again.sport, 0, syn.seq.wrapping_add(1), 0x14),
+    );
+    let mut v: c_int = -1;
+    let mut len = std::mem::size_of::<c_int>() as libc::socklen_t;
+    // SAFETY: userdata from init; `v`/`len` valid.
+    unsafe {
+        let get = ifc.getsockopt.unwrap();
+        assert_eq!(
+            get(
+                u,
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&mut v as *mut c_int).cast(),
+                &mut len
+            ),
+            0
+        );
+        assert_eq!(v, libc::ECONNREFUSED);
+        assert_eq!(
+            get(
+                u,
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_ERROR,
+                (&mut v as *mut c_int).cast(),
+                &mut len
+            ),
+            0
+        );
+        assert_eq!(v, 0);
+        // Unsupported options fail cleanly.
+        assert_eq!(
+            get(
+                u,
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_PEEK_OFF,
+                (&mut v as *mut c_int).cast(),
+                &mut len
+            ),
+            -1
+        );
+        assert_eq!(errno(), libc::ENOPROTOOPT);
+        assert_eq!((ifc.epoll_create.unwrap())(u, 1), -1);
+        assert_eq!(errno(), libc::EOPNOTSUPP);
+        assert_eq!((ifc.close.unwrap())(u, fd), 0);
+        assert_eq!((ifc.close.unwrap())(u, fd), -1);
+        assert_eq!(errno(), libc::EBADF);
+        (ifc.free.unwrap())(u);
+    }
+}
+
+#[test]
+fn so_flags_set_the_local_address() {
+    assert_eq!(crate::shim::parse_flags(""), Ok(LOCAL));
+    assert_eq!(
+        crate::shim::parse_flags("local=10.0.0.2"),
+        Ok(Ipv4Addr::new(10, 0, 0, 2))
+    );
+    assert!(crate::shim::parse_flags("local=x").is_err());
+    assert!(crate::shim::parse_flags("mtu=9000").is_err());
+}
+
+#[test]
+fn a_syn_to_a_closed_port_is_answered_with_rst() {
+    let ifc = init();
+    send(&ifc, &segment(40000, 9999, 1000, 0, 0x02));
+    let rst = receive(&ifc);
+    assert_eq!(rst.flags, 0x14, "RST,ACK");
+    assert_eq!(rst.ack, 1001);
+    // SAFETY: userdata from init, freed once.
+    unsafe { (ifc.free.unwrap())(ifc.userdata) };
+}
+
+#[test]
+fn a_blocking_connect_returns_once_the_syn_ack_is_injected_and_poll_reports_readiness() {
+    let ifc = init();
+    let u = ifc.userdata;
+    // SAFETY: userdata from init.
+    let fd = unsafe { (ifc.socket.unwrap())(u, libc::AF_INET, libc::SOCK_STREAM, 0) };
+    let (ud, connect) = (u as usize, ifc.connect.unwrap());
+    let th = std::thread::spawn(move || {
+        let sin = sockaddr_in(SocketAddrV4::new(REMOTE, 80));
+        let len = std::mem::size_of_val(&sin) as libc::socklen_t;
+        // SAFETY: userdata from init (freed after the join); valid sockaddr.
+        unsafe {
+            connect(
+                ud as *mut c_void,
+                fd,
+                (&sin as *const libc::sockaddr_in).cast(),
+                len,
+            )
+        }
+    });
+    let syn = receive(&ifc);
+    assert_eq!(syn.flags, 0x02);
+    assert!(!th.is_finished(), "connect waits for the handshake");
+    // SYN,ACK without options.
+    send(
+        &ifc,
+        &segment(80, syn.sport, 5000, syn.seq.wrapping_add(1), 0x12),
+    );
+    assert_eq!(th.join().unwrap(), 0);
+    let ack = receive(&ifc);
+    assert_eq!((ack.flags, ack.ack), (0x10, 5001));
+
+    let mut fds = [
+        libc::pollfd {
+            fd,
+            events: libc::POLLIN | libc::POLLOUT,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: 99,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: userdata from init; `fds` holds 2 pollfds.
+    let n = unsafe { (ifc.poll.unwrap())(u, fds.as_mut_ptr(), 2, 0) };
+    assert_eq!(n, 2);
+    assert_eq!(fds[0].revents, libc::POLLOUT, "writable, nothing to read");
+    assert_eq!(fds[1].revents, libc::POLLNVAL);
+    // Data from the peer makes it readable.
+    let mut data = segment(80, syn.sport, 5001, syn.seq.wrapping_add(1), 0x18);
+    data.extend_from_slice(b"abc");
+    data[3] = 43; // IP total length
+    fix_checksums(&mut data);
+    send(&ifc, &data);
+    let mut fds = [libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    }];
+    let mut buf = [0u8; 8];
+    // SAFETY: userdata from init; valid pollfd and buffer.
+    unsafe {
+        assert_eq!((ifc.poll.unwrap())(u, fds.as_mut_ptr(), 1, 1000), 1);
+        assert_eq!(fds[0].revents, libc::POLLIN);
+        assert_eq!((ifc.read.unwrap())(u, fd, buf.as_mut_ptr().cast(), 8), 3);
+        (ifc.free.unwrap())(u);
+    }
+    assert_eq!(&buf[..3], b"abc");
+}
+
+/// Recomputes the IP and TCP checksums of a packet from [`segment`] grown by payload.
+fn fix_checksums(ip: &mut [u8]) {
+    ip[10] = 0;
+    ip[11] = 0;
+    let c = csum(&ip[..20], 0);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    ip[36] = 0;
+    ip[37] = 0;
+    let tcp_len = ip.len() - 20;
+    let mut pseudo = Vec::new();
+    pseudo.extend_from_slice(&ip[12..20]);
+    pseudo.extend_from_slice(&[0, 6]);
+    pseudo.extend_from_slice(&(tcp_len as u16).to_be_bytes());
+    pseudo.extend_from_slice(&ip[20..]);
+    let c = csum(&pseudo, 0);
+    ip[36..38].copy_from_slice(&c.to_be_bytes());
+}

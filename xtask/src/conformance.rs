@@ -1,0 +1,577 @@
+//! `cargo xtask conformance`: packetdrill scripts against xstack, in-process.
+//!
+//! Builds packetdrill (from `$XSTACK_PACKETDRILL`, or the conformance data checked out
+//! beside the workspace) in a copy under `target/packetdrill/`, builds the
+//! `xstack-packetdrill` shared object, and runs every `.pkt` script of each suite with
+//! `packetdrill --so_filename=...`: the stack is a simulator on a virtual clock inside
+//! packetdrill's process, so no packet reaches any network. Scripts' shell commands
+//! (backticks) find stubs first in `PATH`: `sysctl` is logged for the shim, which
+//! translates the few it can (`stack/packetdrill/src/sysctl.rs`), the other FreeBSD
+//! tools fail with a message; none reaches the host.
+
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::{cargo, sys, workspace_root};
+
+/// Options of `cargo xtask conformance`.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Every script is reported pass, fail (with the first line of \
+packetdrill's error) or skip (IPv6: the stack is IPv4-only). The command exits 0 whatever \
+the results for now: expected results (an --expect file that failures are checked against) \
+are the next step."
+)]
+pub struct ConformanceArgs {
+    /// A directory of .pkt scripts, searched recursively (repeatable). Default: the
+    /// FreeBSD tcp-testsuite of the conformance data beside the workspace.
+    #[arg(long = "suite", value_name = "DIR")]
+    pub suites: Vec<PathBuf>,
+    /// Only scripts whose path under the suite (or file name) matches this glob (`*`, `?`).
+    #[arg(long, value_name = "GLOB")]
+    pub filter: Option<String>,
+    /// Also write the results as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Scripts run at once (default: the number of CPUs).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Seconds of real time a script may take before it is killed and failed.
+    #[arg(long, default_value_t = 30)]
+    pub timeout: u64,
+}
+
+/// How one script went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Pass,
+    Fail,
+    Skip,
+}
+
+/// One script's result.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ScriptResult {
+    /// The suite directory.
+    pub suite: String,
+    /// The path under the suite.
+    pub script: String,
+    /// The first directory under the suite ("." for scripts at its top).
+    pub folder: String,
+    pub outcome: Outcome,
+    /// The first line of packetdrill's error (or why it was skipped).
+    pub reason: String,
+    pub millis: u64,
+    /// Calls and options the shim does not support that the script used.
+    pub unsupported: Vec<String>,
+}
+
+/// The conformance data directory beside the workspace (`<parent>/shared/conformance`).
+fn default_data() -> PathBuf {
+    let root = workspace_root();
+    root.parent()
+        .unwrap_or(&root)
+        .join("shared")
+        .join("conformance")
+}
+
+pub fn run(args: ConformanceArgs) -> Result<()> {
+    let began = Instant::now();
+    let packetdrill = build_packetdrill()?;
+    let so = build_shim()?;
+    let bin = write_stubs()?;
+    let suites = if args.suites.is_empty() {
+        vec![default_data().join("tcp-testsuite")]
+    } else {
+        args.suites.clone()
+    };
+    let mut scripts = Vec::new();
+    for suite in &suites {
+        if !suite.is_dir() {
+            bail!(
+                "suite {} is not a directory (pass --suite DIR)",
+                suite.display()
+            );
+        }
+        for p in find_scripts(suite)? {
+            let rel = p
+                .strip_prefix(suite)
+                .unwrap_or(&p)
+                .to_string_lossy()
+                .into_owned();
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            let keep = args.filter.as_deref().is_none_or(|g| {
+                glob_match(g, &rel) || name.as_deref().is_some_and(|n| glob_match(g, n))
+            });
+            if keep {
+                scripts.push((suite.clone(), rel, p));
+            }
+        }
+    }
+    let runner = Runner {
+        packetdrill,
+        so,
+        path: format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        ),
+        timeout: Duration::from_secs(args.timeout),
+    };
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
+    let results = run_all(&runner, scripts, jobs);
+    if let Some(f) = &args.json {
+        std::fs::write(f, serde_json::to_string_pretty(&results)?)
+            .with_context(|| format!("writing {}", f.display()))?;
+    }
+    print_summary(&results, began.elapsed());
+    Ok(())
+}
+
+/// packetdrill's source: `$XSTACK_PACKETDRILL`, else the conformance data's copy.
+fn packetdrill_source() -> Result<PathBuf> {
+    let src = match std::env::var_os("XSTACK_PACKETDRILL") {
+        Some(p) => PathBuf::from(p),
+        None => default_data().join("packetdrill"),
+    };
+    if !src.join("packetdrill.h").is_file() {
+        bail!(
+            "no packetdrill source at {}: set $XSTACK_PACKETDRILL to a packetdrill checkout's gtests/net/packetdrill",
+            src.display()
+        );
+    }
+    Ok(src)
+}
+
+/// Builds packetdrill in `target/packetdrill/src` (a copy: the source may be
+/// read-only) unless the copy is already built from the same source.
+fn build_packetdrill() -> Result<PathBuf> {
+    let src = packetdrill_source()?;
+    let dir = workspace_root().join("target/packetdrill");
+    let work = dir.join("src");
+    let bin = work.join("packetdrill");
+    let stamp = dir.join("source");
+    let src_s = src
+        .canonicalize()
+        .unwrap_or(src.clone())
+        .display()
+        .to_string();
+    if bin.is_file() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(src_s.as_str()) {
+        return Ok(bin);
+    }
+    for tool in ["bison", "flex"] {
+        if sys::have_tool(tool) {
+            continue;
+        }
+        if !sys::is_root() {
+            bail!("building packetdrill needs bison and flex: install them (apt-get install bison flex)");
+        }
+        println!("xtask: installing bison and flex");
+        sys::must(&["apt-get", "install", "-y", "bison", "flex"])?;
+    }
+    if work.exists() {
+        std::fs::remove_dir_all(&work)?;
+    }
+    std::fs::create_dir_all(&work)?;
+    println!(
+        "xtask: building packetdrill from {src_s} in {}",
+        work.display()
+    );
+    let copy = format!("{}/.", src.display());
+    sys::must(&["cp", "-r", &copy, &work.display().to_string()])?;
+    // The copy may carry the source's read-only permissions.
+    sys::must(&["chmod", "-R", "u+w", &work.display().to_string()])?;
+    for argv in [&["./configure"][..], &["make", "packetdrill"][..]] {
+        let out = Command::new(argv[0])
+            .args(&argv[1..])
+            .current_dir(&work)
+            .output()
+            .with_context(|| format!("running {argv:?}"))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let last = err
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("");
+            bail!("packetdrill build failed at {argv:?}: {last}");
+        }
+    }
+    std::fs::write(&stamp, &src_s)?;
+    Ok(bin)
+}
+
+/// Builds the shared object (release) and returns its path.
+fn build_shim() -> Result<PathBuf> {
+    let status = Command::new(cargo())
+        .current_dir(workspace_root())
+        .args(["build", "-p", "xstack-packetdrill", "--release"])
+        .status()?;
+    if !status.success() {
+        bail!("cargo build -p xstack-packetdrill --release failed ({status})");
+    }
+    let so = workspace_root().join("target/release/libxstack_packetdrill.so");
+    if !so.is_file() {
+        bail!("{} was not built", so.display());
+    }
+    Ok(so)
+}
+
+/// Stubs for the FreeBSD commands scripts run in backticks, so none reaches the
+/// host: `sysctl` is logged and ignored, the others fail saying they are missing.
+fn write_stubs() -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = workspace_root().join("target/conformance/bin");
+    std::fs::create_dir_all(&bin)?;
+    // `sysctl -w key=value`: logged for the shim (`$XSTACK_SYSCTL_LOG`), which
+    // translates what it can (and lists the rest when it exits).
+    let ignore = "#!/bin/sh\n[ \"$1\" = -w ] && shift\n[ -n \"$XSTACK_SYSCTL_LOG\" ] && echo \"$*\" >> \"$XSTACK_SYSCTL_LOG\"\nexit 0\n";
+    let mut stubs = vec![("sysctl".to_string(), ignore.to_string())];
+    for tool in ["sockstat", "tcpdrop", "kldstat", "kldload", "setkey"] {
+        stubs.push((
+            tool.to_string(),
+            format!("#!/bin/sh\necho \"xstack conformance: no translation for FreeBSD {tool} $*\" >&2\nexit 1\n"),
+        ));
+    }
+    for (name, body) in stubs {
+        let p = bin.join(name);
+        std::fs::write(&p, body)?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(bin)
+}
+
+/// Every `.pkt` under `dir`, sorted.
+fn find_scripts(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "pkt") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Shell-style glob: `*` any run of characters, `?` one character.
+pub fn glob_match(pattern: &str, s: &str) -> bool {
+    let (p, s): (Vec<char>, Vec<char>) = (pattern.chars().collect(), s.chars().collect());
+    let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
+    while j < s.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == s[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some(i);
+            mark = j;
+            i += 1;
+        } else if let Some(st) = star {
+            i = st + 1;
+            mark += 1;
+            j = mark;
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|&c| c == '*')
+}
+
+struct Runner {
+    packetdrill: PathBuf,
+    so: PathBuf,
+    path: String,
+    timeout: Duration,
+}
+
+fn run_all(r: &Runner, scripts: Vec<(PathBuf, String, PathBuf)>, jobs: usize) -> Vec<ScriptResult> {
+    let queue = Arc::new(Mutex::new(
+        scripts.into_iter().enumerate().collect::<Vec<_>>(),
+    ));
+    let results = Mutex::new(Vec::new());
+    std::thread::scope(|sc| {
+        for _ in 0..jobs {
+            sc.spawn(|| loop {
+                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                let Some((i, (suite, rel, path))) = next else {
+                    return;
+                };
+                let res = run_one(r, &suite, &rel, &path);
+                println!("{}", line_of(&res));
+                results
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((i, res));
+            });
+        }
+    });
+    let mut v = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    v.sort_by_key(|(i, _)| *i);
+    v.into_iter().map(|(_, r)| r).collect()
+}
+
+fn line_of(r: &ScriptResult) -> String {
+    let tag = match r.outcome {
+        Outcome::Pass => "pass",
+        Outcome::Fail => "FAIL",
+        Outcome::Skip => "skip",
+    };
+    if r.reason.is_empty() {
+        format!("{tag} {}", r.script)
+    } else {
+        format!("{tag} {}: {}", r.script, r.reason)
+    }
+}
+
+fn is_ipv6(path: &Path) -> bool {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines().any(|l| l.trim() == "--ip_version=ipv6")
+}
+
+fn run_one(r: &Runner, suite: &Path, rel: &str, path: &Path) -> ScriptResult {
+    let folder = Path::new(rel)
+        .components()
+        .next()
+        .filter(|_| Path::new(rel).components().count() > 1)
+        .map_or(".".to_string(), |c| {
+            c.as_os_str().to_string_lossy().into_owned()
+        });
+    let mut res = ScriptResult {
+        suite: suite.display().to_string(),
+        script: rel.to_string(),
+        folder,
+        outcome: Outcome::Skip,
+        reason: String::new(),
+        millis: 0,
+        unsupported: Vec::new(),
+    };
+    if is_ipv6(path) {
+        res.reason = "IPv6 (the stack is IPv4-only)".into();
+        return res;
+    }
+    let t = Instant::now();
+    let (ok, reason) = match execute(r, path) {
+        Ok(v) => v,
+        Err(e) => (false, format!("runner: {e:#}")),
+    };
+    let out = read_output(path).unwrap_or_default();
+    res.unsupported = out
+        .lines()
+        .filter_map(|l| l.strip_prefix("xstack-packetdrill: unsupported call: "))
+        .map(str::to_string)
+        .collect();
+    res.millis = t.elapsed().as_millis() as u64;
+    res.outcome = if ok { Outcome::Pass } else { Outcome::Fail };
+    res.reason = reason;
+    res
+}
+
+/// Runs packetdrill on one script; `(passed, first error line)`.
+fn execute(r: &Runner, path: &Path) -> Result<(bool, String)> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let out_file = tempfile(path)?;
+    let mut child = Command::new(&r.packetdrill)
+        .arg(format!("--so_filename={}", r.so.display()))
+        .arg("--local_ip=192.168.0.1")
+        .arg(path)
+        .current_dir(dir)
+        .env("PATH", &r.path)
+        .env("XSTACK_SYSCTL_LOG", sysctl_log(path)?)
+        .stdin(Stdio::null())
+        .stdout(out_file.try_clone()?)
+        .stderr(out_file.try_clone()?)
+        .spawn()
+        .context("starting packetdrill")?;
+    let began = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break Some(s);
+        }
+        if began.elapsed() > r.timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    drop(out_file);
+    let out = read_output(path)?;
+    match status {
+        None => Ok((false, format!("timeout after {}s", r.timeout.as_secs()))),
+        Some(s) if s.success() => Ok((true, String::new())),
+        Some(s) => {
+            let mut reason = first_error(&out).unwrap_or_else(|| format!("packetdrill {s}"));
+            if out.contains("xstack-packetdrill: the stack sent nothing") {
+                reason.push_str(" [the stack sent nothing]");
+            }
+            Ok((false, reason))
+        }
+    }
+}
+
+fn out_path(script: &Path) -> PathBuf {
+    let name = script.to_string_lossy().replace(['/', ' '], "_");
+    workspace_root()
+        .join("target/conformance/out")
+        .join(name + ".log")
+}
+
+/// A fresh file for the script's sysctls (see [`write_stubs`]).
+fn sysctl_log(script: &Path) -> Result<PathBuf> {
+    let p = out_path(script).with_extension("sysctl");
+    std::fs::create_dir_all(p.parent().unwrap_or(Path::new(".")))?;
+    std::fs::write(&p, "")?;
+    Ok(p)
+}
+
+fn tempfile(script: &Path) -> Result<std::fs::File> {
+    let p = out_path(script);
+    std::fs::create_dir_all(p.parent().unwrap_or(Path::new(".")))?;
+    Ok(std::fs::File::create(p)?)
+}
+
+/// The captured output (left in target/conformance/out for a look afterwards).
+fn read_output(script: &Path) -> Result<String> {
+    Ok(String::from_utf8_lossy(&std::fs::read(out_path(script))?).into_owned())
+}
+
+/// packetdrill's error: the first line naming the script (`FILE:LINE: error ...`),
+/// with the script path cut, else the first line that is not a stub's or the shim's
+/// log.
+pub fn first_error(out: &str) -> Option<String> {
+    let noise = |l: &str| {
+        l.trim().is_empty()
+            || l.starts_with("xstack-packetdrill: unsupported")
+            || l.starts_with("xstack-packetdrill: the stack sent nothing")
+            || l.starts_with("xstack-packetdrill: untranslated")
+    };
+    let named = out.lines().find(|l| l.contains(".pkt:"));
+    let line = named.or_else(|| out.lines().find(|l| !noise(l)))?;
+    let line = match line.find(".pkt:") {
+        Some(i) => line[i + 5..].trim(),
+        None => line.trim(),
+    };
+    Some(line.chars().take(200).collect())
+}
+
+fn print_summary(results: &[ScriptResult], took: Duration) {
+    let mut folders: BTreeMap<&str, [usize; 3]> = BTreeMap::new();
+    let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for r in results {
+        let c = folders.entry(&r.folder).or_default();
+        c[r.outcome as usize] += 1;
+        if r.outcome == Outcome::Fail {
+            *reasons.entry(reason_key(&r.reason)).or_default() += 1;
+        }
+    }
+    let mut gaps: BTreeMap<&str, usize> = BTreeMap::new();
+    for u in results.iter().flat_map(|r| &r.unsupported) {
+        *gaps.entry(u).or_default() += 1;
+    }
+    if !gaps.is_empty() {
+        println!("\nunsupported calls and options (scripts using them):");
+        for (k, n) in &gaps {
+            println!("{n:5}  {k}");
+        }
+    }
+    let mut top: Vec<_> = reasons.into_iter().collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    println!("\nmost common failures:");
+    for (k, n) in top.iter().take(15) {
+        println!("{n:5}  {k}");
+    }
+    println!(
+        "\n{:<24} {:>6} {:>6} {:>6}",
+        "folder", "pass", "fail", "skip"
+    );
+    let mut total = [0usize; 3];
+    for (f, c) in &folders {
+        println!("{f:<24} {:>6} {:>6} {:>6}", c[0], c[1], c[2]);
+        for i in 0..3 {
+            total[i] += c[i];
+        }
+    }
+    println!(
+        "{:<24} {:>6} {:>6} {:>6}",
+        "total", total[0], total[1], total[2]
+    );
+    println!("({} scripts in {:.1}s)", results.len(), took.as_secs_f64());
+    println!(
+        "conformance: {} passed, {} failed, {} skipped",
+        total[0], total[1], total[2]
+    );
+}
+
+/// A failure reason without its line number and numbers, to group alike failures.
+pub fn reason_key(reason: &str) -> String {
+    let r = reason
+        .split_once(": ")
+        .filter(|(l, _)| l.chars().all(|c| c.is_ascii_digit()));
+    let mut r = r.map_or(reason, |(_, rest)| rest);
+    // Group by what was expected, not by what the stack did.
+    for cut in [" vs actual", " actual:"] {
+        if let Some(i) = r.find(cut) {
+            r = &r[..i];
+        }
+    }
+    let mut out = String::new();
+    let mut last_digit = false;
+    for ch in r.chars().take(100) {
+        if ch.is_ascii_digit() {
+            if !last_digit {
+                out.push('N');
+            }
+            last_digit = true;
+        } else {
+            out.push(ch);
+            last_digit = false;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_like_a_shell() {
+        assert!(glob_match("*.pkt", "snd-syn/a-ipv4.pkt"));
+        assert!(glob_match("snd-syn/*", "snd-syn/a.pkt"));
+        assert!(!glob_match("snd-syn/*", "rcv-icmp/a.pkt"));
+        assert!(glob_match("*ipv4*", "x-ipv4.pkt"));
+        assert!(glob_match("a?c", "abc"));
+        assert!(!glob_match("a?c", "ac"));
+        assert!(glob_match("*", ""));
+    }
+
+    #[test]
+    fn the_first_error_names_the_script_line() {
+        let out = "xstack-packetdrill: untranslated sysctls: a\n\
+                   /x/s.pkt:57: error handling packet: bad outbound TCP options\n\
+                   script packet: ...\n";
+        assert_eq!(
+            first_error(out).as_deref(),
+            Some("57: error handling packet: bad outbound TCP options")
+        );
+        assert_eq!(first_error("\nboom\n").as_deref(), Some("boom"));
+        assert_eq!(first_error(""), None);
+        assert_eq!(
+            reason_key("57: error handling packet: got 12 want 3"),
+            "error handling packet: got N want N"
+        );
+    }
+}
