@@ -43,6 +43,11 @@ pub struct ConformanceArgs {
     /// Seconds of real time a script may take before it is killed and failed.
     #[arg(long, default_value_t = 30)]
     pub timeout: u64,
+    /// Whose defaults the scripts assume: `freebsd` (the FreeBSD suite: its TCP option
+    /// layout and window scale) or `linux` (upstream packetdrill scripts; xstack's own
+    /// defaults).
+    #[arg(long, default_value = "freebsd", value_parser = ["freebsd", "linux"])]
+    pub profile: String,
 }
 
 /// How one script went.
@@ -122,6 +127,7 @@ pub fn run(args: ConformanceArgs) -> Result<()> {
             std::env::var("PATH").unwrap_or_default()
         ),
         timeout: Duration::from_secs(args.timeout),
+        so_flags: format!("profile={}", args.profile),
     };
     let jobs = args
         .jobs
@@ -293,6 +299,8 @@ pub fn glob_match(pattern: &str, s: &str) -> bool {
 struct Runner {
     packetdrill: PathBuf,
     so: PathBuf,
+    /// `--so_flags` for the stack (its profile).
+    so_flags: String,
     path: String,
     timeout: Duration,
 }
@@ -385,6 +393,7 @@ fn execute(r: &Runner, path: &Path) -> Result<(bool, String)> {
     let out_file = tempfile(path)?;
     let mut child = Command::new(&r.packetdrill)
         .arg(format!("--so_filename={}", r.so.display()))
+        .arg(format!("--so_flags={}", r.so_flags))
         .arg("--local_ip=192.168.0.1")
         .arg(path)
         .current_dir(dir)

@@ -100,14 +100,14 @@ pub unsafe extern "C" fn packetdrill_interface_init(
             .to_string_lossy()
             .into_owned()
     };
-    let local = match parse_flags(&flags) {
-        Ok(l) => l,
+    let flags = match parse_flags(&flags) {
+        Ok(f) => f,
         Err(e) => {
             eprintln!("xstack-packetdrill: --so_flags: {e}");
             std::process::exit(1);
         }
     };
-    let shim = Box::into_raw(Box::new(Shim::new(local))).cast::<c_void>();
+    let shim = Box::into_raw(Box::new(Shim::new(flags))).cast::<c_void>();
     // SAFETY: `ifc` is writable by the caller's contract; we fill every field.
     unsafe { ifc.write(interface(shim)) };
 }

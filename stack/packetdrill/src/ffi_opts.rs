@@ -12,13 +12,23 @@ use crate::sockets::{apply_opts, Sock};
 type Ud = *mut c_void;
 
 fn get(g: &mut Inner, fd: c_int, level: c_int, name: c_int) -> Result<c_int, c_int> {
-    let o = *g.fds.get(fd)?.opts();
+    let sock = g.fds.get(fd)?;
+    let o = *sock.opts();
+    // A connection reports its buffers as they are (the stack may have rounded them).
+    let live = match sock {
+        Sock::Stream(s, _) => Some((s.send_buffer_size(), s.recv_buffer_size())),
+        _ => None,
+    };
     match (level, name) {
         (libc::SOL_SOCKET, libc::SO_ERROR) => g.so_error(fd),
         (libc::SOL_SOCKET, libc::SO_REUSEADDR) => Ok(o.reuseaddr as c_int),
         (libc::SOL_SOCKET, libc::SO_TYPE) => Ok(libc::SOCK_STREAM),
-        (libc::SOL_SOCKET, libc::SO_SNDBUF) => Ok(o.sndbuf.unwrap_or(g.bufs.0) as c_int),
-        (libc::SOL_SOCKET, libc::SO_RCVBUF) => Ok(o.rcvbuf.unwrap_or(g.bufs.1) as c_int),
+        (libc::SOL_SOCKET, libc::SO_SNDBUF) => {
+            Ok(live.map_or(o.sndbuf.unwrap_or(g.bufs.0), |l| l.0) as c_int)
+        }
+        (libc::SOL_SOCKET, libc::SO_RCVBUF) => {
+            Ok(live.map_or(o.rcvbuf.unwrap_or(g.bufs.1), |l| l.1) as c_int)
+        }
         (libc::IPPROTO_TCP, libc::TCP_NODELAY) => Ok(o.nodelay as c_int),
         _ => {
             g.unsupported(format!("getsockopt(level {level}, option {name})"));

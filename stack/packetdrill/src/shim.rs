@@ -73,27 +73,69 @@ pub struct Shim {
     changed: Condvar,
 }
 
-/// Parses `--so_flags`: `local=IP` (comma-separated `key=value` pairs; unknown keys are
-/// an error).
-pub fn parse_flags(flags: &str) -> Result<Ipv4Addr, String> {
-    let mut local = DEFAULT_LOCAL;
+/// The defaults a suite was written against (`--so_flags=profile=NAME`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Profile {
+    /// xstack's own defaults, which follow Linux (upstream packetdrill scripts).
+    #[default]
+    Linux,
+    /// FreeBSD's, which its TCP test suite assumes: its option order and padding
+    /// (`tcp_addoptions`), the window scale its 2 MB socket-buffer limit gives (6), and
+    /// buffers rounded up to a multiple of the MSS (`tcp_mss`).
+    FreeBsd,
+}
+
+impl Profile {
+    /// The stack settings of this profile, on top of xstack's defaults.
+    pub fn apply(self, tcp: &mut xstack::TcpConfig) {
+        if self == Profile::FreeBsd {
+            tcp.option_layout = xstack::OptionLayout::FreeBsd;
+            tcp.window_shift = Some(6);
+            tcp.round_buffers_to_mss = true;
+        }
+    }
+}
+
+/// What `--so_flags` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Flags {
+    /// The stack's address.
+    pub local: Ipv4Addr,
+    /// Whose defaults.
+    pub profile: Profile,
+}
+
+/// Parses `--so_flags`: comma-separated `local=IP` and `profile=linux|freebsd`
+/// (unknown keys are an error).
+pub fn parse_flags(flags: &str) -> Result<Flags, String> {
+    let mut f = Flags {
+        local: DEFAULT_LOCAL,
+        profile: Profile::default(),
+    };
     for kv in flags.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         match kv.split_once('=') {
             Some(("local", ip)) => {
-                local = ip.parse().map_err(|_| format!("bad address in `{kv}`"))?;
+                f.local = ip.parse().map_err(|_| format!("bad address in `{kv}`"))?;
             }
-            _ => return Err(format!("unknown flag `{kv}` (known: local=IP)")),
+            Some(("profile", "linux")) => f.profile = Profile::Linux,
+            Some(("profile", "freebsd")) => f.profile = Profile::FreeBsd,
+            _ => {
+                return Err(format!(
+                    "unknown flag `{kv}` (known: local=IP, profile=linux|freebsd)"
+                ))
+            }
         }
     }
-    Ok(local)
+    Ok(f)
 }
 
 impl Shim {
     /// A stack owning `local` (a /16 routed through the peer, which answers every ARP
     /// request), its clock starting now.
-    pub fn new(local: Ipv4Addr) -> Shim {
-        let start = Instant::now();
+    pub fn new(flags: Flags) -> Shim {
+        let (local, start) = (flags.local, Instant::now());
         let mut cfg = SimStackConfig::new(EthernetAddress(frames::STACK_MAC), local, start);
+        flags.profile.apply(&mut cfg.tcp);
         if let Some(a) = cfg.addrs.first_mut() {
             a.prefix_len = 16;
         }

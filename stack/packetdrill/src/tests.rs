@@ -12,10 +12,16 @@ const REMOTE: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 const LOCAL: Ipv4Addr = Ipv4Addr::new(192, 168, 0, 1);
 
 fn init() -> PacketdrillInterface {
+    init_with(None)
+}
+
+/// An instance with these `--so_flags`.
+fn init_with(flags: Option<&std::ffi::CStr>) -> PacketdrillInterface {
     let mut ifc = MaybeUninit::<PacketdrillInterface>::uninit();
-    // SAFETY: null flags are allowed; `ifc` is writable and filled by the call.
+    let flags = flags.map_or(std::ptr::null(), |f| f.as_ptr());
+    // SAFETY: null or a C string for the flags; `ifc` is writable and filled by the call.
     unsafe {
-        crate::packetdrill_interface_init(std::ptr::null(), ifc.as_mut_ptr());
+        crate::packetdrill_interface_init(flags, ifc.as_mut_ptr());
         ifc.assume_init()
     }
 }
@@ -41,22 +47,29 @@ fn csum(data: &[u8], mut sum: u32) -> u16 {
 
 /// An IPv4 TCP segment from the remote peer to the stack (no options, no payload).
 fn segment(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8) -> Vec<u8> {
+    segment_with(sport, dport, seq, ack, flags, &[])
+}
+
+/// As [`segment`], with these option bytes (a multiple of 4).
+fn segment_with(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8, opts: &[u8]) -> Vec<u8> {
     let mut tcp = vec![0u8; 20];
     tcp[0..2].copy_from_slice(&sport.to_be_bytes());
     tcp[2..4].copy_from_slice(&dport.to_be_bytes());
     tcp[4..8].copy_from_slice(&seq.to_be_bytes());
     tcp[8..12].copy_from_slice(&ack.to_be_bytes());
-    tcp[12] = 5 << 4;
+    tcp.extend_from_slice(opts);
+    let len = tcp.len() as u8;
+    tcp[12] = (len / 4) << 4;
     tcp[13] = flags;
     tcp[14..16].copy_from_slice(&65535u16.to_be_bytes());
     let mut pseudo = Vec::new();
     pseudo.extend_from_slice(&REMOTE.octets());
     pseudo.extend_from_slice(&LOCAL.octets());
-    pseudo.extend_from_slice(&[0, 6, 0, 20]);
+    pseudo.extend_from_slice(&[0, 6, 0, len]);
     pseudo.extend_from_slice(&tcp);
     let c = csum(&pseudo, 0);
     tcp[16..18].copy_from_slice(&c.to_be_bytes());
-    let mut ip = vec![0x45, 0, 0, 40, 0, 1, 0x40, 0, 64, 6, 0, 0];
+    let mut ip = vec![0x45, 0, 0, 20 + len, 0, 1, 0x40, 0, 64, 6, 0, 0];
     ip.extend_from_slice(&REMOTE.octets());
     ip.extend_from_slice(&LOCAL.octets());
     let c = csum(&ip, 0);
@@ -67,6 +80,7 @@ fn segment(sport: u16, dport: u16, seq: u32, ack: u32, flags: u8) -> Vec<u8> {
 
 struct Seen {
     flags: u8,
+    options: Vec<u8>,
     seq: u32,
     ack: u32,
     sport: u16,
@@ -94,6 +108,7 @@ fn receive(ifc: &PacketdrillInterface) -> Seen {
         seq: u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]),
         ack: u32::from_be_bytes([tcp[8], tcp[9], tcp[10], tcp[11]]),
         flags: tcp[13],
+        options: tcp[20..(tcp[12] >> 4) as usize * 4].to_vec(),
         time_us: t,
     }
 }
@@ -280,15 +295,44 @@ fn time_is_virtual_and_netdev_receive_waits_for_the_retransmission_timer() {
     }
 }
 
+/// The FreeBSD profile answers a SYN offering MSS and SACK as FreeBSD does:
+/// `<mss 1460,sackOK,eol,eol>`; xstack's own (Linux's) layout is `<mss,nop,nop,sackOK>`.
 #[test]
-fn so_flags_set_the_local_address() {
-    assert_eq!(crate::shim::parse_flags(""), Ok(LOCAL));
+fn the_freebsd_profile_lays_options_out_as_freebsd() {
+    for (flags, want) in [
+        (Some(c"profile=freebsd"), [2, 4, 0x05, 0xb4, 4, 2, 0, 0]),
+        (None, [2, 4, 0x05, 0xb4, 1, 1, 4, 2]),
+    ] {
+        let ifc = init_with(flags);
+        listen_8080(&ifc);
+        send(
+            &ifc,
+            &segment_with(40000, 8080, 1, 0, 0x02, &[2, 4, 0x05, 0xb4, 4, 2, 1, 1]),
+        );
+        let synack = receive(&ifc);
+        assert_eq!(synack.flags, 0x12);
+        assert_eq!(synack.options, want, "{flags:?}");
+        // SAFETY: userdata from init, freed once.
+        unsafe { (ifc.free.unwrap())(ifc.userdata) };
+    }
+}
+
+#[test]
+fn so_flags_set_the_local_address_and_profile() {
+    use crate::shim::{parse_flags, Flags, Profile};
+    let f = |local, profile| Ok(Flags { local, profile });
+    assert_eq!(parse_flags(""), f(LOCAL, Profile::Linux));
     assert_eq!(
-        crate::shim::parse_flags("local=10.0.0.2"),
-        Ok(Ipv4Addr::new(10, 0, 0, 2))
+        parse_flags("local=10.0.0.2"),
+        f(Ipv4Addr::new(10, 0, 0, 2), Profile::Linux)
     );
-    assert!(crate::shim::parse_flags("local=x").is_err());
-    assert!(crate::shim::parse_flags("mtu=9000").is_err());
+    assert_eq!(
+        parse_flags("profile=freebsd, local=10.0.0.3"),
+        f(Ipv4Addr::new(10, 0, 0, 3), Profile::FreeBsd)
+    );
+    assert!(parse_flags("local=x").is_err());
+    assert!(parse_flags("mtu=9000").is_err());
+    assert!(parse_flags("profile=openbsd").is_err());
 }
 
 #[test]

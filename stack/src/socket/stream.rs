@@ -324,6 +324,16 @@ impl TcpStream {
         Ok(())
     }
 
+    /// The send buffer's size (SO_SNDBUF as getsockopt reads it).
+    pub fn send_buffer_size(&self) -> usize {
+        self.conn.lock().tcb.config().sndbuf
+    }
+
+    /// The receive buffer's size (SO_RCVBUF as getsockopt reads it).
+    pub fn recv_buffer_size(&self) -> usize {
+        self.conn.lock().tcb.config().rcvbuf
+    }
+
     /// SO_RCVBUF (the window scale was fixed at the handshake, so very large growth
     /// after connecting is limited by it).
     pub fn set_recv_buffer_size(&self, n: usize) -> io::Result<()> {

@@ -64,6 +64,10 @@ pub struct TcpConfig {
     /// `rcvbuf` be advertised, as Linux does. FreeBSD derives it from the largest socket
     /// buffer allowed (`kern.ipc.maxsockbuf`: 6 for its 2 MB default).
     pub window_shift: Option<u8>,
+    /// Round the send and receive buffers up to a multiple of the connection's MSS once
+    /// the handshake fixed it, as FreeBSD's `tcp_mss` does (65,536 becomes 65,700 with
+    /// an MSS of 1,460). Off by default, as in Linux.
+    pub round_buffers_to_mss: bool,
     /// The order and padding of the TCP options we send (Linux's by default); receivers
     /// accept any, but a packet-level test suite written for another stack compares
     /// the bytes.
@@ -111,6 +115,7 @@ impl Default for TcpConfig {
             max_retransmits: 15,
             window_scaling: true,
             window_shift: None,
+            round_buffers_to_mss: false,
             option_layout: super::segment::OptionLayout::Linux,
             timestamps: true,
             sack: true,

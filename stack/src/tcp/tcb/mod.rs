@@ -393,7 +393,13 @@ impl Tcb {
             }
         }
         self.sack_ok = self.cfg.sack && o.sack_permitted;
-        self.set_maxseg(peer_mss.min(self.cfg.mss as u32));
+        let mss = peer_mss.min(self.cfg.mss as u32);
+        self.set_maxseg(mss);
+        if self.cfg.round_buffers_to_mss {
+            let up = |n: usize| n.div_ceil(mss as usize) * mss as usize;
+            let (snd, rcv) = (up(self.cfg.sndbuf), up(self.cfg.rcvbuf));
+            self.set_buffer_sizes(Some(snd), Some(rcv));
+        }
     }
 
     /// Sets the send MSS from the negotiated MSS, deducting the timestamp option that

@@ -337,3 +337,27 @@ fn freebsd_layout_and_window_shift() {
         (Some(6), Some(3))
     );
 }
+
+// FreeBSD's tcp_mss rounds both buffers up to a multiple of the MSS the handshake fixed
+// (65,536 -> 65,700 with 1,460); off, they stay as configured.
+#[test]
+fn buffers_rounded_to_the_mss_when_asked() {
+    for (round, want) in [(true, (33_580, 65_700)), (false, (32_768, 65_536))] {
+        let mut c = Conn::connect(TcpConfig {
+            sndbuf: 32_768,
+            rcvbuf: 65_536,
+            round_buffers_to_mss: round,
+            ..cfg_all()
+        });
+        c.output();
+        let synack = seg(PEER_ISS)
+            .ack(OUR_ISS + 1)
+            .flags(F::SYN | F::ACK)
+            .win(PEER_WIN)
+            .mss(1460)
+            .ts(1, tsval(0));
+        send!(c, synack);
+        let cfg = c.tcb.config();
+        assert_eq!((cfg.sndbuf, cfg.rcvbuf), want, "round {round}");
+    }
+}
