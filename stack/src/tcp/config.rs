@@ -64,6 +64,14 @@ pub struct TcpConfig {
     /// `rcvbuf` be advertised, as Linux does. FreeBSD derives it from the largest socket
     /// buffer allowed (`kern.ipc.maxsockbuf`: 6 for its 2 MB default).
     pub window_shift: Option<u8>,
+    /// RFC 5961 §3.2: a RST inside the window but not exactly at RCV.NXT gets a challenge
+    /// ACK (on by default, as in Linux and FreeBSD). Off: any in-window RST resets the
+    /// connection, as RFC 793 had it (FreeBSD's `net.inet.tcp.insecure_rst=1`).
+    pub challenge_rst: bool,
+    /// RFC 5961 §4.2: a SYN on a synchronized connection gets a challenge ACK (on by
+    /// default). Off: an in-window SYN resets the connection and is answered with a
+    /// RST, as RFC 793 had it (FreeBSD's `net.inet.tcp.insecure_syn=1`).
+    pub challenge_syn: bool,
     /// Round the send and receive buffers up to a multiple of the connection's MSS once
     /// the handshake fixed it, as FreeBSD's `tcp_mss` does (65,536 becomes 65,700 with
     /// an MSS of 1,460). Off by default, as in Linux.
@@ -116,6 +124,8 @@ impl Default for TcpConfig {
             window_scaling: true,
             window_shift: None,
             round_buffers_to_mss: false,
+            challenge_rst: true,
+            challenge_syn: true,
             option_layout: super::segment::OptionLayout::Linux,
             timestamps: true,
             sack: true,

@@ -180,9 +180,16 @@ impl Tcb {
         }
 
         // Fourth: SYN in a synchronized state (RFC 5961 §4.2): "the TCP MUST send an
-        // ACK (challenge ACK) to the remote peer", whatever its sequence number.
+        // ACK (challenge ACK) to the remote peer", whatever its sequence number. Without
+        // RFC 5961, RFC 793's rule: "If the SYN is in the window it is an error, send a
+        // reset ... enter the CLOSED state" (it is in the window: it passed the test above).
         if f.contains(TcpFlags::SYN) {
-            self.challenge_ack(now);
+            if self.cfg.challenge_syn {
+                self.challenge_ack(now);
+            } else {
+                self.send_rst = true;
+                self.drop_with(TcpError::Reset);
+            }
             return InputOutcome::Ok;
         }
 
@@ -306,7 +313,7 @@ impl Tcb {
     /// A RST that passed the sequence test (RFC 5961 §3.2): exactly at RCV.NXT it ends
     /// the connection, elsewhere in the window it gets a challenge ACK.
     fn input_rst(&mut self, seg: &Segment<'_>, now: Instant) {
-        if seg.seq != self.rcv_nxt {
+        if seg.seq != self.rcv_nxt && self.cfg.challenge_rst {
             // In the window but not exact: a challenge ACK.
             self.challenge_ack(now);
             return;

@@ -190,3 +190,20 @@ fn abort_in_every_state() {
         assert!(c.tcb.is_dead());
     }
 }
+
+// Without RFC 5961's check (`challenge_rst` off, FreeBSD's insecure_rst=1), RFC 793's
+// rule: a RST anywhere in the window resets the connection.
+#[test]
+fn in_window_reset_resets_when_the_challenge_is_off() {
+    let cfg = TcpConfig {
+        challenge_rst: false,
+        ..cfg()
+    };
+    let mut c = established_cfg(cfg, peer_syn().ack(OUR_ISS + 1));
+    let rcv_nxt = c.tcb.rcv_nxt();
+    send!(c, seg(rcv_nxt + 100).flags(F::RST));
+    recv_nothing!(c);
+    assert_eq!(c.state(), State::Closed);
+    assert_eq!(c.tcb.error(), Some(TcpError::Reset));
+    assert_eq!(c.tcb.stats().challenge_acks, 0);
+}

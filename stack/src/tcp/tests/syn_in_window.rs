@@ -56,3 +56,25 @@ fn retransmitted_syn_ack_is_acknowledged() {
     recv!(c, our_ack(0, 0, W));
     assert_eq!(c.state(), State::Established);
 }
+
+// Without RFC 5961's check (`challenge_syn` off, FreeBSD's insecure_syn=1), RFC 793's
+// rule: "If the SYN is in the window it is an error, send a reset ... enter the CLOSED
+// state": <SEQ=SND.NXT><ACK=RCV.NXT><CTL=RST,ACK>, the user told "connection reset".
+#[test]
+fn syn_in_window_resets_when_the_challenge_is_off() {
+    let cfg = TcpConfig {
+        challenge_syn: false,
+        ..cfg()
+    };
+    let mut c = established_cfg(cfg.clone(), peer_syn().ack(OUR_ISS + 1));
+    let (snd_max, rcv_nxt) = (c.tcb.snd_max(), c.tcb.rcv_nxt());
+    send!(c, seg(rcv_nxt).flags(F::SYN).win(PEER_WIN));
+    recv!(c, seg(snd_max).ack(rcv_nxt).flags(F::RST | F::ACK).win(0));
+    assert_eq!(c.state(), State::Closed);
+    assert_eq!(c.tcb.error(), Some(TcpError::Reset));
+    // Outside the window the sequence test still answers with a plain ACK.
+    let mut c = established_cfg(cfg, peer_syn().ack(OUR_ISS + 1));
+    send!(c, seg(rcv_nxt + 100_000).flags(F::SYN).win(PEER_WIN));
+    recv!(c, seg(snd_max).ack(rcv_nxt).win(W));
+    assert_eq!(c.state(), State::Established);
+}
