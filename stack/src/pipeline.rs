@@ -25,6 +25,7 @@ use crate::clock::Clock;
 use crate::device::xsk::TxError;
 use crate::link::{LinkRx, LinkTx};
 use crate::net::ether::{self, EtherProto};
+use crate::net::ipv4::ToTcp;
 use crate::net::lro::LroBatch;
 use crate::net::{arp, Interface, NetCtx};
 use crate::netisr::{Netisr, NetisrError, Policy, ProtoSpec, NETISR_ARP, NETISR_IP};
@@ -231,9 +232,12 @@ impl<T: LinkTx + 'static> Layers<T> {
             proto: NETISR_IP,
             name: "ip",
             handler: Box::new(move |ctx: &mut WorkerCtx<T>, pkt| {
-                crate::net::ipv4::input_with(&i, ctx, pkt, |ctx: &mut WorkerCtx<T>, ip| {
+                crate::net::ipv4::input_with(&i, ctx, pkt, |ctx: &mut WorkerCtx<T>, to| {
                     let mut heap = std::mem::take(&mut ctx.heap);
-                    t.input(&i, ctx, &mut heap, ip);
+                    match to {
+                        ToTcp::Segment(ip) => t.input(&i, ctx, &mut heap, ip),
+                        ToTcp::Error(e) => t.ctlinput(&i, ctx, &mut heap, &e),
+                    }
                     ctx.heap = heap;
                 })
             }),

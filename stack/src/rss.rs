@@ -152,8 +152,34 @@ pub fn ip_flow_hash(rss: &Toeplitz, frame: &[u8]) -> Option<u32> {
             }
             None => Some(rss.hash(addrs)),
         },
+        1 if ihl >= 20 => Some(
+            icmp_quoted_flow(ip.get(ihl..).unwrap_or_default())
+                .map_or_else(|| rss.hash(addrs), |input| rss.hash(&input)),
+        ),
         _ => Some(rss.hash(addrs)),
     }
+}
+
+/// For an ICMP error (destination unreachable, time exceeded) quoting a TCP or UDP
+/// packet we sent, the hash input of the flow it is about, as the peer's packets carry
+/// it (source and destination swapped): the error is processed on the worker that owns
+/// the connection, like the connection's own segments.
+fn icmp_quoted_flow(icmp: &[u8]) -> Option<[u8; 12]> {
+    if !matches!(icmp.first()?, 3 | 11) {
+        return None;
+    }
+    let q = icmp.get(8..)?;
+    let qihl = (*q.first()? & 0x0f) as usize * 4;
+    if qihl < 20 || !matches!(*q.get(9)?, 6 | 17) {
+        return None;
+    }
+    let ports = q.get(qihl..qihl + 4)?;
+    let mut input = [0u8; 12];
+    input[..4].copy_from_slice(q.get(16..20)?);
+    input[4..8].copy_from_slice(&q[12..16]);
+    input[8..10].copy_from_slice(&ports[2..4]);
+    input[10..12].copy_from_slice(&ports[0..2]);
+    Some(input)
 }
 
 #[cfg(test)]
@@ -286,5 +312,34 @@ mod tests {
             seen[Toeplitz::queue_of(ip_flow_hash(&rss, &f).unwrap(), 4)] += 1;
         }
         assert!(seen.iter().all(|&n| n >= 4), "{seen:?}");
+    }
+
+    #[test]
+    fn an_icmp_error_hashes_as_the_flow_it_quotes() {
+        let rss = Toeplitz::default();
+        let (us, peer) = ([198, 18, 0, 1], [198, 18, 0, 2]);
+        // The peer's segment to us, 40000 -> 80.
+        let seg = ip_frame(peer, us, 6, [0x9c, 0x40, 0, 80, 0, 0, 0, 0]);
+        // A router's port unreachable about our segment 80 -> 40000.
+        let mut icmp = vec![0u8; 14 + 20];
+        icmp[14] = 0x45;
+        icmp[23] = 1;
+        icmp[26..30].copy_from_slice(&[198, 18, 0, 254]);
+        icmp[30..34].copy_from_slice(&us);
+        icmp.extend_from_slice(&[3, 3, 0, 0, 0, 0, 0, 0]);
+        let mut quoted = [0u8; 28];
+        quoted[0] = 0x45;
+        quoted[9] = 6;
+        quoted[12..16].copy_from_slice(&us);
+        quoted[16..20].copy_from_slice(&peer);
+        quoted[20..24].copy_from_slice(&[0, 80, 0x9c, 0x40]);
+        icmp.extend_from_slice(&quoted);
+        assert_eq!(ip_flow_hash(&rss, &icmp), ip_flow_hash(&rss, &seg));
+        // An echo request hashes by its addresses only.
+        icmp[34] = 8;
+        assert_eq!(
+            ip_flow_hash(&rss, &icmp),
+            Some(rss.ipv4([198, 18, 0, 254].into(), us.into()))
+        );
     }
 }

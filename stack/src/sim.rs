@@ -733,4 +733,75 @@ mod tests {
         assert!(tcp.upgrade().is_none(), "the TCP layer outlived its stack");
         assert!(netisr.upgrade().is_none(), "netisr outlived its stack");
     }
+
+    /// An ICMP error from a router on the path, quoting `quoted` (our IP packet: its
+    /// header and the first 8 bytes of its payload).
+    fn icmp_error(ty: u8, code: u8, quoted: &[u8]) -> Vec<u8> {
+        let router = [198, 18, 0, 254];
+        let mut icmp = vec![ty, code, 0, 0, 0, 0, 0, 0];
+        icmp.extend_from_slice(&quoted[..28]);
+        let c = checksum::checksum(&icmp);
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+        let mut f = vec![0u8; 14 + 20];
+        f[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
+        f[6..12].copy_from_slice(&PEER_MAC);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let ip = &mut f[14..34];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&((20 + icmp.len()) as u16).to_be_bytes());
+        ip[8] = 64;
+        ip[9] = 1;
+        ip[12..16].copy_from_slice(&router);
+        ip[16..20].copy_from_slice(&host_addr(0).octets());
+        let c = checksum::checksum(ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        f.extend_from_slice(&icmp);
+        f
+    }
+
+    // RFC 1122 §4.2.3.9 and RFC 5927 §4.1: a port unreachable quoting our SYN's sequence
+    // number ends the attempt with "connection refused"; one quoting a sequence number
+    // not in flight, or a soft error, changes nothing. The error is processed on the
+    // connection's owner (its hash is the quoted flow's).
+    #[test]
+    fn icmp_hard_errors_end_a_connection_attempt() {
+        use std::io::ErrorKind;
+        let mut s = listening(2, false);
+        s.inject(0, arp_request()); // the peer's address is known: the SYN leaves at once
+        s.run_now();
+        s.take_sent();
+        let peer = SocketAddrV4::new(PEER_IP.into(), 9);
+        let c = crate::TcpStream::connect_nonblocking(s.net(), peer).expect("connect");
+        s.run_now();
+        let syn = s.take_sent().remove(0);
+        let ip = &syn[14..];
+        assert_eq!(ip[33], 0x02, "a SYN");
+        let iss = u32::from_be_bytes([ip[24], ip[25], ip[26], ip[27]]);
+        let with_seq = |seq: u32| {
+            let mut q = ip[..28].to_vec();
+            q[24..28].copy_from_slice(&seq.to_be_bytes());
+            q
+        };
+        for (ty, code, seq) in [
+            (3, 3, iss.wrapping_sub(1)),
+            (3, 3, iss + 1),
+            (3, 1, iss),
+            (11, 0, iss),
+        ] {
+            s.inject_any(icmp_error(ty, code, &with_seq(seq)));
+            s.run_now();
+            assert!(
+                c.take_error().expect("take_error").is_none(),
+                "{ty}/{code} seq {seq}"
+            );
+        }
+        assert_eq!(s.counter("tcp.icmp_ignored"), 4);
+        s.inject_any(icmp_error(3, 3, &with_seq(iss)));
+        s.run_now();
+        let e = c.take_error().expect("take_error").expect("an error");
+        assert_eq!(e.kind(), ErrorKind::ConnectionRefused);
+        assert_eq!(s.counter("tcp.icmp_dropped"), 1);
+        assert_eq!(s.counter("tcp.rx_misplaced"), 0);
+        assert_eq!(s.counter("icmp.tcp_errors_rx"), 5);
+    }
 }

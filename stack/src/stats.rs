@@ -100,6 +100,16 @@ counters! {
     icmp_echo_replied => "icmp.echo_replies_tx",
     /// ICMP types the stack does not act on (counted, then dropped).
     icmp_other => "icmp.rx_other_types",
+    /// ICMP errors (destination unreachable, time exceeded) quoting a TCP segment of
+    /// ours, handed to TCP.
+    icmp_tcp_errors => "icmp.tcp_errors_rx",
+    /// ICMP errors whose quoted packet is too short, not ours or not TCP.
+    icmp_bad_quote => "icmp.drop_bad_quote",
+    /// ICMP errors TCP ignored: no such connection, or a sequence number not in flight
+    /// (RFC 5927 §4.1), or a soft error.
+    tcp_icmp_ignored => "tcp.icmp_ignored",
+    /// Connection attempts ended by an ICMP hard error (RFC 1122 §4.2.3.9).
+    tcp_icmp_dropped => "tcp.icmp_dropped",
     /// TCP segments received.
     tcp_rx => "tcp.rx",
     /// TCP segments shorter than a header or with a bad data offset.

@@ -1,28 +1,104 @@
-//! ICMP for IPv4 (RFC 792): echo reply; other messages are counted and dropped.
+//! ICMP for IPv4 (RFC 792): echo reply, and the errors that concern TCP (destination
+//! unreachable, time exceeded) handed up with the segment they quote (FreeBSD's
+//! `tcp_ctlinput`); other messages are counted and dropped.
 
 use smoltcp::wire::{Icmpv4Message, Icmpv4Packet, IpProtocol};
+
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use super::ipv4::{self, Ipv4In};
 use super::{Interface, NetCtx};
 use crate::checksum;
 use crate::mbuf::CsumFlags;
 use crate::stats::Counters;
+use crate::tcp::seq::Seq;
 
-/// Handles one ICMP message addressed to us.
-pub fn input(ifp: &Interface, ctx: &mut impl NetCtx, ip: &Ipv4In<'_>) {
+/// An ICMP error about a TCP segment we sent: what happened, and the quoted segment's
+/// ends and sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IcmpError {
+    /// ICMP type and code.
+    pub kind: (u8, u8),
+    /// Our end of the connection (the quoted packet's source).
+    pub local: SocketAddrV4,
+    /// The peer's end (the quoted packet's destination).
+    pub remote: SocketAddrV4,
+    /// The quoted segment's sequence number.
+    pub seq: Seq,
+}
+
+/// ICMP type: destination unreachable.
+const UNREACHABLE: u8 = 3;
+/// ICMP type: time exceeded.
+const TIME_EXCEEDED: u8 = 11;
+
+impl IcmpError {
+    /// A hard error: the peer or the path refuses the connection. RFC 1122 §4.2.3.9:
+    /// destination unreachable "codes 2-4: These are hard error conditions"; code 4
+    /// (fragmentation needed) is PMTUD's business, not an error here. The
+    /// administratively-prohibited codes (9, 10, 13, RFC 1812 §5.2.7.1) count as hard,
+    /// as in FreeBSD and Linux. Net/host unreachable (0, 1, 5) and time exceeded are
+    /// soft (RFC 1122: "TCP MUST NOT abort the connection").
+    pub fn is_hard(&self) -> bool {
+        matches!(self.kind, (UNREACHABLE, 2 | 3 | 9 | 10 | 13))
+    }
+}
+
+/// Parses an ICMP error that quotes a TCP segment from `ifp` (RFC 792: the original IP
+/// header and at least 64 bits of its data: ports and sequence number).
+fn tcp_error(ifp: &Interface, p: &Icmpv4Packet<&[u8]>) -> Result<Option<IcmpError>, ()> {
+    let (ty, code) = (u8::from(p.msg_type()), p.msg_code());
+    if ty != UNREACHABLE && ty != TIME_EXCEEDED {
+        return Ok(None);
+    }
+    let quoted = p.data();
+    let hlen = (*quoted.first().ok_or(())? & 0x0f) as usize * 4;
+    if quoted[0] >> 4 != 4 || hlen < 20 || quoted.len() < hlen + 8 || quoted[9] != 6 {
+        return Err(());
+    }
+    let addr =
+        |at: usize| Ipv4Addr::new(quoted[at], quoted[at + 1], quoted[at + 2], quoted[at + 3]);
+    let (src, dst) = (addr(12), addr(16));
+    if !ifp.owns(src) {
+        return Err(());
+    }
+    let tcp = &quoted[hlen..hlen + 8];
+    let port = |at: usize| u16::from_be_bytes([tcp[at], tcp[at + 1]]);
+    Ok(Some(IcmpError {
+        kind: (ty, code),
+        local: SocketAddrV4::new(src, port(0)),
+        remote: SocketAddrV4::new(dst, port(2)),
+        seq: Seq(u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]])),
+    }))
+}
+
+/// Handles one ICMP message addressed to us; an error about a TCP segment of ours is
+/// returned for TCP.
+pub fn input(ifp: &Interface, ctx: &mut impl NetCtx, ip: &Ipv4In<'_>) -> Option<IcmpError> {
     let c = ctx.counters();
     Counters::inc(&c.icmp_rx);
     let Ok(p) = Icmpv4Packet::new_checked(ip.payload) else {
         Counters::inc(&c.icmp_truncated);
-        return;
+        return None;
     };
     if !ip.csum.contains(CsumFlags::DATA_VALID) && !checksum::verify(ip.payload) {
         Counters::inc(&c.icmp_bad_checksum);
-        return;
+        return None;
+    }
+    match tcp_error(ifp, &p) {
+        Ok(Some(e)) => {
+            Counters::inc(&c.icmp_tcp_errors);
+            return Some(e);
+        }
+        Ok(None) => {}
+        Err(()) => {
+            Counters::inc(&c.icmp_bad_quote);
+            return None;
+        }
     }
     if p.msg_type() != Icmpv4Message::EchoRequest || p.msg_code() != 0 {
         Counters::inc(&c.icmp_other);
-        return;
+        return None;
     }
     // RFC 792: "To form an echo reply message, the source and destination addresses
     // are simply reversed, the type code changed to 0, and the checksum recomputed."
@@ -53,6 +129,7 @@ pub fn input(ifp: &Interface, ctx: &mut impl NetCtx, ip: &Ipv4In<'_>) {
     if sent.is_ok() {
         Counters::inc(&ctx.counters().icmp_echo_replied);
     }
+    None
 }
 
 #[cfg(test)]

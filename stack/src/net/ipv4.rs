@@ -113,20 +113,32 @@ pub fn input(ifp: &Interface, ctx: &mut impl NetCtx, pkt: Pkt<'_>) {
     });
 }
 
-/// Validates a received IPv4 frame and delivers it: ICMP here, TCP to `tcp`, anything
-/// else counted as an unknown protocol.
+/// What IPv4 hands to TCP: a segment, or an ICMP error about one we sent.
+pub enum ToTcp<'a, 'b> {
+    /// A packet carrying TCP.
+    Segment(&'b Ipv4In<'a>),
+    /// An ICMP error quoting one of our segments.
+    Error(icmp::IcmpError),
+}
+
+/// Validates a received IPv4 frame and delivers it: ICMP here (its errors about TCP
+/// segments on to `tcp`), TCP to `tcp`, anything else counted as an unknown protocol.
 pub fn input_with<C: NetCtx>(
     ifp: &Interface,
     ctx: &mut C,
     pkt: Pkt<'_>,
-    tcp: impl FnOnce(&mut C, &Ipv4In<'_>),
+    tcp: impl FnOnce(&mut C, ToTcp<'_, '_>),
 ) {
     let Some(ip) = validate(ifp, ctx, pkt) else {
         return;
     };
     match ip.protocol {
-        IpProtocol::Icmp => icmp::input(ifp, ctx, &ip),
-        IpProtocol::Tcp => tcp(ctx, &ip),
+        IpProtocol::Icmp => {
+            if let Some(e) = icmp::input(ifp, ctx, &ip) {
+                tcp(ctx, ToTcp::Error(e));
+            }
+        }
+        IpProtocol::Tcp => tcp(ctx, ToTcp::Segment(&ip)),
         _ => Counters::inc(&ctx.counters().ip_unknown_proto),
     }
 }

@@ -72,6 +72,10 @@ pub struct TcpConfig {
     /// default). Off: an in-window SYN resets the connection and is answered with a
     /// RST, as RFC 793 had it (FreeBSD's `net.inet.tcp.insecure_syn=1`).
     pub challenge_syn: bool,
+    /// An ICMP hard error (RFC 1122 §4.2.3.9) about the SYN of a connection attempt
+    /// ends it with "connection refused" (on by default, as FreeBSD's
+    /// `net.inet.tcp.icmp_may_rst=1`); off, ICMP errors never end a connection.
+    pub icmp_hard_errors: bool,
     /// Round the send and receive buffers up to a multiple of the connection's MSS once
     /// the handshake fixed it, as FreeBSD's `tcp_mss` does (65,536 becomes 65,700 with
     /// an MSS of 1,460). Off by default, as in Linux.
@@ -125,6 +129,7 @@ impl Default for TcpConfig {
             window_shift: None,
             round_buffers_to_mss: false,
             challenge_rst: true,
+            icmp_hard_errors: true,
             challenge_syn: true,
             option_layout: super::segment::OptionLayout::Linux,
             timestamps: true,

@@ -391,6 +391,25 @@ impl Tcb {
         }
     }
 
+    /// An ICMP error about a segment of this connection (FreeBSD's `tcp_ctlinput` with
+    /// `tcp_drop_syn_sent`). It counts only if it quotes a sequence number in flight,
+    /// `SND.UNA <= seq < SND.MAX` (RFC 5927 §4.1: otherwise it may be forged). A hard
+    /// error ends a connection attempt (SYN-SENT) with "connection refused", as FreeBSD
+    /// and Linux do; soft errors, and hard ones on a synchronized connection, leave it
+    /// alone (RFC 5461 §4: TCP's retransmissions are its answer to a transient path
+    /// problem). Returns true when the connection was dropped.
+    pub(crate) fn icmp_error(&mut self, err: &crate::net::icmp::IcmpError) -> bool {
+        let in_flight = err.seq >= self.snd_una && err.seq < self.snd_max;
+        if !in_flight || !err.is_hard() || !self.cfg.icmp_hard_errors {
+            return false;
+        }
+        if self.state != State::SynSent {
+            return false;
+        }
+        self.drop_with(TcpError::Refused);
+        true
+    }
+
     /// RFC 5961 §7: at most 10 challenge ACKs per second per connection.
     fn challenge_ack(&mut self, now: Instant) {
         let (start, count) = self.challenge_window;

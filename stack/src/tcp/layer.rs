@@ -178,6 +178,37 @@ impl TcpLayer {
         self.kicks.get(worker).map(|q| q.len()).unwrap_or(0)
     }
 
+    /// `tcp_ctlinput`: an ICMP error about a segment we sent. The connection it names
+    /// decides what it means (`Tcb::icmp_error`); a connection it ends is released
+    /// and its application told, as after any input.
+    pub fn ctlinput(
+        &self,
+        ifp: &Interface,
+        ctx: &mut impl NetCtx,
+        heap: &mut TimerHeap,
+        err: &crate::net::icmp::IcmpError,
+    ) {
+        let tuple = FourTuple {
+            local: err.local,
+            remote: err.remote,
+        };
+        let Some(conn) = self.pcbs.lookup(&tuple) else {
+            Counters::inc(&ctx.counters().tcp_icmp_ignored);
+            return;
+        };
+        if conn.owner != ctx.worker() {
+            Counters::inc(&ctx.counters().tcp_misplaced);
+        }
+        let mut inner = conn.lock();
+        let dropped = inner.tcb.icmp_error(err);
+        Counters::inc(if dropped {
+            &ctx.counters().tcp_icmp_dropped
+        } else {
+            &ctx.counters().tcp_icmp_ignored
+        });
+        self.flush(ifp, ctx, heap, &conn, inner);
+    }
+
     /// `tcp_input`: a validated IPv4 packet carrying TCP, on the worker that owns it.
     pub fn input(
         &self,
