@@ -273,6 +273,11 @@ pub fn after_run(args: &ConformanceArgs, results: &[ScriptResult]) -> Result<()>
         return Ok(());
     }
     let Some(path) = chosen(args) else {
+        if !args.no_expect {
+            println!(
+                "expectations: none compared (the default file is for the default suite with --profile freebsd; pass --expect FILE)"
+            );
+        }
         return Ok(());
     };
     let exp = load(&path)?;
