@@ -426,9 +426,10 @@ fn unavailable() -> Option<String> {
     if !suite.is_dir() {
         return Some(format!("no conformance scripts at {}", suite.display()));
     }
-    if let Err(e) = super::packetdrill_source() {
-        return Some(format!("{e:#}"));
-    }
+    let src = match super::packetdrill_source() {
+        Ok(s) => s,
+        Err(e) => return Some(format!("{e:#}")),
+    };
     if !default_file().is_file() {
         return Some(format!("no expectations file {}", default_file().display()));
     }
@@ -438,8 +439,13 @@ fn unavailable() -> Option<String> {
             .filter(|t| !sys::have_tool(t))
             .collect::<Vec<_>>()
     };
+    // Already built from this source (as `build_packetdrill` checks): no tools needed.
+    let dir = workspace_root().join("target/packetdrill");
+    let src = src.canonicalize().unwrap_or(src).display().to_string();
+    let built = dir.join("src/packetdrill").is_file()
+        && std::fs::read_to_string(dir.join("source")).ok().as_deref() == Some(src.as_str());
     let m = missing();
-    if !m.is_empty() {
+    if !built && !m.is_empty() {
         let debian = Path::new("/etc/debian_version").exists() && sys::have_tool("apt-get");
         if !(sys::is_root() && debian) {
             return Some(format!("packetdrill's build needs {}", m.join(" ")));
