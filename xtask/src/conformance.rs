@@ -18,13 +18,16 @@ use std::time::{Duration, Instant};
 
 use crate::{cargo, sys, workspace_root};
 
+pub mod expect;
+
 /// Options of `cargo xtask conformance`.
 #[derive(clap::Args)]
 #[command(
     after_help = "Every script is reported pass, fail (with the first line of \
-packetdrill's error) or skip (IPv6: the stack is IPv4-only). The command exits 0 whatever \
-the results for now: expected results (an --expect file that failures are checked against) \
-are the next step."
+packetdrill's error) or skip (IPv6: the stack is IPv4-only). The results are compared with \
+an expectations file (--expect, default conformance/expected.json for the default suite and \
+profile): the command exits non-zero on a regression (expected pass, now fail or skip). \
+See docs/conformance.md."
 )]
 pub struct ConformanceArgs {
     /// A directory of .pkt scripts, searched recursively (repeatable). Default: the
@@ -48,6 +51,21 @@ pub struct ConformanceArgs {
     /// defaults).
     #[arg(long, default_value = "freebsd", value_parser = ["freebsd", "linux"])]
     pub profile: String,
+    /// Compare with this expectations file (default: conformance/expected.json when
+    /// running the default suite with the freebsd profile); exit non-zero on a regression.
+    #[arg(long, value_name = "FILE")]
+    pub expect: Option<PathBuf>,
+    /// Do not compare with any expectations file.
+    #[arg(long, conflicts_with = "expect")]
+    pub no_expect: bool,
+    /// Write this run's outcomes as the expectations file FILE (keeping its `flaky`
+    /// entries) instead of comparing.
+    #[arg(long, value_name = "FILE")]
+    pub write_expected: Option<PathBuf>,
+    /// Only rewrite the generated part of docs/conformance.md from
+    /// conformance/expected.json (no run).
+    #[arg(long)]
+    pub write_doc: bool,
 }
 
 /// How one script went.
@@ -86,6 +104,9 @@ fn default_data() -> PathBuf {
 }
 
 pub fn run(args: ConformanceArgs) -> Result<()> {
+    if args.write_doc {
+        return expect::write_doc();
+    }
     let began = Instant::now();
     let packetdrill = build_packetdrill()?;
     let so = build_shim()?;
@@ -139,7 +160,7 @@ pub fn run(args: ConformanceArgs) -> Result<()> {
             .with_context(|| format!("writing {}", f.display()))?;
     }
     print_summary(&results, began.elapsed());
-    Ok(())
+    expect::after_run(&args, &results)
 }
 
 /// packetdrill's source: `$XSTACK_PACKETDRILL`, else the conformance data's copy.

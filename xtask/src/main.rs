@@ -2,7 +2,9 @@
 //!
 //! - `build-ebpf [--check]`: rebuild (or check) every `ebpf/*.o` from its `.c`.
 //! - `test [-- ARGS]`: install missing system tools (root, Debian), check the committed
-//!   eBPF objects, run `cargo test --workspace` (unit + veth integration tests).
+//!   eBPF objects, run `cargo test --workspace` (unit + veth integration tests), then the
+//!   conformance suite against `conformance/expected.json` (skipped, with a line saying
+//!   why, when packetdrill or the scripts are not available).
 //! - `demo`: run the stack in a namespace pair and ping it from Linux.
 //! - `bench`: xstack beside Linux on the same veth pair, reported as ratios.
 //! - `cc-plot`: cwnd over time for each congestion-control module through a bottleneck.
@@ -35,7 +37,8 @@ enum Cmd {
         #[arg(long)]
         check: bool,
     },
-    /// Unit and veth integration tests (the veth tests need root; they skip otherwise).
+    /// Unit and veth integration tests (the veth tests need root; they skip otherwise),
+    /// then the conformance suite against conformance/expected.json.
     Test {
         /// Extra arguments passed to `cargo test` (after `--`).
         #[arg(last = true)]
@@ -50,7 +53,7 @@ enum Cmd {
     CcPlot(ccplot::CcPlotArgs),
     /// Run packetdrill scripts (default: the FreeBSD tcp-testsuite) against xstack's
     /// simulator in-process (packetdrill --so_filename); one line per script, a table per
-    /// folder, exit 0 whatever the results (expected results come next).
+    /// folder, then a comparison with the expected results (non-zero exit on a regression).
     Conformance(conformance::ConformanceArgs),
 }
 
@@ -99,5 +102,5 @@ fn test(cargo_args: &[String]) -> Result<()> {
     if !status.success() {
         bail!("cargo test --workspace failed ({status})");
     }
-    Ok(())
+    conformance::expect::gate()
 }
