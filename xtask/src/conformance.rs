@@ -25,7 +25,7 @@ pub mod expect;
 #[command(
     after_help = "Every script is reported pass, fail (with the first line of \
 packetdrill's error) or skip (IPv6: the stack is IPv4-only). The results are compared with \
-an expectations file (--expect, default conformance/expected.json for the default suite and \
+an expectations file (--expect, default tests/conformance/expected.json for the default suite and \
 profile): the command exits non-zero on a regression (expected pass, now fail or skip). \
 See docs/conformance.md."
 )]
@@ -51,7 +51,7 @@ pub struct ConformanceArgs {
     /// defaults).
     #[arg(long, default_value = "freebsd", value_parser = ["freebsd", "linux"])]
     pub profile: String,
-    /// Compare with this expectations file (default: conformance/expected.json when
+    /// Compare with this expectations file (default: tests/conformance/expected.json when
     /// running the default suite with the freebsd profile); exit non-zero on a regression.
     #[arg(long, value_name = "FILE")]
     pub expect: Option<PathBuf>,
@@ -63,7 +63,7 @@ pub struct ConformanceArgs {
     #[arg(long, value_name = "FILE")]
     pub write_expected: Option<PathBuf>,
     /// Only rewrite the generated part of docs/conformance.md from
-    /// conformance/expected.json (no run).
+    /// tests/conformance/expected.json (no run).
     #[arg(long)]
     pub write_doc: bool,
 }

@@ -3,7 +3,7 @@
 //! - `build-ebpf [--check]`: rebuild (or check) every `ebpf/*.o` from its `.c`.
 //! - `test [-- ARGS]`: install missing system tools (root, Debian), check the committed
 //!   eBPF objects, run `cargo test --workspace` (unit + veth integration tests), then the
-//!   conformance suite against `conformance/expected.json` (skipped, with a line saying
+//!   conformance suite against `tests/conformance/expected.json` (skipped, with a line saying
 //!   why, when packetdrill or the scripts are not available).
 //! - `demo`: run the stack in a namespace pair and ping it from Linux.
 //! - `bench`: xstack beside Linux on the same veth pair, reported as ratios.
@@ -38,7 +38,7 @@ enum Cmd {
         check: bool,
     },
     /// Unit and veth integration tests (the veth tests need root; they skip otherwise),
-    /// then the conformance suite against conformance/expected.json.
+    /// then the conformance suite against tests/conformance/expected.json.
     Test {
         /// Extra arguments passed to `cargo test` (after `--`).
         #[arg(last = true)]
