@@ -92,6 +92,8 @@ impl Inner {
             self.net.set_ecn(e == 1);
         }
         self.ecn_sysctl = d.ecn;
+        let base = self.profile_tcp.clone();
+        self.sim.update_tcp_config(|c| d.apply_to(&base, c));
         let opts = Opts {
             nonblocking: ty & libc::SOCK_NONBLOCK != 0,
             sndbuf: d.sndbuf,
