@@ -533,6 +533,8 @@ pub fn rewrite(text: &str, profile: &str) -> std::result::Result<String, String>
     let mut out = String::with_capacity(text.len() + 256);
     // Per open `#if`: whether its current branch is kept.
     let mut conds: Vec<bool> = Vec::new();
+    // A socket listened or connected (packetdrill knows its addresses).
+    let mut addressed = false;
     for (i, line) in text.lines().enumerate() {
         let t = line.trim();
         let n = i + 1;
@@ -590,9 +592,27 @@ pub fn rewrite(text: &str, profile: &str) -> std::result::Result<String, String>
                     "line {n}: Python block testing FreeBSD's TCPI_* states (no TCP_INFO translation)"
                 ));
             }
-            if (t.contains(" > ") || t.contains(" < ")) && line.contains(")!") {
+            let packet = t.contains(" > ") || t.contains(" < ");
+            if packet && line.contains(")!") {
                 return Err(format!(
                     "line {n}: nplab's `!` packet marker has no upstream packetdrill equivalent"
+                ));
+            }
+            if packet && line.contains(" ...(") {
+                return Err(format!(
+                    "line {n}: nplab's `...` sequence-number wildcard has no upstream packetdrill equivalent"
+                ));
+            }
+            if ["listen(", "connect(", "accept("]
+                .iter()
+                .any(|c| line.contains(c))
+            {
+                addressed = true;
+            }
+            if t.contains(" < ") && !t.contains(" < icmp") && !addressed {
+                return Err(format!(
+                    "line {n}: a packet to a socket neither listening nor connecting: \
+                     upstream packetdrill gives it no addresses (0.0.0.0)"
                 ));
             }
         }
@@ -757,6 +777,18 @@ mod tests {
         assert!(rewrite("+0 > (tos 0x20) R. 0:0(0)! ack 1 win 0\n", "freebsd").is_err());
         assert!(rewrite("// udp_encapsulation in a comment\n", "freebsd").is_ok());
         assert!(rewrite("#ifdef FreeBSD\n", "freebsd").is_err());
+        assert!(rewrite(
+            "+0 listen(3, 1) = 0\n+0 > S. ...(0) ack 1 win 0\n",
+            "freebsd"
+        )
+        .is_err());
+        assert!(rewrite(
+            "+0 bind(3, ..., ...) = 0\n+0.1 < . 1:1(0) ack 1 win 0\n",
+            "freebsd"
+        )
+        .unwrap_err()
+        .contains("0.0.0.0"));
+        assert!(rewrite("+0 listen(3, 1) = 0\n+0.1 < S 0:0(0) win 0\n", "freebsd").is_ok());
     }
 
     #[test]
