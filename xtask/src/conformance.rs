@@ -496,6 +496,9 @@ fn execute(r: &Runner, path: &Path) -> Result<(Outcome, String)> {
             reason
         }
     };
+    if let Some(why) = harness_caveat(&text) {
+        return Ok((Outcome::Skip, format!("{why} (failed: {reason})")));
+    }
     let missing = std::fs::read_to_string(&untranslated).unwrap_or_default();
     let missing: Vec<&str> = missing.split_whitespace().collect();
     if !missing.is_empty() {
@@ -508,6 +511,33 @@ fn execute(r: &Runner, path: &Path) -> Result<(Outcome, String)> {
         ));
     }
     Ok((Outcome::Fail, reason))
+}
+
+/// Why a script that failed may have failed for want of upstream packetdrill
+/// support rather than the stack: an inbound packet before any socket listens or
+/// connects (upstream packetdrill then knows no addresses for it and sends it from
+/// and to 0.0.0.0; nplab's fills in the bound socket's).
+pub fn harness_caveat(text: &str) -> Option<String> {
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with("//") {
+            continue;
+        }
+        if ["listen(", "connect(", "accept("]
+            .iter()
+            .any(|c| t.contains(c))
+        {
+            return None;
+        }
+        if t.contains(" < ") && !t.contains(" < icmp") {
+            return Some(format!(
+                "line {}: a packet to a socket neither listening nor connecting: \
+                 upstream packetdrill gives it no addresses (0.0.0.0)",
+                i + 1
+            ));
+        }
+    }
+    None
 }
 
 /// nplab packetdrill's spellings (the FreeBSD suite's dialect) that upstream
@@ -533,8 +563,6 @@ pub fn rewrite(text: &str, profile: &str) -> std::result::Result<String, String>
     let mut out = String::with_capacity(text.len() + 256);
     // Per open `#if`: whether its current branch is kept.
     let mut conds: Vec<bool> = Vec::new();
-    // A socket listened or connected (packetdrill knows its addresses).
-    let mut addressed = false;
     for (i, line) in text.lines().enumerate() {
         let t = line.trim();
         let n = i + 1;
@@ -601,18 +629,6 @@ pub fn rewrite(text: &str, profile: &str) -> std::result::Result<String, String>
             if packet && line.contains(" ...(") {
                 return Err(format!(
                     "line {n}: nplab's `...` sequence-number wildcard has no upstream packetdrill equivalent"
-                ));
-            }
-            if ["listen(", "connect(", "accept("]
-                .iter()
-                .any(|c| line.contains(c))
-            {
-                addressed = true;
-            }
-            if t.contains(" < ") && !t.contains(" < icmp") && !addressed {
-                return Err(format!(
-                    "line {n}: a packet to a socket neither listening nor connecting: \
-                     upstream packetdrill gives it no addresses (0.0.0.0)"
                 ));
             }
         }
@@ -782,13 +798,12 @@ mod tests {
             "freebsd"
         )
         .is_err());
-        assert!(rewrite(
-            "+0 bind(3, ..., ...) = 0\n+0.1 < . 1:1(0) ack 1 win 0\n",
-            "freebsd"
-        )
-        .unwrap_err()
-        .contains("0.0.0.0"));
-        assert!(rewrite("+0 listen(3, 1) = 0\n+0.1 < S 0:0(0) win 0\n", "freebsd").is_ok());
+        assert!(
+            harness_caveat("+0 bind(3, ..., ...) = 0\n+0.1 < . 1:1(0) ack 1 win 0\n")
+                .unwrap()
+                .contains("0.0.0.0")
+        );
+        assert!(harness_caveat("+0 listen(3, 1) = 0\n+0.1 < S 0:0(0) win 0\n").is_none());
     }
 
     #[test]
