@@ -24,6 +24,11 @@ pub struct Defaults {
     pub sack: Option<bool>,
     /// `net.inet.tcp.rexmit_initial` (ms): the RTO before the first RTT sample.
     pub rto_initial_ms: Option<u64>,
+    /// `net.inet.tcp.keepidle`, `keepintvl` (ms) and `keepcnt`: the TCP_KEEPIDLE,
+    /// TCP_KEEPINTVL and TCP_KEEPCNT of new sockets.
+    pub keepidle_ms: Option<u64>,
+    pub keepintvl_ms: Option<u64>,
+    pub keepcnt: Option<u32>,
 }
 
 impl Defaults {
@@ -63,9 +68,6 @@ const FREEBSD_DEFAULTS: &[(&str, &str)] = &[
     ("net.inet.tcp.icmp_may_rst", "1"),
     ("net.inet.tcp.drop_synfin", "0"),
     ("net.inet.tcp.keepinit", "75000"),
-    ("net.inet.tcp.keepidle", "7200000"),
-    ("net.inet.tcp.keepintvl", "75000"),
-    ("net.inet.tcp.keepcnt", "8"),
     ("net.inet.tcp.ecn.maxretries", "1"),
     ("net.inet.tcp.syncookies", "1"),
     ("net.inet.tcp.syncookies_only", "0"),
@@ -87,6 +89,9 @@ pub fn apply(text: &str, d: &mut Defaults) -> Vec<String> {
             ("net.inet.tcp.rfc1323", Some(n @ 0..=1)) => d.rfc1323 = Some(n == 1),
             ("net.inet.tcp.sack.enable", Some(n @ 0..=1)) => d.sack = Some(n == 1),
             ("net.inet.tcp.rexmit_initial", Some(n @ 1..)) => d.rto_initial_ms = Some(n as u64),
+            ("net.inet.tcp.keepidle", Some(n @ 1000..)) => d.keepidle_ms = Some(n as u64),
+            ("net.inet.tcp.keepintvl", Some(n @ 1000..)) => d.keepintvl_ms = Some(n as u64),
+            ("net.inet.tcp.keepcnt", Some(n @ 1..)) => d.keepcnt = Some(n as u32),
             (k, _)
                 if NO_OPS.contains(&(k, v.trim())) || FREEBSD_DEFAULTS.contains(&(k, v.trim())) => {
             }
@@ -124,7 +129,8 @@ mod tests {
             "net.inet.tcp.recvspace=65536\nnet.inet.tcp.sendspace=32768\n\
              net.inet.tcp.sack.enable=1\nnet.inet.tcp.recvspace=x\nnet.inet.tcp.ecn.enable=2\n\
              net.inet.tcp.insecure_rst=0\nnet.inet.tcp.insecure_rst=1\nnet.inet.tcp.rfc1323=0\n\
-             net.inet.tcp.rexmit_initial=1000\nnet.inet.tcp.keepinit=75000\nnet.inet.tcp.keepinit=15000\n",
+             net.inet.tcp.rexmit_initial=1000\nnet.inet.tcp.keepinit=75000\nnet.inet.tcp.keepinit=15000\n\
+             net.inet.tcp.keepidle=15000\nnet.inet.tcp.keepcnt=2\n",
             &mut d,
         );
         assert_eq!(d.rcvbuf, Some(65536));

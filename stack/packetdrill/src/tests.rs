@@ -434,3 +434,39 @@ fn fix_checksums(ip: &mut [u8]) {
     let c = csum(&pseudo, 0);
     ip[36..38].copy_from_slice(&c.to_be_bytes());
 }
+
+#[test]
+fn keepalive_options_read_back_freebsd_defaults_and_what_was_set() {
+    let ifc = init();
+    let u = ifc.userdata;
+    // SAFETY: userdata from init; option buffers are valid ints.
+    unsafe {
+        let fd = (ifc.socket.unwrap())(u, libc::AF_INET, libc::SOCK_STREAM, libc::IPPROTO_TCP);
+        let get = |level, name| {
+            let (mut v, mut len): (c_int, libc::socklen_t) = (-1, 4);
+            let r = (ifc.getsockopt.unwrap())(
+                u,
+                fd,
+                level,
+                name,
+                (&mut v as *mut c_int).cast(),
+                &mut len,
+            );
+            assert_eq!(r, 0, "getsockopt({level}, {name})");
+            v
+        };
+        let set = |level, name, v: c_int| {
+            (ifc.setsockopt.unwrap())(u, fd, level, name, (&v as *const c_int).cast(), 4)
+        };
+        assert_eq!(get(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE), 7200);
+        assert_eq!(get(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL), 75);
+        assert_eq!(get(libc::IPPROTO_TCP, libc::TCP_KEEPCNT), 8);
+        assert_eq!(get(libc::SOL_SOCKET, libc::SO_KEEPALIVE), 0);
+        assert_eq!(set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 15), 0);
+        assert_eq!(set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1), 0);
+        assert_eq!(set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 0), -1);
+        assert_eq!(get(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE), 15);
+        assert_eq!(get(libc::SOL_SOCKET, libc::SO_KEEPALIVE), 1);
+        (ifc.free.unwrap())(u);
+    }
+}
