@@ -605,6 +605,10 @@ pub fn rewrite(text: &str, profile: &str) -> std::result::Result<String, String>
                     "FreeBSD's TCP_NOOPT, unknown to packetdrill's Linux build,",
                 ),
                 (
+                    "TCP_RACK_",
+                    "FreeBSD's RACK stack options, unknown to packetdrill's Linux build,",
+                ),
+                (
                     "TCP_KEEPINIT",
                     "FreeBSD's TCP_KEEPINIT, unknown to packetdrill's Linux build,",
                 ),
