@@ -459,7 +459,7 @@ fn execute(r: &Runner, path: &Path) -> Result<(Outcome, String)> {
     let _ = std::fs::remove_file(&sockstat);
     let mut child = Command::new(&r.packetdrill)
         .arg(format!("--so_filename={}", r.so.display()))
-        .arg(format!("--so_flags={}", r.so_flags))
+        .arg(format!("--so_flags={}{}", r.so_flags, mtu_flag(&text)))
         .arg("--local_ip=192.168.0.1")
         .arg(&script)
         .current_dir(dir)
@@ -511,6 +511,16 @@ fn execute(r: &Runner, path: &Path) -> Result<(Outcome, String)> {
         ));
     }
     Ok((Outcome::Fail, reason))
+}
+
+/// The script's `--mtu=N` (packetdrill sets it on its tun device, which the in-process
+/// stack does not have) as the shim's `,mtu=N`; empty when it sets none.
+pub fn mtu_flag(text: &str) -> String {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("--mtu="))
+        .filter_map(|n| n.trim().parse::<u32>().ok())
+        .last()
+        .map_or(String::new(), |n| format!(",mtu={n}"))
 }
 
 /// Why a script that failed may have failed for want of upstream packetdrill
@@ -808,6 +818,8 @@ mod tests {
                 .contains("0.0.0.0")
         );
         assert!(harness_caveat("+0 listen(3, 1) = 0\n+0.1 < S 0:0(0) win 0\n").is_none());
+        assert_eq!(mtu_flag("--ip_version=ipv4\n--mtu=9000\n"), ",mtu=9000");
+        assert_eq!(mtu_flag("--ip_version=ipv4\n"), "");
     }
 
     #[test]

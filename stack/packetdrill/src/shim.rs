@@ -107,6 +107,9 @@ pub struct Flags {
     pub local: Ipv4Addr,
     /// Whose defaults.
     pub profile: Profile,
+    /// The interface MTU (the script's `--mtu`, which the runner passes on; the
+    /// default 1500).
+    pub mtu: Option<usize>,
 }
 
 /// Parses `--so_flags`: comma-separated `local=IP` and `profile=linux|freebsd`
@@ -115,6 +118,7 @@ pub fn parse_flags(flags: &str) -> Result<Flags, String> {
     let mut f = Flags {
         local: DEFAULT_LOCAL,
         profile: Profile::default(),
+        mtu: None,
     };
     for kv in flags.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         match kv.split_once('=') {
@@ -123,9 +127,17 @@ pub fn parse_flags(flags: &str) -> Result<Flags, String> {
             }
             Some(("profile", "linux")) => f.profile = Profile::Linux,
             Some(("profile", "freebsd")) => f.profile = Profile::FreeBsd,
+            Some(("mtu", n)) => {
+                f.mtu = Some(
+                    n.parse()
+                        .ok()
+                        .filter(|n| (68..=65535).contains(n))
+                        .ok_or_else(|| format!("bad MTU in `{kv}`"))?,
+                );
+            }
             _ => {
                 return Err(format!(
-                    "unknown flag `{kv}` (known: local=IP, profile=linux|freebsd)"
+                    "unknown flag `{kv}` (known: local=IP, profile=linux|freebsd, mtu=N)"
                 ))
             }
         }
@@ -140,6 +152,9 @@ impl Shim {
         let (local, start) = (flags.local, Instant::now());
         let mut cfg = SimStackConfig::new(EthernetAddress(frames::STACK_MAC), local, start);
         flags.profile.apply(&mut cfg.tcp);
+        if let Some(m) = flags.mtu {
+            cfg.mtu = m;
+        }
         if let Some(a) = cfg.addrs.first_mut() {
             a.prefix_len = 16;
         }

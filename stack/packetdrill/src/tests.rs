@@ -320,7 +320,13 @@ fn the_freebsd_profile_lays_options_out_as_freebsd() {
 #[test]
 fn so_flags_set_the_local_address_and_profile() {
     use crate::shim::{parse_flags, Flags, Profile};
-    let f = |local, profile| Ok(Flags { local, profile });
+    let f = |local, profile| {
+        Ok(Flags {
+            local,
+            profile,
+            mtu: None,
+        })
+    };
     assert_eq!(parse_flags(""), f(LOCAL, Profile::Linux));
     assert_eq!(
         parse_flags("local=10.0.0.2"),
@@ -331,7 +337,9 @@ fn so_flags_set_the_local_address_and_profile() {
         f(Ipv4Addr::new(10, 0, 0, 3), Profile::FreeBsd)
     );
     assert!(parse_flags("local=x").is_err());
-    assert!(parse_flags("mtu=9000").is_err());
+    assert_eq!(parse_flags("mtu=9000").map(|f| f.mtu), Ok(Some(9000)));
+    assert!(parse_flags("mtu=20").is_err());
+    assert!(parse_flags("mtux=1").is_err());
     assert!(parse_flags("profile=openbsd").is_err());
 }
 
