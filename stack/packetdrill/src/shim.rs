@@ -153,7 +153,11 @@ impl Shim {
         let mut cfg = SimStackConfig::new(EthernetAddress(frames::STACK_MAC), local, start);
         flags.profile.apply(&mut cfg.tcp);
         if let Some(m) = flags.mtu {
+            // xstack takes its MSS from the configuration, not the interface: set it
+            // as the MTU gives it (less the IPv4 and TCP headers), as FreeBSD's
+            // tcp_mssopt does.
             cfg.mtu = m;
+            cfg.tcp.mss = u16::try_from(m.saturating_sub(40)).unwrap_or(u16::MAX);
         }
         if let Some(a) = cfg.addrs.first_mut() {
             a.prefix_len = 16;
