@@ -53,8 +53,14 @@ fn set(g: &mut Inner, fd: c_int, level: c_int, name: c_int, v: c_int) -> Result<
     match (level, name) {
         (libc::SOL_SOCKET, libc::SO_REUSEADDR) => o.reuseaddr = v != 0,
         (libc::IPPROTO_TCP, libc::TCP_NODELAY) => o.nodelay = v != 0,
-        (libc::SOL_SOCKET, libc::SO_SNDBUF) => o.sndbuf = Some(v.max(0) as usize),
-        (libc::SOL_SOCKET, libc::SO_RCVBUF) => o.rcvbuf = Some(v.max(0) as usize),
+        (libc::SOL_SOCKET, libc::SO_SNDBUF) => {
+            o.sndbuf = Some(v.max(0) as usize);
+            o.bufs_set = true;
+        }
+        (libc::SOL_SOCKET, libc::SO_RCVBUF) => {
+            o.rcvbuf = Some(v.max(0) as usize);
+            o.bufs_set = true;
+        }
         (libc::SOL_SOCKET, libc::SO_KEEPALIVE) => o.keepalive = v != 0,
         (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE | libc::TCP_KEEPINTVL | libc::TCP_KEEPCNT)
             if v < 1 =>

@@ -30,6 +30,10 @@ pub struct Opts {
     pub error_reported: bool,
     /// Writing was shut down.
     pub wr_shut: bool,
+    /// SO_SNDBUF or SO_RCVBUF was set on this socket (an accepted connection inherits
+    /// them; otherwise it starts from the stack-wide sizes the sysctls set, which the
+    /// stack rounds to the MSS in the handshake as FreeBSD does).
+    pub bufs_set: bool,
     /// SO_KEEPALIVE.
     pub keepalive: bool,
     /// TCP_KEEPIDLE, TCP_KEEPINTVL (seconds) and TCP_KEEPCNT; `None`: the stack-wide
@@ -167,10 +171,12 @@ impl Inner {
         };
         s.set_nonblocking(true).map_err(io_err)?;
         let o = self.fds.get(fd)?.opts();
+        let explicit = |v: Option<usize>| v.filter(|_| o.bufs_set);
         let opts = Opts {
             nodelay: o.nodelay,
-            sndbuf: o.sndbuf,
-            rcvbuf: o.rcvbuf,
+            sndbuf: explicit(o.sndbuf),
+            rcvbuf: explicit(o.rcvbuf),
+            bufs_set: o.bufs_set,
             keepalive: o.keepalive,
             keep: o.keep,
             ..Opts::default()

@@ -39,6 +39,8 @@ impl Defaults {
         tcp.window_scaling = on && base.window_scaling;
         tcp.timestamps = on && base.timestamps;
         tcp.sack = self.sack.unwrap_or(true) && base.sack;
+        tcp.sndbuf = self.sndbuf.unwrap_or(base.sndbuf);
+        tcp.rcvbuf = self.rcvbuf.unwrap_or(base.rcvbuf);
         tcp.rto.initial = self
             .rto_initial_ms
             .map_or(base.rto.initial, std::time::Duration::from_millis);
