@@ -519,7 +519,7 @@ pub fn mtu_flag(text: &str) -> String {
     text.lines()
         .filter_map(|l| l.trim().strip_prefix("--mtu="))
         .filter_map(|n| n.trim().parse::<u32>().ok())
-        .last()
+        .next_back()
         .map_or(String::new(), |n| format!(",mtu={n}"))
 }
 
