@@ -6,8 +6,11 @@
 //! `packetdrill --so_filename=...`: the stack is a simulator on a virtual clock inside
 //! packetdrill's process, so no packet reaches any network. Scripts' shell commands
 //! (backticks) find stubs first in `PATH`: `sysctl` is logged for the shim, which
-//! translates the few it can (`stack/packetdrill/src/sysctl.rs`), the other FreeBSD
-//! tools fail with a message; none reaches the host.
+//! translates what it can (`stack/packetdrill/src/sysctl.rs`), `sockstat` prints the
+//! socket table the shim keeps (`stack/packetdrill/src/sockstat.rs`), `tcpdrop` is a
+//! no-op, the other FreeBSD tools fail with a message; none reaches the host. Scripts
+//! in nplab packetdrill's dialect are rewritten first ([`rewrite`]), or skipped with
+//! the reason when upstream packetdrill has no equivalent.
 
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -22,7 +25,9 @@ use crate::{cargo, sys, workspace_root};
 #[derive(clap::Args)]
 #[command(
     after_help = "Every script is reported pass, fail (with the first line of \
-packetdrill's error) or skip (IPv6: the stack is IPv4-only). The command exits 0 whatever \
+packetdrill's error) or skip (IPv6: the stack is IPv4-only; nplab-only syntax or FreeBSD-only \
+options upstream packetdrill lacks; or a failure in a script that set a sysctl the shim cannot \
+translate, or that sends to a socket upstream packetdrill gives no addresses). The command exits 0 whatever \
 the results for now: expected results (an --expect file that failures are checked against) \
 are the next step."
 )]
