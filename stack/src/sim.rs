@@ -255,6 +255,37 @@ impl SimStack {
         self.run_now();
     }
 
+    /// Every connection in the pcb table, as `(local, remote, state, orphaned)`: the
+    /// state by its RFC 9293 name in upper case with underscores (`SYN_RECEIVED`,
+    /// `TIME_WAIT`, ...), `orphaned` when the application dropped its handle.
+    /// Read-only, for tools that list sockets (the packetdrill shim's `sockstat`).
+    pub fn connections(&self) -> Vec<(SocketAddrV4, SocketAddrV4, &'static str, bool)> {
+        let mut v: Vec<_> = self
+            .tcp
+            .pcbs
+            .all()
+            .into_iter()
+            .map(|c| {
+                let g = c.lock();
+                (
+                    c.tuple.local,
+                    c.tuple.remote,
+                    g.tcb.state().name(),
+                    g.orphaned,
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Changes the stack-wide TCP configuration that connections opened afterwards
+    /// start from (open connections keep theirs): for settings a test sets once the
+    /// stack runs, as a FreeBSD `sysctl` does.
+    pub fn update_tcp_config(&self, f: impl FnOnce(&mut TcpConfig)) {
+        f(&mut self.tcp.config.write().unwrap_or_else(|e| e.into_inner()));
+    }
+
     /// A named counter, summed over workers.
     pub fn counter(&self, name: &str) -> u64 {
         crate::stats::sum(self.workers.iter().map(|w| &*w.ctx.counters))

@@ -6,8 +6,11 @@
 //! `packetdrill --so_filename=...`: the stack is a simulator on a virtual clock inside
 //! packetdrill's process, so no packet reaches any network. Scripts' shell commands
 //! (backticks) find stubs first in `PATH`: `sysctl` is logged for the shim, which
-//! translates the few it can (`stack/packetdrill/src/sysctl.rs`), the other FreeBSD
-//! tools fail with a message; none reaches the host.
+//! translates what it can (`stack/packetdrill/src/sysctl.rs`), `sockstat` prints the
+//! socket table the shim keeps (`stack/packetdrill/src/sockstat.rs`), `tcpdrop` is a
+//! no-op, the other FreeBSD tools fail with a message; none reaches the host. Scripts
+//! in nplab packetdrill's dialect are rewritten first ([`rewrite`]), or skipped with
+//! the reason when upstream packetdrill has no equivalent.
 
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -24,10 +27,12 @@ pub mod expect;
 #[derive(clap::Args)]
 #[command(
     after_help = "Every script is reported pass, fail (with the first line of \
-packetdrill's error) or skip (IPv6: the stack is IPv4-only). The results are compared with \
-an expectations file (--expect, default tests/conformance/expected.json for the default suite and \
-profile): the command exits non-zero on a regression (expected pass, now fail or skip). \
-See docs/conformance.md."
+packetdrill's error) or skip (IPv6: the stack is IPv4-only; nplab-only syntax or FreeBSD-only \
+options upstream packetdrill lacks; or a failure in a script that set a sysctl the shim cannot \
+translate, or that sends to a socket upstream packetdrill gives no addresses). The results are \
+compared with an expectations file (--expect, default tests/conformance/expected.json for the \
+default suite and profile): the command exits non-zero on a regression (expected pass, now fail \
+or skip). See docs/conformance.md."
 )]
 pub struct ConformanceArgs {
     /// A directory of .pkt scripts, searched recursively (repeatable). Default: the
@@ -149,6 +154,7 @@ pub fn run(args: ConformanceArgs) -> Result<()> {
         ),
         timeout: Duration::from_secs(args.timeout),
         so_flags: format!("profile={}", args.profile),
+        profile: args.profile.clone(),
     };
     let jobs = args
         .jobs
@@ -253,7 +259,8 @@ fn build_shim() -> Result<PathBuf> {
 }
 
 /// Stubs for the FreeBSD commands scripts run in backticks, so none reaches the
-/// host: `sysctl` is logged and ignored, the others fail saying they are missing.
+/// host: `sysctl` is logged for the shim, `sockstat` prints the shim's socket table,
+/// `tcpdrop` is accepted without effect, the others fail saying they are missing.
 fn write_stubs() -> Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let bin = workspace_root().join("target/conformance/bin");
@@ -261,8 +268,12 @@ fn write_stubs() -> Result<PathBuf> {
     // `sysctl -w key=value`: logged for the shim (`$XSTACK_SYSCTL_LOG`), which
     // translates what it can (and lists the rest when it exits).
     let ignore = "#!/bin/sh\n[ \"$1\" = -w ] && shift\n[ -n \"$XSTACK_SYSCTL_LOG\" ] && echo \"$*\" >> \"$XSTACK_SYSCTL_LOG\"\nexit 0\n";
-    let mut stubs = vec![("sysctl".to_string(), ignore.to_string())];
-    for tool in ["sockstat", "tcpdrop", "kldstat", "kldload", "setkey"] {
+    let mut stubs = vec![
+        ("sysctl".to_string(), ignore.to_string()),
+        ("sockstat".to_string(), SOCKSTAT_STUB.to_string()),
+        ("tcpdrop".to_string(), TCPDROP_STUB.to_string()),
+    ];
+    for tool in ["kldstat", "kldload", "setkey"] {
         stubs.push((
             tool.to_string(),
             format!("#!/bin/sh\necho \"xstack conformance: no translation for FreeBSD {tool} $*\" >&2\nexit 1\n"),
@@ -275,6 +286,47 @@ fn write_stubs() -> Result<PathBuf> {
     }
     Ok(bin)
 }
+
+/// `sockstat`: the shim keeps the stack's socket table in `$XSTACK_SOCKSTAT`, in
+/// sockstat's columns (`USER COMMAND PID FD PROTO LOCAL FOREIGN STATE`, FreeBSD state
+/// names, command `packetdril`; see `stack/packetdrill/src/sockstat.rs`); the stub
+/// filters it as the options ask: `-4`/`-6` (the stack is IPv4: `-6` alone lists
+/// nothing), `-P tcp`, `-p PORT,...` (local or foreign port), `-c` connected only,
+/// `-l` listening only, `-s` keeps the state column, `-q` drops the header; the rest
+/// (`-n`, `-N`, ...) change nothing here.
+pub const SOCKSTAT_STUB: &str = r#"#!/bin/sh
+four=0; six=0; proto=; ports=; conn=0; listen=0; state=0; quiet=0
+while getopts 46cCf:ij:lLnNp:P:qsSuUvw o; do
+  case $o in
+    4) four=1;; 6) six=1;; c) conn=1;; l) listen=1;; p) ports=$OPTARG;;
+    P) proto=$OPTARG;; s) state=1;; q) quiet=1;; *) ;;
+  esac
+done
+if [ -z "$XSTACK_SOCKSTAT" ] || [ ! -r "$XSTACK_SOCKSTAT" ]; then
+  echo "xstack conformance: sockstat: no socket table (\$XSTACK_SOCKSTAT)" >&2; exit 1
+fi
+awk -v four=$four -v six=$six -v proto="$proto" -v ports="$ports" -v conn=$conn     -v listen=$listen -v state=$state -v quiet=$quiet '
+function port(a,  i) { i = match(a, /:[^:]*$/); return substr(a, i + 1) }
+NR == 1 { if (!quiet) { if (!state) sub(/ +PATH STATE +CONN STATE$/, ""); print } next }
+{
+  if (six && !four) next
+  if (proto != "" && index($5, proto) != 1) next
+  if (conn && $8 == "LISTEN") next
+  if (listen && $8 != "LISTEN") next
+  if (ports != "") {
+    n = split(ports, p, ","); ok = 0
+    for (i = 1; i <= n; i++) if (port($6) == p[i] || port($7) == p[i]) ok = 1
+    if (!ok) next
+  }
+  line = $0
+  if (!state) sub(/ +[A-Z_0-9]+$/, "", line)
+  print line
+}' "$XSTACK_SOCKSTAT"
+"#;
+
+/// `tcpdrop`: accepted and ignored (the suite runs `tcpdrop -s TIME_WAIT` only to
+/// clean up at a script's end; the stack goes with the script).
+const TCPDROP_STUB: &str = "#!/bin/sh\nexit 0\n";
 
 /// Every `.pkt` under `dir`, sorted.
 fn find_scripts(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -322,6 +374,8 @@ struct Runner {
     so: PathBuf,
     /// `--so_flags` for the stack (its profile).
     so_flags: String,
+    /// The profile (which `#ifdef` branch of a script runs).
+    profile: String,
     path: String,
     timeout: Duration,
 }
@@ -392,9 +446,9 @@ fn run_one(r: &Runner, suite: &Path, rel: &str, path: &Path) -> ScriptResult {
         return res;
     }
     let t = Instant::now();
-    let (ok, reason) = match execute(r, path) {
+    let (outcome, reason) = match execute(r, path) {
         Ok(v) => v,
-        Err(e) => (false, format!("runner: {e:#}")),
+        Err(e) => (Outcome::Fail, format!("runner: {e:#}")),
     };
     let out = read_output(path).unwrap_or_default();
     res.unsupported = out
@@ -403,23 +457,41 @@ fn run_one(r: &Runner, suite: &Path, rel: &str, path: &Path) -> ScriptResult {
         .map(str::to_string)
         .collect();
     res.millis = t.elapsed().as_millis() as u64;
-    res.outcome = if ok { Outcome::Pass } else { Outcome::Fail };
+    res.outcome = outcome;
     res.reason = reason;
     res
 }
 
-/// Runs packetdrill on one script; `(passed, first error line)`.
-fn execute(r: &Runner, path: &Path) -> Result<(bool, String)> {
+/// Runs packetdrill on one script (its [`rewrite`] copy); the outcome and the first
+/// error line (or why it was skipped). A failed script that set a sysctl the shim
+/// has no translation for is a skip: it assumed a setting the stack cannot take.
+fn execute(r: &Runner, path: &Path) -> Result<(Outcome, String)> {
     let dir = path.parent().unwrap_or(Path::new("."));
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let script = match rewrite(&text, &r.profile) {
+        Ok(t) => {
+            let p = out_path(path).with_extension("pkt");
+            std::fs::write(&p, t)?;
+            p
+        }
+        Err(why) => return Ok((Outcome::Skip, why)),
+    };
     let out_file = tempfile(path)?;
+    let sysctls = sysctl_log(path)?;
+    let untranslated = PathBuf::from(format!("{}.untranslated", sysctls.display()));
+    let _ = std::fs::remove_file(&untranslated);
+    let sockstat = out_path(path).with_extension("sockstat");
+    let _ = std::fs::remove_file(&sockstat);
     let mut child = Command::new(&r.packetdrill)
         .arg(format!("--so_filename={}", r.so.display()))
-        .arg(format!("--so_flags={}", r.so_flags))
+        .arg(format!("--so_flags={}{}", r.so_flags, mtu_flag(&text)))
         .arg("--local_ip=192.168.0.1")
-        .arg(path)
+        .arg(&script)
         .current_dir(dir)
         .env("PATH", &r.path)
-        .env("XSTACK_SYSCTL_LOG", sysctl_log(path)?)
+        .env("XSTACK_SYSCTL_LOG", &sysctls)
+        .env("XSTACK_SOCKSTAT", &sockstat)
         .stdin(Stdio::null())
         .stdout(out_file.try_clone()?)
         .stderr(out_file.try_clone()?)
@@ -439,17 +511,177 @@ fn execute(r: &Runner, path: &Path) -> Result<(bool, String)> {
     };
     drop(out_file);
     let out = read_output(path)?;
-    match status {
-        None => Ok((false, format!("timeout after {}s", r.timeout.as_secs()))),
-        Some(s) if s.success() => Ok((true, String::new())),
+    let reason = match status {
+        None => format!("timeout after {}s", r.timeout.as_secs()),
+        Some(s) if s.success() => return Ok((Outcome::Pass, String::new())),
         Some(s) => {
             let mut reason = first_error(&out).unwrap_or_else(|| format!("packetdrill {s}"));
             if out.contains("xstack-packetdrill: the stack sent nothing") {
                 reason.push_str(" [the stack sent nothing]");
             }
-            Ok((false, reason))
+            reason
+        }
+    };
+    if let Some(why) = harness_caveat(&text) {
+        return Ok((Outcome::Skip, format!("{why} (failed: {reason})")));
+    }
+    let missing = std::fs::read_to_string(&untranslated).unwrap_or_default();
+    let missing: Vec<&str> = missing.split_whitespace().collect();
+    if !missing.is_empty() {
+        return Ok((
+            Outcome::Skip,
+            format!(
+                "no translation for sysctl {} (failed: {reason})",
+                missing.join(", ")
+            ),
+        ));
+    }
+    Ok((Outcome::Fail, reason))
+}
+
+/// The script's `--mtu=N` (packetdrill sets it on its tun device, which the in-process
+/// stack does not have) as the shim's `,mtu=N`; empty when it sets none.
+pub fn mtu_flag(text: &str) -> String {
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("--mtu="))
+        .filter_map(|n| n.trim().parse::<u32>().ok())
+        .next_back()
+        .map_or(String::new(), |n| format!(",mtu={n}"))
+}
+
+/// Why a script that failed may have failed for want of upstream packetdrill
+/// support rather than the stack: an inbound packet before any socket listens or
+/// connects (upstream packetdrill then knows no addresses for it and sends it from
+/// and to 0.0.0.0; nplab's fills in the bound socket's).
+pub fn harness_caveat(text: &str) -> Option<String> {
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with("//") {
+            continue;
+        }
+        if ["listen(", "connect(", "accept("]
+            .iter()
+            .any(|c| t.contains(c))
+        {
+            return None;
+        }
+        if t.contains(" < ") && !t.contains(" < icmp") {
+            return Some(format!(
+                "line {}: a packet to a socket neither listening nor connecting: \
+                 upstream packetdrill gives it no addresses (0.0.0.0)",
+                i + 1
+            ));
         }
     }
+    None
+}
+
+/// nplab packetdrill's spellings (the FreeBSD suite's dialect) that upstream
+/// packetdrill cannot parse, rewritten in this one place: the copy packetdrill runs
+/// keeps every line where it was (removed lines become `//` comments), so errors
+/// name the original line numbers.
+///
+/// - `#ifdef NAME` ... `#endif` (and `#ifndef`, `#else`): the branch for the profile
+///   stays (`FreeBSD` with `--profile freebsd`, `STANDARD` with `linux`), the other
+///   is commented out;
+/// - ICMP codes upstream has no name for: `ttl_exceeded_in_transit` -> `code_0`,
+///   `frag_reass_exceeded` -> `code_1` (RFC 792's time-exceeded codes).
+///
+/// `Err` is why the script is skipped: what upstream packetdrill has no equivalent
+/// for (UDP encapsulation, TCP MD5, nplab's `!` packet marker, FreeBSD-only socket
+/// options, Python blocks testing FreeBSD's `TCPI_*` states).
+pub fn rewrite(text: &str, profile: &str) -> std::result::Result<String, String> {
+    let want = if profile == "linux" {
+        "STANDARD"
+    } else {
+        "FreeBSD"
+    };
+    let mut out = String::with_capacity(text.len() + 256);
+    // Per open `#if`: whether its current branch is kept.
+    let mut conds: Vec<bool> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        let n = i + 1;
+        let code = !t.starts_with("//");
+        let directive = t.split_whitespace().collect::<Vec<_>>();
+        match directive.as_slice() {
+            ["#ifdef", name] | ["#ifndef", name] => {
+                conds.push((*name == want) == (directive[0] == "#ifdef"));
+                out.push_str(&format!("// xstack rewrite: {t}\n"));
+                continue;
+            }
+            ["#else"] => {
+                let Some(c) = conds.last_mut() else {
+                    return Err(format!("line {n}: #else without #ifdef"));
+                };
+                *c = !*c;
+                out.push_str(&format!("// xstack rewrite: {t}\n"));
+                continue;
+            }
+            ["#endif"] => {
+                if conds.pop().is_none() {
+                    return Err(format!("line {n}: #endif without #ifdef"));
+                }
+                out.push_str(&format!("// xstack rewrite: {t}\n"));
+                continue;
+            }
+            _ => {}
+        }
+        if !conds.iter().all(|&c| c) {
+            out.push_str(&format!("// xstack rewrite (other branch): {line}\n"));
+            continue;
+        }
+        if code {
+            for (what, why) in [
+                ("udp_encapsulation", "nplab's udp_encapsulation"),
+                ("tcp_md5", "the TCP MD5 option"),
+                ("TCP_MD5SIG", "the TCP MD5 option"),
+                (
+                    "TCP_NOOPT",
+                    "FreeBSD's TCP_NOOPT, unknown to packetdrill's Linux build,",
+                ),
+                (
+                    "TCP_RACK_",
+                    "FreeBSD's RACK stack options, unknown to packetdrill's Linux build,",
+                ),
+                (
+                    "TCP_KEEPINIT",
+                    "FreeBSD's TCP_KEEPINIT, unknown to packetdrill's Linux build,",
+                ),
+            ] {
+                if line.contains(what) {
+                    return Err(format!(
+                        "line {n}: {why} has no upstream packetdrill equivalent"
+                    ));
+                }
+            }
+            if line.contains("%{") && text.contains("TCPI_") {
+                return Err(format!(
+                    "line {n}: Python block testing FreeBSD's TCPI_* states (no TCP_INFO translation)"
+                ));
+            }
+            let packet = t.contains(" > ") || t.contains(" < ");
+            if packet && line.contains(")!") {
+                return Err(format!(
+                    "line {n}: nplab's `!` packet marker has no upstream packetdrill equivalent"
+                ));
+            }
+            if packet && line.contains(" ...(") {
+                return Err(format!(
+                    "line {n}: nplab's `...` sequence-number wildcard has no upstream packetdrill equivalent"
+                ));
+            }
+        }
+        let line = line
+            .replace("ttl_exceeded_in_transit", "code_0")
+            .replace("frag_reass_exceeded", "code_1");
+        out.push_str(&line);
+        out.push('\n');
+    }
+    if !conds.is_empty() {
+        return Err("#ifdef without #endif".into());
+    }
+    Ok(out)
 }
 
 fn out_path(script: &Path) -> PathBuf {
@@ -576,6 +808,86 @@ pub fn reason_key(reason: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nplab_spellings_are_rewritten_in_place() {
+        let text = "a\n#ifdef STANDARD\n+0 > R. 1:1(0)\n#endif\n#ifdef FreeBSD\n+0 > . 1:1(0)\n#else\nx\n#endif\n\
+                    +0 < icmp time_exceeded ttl_exceeded_in_transit [0:0(0)]\n";
+        let out = rewrite(text, "freebsd").unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), text.lines().count());
+        assert!(lines[2].starts_with("//"));
+        assert_eq!(lines[5], "+0 > . 1:1(0)");
+        assert!(lines[7].starts_with("//"));
+        assert_eq!(lines[9], "+0 < icmp time_exceeded code_0 [0:0(0)]");
+        let linux = rewrite(text, "linux").unwrap();
+        assert_eq!(linux.lines().nth(2), Some("+0 > R. 1:1(0)"));
+        assert!(linux.lines().nth(5).unwrap().starts_with("//"));
+        assert_eq!(linux.lines().nth(7), Some("x"));
+        assert!(rewrite(
+            "+0 setsockopt(3, IPPROTO_TCP, TCP_NOOPT, [1], 4) = 0\n",
+            "freebsd"
+        )
+        .unwrap_err()
+        .contains("TCP_NOOPT"));
+        assert!(rewrite("+0 > (tos 0x20) R. 0:0(0)! ack 1 win 0\n", "freebsd").is_err());
+        assert!(rewrite("// udp_encapsulation in a comment\n", "freebsd").is_ok());
+        assert!(rewrite("#ifdef FreeBSD\n", "freebsd").is_err());
+        assert!(rewrite(
+            "+0 listen(3, 1) = 0\n+0 > S. ...(0) ack 1 win 0\n",
+            "freebsd"
+        )
+        .is_err());
+        assert!(
+            harness_caveat("+0 bind(3, ..., ...) = 0\n+0.1 < . 1:1(0) ack 1 win 0\n")
+                .unwrap()
+                .contains("0.0.0.0")
+        );
+        assert!(harness_caveat("+0 listen(3, 1) = 0\n+0.1 < S 0:0(0) win 0\n").is_none());
+        assert_eq!(mtu_flag("--ip_version=ipv4\n--mtu=9000\n"), ",mtu=9000");
+        assert_eq!(mtu_flag("--ip_version=ipv4\n"), "");
+    }
+
+    #[test]
+    fn the_sockstat_stub_filters_the_table() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("xstack-sockstat-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let stub = dir.join("sockstat");
+        std::fs::write(&stub, SOCKSTAT_STUB).unwrap();
+        std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let table = dir.join("table");
+        std::fs::write(
+            &table,
+            "USER     COMMAND    PID   FD  PROTO  LOCAL ADDRESS         FOREIGN ADDRESS       PATH STATE   CONN STATE\n\
+             root     packetdril 7     3   tcp4   192.168.0.1:8080      *:*                   LISTEN\n\
+             ?        ?          ?     ?   tcp4   192.168.0.1:8080      192.0.2.1:5000        SYN_RCVD\n\
+             root     packetdril 7     4   tcp4   192.168.0.1:1234      192.0.2.1:80          TIME_WAIT\n",
+        )
+        .unwrap();
+        let run = |args: &[&str]| {
+            let o = Command::new(&stub)
+                .args(args)
+                .env("XSTACK_SOCKSTAT", &table)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            String::from_utf8(o.stdout).unwrap()
+        };
+        let count = |out: &str, w: &str| out.lines().filter(|l| l.contains(w)).count();
+        let out = run(&["-4", "-P", "tcp", "-s", "-p", "8080"]);
+        assert_eq!(count(&out, "SYN_RCVD"), 1);
+        assert_eq!(count(&out, "TIME_WAIT"), 0);
+        assert_eq!(out.lines().count(), 3);
+        let out = run(&["-4", "-P", "tcp", "-s"]);
+        assert_eq!(count(&out, "packetdril"), 2);
+        assert_eq!(count(&out, "TIME_WAIT"), 1);
+        let out = run(&["-4", "-c"]);
+        assert_eq!(count(&out, "LISTEN") + count(&out, "TIME_WAIT"), 0);
+        assert_eq!(count(&out, "CONN STATE"), 0);
+        assert_eq!(run(&["-6", "-q"]), "");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn globs_match_like_a_shell() {

@@ -1,5 +1,6 @@
 //! `getsockopt` and `setsockopt`: SO_ERROR, SO_REUSEADDR, SO_TYPE, SO_SNDBUF,
-//! SO_RCVBUF and TCP_NODELAY; anything else is counted and fails with `ENOPROTOOPT`.
+//! SO_RCVBUF, SO_KEEPALIVE, TCP_NODELAY and TCP_KEEPIDLE/TCP_KEEPINTVL/TCP_KEEPCNT
+//! (seconds and probes, as on FreeBSD and Linux; the stack's `set_keepalive`); anything else is counted and fails with `ENOPROTOOPT`.
 
 use std::ffi::{c_int, c_void};
 
@@ -30,11 +31,20 @@ fn get(g: &mut Inner, fd: c_int, level: c_int, name: c_int) -> Result<c_int, c_i
             Ok(live.map_or(o.rcvbuf.unwrap_or(g.bufs.1), |l| l.1) as c_int)
         }
         (libc::IPPROTO_TCP, libc::TCP_NODELAY) => Ok(o.nodelay as c_int),
+        (libc::SOL_SOCKET, libc::SO_KEEPALIVE) => Ok(o.keepalive as c_int),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE) => Ok(keep(&o).0 as c_int),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL) => Ok(keep(&o).1 as c_int),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPCNT) => Ok(keep(&o).2 as c_int),
         _ => {
             g.unsupported(format!("getsockopt(level {level}, option {name})"));
             Err(libc::ENOPROTOOPT)
         }
     }
+}
+
+/// The keepalive parameters a socket reports (set at `socket()` from the sysctls).
+fn keep(o: &crate::sockets::Opts) -> (u32, u32, u32) {
+    o.keep_params(&crate::sysctl::Defaults::default())
 }
 
 fn set(g: &mut Inner, fd: c_int, level: c_int, name: c_int, v: c_int) -> Result<(), c_int> {
@@ -43,15 +53,35 @@ fn set(g: &mut Inner, fd: c_int, level: c_int, name: c_int, v: c_int) -> Result<
     match (level, name) {
         (libc::SOL_SOCKET, libc::SO_REUSEADDR) => o.reuseaddr = v != 0,
         (libc::IPPROTO_TCP, libc::TCP_NODELAY) => o.nodelay = v != 0,
-        (libc::SOL_SOCKET, libc::SO_SNDBUF) => o.sndbuf = Some(v.max(0) as usize),
-        (libc::SOL_SOCKET, libc::SO_RCVBUF) => o.rcvbuf = Some(v.max(0) as usize),
+        (libc::SOL_SOCKET, libc::SO_SNDBUF) => {
+            o.sndbuf = Some(v.max(0) as usize);
+            o.bufs_set = true;
+        }
+        (libc::SOL_SOCKET, libc::SO_RCVBUF) => {
+            o.rcvbuf = Some(v.max(0) as usize);
+            o.bufs_set = true;
+        }
+        (libc::SOL_SOCKET, libc::SO_KEEPALIVE) => o.keepalive = v != 0,
+        (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE | libc::TCP_KEEPINTVL | libc::TCP_KEEPCNT)
+            if v < 1 =>
+        {
+            return Err(libc::EINVAL)
+        }
+        (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE) => o.keep.0 = Some(v as u32),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL) => o.keep.1 = Some(v as u32),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPCNT) => o.keep.2 = Some(v as u32),
         _ => {
             g.unsupported(format!("setsockopt(level {level}, option {name})"));
             return Err(libc::ENOPROTOOPT);
         }
     }
     if let Sock::Stream(s, o) = sock {
-        if level == libc::IPPROTO_TCP {
+        let keepalive = name == libc::SO_KEEPALIVE && level == libc::SOL_SOCKET
+            || level == libc::IPPROTO_TCP && name != libc::TCP_NODELAY;
+        if keepalive {
+            s.set_keepalive(o.keepalive.then(|| crate::sockets::keepalive_of(o)))
+                .map_err(|e| crate::posix::errno_of(&e))?;
+        } else if level == libc::IPPROTO_TCP {
             s.set_nodelay(o.nodelay)
                 .map_err(|e| crate::posix::errno_of(&e))?;
         } else {

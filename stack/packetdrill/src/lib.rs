@@ -13,6 +13,7 @@
 //! - [`frames`]: Ethernet framing and ARP answers;
 //! - [`shim`]: the instance: lock, packet queue, time, blocking;
 //! - [`sockets`]: one non-blocking attempt of each socket call;
+//! - [`sockstat`]: the socket table FreeBSD's `sockstat` prints, for the runner's stub;
 //! - [`sysctl`]: the FreeBSD sysctls scripts set, as far as they are translated;
 //! - [`ffi`]: the C entry points.
 
@@ -22,6 +23,7 @@ pub mod frames;
 pub mod posix;
 pub mod shim;
 pub mod sockets;
+pub mod sockstat;
 pub mod sysctl;
 
 pub use ffi::{packetdrill_interface_init, PacketdrillInterface};

@@ -72,6 +72,11 @@ impl<T> FdTable<T> {
         self.map.is_empty()
     }
 
+    /// The open descriptors and their objects, in descriptor order.
+    pub fn iter(&self) -> impl Iterator<Item = (c_int, &T)> {
+        self.map.iter().map(|(k, v)| (*k, v))
+    }
+
     /// Closes every descriptor, returning the objects in descriptor order.
     pub fn drain(&mut self) -> Vec<T> {
         std::mem::take(&mut self.map).into_values().collect()

@@ -65,6 +65,10 @@ pub struct Inner {
     pub(crate) sysctls: BTreeSet<String>,
     /// The translated `net.inet.tcp.ecn.enable`, for listeners.
     pub(crate) ecn_sysctl: Option<u8>,
+    /// The socket table last written for `sockstat` (`None`: `$XSTACK_SOCKSTAT` unset).
+    sockstat: Option<String>,
+    /// The stack's TCP configuration as the profile set it (what sysctls change).
+    pub(crate) profile_tcp: xstack::TcpConfig,
 }
 
 /// A packetdrill interface instance (its `userdata`).
@@ -103,6 +107,9 @@ pub struct Flags {
     pub local: Ipv4Addr,
     /// Whose defaults.
     pub profile: Profile,
+    /// The interface MTU (the script's `--mtu`, which the runner passes on; the
+    /// default 1500).
+    pub mtu: Option<usize>,
 }
 
 /// Parses `--so_flags`: comma-separated `local=IP` and `profile=linux|freebsd`
@@ -111,6 +118,7 @@ pub fn parse_flags(flags: &str) -> Result<Flags, String> {
     let mut f = Flags {
         local: DEFAULT_LOCAL,
         profile: Profile::default(),
+        mtu: None,
     };
     for kv in flags.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         match kv.split_once('=') {
@@ -119,9 +127,17 @@ pub fn parse_flags(flags: &str) -> Result<Flags, String> {
             }
             Some(("profile", "linux")) => f.profile = Profile::Linux,
             Some(("profile", "freebsd")) => f.profile = Profile::FreeBsd,
+            Some(("mtu", n)) => {
+                f.mtu = Some(
+                    n.parse()
+                        .ok()
+                        .filter(|n| (68..=65535).contains(n))
+                        .ok_or_else(|| format!("bad MTU in `{kv}`"))?,
+                );
+            }
             _ => {
                 return Err(format!(
-                    "unknown flag `{kv}` (known: local=IP, profile=linux|freebsd)"
+                    "unknown flag `{kv}` (known: local=IP, profile=linux|freebsd, mtu=N)"
                 ))
             }
         }
@@ -136,12 +152,20 @@ impl Shim {
         let (local, start) = (flags.local, Instant::now());
         let mut cfg = SimStackConfig::new(EthernetAddress(frames::STACK_MAC), local, start);
         flags.profile.apply(&mut cfg.tcp);
+        if let Some(m) = flags.mtu {
+            // xstack takes its MSS from the configuration, not the interface: set it
+            // as the MTU gives it (less the IPv4 and TCP headers), as FreeBSD's
+            // tcp_mssopt does.
+            cfg.mtu = m;
+            cfg.tcp.mss = u16::try_from(m.saturating_sub(40)).unwrap_or(u16::MAX);
+        }
         if let Some(a) = cfg.addrs.first_mut() {
             a.prefix_len = 16;
         }
         let o = local.octets();
         cfg.gateway = Some(Ipv4Addr::new(o[0], o[1], 255, 254));
         let bufs = (cfg.tcp.sndbuf, cfg.tcp.rcvbuf);
+        let profile_tcp = cfg.tcp.clone();
         let sim = SimStack::new(cfg);
         let epoch_us = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -161,6 +185,8 @@ impl Shim {
                 unsupported: BTreeMap::new(),
                 sysctls: BTreeSet::new(),
                 ecn_sysctl: None,
+                profile_tcp,
+                sockstat: std::env::var_os(crate::sockstat::ENV).map(|_| String::new()),
             }),
             changed: Condvar::new(),
         }
@@ -176,6 +202,7 @@ impl Shim {
         let mut g = self.lock();
         let r = f(&mut g);
         g.settle();
+        g.publish_sockstat();
         g.generation += 1;
         drop(g);
         self.changed.notify_all();
@@ -199,6 +226,7 @@ impl Shim {
             match r {
                 Err(libc::EAGAIN) if !nonblocking(&g) => {}
                 r => {
+                    g.publish_sockstat();
                     g.generation += 1;
                     drop(g);
                     self.changed.notify_all();
@@ -265,6 +293,7 @@ impl Shim {
             match next {
                 Some(d) if d <= now + MAX_JUMP && d <= began + MAX_SILENCE => {
                     g.advance_to(d.max(now + Duration::from_micros(1)));
+                    g.publish_sockstat();
                     g.generation += 1;
                     self.changed.notify_all();
                     // Let a blocked call react to what the timer changed.
@@ -371,6 +400,70 @@ impl Inner {
             eprintln!("xstack-packetdrill: unsupported call: {what}");
         }
         *n += 1;
+    }
+
+    /// Rewrites the `sockstat` table (see [`crate::sockstat`]) if the sockets changed.
+    pub fn publish_sockstat(&mut self) {
+        use crate::sockstat::{freebsd_state, Entry};
+        use std::net::SocketAddr;
+        let Some(mut last) = self.sockstat.take() else {
+            return;
+        };
+        let v4 = |a: std::io::Result<SocketAddr>| match a {
+            Ok(SocketAddr::V4(a)) => Some(a),
+            _ => None,
+        };
+        let mut entries = Vec::new();
+        let mut streams = BTreeMap::new();
+        for (fd, s) in self.fds.iter() {
+            match s {
+                Sock::Listener(l, _) => {
+                    if let Some(local) = v4(l.local_addr()) {
+                        entries.push(Entry {
+                            fd: Some(fd),
+                            local,
+                            remote: None,
+                            state: "LISTEN",
+                        });
+                    }
+                }
+                Sock::Stream(t, _) => {
+                    if let (Some(l), Some(r)) = (v4(t.local_addr()), v4(t.peer_addr())) {
+                        streams.insert((l, r), fd);
+                    }
+                }
+                Sock::Fresh(_) => {}
+            }
+        }
+        let mut held = BTreeSet::new();
+        for (local, remote, state, orphaned) in self.sim.connections() {
+            let fd = streams.get(&(local, remote)).copied().filter(|_| !orphaned);
+            if fd.is_some() {
+                held.insert((local, remote));
+            }
+            entries.push(Entry {
+                fd,
+                local,
+                remote: Some(remote),
+                state: freebsd_state(state),
+            });
+        }
+        // A descriptor whose connection is gone: FreeBSD keeps the socket, CLOSED.
+        for ((local, remote), fd) in streams {
+            if !held.contains(&(local, remote)) {
+                entries.push(Entry {
+                    fd: Some(fd),
+                    local,
+                    remote: Some(remote),
+                    state: "CLOSED",
+                });
+            }
+        }
+        crate::sockstat::publish(
+            crate::sockstat::render(&entries, std::process::id()),
+            &mut last,
+        );
+        self.sockstat = Some(last);
     }
 
     /// Runs what is due now and moves what the stack sent: IP packets to the queue

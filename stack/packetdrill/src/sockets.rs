@@ -30,6 +30,27 @@ pub struct Opts {
     pub error_reported: bool,
     /// Writing was shut down.
     pub wr_shut: bool,
+    /// SO_SNDBUF or SO_RCVBUF was set on this socket (an accepted connection inherits
+    /// them; otherwise it starts from the stack-wide sizes the sysctls set, which the
+    /// stack rounds to the MSS in the handshake as FreeBSD does).
+    pub bufs_set: bool,
+    /// SO_KEEPALIVE.
+    pub keepalive: bool,
+    /// TCP_KEEPIDLE, TCP_KEEPINTVL (seconds) and TCP_KEEPCNT; `None`: the stack-wide
+    /// default (the sysctls', else FreeBSD's 7200 s, 75 s, 8).
+    pub keep: (Option<u32>, Option<u32>, Option<u32>),
+}
+
+impl Opts {
+    /// The keepalive parameters in effect (seconds, seconds, probes).
+    pub fn keep_params(&self, d: &crate::sysctl::Defaults) -> (u32, u32, u32) {
+        let ms = |v: Option<u64>, def: u32| v.map_or(def, |ms| (ms / 1000) as u32);
+        (
+            self.keep.0.unwrap_or(ms(d.keepidle_ms, 7200)),
+            self.keep.1.unwrap_or(ms(d.keepintvl_ms, 75)),
+            self.keep.2.or(d.keepcnt).unwrap_or(8),
+        )
+    }
 }
 
 /// What a descriptor is.
@@ -92,11 +113,18 @@ impl Inner {
             self.net.set_ecn(e == 1);
         }
         self.ecn_sysctl = d.ecn;
+        let base = self.profile_tcp.clone();
+        self.sim.update_tcp_config(|c| d.apply_to(&base, c));
         let opts = Opts {
             nonblocking: ty & libc::SOCK_NONBLOCK != 0,
             sndbuf: d.sndbuf,
             rcvbuf: d.rcvbuf,
             ..Opts::default()
+        };
+        let (idle, intvl, cnt) = opts.keep_params(&d);
+        let opts = Opts {
+            keep: (Some(idle), Some(intvl), Some(cnt)),
+            ..opts
         };
         Ok(self.fds.insert(Sock::Fresh(opts)))
     }
@@ -143,10 +171,14 @@ impl Inner {
         };
         s.set_nonblocking(true).map_err(io_err)?;
         let o = self.fds.get(fd)?.opts();
+        let explicit = |v: Option<usize>| v.filter(|_| o.bufs_set);
         let opts = Opts {
             nodelay: o.nodelay,
-            sndbuf: o.sndbuf,
-            rcvbuf: o.rcvbuf,
+            sndbuf: explicit(o.sndbuf),
+            rcvbuf: explicit(o.rcvbuf),
+            bufs_set: o.bufs_set,
+            keepalive: o.keepalive,
+            keep: o.keep,
             ..Opts::default()
         };
         apply_opts(&s, &opts);
@@ -336,6 +368,19 @@ pub fn apply_opts(s: &TcpStream, o: &Opts) {
     }
     if let Some(n) = o.rcvbuf {
         let _ = s.set_recv_buffer_size(n);
+    }
+    if o.keepalive {
+        let _ = s.set_keepalive(Some(keepalive_of(o)));
+    }
+}
+
+/// The stack's keepalive for SO_KEEPALIVE with the socket's TCP_KEEP* values.
+pub fn keepalive_of(o: &Opts) -> xstack::Keepalive {
+    let (idle, intvl, cnt) = o.keep_params(&crate::sysctl::Defaults::default());
+    xstack::Keepalive {
+        idle: std::time::Duration::from_secs(idle.into()),
+        interval: std::time::Duration::from_secs(intvl.into()),
+        count: cnt,
     }
 }
 

@@ -1,7 +1,9 @@
 //! FreeBSD sysctls a script sets (through the runner's `sysctl` stub, which appends
 //! `key=value` lines to the file named by `$XSTACK_SYSCTL_LOG`), translated to what the
-//! shim can honour. Only the socket buffer defaults and ECN are translated so far; the
-//! rest are listed as untranslated.
+//! shim can honour: the socket buffer defaults, ECN, RFC 1323 options, SACK and the
+//! initial RTO are translated; a few are no-ops at the one value xstack already behaves
+//! as (see [`apply`]); the rest are listed as untranslated (and written beside the log,
+//! `LOG.untranslated`, where the runner turns a failed script that set one into a skip).
 
 /// Environment variable naming the file the `sysctl` stub appends to.
 pub const LOG_ENV: &str = "XSTACK_SYSCTL_LOG";
@@ -16,7 +18,62 @@ pub struct Defaults {
     /// `net.inet.tcp.ecn.enable`: 0 off, 1 on (requested and accepted), 2 accepted
     /// only (listeners turn it on, active opens do not ask).
     pub ecn: Option<u8>,
+    /// `net.inet.tcp.rfc1323`: window scaling and timestamps on or off.
+    pub rfc1323: Option<bool>,
+    /// `net.inet.tcp.sack.enable`.
+    pub sack: Option<bool>,
+    /// `net.inet.tcp.rexmit_initial` (ms): the RTO before the first RTT sample.
+    pub rto_initial_ms: Option<u64>,
+    /// `net.inet.tcp.keepidle`, `keepintvl` (ms) and `keepcnt`: the TCP_KEEPIDLE,
+    /// TCP_KEEPINTVL and TCP_KEEPCNT of new sockets.
+    pub keepidle_ms: Option<u64>,
+    pub keepintvl_ms: Option<u64>,
+    pub keepcnt: Option<u32>,
 }
+
+impl Defaults {
+    /// Sets the stack-wide settings these sysctls change (for connections opened
+    /// afterwards); `base` is the profile's configuration, for settings not set.
+    pub fn apply_to(&self, base: &xstack::TcpConfig, tcp: &mut xstack::TcpConfig) {
+        let on = self.rfc1323.unwrap_or(true);
+        tcp.window_scaling = on && base.window_scaling;
+        tcp.timestamps = on && base.timestamps;
+        tcp.sack = self.sack.unwrap_or(true) && base.sack;
+        tcp.sndbuf = self.sndbuf.unwrap_or(base.sndbuf);
+        tcp.rcvbuf = self.rcvbuf.unwrap_or(base.rcvbuf);
+        tcp.rto.initial = self
+            .rto_initial_ms
+            .map_or(base.rto.initial, std::time::Duration::from_millis);
+    }
+}
+
+/// Sysctls that change nothing at one value: xstack already behaves as FreeBSD does
+/// with it (`blackhole=0` answers closed ports, `purgenow=1` flushes a host cache
+/// xstack does not keep, `maxsockbuf=2097152` gives the window scale the FreeBSD
+/// profile sets, `insecure_rst=0`/`insecure_syn=0` are RFC 5961's checks, which xstack
+/// makes, `rexmit_drop_options=0` keeps options on retransmitted SYNs, as xstack does).
+const NO_OPS: &[(&str, &str)] = &[
+    ("net.inet.tcp.blackhole", "0"),
+    ("net.inet.tcp.hostcache.purgenow", "1"),
+    ("kern.ipc.maxsockbuf", "2097152"),
+    ("net.inet.tcp.insecure_rst", "0"),
+    ("net.inet.tcp.insecure_syn", "0"),
+    ("net.inet.tcp.rexmit_drop_options", "0"),
+];
+
+/// Sysctls with no translation set to FreeBSD's default, as the suite does at every
+/// script's start "to ensure default values": not a setting the script needs beyond
+/// the defaults, so the stack runs as it is and a difference from FreeBSD's default
+/// behaviour fails the script (an engine difference, not a missing translation).
+const FREEBSD_DEFAULTS: &[(&str, &str)] = &[
+    ("net.inet.tcp.rexmit_slop", "200"),
+    ("net.inet.tcp.icmp_may_rst", "1"),
+    ("net.inet.tcp.drop_synfin", "0"),
+    ("net.inet.tcp.keepinit", "75000"),
+    ("net.inet.tcp.ecn.maxretries", "1"),
+    ("net.inet.tcp.syncookies", "1"),
+    ("net.inet.tcp.syncookies_only", "0"),
+];
 
 /// Applies the `key=value` lines of `text`; returns the keys with no translation.
 pub fn apply(text: &str, d: &mut Defaults) -> Vec<String> {
@@ -31,6 +88,15 @@ pub fn apply(text: &str, d: &mut Defaults) -> Vec<String> {
             ("net.inet.tcp.sendspace", Some(n)) => d.sndbuf = Some(n),
             ("net.inet.tcp.recvspace", Some(n)) => d.rcvbuf = Some(n),
             ("net.inet.tcp.ecn.enable", Some(n @ 0..=2)) => d.ecn = Some(n as u8),
+            ("net.inet.tcp.rfc1323", Some(n @ 0..=1)) => d.rfc1323 = Some(n == 1),
+            ("net.inet.tcp.sack.enable", Some(n @ 0..=1)) => d.sack = Some(n == 1),
+            ("net.inet.tcp.rexmit_initial", Some(n @ 1..)) => d.rto_initial_ms = Some(n as u64),
+            ("net.inet.tcp.keepidle", Some(n @ 1000..)) => d.keepidle_ms = Some(n as u64),
+            ("net.inet.tcp.keepintvl", Some(n @ 1000..)) => d.keepintvl_ms = Some(n as u64),
+            ("net.inet.tcp.keepcnt", Some(n @ 1..)) => d.keepcnt = Some(n as u32),
+            (k, _)
+                if NO_OPS.contains(&(k, v.trim())) || FREEBSD_DEFAULTS.contains(&(k, v.trim())) => {
+            }
             (k, _) => untranslated.push(k.to_string()),
         }
     }
@@ -42,9 +108,16 @@ pub fn load(d: &mut Defaults) -> Vec<String> {
     let Some(path) = std::env::var_os(LOG_ENV) else {
         return Vec::new();
     };
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = std::fs::read_to_string(&path).unwrap_or_default();
     *d = Defaults::default();
-    apply(&text, d)
+    let rest = apply(&text, d);
+    let mut side = std::path::PathBuf::from(&path).into_os_string();
+    side.push(".untranslated");
+    let _ = std::fs::write(
+        side,
+        rest.iter().map(|k| format!("{k}\n")).collect::<String>(),
+    );
+    rest
 }
 
 #[cfg(test)]
@@ -56,15 +129,31 @@ mod tests {
         let mut d = Defaults::default();
         let rest = apply(
             "net.inet.tcp.recvspace=65536\nnet.inet.tcp.sendspace=32768\n\
-             net.inet.tcp.sack.enable=1\nnet.inet.tcp.recvspace=x\nnet.inet.tcp.ecn.enable=2\n",
+             net.inet.tcp.sack.enable=1\nnet.inet.tcp.recvspace=x\nnet.inet.tcp.ecn.enable=2\n\
+             net.inet.tcp.insecure_rst=0\nnet.inet.tcp.insecure_rst=1\nnet.inet.tcp.rfc1323=0\n\
+             net.inet.tcp.rexmit_initial=1000\nnet.inet.tcp.keepinit=75000\nnet.inet.tcp.keepinit=15000\n\
+             net.inet.tcp.keepidle=15000\nnet.inet.tcp.keepcnt=2\n",
             &mut d,
         );
         assert_eq!(d.rcvbuf, Some(65536));
         assert_eq!(d.sndbuf, Some(32768));
         assert_eq!(d.ecn, Some(2));
         assert_eq!(
-            rest,
-            vec!["net.inet.tcp.sack.enable", "net.inet.tcp.recvspace"]
+            (d.sack, d.rfc1323, d.rto_initial_ms),
+            (Some(true), Some(false), Some(1000))
         );
+        assert_eq!(
+            rest,
+            vec![
+                "net.inet.tcp.recvspace",
+                "net.inet.tcp.insecure_rst",
+                "net.inet.tcp.keepinit"
+            ]
+        );
+        let base = xstack::TcpConfig::default();
+        let mut tcp = base.clone();
+        d.apply_to(&base, &mut tcp);
+        assert!(!tcp.timestamps && !tcp.window_scaling && tcp.sack);
+        assert_eq!(tcp.rto.initial, std::time::Duration::from_secs(1));
     }
 }

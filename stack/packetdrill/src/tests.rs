@@ -320,7 +320,13 @@ fn the_freebsd_profile_lays_options_out_as_freebsd() {
 #[test]
 fn so_flags_set_the_local_address_and_profile() {
     use crate::shim::{parse_flags, Flags, Profile};
-    let f = |local, profile| Ok(Flags { local, profile });
+    let f = |local, profile| {
+        Ok(Flags {
+            local,
+            profile,
+            mtu: None,
+        })
+    };
     assert_eq!(parse_flags(""), f(LOCAL, Profile::Linux));
     assert_eq!(
         parse_flags("local=10.0.0.2"),
@@ -331,7 +337,9 @@ fn so_flags_set_the_local_address_and_profile() {
         f(Ipv4Addr::new(10, 0, 0, 3), Profile::FreeBsd)
     );
     assert!(parse_flags("local=x").is_err());
-    assert!(parse_flags("mtu=9000").is_err());
+    assert_eq!(parse_flags("mtu=9000").map(|f| f.mtu), Ok(Some(9000)));
+    assert!(parse_flags("mtu=20").is_err());
+    assert!(parse_flags("mtux=1").is_err());
     assert!(parse_flags("profile=openbsd").is_err());
 }
 
@@ -433,4 +441,40 @@ fn fix_checksums(ip: &mut [u8]) {
     pseudo.extend_from_slice(&ip[20..]);
     let c = csum(&pseudo, 0);
     ip[36..38].copy_from_slice(&c.to_be_bytes());
+}
+
+#[test]
+fn keepalive_options_read_back_freebsd_defaults_and_what_was_set() {
+    let ifc = init();
+    let u = ifc.userdata;
+    // SAFETY: userdata from init; option buffers are valid ints.
+    unsafe {
+        let fd = (ifc.socket.unwrap())(u, libc::AF_INET, libc::SOCK_STREAM, libc::IPPROTO_TCP);
+        let get = |level, name| {
+            let (mut v, mut len): (c_int, libc::socklen_t) = (-1, 4);
+            let r = (ifc.getsockopt.unwrap())(
+                u,
+                fd,
+                level,
+                name,
+                (&mut v as *mut c_int).cast(),
+                &mut len,
+            );
+            assert_eq!(r, 0, "getsockopt({level}, {name})");
+            v
+        };
+        let set = |level, name, v: c_int| {
+            (ifc.setsockopt.unwrap())(u, fd, level, name, (&v as *const c_int).cast(), 4)
+        };
+        assert_eq!(get(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE), 7200);
+        assert_eq!(get(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL), 75);
+        assert_eq!(get(libc::IPPROTO_TCP, libc::TCP_KEEPCNT), 8);
+        assert_eq!(get(libc::SOL_SOCKET, libc::SO_KEEPALIVE), 0);
+        assert_eq!(set(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 15), 0);
+        assert_eq!(set(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1), 0);
+        assert_eq!(set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 0), -1);
+        assert_eq!(get(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE), 15);
+        assert_eq!(get(libc::SOL_SOCKET, libc::SO_KEEPALIVE), 1);
+        (ifc.free.unwrap())(u);
+    }
 }
