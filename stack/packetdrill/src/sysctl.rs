@@ -1,7 +1,8 @@
 //! FreeBSD sysctls a script sets (through the runner's `sysctl` stub, which appends
 //! `key=value` lines to the file named by `$XSTACK_SYSCTL_LOG`), translated to what the
-//! shim can honour: the socket buffer defaults, ECN, RFC 1323 options, SACK and the
-//! initial RTO are translated; a few are no-ops at the one value xstack already behaves
+//! shim can honour: the socket buffer defaults, ECN, RFC 1323 options, SACK, the
+//! initial RTO, keepalive, RFC 5961's checks (`insecure_rst`/`insecure_syn`), ICMP hard
+//! errors (`icmp_may_rst`) and the window scale (`kern.ipc.maxsockbuf`) are translated; a few are no-ops at the one value xstack already behaves
 //! as (see [`apply`]); the rest are listed as untranslated (and written beside the log,
 //! `LOG.untranslated`, where the runner turns a failed script that set one into a skip).
 
@@ -29,6 +30,20 @@ pub struct Defaults {
     pub keepidle_ms: Option<u64>,
     pub keepintvl_ms: Option<u64>,
     pub keepcnt: Option<u32>,
+    /// `net.inet.tcp.insecure_rst`: 1 turns RFC 5961's RST check off.
+    pub insecure_rst: Option<bool>,
+    /// `net.inet.tcp.insecure_syn`: 1 turns RFC 5961's SYN check off.
+    pub insecure_syn: Option<bool>,
+    /// `net.inet.tcp.icmp_may_rst`: whether ICMP hard errors end connection attempts.
+    pub icmp_may_rst: Option<bool>,
+    /// `kern.ipc.maxsockbuf`: FreeBSD derives the window scale it offers from it.
+    pub maxsockbuf: Option<usize>,
+}
+
+/// The window scale FreeBSD offers for a socket-buffer limit: the smallest shift that
+/// lets `max` bytes be advertised (`tcp_connect`/`syncache_add`), at most 14.
+pub fn window_shift_for(max: usize) -> u8 {
+    (0..14u8).find(|&s| (65535usize << s) >= max).unwrap_or(14)
 }
 
 impl Defaults {
@@ -44,20 +59,22 @@ impl Defaults {
         tcp.rto.initial = self
             .rto_initial_ms
             .map_or(base.rto.initial, std::time::Duration::from_millis);
+        tcp.challenge_rst = self.insecure_rst.map_or(base.challenge_rst, |i| !i);
+        tcp.challenge_syn = self.insecure_syn.map_or(base.challenge_syn, |i| !i);
+        tcp.icmp_hard_errors = self.icmp_may_rst.unwrap_or(base.icmp_hard_errors);
+        tcp.window_shift = self
+            .maxsockbuf
+            .map_or(base.window_shift, |m| Some(window_shift_for(m)));
     }
 }
 
 /// Sysctls that change nothing at one value: xstack already behaves as FreeBSD does
 /// with it (`blackhole=0` answers closed ports, `purgenow=1` flushes a host cache
-/// xstack does not keep, `maxsockbuf=2097152` gives the window scale the FreeBSD
-/// profile sets, `insecure_rst=0`/`insecure_syn=0` are RFC 5961's checks, which xstack
-/// makes, `rexmit_drop_options=0` keeps options on retransmitted SYNs, as xstack does).
+/// xstack does not keep, `rexmit_drop_options=0` keeps options on retransmitted SYNs,
+/// as xstack does).
 const NO_OPS: &[(&str, &str)] = &[
     ("net.inet.tcp.blackhole", "0"),
     ("net.inet.tcp.hostcache.purgenow", "1"),
-    ("kern.ipc.maxsockbuf", "2097152"),
-    ("net.inet.tcp.insecure_rst", "0"),
-    ("net.inet.tcp.insecure_syn", "0"),
     ("net.inet.tcp.rexmit_drop_options", "0"),
 ];
 
@@ -67,7 +84,6 @@ const NO_OPS: &[(&str, &str)] = &[
 /// behaviour fails the script (an engine difference, not a missing translation).
 const FREEBSD_DEFAULTS: &[(&str, &str)] = &[
     ("net.inet.tcp.rexmit_slop", "200"),
-    ("net.inet.tcp.icmp_may_rst", "1"),
     ("net.inet.tcp.drop_synfin", "0"),
     ("net.inet.tcp.keepinit", "75000"),
     ("net.inet.tcp.ecn.maxretries", "1"),
@@ -94,6 +110,10 @@ pub fn apply(text: &str, d: &mut Defaults) -> Vec<String> {
             ("net.inet.tcp.keepidle", Some(n @ 1000..)) => d.keepidle_ms = Some(n as u64),
             ("net.inet.tcp.keepintvl", Some(n @ 1000..)) => d.keepintvl_ms = Some(n as u64),
             ("net.inet.tcp.keepcnt", Some(n @ 1..)) => d.keepcnt = Some(n as u32),
+            ("net.inet.tcp.insecure_rst", Some(n @ 0..=1)) => d.insecure_rst = Some(n == 1),
+            ("net.inet.tcp.insecure_syn", Some(n @ 0..=1)) => d.insecure_syn = Some(n == 1),
+            ("net.inet.tcp.icmp_may_rst", Some(n @ 0..=1)) => d.icmp_may_rst = Some(n == 1),
+            ("kern.ipc.maxsockbuf", Some(n @ 1..)) => d.maxsockbuf = Some(n),
             (k, _)
                 if NO_OPS.contains(&(k, v.trim())) || FREEBSD_DEFAULTS.contains(&(k, v.trim())) => {
             }
@@ -144,16 +164,33 @@ mod tests {
         );
         assert_eq!(
             rest,
-            vec![
-                "net.inet.tcp.recvspace",
-                "net.inet.tcp.insecure_rst",
-                "net.inet.tcp.keepinit"
-            ]
+            vec!["net.inet.tcp.recvspace", "net.inet.tcp.keepinit"]
         );
         let base = xstack::TcpConfig::default();
         let mut tcp = base.clone();
         d.apply_to(&base, &mut tcp);
         assert!(!tcp.timestamps && !tcp.window_scaling && tcp.sack);
         assert_eq!(tcp.rto.initial, std::time::Duration::from_secs(1));
+        // insecure_rst was set to 0, then 1: the last one wins.
+        assert!(!tcp.challenge_rst && tcp.challenge_syn && tcp.icmp_hard_errors);
+    }
+
+    #[test]
+    fn rfc5961_icmp_and_window_scale_sysctls() {
+        let mut d = Defaults::default();
+        let rest = apply(
+            "net.inet.tcp.insecure_syn=1\nnet.inet.tcp.icmp_may_rst=0\nkern.ipc.maxsockbuf=16777216\n",
+            &mut d,
+        );
+        assert!(rest.is_empty());
+        let base = xstack::TcpConfig::default();
+        let mut tcp = base.clone();
+        d.apply_to(&base, &mut tcp);
+        assert!(tcp.challenge_rst && !tcp.challenge_syn && !tcp.icmp_hard_errors);
+        assert_eq!(tcp.window_shift, Some(9));
+        assert_eq!(
+            [2_097_152, 65_535, 65_536, 1 << 30].map(window_shift_for),
+            [6, 0, 1, 14]
+        );
     }
 }
