@@ -467,6 +467,11 @@ fn run_one(r: &Runner, suite: &Path, rel: &str, path: &Path) -> ScriptResult {
 /// has no translation for is a skip: it assumed a setting the stack cannot take.
 fn execute(r: &Runner, path: &Path) -> Result<(Outcome, String)> {
     let dir = path.parent().unwrap_or(Path::new("."));
+    // Every per-script file (rewritten script, output, sysctls, sockstat) goes here; on a
+    // fresh clone it does not exist yet.
+    let out = out_path(path);
+    std::fs::create_dir_all(out.parent().unwrap_or(Path::new(".")))
+        .with_context(|| format!("creating {}", out.display()))?;
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let script = match rewrite(&text, &r.profile) {
