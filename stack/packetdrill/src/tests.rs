@@ -139,6 +139,33 @@ fn now_us(ifc: &PacketdrillInterface) -> i64 {
     tv.tv_sec * 1_000_000 + tv.tv_usec
 }
 
+/// getsockopt of an int option: its value, or the errno.
+fn getsockopt_int(
+    ifc: &PacketdrillInterface,
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+) -> Result<c_int, c_int> {
+    let mut v: c_int = -1;
+    let mut len = std::mem::size_of::<c_int>() as libc::socklen_t;
+    // SAFETY: userdata from init; `v` and `len` are valid for the call.
+    let r = unsafe {
+        (ifc.getsockopt.unwrap())(
+            ifc.userdata,
+            fd,
+            level,
+            name,
+            (&mut v as *mut c_int).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 {
+        Ok(v)
+    } else {
+        Err(errno())
+    }
+}
+
 /// socket + bind + listen on 8080; returns the listening descriptor.
 fn listen_8080(ifc: &PacketdrillInterface) -> c_int {
     let u = ifc.userdata;
@@ -253,48 +280,22 @@ fn time_is_virtual_and_netdev_receive_waits_for_the_retransmission_timer() {
         &ifc,
         &segment(80, again.sport, 0, syn.seq.wrapping_add(1), 0x14),
     );
-    let mut v: c_int = -1;
-    let mut len = std::mem::size_of::<c_int>() as libc::socklen_t;
-    // SAFETY: userdata from init; `v`/`len` valid.
+    // SO_ERROR reports the refusal once, then 0.
+    assert_eq!(
+        getsockopt_int(&ifc, fd, libc::SOL_SOCKET, libc::SO_ERROR),
+        Ok(libc::ECONNREFUSED)
+    );
+    assert_eq!(
+        getsockopt_int(&ifc, fd, libc::SOL_SOCKET, libc::SO_ERROR),
+        Ok(0)
+    );
+    // Unsupported options fail cleanly.
+    assert_eq!(
+        getsockopt_int(&ifc, fd, libc::SOL_SOCKET, libc::SO_PEEK_OFF),
+        Err(libc::ENOPROTOOPT)
+    );
+    // SAFETY: userdata from init.
     unsafe {
-        let get = ifc.getsockopt.unwrap();
-        assert_eq!(
-            get(
-                u,
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_ERROR,
-                (&mut v as *mut c_int).cast(),
-                &mut len
-            ),
-            0
-        );
-        assert_eq!(v, libc::ECONNREFUSED);
-        assert_eq!(
-            get(
-                u,
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_ERROR,
-                (&mut v as *mut c_int).cast(),
-                &mut len
-            ),
-            0
-        );
-        assert_eq!(v, 0);
-        // Unsupported options fail cleanly.
-        assert_eq!(
-            get(
-                u,
-                fd,
-                libc::SOL_SOCKET,
-                libc::SO_PEEK_OFF,
-                (&mut v as *mut c_int).cast(),
-                &mut len
-            ),
-            -1
-        );
-        assert_eq!(errno(), libc::ENOPROTOOPT);
         assert_eq!((ifc.epoll_create.unwrap())(u, 1), -1);
         assert_eq!(errno(), libc::EOPNOTSUPP);
         assert_eq!((ifc.close.unwrap())(u, fd), 0);

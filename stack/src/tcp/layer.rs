@@ -192,13 +192,10 @@ impl TcpLayer {
             local: err.local,
             remote: err.remote,
         };
-        let Some(conn) = self.pcbs.lookup(&tuple) else {
+        let Some(conn) = self.lookup_here(ctx, &tuple) else {
             Counters::inc(&ctx.counters().tcp_icmp_ignored);
             return;
         };
-        if conn.owner != ctx.worker() {
-            Counters::inc(&ctx.counters().tcp_misplaced);
-        }
         let mut inner = conn.lock();
         let dropped = inner.tcb.icmp_error(err);
         Counters::inc(if dropped {
@@ -207,6 +204,16 @@ impl TcpLayer {
             &ctx.counters().tcp_icmp_ignored
         });
         self.flush(ifp, ctx, heap, &conn, inner);
+    }
+
+    /// The connection with this tuple, counting it in `tcp.rx_misplaced` when the
+    /// calling worker is not its owner (netisr placement and the pcbgroups disagree).
+    fn lookup_here(&self, ctx: &impl NetCtx, tuple: &FourTuple) -> Option<Arc<Conn>> {
+        let conn = self.pcbs.lookup(tuple)?;
+        if conn.owner != ctx.worker() {
+            Counters::inc(&ctx.counters().tcp_misplaced);
+        }
+        Some(conn)
     }
 
     /// `tcp_input`: a validated IPv4 packet carrying TCP, on the worker that owns it.
@@ -238,10 +245,7 @@ impl TcpLayer {
             remote: SocketAddrV4::new(ip.src, seg.src_port),
         };
         let mut iss_floor = None;
-        if let Some(conn) = self.pcbs.lookup(&tuple) {
-            if conn.owner != ctx.worker() {
-                Counters::inc(&ctx.counters().tcp_misplaced);
-            }
+        if let Some(conn) = self.lookup_here(ctx, &tuple) {
             let mut inner = conn.lock();
             if let Some(floor) = inner.tcb.time_wait_reopen(&seg) {
                 // The old incarnation gives way; the SYN goes on to the listener below.
