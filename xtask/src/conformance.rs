@@ -192,11 +192,13 @@ fn build_packetdrill() -> Result<PathBuf> {
     let work = dir.join("src");
     let bin = work.join("packetdrill");
     let stamp = dir.join("source");
-    let src_s = src
+    let src_path = src
         .canonicalize()
         .unwrap_or(src.clone())
         .display()
         .to_string();
+    // The stamp names the source and the patches: a change of either rebuilds.
+    let src_s = format!("{src_path}\n{PATCHES_VERSION}");
     if bin.is_file() && std::fs::read_to_string(&stamp).ok().as_deref() == Some(src_s.as_str()) {
         return Ok(bin);
     }
@@ -215,13 +217,14 @@ fn build_packetdrill() -> Result<PathBuf> {
     }
     std::fs::create_dir_all(&work)?;
     println!(
-        "xtask: building packetdrill from {src_s} in {}",
+        "xtask: building packetdrill from {src_path} in {}",
         work.display()
     );
     let copy = format!("{}/.", src.display());
     sys::must(&["cp", "-r", &copy, &work.display().to_string()])?;
     // The copy may carry the source's read-only permissions.
     sys::must(&["chmod", "-R", "u+w", &work.display().to_string()])?;
+    patch_packetdrill(&work)?;
     for argv in [&["./configure"][..], &["make", "packetdrill"][..]] {
         let out = Command::new(argv[0])
             .args(&argv[1..])
@@ -240,6 +243,31 @@ fn build_packetdrill() -> Result<PathBuf> {
     }
     std::fs::write(&stamp, &src_s)?;
     Ok(bin)
+}
+
+/// Bumped when [`patch_packetdrill`] changes, so a built copy is rebuilt.
+const PATCHES_VERSION: &str = "patches 1";
+
+/// The one change made to packetdrill's source: with `--so_filename`, a script's
+/// Python blocks read `TCP_INFO` (and `TCP_CC_INFO`, `SO_MEMINFO`) through the shared
+/// object's `getsockopt`, as its system-call events do; upstream calls the kernel's
+/// `getsockopt` on the descriptor number, which names nothing in the kernel then.
+fn patch_packetdrill(work: &Path) -> Result<()> {
+    let file = work.join("code.c");
+    let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let old = "int result = getsockopt(fd, level, opt_name, data, &opt_len);";
+    let new = "int result = state->so_instance ?\n\
+        \t\tstate->so_instance->ifc.getsockopt(state->so_instance->ifc.userdata,\n\
+        \t\t\tfd, level, opt_name, data, &opt_len) :\n\
+        \t\tgetsockopt(fd, level, opt_name, data, &opt_len);";
+    if !text.contains(old) {
+        bail!(
+            "packetdrill's {} has no `{old}`: this packetdrill version is not one the runner knows how to patch",
+            file.display()
+        );
+    }
+    std::fs::write(&file, text.replace(old, new))?;
+    Ok(())
 }
 
 /// Builds the shared object (release) and returns its path.
@@ -590,11 +618,14 @@ pub fn harness_caveat(text: &str) -> Option<String> {
 ///   stays (`FreeBSD` with `--profile freebsd`, `STANDARD` with `linux`), the other
 ///   is commented out;
 /// - ICMP codes upstream has no name for: `ttl_exceeded_in_transit` -> `code_0`,
-///   `frag_reass_exceeded` -> `code_1` (RFC 792's time-exceeded codes).
+///   `frag_reass_exceeded` -> `code_1` (RFC 792's time-exceeded codes);
+/// - FreeBSD's `TCP_KEEPINIT`, which packetdrill's Linux build cannot name: its number
+///   (128, which the shared object takes as FreeBSD's option);
+/// - in Python blocks, FreeBSD's `TCPI_*` state names: Linux's (see [`TCPI_STATES`]).
 ///
 /// `Err` is why the script is skipped: what upstream packetdrill has no equivalent
 /// for (UDP encapsulation, TCP MD5, nplab's `!` packet marker, FreeBSD-only socket
-/// options, Python blocks testing FreeBSD's `TCPI_*` states).
+/// options).
 pub fn rewrite(text: &str, profile: &str) -> std::result::Result<String, String> {
     let want = if profile == "linux" {
         "STANDARD"
@@ -649,21 +680,12 @@ pub fn rewrite(text: &str, profile: &str) -> std::result::Result<String, String>
                     "TCP_RACK_",
                     "FreeBSD's RACK stack options, unknown to packetdrill's Linux build,",
                 ),
-                (
-                    "TCP_KEEPINIT",
-                    "FreeBSD's TCP_KEEPINIT, unknown to packetdrill's Linux build,",
-                ),
             ] {
                 if line.contains(what) {
                     return Err(format!(
                         "line {n}: {why} has no upstream packetdrill equivalent"
                     ));
                 }
-            }
-            if line.contains("%{") && text.contains("TCPI_") {
-                return Err(format!(
-                    "line {n}: Python block testing FreeBSD's TCPI_* states (no TCP_INFO translation)"
-                ));
             }
             let packet = t.contains(" > ") || t.contains(" < ");
             if packet && line.contains(")!") {
@@ -677,9 +699,15 @@ pub fn rewrite(text: &str, profile: &str) -> std::result::Result<String, String>
                 ));
             }
         }
-        let line = line
+        let mut line = line
             .replace("ttl_exceeded_in_transit", "code_0")
-            .replace("frag_reass_exceeded", "code_1");
+            .replace("frag_reass_exceeded", "code_1")
+            .replace("TCP_KEEPINIT", "128");
+        if line.contains("%{") {
+            for (freebsd, linux) in TCPI_STATES {
+                line = line.replace(freebsd, linux);
+            }
+        }
         out.push_str(&line);
         out.push('\n');
     }
@@ -688,6 +716,23 @@ pub fn rewrite(text: &str, profile: &str) -> std::result::Result<String, String>
     }
     Ok(out)
 }
+
+/// nplab packetdrill's names for `tcpi_state` values (FreeBSD's TCPS_* order) and the
+/// Linux names upstream packetdrill defines for the same states; the shared object
+/// reports `TCP_INFO` in Linux's layout and numbering.
+const TCPI_STATES: [(&str, &str); 11] = [
+    ("TCPI_CLOSED", "TCP_CLOSE"),
+    ("TCPI_LISTEN", "TCP_LISTEN"),
+    ("TCPI_SYN_SENT", "TCP_SYN_SENT"),
+    ("TCPI_SYN_RECEIVED", "TCP_SYN_RECV"),
+    ("TCPI_ESTABLISHED", "TCP_ESTABLISHED"),
+    ("TCPI_CLOSE_WAIT", "TCP_CLOSE_WAIT"),
+    ("TCPI_FIN_WAIT_1", "TCP_FIN_WAIT1"),
+    ("TCPI_CLOSING", "TCP_CLOSING"),
+    ("TCPI_LAST_ACK", "TCP_LAST_ACK"),
+    ("TCPI_FIN_WAIT_2", "TCP_FIN_WAIT2"),
+    ("TCPI_TIME_WAIT", "TCP_TIME_WAIT"),
+];
 
 fn out_path(script: &Path) -> PathBuf {
     let name = script.to_string_lossy().replace(['/', ' '], "_");

@@ -25,6 +25,7 @@ pub mod shim;
 pub mod sockets;
 pub mod sockstat;
 pub mod sysctl;
+mod tcpinfo;
 
 pub use ffi::{packetdrill_interface_init, PacketdrillInterface};
 

@@ -84,8 +84,11 @@ pub enum Profile {
     #[default]
     Linux,
     /// FreeBSD's, which its TCP test suite assumes: its option order and padding
-    /// (`tcp_addoptions`), the window scale its 2 MB socket-buffer limit gives (6), and
-    /// buffers rounded up to a multiple of the MSS (`tcp_mss`).
+    /// (`tcp_addoptions`), the window scale its 2 MB socket-buffer limit gives (6),
+    /// buffers rounded up to a multiple of the MSS (`tcp_mss`), the FIN resent with
+    /// every ACK while unacknowledged (`tcp_output`), TIME-WAIT's compact checks
+    /// (`tcp_twcheck`), SYN+FIN handled as a SYN (`drop_synfin=0`) and ECN kept on the
+    /// first retransmitted SYN (`ecn.maxretries=1`).
     FreeBsd,
 }
 
@@ -96,6 +99,11 @@ impl Profile {
             tcp.option_layout = xstack::OptionLayout::FreeBsd;
             tcp.window_shift = Some(6);
             tcp.round_buffers_to_mss = true;
+            tcp.fin_with_every_ack = true;
+            tcp.rfc1337 = true;
+            tcp.time_wait_input = xstack::TimeWaitInput::FreeBsd;
+            tcp.drop_synfin = false;
+            tcp.ecn_syn_retries = 1;
         }
     }
 }

@@ -39,9 +39,33 @@ pub struct Opts {
     /// TCP_KEEPIDLE, TCP_KEEPINTVL (seconds) and TCP_KEEPCNT; `None`: the stack-wide
     /// default (the sysctls', else FreeBSD's 7200 s, 75 s, 8).
     pub keep: (Option<u32>, Option<u32>, Option<u32>),
+    /// SO_LINGER: `Some(seconds)` when on.
+    pub linger: Option<c_int>,
+    /// FreeBSD's TCP_KEEPINIT (seconds): the connect timeout of a later `connect`.
+    pub keepinit: Option<u32>,
+    /// TCP_CONGESTION set before the connection existed (NUL-padded name).
+    pub cc: Option<[u8; 16]>,
 }
 
 impl Opts {
+    /// The congestion-control module set with TCP_CONGESTION, if any.
+    pub fn congestion(&self) -> Option<&str> {
+        let b = self.cc.as_ref()?;
+        let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+        std::str::from_utf8(&b[..end]).ok()
+    }
+
+    /// Records a TCP_CONGESTION name (at most 15 bytes, Linux's `TCP_CA_NAME_MAX`).
+    pub fn set_congestion(&mut self, name: &str) -> Result<(), ()> {
+        let mut b = [0u8; 16];
+        b.get_mut(..name.len())
+            .filter(|_| name.len() < 16)
+            .ok_or(())?
+            .copy_from_slice(name.as_bytes());
+        self.cc = Some(b);
+        Ok(())
+    }
+
     /// The keepalive parameters in effect (seconds, seconds, probes).
     pub fn keep_params(&self, d: &crate::sysctl::Defaults) -> (u32, u32, u32) {
         let ms = |v: Option<u64>, def: u32| v.map_or(def, |ms| (ms / 1000) as u32);
@@ -124,6 +148,7 @@ impl Inner {
         let (idle, intvl, cnt) = opts.keep_params(&d);
         let opts = Opts {
             keep: (Some(idle), Some(intvl), Some(cnt)),
+            keepinit: Some(d.keepinit_ms.map_or(75, |ms| (ms / 1000) as u32)),
             ..opts
         };
         Ok(self.fds.insert(Sock::Fresh(opts)))
@@ -179,6 +204,8 @@ impl Inner {
             bufs_set: o.bufs_set,
             keepalive: o.keepalive,
             keep: o.keep,
+            linger: o.linger,
+            cc: o.cc,
             ..Opts::default()
         };
         apply_opts(&s, &opts);
@@ -195,7 +222,12 @@ impl Inner {
                 if o.bound.is_some_and(|b| b.port() != 0) {
                     self.unsupported("connect from a bound port (an ephemeral port is used)");
                 }
-                let s = TcpStream::connect_nonblocking(&self.net, addr).map_err(io_err)?;
+                let co = xstack::ConnectOptions {
+                    timeout: o.keepinit.map(|s| std::time::Duration::from_secs(s.max(1).into())),
+                    nonblocking: true,
+                    ..Default::default()
+                };
+                let s = TcpStream::connect_with(&self.net, addr, &co).map_err(io_err)?;
                 apply_opts(&s, &o);
                 self.fds.replace(fd, Sock::Stream(s, o))?;
                 Err(libc::EINPROGRESS)
@@ -371,6 +403,12 @@ pub fn apply_opts(s: &TcpStream, o: &Opts) {
     }
     if o.keepalive {
         let _ = s.set_keepalive(Some(keepalive_of(o)));
+    }
+    if let Some(secs) = o.linger {
+        let _ = s.set_linger(Some(std::time::Duration::from_secs(secs.max(0) as u64)));
+    }
+    if let Some(cc) = o.congestion() {
+        let _ = s.set_congestion(cc);
     }
 }
 

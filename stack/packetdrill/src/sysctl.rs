@@ -2,7 +2,9 @@
 //! `key=value` lines to the file named by `$XSTACK_SYSCTL_LOG`), translated to what the
 //! shim can honour: the socket buffer defaults, ECN, RFC 1323 options, SACK, the
 //! initial RTO, keepalive, RFC 5961's checks (`insecure_rst`/`insecure_syn`), ICMP hard
-//! errors (`icmp_may_rst`) and the window scale (`kern.ipc.maxsockbuf`) are translated; a few are no-ops at the one value xstack already behaves
+//! errors (`icmp_may_rst`), the window scale (`kern.ipc.maxsockbuf`), SYN+FIN handling
+//! (`drop_synfin`), ECN on retransmitted SYNs (`ecn.maxretries`) and the connection
+//! timeout (`keepinit`) are translated; a few are no-ops at the one value xstack already behaves
 //! as (see [`apply`]); the rest are listed as untranslated (and written beside the log,
 //! `LOG.untranslated`, where the runner turns a failed script that set one into a skip).
 
@@ -38,6 +40,12 @@ pub struct Defaults {
     pub icmp_may_rst: Option<bool>,
     /// `kern.ipc.maxsockbuf`: FreeBSD derives the window scale it offers from it.
     pub maxsockbuf: Option<usize>,
+    /// `net.inet.tcp.drop_synfin`: whether a SYN+FIN is dropped.
+    pub drop_synfin: Option<bool>,
+    /// `net.inet.tcp.ecn.maxretries`: SYN retransmissions that keep ECE and CWR.
+    pub ecn_maxretries: Option<u32>,
+    /// `net.inet.tcp.keepinit` (ms): the connection-establishment timeout.
+    pub keepinit_ms: Option<u64>,
 }
 
 /// The window scale FreeBSD offers for a socket-buffer limit: the smallest shift that
@@ -65,6 +73,11 @@ impl Defaults {
         tcp.window_shift = self
             .maxsockbuf
             .map_or(base.window_shift, |m| Some(window_shift_for(m)));
+        tcp.drop_synfin = self.drop_synfin.unwrap_or(base.drop_synfin);
+        tcp.ecn_syn_retries = self.ecn_maxretries.unwrap_or(base.ecn_syn_retries);
+        tcp.connect_timeout = self
+            .keepinit_ms
+            .map_or(base.connect_timeout, std::time::Duration::from_millis);
     }
 }
 
@@ -84,9 +97,6 @@ const NO_OPS: &[(&str, &str)] = &[
 /// behaviour fails the script (an engine difference, not a missing translation).
 const FREEBSD_DEFAULTS: &[(&str, &str)] = &[
     ("net.inet.tcp.rexmit_slop", "200"),
-    ("net.inet.tcp.drop_synfin", "0"),
-    ("net.inet.tcp.keepinit", "75000"),
-    ("net.inet.tcp.ecn.maxretries", "1"),
     ("net.inet.tcp.syncookies", "1"),
     ("net.inet.tcp.syncookies_only", "0"),
 ];
@@ -114,6 +124,9 @@ pub fn apply(text: &str, d: &mut Defaults) -> Vec<String> {
             ("net.inet.tcp.insecure_syn", Some(n @ 0..=1)) => d.insecure_syn = Some(n == 1),
             ("net.inet.tcp.icmp_may_rst", Some(n @ 0..=1)) => d.icmp_may_rst = Some(n == 1),
             ("kern.ipc.maxsockbuf", Some(n @ 1..)) => d.maxsockbuf = Some(n),
+            ("net.inet.tcp.drop_synfin", Some(n @ 0..=1)) => d.drop_synfin = Some(n == 1),
+            ("net.inet.tcp.ecn.maxretries", Some(n)) => d.ecn_maxretries = Some(n as u32),
+            ("net.inet.tcp.keepinit", Some(n @ 1..)) => d.keepinit_ms = Some(n as u64),
             (k, _)
                 if NO_OPS.contains(&(k, v.trim())) || FREEBSD_DEFAULTS.contains(&(k, v.trim())) => {
             }
@@ -151,7 +164,7 @@ mod tests {
             "net.inet.tcp.recvspace=65536\nnet.inet.tcp.sendspace=32768\n\
              net.inet.tcp.sack.enable=1\nnet.inet.tcp.recvspace=x\nnet.inet.tcp.ecn.enable=2\n\
              net.inet.tcp.insecure_rst=0\nnet.inet.tcp.insecure_rst=1\nnet.inet.tcp.rfc1323=0\n\
-             net.inet.tcp.rexmit_initial=1000\nnet.inet.tcp.keepinit=75000\nnet.inet.tcp.keepinit=15000\n\
+             net.inet.tcp.rexmit_initial=1000\nnet.inet.tcp.keepinit=15000\nnet.inet.tcp.rexmit_slop=100\n\
              net.inet.tcp.keepidle=15000\nnet.inet.tcp.keepcnt=2\n",
             &mut d,
         );
@@ -164,13 +177,14 @@ mod tests {
         );
         assert_eq!(
             rest,
-            vec!["net.inet.tcp.recvspace", "net.inet.tcp.keepinit"]
+            vec!["net.inet.tcp.recvspace", "net.inet.tcp.rexmit_slop"]
         );
         let base = xstack::TcpConfig::default();
         let mut tcp = base.clone();
         d.apply_to(&base, &mut tcp);
         assert!(!tcp.timestamps && !tcp.window_scaling && tcp.sack);
         assert_eq!(tcp.rto.initial, std::time::Duration::from_secs(1));
+        assert_eq!(tcp.connect_timeout, std::time::Duration::from_secs(15));
         // insecure_rst was set to 0, then 1: the last one wins.
         assert!(!tcp.challenge_rst && tcp.challenge_syn && tcp.icmp_hard_errors);
     }

@@ -20,6 +20,8 @@ pub struct TcpStream {
     read_timeout: Mutex<Option<Duration>>,
     write_timeout: Mutex<Option<Duration>>,
     read_shut: AtomicBool,
+    /// SO_LINGER: `Some(0)` makes dropping the handle abort the connection.
+    linger: Mutex<Option<Duration>>,
 }
 
 impl std::fmt::Debug for TcpStream {
@@ -66,6 +68,7 @@ impl TcpStream {
             read_timeout: Mutex::new(None),
             write_timeout: Mutex::new(None),
             read_shut: AtomicBool::new(false),
+            linger: Mutex::new(None),
         }
     }
 
@@ -279,6 +282,21 @@ impl TcpStream {
         self.conn.lock().tcb.congestion().to_string()
     }
 
+    /// SO_LINGER. `Some(Duration::ZERO)`: dropping the handle aborts the connection
+    /// with a RST and discards unsent data (an abortive close, RFC 9293 §3.10.5 ABORT).
+    /// `None` or any other duration: dropping it closes gracefully in the background,
+    /// queued data then FIN, without blocking (a non-zero linger does not make the drop
+    /// wait).
+    pub fn set_linger(&self, linger: Option<Duration>) -> io::Result<()> {
+        *self.linger.lock().unwrap_or_else(|e| e.into_inner()) = linger;
+        Ok(())
+    }
+
+    /// The SO_LINGER setting ([`TcpStream::set_linger`]).
+    pub fn linger(&self) -> io::Result<Option<Duration>> {
+        Ok(*self.linger.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     /// Read timeout for blocking reads (`None`: wait forever). Zero is invalid, as in std.
     pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         if t == Some(Duration::ZERO) {
@@ -483,12 +501,15 @@ impl Write for &TcpStream {
 
 impl Drop for TcpStream {
     /// Closing the handle closes the connection: a FIN after the queued data, or a RST
-    /// if received data was left unread (as Linux does, RFC 2525 §2.17).
+    /// if received data was left unread (as Linux does, RFC 2525 §2.17) or the linger
+    /// time is zero ([`TcpStream::set_linger`]).
     fn drop(&mut self) {
+        let abortive = *self.linger.get_mut().unwrap_or_else(|e| e.into_inner())
+            == Some(Duration::ZERO);
         let mut inner = self.conn.lock();
         inner.orphaned = true;
         let now = self.net.tcp.clock.now();
-        if inner.tcb.readable() > 0 {
+        if abortive || inner.tcb.readable() > 0 {
             inner.tcb.abort();
         } else {
             inner.tcb.close(now);

@@ -107,6 +107,32 @@ pub struct TcpConfig {
     /// for connections it starts. Fixed per connection at its SYN: changing it later
     /// affects connections opened afterwards only.
     pub ecn: bool,
+    /// While our FIN is unacknowledged (FIN-WAIT-1, CLOSING, LAST-ACK), every ACK we
+    /// send carries it again, at the FIN's sequence number, as FreeBSD's `tcp_output`
+    /// does. Off by default: a bare ACK at SND.NXT, as Linux and RFC 9293 §3.10.7.4
+    /// describe; the FIN is resent by its retransmission timer either way.
+    pub fin_with_every_ack: bool,
+    /// RFC 1337 ("TIME-WAIT assassination hazards"): a connection in TIME-WAIT ignores
+    /// RSTs, as FreeBSD's `tcp_twcheck` does and Linux's `net.ipv4.tcp_rfc1337=1`.
+    /// Off by default, as in Linux: an acceptable RST ends TIME-WAIT (RFC 9293).
+    pub rfc1337: bool,
+    /// How a segment for a connection in TIME-WAIT is answered. `Rfc9293` (the
+    /// default): the state machine as for any synchronized state (sequence check,
+    /// RFC 5961 challenge ACKs, RFC 793's RST to an in-window SYN when `challenge_syn`
+    /// is off). `FreeBsd`: as FreeBSD's compact `tcp_twcheck`, which skips that
+    /// machinery: RSTs ignored, segments without ACK (a SYN that does not reopen the
+    /// connection included) dropped silently, anything but a duplicate of the last ACK
+    /// acknowledged.
+    pub time_wait_input: TimeWaitInput,
+    /// Drop a segment that carries both SYN and FIN (as Linux does, and FreeBSD with
+    /// `net.inet.tcp.drop_synfin=1`). On by default; off, it is handled as a SYN and
+    /// the FIN is ignored (FreeBSD's `drop_synfin=0`).
+    pub drop_synfin: bool,
+    /// How many retransmissions of an ECN-setup SYN keep ECE and CWR before the SYN is
+    /// sent without them (FreeBSD's `net.inet.tcp.ecn.maxretries`, 1 there). 0 by
+    /// default: a retransmitted SYN drops ECN at once (RFC 3168 §6.1.1.1 leaves the
+    /// choice to the implementation).
+    pub ecn_syn_retries: u32,
 }
 
 impl Default for TcpConfig {
@@ -138,6 +164,11 @@ impl Default for TcpConfig {
             lost_retransmit: true,
             tso_max: 0,
             ecn: false,
+            fin_with_every_ack: false,
+            rfc1337: false,
+            time_wait_input: TimeWaitInput::Rfc9293,
+            drop_synfin: true,
+            ecn_syn_retries: 0,
         }
     }
 }
@@ -157,6 +188,16 @@ pub enum TcpError {
     /// The local side aborted.
     #[error("connection aborted")]
     Aborted,
+}
+
+/// How TIME-WAIT answers segments ([`TcpConfig::time_wait_input`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TimeWaitInput {
+    /// RFC 9293 §3.10.7.4 with RFC 5961, as any synchronized state.
+    #[default]
+    Rfc9293,
+    /// FreeBSD's `tcp_twcheck`.
+    FreeBsd,
 }
 
 /// Misuse of the user calls.

@@ -154,12 +154,13 @@ impl Tcb {
             } else {
                 TcpFlags::empty()
             }
-        } else if self.cfg.ecn && !resend {
+        } else if self.cfg.ecn && (!resend || self.rxtshift <= self.cfg.ecn_syn_retries) {
             // RFC 3168 §6.1.1: "An 'ECN-setup SYN packet' is a SYN packet with the ECE and
             // CWR flags set." §6.1.1.1: "A host that receives no reply to an ECN-setup SYN
             // within the normal SYN retransmission timeout interval MAY resend the SYN and
             // any subsequent SYN retransmissions with CWR and ECE cleared" -- in case a
-            // middlebox drops ECN-setup SYNs. We do (as Linux's tcp_ecn_fallback), and then
+            // middlebox drops ECN-setup SYNs. We do, after `ecn_syn_retries` resends (0:
+            // at once, as Linux's tcp_ecn_fallback; FreeBSD's `ecn.maxretries`), and then
             // the connection never uses ECN: "A host MUST NOT set ECT on data packets
             // unless it has sent at least one ECN-setup SYN or ECN-setup SYN-ACK packet
             // ... and has sent no non-ECN-setup SYN or non-ECN-setup SYN-ACK packet."

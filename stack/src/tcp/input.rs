@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use xstack_cc::{window, AckInfo, CcSignal, CongInfo, Recovery, RttSample};
 
-use super::config::TcpError;
+use super::config::{TcpError, TimeWaitInput};
 use super::cwnd_trace::CcEvent;
 use super::sack::DUP_THRESH;
 use super::segment::{Segment, TcpFlags};
@@ -43,6 +43,9 @@ impl Tcb {
         match self.state {
             State::Closed => InputOutcome::SendReset,
             State::SynSent => self.input_syn_sent(seg, now),
+            State::TimeWait if self.cfg.time_wait_input == TimeWaitInput::FreeBsd => {
+                self.input_twcheck(seg, now)
+            }
             _ => self.input_synchronized(seg, now),
         }
     }
@@ -285,6 +288,9 @@ impl Tcb {
         self.stats.drops += 1;
         if !f.contains(TcpFlags::RST) {
             self.ack_now = true;
+            // RFC 5961 §4.2 answers a SYN "whatever its sequence number" with a
+            // challenge ACK: a bare one, as for a SYN in the window.
+            self.challenge_now |= f.contains(TcpFlags::SYN);
         }
         let end = seg.seq + seg.payload.len() as u32;
         if self.sack_ok
@@ -313,6 +319,11 @@ impl Tcb {
     /// A RST that passed the sequence test (RFC 5961 §3.2): exactly at RCV.NXT it ends
     /// the connection, elsewhere in the window it gets a challenge ACK.
     fn input_rst(&mut self, seg: &Segment<'_>, now: Instant) {
+        if self.state == State::TimeWait && self.cfg.rfc1337 {
+            // RFC 1337 §3 (TIME-WAIT assassination), fix "(1) Ignore RST segments in
+            // TIME-WAIT state".
+            return;
+        }
         if seg.seq != self.rcv_nxt && self.cfg.challenge_rst {
             // In the window but not exact: a challenge ACK.
             self.challenge_ack(now);
@@ -323,7 +334,11 @@ impl Tcb {
             // this connection to LISTEN state": for us, just discard it.
             State::SynReceived if self.passive => self.enter_closed(),
             State::SynReceived => self.drop_with(TcpError::Refused),
-            State::Closing | State::LastAck | State::TimeWait => self.enter_closed(),
+            // RFC 9293: "enter the CLOSED state, delete the TCB, and return". An
+            // application still holding the socket learns of the reset, as Linux
+            // (`tcp_reset`) and FreeBSD report ECONNRESET there.
+            State::Closing | State::LastAck => self.drop_with(TcpError::Reset),
+            State::TimeWait => self.enter_closed(),
             _ => self.drop_with(TcpError::Reset),
         }
     }
@@ -422,6 +437,7 @@ impl Tcb {
         }
         self.stats.challenge_acks += 1;
         self.ack_now = true;
+        self.challenge_now = true;
     }
 
     /// The ACK field (RFC 9293 "fifth, check the ACK field" for ESTABLISHED and the
@@ -932,6 +948,30 @@ impl Tcb {
                 }
             }
         }
+    }
+
+    /// TIME-WAIT as FreeBSD's `tcp_twcheck` ([`TimeWaitInput::FreeBsd`]); a SYN that
+    /// reopens the connection never gets here (`time_wait_reopen`).
+    fn input_twcheck(&mut self, seg: &Segment<'_>, now: Instant) -> InputOutcome {
+        let f = seg.flags;
+        // RSTs are ignored (RFC 1337), and so is a segment without ACK.
+        if f.contains(TcpFlags::RST) || !f.contains(TcpFlags::ACK) {
+            self.stats.drops += 1;
+            return InputOutcome::Ok;
+        }
+        // A retransmitted FIN restarts the 2 MSL timer.
+        if f.contains(TcpFlags::FIN) && seg.seq + seg.seg_len() == self.rcv_nxt {
+            self.timers.set(TimerKind::TwoMsl, now + self.cfg.time_wait);
+        }
+        // "Acknowledge the segment if it has data or is not a duplicate ACK."
+        let dup_ack = f == TcpFlags::ACK
+            && seg.payload.is_empty()
+            && seg.seq == self.rcv_nxt
+            && seg.ack == self.snd_max;
+        if !dup_ack {
+            self.ack_now = true;
+        }
+        InputOutcome::Ok
     }
 
     pub(crate) fn enter_time_wait(&mut self, now: Instant) {

@@ -29,7 +29,7 @@ pub mod timer;
 #[cfg(test)]
 mod tests;
 
-pub use config::{Keepalive, TcpConfig, TcpError, UserError};
+pub use config::{Keepalive, TcpConfig, TcpError, TimeWaitInput, UserError};
 #[cfg(test)]
 pub use tcb::EcnStats;
 pub use tcb::{State, Tcb, TcpInfo};

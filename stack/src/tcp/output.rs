@@ -599,11 +599,29 @@ impl Tcb {
             return None;
         }
         // BSD: "If we are sending a pure ack, use snd_max" as the sequence number.
-        let hdr = self.header(self.snd_max, TcpFlags::ACK, now);
+        let challenge = std::mem::take(&mut self.challenge_now);
+        let hdr = match self.unacked_fin() {
+            // FreeBSD's tcp_output with `fin_with_every_ack`: "If we are doing a
+            // retransmission of FIN, back up snd_nxt" -- the ACK carries the FIN again.
+            Some(fin) if self.cfg.fin_with_every_ack && !challenge => {
+                self.header(fin, TcpFlags::ACK | TcpFlags::FIN, now)
+            }
+            _ => self.header(self.snd_max, TcpFlags::ACK, now),
+        };
         self.note_ack_sent(&hdr);
         self.stats.segs_out += 1;
         // RFC 3168 §6.1.4: pure ACKs are sent Not-ECT.
         Some(OutSegment::control(hdr, false))
+    }
+
+    /// Our FIN's sequence number while it is sent and unacknowledged.
+    fn unacked_fin(&self) -> Option<Seq> {
+        let fin = self.fin_seq()?;
+        let sent = matches!(
+            self.state,
+            State::FinWait1 | State::Closing | State::LastAck
+        ) && self.snd_max == fin + 1;
+        (sent && self.snd_una <= fin).then_some(fin)
     }
 
     /// True when a window update is worth sending now (the application's read opened
@@ -701,6 +719,7 @@ impl Tcb {
             self.dsack = None;
         }
         self.ack_now = false;
+        self.challenge_now = false;
         self.unacked_bytes = 0;
         self.timers.stop(TimerKind::Delack);
         self.last_ack_sent = hdr.ack;

@@ -338,7 +338,8 @@ pub enum SegmentError {
     /// An option with a bad length, or one running past the header.
     #[error("malformed TCP options")]
     BadOptions,
-    /// A combination of control bits no conforming TCP sends (SYN+FIN, SYN+RST).
+    /// A combination of control bits no conforming TCP sends (SYN+RST; SYN+FIN is
+    /// dropped by the TCP layer unless `TcpConfig::drop_synfin` is off).
     #[error("impossible TCP flag combination")]
     ImpossibleFlags,
     /// Source or destination port 0.
@@ -353,9 +354,10 @@ pub enum SegmentError {
 /// (`csum` contains [`CsumFlags::DATA_VALID`]). Checks, in order: length, data offset,
 /// checksum, ports, flags, options.
 ///
-/// Flags: SYN+FIN and SYN+RST are rejected. No conforming TCP sends them, they are the
-/// classic scan/evasion probes, and Linux drops SYN+FIN too (`tcp_rcv_state_process`,
-/// LISTEN); FreeBSD has `net.inet.tcp.drop_synfin`. RST+FIN is accepted: RFC 9293
+/// Flags: SYN+RST is rejected. SYN+FIN parses, and the TCP layer drops it unless
+/// `TcpConfig::drop_synfin` is off: no conforming TCP sends either, they are the classic
+/// scan/evasion probes, and Linux drops SYN+FIN too (`tcp_rcv_state_process`, LISTEN);
+/// FreeBSD has `net.inet.tcp.drop_synfin`. RST+FIN is accepted: RFC 9293
 /// §3.10.7.4 checks the RST bit ("second") long before the FIN bit ("eighth"), so it is
 /// handled as a reset. A segment with no flags at all is accepted too, because the state
 /// machine has defined answers for it: RFC 9293 §3.10.7.1 (CLOSED) "An incoming segment
@@ -393,9 +395,7 @@ pub fn parse(
     }
 
     let flags = flags_of(&pkt);
-    if flags.contains(TcpFlags::SYN | TcpFlags::FIN)
-        || flags.contains(TcpFlags::SYN | TcpFlags::RST)
-    {
+    if flags.contains(TcpFlags::SYN | TcpFlags::RST) {
         return Err(SegmentError::ImpossibleFlags);
     }
 
@@ -851,7 +851,8 @@ mod tests {
             parse(SRC, DST, &seg, CsumFlags::DATA_VALID).map(|s| s.flags)
         };
         use TcpFlags as F;
-        assert_eq!(with(F::SYN | F::FIN), Err(SegmentError::ImpossibleFlags));
+        // SYN+FIN parses; the TCP layer drops it (`TcpConfig::drop_synfin`).
+        assert_eq!(with(F::SYN | F::FIN), Ok(F::SYN | F::FIN));
         assert_eq!(with(F::SYN | F::RST), Err(SegmentError::ImpossibleFlags));
         assert_eq!(with(F::all()), Err(SegmentError::ImpossibleFlags));
         // Accepted, the state machine decides (see `parse`).

@@ -4,7 +4,7 @@
 use super::Tcb;
 
 /// A `tcp_info`-like snapshot.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct TcpInfo {
     /// State name.
     pub state: &'static str,

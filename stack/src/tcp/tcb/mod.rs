@@ -198,6 +198,9 @@ pub struct Tcb {
 
     // --- ACK policy ---
     pub(super) ack_now: bool,
+    /// The pending ACK is a challenge ACK (RFC 5961): a bare ACK at SND.NXT, never
+    /// carrying a FIN again (`fin_with_every_ack`), as FreeBSD's `tcp_respond` sends it.
+    pub(super) challenge_now: bool,
     /// In-order bytes received since our last ACK.
     pub(super) unacked_bytes: u32,
     /// Send a zero-window probe byte even though the window is closed.
@@ -320,6 +323,7 @@ impl Tcb {
             rtt_timing: None,
             rxtshift: 0,
             ack_now: false,
+            challenge_now: false,
             unacked_bytes: 0,
             force_one: false,
             persist_shift: 0,

@@ -40,11 +40,12 @@ fn our_fin_is_retransmitted() {
 }
 
 // RFC 9293 §3.10.7.4 (second, CLOSING): "If the RST bit is set, then enter the CLOSED
-// state, delete the TCB, and return."
+// state, delete the TCB, and return." The application still holding the socket is told
+// (ECONNRESET), as Linux's `tcp_reset` and FreeBSD do.
 #[test]
-fn reset_closes_without_error() {
+fn reset_closes_with_reset_error() {
     let mut c = closing();
     send!(c, seg(PEER_ISS + 2).flags(F::RST));
     assert_eq!(c.state(), State::Closed);
-    assert_eq!(c.tcb.error(), None);
+    assert_eq!(c.tcb.error(), Some(TcpError::Reset));
 }

@@ -11,6 +11,7 @@ mod delack_nagle;
 mod ecn;
 mod established;
 mod fast_retransmit;
+mod freebsd_compat;
 mod fin_wait;
 mod half_close;
 mod keepalive;

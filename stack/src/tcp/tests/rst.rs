@@ -17,7 +17,9 @@ fn expected(state: State) -> Option<TcpError> {
             Some(TcpError::Reset)
         }
         // "CLOSING, LAST-ACK, TIME-WAIT: If the RST bit is set, then enter the CLOSED
-        // state, delete the TCB, and return."
+        // state, delete the TCB, and return." A socket still held in CLOSING or
+        // LAST-ACK learns of it, as on Linux (`tcp_reset`) and FreeBSD.
+        State::Closing | State::LastAck => Some(TcpError::Reset),
         _ => None,
     }
 }
