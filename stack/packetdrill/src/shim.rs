@@ -319,12 +319,30 @@ impl Shim {
         }
     }
 
-    /// Moves virtual time forward by `d`, running every timer on the way.
+    /// Moves virtual time forward by `d`, running every timer on the way. While a
+    /// call is blocked in another thread, each timer step gives it [`GRACE`] to see
+    /// the step's effect at that virtual time (a connect timing out returns when its
+    /// timer fires, not at the end of the sleep).
     pub fn sleep(&self, d: Duration) {
-        self.with(|g| {
-            let t = g.sim.now() + d;
-            g.advance_to(t);
-        });
+        let mut g = self.lock();
+        let t = g.sim.now() + d;
+        g.settle();
+        while let Some(n) = g.sim.next_deadline().filter(|&n| n <= t && n > g.sim.now()) {
+            g.sim.advance_to(n);
+            g.settle();
+            if g.blocked > 0 {
+                g.publish_sockstat();
+                g.generation += 1;
+                self.changed.notify_all();
+                g = self
+                    .changed
+                    .wait_timeout(g, GRACE)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+        }
+        drop(g);
+        self.with(|g| g.advance_to(t));
     }
 
     /// The virtual time in µs since the Unix epoch (moving it 1 µs forward).

@@ -394,7 +394,15 @@ impl Tcb {
         let len = seg.payload.len() as u32
             + seg.flags.contains(TcpFlags::SYN) as u32
             + seg.flags.contains(TcpFlags::FIN) as u32;
-        let wnd = self.rcv_wnd();
+        let mut wnd = self.rcv_wnd();
+        if self.state == State::SynReceived && self.passive {
+            // A passive open's peer knows only our SYN,ACK's window, never scaled (RFC
+            // 7323 §2.2: "The window field in a segment where the SYN bit is set ...
+            // MUST NOT be scaled"), so at most 65,535 even when the buffer is larger:
+            // the window FreeBSD's syncache checks against. (A simultaneous open keeps
+            // the buffer's window, as FreeBSD's full control block does there.)
+            wnd = wnd.min(u16::MAX as u32);
+        }
         match (len, wnd) {
             (0, 0) => seg.seq == self.rcv_nxt,
             (0, _) => seg.seq.in_window(self.rcv_nxt, wnd),

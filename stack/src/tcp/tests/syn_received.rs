@@ -199,3 +199,24 @@ fn reading_the_first_request_sends_no_window_update() {
     assert_eq!(out.len(), 1, "the response carries the ACK: {out:?}");
     assert_eq!(out[0].payload.len(), 200);
 }
+
+// RFC 7323 §2.2: a SYN's window is never scaled, so a passive open's peer was told at
+// most 65,535 bytes, whatever the buffer: the receive window checked in SYN-RECEIVED is
+// that (as FreeBSD's syncache checks it), not the buffer's.
+#[test]
+fn passive_window_is_what_the_syn_ack_advertised() {
+    let big = TcpConfig {
+        rcvbuf: 128 * 1024,
+        ..cfg()
+    };
+    let mut c = Conn::accept(big, peer_syn());
+    let _ = c.output();
+    // A RST past 65,535 is outside the window: dropped without an answer.
+    send!(c, seg(PEER_ISS + 1 + 65_535).flags(F::RST));
+    recv_nothing!(c);
+    assert_eq!(c.state(), State::SynReceived);
+    // Just inside: a challenge ACK (RFC 5961 §3.2).
+    send!(c, seg(PEER_ISS + 1 + 65_534).flags(F::RST));
+    assert_eq!(c.output().len(), 1);
+    assert_eq!(c.state(), State::SynReceived);
+}
