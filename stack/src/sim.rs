@@ -638,6 +638,12 @@ mod tests {
 
     /// A bare SYN (no options) from the peer to `port` of host 0, checksums valid.
     fn syn(sport: u16, port: u16, seq: u32) -> Vec<u8> {
+        segment(sport, port, seq, 0x02)
+    }
+
+    /// A segment without options or payload from the peer to `port` of host 0, with
+    /// these TCP flags, checksums valid.
+    fn segment(sport: u16, port: u16, seq: u32, flags: u8) -> Vec<u8> {
         let mut f = vec![0u8; 14 + 20 + 20];
         f[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
         f[6..12].copy_from_slice(&PEER_MAC);
@@ -657,7 +663,7 @@ mod tests {
         tcp[2..4].copy_from_slice(&port.to_be_bytes());
         tcp[4..8].copy_from_slice(&seq.to_be_bytes());
         tcp[12] = 5 << 4;
-        tcp[13] = 0x02; // SYN
+        tcp[13] = flags;
         tcp[14..16].copy_from_slice(&65535u16.to_be_bytes());
         let pseudo = checksum::pseudo_header_v4(PEER_IP, host_addr(0).octets(), 6, 20);
         let c = !checksum::fold(checksum::add(pseudo, tcp));
@@ -709,6 +715,36 @@ mod tests {
         assert_eq!(s.handoffs(), 1);
         assert_eq!(s.counter("tcp.rx_misplaced"), 0);
         assert_eq!(s.counter("device.rx_frames"), 2);
+    }
+
+    /// The TCP flags and ACK number of the one TCP segment `s` sent, if any.
+    fn sent_tcp(s: &mut SimStack) -> Option<(u8, u32)> {
+        let out = s.take_sent();
+        let f = out.iter().find(|f| f.len() >= 54 && f[23] == 6)?;
+        Some((f[47], u32::from_be_bytes([f[42], f[43], f[44], f[45]])))
+    }
+
+    // SYN+FIN: dropped and counted by default (`drop_synfin`); off, handled as a SYN
+    // (FIN ignored) at a listener, and answered with a RST acknowledging both at a
+    // closed port (RFC 9293 §3.10.7.1: ACK = SEG.SEQ + SEG.LEN).
+    #[test]
+    fn syn_fin_is_dropped_unless_drop_synfin_is_off() {
+        let mut s = listening(1, false);
+        s.inject(0, arp_request());
+        s.run_now();
+        let _ = s.take_sent();
+        s.inject(0, segment(40010, 80, 100, 0x03));
+        s.run_now();
+        assert_eq!(sent_tcp(&mut s), None);
+        assert_eq!(s.counter("tcp.drop_bad_flags"), 1);
+
+        s.update_tcp_config(|c| c.drop_synfin = false);
+        s.inject(0, segment(40011, 80, 100, 0x03));
+        s.run_now();
+        assert_eq!(sent_tcp(&mut s), Some((0x12, 101)), "SYN,ACK for the SYN only");
+        s.inject(0, segment(40012, 81, 100, 0x03));
+        s.run_now();
+        assert_eq!(sent_tcp(&mut s), Some((0x14, 102)), "RST,ACK for SYN and FIN");
     }
 
     #[test]

@@ -238,6 +238,7 @@ impl TcpLayer {
                 return;
             }
         };
+        let flags = seg.flags;
         if seg.flags.contains(TcpFlags::SYN | TcpFlags::FIN) {
             // A SYN+FIN: dropped (`drop_synfin`, the default), or handled as the SYN it
             // also is, its FIN ignored (FreeBSD's `drop_synfin=0`).
@@ -275,7 +276,8 @@ impl TcpLayer {
         }
         Counters::inc(&ctx.counters().tcp_no_conn);
         // RFC 9293 §3.10.7.1 CLOSED: "An incoming segment not containing a RST causes
-        // a RST to be sent in response."
+        // a RST to be sent in response", acknowledging SEG.LEN (a SYN+FIN's FIN too).
+        seg.flags = flags;
         self.send_reset(ifp, ctx, &tuple, &seg);
     }
 
