@@ -42,6 +42,21 @@ impl IcmpError {
     pub fn is_hard(&self) -> bool {
         matches!(self.kind, (UNREACHABLE, 2 | 3 | 9 | 10 | 13))
     }
+
+    /// The soft error this reports, as Linux's `icmp_err_convert` maps it: net
+    /// unreachable (codes 0, 6, 11) as "network unreachable", the other host-side
+    /// unreachable codes and time exceeded as "no route to host". `None` for hard
+    /// errors and fragmentation needed.
+    pub fn soft_error(&self) -> Option<crate::tcp::TcpError> {
+        use crate::tcp::TcpError;
+        match self.kind {
+            (UNREACHABLE, 0 | 6 | 11) => Some(TcpError::NetUnreachable),
+            (UNREACHABLE, 1 | 5 | 7 | 8 | 12 | 14 | 15) | (TIME_EXCEEDED, _) => {
+                Some(TcpError::HostUnreachable)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Parses an ICMP error that quotes a TCP segment from `ifp` (RFC 792: the original IP

@@ -73,6 +73,12 @@ pub(crate) fn tcp_error(e: TcpError) -> io::Error {
         }
         TcpError::TimedOut => io::Error::new(io::ErrorKind::TimedOut, "connection timed out"),
         TcpError::Aborted => io::Error::new(io::ErrorKind::ConnectionAborted, "connection aborted"),
+        TcpError::HostUnreachable => {
+            io::Error::new(io::ErrorKind::HostUnreachable, "no route to host")
+        }
+        TcpError::NetUnreachable => {
+            io::Error::new(io::ErrorKind::NetworkUnreachable, "network is unreachable")
+        }
     }
 }
 

@@ -386,7 +386,9 @@ impl TcpStream {
         self.conn.lock().tcb.info()
     }
 
-    /// The pending error, if the connection failed (SO_ERROR).
+    /// The pending error, if the connection failed (SO_ERROR). A soft error ICMP
+    /// reported is not one (the connection goes on): it becomes the error if the
+    /// connection then times out, as FreeBSD's `t_softerror`.
     pub fn take_error(&self) -> io::Result<Option<io::Error>> {
         Ok(self.conn.lock().tcb.error().map(tcp_error))
     }

@@ -188,6 +188,14 @@ pub enum TcpError {
     /// The local side aborted.
     #[error("connection aborted")]
     Aborted,
+    /// ICMP said the host is unreachable (or the packet's time ran out on the way):
+    /// a soft error (RFC 1122 §4.2.3.9), never ending the connection by itself but
+    /// given as the reason when it then times out.
+    #[error("no route to host")]
+    HostUnreachable,
+    /// ICMP said the network is unreachable: a soft error, as `HostUnreachable`.
+    #[error("network is unreachable")]
+    NetUnreachable,
 }
 
 /// How TIME-WAIT answers segments ([`TcpConfig::time_wait_input`]).

@@ -173,6 +173,13 @@ impl Tcb {
         };
         if !self.acceptable(seg) {
             self.reject_unacceptable(seg, now);
+            if self.is_duplicate_fin(seg) {
+                // The peer's FIN again (our ACK of it was lost) with an ACK that may be
+                // new, e.g. of our own FIN in CLOSING: the ACK still counts, as FreeBSD
+                // (tcp_do_segment trims the duplicate and goes on) and Linux
+                // (tcp_sequence accepts a segment ending at RCV.NXT) process it.
+                self.process_ack(seg, now);
+            }
             return InputOutcome::Ok;
         }
 
@@ -248,6 +255,18 @@ impl Tcb {
             flags: f - TcpFlags::SYN,
             ..*seg
         })
+    }
+
+    /// A retransmission of the peer's FIN, without data, ending exactly at RCV.NXT,
+    /// with an ACK (TIME-WAIT has its own rule for it).
+    fn is_duplicate_fin(&self, seg: &Segment<'_>) -> bool {
+        let f = seg.flags;
+        f.contains(TcpFlags::FIN | TcpFlags::ACK)
+            && !f.intersects(TcpFlags::SYN | TcpFlags::RST)
+            && seg.payload.is_empty()
+            && seg.seq + 1 == self.rcv_nxt
+            && self.fin_received
+            && self.state != State::TimeWait
     }
 
     /// A zero-window probe (or any segment at RCV.NXT while our window is closed).
@@ -418,12 +437,20 @@ impl Tcb {
     /// `tcp_drop_syn_sent`). It counts only if it quotes a sequence number in flight,
     /// `SND.UNA <= seq < SND.MAX` (RFC 5927 §4.1: otherwise it may be forged). A hard
     /// error ends a connection attempt (SYN-SENT) with "connection refused", as FreeBSD
-    /// and Linux do; soft errors, and hard ones on a synchronized connection, leave it
+    /// and Linux do; soft errors are recorded as the reason of a later timeout; they, and
+    /// hard ones on a synchronized connection, leave it
     /// alone (RFC 5461 §4: TCP's retransmissions are its answer to a transient path
     /// problem). Returns true when the connection was dropped.
     pub(crate) fn icmp_error(&mut self, err: &crate::net::icmp::IcmpError) -> bool {
         let in_flight = err.seq >= self.snd_una && err.seq < self.snd_max;
-        if !in_flight || !err.is_hard() || !self.cfg.icmp_hard_errors {
+        if !in_flight {
+            return false;
+        }
+        if let Some(soft) = err.soft_error() {
+            self.soft_error = Some(soft);
+            return false;
+        }
+        if !err.is_hard() || !self.cfg.icmp_hard_errors {
             return false;
         }
         if self.state != State::SynSent {

@@ -219,6 +219,9 @@ pub struct Tcb {
 
     pub(super) timers: Timers,
     error: Option<TcpError>,
+    /// The last soft error ICMP reported (FreeBSD's `t_softerror`, Linux's
+    /// `sk_err_soft`): the reason given when the connection then times out.
+    pub(super) soft_error: Option<TcpError>,
     pub(super) stats: ConnStats,
     /// Readiness changed since the owner last looked (wake the application).
     pub(super) events: bool,
@@ -334,6 +337,7 @@ impl Tcb {
             challenge_window: (now, 0),
             timers: Timers::default(),
             error: None,
+            soft_error: None,
             stats: ConnStats::default(),
             events: false,
             cwnd_trace: cfg.cwnd_trace.map(|n| Box::new(CwndTrace::new(now, n))),
@@ -451,6 +455,12 @@ impl Tcb {
 
     /// Drops the connection with an error (RFC 9293 "connection reset"/timeouts).
     pub(crate) fn drop_with(&mut self, e: TcpError) {
+        // A timeout after ICMP reported a soft error fails with that error (RFC 1122
+        // §4.2.3.9 wants it passed on; Linux's `tcp_write_err` does the same).
+        let e = match (e, self.soft_error) {
+            (TcpError::TimedOut, Some(soft)) => soft,
+            _ => e,
+        };
         self.error.get_or_insert(e);
         self.enter_closed();
     }

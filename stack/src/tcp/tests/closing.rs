@@ -49,3 +49,14 @@ fn reset_closes_with_reset_error() {
     assert_eq!(c.state(), State::Closed);
     assert_eq!(c.tcb.error(), Some(TcpError::Reset));
 }
+
+// The peer retransmits its FIN (our ACK of it was lost), now acknowledging our FIN: the
+// duplicate FIN is acknowledged and its ACK still moves CLOSING to TIME-WAIT (FreeBSD
+// trims the duplicate and processes the ACK; Linux accepts a segment ending at RCV.NXT).
+#[test]
+fn duplicate_fin_acking_our_fin_enters_time_wait() {
+    let mut c = closing();
+    send!(c, peer_ack(0, 1).flags(F::FIN));
+    assert_eq!(c.state(), State::TimeWait);
+    recv!(c, our_ack(1, 1, W));
+}

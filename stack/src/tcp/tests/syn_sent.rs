@@ -135,3 +135,28 @@ fn close_deletes_the_tcb_without_sending() {
     recv_nothing!(c);
     assert!(c.tcb.is_dead());
 }
+
+// RFC 1122 §4.2.3.9: ICMP time exceeded and net/host unreachable are soft errors: "TCP
+// MUST NOT abort the connection", but the error should reach the application. It does
+// as the reason when the connection then times out (FreeBSD's `t_softerror`).
+#[test]
+fn soft_icmp_error_is_the_reason_of_a_later_timeout() {
+    let mut c = syn_sent_with(TcpConfig {
+        syn_retries: 1,
+        ..cfg()
+    });
+    let err = crate::net::icmp::IcmpError {
+        kind: (11, 0),
+        local: LOCAL,
+        remote: REMOTE,
+        seq: OUR_ISS,
+    };
+    assert!(!c.tcb.icmp_error(&err), "a soft error does not drop");
+    assert_eq!(c.state(), State::SynSent);
+    assert_eq!(c.tcb.error(), None);
+    while c.state() != State::Closed {
+        c.fire();
+        let _ = c.output();
+    }
+    assert_eq!(c.tcb.error(), Some(TcpError::HostUnreachable));
+}
