@@ -616,8 +616,10 @@ pub fn mtu_flag(text: &str) -> String {
 ///   is commented out;
 /// - ICMP codes upstream has no name for: `ttl_exceeded_in_transit` -> `code_0`,
 ///   `frag_reass_exceeded` -> `code_1` (RFC 792's time-exceeded codes);
-/// - FreeBSD's `TCP_KEEPINIT`, which packetdrill's Linux build cannot name: its number
-///   (128, which the shared object takes as FreeBSD's option);
+/// - FreeBSD's `TCP_KEEPINIT` and `TCP_NOOPT`, which packetdrill's Linux build cannot
+///   name: the numbers the shared object takes them by (128, FreeBSD's own, for
+///   `TCP_KEEPINIT`; 0x10008 for `TCP_NOOPT`, whose FreeBSD number 8 is Linux's
+///   `TCP_WINDOW_CLAMP`);
 /// - in Python blocks, FreeBSD's `TCPI_*` state names: Linux's (see [`TCPI_STATES`]).
 ///
 /// `Err` is why the script is skipped: what upstream packetdrill has no equivalent
@@ -670,10 +672,6 @@ pub fn rewrite(text: &str, profile: &str) -> std::result::Result<String, String>
                 ("tcp_md5", "the TCP MD5 option"),
                 ("TCP_MD5SIG", "the TCP MD5 option"),
                 (
-                    "TCP_NOOPT",
-                    "FreeBSD's TCP_NOOPT, unknown to packetdrill's Linux build,",
-                ),
-                (
                     "TCP_RACK_",
                     "FreeBSD's RACK stack options, unknown to packetdrill's Linux build,",
                 ),
@@ -699,7 +697,8 @@ pub fn rewrite(text: &str, profile: &str) -> std::result::Result<String, String>
         let mut line = line
             .replace("ttl_exceeded_in_transit", "code_0")
             .replace("frag_reass_exceeded", "code_1")
-            .replace("TCP_KEEPINIT", "128");
+            .replace("TCP_KEEPINIT", "128")
+            .replace("TCP_NOOPT", "65544");
         if line.contains("%{") {
             for (freebsd, linux) in TCPI_STATES {
                 line = line.replace(freebsd, linux);
@@ -871,12 +870,19 @@ mod tests {
         assert_eq!(linux.lines().nth(2), Some("+0 > R. 1:1(0)"));
         assert!(linux.lines().nth(5).unwrap().starts_with("//"));
         assert_eq!(linux.lines().nth(7), Some("x"));
-        assert!(rewrite(
-            "+0 setsockopt(3, IPPROTO_TCP, TCP_NOOPT, [1], 4) = 0\n",
-            "freebsd"
-        )
-        .unwrap_err()
-        .contains("TCP_NOOPT"));
+        assert_eq!(
+            rewrite(
+                "+0 setsockopt(3, IPPROTO_TCP, TCP_NOOPT, [1], 4) = 0\n",
+                "freebsd"
+            )
+            .unwrap(),
+            "+0 setsockopt(3, IPPROTO_TCP, 65544, [1], 4) = 0\n"
+        );
+        assert!(rewrite("+0 setsockopt(3, IPPROTO_TCP, TCP_MD5SIG, [1], 4) = 0\n", "freebsd")
+            .unwrap_err()
+            .contains("MD5"));
+        let py = rewrite("+0 %{ assert tcpi_state == TCPI_SYN_RECEIVED }%\n", "freebsd").unwrap();
+        assert_eq!(py, "+0 %{ assert tcpi_state == TCP_SYN_RECV }%\n");
         assert!(rewrite("+0 > (tos 0x20) R. 0:0(0)! ack 1 win 0\n", "freebsd").is_err());
         assert!(rewrite("// udp_encapsulation in a comment\n", "freebsd").is_ok());
         assert!(rewrite("#ifdef FreeBSD\n", "freebsd").is_err());

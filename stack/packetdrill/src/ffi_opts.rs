@@ -4,7 +4,7 @@
 //! (empty, as Linux for modules without one), SO_MEMINFO (the buffer sizes), and
 //! TCP_KEEPIDLE/TCP_KEEPINTVL/TCP_KEEPCNT (seconds and probes, as on FreeBSD and Linux;
 //! the stack's `set_keepalive`), FreeBSD's TCP_KEEPINIT by its FreeBSD number (the
-//! connect timeout, seconds); anything else is counted and fails with `ENOPROTOOPT`.
+//! connect timeout, seconds) and TCP_NOOPT (by [`FREEBSD_TCP_NOOPT`]); anything else is counted and fails with `ENOPROTOOPT`.
 
 use std::ffi::{c_int, c_void};
 
@@ -18,6 +18,10 @@ use crate::tcpinfo;
 /// FreeBSD's `TCP_KEEPINIT` (`netinet/tcp.h`): Linux has no such option, so its number
 /// is free; the runner writes it as a number in the scripts.
 pub const FREEBSD_TCP_KEEPINIT: c_int = 128;
+
+/// FreeBSD's `TCP_NOOPT`, 8 there, which is Linux's `TCP_WINDOW_CLAMP`: the shim takes
+/// it under this number instead, which the runner writes in the scripts.
+pub const FREEBSD_TCP_NOOPT: c_int = 0x1_0008;
 
 /// Linux's `SO_MEMINFO` vector: `SK_MEMINFO_VARS` u32s.
 const SK_MEMINFO_VARS: usize = 9;
@@ -109,6 +113,7 @@ fn get_int(g: &mut Inner, fd: c_int, level: c_int, name: c_int) -> Result<c_int,
             _ => 536,
         }),
         (libc::IPPROTO_TCP, FREEBSD_TCP_KEEPINIT) => Ok(o.keepinit.unwrap_or(75) as c_int),
+        (libc::IPPROTO_TCP, FREEBSD_TCP_NOOPT) => Ok(o.noopt as c_int),
         _ => {
             g.unsupported(format!("getsockopt(level {level}, option {name})"));
             Err(libc::ENOPROTOOPT)
@@ -160,6 +165,11 @@ fn set(g: &mut Inner, fd: c_int, level: c_int, name: c_int, v: c_int) -> Result<
         (libc::IPPROTO_TCP, FREEBSD_TCP_KEEPINIT) => {
             // Fixed at the SYN: applies to a connect made afterwards.
             o.keepinit = Some(v as u32);
+            return Ok(());
+        }
+        (libc::IPPROTO_TCP, FREEBSD_TCP_NOOPT) => {
+            // Fixed at the SYN: applies to a later connect or listen.
+            o.noopt = v != 0;
             return Ok(());
         }
         (libc::SOL_SOCKET, libc::SO_REUSEADDR) => o.reuseaddr = v != 0,

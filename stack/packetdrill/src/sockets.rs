@@ -43,6 +43,8 @@ pub struct Opts {
     pub linger: Option<c_int>,
     /// FreeBSD's TCP_KEEPINIT (seconds): the connect timeout of a later `connect`.
     pub keepinit: Option<u32>,
+    /// FreeBSD's TCP_NOOPT: a later `connect` or `listen` sends no TCP options.
+    pub noopt: bool,
     /// TCP_CONGESTION set before the connection existed (NUL-padded name).
     pub cc: Option<[u8; 16]>,
 }
@@ -184,6 +186,7 @@ impl Inner {
         if let Some(e) = self.ecn_sysctl {
             l.set_ecn(e != 0).map_err(io_err)?;
         }
+        l.set_no_options(o.noopt).map_err(io_err)?;
         self.fds.replace(fd, Sock::Listener(l, o))?;
         Ok(())
     }
@@ -225,6 +228,7 @@ impl Inner {
                 let co = xstack::ConnectOptions {
                     timeout: o.keepinit.map(|s| std::time::Duration::from_secs(s.max(1).into())),
                     nonblocking: true,
+                    no_options: o.noopt,
                     ..Default::default()
                 };
                 let s = TcpStream::connect_with(&self.net, addr, &co).map_err(io_err)?;

@@ -44,6 +44,9 @@ pub struct Defaults {
     pub drop_synfin: Option<bool>,
     /// `net.inet.tcp.ecn.maxretries`: SYN retransmissions that keep ECE and CWR.
     pub ecn_maxretries: Option<u32>,
+    /// `net.inet.tcp.rexmit_drop_options`: SYNs from the third retransmission on
+    /// carry MSS only.
+    pub rexmit_drop_options: Option<bool>,
     /// `net.inet.tcp.keepinit` (ms): the connection-establishment timeout.
     pub keepinit_ms: Option<u64>,
 }
@@ -74,6 +77,9 @@ impl Defaults {
             .maxsockbuf
             .map_or(base.window_shift, |m| Some(window_shift_for(m)));
         tcp.drop_synfin = self.drop_synfin.unwrap_or(base.drop_synfin);
+        tcp.syn_drop_options_after = self
+            .rexmit_drop_options
+            .map_or(base.syn_drop_options_after, |on| if on { 3 } else { 0 });
         tcp.ecn_syn_retries = self.ecn_maxretries.unwrap_or(base.ecn_syn_retries);
         tcp.connect_timeout = self
             .keepinit_ms
@@ -83,12 +89,10 @@ impl Defaults {
 
 /// Sysctls that change nothing at one value: xstack already behaves as FreeBSD does
 /// with it (`blackhole=0` answers closed ports, `purgenow=1` flushes a host cache
-/// xstack does not keep, `rexmit_drop_options=0` keeps options on retransmitted SYNs,
-/// as xstack does).
+/// xstack does not keep).
 const NO_OPS: &[(&str, &str)] = &[
     ("net.inet.tcp.blackhole", "0"),
     ("net.inet.tcp.hostcache.purgenow", "1"),
-    ("net.inet.tcp.rexmit_drop_options", "0"),
 ];
 
 /// Sysctls with no translation set to FreeBSD's default, as the suite does at every
@@ -127,6 +131,9 @@ pub fn apply(text: &str, d: &mut Defaults) -> Vec<String> {
             ("net.inet.tcp.drop_synfin", Some(n @ 0..=1)) => d.drop_synfin = Some(n == 1),
             ("net.inet.tcp.ecn.maxretries", Some(n)) => d.ecn_maxretries = Some(n as u32),
             ("net.inet.tcp.keepinit", Some(n @ 1..)) => d.keepinit_ms = Some(n as u64),
+            ("net.inet.tcp.rexmit_drop_options", Some(n @ 0..=1)) => {
+                d.rexmit_drop_options = Some(n == 1)
+            }
             (k, _)
                 if NO_OPS.contains(&(k, v.trim())) || FREEBSD_DEFAULTS.contains(&(k, v.trim())) => {
             }

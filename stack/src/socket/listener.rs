@@ -176,6 +176,13 @@ impl TcpListener {
         self.listener.ecn().unwrap_or_else(|| self.net.ecn())
     }
 
+    /// Connections this listener accepts from now on send no TCP options at all and
+    /// take up none (FreeBSD's TCP_NOOPT; see `TcpConfig::no_options`).
+    pub fn set_no_options(&self, on: bool) -> io::Result<()> {
+        self.listener.no_options.store(on, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// SYNs dropped because the backlog was full.
     pub fn overflows(&self) -> u64 {
         self.listener.overflows.load(Ordering::Relaxed)

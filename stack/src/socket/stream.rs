@@ -47,6 +47,9 @@ pub struct ConnectOptions {
     /// Return at once, as [`TcpStream::connect_nonblocking`]: the stream is non-blocking
     /// and becomes writable once connected.
     pub nonblocking: bool,
+    /// Send no TCP options, not even MSS, and take up none (FreeBSD's TCP_NOOPT; see
+    /// `TcpConfig::no_options`).
+    pub no_options: bool,
 }
 
 fn v4(addr: SocketAddr) -> io::Result<SocketAddrV4> {
@@ -118,7 +121,7 @@ impl TcpStream {
                 "connect timeout must be non-zero",
             ));
         }
-        let stream = Self::start_connect(net, v4(addr.into())?, timeout, opts.ecn)?;
+        let stream = Self::start_connect(net, v4(addr.into())?, timeout, opts)?;
         if opts.nonblocking {
             stream.nonblocking.store(true, Ordering::Relaxed);
             return Ok(stream);
@@ -157,7 +160,7 @@ impl TcpStream {
     ) -> io::Result<TcpStream> {
         let net = net.as_ref();
         let timeout = net.tcp.conn_config().connect_timeout;
-        let s = Self::start_connect(net, v4(addr.into())?, timeout, None)?;
+        let s = Self::start_connect(net, v4(addr.into())?, timeout, &ConnectOptions::default())?;
         s.nonblocking.store(true, Ordering::Relaxed);
         Ok(s)
     }
@@ -166,7 +169,7 @@ impl TcpStream {
         net: &NetStack,
         remote: SocketAddrV4,
         timeout: Duration,
-        ecn: Option<bool>,
+        opts: &ConnectOptions,
     ) -> io::Result<TcpStream> {
         if remote.port() == 0
             || remote.ip().is_unspecified()
@@ -200,9 +203,10 @@ impl TcpStream {
         let now = tcp.clock.now();
         let mut cfg = tcp.conn_config();
         cfg.connect_timeout = timeout;
-        if let Some(on) = ecn {
+        if let Some(on) = opts.ecn {
             cfg.ecn = on;
         }
+        cfg.no_options |= opts.no_options;
         let cc = tcp.cc.create_default();
         let iss = tcp.isn.isn(local, remote, now);
         let tcb = Tcb::connect(cfg, local, remote, iss, cc, now);

@@ -133,6 +133,16 @@ pub struct TcpConfig {
     /// default: a retransmitted SYN drops ECN at once (RFC 3168 §6.1.1.1 leaves the
     /// choice to the implementation).
     pub ecn_syn_retries: u32,
+    /// From this SYN retransmission on, a connection attempt stops offering window
+    /// scaling, timestamps and SACK (only MSS is left), in case a middlebox drops SYNs
+    /// with options (FreeBSD's `net.inet.tcp.rexmit_drop_options=1` does it at the
+    /// third). 0, the default: never (as Linux).
+    pub syn_drop_options_after: u32,
+    /// Send no TCP options at all, not even MSS, and take up none the peer sends
+    /// (FreeBSD's per-socket TCP_NOOPT): the send MSS is then RFC 9293's default, 536.
+    /// Off by default; set per connection with `ConnectOptions::no_options` or
+    /// `TcpListener::set_no_options`.
+    pub no_options: bool,
 }
 
 impl Default for TcpConfig {
@@ -169,6 +179,8 @@ impl Default for TcpConfig {
             time_wait_input: TimeWaitInput::Rfc9293,
             drop_synfin: true,
             ecn_syn_retries: 0,
+            syn_drop_options_after: 0,
+            no_options: false,
         }
     }
 }

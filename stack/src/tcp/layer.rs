@@ -401,6 +401,7 @@ impl TcpLayer {
         if let Some(on) = listener.ecn() {
             cfg.ecn = on;
         }
+        cfg.no_options |= listener.no_options.load(Ordering::Relaxed);
         let tcb = Tcb::accept_syn(cfg, tuple.local, tuple.remote, iss, cc, seg, now);
         let owner = self.owner_of(tuple.local, tuple.remote);
         let Ok(conn) = self.pcbs.insert(tuple, owner, tcb) else {

@@ -298,6 +298,12 @@ impl Tcb {
         if (!passive && self.cfg.timestamps) || (passive && self.ts_enabled) {
             o.timestamps = Some((self.ts_now(now), if passive { self.ts_recent } else { 0 }));
         }
+        if self.cfg.no_options {
+            o = TcpOptions {
+                layout: self.cfg.option_layout,
+                ..Default::default()
+            };
+        }
         hdr.options = o;
         // RFC 7323 §2.2: "The window field in a segment where the SYN bit is set
         // (i.e., a <SYN> or <SYN,ACK>) MUST NOT be scaled."

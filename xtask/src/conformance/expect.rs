@@ -93,7 +93,7 @@ pub const REASONS: &[(&str, &str, &[&str])] = &[
     ),
     (
         "freebsd-sockopt",
-        "FreeBSD-only socket option (TCP_NOOPT, TCP_KEEPINIT) unknown to packetdrill here",
+        "FreeBSD-only socket option unknown to packetdrill here",
         &["unknown symbol"],
     ),
     (

@@ -146,6 +146,9 @@ pub struct Listener {
     /// ECN for connections accepted from now on: 0 = the stack's setting, 1 = off,
     /// 2 = on (see [`Listener::ecn`]).
     pub(super) ecn: AtomicU8,
+    /// Connections accepted from now on send and take up no TCP options
+    /// (`TcpConfig::no_options`).
+    pub no_options: AtomicBool,
 }
 
 impl Listener {

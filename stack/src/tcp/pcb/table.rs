@@ -252,6 +252,7 @@ impl PcbTable {
                     closed: AtomicBool::new(false),
                     sinks: Mutex::new(Vec::new()),
                     ecn: AtomicU8::new(0),
+                    no_options: AtomicBool::new(false),
                     overflows: AtomicU64::new(0),
                 })
             })

@@ -380,7 +380,8 @@ impl Tcb {
     /// Applies the options of the peer's SYN (or SYN,ACK): MSS, window scale,
     /// timestamps and SACK-permitted are on only when both sides offered them.
     pub(crate) fn negotiate(&mut self, syn: &super::segment::Segment<'_>) {
-        let o = &syn.options;
+        let none = super::segment::TcpOptions::default();
+        let o = if self.cfg.no_options { &none } else { &syn.options };
         // RFC 9293 §3.7.1: without the option, assume 536.
         let peer_mss = o.mss.map(|m| m as u32).unwrap_or(536).max(64);
         if self.cfg.window_scaling {

@@ -92,3 +92,57 @@ fn ecn_kept_on_the_first_retransmitted_syns() {
     send!(c, peer_syn().ack(OUR_ISS + 1).flags(F::ECE));
     assert!(!c.tcb.ecn(), "a non-ECN-setup SYN was sent");
 }
+
+// FreeBSD's `rexmit_drop_options`: from the configured SYN retransmission on, the SYN
+// offers MSS only, and options the SYN,ACK then offers are not taken up.
+#[test]
+fn syn_options_dropped_after_retransmissions() {
+    let mut c = Conn::connect(TcpConfig {
+        window_scaling: true,
+        timestamps: true,
+        sack: true,
+        syn_drop_options_after: 2,
+        ..cfg()
+    });
+    let with = |s: &Seg| s.options.wscale.is_some() && s.options.sack_permitted;
+    let first = c.output();
+    assert!(with(&first[0]), "{first:?}");
+    c.fire();
+    let second = c.output();
+    assert!(with(&second[0]), "{second:?}");
+    c.fire();
+    let third = c.output();
+    let o = &third[0].options;
+    assert!(o.wscale.is_none() && !o.sack_permitted && o.timestamps.is_none(), "{third:?}");
+    assert_eq!(o.mss, Some(MSS as u16));
+    send!(c, peer_syn().ack(OUR_ISS + 1).wscale(7).sack_ok());
+    assert_eq!(c.state(), State::Established);
+    assert!(c.tcb.info().wscale.is_none() && !c.tcb.info().sack);
+}
+
+// FreeBSD's TCP_NOOPT (`TcpConfig::no_options`): a SYN with no options at all, not even
+// MSS; a passive open answers without options and takes up none of the peer's, so the
+// send MSS is RFC 9293's default.
+#[test]
+fn no_options_sends_and_takes_up_none() {
+    let noopt = TcpConfig {
+        window_scaling: true,
+        timestamps: true,
+        sack: true,
+        no_options: true,
+        ..cfg()
+    };
+    let mut c = Conn::connect(noopt.clone());
+    let syn = c.output();
+    assert_eq!(syn[0].options.mss, None, "{syn:?}");
+    assert!(syn[0].options.wscale.is_none() && !syn[0].options.sack_permitted);
+
+    let mut c = Conn::accept(noopt, peer_syn().mss(1000).wscale(6).sack_ok().ts(100, 0));
+    let synack = c.output();
+    assert_eq!(synack[0].options.mss, None, "{synack:?}");
+    assert!(synack[0].options.timestamps.is_none());
+    send!(c, peer_ack(0, 0) => InputOutcome::Established);
+    let info = c.tcb.info();
+    assert_eq!(info.mss, 536);
+    assert!(info.wscale.is_none() && !info.sack && !info.timestamps);
+}
