@@ -246,14 +246,17 @@ fn build_packetdrill() -> Result<PathBuf> {
 }
 
 /// Bumped when [`patch_packetdrill`] changes, so a built copy is rebuilt.
-const PATCHES_VERSION: &str = "patches 2";
+const PATCHES_VERSION: &str = "patches 3";
 
-/// The two changes made to packetdrill's source (each replaces one line):
+/// The three changes made to packetdrill's source (each replaces one line):
 ///
 /// - with `--so_filename`, a script's Python blocks read `TCP_INFO` (and
 ///   `TCP_CC_INFO`, `SO_MEMINFO`) through the shared object's `getsockopt`, as its
 ///   system-call events do; upstream calls the kernel's `getsockopt` on the descriptor
 ///   number, which names nothing in the kernel then;
+/// - likewise, the sockets a script leaves open are closed at its end through the
+///   shared object's `close` (upstream closes the descriptor number in the kernel and
+///   dies with "close: Bad file descriptor": upstream's own scripts leave sockets open);
 /// - a successful `bind` gives the socket its live addresses (the bound one and the
 ///   remote one the script's packets use), as nplab's packetdrill does: upstream sets
 ///   them only at `listen`/`connect`/a SYN, so a packet to a socket that is only bound
@@ -279,6 +282,14 @@ fn patch_packetdrill(work: &Path) -> Result<()> {
          \t\tbound->live.remote.ip = state->config->live_remote_ip;\n\
          \t\tbound->live.remote.port = htons(state->config->live_connect_port);\n\
          \t}\n",
+    )?;
+    patch_file(
+        &work.join("socket.c"),
+        "\t\tif (close(fd->live_fd))\n",
+        "\t\tif (state->so_instance ?\n\
+         \t\t    state->so_instance->ifc.close(state->so_instance->ifc.userdata,\n\
+         \t\t\t\t\t\t   fd->live_fd) :\n\
+         \t\t    close(fd->live_fd))\n",
     )
 }
 
