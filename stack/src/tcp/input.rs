@@ -114,6 +114,12 @@ impl Tcb {
             self.snd_nxt = self.iss;
             self.snd_max = self.iss;
             self.rtt_timing = None;
+            // RFC 9293 §3.10.7.3: "If there are other controls or text in the segment,
+            // queue them for processing after the ESTABLISHED state has been reached".
+            // The text is kept (unacknowledged) until then; a FIN is not.
+            if !seg.payload.is_empty() {
+                self.syn_data = Some(seg.payload.to_vec());
+            }
         }
         self.events = true;
         InputOutcome::Ok
@@ -218,6 +224,16 @@ impl Tcb {
                 return InputOutcome::SendReset;
             }
             outcome = InputOutcome::Established;
+            if let Some(data) = self.syn_data.take() {
+                // The text of a simultaneous open's SYN, queued until now.
+                let queued = Segment {
+                    seq: self.irs + 1,
+                    payload: &data,
+                    flags: TcpFlags::ACK,
+                    ..*seg
+                };
+                self.process_data_and_fin(&queued, now);
+            }
         }
 
         if !self.process_ack(seg, now) {

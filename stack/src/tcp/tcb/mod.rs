@@ -127,6 +127,9 @@ pub struct Tcb {
 
     // --- receive sequence space ---
     pub(super) irs: Seq,
+    /// The text of the peer's SYN in a simultaneous open, queued until ESTABLISHED
+    /// (RFC 9293 §3.10.7.3).
+    pub(super) syn_data: Option<Vec<u8>>,
     pub(super) rcv_nxt: Seq,
     /// Right edge of the window we last advertised (BSD `rcv_adv`).
     pub(super) rcv_adv: Seq,
@@ -289,6 +292,7 @@ impl Tcb {
             // Until the peer says otherwise (RFC 9293 §3.7.1: default 536).
             t_maxseg: 536.min(mss),
             irs: Seq(0),
+            syn_data: None,
             rcv_nxt: Seq(0),
             rcv_adv: Seq(0),
             rcv_wscale,

@@ -77,3 +77,18 @@ fn simultaneous_close_with_the_fin_acking_ours() {
     assert_eq!(c.state(), State::TimeWait);
     recv!(c, our_ack(1, 1, W));
 }
+
+// RFC 9293 §3.10.7.3 (SYN-SENT, SYN without ACK): "If there are other controls or text
+// in the segment, queue them for processing after the ESTABLISHED state has been
+// reached". The SYN,ACK does not acknowledge the text; ESTABLISHED delivers it.
+#[test]
+fn text_on_the_peers_syn_is_delivered_once_established() {
+    let mut c = syn_sent();
+    send!(c, peer_syn().data(b"abc"));
+    assert_eq!(c.state(), State::SynReceived);
+    recv!(c, our_syn().ack(PEER_ISS + 1));
+    assert!(c.read_all().is_empty());
+    send!(c, peer_ack(3, 0) => InputOutcome::Established);
+    assert_eq!(c.read_all(), b"abc");
+    assert_eq!(c.tcb.rcv_nxt(), PEER_ISS + 4);
+}
