@@ -741,10 +741,18 @@ mod tests {
         s.update_tcp_config(|c| c.drop_synfin = false);
         s.inject(0, segment(40011, 80, 100, 0x03));
         s.run_now();
-        assert_eq!(sent_tcp(&mut s), Some((0x12, 101)), "SYN,ACK for the SYN only");
+        assert_eq!(
+            sent_tcp(&mut s),
+            Some((0x12, 101)),
+            "SYN,ACK for the SYN only"
+        );
         s.inject(0, segment(40012, 81, 100, 0x03));
         s.run_now();
-        assert_eq!(sent_tcp(&mut s), Some((0x14, 102)), "RST,ACK for SYN and FIN");
+        assert_eq!(
+            sent_tcp(&mut s),
+            Some((0x14, 102)),
+            "RST,ACK for SYN and FIN"
+        );
     }
 
     #[test]

@@ -296,7 +296,8 @@ fn patch_packetdrill(work: &Path) -> Result<()> {
 /// Replaces the one occurrence of `old` in `file` with `new`; an error when `old` is
 /// not there exactly once (a packetdrill version the runner does not know).
 fn patch_file(file: &Path, old: &str, new: &str) -> Result<()> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     if text.matches(old).count() != 1 {
         bail!(
             "packetdrill's {} does not have `{}` once: this packetdrill version is not one the runner knows how to patch",
@@ -889,10 +890,17 @@ mod tests {
             .unwrap(),
             "+0 setsockopt(3, IPPROTO_TCP, 65544, [1], 4) = 0\n"
         );
-        assert!(rewrite("+0 setsockopt(3, IPPROTO_TCP, TCP_MD5SIG, [1], 4) = 0\n", "freebsd")
-            .unwrap_err()
-            .contains("MD5"));
-        let py = rewrite("+0 %{ assert tcpi_state == TCPI_SYN_RECEIVED }%\n", "freebsd").unwrap();
+        assert!(rewrite(
+            "+0 setsockopt(3, IPPROTO_TCP, TCP_MD5SIG, [1], 4) = 0\n",
+            "freebsd"
+        )
+        .unwrap_err()
+        .contains("MD5"));
+        let py = rewrite(
+            "+0 %{ assert tcpi_state == TCPI_SYN_RECEIVED }%\n",
+            "freebsd",
+        )
+        .unwrap();
         assert_eq!(py, "+0 %{ assert tcpi_state == TCP_SYN_RECV }%\n");
         assert!(rewrite("+0 > (tos 0x20) R. 0:0(0)! ack 1 win 0\n", "freebsd").is_err());
         assert!(rewrite("// udp_encapsulation in a comment\n", "freebsd").is_ok());

@@ -629,28 +629,70 @@ unsafe extern "C" fn pd_gettimeofday(u: Ud, tv: *mut timeval, _tz: *mut c_void) 
     })
 }
 
-unsafe extern "C" fn pd_epoll_create(u: Ud, _size: c_int) -> c_int {
-    unsupported(u, "epoll_create")
+unsafe extern "C" fn pd_epoll_create(u: Ud, size: c_int) -> c_int {
+    // SAFETY: `u` is packetdrill's userdata from init.
+    let s = unsafe { shim(u) };
+    guard(|| {
+        if size <= 0 {
+            return Err(libc::EINVAL);
+        }
+        Ok(s.with(|g| g.epoll_create()))
+    })
 }
 
 unsafe extern "C" fn pd_epoll_ctl(
     u: Ud,
-    _ep: c_int,
-    _op: c_int,
-    _fd: c_int,
-    _ev: *mut c_void,
+    ep: c_int,
+    op: c_int,
+    fd: c_int,
+    ev: *mut c_void,
 ) -> c_int {
-    unsupported(u, "epoll_ctl")
+    // SAFETY: `u` is packetdrill's userdata from init.
+    let s = unsafe { shim(u) };
+    guard(|| {
+        let ev = (!ev.is_null()).then(|| {
+            // SAFETY: a non-null `ev` points to an `epoll_event` (epoll_ctl's contract).
+            let e = unsafe { ev.cast::<libc::epoll_event>().read_unaligned() };
+            (e.events, e.u64)
+        });
+        s.with(|g| g.epoll_ctl(ep, op, fd, ev)).map(|()| 0)
+    })
 }
 
 unsafe extern "C" fn pd_epoll_wait(
     u: Ud,
-    _ep: c_int,
-    _ev: *mut c_void,
-    _max: c_int,
-    _t: c_int,
+    ep: c_int,
+    ev: *mut c_void,
+    max: c_int,
+    timeout: c_int,
 ) -> c_int {
-    unsupported(u, "epoll_wait")
+    // SAFETY: `u` is packetdrill's userdata from init.
+    let s = unsafe { shim(u) };
+    guard(|| {
+        if max <= 0 {
+            return Err(libc::EINVAL);
+        }
+        if ev.is_null() {
+            return Err(libc::EFAULT);
+        }
+        let began = s.lock().now();
+        let ready = s.blocking(
+            |_| timeout == 0,
+            |g| g.epoll_wait(ep, max as usize, timeout, began),
+        )?;
+        let out = ev.cast::<libc::epoll_event>();
+        for (i, (events, data)) in ready.iter().enumerate() {
+            // SAFETY: `ev` has room for `max` >= ready.len() events (epoll_wait's
+            // contract).
+            unsafe {
+                out.add(i).write_unaligned(libc::epoll_event {
+                    events: *events,
+                    u64: *data,
+                })
+            };
+        }
+        Ok(ready.len() as c_int)
+    })
 }
 
 unsafe extern "C" fn pd_pipe(u: Ud, _fds: *mut c_int) -> c_int {

@@ -42,7 +42,12 @@ fn get(g: &mut Inner, fd: c_int, level: c_int, name: c_int) -> Result<Val, c_int
 }
 
 /// The options whose value is not an `int`.
-fn get_bytes(g: &mut Inner, fd: c_int, level: c_int, name: c_int) -> Result<Option<Vec<u8>>, c_int> {
+fn get_bytes(
+    g: &mut Inner,
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+) -> Result<Option<Vec<u8>>, c_int> {
     let sock = g.fds.get(fd)?;
     let o = *sock.opts();
     let v = match (level, name) {
@@ -53,12 +58,16 @@ fn get_bytes(g: &mut Inner, fd: c_int, level: c_int, name: c_int) -> Result<Opti
             }
             Sock::Listener(..) => tcpinfo::encode(tcpinfo::linux_state("LISTEN"), None),
             Sock::Fresh(_) => tcpinfo::encode(tcpinfo::linux_state("CLOSED"), None),
+            Sock::Epoll(..) => return Err(libc::ENOTSOCK),
         },
         (libc::IPPROTO_TCP, libc::TCP_CC_INFO) => Vec::new(),
         (libc::IPPROTO_TCP, libc::TCP_CONGESTION) => {
             let name = match sock {
                 Sock::Stream(s, _) => s.congestion(),
-                _ => o.congestion().unwrap_or(g.net.congestion_control().default_name()).to_string(),
+                _ => o
+                    .congestion()
+                    .unwrap_or(g.net.congestion_control().default_name())
+                    .to_string(),
             };
             let mut b = name.into_bytes();
             b.resize(16, 0);
@@ -66,7 +75,10 @@ fn get_bytes(g: &mut Inner, fd: c_int, level: c_int, name: c_int) -> Result<Opti
         }
         (libc::SOL_SOCKET, libc::SO_LINGER) => {
             let (on, secs) = o.linger.map_or((0, 0), |s| (1, s));
-            [on, secs].iter().flat_map(|v: &c_int| v.to_ne_bytes()).collect()
+            [on, secs]
+                .iter()
+                .flat_map(|v: &c_int| v.to_ne_bytes())
+                .collect()
         }
         (libc::SOL_SOCKET, libc::SO_MEMINFO) => {
             let (snd, rcv) = match sock {
@@ -133,14 +145,20 @@ fn set_bytes(g: &mut Inner, fd: c_int, level: c_int, name: c_int, v: &[u8]) -> R
             let end = v.iter().position(|&b| b == 0).unwrap_or(v.len());
             let cc = std::str::from_utf8(&v[..end]).map_err(|_| libc::ENOENT)?;
             // Linux answers ENOENT for a module it does not know.
-            g.net.congestion_control().create(cc).map_err(|_| libc::ENOENT)?;
+            g.net
+                .congestion_control()
+                .create(cc)
+                .map_err(|_| libc::ENOENT)?;
             match g.fds.get_mut(fd)? {
                 Sock::Stream(s, _) => s.set_congestion(cc).map_err(|_| libc::ENOENT)?,
-                sock => sock.opts_mut().set_congestion(cc).map_err(|()| libc::EINVAL)?,
+                sock => sock.opts_mut().set_congestion(cc)?,
             }
         }
         (libc::SOL_SOCKET, libc::SO_LINGER) => {
-            let int = |i: usize| v.get(i * 4..i * 4 + 4).map(|b| c_int::from_ne_bytes(b.try_into().unwrap_or_default()));
+            let int = |i: usize| {
+                v.get(i * 4..i * 4 + 4)
+                    .map(|b| c_int::from_ne_bytes(b.try_into().unwrap_or_default()))
+            };
             let (Some(on), Some(secs)) = (int(0), int(1)) else {
                 return Err(libc::EINVAL);
             };

@@ -17,6 +17,7 @@
 //! - [`sysctl`]: the FreeBSD sysctls scripts set, as far as they are translated;
 //! - [`ffi`]: the C entry points.
 
+mod epoll;
 pub mod ffi;
 mod ffi_opts;
 pub mod frames;

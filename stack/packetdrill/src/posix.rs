@@ -78,6 +78,11 @@ impl<T> FdTable<T> {
     }
 
     /// Closes every descriptor, returning the objects in descriptor order.
+    /// Every entry, mutably.
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.map.values_mut()
+    }
+
     pub fn drain(&mut self) -> Vec<T> {
         std::mem::take(&mut self.map).into_values().collect()
     }

@@ -458,7 +458,7 @@ impl Inner {
                         streams.insert((l, r), fd);
                     }
                 }
-                Sock::Fresh(_) => {}
+                Sock::Fresh(_) | Sock::Epoll(..) => {}
             }
         }
         let mut held = BTreeSet::new();

@@ -57,12 +57,13 @@ impl Opts {
         std::str::from_utf8(&b[..end]).ok()
     }
 
-    /// Records a TCP_CONGESTION name (at most 15 bytes, Linux's `TCP_CA_NAME_MAX`).
-    pub fn set_congestion(&mut self, name: &str) -> Result<(), ()> {
+    /// Records a TCP_CONGESTION name; `EINVAL` past 15 bytes (Linux's
+    /// `TCP_CA_NAME_MAX` with its NUL).
+    pub fn set_congestion(&mut self, name: &str) -> Result<(), c_int> {
         let mut b = [0u8; 16];
         b.get_mut(..name.len())
             .filter(|_| name.len() < 16)
-            .ok_or(())?
+            .ok_or(libc::EINVAL)?
             .copy_from_slice(name.as_bytes());
         self.cc = Some(b);
         Ok(())
@@ -87,18 +88,20 @@ pub enum Sock {
     Listener(TcpListener, Opts),
     /// A connection (connecting, connected or closing).
     Stream(TcpStream, Opts),
+    /// An epoll instance and its registrations (see [`crate::epoll`]).
+    Epoll(Vec<crate::epoll::Entry>, Opts),
 }
 
 impl Sock {
     pub fn opts(&self) -> &Opts {
         match self {
-            Sock::Fresh(o) | Sock::Listener(_, o) | Sock::Stream(_, o) => o,
+            Sock::Fresh(o) | Sock::Listener(_, o) | Sock::Stream(_, o) | Sock::Epoll(_, o) => o,
         }
     }
 
     pub fn opts_mut(&mut self) -> &mut Opts {
         match self {
-            Sock::Fresh(o) | Sock::Listener(_, o) | Sock::Stream(_, o) => o,
+            Sock::Fresh(o) | Sock::Listener(_, o) | Sock::Stream(_, o) | Sock::Epoll(_, o) => o,
         }
     }
 }
@@ -174,7 +177,7 @@ impl Inner {
         let o = match self.fds.get(fd)? {
             Sock::Fresh(o) => *o,
             Sock::Listener(..) => return Ok(()),
-            Sock::Stream(..) => return Err(libc::EINVAL),
+            Sock::Stream(..) | Sock::Epoll(..) => return Err(libc::EINVAL),
         };
         let Some(addr) = o.bound else {
             self.unsupported("listen without bind");
@@ -226,7 +229,9 @@ impl Inner {
                     self.unsupported("connect from a bound port (an ephemeral port is used)");
                 }
                 let co = xstack::ConnectOptions {
-                    timeout: o.keepinit.map(|s| std::time::Duration::from_secs(s.max(1).into())),
+                    timeout: o
+                        .keepinit
+                        .map(|s| std::time::Duration::from_secs(s.max(1).into())),
                     nonblocking: true,
                     no_options: o.noopt,
                     ..Default::default()
@@ -237,6 +242,7 @@ impl Inner {
                 Err(libc::EINPROGRESS)
             }
             Sock::Listener(..) => Err(libc::EISCONN),
+            Sock::Epoll(..) => Err(libc::ENOTSOCK),
             Sock::Stream(s, o) => match stream_state(s, o)? {
                 "SYN_SENT" | "SYN_RECEIVED" => Err(libc::EALREADY),
                 _ => Err(libc::EISCONN),
@@ -260,6 +266,7 @@ impl Inner {
         match self.fds.get_mut(fd)? {
             Sock::Stream(s, o) => Ok((s, o)),
             Sock::Fresh(_) | Sock::Listener(..) => Err(libc::ENOTCONN),
+            Sock::Epoll(..) => Err(libc::ENOTSOCK),
         }
     }
 
@@ -315,6 +322,7 @@ impl Inner {
 
     pub fn close(&mut self, fd: c_int) -> Result<(), c_int> {
         drop(self.fds.remove(fd)?);
+        self.epoll_forget(fd);
         Ok(())
     }
 
@@ -338,6 +346,8 @@ impl Inner {
                 }
                 Ok(Sock::Listener(l, _)) => poller.register(l, i, interest),
                 Ok(Sock::Stream(s, _)) => poller.register(s, i, interest),
+                // An epoll descriptor inside poll: never ready here.
+                Ok(Sock::Epoll(..)) => continue,
             };
             if r.is_err() {
                 p.revents = libc::POLLERR;

@@ -296,7 +296,7 @@ fn time_is_virtual_and_netdev_receive_waits_for_the_retransmission_timer() {
     );
     // SAFETY: userdata from init.
     unsafe {
-        assert_eq!((ifc.epoll_create.unwrap())(u, 1), -1);
+        assert_eq!((ifc.pipe.unwrap())(u, [0 as c_int; 2].as_mut_ptr()), -1);
         assert_eq!(errno(), libc::EOPNOTSUPP);
         assert_eq!((ifc.close.unwrap())(u, fd), 0);
         assert_eq!((ifc.close.unwrap())(u, fd), -1);
@@ -485,6 +485,196 @@ fn keepalive_options_read_back_freebsd_defaults_and_what_was_set() {
         assert_eq!(set(libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 0), -1);
         assert_eq!(get(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE), 15);
         assert_eq!(get(libc::SOL_SOCKET, libc::SO_KEEPALIVE), 1);
+        (ifc.free.unwrap())(u);
+    }
+}
+
+/// getsockopt into a buffer of `room` bytes: the bytes written, or the errno.
+fn getsockopt_bytes(
+    ifc: &PacketdrillInterface,
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    room: usize,
+) -> Result<Vec<u8>, c_int> {
+    let mut buf = vec![0xaau8; room];
+    let mut len = room as libc::socklen_t;
+    // SAFETY: userdata from init; `buf` has `len` writable bytes.
+    let r = unsafe {
+        (ifc.getsockopt.unwrap())(
+            ifc.userdata,
+            fd,
+            level,
+            name,
+            buf.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return Err(errno());
+    }
+    buf.truncate(len as usize);
+    Ok(buf)
+}
+
+#[test]
+fn tcp_info_congestion_linger_and_maxseg() {
+    let ifc = init();
+    let u = ifc.userdata;
+    let fd = listen_8080(&ifc);
+    // A listener's TCP_INFO: Linux's layout, filled to the caller's size, TCP_LISTEN.
+    let info = getsockopt_bytes(&ifc, fd, libc::IPPROTO_TCP, libc::TCP_INFO, 300).unwrap();
+    assert_eq!((info.len(), info[0]), (300, 10));
+    let cc = getsockopt_bytes(&ifc, fd, libc::IPPROTO_TCP, libc::TCP_CONGESTION, 16).unwrap();
+    assert!(
+        cc.starts_with(b"cubic") || cc.starts_with(b"newreno"),
+        "{cc:?}"
+    );
+    assert_eq!(
+        getsockopt_int(&ifc, fd, libc::IPPROTO_TCP, libc::TCP_MAXSEG),
+        Ok(536)
+    );
+    // An unknown module is ENOENT, as in Linux; a known one is taken.
+    // SAFETY: userdata from init; the buffers are valid for their lengths.
+    unsafe {
+        let set = ifc.setsockopt.unwrap();
+        assert_eq!(
+            set(
+                u,
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_CONGESTION,
+                b"nope".as_ptr().cast(),
+                4
+            ),
+            -1
+        );
+        assert_eq!(errno(), libc::ENOENT);
+        assert_eq!(
+            set(
+                u,
+                fd,
+                libc::IPPROTO_TCP,
+                libc::TCP_CONGESTION,
+                b"newreno".as_ptr().cast(),
+                7
+            ),
+            0
+        );
+        let linger = [1 as c_int, 0];
+        assert_eq!(
+            set(
+                u,
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                linger.as_ptr().cast(),
+                8
+            ),
+            0
+        );
+    }
+    let cc = getsockopt_bytes(&ifc, fd, libc::IPPROTO_TCP, libc::TCP_CONGESTION, 16).unwrap();
+    assert!(cc.starts_with(b"newreno\0"), "{cc:?}");
+    let l = getsockopt_bytes(&ifc, fd, libc::SOL_SOCKET, libc::SO_LINGER, 8).unwrap();
+    assert_eq!(l, [1, 0, 0, 0, 0, 0, 0, 0]);
+
+    // The accepted connection inherits them: ESTABLISHED with MSS 1460 in TCP_INFO,
+    // and a close with linger 0 aborts with a RST.
+    send(
+        &ifc,
+        &segment_with(40000, 8080, 1000, 0, 0x02, &[2, 4, 5, 0xb4]),
+    );
+    let synack = receive(&ifc);
+    send(
+        &ifc,
+        &segment(40000, 8080, 1001, synack.seq.wrapping_add(1), 0x10),
+    );
+    let mut len = 0 as libc::socklen_t;
+    // SAFETY: userdata from init; null address is allowed by accept.
+    let nfd = unsafe { (ifc.accept.unwrap())(u, fd, std::ptr::null_mut(), &mut len) };
+    assert!(nfd > fd);
+    let info = getsockopt_bytes(&ifc, nfd, libc::IPPROTO_TCP, libc::TCP_INFO, 104).unwrap();
+    assert_eq!(info[0], 1, "TCP_ESTABLISHED");
+    assert_eq!(
+        u32::from_ne_bytes(info[16..20].try_into().unwrap()),
+        1460,
+        "snd_mss"
+    );
+    let cc = getsockopt_bytes(&ifc, nfd, libc::IPPROTO_TCP, libc::TCP_CONGESTION, 16).unwrap();
+    assert!(cc.starts_with(b"newreno\0"), "{cc:?}");
+    // SAFETY: userdata from init.
+    assert_eq!(unsafe { (ifc.close.unwrap())(u, nfd) }, 0);
+    assert_eq!(receive(&ifc).flags & 0x04, 0x04, "RST on an abortive close");
+    // SAFETY: userdata from init, freed once.
+    unsafe { (ifc.free.unwrap())(u) };
+}
+
+#[test]
+fn epoll_reports_a_pending_connection_and_follows_ctl() {
+    let ifc = init();
+    let u = ifc.userdata;
+    let fd = listen_8080(&ifc);
+    // SAFETY: userdata from init; events are valid `epoll_event`s.
+    unsafe {
+        let ep = (ifc.epoll_create.unwrap())(u, 1);
+        assert!(ep > fd);
+        let ctl = ifc.epoll_ctl.unwrap();
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: 77,
+        };
+        assert_eq!(
+            ctl(
+                u,
+                ep,
+                libc::EPOLL_CTL_ADD,
+                fd,
+                (&mut ev as *mut libc::epoll_event).cast()
+            ),
+            0
+        );
+        assert_eq!(
+            ctl(
+                u,
+                ep,
+                libc::EPOLL_CTL_ADD,
+                fd,
+                (&mut ev as *mut libc::epoll_event).cast()
+            ),
+            -1
+        );
+        assert_eq!(errno(), libc::EEXIST);
+        let wait = ifc.epoll_wait.unwrap();
+        let mut out = [libc::epoll_event { events: 0, u64: 0 }; 4];
+        assert_eq!(
+            wait(u, ep, out.as_mut_ptr().cast(), 4, 0),
+            0,
+            "nothing pending"
+        );
+        send(&ifc, &segment(40000, 8080, 1000, 0, 0x02));
+        let synack = receive(&ifc);
+        send(
+            &ifc,
+            &segment(40000, 8080, 1001, synack.seq.wrapping_add(1), 0x10),
+        );
+        assert_eq!(wait(u, ep, out.as_mut_ptr().cast(), 4, 0), 1);
+        let (events, data) = (out[0].events, out[0].u64);
+        assert_eq!(
+            (events & libc::EPOLLIN as u32, data),
+            (libc::EPOLLIN as u32, 77)
+        );
+        assert_eq!(ctl(u, ep, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()), 0);
+        assert_eq!(
+            wait(u, ep, out.as_mut_ptr().cast(), 4, 0),
+            0,
+            "deregistered"
+        );
+        assert_eq!(
+            ctl(u, ep, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()),
+            -1
+        );
+        assert_eq!(errno(), libc::ENOENT);
         (ifc.free.unwrap())(u);
     }
 }

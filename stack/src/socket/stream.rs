@@ -510,8 +510,8 @@ impl Drop for TcpStream {
     /// if received data was left unread (as Linux does, RFC 2525 §2.17) or the linger
     /// time is zero ([`TcpStream::set_linger`]).
     fn drop(&mut self) {
-        let abortive = *self.linger.get_mut().unwrap_or_else(|e| e.into_inner())
-            == Some(Duration::ZERO);
+        let abortive =
+            *self.linger.get_mut().unwrap_or_else(|e| e.into_inner()) == Some(Duration::ZERO);
         let mut inner = self.conn.lock();
         inner.orphaned = true;
         let now = self.net.tcp.clock.now();

@@ -242,7 +242,12 @@ impl TcpLayer {
         if seg.flags.contains(TcpFlags::SYN | TcpFlags::FIN) {
             // A SYN+FIN: dropped (`drop_synfin`, the default), or handled as the SYN it
             // also is, its FIN ignored (FreeBSD's `drop_synfin=0`).
-            if self.config.read().unwrap_or_else(|e| e.into_inner()).drop_synfin {
+            if self
+                .config
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .drop_synfin
+            {
                 Counters::inc(&ctx.counters().tcp_bad_flags);
                 return;
             }

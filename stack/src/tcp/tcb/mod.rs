@@ -385,7 +385,11 @@ impl Tcb {
     /// timestamps and SACK-permitted are on only when both sides offered them.
     pub(crate) fn negotiate(&mut self, syn: &super::segment::Segment<'_>) {
         let none = super::segment::TcpOptions::default();
-        let o = if self.cfg.no_options { &none } else { &syn.options };
+        let o = if self.cfg.no_options {
+            &none
+        } else {
+            &syn.options
+        };
         // RFC 9293 §3.7.1: without the option, assume 536.
         let peer_mss = o.mss.map(|m| m as u32).unwrap_or(536).max(64);
         if self.cfg.window_scaling {

@@ -113,7 +113,10 @@ fn syn_options_dropped_after_retransmissions() {
     c.fire();
     let third = c.output();
     let o = &third[0].options;
-    assert!(o.wscale.is_none() && !o.sack_permitted && o.timestamps.is_none(), "{third:?}");
+    assert!(
+        o.wscale.is_none() && !o.sack_permitted && o.timestamps.is_none(),
+        "{third:?}"
+    );
     assert_eq!(o.mss, Some(MSS as u16));
     send!(c, peer_syn().ack(OUR_ISS + 1).wscale(7).sack_ok());
     assert_eq!(c.state(), State::Established);
