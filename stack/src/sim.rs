@@ -31,6 +31,7 @@ use crate::link::{MemRx, MemTx};
 use crate::net::ether;
 use crate::net::{ipv4, ArpConfig, Interface, Ipv4Cidr};
 use crate::pipeline::{LayerSpec, Layers, WorkerCore};
+use crate::ratelimit::RateLimits;
 use crate::socket::NetStack;
 use crate::stats::Counters;
 use crate::tcp::isn::IsnGenerator;
@@ -88,6 +89,10 @@ pub struct SimStackConfig {
     pub workers: usize,
     /// Settings for new connections.
     pub tcp: TcpConfig,
+    /// ARP timers and limits.
+    pub arp: ArpConfig,
+    /// Per-second limits on answers to unsolicited traffic.
+    pub rate_limits: RateLimits,
     /// Key of the ISN generator: a fixed key makes sequence numbers reproducible.
     pub isn_key: [u8; 16],
     /// Software LRO on receive.
@@ -111,6 +116,8 @@ impl SimStackConfig {
             gateway: None,
             workers: 1,
             tcp: TcpConfig::default(),
+            arp: ArpConfig::default(),
+            rate_limits: RateLimits::default(),
             isn_key: [0; 16],
             lro: false,
             tx_csum_offload: false,
@@ -141,13 +148,8 @@ impl SimStack {
         let clock = Arc::new(VirtualClock::new(cfg.start));
         let nworkers = cfg.workers.max(1);
         let layers = Layers::<MemTx>::build(LayerSpec {
-            ifp: Interface::new(
-                cfg.mac,
-                cfg.mtu,
-                cfg.addrs,
-                cfg.gateway,
-                ArpConfig::default(),
-            ),
+            ifp: Interface::new(cfg.mac, cfg.mtu, cfg.addrs, cfg.gateway, cfg.arp)
+                .with_limits(cfg.rate_limits),
             nworkers,
             tcp: cfg.tcp,
             default_cc: None,

@@ -70,6 +70,20 @@ counters! {
     arp_unresolved => "arp.drop_unresolved",
     /// Cache entries that expired.
     arp_expired => "arp.entries_expired",
+    /// Neighbours not recorded because the cache held `arp.max_entries` entries
+    /// (learned from a request, or a miss on output, whose packet was dropped).
+    arp_cache_full => "arp.refused_cache_full",
+    /// Requests for our address whose sender is not a neighbour on our subnets: answered,
+    /// not recorded.
+    arp_off_subnet => "arp.refused_off_subnet",
+    /// ARP requests not sent because the stack-wide budget was spent
+    /// (`arp.max_requests_per_sec`).
+    arp_requests_suppressed => "arp.requests_suppressed",
+    /// Packets dropped because their next hop did not answer recently (`arp.down_time`).
+    arp_host_down => "arp.drop_host_down",
+    /// Answers (RSTs, echo replies) dropped because their destination had no cache
+    /// entry; answers make none.
+    arp_answer_no_entry => "arp.drop_answer_no_entry",
     /// IPv4 packets received.
     ip_rx => "ip.rx",
     /// Shorter than a header, or total length beyond the frame.

@@ -112,7 +112,7 @@ pub fn input(ifp: &Interface, ctx: &mut impl NetCtx, ip: &Ipv4In<'_>) -> Option<
         old_word,
         (u8::from(Icmpv4Message::EchoReply) as u16) << 8,
     );
-    let sent = ipv4::output(
+    let sent = ipv4::output_answer(
         ifp,
         ctx,
         ip.dst,
@@ -282,5 +282,21 @@ mod tests {
         );
         assert_eq!(ctx.count("icmp.rx_other_types"), 1);
         assert!(ctx.take_sent().is_empty());
+    }
+
+    fn feed(ifp: &Interface, ctx: &mut TestCtx, f: &[u8]) {
+        let meta = PktMeta::rx(f.len(), 0);
+        ipv4::input(ifp, ctx, Pkt { data: f, meta });
+    }
+
+    #[test]
+    fn an_echo_from_an_unknown_neighbour_makes_no_arp_entry() {
+        let ifp = iface();
+        let mut ctx = TestCtx::new();
+        feed(&ifp, &mut ctx, &echo_request(1, 1, b"abcd"));
+        assert!(ctx.take_sent().is_empty(), "no reply and no ARP request");
+        assert!(ifp.arp.is_empty());
+        assert_eq!(ctx.count("arp.drop_answer_no_entry"), 1);
+        assert_eq!(ctx.count("icmp.echo_replies_tx"), 0);
     }
 }

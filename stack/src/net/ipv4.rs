@@ -9,7 +9,7 @@
 use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use smoltcp::wire::{EthernetProtocol, IpProtocol, Ipv4Packet};
+use smoltcp::wire::{EthernetAddress, EthernetProtocol, IpProtocol, Ipv4Packet};
 
 use super::arp::{self, Resolve};
 use super::{ether, icmp, Interface, NetCtx};
@@ -99,6 +99,10 @@ pub enum OutputError {
     /// The ARP hold queue for the next hop is full.
     #[error("ARP hold queue full")]
     HoldFull,
+    /// The next hop could not be resolved: it did not answer recently, the ARP cache is
+    /// full, or an answer found no entry.
+    #[error("next hop unresolved")]
+    Unresolved,
     /// No room on the transmit path.
     #[error("transmit ring full")]
     NoBuffer,
@@ -219,7 +223,8 @@ pub fn validate<'a>(ifp: &Interface, ctx: &impl NetCtx, pkt: Pkt<'a>) -> Option<
 }
 
 /// Sends an IPv4 packet of `payload_len` bytes (written by `fill`) from `src` to `dst`,
-/// Not-ECT.
+/// Not-ECT. (The stack's own packets go through [`output_full`] or [`output_answer`].)
+#[cfg(test)]
 pub fn output(
     ifp: &Interface,
     ctx: &mut impl NetCtx,
@@ -229,17 +234,39 @@ pub fn output(
     payload_len: usize,
     fill: &mut dyn FnMut(&mut [u8]),
 ) -> Result<(), OutputError> {
-    output_full(
-        ifp,
-        ctx,
+    let out = Out {
         src,
         dst,
         protocol,
-        Ecn::NotEct,
+        ecn: Ecn::NotEct,
         payload_len,
-        None,
-        fill,
-    )
+        l4_csum_offset: None,
+    };
+    out.send(ifp, ctx, Hold::Yes, fill)
+}
+
+/// [`output`] for a packet that only answers one we received (a RST for a closed port,
+/// an echo reply): an on-link next hop missing from the ARP cache drops it and makes no
+/// entry (`ArpCache::resolve_answer`), so forged sources cannot fill the cache. The
+/// gateway, one address we configured, is resolved as for any packet.
+pub fn output_answer(
+    ifp: &Interface,
+    ctx: &mut impl NetCtx,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    protocol: IpProtocol,
+    payload_len: usize,
+    fill: &mut dyn FnMut(&mut [u8]),
+) -> Result<(), OutputError> {
+    let out = Out {
+        src,
+        dst,
+        protocol,
+        ecn: Ecn::NotEct,
+        payload_len,
+        l4_csum_offset: None,
+    };
+    out.send(ifp, ctx, Hold::No, fill)
 }
 
 /// [`output`], with the ECN codepoint the transport chose for this packet (RFC 3168
@@ -260,74 +287,139 @@ pub fn output_full(
     l4_csum_offset: Option<u16>,
     fill: &mut dyn FnMut(&mut [u8]),
 ) -> Result<(), OutputError> {
-    let ip_len = HEADER_LEN + payload_len;
-    if ip_len > ifp.mtu {
-        return Err(OutputError::TooBig);
-    }
-    let Some(next_hop) = ifp.next_hop(dst) else {
-        Counters::inc(&ctx.counters().ip_no_route);
-        return Err(OutputError::NoRoute);
+    let out = Out {
+        src,
+        dst,
+        protocol,
+        ecn,
+        payload_len,
+        l4_csum_offset,
     };
-    let id = next_id();
-    let now = ctx.now();
-    let write_ip = |buf: &mut [u8], fill: &mut dyn FnMut(&mut [u8])| {
-        write_header(buf, src, dst, protocol, ip_len as u16, id);
-        if ecn != Ecn::NotEct {
-            set_ecn(buf, ecn);
+    out.send(ifp, ctx, Hold::Yes, fill)
+}
+
+/// Whether a packet may wait in the ARP hold queue (and make an entry) on a miss.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    Yes,
+    No,
+}
+
+/// One outgoing packet's header fields.
+struct Out {
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    protocol: IpProtocol,
+    ecn: Ecn,
+    payload_len: usize,
+    l4_csum_offset: Option<u16>,
+}
+
+impl Out {
+    fn write_ip(&self, buf: &mut [u8], id: u16, fill: &mut dyn FnMut(&mut [u8])) {
+        let ip_len = HEADER_LEN + self.payload_len;
+        write_header(buf, self.src, self.dst, self.protocol, ip_len as u16, id);
+        if self.ecn != Ecn::NotEct {
+            set_ecn(buf, self.ecn);
         }
         fill(&mut buf[HEADER_LEN..]);
-    };
-    match ifp.arp.resolve(next_hop, now, || {
-        let mut v = vec![0u8; ip_len];
-        write_ip(&mut v, fill);
-        if let Some(off) = l4_csum_offset {
-            checksum::finish_partial(&mut v, HEADER_LEN, off as usize);
+    }
+
+    /// Routes, resolves and sends (or holds) the packet.
+    fn send(
+        &self,
+        ifp: &Interface,
+        ctx: &mut impl NetCtx,
+        hold: Hold,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), OutputError> {
+        let ip_len = HEADER_LEN + self.payload_len;
+        if ip_len > ifp.mtu {
+            return Err(OutputError::TooBig);
         }
-        v
-    }) {
-        res @ (Resolve::Known(_) | Resolve::KnownRefresh(_)) => {
-            let mac = match res {
-                Resolve::KnownRefresh(mac) => {
-                    // A stale entry: revalidate it, but do not hold the packet.
-                    arp::request(ifp, ctx, next_hop);
-                    mac
+        let Some(next_hop) = ifp.next_hop(self.dst) else {
+            Counters::inc(&ctx.counters().ip_no_route);
+            return Err(OutputError::NoRoute);
+        };
+        let id = next_id();
+        let now = ctx.now();
+        let hold = if ifp.gateway == Some(next_hop) {
+            Hold::Yes
+        } else {
+            hold
+        };
+        let resolved = match hold {
+            Hold::No => ifp.arp.resolve_answer(next_hop, now),
+            Hold::Yes => ifp.arp.resolve(next_hop, now, || {
+                let mut v = vec![0u8; ip_len];
+                self.write_ip(&mut v, id, fill);
+                if let Some(off) = self.l4_csum_offset {
+                    checksum::finish_partial(&mut v, HEADER_LEN, off as usize);
                 }
-                Resolve::Known(mac) => mac,
-                _ => return Err(OutputError::NoRoute),
-            };
-            let mut frame = |buf: &mut [u8]| {
-                ether::write_header(buf, ifp.mac, mac, EthernetProtocol::Ipv4);
-                write_ip(&mut buf[ether::HEADER_LEN..], fill);
-            };
-            let len = ether::HEADER_LEN + ip_len;
-            let ok = match l4_csum_offset {
-                Some(off) => ctx.transmit_partial(
-                    len,
-                    (ether::HEADER_LEN + HEADER_LEN) as u16,
-                    off,
-                    &mut frame,
-                ),
-                None => ctx.transmit(len, &mut frame),
-            };
-            if ok {
-                Counters::inc(&ctx.counters().ip_tx);
-                Ok(())
-            } else {
-                Err(OutputError::NoBuffer)
+                v
+            }),
+        };
+        let c = ctx.counters();
+        let mac = match resolved {
+            Resolve::Known(mac) => mac,
+            Resolve::KnownRefresh(mac) => {
+                // A stale entry: revalidate it, but do not hold the packet.
+                arp::request(ifp, ctx, next_hop);
+                mac
             }
-        }
-        Resolve::HeldAndAsk => {
-            Counters::inc(&ctx.counters().arp_held);
-            arp::request(ifp, ctx, next_hop);
+            Resolve::HeldAndAsk => {
+                Counters::inc(&c.arp_held);
+                arp::request(ifp, ctx, next_hop);
+                return Ok(());
+            }
+            Resolve::Held => {
+                Counters::inc(&c.arp_held);
+                return Ok(());
+            }
+            Resolve::Dropped => {
+                Counters::inc(&c.arp_hold_overflow);
+                return Err(OutputError::HoldFull);
+            }
+            Resolve::HostDown | Resolve::CacheFull | Resolve::NoEntry => {
+                Counters::inc(match resolved {
+                    Resolve::HostDown => &c.arp_host_down,
+                    Resolve::CacheFull => &c.arp_cache_full,
+                    _ => &c.arp_answer_no_entry,
+                });
+                return Err(OutputError::Unresolved);
+            }
+        };
+        self.transmit(ifp, ctx, mac, id, fill)
+    }
+
+    /// Writes the frame to `mac` on the transmit path.
+    fn transmit(
+        &self,
+        ifp: &Interface,
+        ctx: &mut impl NetCtx,
+        mac: EthernetAddress,
+        id: u16,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), OutputError> {
+        let mut frame = |buf: &mut [u8]| {
+            ether::write_header(buf, ifp.mac, mac, EthernetProtocol::Ipv4);
+            self.write_ip(&mut buf[ether::HEADER_LEN..], id, fill);
+        };
+        let len = ether::HEADER_LEN + HEADER_LEN + self.payload_len;
+        let ok = match self.l4_csum_offset {
+            Some(off) => ctx.transmit_partial(
+                len,
+                (ether::HEADER_LEN + HEADER_LEN) as u16,
+                off,
+                &mut frame,
+            ),
+            None => ctx.transmit(len, &mut frame),
+        };
+        if ok {
+            Counters::inc(&ctx.counters().ip_tx);
             Ok(())
-        }
-        Resolve::Held => {
-            Counters::inc(&ctx.counters().arp_held);
-            Ok(())
-        }
-        Resolve::Dropped => {
-            Counters::inc(&ctx.counters().arp_hold_overflow);
-            Err(OutputError::HoldFull)
+        } else {
+            Err(OutputError::NoBuffer)
         }
     }
 }

@@ -638,7 +638,7 @@ impl TcpLayer {
         };
         let (src, dst) = (*tuple.local.ip(), *tuple.remote.ip());
         let len = hdr.header_len();
-        if ipv4::output(ifp, ctx, src, dst, IpProtocol::Tcp, len, &mut |buf| {
+        if ipv4::output_answer(ifp, ctx, src, dst, IpProtocol::Tcp, len, &mut |buf| {
             hdr.emit(src, dst, buf, ChecksumMode::Full)
         })
         .is_ok()
