@@ -112,6 +112,9 @@ counters! {
     icmp_bad_checksum => "icmp.drop_bad_checksum",
     /// Echo requests answered.
     icmp_echo_replied => "icmp.echo_replies_tx",
+    /// Echo requests not answered because the stack-wide budget was spent
+    /// (`RateLimits::icmp_echo_per_sec`).
+    icmp_echo_suppressed => "icmp.echo_replies_suppressed",
     /// ICMP types the stack does not act on (counted, then dropped).
     icmp_other => "icmp.rx_other_types",
     /// ICMP errors (destination unreachable, time exceeded) quoting a TCP segment of
@@ -141,6 +144,14 @@ counters! {
     tcp_misplaced => "tcp.rx_misplaced",
     /// RSTs sent for segments that belong to no connection.
     tcp_rst_tx => "tcp.rst_tx",
+    /// RSTs not sent because the stack-wide budget was spent (`RateLimits::rst_per_sec`).
+    tcp_rst_suppressed => "tcp.rst_suppressed",
+    /// Challenge ACKs and ACKs for unacceptable segments without data not sent because
+    /// the stack-wide budget was spent (`RateLimits::ack_per_sec`).
+    tcp_ack_suppressed => "tcp.acks_suppressed",
+    /// ACKs for unacceptable segments without data not sent because the connection sent
+    /// one less than 500 ms before.
+    tcp_ack_conn_limited => "tcp.acks_suppressed_per_conn",
     /// SYNs dropped because the listener's backlog was full.
     tcp_listen_overflow => "tcp.drop_listen_overflow",
     /// Connections opened (active + passive).

@@ -100,6 +100,13 @@ pub fn input(ifp: &Interface, ctx: &mut impl NetCtx, ip: &Ipv4In<'_>) -> Option<
         Counters::inc(&c.icmp_other);
         return None;
     }
+    if !ifp
+        .limits
+        .icmp_echo
+        .allow_or_count(ctx.now(), &c.icmp_echo_suppressed)
+    {
+        return None;
+    }
     // RFC 792: "To form an echo reply message, the source and destination addresses
     // are simply reversed, the type code changed to 0, and the checksum recomputed."
     // Identifier, sequence number and data are returned unchanged, so the checksum is

@@ -284,7 +284,7 @@ impl Tcb {
         let f = seg.flags;
         self.stats.drops += 1;
         if !f.contains(TcpFlags::RST) {
-            self.ack_now = true;
+            self.owe_unacceptable_ack(seg);
         }
         let end = seg.seq + seg.payload.len() as u32;
         if self.sack_ok
@@ -421,7 +421,7 @@ impl Tcb {
             self.challenge_window.1 += 1;
         }
         self.stats.challenge_acks += 1;
-        self.ack_now = true;
+        self.owe_limited_ack(super::ack_limit::LimitedAck::Challenge);
     }
 
     /// The ACK field (RFC 9293 "fifth, check the ACK field" for ESTABLISHED and the

@@ -19,6 +19,7 @@ use std::time::Instant;
 use crossbeam::queue::SegQueue;
 use smoltcp::wire::IpProtocol;
 
+use super::ack_limit::Settled;
 use super::config::TcpConfig;
 use super::input::{reset_for, InputOutcome};
 use super::isn::IsnGenerator;
@@ -335,9 +336,7 @@ impl TcpLayer {
                 InputOutcome::SendReset => return (InputOutcome::SendReset, piece),
             }
             if pieces.peek().is_some() {
-                while let Some(out) = inner.tcb.poll_output(now) {
-                    self.emit(ifp, ctx, &conn.tuple, &inner.tcb, &out);
-                }
+                self.output(ifp, ctx, &conn.tuple, &mut inner.tcb);
             }
         }
         (outcome, *seg)
@@ -433,10 +432,7 @@ impl TcpLayer {
         conn: &Arc<Conn>,
         mut inner: std::sync::MutexGuard<'_, ConnInner>,
     ) {
-        let now = ctx.now();
-        while let Some(seg) = inner.tcb.poll_output(now) {
-            self.emit(ifp, ctx, &conn.tuple, &inner.tcb, &seg);
-        }
+        self.output(ifp, ctx, &conn.tuple, &mut inner.tcb);
         let dead = inner.tcb.is_dead();
         if !dead {
             if let Some(t) = inner.tcb.poll_timeout() {
@@ -458,6 +454,21 @@ impl TcpLayer {
         }
         if let Some(s) = sinks {
             heap.wakes.push((conn.clone(), s));
+        }
+    }
+
+    /// Sends everything a connection has to send, after settling a challenge or
+    /// out-of-window ACK it owes against the stack-wide limit (`tcp/ack_limit.rs`).
+    fn output(&self, ifp: &Interface, ctx: &mut impl NetCtx, tuple: &FourTuple, tcb: &mut Tcb) {
+        let now = ctx.now();
+        let c = ctx.counters();
+        match tcb.settle_limited_ack(now, || ifp.limits.ack.allow(now)) {
+            Settled::ConnLimited => Counters::inc(&c.tcp_ack_conn_limited),
+            Settled::StackLimited => Counters::inc(&c.tcp_ack_suppressed),
+            Settled::Nothing | Settled::Sent => {}
+        }
+        while let Some(seg) = tcb.poll_output(now) {
+            self.emit(ifp, ctx, tuple, tcb, &seg);
         }
     }
 
@@ -616,7 +627,9 @@ impl TcpLayer {
         super::ecn::count_output(c, seg);
     }
 
-    /// Answers a segment that belongs to no connection with a RST.
+    /// Answers a segment that belongs to no connection (or that a listener or a
+    /// connection refuses) with a RST, within the stack-wide RST budget
+    /// (`RateLimits::rst_per_sec`, FreeBSD's `badport_bandlim`).
     fn send_reset(
         &self,
         ifp: &Interface,
@@ -627,6 +640,13 @@ impl TcpLayer {
         let Some((seq, ack, flags)) = reset_for(seg) else {
             return;
         };
+        if !ifp
+            .limits
+            .rst
+            .allow_or_count(ctx.now(), &ctx.counters().tcp_rst_suppressed)
+        {
+            return;
+        }
         let hdr = SegmentOut {
             src_port: tuple.local.port(),
             dst_port: tuple.remote.port(),

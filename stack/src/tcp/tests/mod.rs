@@ -23,6 +23,7 @@ mod rst;
 mod sack;
 mod sack_recovery;
 mod sim_ecn;
+mod sim_limits;
 mod sim_lost_rexmit;
 mod sim_lro;
 mod sim_many;
