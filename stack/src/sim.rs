@@ -93,7 +93,8 @@ pub struct SimStackConfig {
     pub arp: ArpConfig,
     /// Per-second limits on answers to unsolicited traffic.
     pub rate_limits: RateLimits,
-    /// Key of the ISN generator: a fixed key makes sequence numbers reproducible.
+    /// Key of the ISN generator and of the ephemeral port choice: a fixed key makes
+    /// sequence numbers and ports reproducible.
     pub isn_key: [u8; 16],
     /// Software LRO on receive.
     pub lro: bool,
@@ -156,6 +157,8 @@ impl SimStack {
             qlimit: 4096,
             clock: Clock::Virtual(clock.clone()),
             isn: Some(IsnGenerator::with_key_at(cfg.isn_key, cfg.start)),
+            // Ports as reproducible as the ISNs (a separate PRF input, the same key).
+            port_key: Some(cfg.isn_key),
         })
         .expect("simulated stack layers");
         let max_frame = cfg.mtu + ether::HEADER_LEN;

@@ -146,6 +146,7 @@ impl Stack {
             qlimit: config.netisr_qlimit,
             clock: Clock::Real,
             isn: None,
+            port_key: None,
         })
         .map_err(|e| match e {
             LayerError::Cc(e) => DeviceError::UnknownCc(e),

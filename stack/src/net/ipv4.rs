@@ -7,7 +7,6 @@
 //! Ethernet and IPv4 headers in place in the transmit frame.
 
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU16, Ordering};
 
 use smoltcp::wire::{EthernetAddress, EthernetProtocol, IpProtocol, Ipv4Packet};
 
@@ -316,9 +315,9 @@ struct Out {
 }
 
 impl Out {
-    fn write_ip(&self, buf: &mut [u8], id: u16, fill: &mut dyn FnMut(&mut [u8])) {
+    fn write_ip(&self, buf: &mut [u8], fill: &mut dyn FnMut(&mut [u8])) {
         let ip_len = HEADER_LEN + self.payload_len;
-        write_header(buf, self.src, self.dst, self.protocol, ip_len as u16, id);
+        write_header(buf, self.src, self.dst, self.protocol, ip_len as u16);
         if self.ecn != Ecn::NotEct {
             set_ecn(buf, self.ecn);
         }
@@ -341,7 +340,6 @@ impl Out {
             Counters::inc(&ctx.counters().ip_no_route);
             return Err(OutputError::NoRoute);
         };
-        let id = next_id();
         let now = ctx.now();
         let hold = if ifp.gateway == Some(next_hop) {
             Hold::Yes
@@ -352,7 +350,7 @@ impl Out {
             Hold::No => ifp.arp.resolve_answer(next_hop, now),
             Hold::Yes => ifp.arp.resolve(next_hop, now, || {
                 let mut v = vec![0u8; ip_len];
-                self.write_ip(&mut v, id, fill);
+                self.write_ip(&mut v, fill);
                 if let Some(off) = self.l4_csum_offset {
                     checksum::finish_partial(&mut v, HEADER_LEN, off as usize);
                 }
@@ -389,7 +387,7 @@ impl Out {
                 return Err(OutputError::Unresolved);
             }
         };
-        self.transmit(ifp, ctx, mac, id, fill)
+        self.transmit(ifp, ctx, mac, fill)
     }
 
     /// Writes the frame to `mac` on the transmit path.
@@ -398,12 +396,11 @@ impl Out {
         ifp: &Interface,
         ctx: &mut impl NetCtx,
         mac: EthernetAddress,
-        id: u16,
         fill: &mut dyn FnMut(&mut [u8]),
     ) -> Result<(), OutputError> {
         let mut frame = |buf: &mut [u8]| {
             ether::write_header(buf, ifp.mac, mac, EthernetProtocol::Ipv4);
-            self.write_ip(&mut buf[ether::HEADER_LEN..], id, fill);
+            self.write_ip(&mut buf[ether::HEADER_LEN..], fill);
         };
         let len = ether::HEADER_LEN + HEADER_LEN + self.payload_len;
         let ok = match self.l4_csum_offset {
@@ -424,14 +421,13 @@ impl Out {
     }
 }
 
-/// Writes a 20-byte IPv4 header with DF set and a software checksum.
+/// Writes a 20-byte IPv4 header with DF set, ID 0 and a software checksum.
 fn write_header(
     buf: &mut [u8],
     src: Ipv4Addr,
     dst: Ipv4Addr,
     protocol: IpProtocol,
     total_len: u16,
-    id: u16,
 ) {
     let mut p = Ipv4Packet::new_unchecked(&mut buf[..HEADER_LEN]);
     p.set_version(4);
@@ -439,7 +435,10 @@ fn write_header(
     p.set_dscp(0);
     p.set_ecn(0);
     p.set_total_len(total_len);
-    p.set_ident(id);
+    // RFC 6864 §4.1: the ID of an atomic datagram (DF set, not a fragment) has no
+    // meaning, and a counter would tell an observer how much the stack sends (RFC 7739
+    // §5.1). Zero, as FreeBSD writes with `net.inet.ip.rfc6864=1`.
+    p.set_ident(0);
     p.clear_flags();
     // We never fragment, so DF tells routers to say so (RFC 1191 path MTU discovery).
     p.set_dont_frag(true);
@@ -464,13 +463,6 @@ pub fn set_ecn(buf: &mut [u8], ecn: Ecn) {
     buf[10..12].copy_from_slice(&sum.to_be_bytes());
 }
 
-/// Identification values: a counter per process. With DF set the value only needs to
-/// differ between packets in flight (RFC 6864 §4.1).
-fn next_id() -> u16 {
-    static ID: AtomicU16 = AtomicU16::new(1);
-    ID.fetch_add(1, Ordering::Relaxed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -487,7 +479,6 @@ mod tests {
             OUR_IP,
             IpProtocol::Icmp,
             (20 + payload.len()) as u16,
-            7,
         );
         f[34..].copy_from_slice(payload);
         f
@@ -511,11 +502,11 @@ mod tests {
     #[test]
     fn golden_header() {
         let mut buf = [0u8; 20];
-        write_header(&mut buf, PEER_IP, OUR_IP, IpProtocol::Icmp, 84, 0x1234);
+        write_header(&mut buf, PEER_IP, OUR_IP, IpProtocol::Icmp, 84);
         assert_eq!(
             buf,
             [
-                0x45, 0x00, 0x00, 0x54, 0x12, 0x34, 0x40, 0x00, 0x40, 0x01, 0x9c, 0x4d, 198, 18, 0,
+                0x45, 0x00, 0x00, 0x54, 0x00, 0x00, 0x40, 0x00, 0x40, 0x01, 0xae, 0x81, 198, 18, 0,
                 2, 198, 18, 0, 1
             ]
         );
@@ -765,6 +756,33 @@ mod tests {
             ),
             Err(OutputError::TooBig)
         );
+    }
+
+    #[test]
+    fn the_ip_id_of_our_datagrams_is_zero_not_a_counter() {
+        let ifp = iface();
+        let mut ctx = TestCtx::new();
+        ifp.arp.resolve_for_test(PEER_IP, PEER_MAC, ctx.now);
+        for len in [8, 100, 1000] {
+            output(
+                &ifp,
+                &mut ctx,
+                OUR_IP,
+                PEER_IP,
+                IpProtocol::Udp,
+                len,
+                &mut |b| b.fill(0),
+            )
+            .unwrap();
+        }
+        let sent = ctx.take_sent();
+        assert_eq!(sent.len(), 3);
+        for f in sent {
+            let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+            assert!(ip.dont_frag());
+            assert_eq!(ip.ident(), 0);
+            assert!(ip.verify_checksum());
+        }
     }
 
     #[test]
