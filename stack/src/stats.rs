@@ -127,6 +127,12 @@ counters! {
     tcp_icmp_ignored => "tcp.icmp_ignored",
     /// Connection attempts ended by an ICMP hard error (RFC 1122 §4.2.3.9).
     tcp_icmp_dropped => "tcp.icmp_dropped",
+    /// ICMP "fragmentation needed" errors that lowered a connection's MSS (path MTU
+    /// discovery, RFC 1191).
+    tcp_pmtu_lowered => "tcp.pmtu_lowered",
+    /// ICMP "fragmentation needed" errors quoting a sequence number not in flight, or
+    /// for no connection (RFC 5927 §4.1): ignored.
+    tcp_pmtu_bogus => "tcp.pmtu_bogus",
     /// TCP segments received.
     tcp_rx => "tcp.rx",
     /// TCP segments shorter than a header or with a bad data offset.

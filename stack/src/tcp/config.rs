@@ -107,6 +107,11 @@ pub struct TcpConfig {
     /// for connections it starts. Fixed per connection at its SYN: changing it later
     /// affects connections opened afterwards only.
     pub ecn: bool,
+    /// The least MSS an ICMP "fragmentation needed" may lower a connection to (path MTU
+    /// discovery, `tcp/pmtu.rs`): a forged error that passes the sequence check can
+    /// make segments no smaller than this (FreeBSD's `net.inet.tcp.minmss` guards the
+    /// same; 536 is RFC 9293's default MSS).
+    pub pmtu_min_mss: u16,
 }
 
 impl Default for TcpConfig {
@@ -138,6 +143,7 @@ impl Default for TcpConfig {
             lost_retransmit: true,
             tso_max: 0,
             ecn: false,
+            pmtu_min_mss: 536,
         }
     }
 }

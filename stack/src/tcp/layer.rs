@@ -25,6 +25,7 @@ use super::input::{reset_for, InputOutcome};
 use super::isn::IsnGenerator;
 use super::output::OutSegment;
 use super::pcb::{Conn, ConnInner, FourTuple, GroupMap, Listener, PcbTable, ReadinessSink};
+use super::pmtu::PmtuVerdict;
 use super::segment::{self, ChecksumMode, SegmentError, SegmentOut, TcpFlags, TcpOptions};
 use super::seq::Seq;
 use super::tcb::Tcb;
@@ -180,8 +181,9 @@ impl TcpLayer {
     }
 
     /// `tcp_ctlinput`: an ICMP error about a segment we sent. The connection it names
-    /// decides what it means (`Tcb::icmp_error`); a connection it ends is released
-    /// and its application told, as after any input.
+    /// decides what it means (`Tcb::icmp_error`; "fragmentation needed" goes to path
+    /// MTU discovery, `Tcb::icmp_frag_needed`); a connection it ends is released and its
+    /// application told, as after any input.
     pub fn ctlinput(
         &self,
         ifp: &Interface,
@@ -193,11 +195,25 @@ impl TcpLayer {
             local: err.local,
             remote: err.remote,
         };
+        let c = ctx.counters();
         let Some(conn) = self.lookup_here(ctx, &tuple) else {
-            Counters::inc(&ctx.counters().tcp_icmp_ignored);
+            Counters::inc(if err.is_frag_needed() {
+                &c.tcp_pmtu_bogus
+            } else {
+                &c.tcp_icmp_ignored
+            });
             return;
         };
         let mut inner = conn.lock();
+        if err.is_frag_needed() {
+            Counters::inc(match inner.tcb.icmp_frag_needed(err.seq, err.mtu) {
+                PmtuVerdict::Lowered => &c.tcp_pmtu_lowered,
+                PmtuVerdict::Bogus => &c.tcp_pmtu_bogus,
+                PmtuVerdict::Ignored => &c.tcp_icmp_ignored,
+            });
+            self.flush(ifp, ctx, heap, &conn, inner);
+            return;
+        }
         let dropped = inner.tcb.icmp_error(err);
         Counters::inc(if dropped {
             &ctx.counters().tcp_icmp_dropped

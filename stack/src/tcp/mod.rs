@@ -3,8 +3,8 @@
 //! - the sans-IO connection engine: the control block and its user calls (`tcb`, with
 //!   `tcb::usrreq` and the `tcp_info` snapshot in `tcb::info`; settings and errors in
 //!   `config`), segment arrival (`input`), what to send (`output`), timers (`timer`),
-//!   SACK loss recovery (`sack`), ECN (`ecn`) and the limits on ACKs a flood can
-//!   provoke (`ack_limit`);
+//!   SACK loss recovery (`sack`), ECN (`ecn`), path MTU discovery (`pmtu`) and the
+//!   limits on ACKs a flood can provoke (`ack_limit`);
 //! - its building blocks: sequence numbers, RTT estimation, buffers, ISNs, segment
 //!   parsing, the cwnd trace;
 //! - the connection tables (`pcb`: connections, pcbgroups, the table), and the layer
@@ -19,6 +19,7 @@ pub mod isn;
 pub mod layer;
 pub mod output;
 pub mod pcb;
+pub mod pmtu;
 pub mod recvbuf;
 pub mod rtt;
 pub mod sack;

@@ -27,6 +27,7 @@ mod sim_limits;
 mod sim_lost_rexmit;
 mod sim_lro;
 mod sim_many;
+mod sim_pmtu;
 mod sim_sack;
 mod sim_transfer;
 mod sim_tso;
