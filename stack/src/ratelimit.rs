@@ -13,13 +13,15 @@ use std::time::Instant;
 use crate::stats::Counters;
 
 /// Per-second limits on answers to unsolicited traffic, shared by all workers (`None`:
-/// no limit). FreeBSD's defaults are 200 a second for ICMP and RSTs
+/// no limit). FreeBSD's default is 200 a second for RSTs and ICMP alike
 /// (`net.inet.icmp.icmplim`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimits {
     /// RSTs sent for segments that belong to no connection (closed ports).
     pub rst_per_sec: Option<u32>,
-    /// ICMP echo replies.
+    /// ICMP echo replies. The default, 1000, lets a ping every 2 ms (the echo
+    /// benchmark) or 16 pingers at 100 a second through; Linux does not limit echo
+    /// replies at all, FreeBSD to 200 a second.
     pub icmp_echo_per_sec: Option<u32>,
     /// ACKs sent for unacceptable segments without data (out of window, RFC 9293
     /// §3.10.7.4) and RFC 5961 challenge ACKs, all connections together. Each
@@ -32,7 +34,7 @@ impl Default for RateLimits {
     fn default() -> Self {
         RateLimits {
             rst_per_sec: Some(200),
-            icmp_echo_per_sec: Some(200),
+            icmp_echo_per_sec: Some(1000),
             // Linux's `tcp_challenge_ack_limit`.
             ack_per_sec: Some(1000),
         }

@@ -140,16 +140,18 @@ impl ArpCache {
         if !table.map.contains_key(&ip) && table.map.len() >= self.cfg.max_entries {
             return Resolve::CacheFull;
         }
-        let entry = table.map.entry(ip).or_insert(Entry::Down { until: now });
-        let fresh = Entry::Incomplete {
+        let fresh = || Entry::Incomplete {
             hold: VecDeque::new(),
             tries: 0,
             next_retry: now,
         };
-        match entry {
-            Entry::Down { until } if *until > now => return Resolve::HostDown,
-            Entry::Down { .. } => *entry = fresh,
-            _ => {}
+        let entry = table.map.entry(ip).or_insert_with(fresh);
+        // A destination that went down is asked again once its time is up.
+        if let Entry::Down { until } = entry {
+            if *until > now {
+                return Resolve::HostDown;
+            }
+            *entry = fresh();
         }
         let r = match entry {
             Entry::Resolved { mac, expires } => self.use_resolved(*mac, expires, now),
@@ -169,7 +171,8 @@ impl ArpCache {
                 *next_retry = now + self.cfg.retry_interval;
                 Resolve::HeldAndAsk
             }
-            Entry::Down { .. } => Resolve::HostDown,
+            // Replaced above.
+            Entry::Down { .. } => return Resolve::HostDown,
         };
         let deadline = table.map[&ip].deadline(&self.cfg);
         table.note(deadline);
