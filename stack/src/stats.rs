@@ -81,8 +81,11 @@ counters! {
     arp_requests_suppressed => "arp.requests_suppressed",
     /// Packets dropped because their next hop did not answer recently (`arp.down_time`).
     arp_host_down => "arp.drop_host_down",
-    /// Answers (RSTs, echo replies) dropped because their destination had no cache
-    /// entry; answers make none.
+    /// Answers (RSTs, echo replies) to an on-link sender with no cache entry, sent to
+    /// the link-layer source of the packet they answer (answers make no entry).
+    arp_answer_to_source => "arp.answers_to_link_source",
+    /// Answers dropped: no cache entry, and the packet they answer came from no unicast
+    /// link-layer address.
     arp_answer_no_entry => "arp.drop_answer_no_entry",
     /// IPv4 packets received.
     ip_rx => "ip.rx",

@@ -89,9 +89,6 @@ pub enum Resolve {
     HostDown,
     /// The cache is full (`max_entries`); the packet was dropped.
     CacheFull,
-    /// A packet that only answers another ([`ArpCache::resolve_answer`]) found no
-    /// entry; it was dropped and no entry was made.
-    NoEntry,
 }
 
 impl ArpCache {
@@ -180,16 +177,15 @@ impl ArpCache {
     }
 
     /// Looks `ip` up for a packet that only answers one of its (a RST for a closed port,
-    /// an echo reply): a fresh or stale entry is used, a miss makes no entry and the
-    /// packet is dropped. A neighbour that talks to us has asked for our address first,
-    /// and that request made its entry; a forged source gets nothing.
-    pub fn resolve_answer(&self, ip: Ipv4Addr, now: Instant) -> Resolve {
+    /// an echo reply): a fresh or stale entry is used (`Known`, `KnownRefresh`); a miss
+    /// (`None`) makes no entry, so forged sources cannot fill the cache.
+    pub fn resolve_answer(&self, ip: Ipv4Addr, now: Instant) -> Option<Resolve> {
         if let Some(mac) = self.lookup(ip, now) {
-            return Resolve::Known(mac);
+            return Some(Resolve::Known(mac));
         }
         match self.write().map.get_mut(&ip) {
-            Some(Entry::Resolved { mac, expires }) => self.use_resolved(*mac, expires, now),
-            _ => Resolve::NoEntry,
+            Some(Entry::Resolved { mac, expires }) => Some(self.use_resolved(*mac, expires, now)),
+            _ => None,
         }
     }
 
@@ -841,12 +837,12 @@ mod tests {
     fn answers_make_no_entry() {
         let ifp = iface();
         let now = std::time::Instant::now();
-        assert_eq!(ifp.arp.resolve_answer(PEER_IP, now), Resolve::NoEntry);
+        assert_eq!(ifp.arp.resolve_answer(PEER_IP, now), None);
         assert!(ifp.arp.is_empty());
         ifp.arp.resolve_for_test(PEER_IP, PEER_MAC, now);
         assert_eq!(
             ifp.arp.resolve_answer(PEER_IP, now),
-            Resolve::Known(PEER_MAC)
+            Some(Resolve::Known(PEER_MAC))
         );
     }
 

@@ -162,6 +162,7 @@ pub fn input(ifp: &Interface, ctx: &mut impl NetCtx, ip: &Ipv4In<'_>) -> Option<
         ctx,
         ip.dst,
         ip.src,
+        ip.src_mac,
         IpProtocol::Icmp,
         request.len(),
         &mut |buf| {
@@ -335,14 +336,24 @@ mod tests {
     }
 
     #[test]
-    fn an_echo_from_an_unknown_neighbour_makes_no_arp_entry() {
+    fn an_echo_from_an_unknown_neighbour_goes_back_to_its_link_source() {
         let ifp = iface();
         let mut ctx = TestCtx::new();
         feed(&ifp, &mut ctx, &echo_request(1, 1, b"abcd"));
-        assert!(ctx.take_sent().is_empty(), "no reply and no ARP request");
-        assert!(ifp.arp.is_empty());
+        let sent = ctx.take_sent();
+        assert_eq!(sent.len(), 1, "the reply, and no ARP request");
+        assert_eq!(&sent[0][0..6], &PEER_MAC.0);
+        assert_eq!(&sent[0][12..14], &[0x08, 0x00]);
+        assert!(ifp.arp.is_empty(), "no entry made");
+        assert_eq!(ctx.count("arp.answers_to_link_source"), 1);
+        assert_eq!(ctx.count("icmp.echo_replies_tx"), 1);
+        // From a multicast link-layer source (invalid): nowhere to answer.
+        let mut bad = echo_request(1, 2, b"abcd");
+        bad[6] = 0x01;
+        feed(&ifp, &mut ctx, &bad);
+        assert!(ctx.take_sent().is_empty());
         assert_eq!(ctx.count("arp.drop_answer_no_entry"), 1);
-        assert_eq!(ctx.count("icmp.echo_replies_tx"), 0);
+        assert!(ifp.arp.is_empty());
     }
 
     #[test]

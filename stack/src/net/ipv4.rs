@@ -84,6 +84,9 @@ pub struct Ipv4In<'a> {
     pub lro_segsz: u16,
     /// The ECN field (RFC 3168), for the transport.
     pub ecn: Ecn,
+    /// The frame's link-layer source (the sender, or the router it came through):
+    /// where an answer goes when the ARP cache has no entry for the sender.
+    pub src_mac: EthernetAddress,
 }
 
 /// Why output did not send.
@@ -99,7 +102,7 @@ pub enum OutputError {
     #[error("ARP hold queue full")]
     HoldFull,
     /// The next hop could not be resolved: it did not answer recently, the ARP cache is
-    /// full, or an answer found no entry.
+    /// full, or an answer found neither an entry nor a unicast source to go back to.
     #[error("next hop unresolved")]
     Unresolved,
     /// No room on the transmit path.
@@ -218,6 +221,7 @@ pub fn validate<'a>(ifp: &Interface, ctx: &impl NetCtx, pkt: Pkt<'a>) -> Option<
         lro_nsegs: pkt.meta.lro_nsegs,
         lro_segsz: pkt.meta.tso_segsz,
         ecn: Ecn::from_bits(p.ecn()),
+        src_mac: EthernetAddress::from_bytes(&pkt.data[6..12]),
     })
 }
 
@@ -245,14 +249,17 @@ pub fn output(
 }
 
 /// [`output`] for a packet that only answers one we received (a RST for a closed port,
-/// an echo reply): an on-link next hop missing from the ARP cache drops it and makes no
-/// entry (`ArpCache::resolve_answer`), so forged sources cannot fill the cache. The
+/// an echo reply) from `reply_mac`: an on-link destination missing from the ARP cache
+/// gets it at `reply_mac` and no entry is made (`ArpCache::resolve_answer`), so forged
+/// sources can neither fill the cache nor have us ask the network about them. The
 /// gateway, one address we configured, is resolved as for any packet.
+#[allow(clippy::too_many_arguments)]
 pub fn output_answer(
     ifp: &Interface,
     ctx: &mut impl NetCtx,
     src: Ipv4Addr,
     dst: Ipv4Addr,
+    reply_mac: EthernetAddress,
     protocol: IpProtocol,
     payload_len: usize,
     fill: &mut dyn FnMut(&mut [u8]),
@@ -265,7 +272,7 @@ pub fn output_answer(
         payload_len,
         l4_csum_offset: None,
     };
-    out.send(ifp, ctx, Hold::No, fill)
+    out.send(ifp, ctx, Hold::No(reply_mac), fill)
 }
 
 /// [`output`], with the ECN codepoint the transport chose for this packet (RFC 3168
@@ -297,11 +304,12 @@ pub fn output_full(
     out.send(ifp, ctx, Hold::Yes, fill)
 }
 
-/// Whether a packet may wait in the ARP hold queue (and make an entry) on a miss.
+/// Whether a packet may wait in the ARP hold queue (and make an entry) on a miss; if
+/// not, the link address to send it to instead.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Hold {
     Yes,
-    No,
+    No(EthernetAddress),
 }
 
 /// One outgoing packet's header fields.
@@ -347,7 +355,17 @@ impl Out {
             hold
         };
         let resolved = match hold {
-            Hold::No => ifp.arp.resolve_answer(next_hop, now),
+            Hold::No(reply_mac) => match ifp.arp.resolve_answer(next_hop, now) {
+                Some(r) => r,
+                None if reply_mac.is_unicast() => {
+                    Counters::inc(&ctx.counters().arp_answer_to_source);
+                    Resolve::Known(reply_mac)
+                }
+                None => {
+                    Counters::inc(&ctx.counters().arp_answer_no_entry);
+                    return Err(OutputError::Unresolved);
+                }
+            },
             Hold::Yes => ifp.arp.resolve(next_hop, now, || {
                 let mut v = vec![0u8; ip_len];
                 self.write_ip(&mut v, fill);
@@ -378,12 +396,12 @@ impl Out {
                 Counters::inc(&c.arp_hold_overflow);
                 return Err(OutputError::HoldFull);
             }
-            Resolve::HostDown | Resolve::CacheFull | Resolve::NoEntry => {
-                Counters::inc(match resolved {
-                    Resolve::HostDown => &c.arp_host_down,
-                    Resolve::CacheFull => &c.arp_cache_full,
-                    _ => &c.arp_answer_no_entry,
-                });
+            Resolve::HostDown => {
+                Counters::inc(&c.arp_host_down);
+                return Err(OutputError::Unresolved);
+            }
+            Resolve::CacheFull => {
+                Counters::inc(&c.arp_cache_full);
                 return Err(OutputError::Unresolved);
             }
         };

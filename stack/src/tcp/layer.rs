@@ -17,7 +17,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 use crossbeam::queue::SegQueue;
-use smoltcp::wire::IpProtocol;
+use smoltcp::wire::{EthernetAddress, IpProtocol};
 
 use super::ack_limit::Settled;
 use super::config::TcpConfig;
@@ -278,13 +278,14 @@ impl TcpLayer {
         }
         // No connection: a listener takes a SYN (RFC 9293 §3.10.7.2, LISTEN).
         if let Some(listener) = self.pcbs.lookup_listener(&tuple) {
-            self.input_listen(ifp, ctx, heap, &listener, &tuple, &seg, iss_floor, now);
+            let (syn, mac) = (&seg, ip.src_mac);
+            self.input_listen(ifp, ctx, heap, &listener, &tuple, syn, mac, iss_floor, now);
             return;
         }
         Counters::inc(&ctx.counters().tcp_no_conn);
         // RFC 9293 §3.10.7.1 CLOSED: "An incoming segment not containing a RST causes
         // a RST to be sent in response."
-        self.send_reset(ifp, ctx, &tuple, &seg);
+        self.send_reset(ifp, ctx, &tuple, &seg, ip.src_mac);
     }
 
     /// A segment (or an LRO aggregate, `ip.lro_nsegs` of them) for an existing
@@ -310,7 +311,7 @@ impl TcpLayer {
         super::ecn::count_input(ctx.counters(), &before, &inner.tcb, was_open);
         if outcome == InputOutcome::SendReset {
             drop(inner);
-            self.send_reset(ifp, ctx, &conn.tuple, &reset_for_seg);
+            self.send_reset(ifp, ctx, &conn.tuple, &reset_for_seg, ip.src_mac);
             return;
         }
         self.flush(ifp, ctx, heap, conn, inner);
@@ -359,7 +360,8 @@ impl TcpLayer {
     }
 
     /// A segment for a listener (RFC 9293 §3.10.7.2, LISTEN): a SYN opens an embryonic
-    /// connection (its ISN above `iss_floor` when it reopens one from TIME-WAIT).
+    /// connection (its ISN above `iss_floor` when it reopens one from TIME-WAIT); a RST
+    /// answering anything else goes to `reply_mac` if ARP does not know the sender.
     #[allow(clippy::too_many_arguments)]
     fn input_listen(
         &self,
@@ -369,6 +371,7 @@ impl TcpLayer {
         listener: &Arc<Listener>,
         tuple: &FourTuple,
         seg: &segment::Segment<'_>,
+        reply_mac: EthernetAddress,
         iss_floor: Option<Seq>,
         now: Instant,
     ) {
@@ -380,7 +383,7 @@ impl TcpLayer {
         if f.contains(TcpFlags::ACK) {
             // "Any acknowledgment is bad if it arrives on a connection still in
             // the LISTEN state. An acceptable reset segment should be formed".
-            self.send_reset(ifp, ctx, &tuple, seg);
+            self.send_reset(ifp, ctx, &tuple, seg, reply_mac);
             return;
         }
         if !f.contains(TcpFlags::SYN) {
@@ -645,13 +648,15 @@ impl TcpLayer {
 
     /// Answers a segment that belongs to no connection (or that a listener or a
     /// connection refuses) with a RST, within the stack-wide RST budget
-    /// (`RateLimits::rst_per_sec`, FreeBSD's `badport_bandlim`).
+    /// (`RateLimits::rst_per_sec`, FreeBSD's `badport_bandlim`); `reply_mac` is the
+    /// segment's link-layer source (`ipv4::output_answer`).
     fn send_reset(
         &self,
         ifp: &Interface,
         ctx: &mut impl NetCtx,
         tuple: &FourTuple,
         seg: &segment::Segment<'_>,
+        reply_mac: EthernetAddress,
     ) {
         let Some((seq, ack, flags)) = reset_for(seg) else {
             return;
@@ -674,11 +679,9 @@ impl TcpLayer {
         };
         let (src, dst) = (*tuple.local.ip(), *tuple.remote.ip());
         let len = hdr.header_len();
-        if ipv4::output_answer(ifp, ctx, src, dst, IpProtocol::Tcp, len, &mut |buf| {
-            hdr.emit(src, dst, buf, ChecksumMode::Full)
-        })
-        .is_ok()
-        {
+        let mut fill = |buf: &mut [u8]| hdr.emit(src, dst, buf, ChecksumMode::Full);
+        let tcp = IpProtocol::Tcp;
+        if ipv4::output_answer(ifp, ctx, src, dst, reply_mac, tcp, len, &mut fill).is_ok() {
             Counters::inc(&ctx.counters().tcp_rst_tx);
         }
     }

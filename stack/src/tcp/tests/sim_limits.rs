@@ -288,3 +288,26 @@ fn data_out_of_window_is_always_acknowledged() {
     assert_eq!(per_second, vec![10, 10]);
     assert_eq!(s.counter("tcp.acks_suppressed"), 0);
 }
+
+#[test]
+fn a_rst_to_an_unknown_neighbour_makes_no_arp_entry() {
+    let mut c = SimStackConfig::new(EthernetAddress(OUR_MAC), host_addr(0), Instant::now());
+    c.workers = 1;
+    let mut s = SimStack::new(c);
+    s.run_now();
+    s.take_sent(); // the start-up announcement
+                   // No ARP request first: a forged source, or a host with several addresses that
+                   // asked for ours from another one.
+    s.inject(0, tcp(40000, 81, 1, 0, SYN));
+    s.run_now();
+    let sent = s.take_sent();
+    assert_eq!(sent.len(), 1, "the RST and no ARP request: {sent:?}");
+    assert_eq!(flags_of(&sent[0]), RST | ACK);
+    assert_eq!(
+        &sent[0][..6],
+        &PEER_MAC,
+        "back to the frame's link-layer source"
+    );
+    assert_eq!(s.ifp.arp.len(), 0);
+    assert_eq!(s.counter("arp.answers_to_link_source"), 1);
+}
