@@ -200,26 +200,33 @@ impl ArpCache {
         create: bool,
         counters: &Counters,
     ) -> Vec<Vec<u8>> {
+        // Most ARP traffic on a busy link is broadcast requests between other hosts:
+        // a read lock tells there is nothing to merge.
+        if !create && !self.read().map.contains_key(&ip) {
+            return Vec::new();
+        }
         let mut table = self.write();
         let expires = now + self.cfg.entry_timeout;
         let resolved = Entry::Resolved { mac, expires };
-        table.note(resolved.deadline(&self.cfg));
+        let deadline = resolved.deadline(&self.cfg);
         let full = table.map.len() >= self.cfg.max_entries;
-        match table.map.get_mut(&ip) {
+        let held = match table.map.get_mut(&ip) {
             Some(entry) => match std::mem::replace(entry, resolved) {
                 Entry::Incomplete { hold, .. } => hold.into(),
                 Entry::Resolved { .. } | Entry::Down { .. } => Vec::new(),
             },
-            None if !create => Vec::new(),
+            None if !create => return Vec::new(),
             None if full => {
                 Counters::inc(&counters.arp_cache_full);
-                Vec::new()
+                return Vec::new();
             }
             None => {
                 table.map.insert(ip, resolved);
                 Vec::new()
             }
-        }
+        };
+        table.note(deadline);
+        held
     }
 
     /// Resolves `ip` to `mac` as a reply would, returning the held packets unsent.
