@@ -40,6 +40,7 @@ pub(crate) mod mbuf;
 pub(crate) mod net;
 pub(crate) mod netisr;
 pub(crate) mod pipeline;
+pub(crate) mod ratelimit;
 pub(crate) mod rss;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
@@ -58,6 +59,7 @@ pub use device::xsk::{XskConfig, XskStats};
 pub use device::{BpfError, DeviceError, LinkInfo, Offload, Offloads};
 pub use net::{ArpConfig, CidrError, Ipv4Cidr};
 pub use netisr::{NetisrStats, Policy as NetisrPolicy, ProtoStats, WorkStats, WorkstreamStats};
+pub use ratelimit::RateLimits;
 pub use socket::{
     ConnectOptions, Event, Interest, NetStack, Poller, Source, TcpListener, TcpStream,
 };

@@ -140,6 +140,9 @@ pub(crate) struct LayerSpec {
     /// ISN generator (a keyed one makes a simulation reproducible); a random key when
     /// `None`.
     pub isn: Option<IsnGenerator>,
+    /// Secret of the ephemeral port choice (a fixed one makes a simulation
+    /// reproducible); a random one when `None`.
+    pub port_key: Option<[u8; 16]>,
 }
 
 /// Why the layers could not be built.
@@ -182,6 +185,9 @@ impl<T: LinkTx + 'static> Layers<T> {
         tcp.clock = spec.clock;
         if let Some(isn) = spec.isn {
             tcp.isn = isn;
+        }
+        if let Some(key) = spec.port_key {
+            tcp.pcbs.set_port_key(key);
         }
         if let Some(name) = &spec.default_cc {
             tcp.cc.set_default(name)?;

@@ -31,6 +31,7 @@ use crate::link::{MemRx, MemTx};
 use crate::net::ether;
 use crate::net::{ipv4, ArpConfig, Interface, Ipv4Cidr};
 use crate::pipeline::{LayerSpec, Layers, WorkerCore};
+use crate::ratelimit::RateLimits;
 use crate::socket::NetStack;
 use crate::stats::Counters;
 use crate::tcp::isn::IsnGenerator;
@@ -57,6 +58,10 @@ pub struct LinkConfig {
     /// marked CE instead, as an AQM router would (RFC 3168 §5); Not-ECT frames are never
     /// marked.
     pub ce_mark: f64,
+    /// The MTU of a hop in the middle (a router): an IPv4 datagram longer than this
+    /// with DF set is dropped there and answered with ICMP "fragmentation needed"
+    /// carrying this MTU (RFC 1191 §4), sent back to its source; `None`: no limit.
+    pub mtu: Option<usize>,
 }
 
 impl Default for LinkConfig {
@@ -69,6 +74,7 @@ impl Default for LinkConfig {
             duplicate: 0.0,
             rate_bps: None,
             ce_mark: 0.0,
+            mtu: None,
         }
     }
 }
@@ -88,7 +94,12 @@ pub struct SimStackConfig {
     pub workers: usize,
     /// Settings for new connections.
     pub tcp: TcpConfig,
-    /// Key of the ISN generator: a fixed key makes sequence numbers reproducible.
+    /// ARP timers and limits.
+    pub arp: ArpConfig,
+    /// Per-second limits on answers to unsolicited traffic.
+    pub rate_limits: RateLimits,
+    /// Key of the ISN generator and of the ephemeral port choice: a fixed key makes
+    /// sequence numbers and ports reproducible.
     pub isn_key: [u8; 16],
     /// Software LRO on receive.
     pub lro: bool,
@@ -111,6 +122,8 @@ impl SimStackConfig {
             gateway: None,
             workers: 1,
             tcp: TcpConfig::default(),
+            arp: ArpConfig::default(),
+            rate_limits: RateLimits::default(),
             isn_key: [0; 16],
             lro: false,
             tx_csum_offload: false,
@@ -141,19 +154,16 @@ impl SimStack {
         let clock = Arc::new(VirtualClock::new(cfg.start));
         let nworkers = cfg.workers.max(1);
         let layers = Layers::<MemTx>::build(LayerSpec {
-            ifp: Interface::new(
-                cfg.mac,
-                cfg.mtu,
-                cfg.addrs,
-                cfg.gateway,
-                ArpConfig::default(),
-            ),
+            ifp: Interface::new(cfg.mac, cfg.mtu, cfg.addrs, cfg.gateway, cfg.arp)
+                .with_limits(cfg.rate_limits),
             nworkers,
             tcp: cfg.tcp,
             default_cc: None,
             qlimit: 4096,
             clock: Clock::Virtual(clock.clone()),
             isn: Some(IsnGenerator::with_key_at(cfg.isn_key, cfg.start)),
+            // Ports as reproducible as the ISNs (a separate PRF input, the same key).
+            port_key: Some(cfg.isn_key),
         })
         .expect("simulated stack layers");
         let max_frame = cfg.mtu + ether::HEADER_LEN;
@@ -561,6 +571,17 @@ impl Sim {
             tap.push((from, frame.clone()));
         }
         let l = self.link;
+        if let Some(icmp) = l.mtu.and_then(|mtu| frag_needed(&frame, mtu)) {
+            self.dropped += 1;
+            self.next_seq += 1;
+            self.queue.push(Reverse(InFlight {
+                at: self.now + l.delay,
+                seq: self.next_seq,
+                to: from,
+                frame: icmp,
+            }));
+            return;
+        }
         if self.burst_left > 0 {
             self.burst_left -= 1;
             self.dropped += 1;
@@ -609,6 +630,44 @@ impl Sim {
             }));
         }
     }
+}
+
+/// The address of the router in the middle of a [`Sim`] link (the source of its ICMP
+/// errors).
+pub const ROUTER_ADDR: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 254);
+
+/// The ICMP "fragmentation needed" a router with next-hop MTU `mtu` sends back for
+/// `frame` (an Ethernet frame), if the frame carries an IPv4 datagram with DF set that
+/// is longer than `mtu`: the router's reply quotes its IP header and the first 8 bytes
+/// of its payload (RFC 792).
+pub(crate) fn frag_needed(frame: &[u8], mtu: usize) -> Option<Vec<u8>> {
+    let ip = frame.get(ether::HEADER_LEN..)?;
+    if frame[12..14] != [0x08, 0x00] || ip.len() < ipv4::HEADER_LEN {
+        return None;
+    }
+    let total = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+    if total <= mtu || ip[6] & 0x40 == 0 {
+        return None;
+    }
+    let hlen = (ip[0] & 0x0f) as usize * 4;
+    let quoted = ip.get(..hlen + 8)?;
+    let mut icmp = vec![3u8, 4, 0, 0, 0, 0];
+    icmp.extend_from_slice(&(mtu.min(0xffff) as u16).to_be_bytes());
+    icmp.extend_from_slice(quoted);
+    let sum = crate::checksum::checksum(&icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    let mut f = Vec::with_capacity(ether::HEADER_LEN + ipv4::HEADER_LEN + icmp.len());
+    f.extend_from_slice(&frame[6..12]);
+    f.extend_from_slice(&frame[..6]);
+    f.extend_from_slice(&[0x08, 0x00, 0x45, 0]);
+    f.extend_from_slice(&((ipv4::HEADER_LEN + icmp.len()) as u16).to_be_bytes());
+    f.extend_from_slice(&[0, 0, 0, 0, 64, 1, 0, 0]);
+    f.extend_from_slice(&ROUTER_ADDR.octets());
+    f.extend_from_slice(&ip[12..16]);
+    let sum = crate::checksum::checksum(&f[ether::HEADER_LEN..]);
+    f[ether::HEADER_LEN + 10..ether::HEADER_LEN + 12].copy_from_slice(&sum.to_be_bytes());
+    f.extend_from_slice(&icmp);
+    Some(f)
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use crate::device::xsk::{self, XskConfig};
 use crate::device::{self, Channels, DeviceError, LinkInfo, Offload, Offloads};
 use crate::net::{ArpConfig, Interface, Ipv4Cidr};
 use crate::netisr::Netisr;
+use crate::ratelimit::RateLimits;
 use crate::socket::NetStack;
 use crate::stats::{self, Counters};
 use crate::tcp::pcb::GroupStats;
@@ -43,6 +44,9 @@ pub struct StackConfig {
     pub idle: IdleMode,
     /// ARP timers and limits.
     pub arp: ArpConfig,
+    /// Per-second limits on RSTs for closed ports, ICMP echo replies and ACKs for
+    /// unacceptable segments (FreeBSD's `badport_bandlim`).
+    pub rate_limits: RateLimits,
     /// UMEM and ring sizes per queue.
     pub xsk: XskConfig,
     /// netisr queue limit per protocol and worker.
@@ -67,6 +71,7 @@ impl StackConfig {
             xdp_mode: Mode::Native,
             idle: IdleMode::Busy,
             arp: ArpConfig::default(),
+            rate_limits: RateLimits::default(),
             xsk: XskConfig::default(),
             netisr_qlimit: 1024,
             tcp: TcpConfig::default(),
@@ -133,13 +138,15 @@ impl Stack {
                 config.addrs.clone(),
                 config.gateway,
                 config.arp,
-            ),
+            )
+            .with_limits(config.rate_limits),
             nworkers,
             tcp: tcp_config(&config, &link, offloads.tso),
             default_cc: config.default_cc.clone(),
             qlimit: config.netisr_qlimit,
             clock: Clock::Real,
             isn: None,
+            port_key: None,
         })
         .map_err(|e| match e {
             LayerError::Cc(e) => DeviceError::UnknownCc(e),

@@ -70,6 +70,23 @@ counters! {
     arp_unresolved => "arp.drop_unresolved",
     /// Cache entries that expired.
     arp_expired => "arp.entries_expired",
+    /// Neighbours not recorded because the cache held `arp.max_entries` entries
+    /// (learned from a request, or a miss on output, whose packet was dropped).
+    arp_cache_full => "arp.refused_cache_full",
+    /// Requests for our address whose sender is not a neighbour on our subnets: answered,
+    /// not recorded.
+    arp_off_subnet => "arp.refused_off_subnet",
+    /// ARP requests not sent because the stack-wide budget was spent
+    /// (`arp.max_requests_per_sec`).
+    arp_requests_suppressed => "arp.requests_suppressed",
+    /// Packets dropped because their next hop did not answer recently (`arp.down_time`).
+    arp_host_down => "arp.drop_host_down",
+    /// Answers (RSTs, echo replies) to an on-link sender with no cache entry, sent to
+    /// the link-layer source of the packet they answer (answers make no entry).
+    arp_answer_to_source => "arp.answers_to_link_source",
+    /// Answers dropped: no cache entry, and the packet they answer came from no unicast
+    /// link-layer address.
+    arp_answer_no_entry => "arp.drop_answer_no_entry",
     /// IPv4 packets received.
     ip_rx => "ip.rx",
     /// Shorter than a header, or total length beyond the frame.
@@ -98,6 +115,9 @@ counters! {
     icmp_bad_checksum => "icmp.drop_bad_checksum",
     /// Echo requests answered.
     icmp_echo_replied => "icmp.echo_replies_tx",
+    /// Echo requests not answered because the stack-wide budget was spent
+    /// (`RateLimits::icmp_echo_per_sec`).
+    icmp_echo_suppressed => "icmp.echo_replies_suppressed",
     /// ICMP types the stack does not act on (counted, then dropped).
     icmp_other => "icmp.rx_other_types",
     /// ICMP errors (destination unreachable, time exceeded) quoting a TCP segment of
@@ -110,6 +130,12 @@ counters! {
     tcp_icmp_ignored => "tcp.icmp_ignored",
     /// Connection attempts ended by an ICMP hard error (RFC 1122 §4.2.3.9).
     tcp_icmp_dropped => "tcp.icmp_dropped",
+    /// ICMP "fragmentation needed" errors that lowered a connection's MSS (path MTU
+    /// discovery, RFC 1191).
+    tcp_pmtu_lowered => "tcp.pmtu_lowered",
+    /// ICMP "fragmentation needed" errors quoting a sequence number not in flight, or
+    /// for no connection (RFC 5927 §4.1): ignored.
+    tcp_pmtu_bogus => "tcp.pmtu_bogus",
     /// TCP segments received.
     tcp_rx => "tcp.rx",
     /// TCP segments shorter than a header or with a bad data offset.
@@ -127,6 +153,14 @@ counters! {
     tcp_misplaced => "tcp.rx_misplaced",
     /// RSTs sent for segments that belong to no connection.
     tcp_rst_tx => "tcp.rst_tx",
+    /// RSTs not sent because the stack-wide budget was spent (`RateLimits::rst_per_sec`).
+    tcp_rst_suppressed => "tcp.rst_suppressed",
+    /// Challenge ACKs and ACKs for unacceptable segments without data not sent because
+    /// the stack-wide budget was spent (`RateLimits::ack_per_sec`).
+    tcp_ack_suppressed => "tcp.acks_suppressed",
+    /// ACKs for unacceptable segments without data not sent because the connection sent
+    /// one less than 500 ms before.
+    tcp_ack_conn_limited => "tcp.acks_suppressed_per_conn",
     /// SYNs dropped because the listener's backlog was full.
     tcp_listen_overflow => "tcp.drop_listen_overflow",
     /// Connections opened (active + passive).

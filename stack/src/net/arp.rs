@@ -11,6 +11,7 @@ use smoltcp::wire::{ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetP
 
 use super::{ether, ArpConfig, Interface, NetCtx};
 use crate::mbuf::Pkt;
+use crate::ratelimit::RateLimit;
 use crate::stats::Counters;
 
 /// Length of an Ethernet/IPv4 ARP packet.
@@ -30,13 +31,43 @@ enum Entry {
         tries: u32,
         next_retry: Instant,
     },
+    /// Unanswered after `max_tries` requests: packets are dropped and no request is
+    /// sent until `until` (FreeBSD's `arpt_down`), unless the host speaks up first.
+    Down { until: Instant },
+}
+
+impl Entry {
+    /// When [`timer`] next has something to do with this entry.
+    fn deadline(&self, cfg: &ArpConfig) -> Instant {
+        match self {
+            Entry::Resolved { expires, .. } => *expires + cfg.entry_timeout,
+            Entry::Incomplete { next_retry, .. } => *next_retry,
+            Entry::Down { until } => *until,
+        }
+    }
+}
+
+/// The entries, and the earliest time one of them needs the timer (never later than
+/// the true earliest deadline: refreshes push deadlines later without updating it).
+#[derive(Debug, Default)]
+struct Table {
+    map: HashMap<Ipv4Addr, Entry>,
+    next_due: Option<Instant>,
+}
+
+impl Table {
+    fn note(&mut self, deadline: Instant) {
+        self.next_due = Some(self.next_due.map_or(deadline, |d| d.min(deadline)));
+    }
 }
 
 /// The neighbour cache of one interface, shared by its workers.
 #[derive(Debug)]
 pub struct ArpCache {
     cfg: ArpConfig,
-    entries: RwLock<HashMap<Ipv4Addr, Entry>>,
+    entries: RwLock<Table>,
+    /// All requests we send, together (`cfg.max_requests_per_sec`).
+    requests: RateLimit,
 }
 
 /// What [`ArpCache::resolve`] did with a packet.
@@ -54,6 +85,10 @@ pub enum Resolve {
     Held,
     /// The hold queue was full; the packet was dropped.
     Dropped,
+    /// The destination did not answer recently ([`Entry::Down`]); the packet was dropped.
+    HostDown,
+    /// The cache is full (`max_entries`); the packet was dropped.
+    CacheFull,
 }
 
 impl ArpCache {
@@ -61,17 +96,36 @@ impl ArpCache {
     pub fn new(cfg: ArpConfig) -> Self {
         ArpCache {
             cfg,
-            entries: RwLock::new(HashMap::new()),
+            entries: RwLock::new(Table::default()),
+            requests: RateLimit::new(cfg.max_requests_per_sec),
         }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+        self.entries.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
+        self.entries.write().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The resolved link address of `ip`, if fresh.
     pub fn lookup(&self, ip: Ipv4Addr, now: Instant) -> Option<EthernetAddress> {
-        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        match entries.get(&ip) {
+        match self.read().map.get(&ip) {
             Some(Entry::Resolved { mac, expires }) if *expires > now => Some(*mac),
             _ => None,
         }
+    }
+
+    /// A resolved entry found fresh or stale by `resolve`: a stale one is used and asked
+    /// for again at most once per retry interval; a reply makes it fresh, and `timer`
+    /// deletes it after a whole timeout unanswered.
+    fn use_resolved(&self, mac: EthernetAddress, expires: &mut Instant, now: Instant) -> Resolve {
+        if *expires > now {
+            return Resolve::Known(mac);
+        }
+        *expires = now + self.cfg.retry_interval;
+        Resolve::KnownRefresh(mac)
     }
 
     /// Looks `ip` up; on a miss, holds `packet` (built lazily) until resolution.
@@ -79,22 +133,25 @@ impl ArpCache {
         if let Some(mac) = self.lookup(ip, now) {
             return Resolve::Known(mac);
         }
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-        let entry = entries.entry(ip).or_insert_with(|| Entry::Incomplete {
+        let mut table = self.write();
+        if !table.map.contains_key(&ip) && table.map.len() >= self.cfg.max_entries {
+            return Resolve::CacheFull;
+        }
+        let fresh = || Entry::Incomplete {
             hold: VecDeque::new(),
             tries: 0,
             next_retry: now,
-        });
-        match entry {
-            // Resolved between our read and write lock.
-            Entry::Resolved { mac, expires } if *expires > now => Resolve::Known(*mac),
-            // Stale: keep using it, ask again at most once per retry interval; a reply
-            // makes it fresh, and `timer` deletes it after a whole timeout unanswered.
-            Entry::Resolved { mac, expires } => {
-                let mac = *mac;
-                *expires = now + self.cfg.retry_interval;
-                Resolve::KnownRefresh(mac)
+        };
+        let entry = table.map.entry(ip).or_insert_with(fresh);
+        // A destination that went down is asked again once its time is up.
+        if let Entry::Down { until } = entry {
+            if *until > now {
+                return Resolve::HostDown;
             }
+            *entry = fresh();
+        }
+        let r = match entry {
+            Entry::Resolved { mac, expires } => self.use_resolved(*mac, expires, now),
             Entry::Incomplete {
                 hold,
                 tries,
@@ -104,43 +161,72 @@ impl ArpCache {
                     return Resolve::Dropped;
                 }
                 hold.push_back(packet());
-                if *tries == 0 {
-                    *tries = 1;
-                    *next_retry = now + self.cfg.retry_interval;
-                    Resolve::HeldAndAsk
-                } else {
-                    Resolve::Held
+                if *tries > 0 {
+                    return Resolve::Held;
                 }
+                *tries = 1;
+                *next_retry = now + self.cfg.retry_interval;
+                Resolve::HeldAndAsk
             }
+            // Replaced above.
+            Entry::Down { .. } => return Resolve::HostDown,
+        };
+        let deadline = table.map[&ip].deadline(&self.cfg);
+        table.note(deadline);
+        r
+    }
+
+    /// Looks `ip` up for a packet that only answers one of its (a RST for a closed port,
+    /// an echo reply): a fresh or stale entry is used (`Known`, `KnownRefresh`); a miss
+    /// (`None`) makes no entry, so forged sources cannot fill the cache.
+    pub fn resolve_answer(&self, ip: Ipv4Addr, now: Instant) -> Option<Resolve> {
+        if let Some(mac) = self.lookup(ip, now) {
+            return Some(Resolve::Known(mac));
+        }
+        match self.write().map.get_mut(&ip) {
+            Some(Entry::Resolved { mac, expires }) => Some(self.use_resolved(*mac, expires, now)),
+            _ => None,
         }
     }
 
     /// Records `ip` at `mac`. With `create` false only an existing entry is updated
-    /// (RFC 826's merge step). Returns the packets that were waiting for it.
+    /// (RFC 826's merge step); a new entry beyond `max_entries` is refused and counted.
+    /// Returns the packets that were waiting for it.
     fn update(
         &self,
         ip: Ipv4Addr,
         mac: EthernetAddress,
         now: Instant,
         create: bool,
+        counters: &Counters,
     ) -> Vec<Vec<u8>> {
-        let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        // Most ARP traffic on a busy link is broadcast requests between other hosts:
+        // a read lock tells there is nothing to merge.
+        if !create && !self.read().map.contains_key(&ip) {
+            return Vec::new();
+        }
+        let mut table = self.write();
         let expires = now + self.cfg.entry_timeout;
-        match entries.get_mut(&ip) {
-            Some(entry) => {
-                let old = std::mem::replace(entry, Entry::Resolved { mac, expires });
-                match old {
-                    Entry::Incomplete { hold, .. } => hold.into(),
-                    Entry::Resolved { .. } => Vec::new(),
-                }
+        let resolved = Entry::Resolved { mac, expires };
+        let deadline = resolved.deadline(&self.cfg);
+        let full = table.map.len() >= self.cfg.max_entries;
+        let held = match table.map.get_mut(&ip) {
+            Some(entry) => match std::mem::replace(entry, resolved) {
+                Entry::Incomplete { hold, .. } => hold.into(),
+                Entry::Resolved { .. } | Entry::Down { .. } => Vec::new(),
+            },
+            None if !create => return Vec::new(),
+            None if full => {
+                Counters::inc(&counters.arp_cache_full);
+                return Vec::new();
             }
             None => {
-                if create {
-                    entries.insert(ip, Entry::Resolved { mac, expires });
-                }
+                table.map.insert(ip, resolved);
                 Vec::new()
             }
-        }
+        };
+        table.note(deadline);
+        held
     }
 
     /// Resolves `ip` to `mac` as a reply would, returning the held packets unsent.
@@ -151,34 +237,85 @@ impl ArpCache {
         mac: EthernetAddress,
         now: Instant,
     ) -> Vec<Vec<u8>> {
-        self.update(ip, mac, now, true)
+        self.update(ip, mac, now, true, &Counters::default())
     }
 
     #[cfg(any(test, feature = "sim"))]
     /// When [`timer`] next has something to do: the earliest retry of an incomplete
-    /// entry or deletion of a resolved one (`None` for an empty cache). Costs a pass
-    /// over the cache: for a driver deciding how far time may jump, not for every
-    /// iteration of a worker.
+    /// entry, deletion of a resolved one or end of a down one (`None` for an empty
+    /// cache). It may be early (a refresh moved an entry's deadline later), never late.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        entries
-            .values()
-            .map(|e| match e {
-                Entry::Resolved { expires, .. } => *expires + self.cfg.entry_timeout,
-                Entry::Incomplete { next_retry, .. } => *next_retry,
-            })
-            .min()
+        self.read().next_due
     }
 
     /// Number of entries (resolved or not).
     pub fn len(&self) -> usize {
-        self.entries.read().unwrap_or_else(|e| e.into_inner()).len()
+        self.read().map.len()
     }
 
     /// True when the cache is empty.
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Retries, gives up on and expires the entries due at `now`; returns the
+    /// addresses to ask for again. Costs a read lock when nothing is due, a pass over
+    /// the cache under the write lock when something is.
+    fn expire(&self, now: Instant, counters: &Counters) -> Vec<Ipv4Addr> {
+        if self.read().next_due.is_none_or(|t| t > now) {
+            return Vec::new();
+        }
+        let cfg = self.cfg;
+        let mut ask = Vec::new();
+        let mut table = self.write();
+        table
+            .map
+            .retain(|ip, entry| expire_entry(&cfg, *ip, entry, now, counters, &mut ask));
+        table.next_due = table.map.values().map(|e| e.deadline(&cfg)).min();
+        ask
+    }
+}
+
+/// What the timer does with one entry at `now`; false deletes it.
+fn expire_entry(
+    cfg: &ArpConfig,
+    ip: Ipv4Addr,
+    entry: &mut Entry,
+    now: Instant,
+    counters: &Counters,
+    ask: &mut Vec<Ipv4Addr>,
+) -> bool {
+    if entry.deadline(cfg) > now {
+        return true;
+    }
+    match entry {
+        // Deleted once stale for a whole timeout (refreshes push `expires` by one retry
+        // interval at a time, so an entry in use but unanswered also ends up here).
+        Entry::Resolved { .. } => {
+            Counters::inc(&counters.arp_expired);
+            false
+        }
+        Entry::Incomplete {
+            hold,
+            tries,
+            next_retry,
+        } => {
+            if *tries < cfg.max_tries {
+                *tries += 1;
+                *next_retry = now + cfg.retry_interval;
+                ask.push(ip);
+                return true;
+            }
+            counters
+                .arp_unresolved
+                .fetch_add(hold.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            *entry = Entry::Down {
+                until: now + cfg.down_time,
+            };
+            !cfg.down_time.is_zero()
+        }
+        Entry::Down { .. } => false,
     }
 }
 
@@ -216,12 +353,20 @@ pub fn input(ifp: &Interface, ctx: &mut impl NetCtx, pkt: Pkt<'_>) {
     // RFC 826: "If the pair <protocol type, sender protocol address> is already in my
     // translation table, update the sender hardware address field of the entry with the
     // new information ... If I am the target protocol address: If the merge flag is
-    // false, add the triplet to the translation table." (A probe's unspecified sender
-    // address is never recorded.)
+    // false, add the triplet to the translation table." New entries are made only for
+    // requests (a reply we did not ask for has no entry to merge into), and only for
+    // a neighbour on one of our subnets; a probe's unspecified sender address is never
+    // recorded.
     let released = if spa.is_unspecified() {
         Vec::new()
     } else {
-        ifp.arp.update(spa, sha, now, for_us)
+        let asked = for_us && operation == ArpOperation::Request;
+        let neighbour = ifp.is_neighbour(spa);
+        if asked && !neighbour {
+            Counters::inc(&ctx.counters().arp_off_subnet);
+        }
+        ifp.arp
+            .update(spa, sha, now, asked && neighbour, ctx.counters())
     };
     for ip_packet in released {
         send_ipv4_frame(ifp, ctx, sha, &ip_packet);
@@ -250,11 +395,20 @@ pub fn input(ifp: &Interface, ctx: &mut impl NetCtx, pkt: Pkt<'_>) {
     }
 }
 
-/// Sends a broadcast request for `target`, from our address on its subnet.
+/// Sends a broadcast request for `target`, from our address on its subnet, unless the
+/// stack-wide request budget (`max_requests_per_sec`) is spent.
 pub fn request(ifp: &Interface, ctx: &mut impl NetCtx, target: Ipv4Addr) {
     let Some(spa) = ifp.source_for(target) else {
         return;
     };
+    let now = ctx.now();
+    if !ifp
+        .arp
+        .requests
+        .allow_or_count(now, &ctx.counters().arp_requests_suppressed)
+    {
+        return;
+    }
     let req = ArpRepr::EthernetIpv4 {
         operation: ArpOperation::Request,
         source_hardware_addr: ifp.mac,
@@ -284,48 +438,12 @@ pub fn announce(ifp: &Interface, ctx: &mut impl NetCtx) {
     }
 }
 
-/// Retries outstanding requests, fails those out of tries (dropping their held
-/// packets) and expires old entries. Call it periodically from one worker.
+/// Retries outstanding requests, gives up on those out of tries (dropping their held
+/// packets; the destination is then down for `down_time`) and expires old entries. Call
+/// it periodically from one worker; it does nothing, under a read lock, until an entry
+/// is due.
 pub fn timer(ifp: &Interface, ctx: &mut impl NetCtx) {
-    let now = ctx.now();
-    let cfg = ifp.arp.cfg;
-    let mut ask = Vec::new();
-    {
-        let mut entries = ifp.arp.entries.write().unwrap_or_else(|e| e.into_inner());
-        entries.retain(|ip, entry| match entry {
-            Entry::Resolved { expires, .. } => {
-                // Deleted once stale for a whole timeout (refreshes push `expires` by
-                // one retry interval at a time, so an entry in use but unanswered also
-                // ends up here).
-                if *expires + cfg.entry_timeout <= now {
-                    Counters::inc(&ctx.counters().arp_expired);
-                    false
-                } else {
-                    true
-                }
-            }
-            Entry::Incomplete {
-                hold,
-                tries,
-                next_retry,
-            } => {
-                if *next_retry > now {
-                    return true;
-                }
-                if *tries >= cfg.max_tries {
-                    ctx.counters()
-                        .arp_unresolved
-                        .fetch_add(hold.len() as u64, std::sync::atomic::Ordering::Relaxed);
-                    return false;
-                }
-                *tries += 1;
-                *next_retry = now + cfg.retry_interval;
-                ask.push(*ip);
-                true
-            }
-        });
-    }
-    for ip in ask {
+    for ip in ifp.arp.expire(ctx.now(), ctx.counters()) {
         request(ifp, ctx, ip);
     }
 }
@@ -529,7 +647,233 @@ mod tests {
         timer(&ifp, &mut ctx);
         assert!(ctx.take_sent().is_empty());
         assert_eq!(ctx.count("arp.drop_unresolved"), 2);
+        // Down: packets are dropped without asking again until `down_time` has passed.
+        assert_eq!(
+            ifp.arp.resolve(PEER_IP, ctx.now, || vec![0; 20]),
+            Resolve::HostDown
+        );
+        ctx.now += cfg.down_time;
+        timer(&ifp, &mut ctx);
         assert!(ifp.arp.is_empty());
+        assert_eq!(
+            ifp.arp.resolve(PEER_IP, ctx.now, || vec![0; 20]),
+            Resolve::HeldAndAsk
+        );
+    }
+
+    #[test]
+    fn a_down_host_that_speaks_up_is_resolved_at_once() {
+        let ifp = iface();
+        let mut ctx = TestCtx::new();
+        let cfg = ArpConfig::default();
+        ifp.arp.resolve(PEER_IP, ctx.now, || vec![0; 20]);
+        for _ in 0..cfg.max_tries {
+            ctx.now += cfg.retry_interval;
+            timer(&ifp, &mut ctx);
+        }
+        assert_eq!(
+            ifp.arp.resolve(PEER_IP, ctx.now, Vec::new),
+            Resolve::HostDown
+        );
+        let req = arp_frame(
+            ArpOperation::Request,
+            PEER_MAC,
+            PEER_IP,
+            OUR_IP,
+            EthernetAddress::BROADCAST,
+        );
+        feed(&ifp, &mut ctx, &req);
+        assert_eq!(ifp.arp.lookup(PEER_IP, ctx.now), Some(PEER_MAC));
+    }
+
+    #[test]
+    fn a_request_from_off_our_subnet_is_answered_not_recorded() {
+        let ifp = iface();
+        let mut ctx = TestCtx::new();
+        let stranger = Ipv4Addr::new(203, 0, 113, 7);
+        let req = arp_frame(
+            ArpOperation::Request,
+            PEER_MAC,
+            stranger,
+            OUR_IP,
+            EthernetAddress::BROADCAST,
+        );
+        feed(&ifp, &mut ctx, &req);
+        assert_eq!(ctx.take_sent().len(), 1, "answered");
+        assert!(ifp.arp.is_empty());
+        assert_eq!(ctx.count("arp.refused_off_subnet"), 1);
+        // Nor our own address, nor the subnet's broadcast or network address.
+        for spa in [
+            OUR_IP,
+            Ipv4Addr::new(198, 18, 0, 255),
+            Ipv4Addr::new(198, 18, 0, 0),
+        ] {
+            let req = arp_frame(
+                ArpOperation::Request,
+                PEER_MAC,
+                spa,
+                OUR_IP,
+                EthernetAddress::BROADCAST,
+            );
+            feed(&ifp, &mut ctx, &req);
+        }
+        assert!(ifp.arp.is_empty());
+        assert_eq!(ctx.count("arp.refused_off_subnet"), 4);
+    }
+
+    #[test]
+    fn replies_and_requests_for_others_only_update() {
+        let ifp = iface();
+        let mut ctx = TestCtx::new();
+        // A reply nobody asked for makes no entry, even addressed to us.
+        let reply = arp_frame(ArpOperation::Reply, PEER_MAC, PEER_IP, OUR_IP, OUR_MAC);
+        feed(&ifp, &mut ctx, &reply);
+        assert!(ifp.arp.is_empty());
+        // A request for someone else updates a known sender's address...
+        ifp.arp.resolve_for_test(PEER_IP, PEER_MAC, ctx.now);
+        let moved = EthernetAddress([0x02, 0, 0, 0, 0, 9]);
+        let other = Ipv4Addr::new(198, 18, 0, 9);
+        let req = arp_frame(
+            ArpOperation::Request,
+            moved,
+            PEER_IP,
+            other,
+            EthernetAddress::BROADCAST,
+        );
+        feed(&ifp, &mut ctx, &req);
+        assert_eq!(ifp.arp.lookup(PEER_IP, ctx.now), Some(moved));
+        // ...and records no one new.
+        let third = Ipv4Addr::new(198, 18, 0, 3);
+        let req = arp_frame(
+            ArpOperation::Request,
+            PEER_MAC,
+            third,
+            other,
+            EthernetAddress::BROADCAST,
+        );
+        feed(&ifp, &mut ctx, &req);
+        assert_eq!(ifp.arp.len(), 1);
+        assert!(ctx.take_sent().is_empty());
+    }
+
+    fn small_iface(cfg: ArpConfig) -> Interface {
+        let base = iface();
+        Interface::new(base.mac, base.mtu, base.addrs, base.gateway, cfg)
+    }
+
+    #[test]
+    fn the_cache_is_capped() {
+        let ifp = small_iface(ArpConfig {
+            max_entries: 2,
+            ..ArpConfig::default()
+        });
+        let mut ctx = TestCtx::new();
+        for host in 2..=4u8 {
+            let spa = Ipv4Addr::new(198, 18, 0, host);
+            let req = arp_frame(
+                ArpOperation::Request,
+                PEER_MAC,
+                spa,
+                OUR_IP,
+                EthernetAddress::BROADCAST,
+            );
+            feed(&ifp, &mut ctx, &req);
+        }
+        assert_eq!(ctx.take_sent().len(), 3, "all answered");
+        assert_eq!(ifp.arp.len(), 2);
+        assert_eq!(ctx.count("arp.refused_cache_full"), 1);
+        // Nor does a miss on output make a third.
+        let far = Ipv4Addr::new(198, 18, 0, 50);
+        assert_eq!(
+            ifp.arp.resolve(far, ctx.now, || vec![0; 20]),
+            Resolve::CacheFull
+        );
+        assert_eq!(ifp.arp.len(), 2);
+        // An address already in the cache is still resolved and updated.
+        let known = Ipv4Addr::new(198, 18, 0, 2);
+        assert_eq!(
+            ifp.arp.resolve(known, ctx.now, Vec::new),
+            Resolve::Known(PEER_MAC)
+        );
+    }
+
+    #[test]
+    fn requests_are_rate_limited_stack_wide() {
+        let ifp = small_iface(ArpConfig {
+            max_requests_per_sec: Some(3),
+            ..ArpConfig::default()
+        });
+        let mut ctx = TestCtx::new();
+        for host in 10..20u8 {
+            let ip = Ipv4Addr::new(198, 18, 0, host);
+            assert_eq!(
+                ifp.arp.resolve(ip, ctx.now, || vec![0; 20]),
+                Resolve::HeldAndAsk
+            );
+            request(&ifp, &mut ctx, ip);
+        }
+        assert_eq!(ctx.take_sent().len(), 3);
+        assert_eq!(ctx.count("arp.requests_suppressed"), 7);
+        // The retries a second later are limited too; those suppressed are tried again
+        // at the next interval.
+        ctx.now += ArpConfig::default().retry_interval;
+        timer(&ifp, &mut ctx);
+        assert_eq!(ctx.take_sent().len(), 3);
+    }
+
+    #[test]
+    fn one_request_per_destination_per_retry_interval() {
+        let ifp = iface();
+        let mut ctx = TestCtx::new();
+        assert_eq!(
+            ifp.arp.resolve(PEER_IP, ctx.now, || vec![0; 20]),
+            Resolve::HeldAndAsk
+        );
+        for _ in 0..5 {
+            assert_eq!(
+                ifp.arp.resolve(PEER_IP, ctx.now, || vec![0; 20]),
+                Resolve::Held
+            );
+        }
+        ctx.now += ArpConfig::default().retry_interval / 2;
+        timer(&ifp, &mut ctx);
+        assert!(ctx.take_sent().is_empty());
+    }
+
+    #[test]
+    fn answers_make_no_entry() {
+        let ifp = iface();
+        let now = std::time::Instant::now();
+        assert_eq!(ifp.arp.resolve_answer(PEER_IP, now), None);
+        assert!(ifp.arp.is_empty());
+        ifp.arp.resolve_for_test(PEER_IP, PEER_MAC, now);
+        assert_eq!(
+            ifp.arp.resolve_answer(PEER_IP, now),
+            Some(Resolve::Known(PEER_MAC))
+        );
+    }
+
+    #[test]
+    fn the_timer_does_nothing_until_an_entry_is_due() {
+        let ifp = iface();
+        let mut ctx = TestCtx::new();
+        let cfg = ArpConfig::default();
+        ifp.arp.resolve_for_test(PEER_IP, PEER_MAC, ctx.now);
+        // A stale entry in use pushes its own deadline later; the cache's earliest
+        // deadline may then be early, and a timer run at it finds nothing to do but
+        // moves it to the true one.
+        let due = ifp.arp.next_deadline().unwrap();
+        assert_eq!(due, ctx.now + cfg.entry_timeout * 2);
+        ctx.now += cfg.entry_timeout;
+        assert_eq!(
+            ifp.arp.resolve(PEER_IP, ctx.now, Vec::new),
+            Resolve::KnownRefresh(PEER_MAC)
+        );
+        ctx.now = due;
+        timer(&ifp, &mut ctx);
+        assert_eq!(ifp.arp.len(), 1);
+        assert_eq!(ifp.arp.next_deadline(), Some(due + cfg.retry_interval));
+        assert_eq!(ctx.count("arp.entries_expired"), 0);
     }
 
     #[test]

@@ -25,6 +25,10 @@ pub struct IcmpError {
     pub remote: SocketAddrV4,
     /// The quoted segment's sequence number.
     pub seq: Seq,
+    /// For "fragmentation needed": the next-hop MTU (RFC 1191 §4), or from a router
+    /// older than RFC 1191 that leaves it zero, the plateau below the quoted datagram's
+    /// length (RFC 1191 §7); 0 for every other error.
+    pub mtu: u16,
 }
 
 /// ICMP type: destination unreachable.
@@ -57,11 +61,38 @@ impl IcmpError {
             _ => None,
         }
     }
+    /// Destination unreachable, fragmentation needed and DF set (code 4): path MTU
+    /// discovery's signal (RFC 1191).
+    pub fn is_frag_needed(&self) -> bool {
+        self.kind == (UNREACHABLE, FRAG_NEEDED)
+    }
+}
+
+/// Destination-unreachable code: fragmentation needed and DF set.
+const FRAG_NEEDED: u8 = 4;
+
+/// RFC 1191 §7's table of MTU plateaus, for routers that report no MTU.
+const PLATEAUS: [u16; 10] = [32000, 17914, 8166, 4352, 2002, 1492, 1006, 508, 296, 68];
+
+/// The MTU a "fragmentation needed" error reports: its next-hop MTU field (the low 16
+/// bits of the header's second word), else the largest plateau below the quoted
+/// datagram's total length.
+fn reported_mtu(header: &[u8], quoted: &[u8]) -> u16 {
+    let field = u16::from_be_bytes([header[6], header[7]]);
+    if field != 0 {
+        return field;
+    }
+    let len = u16::from_be_bytes([quoted[2], quoted[3]]);
+    PLATEAUS.into_iter().find(|&p| p < len).unwrap_or(68)
 }
 
 /// Parses an ICMP error that quotes a TCP segment from `ifp` (RFC 792: the original IP
 /// header and at least 64 bits of its data: ports and sequence number).
-fn tcp_error(ifp: &Interface, p: &Icmpv4Packet<&[u8]>) -> Result<Option<IcmpError>, ()> {
+fn tcp_error(
+    ifp: &Interface,
+    p: &Icmpv4Packet<&[u8]>,
+    raw: &[u8],
+) -> Result<Option<IcmpError>, ()> {
     let (ty, code) = (u8::from(p.msg_type()), p.msg_code());
     if ty != UNREACHABLE && ty != TIME_EXCEEDED {
         return Ok(None);
@@ -79,11 +110,17 @@ fn tcp_error(ifp: &Interface, p: &Icmpv4Packet<&[u8]>) -> Result<Option<IcmpErro
     }
     let tcp = &quoted[hlen..hlen + 8];
     let port = |at: usize| u16::from_be_bytes([tcp[at], tcp[at + 1]]);
+    let mtu = if (ty, code) == (UNREACHABLE, FRAG_NEEDED) {
+        reported_mtu(raw, quoted)
+    } else {
+        0
+    };
     Ok(Some(IcmpError {
         kind: (ty, code),
         local: SocketAddrV4::new(src, port(0)),
         remote: SocketAddrV4::new(dst, port(2)),
         seq: Seq(u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]])),
+        mtu,
     }))
 }
 
@@ -100,7 +137,7 @@ pub fn input(ifp: &Interface, ctx: &mut impl NetCtx, ip: &Ipv4In<'_>) -> Option<
         Counters::inc(&c.icmp_bad_checksum);
         return None;
     }
-    match tcp_error(ifp, &p) {
+    match tcp_error(ifp, &p, ip.payload) {
         Ok(Some(e)) => {
             Counters::inc(&c.icmp_tcp_errors);
             return Some(e);
@@ -115,6 +152,13 @@ pub fn input(ifp: &Interface, ctx: &mut impl NetCtx, ip: &Ipv4In<'_>) -> Option<
         Counters::inc(&c.icmp_other);
         return None;
     }
+    if !ifp
+        .limits
+        .icmp_echo
+        .allow_or_count(ctx.now(), &c.icmp_echo_suppressed)
+    {
+        return None;
+    }
     // RFC 792: "To form an echo reply message, the source and destination addresses
     // are simply reversed, the type code changed to 0, and the checksum recomputed."
     // Identifier, sequence number and data are returned unchanged, so the checksum is
@@ -127,11 +171,12 @@ pub fn input(ifp: &Interface, ctx: &mut impl NetCtx, ip: &Ipv4In<'_>) -> Option<
         old_word,
         (u8::from(Icmpv4Message::EchoReply) as u16) << 8,
     );
-    let sent = ipv4::output(
+    let sent = ipv4::output_answer(
         ifp,
         ctx,
         ip.dst,
         ip.src,
+        ip.src_mac,
         IpProtocol::Icmp,
         request.len(),
         &mut |buf| {
@@ -297,5 +342,42 @@ mod tests {
         );
         assert_eq!(ctx.count("icmp.rx_other_types"), 1);
         assert!(ctx.take_sent().is_empty());
+    }
+
+    fn feed(ifp: &Interface, ctx: &mut TestCtx, f: &[u8]) {
+        let meta = PktMeta::rx(f.len(), 0);
+        ipv4::input(ifp, ctx, Pkt { data: f, meta });
+    }
+
+    #[test]
+    fn an_echo_from_an_unknown_neighbour_goes_back_to_its_link_source() {
+        let ifp = iface();
+        let mut ctx = TestCtx::new();
+        feed(&ifp, &mut ctx, &echo_request(1, 1, b"abcd"));
+        let sent = ctx.take_sent();
+        assert_eq!(sent.len(), 1, "the reply, and no ARP request");
+        assert_eq!(&sent[0][0..6], &PEER_MAC.0);
+        assert_eq!(&sent[0][12..14], &[0x08, 0x00]);
+        assert!(ifp.arp.is_empty(), "no entry made");
+        assert_eq!(ctx.count("arp.answers_to_link_source"), 1);
+        assert_eq!(ctx.count("icmp.echo_replies_tx"), 1);
+        // From a multicast link-layer source (invalid): nowhere to answer.
+        let mut bad = echo_request(1, 2, b"abcd");
+        bad[6] = 0x01;
+        feed(&ifp, &mut ctx, &bad);
+        assert!(ctx.take_sent().is_empty());
+        assert_eq!(ctx.count("arp.drop_answer_no_entry"), 1);
+        assert!(ifp.arp.is_empty());
+    }
+
+    #[test]
+    fn the_mtu_of_a_frag_needed_is_its_field_or_the_plateau_below() {
+        let mut quoted = [0u8; 28];
+        quoted[2..4].copy_from_slice(&1500u16.to_be_bytes());
+        assert_eq!(reported_mtu(&[3, 4, 0, 0, 0, 0, 0x04, 0xd2], &quoted), 1234);
+        // RFC 1191 §7: a router that reports nothing: the next plateau down.
+        assert_eq!(reported_mtu(&[3, 4, 0, 0, 0, 0, 0, 0], &quoted), 1492);
+        quoted[2..4].copy_from_slice(&60u16.to_be_bytes());
+        assert_eq!(reported_mtu(&[3, 4, 0, 0, 0, 0, 0, 0], &quoted), 68);
     }
 }

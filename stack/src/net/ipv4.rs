@@ -7,9 +7,8 @@
 //! Ethernet and IPv4 headers in place in the transmit frame.
 
 use std::net::Ipv4Addr;
-use std::sync::atomic::{AtomicU16, Ordering};
 
-use smoltcp::wire::{EthernetProtocol, IpProtocol, Ipv4Packet};
+use smoltcp::wire::{EthernetAddress, EthernetProtocol, IpProtocol, Ipv4Packet};
 
 use super::arp::{self, Resolve};
 use super::{ether, icmp, Interface, NetCtx};
@@ -85,6 +84,9 @@ pub struct Ipv4In<'a> {
     pub lro_segsz: u16,
     /// The ECN field (RFC 3168), for the transport.
     pub ecn: Ecn,
+    /// The frame's link-layer source (the sender, or the router it came through):
+    /// where an answer goes when the ARP cache has no entry for the sender.
+    pub src_mac: EthernetAddress,
 }
 
 /// Why output did not send.
@@ -99,6 +101,10 @@ pub enum OutputError {
     /// The ARP hold queue for the next hop is full.
     #[error("ARP hold queue full")]
     HoldFull,
+    /// The next hop could not be resolved: it did not answer recently, the ARP cache is
+    /// full, or an answer found neither an entry nor a unicast source to go back to.
+    #[error("next hop unresolved")]
+    Unresolved,
     /// No room on the transmit path.
     #[error("transmit ring full")]
     NoBuffer,
@@ -215,11 +221,13 @@ pub fn validate<'a>(ifp: &Interface, ctx: &impl NetCtx, pkt: Pkt<'a>) -> Option<
         lro_nsegs: pkt.meta.lro_nsegs,
         lro_segsz: pkt.meta.tso_segsz,
         ecn: Ecn::from_bits(p.ecn()),
+        src_mac: EthernetAddress::from_bytes(&pkt.data[6..12]),
     })
 }
 
 /// Sends an IPv4 packet of `payload_len` bytes (written by `fill`) from `src` to `dst`,
-/// Not-ECT.
+/// Not-ECT. (The stack's own packets go through [`output_full`] or [`output_answer`].)
+#[cfg(test)]
 pub fn output(
     ifp: &Interface,
     ctx: &mut impl NetCtx,
@@ -229,17 +237,42 @@ pub fn output(
     payload_len: usize,
     fill: &mut dyn FnMut(&mut [u8]),
 ) -> Result<(), OutputError> {
-    output_full(
-        ifp,
-        ctx,
+    let out = Out {
         src,
         dst,
         protocol,
-        Ecn::NotEct,
+        ecn: Ecn::NotEct,
         payload_len,
-        None,
-        fill,
-    )
+        l4_csum_offset: None,
+    };
+    out.send(ifp, ctx, Hold::Yes, fill)
+}
+
+/// [`output`] for a packet that only answers one we received (a RST for a closed port,
+/// an echo reply) from `reply_mac`: an on-link destination missing from the ARP cache
+/// gets it at `reply_mac` and no entry is made (`ArpCache::resolve_answer`), so forged
+/// sources can neither fill the cache nor have us ask the network about them. The
+/// gateway, one address we configured, is resolved as for any packet.
+#[allow(clippy::too_many_arguments)]
+pub fn output_answer(
+    ifp: &Interface,
+    ctx: &mut impl NetCtx,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    reply_mac: EthernetAddress,
+    protocol: IpProtocol,
+    payload_len: usize,
+    fill: &mut dyn FnMut(&mut [u8]),
+) -> Result<(), OutputError> {
+    let out = Out {
+        src,
+        dst,
+        protocol,
+        ecn: Ecn::NotEct,
+        payload_len,
+        l4_csum_offset: None,
+    };
+    out.send(ifp, ctx, Hold::No(reply_mac), fill)
 }
 
 /// [`output`], with the ECN codepoint the transport chose for this packet (RFC 3168
@@ -260,86 +293,159 @@ pub fn output_full(
     l4_csum_offset: Option<u16>,
     fill: &mut dyn FnMut(&mut [u8]),
 ) -> Result<(), OutputError> {
-    let ip_len = HEADER_LEN + payload_len;
-    if ip_len > ifp.mtu {
-        return Err(OutputError::TooBig);
-    }
-    let Some(next_hop) = ifp.next_hop(dst) else {
-        Counters::inc(&ctx.counters().ip_no_route);
-        return Err(OutputError::NoRoute);
+    let out = Out {
+        src,
+        dst,
+        protocol,
+        ecn,
+        payload_len,
+        l4_csum_offset,
     };
-    let id = next_id();
-    let now = ctx.now();
-    let write_ip = |buf: &mut [u8], fill: &mut dyn FnMut(&mut [u8])| {
-        write_header(buf, src, dst, protocol, ip_len as u16, id);
-        if ecn != Ecn::NotEct {
-            set_ecn(buf, ecn);
+    out.send(ifp, ctx, Hold::Yes, fill)
+}
+
+/// Whether a packet may wait in the ARP hold queue (and make an entry) on a miss; if
+/// not, the link address to send it to instead.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Hold {
+    Yes,
+    No(EthernetAddress),
+}
+
+/// One outgoing packet's header fields.
+struct Out {
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    protocol: IpProtocol,
+    ecn: Ecn,
+    payload_len: usize,
+    l4_csum_offset: Option<u16>,
+}
+
+impl Out {
+    fn write_ip(&self, buf: &mut [u8], fill: &mut dyn FnMut(&mut [u8])) {
+        let ip_len = HEADER_LEN + self.payload_len;
+        write_header(buf, self.src, self.dst, self.protocol, ip_len as u16);
+        if self.ecn != Ecn::NotEct {
+            set_ecn(buf, self.ecn);
         }
         fill(&mut buf[HEADER_LEN..]);
-    };
-    match ifp.arp.resolve(next_hop, now, || {
-        let mut v = vec![0u8; ip_len];
-        write_ip(&mut v, fill);
-        if let Some(off) = l4_csum_offset {
-            checksum::finish_partial(&mut v, HEADER_LEN, off as usize);
+    }
+
+    /// Routes, resolves and sends (or holds) the packet.
+    fn send(
+        &self,
+        ifp: &Interface,
+        ctx: &mut impl NetCtx,
+        hold: Hold,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), OutputError> {
+        let ip_len = HEADER_LEN + self.payload_len;
+        if ip_len > ifp.mtu {
+            return Err(OutputError::TooBig);
         }
-        v
-    }) {
-        res @ (Resolve::Known(_) | Resolve::KnownRefresh(_)) => {
-            let mac = match res {
-                Resolve::KnownRefresh(mac) => {
-                    // A stale entry: revalidate it, but do not hold the packet.
-                    arp::request(ifp, ctx, next_hop);
-                    mac
+        let Some(next_hop) = ifp.next_hop(self.dst) else {
+            Counters::inc(&ctx.counters().ip_no_route);
+            return Err(OutputError::NoRoute);
+        };
+        let now = ctx.now();
+        let hold = if ifp.gateway == Some(next_hop) {
+            Hold::Yes
+        } else {
+            hold
+        };
+        let resolved = match hold {
+            Hold::No(reply_mac) => match ifp.arp.resolve_answer(next_hop, now) {
+                Some(r) => r,
+                None if reply_mac.is_unicast() => {
+                    Counters::inc(&ctx.counters().arp_answer_to_source);
+                    Resolve::Known(reply_mac)
                 }
-                Resolve::Known(mac) => mac,
-                _ => return Err(OutputError::NoRoute),
-            };
-            let mut frame = |buf: &mut [u8]| {
-                ether::write_header(buf, ifp.mac, mac, EthernetProtocol::Ipv4);
-                write_ip(&mut buf[ether::HEADER_LEN..], fill);
-            };
-            let len = ether::HEADER_LEN + ip_len;
-            let ok = match l4_csum_offset {
-                Some(off) => ctx.transmit_partial(
-                    len,
-                    (ether::HEADER_LEN + HEADER_LEN) as u16,
-                    off,
-                    &mut frame,
-                ),
-                None => ctx.transmit(len, &mut frame),
-            };
-            if ok {
-                Counters::inc(&ctx.counters().ip_tx);
-                Ok(())
-            } else {
-                Err(OutputError::NoBuffer)
+                None => {
+                    Counters::inc(&ctx.counters().arp_answer_no_entry);
+                    return Err(OutputError::Unresolved);
+                }
+            },
+            Hold::Yes => ifp.arp.resolve(next_hop, now, || {
+                let mut v = vec![0u8; ip_len];
+                self.write_ip(&mut v, fill);
+                if let Some(off) = self.l4_csum_offset {
+                    checksum::finish_partial(&mut v, HEADER_LEN, off as usize);
+                }
+                v
+            }),
+        };
+        let c = ctx.counters();
+        let mac = match resolved {
+            Resolve::Known(mac) => mac,
+            Resolve::KnownRefresh(mac) => {
+                // A stale entry: revalidate it, but do not hold the packet.
+                arp::request(ifp, ctx, next_hop);
+                mac
             }
-        }
-        Resolve::HeldAndAsk => {
-            Counters::inc(&ctx.counters().arp_held);
-            arp::request(ifp, ctx, next_hop);
+            Resolve::HeldAndAsk => {
+                Counters::inc(&c.arp_held);
+                arp::request(ifp, ctx, next_hop);
+                return Ok(());
+            }
+            Resolve::Held => {
+                Counters::inc(&c.arp_held);
+                return Ok(());
+            }
+            Resolve::Dropped => {
+                Counters::inc(&c.arp_hold_overflow);
+                return Err(OutputError::HoldFull);
+            }
+            Resolve::HostDown => {
+                Counters::inc(&c.arp_host_down);
+                return Err(OutputError::Unresolved);
+            }
+            Resolve::CacheFull => {
+                Counters::inc(&c.arp_cache_full);
+                return Err(OutputError::Unresolved);
+            }
+        };
+        self.transmit(ifp, ctx, mac, fill)
+    }
+
+    /// Writes the frame to `mac` on the transmit path.
+    fn transmit(
+        &self,
+        ifp: &Interface,
+        ctx: &mut impl NetCtx,
+        mac: EthernetAddress,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), OutputError> {
+        let mut frame = |buf: &mut [u8]| {
+            ether::write_header(buf, ifp.mac, mac, EthernetProtocol::Ipv4);
+            self.write_ip(&mut buf[ether::HEADER_LEN..], fill);
+        };
+        let len = ether::HEADER_LEN + HEADER_LEN + self.payload_len;
+        let ok = match self.l4_csum_offset {
+            Some(off) => ctx.transmit_partial(
+                len,
+                (ether::HEADER_LEN + HEADER_LEN) as u16,
+                off,
+                &mut frame,
+            ),
+            None => ctx.transmit(len, &mut frame),
+        };
+        if ok {
+            Counters::inc(&ctx.counters().ip_tx);
             Ok(())
-        }
-        Resolve::Held => {
-            Counters::inc(&ctx.counters().arp_held);
-            Ok(())
-        }
-        Resolve::Dropped => {
-            Counters::inc(&ctx.counters().arp_hold_overflow);
-            Err(OutputError::HoldFull)
+        } else {
+            Err(OutputError::NoBuffer)
         }
     }
 }
 
-/// Writes a 20-byte IPv4 header with DF set and a software checksum.
+/// Writes a 20-byte IPv4 header with DF set, ID 0 and a software checksum.
 fn write_header(
     buf: &mut [u8],
     src: Ipv4Addr,
     dst: Ipv4Addr,
     protocol: IpProtocol,
     total_len: u16,
-    id: u16,
 ) {
     let mut p = Ipv4Packet::new_unchecked(&mut buf[..HEADER_LEN]);
     p.set_version(4);
@@ -347,7 +453,10 @@ fn write_header(
     p.set_dscp(0);
     p.set_ecn(0);
     p.set_total_len(total_len);
-    p.set_ident(id);
+    // RFC 6864 §4.1: the ID of an atomic datagram (DF set, not a fragment) has no
+    // meaning, and a counter would tell an observer how much the stack sends (RFC 7739
+    // §5.1). Zero, as FreeBSD writes with `net.inet.ip.rfc6864=1`.
+    p.set_ident(0);
     p.clear_flags();
     // We never fragment, so DF tells routers to say so (RFC 1191 path MTU discovery).
     p.set_dont_frag(true);
@@ -372,13 +481,6 @@ pub fn set_ecn(buf: &mut [u8], ecn: Ecn) {
     buf[10..12].copy_from_slice(&sum.to_be_bytes());
 }
 
-/// Identification values: a counter per process. With DF set the value only needs to
-/// differ between packets in flight (RFC 6864 §4.1).
-fn next_id() -> u16 {
-    static ID: AtomicU16 = AtomicU16::new(1);
-    ID.fetch_add(1, Ordering::Relaxed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -395,7 +497,6 @@ mod tests {
             OUR_IP,
             IpProtocol::Icmp,
             (20 + payload.len()) as u16,
-            7,
         );
         f[34..].copy_from_slice(payload);
         f
@@ -419,11 +520,11 @@ mod tests {
     #[test]
     fn golden_header() {
         let mut buf = [0u8; 20];
-        write_header(&mut buf, PEER_IP, OUR_IP, IpProtocol::Icmp, 84, 0x1234);
+        write_header(&mut buf, PEER_IP, OUR_IP, IpProtocol::Icmp, 84);
         assert_eq!(
             buf,
             [
-                0x45, 0x00, 0x00, 0x54, 0x12, 0x34, 0x40, 0x00, 0x40, 0x01, 0x9c, 0x4d, 198, 18, 0,
+                0x45, 0x00, 0x00, 0x54, 0x00, 0x00, 0x40, 0x00, 0x40, 0x01, 0xae, 0x81, 198, 18, 0,
                 2, 198, 18, 0, 1
             ]
         );
@@ -673,6 +774,33 @@ mod tests {
             ),
             Err(OutputError::TooBig)
         );
+    }
+
+    #[test]
+    fn the_ip_id_of_our_datagrams_is_zero_not_a_counter() {
+        let ifp = iface();
+        let mut ctx = TestCtx::new();
+        ifp.arp.resolve_for_test(PEER_IP, PEER_MAC, ctx.now);
+        for len in [8, 100, 1000] {
+            output(
+                &ifp,
+                &mut ctx,
+                OUR_IP,
+                PEER_IP,
+                IpProtocol::Udp,
+                len,
+                &mut |b| b.fill(0),
+            )
+            .unwrap();
+        }
+        let sent = ctx.take_sent();
+        assert_eq!(sent.len(), 3);
+        for f in sent {
+            let ip = Ipv4Packet::new_checked(&f[14..]).unwrap();
+            assert!(ip.dont_frag());
+            assert_eq!(ip.ident(), 0);
+            assert!(ip.verify_checksum());
+        }
     }
 
     #[test]

@@ -96,6 +96,15 @@ pub struct ArpConfig {
     pub max_tries: u32,
     /// Packets held per incomplete entry (`maxhold`).
     pub max_hold: usize,
+    /// Entries in the cache, resolved or not; a new neighbour beyond it is refused
+    /// (`arp.refused_cache_full`) until entries expire.
+    pub max_entries: usize,
+    /// How long a destination that did not answer `max_tries` requests is left alone
+    /// (FreeBSD's `arpt_down`): packets for it are dropped without a new request.
+    pub down_time: Duration,
+    /// ARP requests sent per second, all destinations together (`None`: no limit);
+    /// the retry interval limits each destination to one a second.
+    pub max_requests_per_sec: Option<u32>,
 }
 
 impl Default for ArpConfig {
@@ -105,12 +114,15 @@ impl Default for ArpConfig {
             retry_interval: Duration::from_secs(1),
             max_tries: 3,
             max_hold: 16,
+            max_entries: 1024,
+            down_time: Duration::from_secs(20),
+            max_requests_per_sec: Some(100),
         }
     }
 }
 
 /// One network interface as the stack sees it: link address, MTU, owned addresses,
-/// the default gateway and the ARP cache. Shared by all workers of a stack.
+/// the default gateway, the ARP cache and the rate limits. Shared by all workers of a stack.
 #[derive(Debug)]
 pub struct Interface {
     /// Our link-layer address.
@@ -123,6 +135,8 @@ pub struct Interface {
     pub gateway: Option<Ipv4Addr>,
     /// The neighbour cache.
     pub arp: arp::ArpCache,
+    /// The stack-wide rate limits on answers to unsolicited traffic.
+    pub limits: crate::ratelimit::Limiters,
 }
 
 impl Interface {
@@ -140,12 +154,29 @@ impl Interface {
             addrs,
             gateway,
             arp: arp::ArpCache::new(arp),
+            limits: crate::ratelimit::Limiters::default(),
         }
+    }
+
+    /// The same interface with rate limits `limits` (the defaults otherwise).
+    pub fn with_limits(mut self, limits: crate::ratelimit::RateLimits) -> Self {
+        self.limits = crate::ratelimit::Limiters::new(limits);
+        self
     }
 
     /// True when `ip` is one of the stack's addresses.
     pub fn owns(&self, ip: Ipv4Addr) -> bool {
         self.addrs.iter().any(|c| c.addr == ip)
+    }
+
+    /// True when `ip` may be a neighbour's address: on one of our subnets, neither ours
+    /// nor the subnet's network or broadcast address (on prefixes that have them).
+    pub fn is_neighbour(&self, ip: Ipv4Addr) -> bool {
+        !self.owns(ip)
+            && self.addrs.iter().any(|c| {
+                let host = u32::from(ip) & !c.netmask();
+                c.contains(ip) && (c.prefix_len >= 31 || (host != 0 && ip != c.broadcast()))
+            })
     }
 
     /// The source address to use towards `dst`: the owned address on dst's subnet, else

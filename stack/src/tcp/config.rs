@@ -143,6 +143,11 @@ pub struct TcpConfig {
     /// Off by default; set per connection with `ConnectOptions::no_options` or
     /// `TcpListener::set_no_options`.
     pub no_options: bool,
+    /// The least MSS an ICMP "fragmentation needed" may lower a connection to (path MTU
+    /// discovery, `tcp/pmtu.rs`): a forged error that passes the sequence check can
+    /// make segments no smaller than this (FreeBSD's `net.inet.tcp.minmss` guards the
+    /// same; 536 is RFC 9293's default MSS).
+    pub pmtu_min_mss: u16,
 }
 
 impl Default for TcpConfig {
@@ -181,6 +186,7 @@ impl Default for TcpConfig {
             ecn_syn_retries: 0,
             syn_drop_options_after: 0,
             no_options: false,
+            pmtu_min_mss: 536,
         }
     }
 }

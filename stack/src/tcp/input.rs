@@ -322,7 +322,7 @@ impl Tcb {
         let f = seg.flags;
         self.stats.drops += 1;
         if !f.contains(TcpFlags::RST) {
-            self.ack_now = true;
+            self.owe_unacceptable_ack(seg);
             // RFC 5961 §4.2 answers a SYN "whatever its sequence number" with a
             // challenge ACK: a bare one, as for a SYN in the window.
             self.challenge_now |= f.contains(TcpFlags::SYN);
@@ -487,7 +487,7 @@ impl Tcb {
             self.challenge_window.1 += 1;
         }
         self.stats.challenge_acks += 1;
-        self.ack_now = true;
+        self.owe_limited_ack(super::ack_limit::LimitedAck::Challenge);
         self.challenge_now = true;
     }
 

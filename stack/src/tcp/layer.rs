@@ -17,13 +17,15 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 use crossbeam::queue::SegQueue;
-use smoltcp::wire::IpProtocol;
+use smoltcp::wire::{EthernetAddress, IpProtocol};
 
+use super::ack_limit::Settled;
 use super::config::TcpConfig;
 use super::input::{reset_for, InputOutcome};
 use super::isn::IsnGenerator;
 use super::output::OutSegment;
 use super::pcb::{Conn, ConnInner, FourTuple, GroupMap, Listener, PcbTable, ReadinessSink};
+use super::pmtu::PmtuVerdict;
 use super::segment::{self, ChecksumMode, SegmentError, SegmentOut, TcpFlags, TcpOptions};
 use super::seq::Seq;
 use super::tcb::Tcb;
@@ -179,8 +181,9 @@ impl TcpLayer {
     }
 
     /// `tcp_ctlinput`: an ICMP error about a segment we sent. The connection it names
-    /// decides what it means (`Tcb::icmp_error`); a connection it ends is released
-    /// and its application told, as after any input.
+    /// decides what it means (`Tcb::icmp_error`; "fragmentation needed" goes to path
+    /// MTU discovery, `Tcb::icmp_frag_needed`); a connection it ends is released and its
+    /// application told, as after any input.
     pub fn ctlinput(
         &self,
         ifp: &Interface,
@@ -192,11 +195,25 @@ impl TcpLayer {
             local: err.local,
             remote: err.remote,
         };
+        let c = ctx.counters();
         let Some(conn) = self.lookup_here(ctx, &tuple) else {
-            Counters::inc(&ctx.counters().tcp_icmp_ignored);
+            Counters::inc(if err.is_frag_needed() {
+                &c.tcp_pmtu_bogus
+            } else {
+                &c.tcp_icmp_ignored
+            });
             return;
         };
         let mut inner = conn.lock();
+        if err.is_frag_needed() {
+            Counters::inc(match inner.tcb.icmp_frag_needed(err.seq, err.mtu) {
+                PmtuVerdict::Lowered => &c.tcp_pmtu_lowered,
+                PmtuVerdict::Bogus => &c.tcp_pmtu_bogus,
+                PmtuVerdict::Ignored => &c.tcp_icmp_ignored,
+            });
+            self.flush(ifp, ctx, heap, &conn, inner);
+            return;
+        }
         let dropped = inner.tcb.icmp_error(err);
         Counters::inc(if dropped {
             &ctx.counters().tcp_icmp_dropped
@@ -276,14 +293,15 @@ impl TcpLayer {
         }
         // No connection: a listener takes a SYN (RFC 9293 §3.10.7.2, LISTEN).
         if let Some(listener) = self.pcbs.lookup_listener(&tuple) {
-            self.input_listen(ifp, ctx, heap, &listener, &tuple, &seg, iss_floor, now);
+            let (syn, mac) = (&seg, ip.src_mac);
+            self.input_listen(ifp, ctx, heap, &listener, &tuple, syn, mac, iss_floor, now);
             return;
         }
         Counters::inc(&ctx.counters().tcp_no_conn);
         // RFC 9293 §3.10.7.1 CLOSED: "An incoming segment not containing a RST causes
         // a RST to be sent in response", acknowledging SEG.LEN (a SYN+FIN's FIN too).
         seg.flags = flags;
-        self.send_reset(ifp, ctx, &tuple, &seg);
+        self.send_reset(ifp, ctx, &tuple, &seg, ip.src_mac);
     }
 
     /// A segment (or an LRO aggregate, `ip.lro_nsegs` of them) for an existing
@@ -309,7 +327,7 @@ impl TcpLayer {
         super::ecn::count_input(ctx.counters(), &before, &inner.tcb, was_open);
         if outcome == InputOutcome::SendReset {
             drop(inner);
-            self.send_reset(ifp, ctx, &conn.tuple, &reset_for_seg);
+            self.send_reset(ifp, ctx, &conn.tuple, &reset_for_seg, ip.src_mac);
             return;
         }
         self.flush(ifp, ctx, heap, conn, inner);
@@ -351,16 +369,15 @@ impl TcpLayer {
                 InputOutcome::SendReset => return (InputOutcome::SendReset, piece),
             }
             if pieces.peek().is_some() {
-                while let Some(out) = inner.tcb.poll_output(now) {
-                    self.emit(ifp, ctx, &conn.tuple, &inner.tcb, &out);
-                }
+                self.output(ifp, ctx, &conn.tuple, &mut inner.tcb);
             }
         }
         (outcome, *seg)
     }
 
     /// A segment for a listener (RFC 9293 §3.10.7.2, LISTEN): a SYN opens an embryonic
-    /// connection (its ISN above `iss_floor` when it reopens one from TIME-WAIT).
+    /// connection (its ISN above `iss_floor` when it reopens one from TIME-WAIT); a RST
+    /// answering anything else goes to `reply_mac` if ARP does not know the sender.
     #[allow(clippy::too_many_arguments)]
     fn input_listen(
         &self,
@@ -370,6 +387,7 @@ impl TcpLayer {
         listener: &Arc<Listener>,
         tuple: &FourTuple,
         seg: &segment::Segment<'_>,
+        reply_mac: EthernetAddress,
         iss_floor: Option<Seq>,
         now: Instant,
     ) {
@@ -381,7 +399,7 @@ impl TcpLayer {
         if f.contains(TcpFlags::ACK) {
             // "Any acknowledgment is bad if it arrives on a connection still in
             // the LISTEN state. An acceptable reset segment should be formed".
-            self.send_reset(ifp, ctx, &tuple, seg);
+            self.send_reset(ifp, ctx, &tuple, seg, reply_mac);
             return;
         }
         if !f.contains(TcpFlags::SYN) {
@@ -450,10 +468,7 @@ impl TcpLayer {
         conn: &Arc<Conn>,
         mut inner: std::sync::MutexGuard<'_, ConnInner>,
     ) {
-        let now = ctx.now();
-        while let Some(seg) = inner.tcb.poll_output(now) {
-            self.emit(ifp, ctx, &conn.tuple, &inner.tcb, &seg);
-        }
+        self.output(ifp, ctx, &conn.tuple, &mut inner.tcb);
         let dead = inner.tcb.is_dead();
         if !dead {
             if let Some(t) = inner.tcb.poll_timeout() {
@@ -475,6 +490,21 @@ impl TcpLayer {
         }
         if let Some(s) = sinks {
             heap.wakes.push((conn.clone(), s));
+        }
+    }
+
+    /// Sends everything a connection has to send, after settling a challenge or
+    /// out-of-window ACK it owes against the stack-wide limit (`tcp/ack_limit.rs`).
+    fn output(&self, ifp: &Interface, ctx: &mut impl NetCtx, tuple: &FourTuple, tcb: &mut Tcb) {
+        let now = ctx.now();
+        let c = ctx.counters();
+        match tcb.settle_limited_ack(now, || ifp.limits.ack.allow(now)) {
+            Settled::ConnLimited => Counters::inc(&c.tcp_ack_conn_limited),
+            Settled::StackLimited => Counters::inc(&c.tcp_ack_suppressed),
+            Settled::Nothing | Settled::Sent => {}
+        }
+        while let Some(seg) = tcb.poll_output(now) {
+            self.emit(ifp, ctx, tuple, tcb, &seg);
         }
     }
 
@@ -633,17 +663,28 @@ impl TcpLayer {
         super::ecn::count_output(c, seg);
     }
 
-    /// Answers a segment that belongs to no connection with a RST.
+    /// Answers a segment that belongs to no connection (or that a listener or a
+    /// connection refuses) with a RST, within the stack-wide RST budget
+    /// (`RateLimits::rst_per_sec`, FreeBSD's `badport_bandlim`); `reply_mac` is the
+    /// segment's link-layer source (`ipv4::output_answer`).
     fn send_reset(
         &self,
         ifp: &Interface,
         ctx: &mut impl NetCtx,
         tuple: &FourTuple,
         seg: &segment::Segment<'_>,
+        reply_mac: EthernetAddress,
     ) {
         let Some((seq, ack, flags)) = reset_for(seg) else {
             return;
         };
+        if !ifp
+            .limits
+            .rst
+            .allow_or_count(ctx.now(), &ctx.counters().tcp_rst_suppressed)
+        {
+            return;
+        }
         let hdr = SegmentOut {
             src_port: tuple.local.port(),
             dst_port: tuple.remote.port(),
@@ -655,11 +696,9 @@ impl TcpLayer {
         };
         let (src, dst) = (*tuple.local.ip(), *tuple.remote.ip());
         let len = hdr.header_len();
-        if ipv4::output(ifp, ctx, src, dst, IpProtocol::Tcp, len, &mut |buf| {
-            hdr.emit(src, dst, buf, ChecksumMode::Full)
-        })
-        .is_ok()
-        {
+        let mut fill = |buf: &mut [u8]| hdr.emit(src, dst, buf, ChecksumMode::Full);
+        let tcp = IpProtocol::Tcp;
+        if ipv4::output_answer(ifp, ctx, src, dst, reply_mac, tcp, len, &mut fill).is_ok() {
             Counters::inc(&ctx.counters().tcp_rst_tx);
         }
     }

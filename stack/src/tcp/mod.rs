@@ -3,12 +3,14 @@
 //! - the sans-IO connection engine: the control block and its user calls (`tcb`, with
 //!   `tcb::usrreq` and the `tcp_info` snapshot in `tcb::info`; settings and errors in
 //!   `config`), segment arrival (`input`), what to send (`output`), timers (`timer`),
-//!   SACK loss recovery (`sack`) and ECN (`ecn`);
+//!   SACK loss recovery (`sack`), ECN (`ecn`), path MTU discovery (`pmtu`) and the
+//!   limits on ACKs a flood can provoke (`ack_limit`);
 //! - its building blocks: sequence numbers, RTT estimation, buffers, ISNs, segment
 //!   parsing, the cwnd trace;
 //! - the connection tables (`pcb`: connections, pcbgroups, the table), and the layer
 //!   that ties them to IPv4 and the workers (`layer`).
 
+pub mod ack_limit;
 pub mod config;
 pub mod cwnd_trace;
 pub mod ecn;
@@ -17,6 +19,7 @@ pub mod isn;
 pub mod layer;
 pub mod output;
 pub mod pcb;
+pub mod pmtu;
 pub mod recvbuf;
 pub mod rtt;
 pub mod sack;

@@ -82,6 +82,9 @@ impl OutSegment {
 impl Tcb {
     /// The next segment to send, if any. Call until it returns `None`.
     pub fn poll_output(&mut self, now: Instant) -> Option<OutSegment> {
+        // Whatever limited ACK the TCP layer did not settle goes out under the
+        // connection's own limit only (a control block driven on its own).
+        self.settle_limited_ack(now, || true);
         let mut seg = self.next_segment(now)?;
         self.ecn_output_echo(&mut seg.hdr.flags);
         Some(seg)

@@ -10,10 +10,12 @@
 //! another is taken, except table -> connection in that order.
 //!
 //! `conn` holds the shared connection and listener objects, `group` the pcbgroups
-//! (FreeBSD `in_pcbgroup`) and their counters, `table` the table itself.
+//! (FreeBSD `in_pcbgroup`) and their counters, `table` the table itself, `ports` where
+//! its search for an ephemeral port starts (RFC 6056).
 
 mod conn;
 mod group;
+mod ports;
 mod table;
 #[cfg(test)]
 mod tests;

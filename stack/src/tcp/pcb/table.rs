@@ -9,6 +9,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use crossbeam::utils::CachePadded;
 
 use super::group::PcbGroup;
+use super::ports::PortSelector;
 use super::{Conn, ConnInner, FourTuple, GroupMap, Listener, PcbError, EPHEMERAL};
 use crate::rss::Toeplitz;
 use crate::tcp::tcb::Tcb;
@@ -29,7 +30,8 @@ pub struct PcbTable {
     /// group holds the member its owner accepts on).
     listeners: RwLock<HashMap<SocketAddrV4, ListenSet>>,
     next_id: AtomicU64,
-    next_port: AtomicU64,
+    /// Where ephemeral port searches start (RFC 6056 algorithm 4).
+    ports: PortSelector,
 }
 
 impl Default for PcbTable {
@@ -55,8 +57,13 @@ impl PcbTable {
             reservations: Mutex::new(HashSet::new()),
             listeners: RwLock::new(HashMap::new()),
             next_id: AtomicU64::new(0),
-            next_port: AtomicU64::new(0),
+            ports: PortSelector::new(),
         }
+    }
+
+    /// Replaces the ephemeral-port secret with `key` (a reproducible simulation).
+    pub fn set_port_key(&mut self, key: [u8; 16]) {
+        self.ports = PortSelector::with_key(key);
     }
 
     /// The group map.
@@ -306,8 +313,10 @@ impl PcbTable {
 
     /// Picks an ephemeral port for `local_ip` -> `remote` whose 4-tuple is free --
     /// including connections in TIME-WAIT, so a new connection never reuses a tuple
-    /// whose old incarnation may still have segments in the network. `accept` lets
-    /// the caller add a constraint (e.g. the reply must hash to a given worker); if no
+    /// whose old incarnation may still have segments in the network. The search
+    /// starts where RFC 6056's algorithm 4 says (`tcp/pcb/ports.rs`): a secret
+    /// offset per destination plus that destination's increment. `accept` lets the
+    /// caller add a constraint (e.g. the reply must hash to a given worker); if no
     /// port satisfies it, any free port is taken.
     pub fn pick_port(
         &self,
@@ -317,8 +326,8 @@ impl PcbTable {
     ) -> Result<u16, PcbError> {
         let reserved = self.reservations.lock().unwrap_or_else(|e| e.into_inner());
         let listeners = self.listeners.read().unwrap_or_else(|e| e.into_inner());
-        let span = (*EPHEMERAL.end() - *EPHEMERAL.start()) as u64 + 1;
-        let start = self.next_port.fetch_add(1, Ordering::Relaxed);
+        let span = (*EPHEMERAL.end() - *EPHEMERAL.start()) as u32 + 1;
+        let (slot, start) = self.ports.start(local_ip, remote, span);
         let free = |p: u16| {
             let tuple = FourTuple {
                 local: SocketAddrV4::new(local_ip, p),
@@ -336,17 +345,19 @@ impl PcbTable {
                 continue;
             }
             if accept(p) {
-                self.next_port.store(start + i + 1, Ordering::Relaxed);
+                self.ports.advance(slot, i + 1);
                 return Ok(p);
             }
             if fallback.is_none() {
-                fallback = Some(p);
+                fallback = Some((p, i));
             }
             // Do not scan the whole range for an aligned port.
             if i > 4096 && fallback.is_some() {
                 break;
             }
         }
-        fallback.ok_or(PcbError::NoPorts)
+        let (p, i) = fallback.ok_or(PcbError::NoPorts)?;
+        self.ports.advance(slot, i + 1);
+        Ok(p)
     }
 }

@@ -249,3 +249,73 @@ fn group_counters_follow_the_flow_hash() {
     );
     assert_eq!(stats.iter().filter(|s| !s.is_empty()).count(), 1);
 }
+
+/// A four-worker table with a fixed port secret; picks and inserts a port from
+/// 198.18.0.1 to `remote` whose reply lands on worker `want`.
+fn connect_aligned(table: &PcbTable, remote: SocketAddrV4, want: usize) -> u16 {
+    let local_ip = Ipv4Addr::new(198, 18, 0, 1);
+    let rss = table.rss.clone();
+    let aligned = move |p: u16| {
+        let h = rss.ipv4_ports(*remote.ip(), local_ip, remote.port(), p);
+        Toeplitz::queue_of(h, 4) == want
+    };
+    let p = table.pick_port(local_ip, remote, &aligned).expect("a port");
+    assert!(aligned(p), "port {p} lands on worker {want}");
+    let local = SocketAddrV4::new(local_ip, p);
+    table
+        .insert(FourTuple { local, remote }, want, tcb(local, remote))
+        .expect("the tuple is free");
+    p
+}
+
+fn keyed_table(key: [u8; 16]) -> PcbTable {
+    let mut t = PcbTable::with_groups(GroupMap::new(4, 16), Arc::new(Toeplitz::default()));
+    t.set_port_key(key);
+    t
+}
+
+#[test]
+fn ephemeral_ports_are_scattered_over_the_range_by_destination() {
+    let table = keyed_table(*b"0123456789abcdef");
+    // One connection to each of 200 destinations, workers in turn: RFC 6056's secret
+    // offset per destination scatters them (a counter would give a run of ports).
+    let ports: Vec<u16> = (0..200u16)
+        .map(|i| {
+            let remote = SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, (i % 50) as u8), 80 + i / 50);
+            connect_aligned(&table, remote, i as usize % 4)
+        })
+        .collect();
+    let steps: Vec<i32> = ports
+        .windows(2)
+        .map(|w| w[1] as i32 - w[0] as i32)
+        .collect();
+    let small = steps.iter().filter(|d| d.abs() < 64).count();
+    assert!(small < 10, "{small} of 199 steps are short: {ports:?}");
+    let ups = steps.iter().filter(|&&d| d > 0).count();
+    assert!((60..140).contains(&ups), "{ups} of 199 steps go up");
+    let (lo, hi) = (ports.iter().min().unwrap(), ports.iter().max().unwrap());
+    assert!(hi - lo > 20_000, "spread {lo}..{hi}");
+    // Another secret, other ports.
+    let other = keyed_table(*b"fedcba9876543210");
+    let remote = SocketAddrV4::new(Ipv4Addr::new(198, 18, 1, 0), 80);
+    assert_ne!(connect_aligned(&other, remote, 0), ports[0]);
+}
+
+#[test]
+fn ports_to_one_destination_move_on_and_never_collide() {
+    let table = keyed_table(*b"0123456789abcdef");
+    let remote = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 80);
+    let mut seen = HashSet::new();
+    for i in 0..2000 {
+        let p = connect_aligned(&table, remote, i % 4);
+        assert!(seen.insert(p), "port {p} handed out twice");
+    }
+    // Once one is closed (TIME-WAIT over), the search does not come straight back to
+    // it: the destination's increment has moved past.
+    let first = *seen.iter().next().unwrap();
+    let local = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), first);
+    let conn = table.lookup(&FourTuple { local, remote }).unwrap();
+    table.remove(&conn);
+    let next = connect_aligned(&table, remote, 0);
+    assert_ne!(next, first);
+}

@@ -219,6 +219,11 @@ pub struct Tcb {
     pub(super) last_rx: Instant,
     /// Challenge ACK rate limit (RFC 5961 §7): window start and count.
     pub(super) challenge_window: (Instant, u32),
+    /// A challenge or out-of-window ACK owed, not yet settled against the limits
+    /// (`tcp/ack_limit.rs`).
+    pub(super) limited_ack: Option<super::ack_limit::LimitedAck>,
+    /// When the last ACK for an unacceptable segment without data was sent.
+    pub(super) last_oow_ack: Option<Instant>,
 
     pub(super) timers: Timers,
     error: Option<TcpError>,
@@ -339,6 +344,8 @@ impl Tcb {
             keep_probes: 0,
             last_rx: now,
             challenge_window: (now, 0),
+            limited_ack: None,
+            last_oow_ack: None,
             timers: Timers::default(),
             error: None,
             soft_error: None,

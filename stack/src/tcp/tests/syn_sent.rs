@@ -150,6 +150,7 @@ fn soft_icmp_error_is_the_reason_of_a_later_timeout() {
         local: LOCAL,
         remote: REMOTE,
         seq: OUR_ISS,
+        mtu: 0,
     };
     assert!(!c.tcb.icmp_error(&err), "a soft error does not drop");
     assert_eq!(c.state(), State::SynSent);
