@@ -68,7 +68,7 @@ pub use tcp::cwnd_trace::{CcEvent, CwndSample, CwndTrace, DEFAULT_TRACE_LIMIT};
 pub use tcp::pcb::GroupStats;
 pub use tcp::rtt::RtoConfig;
 pub use tcp::segment::OptionLayout;
-pub use tcp::{Keepalive, TcpConfig, TcpInfo, TimeWaitInput};
+pub use tcp::{Keepalive, SynCookies, TcpConfig, TcpInfo, TimeWaitInput};
 pub use worker::IdleMode;
 /// Congestion control: the module interface, the built-in modules and the registry a
 /// stack builds connections' controllers from ([`NetStack::congestion_control`]).

@@ -267,8 +267,10 @@ impl SimStack {
 
     /// Every connection in the pcb table, as `(local, remote, state, orphaned)`: the
     /// state by its RFC 9293 name in upper case with underscores (`SYN_RECEIVED`,
-    /// `TIME_WAIT`, ...), `orphaned` when the application dropped its handle.
-    /// Read-only, for tools that list sockets (the packetdrill shim's `sockstat`).
+    /// `TIME_WAIT`, ...), `orphaned` when the application dropped its handle. SYN cache
+    /// entries are listed too, as `SYN_RECEIVED` (as FreeBSD's `tcp_pcblist` lists its
+    /// syncache). Read-only, for tools that list sockets (the packetdrill shim's
+    /// `sockstat`).
     pub fn connections(&self) -> Vec<(SocketAddrV4, SocketAddrV4, &'static str, bool)> {
         let mut v: Vec<_> = self
             .tcp
@@ -285,8 +287,17 @@ impl SimStack {
                 )
             })
             .collect();
+        for w in &self.workers {
+            let cached = w.ctx.heap.syncache_tuples();
+            v.extend(cached.map(|t| (t.local, t.remote, "SYN_RECEIVED", false)));
+        }
         v.sort();
         v
+    }
+
+    /// SYN cache entries held, over all workers.
+    pub fn syncache_len(&self) -> usize {
+        self.workers.iter().map(|w| w.ctx.heap.syncache_len()).sum()
     }
 
     /// Changes the stack-wide TCP configuration that connections opened afterwards
@@ -703,6 +714,11 @@ mod tests {
     /// A segment without options or payload from the peer to `port` of host 0, with
     /// these TCP flags, checksums valid.
     fn segment(sport: u16, port: u16, seq: u32, flags: u8) -> Vec<u8> {
+        segment_ack(sport, port, seq, 0, flags)
+    }
+
+    /// As [`segment`], with an acknowledgment number.
+    fn segment_ack(sport: u16, port: u16, seq: u32, ack: u32, flags: u8) -> Vec<u8> {
         let mut f = vec![0u8; 14 + 20 + 20];
         f[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
         f[6..12].copy_from_slice(&PEER_MAC);
@@ -721,6 +737,7 @@ mod tests {
         tcp[..2].copy_from_slice(&sport.to_be_bytes());
         tcp[2..4].copy_from_slice(&port.to_be_bytes());
         tcp[4..8].copy_from_slice(&seq.to_be_bytes());
+        tcp[8..12].copy_from_slice(&ack.to_be_bytes());
         tcp[12] = 5 << 4;
         tcp[13] = flags;
         tcp[14..16].copy_from_slice(&65535u16.to_be_bytes());
@@ -812,6 +829,97 @@ mod tests {
             Some((0x14, 102)),
             "RST,ACK for SYN and FIN"
         );
+    }
+
+    /// The SYN,ACKs among `frames`, as (destination port, ISS).
+    fn synacks(frames: &[Vec<u8>]) -> Vec<(u16, u32)> {
+        frames
+            .iter()
+            .filter(|f| f.len() >= 54 && f[23] == 6 && f[47] == 0x12)
+            .map(|f| {
+                let port = u16::from_be_bytes([f[36], f[37]]);
+                (port, u32::from_be_bytes([f[38], f[39], f[40], f[41]]))
+            })
+            .collect()
+    }
+
+    // A SYN flood (here from 100 ports of one address) fills the worker's SYN cache to
+    // its limit and is answered with cookies beyond it: no connection exists until an
+    // ACK completes a handshake, and a cookie's ACK does.
+    #[test]
+    fn a_syn_flood_fills_the_cache_then_gets_cookies_and_a_cookie_ack_connects() {
+        let mut s = listening(1, false);
+        s.update_tcp_config(|c| c.syncache_limit = 16);
+        s.inject(0, arp_request());
+        s.run_now();
+        let _ = s.take_sent();
+        for p in 0..100u16 {
+            s.inject(0, syn(20000 + p, 80, 5000 + u32::from(p)));
+        }
+        s.run_now();
+        let answered = synacks(&s.take_sent());
+        assert_eq!(answered.len(), 100, "every SYN is answered");
+        assert_eq!(s.tcp.pcbs.all().len(), 0, "no control block for a SYN");
+        assert_eq!(s.syncache_len(), 16);
+        assert_eq!(s.counter("tcp.syncache_added"), 16);
+        assert_eq!(s.counter("tcp.syncookies_sent"), 84);
+
+        // The last SYN got a cookie; its ACK makes the connection.
+        let (port, iss) = answered[99];
+        assert_eq!(port, 20099);
+        s.inject(
+            0,
+            segment_ack(port, 80, 5000 + 99 + 1, iss.wrapping_add(1), 0x10),
+        );
+        s.run_now();
+        assert_eq!(s.counter("tcp.syncookies_ok"), 1);
+        let conns = s.connections();
+        assert!(
+            conns
+                .iter()
+                .any(|c| c.1.port() == port && c.2 == "ESTABLISHED"),
+            "{conns:?}"
+        );
+        // A forged ACK (wrong cookie) gets a RST and no connection.
+        s.inject(0, segment_ack(20098, 80, 5000 + 98 + 1, 12345, 0x10));
+        s.run_now();
+        assert_eq!(s.counter("tcp.syncookies_bad"), 1);
+        assert_eq!(s.tcp.pcbs.all().len(), 1);
+
+        // A cached SYN completes too (without cookies).
+        let (port, iss) = answered[0];
+        s.inject(
+            0,
+            segment_ack(port, 80, 5000 + 1, iss.wrapping_add(1), 0x10),
+        );
+        s.run_now();
+        assert_eq!(s.counter("tcp.syncache_completed"), 2);
+        assert_eq!(s.syncache_len(), 15);
+        assert_eq!(s.tcp.pcbs.all().len(), 2);
+    }
+
+    // Unanswered entries retransmit their SYN,ACK `synack_retries` times, then go.
+    #[test]
+    fn syn_cache_entries_retransmit_then_expire() {
+        let mut s = listening(1, false);
+        s.update_tcp_config(|c| c.synack_retries = 2);
+        s.inject(0, arp_request());
+        s.inject(0, syn(30000, 80, 77));
+        s.run_now();
+        assert_eq!(synacks(&s.take_sent()).len(), 1);
+        let mut resent = 0;
+        while let Some(t) = s.next_deadline() {
+            if s.syncache_len() == 0 || t > s.now() + Duration::from_secs(60) {
+                break;
+            }
+            s.advance_to(t);
+            resent += synacks(&s.take_sent()).len();
+        }
+        assert_eq!(resent, 2);
+        assert_eq!(s.syncache_len(), 0);
+        assert_eq!(s.counter("tcp.syncache_retransmitted"), 2);
+        assert_eq!(s.counter("tcp.syncache_expired"), 1);
+        assert_eq!(s.tcp.pcbs.all().len(), 0);
     }
 
     #[test]

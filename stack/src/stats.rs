@@ -163,6 +163,24 @@ counters! {
     tcp_ack_conn_limited => "tcp.acks_suppressed_per_conn",
     /// SYNs dropped because the listener's backlog was full.
     tcp_listen_overflow => "tcp.drop_listen_overflow",
+    /// SYNs a listener's worker kept in its SYN cache (no control block yet).
+    tcp_syncache_added => "tcp.syncache_added",
+    /// Retransmitted SYNs answered again from the SYN cache.
+    tcp_syncache_dupsyn => "tcp.syncache_dupsyn",
+    /// SYN,ACKs the SYN cache retransmitted.
+    tcp_syncache_retransmitted => "tcp.syncache_retransmitted",
+    /// SYN cache entries dropped after their last SYN,ACK went unanswered.
+    tcp_syncache_expired => "tcp.syncache_expired",
+    /// SYN cache entries turned into connections by the peer's next segment.
+    tcp_syncache_completed => "tcp.syncache_completed",
+    /// SYNs dropped because the SYN cache was full and cookies are off.
+    tcp_syncache_overflow => "tcp.drop_syncache_overflow",
+    /// SYN,ACKs sent with a SYN cookie (cache full, or cookies only).
+    tcp_syncookies_sent => "tcp.syncookies_sent",
+    /// ACKs that carried a valid SYN cookie: connections made from it.
+    tcp_syncookies_ok => "tcp.syncookies_ok",
+    /// ACKs to a listener with no SYN cache entry whose cookie did not validate.
+    tcp_syncookies_bad => "tcp.syncookies_bad",
     /// Connections opened (active + passive).
     tcp_conns_opened => "tcp.conns_opened",
     /// Connections closed and freed.

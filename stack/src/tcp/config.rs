@@ -148,6 +148,16 @@ pub struct TcpConfig {
     /// make segments no smaller than this (FreeBSD's `net.inet.tcp.minmss` guards the
     /// same; 536 is RFC 9293's default MSS).
     pub pmtu_min_mss: u16,
+    /// SYN cache entries per worker (`tcp/syncache.rs`): a SYN to a listener is kept
+    /// in one until the handshake completes, not in a control block. FreeBSD keeps
+    /// 15,360 (512 buckets of 30) for the whole stack.
+    pub syncache_limit: usize,
+    /// When SYN,ACKs carry SYN cookies instead of a cache entry (RFC 4987 §3.6):
+    /// `WhenFull` by default, as FreeBSD and Linux.
+    pub syncookies: super::syncache::SynCookies,
+    /// SYN,ACK retransmissions before a SYN cache entry is dropped (FreeBSD's 3;
+    /// Linux's `tcp_synack_retries` is 5).
+    pub synack_retries: u32,
 }
 
 impl Default for TcpConfig {
@@ -187,6 +197,9 @@ impl Default for TcpConfig {
             syn_drop_options_after: 0,
             no_options: false,
             pmtu_min_mss: 536,
+            syncache_limit: 8192,
+            syncookies: super::syncache::SynCookies::WhenFull,
+            synack_retries: 3,
         }
     }
 }

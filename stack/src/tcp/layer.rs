@@ -24,10 +24,9 @@ use super::config::TcpConfig;
 use super::input::{reset_for, InputOutcome};
 use super::isn::IsnGenerator;
 use super::output::OutSegment;
-use super::pcb::{Conn, ConnInner, FourTuple, GroupMap, Listener, PcbTable, ReadinessSink};
+use super::pcb::{Conn, ConnInner, FourTuple, GroupMap, PcbTable, ReadinessSink};
 use super::pmtu::PmtuVerdict;
 use super::segment::{self, ChecksumMode, SegmentError, SegmentOut, TcpFlags, TcpOptions};
-use super::seq::Seq;
 use super::tcb::Tcb;
 use crate::net::ipv4::{self, Ipv4In};
 use crate::net::{Interface, NetCtx};
@@ -45,6 +44,8 @@ pub struct TcpLayer {
     pub pcbs: PcbTable,
     /// RFC 6528 initial sequence numbers.
     pub isn: IsnGenerator,
+    /// SYN cookies' key and time base.
+    pub cookies: super::syncache::Cookies,
     /// Congestion-control modules by name.
     pub cc: xstack_cc::Registry,
     /// Settings for new connections.
@@ -72,12 +73,25 @@ pub struct TimerHeap {
     /// Connections whose readiness changed during this worker iteration: the
     /// application is woken once per iteration, not once per segment.
     wakes: Vec<(Arc<Conn>, Wakeups)>,
+    /// This worker's SYN cache (its SYN,ACK retransmissions are deadlines too).
+    pub(super) syncache: super::syncache::SynCache,
 }
 
 impl TimerHeap {
-    /// The earliest deadline in the heap.
+    /// The earliest deadline: a connection's or the SYN cache's.
     pub fn next(&self) -> Option<Instant> {
-        self.heap.peek().map(|Reverse((t, _))| *t)
+        let conns = self.heap.peek().map(|Reverse((t, _))| *t);
+        [conns, self.syncache.next()].into_iter().flatten().min()
+    }
+
+    /// SYN cache entries held by this worker.
+    pub fn syncache_len(&self) -> usize {
+        self.syncache.len()
+    }
+
+    /// The 4-tuples of this worker's SYN cache entries.
+    pub fn syncache_tuples(&self) -> impl Iterator<Item = FourTuple> + '_ {
+        self.syncache.tuples()
     }
 
     /// Connections scheduled.
@@ -118,6 +132,7 @@ impl TcpLayer {
             next_worker: AtomicUsize::new(0),
             pcbs: PcbTable::with_groups(GroupMap::new(nworkers, nworkers * 4), rss.clone()),
             isn: IsnGenerator::new(),
+            cookies: super::syncache::Cookies::new(),
             cc: xstack_cc::Registry::with_builtins(),
             config: RwLock::new(config),
             nworkers: nworkers.max(1),
@@ -293,8 +308,7 @@ impl TcpLayer {
         }
         // No connection: a listener takes a SYN (RFC 9293 §3.10.7.2, LISTEN).
         if let Some(listener) = self.pcbs.lookup_listener(&tuple) {
-            let (syn, mac) = (&seg, ip.src_mac);
-            self.input_listen(ifp, ctx, heap, &listener, &tuple, syn, mac, iss_floor, now);
+            self.input_listen(ifp, ctx, heap, &listener, &tuple, ip, &seg, iss_floor, now);
             return;
         }
         Counters::inc(&ctx.counters().tcp_no_conn);
@@ -307,7 +321,7 @@ impl TcpLayer {
     /// A segment (or an LRO aggregate, `ip.lro_nsegs` of them) for an existing
     /// connection, whose lock the caller holds.
     #[allow(clippy::too_many_arguments)]
-    fn input_conn(
+    pub(super) fn input_conn(
         &self,
         ifp: &Interface,
         ctx: &mut impl NetCtx,
@@ -375,70 +389,8 @@ impl TcpLayer {
         (outcome, *seg)
     }
 
-    /// A segment for a listener (RFC 9293 §3.10.7.2, LISTEN): a SYN opens an embryonic
-    /// connection (its ISN above `iss_floor` when it reopens one from TIME-WAIT); a RST
-    /// answering anything else goes to `reply_mac` if ARP does not know the sender.
-    #[allow(clippy::too_many_arguments)]
-    fn input_listen(
-        &self,
-        ifp: &Interface,
-        ctx: &mut impl NetCtx,
-        heap: &mut TimerHeap,
-        listener: &Arc<Listener>,
-        tuple: &FourTuple,
-        seg: &segment::Segment<'_>,
-        reply_mac: EthernetAddress,
-        iss_floor: Option<Seq>,
-        now: Instant,
-    ) {
-        let tuple = *tuple;
-        let f = seg.flags;
-        if f.contains(TcpFlags::RST) {
-            return;
-        }
-        if f.contains(TcpFlags::ACK) {
-            // "Any acknowledgment is bad if it arrives on a connection still in
-            // the LISTEN state. An acceptable reset segment should be formed".
-            self.send_reset(ifp, ctx, &tuple, seg, reply_mac);
-            return;
-        }
-        if !f.contains(TcpFlags::SYN) {
-            return;
-        }
-        if !listener.has_room() {
-            // A full accept queue: drop the SYN (the client retries) and count.
-            Counters::inc(&ctx.counters().tcp_listen_overflow);
-            listener.overflows.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        let mut iss = self.isn.isn(tuple.local, tuple.remote, now);
-        if let Some(floor) = iss_floor {
-            // RFC 1122 §4.2.2.13 (1): the new ISN must be larger than any sequence
-            // number the old incarnation used.
-            if iss <= floor {
-                iss = floor + 1;
-            }
-        }
-        let cc = self.cc.create_default();
-        let mut cfg = self.conn_config();
-        if let Some(on) = listener.ecn() {
-            cfg.ecn = on;
-        }
-        cfg.no_options |= listener.no_options.load(Ordering::Relaxed);
-        let tcb = Tcb::accept_syn(cfg, tuple.local, tuple.remote, iss, cc, seg, now);
-        let owner = self.owner_of(tuple.local, tuple.remote);
-        let Ok(conn) = self.pcbs.insert(tuple, owner, tcb) else {
-            return;
-        };
-        Counters::inc(&ctx.counters().tcp_conns_opened);
-        listener.embryonic.fetch_add(1, Ordering::Relaxed);
-        *conn.listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::downgrade(listener));
-        let inner = conn.lock();
-        self.flush(ifp, ctx, heap, &conn, inner);
-    }
-
     /// An established passive connection joins its listener's accept queue.
-    fn hand_to_listener(&self, conn: &Arc<Conn>) {
+    pub(super) fn hand_to_listener(&self, conn: &Arc<Conn>) {
         let listener = conn
             .listener
             .lock()
@@ -550,6 +502,7 @@ impl TcpLayer {
             inner.tcb.handle_timeout(now);
             self.flush(ifp, ctx, heap, &conn, inner);
         }
+        self.syncache_timers(ifp, ctx, heap, now);
     }
 
     /// Runs output for the connections whose application kicked this worker.
@@ -580,7 +533,7 @@ impl TcpLayer {
     /// and IP id; CWR stays on the first piece only and PSH/FIN on the last only
     /// (RFC 3168 §6.1.2 / Linux `tcp_gso_segment`); the payload is copied once,
     /// straight from the send buffer into each frame.
-    fn emit(
+    pub(super) fn emit(
         &self,
         ifp: &Interface,
         ctx: &mut impl NetCtx,
@@ -667,7 +620,7 @@ impl TcpLayer {
     /// connection refuses) with a RST, within the stack-wide RST budget
     /// (`RateLimits::rst_per_sec`, FreeBSD's `badport_bandlim`); `reply_mac` is the
     /// segment's link-layer source (`ipv4::output_answer`).
-    fn send_reset(
+    pub(super) fn send_reset(
         &self,
         ifp: &Interface,
         ctx: &mut impl NetCtx,

@@ -17,6 +17,7 @@ pub mod ecn;
 pub mod input;
 pub mod isn;
 pub mod layer;
+mod listen;
 pub mod output;
 pub mod pcb;
 pub mod pmtu;
@@ -26,6 +27,7 @@ pub mod sack;
 pub mod segment;
 pub mod sendbuf;
 pub mod seq;
+pub mod syncache;
 pub mod tcb;
 pub mod timer;
 
@@ -33,6 +35,7 @@ pub mod timer;
 mod tests;
 
 pub use config::{Keepalive, TcpConfig, TcpError, TimeWaitInput, UserError};
+pub use syncache::SynCookies;
 #[cfg(test)]
 pub use tcb::EcnStats;
 pub use tcb::{State, Tcb, TcpInfo};

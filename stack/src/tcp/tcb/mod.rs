@@ -483,6 +483,28 @@ impl Tcb {
 
     // ------------------------------------------------------------------ helpers
 
+    /// Sets our timestamp clock so that it reads `ts` now (a SYN cookie's SYN,ACK carried
+    /// a TSval chosen for its low bits; the connection made from it goes on from there).
+    pub(crate) fn set_ts_clock(&mut self, ts: u32, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.created).as_millis() as u32;
+        self.ts_offset = ts.wrapping_sub(elapsed);
+    }
+
+    /// The SYN cache sent `resent` retransmissions of this passive open's SYN,ACK
+    /// before the control block existed: take them as its own (backed-off timer, no RTT
+    /// sample from an ambiguous SYN,ACK, Karn).
+    pub(crate) fn synack_resent(&mut self, resent: u32) {
+        if resent == 0 {
+            return;
+        }
+        self.rxtshift = resent;
+        for _ in 0..resent {
+            self.rtt.backoff();
+        }
+        self.rtt_timing = None;
+        self.stats.retransmits += u64::from(resent);
+    }
+
     /// Our timestamp clock: milliseconds since the connection was created, offset.
     pub(crate) fn ts_now(&self, now: Instant) -> u32 {
         (now.saturating_duration_since(self.created).as_millis() as u32)
