@@ -85,11 +85,13 @@ impl TimerHeap {
     }
 
     /// SYN cache entries held by this worker.
+    #[cfg(any(test, feature = "sim"))]
     pub fn syncache_len(&self) -> usize {
         self.syncache.len()
     }
 
     /// The 4-tuples of this worker's SYN cache entries.
+    #[cfg(any(test, feature = "sim"))]
     pub fn syncache_tuples(&self) -> impl Iterator<Item = FourTuple> + '_ {
         self.syncache.tuples()
     }

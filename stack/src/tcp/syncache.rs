@@ -103,6 +103,7 @@ impl SynCache {
     }
 
     /// The entries' 4-tuples.
+    #[cfg(any(test, feature = "sim"))]
     pub fn tuples(&self) -> impl Iterator<Item = FourTuple> + '_ {
         self.entries.keys().copied()
     }

@@ -9,6 +9,7 @@ use std::net::Ipv4Addr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+mod flood;
 mod peer;
 mod trace;
 
@@ -89,6 +90,20 @@ enum Cmd {
         seconds: f64,
         #[arg(long, default_value_t = 4)]
         threads: usize,
+    },
+    /// Test tool: a SYN flood to A:P from random sources in a block inside
+    /// 198.18.0.0/15 (raw socket; needs root); prints one JSON line (sent, rate).
+    #[command(hide = true)]
+    SynFlood {
+        dst: SocketAddrV4,
+        /// Source block, e.g. 198.19.0.0/16 (refused outside 198.18.0.0/15).
+        #[arg(long, default_value = "198.19.0.0/16")]
+        sources: String,
+        /// SYNs per second.
+        #[arg(long, default_value_t = 50_000)]
+        rate: u64,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
     },
     /// Benchmark client on kernel sockets: N 1-byte round trips; prints p50/p99 JSON.
     #[command(hide = true)]
@@ -305,6 +320,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::KernelEcho { listen } => peer::kernel_echo(listen),
         Cmd::KernelGet { url, bind } => peer::kernel_get(&url, bind),
         Cmd::Rr { addr, count } => peer::rr(addr, count),
+        Cmd::SynFlood {
+            dst,
+            sources,
+            rate,
+            seconds,
+        } => flood::syn_flood(dst, &sources, rate, seconds),
         Cmd::Cps {
             addr,
             seconds,

@@ -1,0 +1,172 @@
+//! `xstack syn-flood`: a SYN flood for the attack tests and the bench's "SYN flood" row,
+//! from random source addresses and ports in a given block, through a raw socket.
+//!
+//! It refuses any source block or destination outside 198.18.0.0/15 (RFC 2544's
+//! benchmarking range): forged traffic stays inside the test's own namespaces.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rand::{Rng, SeedableRng};
+
+/// RFC 2544's benchmarking block, the only addresses the flood may use.
+const BENCH_NET: (Ipv4Addr, u8) = (Ipv4Addr::new(198, 18, 0, 0), 15);
+
+fn inside(addr: Ipv4Addr, (net, len): (Ipv4Addr, u8)) -> bool {
+    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+    u32::from(addr) & mask == u32::from(net) & mask
+}
+
+/// Parses `A.B.C.D/NN`, refusing a block not inside 198.18.0.0/15.
+pub fn parse_sources(s: &str) -> anyhow::Result<(Ipv4Addr, u8)> {
+    let (a, l) = s.split_once('/').context("sources: expected A.B.C.D/NN")?;
+    let addr: Ipv4Addr = a.parse().context("sources: bad address")?;
+    let len: u8 = l.parse().context("sources: bad prefix length")?;
+    if !(15..=32).contains(&len) || !inside(addr, BENCH_NET) {
+        bail!("sources must be a block inside 198.18.0.0/15 (got {s})");
+    }
+    Ok((addr, len))
+}
+
+/// One SYN (IPv4 header + 20-byte TCP header, checksums filled in).
+fn syn_packet(src: SocketAddrV4, dst: SocketAddrV4, seq: u32) -> [u8; 40] {
+    let mut p = [0u8; 40];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&40u16.to_be_bytes());
+    p[6] = 0x40;
+    p[8] = 64;
+    p[9] = 6;
+    p[12..16].copy_from_slice(&src.ip().octets());
+    p[16..20].copy_from_slice(&dst.ip().octets());
+    let c = csum(&p[..20], 0);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    let t = &mut p[20..];
+    t[0..2].copy_from_slice(&src.port().to_be_bytes());
+    t[2..4].copy_from_slice(&dst.port().to_be_bytes());
+    t[4..8].copy_from_slice(&seq.to_be_bytes());
+    t[12] = 5 << 4;
+    t[13] = 0x02;
+    t[14..16].copy_from_slice(&64240u16.to_be_bytes());
+    let mut pseudo = 0u32;
+    for w in src
+        .ip()
+        .octets()
+        .chunks(2)
+        .chain(dst.ip().octets().chunks(2))
+    {
+        pseudo += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    pseudo += 6 + 20;
+    let c = csum(&p[20..], pseudo);
+    p[36..38].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+/// The Internet checksum of `data`, starting from the partial sum `sum`.
+fn csum(data: &[u8], mut sum: u32) -> u16 {
+    for w in data.chunks(2) {
+        sum += u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]));
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// Sends SYNs to `dst` at `rate` per second for `seconds`, each from a random address
+/// in `sources` and a random port; prints one JSON line (sent, seconds, rate reached).
+pub fn syn_flood(dst: SocketAddrV4, sources: &str, rate: u64, seconds: f64) -> anyhow::Result<()> {
+    let (net, len) = parse_sources(sources)?;
+    if !inside(*dst.ip(), BENCH_NET) {
+        bail!("destination must be inside 198.18.0.0/15 (got {dst})");
+    }
+    // SAFETY: a plain socket(2) call; the descriptor is closed below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_RAW) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("raw socket (needs CAP_NET_RAW)");
+    }
+    let host_bits = 32 - u32::from(len);
+    let base = u32::from(net) & !(((1u64 << host_bits) - 1) as u32);
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(0x5eed);
+    let to = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*dst.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(seconds);
+    let mut sent = 0u64;
+    while Instant::now() < end {
+        let due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
+        if sent >= due {
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
+        }
+        for _ in sent..due.min(sent + 256) {
+            let host = if host_bits == 0 {
+                0
+            } else {
+                rng.random::<u32>() & (((1u64 << host_bits) - 1) as u32)
+            };
+            let src = SocketAddrV4::new(Ipv4Addr::from(base | host), rng.random_range(1024..65535));
+            let p = syn_packet(src, dst, rng.random());
+            // SAFETY: `p` and `to` are valid for the call; the lengths are theirs.
+            let n = unsafe {
+                libc::sendto(
+                    fd,
+                    p.as_ptr().cast(),
+                    p.len(),
+                    0,
+                    (&to as *const libc::sockaddr_in).cast(),
+                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+                )
+            };
+            if n >= 0 {
+                sent += 1;
+            }
+        }
+    }
+    // SAFETY: closing the descriptor opened above, once.
+    unsafe { libc::close(fd) };
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({"sent": sent, "seconds": secs, "rate": sent as f64 / secs})
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_outside_the_benchmark_block_are_refused() {
+        assert!(parse_sources("198.19.0.0/16").is_ok());
+        assert!(parse_sources("198.18.0.0/15").is_ok());
+        assert!(parse_sources("10.0.0.0/8").is_err());
+        assert!(parse_sources("0.0.0.0/0").is_err());
+        assert!(parse_sources("198.18.0.0/14").is_err());
+        assert!(parse_sources("198.19.0.1").is_err());
+    }
+
+    #[test]
+    fn syn_packets_have_valid_checksums() {
+        let p = syn_packet(
+            "198.19.1.2:1234".parse().unwrap(),
+            "198.18.0.1:80".parse().unwrap(),
+            7,
+        );
+        assert_eq!(csum(&p[..20], 0), 0, "IP header");
+        let mut pseudo = 0u32;
+        for w in [198u8, 19, 1, 2, 198, 18, 0, 1].chunks(2) {
+            pseudo += u32::from(u16::from_be_bytes([w[0], w[1]]));
+        }
+        assert_eq!(csum(&p[20..], pseudo + 6 + 20), 0, "TCP");
+        assert_eq!(p[33], 0x02, "SYN");
+    }
+}
