@@ -106,7 +106,8 @@ pub fn syn_flood(dst: SocketAddrV4, sources: &str, rate: u64, seconds: f64) -> a
             std::thread::sleep(Duration::from_micros(200));
             continue;
         }
-        for _ in sent..due.min(sent + 256) {
+        let batch = due.min(sent + 256) - sent;
+        for _ in 0..batch {
             let host = if host_bits == 0 {
                 0
             } else {
