@@ -55,10 +55,10 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 50_000)]
     rr_count: usize,
     /// Run only these measurements (comma separated): icmp, stack-to-linux, offloads,
-    /// linux-to-stack, lro, rr, cps, loss, multiworker. Default: all.
+    /// linux-to-stack, lro, rr, cps, syn-flood, loss, multiworker. Default: all.
     #[arg(long, value_delimiter = ',', value_parser = [
-        "icmp", "stack-to-linux", "offloads", "linux-to-stack", "lro", "rr", "cps", "loss",
-        "multiworker",
+        "icmp", "stack-to-linux", "offloads", "linux-to-stack", "lro", "rr", "cps",
+        "syn-flood", "loss", "multiworker",
     ])]
     only: Vec<String>,
 }
@@ -493,6 +493,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.runs("cps") {
         cps_row(&env, &mut report)?;
     }
+    if args.runs("syn-flood") {
+        syn_flood_row(&env, &mut report)?;
+    }
     if args.runs("loss") {
         // --- throughput stack -> Linux under 1% random loss, per congestion-control module ---
         loss_case(&env, &mut report)?;
@@ -648,6 +651,164 @@ fn cps_row(env: &Env, report: &mut serde_json::Map<String, serde_json::Value>) -
         serde_json::json!({
             "client_threads": 4, "xstack_cps": s, "linux_cps": k, "ratio": s / k,
             "xstack_rounds": s_r, "linux_rounds": k_r,
+        }),
+    );
+    Ok(())
+}
+
+/// SYNs per second of the "SYN flood" row.
+const FLOOD_RATE: &str = "50000";
+/// Bytes of the download timed with and without the flood.
+const FLOOD_BYTES: u64 = 200_000_000;
+
+/// What one side did under the flood.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+struct FloodRound {
+    /// New connections (of 20) that completed a request during the flood.
+    connected: usize,
+    /// Their connect times (SYN to SYN,ACK seen by curl), median and max, ms.
+    connect_p50_ms: f64,
+    connect_max_ms: f64,
+    /// A download without the flood and one during it, Gbit/s.
+    gbps_unloaded: f64,
+    gbps_flood: f64,
+    /// Growth of the server's resident memory over the flood (xstack only), MiB.
+    rss_growth_mib: f64,
+}
+
+/// A server's resident memory, MiB (from /proc/PID/status).
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// One side under a SYN flood from random sources in 198.19.0.0/16 (replies routed to
+/// the peer, which drops them): 20 new connections' connect times and a download,
+/// beside the same download without the flood.
+fn flood_round(env: &Env, ip: &str, pid: Option<u32>) -> Result<FloodRound> {
+    let url = format!("http://{ip}/bytes/{FLOOD_BYTES}");
+    let curl = |u: &str| {
+        env.peer(&[
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "30",
+            "-w",
+            "%{http_code} %{size_download} %{speed_download}",
+            u,
+        ])
+    };
+    let gbps_unloaded = curl_gbps(&curl(&url), FLOOD_BYTES)?;
+    let rss_before = pid.map_or(f64::NAN, rss_mib);
+    let dst = format!("{ip}:80");
+    let flood = env.peer(&[
+        &env.bin,
+        "syn-flood",
+        &dst,
+        "--rate",
+        FLOOD_RATE,
+        "--seconds",
+        "15",
+    ]);
+    let flood: Vec<&str> = flood.iter().map(String::as_str).collect();
+    let _flood = Bg::spawn(&flood)?;
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let mut times = Vec::new();
+    for _ in 0..20 {
+        let argv = env.peer(&[
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "--max-time",
+            "3",
+            "-w",
+            "%{time_connect}",
+            &format!("http://{ip}/bytes/1"),
+        ]);
+        let out = Command::new(&argv[0]).args(&argv[1..]).output()?;
+        let t: Option<f64> = String::from_utf8_lossy(&out.stdout).trim().parse().ok();
+        if let Some(t) = t.filter(|_| out.status.success()) {
+            times.push(t * 1000.0);
+        }
+    }
+    let gbps_flood = curl_gbps(&curl(&url), FLOOD_BYTES).unwrap_or(0.0);
+    let rss_growth_mib = pid.map_or(f64::NAN, rss_mib) - rss_before;
+    let connected = times.len();
+    let max = times.iter().copied().fold(f64::NAN, f64::max);
+    Ok(FloodRound {
+        connected,
+        connect_p50_ms: median(times),
+        connect_max_ms: max,
+        gbps_unloaded,
+        gbps_flood,
+        rss_growth_mib,
+    })
+}
+
+/// "SYN flood": 50k SYN/s from random sources at `xstack http` (SYN cache and cookies)
+/// and at the kernel's HTTP server (Linux's syncookies at their default), same run.
+fn syn_flood_row(env: &Env, report: &mut serde_json::Map<String, serde_json::Value>) -> Result<()> {
+    // The kernel's answers to the forged sources go to the peer, as the stack's do.
+    must(&[
+        "ip",
+        "-n",
+        env.a,
+        "route",
+        "replace",
+        "198.19.0.0/16",
+        "via",
+        "198.18.0.2",
+    ])?;
+    let (mut s_r, mut k_r) = (Vec::new(), Vec::new());
+    for _ in 0..env.args.rounds {
+        check_interrupt()?;
+        let run = env.stack("http", &["--port", "80", "--gateway", "198.18.0.2"])?;
+        let r = flood_round(env, "198.18.0.1", Some(run.child.id()));
+        run.stop()?;
+        s_r.push(r?);
+        let idle = env.idle_stack()?;
+        let r = flood_round(env, "198.18.0.3", None);
+        idle.stop()?;
+        k_r.push(r?);
+    }
+    let m = |v: &[FloodRound], f: fn(&FloodRound) -> f64| median(v.iter().map(f).collect());
+    let keep = |r: &FloodRound| r.gbps_flood / r.gbps_unloaded;
+    line(
+        "SYN flood: connected of 20",
+        m(&s_r, |r| r.connected as f64),
+        m(&k_r, |r| r.connected as f64),
+    );
+    line(
+        "SYN flood: connect p50 ms",
+        m(&s_r, |r| r.connect_p50_ms),
+        m(&k_r, |r| r.connect_p50_ms),
+    );
+    line(
+        "SYN flood: download kept (x unloaded)",
+        m(&s_r, keep),
+        m(&k_r, keep),
+    );
+    println!(
+        "SYN flood: xstack resident memory growth {:.1} MiB",
+        m(&s_r, |r| r.rss_growth_mib)
+    );
+    report.insert(
+        "syn_flood".into(),
+        serde_json::json!({
+            "rate_per_s": FLOOD_RATE.parse::<u64>().unwrap_or(0),
+            "sources": "198.19.0.0/16",
+            "xstack_rounds": s_r, "linux_rounds": k_r,
+            "xstack_download_kept": m(&s_r, keep), "linux_download_kept": m(&k_r, keep),
+            "xstack_connect_p50_ms": m(&s_r, |r| r.connect_p50_ms),
+            "linux_connect_p50_ms": m(&k_r, |r| r.connect_p50_ms),
+            "xstack_rss_growth_mib": m(&s_r, |r| r.rss_growth_mib),
         }),
     );
     Ok(())
