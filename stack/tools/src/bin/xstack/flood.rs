@@ -1,5 +1,6 @@
 //! `xstack syn-flood`: a SYN flood for the attack tests and the bench's "SYN flood" row,
-//! from random source addresses and ports in a given block, through a raw socket.
+//! from random source addresses and ports in a given block, through a raw socket; and
+//! `xstack arp-flood`: ARP requests from random senders, through a packet socket.
 //!
 //! It refuses any source block or destination outside 198.18.0.0/15 (RFC 2544's
 //! benchmarking range): forged traffic stays inside the test's own namespaces.
@@ -141,6 +142,81 @@ pub fn syn_flood(dst: SocketAddrV4, sources: &str, rate: u64, seconds: f64) -> a
     Ok(())
 }
 
+/// One ARP request (Ethernet frame) from `mac`/`ip` asking for `target`.
+fn arp_request(mac: [u8; 6], ip: Ipv4Addr, target: Ipv4Addr) -> [u8; 42] {
+    let mut f = [0u8; 42];
+    f[0..6].copy_from_slice(&[0xff; 6]);
+    f[6..12].copy_from_slice(&mac);
+    f[12..14].copy_from_slice(&[0x08, 0x06]);
+    f[14..22].copy_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+    f[22..28].copy_from_slice(&mac);
+    f[28..32].copy_from_slice(&ip.octets());
+    f[38..42].copy_from_slice(&target.octets());
+    f
+}
+
+/// Sends `count` ARP requests for `target` out of `iface`, each from a random sender
+/// address in `sources` (inside 198.18.0.0/15 only) and a random locally administered
+/// MAC; prints one JSON line (sent, seconds, rate).
+pub fn arp_flood(iface: &str, target: Ipv4Addr, sources: &str, count: u64) -> anyhow::Result<()> {
+    let (net, len) = parse_sources(sources)?;
+    if !inside(target, BENCH_NET) {
+        bail!("target must be inside 198.18.0.0/15 (got {target})");
+    }
+    let name = std::ffi::CString::new(iface).context("interface name")?;
+    // SAFETY: `name` is a valid C string.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if ifindex == 0 {
+        bail!("no interface {iface}");
+    }
+    let proto = (libc::ETH_P_ARP as u16).to_be();
+    // SAFETY: a plain socket(2) call; the descriptor is closed below.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("packet socket (needs CAP_NET_RAW)");
+    }
+    // SAFETY: all-zero is a valid sockaddr_ll; the fields that matter are set below.
+    let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    to.sll_family = libc::AF_PACKET as u16;
+    to.sll_protocol = proto;
+    to.sll_ifindex = ifindex as i32;
+    to.sll_halen = 6;
+    to.sll_addr[..6].copy_from_slice(&[0xff; 6]);
+    let host_bits = 32 - u32::from(len);
+    let base = u32::from(net) & !(((1u64 << host_bits) - 1) as u32);
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(0xa9);
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while sent < count {
+        let host = rng.random::<u32>() & (((1u64 << host_bits) - 1) as u32);
+        let mut mac: [u8; 6] = rng.random();
+        mac[0] = (mac[0] & 0xfe) | 0x02;
+        let f = arp_request(mac, Ipv4Addr::from(base | host), target);
+        // SAFETY: `f` and `to` are valid for the call; the lengths are theirs.
+        let n = unsafe {
+            libc::sendto(
+                fd,
+                f.as_ptr().cast(),
+                f.len(),
+                0,
+                (&to as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if n >= 0 {
+            sent += 1;
+        }
+    }
+    // SAFETY: closing the descriptor opened above, once.
+    unsafe { libc::close(fd) };
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({"sent": sent, "seconds": secs, "rate": sent as f64 / secs})
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,5 +245,18 @@ mod tests {
         }
         assert_eq!(csum(&p[20..], pseudo + 6 + 20), 0, "TCP");
         assert_eq!(p[33], 0x02, "SYN");
+    }
+
+    #[test]
+    fn arp_requests_ask_for_the_target() {
+        let f = arp_request(
+            [2, 1, 2, 3, 4, 5],
+            Ipv4Addr::new(198, 18, 0, 77),
+            Ipv4Addr::new(198, 18, 0, 1),
+        );
+        assert_eq!(&f[12..14], &[0x08, 0x06]);
+        assert_eq!(&f[20..22], &[0, 1], "request");
+        assert_eq!(&f[28..32], &[198, 18, 0, 77]);
+        assert_eq!(&f[38..42], &[198, 18, 0, 1]);
     }
 }

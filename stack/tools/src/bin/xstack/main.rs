@@ -105,6 +105,19 @@ enum Cmd {
         #[arg(long, default_value_t = 5.0)]
         seconds: f64,
     },
+    /// Test tool: N ARP requests for TARGET out of IFACE from random senders in a block
+    /// inside 198.18.0.0/15 (packet socket; needs root); prints one JSON line.
+    #[command(hide = true)]
+    ArpFlood {
+        #[arg(long)]
+        iface: String,
+        target: Ipv4Addr,
+        /// Sender block, e.g. 198.18.0.0/24 (refused outside 198.18.0.0/15).
+        #[arg(long)]
+        sources: String,
+        #[arg(long, default_value_t = 1_000_000)]
+        count: u64,
+    },
     /// Benchmark client on kernel sockets: N 1-byte round trips; prints p50/p99 JSON.
     #[command(hide = true)]
     Rr {
@@ -320,6 +333,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::KernelEcho { listen } => peer::kernel_echo(listen),
         Cmd::KernelGet { url, bind } => peer::kernel_get(&url, bind),
         Cmd::Rr { addr, count } => peer::rr(addr, count),
+        Cmd::ArpFlood {
+            iface,
+            target,
+            sources,
+            count,
+        } => flood::arp_flood(&iface, target, &sources, count),
         Cmd::SynFlood {
             dst,
             sources,
