@@ -31,6 +31,7 @@ mod sim_many;
 mod sim_pmtu;
 mod sim_sack;
 mod sim_transfer;
+mod sim_syncookies;
 mod sim_tso;
 mod simultaneous;
 mod spurious_rto;
