@@ -478,6 +478,12 @@ impl Tcb {
 
     /// RFC 5961 §7: at most 10 challenge ACKs per second per connection.
     fn challenge_ack(&mut self, now: Instant) {
+        self.rate_limited_ack(now, true);
+    }
+
+    /// An ACK within RFC 5961 §7's limits (10 a second per connection, then the
+    /// stack-wide budget); `bare`: a challenge ACK proper, never carrying a FIN again.
+    fn rate_limited_ack(&mut self, now: Instant, bare: bool) {
         let (start, count) = self.challenge_window;
         if now.saturating_duration_since(start).as_secs() >= 1 {
             self.challenge_window = (now, 1);
@@ -488,7 +494,7 @@ impl Tcb {
         }
         self.stats.challenge_acks += 1;
         self.owe_limited_ack(super::ack_limit::LimitedAck::Challenge);
-        self.challenge_now = true;
+        self.challenge_now |= bare;
     }
 
     /// The ACK field (RFC 9293 "fifth, check the ACK field" for ESTABLISHED and the
@@ -498,8 +504,9 @@ impl Tcb {
         // RFC 5961 §5.2: acceptable ACKs are in [SND.UNA - MAX.SND.WND, SND.NXT].
         if ack > self.snd_max {
             // "If the ACK acks something not yet sent (SEG.ACK > SND.NXT) then send an
-            // ACK, drop the segment, and return."
-            self.ack_now = true;
+            // ACK, drop the segment, and return." RFC 5961 §5.2 limits these ACKs as
+            // challenge ACKs: forged data must not make us answer every segment.
+            self.rate_limited_ack(now, false);
             self.stats.drops += 1;
             return false;
         }

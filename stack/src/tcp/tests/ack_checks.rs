@@ -75,3 +75,21 @@ fn handshake_ack_beyond_the_syn_is_reset() {
     send!(c, peer_ack(0, 5) => InputOutcome::SendReset);
     assert_eq!(c.state(), State::SynReceived);
 }
+
+// RFC 5961 §5.2 (blind data injection): data acknowledging bytes never sent is dropped
+// and answered with an ACK, but only as a challenge ACK is, at most 10 a second: a
+// flood of forged data must not make the connection answer every segment.
+#[test]
+fn acks_for_unsent_data_are_rate_limited() {
+    let mut c = established();
+    let mut answered = 0;
+    for i in 0..100u32 {
+        send!(c, peer_ack(i * 10, 5000).bytes(0, 10));
+        answered += c.output().len();
+    }
+    assert_eq!(answered, 10);
+    assert!(c.read_all().is_empty(), "the forged data was dropped");
+    c.advance(Duration::from_secs(1));
+    send!(c, peer_ack(0, 5000).bytes(0, 10));
+    assert_eq!(c.output().len(), 1, "a new second, a new allowance");
+}

@@ -26,7 +26,11 @@ fn a_cookie_connection_keeps_window_scale_and_sack_and_transfers() {
     assert_eq!(sim.counter(1, "tcp.syncache_added"), 0);
     let (s, c) = (server.lock().tcb.info(), client.lock().tcb.info());
     assert!(s.timestamps && s.sack, "server: {s:?}");
-    assert_eq!(s.wscale.map(|w| w.1), c.wscale.map(|w| w.0), "the client's scale");
+    assert_eq!(
+        s.wscale.map(|w| w.1),
+        c.wscale.map(|w| w.0),
+        "the client's scale"
+    );
     assert!(s.wscale.is_some());
 }
 

@@ -217,6 +217,167 @@ pub fn arp_flood(iface: &str, target: Ipv4Addr, sources: &str, count: u64) -> an
     Ok(())
 }
 
+/// The flow to attack, learned from one of its packets leaving `fd`'s interface: the
+/// Ethernet header to reuse, the 4-tuple and the sequence and acknowledgment numbers.
+struct Observed {
+    eth: [u8; 14],
+    src: SocketAddrV4,
+    dst: SocketAddrV4,
+    seq: u32,
+    ack: u32,
+}
+
+/// Waits (at most 10 s) for a TCP packet to `dst` on the packet socket `fd`.
+fn observe(fd: i32, dst: SocketAddrV4) -> anyhow::Result<Observed> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline {
+        // SAFETY: `buf` is writable for its length.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        if n < 54 {
+            std::thread::sleep(Duration::from_millis(1));
+            continue;
+        }
+        let f = &buf[..n as usize];
+        let ihl = usize::from(f[14] & 0x0f) * 4;
+        if f[12..14] != [0x08, 0x00] || f[23] != 6 || f.len() < 14 + ihl + 20 {
+            continue;
+        }
+        let ip = |at: usize| Ipv4Addr::new(f[at], f[at + 1], f[at + 2], f[at + 3]);
+        let t = &f[14 + ihl..];
+        let port = |at: usize| u16::from_be_bytes([t[at], t[at + 1]]);
+        let (src, to) = (
+            SocketAddrV4::new(ip(26), port(0)),
+            SocketAddrV4::new(ip(30), port(2)),
+        );
+        if to == dst && t[13] & 0x10 != 0 {
+            let word = |at: usize| u32::from_be_bytes([t[at], t[at + 1], t[at + 2], t[at + 3]]);
+            let mut eth = [0u8; 14];
+            eth.copy_from_slice(&f[..14]);
+            return Ok(Observed {
+                eth,
+                src,
+                dst,
+                seq: word(4),
+                ack: word(8),
+            });
+        }
+    }
+    bail!("no packet of a connection to {dst} seen in 10 s")
+}
+
+/// A forged segment of the observed flow: `flags`, sequence number `seq`, ACK `ack`,
+/// `payload` bytes of data, checksums valid.
+fn forged(o: &Observed, seq: u32, ack: u32, flags: u8, payload: usize) -> Vec<u8> {
+    let mut p = syn_packet(o.src, o.dst, seq).to_vec();
+    p[2..4].copy_from_slice(&(40 + payload as u16).to_be_bytes());
+    p[10..12].copy_from_slice(&[0, 0]);
+    let c = csum(&p[..20], 0);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p[28..32].copy_from_slice(&ack.to_be_bytes());
+    p[33] = flags;
+    p.resize(40 + payload, b'x');
+    p[36..38].copy_from_slice(&[0, 0]);
+    let mut pseudo = 0u32;
+    for w in o
+        .src
+        .ip()
+        .octets()
+        .chunks(2)
+        .chain(o.dst.ip().octets().chunks(2))
+    {
+        pseudo += u32::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    pseudo += 6 + 20 + payload as u32;
+    let c = csum(&p[20..], pseudo);
+    p[36..38].copy_from_slice(&c.to_be_bytes());
+    let mut frame = o.eth.to_vec();
+    frame.extend_from_slice(&p);
+    frame
+}
+
+/// RFC 5961's blind attacks on a live connection to `dst` seen on `iface` (the tests
+/// learn its sequence numbers by looking, as an on-path attacker would; a blind one
+/// guesses them): `count` segments at `rate` per second, in turn a RST inside the
+/// window but not at its left edge, a SYN inside it, and data whose ACK acknowledges
+/// nothing ever sent. All stay inside 198.18.0.0/15. Prints one JSON line.
+pub fn inject(iface: &str, dst: SocketAddrV4, count: u64, rate: u64) -> anyhow::Result<()> {
+    if !inside(*dst.ip(), BENCH_NET) {
+        bail!("destination must be inside 198.18.0.0/15 (got {dst})");
+    }
+    let name = std::ffi::CString::new(iface).context("interface name")?;
+    // SAFETY: `name` is a valid C string.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if ifindex == 0 {
+        bail!("no interface {iface}");
+    }
+    let proto = (libc::ETH_P_ALL as u16).to_be();
+    // SAFETY: a plain socket(2) call; the descriptor is closed below.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("packet socket (needs CAP_NET_RAW)");
+    }
+    // SAFETY: all-zero is a valid sockaddr_ll; the fields that matter are set below.
+    let mut at: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    at.sll_family = libc::AF_PACKET as u16;
+    at.sll_protocol = proto;
+    at.sll_ifindex = ifindex as i32;
+    let len = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+    // SAFETY: `at` is a valid sockaddr_ll of `len` bytes.
+    if unsafe { libc::bind(fd, (&at as *const libc::sockaddr_ll).cast(), len) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("bind the packet socket");
+    }
+    let o = observe(fd, dst)?;
+    if !inside(*o.src.ip(), BENCH_NET) {
+        bail!(
+            "the observed flow's source {} is outside 198.18.0.0/15",
+            o.src
+        );
+    }
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while sent < count {
+        if sent > (start.elapsed().as_secs_f64() * rate as f64) as u64 {
+            std::thread::sleep(Duration::from_micros(200));
+            continue;
+        }
+        let off = 1000 + (sent as u32 % 16) * 997;
+        let f = match sent % 3 {
+            0 => forged(&o, o.seq.wrapping_add(off), 0, 0x04, 0),
+            1 => forged(&o, o.seq.wrapping_add(off), 0, 0x02, 0),
+            _ => forged(
+                &o,
+                o.seq.wrapping_add(off),
+                o.ack.wrapping_add(1 << 30),
+                0x18,
+                100,
+            ),
+        };
+        // SAFETY: `f` and `at` are valid for the call; the lengths are theirs.
+        let n = unsafe {
+            libc::sendto(
+                fd,
+                f.as_ptr().cast(),
+                f.len(),
+                0,
+                (&at as *const libc::sockaddr_ll).cast(),
+                len,
+            )
+        };
+        if n >= 0 {
+            sent += 1;
+        }
+    }
+    // SAFETY: closing the descriptor opened above, once.
+    unsafe { libc::close(fd) };
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({"sent": sent, "seconds": secs, "flow": format!("{} -> {}", o.src, o.dst)})
+    );
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

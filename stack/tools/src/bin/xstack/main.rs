@@ -118,6 +118,18 @@ enum Cmd {
         #[arg(long, default_value_t = 1_000_000)]
         count: u64,
     },
+    /// Test tool: RFC 5961's attacks (in-window RST, SYN, data with a bad ACK) on a live
+    /// connection to DST seen on IFACE (packet socket; needs root); prints one JSON line.
+    #[command(hide = true)]
+    Inject {
+        #[arg(long)]
+        iface: String,
+        dst: SocketAddrV4,
+        #[arg(long, default_value_t = 30_000)]
+        count: u64,
+        #[arg(long, default_value_t = 10_000)]
+        rate: u64,
+    },
     /// Benchmark client on kernel sockets: N 1-byte round trips; prints p50/p99 JSON.
     #[command(hide = true)]
     Rr {
@@ -333,6 +345,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::KernelEcho { listen } => peer::kernel_echo(listen),
         Cmd::KernelGet { url, bind } => peer::kernel_get(&url, bind),
         Cmd::Rr { addr, count } => peer::rr(addr, count),
+        Cmd::Inject {
+            iface,
+            dst,
+            count,
+            rate,
+        } => flood::inject(&iface, dst, count, rate),
         Cmd::ArpFlood {
             iface,
             target,
