@@ -316,9 +316,11 @@ impl Stack {
         let netisr = self.netisr.stats();
         let groups = self.net.tcp.pcbs.group_stats();
         let workers = worker_snapshots(&self.counters, &self.worker_cpus, &netisr, &groups);
+        let mut counters = stats::sum(self.counters.iter().map(|c| &**c));
+        counters.extend(self.net.tcp.bounds().counters().snapshot());
         Snapshot {
             queues,
-            counters: stats::sum(self.counters.iter().map(|c| &**c)),
+            counters,
             netisr,
             workers,
             groups,

@@ -328,7 +328,11 @@ impl Tcb {
             round_end: iss,
             rounds: 0,
             last_data_sent: None,
-            sb: Scoreboard::default(),
+            sb: Scoreboard::with_limits(
+                cfg.sack_max_holes,
+                cfg.bounds.clone(),
+                cfg.sack_global_max_holes,
+            ),
             dsack: None,
             eifel: None,
             rtt,
