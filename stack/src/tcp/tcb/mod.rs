@@ -314,7 +314,11 @@ impl Tcb {
             ecn_echo: false,
             ecn_cwr_due: false,
             sndbuf: SendBuffer::new(cfg.sndbuf),
-            rcvbuf: RecvBuffer::new(cfg.rcvbuf),
+            rcvbuf: {
+                let mut b = RecvBuffer::new(cfg.rcvbuf);
+                b.set_ooo_limits(cfg.max_ooo_ranges, cfg.max_ooo_bytes);
+                b
+            },
             snd_fin: None,
             fin_received: false,
             cc,
