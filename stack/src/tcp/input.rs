@@ -583,6 +583,7 @@ impl Tcb {
             if window > 0 {
                 self.timers.stop(TimerKind::Persist);
                 self.persist_shift = 0;
+                self.zero_window_since = None;
                 self.force_one = false;
             }
             if opened {
@@ -1030,13 +1031,6 @@ impl Tcb {
             self.ack_now = true;
         }
         InputOutcome::Ok
-    }
-
-    pub(crate) fn enter_time_wait(&mut self, now: Instant) {
-        self.state = State::TimeWait;
-        self.timers.clear();
-        self.timers.set(TimerKind::TwoMsl, now + self.cfg.time_wait);
-        self.events = true;
     }
 }
 

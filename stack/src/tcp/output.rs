@@ -577,6 +577,7 @@ impl Tcb {
             self.timers.stop(TimerKind::Rexmt);
             self.rxtshift = 0;
             self.snd_nxt = self.snd_una;
+            self.zero_window_since.get_or_insert(now);
         } else if self.snd_una != self.snd_max || self.timers.is_set(TimerKind::Rexmt) {
             // An ACK is due and will run output again.
             return;

@@ -14,7 +14,7 @@
 //!
 //! All offsets in this API are relative to `rcv_nxt` (0 = the next in-order byte); the
 //! TCB trims the part of a segment before `rcv_nxt` (a retransmission overlapping data we
-//! already have) before calling [`RecvBuffer::write_at`].
+//! already have) before calling [`RecvBuffer::write`].
 //!
 //! The number of out-of-order ranges is bounded (`TcpConfig::max_ooo_ranges`,
 //! [`MAX_OOO_RANGES`] by default): each one costs bookkeeping per write and is a SACK
@@ -165,6 +165,7 @@ impl RecvBuffer {
     /// Stores `data` at `offset` bytes after `rcv_nxt`; returns how far `rcv_nxt`
     /// advances (0 for out-of-order data, and 0 when refused: use [`write`](Self::write)
     /// to tell those apart). See [`write`](Self::write).
+    #[cfg(test)]
     pub fn write_at(&mut self, offset: usize, data: &[u8]) -> usize {
         self.write(offset, data).advanced
     }

@@ -96,13 +96,7 @@ impl super::tcb::Tcb {
         for k in self.timers.expired(now) {
             let dropped = match k {
                 TimerKind::Rexmt => self.timer_rexmt(now),
-                TimerKind::Persist => {
-                    self.force_one = true;
-                    self.persist_shift = self.persist_shift.saturating_add(1);
-                    let t = self.persist_interval();
-                    self.timers.set(TimerKind::Persist, now + t);
-                    false
-                }
+                TimerKind::Persist => self.timer_persist(now),
                 TimerKind::Delack => {
                     self.ack_now = true;
                     false
@@ -197,6 +191,27 @@ impl super::tcb::Tcb {
         self.rtt_timing = None;
         self.rexmit_one = false;
         self.timers.set(TimerKind::Rexmt, now + self.rto());
+        false
+    }
+
+    /// The persist timer (FreeBSD `tcp_timer_persist`): one more zero-window probe, or,
+    /// for an orphan whose peer kept its window closed through `orphan_persist_probes`
+    /// probes, a RST and the end (true; Linux's `tcp_probe_timer` with
+    /// `tcp_orphan_retries`): nobody will read what it still has to send.
+    fn timer_persist(&mut self, now: Instant) -> bool {
+        if self.orphaned
+            && self.snd_wnd == 0
+            && self.persist_shift >= self.cfg.orphan_persist_probes
+        {
+            self.cfg.bounds.count(|c| &c.orphan_persist_dropped);
+            self.send_rst = true;
+            self.drop_with(TcpError::TimedOut);
+            return true;
+        }
+        self.force_one = true;
+        self.persist_shift = self.persist_shift.saturating_add(1);
+        let t = self.persist_interval();
+        self.timers.set(TimerKind::Persist, now + t);
         false
     }
 
