@@ -409,6 +409,8 @@ fn connections_beyond_the_stack_bound_are_refused() {
     settle(&mut sim);
     // Every copy of the SYN (the client retransmits) is dropped.
     assert!(sim.counter(1, "tcp.conns_refused_limit") >= 1);
-    assert_eq!(second.info().state, "SYN_SENT");
+    // Never answered: still trying, or timed out.
+    let state = second.info().state;
+    assert!(matches!(state, "SYN_SENT" | "CLOSED"), "{state}");
     drop(first);
 }
