@@ -179,6 +179,11 @@ pub struct TcpConfig {
     /// Most connections (any state but LISTEN) in the stack: `connect` fails and SYNs
     /// for listeners are dropped beyond it (`tcp.conns_refused_limit`).
     pub max_connections: usize,
+    /// A connection whose send or receive buffer is empty and that neither sent nor
+    /// received data for this long gives that buffer's memory back (the buffers grow
+    /// again on demand), so an idle connection holds no large buffer. Checked on a
+    /// deadline of its own, never per segment.
+    pub buffer_idle_release: Duration,
     /// The stack-wide gauges and counters behind the bounds above (a TCP layer sets its
     /// own; connections share them through their copy of the settings).
     pub bounds: super::bounds::TcpBounds,
@@ -229,6 +234,7 @@ impl Default for TcpConfig {
             orphan_persist_probes: 8,
             max_time_wait: 65_536,
             max_connections: 262_144,
+            buffer_idle_release: Duration::from_secs(1),
             bounds: super::bounds::TcpBounds::default(),
         }
     }

@@ -482,7 +482,7 @@ impl TcpLayer {
         self.output(ifp, ctx, &conn.tuple, &mut inner.tcb);
         let dead = inner.tcb.is_dead();
         if !dead {
-            if let Some(t) = inner.tcb.poll_timeout() {
+            if let Some(t) = inner.tcb.poll_deadline() {
                 if inner.scheduled.is_none_or(|s| t < s) {
                     inner.scheduled = Some(t);
                     heap.heap.push(Reverse((t, conn.id)));

@@ -137,7 +137,6 @@ impl RecvBuffer {
     }
 
     /// Bytes of memory the ring currently has allocated.
-    #[cfg(test)]
     pub fn allocated(&self) -> usize {
         self.storage.capacity()
     }
@@ -290,9 +289,13 @@ impl RecvBuffer {
         self.ooo.len()
     }
 
+    /// True when nothing is stored: no readable and no out-of-order bytes.
+    pub fn is_empty(&self) -> bool {
+        self.readable == 0 && self.ooo.is_empty()
+    }
+
     /// Releases allocated memory beyond what the stored bytes need: all of it when
     /// nothing is stored. For idle connections.
-    #[cfg(test)]
     pub fn shrink_to_fit(&mut self) {
         let used = self.used();
         if used == 0 {

@@ -93,6 +93,9 @@ impl Timers {
 impl super::tcb::Tcb {
     /// Runs the timers due at `now` (BSD `tcp_timer_*`).
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.buffer_check_at.is_some_and(|t| t <= now) {
+            self.release_idle_buffers(now);
+        }
         for k in self.timers.expired(now) {
             let dropped = match k {
                 TimerKind::Rexmt => self.timer_rexmt(now),
@@ -118,6 +121,39 @@ impl super::tcb::Tcb {
             if dropped {
                 return;
             }
+        }
+    }
+
+    /// Schedules the idle-buffer check while a buffer holds memory (once: the check
+    /// itself looks at how long the connection has been idle).
+    pub(crate) fn arm_buffer_check(&mut self, now: Instant) {
+        if self.buffer_check_at.is_none()
+            && self.state != State::Closed
+            && (self.sndbuf.allocated() > 0 || self.rcvbuf.allocated() > 0)
+        {
+            self.buffer_check_at = Some(now + self.cfg.buffer_idle_release);
+        }
+    }
+
+    /// The idle-buffer check (`TcpConfig::buffer_idle_release`): once no data went
+    /// either way for that long, an empty buffer gives its memory back. Not idle long
+    /// enough yet: the check comes again when it can be. Idle but holding data: the
+    /// next output (an ACK, a read that opens the window) schedules it again.
+    fn release_idle_buffers(&mut self, now: Instant) {
+        self.buffer_check_at = None;
+        let idle = self.cfg.buffer_idle_release;
+        let last = self
+            .last_data_sent
+            .map_or(self.last_rx, |t| t.max(self.last_rx));
+        if now < last + idle {
+            self.buffer_check_at = Some(last + idle);
+            return;
+        }
+        if self.sndbuf.is_empty() {
+            self.sndbuf.shrink_to_fit();
+        }
+        if self.rcvbuf.is_empty() {
+            self.rcvbuf.shrink_to_fit();
         }
     }
 

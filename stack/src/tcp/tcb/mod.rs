@@ -235,6 +235,10 @@ pub struct Tcb {
     pub(super) last_oow_ack: Option<Instant>,
 
     pub(super) timers: Timers,
+    /// When to look whether idle, empty buffers can give their memory back
+    /// (`buffer_idle_release`); set while a buffer holds memory. Not one of the
+    /// protocol's timers: only the TCP layer's schedule ([`Tcb::poll_deadline`]) sees it.
+    pub(super) buffer_check_at: Option<Instant>,
     error: Option<TcpError>,
     /// The last soft error ICMP reported (FreeBSD's `t_softerror`, Linux's
     /// `sk_err_soft`): the reason given when the connection then times out.
@@ -367,6 +371,7 @@ impl Tcb {
             limited_ack: None,
             last_oow_ack: None,
             timers: Timers::default(),
+            buffer_check_at: None,
             error: None,
             soft_error: None,
             stats: ConnStats::default(),
@@ -523,6 +528,7 @@ impl Tcb {
         self.time_wait_slot = None;
         self.state = State::Closed;
         self.timers.clear();
+        self.buffer_check_at = None;
         self.events = true;
     }
 
@@ -709,6 +715,11 @@ impl Tcb {
     /// The receive buffer.
     pub(crate) fn rcvbuf(&self) -> &RecvBuffer {
         &self.rcvbuf
+    }
+
+    /// Memory the send buffer holds.
+    pub(crate) fn sndbuf_allocated(&self) -> usize {
+        self.sndbuf.allocated()
     }
 }
 
