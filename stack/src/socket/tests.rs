@@ -397,9 +397,9 @@ fn connections_beyond_the_stack_bound_are_refused() {
     let first = TcpStream::connect_nonblocking(net(&sim, 0), server_addr).expect("connect");
     settle(&mut sim);
     let _accepted = listener.accept().expect("accept");
-    let err = TcpStream::connect_nonblocking(net(&sim, 0), server_addr)
-        .err()
-        .expect("over the bound");
+    let Err(err) = TcpStream::connect_nonblocking(net(&sim, 0), server_addr) else {
+        panic!("connect over the bound succeeded");
+    };
     assert_eq!(err.kind(), ErrorKind::OutOfMemory);
     assert!(err.to_string().contains("max_connections (1)"), "{err}");
     assert_eq!(sim.counter(0, "tcp.conns_refused_limit"), 1);
