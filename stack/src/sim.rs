@@ -311,6 +311,7 @@ impl SimStack {
     pub fn counter(&self, name: &str) -> u64 {
         crate::stats::sum(self.workers.iter().map(|w| &*w.ctx.counters))
             .into_iter()
+            .chain(self.tcp.bounds().counters().snapshot())
             .find(|(n, _)| *n == name)
             .map(|(_, v)| v)
             .unwrap_or(0)

@@ -21,6 +21,7 @@ use crate::netisr::Netisr;
 use crate::ratelimit::RateLimits;
 use crate::socket::NetStack;
 use crate::stats::{self, Counters};
+use crate::tcp::bounds::Gauge;
 use crate::tcp::pcb::GroupStats;
 use crate::tcp::TcpConfig;
 use crate::worker::{IdleMode, WakeFd, Worker};
@@ -316,9 +317,11 @@ impl Stack {
         let netisr = self.netisr.stats();
         let groups = self.net.tcp.pcbs.group_stats();
         let workers = worker_snapshots(&self.counters, &self.worker_cpus, &netisr, &groups);
+        let mut counters = stats::sum(self.counters.iter().map(|c| &**c));
+        counters.extend(self.net.tcp.bounds().counters().snapshot());
         Snapshot {
             queues,
-            counters: stats::sum(self.counters.iter().map(|c| &**c)),
+            counters,
             netisr,
             workers,
             groups,
@@ -335,9 +338,13 @@ impl Stack {
             .into_iter()
             .map(|(k, n)| (k.to_string(), n.into()))
             .collect();
+        let bounds = tcp.bounds();
         v["tcp"] = serde_json::json!({
             "connections": tcp.pcbs.len(),
             "states": states,
+            "orphans": bounds.load(Gauge::Orphans),
+            "time_wait_held": bounds.load(Gauge::TimeWait),
+            "sack_ranges": bounds.load(Gauge::SackHoles),
             "cc_available": tcp.cc.available(),
             "cc_default": tcp.cc.default_name(),
         });

@@ -97,6 +97,7 @@ pub(crate) fn pcb_error(e: PcbError) -> io::Error {
     match e {
         PcbError::AddrInUse => io::Error::new(io::ErrorKind::AddrInUse, "address in use"),
         PcbError::NoPorts => io::Error::new(io::ErrorKind::AddrInUse, "no free ephemeral port"),
+        PcbError::ConnLimit(_) => io::Error::new(io::ErrorKind::OutOfMemory, e.to_string()),
     }
 }
 

@@ -383,3 +383,34 @@ fn per_worker_listeners_accept_their_own_workers_connections() {
     drop(accepted2);
     TcpListener::bind(net(&sim, 1), any).expect("free again");
 }
+
+// `max_connections`: `connect` beyond it fails at once with a clear error, and a SYN for
+// a listener beyond it is dropped and counted (the client's attempt times out).
+#[test]
+fn connections_beyond_the_stack_bound_are_refused() {
+    let mut sim = Sim::new(12, LinkConfig::default(), 1);
+    for h in 0..2 {
+        sim.hosts[h].update_tcp_config(|c| c.max_connections = 1);
+    }
+    let server_addr = SocketAddrV4::new(host_addr(1), 80);
+    let listener = TcpListener::bind(net(&sim, 1), server_addr).expect("bind");
+    let first = TcpStream::connect_nonblocking(net(&sim, 0), server_addr).expect("connect");
+    settle(&mut sim);
+    let _accepted = listener.accept().expect("accept");
+    let Err(err) = TcpStream::connect_nonblocking(net(&sim, 0), server_addr) else {
+        panic!("connect over the bound succeeded");
+    };
+    assert_eq!(err.kind(), ErrorKind::OutOfMemory);
+    assert!(err.to_string().contains("max_connections (1)"), "{err}");
+    assert_eq!(sim.counter(0, "tcp.conns_refused_limit"), 1);
+    // Host 0 allows one more; host 1 holds its one already: the SYN is dropped.
+    sim.hosts[0].update_tcp_config(|c| c.max_connections = 2);
+    let second = TcpStream::connect_nonblocking(net(&sim, 0), server_addr).expect("connect");
+    settle(&mut sim);
+    // Every copy of the SYN (the client retransmits) is dropped.
+    assert!(sim.counter(1, "tcp.conns_refused_limit") >= 1);
+    // Never answered: still trying, or timed out.
+    let state = second.info().state;
+    assert!(matches!(state, "SYN_SENT" | "CLOSED"), "{state}");
+    drop(first);
+}

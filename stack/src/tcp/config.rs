@@ -158,6 +158,45 @@ pub struct TcpConfig {
     /// SYN,ACK retransmissions before a SYN cache entry is dropped (FreeBSD's 3;
     /// Linux's `tcp_synack_retries` is 5).
     pub synack_retries: u32,
+    /// Most SACKed ranges one connection's scoreboard holds (FreeBSD's
+    /// `net.inet.tcp.sack.maxholes`): a SACK block that would make one more is ignored,
+    /// its bytes treated as not SACKed (`tcp.sack_refused_conn_limit`). Bounds the work
+    /// per ACK, which is linear in the ranges, against a receiver that SACKs every other
+    /// byte (CVE-2019-11478).
+    pub sack_max_holes: usize,
+    /// Most SACKed ranges all connections' scoreboards hold together (FreeBSD's
+    /// `net.inet.tcp.sack.globalmaxholes`; `tcp.sack_refused_global_limit`).
+    pub sack_global_max_holes: usize,
+    /// Most out-of-order ranges one connection's receive buffer holds; a segment that
+    /// would make one more is dropped (`tcp.drop_ooo_ranges`) and the peer resends it.
+    pub max_ooo_ranges: usize,
+    /// Most out-of-order bytes one connection's receive buffer holds (never more than
+    /// the window anyway); a segment beyond is dropped (`tcp.drop_ooo_bytes`).
+    pub max_ooo_bytes: usize,
+    /// Most orphaned connections (closed by the application, still sending or waiting
+    /// for the peer) in the stack; a connection let go of beyond it is reset at once
+    /// (`tcp.orphans_reset_limit`), as Linux's `tcp_max_orphans`.
+    pub max_orphans: usize,
+    /// Zero-window probes an orphaned connection sends without the window opening
+    /// before it is dropped with a RST (Linux's `tcp_orphan_retries`;
+    /// `tcp.orphan_persist_dropped`): a peer that never reads would otherwise keep it in
+    /// FIN-WAIT-1 forever.
+    pub orphan_persist_probes: u32,
+    /// Most connections in TIME-WAIT in the stack (Linux's `tcp_max_tw_buckets`); a
+    /// connection that would enter it beyond is closed at once
+    /// (`tcp.time_wait_refused_limit`).
+    pub max_time_wait: usize,
+    /// Most connections (any state but LISTEN) in the stack: `connect` fails and SYNs
+    /// for listeners are dropped beyond it (`tcp.conns_refused_limit`).
+    pub max_connections: usize,
+    /// A connection whose send or receive buffer is empty and that neither sent nor
+    /// received data for this long gives that buffer's memory back (the buffers grow
+    /// again on demand), so an idle connection holds no large buffer. Checked on a
+    /// deadline of its own, never per segment.
+    pub buffer_idle_release: Duration,
+    /// The stack-wide gauges and counters behind the bounds above (a TCP layer sets its
+    /// own; connections share them through their copy of the settings).
+    pub bounds: super::bounds::TcpBounds,
 }
 
 impl Default for TcpConfig {
@@ -200,6 +239,16 @@ impl Default for TcpConfig {
             syncache_limit: 8192,
             syncookies: super::syncache::SynCookies::WhenFull,
             synack_retries: 3,
+            sack_max_holes: 128,
+            sack_global_max_holes: 65_536,
+            max_ooo_ranges: super::recvbuf::MAX_OOO_RANGES,
+            max_ooo_bytes: 1 << 20,
+            max_orphans: 65_536,
+            orphan_persist_probes: 8,
+            max_time_wait: 65_536,
+            max_connections: 262_144,
+            buffer_idle_release: Duration::from_secs(1),
+            bounds: super::bounds::TcpBounds::default(),
         }
     }
 }

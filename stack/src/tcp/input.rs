@@ -11,6 +11,7 @@ use xstack_cc::{window, AckInfo, CcSignal, CongInfo, Recovery, RttSample};
 
 use super::config::{TcpError, TimeWaitInput};
 use super::cwnd_trace::CcEvent;
+use super::recvbuf::OooLimit;
 use super::sack::DUP_THRESH;
 use super::segment::{Segment, TcpFlags};
 use super::seq::Seq;
@@ -589,6 +590,7 @@ impl Tcb {
             if window > 0 {
                 self.timers.stop(TimerKind::Persist);
                 self.persist_shift = 0;
+                self.zero_window_since = None;
                 self.force_one = false;
             }
             if opened {
@@ -945,7 +947,13 @@ impl Tcb {
                     }
                 }
                 let had_ooo = self.rcvbuf.has_ooo();
-                let advanced = self.rcvbuf.write_at(offset, data);
+                let written = self.rcvbuf.write(offset, data);
+                match written.refused {
+                    Some(OooLimit::Ranges) => self.cfg.bounds.count(|c| &c.ooo_ranges),
+                    Some(OooLimit::Bytes) => self.cfg.bounds.count(|c| &c.ooo_bytes),
+                    None => {}
+                }
+                let advanced = written.advanced;
                 self.rcv_nxt += advanced as u32;
                 self.stats.bytes_received += advanced as u64;
                 if advanced > 0 {
@@ -1030,13 +1038,6 @@ impl Tcb {
             self.ack_now = true;
         }
         InputOutcome::Ok
-    }
-
-    pub(crate) fn enter_time_wait(&mut self, now: Instant) {
-        self.state = State::TimeWait;
-        self.timers.clear();
-        self.timers.set(TimerKind::TwoMsl, now + self.cfg.time_wait);
-        self.events = true;
     }
 }
 

@@ -127,7 +127,9 @@ impl TcpLayer {
     }
 
     /// As [`TcpLayer::new`], placing connections with `rss` (the device's hash).
-    pub fn with_rss(nworkers: usize, config: TcpConfig, rss: Arc<Toeplitz>) -> TcpLayer {
+    pub fn with_rss(nworkers: usize, mut config: TcpConfig, rss: Arc<Toeplitz>) -> TcpLayer {
+        // This stack's own gauges, whatever settings it was given (`tcp/bounds.rs`).
+        config.bounds = super::bounds::TcpBounds::default();
         TcpLayer {
             rss: rss.clone(),
             clock: crate::clock::Clock::Real,
@@ -174,6 +176,15 @@ impl TcpLayer {
         self.config
             .read()
             .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The stack-wide gauges and counters of the TCP bounds (`tcp/bounds.rs`).
+    pub fn bounds(&self) -> super::bounds::TcpBounds {
+        self.config
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .bounds
             .clone()
     }
 
@@ -425,7 +436,7 @@ impl TcpLayer {
         self.output(ifp, ctx, &conn.tuple, &mut inner.tcb);
         let dead = inner.tcb.is_dead();
         if !dead {
-            if let Some(t) = inner.tcb.poll_timeout() {
+            if let Some(t) = inner.tcb.poll_deadline() {
                 if inner.scheduled.is_none_or(|s| t < s) {
                     inner.scheduled = Some(t);
                     heap.heap.push(Reverse((t, conn.id)));

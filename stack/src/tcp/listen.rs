@@ -94,6 +94,11 @@ impl TcpLayer {
     ) {
         let (limit, cookies, rto) = {
             let c = self.config.read().unwrap_or_else(|e| e.into_inner());
+            if self.pcbs.held() >= c.max_connections {
+                // No room for the connection the handshake would make: drop the SYN.
+                c.bounds.count(|b| &b.conns_refused);
+                return;
+            }
             (c.syncache_limit, c.syncookies, c.rto.initial)
         };
         let syn = Segment {
@@ -274,6 +279,9 @@ impl TcpLayer {
         tcb.synack_resent(e.sent.saturating_sub(1));
         let owner = self.owner_of(tuple.local, tuple.remote);
         let Ok(conn) = self.pcbs.insert(*tuple, owner, tcb) else {
+            // No connection can be made (`max_connections`): the peer, which thinks
+            // it has one, is told (FreeBSD's `tcp_sc_rst_sock_fail`).
+            self.send_reset(ifp, ctx, tuple, seg, ip.src_mac);
             return;
         };
         Counters::inc(&ctx.counters().tcp_conns_opened);

@@ -11,6 +11,7 @@
 //!   that ties them to IPv4 and the workers (`layer`).
 
 pub mod ack_limit;
+pub mod bounds;
 pub mod config;
 pub mod cwnd_trace;
 pub mod ecn;

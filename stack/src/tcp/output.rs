@@ -85,6 +85,7 @@ impl Tcb {
         // Whatever limited ACK the TCP layer did not settle goes out under the
         // connection's own limit only (a control block driven on its own).
         self.settle_limited_ack(now, || true);
+        self.arm_buffer_check(now);
         let mut seg = self.next_segment(now)?;
         self.ecn_output_echo(&mut seg.hdr.flags);
         Some(seg)
@@ -274,6 +275,16 @@ impl Tcb {
     /// The earliest timer deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.timers.next()
+    }
+
+    /// When [`Tcb::handle_timeout`] next has something to do: the earliest timer, or
+    /// the check whether idle buffers can give their memory back. What the TCP layer
+    /// schedules the connection by.
+    pub fn poll_deadline(&self) -> Option<Instant> {
+        match (self.timers.next(), self.buffer_check_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn output_syn(&mut self, now: Instant) -> OutSegment {
@@ -577,6 +588,7 @@ impl Tcb {
             self.timers.stop(TimerKind::Rexmt);
             self.rxtshift = 0;
             self.snd_nxt = self.snd_una;
+            self.zero_window_since.get_or_insert(now);
         } else if self.snd_una != self.snd_max || self.timers.is_set(TimerKind::Rexmt) {
             // An ACK is due and will run output again.
             return;

@@ -14,14 +14,16 @@
 //!
 //! All offsets in this API are relative to `rcv_nxt` (0 = the next in-order byte); the
 //! TCB trims the part of a segment before `rcv_nxt` (a retransmission overlapping data we
-//! already have) before calling [`RecvBuffer::write_at`].
+//! already have) before calling [`RecvBuffer::write`].
 //!
-//! The number of out-of-order ranges is bounded ([`MAX_OOO_RANGES`] by default): each one
-//! costs bookkeeping per write and is a SACK block candidate, and a peer sending every
-//! other byte would otherwise make us track thousands. A write that would create one
-//! range too many is refused (reported by [`RecvBuffer::write`]); the caller counts the
-//! drop, and the peer retransmits. Writes that extend, join or duplicate existing ranges,
-//! and in-order writes, are never refused.
+//! The number of out-of-order ranges is bounded (`TcpConfig::max_ooo_ranges`,
+//! [`MAX_OOO_RANGES`] by default): each one costs bookkeeping per write and is a SACK
+//! block candidate, and a peer sending every other byte would otherwise make us track
+//! thousands. So are the out-of-order bytes held (`TcpConfig::max_ooo_bytes`; the window
+//! bounds them too). A write that would create one range too many, or hold more bytes
+//! than the bound, is refused (reported by [`RecvBuffer::write`]); the caller counts the
+//! drop, and the peer retransmits. Writes that extend, join or duplicate existing ranges
+//! without passing the byte bound, and in-order writes, are never refused.
 //!
 //! Memory: like the send buffer, the ring is allocated lazily and grows by doubling up to
 //! the capacity; [`RecvBuffer::shrink_to_fit`] gives it back when the connection idles.
@@ -49,9 +51,17 @@ pub struct WriteResult {
     /// Bytes of the write that lay inside the window and were stored (duplicates
     /// included); the rest was beyond the window and clipped. 0 when refused.
     pub accepted: usize,
-    /// The write was dropped whole because it would have created more out-of-order
-    /// ranges than the limit.
-    pub refused: bool,
+    /// The write was dropped whole, and which bound it would have passed.
+    pub refused: Option<OooLimit>,
+}
+
+/// The bound on out-of-order data a refused write would have passed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OooLimit {
+    /// One range more than `max_ranges`.
+    Ranges,
+    /// More bytes held out of order than `max_bytes`.
+    Bytes,
 }
 
 /// The receive buffer of one connection.
@@ -72,6 +82,8 @@ pub struct RecvBuffer {
     ooo: Vec<Block>,
     /// Bound on `ooo.len()`.
     max_ranges: usize,
+    /// Bound on the bytes in `ooo`.
+    max_bytes: usize,
 }
 
 impl RecvBuffer {
@@ -85,6 +97,7 @@ impl RecvBuffer {
             nxt: 0,
             ooo: Vec::new(),
             max_ranges: MAX_OOO_RANGES,
+            max_bytes: usize::MAX,
         }
     }
 
@@ -104,11 +117,12 @@ impl RecvBuffer {
         }
     }
 
-    /// Sets the bound on out-of-order ranges (default [`MAX_OOO_RANGES`]). Ranges already
-    /// held above a lowered bound are kept; only new ranges are refused.
-    #[cfg(test)]
-    pub fn set_max_ooo_ranges(&mut self, n: usize) {
-        self.max_ranges = n;
+    /// Sets the bounds on out-of-order ranges (default [`MAX_OOO_RANGES`]) and bytes
+    /// (default: none but the window). Data already held above lowered bounds is kept;
+    /// only writes that would add to it are refused.
+    pub fn set_ooo_limits(&mut self, ranges: usize, bytes: usize) {
+        self.max_ranges = ranges;
+        self.max_bytes = bytes;
     }
 
     /// In-order bytes the application can read.
@@ -123,7 +137,6 @@ impl RecvBuffer {
     }
 
     /// Bytes of memory the ring currently has allocated.
-    #[cfg(test)]
     pub fn allocated(&self) -> usize {
         self.storage.capacity()
     }
@@ -151,6 +164,7 @@ impl RecvBuffer {
     /// Stores `data` at `offset` bytes after `rcv_nxt`; returns how far `rcv_nxt`
     /// advances (0 for out-of-order data, and 0 when refused: use [`write`](Self::write)
     /// to tell those apart). See [`write`](Self::write).
+    #[cfg(test)]
     pub fn write_at(&mut self, offset: usize, data: &[u8]) -> usize {
         self.write(offset, data).advanced
     }
@@ -173,11 +187,13 @@ impl RecvBuffer {
         let end = start + n as u64;
         // Blocks overlapping or adjacent to [start, end) merge with it.
         let touches = |b: &Block| b.start <= end && b.end >= start;
-        if offset > 0 && self.ooo.len() >= self.max_ranges && !self.ooo.iter().any(touches) {
-            return WriteResult {
-                refused: true,
-                ..WriteResult::default()
-            };
+        if offset > 0 {
+            if let Some(limit) = self.ooo_refusal(start, end) {
+                return WriteResult {
+                    refused: Some(limit),
+                    ..WriteResult::default()
+                };
+            }
         }
 
         let needed = self.readable + offset + n;
@@ -218,8 +234,30 @@ impl RecvBuffer {
         WriteResult {
             advanced,
             accepted: n,
-            refused: false,
+            refused: None,
         }
+    }
+
+    /// The bound an out-of-order write of `[start, end)` (absolute offsets, `start`
+    /// after `nxt`) would pass, if any: a new range beyond `max_ranges`, or more held
+    /// bytes than `max_bytes` (a write that adds no byte passes neither).
+    fn ooo_refusal(&self, start: u64, end: u64) -> Option<OooLimit> {
+        let (mut ms, mut me) = (start, end);
+        let (mut held, mut touched, mut any) = (0u64, 0u64, false);
+        for b in &self.ooo {
+            held += b.end - b.start;
+            if b.start <= end && b.end >= start {
+                any = true;
+                touched += b.end - b.start;
+                ms = ms.min(b.start);
+                me = me.max(b.end);
+            }
+        }
+        if !any && self.ooo.len() >= self.max_ranges {
+            return Some(OooLimit::Ranges);
+        }
+        let after = held - touched + (me - ms);
+        (after > held && after > self.max_bytes as u64).then_some(OooLimit::Bytes)
     }
 
     /// The out-of-order blocks as `(start, end)` offsets relative to `rcv_nxt` (end
@@ -251,9 +289,13 @@ impl RecvBuffer {
         self.ooo.len()
     }
 
+    /// True when nothing is stored: no readable and no out-of-order bytes.
+    pub fn is_empty(&self) -> bool {
+        self.readable == 0 && self.ooo.is_empty()
+    }
+
     /// Releases allocated memory beyond what the stored bytes need: all of it when
     /// nothing is stored. For idle connections.
-    #[cfg(test)]
     pub fn shrink_to_fit(&mut self) {
         let used = self.used();
         if used == 0 {
@@ -393,7 +435,7 @@ mod tests {
             WriteResult {
                 advanced: 0,
                 accepted: 5,
-                refused: false
+                refused: None
             }
         );
         assert_eq!(b.last_ooo_range(), Some((15, 20)));
@@ -411,7 +453,7 @@ mod tests {
         let mut b = RecvBuffer::new(10_000);
         for i in 0..MAX_OOO_RANGES {
             let r = b.write(10 + 20 * i, &[1; 5]);
-            assert!(!r.refused, "{i}");
+            assert!(r.refused.is_none(), "{i}");
         }
         assert_eq!(b.ooo_count(), MAX_OOO_RANGES);
         // A new, separate range is refused, whole.
@@ -421,24 +463,40 @@ mod tests {
             WriteResult {
                 advanced: 0,
                 accepted: 0,
-                refused: true
+                refused: Some(OooLimit::Ranges)
             }
         );
         assert_eq!(b.ooo_count(), MAX_OOO_RANGES);
         assert!(b.ooo_ranges().all(|(s, _)| s != 5000));
         // Extending an existing range is fine...
-        assert!(!b.write(15, &[1; 3]).refused);
+        assert!(b.write(15, &[1; 3]).refused.is_none());
         // ...and so is joining two (which frees a slot).
-        assert!(!b.write(15, &[1; 20]).refused);
+        assert!(b.write(15, &[1; 20]).refused.is_none());
         assert_eq!(b.ooo_count(), MAX_OOO_RANGES - 1);
-        assert!(!b.write(5000, &[1; 5]).refused);
+        assert!(b.write(5000, &[1; 5]).refused.is_none());
         // In-order data is never refused.
         assert_eq!(b.write_at(0, &[0; 10]), 35); // joins [10, 35)
         let mut small = RecvBuffer::new(100);
-        small.set_max_ooo_ranges(1);
-        assert!(!small.write(10, &[1]).refused);
-        assert!(small.write(20, &[1]).refused);
-        assert!(!small.write(11, &[1]).refused); // adjacent: merges
+        small.set_ooo_limits(1, usize::MAX);
+        assert!(small.write(10, &[1]).refused.is_none());
+        assert!(small.write(20, &[1]).refused.is_some());
+        assert!(small.write(11, &[1]).refused.is_none()); // adjacent: merges
+    }
+
+    #[test]
+    fn byte_limit_refuses_writes_that_hold_more() {
+        let mut b = RecvBuffer::new(10_000);
+        b.set_ooo_limits(MAX_OOO_RANGES, 100);
+        assert!(b.write(100, &[1; 60]).refused.is_none());
+        assert!(b.write(300, &[1; 40]).refused.is_none());
+        // 101 bytes held would pass the bound: refused whole, as a new range or not.
+        assert_eq!(b.write(500, &[1]).refused, Some(OooLimit::Bytes));
+        assert_eq!(b.write(340, &[1]).refused, Some(OooLimit::Bytes));
+        // A duplicate adds nothing and is taken; so is in-order data, which frees room.
+        assert!(b.write(110, &[1; 10]).refused.is_none());
+        assert_eq!(b.write_at(0, &[0; 100]), 160);
+        assert!(b.write(500 - 160, &[1; 60]).refused.is_none());
+        assert_eq!(b.ooo_count(), 2);
     }
 
     #[test]
@@ -550,7 +608,7 @@ mod tests {
             ops in proptest::collection::vec(op(), 1..80),
         ) {
             let mut b = RecvBuffer::new(cap);
-            b.set_max_ooo_ranges(max_ranges);
+            b.set_ooo_limits(max_ranges, usize::MAX);
             let mut m = Model { bytes: Vec::new(), read_pos: 0, nxt: 0, cap };
             for op in ops {
                 match op {
@@ -563,7 +621,7 @@ mod tests {
                         let touches = runs.iter().any(|&(rs, re)| rs <= e && re >= s);
                         let refused = n > 0 && off > 0 && !touches && runs.len() >= max_ranges;
                         let r = b.write(off, &d);
-                        prop_assert_eq!(r.refused, refused);
+                        prop_assert_eq!(r.refused.is_some(), refused);
                         if !refused && n > 0 {
                             if m.bytes.len() < e {
                                 m.bytes.resize(e, None);

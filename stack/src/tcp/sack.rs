@@ -7,6 +7,15 @@
 //! ACK and holds a bounded number of out-of-order ranges (ours: 32), so the vector stays
 //! short and linear scans beat any tree.
 //!
+//! A hostile receiver can SACK every other byte (CVE-2019-11478), so the number of
+//! ranges is bounded, per connection (`TcpConfig::sack_max_holes`, FreeBSD's
+//! `net.inet.tcp.sack.maxholes`) and over all connections
+//! (`TcpConfig::sack_global_max_holes`, a gauge in `tcp/bounds.rs`). A block that would
+//! make a range beyond either bound is ignored whole: its bytes stay "not SACKed", which
+//! is conservative (they may be retransmitted needlessly, never skipped). Blocks that
+//! extend or join ranges are always taken. Every query is linear in the ranges, so the
+//! work per ACK is bounded by the per-connection limit.
+//!
 //! Lost retransmissions. RFC 6675 has no way to see that a retransmission was itself
 //! lost: HighRxt only moves up, so NextSeg() never returns a range twice in one recovery
 //! phase, and the sender waits for the RTO (at 1% random loss against Linux this was
@@ -28,6 +37,7 @@
 
 use std::collections::VecDeque;
 
+use super::bounds::{Gauge, Slot, TcpBounds};
 use super::seq::Seq;
 
 /// RFC 6675 §2: "DupThresh: The number of duplicate acknowledgments required to trigger a
@@ -45,6 +55,8 @@ pub struct SackUpdate {
     pub dsack: Option<(Seq, Seq)>,
     /// Blocks ignored as bogus (outside `[snd_una, snd_max]` or empty).
     pub bogus: u32,
+    /// Blocks ignored because a new range would have passed a bound (module doc).
+    pub refused: u32,
 }
 
 /// At most this many retransmissions of one recovery phase are watched for loss. A
@@ -73,9 +85,23 @@ pub struct Rexmit {
     pub len: u32,
 }
 
+/// The bounds on a scoreboard's ranges (module doc).
+#[derive(Debug)]
+struct RangeLimit {
+    /// Most ranges this scoreboard holds.
+    max: usize,
+    /// The stack-wide gauge and its limit.
+    bounds: TcpBounds,
+    global_max: usize,
+    /// This scoreboard's units in the stack-wide gauge: as many as it has ranges.
+    slot: Option<Slot>,
+}
+
 /// The sender's SACK state of one connection.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Scoreboard {
+    /// Bounds on `ranges` (none for a default scoreboard).
+    limit: Option<RangeLimit>,
     /// SACKed ranges, sorted, disjoint and not adjacent.
     ranges: Vec<(Seq, Seq)>,
     /// One past RFC 6675's `HighRxt`: "The highest sequence number which has been
@@ -94,6 +120,52 @@ pub struct Scoreboard {
 }
 
 impl Scoreboard {
+    /// An empty scoreboard holding at most `max` ranges, and taking each from the
+    /// stack-wide gauge of `bounds`, which stops at `global_max`.
+    pub fn with_limits(max: usize, bounds: TcpBounds, global_max: usize) -> Self {
+        Scoreboard {
+            limit: Some(RangeLimit {
+                max,
+                bounds,
+                global_max,
+                slot: None,
+            }),
+            ..Scoreboard::default()
+        }
+    }
+
+    /// Room for one more range, taken from the stack-wide gauge; false (and counted)
+    /// when a bound says no.
+    fn reserve_range(&mut self) -> bool {
+        let Some(lim) = self.limit.as_mut() else {
+            return true;
+        };
+        if self.ranges.len() >= lim.max {
+            lim.bounds.count(|c| &c.sack_conn_limit);
+            return false;
+        }
+        let ok = match lim.slot.as_mut() {
+            Some(slot) => slot.take_more(1, lim.global_max),
+            None => {
+                lim.slot = lim.bounds.try_take(Gauge::SackHoles, 1, lim.global_max);
+                lim.slot.is_some()
+            }
+        };
+        if !ok {
+            lim.bounds.count(|c| &c.sack_global_limit);
+        }
+        ok
+    }
+
+    /// Gives back the stack-wide units of ranges that went away (merged or acknowledged).
+    fn release_ranges(&mut self) {
+        let held = self.ranges.len();
+        if let Some(slot) = self.limit.as_mut().and_then(|l| l.slot.as_mut()) {
+            let extra = slot.units().saturating_sub(held);
+            slot.give_back(extra);
+        }
+    }
+
     /// Nothing SACKed.
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
@@ -110,6 +182,7 @@ impl Scoreboard {
     pub fn clear(&mut self) {
         self.ranges.clear();
         self.relost.clear();
+        self.release_ranges();
     }
 
     /// A new loss recovery phase (or an RTO) begins at `snd_una`: nothing retransmitted
@@ -261,14 +334,25 @@ impl Scoreboard {
                 up.bogus += 1;
                 continue;
             }
-            up.newly_sacked += self.insert(l, r);
+            match self.insert(l, r) {
+                Some(new) => up.newly_sacked += new,
+                None => {
+                    up.refused += 1;
+                    continue;
+                }
+            }
             self.remove_relost(l, r);
         }
         up
     }
 
-    /// Adds `[l, r)`; returns how many of its bytes were not SACKed before.
-    fn insert(&mut self, l: Seq, r: Seq) -> u32 {
+    /// Adds `[l, r)`; returns how many of its bytes were not SACKed before, or `None`
+    /// when it would have been a new range beyond a bound (nothing changed).
+    fn insert(&mut self, l: Seq, r: Seq) -> Option<u32> {
+        let touches = self.ranges.iter().any(|&(a, b)| a <= r && b >= l);
+        if !touches && !self.reserve_range() {
+            return None;
+        }
         let mut new = r.dist(l);
         let (mut nl, mut nr) = (l, r);
         self.ranges.retain(|&(a, b)| {
@@ -292,12 +376,17 @@ impl Scoreboard {
             .position(|&(a, _)| a > nl)
             .unwrap_or(self.ranges.len());
         self.ranges.insert(at, (nl, nr));
-        new
+        self.release_ranges();
+        Some(new)
     }
 
     /// The cumulative ACK moved to `snd_una`: drop what it covers.
     pub fn advance(&mut self, snd_una: Seq) {
+        let before = self.ranges.len();
         self.ranges.retain(|&(_, r)| r > snd_una);
+        if self.ranges.len() < before {
+            self.release_ranges();
+        }
         if let Some(first) = self.ranges.first_mut() {
             if first.0 < snd_una {
                 first.0 = snd_una;
@@ -525,7 +614,8 @@ mod tests {
             SackUpdate {
                 newly_sacked: M,
                 dsack: None,
-                bogus: 0
+                bogus: 0,
+                refused: 0,
             }
         );
         // Adjacent blocks merge; a repeat adds nothing new.
@@ -734,6 +824,62 @@ mod tests {
         sb.begin_phase(s(0));
         assert!(sb.watched.is_empty());
     }
+    // CVE-2019-11478: a receiver SACKing 1-byte blocks with 1-byte gaps. The scoreboard
+    // stops at its bound, the extra blocks are refused (not SACKed), blocks that extend
+    // a range still count, and the cumulative ACK frees the room again.
+    #[test]
+    fn one_byte_blocks_stop_at_the_per_connection_bound() {
+        let bounds = TcpBounds::default();
+        let mut sb = Scoreboard::with_limits(16, bounds.clone(), 1000);
+        let (una, max) = (s(0), s(10 * M));
+        let mut refused = 0;
+        for k in 0..100u32 {
+            let up = sb.update(una, una, max, &[(s(2 * k + 1), s(2 * k + 2))]);
+            refused += up.refused;
+        }
+        assert_eq!(sb.ranges().len(), 16);
+        assert_eq!(refused, 100 - 16);
+        assert_eq!(bounds.load(Gauge::SackHoles), 16);
+        let c = bounds.counters().snapshot();
+        assert!(c.contains(&("tcp.sack_refused_conn_limit", 84)), "{c:?}");
+        // Refused bytes are not SACKed: a hole there stays a hole.
+        assert_eq!(sb.sacked_between(s(33), s(200)), 0);
+        // Extending a held range is never refused.
+        let up = sb.update(una, una, max, &[(s(1), s(3))]);
+        assert_eq!((up.refused, up.newly_sacked), (0, 1));
+        assert_eq!(sb.ranges().len(), 15, "the extension joined two ranges");
+        assert_eq!(bounds.load(Gauge::SackHoles), 15);
+        sb.advance(s(20));
+        assert_eq!(bounds.load(Gauge::SackHoles), sb.ranges().len());
+        sb.clear();
+        assert_eq!(bounds.load(Gauge::SackHoles), 0);
+    }
+
+    #[test]
+    fn scoreboards_share_the_stack_wide_bound() {
+        let bounds = TcpBounds::default();
+        let mut a = Scoreboard::with_limits(128, bounds.clone(), 10);
+        let mut b = Scoreboard::with_limits(128, bounds.clone(), 10);
+        let (una, max) = (s(0), s(10 * M));
+        for k in 0..8u32 {
+            a.update(una, una, max, &[(s(2 * k + 1), s(2 * k + 2))]);
+        }
+        let mut refused = 0;
+        for k in 0..8u32 {
+            refused += b
+                .update(una, una, max, &[(s(2 * k + 1), s(2 * k + 2))])
+                .refused;
+        }
+        assert_eq!((b.ranges().len(), refused), (2, 6));
+        let c = bounds.counters().snapshot();
+        assert!(c.contains(&("tcp.sack_refused_global_limit", 6)), "{c:?}");
+        // A connection that goes away gives its ranges back.
+        drop(a);
+        assert_eq!(bounds.load(Gauge::SackHoles), 2);
+        let up = b.update(una, una, max, &[(s(101), s(102))]);
+        assert_eq!(up.refused, 0);
+    }
+
     /// The per-hole IsLost() of RFC 6675's text, for comparison with `holes_lost`.
     fn naive_pipe(sb: &Scoreboard, una: Seq, max: Seq, mss: u32) -> u32 {
         let high_rxt = sb.high_rxt.max(una);

@@ -9,9 +9,9 @@
 //! Memory: the ring is allocated lazily and grows by doubling up to the configured
 //! capacity, so an idle connection that never sent anything holds no buffer at all, and
 //! one that sent a little holds a little. [`SendBuffer::shrink_to_fit`] gives memory back
-//! (the TCB calls it when everything is acknowledged and the connection goes idle); it is
-//! not automatic because freeing on every "all acked" would reallocate a busy connection's
-//! buffer once per flight.
+//! (the TCB calls it when everything is acknowledged and the connection has been idle
+//! for `TcpConfig::buffer_idle_release`); it is not automatic because freeing on every
+//! "all acked" would reallocate a busy connection's buffer once per flight.
 
 /// Smallest allocation once the first byte is pushed, so a trickle of small writes does
 /// not reallocate every time.
@@ -72,7 +72,6 @@ impl SendBuffer {
     }
 
     /// Bytes of memory the ring currently has allocated (for per-connection accounting).
-    #[cfg(test)]
     pub fn allocated(&self) -> usize {
         self.storage.capacity()
     }
@@ -146,7 +145,6 @@ impl SendBuffer {
 
     /// Releases allocated memory beyond what the held bytes need: all of it when the
     /// buffer is empty. For idle connections (see the module doc).
-    #[cfg(test)]
     pub fn shrink_to_fit(&mut self) {
         if self.len == 0 {
             self.storage = Vec::new();

@@ -93,16 +93,13 @@ impl Timers {
 impl super::tcb::Tcb {
     /// Runs the timers due at `now` (BSD `tcp_timer_*`).
     pub fn handle_timeout(&mut self, now: Instant) {
+        if self.buffer_check_at.is_some_and(|t| t <= now) {
+            self.release_idle_buffers(now);
+        }
         for k in self.timers.expired(now) {
             let dropped = match k {
                 TimerKind::Rexmt => self.timer_rexmt(now),
-                TimerKind::Persist => {
-                    self.force_one = true;
-                    self.persist_shift = self.persist_shift.saturating_add(1);
-                    let t = self.persist_interval();
-                    self.timers.set(TimerKind::Persist, now + t);
-                    false
-                }
+                TimerKind::Persist => self.timer_persist(now),
                 TimerKind::Delack => {
                     self.ack_now = true;
                     false
@@ -124,6 +121,39 @@ impl super::tcb::Tcb {
             if dropped {
                 return;
             }
+        }
+    }
+
+    /// Schedules the idle-buffer check while a buffer holds memory (once: the check
+    /// itself looks at how long the connection has been idle).
+    pub(crate) fn arm_buffer_check(&mut self, now: Instant) {
+        if self.buffer_check_at.is_none()
+            && self.state != State::Closed
+            && (self.sndbuf.allocated() > 0 || self.rcvbuf.allocated() > 0)
+        {
+            self.buffer_check_at = Some(now + self.cfg.buffer_idle_release);
+        }
+    }
+
+    /// The idle-buffer check (`TcpConfig::buffer_idle_release`): once no data went
+    /// either way for that long, an empty buffer gives its memory back. Not idle long
+    /// enough yet: the check comes again when it can be. Idle but holding data: the
+    /// next output (an ACK, a read that opens the window) schedules it again.
+    fn release_idle_buffers(&mut self, now: Instant) {
+        self.buffer_check_at = None;
+        let idle = self.cfg.buffer_idle_release;
+        let last = self
+            .last_data_sent
+            .map_or(self.last_rx, |t| t.max(self.last_rx));
+        if now < last + idle {
+            self.buffer_check_at = Some(last + idle);
+            return;
+        }
+        if self.sndbuf.is_empty() {
+            self.sndbuf.shrink_to_fit();
+        }
+        if self.rcvbuf.is_empty() {
+            self.rcvbuf.shrink_to_fit();
         }
     }
 
@@ -197,6 +227,27 @@ impl super::tcb::Tcb {
         self.rtt_timing = None;
         self.rexmit_one = false;
         self.timers.set(TimerKind::Rexmt, now + self.rto());
+        false
+    }
+
+    /// The persist timer (FreeBSD `tcp_timer_persist`): one more zero-window probe, or,
+    /// for an orphan whose peer kept its window closed through `orphan_persist_probes`
+    /// probes, a RST and the end (true; Linux's `tcp_probe_timer` with
+    /// `tcp_orphan_retries`): nobody will read what it still has to send.
+    fn timer_persist(&mut self, now: Instant) -> bool {
+        if self.orphaned
+            && self.snd_wnd == 0
+            && self.persist_shift >= self.cfg.orphan_persist_probes
+        {
+            self.cfg.bounds.count(|c| &c.orphan_persist_dropped);
+            self.send_rst = true;
+            self.drop_with(TcpError::TimedOut);
+            return true;
+        }
+        self.force_one = true;
+        self.persist_shift = self.persist_shift.saturating_add(1);
+        let t = self.persist_interval();
+        self.timers.set(TimerKind::Persist, now + t);
         false
     }
 

@@ -33,6 +33,9 @@ pub enum PcbError {
     /// No ephemeral port is free for this destination.
     #[error("no free ephemeral port")]
     NoPorts,
+    /// The stack holds `TcpConfig::max_connections` connections.
+    #[error("connection limit reached: the stack holds max_connections ({0}) connections")]
+    ConnLimit(usize),
 }
 
 /// Ephemeral port range (Linux's default `ip_local_port_range`).

@@ -107,15 +107,29 @@ impl PcbTable {
             .cloned()
     }
 
-    /// Inserts a connection; fails if its 4-tuple is taken.
-    pub fn insert(&self, tuple: FourTuple, owner: usize, tcb: Tcb) -> Result<Arc<Conn>, PcbError> {
-        if !self
-            .reservations
+    /// Connections held (4-tuples reserved), what `max_connections` bounds.
+    pub fn held(&self) -> usize {
+        self.reservations
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(tuple)
+            .len()
+    }
+
+    /// Inserts a connection; fails if its 4-tuple is taken, or if the table holds the
+    /// connection's `max_connections` (counted in `tcp.conns_refused_limit`: an active
+    /// open reports it, a passive one drops the SYN).
+    pub fn insert(&self, tuple: FourTuple, owner: usize, tcb: Tcb) -> Result<Arc<Conn>, PcbError> {
         {
-            return Err(PcbError::AddrInUse);
+            let mut reserved = self.reservations.lock().unwrap_or_else(|e| e.into_inner());
+            if reserved.contains(&tuple) {
+                return Err(PcbError::AddrInUse);
+            }
+            let cfg = tcb.config();
+            if reserved.len() >= cfg.max_connections {
+                cfg.bounds.count(|c| &c.conns_refused);
+                return Err(PcbError::ConnLimit(cfg.max_connections));
+            }
+            reserved.insert(tuple);
         }
         let conn = Arc::new(Conn {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),

@@ -46,6 +46,45 @@ fn group_owner_is_the_rss_queue_for_any_worker_count() {
     }
 }
 
+// `max_connections`: the table refuses a connection beyond it (counted), a taken tuple
+// is still "in use", and a removed connection makes room.
+#[test]
+fn insert_stops_at_max_connections() {
+    let table = PcbTable::new();
+    let cfg = crate::tcp::TcpConfig {
+        max_connections: 2,
+        ..Default::default()
+    };
+    let bounds = cfg.bounds.clone();
+    let local = SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 80);
+    let remote = |p| SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), p);
+    let tcb = |p| {
+        let cc = xstack_cc::Registry::with_builtins().create_default();
+        Tcb::connect(cfg.clone(), local, remote(p), Seq(1), cc, Instant::now())
+    };
+    let tuple = |p| FourTuple {
+        local,
+        remote: remote(p),
+    };
+    let a = table.insert(tuple(1), 0, tcb(1)).expect("first");
+    table.insert(tuple(2), 0, tcb(2)).expect("second");
+    assert_eq!(
+        table.insert(tuple(2), 0, tcb(2)).err(),
+        Some(PcbError::AddrInUse)
+    );
+    let err = table.insert(tuple(3), 0, tcb(3)).err();
+    assert_eq!(err, Some(PcbError::ConnLimit(2)));
+    assert!(err.unwrap().to_string().contains("max_connections (2)"));
+    let counted = bounds.counters().snapshot();
+    assert!(
+        counted.contains(&("tcp.conns_refused_limit", 1)),
+        "{counted:?}"
+    );
+    table.remove(&a);
+    table.insert(tuple(3), 0, tcb(3)).expect("room again");
+    assert_eq!(table.len(), 2);
+}
+
 #[test]
 fn concurrent_connects_never_share_a_tuple() {
     let table = Arc::new(PcbTable::with_groups(

@@ -64,6 +64,12 @@ pub struct TcpInfo {
     pub ecn_cwr_received: u64,
     /// Congestion-window reductions triggered by ECN-Echo (at most one per window).
     pub ecn_reductions: u64,
+    /// While the peer's window is zero and data waits: when it closed, in milliseconds
+    /// after the connection was created. `None` while the window is open.
+    pub snd_zero_window_since_ms: Option<u64>,
+    /// Zero-window probes sent since the peer's window closed (Linux's
+    /// `tcpi_probes`).
+    pub zero_window_probes: u32,
 }
 
 /// Counters of one connection.
@@ -158,6 +164,14 @@ impl Tcb {
             ecn_cwr_sent: self.stats.ecn.cwr_sent,
             ecn_cwr_received: self.stats.ecn.cwr_received,
             ecn_reductions: self.stats.ecn.reductions,
+            snd_zero_window_since_ms: self
+                .zero_window_since
+                .map(|t| t.saturating_duration_since(self.created).as_millis() as u64),
+            zero_window_probes: if self.zero_window_since.is_some() {
+                self.persist_shift
+            } else {
+                0
+            },
         }
     }
 }

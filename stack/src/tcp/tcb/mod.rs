@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use xstack_cc::{CcVars, CongestionControl, Recovery};
 
+use super::bounds::{Gauge, Slot};
 use super::config::{TcpConfig, TcpError};
 use super::cwnd_trace::{CcEvent, CwndTrace};
 use super::recvbuf::RecvBuffer;
@@ -105,8 +106,13 @@ pub struct Tcb {
     /// Came from a listener (so a RST in SYN-RECEIVED just discards it).
     pub(super) passive: bool,
     /// The application dropped its handle: FIN-WAIT-2 is bounded by
-    /// `orphan_fin_timeout`.
-    orphaned: bool,
+    /// `orphan_fin_timeout`, zero-window probing by `orphan_persist_probes`.
+    pub(super) orphaned: bool,
+    /// Its unit in the stack-wide orphan gauge (`max_orphans`), while orphaned and
+    /// neither closed nor in TIME-WAIT.
+    orphan_slot: Option<Slot>,
+    /// Its unit in the stack-wide TIME-WAIT gauge (`max_time_wait`), while in it.
+    time_wait_slot: Option<Slot>,
     pub(super) created: Instant,
 
     // --- send sequence space (RFC 9293 §3.3.1) ---
@@ -209,6 +215,9 @@ pub struct Tcb {
     /// Send a zero-window probe byte even though the window is closed.
     pub(super) force_one: bool,
     pub(super) persist_shift: u32,
+    /// When the peer's window closed with data waiting (the persist timer's start);
+    /// `None` while it is open.
+    pub(super) zero_window_since: Option<Instant>,
     /// Send a RST (abort) on the next output.
     pub(super) send_rst: bool,
     /// A keepalive probe is due on the next output.
@@ -226,6 +235,10 @@ pub struct Tcb {
     pub(super) last_oow_ack: Option<Instant>,
 
     pub(super) timers: Timers,
+    /// When to look whether idle, empty buffers can give their memory back
+    /// (`buffer_idle_release`); set while a buffer holds memory. Not one of the
+    /// protocol's timers: only the TCP layer's schedule ([`Tcb::poll_deadline`]) sees it.
+    pub(super) buffer_check_at: Option<Instant>,
     error: Option<TcpError>,
     /// The last soft error ICMP reported (FreeBSD's `t_softerror`, Linux's
     /// `sk_err_soft`): the reason given when the connection then times out.
@@ -284,6 +297,8 @@ impl Tcb {
             remote,
             passive: false,
             orphaned: false,
+            orphan_slot: None,
+            time_wait_slot: None,
             created: now,
             iss,
             snd_una: iss,
@@ -314,7 +329,11 @@ impl Tcb {
             ecn_echo: false,
             ecn_cwr_due: false,
             sndbuf: SendBuffer::new(cfg.sndbuf),
-            rcvbuf: RecvBuffer::new(cfg.rcvbuf),
+            rcvbuf: {
+                let mut b = RecvBuffer::new(cfg.rcvbuf);
+                b.set_ooo_limits(cfg.max_ooo_ranges, cfg.max_ooo_bytes);
+                b
+            },
             snd_fin: None,
             fin_received: false,
             cc,
@@ -328,7 +347,11 @@ impl Tcb {
             round_end: iss,
             rounds: 0,
             last_data_sent: None,
-            sb: Scoreboard::default(),
+            sb: Scoreboard::with_limits(
+                cfg.sack_max_holes,
+                cfg.bounds.clone(),
+                cfg.sack_global_max_holes,
+            ),
             dsack: None,
             eifel: None,
             rtt,
@@ -339,6 +362,7 @@ impl Tcb {
             unacked_bytes: 0,
             force_one: false,
             persist_shift: 0,
+            zero_window_since: None,
             send_rst: false,
             keep_probe_due: false,
             keep_probes: 0,
@@ -347,6 +371,7 @@ impl Tcb {
             limited_ack: None,
             last_oow_ack: None,
             timers: Timers::default(),
+            buffer_check_at: None,
             error: None,
             soft_error: None,
             stats: ConnStats::default(),
@@ -462,10 +487,48 @@ impl Tcb {
         }
     }
 
+    /// The connection lost its owner: it takes a unit of the stack-wide orphan gauge,
+    /// or, beyond `max_orphans`, is reset at once (counted). False when reset.
+    pub(crate) fn take_orphan_slot(&mut self) -> bool {
+        if self.orphan_slot.is_some() || matches!(self.state, State::Closed | State::TimeWait) {
+            return true;
+        }
+        let b = &self.cfg.bounds;
+        self.orphan_slot = b.try_take(Gauge::Orphans, 1, self.cfg.max_orphans);
+        if self.orphan_slot.is_none() {
+            b.count(|c| &c.orphans_reset);
+            self.abort();
+            return false;
+        }
+        true
+    }
+
+    /// Enters TIME-WAIT for 2*MSL, within the stack-wide `max_time_wait`; beyond it the
+    /// connection stays only until the ACK it owes is out (its 2*MSL timer fires at
+    /// once) and is counted. An orphan in TIME-WAIT is no longer counted as an orphan.
+    pub(crate) fn enter_time_wait(&mut self, now: Instant) {
+        self.state = State::TimeWait;
+        self.timers.clear();
+        self.orphan_slot = None;
+        let b = &self.cfg.bounds;
+        self.time_wait_slot = b.try_take(Gauge::TimeWait, 1, self.cfg.max_time_wait);
+        let hold = if self.time_wait_slot.is_some() {
+            self.cfg.time_wait
+        } else {
+            b.count(|c| &c.time_wait_refused);
+            Duration::ZERO
+        };
+        self.timers.set(TimerKind::TwoMsl, now + hold);
+        self.events = true;
+    }
+
     /// Moves to CLOSED and drops all timers.
     pub(crate) fn enter_closed(&mut self) {
+        self.orphan_slot = None;
+        self.time_wait_slot = None;
         self.state = State::Closed;
         self.timers.clear();
+        self.buffer_check_at = None;
         self.events = true;
     }
 
@@ -674,6 +737,11 @@ impl Tcb {
     /// The receive buffer.
     pub(crate) fn rcvbuf(&self) -> &RecvBuffer {
         &self.rcvbuf
+    }
+
+    /// Memory the send buffer holds.
+    pub(crate) fn sndbuf_allocated(&self) -> usize {
+        self.sndbuf.allocated()
     }
 }
 

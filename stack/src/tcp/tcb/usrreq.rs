@@ -126,10 +126,13 @@ impl Tcb {
     }
 
     /// Marks the connection as no longer held by the application (the handle was
-    /// dropped after `close`): FIN-WAIT-2 then ends after `orphan_fin_timeout`.
+    /// dropped after `close`): FIN-WAIT-2 then ends after `orphan_fin_timeout`. Beyond
+    /// `max_orphans` orphans in the stack it is reset instead.
     pub fn set_orphaned(&mut self, now: Instant) {
         self.orphaned = true;
-        self.arm_orphan_timer(now);
+        if self.take_orphan_slot() {
+            self.arm_orphan_timer(now);
+        }
     }
 
     /// Aborts (RFC 9293 §3.10.5 ABORT): a RST if synchronized, then CLOSED.

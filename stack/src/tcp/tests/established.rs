@@ -184,3 +184,30 @@ fn abort_sends_reset() {
     assert_eq!(c.tcb.error(), Some(TcpError::Aborted));
     assert!(c.tcb.is_dead());
 }
+
+// `buffer_idle_release`: once data stopped flowing for that long, empty buffers give
+// their memory back (and grow again on demand); a buffer still holding data keeps it.
+#[test]
+fn idle_empty_buffers_release_their_memory() {
+    let mut c = established();
+    c.write(&pattern(0, 2920));
+    let sent: usize = c.output().iter().map(|s| s.payload.len()).sum();
+    assert_eq!(sent, 2920);
+    send!(c, peer_ack(0, 2920).bytes(0, 500));
+    let _ = c.output();
+    let held = (c.tcb.sndbuf_allocated(), c.tcb.rcvbuf().allocated());
+    assert!(held.0 > 0 && held.1 > 0, "{held:?}");
+    // Idle, but 500 bytes unread: the receive buffer keeps its memory.
+    c.advance(Duration::from_secs(1));
+    assert_eq!(c.tcb.sndbuf_allocated(), 0);
+    assert!(c.tcb.rcvbuf().allocated() > 0);
+    assert_eq!(c.read_all(), pattern(0, 500));
+    let _ = c.output();
+    c.advance(Duration::from_secs(1));
+    assert_eq!(c.tcb.rcvbuf().allocated(), 0);
+    // Both grow again on demand.
+    send!(c, peer_ack(500, 2920).bytes(500, 100));
+    c.write(&pattern(0, 10));
+    assert_eq!(c.read_all(), pattern(500, 100));
+    assert!(c.tcb.sndbuf_allocated() > 0);
+}

@@ -30,6 +30,7 @@ mod sim_lro;
 mod sim_many;
 mod sim_pmtu;
 mod sim_sack;
+mod sim_sack_bound;
 mod sim_syncookies;
 mod sim_transfer;
 mod sim_tso;

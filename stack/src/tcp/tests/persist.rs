@@ -156,3 +156,97 @@ fn probe_into_our_closed_window_is_answered_and_its_ack_taken() {
     send!(c, peer_ack(RCVBUF as u32, 100).bytes(RCVBUF, 1));
     assert_eq!(c.tcb.readable(), 1);
 }
+
+// A zero-window peer of a live connection is visible in `TcpInfo`: since when the
+// window is closed and how many probes went unanswered; both clear when it opens.
+#[test]
+fn tcp_info_reports_a_zero_window_peer() {
+    let mut c = closed_window();
+    let since = c.tcb.info().snd_zero_window_since_ms;
+    assert!(since.is_some());
+    for _ in 0..3 {
+        c.fire();
+        let _ = c.output();
+        send!(c, peer_ack(0, 0).win(0));
+    }
+    let info = c.tcb.info();
+    assert_eq!(
+        (info.snd_zero_window_since_ms, info.zero_window_probes),
+        (since, 3)
+    );
+    send!(c, peer_ack(0, 0).win(1000));
+    let info = c.tcb.info();
+    assert_eq!(
+        (info.snd_zero_window_since_ms, info.zero_window_probes),
+        (None, 0)
+    );
+}
+
+// Linux's tcp_orphan_retries: an orphaned connection whose peer keeps its window closed
+// (so our FIN never goes out) is dropped with a RST after `orphan_persist_probes`
+// probes, instead of staying in FIN-WAIT-1 forever; a live one keeps probing.
+#[test]
+fn an_orphan_gives_up_on_a_zero_window_after_the_probe_bound() {
+    let mut c = closed_window();
+    c.tcb.close(c.now);
+    c.tcb.set_orphaned(c.now);
+    assert_eq!(c.state(), State::FinWait1);
+    let bounds = c.tcb.config().bounds.clone();
+    let probes = c.tcb.config().orphan_persist_probes;
+    assert_eq!(probes, 8);
+    for _ in 0..probes {
+        c.fire();
+        recv!(c, our_ack(0, 0, W).bytes(0, 1));
+        send!(c, peer_ack(0, 0).win(0));
+    }
+    assert_eq!(c.state(), State::FinWait1);
+    c.fire();
+    recv!(c, our_ack(1, 0, 0).flags(F::RST | F::ACK));
+    assert_eq!(c.state(), State::Closed);
+    assert_eq!(c.tcb.error(), Some(TcpError::TimedOut));
+    let counted = bounds.counters().snapshot();
+    assert!(
+        counted.contains(&("tcp.orphan_persist_dropped", 1)),
+        "{counted:?}"
+    );
+    assert_eq!(bounds.load(crate::tcp::bounds::Gauge::Orphans), 0);
+}
+
+// `max_orphans`: a connection let go of while the stack holds that many orphans is
+// reset at once; one that closes gives its place back.
+#[test]
+fn orphans_beyond_the_stack_bound_are_reset() {
+    use crate::tcp::bounds::Gauge;
+    let cfg = TcpConfig {
+        max_orphans: 1,
+        ..cfg()
+    };
+    let mut a = established_with(cfg.clone(), peer_syn().ack(OUR_ISS + 1));
+    let bounds = a.tcb.config().bounds.clone();
+    let mut b = established_with(
+        TcpConfig {
+            bounds: bounds.clone(),
+            ..cfg
+        },
+        peer_syn().ack(OUR_ISS + 1),
+    );
+    a.write(&pattern(0, 100));
+    a.tcb.close(a.now);
+    a.tcb.set_orphaned(a.now);
+    assert_eq!(
+        (a.state(), bounds.load(Gauge::Orphans)),
+        (State::FinWait1, 1)
+    );
+    b.tcb.close(b.now);
+    b.tcb.set_orphaned(b.now);
+    assert_eq!(b.state(), State::Closed);
+    assert_eq!(b.tcb.error(), Some(TcpError::Aborted));
+    recv!(b, our_ack(0, 0, 0).flags(F::RST | F::ACK));
+    let counted = bounds.counters().snapshot();
+    assert!(
+        counted.contains(&("tcp.orphans_reset_limit", 1)),
+        "{counted:?}"
+    );
+    a.tcb.abort();
+    assert_eq!(bounds.load(Gauge::Orphans), 0);
+}

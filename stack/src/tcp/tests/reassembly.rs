@@ -115,3 +115,30 @@ fn data_beyond_the_window_is_trimmed() {
     assert_eq!(c.tcb.rcv_nxt(), PEER_ISS + 1 + RCVBUF as u32);
     assert_eq!(c.read_all(), pattern(0, RCVBUF));
 }
+
+// A peer sending every other byte: out-of-order ranges stop at `max_ooo_ranges` and
+// held bytes at `max_ooo_bytes`; the rest is dropped and counted (the peer resends it),
+// and the stream still reassembles once the holes fill.
+#[test]
+fn out_of_order_data_is_bounded_in_ranges_and_bytes() {
+    let cfg = TcpConfig {
+        max_ooo_ranges: 4,
+        max_ooo_bytes: 300,
+        ..cfg()
+    };
+    let mut c = established_with(cfg, peer_syn().ack(OUR_ISS + 1));
+    let bounds = c.tcb.config().bounds.clone();
+    for k in 1..=6u32 {
+        send!(c, peer_ack(200 * k, 0).bytes(200 * k as usize, 1));
+    }
+    assert_eq!(c.tcb.rcvbuf().ooo_count(), 4);
+    // Growing a held range past 300 bytes held is refused as well.
+    send!(c, peer_ack(201, 0).bytes(201, 299));
+    assert_eq!(c.tcb.rcvbuf().ooo_count(), 4);
+    let counted = bounds.counters().snapshot();
+    assert!(counted.contains(&("tcp.drop_ooo_ranges", 2)), "{counted:?}");
+    assert!(counted.contains(&("tcp.drop_ooo_bytes", 1)), "{counted:?}");
+    let _ = c.output();
+    send!(c, peer_ack(0, 0).bytes(0, 1400));
+    assert_eq!(c.read_all(), pattern(0, 1400));
+}

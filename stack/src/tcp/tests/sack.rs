@@ -255,3 +255,44 @@ fn new_sack_information_makes_a_duplicate() {
     send!(c, peer_ack(0, 0).win(50000).sack(o(M), o(2 * M)));
     assert_eq!(c.tcb.dupacks(), 1);
 }
+
+// CVE-2019-11478: a receiver SACKing 1-byte blocks with 1-byte gaps would make the
+// scoreboard (and the work per ACK) grow with every ACK. It stops at `sack_max_holes`,
+// the extra blocks are ignored and counted, and the connection still delivers its data
+// and closes once the peer acknowledges.
+#[test]
+fn one_byte_sack_blocks_stay_bounded_and_the_connection_completes() {
+    let cfg = TcpConfig {
+        sack_max_holes: 32,
+        ..sack_cfg()
+    };
+    let mut c = established_cfg(cfg, peer_syn().ack(OUR_ISS + 1).sack_ok());
+    let bounds = c.tcb.config().bounds.clone();
+    c.write(&pattern(0, 10 * M as usize));
+    let sent: usize = c.output().iter().map(|s| s.payload.len()).sum();
+    assert_eq!(sent, 10 * M as usize);
+    for k in 0..100u32 {
+        let mut ack = peer_ack(0, 0);
+        for b in 0..4 {
+            let off = 2 * (4 * k + b) + 1;
+            ack = ack.sack(o(off), o(off + 1));
+        }
+        send!(c, ack);
+        let _ = c.output();
+        assert!(c.tcb.sb().ranges().len() <= 32);
+    }
+    assert_eq!(c.tcb.sb().ranges().len(), 32);
+    let refused = bounds.counters().snapshot();
+    assert!(
+        refused.contains(&("tcp.sack_refused_conn_limit", 400 - 32)),
+        "{refused:?}"
+    );
+    send!(c, peer_ack(0, 10 * M));
+    assert!(c.tcb.sb().ranges().is_empty());
+    assert_eq!(bounds.load(crate::tcp::bounds::Gauge::SackHoles), 0);
+    c.tcb.close(c.now);
+    let out = c.output();
+    assert!(out.iter().any(|s| s.flags.contains(F::FIN)), "{out:?}");
+    send!(c, peer_ack(0, 10 * M + 1));
+    assert_eq!(c.state(), State::FinWait2);
+}

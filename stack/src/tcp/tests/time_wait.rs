@@ -88,3 +88,47 @@ fn syn_is_challenged() {
     recv!(c, our_ack(1, 1, W));
     assert_eq!(c.state(), State::TimeWait);
 }
+
+/// Through FIN-WAIT-2 into TIME-WAIT with `cfg`; returns the ACK of the peer's FIN.
+fn into_time_wait(cfg: TcpConfig) -> (Conn, Vec<Seg>) {
+    let mut c = established_with(cfg, peer_syn().ack(OUR_ISS + 1));
+    c.tcb.close(c.now);
+    recv!(c, our_ack(0, 0, W).flags(F::FIN));
+    send!(c, peer_ack(0, 1));
+    send!(c, peer_ack(0, 1).flags(F::FIN));
+    assert_eq!(c.state(), State::TimeWait);
+    let out = c.output();
+    (c, out)
+}
+
+// Linux's tcp_max_tw_buckets: beyond `max_time_wait` connections in TIME-WAIT, one more
+// still acknowledges the peer's FIN, then closes at once (counted); a connection that
+// leaves TIME-WAIT gives its place back.
+#[test]
+fn time_wait_beyond_the_stack_bound_closes_at_once() {
+    use crate::tcp::bounds::Gauge;
+    let cfg = TcpConfig {
+        max_time_wait: 1,
+        ..cfg()
+    };
+    let (mut a, out) = into_time_wait(cfg.clone());
+    assert_eq!(out, vec![our_ack(1, 1, W)]);
+    let bounds = a.tcb.config().bounds.clone();
+    assert_eq!(bounds.load(Gauge::TimeWait), 1);
+    let (mut b, out) = into_time_wait(TcpConfig {
+        bounds: bounds.clone(),
+        ..cfg
+    });
+    assert_eq!(out, vec![our_ack(1, 1, W)], "the FIN is still acknowledged");
+    b.advance(Duration::ZERO);
+    assert_eq!(b.state(), State::Closed);
+    assert!(b.tcb.is_dead());
+    let counted = bounds.counters().snapshot();
+    assert!(
+        counted.contains(&("tcp.time_wait_refused_limit", 1)),
+        "{counted:?}"
+    );
+    a.advance(Duration::from_secs(60));
+    assert_eq!(a.state(), State::Closed);
+    assert_eq!(bounds.load(Gauge::TimeWait), 0);
+}

@@ -62,6 +62,11 @@ pub trait Conn: io::Read + io::Write + Send + 'static {
     /// `WouldBlock`/`TimedOut`. The server uses it to drop idle keep-alive connections.
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
 
+    /// Sets (or with `None` clears) the timeout after which a blocked write (no room in
+    /// the send buffer: the peer stopped reading) fails with `WouldBlock`/`TimedOut`. The
+    /// server uses it so a client that stops reading cannot hold a thread forever.
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+
     /// A `tcp_info`-like snapshot of this connection, served by `GET /info`.
     fn info_json(&self) -> serde_json::Value {
         json!({})
@@ -98,6 +103,10 @@ impl Listener for TcpListener {
 impl Conn for TcpStream {
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         TcpStream::set_read_timeout(self, timeout)
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_write_timeout(self, timeout)
     }
 
     fn info_json(&self) -> serde_json::Value {

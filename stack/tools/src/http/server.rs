@@ -26,6 +26,10 @@ pub struct ServerConfig {
     /// How long a connection may sit without sending a byte, between requests or inside
     /// one, before the server closes it. `None` waits forever. Default 60 s.
     pub idle_timeout: Option<Duration>,
+    /// How long a response write may wait for room (the client not reading) before the
+    /// server closes the connection, so a client that stops reading cannot hold a thread
+    /// forever. `None` waits forever. Default 10 s.
+    pub write_timeout: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -33,6 +37,7 @@ impl Default for ServerConfig {
         Self {
             max_connections: 4096,
             idle_timeout: Some(Duration::from_secs(60)),
+            write_timeout: Some(Duration::from_secs(10)),
         }
     }
 }
@@ -365,7 +370,9 @@ fn serve_conn<C: Conn>(
     stop: &AtomicBool,
     config: &ServerConfig,
 ) {
-    if conn.set_read_timeout(config.idle_timeout).is_err() {
+    if conn.set_read_timeout(config.idle_timeout).is_err()
+        || conn.set_write_timeout(config.write_timeout).is_err()
+    {
         return;
     }
     let mut bc = BufConn::new(conn);

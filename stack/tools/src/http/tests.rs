@@ -649,6 +649,9 @@ impl Conn for CcConn {
     fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         self.inner.set_read_timeout(t)
     }
+    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.inner.set_write_timeout(t)
+    }
     fn info_json(&self) -> serde_json::Value {
         json!({"cc": *self.cc.lock().unwrap()})
     }
@@ -760,6 +763,39 @@ fn idle_connections_are_closed_after_the_timeout() {
         waited >= Duration::from_millis(150) && waited < Duration::from_secs(5),
         "{waited:?}"
     );
+}
+
+// A client that asks for a large body and then stops reading: once the socket buffers
+// are full the response write waits, and after `write_timeout` the server gives up on
+// it, so the connection's thread (and its slot) is freed while the client still idles.
+#[test]
+fn a_client_that_stops_reading_is_dropped_after_the_write_timeout() {
+    let config = ServerConfig {
+        max_connections: 1,
+        write_timeout: Some(Duration::from_millis(200)),
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start_with(config);
+    let mut stalled = server.connect();
+    stalled
+        .write_all(b"GET /bytes/1000000000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(15);
+    loop {
+        let r = one(&server.exchange(&get_close("/bytes/1")));
+        if r.status == 200 {
+            break;
+        }
+        assert_eq!(r.status, 503, "the stalled client holds the only slot");
+        assert!(
+            Instant::now() < deadline,
+            "the stalled write never timed out"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    assert!(start.elapsed() >= Duration::from_millis(150));
+    drop(stalled);
 }
 
 #[test]

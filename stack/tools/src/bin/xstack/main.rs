@@ -165,6 +165,31 @@ struct HttpServeArgs {
     /// accepts the connections its worker owns).
     #[arg(long, value_enum, default_value_t = AcceptMode::Shared)]
     accept: AcceptMode,
+    /// Seconds a response write may wait for the client to read before the connection
+    /// is closed (0: wait forever).
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    write_timeout: f64,
+    /// Seconds a connection may send nothing, between requests or inside one, before it
+    /// is closed (0: wait forever).
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    idle_timeout: f64,
+}
+
+impl HttpServeArgs {
+    /// The server settings the flags ask for.
+    fn server_config(&self) -> anyhow::Result<xstack_tools::http::ServerConfig> {
+        let secs = |flag: &str, s: f64| -> anyhow::Result<Option<Duration>> {
+            if !s.is_finite() || s < 0.0 {
+                anyhow::bail!("--{flag} must be a number of seconds, 0 or more");
+            }
+            Ok((s > 0.0).then(|| Duration::from_secs_f64(s)))
+        };
+        Ok(xstack_tools::http::ServerConfig {
+            write_timeout: secs("write-timeout", self.write_timeout)?,
+            idle_timeout: secs("idle-timeout", self.idle_timeout)?,
+            ..Default::default()
+        })
+    }
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -338,7 +363,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             wait_for_stop::<()>(&stack, &sfd, &[])?;
             finish(stack)
         }
-        Cmd::Http(HttpServeArgs { http, accept }) => run_http(&http, accept),
+        Cmd::Http(args) => run_http(&args.http, args.accept, args.server_config()?),
         Cmd::Echo(h) => run_echo(&h),
         Cmd::Hold(h) => run_hold(&h),
         Cmd::KernelHttp { listen, cc } => peer::kernel_http(listen, cc.as_deref()),
@@ -376,7 +401,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// `xstack http`: the HTTP server on one shared listener or one per worker, until
 /// SIGINT/SIGTERM.
-fn run_http(h: &HttpArgs, accept: AcceptMode) -> anyhow::Result<()> {
+fn run_http(
+    h: &HttpArgs,
+    accept: AcceptMode,
+    config: xstack_tools::http::ServerConfig,
+) -> anyhow::Result<()> {
     if h.sndbuf == Some(0) {
         anyhow::bail!("--sndbuf must be at least 1 byte");
     }
@@ -405,6 +434,7 @@ fn run_http(h: &HttpArgs, accept: AcceptMode) -> anyhow::Result<()> {
         let st = stack.clone();
         let stats: xstack_tools::http::StatsFn = Arc::new(move || st.stats_json());
         let stop = stop.clone();
+        let config = config.clone();
         let name = match listener.worker() {
             Some(w) => format!("http-accept-w{w}"),
             None => "http-accept".into(),
@@ -423,14 +453,14 @@ fn run_http(h: &HttpArgs, accept: AcceptMode) -> anyhow::Result<()> {
                     if let Some(cpu) = cpu {
                         pin_self(cpu);
                     }
-                    xstack_tools::http::serve(listener, stats, stop)
+                    xstack_tools::http::serve_with(listener, stats, stop, config)
                 })?
             }
             None => builder.spawn(move || {
                 if let Some(cpu) = cpu {
                     pin_self(cpu);
                 }
-                xstack_tools::http::serve(listener, stats, stop)
+                xstack_tools::http::serve_with(listener, stats, stop, config)
             })?,
         };
         servers.push(server);

@@ -93,6 +93,9 @@ impl Conn for TracedConn {
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         Conn::set_read_timeout(&self.inner, timeout)
     }
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        Conn::set_write_timeout(&self.inner, timeout)
+    }
     fn info_json(&self) -> serde_json::Value {
         self.inner.info_json()
     }
