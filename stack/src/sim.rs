@@ -119,6 +119,26 @@ impl SimStackConfig {
     }
 }
 
+/// What one connection's buffers hold ([`SimStack::buffer_use`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BufferUse {
+    /// Bytes queued for sending (unsent and unacknowledged).
+    pub send_len: usize,
+    /// The send buffer's bound.
+    pub send_capacity: usize,
+    /// In-order bytes waiting for the application.
+    pub recv_readable: usize,
+    /// Bytes of memory the receive ring has allocated.
+    pub recv_allocated: usize,
+    /// The receive buffer's bound.
+    pub recv_capacity: usize,
+    /// Out-of-order ranges held.
+    pub ooo_ranges: usize,
+}
+
+/// The most out-of-order ranges a receive buffer holds.
+pub const MAX_OOO_RANGES: usize = crate::tcp::recvbuf::MAX_OOO_RANGES;
+
 type SimWorker = WorkerCore<MemRx, MemTx>;
 
 /// A whole stack on in-memory links and a virtual clock (see the module docs).
@@ -277,6 +297,41 @@ impl SimStack {
             .collect();
         v.sort();
         v
+    }
+
+    /// Entries in the ARP cache (resolved, stale and pending): bounded by the owned
+    /// subnets, whatever arrives.
+    pub fn arp_entries(&self) -> usize {
+        self.ifp.arp.len()
+    }
+
+    /// The memory each connection in the pcb table holds, in [`connections`] order: what
+    /// a fuzzer checks stays within the configured bounds.
+    ///
+    /// [`connections`]: SimStack::connections
+    pub fn buffer_use(&self) -> Vec<BufferUse> {
+        let mut v: Vec<_> = self
+            .tcp
+            .pcbs
+            .all()
+            .into_iter()
+            .map(|c| {
+                let g = c.lock();
+                let (snd, rcv) = g.tcb.buffers();
+                let key = (c.tuple.local, c.tuple.remote);
+                let use_ = BufferUse {
+                    send_len: snd.len(),
+                    send_capacity: snd.capacity(),
+                    recv_readable: rcv.readable(),
+                    recv_allocated: rcv.allocated(),
+                    recv_capacity: rcv.capacity(),
+                    ooo_ranges: rcv.ooo_count(),
+                };
+                (key, use_)
+            })
+            .collect();
+        v.sort_by_key(|(k, _)| *k);
+        v.into_iter().map(|(_, u)| u).collect()
     }
 
     /// Changes the stack-wide TCP configuration that connections opened afterwards

@@ -123,7 +123,7 @@ impl RecvBuffer {
     }
 
     /// Bytes of memory the ring currently has allocated.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "sim"))]
     pub fn allocated(&self) -> usize {
         self.storage.capacity()
     }
@@ -246,7 +246,7 @@ impl RecvBuffer {
     }
 
     /// How many out-of-order blocks are held.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "sim"))]
     pub fn ooo_count(&self) -> usize {
         self.ooo.len()
     }

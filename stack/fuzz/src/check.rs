@@ -1,0 +1,171 @@
+//! What must hold after every step: each frame the stack sends is well formed, and its
+//! tables and buffers stay within their bounds.
+
+use std::net::Ipv4Addr;
+
+use xstack::sim::{SimStack, MAX_OOO_RANGES};
+
+use crate::frames::{be16, be32, csum, ip_at, pseudo, ETH, ETH_ARP, ETH_IPV4, RST, SYN};
+
+/// A TCP segment the stack sent, as the fuzzer learns live flows from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SentSeg {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub sport: u16,
+    pub dport: u16,
+    pub seq: u32,
+    pub ack: u32,
+    pub flags: u8,
+    pub win: u16,
+    /// Sequence space used: payload, plus one for SYN and one for FIN.
+    pub len: u32,
+}
+
+/// Checks one frame the stack at `(mac, ip)` sent; returns its TCP segment if it is one.
+pub fn sent_frame(f: &[u8], mac: [u8; 6], ip: Ipv4Addr, mtu: usize) -> Result<Option<SentSeg>, String> {
+    if f.len() < ETH || f.len() > ETH + mtu {
+        return Err(format!("frame of {} bytes (MTU {mtu})", f.len()));
+    }
+    if f[6..12] != mac {
+        return Err("source MAC is not ours".into());
+    }
+    match be16(f, 12) {
+        ETH_ARP => arp(&f[ETH..], mac, ip).map(|_| None),
+        ETH_IPV4 => ipv4(&f[ETH..], ip),
+        t => Err(format!("EtherType {t:#06x}")),
+    }
+}
+
+fn arp(p: &[u8], mac: [u8; 6], ip: Ipv4Addr) -> Result<(), String> {
+    if p.len() < 28 || p[..6] != [0, 1, 0x08, 0x00, 6, 4] {
+        return Err("ARP header".into());
+    }
+    let op = be16(p, 6);
+    if op != 1 && op != 2 {
+        return Err(format!("ARP op {op}"));
+    }
+    if p[8..14] != mac || ip_at(p, 14) != ip.octets() {
+        return Err("ARP sender is not us".into());
+    }
+    Ok(())
+}
+
+fn ipv4(p: &[u8], ours: Ipv4Addr) -> Result<Option<SentSeg>, String> {
+    if p.len() < 20 || p[0] >> 4 != 4 {
+        return Err("IPv4 version or length".into());
+    }
+    let hl = (p[0] & 0x0f) as usize * 4;
+    let total = be16(p, 2) as usize;
+    if hl < 20 || total < hl || total > p.len() {
+        return Err(format!("IPv4 lengths: header {hl}, total {total}, frame {}", p.len()));
+    }
+    if csum(0, &p[..hl]) != 0 {
+        return Err("IPv4 header checksum".into());
+    }
+    if ip_at(p, 12) != ours.octets() {
+        return Err(format!("IPv4 source {:?} is not ours", ip_at(p, 12)));
+    }
+    if p[8] == 0 || be16(p, 6) & 0x3fff != 0 {
+        return Err("TTL 0 or a fragment".into());
+    }
+    let l4 = &p[hl..total];
+    match p[9] {
+        6 => tcp(l4, ip_at(p, 12), ip_at(p, 16)).map(Some),
+        1 if l4.len() >= 8 && csum(0, l4) == 0 => Ok(None),
+        1 => Err("ICMP length or checksum".into()),
+        pr => Err(format!("IP protocol {pr}")),
+    }
+}
+
+fn tcp(s: &[u8], src: [u8; 4], dst: [u8; 4]) -> Result<SentSeg, String> {
+    if s.len() < 20 {
+        return Err("TCP header truncated".into());
+    }
+    let off = (s[12] >> 4) as usize * 4;
+    if off < 20 || off > s.len() {
+        return Err(format!("TCP data offset {off}"));
+    }
+    if csum(pseudo(src, dst, 6, s.len()), s) != 0 {
+        return Err("TCP checksum".into());
+    }
+    options(&s[20..off])?;
+    let flags = s[13];
+    if flags & SYN != 0 && flags & RST != 0 {
+        return Err("SYN and RST together".into());
+    }
+    let len = (s.len() - off) as u32 + (flags & SYN != 0) as u32 + (flags & 1 != 0) as u32;
+    Ok(SentSeg {
+        src: src.into(),
+        dst: dst.into(),
+        sport: be16(s, 0),
+        dport: be16(s, 2),
+        seq: be32(s, 4),
+        ack: be32(s, 8),
+        flags,
+        win: be16(s, 14),
+        len,
+    })
+}
+
+/// Options the stack writes must be well formed: known kinds with their lengths.
+fn options(mut o: &[u8]) -> Result<(), String> {
+    while let Some(&kind) = o.first() {
+        match kind {
+            0 => return Ok(()),
+            1 => o = &o[1..],
+            _ => {
+                let len = *o.get(1).ok_or("option without length")? as usize;
+                let want = match kind {
+                    2 => len == 4,
+                    3 => len == 3,
+                    4 => len == 2,
+                    5 => len >= 10 && (len - 2) % 8 == 0,
+                    8 => len == 10,
+                    _ => false,
+                };
+                if !want || len > o.len() {
+                    return Err(format!("TCP option kind {kind} length {len}"));
+                }
+                o = &o[len..];
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bounds on the stack's state.
+#[derive(Clone, Copy, Debug)]
+pub struct Bounds {
+    /// Connections in the pcb table.
+    pub connections: usize,
+    /// ARP cache entries.
+    pub arp: usize,
+}
+
+/// Checks the stack's tables and buffers against `b`.
+pub fn state(s: &SimStack, b: &Bounds) -> Result<(), String> {
+    let conns = s.connections().len();
+    if conns > b.connections {
+        return Err(format!("{conns} connections (bound {})", b.connections));
+    }
+    let arp = s.arp_entries();
+    if arp > b.arp {
+        return Err(format!("{arp} ARP entries (bound {})", b.arp));
+    }
+    for (i, u) in s.buffer_use().iter().enumerate() {
+        let ok = u.send_len <= u.send_capacity
+            && u.recv_readable <= u.recv_capacity
+            && u.recv_allocated <= u.recv_capacity.max(64 * 1024) * 2
+            && u.ooo_ranges <= MAX_OOO_RANGES;
+        if !ok {
+            return Err(format!("connection {i}: buffers out of bounds: {u:?}"));
+        }
+    }
+    for c in ["tcp.rx_misplaced"] {
+        if s.counter(c) != 0 {
+            return Err(format!("counter {c} = {}", s.counter(c)));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! `xstack-fuzz [--frames N] [--seed S] [--jobs J] [--out DIR] [--replay FILE]`: see the
+//! library's documentation. Exits non-zero on a failure, after printing its seed and
+//! the trace written.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use xstack_fuzz::runner::{self, Options};
+
+fn parse() -> Result<(Options, Option<PathBuf>), String> {
+    let mut o = Options {
+        frames: 100_000,
+        seed: 1,
+        jobs: 1,
+        out_dir: PathBuf::from("target/fuzz"),
+    };
+    let mut replay = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().ok_or(format!("{a} needs a value"));
+        let num = |v: String| v.parse::<u64>().map_err(|e| format!("{a}: {e}"));
+        match a.as_str() {
+            "--frames" => o.frames = num(val()?)?,
+            "--seed" => o.seed = num(val()?)?,
+            "--jobs" => o.jobs = num(val()?)? as usize,
+            "--out" => o.out_dir = PathBuf::from(val()?),
+            "--replay" => replay = Some(PathBuf::from(val()?)),
+            _ => return Err(format!("unknown argument {a}")),
+        }
+    }
+    Ok((o, replay))
+}
+
+fn main() -> ExitCode {
+    let (opts, replay) = match parse() {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("xstack-fuzz: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(path) = replay {
+        return match runner::replay(&path) {
+            Ok(n) => {
+                println!("fuzz: replayed {n} events from {}: no failure", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                println!("fuzz: replay of {} fails: {e}", path.display());
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let r = runner::run(&opts);
+    println!(
+        "fuzz: {} frames in {} cases (seeds {}..), {:.1} s, {:.0} frames/s, {} job(s)",
+        r.frames,
+        r.cases,
+        opts.seed,
+        r.secs,
+        r.frames as f64 / r.secs.max(1e-9),
+        opts.jobs
+    );
+    for f in &r.failures {
+        println!("fuzz: FAILED seed {}: {}", f.seed, f.message);
+        println!(
+            "fuzz: trace {} (replay: cargo xtask fuzz --replay {}; or --seed {} --frames {})",
+            f.trace.display(),
+            f.trace.display(),
+            f.seed,
+            opts.frames.min(runner::CASE_FRAMES)
+        );
+    }
+    if r.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}

@@ -1,0 +1,153 @@
+//! Runs cases over seeds on worker threads, catches panics, writes a failing case's
+//! trace, and replays traces.
+
+use std::cell::RefCell;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::case;
+use crate::target::{Event, SharedTrace, Target, Trace};
+
+/// Frames per case: a case is one seed, a fresh pair of stacks.
+pub const CASE_FRAMES: u64 = 2000;
+
+/// A run's settings.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub frames: u64,
+    pub seed: u64,
+    pub jobs: usize,
+    /// Where failing traces go.
+    pub out_dir: PathBuf,
+}
+
+/// A failing case.
+#[derive(Debug)]
+pub struct Failure {
+    pub seed: u64,
+    pub message: String,
+    pub trace: PathBuf,
+}
+
+/// What a run did.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub frames: u64,
+    pub cases: u64,
+    pub secs: f64,
+    pub failures: Vec<Failure>,
+}
+
+thread_local! {
+    static PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Records panic messages (with their location) for the thread that panicked,
+/// instead of printing them.
+pub fn quiet_panics() {
+    panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let at = info.location().map(|l| l.to_string()).unwrap_or_default();
+        PANIC.with(|p| *p.borrow_mut() = Some(format!("panic at {at}: {msg}")));
+    }));
+}
+
+fn take_panic() -> String {
+    PANIC.with(|p| p.borrow_mut().take()).unwrap_or_else(|| "panic".into())
+}
+
+/// Runs one case, a panic turned into an error; the events stay in `log`.
+pub fn run_case(seed: u64, frames: u64, log: &SharedTrace) -> Result<u64, String> {
+    let l = log.clone();
+    panic::catch_unwind(AssertUnwindSafe(|| case::run(seed, frames, l))).unwrap_or_else(|_| Err(take_panic()))
+}
+
+/// Runs `opts.frames` frames in cases of [`CASE_FRAMES`] (seeds `seed`, `seed + 1`, ...)
+/// on `opts.jobs` threads; stops scheduling cases at the first failure.
+pub fn run(opts: &Options) -> Report {
+    quiet_panics();
+    let cases = opts.frames.div_ceil(CASE_FRAMES).max(1);
+    let per_case = opts.frames.min(CASE_FRAMES);
+    let next = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let report = Mutex::new(Report::default());
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..opts.jobs.max(1) {
+            s.spawn(|| {
+                let log = SharedTrace::default();
+                while !stop.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= cases {
+                        break;
+                    }
+                    let seed = opts.seed.wrapping_add(i);
+                    let result = run_case(seed, per_case, &log);
+                    let mut r = report.lock().unwrap_or_else(|e| e.into_inner());
+                    r.cases += 1;
+                    r.frames += log.borrow().events.iter().filter(|e| matches!(e, Event::Rx(_))).count() as u64;
+                    if let Err(message) = result {
+                        stop.store(true, Ordering::Relaxed);
+                        let trace = write_trace(&opts.out_dir, seed, per_case, &message, &log.borrow());
+                        r.failures.push(Failure { seed, message, trace });
+                    }
+                }
+            });
+        }
+    });
+    let mut r = report.into_inner().unwrap_or_else(|e| e.into_inner());
+    r.secs = t0.elapsed().as_secs_f64();
+    r
+}
+
+/// Writes a case's events as a trace file; returns its path.
+fn write_trace(dir: &Path, seed: u64, frames: u64, msg: &str, log: &Trace) -> PathBuf {
+    let path = dir.join(format!("seed-{seed}.trace"));
+    let workers = log.workers;
+    let mut text = format!(
+        "# xstack-fuzz trace: seed {seed}, {frames} frames (reproduce: --seed {seed} --frames {frames})\n\
+         # failure: {}\nworkers {workers}\n",
+        msg.replace('\n', " ")
+    );
+    for e in &log.events {
+        text.push_str(&e.line());
+        text.push('\n');
+    }
+    let _ = std::fs::create_dir_all(dir);
+    if let Err(e) = std::fs::write(&path, text) {
+        eprintln!("xstack-fuzz: cannot write {}: {e}", path.display());
+    }
+    path
+}
+
+/// Replays a trace file's events on a fresh stack, checking after each as the fuzzer
+/// does; returns the number of events, or the failure.
+pub fn replay(path: &Path) -> Result<usize, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut workers = 1;
+    let mut events = Vec::new();
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+        match line.strip_prefix("workers ") {
+            Some(w) => workers = w.trim().parse().map_err(|e| format!("workers: {e}"))?,
+            None => events.push(Event::parse(line)?),
+        }
+    }
+    quiet_panics();
+    let n = events.len();
+    let run = move || -> Result<usize, String> {
+        let mut t = Target::new(workers, Instant::now(), SharedTrace::default());
+        for (i, e) in events.into_iter().enumerate() {
+            t.apply(e).map_err(|m| format!("event {} of {n}: {m}", i + 1))?;
+        }
+        Ok(n)
+    };
+    panic::catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|_| Err(take_panic()))
+}

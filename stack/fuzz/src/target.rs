@@ -1,0 +1,251 @@
+//! The fuzzed stack: a [`SimStack`] driven only through [`Event`]s, each recorded, so a
+//! failing run is a list of events that replays without the fuzzer (a trace file).
+
+use std::cell::RefCell;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use smoltcp::wire::EthernetAddress;
+use xstack::sim::{SimStack, SimStackConfig};
+use xstack::{TcpListener, TcpStream};
+
+use crate::check::{self, Bounds, SentSeg};
+use crate::frames::{TARGET_IP, TARGET_MAC};
+
+/// One thing that happens to the fuzzed stack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A frame arrives (on the queue `inject_any` picks).
+    Rx(Vec<u8>),
+    /// The clock moves to this many nanoseconds after the start.
+    At(u64),
+    /// The application listens on a port with a backlog.
+    Listen(u16, usize),
+    /// The application connects (non-blocking) to an address.
+    Connect(SocketAddrV4),
+    /// The application accepts from listener `i`, if a connection is ready.
+    Accept(usize),
+    /// The application writes `n` bytes on stream `i` (as much as fits).
+    Write(usize, usize),
+    /// The application reads what is there on stream `i`.
+    Read(usize),
+    /// The application shuts down stream `i`'s sending side.
+    Shutdown(usize),
+    /// The application drops stream `i`.
+    Close(usize),
+}
+
+impl Event {
+    /// The event as one line of a trace file.
+    pub fn line(&self) -> String {
+        match self {
+            Event::Rx(f) => format!("rx {}", hex(f)),
+            Event::At(ns) => format!("at {ns}"),
+            Event::Listen(p, b) => format!("listen {p} {b}"),
+            Event::Connect(a) => format!("connect {a}"),
+            Event::Accept(i) => format!("accept {i}"),
+            Event::Write(i, n) => format!("write {i} {n}"),
+            Event::Read(i) => format!("read {i}"),
+            Event::Shutdown(i) => format!("shutdown {i}"),
+            Event::Close(i) => format!("close {i}"),
+        }
+    }
+
+    /// Parses a line written by [`Event::line`].
+    pub fn parse(line: &str) -> Result<Event, String> {
+        let mut w = line.split_whitespace();
+        let (verb, a, b) = (w.next().unwrap_or(""), w.next(), w.next());
+        let num = |s: Option<&str>| -> Result<usize, String> {
+            s.ok_or("missing number")?.parse().map_err(|e| format!("{e}"))
+        };
+        Ok(match verb {
+            "rx" => Event::Rx(unhex(a.unwrap_or(""))?),
+            "at" => Event::At(num(a)? as u64),
+            "listen" => Event::Listen(num(a)? as u16, num(b)?),
+            "connect" => Event::Connect(a.ok_or("address")?.parse().map_err(|e| format!("{e}"))?),
+            "accept" => Event::Accept(num(a)?),
+            "write" => Event::Write(num(a)?, num(b)?),
+            "read" => Event::Read(num(a)?),
+            "shutdown" => Event::Shutdown(num(a)?),
+            "close" => Event::Close(num(a)?),
+            _ => return Err(format!("unknown event {line:?}")),
+        })
+    }
+}
+
+/// A case's events and the stack they apply to: what a trace file holds.
+#[derive(Clone, Debug, Default)]
+pub struct Trace {
+    /// Workers (receive queues) of the fuzzed stack.
+    pub workers: usize,
+    /// Every event applied, in order.
+    pub events: Vec<Event>,
+}
+
+/// A trace shared between a case and its runner, so it survives a panic.
+pub type SharedTrace = Rc<RefCell<Trace>>;
+
+/// Lower-case hex.
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Parses lower- or upper-case hex.
+pub fn unhex(s: &str) -> Result<Vec<u8>, String> {
+    if s.len() % 2 != 0 {
+        return Err("odd hex length".into());
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|e| format!("{e}")))
+        .collect()
+}
+
+/// The fuzzed stack, its sockets and the events it has seen.
+pub struct Target {
+    pub stack: SimStack,
+    start: Instant,
+    listeners: Vec<TcpListener>,
+    streams: Vec<Option<TcpStream>>,
+    /// Every event applied so far.
+    pub log: SharedTrace,
+    bounds: Bounds,
+    /// Frames received.
+    pub frames: u64,
+}
+
+/// The fuzzed stack's MTU.
+pub const MTU: usize = 1500;
+
+impl Target {
+    /// A stack with `workers` workers at 198.18.0.1/24, recording into `log` (emptied).
+    pub fn new(workers: usize, start: Instant, log: SharedTrace) -> Target {
+        *log.borrow_mut() = Trace {
+            workers,
+            events: Vec::new(),
+        };
+        let mut c = SimStackConfig::new(EthernetAddress(TARGET_MAC), TARGET_IP, start);
+        c.workers = workers;
+        c.mtu = MTU;
+        Target {
+            stack: SimStack::new(c),
+            start,
+            listeners: Vec::new(),
+            streams: Vec::new(),
+            log,
+            bounds: Bounds {
+                connections: 0,
+                arp: 256,
+            },
+            frames: 0,
+        }
+    }
+
+    /// The simulated time, as nanoseconds since the start.
+    pub fn elapsed(&self) -> u64 {
+        (self.stack.now() - self.start).as_nanos() as u64
+    }
+
+    /// Streams opened so far (closed ones included: indices are stable).
+    pub fn streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// A stream's local and remote addresses, while open.
+    pub fn stream_addrs(&self, i: usize) -> Option<(SocketAddrV4, SocketAddrV4)> {
+        let s = self.streams.get(i)?.as_ref()?;
+        match (s.local_addr().ok()?, s.peer_addr().ok()?) {
+            (SocketAddr::V4(l), SocketAddr::V4(r)) => Some((l, r)),
+            _ => None,
+        }
+    }
+
+    /// Applies `ev`, runs the stack, checks what it sent and its state; returns the TCP
+    /// segments and frames it sent.
+    pub fn apply(&mut self, ev: Event) -> Result<Vec<(Vec<u8>, Option<SentSeg>)>, String> {
+        self.log.borrow_mut().events.push(ev.clone());
+        match ev {
+            Event::Rx(f) => {
+                self.frames += 1;
+                self.stack.inject_any(f);
+            }
+            Event::At(ns) => {
+                let t = self.start + Duration::from_nanos(ns);
+                if t > self.stack.now() {
+                    self.stack.advance_to(t);
+                }
+            }
+            ev => self.app(ev),
+        }
+        self.stack.run_now();
+        let mut out = Vec::new();
+        for f in self.stack.take_sent() {
+            let seg = check::sent_frame(&f, TARGET_MAC, TARGET_IP, MTU)
+                .map_err(|e| format!("sent frame {}: {e}", hex(&f)))?;
+            out.push((f, seg));
+        }
+        check::state(&self.stack, &self.bounds)?;
+        Ok(out)
+    }
+
+    /// The application's calls; their errors are the application's business.
+    fn app(&mut self, ev: Event) {
+        match ev {
+            Event::Listen(port, backlog) => {
+                let addr = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port);
+                if let Ok(l) = TcpListener::bind_with_backlog(self.stack.net(), addr, backlog) {
+                    let _ = l.set_nonblocking(true);
+                    self.listeners.push(l);
+                    // Each listener adds its backlog; each stream the application
+                    // holds adds one (with a closing twin in TIME-WAIT).
+                    self.bounds.connections += backlog;
+                }
+            }
+            Event::Connect(a) => {
+                let s = TcpStream::connect_nonblocking(self.stack.net(), a).ok();
+                self.add_stream(s);
+            }
+            Event::Accept(i) => {
+                let s = self.listeners.get(i).and_then(|l| l.accept().ok()).map(|(s, _)| s);
+                if let Some(s) = &s {
+                    let _ = s.set_nonblocking(true);
+                }
+                self.add_stream(s);
+            }
+            Event::Write(i, n) => {
+                if let Some(mut s) = self.stream(i) {
+                    let _ = s.write(&vec![0x5a; n]);
+                }
+            }
+            Event::Read(i) => {
+                if let Some(mut s) = self.stream(i) {
+                    let _ = s.read(&mut [0u8; 65536]);
+                }
+            }
+            Event::Shutdown(i) => {
+                if let Some(s) = self.stream(i) {
+                    let _ = s.shutdown(Shutdown::Write);
+                }
+            }
+            Event::Close(i) => {
+                if let Some(s) = self.streams.get_mut(i) {
+                    *s = None;
+                }
+            }
+            Event::Rx(_) | Event::At(_) => {}
+        }
+    }
+
+    fn stream(&self, i: usize) -> Option<&TcpStream> {
+        self.streams.get(i).and_then(|s| s.as_ref())
+    }
+
+    fn add_stream(&mut self, s: Option<TcpStream>) {
+        if s.is_some() {
+            self.bounds.connections += 2;
+        }
+        self.streams.push(s);
+    }
+}
