@@ -341,6 +341,11 @@ impl SimStack {
         f(&mut self.tcp.config.write().unwrap_or_else(|e| e.into_inner()));
     }
 
+    /// Every counter, summed over workers, in a stable order.
+    pub fn counters(&self) -> Vec<(&'static str, u64)> {
+        crate::stats::sum(self.workers.iter().map(|w| &*w.ctx.counters))
+    }
+
     /// A named counter, summed over workers.
     pub fn counter(&self, name: &str) -> u64 {
         crate::stats::sum(self.workers.iter().map(|w| &*w.ctx.counters))

@@ -14,7 +14,7 @@ use xstack::{TcpListener, TcpStream};
 use crate::check;
 use crate::frames::{be16, ETH, ETH_IPV4, FIN, PEER_IP, PEER_MAC, SYN, TARGET_IP};
 use crate::gen::{self, Knowledge};
-use crate::target::{Event, SharedTrace, Target, MTU};
+use crate::target::{Event, Setup, SharedTrace, Target, MTU};
 
 /// Which of the peer's frames a blackhole rule lets through.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -55,6 +55,22 @@ impl Rule {
     }
 }
 
+/// A random configuration of the fuzzed stack.
+fn setup(rng: &mut StdRng) -> Setup {
+    let buf = |rng: &mut StdRng| [256 * 1024, 256 * 1024, 16 * 1024, 4096][rng.random_range(0..4)];
+    Setup {
+        workers: rng.random_range(1..3),
+        ecn: rng.random_bool(0.5),
+        timestamps: rng.random_bool(0.8),
+        sack: rng.random_bool(0.8),
+        window_scaling: rng.random_bool(0.8),
+        lro: rng.random_bool(0.3),
+        csum_offload: rng.random_bool(0.3),
+        sndbuf: buf(rng),
+        rcvbuf: buf(rng),
+    }
+}
+
 /// The fuzzed stack, its peer and the fuzzer's state.
 pub struct World {
     pub target: Target,
@@ -78,10 +94,10 @@ impl World {
     pub fn new(seed: u64, log: SharedTrace) -> World {
         let mut rng = StdRng::seed_from_u64(seed);
         let start = Instant::now();
-        let workers = rng.random_range(1..3);
-        let target = Target::new(workers, start, log);
+        let target = Target::new(setup(&mut rng), start, log);
         let mut pc = SimStackConfig::new(EthernetAddress(PEER_MAC), PEER_IP, start);
         pc.isn_key[0] = 1;
+        pc.tcp.ecn = target.log.borrow().setup.ecn;
         World {
             target,
             peer: SimStack::new(pc),
@@ -315,14 +331,14 @@ impl World {
 }
 
 /// Runs a case: setup, then steps until `frames` frames reached the fuzzed stack.
-/// Returns the frames, or the first failed check.
-pub fn run(seed: u64, frames: u64, log: SharedTrace) -> Res<u64> {
+/// Returns the fuzzed stack's counters at the end, or the first failed check.
+pub fn run(seed: u64, frames: u64, log: SharedTrace) -> Res<Vec<(&'static str, u64)>> {
     let mut w = World::new(seed, log);
     w.setup().map_err(|e| format!("setup: {e}"))?;
     while w.target.frames < frames {
         w.step()?;
     }
-    Ok(w.target.frames)
+    Ok(w.target.stack.counters())
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
 //! What must hold after every step: each frame the stack sends is well formed, and its
 //! tables and buffers stay within their bounds.
 
+use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
 use xstack::sim::{SimStack, MAX_OOO_RANGES};
 
-use crate::frames::{be16, be32, csum, ip_at, pseudo, ETH, ETH_ARP, ETH_IPV4, RST, SYN};
+use crate::frames::{be16, be32, csum, ip_at, pseudo, ACK, ETH, ETH_ARP, ETH_IPV4, RST, SYN};
 
 /// A TCP segment the stack sent, as the fuzzer learns live flows from it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,6 +133,35 @@ fn options(mut o: &[u8]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Per-flow facts about what the stack sent that must hold across segments.
+#[derive(Default)]
+pub struct FlowCheck {
+    /// The last acknowledgment number sent on each flow since its last SYN or RST.
+    acks: HashMap<(Ipv4Addr, u16, Ipv4Addr, u16), u32>,
+}
+
+impl FlowCheck {
+    /// The stack's acknowledgment number on a connection never moves backwards
+    /// (RCV.NXT only grows) between the segments that start and end it.
+    pub fn sent(&mut self, s: &SentSeg) -> Result<(), String> {
+        let key = (s.src, s.sport, s.dst, s.dport);
+        if s.flags & (SYN | RST) != 0 || s.flags & ACK == 0 {
+            match s.flags & (SYN | ACK) == SYN | ACK {
+                true => self.acks.insert(key, s.ack),
+                false => self.acks.remove(&key),
+            };
+            return Ok(());
+        }
+        if let Some(prev) = self.acks.insert(key, s.ack) {
+            if (s.ack.wrapping_sub(prev) as i32) < 0 {
+                return Err(format!("ACK went back from {prev} to {} on {key:?}", s.ack));
+            }
+        }
+        Ok(())
+    }
+
 }
 
 /// Bounds on the stack's state.

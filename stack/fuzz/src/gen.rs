@@ -95,24 +95,24 @@ fn val16(rng: &mut StdRng) -> u16 {
 pub fn tcp_options(rng: &mut StdRng, flow: Option<&Flow>) -> Vec<u8> {
     let mut o = Vec::new();
     for _ in 0..rng.random_range(0..6) {
-        match rng.random_range(0..10) {
-            0 => {
+        match rng.random_range(0..20) {
+            0 | 10 => {
                 o.extend_from_slice(&[2, 4]);
                 o.extend_from_slice(&val16(rng).to_be_bytes());
             }
-            1 => o.extend_from_slice(&[3, 3, rng.random_range(0..20)]),
-            2 => o.extend_from_slice(&[4, 2]),
-            3 => sack(rng, &mut o, flow),
-            4 => {
+            1 | 11 => o.extend_from_slice(&[3, 3, rng.random_range(0..20)]),
+            2 | 12 => o.extend_from_slice(&[4, 2]),
+            3 | 13 | 14 => sack(rng, &mut o, flow),
+            4 | 15 | 16 => {
                 o.extend_from_slice(&[8, 10]);
                 o.extend_from_slice(&rng.random::<[u8; 8]>());
             }
-            5 => o.push(1),
+            5 | 17 => o.push(1),
             6 => o.push(0),
             // A known kind with a wrong length, or an unknown kind.
             7 => o.extend_from_slice(&[rng.random_range(2..9), rng.random_range(0..4)]),
-            8 => {
-                let len = rng.random_range(0..12u8);
+            8 | 18 => {
+                let len = rng.random_range(2..12u8);
                 o.extend_from_slice(&[rng.random(), len]);
                 o.extend((0..len.saturating_sub(2)).map(|_| rng.random::<u8>()));
             }
@@ -209,7 +209,7 @@ pub fn tcp_new(rng: &mut StdRng) -> Vec<u8> {
         dport: [80, 81, 82, rng.random()][rng.random_range(0..4)],
         seq: rng.random(),
         ack: if rng.random_bool(0.5) { 0 } else { rng.random() },
-        flags: if rng.random_bool(0.7) { SYN } else { flags(rng) },
+        flags: if rng.random_bool(0.7) { SYN | [0, 0, 0xc0][rng.random_range(0..3)] } else { flags(rng) },
         win: val16(rng),
         urg: 0,
         options: tcp_options(rng, None),

@@ -1,4 +1,5 @@
-//! `xstack-fuzz [--frames N] [--seed S] [--jobs J] [--out DIR] [--replay FILE]`: see the
+//! `xstack-fuzz [--frames N] [--seed S] [--jobs J] [--out DIR] [--stats] [--replay FILE]`:
+//! see the
 //! library's documentation. Exits non-zero on a failure, after printing its seed and
 //! the trace written.
 
@@ -7,14 +8,21 @@ use std::process::ExitCode;
 
 use xstack_fuzz::runner::{self, Options};
 
-fn parse() -> Result<(Options, Option<PathBuf>), String> {
+struct Args {
+    opts: Options,
+    replay: Option<PathBuf>,
+    stats: bool,
+}
+
+fn parse() -> Result<Args, String> {
     let mut o = Options {
         frames: 100_000,
         seed: 1,
         jobs: 1,
-        out_dir: PathBuf::from("target/fuzz"),
+        out_dir: PathBuf::from("target/fuzz/traces"),
     };
     let mut replay = None;
+    let mut stats = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().ok_or(format!("{a} needs a value"));
@@ -25,14 +33,23 @@ fn parse() -> Result<(Options, Option<PathBuf>), String> {
             "--jobs" => o.jobs = num(val()?)? as usize,
             "--out" => o.out_dir = PathBuf::from(val()?),
             "--replay" => replay = Some(PathBuf::from(val()?)),
+            "--stats" => stats = true,
             _ => return Err(format!("unknown argument {a}")),
         }
     }
-    Ok((o, replay))
+    Ok(Args {
+        opts: o,
+        replay,
+        stats,
+    })
 }
 
 fn main() -> ExitCode {
-    let (opts, replay) = match parse() {
+    let Args {
+        opts,
+        replay,
+        stats,
+    } = match parse() {
         Ok(v) => v,
         Err(e) => {
             eprintln!("xstack-fuzz: {e}");
@@ -61,6 +78,11 @@ fn main() -> ExitCode {
         r.frames as f64 / r.secs.max(1e-9),
         opts.jobs
     );
+    if stats {
+        for (name, v) in r.counters.iter().filter(|(_, v)| *v > 0) {
+            println!("  {name:32} {v}");
+        }
+    }
     for f in &r.failures {
         println!("fuzz: FAILED seed {}: {}", f.seed, f.message);
         println!(

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::case;
-use crate::target::{Event, SharedTrace, Target, Trace};
+use crate::target::{Event, Setup, SharedTrace, Target, Trace};
 
 /// Frames per case: a case is one seed, a fresh pair of stacks.
 pub const CASE_FRAMES: u64 = 2000;
@@ -39,6 +39,9 @@ pub struct Report {
     pub cases: u64,
     pub secs: f64,
     pub failures: Vec<Failure>,
+    /// The fuzzed stacks' counters, summed over the cases that passed: which paths the
+    /// frames reached.
+    pub counters: Vec<(&'static str, u64)>,
 }
 
 thread_local! {
@@ -65,7 +68,7 @@ fn take_panic() -> String {
 }
 
 /// Runs one case, a panic turned into an error; the events stay in `log`.
-pub fn run_case(seed: u64, frames: u64, log: &SharedTrace) -> Result<u64, String> {
+pub fn run_case(seed: u64, frames: u64, log: &SharedTrace) -> Result<Vec<(&'static str, u64)>, String> {
     let l = log.clone();
     panic::catch_unwind(AssertUnwindSafe(|| case::run(seed, frames, l))).unwrap_or_else(|_| Err(take_panic()))
 }
@@ -94,10 +97,14 @@ pub fn run(opts: &Options) -> Report {
                     let mut r = report.lock().unwrap_or_else(|e| e.into_inner());
                     r.cases += 1;
                     r.frames += log.borrow().events.iter().filter(|e| matches!(e, Event::Rx(_))).count() as u64;
-                    if let Err(message) = result {
-                        stop.store(true, Ordering::Relaxed);
+                    match result {
+                        Ok(c) if r.counters.is_empty() => r.counters = c,
+                        Ok(c) => r.counters.iter_mut().zip(c).for_each(|(t, (_, v))| t.1 += v),
+                        Err(message) => {
+                            stop.store(true, Ordering::Relaxed);
                         let trace = write_trace(&opts.out_dir, seed, per_case, &message, &log.borrow());
-                        r.failures.push(Failure { seed, message, trace });
+                            r.failures.push(Failure { seed, message, trace });
+                        }
                     }
                 }
             });
@@ -111,11 +118,11 @@ pub fn run(opts: &Options) -> Report {
 /// Writes a case's events as a trace file; returns its path.
 fn write_trace(dir: &Path, seed: u64, frames: u64, msg: &str, log: &Trace) -> PathBuf {
     let path = dir.join(format!("seed-{seed}.trace"));
-    let workers = log.workers;
     let mut text = format!(
         "# xstack-fuzz trace: seed {seed}, {frames} frames (reproduce: --seed {seed} --frames {frames})\n\
-         # failure: {}\nworkers {workers}\n",
-        msg.replace('\n', " ")
+         # failure: {}\n{}\n",
+        msg.replace('\n', " "),
+        log.setup.line()
     );
     for e in &log.events {
         text.push_str(&e.line());
@@ -132,18 +139,18 @@ fn write_trace(dir: &Path, seed: u64, frames: u64, msg: &str, log: &Trace) -> Pa
 /// does; returns the number of events, or the failure.
 pub fn replay(path: &Path) -> Result<usize, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut workers = 1;
+    let mut setup = Setup::default();
     let mut events = Vec::new();
     for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
-        match line.strip_prefix("workers ") {
-            Some(w) => workers = w.trim().parse().map_err(|e| format!("workers: {e}"))?,
+        match line.strip_prefix("setup ") {
+            Some(w) => setup = Setup::parse(w)?,
             None => events.push(Event::parse(line)?),
         }
     }
     quiet_panics();
     let n = events.len();
     let run = move || -> Result<usize, String> {
-        let mut t = Target::new(workers, Instant::now(), SharedTrace::default());
+        let mut t = Target::new(setup, Instant::now(), SharedTrace::default());
         for (i, e) in events.into_iter().enumerate() {
             t.apply(e).map_err(|m| format!("event {} of {n}: {m}", i + 1))?;
         }

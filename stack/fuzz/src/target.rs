@@ -11,7 +11,7 @@ use smoltcp::wire::EthernetAddress;
 use xstack::sim::{SimStack, SimStackConfig};
 use xstack::{TcpListener, TcpStream};
 
-use crate::check::{self, Bounds, SentSeg};
+use crate::check::{self, Bounds, FlowCheck, SentSeg};
 use crate::frames::{TARGET_IP, TARGET_MAC};
 
 /// One thing that happens to the fuzzed stack.
@@ -75,11 +75,84 @@ impl Event {
     }
 }
 
+/// How the fuzzed stack is built: drawn per case, the first line of a trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Setup {
+    /// Workers (receive queues).
+    pub workers: usize,
+    pub ecn: bool,
+    pub timestamps: bool,
+    pub sack: bool,
+    pub window_scaling: bool,
+    pub lro: bool,
+    /// The device finishes TCP checksums.
+    pub csum_offload: bool,
+    pub sndbuf: usize,
+    pub rcvbuf: usize,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            workers: 1,
+            ecn: false,
+            timestamps: true,
+            sack: true,
+            window_scaling: true,
+            lro: false,
+            csum_offload: false,
+            sndbuf: 256 * 1024,
+            rcvbuf: 256 * 1024,
+        }
+    }
+}
+
+impl Setup {
+    /// The setup as one trace line.
+    pub fn line(&self) -> String {
+        let b = |x: bool| x as u8;
+        format!(
+            "setup {} {} {} {} {} {} {} {} {}",
+            self.workers,
+            b(self.ecn),
+            b(self.timestamps),
+            b(self.sack),
+            b(self.window_scaling),
+            b(self.lro),
+            b(self.csum_offload),
+            self.sndbuf,
+            self.rcvbuf
+        )
+    }
+
+    /// Parses the words after `setup`.
+    pub fn parse(words: &str) -> Result<Setup, String> {
+        let n: Vec<usize> = words
+            .split_whitespace()
+            .map(|w| w.parse().map_err(|e| format!("setup: {e}")))
+            .collect::<Result<_, _>>()?;
+        let [workers, ecn, ts, sack, ws, lro, csum, sndbuf, rcvbuf] = n[..] else {
+            return Err("setup: nine numbers".into());
+        };
+        Ok(Setup {
+            workers,
+            ecn: ecn != 0,
+            timestamps: ts != 0,
+            sack: sack != 0,
+            window_scaling: ws != 0,
+            lro: lro != 0,
+            csum_offload: csum != 0,
+            sndbuf,
+            rcvbuf,
+        })
+    }
+}
+
 /// A case's events and the stack they apply to: what a trace file holds.
 #[derive(Clone, Debug, Default)]
 pub struct Trace {
-    /// Workers (receive queues) of the fuzzed stack.
-    pub workers: usize,
+    /// How the fuzzed stack was built.
+    pub setup: Setup,
     /// Every event applied, in order.
     pub events: Vec<Event>,
 }
@@ -114,21 +187,30 @@ pub struct Target {
     bounds: Bounds,
     /// Frames received.
     pub frames: u64,
+    flows: FlowCheck,
 }
 
 /// The fuzzed stack's MTU.
 pub const MTU: usize = 1500;
 
 impl Target {
-    /// A stack with `workers` workers at 198.18.0.1/24, recording into `log` (emptied).
-    pub fn new(workers: usize, start: Instant, log: SharedTrace) -> Target {
+    /// A stack built as `setup` says at 198.18.0.1/24, recording into `log` (emptied).
+    pub fn new(setup: Setup, start: Instant, log: SharedTrace) -> Target {
         *log.borrow_mut() = Trace {
-            workers,
+            setup,
             events: Vec::new(),
         };
         let mut c = SimStackConfig::new(EthernetAddress(TARGET_MAC), TARGET_IP, start);
-        c.workers = workers;
+        c.workers = setup.workers;
         c.mtu = MTU;
+        c.lro = setup.lro;
+        c.tx_csum_offload = setup.csum_offload;
+        c.tcp.ecn = setup.ecn;
+        c.tcp.timestamps = setup.timestamps;
+        c.tcp.sack = setup.sack;
+        c.tcp.window_scaling = setup.window_scaling;
+        c.tcp.sndbuf = setup.sndbuf;
+        c.tcp.rcvbuf = setup.rcvbuf;
         Target {
             stack: SimStack::new(c),
             start,
@@ -140,6 +222,7 @@ impl Target {
                 arp: 256,
             },
             frames: 0,
+            flows: FlowCheck::default(),
         }
     }
 
@@ -183,6 +266,7 @@ impl Target {
         let mut out = Vec::new();
         for f in self.stack.take_sent() {
             let seg = check::sent_frame(&f, TARGET_MAC, TARGET_IP, MTU)
+                .and_then(|seg| seg.as_ref().map_or(Ok(()), |s| self.flows.sent(s)).map(|_| seg))
                 .map_err(|e| format!("sent frame {}: {e}", hex(&f)))?;
             out.push((f, seg));
         }
