@@ -82,8 +82,11 @@ pub struct World {
     rng: StdRng,
     start: Instant,
     to_peer: Vec<Vec<u8>>,
-    /// Probability that a frame relayed from the peer is mutated.
-    relay_mutation: f64,
+    /// Frames for the peer held until the clock next moves (a link with delay, so
+    /// data stays in flight while fuzzed ACKs and SACKs arrive).
+    held: Vec<Vec<u8>>,
+    /// Setup is done: the link holds, drops and mutates frames.
+    fuzzing: bool,
 }
 
 type Res<T = ()> = Result<T, String>;
@@ -108,7 +111,8 @@ impl World {
             rng,
             start,
             to_peer: Vec::new(),
-            relay_mutation: 0.0,
+            held: Vec::new(),
+            fuzzing: false,
         }
     }
 
@@ -127,7 +131,11 @@ impl World {
     fn pump(&mut self) -> Res {
         for _ in 0..64 {
             for f in std::mem::take(&mut self.to_peer) {
-                self.peer.inject_any(f);
+                match self.fuzzing.then(|| self.rng.random_range(0..10)) {
+                    Some(0) => {}
+                    Some(1..=4) => self.held.push(f),
+                    _ => self.peer.inject_any(f),
+                }
             }
             self.peer.run_now();
             let sent = self.peer.take_sent();
@@ -139,7 +147,7 @@ impl World {
                 if self.rules.iter().any(|r| r.drops(&f, true)) {
                     continue;
                 }
-                if self.relay_mutation > 0.0 && self.rng.random_bool(self.relay_mutation) {
+                if self.fuzzing && self.rng.random_bool(0.1) {
                     gen::mutate(&mut self.rng, &mut f);
                 }
                 self.know.learn_received(&f);
@@ -154,6 +162,9 @@ impl World {
         let ns = self.target.elapsed() + dt.as_nanos() as u64;
         self.ev(Event::At(ns))?;
         self.peer.advance_to(self.start + Duration::from_nanos(ns));
+        for f in std::mem::take(&mut self.held) {
+            self.peer.inject_any(f);
+        }
         self.pump()
     }
 
@@ -285,7 +296,7 @@ impl World {
             90..=94 => self.peer_app(),
             _ => self.target_app()?,
         }
-        self.relay_mutation = 0.1;
+        self.fuzzing = true;
         self.pump()
     }
 
