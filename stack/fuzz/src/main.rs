@@ -57,7 +57,8 @@ fn main() -> ExitCode {
         }
     };
     if let Some(path) = replay {
-        return match runner::replay(&path) {
+        let result = runner::read_trace(&path).and_then(|t| runner::replay(&t).map(|_| t.events.len()));
+        return match result {
             Ok(n) => {
                 println!("fuzz: replayed {n} events from {}: no failure", path.display());
                 ExitCode::SUCCESS

@@ -135,26 +135,58 @@ fn write_trace(dir: &Path, seed: u64, frames: u64, msg: &str, log: &Trace) -> Pa
     path
 }
 
-/// Replays a trace file's events on a fresh stack, checking after each as the fuzzer
-/// does; returns the number of events, or the failure.
-pub fn replay(path: &Path) -> Result<usize, String> {
+/// Parses a trace file.
+pub fn read_trace(path: &Path) -> Result<Trace, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut setup = Setup::default();
-    let mut events = Vec::new();
+    let mut t = Trace::default();
     for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
         match line.strip_prefix("setup ") {
-            Some(w) => setup = Setup::parse(w)?,
-            None => events.push(Event::parse(line)?),
+            Some(w) => t.setup = Setup::parse(w)?,
+            None => t.events.push(Event::parse(line)?),
         }
     }
+    Ok(t)
+}
+
+/// Applies a trace's events to a fresh stack, checking after each as the fuzzer does;
+/// returns the stack's counters at the end, or the failure (a panic included).
+pub fn replay(trace: &Trace) -> Result<Vec<(&'static str, u64)>, String> {
     quiet_panics();
-    let n = events.len();
-    let run = move || -> Result<usize, String> {
-        let mut t = Target::new(setup, Instant::now(), SharedTrace::default());
-        for (i, e) in events.into_iter().enumerate() {
-            t.apply(e).map_err(|m| format!("event {} of {n}: {m}", i + 1))?;
+    let n = trace.events.len();
+    let run = || -> Result<Vec<(&'static str, u64)>, String> {
+        let mut t = Target::new(trace.setup, Instant::now(), SharedTrace::default());
+        for (i, e) in trace.events.iter().enumerate() {
+            t.apply(e.clone()).map_err(|m| format!("event {} of {n}: {m}", i + 1))?;
         }
-        Ok(n)
+        Ok(t.stack.counters())
     };
     panic::catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|_| Err(take_panic()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A case's trace, written and read back, replays to the same end state: the
+    // recorded events are all that reaches the stack, and the stack is deterministic.
+    #[test]
+    fn a_trace_replays_to_the_same_state() {
+        let log = SharedTrace::default();
+        let counters = run_case(42, 600, &log).expect("case");
+        let dir = std::env::temp_dir().join(format!("xstack-fuzz-test-{}", std::process::id()));
+        let path = write_trace(&dir, 42, 600, "none", &log.borrow());
+        let back = read_trace(&path).expect("read");
+        assert_eq!(back.setup, log.borrow().setup);
+        assert_eq!(back.events, log.borrow().events);
+        assert_eq!(replay(&back).expect("replay"), counters);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_panic_is_reported_with_its_place() {
+        quiet_panics();
+        let r = panic::catch_unwind(|| panic!("boom")).map_err(|_| take_panic());
+        let e = r.expect_err("panicked");
+        assert!(e.contains("boom") && e.contains("runner.rs"), "{e}");
+    }
 }
