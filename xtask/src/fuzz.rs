@@ -35,7 +35,15 @@ pub fn run(args: FuzzArgs) -> Result<()> {
     let root = workspace_root();
     let mut cmd = Command::new(cargo());
     cmd.current_dir(&root)
-        .args(["run", "--quiet", "-p", "xstack-fuzz", "--profile", "fuzz", "--"])
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "xstack-fuzz",
+            "--profile",
+            "fuzz",
+            "--",
+        ])
         .args(["--frames", &args.frames.to_string()])
         .args(["--seed", &args.seed.to_string()])
         .args(["--jobs", &args.jobs.to_string()])

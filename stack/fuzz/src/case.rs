@@ -37,11 +37,17 @@ struct Rule {
 
 impl Rule {
     fn drops(&self, f: &[u8], to_target: bool) -> bool {
-        if to_target != self.to_target || f.len() < ETH + 34 || be16(f, 12) != ETH_IPV4 || f[ETH + 9] != 6 {
+        if to_target != self.to_target
+            || f.len() < ETH + 34
+            || be16(f, 12) != ETH_IPV4
+            || f[ETH + 9] != 6
+        {
             return false;
         }
         let l4 = ETH + (f[ETH] & 0x0f) as usize * 4;
-        let Some(tcp) = f.get(l4..l4 + 14) else { return false };
+        let Some(tcp) = f.get(l4..l4 + 14) else {
+            return false;
+        };
         let (src, dst) = (be16(tcp, 0), be16(tcp, 2));
         let (ours, theirs) = if to_target { (dst, src) } else { (src, dst) };
         if ours != self.port || self.peer_port.is_some_and(|p| p != theirs) {
@@ -143,7 +149,8 @@ impl World {
                 return Ok(());
             }
             for mut f in sent {
-                check::sent_frame(&f, PEER_MAC, PEER_IP, MTU).map_err(|e| format!("peer sent: {e}"))?;
+                check::sent_frame(&f, PEER_MAC, PEER_IP, MTU)
+                    .map_err(|e| format!("peer sent: {e}"))?;
                 if self.rules.iter().any(|r| r.drops(&f, true)) {
                     continue;
                 }
@@ -194,7 +201,12 @@ impl World {
         let (s, _) = l.accept().map_err(|e| format!("peer accept: {e}"))?;
         let _ = s.set_nonblocking(true);
         self.peer_streams.push(s);
-        let port = self.target.stream_addrs(i).ok_or("target connect failed")?.0.port();
+        let port = self
+            .target
+            .stream_addrs(i)
+            .ok_or("target connect failed")?
+            .0
+            .port();
         Ok((i, self.peer_streams.len() - 1, port))
     }
 
@@ -224,10 +236,20 @@ impl World {
         // ESTABLISHED, active.
         self.connection()?;
         // SYN-SENT: the SYN never reaches the peer.
-        self.rules.push(Rule { to_target: false, port: 0, peer_port: Some(7), pass: Pass::Nothing });
+        self.rules.push(Rule {
+            to_target: false,
+            port: 0,
+            peer_port: Some(7),
+            pass: Pass::Nothing,
+        });
         self.block_syn_sent()?;
         // SYN-RCVD: only the peer's SYN gets through.
-        self.rules.push(Rule { to_target: true, port: 81, peer_port: None, pass: Pass::Syn });
+        self.rules.push(Rule {
+            to_target: true,
+            port: 81,
+            peer_port: None,
+            pass: Pass::Syn,
+        });
         self.peer_connect(81)?;
         self.closing_states()
     }
@@ -243,7 +265,12 @@ impl World {
     }
 
     fn closing_states(&mut self) -> Res {
-        let block = |port, pass| Rule { to_target: true, port, peer_port: Some(80), pass };
+        let block = |port, pass| Rule {
+            to_target: true,
+            port,
+            peer_port: Some(80),
+            pass,
+        };
         // FIN-WAIT-1: our FIN is never acknowledged.
         let (s, _, port) = self.connection()?;
         self.rules.push(block(port, Pass::Nothing));
@@ -309,7 +336,10 @@ impl World {
             4 => Event::Shutdown(i),
             5 => Event::Close(i),
             6 => Event::Accept(self.rng.random_range(0..2)),
-            _ if n < 64 => Event::Connect(SocketAddrV4::new(PEER_IP, [80, 7][self.rng.random_range(0..2)])),
+            _ if n < 64 => Event::Connect(SocketAddrV4::new(
+                PEER_IP,
+                [80, 7][self.rng.random_range(0..2)],
+            )),
             _ => Event::Read(i),
         };
         self.ev(ev)

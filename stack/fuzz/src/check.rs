@@ -24,7 +24,12 @@ pub struct SentSeg {
 }
 
 /// Checks one frame the stack at `(mac, ip)` sent; returns its TCP segment if it is one.
-pub fn sent_frame(f: &[u8], mac: [u8; 6], ip: Ipv4Addr, mtu: usize) -> Result<Option<SentSeg>, String> {
+pub fn sent_frame(
+    f: &[u8],
+    mac: [u8; 6],
+    ip: Ipv4Addr,
+    mtu: usize,
+) -> Result<Option<SentSeg>, String> {
     if f.len() < ETH || f.len() > ETH + mtu {
         return Err(format!("frame of {} bytes (MTU {mtu})", f.len()));
     }
@@ -59,7 +64,10 @@ fn ipv4(p: &[u8], ours: Ipv4Addr) -> Result<Option<SentSeg>, String> {
     let hl = (p[0] & 0x0f) as usize * 4;
     let total = be16(p, 2) as usize;
     if hl < 20 || total < hl || total > p.len() {
-        return Err(format!("IPv4 lengths: header {hl}, total {total}, frame {}", p.len()));
+        return Err(format!(
+            "IPv4 lengths: header {hl}, total {total}, frame {}",
+            p.len()
+        ));
     }
     if csum(0, &p[..hl]) != 0 {
         return Err("IPv4 header checksum".into());
@@ -161,7 +169,6 @@ impl FlowCheck {
         }
         Ok(())
     }
-
 }
 
 /// Bounds on the stack's state.

@@ -247,13 +247,22 @@ mod tests {
         let ip = &f[ETH..];
         assert_eq!(csum(0, &ip[..20]), 0);
         let l4 = &ip[20..];
-        assert_eq!(csum(pseudo(ip_at(ip, 12), ip_at(ip, 16), 6, l4.len()), l4), 0);
+        assert_eq!(
+            csum(pseudo(ip_at(ip, 12), ip_at(ip, 16), 6, l4.len()), l4),
+            0
+        );
         let mut broken = f.clone();
         broken[ETH + 24] ^= 1;
         broken[ETH + 20 + 4] ^= 1;
         fix_checksums(&mut broken);
         let ip = &broken[ETH..];
         assert_eq!(csum(0, &ip[..20]), 0);
-        assert_eq!(csum(pseudo(ip_at(ip, 12), ip_at(ip, 16), 6, ip.len() - 20), &ip[20..]), 0);
+        assert_eq!(
+            csum(
+                pseudo(ip_at(ip, 12), ip_at(ip, 16), 6, ip.len() - 20),
+                &ip[20..]
+            ),
+            0
+        );
     }
 }

@@ -59,7 +59,11 @@ impl Knowledge {
             rcv_nxt: s.ack,
             win: s.win,
         };
-        if let Some(f) = self.flows.iter_mut().find(|f| f.local == local && f.remote == remote) {
+        if let Some(f) = self
+            .flows
+            .iter_mut()
+            .find(|f| f.local == local && f.remote == remote)
+        {
             *f = flow;
         } else {
             push_bounded(&mut self.flows, flow);
@@ -78,7 +82,10 @@ pub fn near(rng: &mut StdRng, base: u32, win: u32) -> u32 {
         0..=3 => base,
         4..=5 => base.wrapping_add(rng.random_range(0..3)).wrapping_sub(1),
         6 => base.wrapping_add(rng.random_range(0..win.max(1))),
-        7 => base.wrapping_add(win).wrapping_add(rng.random_range(0..3)).wrapping_sub(1),
+        7 => base
+            .wrapping_add(win)
+            .wrapping_add(rng.random_range(0..3))
+            .wrapping_sub(1),
         8 => base.wrapping_add(0x8000_0000u32.wrapping_add(rng.random_range(0..3))),
         _ => rng.random(),
     }
@@ -125,13 +132,19 @@ pub fn tcp_options(rng: &mut StdRng, flow: Option<&Flow>) -> Vec<u8> {
 
 fn sack(rng: &mut StdRng, o: &mut Vec<u8>, flow: Option<&Flow>) {
     let n = rng.random_range(1..5u8);
-    let len = if rng.random_bool(0.8) { 2 + 8 * n } else { rng.random_range(2..40) };
+    let len = if rng.random_bool(0.8) {
+        2 + 8 * n
+    } else {
+        rng.random_range(2..40)
+    };
     o.extend_from_slice(&[5, len]);
     let base = flow.map_or(rng.random(), |f| f.snd_nxt);
     for _ in 0..n {
         let back = rng.random_range(0..20_000);
         let left = near(rng, base.wrapping_sub(back), 3000);
-        let right = left.wrapping_add(rng.random_range(0..4000)).wrapping_sub(100);
+        let right = left
+            .wrapping_add(rng.random_range(0..4000))
+            .wrapping_sub(100);
         o.extend_from_slice(&left.to_be_bytes());
         o.extend_from_slice(&right.to_be_bytes());
     }
@@ -174,14 +187,35 @@ pub fn tcp_on_flow(rng: &mut StdRng, f: &Flow) -> Vec<u8> {
         seq: near(rng, f.rcv_nxt, f.win as u32),
         ack: near(rng, f.snd_nxt, 65535),
         flags: flags(rng),
-        win: if rng.random_bool(0.7) { 65535 } else { val16(rng) },
-        urg: if rng.random_bool(0.05) { rng.random() } else { 0 },
-        options: if rng.random_bool(0.5) { tcp_options(rng, Some(f)) } else { Vec::new() },
+        win: if rng.random_bool(0.7) {
+            65535
+        } else {
+            val16(rng)
+        },
+        urg: if rng.random_bool(0.05) {
+            rng.random()
+        } else {
+            0
+        },
+        options: if rng.random_bool(0.5) {
+            tcp_options(rng, Some(f))
+        } else {
+            Vec::new()
+        },
     };
     let seg = tcp(*f.remote.ip(), *f.local.ip(), &h, &payload(rng));
     let mut ip = IpHdr::new(*f.remote.ip(), *f.local.ip(), 6);
-    ip.tos = if rng.random_bool(0.1) { rng.random() } else { 0 };
-    ether(TARGET_MAC, src_mac(rng, *f.remote.ip()), ETH_IPV4, &ipv4(&ip, &[], &seg))
+    ip.tos = if rng.random_bool(0.1) {
+        rng.random()
+    } else {
+        0
+    };
+    ether(
+        TARGET_MAC,
+        src_mac(rng, *f.remote.ip()),
+        ETH_IPV4,
+        &ipv4(&ip, &[], &seg),
+    )
 }
 
 /// A random host on the target's subnet (or the peer).
@@ -208,15 +242,32 @@ pub fn tcp_new(rng: &mut StdRng) -> Vec<u8> {
         sport: rng.random_range(1024..1100),
         dport: [80, 81, 82, rng.random()][rng.random_range(0..4)],
         seq: rng.random(),
-        ack: if rng.random_bool(0.5) { 0 } else { rng.random() },
-        flags: if rng.random_bool(0.7) { SYN | [0, 0, 0xc0][rng.random_range(0..3)] } else { flags(rng) },
+        ack: if rng.random_bool(0.5) {
+            0
+        } else {
+            rng.random()
+        },
+        flags: if rng.random_bool(0.7) {
+            SYN | [0, 0, 0xc0][rng.random_range(0..3)]
+        } else {
+            flags(rng)
+        },
         win: val16(rng),
         urg: 0,
         options: tcp_options(rng, None),
     };
-    let data = if rng.random_bool(0.3) { payload(rng) } else { Vec::new() };
+    let data = if rng.random_bool(0.3) {
+        payload(rng)
+    } else {
+        Vec::new()
+    };
     let seg = tcp(src, TARGET_IP, &h, &data);
-    ether(TARGET_MAC, src_mac(rng, src), ETH_IPV4, &ipv4(&IpHdr::new(src, TARGET_IP, 6), &[], &seg))
+    ether(
+        TARGET_MAC,
+        src_mac(rng, src),
+        ETH_IPV4,
+        &ipv4(&IpHdr::new(src, TARGET_IP, 6), &[], &seg),
+    )
 }
 
 /// An ARP request or reply, sometimes for or from an address it should not be.
@@ -228,7 +279,11 @@ pub fn arp_frame(rng: &mut StdRng) -> Vec<u8> {
         3 => Ipv4Addr::new(10, 1, 2, 3),
         _ => some_host(rng),
     };
-    let tpa = if rng.random_bool(0.8) { TARGET_IP } else { some_host(rng) };
+    let tpa = if rng.random_bool(0.8) {
+        TARGET_IP
+    } else {
+        some_host(rng)
+    };
     let op = [1, 2, 1, 2, 3, rng.random()][rng.random_range(0..6)];
     let sha = src_mac(rng, spa);
     let mut p = arp(op, sha, spa, [0; 6], tpa);
@@ -236,7 +291,11 @@ pub fn arp_frame(rng: &mut StdRng) -> Vec<u8> {
         let i = rng.random_range(0..6);
         p[i] = rng.random();
     }
-    let dst = if rng.random_bool(0.5) { [0xff; 6] } else { TARGET_MAC };
+    let dst = if rng.random_bool(0.5) {
+        [0xff; 6]
+    } else {
+        TARGET_MAC
+    };
     ether(dst, sha, ETH_ARP, &p)
 }
 
@@ -251,15 +310,23 @@ pub fn icmp_frame(rng: &mut StdRng, k: &Knowledge) -> Vec<u8> {
         let mut q = f[ETH..].to_vec();
         q.truncate([28, 28, 48, 8, rng.random_range(0..q.len())][rng.random_range(0..5)]);
         if q.len() >= 28 && rng.random_bool(0.5) {
-            let seq = be32(&q, 24).wrapping_add(rng.random_range(0..3)).wrapping_sub(1);
+            let seq = be32(&q, 24)
+                .wrapping_add(rng.random_range(0..3))
+                .wrapping_sub(1);
             q[24..28].copy_from_slice(&seq.to_be_bytes());
         }
         q
     };
     let (ty, code, rest, body): (u8, u8, [u8; 4], Vec<u8>) = match rng.random_range(0..8) {
-        0 | 1 => (8, 0, rng.random(), vec![rng.random(); rng.random_range(0..1500)]),
+        0 | 1 => (
+            8,
+            0,
+            rng.random(),
+            vec![rng.random(); rng.random_range(0..1500)],
+        ),
         2 | 3 => {
-            let mtu = [0, 68, 296, 576, 1280, 1400, 1500, 9000, rng.random()][rng.random_range(0..9)];
+            let mtu =
+                [0, 68, 296, 576, 1280, 1400, 1500, 9000, rng.random()][rng.random_range(0..9)];
             let mut r = [0; 4];
             r[2..].copy_from_slice(&u16::to_be_bytes(mtu));
             (3, 4, r, quoted)
@@ -269,7 +336,11 @@ pub fn icmp_frame(rng: &mut StdRng, k: &Knowledge) -> Vec<u8> {
         6 => (rng.random_range(0..20), rng.random(), rng.random(), quoted),
         _ => (0, 0, rng.random(), vec![0; rng.random_range(0..64)]),
     };
-    let src = if rng.random_bool(0.5) { router } else { some_host(rng) };
+    let src = if rng.random_bool(0.5) {
+        router
+    } else {
+        some_host(rng)
+    };
     let m = icmp(ty, code, rest, &body);
     ip_frame(&IpHdr::new(src, TARGET_IP, 1), &[], &m)
 }
@@ -316,7 +387,11 @@ pub fn mutate(rng: &mut StdRng, f: &mut Vec<u8>) {
 
 fn mutate_once(rng: &mut StdRng, f: &mut Vec<u8>) {
     let ip = f.len() >= ETH + 20 && be16(f, 12) == ETH_IPV4;
-    let l4 = if ip { ETH + ((f[ETH] & 0x0f) as usize * 4).max(20) } else { f.len() };
+    let l4 = if ip {
+        ETH + ((f[ETH] & 0x0f) as usize * 4).max(20)
+    } else {
+        f.len()
+    };
     let set = |f: &mut Vec<u8>, at: usize, v: u8| {
         if let Some(b) = f.get_mut(at) {
             *b = v;
@@ -335,19 +410,25 @@ fn mutate_once(rng: &mut StdRng, f: &mut Vec<u8>) {
             let tag = [tpid.to_be_bytes(), rng.random::<u16>().to_be_bytes()].concat();
             f.splice(12..12, tag);
         }
-        4 => set(f, ETH, rng.random()),                     // version / IHL
-        5 => {                                              // total length
+        4 => set(f, ETH, rng.random()), // version / IHL
+        5 => {
+            // total length
             let v = val16(rng).to_be_bytes();
             set(f, ETH + 2, v[0]);
             set(f, ETH + 3, v[1]);
         }
         6 => set(f, ETH + 9, [1, 6, 17, rng.random()][rng.random_range(0..4)]),
-        7 => set(f, ETH + 8, rng.random_range(0..3)),        // TTL
-        8 => set(f, l4 + 12, rng.random()),                  // TCP data offset
-        9 => set(f, l4 + 13, rng.random()),                  // TCP flags
-        10 => {                                             // an address
+        7 => set(f, ETH + 8, rng.random_range(0..3)), // TTL
+        8 => set(f, l4 + 12, rng.random()),           // TCP data offset
+        9 => set(f, l4 + 13, rng.random()),           // TCP flags
+        10 => {
+            // an address
             let at = ETH + [12, 16][rng.random_range(0..2)] + rng.random_range(0..4);
-            set(f, at, [0, 255, 224, 127, rng.random()][rng.random_range(0..5)]);
+            set(
+                f,
+                at,
+                [0, 255, 224, 127, rng.random()][rng.random_range(0..5)],
+            );
         }
         _ if !f.is_empty() => {
             let i = rng.random_range(0..f.len());

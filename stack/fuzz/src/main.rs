@@ -57,10 +57,14 @@ fn main() -> ExitCode {
         }
     };
     if let Some(path) = replay {
-        let result = runner::read_trace(&path).and_then(|t| runner::replay(&t).map(|_| t.events.len()));
+        let result =
+            runner::read_trace(&path).and_then(|t| runner::replay(&t).map(|_| t.events.len()));
         return match result {
             Ok(n) => {
-                println!("fuzz: replayed {n} events from {}: no failure", path.display());
+                println!(
+                    "fuzz: replayed {n} events from {}: no failure",
+                    path.display()
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -64,13 +64,20 @@ pub fn quiet_panics() {
 }
 
 fn take_panic() -> String {
-    PANIC.with(|p| p.borrow_mut().take()).unwrap_or_else(|| "panic".into())
+    PANIC
+        .with(|p| p.borrow_mut().take())
+        .unwrap_or_else(|| "panic".into())
 }
 
 /// Runs one case, a panic turned into an error; the events stay in `log`.
-pub fn run_case(seed: u64, frames: u64, log: &SharedTrace) -> Result<Vec<(&'static str, u64)>, String> {
+pub fn run_case(
+    seed: u64,
+    frames: u64,
+    log: &SharedTrace,
+) -> Result<Vec<(&'static str, u64)>, String> {
     let l = log.clone();
-    panic::catch_unwind(AssertUnwindSafe(|| case::run(seed, frames, l))).unwrap_or_else(|_| Err(take_panic()))
+    panic::catch_unwind(AssertUnwindSafe(|| case::run(seed, frames, l)))
+        .unwrap_or_else(|_| Err(take_panic()))
 }
 
 /// Runs `opts.frames` frames in cases of [`CASE_FRAMES`] (seeds `seed`, `seed + 1`, ...)
@@ -96,14 +103,28 @@ pub fn run(opts: &Options) -> Report {
                     let result = run_case(seed, per_case, &log);
                     let mut r = report.lock().unwrap_or_else(|e| e.into_inner());
                     r.cases += 1;
-                    r.frames += log.borrow().events.iter().filter(|e| matches!(e, Event::Rx(_))).count() as u64;
+                    r.frames += log
+                        .borrow()
+                        .events
+                        .iter()
+                        .filter(|e| matches!(e, Event::Rx(_)))
+                        .count() as u64;
                     match result {
                         Ok(c) if r.counters.is_empty() => r.counters = c,
-                        Ok(c) => r.counters.iter_mut().zip(c).for_each(|(t, (_, v))| t.1 += v),
+                        Ok(c) => r
+                            .counters
+                            .iter_mut()
+                            .zip(c)
+                            .for_each(|(t, (_, v))| t.1 += v),
                         Err(message) => {
                             stop.store(true, Ordering::Relaxed);
-                        let trace = write_trace(&opts.out_dir, seed, per_case, &message, &log.borrow());
-                            r.failures.push(Failure { seed, message, trace });
+                            let trace =
+                                write_trace(&opts.out_dir, seed, per_case, &message, &log.borrow());
+                            r.failures.push(Failure {
+                                seed,
+                                message,
+                                trace,
+                            });
                         }
                     }
                 }
@@ -139,7 +160,10 @@ fn write_trace(dir: &Path, seed: u64, frames: u64, msg: &str, log: &Trace) -> Pa
 pub fn read_trace(path: &Path) -> Result<Trace, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut t = Trace::default();
-    for line in text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()) {
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
         match line.strip_prefix("setup ") {
             Some(w) => t.setup = Setup::parse(w)?,
             None => t.events.push(Event::parse(line)?),
@@ -156,7 +180,8 @@ pub fn replay(trace: &Trace) -> Result<Vec<(&'static str, u64)>, String> {
     let run = || -> Result<Vec<(&'static str, u64)>, String> {
         let mut t = Target::new(trace.setup, Instant::now(), SharedTrace::default());
         for (i, e) in trace.events.iter().enumerate() {
-            t.apply(e.clone()).map_err(|m| format!("event {} of {n}: {m}", i + 1))?;
+            t.apply(e.clone())
+                .map_err(|m| format!("event {} of {n}: {m}", i + 1))?;
         }
         Ok(t.stack.counters())
     };

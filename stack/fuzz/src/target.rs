@@ -58,7 +58,9 @@ impl Event {
         let mut w = line.split_whitespace();
         let (verb, a, b) = (w.next().unwrap_or(""), w.next(), w.next());
         let num = |s: Option<&str>| -> Result<usize, String> {
-            s.ok_or("missing number")?.parse().map_err(|e| format!("{e}"))
+            s.ok_or("missing number")?
+                .parse()
+                .map_err(|e| format!("{e}"))
         };
         Ok(match verb {
             "rx" => Event::Rx(unhex(a.unwrap_or(""))?),
@@ -190,6 +192,9 @@ pub struct Target {
     flows: FlowCheck,
 }
 
+/// A frame the stack sent, with its TCP segment if it is one.
+pub type Sent = (Vec<u8>, Option<SentSeg>);
+
 /// The fuzzed stack's MTU.
 pub const MTU: usize = 1500;
 
@@ -247,7 +252,7 @@ impl Target {
 
     /// Applies `ev`, runs the stack, checks what it sent and its state; returns the TCP
     /// segments and frames it sent.
-    pub fn apply(&mut self, ev: Event) -> Result<Vec<(Vec<u8>, Option<SentSeg>)>, String> {
+    pub fn apply(&mut self, ev: Event) -> Result<Vec<Sent>, String> {
         self.log.borrow_mut().events.push(ev.clone());
         match ev {
             Event::Rx(f) => {
@@ -266,7 +271,11 @@ impl Target {
         let mut out = Vec::new();
         for f in self.stack.take_sent() {
             let seg = check::sent_frame(&f, TARGET_MAC, TARGET_IP, MTU)
-                .and_then(|seg| seg.as_ref().map_or(Ok(()), |s| self.flows.sent(s)).map(|_| seg))
+                .and_then(|seg| {
+                    seg.as_ref()
+                        .map_or(Ok(()), |s| self.flows.sent(s))
+                        .map(|_| seg)
+                })
                 .map_err(|e| format!("sent frame {}: {e}", hex(&f)))?;
             out.push((f, seg));
         }
@@ -292,7 +301,11 @@ impl Target {
                 self.add_stream(s);
             }
             Event::Accept(i) => {
-                let s = self.listeners.get(i).and_then(|l| l.accept().ok()).map(|(s, _)| s);
+                let s = self
+                    .listeners
+                    .get(i)
+                    .and_then(|l| l.accept().ok())
+                    .map(|(s, _)| s);
                 if let Some(s) = &s {
                     let _ = s.set_nonblocking(true);
                 }
