@@ -371,6 +371,10 @@ impl World {
     }
 }
 
+/// How long a case's end waits for every connection to go once the application has
+/// let go: retransmissions give up, FIN-WAIT-2 and TIME-WAIT expire, well within it.
+pub const DRAIN_SECS: u64 = 3600;
+
 /// Runs a case: setup, then steps until `frames` frames reached the fuzzed stack.
 /// Returns the fuzzed stack's counters at the end, or the first failed check.
 pub fn run(seed: u64, frames: u64, log: SharedTrace) -> Res<Vec<(&'static str, u64)>> {
@@ -379,6 +383,7 @@ pub fn run(seed: u64, frames: u64, log: SharedTrace) -> Res<Vec<(&'static str, u
     while w.target.frames < frames {
         w.step()?;
     }
+    w.target.apply(Event::Drain(DRAIN_SECS))?;
     Ok(w.target.stack.counters())
 }
 

@@ -35,6 +35,10 @@ pub enum Event {
     Shutdown(usize),
     /// The application drops stream `i`.
     Close(usize),
+    /// The application drops every stream and listener, and the clock runs from
+    /// deadline to deadline for up to this many seconds: every connection must be gone
+    /// by then.
+    Drain(u64),
 }
 
 impl Event {
@@ -50,6 +54,7 @@ impl Event {
             Event::Read(i) => format!("read {i}"),
             Event::Shutdown(i) => format!("shutdown {i}"),
             Event::Close(i) => format!("close {i}"),
+            Event::Drain(s) => format!("drain {s}"),
         }
     }
 
@@ -72,6 +77,7 @@ impl Event {
             "read" => Event::Read(num(a)?),
             "shutdown" => Event::Shutdown(num(a)?),
             "close" => Event::Close(num(a)?),
+            "drain" => Event::Drain(num(a)? as u64),
             _ => return Err(format!("unknown event {line:?}")),
         })
     }
@@ -265,9 +271,13 @@ impl Target {
                     self.stack.advance_to(t);
                 }
             }
+            Event::Drain(secs) => return self.drain(secs),
             ev => self.app(ev),
         }
         self.stack.run_now();
+        if let Some(due) = self.stack.next_deadline().filter(|&d| d <= self.stack.now()) {
+            return Err(format!("a deadline {:?} before now is left after running", self.stack.now() - due));
+        }
         let mut out = Vec::new();
         for f in self.stack.take_sent() {
             let seg = check::sent_frame(&f, TARGET_MAC, TARGET_IP, MTU)
@@ -331,7 +341,29 @@ impl Target {
                     *s = None;
                 }
             }
-            Event::Rx(_) | Event::At(_) => {}
+            Event::Rx(_) | Event::At(_) | Event::Drain(_) => {}
+        }
+    }
+
+    /// [`Event::Drain`]: what it sends is checked, then dropped (no peer answers).
+    fn drain(&mut self, secs: u64) -> Result<Vec<Sent>, String> {
+        self.streams.clear();
+        self.listeners.clear();
+        let end = self.stack.now() + Duration::from_secs(secs);
+        self.stack.run_now();
+        while let Some(t) = self.stack.next_deadline().filter(|&t| t <= end) {
+            self.stack.advance_to(t.max(self.stack.now()));
+            for f in self.stack.take_sent() {
+                check::sent_frame(&f, TARGET_MAC, TARGET_IP, MTU)?;
+            }
+            check::state(&self.stack, &self.bounds)?;
+            if self.stack.connections().is_empty() {
+                return Ok(Vec::new());
+            }
+        }
+        match self.stack.connections() {
+            c if c.is_empty() => Ok(Vec::new()),
+            c => Err(format!("{} connection(s) left {secs} s after the application let go: {c:?}", c.len())),
         }
     }
 
