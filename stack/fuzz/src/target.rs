@@ -275,8 +275,15 @@ impl Target {
             ev => self.app(ev),
         }
         self.stack.run_now();
-        if let Some(due) = self.stack.next_deadline().filter(|&d| d <= self.stack.now()) {
-            return Err(format!("a deadline {:?} before now is left after running", self.stack.now() - due));
+        if let Some(due) = self
+            .stack
+            .next_deadline()
+            .filter(|&d| d <= self.stack.now())
+        {
+            return Err(format!(
+                "a deadline {:?} before now is left after running",
+                self.stack.now() - due
+            ));
         }
         let mut out = Vec::new();
         for f in self.stack.take_sent() {
@@ -363,7 +370,10 @@ impl Target {
         }
         match self.stack.connections() {
             c if c.is_empty() => Ok(Vec::new()),
-            c => Err(format!("{} connection(s) left {secs} s after the application let go: {c:?}", c.len())),
+            c => Err(format!(
+                "{} connection(s) left {secs} s after the application let go: {c:?}",
+                c.len()
+            )),
         }
     }
 

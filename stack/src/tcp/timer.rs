@@ -90,19 +90,18 @@ impl Timers {
     }
 }
 
+/// How long a closed connection probes a zero window without hearing from the peer
+/// (FreeBSD `TCPTV_PERSMAX`; also the longest probe interval, so a peer answering each
+/// probe keeps the connection).
+pub const PERSIST_MAX_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl super::tcb::Tcb {
     /// Runs the timers due at `now` (BSD `tcp_timer_*`).
     pub fn handle_timeout(&mut self, now: Instant) {
         for k in self.timers.expired(now) {
             let dropped = match k {
                 TimerKind::Rexmt => self.timer_rexmt(now),
-                TimerKind::Persist => {
-                    self.force_one = true;
-                    self.persist_shift = self.persist_shift.saturating_add(1);
-                    let t = self.persist_interval();
-                    self.timers.set(TimerKind::Persist, now + t);
-                    false
-                }
+                TimerKind::Persist => self.timer_persist(now),
                 TimerKind::Delack => {
                     self.ack_now = true;
                     false
@@ -190,6 +189,24 @@ impl super::tcb::Tcb {
         self.rtt_timing = None;
         self.rexmit_one = false;
         self.timers.set(TimerKind::Rexmt, now + self.rto());
+        false
+    }
+
+    /// The persist timer (FreeBSD `tcp_timer_persist`): one more zero-window probe, or
+    /// drop a connection the application has closed once the peer has sent nothing for
+    /// longer than [`PERSIST_MAX_IDLE`] (true): "If the user has closed the socket then drop a
+    /// persisting connection after a much reduced timeout." A receiver that keeps its
+    /// window shut and goes silent would otherwise hold a closed connection forever.
+    fn timer_persist(&mut self, now: Instant) -> bool {
+        if self.fin_queued() && now.saturating_duration_since(self.last_rx) > PERSIST_MAX_IDLE {
+            self.send_rst = true;
+            self.drop_with(TcpError::TimedOut);
+            return true;
+        }
+        self.force_one = true;
+        self.persist_shift = self.persist_shift.saturating_add(1);
+        let t = self.persist_interval();
+        self.timers.set(TimerKind::Persist, now + t);
         false
     }
 

@@ -625,7 +625,7 @@ impl Tcb {
     }
 }
 
-#[cfg(feature = "sim")]
+#[cfg(any(test, feature = "sim"))]
 impl Tcb {
     /// The send and receive buffers, for the simulator's memory accounting.
     pub(crate) fn buffers(&self) -> (&SendBuffer, &RecvBuffer) {

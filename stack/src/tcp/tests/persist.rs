@@ -156,3 +156,46 @@ fn probe_into_our_closed_window_is_answered_and_its_ack_taken() {
     send!(c, peer_ack(RCVBUF as u32, 100).bytes(RCVBUF, 1));
     assert_eq!(c.tcb.readable(), 1);
 }
+
+// FreeBSD tcp_timer_persist: "If the user has closed the socket then drop a persisting
+// connection after a much reduced timeout" (TCPTV_PERSMAX: 60 s without a segment from
+// the peer). Found by the fuzzer: an orphan in LAST-ACK, its peer's window shut and the
+// peer gone, probed forever and never left the table.
+#[test]
+fn a_closed_connection_stops_probing_a_silent_peer() {
+    let mut c = closed_window();
+    let t0 = c.now;
+    c.tcb.close(c.now);
+    recv_nothing!(c);
+    let mut rst = false;
+    for _ in 0..20 {
+        if c.state() == State::Closed {
+            break;
+        }
+        c.fire();
+        rst |= c.output().iter().any(|s| s.flags.contains(F::RST));
+    }
+    assert_eq!(c.state(), State::Closed);
+    assert!(rst, "the peer is told with a RST");
+    let idle = c.now - t0;
+    assert!(
+        idle >= Duration::from_secs(60) && idle < Duration::from_secs(120),
+        "{idle:?}"
+    );
+}
+
+// RFC 1122 §4.2.2.17 still holds once closed: a peer that answers the probes keeps the
+// connection (its silence, not the closed window, ends it).
+#[test]
+fn a_closed_connection_keeps_probing_a_peer_that_answers() {
+    let mut c = closed_window();
+    let t0 = c.now;
+    c.tcb.close(c.now);
+    for _ in 0..16 {
+        c.fire();
+        recv!(c, our_ack(0, 0, W).bytes(0, 1));
+        send!(c, peer_ack(0, 0).win(0));
+    }
+    assert_eq!(c.state(), State::FinWait1);
+    assert!(c.now - t0 > Duration::from_secs(300));
+}
