@@ -148,6 +148,7 @@ impl World {
             if sent.is_empty() {
                 return Ok(());
             }
+            let mut batch = Vec::new();
             for mut f in sent {
                 check::sent_frame(&f, PEER_MAC, PEER_IP, MTU)
                     .map_err(|e| format!("peer sent: {e}"))?;
@@ -158,7 +159,15 @@ impl World {
                     gen::mutate(&mut self.rng, &mut f);
                 }
                 self.know.learn_received(&f);
-                self.ev(Event::Rx(f))?;
+                batch.push(f);
+            }
+            // What the peer sent at once arrives as one batch, or frame by frame.
+            if self.rng.random_bool(0.5) {
+                self.ev(Event::Rx(batch))?;
+            } else {
+                for f in batch {
+                    self.ev(Event::Rx(vec![f]))?;
+                }
             }
         }
         Ok(())
@@ -308,9 +317,13 @@ impl World {
     /// One fuzz step.
     pub fn step(&mut self) -> Res {
         match self.rng.random_range(0..100) {
-            0..=79 => {
+            0..=74 => {
                 let f = gen::frame(&mut self.rng, &self.know);
-                self.ev(Event::Rx(f))?;
+                self.ev(Event::Rx(vec![f]))?;
+            }
+            75..=79 => {
+                let fs = gen::train(&mut self.rng, &self.know);
+                self.ev(Event::Rx(fs))?;
             }
             80..=89 => {
                 let dt = match self.rng.random_range(0..20) {

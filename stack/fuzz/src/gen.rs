@@ -214,8 +214,87 @@ pub fn tcp_on_flow(rng: &mut StdRng, f: &Flow) -> Vec<u8> {
         TARGET_MAC,
         src_mac(rng, *f.remote.ip()),
         ETH_IPV4,
-        &ipv4(&ip, &[], &seg),
+        &ipv4(&ip, &ip_options(rng), &seg),
     )
+}
+
+/// IPv4 options, now and then: router alert, record route, timestamps, NOPs, garbage.
+fn ip_options(rng: &mut StdRng) -> Vec<u8> {
+    match rng.random_range(0..20) {
+        0 => vec![0x94, 4, 0, 0],
+        1 => vec![7, 11, 4, 0, 0, 0, 0, 0, 0, 0, 0],
+        2 => vec![0x44, 12, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        3 => vec![1, 1, 1, 0],
+        4 => (0..rng.random_range(1..40)).map(|_| rng.random()).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// A timestamps option (RFC 7323) with a random echo: RTT samples from nonsense.
+fn ts_option(rng: &mut StdRng, tsval: u32) -> Vec<u8> {
+    let mut o = vec![1, 1, 8, 10];
+    o.extend_from_slice(&tsval.to_be_bytes());
+    o.extend_from_slice(&rng.random::<u32>().to_be_bytes());
+    o
+}
+
+/// A train of in-order segments on one live flow, arriving together (what LRO merges),
+/// padded as short Ethernet frames are, one of them sometimes mutated.
+pub fn train(rng: &mut StdRng, k: &Knowledge) -> Vec<Vec<u8>> {
+    if k.flows.is_empty() {
+        return vec![garbage(rng)];
+    }
+    let f = k.flows[rng.random_range(0..k.flows.len())];
+    let n = rng.random_range(2..9);
+    let mut seq = near(rng, f.rcv_nxt, f.win as u32);
+    let ack = near(rng, f.snd_nxt, 65535);
+    let tsval: u32 = rng.random();
+    let with_ts = rng.random_bool(0.5);
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let len = [0, 1, 100, 536, 1448, rng.random_range(0..1460)][rng.random_range(0..6)];
+        let last = i == n - 1;
+        let flags = match rng.random_range(0..10) {
+            0 if last => ACK | FIN,
+            1 | 2 if last => ACK | PSH,
+            3 => ACK | PSH,
+            _ => ACK,
+        };
+        let tsv = tsval.wrapping_add(i as u32 / 2);
+        let h = TcpHdr {
+            sport: f.remote.port(),
+            dport: f.local.port(),
+            seq,
+            ack,
+            flags,
+            win: 65535,
+            urg: 0,
+            options: if with_ts {
+                ts_option(rng, tsv)
+            } else {
+                Vec::new()
+            },
+        };
+        let seg = tcp(*f.remote.ip(), *f.local.ip(), &h, &vec![0x61; len]);
+        let ip = IpHdr::new(*f.remote.ip(), *f.local.ip(), 6);
+        let mut frame = ether(TARGET_MAC, PEER_MAC, ETH_IPV4, &ipv4(&ip, &[], &seg));
+        pad(&mut frame);
+        out.push(frame);
+        seq = seq.wrapping_add(len as u32);
+    }
+    if rng.random_bool(0.3) {
+        let i = rng.random_range(0..n);
+        mutate(rng, &mut out[i]);
+    }
+    out
+}
+
+/// Pads a frame to Ethernet's 60-byte minimum, as a NIC does (the IPv4 total length,
+/// not the frame's, says where the packet ends).
+pub fn pad(f: &mut Vec<u8>) {
+    if f.len() < 60 {
+        f.resize(60, 0);
+    }
 }
 
 /// A random host on the target's subnet (or the peer).
@@ -452,6 +531,9 @@ pub fn frame(rng: &mut StdRng, k: &Knowledge) -> Vec<u8> {
     };
     if rng.random_bool(0.3) {
         mutate(rng, &mut f);
+    }
+    if rng.random_bool(0.5) {
+        pad(&mut f);
     }
     f
 }

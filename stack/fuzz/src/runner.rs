@@ -107,8 +107,11 @@ pub fn run(opts: &Options) -> Report {
                         .borrow()
                         .events
                         .iter()
-                        .filter(|e| matches!(e, Event::Rx(_)))
-                        .count() as u64;
+                        .map(|e| match e {
+                            Event::Rx(fs) => fs.len() as u64,
+                            _ => 0,
+                        })
+                        .sum::<u64>();
                     match result {
                         Ok(c) if r.counters.is_empty() => r.counters = c,
                         Ok(c) => r

@@ -17,8 +17,9 @@ use crate::frames::{TARGET_IP, TARGET_MAC};
 /// One thing that happens to the fuzzed stack.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// A frame arrives (on the queue `inject_any` picks).
-    Rx(Vec<u8>),
+    /// Frames arrive together (each on the queue `inject_any` picks), as one receive
+    /// batch: LRO sees them at once.
+    Rx(Vec<Vec<u8>>),
     /// The clock moves to this many nanoseconds after the start.
     At(u64),
     /// The application listens on a port with a backlog.
@@ -45,7 +46,10 @@ impl Event {
     /// The event as one line of a trace file.
     pub fn line(&self) -> String {
         match self {
-            Event::Rx(f) => format!("rx {}", hex(f)),
+            Event::Rx(fs) => {
+                let hexes: Vec<String> = fs.iter().map(|f| hex(f)).collect();
+                format!("rx {}", hexes.join(" "))
+            }
             Event::At(ns) => format!("at {ns}"),
             Event::Listen(p, b) => format!("listen {p} {b}"),
             Event::Connect(a) => format!("connect {a}"),
@@ -68,7 +72,12 @@ impl Event {
                 .map_err(|e| format!("{e}"))
         };
         Ok(match verb {
-            "rx" => Event::Rx(unhex(a.unwrap_or(""))?),
+            "rx" => Event::Rx(
+                line.split_whitespace()
+                    .skip(1)
+                    .map(unhex)
+                    .collect::<Result<_, _>>()?,
+            ),
             "at" => Event::At(num(a)? as u64),
             "listen" => Event::Listen(num(a)? as u16, num(b)?),
             "connect" => Event::Connect(a.ok_or("address")?.parse().map_err(|e| format!("{e}"))?),
@@ -261,9 +270,11 @@ impl Target {
     pub fn apply(&mut self, ev: Event) -> Result<Vec<Sent>, String> {
         self.log.borrow_mut().events.push(ev.clone());
         match ev {
-            Event::Rx(f) => {
-                self.frames += 1;
-                self.stack.inject_any(f);
+            Event::Rx(fs) => {
+                self.frames += fs.len() as u64;
+                for f in fs {
+                    self.stack.inject_any(f);
+                }
             }
             Event::At(ns) => {
                 let t = self.start + Duration::from_nanos(ns);
