@@ -321,8 +321,12 @@ impl World {
                 let f = gen::frame(&mut self.rng, &self.know);
                 self.ev(Event::Rx(vec![f]))?;
             }
-            75..=79 => {
+            75..=78 => {
                 let fs = gen::train(&mut self.rng, &self.know);
+                self.ev(Event::Rx(fs))?;
+            }
+            79 => {
+                let fs = gen::arp_flood(&mut self.rng);
                 self.ev(Event::Rx(fs))?;
             }
             80..=89 => {

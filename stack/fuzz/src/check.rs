@@ -38,9 +38,21 @@ pub fn sent_frame(
     }
     match be16(f, 12) {
         ETH_ARP => arp(&f[ETH..], mac, ip).map(|_| None),
+        ETH_IPV4 if f[0] & 1 != 0 => Err("IPv4 to a broadcast or multicast MAC".into()),
         ETH_IPV4 => ipv4(&f[ETH..], ip),
         t => Err(format!("EtherType {t:#06x}")),
     }
+}
+
+/// An address no packet of ours may go to: ours, unspecified, loopback, multicast,
+/// limited or our subnet's (198.18.0.0/24) directed broadcast.
+fn bad_destination(dst: Ipv4Addr, ours: Ipv4Addr) -> bool {
+    dst == ours
+        || dst.is_unspecified()
+        || dst.is_loopback()
+        || dst.is_multicast()
+        || dst.is_broadcast()
+        || dst.octets()[..3] == ours.octets()[..3] && matches!(dst.octets()[3], 0 | 255)
 }
 
 fn arp(p: &[u8], mac: [u8; 6], ip: Ipv4Addr) -> Result<(), String> {
@@ -53,6 +65,16 @@ fn arp(p: &[u8], mac: [u8; 6], ip: Ipv4Addr) -> Result<(), String> {
     }
     if p[8..14] != mac || ip_at(p, 14) != ip.octets() {
         return Err("ARP sender is not us".into());
+    }
+    let tpa = Ipv4Addr::from(ip_at(p, 24));
+    if op == 1 && (tpa != ip && bad_destination(tpa, ip)) {
+        return Err(format!("ARP request for {tpa}"));
+    }
+    // A reply to a probe (RFC 5227) goes to the unspecified address.
+    if op == 2 && (p[18] & 1 != 0 || !tpa.is_unspecified() && bad_destination(tpa, ip)) {
+        return Err(format!(
+            "ARP reply to {tpa} at a group MAC or a bad address"
+        ));
     }
     Ok(())
 }
@@ -78,6 +100,9 @@ fn ipv4(p: &[u8], ours: Ipv4Addr) -> Result<Option<SentSeg>, String> {
     if p[8] == 0 || be16(p, 6) & 0x3fff != 0 {
         return Err("TTL 0 or a fragment".into());
     }
+    if bad_destination(ip_at(p, 16).into(), ours) {
+        return Err(format!("IPv4 to {:?}", ip_at(p, 16)));
+    }
     let l4 = &p[hl..total];
     match p[9] {
         6 => tcp(l4, ip_at(p, 12), ip_at(p, 16)).map(Some),
@@ -102,6 +127,12 @@ fn tcp(s: &[u8], src: [u8; 4], dst: [u8; 4]) -> Result<SentSeg, String> {
     let flags = s[13];
     if flags & SYN != 0 && flags & RST != 0 {
         return Err("SYN and RST together".into());
+    }
+    if flags & (SYN | RST) != 0 && s.len() > off {
+        return Err("data on a SYN or a RST".into());
+    }
+    if be16(s, 0) == 0 || be16(s, 2) == 0 {
+        return Err("TCP port 0".into());
     }
     let len = (s.len() - off) as u32 + (flags & SYN != 0) as u32 + (flags & 1 != 0) as u32;
     Ok(SentSeg {

@@ -378,6 +378,36 @@ pub fn arp_frame(rng: &mut StdRng) -> Vec<u8> {
     ether(dst, sha, ETH_ARP, &p)
 }
 
+/// A burst of ARP requests for us from senders anywhere (on our subnet or not): the ARP
+/// cache must stay bounded.
+pub fn arp_flood(rng: &mut StdRng) -> Vec<Vec<u8>> {
+    (0..rng.random_range(16..96))
+        .map(|_| {
+            let spa = if rng.random_bool(0.5) {
+                Ipv4Addr::from(rng.random::<u32>())
+            } else {
+                Ipv4Addr::new(198, 18, 0, rng.random())
+            };
+            let sha = [
+                0x02,
+                0x33,
+                rng.random(),
+                rng.random(),
+                rng.random(),
+                rng.random(),
+            ];
+            let mut f = ether(
+                [0xff; 6],
+                sha,
+                ETH_ARP,
+                &arp(1, sha, spa, [0; 6], TARGET_IP),
+            );
+            pad(&mut f);
+            f
+        })
+        .collect()
+}
+
 /// ICMP: echo requests, errors quoting one of our frames (a live flow's segment, the
 /// sequence number nudged), or any type.
 pub fn icmp_frame(rng: &mut StdRng, k: &Knowledge) -> Vec<u8> {

@@ -239,7 +239,8 @@ impl Target {
             log,
             bounds: Bounds {
                 connections: 0,
-                arp: 256,
+                // The neighbours a /24 can hold besides us.
+                arp: 253,
             },
             frames: 0,
             flows: FlowCheck::default(),
