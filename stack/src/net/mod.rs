@@ -42,6 +42,12 @@ impl Ipv4Cidr {
         (u32::from(ip) & self.netmask()) == (u32::from(self.addr) & self.netmask())
     }
 
+    /// The subnet's network address (host part all zeros: the obsolete broadcast form
+    /// RFC 1122 §3.3.6 asks hosts to recognize).
+    pub fn network(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) & self.netmask())
+    }
+
     /// The subnet's directed broadcast address.
     pub fn broadcast(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.addr) | !self.netmask())
@@ -146,6 +152,20 @@ impl Interface {
     /// True when `ip` is one of the stack's addresses.
     pub fn owns(&self, ip: Ipv4Addr) -> bool {
         self.addrs.iter().any(|c| c.addr == ip)
+    }
+
+    /// True when `ip` can be a neighbour's address: the gateway, or a unicast address on
+    /// one of our subnets, not ours and not the subnet's network or broadcast address
+    /// (the only addresses the ARP cache needs, which bounds it by the subnets' sizes).
+    pub fn is_neighbour(&self, ip: Ipv4Addr) -> bool {
+        if self.owns(ip) {
+            return false;
+        }
+        self.gateway == Some(ip)
+            || self.addrs.iter().any(|c| {
+                let ends = c.prefix_len < 31 && (ip == c.network() || ip == c.broadcast());
+                c.prefix_len > 0 && c.contains(ip) && !ends
+            })
     }
 
     /// The source address to use towards `dst`: the owned address on dst's subnet, else
