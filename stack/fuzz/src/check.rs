@@ -200,6 +200,12 @@ impl FlowCheck {
         }
         Ok(())
     }
+
+    /// Forgets the flows `live` says have no connection any more (a new incarnation
+    /// whose SYN,ACK never left, held for an unresolved address, starts afresh).
+    pub fn retain(&mut self, live: impl Fn(Ipv4Addr, u16, Ipv4Addr, u16) -> bool) {
+        self.acks.retain(|k, _| live(k.0, k.1, k.2, k.3));
+    }
 }
 
 /// Bounds on the stack's state.

@@ -1,4 +1,4 @@
-//! `xstack-fuzz [--frames N] [--seed S] [--jobs J] [--out DIR] [--stats] [--replay FILE]`:
+//! `xstack-fuzz [--frames N] [--seed S] [--jobs J] [--out DIR] [--stats] [--replay FILE [--verbose]]`:
 //! see the
 //! library's documentation. Exits non-zero on a failure, after printing its seed and
 //! the trace written.
@@ -12,6 +12,7 @@ struct Args {
     opts: Options,
     replay: Option<PathBuf>,
     stats: bool,
+    verbose: bool,
 }
 
 fn parse() -> Result<Args, String> {
@@ -23,6 +24,7 @@ fn parse() -> Result<Args, String> {
     };
     let mut replay = None;
     let mut stats = false;
+    let mut verbose = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().ok_or(format!("{a} needs a value"));
@@ -34,6 +36,7 @@ fn parse() -> Result<Args, String> {
             "--out" => o.out_dir = PathBuf::from(val()?),
             "--replay" => replay = Some(PathBuf::from(val()?)),
             "--stats" => stats = true,
+            "--verbose" => verbose = true,
             _ => return Err(format!("unknown argument {a}")),
         }
     }
@@ -41,6 +44,7 @@ fn parse() -> Result<Args, String> {
         opts: o,
         replay,
         stats,
+        verbose,
     })
 }
 
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
         opts,
         replay,
         stats,
+        verbose,
     } = match parse() {
         Ok(v) => v,
         Err(e) => {
@@ -57,8 +62,8 @@ fn main() -> ExitCode {
         }
     };
     if let Some(path) = replay {
-        let result =
-            runner::read_trace(&path).and_then(|t| runner::replay(&t).map(|_| t.events.len()));
+        let result = runner::read_trace(&path)
+            .and_then(|t| runner::replay(&t, verbose).map(|_| t.events.len()));
         return match result {
             Ok(n) => {
                 println!(

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::case;
-use crate::target::{Event, Setup, SharedTrace, Target, Trace};
+use crate::target::{Event, Sent, Setup, SharedTrace, Target, Trace};
 
 /// Frames per case: a case is one seed, a fresh pair of stacks.
 pub const CASE_FRAMES: u64 = 2000;
@@ -177,18 +177,35 @@ pub fn read_trace(path: &Path) -> Result<Trace, String> {
 
 /// Applies a trace's events to a fresh stack, checking after each as the fuzzer does;
 /// returns the stack's counters at the end, or the failure (a panic included).
-pub fn replay(trace: &Trace) -> Result<Vec<(&'static str, u64)>, String> {
+pub fn replay(trace: &Trace, verbose: bool) -> Result<Vec<(&'static str, u64)>, String> {
     quiet_panics();
     let n = trace.events.len();
     let run = || -> Result<Vec<(&'static str, u64)>, String> {
         let mut t = Target::new(trace.setup, Instant::now(), SharedTrace::default());
         for (i, e) in trace.events.iter().enumerate() {
-            t.apply(e.clone())
+            let sent = t
+                .apply(e.clone())
                 .map_err(|m| format!("event {} of {n}: {m}", i + 1))?;
+            if verbose {
+                print_step(i + 1, e, &sent);
+            }
         }
         Ok(t.stack.counters())
     };
     panic::catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|_| Err(take_panic()))
+}
+
+/// One replayed event and the TCP segments the stack sent for it (`--verbose`).
+fn print_step(i: usize, e: &Event, sent: &[Sent]) {
+    let mut line = e.line();
+    line.truncate(100);
+    println!("{i:6} {line}");
+    for s in sent.iter().filter_map(|(_, s)| s.as_ref()) {
+        println!(
+            "         sent {}:{} > {}:{} flags {:#04x} seq {} ack {} win {} len {}",
+            s.src, s.sport, s.dst, s.dport, s.flags, s.seq, s.ack, s.win, s.len
+        );
+    }
 }
 
 #[cfg(test)]
@@ -206,7 +223,7 @@ mod tests {
         let back = read_trace(&path).expect("read");
         assert_eq!(back.setup, log.borrow().setup);
         assert_eq!(back.events, log.borrow().events);
-        assert_eq!(replay(&back).expect("replay"), counters);
+        assert_eq!(replay(&back, false).expect("replay"), counters);
         let _ = std::fs::remove_dir_all(dir);
     }
 

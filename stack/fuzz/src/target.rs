@@ -205,6 +205,8 @@ pub struct Target {
     /// Frames received.
     pub frames: u64,
     flows: FlowCheck,
+    /// Connections closed so far (when it moves, `flows` drops the dead ones).
+    closed: u64,
 }
 
 /// A frame the stack sent, with its TCP segment if it is one.
@@ -244,6 +246,7 @@ impl Target {
             },
             frames: 0,
             flows: FlowCheck::default(),
+            closed: 0,
         }
     }
 
@@ -297,6 +300,7 @@ impl Target {
                 self.stack.now() - due
             ));
         }
+        self.forget_closed();
         let mut out = Vec::new();
         for f in self.stack.take_sent() {
             let seg = check::sent_frame(&f, TARGET_MAC, TARGET_IP, MTU)
@@ -387,6 +391,19 @@ impl Target {
                 c.len()
             )),
         }
+    }
+
+    fn forget_closed(&mut self) {
+        let closed = self.stack.counter("tcp.conns_closed");
+        if closed == self.closed {
+            return;
+        }
+        self.closed = closed;
+        let conns = self.stack.connections();
+        self.flows.retain(|la, lp, ra, rp| {
+            let (l, r) = (SocketAddrV4::new(la, lp), SocketAddrV4::new(ra, rp));
+            conns.iter().any(|c| c.0 == l && c.1 == r)
+        });
     }
 
     fn stream(&self, i: usize) -> Option<&TcpStream> {
