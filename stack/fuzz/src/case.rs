@@ -347,7 +347,16 @@ impl World {
     fn target_app(&mut self) -> Res {
         let n = self.target.streams().max(1);
         let i = self.rng.random_range(0..n + 1);
-        let ev = match self.rng.random_range(0..8) {
+        let ev = match self.rng.random_range(0..10) {
+            8 | 9 => {
+                let kind = self.rng.random_range(0..5u8);
+                let value = match kind {
+                    0 | 1 => [0, 1, 100, 1460, 4096, 65536, 1 << 20][self.rng.random_range(0..7)],
+                    4 => [0, 1, 100, 5000][self.rng.random_range(0..4)],
+                    _ => self.rng.random_range(0..4),
+                };
+                Event::Opt(i, kind, value)
+            }
             0 | 1 => Event::Write(i, self.rng.random_range(1..100_000)),
             2 | 3 => Event::Read(i),
             4 => Event::Shutdown(i),

@@ -183,6 +183,12 @@ pub fn replay(trace: &Trace, verbose: bool) -> Result<Vec<(&'static str, u64)>, 
     let run = || -> Result<Vec<(&'static str, u64)>, String> {
         let mut t = Target::new(trace.setup, Instant::now(), SharedTrace::default());
         for (i, e) in trace.events.iter().enumerate() {
+            if verbose && i + 1 == n {
+                eprintln!("TEMP {:?}", t.stack.connections());
+                if let Some((l, r)) = t.stream_addrs(17) {
+                    eprintln!("TEMP s17 {l} {r}");
+                }
+            }
             let sent = t
                 .apply(e.clone())
                 .map_err(|m| format!("event {} of {n}: {m}", i + 1))?;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use smoltcp::wire::EthernetAddress;
 use xstack::sim::{SimStack, SimStackConfig};
-use xstack::{TcpListener, TcpStream};
+use xstack::{Keepalive, TcpListener, TcpStream};
 
 use crate::check::{self, Bounds, FlowCheck, SentSeg};
 use crate::frames::{TARGET_IP, TARGET_MAC};
@@ -36,6 +36,8 @@ pub enum Event {
     Shutdown(usize),
     /// The application drops stream `i`.
     Close(usize),
+    /// The application sets an option on stream `i`: [`SockOpt`] `kind` with `value`.
+    Opt(usize, u8, u32),
     /// The application drops every stream and listener, and the clock runs from
     /// deadline to deadline for up to this many seconds: every connection must be gone
     /// by then.
@@ -58,6 +60,7 @@ impl Event {
             Event::Read(i) => format!("read {i}"),
             Event::Shutdown(i) => format!("shutdown {i}"),
             Event::Close(i) => format!("close {i}"),
+            Event::Opt(i, k, v) => format!("opt {i} {k} {v}"),
             Event::Drain(s) => format!("drain {s}"),
         }
     }
@@ -86,6 +89,7 @@ impl Event {
             "read" => Event::Read(num(a)?),
             "shutdown" => Event::Shutdown(num(a)?),
             "close" => Event::Close(num(a)?),
+            "opt" => Event::Opt(num(a)?, num(b)? as u8, num(w.next())? as u32),
             "drain" => Event::Drain(num(a)? as u64),
             _ => return Err(format!("unknown event {line:?}")),
         })
@@ -208,6 +212,26 @@ pub struct Target {
     /// Connections closed so far (when it moves, `flows` drops the dead ones).
     closed: u64,
 }
+
+/// The options [`Event::Opt`] sets, by kind: 0 send buffer size, 1 receive buffer size,
+/// 2 congestion control (`value` indexes [`CC_MODULES`]), 3 nodelay, 4 keepalive (off
+/// when `value` is 0, else probing after `value` ms idle).
+fn set_opt(s: &TcpStream, kind: u8, value: u32) {
+    let _ = match kind {
+        0 => s.set_send_buffer_size(value as usize),
+        1 => s.set_recv_buffer_size(value as usize),
+        2 => s.set_congestion(CC_MODULES[value as usize % CC_MODULES.len()]),
+        3 => s.set_nodelay(value != 0),
+        _ => s.set_keepalive((value != 0).then(|| Keepalive {
+            idle: Duration::from_millis(value as u64),
+            interval: Duration::from_millis(value as u64 / 2 + 1),
+            count: value % 5 + 1,
+        })),
+    };
+}
+
+/// The congestion-control modules [`Event::Opt`] switches between.
+pub const CC_MODULES: [&str; 4] = ["newreno", "cubic", "newreno-hs", "cubic-hs"];
 
 /// A frame the stack sent, with its TCP segment if it is one.
 pub type Sent = (Vec<u8>, Option<SentSeg>);
@@ -362,6 +386,11 @@ impl Target {
             Event::Close(i) => {
                 if let Some(s) = self.streams.get_mut(i) {
                     *s = None;
+                }
+            }
+            Event::Opt(i, kind, value) => {
+                if let Some(s) = self.stream(i) {
+                    set_opt(s, kind, value);
                 }
             }
             Event::Rx(_) | Event::At(_) | Event::Drain(_) => {}

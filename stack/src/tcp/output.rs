@@ -622,7 +622,9 @@ impl Tcb {
         };
         let win = self.rcv_window();
         let adv = win.saturating_sub(promised);
-        adv >= 2 * self.cfg.mss as u32 || (adv as usize) * 2 >= self.rcvbuf.capacity()
+        // An update that opens nothing is never due (with a zero capacity, "half the
+        // buffer" would be 0 and every poll would send one).
+        adv > 0 && (adv >= 2 * self.cfg.mss as u32 || (adv as usize) * 2 >= self.rcvbuf.capacity())
     }
 
     /// The window to advertise, bytes (unscaled): free receive space, rounded down to

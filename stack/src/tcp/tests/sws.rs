@@ -124,3 +124,17 @@ fn data_past_the_advertised_edge_does_not_open_the_window_wide() {
     assert_eq!(c.state(), State::Established);
     assert_eq!(c.tcb.stats().challenge_acks, 0);
 }
+
+// Found by the fuzzer: SO_RCVBUF set to 0 on an established connection with nothing
+// buffered made output loop forever: with a zero capacity, "half the buffer" is 0, so a
+// window update that opens nothing was due on every poll (a million ACKs at one instant).
+#[test]
+fn a_receive_buffer_shrunk_to_nothing_sends_no_endless_updates() {
+    for n in [0, 1, 100] {
+        let mut c = established();
+        c.tcb.set_buffer_sizes(None, Some(n));
+        let out = c.output();
+        assert!(out.len() <= 1, "rcvbuf {n}: {} segments", out.len());
+        assert!(c.output().is_empty(), "rcvbuf {n}: nothing more");
+    }
+}
