@@ -184,9 +184,12 @@ pub fn replay(trace: &Trace, verbose: bool) -> Result<Vec<(&'static str, u64)>, 
         let mut t = Target::new(trace.setup, Instant::now(), SharedTrace::default());
         for (i, e) in trace.events.iter().enumerate() {
             if verbose && i + 1 == n {
-                eprintln!("TEMP {:?}", t.stack.connections());
-                if let Some((l, r)) = t.stream_addrs(17) {
-                    eprintln!("TEMP s17 {l} {r}");
+                // A failing trace ends with the event that failed: the table before it.
+                for c in t.stack.connections() {
+                    println!(
+                        "         connection {} > {} {} orphaned {}",
+                        c.0, c.1, c.2, c.3
+                    );
                 }
             }
             let sent = t
