@@ -28,6 +28,9 @@ pub struct FuzzArgs {
     /// Print the fuzzed stacks' counters summed over the run (which paths were reached).
     #[arg(long)]
     pub stats: bool,
+    /// With --replay: print each event and the segments the stack sent for it.
+    #[arg(long, requires = "replay")]
+    pub verbose: bool,
 }
 
 /// Runs the fuzzer as `args` say; fails when it finds a failure.
@@ -55,6 +58,9 @@ pub fn run(args: FuzzArgs) -> Result<()> {
     if args.stats {
         cmd.arg("--stats");
     }
+    if args.verbose {
+        cmd.arg("--verbose");
+    }
     let status = cmd.status()?;
     if !status.success() {
         bail!("xstack-fuzz failed ({status})");
@@ -70,5 +76,6 @@ pub fn short() -> Result<()> {
         jobs: 2,
         replay: None,
         stats: false,
+        verbose: false,
     })
 }
