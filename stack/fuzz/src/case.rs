@@ -74,6 +74,7 @@ fn setup(rng: &mut StdRng) -> Setup {
         csum_offload: rng.random_bool(0.3),
         sndbuf: buf(rng),
         rcvbuf: buf(rng),
+        mss: [1460, 1460, 536, 88][rng.random_range(0..4)],
     }
 }
 
@@ -283,11 +284,11 @@ impl World {
         // FIN-WAIT-1: our FIN is never acknowledged.
         let (s, _, port) = self.connection()?;
         self.rules.push(block(port, Pass::Nothing));
-        self.ev(Event::Shutdown(s))?;
+        self.ev(Event::Shutdown(s, 0))?;
         self.settle()?;
         // FIN-WAIT-2: acknowledged, the peer keeps its side open.
         let (s, _, _) = self.connection()?;
-        self.ev(Event::Shutdown(s))?;
+        self.ev(Event::Shutdown(s, 0))?;
         self.settle()?;
         // CLOSE-WAIT: the peer closed.
         let (_, p, _) = self.connection()?;
@@ -298,17 +299,17 @@ impl World {
         self.peer_shutdown(p);
         self.settle()?;
         self.rules.push(block(port, Pass::Nothing));
-        self.ev(Event::Shutdown(s))?;
+        self.ev(Event::Shutdown(s, 0))?;
         self.settle()?;
         // CLOSING: both close at once; only the peer's FIN reaches us.
         let (s, p, port) = self.connection()?;
         self.rules.push(block(port, Pass::Fin));
-        self.ev(Event::Shutdown(s))?;
+        self.ev(Event::Shutdown(s, 0))?;
         self.peer_shutdown(p);
         self.pump()?;
         // TIME-WAIT: we closed first, then the peer.
         let (s, p, _) = self.connection()?;
-        self.ev(Event::Shutdown(s))?;
+        self.ev(Event::Shutdown(s, 0))?;
         self.settle()?;
         self.peer_shutdown(p);
         self.settle()
@@ -359,7 +360,7 @@ impl World {
             }
             0 | 1 => Event::Write(i, self.rng.random_range(1..100_000)),
             2 | 3 => Event::Read(i),
-            4 => Event::Shutdown(i),
+            4 => Event::Shutdown(i, self.rng.random_range(0..3)),
             5 => Event::Close(i),
             6 => Event::Accept(self.rng.random_range(0..2)),
             _ if n < 64 => Event::Connect(SocketAddrV4::new(

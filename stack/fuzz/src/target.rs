@@ -32,8 +32,9 @@ pub enum Event {
     Write(usize, usize),
     /// The application reads what is there on stream `i`.
     Read(usize),
-    /// The application shuts down stream `i`'s sending side.
-    Shutdown(usize),
+    /// The application shuts down stream `i`: its sending side (0), receiving side (1)
+    /// or both (2).
+    Shutdown(usize, u8),
     /// The application drops stream `i`.
     Close(usize),
     /// The application sets an option on stream `i`: [`SockOpt`] `kind` with `value`.
@@ -58,7 +59,7 @@ impl Event {
             Event::Accept(i) => format!("accept {i}"),
             Event::Write(i, n) => format!("write {i} {n}"),
             Event::Read(i) => format!("read {i}"),
-            Event::Shutdown(i) => format!("shutdown {i}"),
+            Event::Shutdown(i, how) => format!("shutdown {i} {how}"),
             Event::Close(i) => format!("close {i}"),
             Event::Opt(i, k, v) => format!("opt {i} {k} {v}"),
             Event::Drain(s) => format!("drain {s}"),
@@ -87,7 +88,7 @@ impl Event {
             "accept" => Event::Accept(num(a)?),
             "write" => Event::Write(num(a)?, num(b)?),
             "read" => Event::Read(num(a)?),
-            "shutdown" => Event::Shutdown(num(a)?),
+            "shutdown" => Event::Shutdown(num(a)?, num(b)? as u8),
             "close" => Event::Close(num(a)?),
             "opt" => Event::Opt(num(a)?, num(b)? as u8, num(w.next())? as u32),
             "drain" => Event::Drain(num(a)? as u64),
@@ -110,6 +111,8 @@ pub struct Setup {
     pub csum_offload: bool,
     pub sndbuf: usize,
     pub rcvbuf: usize,
+    /// The MSS the stack announces.
+    pub mss: u16,
 }
 
 impl Default for Setup {
@@ -124,6 +127,7 @@ impl Default for Setup {
             csum_offload: false,
             sndbuf: 256 * 1024,
             rcvbuf: 256 * 1024,
+            mss: 1460,
         }
     }
 }
@@ -133,7 +137,7 @@ impl Setup {
     pub fn line(&self) -> String {
         let b = |x: bool| x as u8;
         format!(
-            "setup {} {} {} {} {} {} {} {} {}",
+            "setup {} {} {} {} {} {} {} {} {} {}",
             self.workers,
             b(self.ecn),
             b(self.timestamps),
@@ -142,7 +146,8 @@ impl Setup {
             b(self.lro),
             b(self.csum_offload),
             self.sndbuf,
-            self.rcvbuf
+            self.rcvbuf,
+            self.mss
         )
     }
 
@@ -152,8 +157,8 @@ impl Setup {
             .split_whitespace()
             .map(|w| w.parse().map_err(|e| format!("setup: {e}")))
             .collect::<Result<_, _>>()?;
-        let [workers, ecn, ts, sack, ws, lro, csum, sndbuf, rcvbuf] = n[..] else {
-            return Err("setup: nine numbers".into());
+        let [workers, ecn, ts, sack, ws, lro, csum, sndbuf, rcvbuf, mss] = n[..] else {
+            return Err("setup: ten numbers".into());
         };
         Ok(Setup {
             workers,
@@ -165,6 +170,7 @@ impl Setup {
             csum_offload: csum != 0,
             sndbuf,
             rcvbuf,
+            mss: mss as u16,
         })
     }
 }
@@ -257,6 +263,7 @@ impl Target {
         c.tcp.window_scaling = setup.window_scaling;
         c.tcp.sndbuf = setup.sndbuf;
         c.tcp.rcvbuf = setup.rcvbuf;
+        c.tcp.mss = setup.mss;
         Target {
             stack: SimStack::new(c),
             start,
@@ -378,9 +385,10 @@ impl Target {
                     let _ = s.read(&mut [0u8; 65536]);
                 }
             }
-            Event::Shutdown(i) => {
+            Event::Shutdown(i, how) => {
                 if let Some(s) = self.stream(i) {
-                    let _ = s.shutdown(Shutdown::Write);
+                    let how = [Shutdown::Write, Shutdown::Read, Shutdown::Both][how as usize % 3];
+                    let _ = s.shutdown(how);
                 }
             }
             Event::Close(i) => {
