@@ -620,7 +620,9 @@ impl Tcb {
         } else {
             0
         };
-        let win = self.rcv_window();
+        // What the scaled window field can carry: less than one unit of the scale
+        // cannot move the advertised edge.
+        let win = self.rcv_window() >> self.rcv_wscale << self.rcv_wscale;
         let adv = win.saturating_sub(promised);
         // An update that opens nothing is never due (with a zero capacity, "half the
         // buffer" would be 0 and every poll would send one).
