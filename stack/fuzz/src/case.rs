@@ -2,7 +2,7 @@
 //! between them, then fuzzed frames, relayed (sometimes mutated) traffic, application
 //! calls and clock jumps, checking after every step.
 
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, Shutdown, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
@@ -107,7 +107,12 @@ impl World {
         let target = Target::new(setup(&mut rng), start, log);
         let mut pc = SimStackConfig::new(EthernetAddress(PEER_MAC), PEER_IP, start);
         pc.isn_key[0] = 1;
+        // The peer's own configuration varies too: it shapes what reaches the target.
+        let p = setup(&mut rng);
         pc.tcp.ecn = target.log.borrow().setup.ecn;
+        (pc.tcp.timestamps, pc.tcp.sack) = (p.timestamps, p.sack);
+        (pc.tcp.window_scaling, pc.tcp.mss) = (p.window_scaling, p.mss);
+        (pc.tcp.sndbuf, pc.tcp.rcvbuf) = (p.sndbuf, p.rcvbuf);
         World {
             target,
             peer: SimStack::new(pc),
@@ -221,7 +226,7 @@ impl World {
     }
 
     fn peer_shutdown(&mut self, p: usize) {
-        let _ = self.peer_streams[p].shutdown(std::net::Shutdown::Write);
+        let _ = self.peer_streams[p].shutdown(Shutdown::Write);
         self.peer.run_now();
     }
 
@@ -363,10 +368,16 @@ impl World {
             4 => Event::Shutdown(i, self.rng.random_range(0..3)),
             5 => Event::Close(i),
             6 => Event::Accept(self.rng.random_range(0..2)),
-            _ if n < 64 => Event::Connect(SocketAddrV4::new(
-                PEER_IP,
-                [80, 7][self.rng.random_range(0..2)],
-            )),
+            // The peer (listening or not), a host that does not answer ARP, a
+            // destination with no route.
+            _ if n < 64 => Event::Connect(
+                [
+                    SocketAddrV4::new(PEER_IP, 80),
+                    SocketAddrV4::new(PEER_IP, 7),
+                    SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 77), 80),
+                    SocketAddrV4::new(Ipv4Addr::new(10, 9, 9, 9), 80),
+                ][self.rng.random_range(0..4)],
+            ),
             _ => Event::Read(i),
         };
         self.ev(ev)
@@ -378,9 +389,17 @@ impl World {
         }
         let s = &self.peer_streams[self.rng.random_range(0..self.peer_streams.len())];
         let mut r: &TcpStream = s;
-        match self.rng.random_range(0..3) {
+        match self.rng.random_range(0..5) {
             0 => {
                 let _ = std::io::Write::write(&mut r, &vec![9; self.rng.random_range(1..20_000)]);
+            }
+            3 => {
+                let how = [Shutdown::Write, Shutdown::Read, Shutdown::Both];
+                let _ = s.shutdown(how[self.rng.random_range(0..3)]);
+            }
+            4 => {
+                let i = self.rng.random_range(0..self.peer_streams.len());
+                drop(self.peer_streams.swap_remove(i));
             }
             1 => {
                 let _ = std::io::Read::read(&mut r, &mut [0; 65536]);
