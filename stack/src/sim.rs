@@ -348,7 +348,7 @@ impl SimStack {
 
     /// A named counter, summed over workers.
     pub fn counter(&self, name: &str) -> u64 {
-        crate::stats::sum(self.workers.iter().map(|w| &*w.ctx.counters))
+        self.counters()
             .into_iter()
             .find(|(n, _)| *n == name)
             .map(|(_, v)| v)
