@@ -63,7 +63,8 @@ impl Rule {
 
 /// A random configuration of the fuzzed stack.
 fn setup(rng: &mut StdRng) -> Setup {
-    let buf = |rng: &mut StdRng| [256 * 1024, 256 * 1024, 16 * 1024, 4096][rng.random_range(0..4)];
+    let buf =
+        |rng: &mut StdRng| [256 * 1024, 256 * 1024, 16 * 1024, 4096, 1][rng.random_range(0..5)];
     Setup {
         workers: rng.random_range(1..3),
         ecn: rng.random_bool(0.5),
@@ -357,7 +358,8 @@ impl World {
             8 | 9 => {
                 let kind = self.rng.random_range(0..5u8);
                 let value = match kind {
-                    0 | 1 => [0, 1, 100, 1460, 4096, 65536, 1 << 20][self.rng.random_range(0..7)],
+                    0 | 1 => [0, 1, 100, 1460, 4096, 65536, 1 << 20, u32::MAX]
+                        [self.rng.random_range(0..8)],
                     4 => [0, 1, 100, 5000][self.rng.random_range(0..4)],
                     _ => self.rng.random_range(0..4),
                 };
