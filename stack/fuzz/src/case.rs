@@ -14,7 +14,7 @@ use xstack::{TcpListener, TcpStream};
 use crate::check;
 use crate::frames::{be16, ETH, ETH_IPV4, FIN, PEER_IP, PEER_MAC, SYN, TARGET_IP};
 use crate::gen::{self, Knowledge};
-use crate::target::{Event, Setup, SharedTrace, Target, MTU};
+use crate::target::{apply_knobs, Event, Setup, SharedTrace, Target, KNOBS, MTU};
 
 /// Which of the peer's frames a blackhole rule lets through.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -77,6 +77,14 @@ fn setup(rng: &mut StdRng) -> Setup {
         rcvbuf: buf(rng),
         mss: [1460, 1460, 536, 88][rng.random_range(0..4)],
     }
+}
+
+/// Non-default TCP settings for the connections opened after setup: each in about one
+/// case in four.
+fn knobs(rng: &mut StdRng) -> u32 {
+    (0..KNOBS.len())
+        .filter(|_| rng.random_bool(0.25))
+        .fold(0, |k, i| k | 1 << i)
 }
 
 /// The fuzzed stack, its peer and the fuzzer's state.
@@ -428,6 +436,9 @@ pub const DRAIN_SECS: u64 = 3600;
 pub fn run(seed: u64, frames: u64, log: SharedTrace) -> Res<Vec<(&'static str, u64)>> {
     let mut w = World::new(seed, log);
     w.setup().map_err(|e| format!("setup: {e}"))?;
+    let (mine, theirs) = (knobs(&mut w.rng), knobs(&mut w.rng));
+    w.ev(Event::Knobs(mine))?;
+    w.peer.update_tcp_config(|c| apply_knobs(c, theirs));
     while w.target.frames < frames {
         w.step()?;
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use smoltcp::wire::EthernetAddress;
 use xstack::sim::{SimStack, SimStackConfig};
-use xstack::{Keepalive, TcpListener, TcpStream};
+use xstack::{Keepalive, OptionLayout, TcpConfig, TcpListener, TcpStream};
 
 use crate::check::{self, Bounds, FlowCheck, SentSeg};
 use crate::frames::{TARGET_IP, TARGET_MAC};
@@ -37,6 +37,9 @@ pub enum Event {
     Shutdown(usize, u8),
     /// The application drops stream `i`.
     Close(usize),
+    /// Connections opened from now on get the non-default TCP settings whose bits are
+    /// set ([`KNOBS`]), as a `sysctl` would.
+    Knobs(u32),
     /// The application sets an option on stream `i`: [`SockOpt`] `kind` with `value`.
     Opt(usize, u8, u32),
     /// The application drops every stream and listener, and the clock runs from
@@ -62,6 +65,7 @@ impl Event {
             Event::Shutdown(i, how) => format!("shutdown {i} {how}"),
             Event::Close(i) => format!("close {i}"),
             Event::Opt(i, k, v) => format!("opt {i} {k} {v}"),
+            Event::Knobs(k) => format!("knobs {k}"),
             Event::Drain(s) => format!("drain {s}"),
         }
     }
@@ -90,6 +94,7 @@ impl Event {
             "read" => Event::Read(num(a)?),
             "shutdown" => Event::Shutdown(num(a)?, num(b)? as u8),
             "close" => Event::Close(num(a)?),
+            "knobs" => Event::Knobs(num(a)? as u32),
             "opt" => Event::Opt(num(a)?, num(b)? as u8, num(w.next())? as u32),
             "drain" => Event::Drain(num(a)? as u64),
             _ => return Err(format!("unknown event {line:?}")),
@@ -113,6 +118,58 @@ pub struct Setup {
     pub rcvbuf: usize,
     /// The MSS the stack announces.
     pub mss: u16,
+}
+
+/// What each bit of [`Event::Knobs`] changes from the default TCP configuration.
+pub const KNOBS: [&str; 14] = [
+    "no RFC 5961 challenge ACK for RST",
+    "no RFC 5961 challenge ACK for SYN",
+    "ICMP hard errors ignored",
+    "no limited transmit",
+    "no lost-retransmission detection",
+    "buffers rounded to the MSS",
+    "nodelay",
+    "no delayed ACK",
+    "no TIME-WAIT",
+    "one retransmission",
+    "no SYN retries",
+    "TSO bursts of one MSS",
+    "RTO 1 ms minimum, 10 ms initial",
+    "FreeBSD option layout",
+];
+
+/// Applies the knobs set in `bits` to `c`.
+pub fn apply_knobs(c: &mut TcpConfig, bits: u32) {
+    let on = |i: usize| bits & (1 << i) != 0;
+    c.challenge_rst &= !on(0);
+    c.challenge_syn &= !on(1);
+    c.icmp_hard_errors &= !on(2);
+    c.limited_transmit &= !on(3);
+    c.lost_retransmit &= !on(4);
+    c.round_buffers_to_mss |= on(5);
+    c.nodelay |= on(6);
+    if on(7) {
+        c.delack = Duration::ZERO;
+    }
+    if on(8) {
+        c.time_wait = Duration::ZERO;
+    }
+    if on(9) {
+        c.max_retransmits = 1;
+    }
+    if on(10) {
+        c.syn_retries = 0;
+    }
+    if on(11) {
+        c.tso_max = c.mss as usize;
+    }
+    if on(12) {
+        c.rto.min = Duration::from_millis(1);
+        c.rto.initial = Duration::from_millis(10);
+    }
+    if on(13) {
+        c.option_layout = OptionLayout::FreeBsd;
+    }
 }
 
 impl Default for Setup {
@@ -396,6 +453,7 @@ impl Target {
                     *s = None;
                 }
             }
+            Event::Knobs(bits) => self.stack.update_tcp_config(|c| apply_knobs(c, bits)),
             Event::Opt(i, kind, value) => {
                 if let Some(s) = self.stream(i) {
                     set_opt(s, kind, value);
