@@ -562,6 +562,15 @@ impl Tcb {
     /// "override timeout" (a forced send of what fits).
     fn maybe_arm_persist(&mut self, now: Instant, avail: usize) {
         if avail == 0 {
+            // Nothing new to send, but data may be in flight with neither timer running
+            // (a zero-window probe's byte once the window opened: a probe arms no
+            // retransmission timer). FreeBSD's tcp_output arms the retransmission timer
+            // for outstanding data whenever the persist timer is off.
+            let idle =
+                !self.timers.is_set(TimerKind::Rexmt) && !self.timers.is_set(TimerKind::Persist);
+            if idle && self.snd_max > self.snd_una && self.state.is_synchronized() {
+                self.timers.set(TimerKind::Rexmt, now + self.rto());
+            }
             return;
         }
         if self.snd_wnd == 0 {

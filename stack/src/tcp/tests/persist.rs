@@ -199,3 +199,34 @@ fn a_closed_connection_keeps_probing_a_peer_that_answers() {
     assert_eq!(c.state(), State::FinWait1);
     assert!(c.now - t0 > Duration::from_secs(300));
 }
+
+// Found by the fuzzer: the window opened while a zero-window probe's byte was in flight.
+// The persist timer stopped and nothing armed the retransmission timer (a probe does
+// not), so with the peer silent the byte was never sent again and the connection --
+// closed by then, its FIN waiting behind a window that shut again -- stayed in LAST-ACK
+// with no timer at all. FreeBSD's tcp_output arms the retransmission timer for
+// outstanding data whenever the persist timer is off.
+#[test]
+fn a_probe_in_flight_when_the_window_opens_is_retransmitted() {
+    let mut c = established();
+    send!(c, peer_ack(0, 0).win(0));
+    c.write(&pattern(0, 1));
+    recv_nothing!(c);
+    c.fire();
+    recv!(c, our_ack(0, 0, W).flags(F::PSH).bytes(0, 1));
+    // The window opens; the probe is not acknowledged.
+    send!(c, peer_ack(0, 0).win(1000));
+    let _ = c.output();
+    assert!(
+        c.tcb.timers().is_set(TimerKind::Rexmt),
+        "the byte in flight has a timer"
+    );
+    c.fire();
+    let again = c.output();
+    assert!(
+        again
+            .iter()
+            .any(|s| s.seq == OUR_ISS + 1 && s.payload.len() == 1),
+        "retransmitted: {again:?}"
+    );
+}
