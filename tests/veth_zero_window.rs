@@ -109,5 +109,8 @@ fn a_zero_window_stall_of_5000_connections_is_bounded() {
     // Resident memory is reported above, not asserted: the connections' buffers are
     // freed, but the allocator keeps much of the peak (measured: 40.7 MiB at start,
     // 1,574 at the peak, 193 at the end).
-    assert!(rss_peak > rss_start, "the stall held memory: {rss_start} -> {rss_peak}");
+    assert!(
+        rss_peak > rss_start,
+        "the stall held memory: {rss_start} -> {rss_peak}"
+    );
 }

@@ -164,6 +164,9 @@ mod mem {
         }
     }
 
+    /// Frames a [`MemTx`] holds before it declares the output runaway.
+    const MAX_UNTAKEN: usize = 1 << 20;
+
     /// An in-memory transmit queue: what the stack sent, for the harness to take.
     #[derive(Debug)]
     pub(crate) struct MemTx {
@@ -192,6 +195,13 @@ mod mem {
             if len > self.max_frame {
                 return Err(TxError::TooBig);
             }
+            // A real ring fills and the stack would spin on drops; here runaway output
+            // (a send loop that never ends) is a failure to report, not a machine
+            // running out of memory.
+            assert!(
+                self.sent.len() < MAX_UNTAKEN,
+                "runaway output: {MAX_UNTAKEN} frames sent at one instant"
+            );
             let mut f = vec![0u8; len];
             fill(&mut f);
             self.sent.push(f);

@@ -132,6 +132,26 @@ impl SimStackConfig {
     }
 }
 
+/// What one connection's buffers hold ([`SimStack::buffer_use`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BufferUse {
+    /// Bytes queued for sending (unsent and unacknowledged).
+    pub send_len: usize,
+    /// The send buffer's bound.
+    pub send_capacity: usize,
+    /// In-order bytes waiting for the application.
+    pub recv_readable: usize,
+    /// Bytes of memory the receive ring has allocated.
+    pub recv_allocated: usize,
+    /// The receive buffer's bound.
+    pub recv_capacity: usize,
+    /// Out-of-order ranges held.
+    pub ooo_ranges: usize,
+}
+
+/// The most out-of-order ranges a receive buffer holds.
+pub const MAX_OOO_RANGES: usize = crate::tcp::recvbuf::MAX_OOO_RANGES;
+
 type SimWorker = WorkerCore<MemRx, MemTx>;
 
 /// A whole stack on in-memory links and a virtual clock (see the module docs).
@@ -300,6 +320,41 @@ impl SimStack {
         self.workers.iter().map(|w| w.ctx.heap.syncache_len()).sum()
     }
 
+    /// Entries in the ARP cache (resolved, stale and pending): bounded by the owned
+    /// subnets, whatever arrives.
+    pub fn arp_entries(&self) -> usize {
+        self.ifp.arp.len()
+    }
+
+    /// The memory each connection in the pcb table holds, in [`connections`] order: what
+    /// a fuzzer checks stays within the configured bounds.
+    ///
+    /// [`connections`]: SimStack::connections
+    pub fn buffer_use(&self) -> Vec<BufferUse> {
+        let mut v: Vec<_> = self
+            .tcp
+            .pcbs
+            .all()
+            .into_iter()
+            .map(|c| {
+                let g = c.lock();
+                let (snd, rcv) = g.tcb.buffers();
+                let key = (c.tuple.local, c.tuple.remote);
+                let use_ = BufferUse {
+                    send_len: snd.len(),
+                    send_capacity: snd.capacity(),
+                    recv_readable: rcv.readable(),
+                    recv_allocated: rcv.allocated(),
+                    recv_capacity: rcv.capacity(),
+                    ooo_ranges: rcv.ooo_count(),
+                };
+                (key, use_)
+            })
+            .collect();
+        v.sort_by_key(|(k, _)| *k);
+        v.into_iter().map(|(_, u)| u).collect()
+    }
+
     /// Changes the stack-wide TCP configuration that connections opened afterwards
     /// start from (open connections keep theirs): for settings a test sets once the
     /// stack runs, as a FreeBSD `sysctl` does.
@@ -307,9 +362,14 @@ impl SimStack {
         f(&mut self.tcp.config.write().unwrap_or_else(|e| e.into_inner()));
     }
 
+    /// Every counter, summed over workers, in a stable order.
+    pub fn counters(&self) -> Vec<(&'static str, u64)> {
+        crate::stats::sum(self.workers.iter().map(|w| &*w.ctx.counters))
+    }
+
     /// A named counter, summed over workers.
     pub fn counter(&self, name: &str) -> u64 {
-        crate::stats::sum(self.workers.iter().map(|w| &*w.ctx.counters))
+        self.counters()
             .into_iter()
             .chain(self.tcp.bounds().counters().snapshot())
             .find(|(n, _)| *n == name)

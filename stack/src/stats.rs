@@ -60,6 +60,9 @@ counters! {
     arp_replies_rx => "arp.replies_rx",
     /// ARP packets for someone else (dropped after merging a known sender).
     arp_not_for_us => "arp.drop_not_for_us",
+    /// ARP packets whose sender address no neighbour can have (broadcast, multicast,
+    /// ours, off our subnets): neither answered nor cached.
+    arp_bad_sender => "arp.drop_bad_sender",
     /// ARP requests we sent (resolution, retries, gratuitous).
     arp_requests_tx => "arp.requests_tx",
     /// Packets put on an incomplete entry's hold queue.

@@ -2,19 +2,21 @@
 //!
 //! - `build-ebpf [--check]`: rebuild (or check) every `ebpf/*.o` from its `.c`.
 //! - `test [-- ARGS]`: install missing system tools (root, Debian), check the committed
-//!   eBPF objects, run `cargo test --workspace` (unit + veth integration tests), then the
-//!   conformance suite against `tests/conformance/expected.json` (skipped, with a line saying
+//!   eBPF objects, run `cargo test --workspace` (unit + veth integration tests), a short
+//!   fuzz run (`fuzz` with 10^5 frames), then the conformance suite against `tests/conformance/expected.json` (skipped, with a line saying
 //!   why, when packetdrill or the scripts are not available).
 //! - `demo`: run the stack in a namespace pair and ping it from Linux.
 //! - `bench`: xstack beside Linux on the same veth pair, reported as ratios.
 //! - `cc-plot`: cwnd over time for each congestion-control module through a bottleneck.
 //! - `conformance`: packetdrill scripts against xstack's simulator, in-process.
+//! - `fuzz`: random and mutated frames into a simulated stack with live connections.
 
 mod bench;
 mod ccplot;
 mod conformance;
 mod demo;
 mod ebpf;
+mod fuzz;
 mod sys;
 
 use anyhow::{bail, Result};
@@ -38,7 +40,7 @@ enum Cmd {
         check: bool,
     },
     /// Unit and veth integration tests (the veth tests need root; they skip otherwise),
-    /// then the conformance suite against tests/conformance/expected.json.
+    /// a short fuzz run, then the conformance suite against tests/conformance/expected.json.
     Test {
         /// Extra arguments passed to `cargo test` (after `--`).
         #[arg(last = true)]
@@ -55,6 +57,10 @@ enum Cmd {
     /// simulator in-process (packetdrill --so_filename); one line per script, a table per
     /// folder, then a comparison with the expected results (non-zero exit on a regression).
     Conformance(conformance::ConformanceArgs),
+    /// Random and mutated frames (Ethernet, ARP, IPv4, TCP, ICMP) into a simulated stack
+    /// with connections in every TCP state, checking after every frame; a failure writes
+    /// a replayable trace to target/fuzz/traces/.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() {
@@ -66,6 +72,7 @@ fn main() {
         Cmd::Bench(a) => bench::run(a),
         Cmd::CcPlot(a) => ccplot::run(a),
         Cmd::Conformance(a) => conformance::run(a),
+        Cmd::Fuzz(a) => fuzz::run(a),
     };
     if let Err(e) = result {
         eprintln!("xtask: error: {e:#}");
@@ -102,5 +109,6 @@ fn test(cargo_args: &[String]) -> Result<()> {
     if !status.success() {
         bail!("cargo test --workspace failed ({status})");
     }
+    fuzz::short()?;
     conformance::expect::gate()
 }

@@ -348,6 +348,14 @@ pub fn input(ifp: &Interface, ctx: &mut impl NetCtx, pkt: Pkt<'_>) {
         Counters::inc(&ctx.counters().arp_malformed);
         return;
     }
+    // A sender address no neighbour can have is neither cached nor answered: otherwise
+    // requests from anywhere (any address, broadcast or multicast ones too) grow the
+    // cache without bound and bind those addresses to the asker's MAC. A probe's
+    // unspecified sender (RFC 5227) is answered.
+    if !spa.is_unspecified() && !ifp.is_neighbour(spa) {
+        Counters::inc(&ctx.counters().arp_bad_sender);
+        return;
+    }
     let now = ctx.now();
     let for_us = ifp.owns(tpa);
     // RFC 826: "If the pair <protocol type, sender protocol address> is already in my
@@ -588,6 +596,47 @@ mod tests {
         assert!(ctx.take_sent().is_empty());
     }
 
+    // Found by the fuzzer: requests for us from senders off our subnet, broadcast or
+    // multicast were answered and cached, so a flood of them grew the cache without
+    // bound (and bound the broadcast address to the asker's MAC).
+    #[test]
+    fn senders_that_cannot_be_neighbours_are_dropped() {
+        let ifp = iface();
+        let mut ctx = TestCtx::new();
+        let bad = [
+            Ipv4Addr::new(10, 1, 2, 3),
+            Ipv4Addr::BROADCAST,
+            Ipv4Addr::new(198, 18, 0, 255),
+            Ipv4Addr::new(198, 18, 0, 0),
+            Ipv4Addr::new(224, 0, 0, 1),
+            OUR_IP,
+        ];
+        for spa in bad {
+            let req = arp_frame(
+                ArpOperation::Request,
+                PEER_MAC,
+                spa,
+                OUR_IP,
+                EthernetAddress::BROADCAST,
+            );
+            feed(&ifp, &mut ctx, &req);
+        }
+        assert!(ctx.take_sent().is_empty(), "none answered");
+        assert!(ifp.arp.is_empty(), "none cached");
+        assert_eq!(ctx.count("arp.drop_bad_sender"), bad.len() as u64);
+        // A probe (RFC 5227: unspecified sender) is still answered, and not cached.
+        let probe = arp_frame(
+            ArpOperation::Request,
+            PEER_MAC,
+            Ipv4Addr::UNSPECIFIED,
+            OUR_IP,
+            EthernetAddress::BROADCAST,
+        );
+        feed(&ifp, &mut ctx, &probe);
+        assert_eq!(ctx.take_sent().len(), 1);
+        assert!(ifp.arp.is_empty());
+    }
+
     #[test]
     fn resolve_holds_then_releases_on_reply() {
         let ifp = iface();
@@ -687,23 +736,13 @@ mod tests {
     }
 
     #[test]
-    fn a_request_from_off_our_subnet_is_answered_not_recorded() {
+    fn a_request_from_off_our_subnet_is_neither_answered_nor_recorded() {
         let ifp = iface();
         let mut ctx = TestCtx::new();
-        let stranger = Ipv4Addr::new(203, 0, 113, 7);
-        let req = arp_frame(
-            ArpOperation::Request,
-            PEER_MAC,
-            stranger,
-            OUR_IP,
-            EthernetAddress::BROADCAST,
-        );
-        feed(&ifp, &mut ctx, &req);
-        assert_eq!(ctx.take_sent().len(), 1, "answered");
-        assert!(ifp.arp.is_empty());
-        assert_eq!(ctx.count("arp.refused_off_subnet"), 1);
-        // Nor our own address, nor the subnet's broadcast or network address.
+        // Off the subnet, our own address, the subnet's broadcast and network address:
+        // no neighbour has them (the fuzzer found such senders growing the cache).
         for spa in [
+            Ipv4Addr::new(203, 0, 113, 7),
             OUR_IP,
             Ipv4Addr::new(198, 18, 0, 255),
             Ipv4Addr::new(198, 18, 0, 0),
@@ -717,8 +756,9 @@ mod tests {
             );
             feed(&ifp, &mut ctx, &req);
         }
+        assert!(ctx.take_sent().is_empty());
         assert!(ifp.arp.is_empty());
-        assert_eq!(ctx.count("arp.refused_off_subnet"), 4);
+        assert_eq!(ctx.count("arp.drop_bad_sender"), 4);
     }
 
     #[test]

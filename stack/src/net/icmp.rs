@@ -161,16 +161,10 @@ pub fn input(ifp: &Interface, ctx: &mut impl NetCtx, ip: &Ipv4In<'_>) -> Option<
     }
     // RFC 792: "To form an echo reply message, the source and destination addresses
     // are simply reversed, the type code changed to 0, and the checksum recomputed."
-    // Identifier, sequence number and data are returned unchanged, so the checksum is
-    // updated incrementally for the type change alone (RFC 1624).
+    // Identifier, sequence number and data are returned unchanged. The checksum is
+    // recomputed in full: an incremental update (RFC 1624) gives 0x0000 for a reply
+    // that is all zeros, where only 0xffff verifies.
     let request = ip.payload;
-    let old_word = u16::from_be_bytes([request[0], request[1]]);
-    let old_sum = u16::from_be_bytes([request[2], request[3]]);
-    let new_sum = checksum::update16(
-        old_sum,
-        old_word,
-        (u8::from(Icmpv4Message::EchoReply) as u16) << 8,
-    );
     let sent = ipv4::output_answer(
         ifp,
         ctx,
@@ -183,7 +177,9 @@ pub fn input(ifp: &Interface, ctx: &mut impl NetCtx, ip: &Ipv4In<'_>) -> Option<
             buf.copy_from_slice(request);
             buf[0] = Icmpv4Message::EchoReply.into();
             buf[1] = 0;
-            buf[2..4].copy_from_slice(&new_sum.to_be_bytes());
+            buf[2..4].fill(0);
+            let sum = checksum::checksum(buf);
+            buf[2..4].copy_from_slice(&sum.to_be_bytes());
         },
     );
     if sent.is_ok() {
@@ -283,9 +279,39 @@ mod tests {
         assert_eq!(icmp.data(), &data[..]);
         assert!(
             checksum::verify(ip.payload()),
-            "incrementally updated checksum is right"
+            "the recomputed checksum is right"
         );
         assert_eq!(ctx.count("icmp.echo_replies_tx"), 1);
+    }
+
+    // Found by the fuzzer: a valid request whose reply is all zeros (identifier,
+    // sequence number and data zero) got the checksum 0x0000 from the incremental
+    // update, where only 0xffff verifies (the -0/+0 ambiguity RFC 1624 warns of).
+    #[test]
+    fn an_all_zero_reply_has_a_checksum_that_verifies() {
+        let ifp = iface();
+        let mut ctx = TestCtx::new();
+        learn_peer(&ifp, ctx.now);
+        for data in [&[][..], &[0u8; 10][..]] {
+            let req = echo_request(0, 0, data);
+            assert!(checksum::verify(&req[34..]), "a valid request");
+            ipv4::input(
+                &ifp,
+                &mut ctx,
+                Pkt {
+                    data: &req,
+                    meta: PktMeta::rx(req.len(), 0),
+                },
+            );
+            let sent = ctx.take_sent();
+            assert_eq!(sent.len(), 1);
+            let icmp = &sent[0][34..];
+            assert!(
+                checksum::verify(icmp),
+                "reply checksum {:02x?}",
+                &icmp[2..4]
+            );
+        }
     }
 
     #[test]

@@ -193,7 +193,8 @@ pub fn validate<'a>(ifp: &Interface, ctx: &impl NetCtx, pkt: Pkt<'a>) -> Option<
     let src = p.src_addr();
     let dst = p.dst_addr();
     // RFC 1122 §3.2.1.3: a host MUST silently discard a datagram whose source is
-    // broadcast, multicast, loopback or unspecified.
+    // broadcast, multicast, loopback or unspecified; a subnet's all-zeros host address
+    // is the obsolete broadcast form (§3.3.6).
     if src.is_broadcast()
         || src.is_multicast()
         || src.is_loopback()
@@ -201,7 +202,7 @@ pub fn validate<'a>(ifp: &Interface, ctx: &impl NetCtx, pkt: Pkt<'a>) -> Option<
         || ifp
             .addrs
             .iter()
-            .any(|c| c.prefix_len < 31 && c.broadcast() == src)
+            .any(|c| c.prefix_len < 31 && (c.broadcast() == src || c.network() == src))
     {
         Counters::inc(&c.ip_martian);
         return None;
@@ -653,6 +654,12 @@ mod tests {
 
         let mut f = ip_frame(&[0; 8]);
         rewrite(&mut f, |p| p.set_src_addr(Ipv4Addr::new(224, 0, 0, 1)));
+        assert_eq!(check(&f).1.count("ip.drop_martian_source"), 1);
+
+        // Found by the fuzzer: a SYN from the subnet's all-zeros address was answered
+        // (an ARP request went out for 198.18.0.0).
+        let mut f = ip_frame(&[0; 8]);
+        rewrite(&mut f, |p| p.set_src_addr(Ipv4Addr::new(198, 18, 0, 0)));
         assert_eq!(check(&f).1.count("ip.drop_martian_source"), 1);
 
         let mut f = ip_frame(&[0; 8]);

@@ -42,6 +42,12 @@ impl Ipv4Cidr {
         (u32::from(ip) & self.netmask()) == (u32::from(self.addr) & self.netmask())
     }
 
+    /// The subnet's network address (host part all zeros: the obsolete broadcast form
+    /// RFC 1122 §3.3.6 asks hosts to recognize).
+    pub fn network(&self) -> Ipv4Addr {
+        Ipv4Addr::from(u32::from(self.addr) & self.netmask())
+    }
+
     /// The subnet's directed broadcast address.
     pub fn broadcast(&self) -> Ipv4Addr {
         Ipv4Addr::from(u32::from(self.addr) | !self.netmask())
@@ -169,13 +175,17 @@ impl Interface {
         self.addrs.iter().any(|c| c.addr == ip)
     }
 
-    /// True when `ip` may be a neighbour's address: on one of our subnets, neither ours
-    /// nor the subnet's network or broadcast address (on prefixes that have them).
+    /// True when `ip` can be a neighbour's address: the gateway, or a unicast address on
+    /// one of our subnets, not ours and not the subnet's network or broadcast address
+    /// (the only addresses the ARP cache needs, which bounds it by the subnets' sizes).
     pub fn is_neighbour(&self, ip: Ipv4Addr) -> bool {
-        !self.owns(ip)
-            && self.addrs.iter().any(|c| {
-                let host = u32::from(ip) & !c.netmask();
-                c.contains(ip) && (c.prefix_len >= 31 || (host != 0 && ip != c.broadcast()))
+        if self.owns(ip) {
+            return false;
+        }
+        self.gateway == Some(ip)
+            || self.addrs.iter().any(|c| {
+                let ends = c.prefix_len < 31 && (ip == c.network() || ip == c.broadcast());
+                c.prefix_len > 0 && c.contains(ip) && !ends
             })
     }
 

@@ -582,6 +582,15 @@ impl Tcb {
     /// "override timeout" (a forced send of what fits).
     fn maybe_arm_persist(&mut self, now: Instant, avail: usize) {
         if avail == 0 {
+            // Nothing new to send, but data may be in flight with neither timer running
+            // (a zero-window probe's byte once the window opened: a probe arms no
+            // retransmission timer). FreeBSD's tcp_output arms the retransmission timer
+            // for outstanding data whenever the persist timer is off.
+            let idle =
+                !self.timers.is_set(TimerKind::Rexmt) && !self.timers.is_set(TimerKind::Persist);
+            if idle && self.snd_max > self.snd_una && self.state.is_synchronized() {
+                self.timers.set(TimerKind::Rexmt, now + self.rto());
+            }
             return;
         }
         if self.snd_wnd == 0 {
@@ -659,9 +668,13 @@ impl Tcb {
         } else {
             0
         };
-        let win = self.rcv_window();
+        // What the scaled window field can carry: less than one unit of the scale
+        // cannot move the advertised edge.
+        let win = self.rcv_window() >> self.rcv_wscale << self.rcv_wscale;
         let adv = win.saturating_sub(promised);
-        adv >= 2 * self.cfg.mss as u32 || (adv as usize) * 2 >= self.rcvbuf.capacity()
+        // An update that opens nothing is never due (with a zero capacity, "half the
+        // buffer" would be 0 and every poll would send one).
+        adv > 0 && (adv >= 2 * self.cfg.mss as u32 || (adv as usize) * 2 >= self.rcvbuf.capacity())
     }
 
     /// The window to advertise, bytes (unscaled): free receive space, rounded down to

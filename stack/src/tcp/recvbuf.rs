@@ -284,7 +284,7 @@ impl RecvBuffer {
     }
 
     /// How many out-of-order blocks are held.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "sim"))]
     pub fn ooo_count(&self) -> usize {
         self.ooo.len()
     }

@@ -90,6 +90,11 @@ impl Timers {
     }
 }
 
+/// How long a closed connection probes a zero window without hearing from the peer
+/// (FreeBSD `TCPTV_PERSMAX`; also the longest probe interval, so a peer answering each
+/// probe keeps the connection).
+pub const PERSIST_MAX_IDLE: std::time::Duration = std::time::Duration::from_secs(60);
+
 impl super::tcb::Tcb {
     /// Runs the timers due at `now` (BSD `tcp_timer_*`).
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -230,16 +235,23 @@ impl super::tcb::Tcb {
         false
     }
 
-    /// The persist timer (FreeBSD `tcp_timer_persist`): one more zero-window probe, or,
-    /// for an orphan whose peer kept its window closed through `orphan_persist_probes`
-    /// probes, a RST and the end (true; Linux's `tcp_probe_timer` with
-    /// `tcp_orphan_retries`): nobody will read what it still has to send.
+    /// The persist timer (FreeBSD `tcp_timer_persist`): one more zero-window probe, or
+    /// the end of the connection (true, with a RST): for an orphan whose peer kept its
+    /// window closed through `orphan_persist_probes` probes (Linux's `tcp_probe_timer`
+    /// with `tcp_orphan_retries`), and for a connection the application has closed once
+    /// the peer has sent nothing for longer than [`PERSIST_MAX_IDLE`] (FreeBSD: "If the
+    /// user has closed the socket then drop a persisting connection after a much reduced
+    /// timeout").
     fn timer_persist(&mut self, now: Instant) -> bool {
-        if self.orphaned
+        let orphan_done = self.orphaned
             && self.snd_wnd == 0
-            && self.persist_shift >= self.cfg.orphan_persist_probes
-        {
-            self.cfg.bounds.count(|c| &c.orphan_persist_dropped);
+            && self.persist_shift >= self.cfg.orphan_persist_probes;
+        let silent =
+            self.fin_queued() && now.saturating_duration_since(self.last_rx) > PERSIST_MAX_IDLE;
+        if orphan_done || silent {
+            if orphan_done {
+                self.cfg.bounds.count(|c| &c.orphan_persist_dropped);
+            }
             self.send_rst = true;
             self.drop_with(TcpError::TimedOut);
             return true;

@@ -745,6 +745,14 @@ impl Tcb {
     }
 }
 
+#[cfg(any(test, feature = "sim"))]
+impl Tcb {
+    /// The send and receive buffers, for the simulator's memory accounting.
+    pub(crate) fn buffers(&self) -> (&SendBuffer, &RecvBuffer) {
+        (&self.sndbuf, &self.rcvbuf)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

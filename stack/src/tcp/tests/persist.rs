@@ -250,3 +250,77 @@ fn orphans_beyond_the_stack_bound_are_reset() {
     a.tcb.abort();
     assert_eq!(bounds.load(Gauge::Orphans), 0);
 }
+
+// FreeBSD tcp_timer_persist: "If the user has closed the socket then drop a persisting
+// connection after a much reduced timeout" (TCPTV_PERSMAX: 60 s without a segment from
+// the peer). Found by the fuzzer: an orphan in LAST-ACK, its peer's window shut and the
+// peer gone, probed forever and never left the table.
+#[test]
+fn a_closed_connection_stops_probing_a_silent_peer() {
+    let mut c = closed_window();
+    let t0 = c.now;
+    c.tcb.close(c.now);
+    recv_nothing!(c);
+    let mut rst = false;
+    for _ in 0..20 {
+        if c.state() == State::Closed {
+            break;
+        }
+        c.fire();
+        rst |= c.output().iter().any(|s| s.flags.contains(F::RST));
+    }
+    assert_eq!(c.state(), State::Closed);
+    assert!(rst, "the peer is told with a RST");
+    let idle = c.now - t0;
+    assert!(
+        idle >= Duration::from_secs(60) && idle < Duration::from_secs(120),
+        "{idle:?}"
+    );
+}
+
+// RFC 1122 §4.2.2.17 still holds once closed: a peer that answers the probes keeps the
+// connection (its silence, not the closed window, ends it).
+#[test]
+fn a_closed_connection_keeps_probing_a_peer_that_answers() {
+    let mut c = closed_window();
+    let t0 = c.now;
+    c.tcb.close(c.now);
+    for _ in 0..16 {
+        c.fire();
+        recv!(c, our_ack(0, 0, W).bytes(0, 1));
+        send!(c, peer_ack(0, 0).win(0));
+    }
+    assert_eq!(c.state(), State::FinWait1);
+    assert!(c.now - t0 > Duration::from_secs(300));
+}
+
+// Found by the fuzzer: the window opened while a zero-window probe's byte was in flight.
+// The persist timer stopped and nothing armed the retransmission timer (a probe does
+// not), so with the peer silent the byte was never sent again and the connection --
+// closed by then, its FIN waiting behind a window that shut again -- stayed in LAST-ACK
+// with no timer at all. FreeBSD's tcp_output arms the retransmission timer for
+// outstanding data whenever the persist timer is off.
+#[test]
+fn a_probe_in_flight_when_the_window_opens_is_retransmitted() {
+    let mut c = established();
+    send!(c, peer_ack(0, 0).win(0));
+    c.write(&pattern(0, 1));
+    recv_nothing!(c);
+    c.fire();
+    recv!(c, our_ack(0, 0, W).flags(F::PSH).bytes(0, 1));
+    // The window opens; the probe is not acknowledged.
+    send!(c, peer_ack(0, 0).win(1000));
+    let _ = c.output();
+    assert!(
+        c.tcb.timers().is_set(TimerKind::Rexmt),
+        "the byte in flight has a timer"
+    );
+    c.fire();
+    let again = c.output();
+    assert!(
+        again
+            .iter()
+            .any(|s| s.seq == OUR_ISS + 1 && s.payload.len() == 1),
+        "retransmitted: {again:?}"
+    );
+}

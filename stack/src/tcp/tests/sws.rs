@@ -124,3 +124,38 @@ fn data_past_the_advertised_edge_does_not_open_the_window_wide() {
     assert_eq!(c.state(), State::Established);
     assert_eq!(c.tcb.stats().challenge_acks, 0);
 }
+
+// Found by the fuzzer: SO_RCVBUF set to 0 on an established connection with nothing
+// buffered made output loop forever: with a zero capacity, "half the buffer" is 0, so a
+// window update that opens nothing was due on every poll (a million ACKs at one instant).
+#[test]
+fn a_receive_buffer_shrunk_to_nothing_sends_no_endless_updates() {
+    for n in [0, 1, 100] {
+        let mut c = established();
+        c.tcb.set_buffer_sizes(None, Some(n));
+        let out = c.output();
+        assert!(out.len() <= 1, "rcvbuf {n}: {} segments", out.len());
+        assert!(c.output().is_empty(), "rcvbuf {n}: nothing more");
+    }
+}
+
+// Found by the fuzzer: with window scaling, a receive buffer set smaller than one unit
+// of the scale (here 1 byte, shift 3) made a window update due that the window field
+// cannot carry (1 >> 3 = 0): each ACK left the advertised edge where it was, and output
+// sent ACKs forever. An update is due only for what the scaled field can say.
+#[test]
+fn a_window_below_the_scale_unit_sends_no_endless_updates() {
+    for n in [1, 7] {
+        let mut c = Conn::connect(TcpConfig {
+            rcvbuf: 256 * 1024,
+            window_scaling: true,
+            ..cfg()
+        });
+        recv!(c, our_syn().win(65535).wscale(3));
+        c.tcb.set_buffer_sizes(None, Some(n));
+        send!(c, peer_syn().ack(OUR_ISS + 1).win(1000).wscale(2));
+        let out = c.output();
+        assert!(out.len() <= 1, "rcvbuf {n}: {} segments", out.len());
+        assert!(c.output().is_empty(), "rcvbuf {n}: nothing more");
+    }
+}
