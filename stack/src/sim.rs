@@ -959,6 +959,26 @@ mod tests {
         assert_eq!(s.tcp.pcbs.all().len(), 2);
     }
 
+    // An entry expanded by a segment the SYN-RECEIVED connection answers with a RST (a
+    // bad ACK) still has its timer: it retransmits and times out (found by the fuzzer:
+    // such a connection stayed forever).
+    #[test]
+    fn an_expanded_entry_answered_with_a_reset_still_times_out() {
+        let mut s = listening(1, false);
+        s.inject(0, arp_request());
+        s.inject(0, syn(31000, 80, 500));
+        s.run_now();
+        let (_, iss) = synacks(&s.take_sent())[0];
+        s.inject(0, segment_ack(31000, 80, 501, iss.wrapping_add(99), 0x10));
+        s.run_now();
+        assert_eq!(s.tcp.pcbs.all().len(), 1, "expanded, still SYN-RECEIVED");
+        let limit = s.now() + Duration::from_secs(600);
+        while let Some(t) = s.next_deadline().filter(|&t| t < limit) {
+            s.advance_to(t);
+        }
+        assert_eq!(s.tcp.pcbs.all().len(), 0, "timed out");
+    }
+
     // Unanswered entries retransmit their SYN,ACK `synack_retries` times, then go.
     #[test]
     fn syn_cache_entries_retransmit_then_expire() {

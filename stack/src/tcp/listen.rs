@@ -288,6 +288,10 @@ impl TcpLayer {
         Counters::inc(&ctx.counters().tcp_syncache_completed);
         listener.embryonic.fetch_add(1, Ordering::Relaxed);
         *conn.listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::downgrade(listener));
+        // Schedule its SYN,ACK timer now: a segment answered with a RST below leaves it
+        // in SYN-RECEIVED without going through output (found by the fuzzer: such a
+        // connection was never retransmitted nor timed out).
+        self.flush(ifp, ctx, heap, &conn, conn.lock());
         let inner = conn.lock();
         self.input_conn(ifp, ctx, heap, &conn, inner, ip, seg, now);
     }
