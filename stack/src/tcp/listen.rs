@@ -150,7 +150,9 @@ impl TcpLayer {
         let o = &syn.options;
         let iss = self.cookies.iss(tuple, syn.seq, o.mss.unwrap_or(536), now);
         let ecn = syn.flags.contains(TcpFlags::ECE | TcpFlags::CWR)
-            && listener.ecn().unwrap_or_else(|| self.conn_config().ecn);
+            && listener
+                .ecn()
+                .unwrap_or_else(|| self.config.read().unwrap_or_else(|e| e.into_inner()).ecn);
         let bits = o
             .timestamps
             .map(|_| Cookies::ts_bits(o.wscale, o.sack_permitted, ecn));
