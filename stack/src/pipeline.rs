@@ -292,6 +292,8 @@ pub(crate) struct WorkerCore<R, T> {
     counters: Arc<Counters>,
     announced: bool,
     next_tick: Instant,
+    /// Worker 0's: when to give freed buffer memory back.
+    trimmer: crate::tcp::memtrim::Trimmer,
 }
 
 impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
@@ -315,6 +317,7 @@ impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
             lro_buf: Vec::with_capacity(65_536 + ether::HEADER_LEN),
             announced: false,
             next_tick: now,
+            trimmer: Default::default(),
         }
     }
 
@@ -343,6 +346,7 @@ impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
             }
             if now >= self.next_tick {
                 arp::timer(ifp, &mut self.ctx);
+                self.trim_memory(now);
                 self.next_tick = now + TIMER_TICK;
             }
         }
@@ -355,6 +359,18 @@ impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
             drained,
             kicked,
             woken,
+        }
+    }
+
+    /// Worker 0's memory housekeeping (see `tcp::memtrim`).
+    fn trim_memory(&mut self, now: Instant) {
+        let tcp = &self.layers.tcp;
+        let (after, bounds) = {
+            let cfg = tcp.config.read().unwrap_or_else(|e| e.into_inner());
+            (cfg.memory_trim_after, cfg.bounds.clone())
+        };
+        if self.trimmer.tick(now, after) {
+            bounds.count(|c| &c.memory_trims);
         }
     }
 

@@ -58,6 +58,9 @@ bound_counters! {
     /// Connections refused (active: an error from `connect`; passive: the SYN dropped)
     /// because the stack held `max_connections`.
     conns_refused => "tcp.conns_refused_limit",
+    /// Times the stack asked the allocator to give freed buffer memory back
+    /// (`memory_trim_after`).
+    memory_trims => "tcp.memory_trims",
 }
 
 /// Which stack-wide gauge a slot counts in.

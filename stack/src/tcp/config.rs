@@ -194,6 +194,11 @@ pub struct TcpConfig {
     /// again on demand), so an idle connection holds no large buffer. Checked on a
     /// deadline of its own, never per segment.
     pub buffer_idle_release: Duration,
+    /// Once buffers of this many bytes in all were freed, the stack asks the allocator
+    /// to give its free memory back to the system (`malloc_trim` on glibc; at most once
+    /// a second, off the workers; `tcp.memory_trims`), so memory a flood of connections
+    /// made the stack take returns after they go. `None`: never.
+    pub memory_trim_after: Option<usize>,
     /// The stack-wide gauges and counters behind the bounds above (a TCP layer sets its
     /// own; connections share them through their copy of the settings).
     pub bounds: super::bounds::TcpBounds,
@@ -248,6 +253,7 @@ impl Default for TcpConfig {
             max_time_wait: 65_536,
             max_connections: 262_144,
             buffer_idle_release: Duration::from_secs(1),
+            memory_trim_after: Some(64 << 20),
             bounds: super::bounds::TcpBounds::default(),
         }
     }

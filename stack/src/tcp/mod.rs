@@ -19,6 +19,7 @@ pub mod input;
 pub mod isn;
 pub mod layer;
 mod listen;
+pub mod memtrim;
 pub mod output;
 pub mod pcb;
 pub mod pmtu;

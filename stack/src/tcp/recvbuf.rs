@@ -28,6 +28,8 @@
 //! Memory: like the send buffer, the ring is allocated lazily and grows by doubling up to
 //! the capacity; [`RecvBuffer::shrink_to_fit`] gives it back when the connection idles.
 
+use super::memtrim::Storage;
+
 /// Default bound on the number of out-of-order ranges held.
 pub const MAX_OOO_RANGES: usize = 32;
 
@@ -68,7 +70,7 @@ pub enum OooLimit {
 #[derive(Clone, Debug)]
 pub struct RecvBuffer {
     /// The physical ring; its length is the allocated size (0 until data arrives).
-    storage: Vec<u8>,
+    storage: Storage,
     /// Index in `storage` of the first unread byte.
     head: usize,
     /// Contiguous bytes not yet read by the application.
@@ -90,7 +92,7 @@ impl RecvBuffer {
     /// An empty buffer with `capacity` bytes of window. Allocates nothing.
     pub fn new(capacity: usize) -> Self {
         RecvBuffer {
-            storage: Vec::new(),
+            storage: Storage::default(),
             head: 0,
             readable: 0,
             capacity,
@@ -299,7 +301,7 @@ impl RecvBuffer {
     pub fn shrink_to_fit(&mut self) {
         let used = self.used();
         if used == 0 {
-            self.storage = Vec::new();
+            self.storage = Storage::default();
             self.head = 0;
             self.ooo = Vec::new();
         } else if self.storage.len() > used {
@@ -326,7 +328,7 @@ impl RecvBuffer {
             v[..first].copy_from_slice(&self.storage[self.head..self.head + first]);
             v[first..used].copy_from_slice(&self.storage[..used - first]);
         }
-        self.storage = v;
+        self.storage = Storage::new(v);
         self.head = 0;
     }
 }

@@ -13,6 +13,8 @@
 //! for `TcpConfig::buffer_idle_release`); it is not automatic because freeing on every
 //! "all acked" would reallocate a busy connection's buffer once per flight.
 
+use super::memtrim::Storage;
+
 /// Smallest allocation once the first byte is pushed, so a trickle of small writes does
 /// not reallocate every time.
 const MIN_ALLOC: usize = 4096;
@@ -21,7 +23,7 @@ const MIN_ALLOC: usize = 4096;
 #[derive(Clone, Debug, Default)]
 pub struct SendBuffer {
     /// The physical ring; its length is the allocated size (0 until the first push).
-    storage: Vec<u8>,
+    storage: Storage,
     /// Index in `storage` of the byte at `snd_una`.
     head: usize,
     /// Bytes held (unacknowledged + unsent).
@@ -34,7 +36,7 @@ impl SendBuffer {
     /// An empty buffer that may hold up to `capacity` bytes. Allocates nothing.
     pub fn new(capacity: usize) -> Self {
         SendBuffer {
-            storage: Vec::new(),
+            storage: Storage::default(),
             head: 0,
             len: 0,
             capacity,
@@ -147,7 +149,7 @@ impl SendBuffer {
     /// buffer is empty. For idle connections (see the module doc).
     pub fn shrink_to_fit(&mut self) {
         if self.len == 0 {
-            self.storage = Vec::new();
+            self.storage = Storage::default();
             self.head = 0;
         } else if self.storage.len() > self.len {
             self.relinearize(self.len);
@@ -160,7 +162,7 @@ impl SendBuffer {
         let mut v = vec![0u8; size];
         let n = self.copy_out(0, &mut v[..self.len]);
         debug_assert_eq!(n, self.len);
-        self.storage = v;
+        self.storage = Storage::new(v);
         self.head = 0;
     }
 }
