@@ -12,9 +12,9 @@ use anyhow::{bail, Context};
 use rand::{Rng, SeedableRng};
 
 /// RFC 2544's benchmarking block, the only addresses the flood may use.
-const BENCH_NET: (Ipv4Addr, u8) = (Ipv4Addr::new(198, 18, 0, 0), 15);
+pub(crate) const BENCH_NET: (Ipv4Addr, u8) = (Ipv4Addr::new(198, 18, 0, 0), 15);
 
-fn inside(addr: Ipv4Addr, (net, len): (Ipv4Addr, u8)) -> bool {
+pub(crate) fn inside(addr: Ipv4Addr, (net, len): (Ipv4Addr, u8)) -> bool {
     let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
     u32::from(addr) & mask == u32::from(net) & mask
 }
@@ -32,7 +32,7 @@ pub fn parse_sources(s: &str) -> anyhow::Result<(Ipv4Addr, u8)> {
 
 /// sendto(2) of `buf` to the socket address `to` (a `sockaddr_in` or `sockaddr_ll`);
 /// true when it was sent.
-fn send_to<A>(fd: i32, buf: &[u8], to: &A) -> bool {
+pub(crate) fn send_to<A>(fd: i32, buf: &[u8], to: &A) -> bool {
     let len = std::mem::size_of::<A>() as libc::socklen_t;
     // SAFETY: `buf` is valid for its length and `to` for `len` bytes.
     unsafe {
@@ -93,7 +93,7 @@ fn syn_packet(src: SocketAddrV4, dst: SocketAddrV4, seq: u32) -> [u8; 40] {
 }
 
 /// The Internet checksum of `data`, starting from the partial sum `sum`.
-fn csum(data: &[u8], mut sum: u32) -> u16 {
+pub(crate) fn csum(data: &[u8], mut sum: u32) -> u16 {
     for w in data.chunks(2) {
         sum += u32::from(u16::from_be_bytes([w[0], *w.get(1).unwrap_or(&0)]));
     }
@@ -172,23 +172,7 @@ pub fn arp_flood(iface: &str, target: Ipv4Addr, sources: &str, count: u64) -> an
     if !inside(target, BENCH_NET) {
         bail!("target must be inside 198.18.0.0/15 (got {target})");
     }
-    let name = std::ffi::CString::new(iface).context("interface name")?;
-    // SAFETY: `name` is a valid C string.
-    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
-    if ifindex == 0 {
-        bail!("no interface {iface}");
-    }
-    let proto = (libc::ETH_P_ARP as u16).to_be();
-    // SAFETY: a plain socket(2) call; the descriptor is closed below.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
-    if fd < 0 {
-        return Err(std::io::Error::last_os_error()).context("packet socket (needs CAP_NET_RAW)");
-    }
-    // SAFETY: all-zero is a valid sockaddr_ll; the fields that matter are set below.
-    let mut to: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-    to.sll_family = libc::AF_PACKET as u16;
-    to.sll_protocol = proto;
-    to.sll_ifindex = ifindex as i32;
+    let (fd, mut to) = packet_socket(iface, libc::ETH_P_ARP)?;
     to.sll_halen = 6;
     to.sll_addr[..6].copy_from_slice(&[0xff; 6]);
     let host_bits = 32 - u32::from(len);
@@ -286,22 +270,20 @@ fn forged(o: &Observed, seq: u32, ack: u32, flags: u8, payload: usize) -> Vec<u8
     frame
 }
 
-/// RFC 5961's blind attacks on a live connection to `dst` seen on `iface` (the tests
-/// learn its sequence numbers by looking, as an on-path attacker would; a blind one
-/// guesses them): `count` segments at `rate` per second, in turn a RST inside the
-/// window but not at its left edge, a SYN inside it, and data whose ACK acknowledges
-/// nothing ever sent. All stay inside 198.18.0.0/15. Prints one JSON line.
-pub fn inject(iface: &str, dst: SocketAddrV4, count: u64, rate: u64) -> anyhow::Result<()> {
-    if !inside(*dst.ip(), BENCH_NET) {
-        bail!("destination must be inside 198.18.0.0/15 (got {dst})");
-    }
+/// A packet socket bound to `iface` that sees its frames of `eth_proto` (`ETH_P_ALL`:
+/// every frame), and the address to
+/// send frames out of it with [`send_to`].
+pub(crate) fn packet_socket(
+    iface: &str,
+    eth_proto: i32,
+) -> anyhow::Result<(i32, libc::sockaddr_ll)> {
     let name = std::ffi::CString::new(iface).context("interface name")?;
     // SAFETY: `name` is a valid C string.
     let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
     if ifindex == 0 {
         bail!("no interface {iface}");
     }
-    let proto = (libc::ETH_P_ALL as u16).to_be();
+    let proto = (eth_proto as u16).to_be();
     // SAFETY: a plain socket(2) call; the descriptor is closed below.
     let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, i32::from(proto)) };
     if fd < 0 {
@@ -317,6 +299,19 @@ pub fn inject(iface: &str, dst: SocketAddrV4, count: u64, rate: u64) -> anyhow::
     if unsafe { libc::bind(fd, (&at as *const libc::sockaddr_ll).cast(), len) } != 0 {
         return Err(std::io::Error::last_os_error()).context("bind the packet socket");
     }
+    Ok((fd, at))
+}
+
+/// RFC 5961's blind attacks on a live connection to `dst` seen on `iface` (the tests
+/// learn its sequence numbers by looking, as an on-path attacker would; a blind one
+/// guesses them): `count` segments at `rate` per second, in turn a RST inside the
+/// window but not at its left edge, a SYN inside it, and data whose ACK acknowledges
+/// nothing ever sent. All stay inside 198.18.0.0/15. Prints one JSON line.
+pub fn inject(iface: &str, dst: SocketAddrV4, count: u64, rate: u64) -> anyhow::Result<()> {
+    if !inside(*dst.ip(), BENCH_NET) {
+        bail!("destination must be inside 198.18.0.0/15 (got {dst})");
+    }
+    let (fd, at) = packet_socket(iface, libc::ETH_P_ALL)?;
     let o = observe(fd, dst)?;
     if !inside(*o.src.ip(), BENCH_NET) {
         bail!(

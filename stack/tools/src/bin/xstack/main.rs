@@ -11,6 +11,7 @@ use std::time::Duration;
 
 mod flood;
 mod peer;
+mod shred;
 mod trace;
 
 use clap::{Parser, Subcommand};
@@ -129,6 +130,21 @@ enum Cmd {
         count: u64,
         #[arg(long, default_value_t = 10_000)]
         rate: u64,
+    },
+    /// Test tool: a SACK-shredding receiver for the download CLIENT -> DST seen on IFACE
+    /// (forged duplicate ACKs with one-byte SACK blocks; packet socket, needs root);
+    /// prints one JSON line.
+    #[command(hide = true)]
+    SackShred {
+        #[arg(long)]
+        iface: String,
+        dst: SocketAddrV4,
+        #[arg(long)]
+        client: SocketAddrV4,
+        #[arg(long, default_value_t = 20_000)]
+        rate: u64,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
     },
     /// Benchmark client on kernel sockets: N 1-byte round trips; prints p50/p99 JSON.
     #[command(hide = true)]
@@ -376,6 +392,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             count,
             rate,
         } => flood::inject(&iface, dst, count, rate),
+        Cmd::SackShred {
+            iface,
+            dst,
+            client,
+            rate,
+            seconds,
+        } => shred::sack_shred(&iface, dst, client, rate, seconds),
         Cmd::ArpFlood {
             iface,
             target,
