@@ -194,7 +194,9 @@ pub fn validate<'a>(ifp: &Interface, ctx: &impl NetCtx, pkt: Pkt<'a>) -> Option<
     let dst = p.dst_addr();
     // RFC 1122 §3.2.1.3: a host MUST silently discard a datagram whose source is
     // broadcast, multicast, loopback or unspecified; a subnet's all-zeros host address
-    // is the obsolete broadcast form (§3.3.6).
+    // is the obsolete broadcast form (§3.3.6). A datagram from the wire claiming one of
+    // our own addresses is forged (a LAND attack): answering it would talk to ourselves
+    // (Linux drops it as a martian too).
     if src.is_broadcast()
         || src.is_multicast()
         || src.is_loopback()
@@ -203,6 +205,7 @@ pub fn validate<'a>(ifp: &Interface, ctx: &impl NetCtx, pkt: Pkt<'a>) -> Option<
             .addrs
             .iter()
             .any(|c| c.prefix_len < 31 && (c.broadcast() == src || c.network() == src))
+        || ifp.owns(src)
     {
         Counters::inc(&c.ip_martian);
         return None;
@@ -660,6 +663,12 @@ mod tests {
         // (an ARP request went out for 198.18.0.0).
         let mut f = ip_frame(&[0; 8]);
         rewrite(&mut f, |p| p.set_src_addr(Ipv4Addr::new(198, 18, 0, 0)));
+        assert_eq!(check(&f).1.count("ip.drop_martian_source"), 1);
+
+        // Found by the fuzzer: a segment from our own address to our own address was
+        // answered with a RST to ourselves.
+        let mut f = ip_frame(&[0; 8]);
+        rewrite(&mut f, |p| p.set_src_addr(p.dst_addr()));
         assert_eq!(check(&f).1.count("ip.drop_martian_source"), 1);
 
         let mut f = ip_frame(&[0; 8]);
