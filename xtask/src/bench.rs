@@ -51,6 +51,10 @@ pub struct BenchArgs {
     /// Bytes per bulk transfer.
     #[arg(long, default_value_t = 1_000_000_000)]
     bytes: u64,
+    /// SYNs per second of the "SYN flood" row (a rate the sender cannot reach, e.g.
+    /// 10000000, floods as fast as it can; the row reports the rate reached).
+    #[arg(long, default_value_t = 50_000)]
+    flood_rate: u64,
     /// Round trips per request/response round.
     #[arg(long, default_value_t = 50_000)]
     rr_count: usize,
@@ -656,8 +660,6 @@ fn cps_row(env: &Env, report: &mut serde_json::Map<String, serde_json::Value>) -
     Ok(())
 }
 
-/// SYNs per second of the "SYN flood" row.
-const FLOOD_RATE: &str = "50000";
 /// Bytes of the download timed with and without the flood.
 const FLOOD_BYTES: u64 = 200_000_000;
 
@@ -674,6 +676,19 @@ struct FloodRound {
     gbps_flood: f64,
     /// Growth of the server's resident memory over the flood (xstack only), MiB.
     rss_growth_mib: f64,
+    /// Packets per second the peer sent while the connections were made (the flood and
+    /// those connections' few packets).
+    flood_pps: f64,
+}
+
+/// Packets the peer's interface has sent.
+fn peer_tx_packets(env: &Env) -> Result<f64> {
+    let argv = env.peer(&["cat", "/sys/class/net/vpeer/statistics/tx_packets"]);
+    let out = Command::new(&argv[0]).args(&argv[1..]).output()?;
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .context("the peer's tx_packets")
 }
 
 /// A server's resident memory, MiB (from /proc/PID/status).
@@ -707,18 +722,20 @@ fn flood_round(env: &Env, ip: &str, pid: Option<u32>) -> Result<FloodRound> {
     let gbps_unloaded = curl_gbps(&curl(&url), FLOOD_BYTES)?;
     let rss_before = pid.map_or(f64::NAN, rss_mib);
     let dst = format!("{ip}:80");
+    let rate = env.args.flood_rate.to_string();
     let flood = env.peer(&[
         &env.bin,
         "syn-flood",
         &dst,
         "--rate",
-        FLOOD_RATE,
+        &rate,
         "--seconds",
         "15",
     ]);
     let flood: Vec<&str> = flood.iter().map(String::as_str).collect();
     let _flood = Bg::spawn(&flood)?;
     std::thread::sleep(std::time::Duration::from_secs(1));
+    let (tx0, t0) = (peer_tx_packets(env)?, std::time::Instant::now());
     let mut times = Vec::new();
     for _ in 0..20 {
         let argv = env.peer(&[
@@ -738,6 +755,7 @@ fn flood_round(env: &Env, ip: &str, pid: Option<u32>) -> Result<FloodRound> {
             times.push(t * 1000.0);
         }
     }
+    let flood_pps = (peer_tx_packets(env)? - tx0) / t0.elapsed().as_secs_f64();
     let gbps_flood = curl_gbps(&curl(&url), FLOOD_BYTES).unwrap_or(0.0);
     let rss_growth_mib = pid.map_or(f64::NAN, rss_mib) - rss_before;
     let connected = times.len();
@@ -749,11 +767,13 @@ fn flood_round(env: &Env, ip: &str, pid: Option<u32>) -> Result<FloodRound> {
         gbps_unloaded,
         gbps_flood,
         rss_growth_mib,
+        flood_pps,
     })
 }
 
-/// "SYN flood": 50k SYN/s from random sources at `xstack http` (SYN cache and cookies)
-/// and at the kernel's HTTP server (Linux's syncookies at their default), same run.
+/// "SYN flood": `--flood-rate` SYNs a second (50k by default) from random sources at
+/// `xstack http` (SYN cache and cookies) and at the kernel's HTTP server (Linux's
+/// syncookies at their default), same run.
 fn syn_flood_row(env: &Env, report: &mut serde_json::Map<String, serde_json::Value>) -> Result<()> {
     // The kernel's answers to the forged sources go to the peer, as the stack's do.
     must(&[
@@ -795,6 +815,16 @@ fn syn_flood_row(env: &Env, report: &mut serde_json::Map<String, serde_json::Val
         m(&s_r, keep),
         m(&k_r, keep),
     );
+    line(
+        "SYN flood: connect max ms",
+        m(&s_r, |r| r.connect_max_ms),
+        m(&k_r, |r| r.connect_max_ms),
+    );
+    line(
+        "SYN flood: packets/s sent at the server",
+        m(&s_r, |r| r.flood_pps),
+        m(&k_r, |r| r.flood_pps),
+    );
     println!(
         "SYN flood: xstack resident memory growth {:.1} MiB",
         m(&s_r, |r| r.rss_growth_mib)
@@ -802,7 +832,7 @@ fn syn_flood_row(env: &Env, report: &mut serde_json::Map<String, serde_json::Val
     report.insert(
         "syn_flood".into(),
         serde_json::json!({
-            "rate_per_s": FLOOD_RATE.parse::<u64>().unwrap_or(0),
+            "rate_per_s": env.args.flood_rate,
             "sources": "198.19.0.0/16",
             "xstack_rounds": s_r, "linux_rounds": k_r,
             "xstack_download_kept": m(&s_r, keep), "linux_download_kept": m(&k_r, keep),
