@@ -359,7 +359,8 @@ impl SimStack {
     /// start from (open connections keep theirs): for settings a test sets once the
     /// stack runs, as a FreeBSD `sysctl` does.
     pub fn update_tcp_config(&self, f: impl FnOnce(&mut TcpConfig)) {
-        f(&mut self.tcp.config.write().unwrap_or_else(|e| e.into_inner()));
+        let mut cfg = self.tcp.config.write().unwrap_or_else(|e| e.into_inner());
+        f(Arc::make_mut(&mut cfg));
     }
 
     /// Every counter, summed over workers, in a stable order.

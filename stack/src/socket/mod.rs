@@ -39,11 +39,8 @@ impl NetStack {
     /// listeners without their own [`TcpListener::set_ecn`]); open connections keep what
     /// their handshake negotiated.
     pub fn set_ecn(&self, on: bool) {
-        self.tcp
-            .config
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .ecn = on;
+        let mut cfg = self.tcp.config.write().unwrap_or_else(|e| e.into_inner());
+        Arc::make_mut(&mut cfg).ecn = on;
     }
 
     /// The stack's congestion-control registry: the modules sockets can select by name

@@ -202,11 +202,15 @@ impl TcpStream {
         let local = SocketAddrV4::new(local_ip, port);
         let now = tcp.clock.now();
         let mut cfg = tcp.conn_config();
-        cfg.connect_timeout = timeout;
-        if let Some(on) = opts.ecn {
-            cfg.ecn = on;
+        if cfg.connect_timeout != timeout
+            || opts.ecn.is_some_and(|on| on != cfg.ecn)
+            || (opts.no_options && !cfg.no_options)
+        {
+            let c = Arc::make_mut(&mut cfg);
+            c.connect_timeout = timeout;
+            c.ecn = opts.ecn.unwrap_or(c.ecn);
+            c.no_options |= opts.no_options;
         }
-        cfg.no_options |= opts.no_options;
         let cc = tcp.cc.create_default();
         let iss = tcp.isn.isn(local, remote, now);
         let tcb = Tcb::connect(cfg, local, remote, iss, cc, now);
@@ -254,7 +258,7 @@ impl TcpStream {
 
     /// TCP_NODELAY's current value.
     pub fn nodelay(&self) -> io::Result<bool> {
-        Ok(self.conn.lock().tcb.config().nodelay)
+        Ok(self.conn.lock().tcb.nodelay())
     }
 
     /// Whether ECN (RFC 3168) is in use: both sides agreed on the handshake. False

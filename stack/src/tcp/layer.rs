@@ -49,7 +49,7 @@ pub struct TcpLayer {
     /// Congestion-control modules by name.
     pub cc: xstack_cc::Registry,
     /// Settings for new connections.
-    pub config: RwLock<TcpConfig>,
+    pub config: RwLock<Arc<TcpConfig>>,
     /// The RSS hash placing connections on workers (the device's, or the emulation's).
     pub rss: Arc<Toeplitz>,
     /// The stack's clock, for the calls applications make (the workers pass their
@@ -138,7 +138,7 @@ impl TcpLayer {
             isn: IsnGenerator::new(),
             cookies: super::syncache::Cookies::new(),
             cc: xstack_cc::Registry::with_builtins(),
-            config: RwLock::new(config),
+            config: RwLock::new(Arc::new(config)),
             nworkers: nworkers.max(1),
             kicks: (0..nworkers.max(1)).map(|_| SegQueue::new()).collect(),
             wakers: OnceLock::new(),
@@ -172,7 +172,7 @@ impl TcpLayer {
     }
 
     /// A copy of the settings for a new connection.
-    pub fn conn_config(&self) -> TcpConfig {
+    pub fn conn_config(&self) -> Arc<TcpConfig> {
         self.config
             .read()
             .unwrap_or_else(|e| e.into_inner())

@@ -214,10 +214,13 @@ impl TcpLayer {
         created: Instant,
     ) -> Tcb {
         let mut cfg = self.conn_config();
-        if let Some(on) = listener.ecn() {
-            cfg.ecn = on;
+        let ecn = listener.ecn().unwrap_or(cfg.ecn);
+        let no_options = cfg.no_options || listener.no_options.load(Ordering::Relaxed);
+        if (ecn, no_options) != (cfg.ecn, cfg.no_options) {
+            let c = Arc::make_mut(&mut cfg);
+            c.ecn = ecn;
+            c.no_options = no_options;
         }
-        cfg.no_options |= listener.no_options.load(Ordering::Relaxed);
         let cc = self.cc.create_default();
         Tcb::accept_syn(cfg, tuple.local, tuple.remote, iss, cc, syn, created)
     }

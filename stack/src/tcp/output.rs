@@ -437,7 +437,7 @@ impl Tcb {
             // So TSO puts on the wire exactly what MSS-at-a-time output would.
             let tail = len % mss;
             let tail_ok = len == avail
-                && (self.cfg.nodelay
+                && (self.nodelay
                     || self.fin_queued()
                     || (self.max_sndwnd > 0 && tail >= self.max_sndwnd as usize / 2));
             if !tail_ok {
@@ -470,7 +470,7 @@ impl Tcb {
             // retransmission after an RTO.
             let full = len >= mss;
             let last = len == avail;
-            let nagle_ok = self.cfg.nodelay || !in_flight || self.fin_queued();
+            let nagle_ok = self.nodelay || !in_flight || self.fin_queued();
             let half_window = self.max_sndwnd > 0 && len >= (self.max_sndwnd as usize) / 2;
             if !(full || (last && nagle_ok) || half_window || retransmitting) {
                 len = 0;

@@ -182,9 +182,10 @@ impl super::tcb::Tcb {
         if self.state == State::SynSent && self.rxtshift == self.cfg.syn_drop_options_after {
             // FreeBSD's tcp_timer_rexmt with `rexmit_drop_options`: from now on the
             // SYN offers MSS only (and the SYN,ACK's options are not taken up).
-            self.cfg.window_scaling = false;
-            self.cfg.timestamps = false;
-            self.cfg.sack = false;
+            let cfg = std::sync::Arc::make_mut(&mut self.cfg);
+            cfg.window_scaling = false;
+            cfg.timestamps = false;
+            cfg.sack = false;
         }
         // RFC 6298 §5.5: "The host MUST set RTO <- RTO * 2 ("back off the
         // timer")"; §5.4: retransmit the earliest unacknowledged segment.

@@ -11,7 +11,7 @@ use std::time::Instant;
 fn tcb(local: SocketAddrV4, remote: SocketAddrV4) -> Tcb {
     let cc = xstack_cc::Registry::with_builtins().create_default();
     Tcb::connect(
-        Default::default(),
+        crate::tcp::config::TcpConfig::default(),
         local,
         remote,
         Seq(1),

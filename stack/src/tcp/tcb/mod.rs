@@ -9,6 +9,7 @@
 //! Nothing here reads a clock or touches a device: `now` is always an argument.
 
 use std::net::SocketAddrV4;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use xstack_cc::{CcVars, CongestionControl, Recovery};
@@ -99,7 +100,11 @@ pub(crate) struct RtoUndo {
 
 /// The control block of one connection.
 pub struct Tcb {
-    pub(super) cfg: TcpConfig,
+    /// Shared with the stack (and the other connections) until a per-socket setting
+    /// changes it (`Arc::make_mut`): most connections never own a copy.
+    pub(super) cfg: Arc<TcpConfig>,
+    /// TCP_NODELAY, per socket (set on most server connections, so not in `cfg`).
+    pub(super) nodelay: bool,
     pub(super) state: State,
     local: SocketAddrV4,
     remote: SocketAddrV4,
@@ -276,7 +281,7 @@ fn wscale_for(buf: usize) -> u8 {
 
 impl Tcb {
     pub(super) fn new(
-        cfg: TcpConfig,
+        cfg: Arc<TcpConfig>,
         local: SocketAddrV4,
         remote: SocketAddrV4,
         iss: Seq,
@@ -377,6 +382,7 @@ impl Tcb {
             stats: ConnStats::default(),
             events: false,
             cwnd_trace: cfg.cwnd_trace.map(|n| Box::new(CwndTrace::new(now, n))),
+            nodelay: cfg.nodelay,
             cfg,
         };
         tcb.set_maxseg(536.min(mss));
@@ -386,7 +392,7 @@ impl Tcb {
     /// checked that the segment is a SYN without ACK/RST. The SYN,ACK goes out on the
     /// next [`Tcb::poll_output`].
     pub fn accept_syn(
-        cfg: TcpConfig,
+        cfg: impl Into<Arc<TcpConfig>>,
         local: SocketAddrV4,
         remote: SocketAddrV4,
         iss: Seq,
@@ -394,7 +400,7 @@ impl Tcb {
         syn: &super::segment::Segment<'_>,
         now: Instant,
     ) -> Tcb {
-        let mut tcb = Tcb::new(cfg, local, remote, iss, cc, now);
+        let mut tcb = Tcb::new(cfg.into(), local, remote, iss, cc, now);
         tcb.passive = true;
         tcb.state = State::SynReceived;
         tcb.irs = syn.seq;

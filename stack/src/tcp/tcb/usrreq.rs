@@ -2,6 +2,7 @@
 //! send, receive, close, abort, and the socket options the socket layer sets.
 
 use std::net::SocketAddrV4;
+use std::sync::Arc;
 use std::time::Instant;
 
 use xstack_cc::CongestionControl;
@@ -15,14 +16,14 @@ impl Tcb {
     /// An active open (RFC 9293 §3.10.1 OPEN, active): SYN-SENT, the SYN goes out on
     /// the next [`Tcb::poll_output`].
     pub fn connect(
-        cfg: TcpConfig,
+        cfg: impl Into<Arc<TcpConfig>>,
         local: SocketAddrV4,
         remote: SocketAddrV4,
         iss: Seq,
         cc: Box<dyn CongestionControl>,
         now: Instant,
     ) -> Tcb {
-        let mut tcb = Tcb::new(cfg, local, remote, iss, cc, now);
+        let mut tcb = Tcb::new(cfg.into(), local, remote, iss, cc, now);
         tcb.state = State::SynSent;
         tcb.timers
             .set(TimerKind::ConnEstab, now + tcb.cfg.connect_timeout);
@@ -169,12 +170,14 @@ impl Tcb {
 
     /// Sets TCP_NODELAY.
     pub fn set_nodelay(&mut self, on: bool) {
-        self.cfg.nodelay = on;
+        self.nodelay = on;
     }
 
     /// Enables or disables keepalive.
     pub fn set_keepalive(&mut self, ka: Option<Keepalive>, now: Instant) {
-        self.cfg.keepalive = ka;
+        if self.cfg.keepalive != ka {
+            Arc::make_mut(&mut self.cfg).keepalive = ka;
+        }
         match ka {
             Some(k) if self.state.is_synchronized() => {
                 self.timers.set(TimerKind::Keepalive, now + k.idle)
@@ -187,15 +190,24 @@ impl Tcb {
     pub fn set_buffer_sizes(&mut self, sndbuf: Option<usize>, rcvbuf: Option<usize>) {
         if let Some(n) = sndbuf {
             self.sndbuf.set_capacity(n);
-            self.cfg.sndbuf = n;
+            if self.cfg.sndbuf != n {
+                Arc::make_mut(&mut self.cfg).sndbuf = n;
+            }
         }
         if let Some(n) = rcvbuf {
             self.rcvbuf.set_capacity(n);
-            self.cfg.rcvbuf = n;
+            if self.cfg.rcvbuf != n {
+                Arc::make_mut(&mut self.cfg).rcvbuf = n;
+            }
         }
     }
 
-    /// The configuration in force.
+    /// TCP_NODELAY.
+    pub fn nodelay(&self) -> bool {
+        self.nodelay
+    }
+
+    /// The configuration in force (but for TCP_NODELAY: [`Tcb::nodelay`]).
     pub fn config(&self) -> &TcpConfig {
         &self.cfg
     }

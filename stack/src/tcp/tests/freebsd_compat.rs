@@ -14,7 +14,7 @@ const W: u16 = RCVBUF as u16;
 #[test]
 fn fin_with_every_ack_rides_on_acks_but_not_on_challenge_acks() {
     let mut c = fin_wait_1();
-    c.tcb.cfg.fin_with_every_ack = true;
+    std::sync::Arc::make_mut(&mut c.tcb.cfg).fin_with_every_ack = true;
     // An out-of-window segment is answered by tcp_output: the FIN again.
     send!(c, peer_ack(100_000, 0));
     recv!(c, our_ack(0, 0, W).flags(F::FIN));
@@ -45,7 +45,7 @@ fn without_fin_with_every_ack_acks_are_bare() {
 #[test]
 fn rfc1337_time_wait_ignores_rst() {
     let mut c = time_wait();
-    c.tcb.cfg.rfc1337 = true;
+    std::sync::Arc::make_mut(&mut c.tcb.cfg).rfc1337 = true;
     send!(c, seg(PEER_ISS + 2).flags(F::RST));
     assert_eq!(c.state(), State::TimeWait);
     recv_nothing!(c);
@@ -56,7 +56,7 @@ fn rfc1337_time_wait_ignores_rst() {
 #[test]
 fn freebsd_time_wait_input() {
     let mut c = time_wait();
-    c.tcb.cfg.time_wait_input = TimeWaitInput::FreeBsd;
+    std::sync::Arc::make_mut(&mut c.tcb.cfg).time_wait_input = TimeWaitInput::FreeBsd;
     send!(c, seg(PEER_ISS + 2).flags(F::SYN).win(PEER_WIN));
     recv_nothing!(c);
     send!(c, seg(PEER_ISS + 2).flags(F::RST));
