@@ -17,6 +17,8 @@ use crate::sys::{ensure_packages, is_root, must};
 use anyhow::{bail, Context, Result};
 use std::process::Command;
 
+mod nginx;
+
 const NS_STACK: &str = "xsbench-a";
 const NS_PEER: &str = "xsbench-b";
 const KERNEL_ADDR: &str = "198.18.0.3";
@@ -59,10 +61,10 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 50_000)]
     rr_count: usize,
     /// Run only these measurements (comma separated): icmp, stack-to-linux, offloads,
-    /// linux-to-stack, lro, rr, cps, syn-flood, loss, multiworker. Default: all.
+    /// linux-to-stack, lro, rr, cps, syn-flood, loss, multiworker, nginx. Default: all.
     #[arg(long, value_delimiter = ',', value_parser = [
         "icmp", "stack-to-linux", "offloads", "linux-to-stack", "lro", "rr", "cps",
-        "syn-flood", "loss", "multiworker",
+        "syn-flood", "loss", "multiworker", "nginx",
     ])]
     only: Vec<String>,
 }
@@ -499,6 +501,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     if args.runs("syn-flood") {
         syn_flood_row(&env, &mut report)?;
+    }
+    if args.runs("nginx") {
+        // --- xstack http against nginx on Linux's TCP: wrk and curl on the peer ---
+        nginx::nginx_rows(&env, &["--port", "80"], &mut report)?;
     }
     if args.runs("loss") {
         // --- throughput stack -> Linux under 1% random loss, per congestion-control module ---
