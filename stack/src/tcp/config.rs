@@ -96,7 +96,8 @@ pub struct TcpConfig {
     /// the idea RFC 8985 §6 generalises): a retransmission is deemed lost again once the
     /// peer SACKs data first sent after it, and is resent without waiting for the RTO.
     /// The SACK scoreboard (`tcp/sack.rs`) says how. On by default; off gives plain
-    /// RFC 6675.
+    /// RFC 6675. Not used while RACK-TLP (`rack`) is, which finds lost retransmissions
+    /// by time.
     pub lost_retransmit: bool,
     /// RACK-TLP loss detection (RFC 8985; Linux's `tcp_recovery` RACK bit, on by
     /// default there too): losses are marked by time with a reordering window, and a
