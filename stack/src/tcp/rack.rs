@@ -197,7 +197,13 @@ impl SentLog {
             None => start,
         };
         while s < end {
-            let e = (s + mss.max(1)).min(end);
+            // Within one window of sequence space, so `dist` is the length left (adding
+            // a huge `mss` to a `Seq` would wrap).
+            let e = if end.dist(s) <= mss.max(1) {
+                end
+            } else {
+                s + mss.max(1)
+            };
             self.q.push_back(Sent {
                 start: s,
                 end: e,
@@ -611,7 +617,9 @@ impl Tcb {
         self.timers.stop(TimerKind::Tlp);
         if on && self.snd_max > self.data_base() {
             let start = self.snd_una.max(self.data_base());
-            self.rack.log.on_send(start, self.snd_max, now, 0, u32::MAX);
+            self.rack
+                .log
+                .on_send(start, self.snd_max, now, 0, self.t_maxseg);
         }
     }
 
@@ -903,6 +911,16 @@ mod tests {
             tsecr: None,
             min_rtt: Some(Duration::from_millis(40)),
         }
+    }
+
+    // A piece size beyond the sequence space left must not wrap (found by the fuzzer:
+    // `set_rack(true)` with data in flight once logged it with an MSS of u32::MAX).
+    #[test]
+    fn huge_piece_size_logs_one_entry() {
+        let mut log = SentLog::default();
+        log.on_send(s(0), s(3 * M), Instant::now(), 0, u32::MAX);
+        assert_eq!(log.len(), 1);
+        assert_eq!(log.pipe(s(0), s(3 * M)), 3 * M);
     }
 
     #[test]
