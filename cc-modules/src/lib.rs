@@ -56,6 +56,9 @@
 //! So between `cong_signal(NDupAck)` and `post_recovery` the transport owns `cwnd` (the
 //! inflation is its business, as in FreeBSD's `tcp_input`); modules must not change cwnd or
 //! ssthresh from `ack_received` while [`Recovery::Fast`] or [`Recovery::Cwr`].
+//! With SACK the transport does not inflate: it sets cwnd on every ACK of the episode by
+//! Proportional Rate Reduction (RFC 6937, PRR-SSRB: [`window::prr_sndcnt`]) toward the
+//! ssthresh the module chose, so every module's reduction is paced the same way.
 //!
 //! **One reduction per episode.** The transport raises `NDupAck` at most once per episode and
 //! `Ecn` as ECN-Echo ACKs arrive; it always passes the recovery state the connection was in.

@@ -155,6 +155,50 @@ pub fn dupack_inflate(cwnd: u32, maxseg: u32) -> u32 {
     cwnd.saturating_add(maxseg)
 }
 
+/// What Proportional Rate Reduction (RFC 6937) is told on each ACK of a fast-recovery
+/// episode. Bytes throughout.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PrrAck {
+    /// `prr_delivered`: data delivered to the receiver since recovery began, this ACK's
+    /// included.
+    pub prr_delivered: u32,
+    /// `prr_out`: data sent (retransmitted or new) since recovery began.
+    pub prr_out: u32,
+    /// `RecoverFS`: FlightSize when recovery began.
+    pub recover_fs: u32,
+    /// The target the episode reduces to (the module's ssthresh).
+    pub ssthresh: u32,
+    /// The pipe estimate after this ACK (RFC 6675 SetPipe()).
+    pub pipe: u32,
+    /// `DeliveredData` of this ACK: bytes newly acknowledged cumulatively or selectively.
+    pub delivered: u32,
+    /// SMSS.
+    pub maxseg: u32,
+}
+
+/// For the transport: RFC 6937 §3.1 with the Slow Start Reduction Bound, the bytes this
+/// ACK lets the sender send (`sndcnt`); the transport sets `cwnd = pipe + sndcnt`.
+///
+/// "if (pipe > ssthresh) { // Proportional Rate Reduction: sndcnt =
+/// CEIL(prr_delivered * ssthresh / RecoverFS) - prr_out } else { // Two versions of the
+/// Reduction Bound ... // PRR-SSRB: limit = MAX(prr_delivered - prr_out, DeliveredData) +
+/// MSS; // Attempt to catch up, as permitted by limit: sndcnt = MIN(ssthresh - pipe,
+/// limit) }". "sndcnt = MAX(sndcnt, 0)" is the saturation.
+pub fn prr_sndcnt(p: &PrrAck) -> u32 {
+    if p.pipe > p.ssthresh {
+        let fs = u64::from(p.recover_fs.max(1));
+        let share = (u64::from(p.prr_delivered) * u64::from(p.ssthresh)).div_ceil(fs);
+        (share.min(u64::from(u32::MAX)) as u32).saturating_sub(p.prr_out)
+    } else {
+        let limit = p
+            .prr_delivered
+            .saturating_sub(p.prr_out)
+            .max(p.delivered)
+            .saturating_add(p.maxseg);
+        (p.ssthresh - p.pipe).min(limit)
+    }
+}
+
 /// For the transport: cwnd after a partial ACK during fast recovery. Never below one
 /// segment, as in FreeBSD's `tcp_newreno_partial_ack`.
 pub fn partial_ack_deflate(cwnd: u32, bytes_acked: u32, maxseg: u32) -> u32 {
@@ -222,6 +266,41 @@ impl<S> RtoUndo<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // RFC 6937 §3.1: while pipe > ssthresh the sender sends ssthresh/RecoverFS of what is
+    // delivered (half, for Reno); once pipe falls to ssthresh, PRR-SSRB lets it catch
+    // up by at most what was delivered plus one MSS, never beyond ssthresh.
+    #[test]
+    fn prr_sends_in_proportion_then_catches_up_by_ssrb() {
+        let m = 1000;
+        let base = PrrAck {
+            prr_delivered: 0,
+            prr_out: 0,
+            recover_fs: 20 * m,
+            ssthresh: 10 * m,
+            pipe: 19 * m,
+            delivered: m,
+            maxseg: m,
+        };
+        let a = |d, o, pipe| {
+            prr_sndcnt(&PrrAck {
+                prr_delivered: d,
+                prr_out: o,
+                pipe,
+                ..base
+            })
+        };
+        assert_eq!(a(m, 0, 19 * m), m / 2);
+        assert_eq!(a(2 * m, m, 18 * m), 0, "half of 2 MSS already sent");
+        assert_eq!(a(4 * m, m, 16 * m), m);
+        // Over a whole window of deliveries the proportional part sends ssthresh.
+        assert_eq!(a(20 * m, 0, 11 * m), 10 * m);
+        // PRR-SSRB: pipe below ssthresh (a burst of losses): catch up by at most
+        // delivered + MSS per ACK.
+        assert_eq!(a(10 * m, 5 * m, 2 * m), 6 * m);
+        assert_eq!(a(10 * m, 10 * m, 2 * m), 2 * m, "DeliveredData + MSS");
+        assert_eq!(a(30 * m, 0, 9 * m), m, "never beyond ssthresh");
+    }
 
     // RFC 6928 §2: min (10*MSS, max (2*MSS, 14600)).
     #[test]

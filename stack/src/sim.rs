@@ -428,7 +428,14 @@ pub struct Sim {
     start: Instant,
     /// ECT frames the link marked CE.
     pub ce_marked: u64,
+    /// A chosen-frame dropper: called with `(host, frame)` for every frame a host sends;
+    /// true drops it (counted in `dropped`), for tests that lose exactly the segments
+    /// they mean to.
+    pub drop_if: Option<DropFn>,
 }
+
+/// [`Sim::drop_if`]'s selector.
+pub type DropFn = Box<dyn FnMut(usize, &[u8]) -> bool + Send>;
 
 /// The address of host `i`.
 pub fn host_addr(i: usize) -> Ipv4Addr {
@@ -473,6 +480,7 @@ impl Sim {
             rx_batch: None,
             start: now,
             ce_marked: 0,
+            drop_if: None,
         }
     }
 
@@ -642,6 +650,12 @@ impl Sim {
     fn transmit(&mut self, from: usize, mut frame: Vec<u8>) {
         if let Some(tap) = &mut self.tap {
             tap.push((from, frame.clone()));
+        }
+        if let Some(f) = self.drop_if.as_mut() {
+            if f(from, &frame) {
+                self.dropped += 1;
+                return;
+            }
         }
         let l = self.link;
         if let Some(icmp) = l.mtu.and_then(|mtu| frag_needed(&frame, mtu)) {

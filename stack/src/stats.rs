@@ -198,6 +198,14 @@ counters! {
     tcp_tso_segments => "tcp.tso_segments",
     /// TCP segments retransmitted (RTO, fast retransmit, SYN retries).
     tcp_retransmits => "tcp.retransmits",
+    /// Segments RACK (RFC 8985) marked lost by time.
+    tcp_rack_lost => "tcp.rack_lost",
+    /// RACK reordering-timer expiries that marked losses.
+    tcp_rack_reo_timeouts => "tcp.rack_reo_timeouts",
+    /// Tail loss probes sent (RFC 8985 §7).
+    tcp_tlp_probes => "tcp.tlp_probes",
+    /// Losses repaired by a tail loss probe (each reduced cwnd, RFC 8985 §7.4).
+    tcp_tlp_recoveries => "tcp.tlp_recoveries",
     /// TCP segments that could not be sent (no route, ARP hold full, tx ring full).
     tcp_tx_fail => "tcp.tx_fail",
     /// Connections that negotiated ECN (RFC 3168) on their handshake.

@@ -364,7 +364,7 @@ impl World {
         let i = self.rng.random_range(0..n + 1);
         let ev = match self.rng.random_range(0..10) {
             8 | 9 => {
-                let kind = self.rng.random_range(0..5u8);
+                let kind = self.rng.random_range(0..6u8);
                 let value = match kind {
                     0 | 1 => [0, 1, 100, 1460, 4096, 65536, 1 << 20, u32::MAX]
                         [self.rng.random_range(0..8)],

@@ -121,7 +121,7 @@ pub struct Setup {
 }
 
 /// What each bit of [`Event::Knobs`] changes from the default TCP configuration.
-pub const KNOBS: [&str; 14] = [
+pub const KNOBS: [&str; 16] = [
     "no RFC 5961 challenge ACK for RST",
     "no RFC 5961 challenge ACK for SYN",
     "ICMP hard errors ignored",
@@ -136,6 +136,8 @@ pub const KNOBS: [&str; 14] = [
     "TSO bursts of one MSS",
     "RTO 1 ms minimum, 10 ms initial",
     "FreeBSD option layout",
+    "no RACK-TLP",
+    "no PRR",
 ];
 
 /// Applies the knobs set in `bits` to `c`.
@@ -170,6 +172,8 @@ pub fn apply_knobs(c: &mut TcpConfig, bits: u32) {
     if on(13) {
         c.option_layout = OptionLayout::FreeBsd;
     }
+    c.rack &= !on(14);
+    c.prr &= !on(15);
 }
 
 impl Default for Setup {
@@ -278,13 +282,15 @@ pub struct Target {
 
 /// The options [`Event::Opt`] sets, by kind: 0 send buffer size, 1 receive buffer size,
 /// 2 congestion control (`value` indexes [`CC_MODULES`]), 3 nodelay, 4 keepalive (off
-/// when `value` is 0, else probing after `value` ms idle).
+/// when `value` is 0, else probing after `value` ms idle), 5 RACK-TLP (on unless `value`
+/// is 0).
 fn set_opt(s: &TcpStream, kind: u8, value: u32) {
     let _ = match kind {
         0 => s.set_send_buffer_size(value as usize),
         1 => s.set_recv_buffer_size(value as usize),
         2 => s.set_congestion(CC_MODULES[value as usize % CC_MODULES.len()]),
         3 => s.set_nodelay(value != 0),
+        5 => s.set_rack(value != 0),
         _ => s.set_keepalive((value != 0).then(|| Keepalive {
             idle: Duration::from_millis(value as u64),
             interval: Duration::from_millis(value as u64 / 2 + 1),

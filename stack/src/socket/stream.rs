@@ -256,6 +256,21 @@ impl TcpStream {
         Ok(())
     }
 
+    /// Switches RACK-TLP loss detection (RFC 8985) on or off for this connection; the
+    /// stack-wide default is `TcpConfig::rack` (on). Off gives RFC 6675's DupThresh loss
+    /// detection and no tail loss probes.
+    pub fn set_rack(&self, on: bool) -> io::Result<()> {
+        let now = self.net.tcp.clock.now();
+        self.conn.lock().tcb.set_rack(on, now);
+        self.net.tcp.kick(&self.conn);
+        Ok(())
+    }
+
+    /// Whether RACK-TLP is switched on for this connection ([`TcpStream::set_rack`]).
+    pub fn rack(&self) -> io::Result<bool> {
+        Ok(self.conn.lock().tcb.rack_enabled())
+    }
+
     /// TCP_NODELAY's current value.
     pub fn nodelay(&self) -> io::Result<bool> {
         Ok(self.conn.lock().tcb.nodelay())

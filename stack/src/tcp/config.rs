@@ -96,8 +96,18 @@ pub struct TcpConfig {
     /// the idea RFC 8985 §6 generalises): a retransmission is deemed lost again once the
     /// peer SACKs data first sent after it, and is resent without waiting for the RTO.
     /// The SACK scoreboard (`tcp/sack.rs`) says how. On by default; off gives plain
-    /// RFC 6675.
+    /// RFC 6675. Not used while RACK-TLP (`rack`) is, which finds lost retransmissions
+    /// by time.
     pub lost_retransmit: bool,
+    /// RACK-TLP loss detection (RFC 8985; Linux's `tcp_recovery` RACK bit, on by
+    /// default there too): losses are marked by time with a reordering window, and a
+    /// lost tail is probed (TLP) instead of waiting for the RTO. Needs SACK; with it on,
+    /// RACK replaces the DupThresh trigger and `lost_retransmit`. See `tcp/rack.rs`.
+    /// Per connection: `TcpStream::set_rack`.
+    pub rack: bool,
+    /// Proportional Rate Reduction (RFC 6937, PRR-SSRB) sets cwnd during SACK fast
+    /// recovery (`tcp/prr.rs`); off gives RFC 6675's cwnd = ssthresh.
+    pub prr: bool,
     /// Largest TCP payload handed to the device in one segment for it to cut into MSS
     /// pieces (TSO, FreeBSD's `CSUM_TSO` with `tso_segsz`); 0 sends MSS-sized segments.
     /// The stack sets it when the device layer segments (`--no-offload tso` clears it).
@@ -231,6 +241,8 @@ impl Default for TcpConfig {
             sack: true,
             limited_transmit: true,
             lost_retransmit: true,
+            rack: true,
+            prr: true,
             tso_max: 0,
             ecn: false,
             fin_with_every_ack: false,

@@ -528,12 +528,31 @@ impl Tcb {
         // that is cumulatively ACKed or SACKed should be marked accordingly in the
         // scoreboard data structure".
         let mut newly_sacked = 0;
+        let mut dsack = None;
         if self.sack_ok && !seg.options.sack().is_empty() {
             let una = if acked > 0 { ack } else { self.snd_una };
             let up = self.sb.update(ack, una, self.snd_max, seg.options.sack());
             newly_sacked = up.newly_sacked;
+            dsack = up.dsack;
             self.stats.dsacks += up.dsack.is_some() as u64;
             self.stats.bad_sacks += up.bogus as u64;
+        }
+        let tsecr = seg
+            .options
+            .timestamps
+            .filter(|_| self.ts_enabled)
+            .map(|(_, ecr)| ecr);
+        let rack = self.rack_active();
+        if rack {
+            // RFC 8985 §6.2 steps 1-4, before SND.UNA moves. The D-SACK block (always the
+            // first) reports a duplicate, not a delivery.
+            let blocks = if self.sack_ok {
+                seg.options.sack()
+            } else {
+                &[]
+            };
+            let blocks = &blocks[dsack.is_some() as usize..];
+            self.rack_update(ack, blocks, dsack, tsecr, now);
         }
 
         // Duplicate ACK per RFC 5681 §2: no data, no SYN/FIN, same ACK, same window,
@@ -562,13 +581,26 @@ impl Tcb {
         } else if is_dup {
             self.dup_ack(now);
         }
-        if self.in_sack_recovery() && self.cfg.lost_retransmit {
+        if rack {
+            // RFC 8985 §7.4 (did a probe repair a loss?) and §6.2 step 5 (mark losses by
+            // time; a loss starts recovery).
+            self.tlp_process_ack(ack, acked, newly_sacked, dsack, tsecr, now);
+            if self.snd_max > self.snd_una {
+                self.rack_detect_and_recover(now, false);
+            } else {
+                self.timers.stop(TimerKind::RackReo);
+            }
+        } else if self.in_sack_recovery() && self.cfg.lost_retransmit {
             // Lost retransmissions (`sack.rs`): resent by NextSeg() at once, with no new
             // congestion signal -- the window was already reduced for this episode (RFC
             // 6675 §5: one reduction per recovery phase; Linux's tcp_mark_lost_retrans
             // only marks segments lost, too).
             self.stats.lost_rexmits +=
                 self.sb.detect_lost_rexmits(self.snd_una, self.t_maxseg) as u64;
+        }
+        if self.in_sack_recovery() {
+            // RFC 6937: "DeliveredData = change in snd.una + change in SACKed".
+            self.prr_on_ack(acked.saturating_add(newly_sacked), now);
         }
 
         self.update_snd_wnd(seg, window);
@@ -669,6 +701,7 @@ impl Tcb {
             self.cwnd_limited || flight_before.saturating_add(self.t_maxseg) >= self.ccv.cwnd;
         if self.recovery == Recovery::Rto && self.snd_nxt >= self.recover {
             self.recovery = Recovery::Open;
+            self.rack.on_recovery_exit();
         }
         if cc_acked == 0 {
             // Only our SYN was acknowledged: nothing for congestion control.
@@ -680,7 +713,11 @@ impl Tcb {
                 ..self.ack_info(cc_acked, now)
             };
             self.cc.post_recovery(&mut self.ccv, &info);
+            if self.recovery == Recovery::Fast {
+                self.rack.on_recovery_exit();
+            }
             self.recovery = Recovery::Open;
+            self.prr_end();
             self.trace_cc(CcEvent::PostRecovery, now);
         } else if self.recovery == Recovery::Fast && !self.sack_ok {
             // Partial acknowledgment (RFC 6582 §3.2 step 3): "retransmit the first
@@ -736,7 +773,12 @@ impl Tcb {
         // moves from CWR to Recovery; FreeBSD instead waits for the RTO there.
         let new_episode = (self.recovery == Recovery::Open && self.snd_una >= self.recover)
             || self.recovery == Recovery::Cwr;
-        if self.sack_ok {
+        if self.rack_active() {
+            // RFC 8985: RACK marks losses by time (`rack_detect_and_recover`, on this
+            // same ACK), which replaces the DupThresh trigger (Linux's
+            // tcp_time_to_recover with RACK on); RACK's reordering window is zero once
+            // DupThresh segments are SACKed, so the classic case is still immediate.
+        } else if self.sack_ok {
             // RFC 6675 §5: "(1) If DupAcks >= DupThresh, go to step (4). ... (2) If
             // DupAcks < DupThresh but IsLost (HighACK + 1) returns true -- indicating at
             // least three segments have arrived above the current cumulative
@@ -775,7 +817,7 @@ impl Tcb {
     /// RFC 6675 SACK recovery the transport must not inflate: cwnd stays at what the
     /// module set (ssthresh, RFC 6675 §5 step (4.2) "ssthresh = cwnd = (FlightSize /
     /// 2)") and the pipe estimate replaces the inflation.
-    fn enter_fast_recovery(&mut self, now: Instant) {
+    pub(super) fn enter_fast_recovery(&mut self, now: Instant) {
         let info = self.cong_info(now);
         self.cc.cong_signal(&mut self.ccv, CcSignal::NDupAck, &info);
         if self.recovery == Recovery::Open {
@@ -787,6 +829,10 @@ impl Tcb {
         self.recover = self.snd_max;
         self.recovery = Recovery::Fast;
         self.stats.fast_recoveries += 1;
+        self.prr_begin();
+        // The episode's reduction covers whatever a tail loss probe in flight would
+        // have found (Linux's tcp_init_cwnd_reduction clears tlp_high_seq).
+        self.rack.tlp = None;
         if self.sack_ok {
             // Nothing retransmitted yet in this phase. Step (4.3) ("set both HighRxt and
             // RescueRxt to the highest sequence number in the retransmitted segment") is

@@ -434,6 +434,7 @@ impl TcpLayer {
         mut inner: std::sync::MutexGuard<'_, ConnInner>,
     ) {
         self.output(ifp, ctx, &conn.tuple, &mut inner.tcb);
+        super::rack::count(ctx.counters(), &mut inner.tcb);
         let dead = inner.tcb.is_dead();
         if !dead {
             if let Some(t) = inner.tcb.poll_deadline() {

@@ -23,6 +23,8 @@ pub mod memtrim;
 pub mod output;
 pub mod pcb;
 pub mod pmtu;
+pub mod prr;
+pub mod rack;
 pub mod recvbuf;
 pub mod rtt;
 pub mod sack;

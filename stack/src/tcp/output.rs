@@ -86,7 +86,11 @@ impl Tcb {
         // connection's own limit only (a control block driven on its own).
         self.settle_limited_ack(now, || true);
         self.arm_buffer_check(now);
-        let mut seg = self.next_segment(now)?;
+        let Some(mut seg) = self.next_segment(now) else {
+            // Output is done: (re)arm the tail loss probe (RFC 8985 §7.2).
+            self.tlp_schedule(now);
+            return None;
+        };
         self.ecn_output_echo(&mut seg.hdr.flags);
         Some(seg)
     }
@@ -118,6 +122,12 @@ impl Tcb {
             let hdr = self.header(self.snd_una - 1, TcpFlags::ACK, now);
             self.note_ack_sent(&hdr);
             return Some(OutSegment::control(hdr, false));
+        }
+        if self.rack.tlp_due {
+            // RFC 8985 §7.3: the PTO fired.
+            if let Some(seg) = self.output_tlp(now) {
+                return Some(seg);
+            }
         }
         if self.rexmit_one {
             self.rexmit_one = false;
@@ -172,6 +182,14 @@ impl Tcb {
         if self.ccv.cwnd.saturating_sub(self.pipe()) < mss {
             return None;
         }
+        if self.rack_active() {
+            // NextSeg() with RACK (RFC 8985 §6.2): the lowest range RACK marked lost,
+            // then new data. No rules (3) and (4): a lost tail is TLP's business.
+            if let Some((seq, len)) = self.rack.log.next_lost(mss) {
+                return self.sack_rexmit(Rexmit { seq, len }, RexmitKind::NextSeg, now);
+            }
+            return self.output_from(self.snd_nxt, now, Send::Window);
+        }
         let (una, max) = (self.snd_una, self.snd_max);
         // A retransmission found lost again (`sack.rs`, Linux's lost-retransmit
         // detection) is the lowest lost range: it goes first.
@@ -222,12 +240,22 @@ impl Tcb {
     /// Watches a retransmission of SACK recovery for loss (`sack.rs`): it is declared
     /// lost once data sent after it -- beyond today's `snd_max` -- is SACKed first.
     fn watch_rexmit(&mut self, seg: &OutSegment) {
-        if self.cfg.lost_retransmit {
+        if self.cfg.lost_retransmit && !self.rack_active() {
             let end = seg_end(seg);
             if end > seg.hdr.seq {
                 self.sb.note_rexmit(seg.hdr.seq, end, self.snd_max);
             }
         }
+    }
+
+    /// A tail loss probe (`tcp/rack.rs`): up to `max_len` from `seq`, whatever cwnd says.
+    pub(super) fn output_probe(
+        &mut self,
+        seq: Seq,
+        max_len: u32,
+        now: Instant,
+    ) -> Option<OutSegment> {
+        self.output_from(seq, now, Send::Rexmit { max_len })
     }
 
     /// Bytes the windows let `output_from` send starting at `seq` (before Nagle).
@@ -393,6 +421,11 @@ impl Tcb {
         }
         let seg_len = len as u32 + fin as u32;
         let new_end = seq + seg_len;
+        if seg_len > 0 {
+            let tsval = hdr.options.timestamps.map_or(0, |(v, _)| v);
+            self.rack_on_send(seq, new_end, tsval, now);
+            self.prr_on_send(seg_len);
+        }
 
         self.account_data_sent(seq, len, new_end, probe, now);
         self.advance_snd_nxt(new_end, retransmit_one, !probe && seg_len > 0, now);

@@ -30,6 +30,8 @@
 //! moves the ones found lost to a list NextSeg() serves first
 //! ([`Scoreboard::next_relost`]); their octets leave SetPipe()'s retransmitted share.
 //! A range resent again gets a new mark, so it again needs fresh evidence: no loop.
+//! With RACK-TLP on (`tcp/rack.rs`) this detection is not used: RACK's send log times
+//! each retransmission and marks it lost the same way as a first transmission.
 //!
 //! RFC 6675 speaks of octets and inclusive "highest sequence number"s; here ends are
 //! exclusive, as everywhere else in the engine: RFC 6675's `HighRxt` (the highest octet

@@ -22,9 +22,14 @@ pub enum TimerKind {
     TwoMsl = 4,
     /// The whole connection attempt (connect timeout).
     ConnEstab = 5,
+    /// RACK's reordering timer (RFC 8985 §6.3): segments sent before a delivered one,
+    /// within the reordering window, are looked at again when it expires.
+    RackReo = 6,
+    /// The tail loss probe's PTO (RFC 8985 §7.2).
+    Tlp = 7,
 }
 
-const N: usize = 6;
+const N: usize = 8;
 
 impl TimerKind {
     /// Every kind, in table order.
@@ -35,6 +40,8 @@ impl TimerKind {
         TimerKind::Keepalive,
         TimerKind::TwoMsl,
         TimerKind::ConnEstab,
+        TimerKind::RackReo,
+        TimerKind::Tlp,
     ];
 }
 
@@ -58,6 +65,11 @@ impl Timers {
     /// When `k` fires, if armed.
     #[cfg(test)]
     pub fn get(&self, k: TimerKind) -> Option<Instant> {
+        self.at[k as usize]
+    }
+
+    /// When `k` fires, if armed.
+    pub fn deadline(&self, k: TimerKind) -> Option<Instant> {
         self.at[k as usize]
     }
 
@@ -101,8 +113,19 @@ impl super::tcb::Tcb {
         if self.buffer_check_at.is_some_and(|t| t <= now) {
             self.release_idle_buffers(now);
         }
-        for k in self.timers.expired(now) {
+        let mut due = self.timers.expired(now);
+        if let Some(i) = due.iter().position(|&k| k == TimerKind::Tlp) {
+            // A PTO capped at the RTO's expiry (RFC 8985 §7.2) fires first: the probe
+            // takes the RTO's place and restarts it (Linux's one timer slot for both).
+            let k = due.remove(i);
+            due.insert(0, k);
+        }
+        for k in due {
             let dropped = match k {
+                TimerKind::Rexmt if self.rack.tlp_due => {
+                    self.timers.set(TimerKind::Rexmt, now + self.rto());
+                    false
+                }
                 TimerKind::Rexmt => self.timer_rexmt(now),
                 TimerKind::Persist => self.timer_persist(now),
                 TimerKind::Delack => {
@@ -121,6 +144,14 @@ impl super::tcb::Tcb {
                         self.drop_with(TcpError::TimedOut);
                     }
                     timed_out
+                }
+                TimerKind::RackReo => {
+                    self.timer_rack_reo(now);
+                    false
+                }
+                TimerKind::Tlp => {
+                    self.timer_tlp(now);
+                    false
                 }
             };
             if dropped {
@@ -227,6 +258,8 @@ impl super::tcb::Tcb {
             self.sb.clear();
         }
         self.sb.begin_phase(self.snd_una);
+        self.rack_on_rto();
+        self.prr_end();
         self.dupacks = 0;
         self.recover = self.snd_max;
         self.snd_nxt = self.snd_una;

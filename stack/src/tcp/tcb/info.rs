@@ -40,6 +40,24 @@ pub struct TcpInfo {
     pub lost_rexmits: u64,
     /// Fast-recovery episodes.
     pub fast_recoveries: u64,
+    /// RACK-TLP (RFC 8985) is in use (on, and SACK negotiated).
+    pub rack: bool,
+    /// RACK's reordering window at its last loss detection, microseconds.
+    pub rack_reo_wnd_us: u64,
+    /// RACK's DSACK multiplier of the reordering window (RACK.reo_wnd_mult).
+    pub rack_reo_wnd_mult: u32,
+    /// RACK has seen reordering on this connection (RACK.reordering_seen).
+    pub rack_reordering_seen: bool,
+    /// Segments RACK marked lost.
+    pub rack_lost: u64,
+    /// Times RACK's reordering timer expired and marked losses.
+    pub rack_reo_timeouts: u64,
+    /// Tail loss probes sent.
+    pub tlp_probes: u64,
+    /// Losses a tail loss probe repaired (each reduced cwnd).
+    pub tlp_recoveries: u64,
+    /// Segments currently deemed lost and not yet resent (Linux's `tcpi_lost`).
+    pub lost: u32,
     /// Payload bytes acknowledged by the peer.
     pub bytes_acked: u64,
     /// Payload bytes received in order.
@@ -108,6 +126,14 @@ pub struct ConnStats {
     /// Retransmissions deemed lost again in SACK recovery because the peer SACKed data
     /// sent after them (see [`crate::tcp::sack`]); each was then resent without an RTO.
     pub lost_rexmits: u64,
+    /// Segments RACK (RFC 8985) marked lost.
+    pub rack_lost: u64,
+    /// RACK reordering-timer expiries that marked losses.
+    pub rack_reo_timeouts: u64,
+    /// Tail loss probes sent (RFC 8985 §7).
+    pub tlp_probes: u64,
+    /// Tail loss probes that repaired a loss (RFC 8985 §7.4).
+    pub tlp_recoveries: u64,
     /// ECN (RFC 3168) counters.
     pub ecn: EcnStats,
 }
@@ -152,6 +178,15 @@ impl Tcb {
             rtos: self.stats.rtos,
             lost_rexmits: self.stats.lost_rexmits,
             fast_recoveries: self.stats.fast_recoveries,
+            rack: self.rack_active(),
+            rack_reo_wnd_us: self.rack.reo_wnd.as_micros() as u64,
+            rack_reo_wnd_mult: self.rack.reo_wnd_mult(),
+            rack_reordering_seen: self.rack.reordering_seen,
+            rack_lost: self.stats.rack_lost,
+            rack_reo_timeouts: self.stats.rack_reo_timeouts,
+            tlp_probes: self.stats.tlp_probes,
+            tlp_recoveries: self.stats.tlp_recoveries,
+            lost: self.rack.log.lost_segs(),
             bytes_acked: self.stats.bytes_acked,
             bytes_received: self.stats.bytes_received,
             wscale: self.wscale_ok.then_some((self.rcv_wscale, self.snd_wscale)),

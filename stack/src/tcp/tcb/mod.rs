@@ -17,6 +17,8 @@ use xstack_cc::{CcVars, CongestionControl, Recovery};
 use super::bounds::{Gauge, Slot};
 use super::config::{TcpConfig, TcpError};
 use super::cwnd_trace::{CcEvent, CwndTrace};
+use super::prr::Prr;
+use super::rack::Rack;
 use super::recvbuf::RecvBuffer;
 use super::rtt::RttEstimator;
 use super::sack::Scoreboard;
@@ -202,6 +204,11 @@ pub struct Tcb {
     pub(super) dsack: Option<(Seq, Seq)>,
     /// Eifel detection (RFC 3522) of the last RTO, until its first acceptable ACK.
     pub(super) eifel: Option<RtoUndo>,
+    /// RACK-TLP (RFC 8985): the send log, RACK's and TLP's state (`tcp/rack.rs`); boxed,
+    /// so a connection that never sends data pays one allocation, not the struct.
+    pub(super) rack: Box<Rack>,
+    /// PRR (RFC 6937) during a SACK fast-recovery episode (`tcp/prr.rs`).
+    pub(super) prr: Option<Prr>,
 
     // --- RTT ---
     pub(super) rtt: RttEstimator,
@@ -359,6 +366,8 @@ impl Tcb {
             ),
             dsack: None,
             eifel: None,
+            rack: Box::default(),
+            prr: None,
             rtt,
             rtt_timing: None,
             rxtshift: 0,
@@ -621,7 +630,11 @@ impl Tcb {
 
     /// RFC 6675's `pipe`: "The algorithm's estimate of the number of outstanding octets
     /// in the network" (SetPipe()).
+    /// With RACK (RFC 8985) a segment is lost when RACK says so, not by IsLost().
     pub(crate) fn pipe(&self) -> u32 {
+        if self.rack_active() {
+            return self.rack.log.pipe(self.snd_una, self.snd_max);
+        }
         self.sb.pipe(self.snd_una, self.snd_max, self.t_maxseg)
     }
 
@@ -738,6 +751,16 @@ impl Tcb {
     /// The RTT estimator.
     pub(crate) fn rtt(&self) -> &RttEstimator {
         &self.rtt
+    }
+
+    /// RACK-TLP's state.
+    pub(crate) fn rack(&self) -> &Rack {
+        &self.rack
+    }
+
+    /// PRR's state in a fast-recovery episode.
+    pub(crate) fn prr(&self) -> Option<Prr> {
+        self.prr
     }
 
     /// The receive buffer.

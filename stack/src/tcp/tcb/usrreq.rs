@@ -168,6 +168,12 @@ impl Tcb {
         self.cc.name()
     }
 
+    /// Whether RACK-TLP (RFC 8985) is switched on for this connection (it is used
+    /// once SACK is negotiated).
+    pub fn rack_enabled(&self) -> bool {
+        self.cfg.rack
+    }
+
     /// Sets TCP_NODELAY.
     pub fn set_nodelay(&mut self, on: bool) {
         self.nodelay = on;

@@ -40,7 +40,9 @@ pub const RCVBUF: usize = 16384;
 /// The window the peer advertises in the default fixtures.
 pub const PEER_WIN: u16 = 65535;
 
-/// The deterministic default configuration: no window scaling, timestamps or SACK.
+/// The deterministic default configuration: no window scaling, timestamps or SACK, and
+/// (for tests that turn SACK on) plain RFC 6675 loss recovery: no RACK-TLP, no PRR
+/// (`rack.rs` tests turn them on).
 pub fn cfg() -> TcpConfig {
     TcpConfig {
         mss: MSS as u16,
@@ -49,6 +51,8 @@ pub fn cfg() -> TcpConfig {
         window_scaling: false,
         timestamps: false,
         sack: false,
+        rack: false,
+        prr: false,
         ..TcpConfig::default()
     }
 }

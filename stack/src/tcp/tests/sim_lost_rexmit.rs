@@ -28,6 +28,8 @@ struct Cost {
 fn run(link: LinkConfig, seed: u64, detect: bool, total: usize) -> Cost {
     let cfg = TcpConfig {
         lost_retransmit: detect,
+        // The mechanism RACK subsumes, measured on its own.
+        rack: false,
         ..TcpConfig::default()
     };
     let mut sim = Sim::with_config(seed, link, 1, cfg);

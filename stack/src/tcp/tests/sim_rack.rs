@@ -1,27 +1,123 @@
+//! RACK-TLP over the simulated link: a response whose last two segments are lost is
+//! repaired by a tail loss probe within a few round trips, where without RACK-TLP it
+//! waits for the retransmission timeout.
 
-#[test]
-fn zz_experiment() {
-    use super::sim_transfer::{pattern, transfer};
-    for (name, link) in [
-        ("1%", LinkConfig { delay: Duration::from_millis(1), loss: 0.01, rate_bps: Some(100_000_000), ..Default::default() }),
-        ("3%", LinkConfig { delay: Duration::from_millis(1), loss: 0.03, rate_bps: Some(100_000_000), ..Default::default() }),
-        ("reorder", LinkConfig { delay: Duration::from_millis(5), jitter: Duration::from_millis(1), loss: 0.01, duplicate: 0.01, rate_bps: Some(100_000_000), ..Default::default() }),
-    ] {
-        for (rack, prr) in [(false, false), (false, true), (true, false), (true, true)] {
-            let mut sum = (0u64, 0u64, 0u64, 0u64, 0u64, Duration::ZERO);
-            for seed in 20..24 {
-                let cfg = TcpConfig { rack, prr, ..TcpConfig::default() };
-                let mut sim = Sim::with_config(seed, link, 1, cfg);
-                let start = sim.now;
-                let total = 8 << 20;
-                let (got, client, _s) = transfer(&mut sim, total, Duration::from_secs(3600));
-                assert!(got == pattern(0, total));
-                let t = client.lock();
-                let st = t.tcb.stats();
-                sum.0 += st.rtos; sum.1 += st.retransmits; sum.2 += st.dsacks; sum.3 += st.tlp_probes; sum.4 += st.rack_lost;
-                sum.5 += sim.now.saturating_duration_since(start);
-            }
-            eprintln!("{name} rack {rack} prr {prr}: rtos {} rexmits {} dsacks {} tlp {} rack_lost {} time {:?}", sum.0, sum.1, sum.2, sum.3, sum.4, sum.5);
-        }
+use std::collections::HashSet;
+use std::time::Duration;
+
+use crate::sim::{LinkConfig, Sim};
+use crate::tcp::TcpConfig;
+
+/// TCP payload bytes per segment (MSS 1460 less the timestamp option).
+const SEG: u32 = 1448;
+
+/// `(host 1's TCP sequence number, flags, payload length)` of an Ethernet/IPv4/TCP frame.
+fn tcp_of(f: &[u8]) -> Option<(u32, u8, usize)> {
+    let ip = f.get(14..)?;
+    if f.get(12..14)? != [0x08, 0x00] || *ip.get(9)? != 6 {
+        return None;
     }
+    let ihl = usize::from(ip[0] & 0xf) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let tcp = ip.get(ihl..)?;
+    let doff = usize::from(tcp.get(12)? >> 4) * 4;
+    let seq = u32::from_be_bytes(tcp.get(4..8)?.try_into().ok()?);
+    Some((seq, tcp[13], total.checked_sub(ihl + doff)?))
+}
+
+/// What one request/response cost.
+#[derive(Debug)]
+struct Outcome {
+    /// From the response's write to its last byte read by the client.
+    took: Duration,
+    rtos: u64,
+    tlp_probes: u64,
+    tlp_counter: u64,
+    rack_lost_counter: u64,
+}
+
+/// The server (host 1) answers with `segs` full segments; the link drops the first
+/// transmission of the last two. RTT 10 ms.
+fn tail_loss(rack: bool, segs: u32) -> Outcome {
+    let cfg = TcpConfig {
+        rack,
+        ..TcpConfig::default()
+    };
+    let link = LinkConfig {
+        delay: Duration::from_millis(5),
+        ..Default::default()
+    };
+    let mut sim = Sim::with_config(7, link, 1, cfg);
+    let total = segs * SEG;
+    let mut iss = None;
+    let mut dropped = HashSet::new();
+    sim.drop_if = Some(Box::new(move |host, f| {
+        let Some((seq, flags, len)) = tcp_of(f) else {
+            return false;
+        };
+        if host != 1 {
+            return false;
+        }
+        if flags & 0x02 != 0 {
+            iss = Some(seq);
+            return false;
+        }
+        let Some(iss) = iss else { return false };
+        let off = seq.wrapping_sub(iss.wrapping_add(1));
+        len > 0 && off >= total - 2 * SEG && off < total && dropped.insert(seq)
+    }));
+    let listener = sim.listen(1, 80, 4);
+    let client = sim.connect(0, 80);
+    let mut server = None;
+    assert!(sim.run_until(Duration::from_secs(1), |sim| {
+        server = server.take().or_else(|| sim.accept(&listener));
+        server.is_some()
+    }));
+    let server = server.expect("accepted");
+    // Let the handshake's RTT sample settle, then answer.
+    sim.run_until(Duration::from_millis(50), |_| false);
+    let body = vec![7u8; total as usize];
+    assert_eq!(sim.send(1, &server, &body), body.len());
+    let start = sim.now;
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    assert!(sim.run_until(Duration::from_secs(10), |sim| {
+        got += sim.recv(0, &client, &mut buf);
+        got == body.len()
+    }));
+    let took = sim.now.saturating_duration_since(start);
+    let st = *server.lock().tcb.stats();
+    Outcome {
+        took,
+        rtos: st.rtos,
+        tlp_probes: st.tlp_probes,
+        tlp_counter: sim.counter(1, "tcp.tlp_probes"),
+        rack_lost_counter: sim.counter(1, "tcp.rack_lost"),
+    }
+}
+
+// RFC 8985 §7: the tail is probed after 2*SRTT and repaired in a few round trips.
+#[test]
+fn lost_tail_of_a_response_is_repaired_by_a_probe_not_an_rto() {
+    let on = tail_loss(true, 20);
+    eprintln!("RACK-TLP on: {on:?}");
+    assert_eq!(on.rtos, 0, "{on:?}");
+    assert_eq!(on.tlp_probes, 1, "{on:?}");
+    assert_eq!(on.tlp_counter, 1, "stack-wide tcp.tlp_probes");
+    assert!(on.rack_lost_counter >= 1, "{on:?}");
+    // Two rounds of data (IW 10), PTO = 2*SRTT, the probe's round trip, the repair's.
+    assert!(on.took < Duration::from_millis(100), "{on:?}");
+}
+
+// With RACK-TLP off the lost tail waits for the RTO (at least its 200 ms minimum).
+#[test]
+fn without_rack_the_lost_tail_waits_for_the_rto() {
+    let off = tail_loss(false, 20);
+    eprintln!("RACK-TLP off: {off:?}");
+    assert!(off.rtos >= 1, "{off:?}");
+    assert_eq!(
+        (off.tlp_probes, off.tlp_counter, off.rack_lost_counter),
+        (0, 0, 0)
+    );
+    assert!(off.took >= Duration::from_millis(200), "{off:?}");
 }
