@@ -136,6 +136,12 @@ impl TcpStream {
         Ok(fd)
     }
 
+    /// The readiness fd if one was made, without arming it.
+    #[cfg(any(test, feature = "mio"))]
+    fn made_readiness_fd(&self) -> Option<Arc<ReadinessFd>> {
+        self.conn.lock().readiness.clone()
+    }
+
     /// Arms `fd` and signals it if the stream is ready now.
     fn arm_readiness(&self, fd: &ReadinessFd) {
         let inner = self.conn.lock();
@@ -150,6 +156,16 @@ impl TcpStream {
 }
 
 impl TcpListener {
+    /// The readiness fd if one was made, without arming it.
+    #[cfg(any(test, feature = "mio"))]
+    fn made_readiness_fd(&self) -> Option<Arc<ReadinessFd>> {
+        self.listener
+            .readiness
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// The listener's readiness fd (see [`TcpStream::readiness_fd`]): written when a
     /// connection is queued for accept (or the listener closes) after an `accept`
     /// returned `WouldBlock`. Arms it, and writes it at once if a connection waits.
@@ -195,6 +211,10 @@ mod mio_source {
 
     use super::{TcpListener, TcpStream};
 
+    fn not_registered() -> io::Error {
+        io::Error::new(io::ErrorKind::NotFound, "the socket was never registered")
+    }
+
     fn fd_interest(interests: Interest) -> Interest {
         interests.add(Interest::READABLE)
     }
@@ -221,8 +241,10 @@ mod mio_source {
         }
 
         fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-            let fd = self.readiness_fd()?;
-            SourceFd(&fd.as_raw_fd()).deregister(registry)
+            match self.made_readiness_fd() {
+                Some(fd) => SourceFd(&fd.as_raw_fd()).deregister(registry),
+                None => Err(not_registered()),
+            }
         }
     }
 
@@ -248,8 +270,10 @@ mod mio_source {
         }
 
         fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-            let fd = self.readiness_fd()?;
-            SourceFd(&fd.as_raw_fd()).deregister(registry)
+            match self.made_readiness_fd() {
+                Some(fd) => SourceFd(&fd.as_raw_fd()).deregister(registry),
+                None => Err(not_registered()),
+            }
         }
     }
 }
