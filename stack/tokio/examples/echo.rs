@@ -2,7 +2,7 @@
 //! connection on the multi-thread runtime.
 //!
 //! ```sh
-//! sudo cargo run --release -p xstack-tokio --example echo -- vstk 198.18.0.1/24 7
+//! sudo cargo run --release -p xstack-tokio --example tokio_echo -- vstk 198.18.0.1/24 7
 //! # from the Linux side:  nc 198.18.0.1 7
 //! ```
 
