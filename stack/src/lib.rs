@@ -61,7 +61,7 @@ pub use net::{ArpConfig, CidrError, Ipv4Cidr};
 pub use netisr::{NetisrStats, Policy as NetisrPolicy, ProtoStats, WorkStats, WorkstreamStats};
 pub use ratelimit::RateLimits;
 pub use socket::{
-    ConnectOptions, Event, Interest, NetStack, Poller, Source, TcpListener, TcpStream,
+    ConnectOptions, Event, Interest, NetStack, Poller, ReadinessFd, Source, TcpListener, TcpStream,
 };
 pub use stack::{QueueSnapshot, Snapshot, Stack, StackConfig, StartError, WorkerSnapshot};
 pub use tcp::cwnd_trace::{CcEvent, CwndSample, CwndTrace, DEFAULT_TRACE_LIMIT};

@@ -19,7 +19,8 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
@@ -630,6 +631,52 @@ impl Sim {
         self.hosts[h].counter(name)
     }
 
+    /// Runs the simulation on a background thread, its clock paced by the wall clock
+    /// (the virtual time never runs ahead of the real time elapsed since the call), so
+    /// blocking sockets, mio and tokio can run against it from other threads. The
+    /// returned handle stops the thread when dropped.
+    pub fn spawn(self) -> SimThread {
+        let nets = [self.hosts[0].net(), self.hosts[1].net()];
+        let sim = Arc::new(Mutex::new(self));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let sim = sim.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("sim".into())
+                .spawn(move || {
+                    let real = Instant::now();
+                    let virt = sim.lock().unwrap_or_else(|e| e.into_inner()).now;
+                    while !stop.load(Ordering::Relaxed) {
+                        sim.lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .pump(virt + real.elapsed());
+                        std::thread::sleep(SimThread::TICK);
+                    }
+                })
+                .expect("spawn the sim thread")
+        };
+        SimThread {
+            sim,
+            stop,
+            thread: Some(thread),
+            nets,
+        }
+    }
+
+    /// Runs everything up to `end` (and what is due at `end`), without moving the clock
+    /// past it.
+    fn pump(&mut self, end: Instant) {
+        while self.now < end {
+            if !self.step_until(Some(end)) {
+                self.now = end;
+                break;
+            }
+        }
+        // Work the application queued since (kicks) and frames due at `end`.
+        self.step_until(Some(end));
+    }
+
     /// Marks an ECT IPv4 frame CE with probability `p` (only the random draw for ECT
     /// frames, so Not-ECT traffic leaves the random sequence as without marking).
     fn maybe_mark_ce(&mut self, frame: &mut [u8], p: f64) {
@@ -715,6 +762,38 @@ impl Sim {
                 to: 1 - from,
                 frame: frame.clone(),
             }));
+        }
+    }
+}
+
+/// A [`Sim`] running on its own thread ([`Sim::spawn`]).
+pub struct SimThread {
+    sim: Arc<Mutex<Sim>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    nets: [NetStack; 2],
+}
+
+impl SimThread {
+    /// How long the thread sleeps between rounds: the simulation's reaction time.
+    const TICK: Duration = Duration::from_micros(200);
+
+    /// Host `h`'s sockets' view of its stack.
+    pub fn net(&self, h: usize) -> NetStack {
+        self.nets[h].clone()
+    }
+
+    /// The simulation, paused while the guard is held (counters, link changes).
+    pub fn lock(&self) -> MutexGuard<'_, Sim> {
+        self.sim.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for SimThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }

@@ -138,6 +138,16 @@ impl TcpListener {
                 ));
             }
             if self.nonblocking.load(Ordering::Relaxed) {
+                // Armed under the queue lock: a connection queued after this finds the
+                // fd armed (socket/readiness.rs).
+                if let Some(fd) = &*self
+                    .listener
+                    .readiness
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                {
+                    fd.arm();
+                }
                 return Err(io::ErrorKind::WouldBlock.into());
             }
             q = match deadline {

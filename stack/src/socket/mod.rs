@@ -4,15 +4,18 @@
 //! Handles are thin: a connection lives in the stack (owned by one worker); a handle
 //! copies bytes in and out of its buffers under the connection's lock, then asks the
 //! owner worker to transmit. Blocking calls wait on the connection's condition
-//! variable; non-blocking calls return `WouldBlock`. Errors map to
+//! variable; non-blocking calls return `WouldBlock`, and event loops wait on the
+//! `Poller` or on a socket's readiness fd (`readiness.rs`: mio and tokio). Errors map to
 //! `std::io::ErrorKind` as `std::net` does.
 
 mod listener;
 mod poller;
+mod readiness;
 mod stream;
 
 pub use listener::TcpListener;
 pub use poller::{Event, Interest, Poller, Source};
+pub use readiness::ReadinessFd;
 pub use stream::{ConnectOptions, TcpStream};
 
 use std::io;
@@ -100,3 +103,6 @@ pub(crate) fn pcb_error(e: PcbError) -> io::Error {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod mio_tests;

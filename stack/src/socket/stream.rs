@@ -416,6 +416,26 @@ impl TcpStream {
         Ok(self.conn.lock().tcb.error().map(tcp_error))
     }
 
+    /// Completes a non-blocking connect ([`TcpStream::connect_nonblocking`]): `Ok` once
+    /// the handshake is done (also if the connection has since closed cleanly), the
+    /// connection's error if it failed (`ConnectionRefused`, `TimedOut`, ...), and
+    /// `WouldBlock` while the handshake is in progress, which arms the readiness fd
+    /// ([`TcpStream::readiness_fd`]) so an event loop hears when to call again.
+    pub fn finish_connect(&self) -> io::Result<()> {
+        let inner = self.conn.lock();
+        if let Some(e) = inner.tcb.error() {
+            return Err(tcp_error(e));
+        }
+        let state = inner.tcb.state();
+        if state.is_synchronized() || state == State::Closed {
+            return Ok(());
+        }
+        if let Some(fd) = &inner.readiness {
+            fd.arm();
+        }
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+
     /// The connection's shared object (for the poller).
     pub(crate) fn conn(&self) -> &Arc<Conn> {
         &self.conn
@@ -461,6 +481,11 @@ impl TcpStream {
         what: &'static str,
     ) -> io::Result<std::sync::MutexGuard<'a, crate::tcp::pcb::ConnInner>> {
         if self.nonblocking.load(Ordering::Relaxed) {
+            // Armed under the lock the worker changes readiness under: a change after
+            // this is seen by the worker's disarm (socket/readiness.rs).
+            if let Some(fd) = &inner.readiness {
+                fd.arm();
+            }
             return Err(io::ErrorKind::WouldBlock.into());
         }
         match deadline {
@@ -533,6 +558,9 @@ impl Drop for TcpStream {
             *self.linger.get_mut().unwrap_or_else(|e| e.into_inner()) == Some(Duration::ZERO);
         let mut inner = self.conn.lock();
         inner.orphaned = true;
+        // The fd closes once the event loop lets go of it too; the worker no longer
+        // writes it.
+        inner.readiness = None;
         let now = self.net.tcp.clock.now();
         if abortive || inner.tcb.readable() > 0 {
             inner.tcb.abort();

@@ -30,6 +30,7 @@ use super::segment::{self, ChecksumMode, SegmentError, SegmentOut, TcpFlags, Tcp
 use super::tcb::Tcb;
 use crate::net::ipv4::{self, Ipv4In};
 use crate::net::{Interface, NetCtx};
+use crate::socket::ReadinessFd;
 use crate::stats::Counters;
 
 /// Offset of the checksum field in the TCP header (RFC 9293 §3.1): `csum_offset`.
@@ -61,18 +62,23 @@ pub struct TcpLayer {
     wakers: OnceLock<Vec<WorkerWaker>>,
 }
 
+/// One connection whose readiness changed: the poller registrations to notify, and its
+/// readiness fd when an operation waits on it (already disarmed: it must be written).
+struct Wakeup {
+    conn: Arc<Conn>,
+    sinks: Vec<(Arc<dyn ReadinessSink>, usize)>,
+    fd: Option<Arc<ReadinessFd>>,
+}
+
 /// A worker's timer heap: connections by next deadline (lazy deletion: an entry is
 /// acted on only if it is still the connection's scheduled time).
-/// The readiness sinks to wake for one connection, with their tokens.
-type Wakeups = Vec<(Arc<dyn ReadinessSink>, usize)>;
-
 #[derive(Default)]
 pub struct TimerHeap {
     heap: BinaryHeap<Reverse<(Instant, u64)>>,
     conns: std::collections::HashMap<u64, Arc<Conn>>,
     /// Connections whose readiness changed during this worker iteration: the
     /// application is woken once per iteration, not once per segment.
-    wakes: Vec<(Arc<Conn>, Wakeups)>,
+    wakes: Vec<Wakeup>,
     /// This worker's SYN cache (its SYN,ACK retransmissions are deadlines too).
     pub(super) syncache: super::syncache::SynCache,
 }
@@ -113,8 +119,12 @@ impl TimerHeap {
     /// Returns how many connections had a thread blocked on them.
     pub fn deliver_wakes(&mut self) -> usize {
         let mut woken = 0;
-        for (conn, sinks) in self.wakes.drain(..) {
-            woken += conn.wake(sinks) as usize;
+        for w in self.wakes.drain(..) {
+            let blocked = w.conn.wake(w.sinks);
+            if let Some(fd) = &w.fd {
+                fd.signal();
+            }
+            woken += (blocked || w.fd.is_some()) as usize;
         }
         woken
     }
@@ -445,8 +455,14 @@ impl TcpLayer {
                 }
             }
         }
-        let sinks = if inner.tcb.take_events() {
-            Some(inner.live_sinks())
+        // The readiness fd is disarmed here, under the lock its `WouldBlock` armed it
+        // under (socket/readiness.rs), and written once per step in `deliver_wakes`.
+        let wake = if inner.tcb.take_events() {
+            Some(Wakeup {
+                conn: conn.clone(),
+                sinks: inner.live_sinks(),
+                fd: inner.readiness.as_ref().filter(|fd| fd.disarm()).cloned(),
+            })
         } else {
             None
         };
@@ -454,8 +470,8 @@ impl TcpLayer {
         if dead {
             self.release(ctx, heap, conn);
         }
-        if let Some(s) = sinks {
-            heap.wakes.push((conn.clone(), s));
+        if let Some(w) = wake {
+            heap.wakes.push(w);
         }
     }
 

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
+use crate::socket::ReadinessFd;
 use crate::tcp::tcb::Tcb;
 
 /// A connection's addresses, local first.
@@ -32,6 +33,9 @@ pub struct ConnInner {
     pub scheduled: Option<Instant>,
     /// Poller registrations.
     pub sinks: Vec<(Weak<dyn ReadinessSink>, usize)>,
+    /// The handle's readiness fd (mio, tokio), written by the worker when readiness
+    /// changes while it is armed (`socket/readiness.rs`).
+    pub readiness: Option<Arc<ReadinessFd>>,
     /// The application dropped its handle (the connection lingers only to finish).
     pub orphaned: bool,
 }
@@ -141,6 +145,9 @@ pub struct Listener {
     pub closed: AtomicBool,
     /// Poller registrations.
     pub sinks: Mutex<Vec<(Weak<dyn ReadinessSink>, usize)>>,
+    /// The handle's readiness fd (mio, tokio), armed under the `queue` lock by an
+    /// accept that found nothing (`socket/readiness.rs`).
+    pub readiness: Mutex<Option<Arc<ReadinessFd>>>,
     /// SYNs dropped because the backlog was full.
     pub overflows: AtomicU64,
     /// ECN for connections accepted from now on: 0 = the stack's setting, 1 = off,
@@ -173,9 +180,18 @@ impl Listener {
         self.ecn.store(v, Ordering::Relaxed);
     }
 
-    /// Wakes accept() callers and pollers.
+    /// Wakes accept() callers and pollers. Call after changing the queue (or `closed`)
+    /// under the queue lock.
     pub fn wake(&self) {
         self.cond.notify_all();
+        let fd = self
+            .readiness
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(fd) = fd {
+            fd.notify();
+        }
         let sinks: Vec<_> = {
             let mut s = self.sinks.lock().unwrap_or_else(|e| e.into_inner());
             s.retain(|(w, _)| w.strong_count() > 0);

@@ -141,8 +141,10 @@ pub const PATTERN_PERIOD: u64 = 251;
 /// generated body starts at a multiple of the period, so slices from offset 0 tile exactly.
 const PATTERN_PERIODS: usize = 1024;
 
-/// The generated-body pattern, `PATTERN_PERIOD * PATTERN_PERIODS` bytes, built once.
-pub(crate) fn pattern() -> &'static [u8] {
+/// The generated-body pattern, `PATTERN_PERIOD * PATTERN_PERIODS` bytes (251 KiB), built
+/// once. A body of `n` bytes is its slices from offset 0, repeated: the length is a
+/// multiple of the period.
+pub fn pattern() -> &'static [u8] {
     static PATTERN: OnceLock<Box<[u8]>> = OnceLock::new();
     PATTERN.get_or_init(|| {
         (0..PATTERN_PERIOD as usize * PATTERN_PERIODS)
@@ -181,7 +183,7 @@ pub fn pattern_sha256(n: u64) -> String {
 }
 
 /// Lowercase hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
+pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
