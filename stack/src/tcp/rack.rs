@@ -608,7 +608,7 @@ impl Tcb {
         if on == self.cfg.rack {
             return;
         }
-        self.cfg.rack = on;
+        std::sync::Arc::make_mut(&mut self.cfg).rack = on;
         let reported = self.rack.reported;
         *self.rack = Rack::default();
         self.rack.reported = reported;
