@@ -57,6 +57,22 @@ impl NetStack {
     pub fn ecn(&self) -> bool {
         self.tcp.conn_config().ecn
     }
+
+    /// Turns RACK-TLP loss detection (RFC 8985, `TcpConfig::rack`, on by default) on or
+    /// off stack-wide, for connections opened afterwards; an open connection keeps its
+    /// own setting ([`TcpStream::set_rack`]).
+    pub fn set_rack(&self, on: bool) {
+        self.tcp
+            .config
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .rack = on;
+    }
+
+    /// The stack-wide RACK-TLP setting for new connections.
+    pub fn rack(&self) -> bool {
+        self.tcp.conn_config().rack
+    }
 }
 
 impl AsRef<NetStack> for NetStack {

@@ -278,6 +278,43 @@ fn ecn_switches_decide_the_negotiation() {
     assert_eq!(ecn_pair(&mut sim, 86, None, Some(false)), (false, false));
 }
 
+// RACK-TLP switches: on by default; the stack-wide switch decides for connections opened
+// after it, `TcpStream::set_rack` for one connection at any time (TcpInfo::rack says
+// whether it is in use: on, and SACK negotiated).
+#[test]
+fn rack_switches_stack_wide_and_per_socket() {
+    let mut sim = Sim::new(12, LinkConfig::default(), 1);
+    assert!(net(&sim, 0).rack(), "on by default");
+    let connect = |sim: &mut Sim, port: u16| {
+        let listener = TcpListener::bind(
+            net(sim, 1),
+            SocketAddr::V4(SocketAddrV4::new(host_addr(1), port)),
+        )
+        .expect("bind");
+        let client =
+            TcpStream::connect_nonblocking(net(sim, 0), SocketAddrV4::new(host_addr(1), port))
+                .expect("connect");
+        for _ in 0..10_000 {
+            sim.step();
+            if client.info().state == "ESTABLISHED" {
+                break;
+            }
+        }
+        (client, listener)
+    };
+    let (a, _la) = connect(&mut sim, 81);
+    assert!(a.rack().unwrap() && a.info().rack);
+    net(&sim, 0).set_rack(false);
+    assert!(!net(&sim, 0).rack());
+    let (b, _lb) = connect(&mut sim, 82);
+    assert!(!b.rack().unwrap() && !b.info().rack);
+    assert!(a.info().rack, "an open connection keeps its setting");
+    b.set_rack(true).unwrap();
+    assert!(b.rack().unwrap() && b.info().rack);
+    a.set_rack(false).unwrap();
+    assert!(!a.info().rack);
+}
+
 /// Opens `n` non-blocking connections from host 0 to host 1's port 80 and steps until
 /// `listeners` have accepted them all; returns (listener index, accepted stream) pairs.
 fn accept_all(

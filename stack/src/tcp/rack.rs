@@ -33,12 +33,15 @@
 //! with its own time, so RACK finds its loss the same way). The scoreboard still holds
 //! the SACKed ranges, HighRxt and the D-SACK test; RTO recovery is unchanged.
 //!
-//! Cost: the log is O(segments in flight) in memory. Marking SACKs is a binary search
-//! per block; loss detection walks the log from SND.UNA and stops at the first original
-//! transmission sent after RACK's segment (original transmissions are in sequence order
-//! in time, and a retransmission is later than its original), so a walk covers only
-//! what was sent before the most recently delivered segment. Linux keeps a time-sorted
-//! list for the same walk.
+//! Cost: the log is O(segments in flight) in memory, and every query is linear in it
+//! at worst, as the scoreboard's are in its ranges. Marking a SACK block is a binary
+//! search and a pass over the entries it covers (a flag test for those already
+//! SACKed); the pipe is a difference of running sums; loss detection walks the log
+//! from SND.UNA and stops at the first original transmission sent after RACK's segment
+//! (original transmissions are in sequence order in time, and a retransmission is
+//! later than its original), so without loss it stops at once, and in recovery it
+//! covers what was sent before the most recently delivered segment. Linux keeps a
+//! time-sorted list for the same walk.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};

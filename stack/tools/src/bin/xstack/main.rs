@@ -269,6 +269,13 @@ struct UpArgs {
     /// Use ECN (RFC 3168) on new connections: ECN-setup SYNs, and accept clients' ones.
     #[arg(long)]
     ecn: bool,
+    /// Loss detection without RACK-TLP (RFC 8985): RFC 6675's three duplicate ACKs, and
+    /// a lost tail waits for the RTO.
+    #[arg(long)]
+    no_rack: bool,
+    /// Fast recovery without Proportional Rate Reduction (RFC 6937).
+    #[arg(long)]
+    no_prr: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -690,6 +697,8 @@ fn start_with(
     cfg.default_cc = a.cc.clone();
     cfg.offloads_off = a.no_offload.clone();
     cfg.tcp.ecn = a.ecn;
+    cfg.tcp.rack &= !a.no_rack;
+    cfg.tcp.prr &= !a.no_prr;
     tweak(&mut cfg);
     let stack = Stack::start(cfg)?;
     if !announce {
