@@ -62,11 +62,8 @@ impl NetStack {
     /// off stack-wide, for connections opened afterwards; an open connection keeps its
     /// own setting ([`TcpStream::set_rack`]).
     pub fn set_rack(&self, on: bool) {
-        self.tcp
-            .config
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .rack = on;
+        let mut cfg = self.tcp.config.write().unwrap_or_else(|e| e.into_inner());
+        Arc::make_mut(&mut cfg).rack = on;
     }
 
     /// The stack-wide RACK-TLP setting for new connections.
