@@ -201,8 +201,9 @@ pub struct TcpConfig {
     pub max_connections: usize,
     /// A connection whose send or receive buffer is empty and that neither sent nor
     /// received data for this long gives that buffer's memory back (the buffers grow
-    /// again on demand), so an idle connection holds no large buffer. Checked on a
-    /// deadline of its own, never per segment.
+    /// again on demand), so an idle connection holds no large buffer; so do an empty
+    /// RACK send log and empty SACK lists. Checked on a deadline of its own, never per
+    /// segment.
     pub buffer_idle_release: Duration,
     /// Once buffers of this many bytes in all were freed, the stack asks the allocator
     /// to give its free memory back to the system (`malloc_trim` on glibc; at most once

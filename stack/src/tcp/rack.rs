@@ -122,6 +122,18 @@ impl SentLog {
         self.q.len()
     }
 
+    /// Heap bytes the log holds (capacity, used or not).
+    pub fn allocated(&self) -> usize {
+        self.q.capacity() * std::mem::size_of::<Sent>()
+    }
+
+    /// Gives back the log's memory when nothing is in flight (an idle connection's).
+    pub fn shrink_empty(&mut self) {
+        if self.q.is_empty() {
+            self.q = VecDeque::new();
+        }
+    }
+
     /// Entries currently deemed lost (Linux's `tcpi_lost`).
     pub fn lost_segs(&self) -> u32 {
         self.lost_segs

@@ -180,6 +180,26 @@ impl Scoreboard {
         &self.ranges
     }
 
+    /// Heap bytes its lists hold (capacity, used or not).
+    pub fn allocated(&self) -> usize {
+        use std::mem::size_of;
+        (self.ranges.capacity() + self.relost.capacity()) * size_of::<(Seq, Seq)>()
+            + self.watched.capacity() * size_of::<Watched>()
+    }
+
+    /// Gives back the memory of the lists that are empty (an idle connection's).
+    pub fn shrink_empty(&mut self) {
+        if self.ranges.is_empty() {
+            self.ranges = Vec::new();
+        }
+        if self.relost.is_empty() {
+            self.relost = Vec::new();
+        }
+        if self.watched.is_empty() {
+            self.watched = VecDeque::new();
+        }
+    }
+
     /// Forgets everything SACKed (RFC 2018 §8, after a timeout that may mean reneging).
     pub fn clear(&mut self) {
         self.ranges.clear();

@@ -165,7 +165,10 @@ impl super::tcb::Tcb {
     pub(crate) fn arm_buffer_check(&mut self, now: Instant) {
         if self.buffer_check_at.is_none()
             && self.state != State::Closed
-            && (self.sndbuf.allocated() > 0 || self.rcvbuf.allocated() > 0)
+            && (self.sndbuf.allocated() > 0
+                || self.rcvbuf.allocated() > 0
+                || self.rack.log.allocated() > 0
+                || self.sb.allocated() > 0)
         {
             self.buffer_check_at = Some(now + self.cfg.buffer_idle_release);
         }
@@ -191,6 +194,10 @@ impl super::tcb::Tcb {
         if self.rcvbuf.is_empty() {
             self.rcvbuf.shrink_to_fit();
         }
+        // The send log and the SACK lists keep their capacity between bursts; an idle
+        // connection has nothing in them.
+        self.rack.log.shrink_empty();
+        self.sb.shrink_empty();
     }
 
     /// The retransmission timer (FreeBSD `tcp_timer_rexmt`): back off and go back to

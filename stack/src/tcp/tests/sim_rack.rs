@@ -197,3 +197,57 @@ fn reordering_path_costs_fewer_retransmissions_with_rack() {
     );
     assert!(on.time < off.time, "{on:?} vs {off:?}");
 }
+
+/// An idle connection gives back the capacity of its send log and SACK lists as well
+/// as its buffers (`buffer_idle_release`): they grow with a lossy burst and would
+/// otherwise stay at its high-water mark for the connection's life.
+#[test]
+fn an_idle_connection_gives_back_its_send_log_and_sack_lists() {
+    let link = LinkConfig {
+        delay: Duration::from_millis(1),
+        loss: 0.03,
+        ..Default::default()
+    };
+    let mut sim = Sim::with_config(7, link, 1, TcpConfig::default());
+    let listener = sim.listen(1, 80, 16);
+    let client = sim.connect(0, 80);
+    let total = 512 * 1024;
+    let data: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
+    let (mut sent, mut got) = (0, 0);
+    let mut server = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut peak = (0, 0);
+    let done = sim.run_until(Duration::from_secs(120), |sim| {
+        if server.is_none() {
+            server = sim.accept(&listener);
+        }
+        if sent < total {
+            sent += sim.send(0, &client, &data[sent..]);
+        }
+        if let Some(s) = &server {
+            loop {
+                let n = sim.recv(1, s, &mut buf);
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+        }
+        let c = client.lock();
+        peak.0 = peak.0.max(c.tcb.rack.log.allocated());
+        peak.1 = peak.1.max(c.tcb.sb.allocated());
+        got == total
+    });
+    assert!(done, "the transfer did not complete");
+    assert!(
+        peak.0 > 0 && peak.1 > 0,
+        "the log and the SACK lists grew: {peak:?}"
+    );
+    // Idle, still open: past buffer_idle_release everything empty is given back.
+    sim.run_until(Duration::from_secs(3), |_| false);
+    let c = client.lock();
+    assert_eq!(c.tcb.state(), crate::tcp::State::Established);
+    assert_eq!(c.tcb.rack.log.allocated(), 0, "send log");
+    assert_eq!(c.tcb.sb.allocated(), 0, "SACK lists");
+    assert_eq!(c.tcb.sndbuf_allocated(), 0, "send buffer");
+}
