@@ -59,32 +59,57 @@ impl Default for RtoConfig {
 const K: u32 = 4;
 
 /// The RFC 6298 RTT estimator of one connection.
+///
+/// Durations are kept as nanoseconds in `u64`s (with `u64::MAX` for "none"): the same
+/// arithmetic as `Duration`'s, in 64 bytes instead of 136, since every connection has one.
 #[derive(Clone, Debug)]
 pub struct RttEstimator {
-    cfg: RtoConfig,
-    /// SRTT; `None` until the first sample.
-    srtt: Option<Duration>,
+    /// `RtoConfig::min`, `max` and `granularity`.
+    min: u64,
+    max: u64,
+    granularity: u64,
+    /// SRTT; `NONE` until the first sample.
+    srtt: u64,
     /// RTTVAR.
-    rttvar: Duration,
+    rttvar: u64,
     /// The RTO computed from the last sample (or the initial RTO), before backoff,
     /// clamped to `[min, max]`.
-    base_rto: Duration,
+    base_rto: u64,
+    /// The smallest sample seen; `NONE` before the first.
+    min_rtt: u64,
     /// How many times the timer has been backed off since the last sample / reset.
     backoff: u32,
-    /// The smallest sample seen.
-    min_rtt: Option<Duration>,
+}
+
+/// "No value" in the estimator's nanosecond fields.
+const NONE: u64 = u64::MAX;
+
+/// `d` in nanoseconds, saturating below [`NONE`] (584 years).
+fn ns(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(NONE).min(NONE - 1)
+}
+
+fn dur(n: u64) -> Duration {
+    Duration::from_nanos(n)
+}
+
+fn opt(n: u64) -> Option<Duration> {
+    (n != NONE).then(|| dur(n))
 }
 
 impl RttEstimator {
     /// An estimator with no samples yet: RTO = `cfg.initial` (clamped to `[min, max]`).
     pub fn new(cfg: RtoConfig) -> Self {
+        let (min, max) = (ns(cfg.min), ns(cfg.max));
         RttEstimator {
-            cfg,
-            srtt: None,
-            rttvar: Duration::ZERO,
-            base_rto: clamp(cfg.initial, cfg.min, cfg.max),
+            min,
+            max,
+            granularity: ns(cfg.granularity),
+            srtt: NONE,
+            rttvar: 0,
+            base_rto: clamp(ns(cfg.initial), min, max),
+            min_rtt: NONE,
             backoff: 0,
-            min_rtt: None,
         }
     }
 
@@ -103,37 +128,37 @@ impl RttEstimator {
     /// which may result in "collapsing" RTO back down after it has been subject to
     /// exponential back off (rule 5.5)."
     pub fn sample(&mut self, rtt: Duration) {
-        match self.srtt {
-            None => {
-                self.srtt = Some(rtt);
-                self.rttvar = rtt / 2;
-            }
-            Some(srtt) => {
-                // "The value of SRTT used in the update to RTTVAR is its value before
-                // updating SRTT itself using the second assignment."
-                let delta = srtt.abs_diff(rtt);
-                self.rttvar = self.rttvar * 3 / 4 + delta / 4;
-                self.srtt = Some(srtt * 7 / 8 + rtt / 8);
-            }
+        let rtt = ns(rtt);
+        if self.srtt == NONE {
+            self.srtt = rtt;
+            self.rttvar = rtt / 2;
+        } else {
+            // "The value of SRTT used in the update to RTTVAR is its value before
+            // updating SRTT itself using the second assignment."
+            let delta = self.srtt.abs_diff(rtt);
+            self.rttvar = self.rttvar.saturating_mul(3) / 4 + delta / 4;
+            self.srtt = self.srtt.saturating_mul(7) / 8 + rtt / 8;
         }
-        self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
+        self.min_rtt = self.min_rtt.min(rtt);
         self.update_rto();
         self.backoff = 0;
     }
 
     fn update_rto(&mut self) {
-        let srtt = self.srtt.unwrap_or(Duration::ZERO);
+        let srtt = if self.srtt == NONE { 0 } else { self.srtt };
         // K*RTTVAR saturates rather than overflowing on absurd samples.
-        let var = self.rttvar.checked_mul(K).unwrap_or(Duration::MAX);
-        let rto = srtt.saturating_add(self.cfg.granularity.max(var));
-        self.base_rto = clamp(rto, self.cfg.min, self.cfg.max);
+        let var = self.rttvar.saturating_mul(u64::from(K));
+        let rto = srtt.saturating_add(self.granularity.max(var));
+        self.base_rto = clamp(rto, self.min, self.max);
     }
 
     /// The current RTO: the base RTO doubled once per backoff, at most `cfg.max`.
     pub fn rto(&self) -> Duration {
-        1u32.checked_shl(self.backoff)
+        let rto = 1u64
+            .checked_shl(self.backoff)
             .and_then(|m| self.base_rto.checked_mul(m))
-            .map_or(self.cfg.max, |r| r.min(self.cfg.max))
+            .map_or(self.max, |r| r.min(self.max));
+        dur(rto)
     }
     /// Backs the timer off after it expired. RFC 6298 (5.5): "The host MUST set RTO <-
     /// RTO * 2 ("back off the timer"). The maximum value discussed in (2.5) above may be
@@ -156,18 +181,18 @@ impl RttEstimator {
 
     /// SRTT, `None` before the first sample.
     pub fn srtt(&self) -> Option<Duration> {
-        self.srtt
+        opt(self.srtt)
     }
 
     /// RTTVAR (zero before the first sample).
     pub fn rttvar(&self) -> Duration {
-        self.rttvar
+        dur(self.rttvar)
     }
 
     /// The smallest sample seen over the connection's life (not windowed, unlike Linux's
     /// 5-minute `tcpi_min_rtt` filter), `None` before the first sample.
     pub fn min_rtt(&self) -> Option<Duration> {
-        self.min_rtt
+        opt(self.min_rtt)
     }
 
     /// Forgets SRTT/RTTVAR and sets the base RTO to `rto` (clamped to `[min, max]`), with
@@ -177,16 +202,16 @@ impl RttEstimator {
     /// that the current SRTT and RTTVAR are bogus in this situation." The next sample is
     /// then treated as the first (2.2).
     pub fn reinit(&mut self, rto: Duration) {
-        self.srtt = None;
-        self.rttvar = Duration::ZERO;
-        self.base_rto = clamp(rto, self.cfg.min, self.cfg.max);
+        self.srtt = NONE;
+        self.rttvar = 0;
+        self.base_rto = clamp(ns(rto), self.min, self.max);
         self.backoff = 0;
     }
 }
 
 /// `v` clamped to `[lo, hi]`, without `Ord::clamp`'s panic when a misconfigured `lo > hi`
 /// (then `hi` wins: the maximum is the safety bound).
-fn clamp(v: Duration, lo: Duration, hi: Duration) -> Duration {
+fn clamp(v: u64, lo: u64, hi: u64) -> u64 {
     v.max(lo).min(hi)
 }
 
