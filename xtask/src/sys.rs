@@ -95,7 +95,8 @@ pub fn ensure_packages() -> Result<()> {
     Ok(())
 }
 
-fn apt(args: &[&str]) -> Result<()> {
+/// `apt-get ARGS`, non-interactive, without stdin.
+pub fn apt(args: &[&str]) -> Result<()> {
     let status = Command::new("apt-get")
         .args(args)
         .env("DEBIAN_FRONTEND", "noninteractive")

@@ -219,61 +219,40 @@ mod mio_source {
         interests.add(Interest::READABLE)
     }
 
-    impl mio::event::Source for TcpStream {
-        fn register(
-            &mut self,
-            registry: &Registry,
-            token: Token,
-            interests: Interest,
-        ) -> io::Result<()> {
-            let fd = self.readiness_fd()?;
-            SourceFd(&fd.as_raw_fd()).register(registry, token, fd_interest(interests))
-        }
+    /// The same registration for both socket types: their readiness fd.
+    macro_rules! readiness_source {
+        ($t:ty) => {
+            impl mio::event::Source for $t {
+                fn register(
+                    &mut self,
+                    registry: &Registry,
+                    token: Token,
+                    interests: Interest,
+                ) -> io::Result<()> {
+                    let fd = self.readiness_fd()?;
+                    SourceFd(&fd.as_raw_fd()).register(registry, token, fd_interest(interests))
+                }
 
-        fn reregister(
-            &mut self,
-            registry: &Registry,
-            token: Token,
-            interests: Interest,
-        ) -> io::Result<()> {
-            let fd = self.readiness_fd()?;
-            SourceFd(&fd.as_raw_fd()).reregister(registry, token, fd_interest(interests))
-        }
+                fn reregister(
+                    &mut self,
+                    registry: &Registry,
+                    token: Token,
+                    interests: Interest,
+                ) -> io::Result<()> {
+                    let fd = self.readiness_fd()?;
+                    SourceFd(&fd.as_raw_fd()).reregister(registry, token, fd_interest(interests))
+                }
 
-        fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-            match self.made_readiness_fd() {
-                Some(fd) => SourceFd(&fd.as_raw_fd()).deregister(registry),
-                None => Err(not_registered()),
+                fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+                    match self.made_readiness_fd() {
+                        Some(fd) => SourceFd(&fd.as_raw_fd()).deregister(registry),
+                        None => Err(not_registered()),
+                    }
+                }
             }
-        }
+        };
     }
 
-    impl mio::event::Source for TcpListener {
-        fn register(
-            &mut self,
-            registry: &Registry,
-            token: Token,
-            interests: Interest,
-        ) -> io::Result<()> {
-            let fd = self.readiness_fd()?;
-            SourceFd(&fd.as_raw_fd()).register(registry, token, fd_interest(interests))
-        }
-
-        fn reregister(
-            &mut self,
-            registry: &Registry,
-            token: Token,
-            interests: Interest,
-        ) -> io::Result<()> {
-            let fd = self.readiness_fd()?;
-            SourceFd(&fd.as_raw_fd()).reregister(registry, token, fd_interest(interests))
-        }
-
-        fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-            match self.made_readiness_fd() {
-                Some(fd) => SourceFd(&fd.as_raw_fd()).deregister(registry),
-                None => Err(not_registered()),
-            }
-        }
-    }
+    readiness_source!(TcpStream);
+    readiness_source!(TcpListener);
 }

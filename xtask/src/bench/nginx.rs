@@ -8,9 +8,9 @@
 //! interface (198.18.0.3:8080) with an idle xstack attached, as the other kernel
 //! baselines do. wrk runs in the peer namespace on the other CPU, one thread.
 
-use super::{alternate, curl_gbps, line, median, Env, KERNEL_ADDR, STACK_ADDR};
+use super::{alternate, line, median, Env, KERNEL_ADDR, STACK_ADDR};
 use crate::sys::must;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -69,21 +69,10 @@ fn ensure_nginx_wrk() -> Result<()> {
         std::fs::set_permissions(policy, std::fs::Permissions::from_mode(0o755))?;
     }
     println!("xtask: installing {}", missing.join(" "));
-    let run = |args: &[&str]| -> Result<()> {
-        let status = Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdin(std::process::Stdio::null())
-            .status()?;
-        if !status.success() {
-            bail!("apt-get {} failed", args.join(" "));
-        }
-        Ok(())
-    };
-    let r = run(&["update", "-q"]).and_then(|_| {
+    let r = crate::sys::apt(&["update", "-q"]).and_then(|_| {
         let mut args = vec!["install", "-y", "-q", "--no-install-recommends"];
         args.extend(&missing);
-        run(&args)
+        crate::sys::apt(&args)
     });
     if ours {
         let _ = std::fs::remove_file(policy);
@@ -214,18 +203,7 @@ fn round(env: &Env, base: &str) -> Result<Round> {
         c1: wrk(env, &small, 1, false)?,
         close4: wrk(env, &small, 4, true)?,
         close50: wrk(env, &small, 50, true)?,
-        download_gbps: curl_gbps(
-            &env.peer(&[
-                "curl",
-                "-s",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code} %{size_download} %{speed_download}",
-                &format!("{base}/bytes/{}", env.args.bytes),
-            ]),
-            env.args.bytes,
-        )?,
+        download_gbps: env.curl_download(&format!("{base}/bytes/{}", env.args.bytes))?,
     })
 }
 
