@@ -484,6 +484,15 @@ impl Tcb {
                 && avail > len
                 && usable < mss.min(avail);
         }
+        if seq >= self.snd_max && avail < mss && self.rack_active() {
+            // Delivery-rate estimation (draft-cheng-iccrg-delivery-rate-estimation §3.4):
+            // less than a segment left to send while cwnd has room is an
+            // application-limited phase; its samples may understate the path.
+            let pipe = self.pipe();
+            if pipe < self.ccv.cwnd {
+                self.rack.rate.on_app_limited(pipe);
+            }
+        }
         if self.force_one && self.snd_wnd == 0 && avail > 0 && len == 0 {
             // Zero-window probe: one byte beyond the window (RFC 9293 §3.8.6.1).
             len = 1;

@@ -49,6 +49,7 @@ use std::time::{Duration, Instant};
 use xstack_cc::{CcSignal, Recovery};
 
 use super::cwnd_trace::CcEvent;
+use super::rate::{RateEstimator, RateSnap};
 use super::sack::DUP_THRESH;
 use super::seq::Seq;
 use super::tcb::Tcb;
@@ -76,6 +77,8 @@ struct Sent {
     sacked: bool,
     /// Deemed lost and not sent again since (RFC 8985's Segment.lost).
     lost: bool,
+    /// The delivery-rate snapshot of its last transmission (`tcp/rate.rs`).
+    snap: RateSnap,
 }
 
 impl Sent {
@@ -107,6 +110,9 @@ struct Delivered {
     retrans: bool,
     /// Delivered by a SACK block (else by the cumulative acknowledgment).
     by_sack: bool,
+    /// Its length and delivery-rate snapshot.
+    len: u32,
+    snap: RateSnap,
 }
 
 impl SentLog {
@@ -179,7 +185,22 @@ impl SentLog {
     /// Logs the transmission of `[start, end)` at `now`: new data (beyond what is
     /// logged) in pieces of at most `mss`, or a retransmission, which gives the entries
     /// it covers a new time and takes them out of the lost set.
+    #[cfg(test)]
     pub fn on_send(&mut self, start: Seq, end: Seq, now: Instant, tsval: u32, mss: u32) {
+        let snap = RateEstimator::default().on_send(now, 0, 0);
+        self.on_send_snap(start, end, now, tsval, mss, snap);
+    }
+
+    /// [`Self::on_send`] with the transmission's delivery-rate snapshot.
+    pub fn on_send_snap(
+        &mut self,
+        start: Seq,
+        end: Seq,
+        now: Instant,
+        tsval: u32,
+        mss: u32,
+        snap: RateSnap,
+    ) {
         if end <= start {
             return;
         }
@@ -202,6 +223,7 @@ impl SentLog {
                 e.xmit = now;
                 e.tsval = tsval;
                 e.retrans = true;
+                e.snap = snap;
                 i += 1;
             }
             new_from = le;
@@ -227,6 +249,7 @@ impl SentLog {
                 retrans: false,
                 sacked: false,
                 lost: false,
+                snap,
             });
             s = e;
         }
@@ -262,6 +285,8 @@ impl SentLog {
                     tsval: e.tsval,
                     retrans: e.retrans,
                     by_sack: false,
+                    len: e.len(),
+                    snap: e.snap,
                 });
             }
             if e.lost {
@@ -292,6 +317,8 @@ impl SentLog {
                     tsval: e.tsval,
                     retrans: e.retrans,
                     by_sack: true,
+                    len: e.len(),
+                    snap: e.snap,
                 });
             }
             i += 1;
@@ -325,15 +352,18 @@ impl SentLog {
     }
 
     /// Marks every entry not SACKed as lost (after an RTO: Linux's `tcp_enter_loss`),
-    /// without counting them as RACK's finds.
-    fn mark_all_lost(&mut self) {
+    /// without counting them as RACK's finds. Returns the bytes newly marked.
+    fn mark_all_lost(&mut self) -> u32 {
+        let mut newly = 0u32;
         for e in self.q.iter_mut() {
             if !e.sacked && !e.lost {
                 e.lost = true;
                 self.lost_bytes += e.end.dist(e.start);
                 self.lost_segs += 1;
+                newly = newly.saturating_add(e.end.dist(e.start));
             }
         }
+        newly
     }
 }
 
@@ -388,6 +418,8 @@ pub struct Rack {
     pub tlp_due: bool,
     /// New data went out or SND.UNA advanced: the PTO is (re)armed after output.
     pub rearm: bool,
+    /// The delivery-rate estimator, fed by the log (`tcp/rate.rs`).
+    pub rate: RateEstimator,
     /// The connection's counters (`rack_lost`, `rack_reo_timeouts`, `tlp_probes`,
     /// `tlp_recoveries`) as last added to the stack-wide ones ([`count`]).
     reported: [u64; 4],
@@ -397,6 +429,7 @@ impl Default for Rack {
     fn default() -> Self {
         Rack {
             log: SentLog::default(),
+            rate: RateEstimator::default(),
             seg: None,
             rtt: Duration::ZERO,
             fack: None,
@@ -439,6 +472,10 @@ impl Rack {
         self.log.on_cum_ack(ack.snd_una, &mut delivered);
         for &(l, r) in ack.blocks {
             self.log.on_sack(l, r, &mut delivered);
+        }
+        for d in &delivered {
+            self.rate
+                .on_delivered(d.snap, d.xmit, d.retrans, d.len, now);
         }
         let min_rtt = ack.min_rtt.unwrap_or(Duration::ZERO);
         for d in &delivered {
@@ -574,6 +611,7 @@ impl Rack {
                 f.lost = true;
                 self.log.lost_bytes += e.len();
                 self.log.lost_segs += 1;
+                self.rate.on_lost(e.len());
                 marked += 1;
             } else {
                 next = Some(next.map_or(due, |n: Instant| n.max(due)));
@@ -632,9 +670,10 @@ impl Tcb {
         self.timers.stop(TimerKind::Tlp);
         if on && self.snd_max > self.data_base() {
             let start = self.snd_una.max(self.data_base());
+            let snap = self.rack.rate.on_send(now, 0, self.snd_max.dist(start));
             self.rack
                 .log
-                .on_send(start, self.snd_max, now, 0, self.t_maxseg);
+                .on_send_snap(start, self.snd_max, now, 0, self.t_maxseg, snap);
         }
     }
 
@@ -648,7 +687,11 @@ impl Tcb {
             // RFC 8985 §7.2: the PTO restarts "after transmitting new data".
             self.rack.rearm = true;
         }
-        self.rack.log.on_send(seq, end, now, tsval, self.t_maxseg);
+        let in_flight = self.rack.log.pipe(self.snd_una, self.snd_max);
+        let snap = self.rack.rate.on_send(now, in_flight, end.dist(seq));
+        self.rack
+            .log
+            .on_send_snap(seq, end, now, tsval, self.t_maxseg, snap);
     }
 
     /// RACK-TLP's part of one ACK (RFC 8985 §6.2 steps 1-5 and §7.4), after the
@@ -795,7 +838,8 @@ impl Tcb {
 
     /// After an RTO: everything not SACKed is lost (go-back-N resends it).
     pub(crate) fn rack_on_rto(&mut self) {
-        self.rack.log.mark_all_lost();
+        let newly = self.rack.log.mark_all_lost();
+        self.rack.rate.on_lost(newly);
         self.rack.tlp = None;
         self.rack.tlp_due = false;
         self.timers.stop(TimerKind::RackReo);

@@ -24,6 +24,7 @@ mod retransmission;
 mod rst;
 mod sack;
 mod sack_recovery;
+mod sim_bbr;
 mod sim_ecn;
 mod sim_limits;
 mod sim_lost_rexmit;
