@@ -30,6 +30,7 @@ mod sim_limits;
 mod sim_lost_rexmit;
 mod sim_lro;
 mod sim_many;
+mod sim_pacing;
 mod sim_pmtu;
 mod sim_rack;
 mod sim_sack;
