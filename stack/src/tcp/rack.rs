@@ -972,6 +972,29 @@ mod tests {
         }
     }
 
+    // The delivery-rate snapshot's cost, measured: an entry with it is this size, paid per
+    // MSS in flight only; an emptied log gives its capacity back (`shrink_empty`, and the
+    // idle-release sim test), so an idle connection pays nothing for it.
+    #[test]
+    fn entry_size_with_the_rate_snapshot_and_release_when_empty() {
+        assert_eq!(std::mem::size_of::<RateSnap>(), 56);
+        assert_eq!(
+            std::mem::size_of::<Sent>(),
+            88,
+            "32 bytes before the snapshot"
+        );
+        let mut log = SentLog::default();
+        let t = Instant::now();
+        log.on_send(s(0), s(10 * M), t, 1, M);
+        assert_eq!(log.len(), 10);
+        assert!(log.allocated() >= 10 * std::mem::size_of::<Sent>());
+        let mut out = Vec::new();
+        log.on_cum_ack(s(10 * M), &mut out);
+        assert_eq!(out.len(), 10);
+        log.shrink_empty();
+        assert_eq!(log.allocated(), 0);
+    }
+
     // A piece size beyond the sequence space left must not wrap (found by the fuzzer:
     // `set_rack(true)` with data in flight once logged it with an MSS of u32::MAX).
     #[test]
