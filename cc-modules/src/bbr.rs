@@ -955,6 +955,10 @@ impl CongestionControl for Bbr {
         self.set_cwnd(v, rs);
     }
 
+    fn wants_rate_samples(&self) -> bool {
+        true
+    }
+
     fn pacing_rate(&self) -> Option<u64> {
         (self.pacing_rate >= 1.0).then_some(self.pacing_rate as u64)
     }

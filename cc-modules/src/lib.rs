@@ -80,7 +80,9 @@
 //! the transport's own recovery arithmetic (PRR), the transport passes a [`RateSample`] to
 //! [`rate_sample`](CongestionControl::rate_sample). It is the last writer of cwnd for that
 //! ACK, so a model-based module (BBR) may set cwnd there. Modules that do not care keep the
-//! default empty body.
+//! default empty body; modules that do say so with
+//! [`wants_rate_samples`](CongestionControl::wants_rate_samples), and get samples whether
+//! or not the transport's loss detection (RACK-TLP) keeps a send record of its own.
 //!
 //! **Pacing.** After each hook the transport reads
 //! [`pacing_rate`](CongestionControl::pacing_rate); `None` (the default) means no pacing,
@@ -518,6 +520,14 @@ pub trait CongestionControl: Send + fmt::Debug {
     /// window-based modules ignore rate samples.
     fn rate_sample(&mut self, v: &mut CcVars, rs: &RateSample) {
         let _ = (v, rs);
+    }
+
+    /// Whether the module uses [`rate_sample`](Self::rate_sample). The transport then keeps
+    /// its per-segment send record even where loss detection does not need it (RACK-TLP
+    /// off, no SACK), so samples come on every connection. The default, `false`, spares
+    /// window-based modules that record.
+    fn wants_rate_samples(&self) -> bool {
+        false
     }
 
     /// The rate at which the transport should pace this connection's segments, in bytes

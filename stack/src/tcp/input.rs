@@ -545,7 +545,10 @@ impl Tcb {
             .filter(|_| self.ts_enabled)
             .map(|(_, ecr)| ecr);
         let rack = self.rack_active();
-        if rack {
+        // The log also serves rate samples without RACK, and what it holds is acknowledged
+        // even after its module was switched away (so it empties).
+        let log = rack || self.send_log_active() || !self.rack.log.is_empty();
+        if log {
             // RFC 8985 §6.2 steps 1-4, before SND.UNA moves. The D-SACK block (always the
             // first) reports a duplicate, not a delivery.
             let blocks = if self.sack_ok {
@@ -604,7 +607,7 @@ impl Tcb {
             // RFC 6937: "DeliveredData = change in snd.una + change in SACKed".
             self.prr_on_ack(acked.saturating_add(newly_sacked), now);
         }
-        if rack {
+        if log {
             self.rate_sample(prior_in_flight, now);
         }
 

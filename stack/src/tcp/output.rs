@@ -534,7 +534,7 @@ impl Tcb {
                 && avail > len
                 && usable < mss.min(avail);
         }
-        if seq >= self.snd_max && avail < mss && self.rack_active() {
+        if seq >= self.snd_max && avail < mss && self.send_log_active() {
             // Delivery-rate estimation (draft-cheng-iccrg-delivery-rate-estimation §3.4):
             // less than a segment left to send while cwnd has room is an
             // application-limited phase; its samples may understate the path.

@@ -117,7 +117,6 @@ struct Delivered {
 
 impl SentLog {
     /// Nothing logged.
-    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.q.is_empty()
     }
@@ -677,13 +676,19 @@ impl Tcb {
         }
     }
 
+    /// The send log is kept: for RACK-TLP, or for the delivery-rate samples of a module
+    /// that wants them (`tcp/rate.rs`), on a synchronized connection.
+    pub(crate) fn send_log_active(&self) -> bool {
+        self.rack_active() || (self.state.is_synchronized() && self.cc.wants_rate_samples())
+    }
+
     /// Logs a data or FIN segment `[seq, end)` sent at `now` (`tcp/output.rs`).
     /// Called before `snd_max` moves past it.
     pub(crate) fn rack_on_send(&mut self, seq: Seq, end: Seq, tsval: u32, now: Instant) {
-        if !self.rack_active() || seq < self.data_base() {
+        if !self.send_log_active() || seq < self.data_base() {
             return;
         }
-        if end > self.snd_max {
+        if end > self.snd_max && self.rack_active() {
             // RFC 8985 §7.2: the PTO restarts "after transmitting new data".
             self.rack.rearm = true;
         }

@@ -5,9 +5,9 @@
 //!
 //! The snapshots live in the RACK send log's entries (`tcp/rack.rs`), which already have
 //! one entry per MSS piece in flight with its transmission time and learn which ones an
-//! ACK delivers, cumulatively or by SACK. So samples are taken when RACK-TLP is active
-//! (SACK negotiated, RACK on); without it the connection gets none and a rate-based module
-//! keeps its last model (BBR then behaves as its cwnd and pacing rate last said).
+//! ACK delivers, cumulatively or by SACK. The log is kept while RACK-TLP is active or the
+//! module wants samples (`wants_rate_samples`), so a rate-based module gets them without
+//! SACK or with RACK off too; losses then show only after an RTO (RACK marks the others).
 //!
 //! "Delivered" counts each byte once: cumulatively acknowledged bytes that were SACKed
 //! before are not counted again (the log reports an entry delivered once).

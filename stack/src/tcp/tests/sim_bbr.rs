@@ -17,7 +17,16 @@ fn bbr_transfer(
     seed: u64,
     total: usize,
 ) -> (Duration, Vec<(&'static str, String)>) {
-    let mut sim = Sim::with_config(seed, link, 1, TcpConfig::default());
+    bbr_transfer_with(link, seed, total, TcpConfig::default())
+}
+
+fn bbr_transfer_with(
+    link: LinkConfig,
+    seed: u64,
+    total: usize,
+    cfg: TcpConfig,
+) -> (Duration, Vec<(&'static str, String)>) {
+    let mut sim = Sim::with_config(seed, link, 1, cfg);
     let listener = sim.listen(1, 80, 16);
     let client = sim.connect(0, 80);
     client.lock().tcb.set_congestion(Box::new(Bbr::default()));
@@ -99,4 +108,42 @@ fn bbr_transfer_over_a_rate_limited_lossy_link_reaches_a_fair_share() {
         (20_000.0..40_000.0).contains(&min_rtt_us),
         "min_rtt {min_rtt_us} us"
     );
+}
+
+// The send log is kept for a module that wants rate samples (`wants_rate_samples`) even
+// where RACK-TLP does not need it: without SACK, and with RACK switched off, BBR still
+// models the path and fills it.
+#[test]
+fn bbr_gets_rate_samples_without_sack_or_rack() {
+    let rate_bps = 20_000_000u64;
+    let link = LinkConfig {
+        delay: Duration::from_millis(10),
+        loss: 0.002,
+        rate_bps: Some(rate_bps),
+        ..Default::default()
+    };
+    for cfg in [
+        TcpConfig {
+            sack: false,
+            ..TcpConfig::default()
+        },
+        TcpConfig {
+            rack: false,
+            ..TcpConfig::default()
+        },
+    ] {
+        let (sack, rack) = (cfg.sack, cfg.rack);
+        let total = 2 << 20;
+        let (took, state) = bbr_transfer_with(link, 5, total, cfg);
+        let goodput = total as f64 * 8.0 / took.as_secs_f64();
+        eprintln!("BBR sack {sack} rack {rack}: {goodput:.0} bit/s; {state:?}");
+        assert!(
+            num(&state, "max_bw") > 0.3 * rate_bps as f64 / 8.0,
+            "{state:?}"
+        );
+        assert!(
+            goodput > 0.5 * rate_bps as f64,
+            "sack {sack} rack {rack}: goodput {goodput:.0} of {rate_bps} bit/s"
+        );
+    }
 }
