@@ -392,3 +392,113 @@ fn registered_as_bbr_with_pacing_and_state() {
     // Window-based modules do not pace.
     assert_eq!(r.create("cubic").unwrap().pacing_rate(), None);
 }
+
+/// One step of a random drive: a rate sample with arbitrary (even inconsistent) fields, a
+/// congestion signal, the end of recovery, an idle restart or an MSS change.
+#[derive(Debug, Clone)]
+enum Step {
+    Sample {
+        rate: u64,
+        delivered: u64,
+        newly: u32,
+        lost: u64,
+        tx: u32,
+        in_flight: u32,
+        rtt_us: Option<u32>,
+        app_limited: bool,
+        dt_ms: u16,
+    },
+    Signal(u8, u32),
+    PostRecovery,
+    Idle(u16),
+    Mss(u32),
+}
+
+fn arb_step() -> impl proptest::strategy::Strategy<Value = Step> {
+    use proptest::prelude::*;
+    let big = prop_oneof![0u64..10_000_000, Just(u64::MAX), any::<u64>()];
+    let size = prop_oneof![0u32..200_000, Just(u32::MAX), any::<u32>()];
+    prop_oneof![
+        6 => (big.clone(), big.clone(), size.clone(), big, size.clone(), size,
+              proptest::option::of(0u32..2_000_000), any::<bool>(), 0u16..3000)
+            .prop_map(|(rate, delivered, newly, lost, tx, in_flight, rtt_us, app_limited, dt_ms)| {
+                Step::Sample { rate, delivered, newly, lost, tx, in_flight, rtt_us, app_limited, dt_ms }
+            }),
+        1 => (0u8..4, any::<u32>()).prop_map(|(s, f)| Step::Signal(s, f)),
+        1 => Just(Step::PostRecovery),
+        1 => (0u16..20_000).prop_map(Step::Idle),
+        1 => prop_oneof![Just(1u32), Just(536), Just(1448), Just(9000), Just(65_535)].prop_map(Step::Mss),
+    ]
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::test_runner::Config {
+        cases: 512,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0xbb5),
+        failure_persistence: None,
+        ..Default::default()
+    })]
+
+    // Whatever the samples say (huge, zero, inconsistent), BBR keeps cwnd at least one
+    // segment, always paces at a positive rate, reports its state, and never panics
+    // (overflow checks are on in tests).
+    #[test]
+    fn bbr_keeps_its_invariants_under_arbitrary_samples(
+        steps in proptest::collection::vec(arb_step(), 1..300)
+    ) {
+        use xstack_cc::{window, CongInfo, IdleInfo};
+        let mut now = Instant::now();
+        let mut v = CcVars::new(MSS);
+        let mut cc = Bbr::default();
+        cc.conn_init(&mut v);
+        let mut total = 0u64;
+        for s in steps {
+            match s {
+                Step::Sample { rate, delivered, newly, lost, tx, in_flight, rtt_us, app_limited, dt_ms } => {
+                    now += Duration::from_millis(u64::from(dt_ms));
+                    total = total.saturating_add(u64::from(newly));
+                    let rs = RateSample {
+                        delivery_rate: rate,
+                        delivered,
+                        interval: Duration::from_millis(u64::from(dt_ms)),
+                        rtt: rtt_us.map(|u| Duration::from_micros(u64::from(u))),
+                        is_app_limited: app_limited,
+                        prior_delivered: total.saturating_sub(delivered),
+                        total_delivered: total,
+                        newly_acked: newly,
+                        newly_lost: (lost % 100_000) as u32,
+                        lost,
+                        tx_in_flight: tx,
+                        prior_in_flight: in_flight,
+                        in_flight,
+                        cwnd_limited: app_limited,
+                        ..RateSample::new(now)
+                    };
+                    cc.rate_sample(&mut v, &rs);
+                }
+                Step::Signal(k, flight) => {
+                    let sig = [CcSignal::NDupAck, CcSignal::Rto, CcSignal::RtoErr, CcSignal::Ecn][k as usize];
+                    let info = CongInfo { in_flight: flight, rto_count: 1, ..CongInfo::new(now) };
+                    let before = v.cwnd;
+                    cc.cong_signal(&mut v, sig, &info);
+                    if sig == CcSignal::Rto {
+                        proptest::prop_assert_eq!(v.cwnd, window::loss_window(v.maxseg));
+                    }
+                    if sig == CcSignal::NDupAck {
+                        proptest::prop_assert!(v.cwnd <= before, "NDupAck raised cwnd");
+                    }
+                }
+                Step::PostRecovery => cc.post_recovery(&mut v, &AckInfo::new(now)),
+                Step::Idle(ms) => {
+                    now += Duration::from_millis(u64::from(ms));
+                    let idle = IdleInfo { idle: Duration::from_millis(u64::from(ms)), rto: Duration::from_secs(1), now };
+                    cc.after_idle(&mut v, &idle);
+                }
+                Step::Mss(m) => v.set_maxseg(m),
+            }
+            proptest::prop_assert!(v.cwnd >= v.maxseg, "cwnd {} below maxseg {}", v.cwnd, v.maxseg);
+            proptest::prop_assert!(cc.pacing_rate().is_some_and(|r| r > 0), "no pacing rate");
+            proptest::prop_assert!(!cc.state().is_empty());
+        }
+    }
+}
