@@ -147,3 +147,93 @@ fn bbr_gets_rate_samples_without_sack_or_rack() {
         );
     }
 }
+
+/// Records every rate sample the transport hands out; a fixed window of 64 segments.
+#[derive(Debug)]
+struct Recorder(std::sync::Arc<std::sync::Mutex<Vec<xstack_cc::RateSample>>>);
+
+impl xstack_cc::CongestionControl for Recorder {
+    fn name(&self) -> &'static str {
+        "recorder"
+    }
+    fn conn_init(&mut self, v: &mut xstack_cc::CcVars) {
+        v.cwnd = 64 * v.maxseg;
+    }
+    fn ack_received(
+        &mut self,
+        _: &mut xstack_cc::CcVars,
+        _: xstack_cc::CcSignal,
+        _: &xstack_cc::AckInfo,
+    ) {
+    }
+    fn cong_signal(
+        &mut self,
+        _: &mut xstack_cc::CcVars,
+        _: xstack_cc::CcSignal,
+        _: &xstack_cc::CongInfo,
+    ) {
+    }
+    fn wants_rate_samples(&self) -> bool {
+        true
+    }
+    fn rate_sample(&mut self, _: &mut xstack_cc::CcVars, rs: &xstack_cc::RateSample) {
+        self.0.lock().unwrap().push(*rs);
+    }
+}
+
+// draft-cheng-iccrg-delivery-rate-estimation on the real ACK path: every delivered byte is
+// counted once (the FIN's sequence number too), the delivered count only grows, the
+// samples find the bottleneck rate without exceeding it, and RTTs are at least the path's.
+#[test]
+fn rate_samples_on_the_ack_path_measure_the_bottleneck() {
+    let rate_bps = 10_000_000u64;
+    let link = LinkConfig {
+        delay: Duration::from_millis(10),
+        loss: 0.01,
+        rate_bps: Some(rate_bps),
+        ..Default::default()
+    };
+    let mut sim = Sim::with_config(9, link, 1, TcpConfig::default());
+    let listener = sim.listen(1, 80, 16);
+    let client = sim.connect(0, 80);
+    let samples = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    client
+        .lock()
+        .tcb
+        .set_congestion(Box::new(Recorder(samples.clone())));
+    let total = 1 << 20;
+    let data = pattern(0, total);
+    let (mut sent, mut got, mut closed) = (0usize, 0usize, false);
+    let mut server = None;
+    let mut buf = vec![0u8; 64 * 1024];
+    let done = sim.run_until(Duration::from_secs(120), |sim| {
+        server = server.take().or_else(|| sim.accept(&listener));
+        if sent < total {
+            sent += sim.send(0, &client, &data[sent..]);
+        } else if !closed {
+            sim.close(0, &client);
+            closed = true;
+        }
+        if let Some(s) = &server {
+            got += sim.recv(1, s, &mut buf);
+        }
+        got == total && client.lock().tcb.fin_acked()
+    });
+    assert!(done, "transfer incomplete: {got} of {total}");
+    let s = samples.lock().unwrap();
+    let acked: u64 = s.iter().map(|r| u64::from(r.newly_acked)).sum();
+    assert_eq!(acked, total as u64 + 1, "data and FIN, each byte once");
+    assert_eq!(s.last().unwrap().total_delivered, acked);
+    assert!(s
+        .windows(2)
+        .all(|w| w[0].total_delivered <= w[1].total_delivered));
+    assert!(s.iter().any(|r| r.lost > 0), "1% loss shows in rs.lost");
+    let link_bytes = rate_bps as f64 / 8.0;
+    let best = s.iter().map(|r| r.delivery_rate).max().unwrap() as f64;
+    assert!(
+        best > 0.8 * link_bytes && best < 1.05 * link_bytes,
+        "best sample {best} B/s on a {link_bytes} B/s link"
+    );
+    let min_rtt = s.iter().filter_map(|r| r.rtt).min().unwrap();
+    assert!(min_rtt >= Duration::from_millis(20), "{min_rtt:?}");
+}
