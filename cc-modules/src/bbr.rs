@@ -17,9 +17,11 @@
 //!   ProbeBW_UP (or Startup); losses in a round outside bandwidth probing cut the short-term
 //!   model `bw_lo`/`inflight_lo` by beta = 0.7. ProbeBW_UP grows `inflight_hi` with a slope
 //!   that doubles each round.
+//! - ACK aggregation (§4.5.5): the excess of what ACKs delivered over what `bw` predicts,
+//!   a max over 10 rounds (1 in Startup), is added to the cwnd target.
 //! - Not built: v3's ECN response (ECN-Echo is treated as a loss-recovery episode by the
-//!   transport only: BBR keeps its model), ACK-aggregation estimation (`extra_acked` is 0)
-//!   and the offload budget (the quantization budget is `MinPipeCwnd`, 4 segments).
+//!   transport only: BBR keeps its model) and the offload budget (the quantization budget
+//!   is `MinPipeCwnd`, 4 segments).
 //! - Randomness (the ProbeBW wait of 2..3 s, §4.3.3.5) comes from a small deterministic
 //!   generator per connection: the module never reads a clock or the OS.
 //!
@@ -73,6 +75,8 @@ const FULL_BW_THRESH: f64 = 1.25;
 const FULL_BW_COUNT: u32 = 3;
 /// §4.3.1.3: Startup exits on loss after this many loss events in a round.
 const STARTUP_FULL_LOSS_COUNT: u32 = 6;
+/// §4.5.5: the extra_acked max filter spans 10 rounds once the pipe is full, 1 before.
+const EXTRA_ACKED_ROUNDS: usize = 10;
 /// §4.6.4.1: "BBRMinPipeCwnd: 4 * SMSS".
 const MIN_PIPE_SEGS: u64 = 4;
 
@@ -192,6 +196,12 @@ pub struct Bbr {
     bw_probe_up_rounds: u32,
     bw_probe_up_acks: u64,
     probe_up_cnt: u64,
+    /// §4.5.5 ACK aggregation: the start of the current measurement interval, what was
+    /// delivered in it, and the per-round maxima of the excess (slot = round % 10).
+    extra_acked_interval_start: Option<Instant>,
+    extra_acked_delivered: f64,
+    extra_acked_slots: [(u64, f64); EXTRA_ACKED_ROUNDS],
+    extra_acked: f64,
     /// Loss recovery: packet conservation until the round after the episode began.
     packet_conservation: bool,
     conservation_until: u64,
@@ -250,6 +260,10 @@ impl Bbr {
             bw_probe_up_rounds: 0,
             bw_probe_up_acks: 0,
             probe_up_cnt: u64::MAX,
+            extra_acked_interval_start: None,
+            extra_acked_delivered: 0.0,
+            extra_acked_slots: [(0, 0.0); EXTRA_ACKED_ROUNDS],
+            extra_acked: 0.0,
             packet_conservation: false,
             conservation_until: 0,
             pre_rto_cwnd: None,
@@ -446,6 +460,45 @@ impl Bbr {
 
     fn bound_bw_for_model(&mut self) {
         self.bw = self.max_bw_f().min(self.bw_lo);
+    }
+
+    // ---- §4.5.5 ACK aggregation ----
+
+    /// §4.5.5 BBRUpdateACKAggregation: how much more than `bw` predicts arrived in the
+    /// current interval of ACKs (aggregation by receivers, links and offloads), a max over
+    /// the last 10 rounds (one round in Startup), which cwnd adds to absorb it.
+    fn update_ack_aggregation(&mut self, v: &CcVars, rs: &RateSample) {
+        let start = *self.extra_acked_interval_start.get_or_insert(rs.now);
+        let interval = rs.now.saturating_duration_since(start).as_secs_f64();
+        let mut expected = self.bw * interval;
+        // "Reset interval if ACK rate is below expected rate".
+        if self.extra_acked_delivered <= expected {
+            self.extra_acked_delivered = 0.0;
+            self.extra_acked_interval_start = Some(rs.now);
+            expected = 0.0;
+        }
+        self.extra_acked_delivered += f64::from(rs.newly_acked);
+        let extra = (self.extra_acked_delivered - expected)
+            .max(0.0)
+            .min(f64::from(v.cwnd));
+        let len = if self.full_bw_reached {
+            EXTRA_ACKED_ROUNDS as u64
+        } else {
+            1
+        };
+        let slot =
+            &mut self.extra_acked_slots[(self.round_count % EXTRA_ACKED_ROUNDS as u64) as usize];
+        if slot.0 != self.round_count {
+            *slot = (self.round_count, 0.0);
+        }
+        slot.1 = slot.1.max(extra);
+        let round = self.round_count;
+        self.extra_acked = self
+            .extra_acked_slots
+            .iter()
+            .filter(|(r, _)| round.saturating_sub(*r) < len)
+            .map(|s| s.1)
+            .fold(0.0, f64::max);
     }
 
     // ---- §4.3.1 Startup ----
@@ -817,7 +870,10 @@ impl Bbr {
 
     /// §4.6.4.6 BBRSetCwnd plus §4.6.4.5's model bounds.
     fn set_cwnd(&mut self, v: &mut CcVars, rs: &RateSample) {
-        let max_inflight = self.quantization_budget(v, self.bdp_multiple(v, self.cwnd_gain));
+        // §4.6.4.2 BBRUpdateMaxInflight: "inflight = BBRBDPMultiple(BBR.cwnd_gain) +
+        // BBR.extra_acked".
+        let max_inflight =
+            self.quantization_budget(v, self.bdp_multiple(v, self.cwnd_gain) + self.extra_acked);
         let mut cwnd = f64::from(v.cwnd);
         if self.packet_conservation {
             // §4.6.4.4: during the first round of recovery, send no more than was delivered.
@@ -941,6 +997,7 @@ impl CongestionControl for Bbr {
         self.update_latest_delivery_signals(rs);
         self.update_congestion_signals(v, rs);
         self.bound_bw_for_model();
+        self.update_ack_aggregation(v, rs);
         self.check_startup_done(v, rs);
         self.check_drain(v, rs);
         self.update_probe_bw_cycle_phase(v, rs);
@@ -976,6 +1033,7 @@ impl CongestionControl for Bbr {
             ("inflight_hi", display_bytes(self.inflight_hi)),
             ("inflight_lo", display_bytes(self.inflight_lo)),
             ("bw_lo", display_bytes(self.bw_lo)),
+            ("extra_acked", format!("{}", self.extra_acked as u64)),
             ("full_bw_reached", self.full_bw_reached.to_string()),
             ("round", self.round_count.to_string()),
         ]
