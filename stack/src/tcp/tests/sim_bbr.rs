@@ -77,7 +77,7 @@ fn num(state: &[(&'static str, String)], key: &str) -> f64 {
 }
 
 // draft-ietf-ccwg-bbr §1: BBR "sequentially probes the bottleneck bandwidth and RTT" and
-// sends at the estimated rate; random loss of 1% (16.8 Mbit/s of 20 with seed 11)
+// sends at the estimated rate; random loss of 1% (about 18 Mbit/s of 20 with seed 11)
 // does not halve its window the way a loss-based module would.
 #[test]
 fn bbr_transfer_over_a_rate_limited_lossy_link_reaches_a_fair_share() {
