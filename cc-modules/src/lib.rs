@@ -84,9 +84,10 @@
 //! [`wants_rate_samples`](CongestionControl::wants_rate_samples), and get samples whether
 //! or not the transport's loss detection (RACK-TLP) keeps a send record of its own.
 //!
-//! **Pacing.** After each hook the transport reads
-//! [`pacing_rate`](CongestionControl::pacing_rate); `None` (the default) means no pacing,
-//! the behaviour of window-based modules.
+//! **Pacing.** Before each burst of new data the transport reads
+//! [`pacing_rate`](CongestionControl::pacing_rate) and spaces the bursts at that rate;
+//! `None` (the default) means no pacing, the behaviour of window-based modules.
+//! Retransmissions are not paced.
 //!
 //! **Sending after a pause.** When the transport is about to send new data, nothing is in
 //! flight, and it has sent data before: [`after_idle`](CongestionControl::after_idle) with
@@ -530,9 +531,10 @@ pub trait CongestionControl: Send + fmt::Debug {
         false
     }
 
-    /// The rate at which the transport should pace this connection's segments, in bytes
-    /// per second, read after each hook. `None` (the default) or `Some(0)`: no pacing, segments
-    /// go out as cwnd and the peer's window allow.
+    /// The rate at which the transport should pace this connection's new data, in bytes
+    /// per second, read before each burst (about 1 ms of data at the rate, at least two
+    /// segments). `None` (the default) or `Some(0)`: no pacing, segments go out as cwnd and
+    /// the peer's window allow.
     fn pacing_rate(&self) -> Option<u64> {
         None
     }
