@@ -12,6 +12,8 @@
 //!   increments, restart window) and the transport's fast-recovery inflation helpers.
 //! - [`newreno`]: RFC 5681 + RFC 6582 + RFC 3465 (ABC).
 //! - [`cubic`]: RFC 9438, on the same hooks and the same shared arithmetic.
+//! - [`bbr`]: BBR (draft-ietf-ccwg-bbr, v3's state machine and loss response), a model-based
+//!   module driven by [`RateSample`]s and setting a pacing rate.
 //! - [`hystart`]: HyStart++ (RFC 9406), an option of both: `newreno-hs`, `cubic-hs`.
 //! - [`testing`]: a model-based harness that drives any controller through random event
 //!   sequences and checks the invariants every standard module keeps.
@@ -73,6 +75,20 @@
 //! module restores its pre-RTO cwnd/ssthresh and the transport restores its own pre-RTO
 //! state (`recover`, the recovery state).
 //!
+//! **Delivery-rate samples** (draft-cheng-iccrg-delivery-rate-estimation): for each ACK that
+//! delivered data (cumulatively or by SACK), after every other hook of that ACK and after
+//! the transport's own recovery arithmetic (PRR), the transport passes a [`RateSample`] to
+//! [`rate_sample`](CongestionControl::rate_sample). It is the last writer of cwnd for that
+//! ACK, so a model-based module (BBR) may set cwnd there. Modules that do not care keep the
+//! default empty body; modules that do say so with
+//! [`wants_rate_samples`](CongestionControl::wants_rate_samples), and get samples whether
+//! or not the transport's loss detection (RACK-TLP) keeps a send record of its own.
+//!
+//! **Pacing.** Before each burst of new data the transport reads
+//! [`pacing_rate`](CongestionControl::pacing_rate) and spaces the bursts at that rate;
+//! `None` (the default) means no pacing, the behaviour of window-based modules.
+//! Retransmissions are not paced.
+//!
 //! **Sending after a pause.** When the transport is about to send new data, nothing is in
 //! flight, and it has sent data before: [`after_idle`](CongestionControl::after_idle) with
 //! the time since the last data segment and the current RTO.
@@ -93,6 +109,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+pub mod bbr;
 pub mod cubic;
 pub mod hystart;
 pub mod newreno;
@@ -100,6 +117,7 @@ mod registry;
 pub mod testing;
 pub mod window;
 
+pub use bbr::Bbr;
 pub use cubic::Cubic;
 pub use hystart::HyStart;
 pub use newreno::NewReno;
@@ -341,6 +359,77 @@ pub struct RttSample {
     pub now: Instant,
 }
 
+/// One delivery-rate sample (draft-cheng-iccrg-delivery-rate-estimation §3.3), taken by the
+/// transport for an ACK that delivered data. Passed to [`CongestionControl::rate_sample`].
+///
+/// "Delivered" counts bytes cumulatively acknowledged or selectively acknowledged (SACK),
+/// each byte once. The sample is over the interval from the send of the most recently sent
+/// segment this ACK delivered (the draft's packet `P`) to this ACK.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateSample {
+    /// `delivered / interval` in bytes per second; 0 when the interval is zero or the sample
+    /// is invalid (the draft's `rs.delivery_rate`).
+    pub delivery_rate: u64,
+    /// Bytes delivered over the sample interval (`C.delivered - P.delivered`).
+    pub delivered: u64,
+    /// The sample interval: the longer of the send and ACK phases (draft §3.3, "to
+    /// prevent ... an overestimate of the delivery rate").
+    pub interval: Duration,
+    /// RTT of `P` (its send to this ACK); `None` if `P` was retransmitted (Karn's rule).
+    pub rtt: Option<Duration>,
+    /// `P` was sent while the sender was application-limited: the rate may understate the
+    /// path, so a max filter should take it only if it is higher than what it has.
+    pub is_app_limited: bool,
+    /// `P.delivered`: the connection's delivered count when `P` was sent. Round counting:
+    /// a round ends when `prior_delivered` reaches the `total_delivered` noted at its start.
+    pub prior_delivered: u64,
+    /// `C.delivered` after this ACK: bytes delivered over the connection's life.
+    pub total_delivered: u64,
+    /// Bytes newly delivered by this ACK (cumulative plus newly SACKed).
+    pub newly_acked: u32,
+    /// Bytes this ACK newly marked lost (RACK, SACK scoreboard).
+    pub newly_lost: u32,
+    /// Bytes marked lost between the send of `P` and this ACK (`C.lost - P.lost`).
+    pub lost: u64,
+    /// Bytes in flight just after `P` was sent, `P` included (BBR's `rs.tx_in_flight`).
+    pub tx_in_flight: u32,
+    /// Bytes in flight before this ACK.
+    pub prior_in_flight: u32,
+    /// Bytes in flight after this ACK (and its loss marking).
+    pub in_flight: u32,
+    /// The sender was cwnd-limited (the rule of [`AckInfo::cwnd_limited`]).
+    pub cwnd_limited: bool,
+    /// The recovery state the connection is in for this ACK.
+    pub recovery: Recovery,
+    /// The transport's clock.
+    pub now: Instant,
+}
+
+impl RateSample {
+    /// An empty sample at `now` (nothing delivered, no RTT, [`Recovery::Open`]). Fill the
+    /// rest with struct-update syntax.
+    pub fn new(now: Instant) -> Self {
+        Self {
+            delivery_rate: 0,
+            delivered: 0,
+            interval: Duration::ZERO,
+            rtt: None,
+            is_app_limited: false,
+            prior_delivered: 0,
+            total_delivered: 0,
+            newly_acked: 0,
+            newly_lost: 0,
+            lost: 0,
+            tx_in_flight: 0,
+            prior_in_flight: 0,
+            in_flight: 0,
+            cwnd_limited: false,
+            recovery: Recovery::Open,
+            now,
+        }
+    }
+}
+
 /// ECN marks on one received data segment. Passed to [`CongestionControl::ecn_pkt`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EcnPacket {
@@ -424,6 +513,30 @@ pub trait CongestionControl: Send + fmt::Debug {
     fn ecn_pkt(&mut self, v: &mut CcVars, pkt: &EcnPacket) -> AckPolicy {
         let _ = (v, pkt);
         AckPolicy::Normal
+    }
+
+    /// Called for each ACK that delivered data, with its delivery-rate sample, as the last
+    /// hook of that ACK (after `ack_received`/`post_recovery`/`cong_signal` and after the
+    /// transport's PRR), so what it writes to `v` stands. The default does nothing:
+    /// window-based modules ignore rate samples.
+    fn rate_sample(&mut self, v: &mut CcVars, rs: &RateSample) {
+        let _ = (v, rs);
+    }
+
+    /// Whether the module uses [`rate_sample`](Self::rate_sample). The transport then keeps
+    /// its per-segment send record even where loss detection does not need it (RACK-TLP
+    /// off, no SACK), so samples come on every connection. The default, `false`, spares
+    /// window-based modules that record.
+    fn wants_rate_samples(&self) -> bool {
+        false
+    }
+
+    /// The rate at which the transport should pace this connection's new data, in bytes
+    /// per second, read before each burst (about 1 ms of data at the rate, at least two
+    /// segments). `None` (the default) or `Some(0)`: no pacing, segments go out as cwnd and
+    /// the peer's window allow.
+    fn pacing_rate(&self) -> Option<u64> {
+        None
     }
 
     /// The module's internal state as `(key, value)` pairs for `GET /info` and `tcp_info`-like

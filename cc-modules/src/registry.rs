@@ -5,7 +5,7 @@ use std::fmt;
 use std::io;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use crate::{cubic, newreno};
+use crate::{bbr, cubic, newreno};
 use crate::{CongestionControl, Cubic, NewReno};
 
 /// Longest module name: 15 bytes, so it fits the 16-byte `TCP_CONGESTION` buffer with its
@@ -111,11 +111,12 @@ struct Inner {
 
 impl Registry {
     /// A registry with the built-in modules and NewReno as the default: `newreno`, `cubic`,
-    /// and both with HyStart++ (RFC 9406) as their initial slow start, `newreno-hs` and
-    /// `cubic-hs`.
+    /// both with HyStart++ (RFC 9406) as their initial slow start, `newreno-hs` and
+    /// `cubic-hs`, and `bbr`.
     pub fn with_builtins() -> Self {
         let mut factories: BTreeMap<&'static str, Arc<dyn CcFactory>> = BTreeMap::new();
         factories.insert(newreno::NAME, Arc::new(newreno::Factory));
+        factories.insert(bbr::NAME, Arc::new(bbr::Factory));
         factories.insert(
             newreno::NAME_HS,
             Arc::new(from_fn(newreno::NAME_HS, || {
@@ -273,7 +274,7 @@ mod tests {
     #[test]
     fn builtins_have_newreno_as_default() {
         let r = Registry::with_builtins();
-        let builtins = vec!["cubic", "cubic-hs", "newreno", "newreno-hs"];
+        let builtins = vec!["bbr", "cubic", "cubic-hs", "newreno", "newreno-hs"];
         assert_eq!(r.available(), builtins);
         assert_eq!(r.default_name(), "newreno");
         for name in &builtins {
@@ -303,6 +304,7 @@ mod tests {
             r.available(),
             vec![
                 "alpha",
+                "bbr",
                 "cubic",
                 "cubic-hs",
                 "m-1",
@@ -331,17 +333,24 @@ mod tests {
     #[test]
     fn unknown_name_lists_what_is_available() {
         let r = Registry::with_builtins();
-        r.register(still("bbr")).unwrap();
+        r.register(still("vegas2")).unwrap();
         let err = r.create("vegas").unwrap_err();
         assert_eq!(
             err.to_string(),
-            "unknown congestion control 'vegas' (available: bbr, cubic, cubic-hs, newreno, newreno-hs)"
+            "unknown congestion control 'vegas' (available: bbr, cubic, cubic-hs, newreno, newreno-hs, vegas2)"
         );
         assert_eq!(
             err,
             CcError::Unknown {
                 name: "vegas".into(),
-                available: vec!["bbr", "cubic", "cubic-hs", "newreno", "newreno-hs"]
+                available: vec![
+                    "bbr",
+                    "cubic",
+                    "cubic-hs",
+                    "newreno",
+                    "newreno-hs",
+                    "vegas2"
+                ]
             }
         );
         assert_eq!(r.set_default("vegas"), Err(err));
@@ -388,7 +397,7 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::NotFound);
         assert!(
             e.to_string()
-                .contains("available: cubic, cubic-hs, newreno, newreno-hs"),
+                .contains("available: bbr, cubic, cubic-hs, newreno, newreno-hs"),
             "{e}"
         );
         let e: io::Error = r.register(still("newreno")).unwrap_err().into();
@@ -420,7 +429,7 @@ mod tests {
             t.join().unwrap();
         }
         let mut want: Vec<&str> = NAMES.to_vec();
-        want.extend(["cubic", "cubic-hs", "newreno", "newreno-hs"]);
+        want.extend(["bbr", "cubic", "cubic-hs", "newreno", "newreno-hs"]);
         want.sort();
         assert_eq!(r.available(), want);
         assert!(NAMES.contains(&r.default_name()));
@@ -431,7 +440,7 @@ mod tests {
         let r = Registry::with_builtins();
         assert_eq!(
             format!("{r:?}"),
-            r#"Registry { available: ["cubic", "cubic-hs", "newreno", "newreno-hs"], default: "newreno" }"#
+            r#"Registry { available: ["bbr", "cubic", "cubic-hs", "newreno", "newreno-hs"], default: "newreno" }"#
         );
     }
 }

@@ -69,7 +69,7 @@ fn custom_module_is_registered_listed_and_created_by_name() {
     let registry = registry_with_fixed();
     assert_eq!(
         registry.available(),
-        vec!["cubic", "cubic-hs", "fixed", "newreno", "newreno-hs"]
+        vec!["bbr", "cubic", "cubic-hs", "fixed", "newreno", "newreno-hs"]
     );
     let mut cc = registry.create("fixed").unwrap();
     assert_eq!(cc.name(), "fixed");
@@ -113,7 +113,7 @@ fn custom_module_can_become_the_default() {
     let err = registry.set_default("vegas").unwrap_err();
     assert_eq!(
         err.to_string(),
-        "unknown congestion control 'vegas' (available: cubic, cubic-hs, fixed, newreno, newreno-hs)"
+        "unknown congestion control 'vegas' (available: bbr, cubic, cubic-hs, fixed, newreno, newreno-hs)"
     );
 }
 

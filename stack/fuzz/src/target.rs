@@ -300,7 +300,7 @@ fn set_opt(s: &TcpStream, kind: u8, value: u32) {
 }
 
 /// The congestion-control modules [`Event::Opt`] switches between.
-pub const CC_MODULES: [&str; 4] = ["newreno", "cubic", "newreno-hs", "cubic-hs"];
+pub const CC_MODULES: [&str; 5] = ["newreno", "cubic", "newreno-hs", "cubic-hs", "bbr"];
 
 /// A frame the stack sent, with its TCP segment if it is one.
 pub type Sent = (Vec<u8>, Option<SentSeg>);

@@ -227,6 +227,7 @@ impl CwndTrace {
                 "newreno-hs" => "newreno-hs",
                 "cubic" => "cubic",
                 "cubic-hs" => "cubic-hs",
+                "bbr" => "bbr",
                 _ => "other",
             };
             out.push(CwndSample {

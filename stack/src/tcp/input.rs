@@ -11,6 +11,7 @@ use xstack_cc::{window, AckInfo, CcSignal, CongInfo, Recovery, RttSample};
 
 use super::config::{TcpError, TimeWaitInput};
 use super::cwnd_trace::CcEvent;
+use super::rate::SampleCtx;
 use super::recvbuf::OooLimit;
 use super::sack::DUP_THRESH;
 use super::segment::{Segment, TcpFlags};
@@ -523,6 +524,7 @@ impl Tcb {
             0
         };
         let window = (seg.window as u32) << self.snd_wscale;
+        let prior_in_flight = self.pipe();
 
         // RFC 6675 §4 Update(): "Given the information provided in an ACK, each octet
         // that is cumulatively ACKed or SACKed should be marked accordingly in the
@@ -543,7 +545,10 @@ impl Tcb {
             .filter(|_| self.ts_enabled)
             .map(|(_, ecr)| ecr);
         let rack = self.rack_active();
-        if rack {
+        // The log also serves rate samples without RACK, and what it holds is acknowledged
+        // even after its module was switched away (so it empties).
+        let log = rack || self.send_log_active() || !self.rack.log.is_empty();
+        if log {
             // RFC 8985 §6.2 steps 1-4, before SND.UNA moves. The D-SACK block (always the
             // first) reports a duplicate, not a delivery.
             let blocks = if self.sack_ok {
@@ -601,6 +606,9 @@ impl Tcb {
         if self.in_sack_recovery() {
             // RFC 6937: "DeliveredData = change in snd.una + change in SACKed".
             self.prr_on_ack(acked.saturating_add(newly_sacked), now);
+        }
+        if log {
+            self.rate_sample(prior_in_flight, now);
         }
 
         self.update_snd_wnd(seg, window);
@@ -883,6 +891,24 @@ impl Tcb {
         self.recover = u.recover;
         self.snd_nxt = self.snd_max;
         self.trace_cc(CcEvent::RtoErr, now);
+    }
+
+    /// The ACK's delivery-rate sample (`tcp/rate.rs`) to the module, the last hook of the
+    /// ACK (cc-modules lib.rs, "Delivery-rate samples").
+    fn rate_sample(&mut self, prior_in_flight: u32, now: Instant) {
+        let ctx = SampleCtx {
+            prior_in_flight,
+            in_flight: self.pipe(),
+            min_rtt: self.rtt.min_rtt(),
+            cwnd_limited: self.cwnd_limited
+                || prior_in_flight.saturating_add(self.t_maxseg) >= self.ccv.cwnd,
+            recovery: self.recovery,
+        };
+        if let Some(rs) = self.rack.rate.take_sample(&ctx, now) {
+            if self.cc_started {
+                self.cc.rate_sample(&mut self.ccv, &rs);
+            }
+        }
     }
 
     /// A congestion-control ACK event, after the transport's bookkeeping.

@@ -25,6 +25,7 @@ pub mod pcb;
 pub mod pmtu;
 pub mod prr;
 pub mod rack;
+pub mod rate;
 pub mod recvbuf;
 pub mod rtt;
 pub mod sack;

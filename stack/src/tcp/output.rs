@@ -164,10 +164,55 @@ impl Tcb {
                 self.snd_nxt = end;
             }
         }
+        if self.pace_hold(now) {
+            return self.output_pure_ack(now);
+        }
         if let Some(seg) = self.output_from(self.snd_nxt, now, Send::Window) {
+            self.pace_sent(&seg, now);
             return Some(seg);
         }
         self.output_pure_ack(now)
+    }
+
+    /// Pacing, before new data goes out: with a rate from the module
+    /// ([`xstack_cc::CongestionControl::pacing_rate`]), true while the previous burst's
+    /// time slot lasts (the [`TimerKind::Pace`] timer then wakes the output); also sizes
+    /// the burst to about 1 ms at the rate, at least two segments. Without a rate, never
+    /// holds and leaves bursts alone: the behaviour of window-based modules.
+    /// Retransmissions (fast retransmit, recovery, probes) are not paced.
+    fn pace_hold(&mut self, now: Instant) -> bool {
+        let rate = self.cc.pacing_rate().unwrap_or(0);
+        if rate == 0 {
+            self.pace_burst = 0;
+            self.pace_next = None;
+            self.timers.stop(TimerKind::Pace);
+            return false;
+        }
+        let mss = self.t_maxseg as usize;
+        let per_ms = usize::try_from(rate / 1000).unwrap_or(usize::MAX);
+        self.pace_burst = per_ms.max(2 * mss);
+        match self.pace_next {
+            Some(t) if t > now => {
+                self.timers.set(TimerKind::Pace, t);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Pacing, after new data went out: its slot is `len / rate` from the later of now and
+    /// the end of the previous slot (so an idle gap does not bank credit).
+    fn pace_sent(&mut self, seg: &OutSegment, now: Instant) {
+        let rate = self.cc.pacing_rate().unwrap_or(0);
+        if rate == 0 || seg.payload_len == 0 {
+            return;
+        }
+        let slot = std::time::Duration::from_nanos(
+            u64::try_from(seg.payload_len as u128 * 1_000_000_000 / u128::from(rate))
+                .unwrap_or(u64::MAX),
+        );
+        let from = self.pace_next.map_or(now, |t| t.max(now));
+        self.pace_next = Some(from + slot);
     }
 
     /// RFC 6675 §5 step (C), one segment per call: "If cwnd - pipe >= 1 SMSS, the sender
@@ -462,6 +507,11 @@ impl Tcb {
         } else {
             mss
         };
+        let max = if self.pace_burst > 0 {
+            max.min(self.pace_burst.max(mss))
+        } else {
+            max
+        };
         let mut len = avail.min(usable).min(max);
         if len > mss && len % mss != 0 {
             // A fractional last piece goes only where it would on its own, after
@@ -483,6 +533,15 @@ impl Tcb {
             self.cwnd_limited = (self.ccv.cwnd as usize) < self.snd_wnd as usize
                 && avail > len
                 && usable < mss.min(avail);
+        }
+        if seq >= self.snd_max && avail < mss && self.send_log_active() {
+            // Delivery-rate estimation (draft-cheng-iccrg-delivery-rate-estimation §3.4):
+            // less than a segment left to send while cwnd has room is an
+            // application-limited phase; its samples may understate the path.
+            let pipe = self.pipe();
+            if pipe < self.ccv.cwnd {
+                self.rack.rate.on_app_limited(pipe);
+            }
         }
         if self.force_one && self.snd_wnd == 0 && avail > 0 && len == 0 {
             // Zero-window probe: one byte beyond the window (RFC 9293 §3.8.6.1).

@@ -49,6 +49,7 @@ use std::time::{Duration, Instant};
 use xstack_cc::{CcSignal, Recovery};
 
 use super::cwnd_trace::CcEvent;
+use super::rate::{RateEstimator, RateSnap};
 use super::sack::DUP_THRESH;
 use super::seq::Seq;
 use super::tcb::Tcb;
@@ -76,6 +77,8 @@ struct Sent {
     sacked: bool,
     /// Deemed lost and not sent again since (RFC 8985's Segment.lost).
     lost: bool,
+    /// The delivery-rate snapshot of its last transmission (`tcp/rate.rs`).
+    snap: RateSnap,
 }
 
 impl Sent {
@@ -107,11 +110,13 @@ struct Delivered {
     retrans: bool,
     /// Delivered by a SACK block (else by the cumulative acknowledgment).
     by_sack: bool,
+    /// Its length and delivery-rate snapshot.
+    len: u32,
+    snap: RateSnap,
 }
 
 impl SentLog {
     /// Nothing logged.
-    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.q.is_empty()
     }
@@ -179,7 +184,22 @@ impl SentLog {
     /// Logs the transmission of `[start, end)` at `now`: new data (beyond what is
     /// logged) in pieces of at most `mss`, or a retransmission, which gives the entries
     /// it covers a new time and takes them out of the lost set.
+    #[cfg(test)]
     pub fn on_send(&mut self, start: Seq, end: Seq, now: Instant, tsval: u32, mss: u32) {
+        let snap = RateEstimator::default().on_send(now, 0, 0);
+        self.on_send_snap(start, end, now, tsval, mss, snap);
+    }
+
+    /// [`Self::on_send`] with the transmission's delivery-rate snapshot.
+    pub fn on_send_snap(
+        &mut self,
+        start: Seq,
+        end: Seq,
+        now: Instant,
+        tsval: u32,
+        mss: u32,
+        snap: RateSnap,
+    ) {
         if end <= start {
             return;
         }
@@ -202,6 +222,7 @@ impl SentLog {
                 e.xmit = now;
                 e.tsval = tsval;
                 e.retrans = true;
+                e.snap = snap;
                 i += 1;
             }
             new_from = le;
@@ -227,6 +248,7 @@ impl SentLog {
                 retrans: false,
                 sacked: false,
                 lost: false,
+                snap,
             });
             s = e;
         }
@@ -262,6 +284,8 @@ impl SentLog {
                     tsval: e.tsval,
                     retrans: e.retrans,
                     by_sack: false,
+                    len: e.len(),
+                    snap: e.snap,
                 });
             }
             if e.lost {
@@ -292,6 +316,8 @@ impl SentLog {
                     tsval: e.tsval,
                     retrans: e.retrans,
                     by_sack: true,
+                    len: e.len(),
+                    snap: e.snap,
                 });
             }
             i += 1;
@@ -325,15 +351,18 @@ impl SentLog {
     }
 
     /// Marks every entry not SACKed as lost (after an RTO: Linux's `tcp_enter_loss`),
-    /// without counting them as RACK's finds.
-    fn mark_all_lost(&mut self) {
+    /// without counting them as RACK's finds. Returns the bytes newly marked.
+    fn mark_all_lost(&mut self) -> u32 {
+        let mut newly = 0u32;
         for e in self.q.iter_mut() {
             if !e.sacked && !e.lost {
                 e.lost = true;
                 self.lost_bytes += e.end.dist(e.start);
                 self.lost_segs += 1;
+                newly = newly.saturating_add(e.end.dist(e.start));
             }
         }
+        newly
     }
 }
 
@@ -388,6 +417,8 @@ pub struct Rack {
     pub tlp_due: bool,
     /// New data went out or SND.UNA advanced: the PTO is (re)armed after output.
     pub rearm: bool,
+    /// The delivery-rate estimator, fed by the log (`tcp/rate.rs`).
+    pub rate: RateEstimator,
     /// The connection's counters (`rack_lost`, `rack_reo_timeouts`, `tlp_probes`,
     /// `tlp_recoveries`) as last added to the stack-wide ones ([`count`]).
     reported: [u64; 4],
@@ -397,6 +428,7 @@ impl Default for Rack {
     fn default() -> Self {
         Rack {
             log: SentLog::default(),
+            rate: RateEstimator::default(),
             seg: None,
             rtt: Duration::ZERO,
             fack: None,
@@ -439,6 +471,10 @@ impl Rack {
         self.log.on_cum_ack(ack.snd_una, &mut delivered);
         for &(l, r) in ack.blocks {
             self.log.on_sack(l, r, &mut delivered);
+        }
+        for d in &delivered {
+            self.rate
+                .on_delivered(d.snap, d.xmit, d.retrans, d.len, now);
         }
         let min_rtt = ack.min_rtt.unwrap_or(Duration::ZERO);
         for d in &delivered {
@@ -574,6 +610,7 @@ impl Rack {
                 f.lost = true;
                 self.log.lost_bytes += e.len();
                 self.log.lost_segs += 1;
+                self.rate.on_lost(e.len());
                 marked += 1;
             } else {
                 next = Some(next.map_or(due, |n: Instant| n.max(due)));
@@ -632,23 +669,34 @@ impl Tcb {
         self.timers.stop(TimerKind::Tlp);
         if on && self.snd_max > self.data_base() {
             let start = self.snd_una.max(self.data_base());
+            let snap = self.rack.rate.on_send(now, 0, self.snd_max.dist(start));
             self.rack
                 .log
-                .on_send(start, self.snd_max, now, 0, self.t_maxseg);
+                .on_send_snap(start, self.snd_max, now, 0, self.t_maxseg, snap);
         }
+    }
+
+    /// The send log is kept: for RACK-TLP, or for the delivery-rate samples of a module
+    /// that wants them (`tcp/rate.rs`), on a synchronized connection.
+    pub(crate) fn send_log_active(&self) -> bool {
+        self.rack_active() || (self.state.is_synchronized() && self.cc.wants_rate_samples())
     }
 
     /// Logs a data or FIN segment `[seq, end)` sent at `now` (`tcp/output.rs`).
     /// Called before `snd_max` moves past it.
     pub(crate) fn rack_on_send(&mut self, seq: Seq, end: Seq, tsval: u32, now: Instant) {
-        if !self.rack_active() || seq < self.data_base() {
+        if !self.send_log_active() || seq < self.data_base() {
             return;
         }
-        if end > self.snd_max {
+        if end > self.snd_max && self.rack_active() {
             // RFC 8985 §7.2: the PTO restarts "after transmitting new data".
             self.rack.rearm = true;
         }
-        self.rack.log.on_send(seq, end, now, tsval, self.t_maxseg);
+        let in_flight = self.rack.log.pipe(self.snd_una, self.snd_max);
+        let snap = self.rack.rate.on_send(now, in_flight, end.dist(seq));
+        self.rack
+            .log
+            .on_send_snap(seq, end, now, tsval, self.t_maxseg, snap);
     }
 
     /// RACK-TLP's part of one ACK (RFC 8985 §6.2 steps 1-5 and §7.4), after the
@@ -795,7 +843,8 @@ impl Tcb {
 
     /// After an RTO: everything not SACKed is lost (go-back-N resends it).
     pub(crate) fn rack_on_rto(&mut self) {
-        self.rack.log.mark_all_lost();
+        let newly = self.rack.log.mark_all_lost();
+        self.rack.rate.on_lost(newly);
         self.rack.tlp = None;
         self.rack.tlp_due = false;
         self.timers.stop(TimerKind::RackReo);
@@ -926,6 +975,29 @@ mod tests {
             tsecr: None,
             min_rtt: Some(Duration::from_millis(40)),
         }
+    }
+
+    // The delivery-rate snapshot's cost, measured: an entry with it is this size, paid per
+    // MSS in flight only; an emptied log gives its capacity back (`shrink_empty`, and the
+    // idle-release sim test), so an idle connection pays nothing for it.
+    #[test]
+    fn entry_size_with_the_rate_snapshot_and_release_when_empty() {
+        assert_eq!(std::mem::size_of::<RateSnap>(), 56);
+        assert_eq!(
+            std::mem::size_of::<Sent>(),
+            88,
+            "32 bytes before the snapshot"
+        );
+        let mut log = SentLog::default();
+        let t = Instant::now();
+        log.on_send(s(0), s(10 * M), t, 1, M);
+        assert_eq!(log.len(), 10);
+        assert!(log.allocated() >= 10 * std::mem::size_of::<Sent>());
+        let mut out = Vec::new();
+        log.on_cum_ack(s(10 * M), &mut out);
+        assert_eq!(out.len(), 10);
+        log.shrink_empty();
+        assert_eq!(log.allocated(), 0);
     }
 
     // A piece size beyond the sequence space left must not wrap (found by the fuzzer:

@@ -27,9 +27,12 @@ pub enum TimerKind {
     RackReo = 6,
     /// The tail loss probe's PTO (RFC 8985 §7.2).
     Tlp = 7,
+    /// Pacing: the next burst of new data may go out (the module's pacing rate,
+    /// `tcp/output.rs`).
+    Pace = 8,
 }
 
-const N: usize = 8;
+const N: usize = 9;
 
 impl TimerKind {
     /// Every kind, in table order.
@@ -42,6 +45,7 @@ impl TimerKind {
         TimerKind::ConnEstab,
         TimerKind::RackReo,
         TimerKind::Tlp,
+        TimerKind::Pace,
     ];
 }
 
@@ -153,6 +157,9 @@ impl super::tcb::Tcb {
                     self.timer_tlp(now);
                     false
                 }
+                // Nothing to do here: the output that follows every timer run sends the
+                // burst the pacer held back.
+                TimerKind::Pace => false,
             };
             if dropped {
                 return;

@@ -191,6 +191,11 @@ pub struct Tcb {
     pub(super) recover: Seq,
     /// Retransmit exactly one segment at snd_una next (fast retransmit / partial ACK).
     pub(super) rexmit_one: bool,
+    /// Pacing (`tcp/output.rs`): when the next burst of new data may leave; `None`
+    /// until the first paced burst.
+    pub(super) pace_next: Option<Instant>,
+    /// Pacing: the largest burst (TSO segment) the current rate allows, 0 = no limit.
+    pub(super) pace_burst: usize,
     /// The sender was cwnd-limited when it last ran out of window.
     pub(super) cwnd_limited: bool,
     /// Round counting for modules: a round ends when snd_una passes `round_end`.
@@ -355,6 +360,8 @@ impl Tcb {
             recovery: Recovery::Open,
             recover: iss,
             rexmit_one: false,
+            pace_next: None,
+            pace_burst: 0,
             cwnd_limited: false,
             round_end: iss,
             rounds: 0,
