@@ -4,9 +4,10 @@
 //! A connection's send and receive rings start at 4 KiB on their first byte
 //! (`sendbuf.rs`, `recvbuf.rs`). That is above what glibc's per-thread cache (tcache)
 //! holds, so every short connection took two trips through the allocator's locked bins
-//! to get them and two more, with chunk consolidation, to free them: 8% of a worker's
-//! time under a connection-per-request load (`docs/ARCHITECTURE.md`, "Connection setup
-//! cost"). Freed rings of exactly [`POOLED`] bytes wait here instead, in a bounded
+//! to get them and two more, with chunk consolidation, to free them: with the `Conn`
+//! (also above the cache's limit), most of the 11% of a worker's time that malloc and
+//! free took under a connection-per-request load (`docs/ARCHITECTURE.md`, "Connection
+//! setup cost"). Freed rings of exactly [`POOLED`] bytes wait here instead, in a bounded
 //! lock-free queue shared by every thread (a ring is often allocated on an application
 //! thread and freed on a worker), and are zeroed when taken again, so a connection sees
 //! exactly what a fresh allocation would give it. The queue is process-wide, as the
