@@ -199,7 +199,23 @@ fn one(b: &mut Bench, l: &TcpListener) {
 }
 
 fn main() {
-    let mut args = std::env::args().skip(1).peekable();
+    run(std::env::args().skip(1));
+}
+
+/// What [`run`] measured, per connection, for the test that holds the figures down
+/// (`stack/tests/cps_allocs.rs`).
+pub struct Figures {
+    /// Heap allocations of the server's stack and application.
+    pub server_allocs: f64,
+    /// Heap allocations of the client's.
+    pub client_allocs: f64,
+    /// Server connections in TIME-WAIT at the end.
+    pub time_wait: usize,
+}
+
+/// Runs the benchmark with the command-line arguments `args` and prints the figures.
+pub fn run(args: impl Iterator<Item = String>) -> Figures {
+    let mut args = args.peekable();
     let trace = match args.peek().map(String::as_str) {
         Some("--trace-server") => Some(SERVER),
         Some("--trace-client") => Some(CLIENT),
@@ -266,14 +282,12 @@ fn main() {
         TIME_WAIT.as_secs(),
         GAP.as_millis()
     );
-    println!(
-        "in TIME-WAIT at the end: {}",
-        b.hosts[SERVER]
-            .connections()
-            .iter()
-            .filter(|c| c.2 == "TIME_WAIT")
-            .count()
-    );
+    let time_wait = b.hosts[SERVER]
+        .connections()
+        .iter()
+        .filter(|c| c.2 == "TIME_WAIT")
+        .count();
+    println!("in TIME-WAIT at the end: {time_wait}");
     println!(
         "{:<8} {:>10} {:>14} {:>12} {:>12}",
         "side", "us/conn", "allocs/conn", "bytes/conn", "frames/conn"
@@ -303,4 +317,9 @@ fn main() {
         allocs.iter().sum::<f64>(),
         bytes.iter().sum::<f64>()
     );
+    Figures {
+        server_allocs: allocs[SERVER] - frames[SERVER],
+        client_allocs: allocs[CLIENT] - frames[CLIENT],
+        time_wait,
+    }
 }
