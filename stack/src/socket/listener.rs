@@ -150,24 +150,35 @@ impl TcpListener {
                 }
                 return Err(io::ErrorKind::WouldBlock.into());
             }
-            q = match deadline {
-                None => self
-                    .listener
-                    .cond
-                    .wait(q)
-                    .unwrap_or_else(|e| e.into_inner()),
+            let wait = match deadline {
+                None => None,
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
                         return Err(io::Error::new(io::ErrorKind::TimedOut, "accept timed out"));
                     }
+                    Some(d - now)
+                }
+            };
+            // Counted under the queue lock: a worker that queues a connection after we
+            // let go of the lock sees the count and notifies (`Listener::wake`).
+            let waiters = &self.listener.waiters;
+            waiters.fetch_add(1, Ordering::SeqCst);
+            q = match wait {
+                None => self
+                    .listener
+                    .cond
+                    .wait(q)
+                    .unwrap_or_else(|e| e.into_inner()),
+                Some(t) => {
                     self.listener
                         .cond
-                        .wait_timeout(q, d - now)
+                        .wait_timeout(q, t)
                         .unwrap_or_else(|e| e.into_inner())
                         .0
                 }
             };
+            waiters.fetch_sub(1, Ordering::SeqCst);
         }
     }
 

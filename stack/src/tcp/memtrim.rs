@@ -42,8 +42,14 @@ pub struct Storage(Vec<u8>);
 
 impl Storage {
     /// Takes over `v`'s allocation.
+    #[cfg(test)]
     pub fn new(v: Vec<u8>) -> Self {
         Storage(v)
+    }
+
+    /// `size` zeroed bytes, from the small-ring pool when it has one (`bufpool.rs`).
+    pub fn zeroed(size: usize) -> Self {
+        Storage(super::bufpool::zeroed(size))
     }
 }
 
@@ -63,6 +69,7 @@ impl DerefMut for Storage {
 impl Drop for Storage {
     fn drop(&mut self) {
         released(&RELEASED, self.0.capacity());
+        super::bufpool::give_back(std::mem::take(&mut self.0));
     }
 }
 

@@ -12,6 +12,7 @@
 
 pub mod ack_limit;
 pub mod bounds;
+pub mod bufpool;
 pub mod config;
 pub mod cwnd_trace;
 pub mod ecn;

@@ -101,6 +101,13 @@ pub struct SentLog {
     lost_segs: u32,
 }
 
+thread_local! {
+    /// [`Rack::update`]'s list of delivered entries, kept between calls.
+    static DELIVERED: std::cell::RefCell<Vec<Delivered>> = const {
+        std::cell::RefCell::new(Vec::new())
+    };
+}
+
 /// A newly delivered entry, as RACK's update steps see it.
 #[derive(Clone, Copy, Debug)]
 struct Delivered {
@@ -467,7 +474,10 @@ impl Rack {
     /// RACK_update() (the most recently sent delivered segment and its RTT) and
     /// RACK_detect_reordering().
     pub fn update(&mut self, ack: &RackAck<'_>, now: Instant) {
-        let mut delivered = Vec::new();
+        // The list is per-thread scratch space, so an ACK allocates nothing once the
+        // worker has seen its first few (every ACK of data delivers something).
+        let mut delivered = DELIVERED.with(|d| std::mem::take(&mut *d.borrow_mut()));
+        delivered.clear();
         self.log.on_cum_ack(ack.snd_una, &mut delivered);
         for &(l, r) in ack.blocks {
             self.log.on_sack(l, r, &mut delivered);
@@ -541,6 +551,7 @@ impl Rack {
             self.reo_wnd_mult = self.reo_wnd_mult.saturating_add(1);
             self.reo_wnd_persist = REO_WND_PERSIST;
         }
+        DELIVERED.with(|d| *d.borrow_mut() = delivered);
     }
 
     /// RFC 8985 §6.2 step 4: "Else if exiting Fast or RTO recovery: RACK.reo_wnd_persist

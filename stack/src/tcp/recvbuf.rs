@@ -321,14 +321,14 @@ impl RecvBuffer {
     fn relinearize(&mut self, size: usize) {
         let used = self.used();
         debug_assert!(size >= used);
-        let mut v = vec![0u8; size];
+        let mut v = Storage::zeroed(size);
         if used > 0 {
             let phys = self.storage.len();
             let first = used.min(phys - self.head);
             v[..first].copy_from_slice(&self.storage[self.head..self.head + first]);
             v[first..used].copy_from_slice(&self.storage[..used - first]);
         }
-        self.storage = Storage::new(v);
+        self.storage = v;
         self.head = 0;
     }
 }

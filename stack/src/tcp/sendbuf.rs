@@ -159,10 +159,10 @@ impl SendBuffer {
     /// Moves the held bytes to a fresh ring of `size >= len` bytes, starting at index 0.
     fn relinearize(&mut self, size: usize) {
         debug_assert!(size >= self.len);
-        let mut v = vec![0u8; size];
+        let mut v = Storage::zeroed(size);
         let n = self.copy_out(0, &mut v[..self.len]);
         debug_assert_eq!(n, self.len);
-        self.storage = Storage::new(v);
+        self.storage = v;
         self.head = 0;
     }
 }

@@ -92,17 +92,46 @@ impl Timers {
         self.at.iter().flatten().min().copied()
     }
 
-    /// Disarms and returns the timers due at `now`, earliest first.
-    pub fn expired(&mut self, now: Instant) -> Vec<TimerKind> {
-        let mut due: Vec<(Instant, TimerKind)> = TimerKind::ALL
-            .iter()
-            .filter_map(|&k| self.at[k as usize].filter(|&t| t <= now).map(|t| (t, k)))
-            .collect();
-        due.sort_by_key(|(t, _)| *t);
-        for (_, k) in &due {
-            self.stop(*k);
+    /// Disarms and returns the timers due at `now`, earliest first (ties in table
+    /// order).
+    pub fn expired(&mut self, now: Instant) -> Due {
+        let mut due = Due {
+            kinds: [TimerKind::Rexmt; N],
+            len: 0,
+        };
+        let mut at = [now; N];
+        for k in TimerKind::ALL {
+            let Some(t) = self.at[k as usize].filter(|&t| t <= now) else {
+                continue;
+            };
+            self.stop(k);
+            // Insertion after every earlier-or-equal deadline: a stable sort of at most
+            // eight entries, without allocating (this runs for every timer that fires).
+            let mut i = due.len;
+            while i > 0 && at[i - 1] > t {
+                at[i] = at[i - 1];
+                due.kinds[i] = due.kinds[i - 1];
+                i -= 1;
+            }
+            at[i] = t;
+            due.kinds[i] = k;
+            due.len += 1;
         }
-        due.into_iter().map(|(_, k)| k).collect()
+        due
+    }
+}
+
+/// The timers [`Timers::expired`] found due, in firing order.
+#[derive(Clone, Copy, Debug)]
+pub struct Due {
+    kinds: [TimerKind; N],
+    len: usize,
+}
+
+impl Due {
+    /// The due timers, earliest first.
+    pub fn as_mut_slice(&mut self) -> &mut [TimerKind] {
+        &mut self.kinds[..self.len]
     }
 }
 
@@ -118,13 +147,13 @@ impl super::tcb::Tcb {
             self.release_idle_buffers(now);
         }
         let mut due = self.timers.expired(now);
+        let due = due.as_mut_slice();
         if let Some(i) = due.iter().position(|&k| k == TimerKind::Tlp) {
             // A PTO capped at the RTO's expiry (RFC 8985 §7.2) fires first: the probe
             // takes the RTO's place and restarts it (Linux's one timer slot for both).
-            let k = due.remove(i);
-            due.insert(0, k);
+            due[..=i].rotate_right(1);
         }
-        for k in due {
+        for &mut k in due {
             let dropped = match k {
                 TimerKind::Rexmt if self.rack.tlp_due => {
                     self.timers.set(TimerKind::Rexmt, now + self.rto());
@@ -349,10 +378,37 @@ mod tests {
         t.set(TimerKind::Rexmt, t0 + Duration::from_millis(200));
         t.set(TimerKind::Keepalive, t0 + Duration::from_millis(10));
         assert_eq!(t.next(), Some(t0 + Duration::from_millis(10)));
-        let due = t.expired(t0 + Duration::from_millis(50));
-        assert_eq!(due, vec![TimerKind::Keepalive, TimerKind::Delack]);
+        let mut due = t.expired(t0 + Duration::from_millis(50));
+        assert_eq!(
+            due.as_mut_slice(),
+            &[TimerKind::Keepalive, TimerKind::Delack]
+        );
         assert!(t.is_set(TimerKind::Rexmt));
         assert!(!t.is_set(TimerKind::Delack));
         assert_eq!(t.next(), Some(t0 + Duration::from_millis(200)));
+    }
+
+    #[test]
+    fn expired_orders_by_deadline_then_table_order() {
+        let t0 = Instant::now();
+        let mut t = Timers::default();
+        let ms = |n| t0 + Duration::from_millis(n);
+        t.set(TimerKind::Tlp, ms(5));
+        t.set(TimerKind::TwoMsl, ms(30));
+        t.set(TimerKind::Rexmt, ms(30));
+        t.set(TimerKind::Persist, ms(1));
+        t.set(TimerKind::Delack, ms(90));
+        let mut due = t.expired(ms(30));
+        assert_eq!(
+            due.as_mut_slice(),
+            &[
+                TimerKind::Persist,
+                TimerKind::Tlp,
+                TimerKind::Rexmt,
+                TimerKind::TwoMsl
+            ]
+        );
+        assert_eq!(t.next(), Some(ms(90)));
+        assert_eq!(t.expired(ms(30)).as_mut_slice(), &[]);
     }
 }

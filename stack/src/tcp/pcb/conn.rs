@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddrV4;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::Instant;
 
@@ -139,6 +139,10 @@ pub struct Listener {
     pub queue: Mutex<VecDeque<Arc<Conn>>>,
     /// Signalled when a connection is queued or the listener closes.
     pub cond: Condvar,
+    /// Threads blocked in accept on `cond`, raised under the `queue` lock (so a worker
+    /// queueing a connection afterwards sees it): with none, queueing a connection
+    /// makes no futex call.
+    pub waiters: AtomicUsize,
     /// Connections in SYN-RECEIVED for this listener.
     pub embryonic: AtomicU64,
     /// Closed by the application.
@@ -183,7 +187,9 @@ impl Listener {
     /// Wakes accept() callers and pollers. Call after changing the queue (or `closed`)
     /// under the queue lock.
     pub fn wake(&self) {
-        self.cond.notify_all();
+        if self.waiters.load(Ordering::SeqCst) > 0 || self.closed.load(Ordering::SeqCst) {
+            self.cond.notify_all();
+        }
         let fd = self
             .readiness
             .lock()

@@ -270,6 +270,7 @@ impl PcbTable {
                     backlog: backlog.max(1),
                     queue: Mutex::new(VecDeque::new()),
                     cond: Condvar::new(),
+                    waiters: std::sync::atomic::AtomicUsize::new(0),
                     embryonic: AtomicU64::new(0),
                     closed: AtomicBool::new(false),
                     sinks: Mutex::new(Vec::new()),
