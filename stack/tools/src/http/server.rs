@@ -21,8 +21,10 @@ use super::{for_each_pattern_chunk, hex, Conn, Listener};
 /// Server settings. `ServerConfig::default()` is what [`serve`] uses.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
-    /// Connections served at once (one thread each). Beyond it a connection gets
-    /// `503 Service Unavailable` and is closed. Default 4096.
+    /// Connections served at once (by [`serve_with`]: one thread each; by
+    /// [`serve_event`](super::serve_event): per event loop). Beyond it a connection gets
+    /// `503 Service Unavailable` and is closed. Default 4096; [`ServerConfig::event`]:
+    /// 1,000,000.
     pub max_connections: usize,
     /// How long a connection may sit without sending a byte, between requests or inside
     /// one, before the server closes it. `None` waits forever. Default 60 s.
@@ -39,6 +41,18 @@ impl Default for ServerConfig {
             max_connections: 4096,
             idle_timeout: Some(Duration::from_secs(60)),
             write_timeout: Some(Duration::from_secs(10)),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The event server's usual settings: the default timeouts and no connection limit
+    /// but the stack's own ([`ServerConfig::max_connections`] of 1,000,000: a connection
+    /// costs the loop a few hundred bytes while idle, not a thread).
+    pub fn event() -> Self {
+        Self {
+            max_connections: 1_000_000,
+            ..Self::default()
         }
     }
 }

@@ -76,6 +76,7 @@ both_servers!(
     trickled_chunked_upload_is_hashed,
     idle_inside_a_request_is_closed_too,
     close_after_response_delivers_it_whole_despite_unread_bytes,
+    connections_over_the_limit_do_not_hold_up_the_ones_served,
 );
 
 /// A server on an ephemeral loopback port, stopped and joined on drop.
@@ -1265,4 +1266,40 @@ fn close_after_response_delivers_it_whole_despite_unread_bytes(kind: Kind) {
     let r = one(&out);
     assert_eq!((r.status, r.body.len() as u64), (200, N));
     assert_eq!(sha_hex(&r.body), pattern_sha256(N));
+}
+
+/// Connections over the limit that send nothing and read nothing get their 503 without
+/// holding up the connection being served (the event server answers them from its loop).
+fn connections_over_the_limit_do_not_hold_up_the_ones_served(kind: Kind) {
+    let config = ServerConfig {
+        max_connections: 1,
+        ..kind.config()
+    };
+    let server = TestServer::start_with(kind, config);
+    let mut served = server.connect();
+    let mut bc = BufConn::new(served.try_clone().unwrap());
+    served
+        .write_all(b"GET /bytes/1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_resp(&mut bc, false).status, 200);
+    let mut silent: Vec<TcpStream> = (0..20).map(|_| server.connect()).collect();
+    for n in 0..5u64 {
+        let start = Instant::now();
+        served
+            .write_all(format!("GET /bytes/{n} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+            .unwrap();
+        let r = read_resp(&mut bc, false);
+        assert_eq!((r.status, r.body.len() as u64), (200, n));
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "request {n} waited {:?}",
+            start.elapsed()
+        );
+    }
+    for s in &mut silent {
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        let r = one(&out);
+        assert_eq!((r.status, r.header("connection")), (503, Some("close")));
+    }
 }

@@ -402,15 +402,3 @@ fn close<S: EventConn>(
     }
     free.push(key);
 }
-
-impl ServerConfig {
-    /// The event server's usual settings: the default timeouts and no connection limit
-    /// but the stack's own ([`ServerConfig::max_connections`] of 1,000,000: a connection
-    /// costs the loop a few hundred bytes while idle, not a thread).
-    pub fn event() -> Self {
-        Self {
-            max_connections: 1_000_000,
-            ..Self::default()
-        }
-    }
-}
