@@ -77,6 +77,7 @@ both_servers!(
     idle_inside_a_request_is_closed_too,
     close_after_response_delivers_it_whole_despite_unread_bytes,
     connections_over_the_limit_do_not_hold_up_the_ones_served,
+    info_switches_congestion_control_through_the_conn,
 );
 
 /// A server on an ephemeral loopback port, stopped and joined on drop.
@@ -686,19 +687,29 @@ fn info_stats_and_congestion_errors(kind: Kind) {
     assert_eq!(v, json!({"test": true, "counters": [1, 2, 3]}));
 }
 
-/// A connection whose `set_congestion` succeeds, to check `/info?cc=` reports afterwards.
-struct CcConn {
-    inner: TcpStream,
+/// A connection whose `set_congestion` succeeds, to check `/info?cc=` reports afterwards:
+/// over a blocking `std::net` stream or a nonblocking `mio::net` one.
+struct CcConn<S> {
+    inner: S,
     cc: Arc<std::sync::Mutex<String>>,
 }
 
-impl Read for CcConn {
+impl<S> CcConn<S> {
+    fn new(inner: S) -> Self {
+        Self {
+            inner,
+            cc: Arc::new(std::sync::Mutex::new("newreno".into())),
+        }
+    }
+}
+
+impl<S: Read> Read for CcConn<S> {
     fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
         self.inner.read(b)
     }
 }
 
-impl Write for CcConn {
+impl<S: Write> Write for CcConn<S> {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
         self.inner.write(b)
     }
@@ -707,7 +718,7 @@ impl Write for CcConn {
     }
 }
 
-impl Conn for CcConn {
+impl Conn for CcConn<TcpStream> {
     fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         self.inner.set_read_timeout(t)
     }
@@ -716,7 +727,7 @@ impl Conn for CcConn {
     }
 }
 
-impl ConnControl for CcConn {
+impl<S: ConnControl> ConnControl for CcConn<S> {
     fn info_json(&self) -> serde_json::Value {
         json!({"cc": *self.cc.lock().unwrap()})
     }
@@ -730,30 +741,73 @@ impl ConnControl for CcConn {
         Ok(())
     }
     fn shutdown_write(&self) -> io::Result<()> {
-        self.inner.shutdown(std::net::Shutdown::Write)
+        self.inner.shutdown_write()
     }
 }
 
-struct CcListener(TcpListener);
+/// Registration goes to the wrapped socket (`$t` is the wrapper, `$f` its field).
+macro_rules! delegate_source {
+    ($t:ty, $f:tt) => {
+        impl mio::event::Source for $t {
+            fn register(
+                &mut self,
+                r: &mio::Registry,
+                t: mio::Token,
+                i: mio::Interest,
+            ) -> io::Result<()> {
+                self.$f.register(r, t, i)
+            }
+            fn reregister(
+                &mut self,
+                r: &mio::Registry,
+                t: mio::Token,
+                i: mio::Interest,
+            ) -> io::Result<()> {
+                self.$f.reregister(r, t, i)
+            }
+            fn deregister(&mut self, r: &mio::Registry) -> io::Result<()> {
+                self.$f.deregister(r)
+            }
+        }
+    };
+}
 
-impl Listener for CcListener {
-    type Stream = CcConn;
-    fn accept(&self) -> io::Result<CcConn> {
+delegate_source!(CcConn<mio::net::TcpStream>, inner);
+delegate_source!(CcListener<mio::net::TcpListener>, 0);
+
+impl EventConn for CcConn<mio::net::TcpStream> {}
+
+struct CcListener<L>(L);
+
+impl Listener for CcListener<TcpListener> {
+    type Stream = CcConn<TcpStream>;
+    fn accept(&self) -> io::Result<CcConn<TcpStream>> {
         let (inner, _) = self.0.accept()?;
-        Ok(CcConn {
-            inner,
-            cc: Arc::new(std::sync::Mutex::new("newreno".into())),
-        })
+        Ok(CcConn::new(inner))
     }
 }
 
-#[test]
-fn info_switches_congestion_control_through_the_conn() {
+impl EventListener for CcListener<mio::net::TcpListener> {
+    type Stream = CcConn<mio::net::TcpStream>;
+    fn accept(&mut self) -> io::Result<CcConn<mio::net::TcpStream>> {
+        EventListener::accept(&mut self.0).map(CcConn::new)
+    }
+}
+
+fn info_switches_congestion_control_through_the_conn(kind: Kind) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = Arc::new(AtomicBool::new(false));
     let s2 = Arc::clone(&stop);
-    let h = thread::spawn(move || serve(CcListener(listener), Arc::new(|| json!({})), s2));
+    let stats: StatsFn = Arc::new(|| json!({}));
+    let h = match kind {
+        Kind::Threads => thread::spawn(move || serve(CcListener(listener), stats, s2)),
+        Kind::Event => {
+            listener.set_nonblocking(true).unwrap();
+            let listener = CcListener(mio::net::TcpListener::from_std(listener));
+            thread::spawn(move || serve_event(listener, stats, s2, ServerConfig::event()))
+        }
+    };
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
     let mut bc = BufConn::new(s.try_clone().unwrap());
@@ -773,6 +827,43 @@ fn info_switches_congestion_control_through_the_conn() {
     stop.store(true, Ordering::Relaxed);
     let _ = TcpStream::connect(addr);
     h.join().unwrap().unwrap();
+}
+
+/// Stopping the event server: a connection between requests is closed at once, a
+/// download in progress is finished, and `serve_event` returns `Ok`.
+#[test]
+fn event_stop_finishes_the_request_in_progress_and_closes_idle_connections() {
+    const N: u64 = 5_000_000;
+    let server = TestServer::start(Kind::Event);
+    let mut idle = server.connect();
+    let mut ibc = BufConn::new(idle.try_clone().unwrap());
+    idle.write_all(b"GET /bytes/1 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    assert_eq!(read_resp(&mut ibc, false).status, 200);
+    let mut busy = server.connect();
+    busy.write_all(format!("GET /bytes/{N} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut bc = BufConn::new(busy);
+    assert_eq!(read_head_only(&mut bc), 200);
+    server.stop.store(true, Ordering::Relaxed);
+    let mut rest = Vec::new();
+    ibc.read_to_end(&mut rest)
+        .expect("the idle connection closes cleanly");
+    assert!(rest.is_empty(), "{rest:?}");
+    let (mut got, mut last) = (0u64, 0u8);
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = bc.read(&mut buf).unwrap();
+        if n == 0 {
+            break;
+        }
+        got += n as u64;
+        last = buf[n - 1];
+    }
+    assert_eq!((got, u64::from(last)), (N, (N - 1) % PATTERN_PERIOD));
+    server
+        .shutdown()
+        .expect("serve_event returns Ok once stopped");
 }
 
 fn connections_over_the_limit_get_503_and_freed_slots_are_reused(kind: Kind) {

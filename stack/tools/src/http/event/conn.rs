@@ -83,6 +83,49 @@ enum Phase {
     Linger { drained: usize, wait: Duration },
 }
 
+/// Bytes read and not yet used: `buf[pos..]`. Using them only moves `pos`, so answering
+/// many pipelined requests from one read copies nothing.
+#[derive(Default)]
+struct Input {
+    buf: Vec<u8>,
+    pos: usize,
+}
+
+impl Input {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pos == self.buf.len()
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.buf.len());
+        if self.is_empty() {
+            self.clear();
+        }
+    }
+
+    /// Appends after what is left, moving that to the front first.
+    fn append(&mut self, data: &[u8]) {
+        if self.pos > 0 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Drops everything, and the allocation too if it grew large.
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.pos = 0;
+        if self.buf.capacity() > KEEP_RBUF {
+            self.buf = Vec::new();
+        }
+    }
+}
+
 /// Response bytes waiting for the socket: `buf[pos..]`, then `pattern_left` bytes of the
 /// generated body from offset `pattern_at` of the pattern buffer.
 #[derive(Default)]
@@ -167,7 +210,7 @@ pub(super) struct Connection<S> {
     pub(super) rejected: bool,
     /// Bytes read and not yet used: a partial head, a partial chunk-size line, or the
     /// next pipelined requests.
-    rbuf: Vec<u8>,
+    rbuf: Input,
     out: Output,
     phase: Phase,
     /// The idle (or linger) clock: the last byte from the peer, or when the server last
@@ -188,7 +231,7 @@ impl<S: EventConn> Connection<S> {
             queued: false,
             timer: None,
             rejected: false,
-            rbuf: Vec::new(),
+            rbuf: Input::default(),
             out: Output::default(),
             phase: Phase::Head,
             read_since: now,
@@ -306,11 +349,11 @@ impl<S: EventConn> Connection<S> {
             Phase::Body {
                 decoder, hasher, ..
             } if self.rbuf.is_empty() => match decode(decoder, hasher, data) {
-                Ok(used) => self.rbuf.extend_from_slice(&data[used..]),
+                Ok(used) => self.rbuf.append(&data[used..]),
                 Err(e) => self.body_failed(e, ctx),
             },
             Phase::Closing => {}
-            _ => self.rbuf.extend_from_slice(data),
+            _ => self.rbuf.append(data),
         }
         true
     }
@@ -324,10 +367,10 @@ impl<S: EventConn> Connection<S> {
                     if self.rbuf.is_empty() || !self.out.has_room() {
                         break;
                     }
-                    match parse_head(&self.rbuf) {
+                    match parse_head(self.rbuf.bytes()) {
                         Ok(None) => break,
                         Ok(Some((len, head))) => {
-                            self.rbuf.drain(..len);
+                            self.rbuf.consume(len);
                             match head {
                                 Ok(head) => self.start_request(&head, ctx),
                                 Err(bad) => self.refuse(&bad, ctx),
@@ -343,10 +386,10 @@ impl<S: EventConn> Connection<S> {
                         if self.rbuf.is_empty() {
                             break;
                         }
-                        match decode(decoder, hasher, &self.rbuf) {
+                        match decode(decoder, hasher, self.rbuf.bytes()) {
                             Ok(0) => break,
                             Ok(used) => {
-                                self.rbuf.drain(..used);
+                                self.rbuf.consume(used);
                             }
                             Err(e) => {
                                 self.body_failed(e, ctx);
@@ -365,9 +408,6 @@ impl<S: EventConn> Connection<S> {
                 }
             }
             progress = true;
-        }
-        if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_RBUF {
-            self.rbuf = Vec::new();
         }
         progress
     }
