@@ -4,9 +4,9 @@
 //!
 //! - **Readiness.** The listener and every connection are registered with one `mio::Poll`
 //!   for reading and writing, edge-triggered. A connection remembers the readiness it has
-//!   not used up (`Connection::readable`/`writable`) and reads or writes until
-//!   `WouldBlock` clears it, so stopping early (its output is full, its rounds ran out)
-//!   never loses an edge: it is driven again from the loop's own list.
+//!   not used up (`Connection::readable`/`writable`, both set by any event for it) and
+//!   reads or writes until `WouldBlock` clears it, so stopping early (its output is full,
+//!   its rounds ran out) never loses an edge: it is driven again from the loop's own list.
 //! - **Per connection**, a state machine (`conn.rs`): request head, then the body if any
 //!   (hashed for `/sha256` or dropped as it arrives, chunked coding decoded incrementally),
 //!   then the response, written as the socket takes it; a `/bytes/N` body is written from
@@ -190,13 +190,14 @@ impl<L: EventListener> Server<L> {
                 let Some(Some(c)) = self.conns.get_mut(key) else {
                     continue;
                 };
-                // Errors and hang-ups are reported through the read or write they fail.
-                if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
-                    c.readable = true;
-                }
-                if ev.is_writable() || ev.is_write_closed() || ev.is_error() {
-                    c.writable = true;
-                }
+                // Any event is taken as news for both directions: the next read and write
+                // say what changed (an error or hang-up too, through the call it fails).
+                // Sources with one readiness fd for both directions (xstack's) need no
+                // more than an edge; for kernel sockets it costs at most one read or write
+                // that answers `WouldBlock`, since a connection reads only with nothing
+                // left to write.
+                c.readable = true;
+                c.writable = true;
                 if !c.queued {
                     c.queued = true;
                     self.ready.push_back(key);

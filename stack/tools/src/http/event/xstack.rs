@@ -3,8 +3,9 @@
 //! All it needs from the `xstack` crate: `TcpListener::set_nonblocking`, a nonblocking
 //! `TcpListener::accept` that answers `WouldBlock` when the accept queue is empty,
 //! `TcpStream::set_nonblocking` with `Read`/`Write` that answer `WouldBlock`, and
-//! `mio::event::Source` for both, edge-triggered like mio's own sockets (a readiness
-//! event after each `WouldBlock`, once the condition it waited for changes). The
+//! `mio::event::Source` for both, edge-triggered like mio's own sockets: after a
+//! `WouldBlock`, an event once the condition it waited for changes (whichever direction
+//! the event says: the server takes any event for a connection as news for both). The
 //! per-connection calls `GET /info` makes (`ConnControl`) are shared with the blocking
 //! server (`xstack_impl.rs`).
 
