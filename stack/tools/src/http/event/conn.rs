@@ -31,7 +31,7 @@ const OUT_HIGH: usize = 64 * 1024;
 const LINGER_MAX: usize = 1 << 20;
 
 /// How long a graceful close waits for the peer's next bytes (or its FIN).
-pub(super) const LINGER: Duration = Duration::from_secs(2);
+const LINGER: Duration = Duration::from_secs(2);
 
 /// The same for a connection answered 503: it has taken nothing, so it gets less.
 const LINGER_REJECTED: Duration = Duration::from_millis(100);
