@@ -119,6 +119,8 @@ fn download(module: &str) -> Run {
     let stack = pair.spawn_http(&[
         "--cc",
         module,
+        "--server",
+        "threads",
         "--cwnd-trace",
         &traces_s,
         "--sndbuf",

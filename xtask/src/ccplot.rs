@@ -120,6 +120,8 @@ fn one_module(bin: &str, module: &str, a: &CcPlotArgs, dir: &Path) -> Result<(f6
         "sleep",
         "--cc",
         module,
+        "--server",
+        "threads",
         "--cwnd-trace",
         &dirs,
         "--sndbuf",

@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 use xstack::{Ipv4Cidr, Stack, StackConfig};
 use xstack_tokio::{StreamHandle, TcpListener};
 // `info_json` and `set_congestion` as `xstack http` serves them.
-use xstack_tools::http::Conn as _;
+use xstack_tools::http::ConnControl as _;
 
 type BoxBody = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
 

@@ -100,18 +100,9 @@ impl<'a, C: Read> BodyReader<'a, C> {
     /// Reads the next chunk-size line; returns the chunk size.
     fn read_size_line(&mut self) -> io::Result<u64> {
         loop {
-            let buffered = self.conn.buffered();
-            match httparse::parse_chunk_size(buffered) {
-                Ok(httparse::Status::Complete((len, size))) => {
-                    check_size_line(&buffered[..len])?;
-                    std::io::BufRead::consume(self.conn, len);
-                    return Ok(size);
-                }
-                Ok(httparse::Status::Partial) if buffered.len() > MAX_CHUNK_LINE => {
-                    return Err(ChunkError::LineTooLong.into());
-                }
-                Ok(httparse::Status::Partial) => {}
-                Err(httparse::InvalidChunkSize) => return Err(ChunkError::BadSize.into()),
+            if let Some((len, size)) = parse_size_line(self.conn.buffered())? {
+                std::io::BufRead::consume(self.conn, len);
+                return Ok(size);
             }
             self.fill_or_eof()?;
         }
@@ -134,15 +125,9 @@ impl<'a, C: Read> BodyReader<'a, C> {
     /// selectively retain or discard the received trailer fields."
     fn read_trailers(&mut self) -> io::Result<()> {
         loop {
-            let buffered = self.conn.buffered();
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            match httparse::parse_headers(buffered, &mut headers) {
-                Ok(httparse::Status::Complete((len, _))) if len <= MAX_HEAD => {
-                    std::io::BufRead::consume(self.conn, len);
-                    return Ok(());
-                }
-                Ok(httparse::Status::Partial) if buffered.len() <= MAX_HEAD => {}
-                Ok(_) | Err(_) => return Err(ChunkError::BadTrailers.into()),
+            if let Some(len) = parse_trailers(self.conn.buffered())? {
+                std::io::BufRead::consume(self.conn, len);
+                return Ok(());
             }
             self.fill_or_eof()?;
         }
@@ -156,6 +141,31 @@ impl<'a, C: Read> BodyReader<'a, C> {
             ));
         }
         Ok(())
+    }
+}
+
+/// A chunk-size line at the start of `buf`: its length and the size, or `None` while it is
+/// incomplete.
+fn parse_size_line(buf: &[u8]) -> Result<Option<(usize, u64)>, ChunkError> {
+    match httparse::parse_chunk_size(buf) {
+        Ok(httparse::Status::Complete((len, size))) => {
+            check_size_line(&buf[..len])?;
+            Ok(Some((len, size)))
+        }
+        Ok(httparse::Status::Partial) if buf.len() > MAX_CHUNK_LINE => Err(ChunkError::LineTooLong),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::InvalidChunkSize) => Err(ChunkError::BadSize),
+    }
+}
+
+/// The trailer section and final empty line at the start of `buf`: its length, or `None`
+/// while it is incomplete.
+fn parse_trailers(buf: &[u8]) -> Result<Option<usize>, ChunkError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match httparse::parse_headers(buf, &mut headers) {
+        Ok(httparse::Status::Complete((len, _))) if len <= MAX_HEAD => Ok(Some(len)),
+        Ok(httparse::Status::Partial) if buf.len() <= MAX_HEAD => Ok(None),
+        Ok(_) | Err(_) => Err(ChunkError::BadTrailers),
     }
 }
 
@@ -247,6 +257,101 @@ impl<C: Read> Read for BodyReader<'_, C> {
     }
 }
 
+/// A message body decoded incrementally from whatever bytes have arrived, for the event
+/// server: the same framing rules as [`BodyReader`] without doing any I/O.
+#[derive(Debug)]
+pub(crate) struct BodyDecoder {
+    state: State,
+}
+
+impl BodyDecoder {
+    /// A decoder for a body framed as `framing`.
+    pub(crate) fn new(framing: Framing) -> Self {
+        let state = match framing {
+            Framing::Length(0) => State::Done,
+            Framing::Length(n) => State::Length(n),
+            Framing::Chunked => State::Chunked(ChunkState::Size),
+            Framing::UntilEof => State::UntilEof,
+        };
+        Self { state }
+    }
+
+    /// Whether the whole body has been decoded.
+    pub(crate) fn is_done(&self) -> bool {
+        self.state == State::Done
+    }
+
+    /// Decodes from the start of `input`, passing each piece of body data to `data`.
+    /// Returns how many bytes of `input` it used: it stops at the end of the body (the rest
+    /// is the next request), or where a size line or the trailers are not complete yet
+    /// (call again with those bytes and more).
+    pub(crate) fn decode(
+        &mut self,
+        input: &[u8],
+        mut data: impl FnMut(&[u8]),
+    ) -> Result<usize, ChunkError> {
+        let mut at = 0;
+        loop {
+            let rest = &input[at..];
+            match self.state {
+                State::Done => return Ok(at),
+                State::Length(left) | State::Chunked(ChunkState::Data(left)) => {
+                    if rest.is_empty() {
+                        return Ok(at);
+                    }
+                    let n = left.min(rest.len() as u64) as usize;
+                    data(&rest[..n]);
+                    at += n;
+                    let left = left - n as u64;
+                    self.state = match self.state {
+                        State::Length(_) if left == 0 => State::Done,
+                        State::Length(_) => State::Length(left),
+                        _ if left == 0 => State::Chunked(ChunkState::DataEnd),
+                        _ => State::Chunked(ChunkState::Data(left)),
+                    };
+                }
+                State::UntilEof => {
+                    data(rest);
+                    return Ok(input.len());
+                }
+                State::Chunked(ChunkState::Size) => {
+                    let Some((len, size)) = parse_size_line(rest)? else {
+                        return Ok(at);
+                    };
+                    at += len;
+                    // RFC 9112 §7.1: the last chunk has size zero and is followed by the
+                    // trailer section.
+                    self.state = State::Chunked(if size == 0 {
+                        ChunkState::Trailers
+                    } else {
+                        ChunkState::Data(size)
+                    });
+                }
+                State::Chunked(ChunkState::DataEnd) => {
+                    if rest.len() < 2 {
+                        if rest.first().is_some_and(|&b| b != b'\r') {
+                            return Err(ChunkError::MissingCrlf);
+                        }
+                        return Ok(at);
+                    }
+                    if &rest[..2] != b"\r\n" {
+                        return Err(ChunkError::MissingCrlf);
+                    }
+                    at += 2;
+                    self.state = State::Chunked(ChunkState::Size);
+                }
+                State::Chunked(ChunkState::Trailers) => {
+                    let Some(len) = parse_trailers(rest)? else {
+                        return Ok(at);
+                    };
+                    at += len;
+                    self.state = State::Done;
+                }
+            }
+        }
+    }
+}
+
 /// Writes `data` as one chunk (size line, data, CRLF). Empty `data` writes nothing: an empty
 /// chunk would end the body.
 pub(crate) fn write_chunk(w: &mut impl Write, data: &[u8]) -> io::Result<()> {
@@ -287,7 +392,47 @@ mod tests {
         Ok((body, rest))
     }
 
+    /// The same through [`BodyDecoder`], fed `step` bytes at a time as the event server
+    /// feeds it (unused bytes kept and offered again with the next ones). Checks that it
+    /// agrees with [`BodyReader`] on the body, the rest and the error.
+    fn decode_sans_io(wire: &[u8], step: usize) -> io::Result<(Vec<u8>, Vec<u8>)> {
+        let mut dec = BodyDecoder::new(Framing::Chunked);
+        let (mut body, mut pending, mut fed) = (Vec::new(), Vec::new(), 0);
+        while !dec.is_done() {
+            if fed == wire.len() {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "truncated"));
+            }
+            let take = step.min(wire.len() - fed);
+            pending.extend_from_slice(&wire[fed..fed + take]);
+            fed += take;
+            let used = dec.decode(&pending, |d| body.extend_from_slice(d))?;
+            pending.drain(..used);
+        }
+        pending.extend_from_slice(&wire[fed..]);
+        let blocking = decode(wire, step);
+        match &blocking {
+            Ok(r) => assert_eq!(r, &(body.clone(), pending.clone()), "step {step}"),
+            Err(e) => panic!("BodyReader failed where BodyDecoder did not: {e}"),
+        }
+        Ok((body, pending))
+    }
+
     fn kind_of(wire: &[u8]) -> ChunkError {
+        for step in [1, 3, 7, 4096] {
+            let e = decode_sans_io(wire, step).expect_err("should be rejected (sans-IO)");
+            let got = *e.into_inner().unwrap().downcast::<ChunkError>().unwrap();
+            let blocking = decode(wire, step).expect_err("should be rejected");
+            assert_eq!(blocking.kind(), io::ErrorKind::InvalidData, "{blocking}");
+            let want = *blocking
+                .into_inner()
+                .unwrap()
+                .downcast::<ChunkError>()
+                .unwrap();
+            assert_eq!(
+                got, want,
+                "step {step}: BodyDecoder and BodyReader disagree"
+            );
+        }
         let e = decode(wire, 7).expect_err("should be rejected");
         assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
         *e.into_inner().unwrap().downcast::<ChunkError>().unwrap()
@@ -298,6 +443,10 @@ mod tests {
         let wire = b"5;name=value;quoted=\"a b\"\r\nhello\r\nA \r\n0123456789\r\n\
                      0;last\r\nX-Trailer: 1\r\nY: 2\r\n\r\nNEXT";
         for step in [1, 2, 3, 5, 64, 4096] {
+            assert_eq!(
+                decode_sans_io(wire, step).unwrap(),
+                decode(wire, step).unwrap()
+            );
             let (body, rest) = decode(wire, step).unwrap();
             assert_eq!(body, b"hello0123456789", "step {step}");
             assert_eq!(rest, b"NEXT", "step {step}");
@@ -365,6 +514,8 @@ mod tests {
             b"5\r\nhello\r\n",
             b"0\r\nX: 1\r\n",
         ] {
+            let e = decode_sans_io(wire, 3).expect_err("truncated (sans-IO)");
+            assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
             let e = decode(wire, 3).expect_err("truncated");
             assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{wire:?}: {e}");
         }

@@ -4,13 +4,18 @@
 //! unchanged on xstack's own sockets and on `std::net` (which is how the tests here run: on
 //! loopback, with ephemeral ports).
 //!
-//! The server ([`serve`], [`serve_with`]) answers:
+//! There are two servers, which answer byte for byte alike (both build their responses in
+//! `request.rs`): [`serve`]/[`serve_with`] run a thread per connection on blocking sockets;
+//! [`serve_event`] runs one mio event loop per thread for all of that thread's connections,
+//! on nonblocking sockets that are mio sources ([`EventListener`], [`EventConn`]).
+//!
+//! Both answer:
 //!
 //! | request | response |
 //! | --- | --- |
 //! | `GET /bytes/N` | `N` bytes where byte `i` is `(i % 251) as u8` (see [`pattern_sha256`]) |
 //! | `POST /sha256` | the lowercase hex SHA-256 of the request body: exactly 64 characters, no newline |
-//! | `GET /info[?cc=NAME]` | [`Conn::info_json`] of this connection as JSON, after [`Conn::set_congestion`] when `cc` is given |
+//! | `GET /info[?cc=NAME]` | [`ConnControl::info_json`] of this connection as JSON, after [`ConnControl::set_congestion`] when `cc` is given |
 //! | `GET /stats` | the JSON the server's stats closure returns |
 //!
 //! `HEAD` is accepted wherever `GET` is. Other paths answer 404; a known path with the wrong
@@ -27,6 +32,8 @@
 mod buf;
 mod chunked;
 mod client;
+mod event;
+mod request;
 mod server;
 #[cfg(test)]
 mod tests;
@@ -42,7 +49,9 @@ use sha2::{Digest, Sha256};
 
 pub use chunked::ChunkError;
 pub use client::{get, parse_url, post, Response, UrlError};
-pub use server::{serve, serve_with, ServerConfig, StatsFn};
+pub use event::{serve_event, EventConn, EventListener};
+pub use request::StatsFn;
+pub use server::{serve, serve_with, ServerConfig};
 
 /// A listening socket the server can accept connections from.
 ///
@@ -56,17 +65,9 @@ pub trait Listener: Send + Sync + 'static {
     fn accept(&self) -> io::Result<Self::Stream>;
 }
 
-/// One connected byte stream: what the server reads requests from and the client sends on.
-pub trait Conn: io::Read + io::Write + Send + 'static {
-    /// Sets (or with `None` clears) the timeout after which a blocked read fails with
-    /// `WouldBlock`/`TimedOut`. The server uses it to drop idle keep-alive connections.
-    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
-
-    /// Sets (or with `None` clears) the timeout after which a blocked write (no room in
-    /// the send buffer: the peer stopped reading) fails with `WouldBlock`/`TimedOut`. The
-    /// server uses it so a client that stops reading cannot hold a thread forever.
-    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
-
+/// What the server asks of a connection beyond its bytes: shared by the blocking
+/// server's [`Conn`] and the event server's [`EventConn`].
+pub trait ConnControl {
     /// A `tcp_info`-like snapshot of this connection, served by `GET /info`.
     fn info_json(&self) -> serde_json::Value {
         json!({})
@@ -83,6 +84,18 @@ pub trait Conn: io::Read + io::Write + Send + 'static {
 
     /// Sends FIN: no more writes on this connection, reads continue.
     fn shutdown_write(&self) -> io::Result<()>;
+}
+
+/// One connected byte stream: what the server reads requests from and the client sends on.
+pub trait Conn: ConnControl + io::Read + io::Write + Send + 'static {
+    /// Sets (or with `None` clears) the timeout after which a blocked read fails with
+    /// `WouldBlock`/`TimedOut`. The server uses it to drop idle keep-alive connections.
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+
+    /// Sets (or with `None` clears) the timeout after which a blocked write (no room in
+    /// the send buffer: the peer stopped reading) fails with `WouldBlock`/`TimedOut`. The
+    /// server uses it so a client that stops reading cannot hold a thread forever.
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
 }
 
 impl Listener for TcpListener {
@@ -108,28 +121,43 @@ impl Conn for TcpStream {
     fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         TcpStream::set_write_timeout(self, timeout)
     }
+}
 
+impl ConnControl for TcpStream {
     fn info_json(&self) -> serde_json::Value {
-        json!({
-            "kernel": true,
-            "local": self.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-            "peer": self.peer_addr().map(|a| a.to_string()).unwrap_or_default(),
-        })
+        kernel_info(self.local_addr(), self.peer_addr())
     }
 
     fn set_congestion(&self, name: &str) -> io::Result<()> {
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            format!(
-                "cannot select congestion control {name:?}: this is a kernel socket \
-                 (std::net::TcpStream); xstack's modules are available only on xstack sockets"
-            ),
-        ))
+        Err(kernel_congestion_error(name, "std::net::TcpStream"))
     }
 
     fn shutdown_write(&self) -> io::Result<()> {
         self.shutdown(Shutdown::Write)
     }
+}
+
+/// `GET /info` on a kernel socket: its addresses only.
+pub(crate) fn kernel_info(
+    local: io::Result<std::net::SocketAddr>,
+    peer: io::Result<std::net::SocketAddr>,
+) -> serde_json::Value {
+    json!({
+        "kernel": true,
+        "local": local.map(|a| a.to_string()).unwrap_or_default(),
+        "peer": peer.map(|a| a.to_string()).unwrap_or_default(),
+    })
+}
+
+/// `GET /info?cc=NAME` on a kernel socket (of type `what`): xstack's modules are not there.
+pub(crate) fn kernel_congestion_error(name: &str, what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!(
+            "cannot select congestion control {name:?}: this is a kernel socket \
+             ({what}); xstack's modules are available only on xstack sockets"
+        ),
+    )
 }
 
 /// The period of the generated body: byte `i` is `(i % PATTERN_PERIOD) as u8`. 251 is prime,

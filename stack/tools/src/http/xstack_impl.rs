@@ -66,7 +66,9 @@ impl super::Conn for TcpStream {
     fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         TcpStream::set_write_timeout(self, timeout)
     }
+}
 
+impl super::ConnControl for TcpStream {
     fn info_json(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self.info()).unwrap_or_default();
         if let Some(o) = v.as_object_mut() {

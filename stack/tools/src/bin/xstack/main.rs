@@ -59,6 +59,10 @@ enum Cmd {
         /// outside tcp_allowed_congestion_control).
         #[arg(long)]
         cc: Option<String>,
+        /// Which server: `threads` (a thread per connection) or `event` (one mio event
+        /// loop), as `xstack http --server`.
+        #[arg(long, value_enum, default_value_t = ServerKind::Threads)]
+        server: ServerKind,
     },
     /// Benchmark peer: the 1-byte echo server on kernel sockets.
     #[command(hide = true)]
@@ -189,6 +193,16 @@ struct HttpServeArgs {
     /// is closed (0: wait forever).
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     idle_timeout: f64,
+    /// Which server answers. `event` (the default): one mio event loop per accept thread
+    /// (one with --accept shared, one per worker with --accept per-worker) serving all of
+    /// its connections on nonblocking sockets. `threads`: a thread per connection on
+    /// blocking sockets (at most --max-connections threads; needed for --cwnd-trace).
+    #[arg(long, value_enum, default_value_t = ServerKind::Event)]
+    server: ServerKind,
+    /// Connections served at once (per accept thread for `event`); beyond it a connection
+    /// is answered 503 and closed. Default: 4096 for `threads`, 1000000 for `event`.
+    #[arg(long, value_name = "N")]
+    max_connections: Option<usize>,
 }
 
 impl HttpServeArgs {
@@ -200,12 +214,28 @@ impl HttpServeArgs {
             }
             Ok((s > 0.0).then(|| Duration::from_secs_f64(s)))
         };
+        let base = match self.server {
+            ServerKind::Threads => xstack_tools::http::ServerConfig::default(),
+            ServerKind::Event => xstack_tools::http::ServerConfig::event(),
+        };
+        if self.max_connections == Some(0) {
+            anyhow::bail!("--max-connections must be at least 1");
+        }
         Ok(xstack_tools::http::ServerConfig {
             write_timeout: secs("write-timeout", self.write_timeout)?,
             idle_timeout: secs("idle-timeout", self.idle_timeout)?,
-            ..Default::default()
+            max_connections: self.max_connections.unwrap_or(base.max_connections),
         })
     }
+}
+
+/// The HTTP server `xstack http --server` picks.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum ServerKind {
+    /// A thread per connection (`xstack_tools::http::serve_with`).
+    Threads,
+    /// One mio event loop per accept thread (`xstack_tools::http::serve_event`).
+    Event,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -386,10 +416,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             wait_for_stop::<()>(&stack, &sfd, &[])?;
             finish(stack)
         }
-        Cmd::Http(args) => run_http(&args.http, args.accept, args.server_config()?),
+        Cmd::Http(args) => run_http(&args.http, args.accept, args.server, args.server_config()?),
         Cmd::Echo(h) => run_echo(&h),
         Cmd::Hold(h) => run_hold(&h),
-        Cmd::KernelHttp { listen, cc } => peer::kernel_http(listen, cc.as_deref()),
+        Cmd::KernelHttp { listen, cc, server } => {
+            peer::kernel_http(listen, cc.as_deref(), server == ServerKind::Event)
+        }
         Cmd::KernelEcho { listen } => peer::kernel_echo(listen),
         Cmd::KernelGet { url, bind } => peer::kernel_get(&url, bind),
         Cmd::Rr { addr, count } => peer::rr(addr, count),
@@ -429,15 +461,31 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The event server on one of the stack's listeners.
+fn serve_event_on_stack(
+    listener: TcpListener,
+    stats: xstack_tools::http::StatsFn,
+    stop: Arc<AtomicBool>,
+    config: xstack_tools::http::ServerConfig,
+) -> std::io::Result<()> {
+    xstack_tools::http::serve_event(listener, stats, stop, config)
+}
+
 /// `xstack http`: the HTTP server on one shared listener or one per worker, until
 /// SIGINT/SIGTERM.
 fn run_http(
     h: &HttpArgs,
     accept: AcceptMode,
+    server: ServerKind,
     config: xstack_tools::http::ServerConfig,
 ) -> anyhow::Result<()> {
     if h.sndbuf == Some(0) {
         anyhow::bail!("--sndbuf must be at least 1 byte");
+    }
+    if server == ServerKind::Event && h.cwnd_trace.is_some() {
+        anyhow::bail!(
+            "--cwnd-trace needs --server threads (the event server keeps no per-connection trace)"
+        );
     }
     let sfd = block_stop_signals()?;
     let stack = Arc::new(start_with(&h.stack, true, |cfg| {
@@ -476,6 +524,12 @@ fn run_http(
         let cpu = listener.worker().and_then(|w| stack.worker_cpu(w));
         let builder = std::thread::Builder::new().name(name);
         let server = match &h.cwnd_trace {
+            _ if server == ServerKind::Event => builder.spawn(move || {
+                if let Some(cpu) = cpu {
+                    pin_self(cpu);
+                }
+                serve_event_on_stack(listener, stats, stop, config)
+            })?,
             Some(dir) => {
                 let listener = trace::TracingListener::new(listener, dir.clone())
                     .map_err(|e| anyhow::anyhow!("--cwnd-trace {}: {e}", dir.display()))?;

@@ -4,7 +4,8 @@
 //!
 //! - `xstack echo` — a 1-byte echo server on the stack (one thread per connection).
 //! - `xstack kernel-echo --listen A:P` — the same server on kernel sockets.
-//! - `xstack kernel-http --listen A:P` — `xstack http`'s server on kernel sockets.
+//! - `xstack kernel-http --listen A:P [--server event]` — `xstack http`'s server on
+//!   kernel sockets.
 //! - `xstack kernel-get URL [--bind A]` — `xstack get` on kernel sockets.
 //! - `xstack rr A:P --count N` — kernel client: N 1-byte round trips, prints p50/p99.
 
@@ -45,8 +46,9 @@ pub fn kernel_echo(addr: SocketAddrV4) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `xstack http`'s server on kernel sockets (for the Linux baseline).
-pub fn kernel_http(addr: SocketAddrV4, cc: Option<&str>) -> anyhow::Result<()> {
+/// `xstack http`'s server on kernel sockets (for the Linux baseline): a thread per
+/// connection, or with `event` one mio event loop on this thread.
+pub fn kernel_http(addr: SocketAddrV4, cc: Option<&str>, event: bool) -> anyhow::Result<()> {
     let l = KTcpListener::bind(addr)?;
     if let Some(cc) = cc {
         use nix::sys::socket::{setsockopt, sockopt::TcpCongestion};
@@ -55,7 +57,14 @@ pub fn kernel_http(addr: SocketAddrV4, cc: Option<&str>) -> anyhow::Result<()> {
     }
     eprintln!("xstack: kernel http listening on {addr}");
     let stats: xstack_tools::http::StatsFn = Arc::new(|| serde_json::json!({"kernel": true}));
-    xstack_tools::http::serve(l, stats, Arc::new(AtomicBool::new(false)))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    if event {
+        l.set_nonblocking(true)?;
+        let l = mio::net::TcpListener::from_std(l);
+        xstack_tools::http::serve_event(l, stats, stop, xstack_tools::http::ServerConfig::event())?;
+    } else {
+        xstack_tools::http::serve(l, stats, stop)?;
+    }
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use xstack::{TcpListener, TcpStream};
-use xstack_tools::http::{Conn, Listener};
+use xstack_tools::http::{Conn, ConnControl, Listener};
 
 /// Wraps the server's listener: accepted connections write their trace when dropped.
 pub struct TracingListener {
@@ -96,11 +96,14 @@ impl Conn for TracedConn {
     fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         Conn::set_write_timeout(&self.inner, timeout)
     }
+}
+
+impl ConnControl for TracedConn {
     fn info_json(&self) -> serde_json::Value {
         self.inner.info_json()
     }
     fn set_congestion(&self, name: &str) -> io::Result<()> {
-        Conn::set_congestion(&self.inner, name)
+        ConnControl::set_congestion(&self.inner, name)
     }
     fn shutdown_write(&self) -> io::Result<()> {
         self.inner.shutdown_write()

@@ -1,0 +1,120 @@
+//! xstack's sockets as the event server's transport (the `xstack` crate's `mio` feature).
+//!
+//! All it needs from the `xstack` crate: `TcpListener::set_nonblocking`, a nonblocking
+//! `TcpListener::accept` that answers `WouldBlock` when the accept queue is empty,
+//! `TcpStream::set_nonblocking` with `Read`/`Write` that answer `WouldBlock`, and
+//! `mio::event::Source` for both, edge-triggered like mio's own sockets: after a
+//! `WouldBlock`, an event once the condition it waited for changes (whichever direction
+//! the event says: the server takes any event for a connection as news for both). The
+//! per-connection calls `GET /info` makes (`ConnControl`) are shared with the blocking
+//! server (`xstack_impl.rs`).
+
+use std::io;
+
+use xstack::{TcpListener, TcpStream};
+
+use super::{EventConn, EventListener};
+
+impl EventListener for TcpListener {
+    type Stream = TcpStream;
+
+    fn prepare(&mut self) -> io::Result<()> {
+        self.set_nonblocking(true)
+    }
+
+    fn accept(&mut self) -> io::Result<TcpStream> {
+        let (stream, _) = TcpListener::accept(self)?;
+        // A blocking connection would stall the whole loop: drop it, as an aborted one (the
+        // server goes on accepting), rather than serve it.
+        if stream.set_nonblocking(true).is_err() {
+            return Err(io::ErrorKind::ConnectionAborted.into());
+        }
+        // Responses go out in large writes; Nagle would only delay the tail. A failure is
+        // about this connection only: serve it anyway.
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+}
+
+impl EventConn for TcpStream {}
+
+/// The event server on xstack's sockets, on two simulated stacks run by a background
+/// thread: downloads, uploads (plain and chunked), congestion control switched through
+/// `/info`, several pipelined keep-alive connections at once, and a clean stop.
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::net::SocketAddrV4;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use xstack::sim::{host_addr, LinkConfig, Sim};
+    use xstack::{TcpListener, TcpStream};
+
+    use super::super::super::{get, pattern_sha256, post, ServerConfig, StatsFn};
+    use super::super::serve_event;
+
+    #[test]
+    fn event_server_on_xstack_sockets() {
+        let link = LinkConfig {
+            delay: Duration::from_millis(1),
+            ..LinkConfig::default()
+        };
+        let sim = Sim::new(7, link, 2).spawn();
+        let addr = SocketAddrV4::new(host_addr(1), 80);
+        let listener = TcpListener::bind(sim.net(1), addr).expect("bind");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats: StatsFn = Arc::new(|| serde_json::json!({"sim": true}));
+        let s = Arc::clone(&stop);
+        let server =
+            std::thread::spawn(move || serve_event(listener, stats, s, ServerConfig::event()));
+        let connect = || {
+            let c = TcpStream::connect_timeout(sim.net(0), addr, Duration::from_secs(10))
+                .expect("connect");
+            c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            c
+        };
+        let host = addr.to_string();
+
+        for n in [0u64, 1, 300_000] {
+            let r = get(connect(), &host, &format!("/bytes/{n}")).unwrap();
+            assert_eq!((r.status, r.bytes), (200, n));
+            assert_eq!(r.sha256, pattern_sha256(n));
+        }
+        for chunked in [false, true] {
+            let r = post(connect(), &host, "/sha256", 200_000, chunked).unwrap();
+            assert_eq!(r.status, 200, "chunked {chunked}");
+            assert_eq!(r.body_prefix, pattern_sha256(200_000).into_bytes());
+        }
+        let r = get(connect(), &host, "/info?cc=cubic").unwrap();
+        let info: serde_json::Value = serde_json::from_slice(&r.body_prefix).unwrap();
+        assert_eq!((r.status, &info["cc"]), (200, &serde_json::json!("cubic")));
+
+        let mut conns: Vec<TcpStream> = (0..8).map(|_| connect()).collect();
+        for c in &mut conns {
+            c.write_all(
+                b"GET /bytes/5 HTTP/1.1\r\nHost: t\r\n\r\n\
+                  GET /stats HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            )
+            .unwrap();
+        }
+        for c in &mut conns {
+            let mut out = Vec::new();
+            c.read_to_end(&mut out).unwrap();
+            let text = String::from_utf8_lossy(&out);
+            assert_eq!(text.matches("HTTP/1.1 200 OK\r\n").count(), 2, "{text}");
+            assert!(
+                text.contains("\r\n\r\n\x00\x01\x02\x03\x04HTTP/1.1"),
+                "{text}"
+            );
+            assert!(text.ends_with("{\"sim\":true}\n"), "{text}");
+        }
+
+        stop.store(true, Ordering::Relaxed);
+        server
+            .join()
+            .unwrap()
+            .expect("serve_event returns Ok once stopped");
+    }
+}
