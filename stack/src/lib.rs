@@ -61,9 +61,12 @@ pub use net::{ArpConfig, CidrError, Ipv4Cidr};
 pub use netisr::{NetisrStats, Policy as NetisrPolicy, ProtoStats, WorkStats, WorkstreamStats};
 pub use ratelimit::RateLimits;
 pub use socket::{
-    ConnectOptions, Event, Interest, NetStack, Poller, ReadinessFd, Source, TcpListener, TcpStream,
+    ConnectOptions, Event, Interest, NetStack, Poller, ReadinessFd, ReadyQueue, Source,
+    TcpListener, TcpStream,
 };
-pub use stack::{QueueSnapshot, Snapshot, Stack, StackConfig, StartError, WorkerSnapshot};
+pub use stack::{
+    heap_json, QueueSnapshot, Snapshot, Stack, StackConfig, StartError, WorkerSnapshot,
+};
 pub use tcp::cwnd_trace::{CcEvent, CwndSample, CwndTrace, DEFAULT_TRACE_LIMIT};
 pub use tcp::pcb::GroupStats;
 pub use tcp::rtt::RtoConfig;

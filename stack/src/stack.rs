@@ -644,6 +644,27 @@ fn pin_to_cpu(cpu: usize) -> Result<(), DeviceError> {
     sched_setaffinity(Pid::from_raw(0), &set).map_err(|source| DeviceError::Pin { cpu, source })
 }
 
+/// The process's heap as the allocator sees it (glibc's `mallinfo2`): bytes in use by
+/// live allocations, and free bytes it holds without giving them back. Resident memory
+/// is roughly the sum plus code and stacks. Empty where the allocator cannot say.
+///
+/// Not cheap: glibc walks every free chunk of every arena under the arena's lock, so a
+/// worker that allocates meanwhile waits (with a large fragmented heap, long enough for
+/// its receive ring to overflow). Ask for it now and then, not in a polling loop.
+pub fn heap_json() -> serde_json::Value {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: mallinfo2 has no preconditions; it takes the heaps' locks.
+        let m = unsafe { libc::mallinfo2() };
+        serde_json::json!({
+            "heap_in_use": m.uordblks + m.hblkhd,
+            "heap_free_held": m.fordblks,
+        })
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    serde_json::json!({})
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1287,6 +1287,14 @@ impl PeerProc {
             .clone()
     }
 
+    /// Sends it `signal` (its pid: `ip netns exec` execs the program).
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child.
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
+    }
+
     /// Waits until its output contains `needle`; panics with the output if it exits or
     /// `timeout` passes first.
     pub fn wait_for(&mut self, needle: &str, timeout: Duration) {

@@ -346,3 +346,129 @@ fn peer_close_and_reset_are_edges() {
     };
     assert_eq!(err.kind(), ErrorKind::ConnectionReset);
 }
+
+/// Many streams behind one [`ReadyQueue`] fd: 16 clients each send messages in small
+/// writes and read their echo, served by one mio loop that registers only the queue's fd
+/// and the listener; every byte comes back to the right client, so no token was lost.
+/// The listener answers through the queue too. A stream on a queue has no fd of its own
+/// to hand out.
+#[test]
+fn ready_queue_serves_many_streams_through_one_fd() {
+    use std::os::fd::AsRawFd;
+
+    use mio::unix::SourceFd;
+
+    use super::ReadyQueue;
+
+    const CLIENTS: usize = 16;
+    const QUEUE: Token = Token(usize::MAX);
+    let sim = sim(9);
+    let mut poll = Poll::new().unwrap();
+    let queue = ReadyQueue::new().unwrap();
+    poll.registry()
+        .register(&mut SourceFd(&queue.as_raw_fd()), QUEUE, Interest::READABLE)
+        .unwrap();
+    let listener = TcpListener::bind(sim.net(1), server_addr(11)).expect("bind");
+    listener.set_nonblocking(true).unwrap();
+    listener.register_ready_queue(&queue, 0).unwrap();
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|i| {
+            let net = sim.net(0).clone();
+            std::thread::spawn(move || {
+                let c = TcpStream::connect_timeout(&net, server_addr(11), EVENT_TIMEOUT)
+                    .expect("connect");
+                c.set_read_timeout(Some(EVENT_TIMEOUT)).unwrap();
+                c.set_nodelay(true).unwrap();
+                let want: Vec<u8> = (0..300)
+                    .flat_map(|m| format!("c{i}m{m};").into_bytes())
+                    .collect();
+                for chunk in want.chunks(11) {
+                    (&c).write_all(chunk).expect("client write");
+                }
+                c.shutdown(Shutdown::Write).unwrap();
+                let mut got = Vec::new();
+                (&c).read_to_end(&mut got).expect("client read");
+                assert!(got == want, "client {i}: echo differs");
+            })
+        })
+        .collect();
+    // token - 1 indexes the served streams: (stream, pending echo, eof seen).
+    let mut served: Vec<Option<(TcpStream, Vec<u8>, bool)>> = Vec::new();
+    let mut finished = 0;
+    let mut events = Events::with_capacity(16);
+    let mut tokens = Vec::new();
+    let mut buf = [0u8; 64];
+    let deadline = Instant::now() + 6 * EVENT_TIMEOUT;
+    while finished < CLIENTS {
+        assert!(
+            Instant::now() < deadline,
+            "{finished} of {CLIENTS} done: a token was lost"
+        );
+        poll.poll(&mut events, Some(EVENT_TIMEOUT)).unwrap();
+        if !events.iter().any(|e| e.token() == QUEUE) {
+            continue;
+        }
+        queue.drain(&mut tokens);
+        for t in tokens.drain(..) {
+            if t == 0 {
+                loop {
+                    match listener.accept() {
+                        Ok((s, _)) => {
+                            s.set_nonblocking(true).unwrap();
+                            served.push(Some((s, Vec::new(), false)));
+                            let (s, ..) = served.last().unwrap().as_ref().unwrap();
+                            s.register_ready_queue(&queue, served.len()).unwrap();
+                            assert_eq!(
+                                s.readiness_fd().unwrap_err().kind(),
+                                ErrorKind::AlreadyExists,
+                                "a stream on a queue has no fd of its own"
+                            );
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                        Err(e) => panic!("accept: {e}"),
+                    }
+                }
+                continue;
+            }
+            let Some(Some((s, pending, eof))) = served.get_mut(t - 1) else {
+                continue;
+            };
+            loop {
+                let mut progress = false;
+                if !*eof {
+                    match s.read(&mut buf) {
+                        Ok(0) => *eof = true,
+                        Ok(n) => {
+                            pending.extend_from_slice(&buf[..n]);
+                            progress = true;
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                        Err(e) => panic!("server read: {e}"),
+                    }
+                }
+                if !pending.is_empty() {
+                    match s.write(pending) {
+                        Ok(n) => {
+                            pending.drain(..n);
+                            progress = true;
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                        Err(e) => panic!("server write: {e}"),
+                    }
+                }
+                if *eof && pending.is_empty() {
+                    s.deregister_ready_queue();
+                    served[t - 1] = None;
+                    finished += 1;
+                    break;
+                }
+                if !progress {
+                    break;
+                }
+            }
+        }
+    }
+    for c in clients {
+        c.join().expect("client");
+    }
+}

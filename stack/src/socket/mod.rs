@@ -15,7 +15,7 @@ mod stream;
 
 pub use listener::TcpListener;
 pub use poller::{Event, Interest, Poller, Source};
-pub use readiness::ReadinessFd;
+pub use readiness::{ReadinessFd, ReadyQueue};
 pub use stream::{ConnectOptions, TcpStream};
 
 use std::io;

@@ -15,6 +15,15 @@
 //! - Registering (or reregistering) arms the fd and signals at once if the socket is
 //!   already ready, so a registration never waits for a change that already happened.
 //!
+//! With many sockets in one event loop, an fd each is costly (a descriptor, and kernel
+//! memory for the file and its epoll item, per socket; the open-file limit caps the
+//! sockets). A [`ReadyQueue`] is the alternative: one eventfd for any number of sockets,
+//! each registered under a token (`TcpStream::register_ready_queue`). The same protocol
+//! arms and disarms each socket, but a change pushes the socket's token onto the queue's
+//! list instead of writing an fd of its own, and the queue's eventfd is written only when
+//! the list goes from empty to not empty. The event loop registers the queue's fd once
+//! and, on each edge, takes the tokens with [`ReadyQueue::drain`].
+//!
 //! The eventfd counter is never read: epoll reports an edge for every write to it (the
 //! write wakes its wait queue), and the counter cannot reach its limit in practice (a
 //! full counter is reset by [`ReadinessFd::signal`] anyway). Readable or writable is not
@@ -25,7 +34,7 @@
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use nix::errno::Errno;
 use nix::sys::eventfd::{EfdFlags, EventFd};
@@ -36,24 +45,69 @@ use super::stream::TcpStream;
 /// A socket's readiness as a pollable file descriptor (an eventfd). Get one with
 /// [`TcpStream::readiness_fd`] or [`TcpListener::readiness_fd`] and register it with an
 /// event loop, edge-triggered, for reading (the fd becomes readable on each change).
+///
+/// A socket registered with a [`ReadyQueue`] has one of these too, which signals by
+/// pushing the socket's token onto the queue; its raw fd is then the queue's.
 #[derive(Debug)]
 pub struct ReadinessFd {
-    fd: EventFd,
+    target: Target,
     /// Someone saw `WouldBlock` (or registered) and waits for a change.
     armed: AtomicBool,
-    /// Writes to the eventfd, for tests and diagnostics.
+    /// Signals given (eventfd writes or queue pushes), for tests and diagnostics.
     signals: AtomicU64,
+}
+
+/// Where a socket's readiness changes go.
+#[derive(Debug)]
+enum Target {
+    /// Its own eventfd.
+    Own(EventFd),
+    /// Its token, onto a shared queue.
+    Queue {
+        queue: Arc<ReadyQueue>,
+        token: usize,
+    },
+}
+
+/// A fresh eventfd, non-blocking and close-on-exec.
+fn new_eventfd() -> io::Result<EventFd> {
+    Ok(EventFd::from_flags(
+        EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK,
+    )?)
+}
+
+/// Writes `fd` once: every epoll instance it is registered with gets an edge.
+fn write_eventfd(fd: &EventFd) {
+    match fd.write(1) {
+        Ok(_) => {}
+        Err(Errno::EAGAIN) => {
+            // The counter is full (2^64 - 2 writes unread): empty it and write again.
+            let _ = fd.read();
+            let _ = fd.write(1);
+        }
+        // Nothing else can fail on an eventfd we own; a waiter would time out or
+        // retry, which is all it could do with an error here anyway.
+        Err(_) => {}
+    }
 }
 
 impl ReadinessFd {
     /// A fresh, unarmed eventfd (non-blocking, close-on-exec).
     pub(crate) fn new() -> io::Result<Arc<ReadinessFd>> {
-        let fd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)?;
-        Ok(Arc::new(ReadinessFd {
-            fd,
+        Ok(Self::with_target(Target::Own(new_eventfd()?)))
+    }
+
+    fn with_target(target: Target) -> Arc<ReadinessFd> {
+        Arc::new(ReadinessFd {
+            target,
             armed: AtomicBool::new(false),
             signals: AtomicU64::new(0),
-        }))
+        })
+    }
+
+    /// True when it pushes onto a [`ReadyQueue`] rather than owning an fd.
+    fn is_queued(&self) -> bool {
+        matches!(self.target, Target::Queue { .. })
     }
 
     /// Marks the fd as awaited. Call with the socket's lock held, right after finding
@@ -69,19 +123,13 @@ impl ReadinessFd {
         self.armed.swap(false, Ordering::SeqCst)
     }
 
-    /// Writes the eventfd: every registered epoll instance gets an edge.
+    /// Writes the eventfd (every registered epoll instance gets an edge), or pushes the
+    /// token onto the queue.
     pub(crate) fn signal(&self) {
         self.signals.fetch_add(1, Ordering::Relaxed);
-        match self.fd.write(1) {
-            Ok(_) => {}
-            Err(Errno::EAGAIN) => {
-                // The counter is full (2^64 - 2 writes unread): empty it and write again.
-                let _ = self.fd.read();
-                let _ = self.fd.write(1);
-            }
-            // Nothing else can fail on an eventfd we own; a waiter would time out or
-            // retry, which is all it could do with an error here anyway.
-            Err(_) => {}
+        match &self.target {
+            Target::Own(fd) => write_eventfd(fd),
+            Target::Queue { queue, token } => queue.push(*token),
         }
     }
 
@@ -107,14 +155,84 @@ impl ReadinessFd {
 
 impl AsRawFd for ReadinessFd {
     fn as_raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
+        self.as_fd().as_raw_fd()
     }
 }
 
 impl AsFd for ReadinessFd {
     fn as_fd(&self) -> BorrowedFd<'_> {
+        match &self.target {
+            Target::Own(fd) => fd.as_fd(),
+            Target::Queue { queue, .. } => queue.fd.as_fd(),
+        }
+    }
+}
+
+/// One readiness fd for many sockets: each socket registered with the queue
+/// ([`TcpStream::register_ready_queue`], [`TcpListener::register_ready_queue`]) pushes
+/// its token when its readiness changes after a `WouldBlock` (or at registration, if it
+/// is ready then), at most once per `WouldBlock`, and the queue's eventfd gets an edge
+/// when its list goes from empty to not empty. Register the fd with an event loop,
+/// edge-triggered, for reading; on each edge, [`ReadyQueue::drain`] the tokens and treat
+/// each as an event for both directions (spurious ones included, as in mio).
+///
+/// What it saves over an fd per socket: a descriptor (so the open-file limit does not
+/// cap the sockets), the kernel's file and epoll item, and a syscall per change while the
+/// list already holds tokens.
+#[derive(Debug)]
+pub struct ReadyQueue {
+    fd: EventFd,
+    ready: Mutex<Vec<usize>>,
+}
+
+impl ReadyQueue {
+    /// An empty queue with its own eventfd (non-blocking, close-on-exec).
+    pub fn new() -> io::Result<Arc<ReadyQueue>> {
+        Ok(Arc::new(ReadyQueue {
+            fd: new_eventfd()?,
+            ready: Mutex::new(Vec::new()),
+        }))
+    }
+
+    /// Moves the tokens pushed since the last drain onto the end of `out`, oldest
+    /// first. A token can appear more than once, and for a socket since deregistered.
+    pub fn drain(&self, out: &mut Vec<usize>) {
+        out.append(&mut self.ready.lock().unwrap_or_else(|e| e.into_inner()));
+    }
+
+    fn push(&self, token: usize) {
+        let first = {
+            let mut r = self.ready.lock().unwrap_or_else(|e| e.into_inner());
+            r.push(token);
+            r.len() == 1
+        };
+        // Written after the lock: a drain in between takes the token and this edge is
+        // spurious; a drain that found the list empty is followed by this write.
+        if first {
+            write_eventfd(&self.fd);
+        }
+    }
+}
+
+impl AsRawFd for ReadyQueue {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl AsFd for ReadyQueue {
+    fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
+}
+
+/// The error for asking a socket registered with a [`ReadyQueue`] for an fd of its own,
+/// or the other way round.
+fn other_readiness() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "the socket signals readiness elsewhere (its own fd, or a ReadyQueue)",
+    )
 }
 
 impl TcpStream {
@@ -123,6 +241,8 @@ impl TcpStream {
     /// and writes it at once if the stream is already readable, writable or failed, so
     /// an event loop that registers the fd next sees the current state. Use it with a
     /// non-blocking stream: its `WouldBlock`s arm the fd.
+    ///
+    /// Fails with `AlreadyExists` while the stream is registered with a [`ReadyQueue`].
     pub fn readiness_fd(&self) -> io::Result<Arc<ReadinessFd>> {
         let existing = self.conn.lock().readiness.clone();
         let fd = match existing {
@@ -132,8 +252,43 @@ impl TcpStream {
                 self.conn.lock().readiness.get_or_insert(fresh).clone()
             }
         };
+        if fd.is_queued() {
+            return Err(other_readiness());
+        }
         self.arm_readiness(&fd);
         Ok(fd)
+    }
+
+    /// Signals the stream's readiness changes through `queue` as `token` (see
+    /// [`ReadyQueue`]) instead of an fd of its own; registering again replaces the
+    /// queue and token. Pushes the token at once if the stream is readable, writable or
+    /// failed now. Use it with a non-blocking stream: its `WouldBlock`s arm it.
+    ///
+    /// Fails with `AlreadyExists` if the stream already has its own readiness fd
+    /// ([`TcpStream::readiness_fd`], or registered with mio).
+    pub fn register_ready_queue(&self, queue: &Arc<ReadyQueue>, token: usize) -> io::Result<()> {
+        let fd = ReadinessFd::with_target(Target::Queue {
+            queue: queue.clone(),
+            token,
+        });
+        {
+            let mut inner = self.conn.lock();
+            if inner.readiness.as_ref().is_some_and(|r| !r.is_queued()) {
+                return Err(other_readiness());
+            }
+            inner.readiness = Some(fd.clone());
+        }
+        self.arm_readiness(&fd);
+        Ok(())
+    }
+
+    /// Stops signalling through a [`ReadyQueue`] (a token already pushed stays in the
+    /// queue). Nothing happens if the stream was not registered with one.
+    pub fn deregister_ready_queue(&self) {
+        let mut inner = self.conn.lock();
+        if inner.readiness.as_ref().is_some_and(|r| r.is_queued()) {
+            inner.readiness = None;
+        }
     }
 
     /// The readiness fd if one was made, without arming it.
@@ -169,6 +324,8 @@ impl TcpListener {
     /// The listener's readiness fd (see [`TcpStream::readiness_fd`]): written when a
     /// connection is queued for accept (or the listener closes) after an `accept`
     /// returned `WouldBlock`. Arms it, and writes it at once if a connection waits.
+    ///
+    /// Fails with `AlreadyExists` while the listener is registered with a [`ReadyQueue`].
     pub fn readiness_fd(&self) -> io::Result<Arc<ReadinessFd>> {
         let fd = {
             let mut slot = self
@@ -181,6 +338,49 @@ impl TcpListener {
                 None => slot.insert(ReadinessFd::new()?).clone(),
             }
         };
+        if fd.is_queued() {
+            return Err(other_readiness());
+        }
+        self.arm_readiness(&fd);
+        Ok(fd)
+    }
+
+    /// Signals through `queue` as `token` when a connection is queued for accept (or the
+    /// listener closes), as [`TcpStream::register_ready_queue`] does for a stream.
+    pub fn register_ready_queue(&self, queue: &Arc<ReadyQueue>, token: usize) -> io::Result<()> {
+        let fd = ReadinessFd::with_target(Target::Queue {
+            queue: queue.clone(),
+            token,
+        });
+        {
+            let mut slot = self
+                .listener
+                .readiness
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if slot.as_ref().is_some_and(|r| !r.is_queued()) {
+                return Err(other_readiness());
+            }
+            *slot = Some(fd.clone());
+        }
+        self.arm_readiness(&fd);
+        Ok(())
+    }
+
+    /// Stops signalling through a [`ReadyQueue`].
+    pub fn deregister_ready_queue(&self) {
+        let mut slot = self
+            .listener
+            .readiness
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if slot.as_ref().is_some_and(|r| r.is_queued()) {
+            *slot = None;
+        }
+    }
+
+    /// Arms `fd` and signals it if a connection waits (or the listener closed).
+    fn arm_readiness(&self, fd: &ReadinessFd) {
         let q = self
             .listener
             .queue
@@ -192,7 +392,6 @@ impl TcpListener {
         if ready {
             fd.notify();
         }
-        Ok(fd)
     }
 }
 
@@ -245,8 +444,11 @@ mod mio_source {
 
                 fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
                     match self.made_readiness_fd() {
-                        Some(fd) => SourceFd(&fd.as_raw_fd()).deregister(registry),
-                        None => Err(not_registered()),
+                        // A ready-queue registration's fd is the queue's, not to touch.
+                        Some(fd) if !fd.is_queued() => {
+                            SourceFd(&fd.as_raw_fd()).deregister(registry)
+                        }
+                        _ => Err(not_registered()),
                     }
                 }
             }

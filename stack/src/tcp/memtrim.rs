@@ -13,7 +13,9 @@
 //! per [`MIN_INTERVAL`] and on a thread of its own, so no worker waits for the heaps'
 //! locks. Only allocations of [`TRACKED_MIN`] bytes or more are counted: small ones are
 //! recycled by the allocator anyway, and not counting them keeps the shared counter off
-//! the path of short connections. The counter is process-wide, as the allocator is.
+//! the path of short connections. What an idle connection releases is counted whatever
+//! its size ([`released_idle`]): that happens once per connection going idle, not per
+//! short connection. The counter is process-wide, as the allocator is.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -34,6 +36,13 @@ fn released(counter: &AtomicUsize, bytes: usize) {
     if bytes >= TRACKED_MIN {
         counter.fetch_add(bytes, Ordering::Relaxed);
     }
+}
+
+/// Notes memory an idle connection gave back (its empty buffers, send log and SACK
+/// lists: `buffer_idle_release`). Counted whatever the size: a few KiB each, but a
+/// server with 100k keep-alive connections going idle frees hundreds of MiB this way.
+pub fn released_idle(bytes: usize) {
+    RELEASED.fetch_add(bytes, Ordering::Relaxed);
 }
 
 /// A buffer's backing bytes: a `Vec<u8>` whose allocation is counted when freed.

@@ -224,6 +224,10 @@ impl super::tcb::Tcb {
             self.buffer_check_at = Some(last + idle);
             return;
         }
+        let held = self.sndbuf.allocated()
+            + self.rcvbuf.allocated()
+            + self.rack.log.allocated()
+            + self.sb.allocated();
         if self.sndbuf.is_empty() {
             self.sndbuf.shrink_to_fit();
         }
@@ -234,6 +238,12 @@ impl super::tcb::Tcb {
         // connection has nothing in them.
         self.rack.log.shrink_empty();
         self.sb.shrink_empty();
+        let kept = self.sndbuf.allocated()
+            + self.rcvbuf.allocated()
+            + self.rack.log.allocated()
+            + self.sb.allocated();
+        // Small, but many idle connections add up: let the allocator give it back.
+        super::memtrim::released_idle(held.saturating_sub(kept));
     }
 
     /// The retransmission timer (FreeBSD `tcp_timer_rexmt`): back off and go back to

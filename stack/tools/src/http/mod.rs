@@ -16,7 +16,7 @@
 //! | `GET /bytes/N` | `N` bytes where byte `i` is `(i % 251) as u8` (see [`pattern_sha256`]) |
 //! | `POST /sha256` | the lowercase hex SHA-256 of the request body: exactly 64 characters, no newline |
 //! | `GET /info[?cc=NAME]` | [`ConnControl::info_json`] of this connection as JSON, after [`ConnControl::set_congestion`] when `cc` is given |
-//! | `GET /stats` | the JSON the server's stats closure returns |
+//! | `GET /stats[?heap]` | the JSON the server's stats closure returns; with `heap`, also the process's heap (`memory`: bytes in use and held free, glibc's `mallinfo2`) |
 //!
 //! `HEAD` is accepted wherever `GET` is. Other paths answer 404; a known path with the wrong
 //! method answers 405 with `Allow`. A malformed request answers 400 with `Connection: close`

@@ -21,7 +21,9 @@ pub(crate) enum Route {
     Sha256,
     /// `/info`, with the `cc` query parameter if present.
     Info(Option<String>),
-    Stats,
+    /// `/stats`; true with the `heap` query parameter: the process's heap too
+    /// ([`xstack::heap_json`], under `memory`).
+    Stats(bool),
     NotFound,
 }
 
@@ -40,7 +42,7 @@ impl Route {
                     .find_map(|kv| kv.strip_prefix("cc="))
                     .map(str::to_string),
             ),
-            "/stats" => Route::Stats,
+            "/stats" => Route::Stats(query.split('&').any(|kv| kv == "heap" || kv == "heap=1")),
             _ => Route::NotFound,
         }
     }
@@ -48,7 +50,7 @@ impl Route {
     /// The methods this route accepts (for 405 and `Allow`); empty for unknown paths.
     pub(crate) fn allowed(&self) -> &'static [&'static str] {
         match self {
-            Route::Bytes(_) | Route::Info(_) | Route::Stats => &["GET", "HEAD"],
+            Route::Bytes(_) | Route::Info(_) | Route::Stats(_) => &["GET", "HEAD"],
             Route::Sha256 => &["POST"],
             Route::NotFound => &[],
         }
@@ -361,8 +363,12 @@ pub(crate) fn answer(
             let body = json_body(&conn.info_json());
             small(200, "application/json", &body, keep, head_only, &[])
         }
-        Route::Stats => {
-            let body = json_body(&stats());
+        Route::Stats(heap) => {
+            let mut v = stats();
+            if *heap {
+                v["memory"] = xstack::heap_json();
+            }
+            let body = json_body(&v);
             small(200, "application/json", &body, keep, head_only, &[])
         }
         // `plan` sends a POST here to hashing; any other method was answered 405 above.
@@ -548,7 +554,8 @@ mod tests {
         );
         assert_eq!(Route::parse("/info"), Route::Info(None));
         assert_eq!(Route::parse("/sha256"), Route::Sha256);
-        assert_eq!(Route::parse("/stats"), Route::Stats);
+        assert_eq!(Route::parse("/stats"), Route::Stats(false));
+        assert_eq!(Route::parse("/stats?heap"), Route::Stats(true));
         assert_eq!(Route::parse("*"), Route::NotFound);
     }
 

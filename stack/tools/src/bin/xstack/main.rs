@@ -330,6 +330,23 @@ fn parse_cpus(s: &str) -> Result<CpuList, String> {
     Ok(CpuList(out))
 }
 
+/// Raises the soft limit on open files to the hard one, as servers do: a socket that is a
+/// mio source holds one eventfd, so an event server with 100k connections needs 100k
+/// descriptors. Failure leaves the limit as it was (connections past it are refused).
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     // A panic is reported as one line (by `run`'s catch_unwind on the main thread, or
     // when the main loop sees a worker die); the hook only records where it happened
@@ -366,6 +383,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    raise_fd_limit();
     match std::panic::catch_unwind(|| run(cli)) {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(e)) => {

@@ -37,11 +37,14 @@ mod xstack;
 
 use std::collections::VecDeque;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mio::{Events, Interest, Poll, Token};
+use ::xstack::ReadyQueue;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token};
 
 use super::request::StatsFn;
 use super::server::{accept_error_action, AcceptAction};
@@ -62,6 +65,12 @@ pub trait EventListener: mio::event::Source + Send + 'static {
     /// Accepts one connection without blocking: `WouldBlock` when none is waiting. The
     /// connection must be nonblocking too (reads and writes answer `WouldBlock`).
     fn accept(&mut self) -> io::Result<Self::Stream>;
+
+    /// A queue for the connections' readiness, if they can signal through one shared fd
+    /// instead of one each (xstack's sockets: [`ReadyQueue`]). Called once, at start.
+    fn ready_queue(&mut self) -> io::Result<Option<Arc<ReadyQueue>>> {
+        Ok(None)
+    }
 }
 
 /// A nonblocking connection that is a mio source (readiness edge-triggered, as mio's own
@@ -69,6 +78,23 @@ pub trait EventListener: mio::event::Source + Send + 'static {
 pub trait EventConn:
     ConnControl + io::Read + io::Write + mio::event::Source + Send + 'static
 {
+    /// Registers for readiness under `token`: on the loop's ready queue when the listener
+    /// gave one, else with mio.
+    fn register_in(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        queue: Option<&Arc<ReadyQueue>>,
+    ) -> io::Result<()> {
+        let _ = queue;
+        registry.register(self, token, Interest::READABLE | Interest::WRITABLE)
+    }
+
+    /// Undoes [`EventConn::register_in`].
+    fn deregister_in(&mut self, registry: &Registry, queue: Option<&Arc<ReadyQueue>>) {
+        let _ = queue;
+        let _ = registry.deregister(self);
+    }
 }
 
 /// Beyond the connection limit, at most this many connections are being answered 503 at
@@ -90,6 +116,8 @@ const STOP_GRACE: Duration = Duration::from_secs(1);
 const SCRATCH: usize = 64 * 1024;
 
 const LISTENER: Token = Token(0);
+/// The ready queue's fd, when the listener gave one; connections are `Token(key + 1)`.
+const READY_QUEUE: Token = Token(usize::MAX);
 
 /// Serves HTTP on `listener` from one event loop on the calling thread until `stop` is
 /// set. [`ServerConfig::event`] is the usual configuration (no connection limit but the
@@ -112,9 +140,19 @@ pub fn serve_event<L: EventListener>(
     let poll = Poll::new()?;
     poll.registry()
         .register(&mut listener, LISTENER, Interest::READABLE)?;
+    let queue = listener.ready_queue()?;
+    if let Some(q) = &queue {
+        poll.registry().register(
+            &mut SourceFd(&q.as_raw_fd()),
+            READY_QUEUE,
+            Interest::READABLE,
+        )?;
+    }
     let now = Instant::now();
     let mut server = Server {
         poll,
+        queue,
+        tokens: Vec::new(),
         listener: Some(listener),
         listener_ready: true,
         accept_paused_until: None,
@@ -136,6 +174,11 @@ pub fn serve_event<L: EventListener>(
 /// One event loop's state.
 struct Server<L: EventListener> {
     poll: Poll,
+    /// Where the connections signal readiness, if not through mio (see
+    /// [`EventListener::ready_queue`]).
+    queue: Option<Arc<ReadyQueue>>,
+    /// Reused for the tokens drained from `queue`.
+    tokens: Vec<usize>,
     /// `None` once stopping.
     listener: Option<L>,
     /// The listener's edge has not been used up (accept has not said `WouldBlock`).
@@ -181,31 +224,42 @@ impl<L: EventListener> Server<L> {
                 Err(e) => return Err(e),
             }
             for ev in events.iter() {
-                if ev.token() == LISTENER {
-                    self.listener_ready = true;
-                    continue;
-                }
-                let key = ev.token().0 - 1;
-                let Some(Some(c)) = self.conns.get_mut(key) else {
-                    continue;
-                };
-                // Any event is taken as news for both directions: the next read and write
-                // say what changed (an error or hang-up too, through the call it fails).
-                // Sources with one readiness fd for both directions (xstack's) need no
-                // more than an edge; for kernel sockets it costs at most one read or write
-                // that answers `WouldBlock`, since a connection reads only with nothing
-                // left to write.
-                c.readable = true;
-                c.writable = true;
-                if !c.queued {
-                    c.queued = true;
-                    self.ready.push_back(key);
+                match ev.token() {
+                    LISTENER => self.listener_ready = true,
+                    READY_QUEUE => {
+                        if let Some(q) = &self.queue {
+                            q.drain(&mut self.tokens);
+                        }
+                    }
+                    Token(t) => self.tokens.push(t),
                 }
             }
+            for i in 0..self.tokens.len() {
+                self.mark_ready(self.tokens[i]);
+            }
+            self.tokens.clear();
             let now = Instant::now();
             self.accept(now)?;
             self.drive_ready(now);
             self.expire(now);
+        }
+    }
+
+    /// Connection `Token(token)` had an event: drive it on this turn.
+    fn mark_ready(&mut self, token: usize) {
+        let Some(Some(c)) = token.checked_sub(1).and_then(|key| self.conns.get_mut(key)) else {
+            return;
+        };
+        // Any event is taken as news for both directions: the next read and write say
+        // what changed (an error or hang-up too, through the call it fails). Sources with
+        // one readiness signal for both directions (xstack's) need no more than an edge;
+        // for kernel sockets it costs at most one read or write that answers
+        // `WouldBlock`, since a connection reads only with nothing left to write.
+        c.readable = true;
+        c.writable = true;
+        if !c.queued {
+            c.queued = true;
+            self.ready.push_back(token - 1);
         }
     }
 
@@ -268,11 +322,8 @@ impl<L: EventListener> Server<L> {
             self.conns.push(None);
             self.conns.len() - 1
         });
-        let interest = Interest::READABLE | Interest::WRITABLE;
-        if self
-            .poll
-            .registry()
-            .register(&mut stream, Token(key + 1), interest)
+        if stream
+            .register_in(self.poll.registry(), Token(key + 1), self.queue.as_ref())
             .is_err()
         {
             self.free.push(key);
@@ -312,6 +363,7 @@ impl<L: EventListener> Server<L> {
                 Drive::Close => {
                     close(
                         &self.poll,
+                        self.queue.as_ref(),
                         &mut self.conns,
                         &mut self.free,
                         &mut self.served,
@@ -324,7 +376,7 @@ impl<L: EventListener> Server<L> {
                     c.queued = true;
                     self.ready.push_back(key);
                 }
-                Drive::Wait => {}
+                Drive::Wait => c.shed_buffers(),
             }
             // A deadline may have moved earlier (a response now waits for the client).
             if let Some(d) = c.deadline(ctx.idle_timeout, ctx.write_timeout) {
@@ -351,6 +403,7 @@ impl<L: EventListener> Server<L> {
             match c.deadline(self.config.idle_timeout, self.config.write_timeout) {
                 Some(d) if d <= now => close(
                     &self.poll,
+                    self.queue.as_ref(),
                     &mut self.conns,
                     &mut self.free,
                     &mut self.served,
@@ -385,6 +438,7 @@ impl<L: EventListener> Server<L> {
 /// it holds other fields).
 fn close<S: EventConn>(
     poll: &Poll,
+    queue: Option<&Arc<ReadyQueue>>,
     conns: &mut [Option<Connection<S>>],
     free: &mut Vec<usize>,
     served: &mut usize,
@@ -394,7 +448,7 @@ fn close<S: EventConn>(
     let Some(mut c) = conns.get_mut(key).and_then(Option::take) else {
         return;
     };
-    let _ = poll.registry().deregister(&mut c.stream);
+    c.stream.deregister_in(poll.registry(), queue);
     if c.rejected {
         *rejecting -= 1;
     } else {

@@ -6,12 +6,15 @@
 //! `mio::event::Source` for both, edge-triggered like mio's own sockets: after a
 //! `WouldBlock`, an event once the condition it waited for changes (whichever direction
 //! the event says: the server takes any event for a connection as news for both). The
+//! connections signal through one [`ReadyQueue`] per loop rather than an eventfd each. The
 //! per-connection calls `GET /info` makes (`ConnControl`) are shared with the blocking
 //! server (`xstack_impl.rs`).
 
 use std::io;
+use std::sync::Arc;
 
-use xstack::{TcpListener, TcpStream};
+use mio::{Interest, Registry, Token};
+use xstack::{ReadyQueue, TcpListener, TcpStream};
 
 use super::{EventConn, EventListener};
 
@@ -34,9 +37,36 @@ impl EventListener for TcpListener {
         let _ = stream.set_nodelay(true);
         Ok(stream)
     }
+
+    /// One fd for all of the loop's connections: an fd per connection would cap them at
+    /// the open-file limit and cost kernel memory per connection.
+    fn ready_queue(&mut self) -> io::Result<Option<Arc<ReadyQueue>>> {
+        ReadyQueue::new().map(Some)
+    }
 }
 
-impl EventConn for TcpStream {}
+impl EventConn for TcpStream {
+    fn register_in(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        queue: Option<&Arc<ReadyQueue>>,
+    ) -> io::Result<()> {
+        match queue {
+            Some(q) => self.register_ready_queue(q, token.0),
+            None => registry.register(self, token, Interest::READABLE | Interest::WRITABLE),
+        }
+    }
+
+    fn deregister_in(&mut self, registry: &Registry, queue: Option<&Arc<ReadyQueue>>) {
+        match queue {
+            Some(_) => self.deregister_ready_queue(),
+            None => {
+                let _ = registry.deregister(self);
+            }
+        }
+    }
+}
 
 /// The event server on xstack's sockets, on two simulated stacks run by a background
 /// thread: downloads, uploads (plain and chunked), congestion control switched through
