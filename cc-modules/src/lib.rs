@@ -84,6 +84,12 @@
 //! [`wants_rate_samples`](CongestionControl::wants_rate_samples), and get samples whether
 //! or not the transport's loss detection (RACK-TLP) keeps a send record of its own.
 //!
+//! **Enhanced RTT** (FreeBSD's `h_ertt`): when the stack runs an ERTT helper on the
+//! connection, each new measurement ([`Ertt`]: every data segment timed, Karn and
+//! delayed-ACK aware) goes to [`ertt_sample`](CongestionControl::ertt_sample) before the
+//! other hooks of the ACK that produced it. Without the helper it is never called, so a
+//! module that needs it must fall back to [`RttSample`]s (`examples/vegas.rs`).
+//!
 //! **Pacing.** Before each burst of new data the transport reads
 //! [`pacing_rate`](CongestionControl::pacing_rate) and spaces the bursts at that rate;
 //! `None` (the default) means no pacing, the behaviour of window-based modules.
