@@ -4,8 +4,8 @@
 //! ([`xstack_cc::CongestionControl::ertt_sample`]) before the ACK that produced it.
 //!
 //! - **Output** records each new-data segment (a TSO burst as one record: its pieces
-//!   leave together) with its send time; a retransmission marks the records it
-//!   overlaps.
+//!   leave together) with its send time; a retransmission (or a probe resending data
+//!   already sent) marks the records it overlaps.
 //! - **Input**, for an ACK that advances SND.UNA: the segment that made the receiver
 //!   send it is the one holding the highest byte acknowledged; its RTT is the ACK's
 //!   arrival less its send time. Not measured (Karn, RFC 6298 §3): an ACK covering any
@@ -121,7 +121,10 @@ impl ErttData {
             return;
         }
         let (start, end) = (c.seq, c.seq.wrapping_add(c.len as u32));
-        if c.retransmit {
+        // Data sent before goes out again unflagged as a tail loss probe of the last
+        // segment or a repeated zero-window probe: a retransmission all the same.
+        let resent = self.sent.back().is_some_and(|last| lt(start, last.end));
+        if c.retransmit || resent {
             for s in self.sent.iter_mut() {
                 if lt(start, s.end) && lt(s.start, end) {
                     s.rexmit = true;
@@ -260,5 +263,165 @@ impl Helper for ErttHelper {
             d.sent.len()
         );
         Some(o)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{Ipv4Addr, SocketAddrV4};
+
+    use xstack_cc::Recovery;
+
+    use super::*;
+    use crate::tcp::hhook::ConnVars;
+    use crate::tcp::segment::TcpFlags;
+    use crate::tcp::tcb::State;
+
+    const MSS: u32 = 1000;
+
+    fn vars() -> ConnVars {
+        let a = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 1);
+        ConnVars {
+            state: State::Established,
+            local: a,
+            remote: a,
+            snd_una: 0,
+            snd_nxt: 0,
+            snd_max: 0,
+            snd_wnd: 0,
+            rcv_nxt: 0,
+            maxseg: MSS,
+            cwnd: 0,
+            ssthresh: 0,
+            in_flight: 0,
+            srtt: None,
+            min_rtt: None,
+            recovery: Recovery::Open,
+            round: 0,
+        }
+    }
+
+    fn sent(d: &mut ErttData, t: Instant, seq: u32, len: usize, retransmit: bool) {
+        d.on_output(&OutputCtx {
+            now: t,
+            vars: vars(),
+            seq,
+            len,
+            flags: TcpFlags::ACK,
+            retransmit,
+            tso_segsz: 0,
+            tsval: None,
+        });
+    }
+
+    fn acked(d: &mut ErttData, t: Instant, una: u32, ack: u32) -> Option<Ertt> {
+        d.on_input(&InputCtx {
+            now: t,
+            vars: vars(),
+            seq: 0,
+            ack,
+            flags: TcpFlags::ACK,
+            window: 65535,
+            payload_len: 0,
+            timestamps: None,
+            sack: &[],
+            acked: ack.wrapping_sub(una),
+        });
+        ErttHelper.take_ertt(d)
+    }
+
+    #[test]
+    fn each_ack_measures_the_segment_that_triggered_it_across_the_wrap() {
+        let (t0, ms) = (Instant::now(), Duration::from_millis(1));
+        let mut d = ErttData::default();
+        let base = u32::MAX - 1500;
+        for i in 0..4 {
+            sent(
+                &mut d,
+                t0 + ms * i,
+                base.wrapping_add(i * MSS),
+                MSS as usize,
+                false,
+            );
+        }
+        // Segments 0-1 acknowledged 10 ms after segment 1 left, 2-3 12 ms after 3 did.
+        let e = acked(&mut d, t0 + ms * 11, base, base.wrapping_add(2 * MSS)).unwrap();
+        assert_eq!((e.rtt, e.samples), (ms * 10, 1));
+        let e = acked(
+            &mut d,
+            t0 + ms * 15,
+            base.wrapping_add(2 * MSS),
+            base.wrapping_add(4 * MSS),
+        )
+        .unwrap();
+        assert_eq!(
+            (e.rtt, e.min_rtt, e.max_rtt, e.samples),
+            (ms * 12, ms * 10, ms * 12, 2)
+        );
+        assert_eq!(e.srtt, (ms * 10 * 7 + ms * 12) / 8);
+        assert!(d.sent.is_empty());
+        // Nothing new: nothing for congestion control.
+        assert_eq!(ErttHelper.take_ertt(&mut d), None);
+    }
+
+    #[test]
+    fn a_burst_partly_acknowledged_keeps_its_send_time() {
+        let (t0, ms) = (Instant::now(), Duration::from_millis(1));
+        let mut d = ErttData::default();
+        sent(&mut d, t0, 0, 8 * MSS as usize, false);
+        let e = acked(&mut d, t0 + ms * 10, 0, 2 * MSS).unwrap();
+        assert_eq!(e.rtt, ms * 10);
+        let e = acked(&mut d, t0 + ms * 11, 2 * MSS, 4 * MSS).unwrap();
+        assert_eq!(e.rtt, ms * 11);
+        assert_eq!(d.sent.len(), 1);
+        assert_eq!(d.sent[0].start, 4 * MSS);
+    }
+
+    #[test]
+    fn resent_data_is_never_measured() {
+        let (t0, ms) = (Instant::now(), Duration::from_millis(1));
+        let mut d = ErttData::default();
+        for i in 0..3 {
+            sent(&mut d, t0, i * MSS, MSS as usize, false);
+        }
+        // A retransmission of the first, and a tail loss probe resending the last without
+        // the retransmission flag.
+        sent(&mut d, t0 + ms * 30, 0, MSS as usize, true);
+        sent(&mut d, t0 + ms * 30, 2 * MSS, MSS as usize, false);
+        assert_eq!(d.sent.len(), 3);
+        assert_eq!(acked(&mut d, t0 + ms * 31, 0, 2 * MSS), None);
+        assert_eq!(acked(&mut d, t0 + ms * 32, 2 * MSS, 3 * MSS), None);
+        assert_eq!(d.excluded(), 2);
+        assert!(d.estimate().is_none());
+    }
+
+    #[test]
+    fn short_acks_from_a_delaying_receiver_are_set_aside() {
+        let (t0, ms) = (Instant::now(), Duration::from_millis(1));
+        let mut d = ErttData::default();
+        // Before the receiver is known to delay, a one-segment ACK is measured.
+        sent(&mut d, t0, 0, MSS as usize, false);
+        assert!(acked(&mut d, t0 + ms * 10, 0, MSS).is_some());
+        for i in 1..4 {
+            sent(&mut d, t0 + ms * 20, i * MSS, MSS as usize, false);
+        }
+        assert!(acked(&mut d, t0 + ms * 30, MSS, 3 * MSS).is_some());
+        assert!(d.receiver_delays_acks());
+        // The odd segment's ACK came after the delayed-ACK timer.
+        assert_eq!(acked(&mut d, t0 + ms * 70, 3 * MSS, 4 * MSS), None);
+        assert_eq!(d.last_delayed(), Some(ms * 50));
+        let e = d.estimate().unwrap();
+        assert_eq!((e.max_rtt, e.samples, e.delayed), (ms * 10, 2, 1));
+    }
+
+    #[test]
+    fn the_record_queue_is_bounded() {
+        let t0 = Instant::now();
+        let mut d = ErttData::default();
+        for i in 0..(MAX_RECORDS as u32 + 10) {
+            sent(&mut d, t0, i, 1, false);
+        }
+        assert_eq!(d.sent.len(), MAX_RECORDS);
+        assert_eq!(d.dropped, 10);
     }
 }
