@@ -11,6 +11,14 @@ use crate::tcp::output::OutSegment;
 use crate::tcp::segment::{Segment, MAX_SACK_BLOCKS};
 
 impl Tcb {
+    /// Gives a new connection data for the helpers registered on its stack, as its
+    /// settings list them. Only for control blocks that become connections: the SYN
+    /// cache's throwaway ones (one per SYN,ACK sent) get none, so a SYN flood allocates
+    /// nothing for helpers and runs no hook.
+    pub(crate) fn attach_helpers(&mut self) {
+        self.helpers = self.cfg.helpers.new_slot();
+    }
+
     /// The connection's variables, as the hook contexts carry them.
     pub(crate) fn conn_vars(&self) -> ConnVars {
         ConnVars {

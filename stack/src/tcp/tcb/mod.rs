@@ -268,7 +268,8 @@ pub struct Tcb {
     /// The opt-in cwnd trace (boxed: one pointer when off).
     pub(super) cwnd_trace: Option<Box<CwndTrace>>,
     /// Helper modules' data (`tcp/hhook.rs`, FreeBSD's OSD slot): `None` unless a helper
-    /// was registered on the stack when the connection was made; one pointer otherwise.
+    /// was registered on the stack when the connection was made (`attach_helpers`: an
+    /// active open, or a passive one leaving the SYN cache); one pointer otherwise.
     pub(super) helpers: Option<Box<HelperSlot>>,
 }
 
@@ -404,7 +405,7 @@ impl Tcb {
             events: false,
             cwnd_trace: cfg.cwnd_trace.map(|n| Box::new(CwndTrace::new(now, n))),
             nodelay: cfg.nodelay,
-            helpers: cfg.helpers.new_slot(),
+            helpers: None,
             cfg,
         };
         tcb.set_maxseg(536.min(mss));

@@ -44,6 +44,8 @@ pub(super) struct Recorder {
     pub name: &'static str,
     pub log: Arc<Mutex<Vec<(SocketAddrV4, Ev)>>>,
     pub live: Arc<AtomicUsize>,
+    /// Data ever made.
+    pub made: Arc<AtomicUsize>,
 }
 
 impl Recorder {
@@ -52,6 +54,7 @@ impl Recorder {
             name,
             log: Arc::default(),
             live: Arc::default(),
+            made: Arc::default(),
         }
     }
 
@@ -82,6 +85,7 @@ impl Helper for Recorder {
 
     fn new_conn_data(&self) -> Live {
         self.live.fetch_add(1, Ordering::SeqCst);
+        self.made.fetch_add(1, Ordering::SeqCst);
         Live(self.live.clone())
     }
 
@@ -135,6 +139,7 @@ fn hooks_fire_at_each_point_with_the_data() {
     let (client_rec, server_rec) = (Recorder::new("rec"), Recorder::new("rec"));
     let (clog, slog) = (client_rec.log.clone(), server_rec.log.clone());
     let (clive, slive) = (client_rec.live.clone(), server_rec.live.clone());
+    let smade = server_rec.made.clone();
     sim.hosts[0].net().register_helper(client_rec).unwrap();
     sim.hosts[1].net().register_helper(server_rec).unwrap();
     assert_eq!(sim.hosts[0].net().helpers(), ["rec"]);
@@ -142,6 +147,8 @@ fn hooks_fire_at_each_point_with_the_data() {
     let (got, client, server) = transfer(&mut sim, total, Duration::from_secs(30));
     assert_eq!(got.len(), total);
     assert_eq!(client.lock().tcb.helper_names(), ["rec"]);
+    // One for the connection: none for the SYN cache's SYN,ACK.
+    assert_eq!(smade.load(Ordering::SeqCst), 1);
     assert_eq!(
         (clive.load(Ordering::SeqCst), slive.load(Ordering::SeqCst)),
         (1, 1)
