@@ -235,3 +235,31 @@ fn main() -> Result<(), Box<dyn Error>> {
     assert!(*trace.last().ok_or("no rounds")? > 150);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fed ERTT, Vegas holds the bottleneck's 100 segments plus ALPHA..=BETA queued.
+    #[test]
+    fn settles_with_a_small_queue_on_ertt() {
+        let mut cc = Vegas::default();
+        let trace = drive(&mut cc, true, 300);
+        let last = *trace.last().unwrap();
+        assert!((100 + ALPHA..=100 + BETA + 1).contains(&last), "{trace:?}");
+        assert!(
+            cc.moves[2] > 0,
+            "it had to shrink after slow start's overshoot"
+        );
+    }
+
+    /// Without the helper no `ertt_sample` comes: Reno growth, no stall.
+    #[test]
+    fn grows_as_reno_without_ertt() {
+        let mut cc = Vegas::default();
+        let trace = drive(&mut cc, false, 50);
+        assert!(trace.windows(2).all(|w| w[1] >= w[0]));
+        assert!(*trace.last().unwrap() > 150);
+        assert_eq!(cc.moves, [0; 3]);
+    }
+}
