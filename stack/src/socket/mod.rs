@@ -67,9 +67,10 @@ impl NetStack {
         Ok(())
     }
 
-    /// Unregisters the helper called `name`: no connection calls it again, new ones get
-    /// no data for it, and open ones free theirs at their next hook point (or when they
-    /// are discarded). False if no helper has that name.
+    /// Unregisters the helper called `name`: no connection calls it again (a hook already
+    /// running on a worker finishes), new ones get no data for it, and open ones free
+    /// theirs at their next hook point (or when they are discarded). False if no helper
+    /// has that name.
     pub fn unregister_helper(&self, name: &str) -> bool {
         let mut cfg = self.tcp.config.write().unwrap_or_else(|e| e.into_inner());
         let Some(set) = cfg.helpers.without(name) else {

@@ -19,9 +19,10 @@
 //!   per vnet. The registered set is part of the settings new connections copy
 //!   ([`TcpConfig`]), so a connection gets data for the helpers registered when it was
 //!   created, and only those (khelp's rule: existing connections never get data).
-//!   Unregistering marks the helper dead: no connection calls it again, and each frees its
-//!   data at its next hook point or when it closes (khelp instead refuses to unload a
-//!   helper that connections still use).
+//!   Unregistering marks the helper dead: no connection calls it again (a call already
+//!   under way on a worker finishes), and each frees its data at its next hook point or
+//!   when it closes (khelp instead refuses to unload a helper that connections still
+//!   use).
 //!
 //! [`NetStack::register_helper`]: crate::NetStack::register_helper
 //! [`TcpConfig`]: crate::TcpConfig
