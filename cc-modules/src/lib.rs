@@ -84,6 +84,12 @@
 //! [`wants_rate_samples`](CongestionControl::wants_rate_samples), and get samples whether
 //! or not the transport's loss detection (RACK-TLP) keeps a send record of its own.
 //!
+//! **Enhanced RTT** (FreeBSD's `h_ertt`): when the stack runs an ERTT helper on the
+//! connection, each new measurement ([`Ertt`]: every data segment timed, Karn and
+//! delayed-ACK aware) goes to [`ertt_sample`](CongestionControl::ertt_sample) before the
+//! other hooks of the ACK that produced it. Without the helper it is never called, so a
+//! module that needs it must fall back to [`RttSample`]s (`examples/vegas.rs`).
+//!
 //! **Pacing.** Before each burst of new data the transport reads
 //! [`pacing_rate`](CongestionControl::pacing_rate) and spaces the bursts at that rate;
 //! `None` (the default) means no pacing, the behaviour of window-based modules.
@@ -430,6 +436,33 @@ impl RateSample {
     }
 }
 
+/// An enhanced RTT estimate from a helper module (FreeBSD's `h_ertt`, read by its delay-based
+/// modules): every data segment timed, not one per RTT; retransmitted segments excluded
+/// (Karn); samples an ACK may have held for the receiver's delayed-ACK timer kept apart.
+/// Passed to [`CongestionControl::ertt_sample`] when the stack runs such a helper on the
+/// connection (in xstack, the `ertt` helper); without one, modules never see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ertt {
+    /// The newest measurement not suspected of a delayed-ACK wait.
+    pub rtt: Duration,
+    /// The smallest measurement over the connection's life (the propagation estimate a
+    /// delay-based module compares against: Vegas' BaseRTT).
+    pub min_rtt: Duration,
+    /// The largest measurement over the connection's life.
+    pub max_rtt: Duration,
+    /// An exponentially weighted average of the measurements (gain 1/8, as RFC 6298's SRTT).
+    pub srtt: Duration,
+    /// Measurements taken (those suspected of a delayed-ACK wait not counted).
+    pub samples: u64,
+    /// ACKs whose measurement was set aside as possibly delayed by the receiver.
+    pub delayed: u64,
+    /// The transport's round counter when this measurement was taken
+    /// ([`AckInfo::round`]).
+    pub round: u64,
+    /// The transport's clock when it was taken.
+    pub now: Instant,
+}
+
 /// ECN marks on one received data segment. Passed to [`CongestionControl::ecn_pkt`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EcnPacket {
@@ -521,6 +554,15 @@ pub trait CongestionControl: Send + fmt::Debug {
     /// window-based modules ignore rate samples.
     fn rate_sample(&mut self, v: &mut CcVars, rs: &RateSample) {
         let _ = (v, rs);
+    }
+
+    /// Called with each new enhanced RTT measurement ([`Ertt`]) when the stack runs an
+    /// ERTT helper on the connection: for the ACK that produced it, before that ACK's
+    /// `rtt_sample` and `ack_received`/`post_recovery`. The default does nothing: modules
+    /// that do not use delay measurements ignore it, and without the helper it is never
+    /// called (a module that needs it should fall back to [`RttSample`]s).
+    fn ertt_sample(&mut self, v: &mut CcVars, e: &Ertt) {
+        let _ = (v, e);
     }
 
     /// Whether the module uses [`rate_sample`](Self::rate_sample). The transport then keeps

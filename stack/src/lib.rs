@@ -67,6 +67,23 @@ pub use socket::{
 pub use stack::{
     heap_json, QueueSnapshot, Snapshot, Stack, StackConfig, StartError, WorkerSnapshot,
 };
+/// Helper hooks (FreeBSD's hhook/khelp): the [`hhook::Helper`] trait, its hook points and
+/// their contexts.
+pub mod hhook {
+    pub use crate::tcp::hhook::{
+        AckDoneCtx, ConnCtx, ConnVars, Helper, HelperError, HelperSet, HookPoint, HookPoints,
+        InputCtx, OutputCtx,
+    };
+    pub use crate::tcp::segment::TcpFlags;
+    pub use crate::tcp::State;
+}
+/// The helper modules in the tree: ERTT and per-connection statistics.
+pub mod helpers {
+    pub use crate::tcp::helpers::ertt::MAX_RECORDS as ERTT_MAX_RECORDS;
+    pub use crate::tcp::helpers::{
+        register, ErttData, ErttHelper, Log2Histogram, RegisterError, StatsData, StatsHelper, NAMES,
+    };
+}
 pub use tcp::cwnd_trace::{CcEvent, CwndSample, CwndTrace, DEFAULT_TRACE_LIMIT};
 pub use tcp::pcb::GroupStats;
 pub use tcp::rtt::RtoConfig;

@@ -327,8 +327,13 @@ impl Target {
         c.tcp.sndbuf = setup.sndbuf;
         c.tcp.rcvbuf = setup.rcvbuf;
         c.tcp.mss = setup.mss;
+        let stack = SimStack::new(c);
+        // The helper hooks run on every connection, so crafted frames reach them too.
+        for name in xstack::helpers::NAMES {
+            xstack::helpers::register(&stack.net(), name).expect("in-tree helper");
+        }
         Target {
-            stack: SimStack::new(c),
+            stack,
             start,
             listeners: Vec::new(),
             streams: Vec::new(),

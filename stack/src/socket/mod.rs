@@ -53,6 +53,38 @@ impl NetStack {
         &self.tcp.cc
     }
 
+    /// Registers a helper module (`tcp/hhook.rs`, FreeBSD's khelp) on this stack:
+    /// connections created from now on get its per-connection data and run its hooks on
+    /// their owner worker. Connections already open do not (khelp's rule). Fails if a
+    /// helper of the same name is registered.
+    pub fn register_helper<H: crate::hhook::Helper>(
+        &self,
+        helper: H,
+    ) -> Result<(), crate::hhook::HelperError> {
+        let mut cfg = self.tcp.config.write().unwrap_or_else(|e| e.into_inner());
+        let set = cfg.helpers.with(helper)?;
+        Arc::make_mut(&mut cfg).helpers = set;
+        Ok(())
+    }
+
+    /// Unregisters the helper called `name`: no connection calls it again (a hook already
+    /// running on a worker finishes), new ones get no data for it, and open ones free
+    /// theirs at their next hook point (or when they are discarded). False if no helper
+    /// has that name.
+    pub fn unregister_helper(&self, name: &str) -> bool {
+        let mut cfg = self.tcp.config.write().unwrap_or_else(|e| e.into_inner());
+        let Some(set) = cfg.helpers.without(name) else {
+            return false;
+        };
+        Arc::make_mut(&mut cfg).helpers = set;
+        true
+    }
+
+    /// The names of the registered helpers, in registration (and calling) order.
+    pub fn helpers(&self) -> Vec<String> {
+        self.tcp.conn_config().helpers.names()
+    }
+
     /// The stack-wide ECN setting for new connections.
     pub fn ecn(&self) -> bool {
         self.tcp.conn_config().ecn

@@ -409,6 +409,30 @@ impl TcpStream {
         self.conn.lock().tcb.info()
     }
 
+    /// The helper modules with data on this connection (those registered on the stack
+    /// when it was made, less any unregistered since).
+    pub fn helpers(&self) -> Vec<String> {
+        self.conn.lock().tcb.helper_names()
+    }
+
+    /// `(helper, JSON value)` for each helper that reports this connection's data
+    /// ([`Helper::info_json`](crate::hhook::Helper::info_json)): the stats helper's
+    /// histograms, the ERTT helper's estimate.
+    pub fn helper_info(&self) -> Vec<(String, String)> {
+        self.conn.lock().tcb.helper_info()
+    }
+
+    /// Calls `f` with the data of the helper called `name` on this connection, if it has
+    /// data of type `T` there (e.g. `with_helper_data("ertt", |e: &ErttData| e.estimate())`,
+    /// [`crate::helpers::ErttData`]), under the connection's lock.
+    pub fn with_helper_data<T: 'static, R>(
+        &self,
+        name: &str,
+        f: impl FnOnce(&T) -> R,
+    ) -> Option<R> {
+        self.conn.lock().tcb.helper_data(name).map(f)
+    }
+
     /// The pending error, if the connection failed (SO_ERROR). A soft error ICMP
     /// reported is not one (the connection goes on): it becomes the error if the
     /// connection then times out, as FreeBSD's `t_softerror`.

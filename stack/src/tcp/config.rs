@@ -46,6 +46,10 @@ pub struct TcpConfig {
     /// keeping at most this many samples each. `None` (the default): no trace unless a
     /// socket asks for one.
     pub cwnd_trace: Option<usize>,
+    /// Helper modules (`tcp/hhook.rs`) new connections get data for and run. Empty by
+    /// default; [`NetStack::register_helper`](crate::NetStack::register_helper) and
+    /// `unregister_helper` change it at run time.
+    pub helpers: super::hhook::HelperSet,
     /// TIME-WAIT duration (2*MSL).
     pub time_wait: Duration,
     /// How long a connection nobody holds a handle to may wait in FIN-WAIT-2 for the
@@ -226,6 +230,7 @@ impl Default for TcpConfig {
             nodelay: false,
             keepalive: None,
             cwnd_trace: None,
+            helpers: Default::default(),
             time_wait: Duration::from_secs(60),
             orphan_fin_timeout: Duration::from_secs(60),
             syn_retries: 6,

@@ -7,7 +7,7 @@
 
 use std::time::Instant;
 
-use xstack_cc::{window, AckInfo, CcSignal, CongInfo, Recovery, RttSample};
+use xstack_cc::{window, AckInfo, CcSignal, CongInfo, RateSample, Recovery, RttSample};
 
 use super::config::{TcpError, TimeWaitInput};
 use super::cwnd_trace::CcEvent;
@@ -145,6 +145,7 @@ impl Tcb {
         }
         self.round_end = self.snd_max;
         self.events = true;
+        self.hook_established(now);
     }
 
     /// RFC 9293 §3.10.7.4: every state after SYN-SENT.
@@ -524,6 +525,9 @@ impl Tcb {
             0
         };
         let window = (seg.window as u32) << self.snd_wscale;
+        // Helpers see the acceptable ACK before anything acts on it (FreeBSD runs
+        // HHOOK_TCP_EST_IN before cc_ack_received).
+        self.hook_input(seg, acked, now);
         let prior_in_flight = self.pipe();
 
         // RFC 6675 §4 Update(): "Given the information provided in an ACK, each octet
@@ -607,11 +611,14 @@ impl Tcb {
             // RFC 6937: "DeliveredData = change in snd.una + change in SACKed".
             self.prr_on_ack(acked.saturating_add(newly_sacked), now);
         }
-        if log {
-            self.rate_sample(prior_in_flight, now);
-        }
+        let rate = if log {
+            self.rate_sample(prior_in_flight, now)
+        } else {
+            None
+        };
 
         self.update_snd_wnd(seg, window);
+        self.hook_ack_done(rate, now);
         // State changes when our FIN is acknowledged.
         self.after_fin_acked(now)
     }
@@ -895,7 +902,7 @@ impl Tcb {
 
     /// The ACK's delivery-rate sample (`tcp/rate.rs`) to the module, the last hook of the
     /// ACK (cc-modules lib.rs, "Delivery-rate samples").
-    fn rate_sample(&mut self, prior_in_flight: u32, now: Instant) {
+    fn rate_sample(&mut self, prior_in_flight: u32, now: Instant) -> Option<RateSample> {
         let ctx = SampleCtx {
             prior_in_flight,
             in_flight: self.pipe(),
@@ -904,11 +911,11 @@ impl Tcb {
                 || prior_in_flight.saturating_add(self.t_maxseg) >= self.ccv.cwnd,
             recovery: self.recovery,
         };
-        if let Some(rs) = self.rack.rate.take_sample(&ctx, now) {
-            if self.cc_started {
-                self.cc.rate_sample(&mut self.ccv, &rs);
-            }
+        let rs = self.rack.rate.take_sample(&ctx, now)?;
+        if self.cc_started {
+            self.cc.rate_sample(&mut self.ccv, &rs);
         }
+        Some(rs)
     }
 
     /// A congestion-control ACK event, after the transport's bookkeeping.

@@ -344,6 +344,7 @@ impl TcpLayer {
             if let Some(floor) = inner.tcb.time_wait_reopen(&seg) {
                 // The old incarnation gives way; the SYN goes on to the listener below.
                 inner.tcb.enter_closed();
+                inner.tcb.hook_closed(now);
                 drop(inner);
                 self.release(ctx, heap, &conn);
                 Counters::inc(&ctx.counters().tcp_tw_reopened);
@@ -470,7 +471,10 @@ impl TcpLayer {
         self.output(ifp, ctx, &conn.tuple, &mut inner.tcb);
         super::rack::count(ctx.counters(), &mut inner.tcb);
         let dead = inner.tcb.is_dead();
-        if !dead {
+        if dead {
+            // The connection is discarded: its helpers' last call, and their data goes.
+            inner.tcb.hook_closed(ctx.now());
+        } else {
             if let Some(t) = inner.tcb.poll_deadline() {
                 if inner.scheduled.is_none_or(|s| t < s) {
                     inner.scheduled = Some(t);

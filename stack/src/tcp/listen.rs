@@ -276,6 +276,8 @@ impl TcpLayer {
             return;
         }
         let mut tcb = self.passive_tcb(listener, tuple, &e.syn, e.iss, e.created);
+        // A connection now (the SYN,ACKs' control blocks were throwaway): helper data.
+        tcb.attach_helpers();
         if let Some(ts) = ts_clock {
             tcb.set_ts_clock(ts, now);
         }

@@ -16,6 +16,8 @@ pub mod bufpool;
 pub mod config;
 pub mod cwnd_trace;
 pub mod ecn;
+pub mod helpers;
+pub mod hhook;
 pub mod input;
 pub mod isn;
 pub mod layer;

@@ -92,6 +92,7 @@ impl Tcb {
             return None;
         };
         self.ecn_output_echo(&mut seg.hdr.flags);
+        self.hook_output(&seg, now);
         Some(seg)
     }
 

@@ -17,6 +17,7 @@ use xstack_cc::{CcVars, CongestionControl, Recovery};
 use super::bounds::{Gauge, Slot};
 use super::config::{TcpConfig, TcpError};
 use super::cwnd_trace::{CcEvent, CwndTrace};
+use super::hhook::HelperSlot;
 use super::prr::Prr;
 use super::rack::Rack;
 use super::recvbuf::RecvBuffer;
@@ -27,6 +28,7 @@ use super::sendbuf::SendBuffer;
 use super::seq::Seq;
 use super::timer::{TimerKind, Timers};
 
+mod hooks;
 mod info;
 mod usrreq;
 
@@ -265,6 +267,10 @@ pub struct Tcb {
     pub(super) events: bool,
     /// The opt-in cwnd trace (boxed: one pointer when off).
     pub(super) cwnd_trace: Option<Box<CwndTrace>>,
+    /// Helper modules' data (`tcp/hhook.rs`, FreeBSD's OSD slot): `None` unless a helper
+    /// was registered on the stack when the connection was made (`attach_helpers`: an
+    /// active open, or a passive one leaving the SYN cache); one pointer otherwise.
+    pub(super) helpers: Option<Box<HelperSlot>>,
 }
 
 impl std::fmt::Debug for Tcb {
@@ -399,6 +405,7 @@ impl Tcb {
             events: false,
             cwnd_trace: cfg.cwnd_trace.map(|n| Box::new(CwndTrace::new(now, n))),
             nodelay: cfg.nodelay,
+            helpers: None,
             cfg,
         };
         tcb.set_maxseg(536.min(mss));
@@ -792,6 +799,15 @@ impl Tcb {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a connection costs before its buffers: the helper slot (`tcp/hhook.rs`) added
+    /// one pointer to the control block (1,200 bytes before it).
+    #[test]
+    fn tcb_size() {
+        let n = std::mem::size_of::<Tcb>();
+        eprintln!("size_of::<Tcb>() = {n}");
+        assert!(n <= 1208, "the control block grew to {n} bytes");
+    }
 
     #[test]
     fn window_scale_fits_the_buffer() {

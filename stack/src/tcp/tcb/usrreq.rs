@@ -24,6 +24,7 @@ impl Tcb {
         now: Instant,
     ) -> Tcb {
         let mut tcb = Tcb::new(cfg.into(), local, remote, iss, cc, now);
+        tcb.attach_helpers();
         tcb.state = State::SynSent;
         tcb.timers
             .set(TimerKind::ConnEstab, now + tcb.cfg.connect_timeout);

@@ -26,6 +26,8 @@ mod sack;
 mod sack_recovery;
 mod sim_bbr;
 mod sim_ecn;
+mod sim_helpers;
+mod sim_hooks;
 mod sim_limits;
 mod sim_lost_rexmit;
 mod sim_lro;

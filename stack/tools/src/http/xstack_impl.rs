@@ -58,6 +58,18 @@ fn typed_cc_state(mut v: serde_json::Value) -> serde_json::Value {
     v
 }
 
+/// The helper modules' reports on a connection (`xstack http --helper stats`), by helper
+/// name; a report that is not JSON (a helper's bug) is kept as a string.
+fn helpers_json(reports: Vec<(String, String)>) -> serde_json::Map<String, serde_json::Value> {
+    reports
+        .into_iter()
+        .map(|(name, json)| {
+            let v = serde_json::from_str(&json).unwrap_or(serde_json::Value::String(json));
+            (name, v)
+        })
+        .collect()
+}
+
 impl super::Conn for TcpStream {
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         TcpStream::set_read_timeout(self, timeout)
@@ -78,6 +90,10 @@ impl super::ConnControl for TcpStream {
             if let Ok(peer) = self.peer_addr() {
                 o.insert("peer".into(), peer.to_string().into());
             }
+            let helpers = helpers_json(self.helper_info());
+            if !helpers.is_empty() {
+                o.insert("helpers".into(), helpers.into());
+            }
         }
         typed_cc_state(v)
     }
@@ -95,6 +111,18 @@ impl super::ConnControl for TcpStream {
 mod tests {
     use super::{cc_state_value, typed_cc_state};
     use serde_json::json;
+
+    #[test]
+    fn helper_reports_are_json_by_name() {
+        let m = super::helpers_json(vec![
+            ("stats".into(), "{\"samples\":3}".into()),
+            ("odd".into(), "not json".into()),
+        ]);
+        assert_eq!(
+            serde_json::Value::from(m),
+            json!({"stats": {"samples": 3}, "odd": "not json"})
+        );
+    }
 
     #[test]
     fn cc_state_values_are_typed() {

@@ -306,6 +306,11 @@ struct UpArgs {
     /// Fast recovery without Proportional Rate Reduction (RFC 6937).
     #[arg(long)]
     no_prr: bool,
+    /// Helper modules to register (hhook/khelp), comma separated: `ertt` (the enhanced
+    /// RTT estimate congestion control can read), `stats` (RTT and delivery-rate
+    /// histograms per connection, in `GET /info` as `helpers.stats`).
+    #[arg(long, value_delimiter = ',')]
+    helper: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -773,6 +778,9 @@ fn start_with(
     cfg.tcp.prr &= !a.no_prr;
     tweak(&mut cfg);
     let stack = Stack::start(cfg)?;
+    for name in &a.helper {
+        xstack::helpers::register(stack.net(), name)?;
+    }
     if !announce {
         return Ok(stack);
     }

@@ -147,4 +147,67 @@ mod tests {
             .unwrap()
             .expect("serve_event returns Ok once stopped");
     }
+
+    /// A download, then `GET /info` on the same connection, from a server on a stack
+    /// running the `stats` helper (`xstack http --helper stats`); returns the `/info`.
+    fn info_after_download(event: bool) -> serde_json::Value {
+        let link = LinkConfig {
+            delay: Duration::from_millis(1),
+            ..LinkConfig::default()
+        };
+        let sim = Sim::new(8, link, 1).spawn();
+        xstack::helpers::register(&sim.net(1), "stats").expect("register");
+        assert!(xstack::helpers::register(&sim.net(1), "nope").is_err());
+        let addr = SocketAddrV4::new(host_addr(1), 80);
+        let listener = TcpListener::bind(sim.net(1), addr).expect("bind");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats: StatsFn = Arc::new(|| serde_json::json!({}));
+        let s = Arc::clone(&stop);
+        let server = std::thread::spawn(move || {
+            if event {
+                serve_event(listener, stats, s, ServerConfig::event())
+            } else {
+                super::super::super::serve(listener, stats, s)
+            }
+        });
+        let mut c =
+            TcpStream::connect_timeout(sim.net(0), addr, Duration::from_secs(10)).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        c.write_all(
+            b"GET /bytes/400000 HTTP/1.1\r\nHost: t\r\n\r\n\
+              GET /info HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        c.read_to_end(&mut out).unwrap();
+        stop.store(true, Ordering::Relaxed);
+        server.join().unwrap().expect("stopped");
+        // The pattern body never holds an empty line: the last one ends /info's head.
+        let body = out
+            .windows(4)
+            .rposition(|w| w == b"\r\n\r\n")
+            .map(|i| &out[i + 4..])
+            .expect("a response");
+        serde_json::from_slice(body).expect("JSON")
+    }
+
+    #[test]
+    fn info_reports_the_stats_helper_in_both_servers() {
+        for event in [true, false] {
+            let info = info_after_download(event);
+            let st = &info["helpers"]["stats"];
+            let samples = st["samples"].as_u64().unwrap_or(0);
+            assert!(samples > 10, "event {event}: {info}");
+            assert_eq!(st["rtt_us"]["count"].as_u64(), Some(samples), "{info}");
+            let buckets = st["delivery_rate_bytes_per_sec"]["buckets"]
+                .as_array()
+                .unwrap();
+            let counted: u64 = buckets.iter().map(|b| b["count"].as_u64().unwrap()).sum();
+            assert_eq!(
+                Some(counted),
+                st["delivery_rate_bytes_per_sec"]["count"].as_u64()
+            );
+            assert!(counted > 0);
+        }
+    }
 }
