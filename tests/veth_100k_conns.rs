@@ -33,69 +33,7 @@ const PER_CLIENT: usize = 15_000;
 /// one `GET /bytes/1` and reading its whole response, with up to 64 in progress; prints
 /// `open N` once all are answered and open, then waits for SIGUSR1 (or 900 s),
 /// closes them all (250 per 50 ms) and prints `closed N`.
-const CLIENT: &str = r#"
-import errno, resource, select, signal, socket, sys, time
-signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGUSR1])
-n = int(sys.argv[1]); srcs = sys.argv[2].split(","); dst = (sys.argv[3], 80)
-soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-REQ = b"GET /bytes/1 HTTP/1.1\r\nHost: x\r\n\r\n"
-ep = select.epoll()
-state = {}   # fd -> [sock, phase, got]
-done = []; started = 0; t0 = time.time(); failed = 0
-def start():
-    global started
-    s = socket.socket()
-    s.setsockopt(socket.SOL_IP, 24, 1)  # IP_BIND_ADDRESS_NO_PORT: port chosen by connect
-    s.bind((srcs[started % len(srcs)], 0))
-    s.setblocking(False)
-    try:
-        s.connect(dst)
-    except BlockingIOError:
-        pass
-    state[s.fileno()] = [s, 0, b""]
-    ep.register(s.fileno(), select.EPOLLOUT)
-    started += 1
-while len(done) + failed < n:
-    while started < n and len(state) < 64:
-        start()
-    for fd, ev in ep.poll(10):
-        s, phase, got = state[fd]
-        if phase == 0:
-            err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if err:
-                print("connect failed", errno.errorcode.get(err, err), flush=True)
-                ep.unregister(fd); del state[fd]; s.close(); failed += 1
-                continue
-            s.send(REQ)
-            state[fd][1] = 1
-            ep.modify(fd, select.EPOLLIN)
-        else:
-            data = s.recv(4096)
-            got += data
-            state[fd][2] = got
-            head, sep, body = got.partition(b"\r\n\r\n")
-            if not data or (sep and len(body) >= 1):
-                ep.unregister(fd); del state[fd]
-                if got.startswith(b"HTTP/1.1 200") and body == b"\x00":
-                    done.append(s)
-                else:
-                    print("bad answer", got[:200], flush=True); s.close(); failed += 1
-    if time.time() - t0 > 900:
-        break
-print("open", len(done), "failed", failed, "secs %.1f" % (time.time() - t0), flush=True)
-signal.sigtimedwait([signal.SIGUSR1], 900)
-# Closed 250 at a time, 5,000 a second: a burst of 100k FINs would overflow the stack's
-# receive ring (a debug build drains it slowest), and a connection whose FIN and then
-# RST (Linux resets orphans whose FIN it had to resend while it holds many) are both lost
-# stays open on the server until its idle timeout.
-for i, s in enumerate(done):
-    s.close()
-    if i % 250 == 249:
-        time.sleep(0.05)
-print("closed", len(done), flush=True)
-time.sleep(600)
-"#;
+const CLIENT: &str = include_str!("scripts/conns_client.py");
 
 fn vm_rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -148,7 +86,9 @@ fn a_hundred_thousand_connections_on_one_worker() {
     }
     // 55k ports per source address (the peer's namespace only), not the default 28k.
     pair.exec_peer_ok(["sysctl", "-qw", "net.ipv4.ip_local_port_range=10000 65000"]);
-    let stack = pair.spawn_http(&["--port", "80", "--idle-timeout", "900"]);
+    // The idle timeout outlasts the open phase and the measurement (under a minute even
+    // on a loaded machine) and reaps what a lost FIN and RST would leave half-open.
+    let stack = pair.spawn_http(&["--port", "80", "--idle-timeout", "90"]);
     // Settle, and let the first /stats connection come and go.
     let _ = server_connections(&pair);
     std::thread::sleep(Duration::from_millis(500));
@@ -221,12 +161,20 @@ fn a_hundred_thousand_connections_on_one_worker() {
     for (_, client) in &mut clients {
         client.wait_for("closed ", Duration::from_secs(300));
     }
-    let deadline = Instant::now() + Duration::from_secs(120);
+    // Normally all are gone in seconds. A starved debug build can drop both a FIN and
+    // the RST Linux sends when it gives up on that orphan (rx ring overflow); such a
+    // half-open connection goes at the server's idle timeout, as it would in production.
+    let closing = Instant::now();
+    let deadline = closing + Duration::from_secs(200);
     let mut left = server_connections(&pair).unwrap_or(u64::MAX);
     while left > 1 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(500));
         left = server_connections(&pair).unwrap_or(u64::MAX);
     }
+    eprintln!(
+        "all closed {:.1} s after the clients closed",
+        closing.elapsed().as_secs_f64()
+    );
     if left > 1 {
         if let Some(v) = server_stats(&pair) {
             eprintln!("still open, by state: {}", v["tcp"]["states"]);

@@ -17,6 +17,7 @@ use crate::sys::{ensure_packages, is_root, must};
 use anyhow::{bail, Context, Result};
 use std::process::Command;
 
+mod conns;
 mod nginx;
 
 const NS_STACK: &str = "xsbench-a";
@@ -61,10 +62,11 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 50_000)]
     rr_count: usize,
     /// Run only these measurements (comma separated): icmp, stack-to-linux, offloads,
-    /// linux-to-stack, lro, rr, cps, syn-flood, loss, multiworker, nginx. Default: all.
+    /// linux-to-stack, lro, rr, cps, syn-flood, loss, multiworker, nginx, conns100k.
+    /// Default: all.
     #[arg(long, value_delimiter = ',', value_parser = [
         "icmp", "stack-to-linux", "offloads", "linux-to-stack", "lro", "rr", "cps",
-        "syn-flood", "loss", "multiworker", "nginx",
+        "syn-flood", "loss", "multiworker", "nginx", "conns100k",
     ])]
     only: Vec<String>,
 }
@@ -505,6 +507,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.runs("nginx") {
         // --- xstack http against nginx on Linux's TCP: wrk and curl on the peer ---
         nginx::nginx_rows(&env, &["--port", "80"], &mut report)?;
+    }
+    if args.runs("conns100k") {
+        // --- 100,000 idle connections on one worker: memory per connection ---
+        conns::conns_row(&env, &mut report)?;
     }
     if args.runs("loss") {
         // --- throughput stack -> Linux under 1% random loss, per congestion-control module ---
