@@ -172,7 +172,7 @@ fn a_hundred_thousand_connections_on_one_worker() {
         left = server_connections(&pair).unwrap_or(u64::MAX);
     }
     eprintln!(
-        "all closed {:.1} s after the clients closed",
+        "waited {:.1} s after the clients closed",
         closing.elapsed().as_secs_f64()
     );
     if left > 1 {
