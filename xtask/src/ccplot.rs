@@ -52,6 +52,11 @@ pub struct CcPlotArgs {
     /// The server's send buffer per connection, bytes.
     #[arg(long, default_value_t = 1 << 20)]
     sndbuf: usize,
+    /// The stack's idle mode. `busy` as in `tests/veth_bottleneck.rs`: with `sleep`, late
+    /// wakeups of the worker on a busy 2-core VM stretch the RTT, which a small window
+    /// (BBR's, on this path with a microsecond base RTT) cannot cover.
+    #[arg(long, default_value = "busy")]
+    idle: String,
 }
 
 /// The client namespace and the routed, shaped hop ([`xstack_testnet::SecondHop`]);
@@ -122,7 +127,7 @@ fn one_module(bin: &str, module: &str, a: &CcPlotArgs, dir: &Path) -> Result<(f6
         "--gateway",
         "198.18.0.2",
         "--idle",
-        "sleep",
+        &a.idle,
         "--cc",
         module,
         "--server",
@@ -261,15 +266,14 @@ fn draw(path: &PathBuf, runs: &[(String, f64, Vec<Sample>)], a: &CcPlotArgs) -> 
         .iter()
         .filter_map(|r| r.2.last().map(|s| s.t_s))
         .fold(1.0, f64::max);
-    let w_max = runs
-        .iter()
-        .flat_map(|r| r.2.iter().map(|s| f64::from(s.cwnd) / MSS))
-        .fold(10.0, f64::max);
     let p_max = runs
         .iter()
         .flat_map(|r| r.2.iter().map(pacing_mbps))
         .fold(10.0, f64::max);
     for ((name, rate, trace), panel) in runs.iter().zip(panels.iter()) {
+        // Each panel its own cwnd scale: BBR's window is a few segments where the
+        // loss-based modules' are hundreds.
+        let w_max = trace.iter().map(cwnd_segments).fold(10.0, f64::max);
         let mut chart = ChartBuilder::on(panel)
             .caption(
                 format!(
@@ -284,7 +288,8 @@ fn draw(path: &PathBuf, runs: &[(String, f64, Vec<Sample>)], a: &CcPlotArgs) -> 
             .y_label_area_size(52)
             .right_y_label_area_size(if paces(trace) { 52 } else { 0 })
             .build_cartesian_2d(0.0..t_max, 0.0..w_max * 1.05)?
-            .set_secondary_coord(0.0..t_max, 0.0..p_max * 1.05);
+            // Log scale: the rate BBR cruises at and its brief excursions both show.
+            .set_secondary_coord(0.0..t_max, (1.0..p_max * 1.5).log_scale());
         chart
             .configure_mesh()
             .x_desc("time since connection start (s)")
@@ -312,13 +317,15 @@ fn draw(path: &PathBuf, runs: &[(String, f64, Vec<Sample>)], a: &CcPlotArgs) -> 
         if paces(trace) {
             chart
                 .configure_secondary_axes()
-                .y_desc("pacing rate (Mbit/s)")
+                .y_desc("pacing rate (Mbit/s, log scale)")
                 .y_label_formatter(&|v| format!("{v:.0}"))
                 .draw()?;
             let green = RGBColor(0, 140, 60);
             chart
                 .draw_secondary_series(LineSeries::new(
-                    thin(trace, 1200, pacing_mbps),
+                    thin(trace, 1200, pacing_mbps)
+                        .into_iter()
+                        .filter(|&(_, r)| r >= 1.0),
                     green.stroke_width(1),
                 ))?
                 .label("pacing rate (right axis)")
