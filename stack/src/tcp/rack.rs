@@ -427,8 +427,9 @@ pub struct Rack {
     /// The delivery-rate estimator, fed by the log (`tcp/rate.rs`).
     pub rate: RateEstimator,
     /// The connection's counters (`rack_lost`, `rack_reo_timeouts`, `tlp_probes`,
-    /// `tlp_recoveries`) as last added to the stack-wide ones ([`count`]).
-    reported: [u64; 4],
+    /// `tlp_recoveries`, `rtos`, `dsacks`) as last added to the stack-wide ones
+    /// ([`count`]).
+    reported: [u64; 6],
 }
 
 impl Default for Rack {
@@ -447,7 +448,7 @@ impl Default for Rack {
             tlp: None,
             tlp_due: false,
             rearm: false,
-            reported: [0; 4],
+            reported: [0; 6],
         }
     }
 }
@@ -631,9 +632,9 @@ impl Rack {
     }
 }
 
-/// Adds what a connection's RACK-TLP counters gained since the last call to the
-/// stack-wide `tcp.rack_*` / `tcp.tlp_*` counters (after each input, timer or kick, in
-/// `TcpLayer::flush`).
+/// Adds what a connection's loss-recovery counters gained since the last call to the
+/// stack-wide `tcp.rack_*`, `tcp.tlp_*`, `tcp.rtos` and `tcp.dsacks_rx` counters (after
+/// each input, timer or kick, in `TcpLayer::flush`).
 pub(super) fn count(c: &crate::stats::Counters, tcb: &mut Tcb) {
     use std::sync::atomic::Ordering;
     let st = tcb.stats();
@@ -642,12 +643,16 @@ pub(super) fn count(c: &crate::stats::Counters, tcb: &mut Tcb) {
         st.rack_reo_timeouts,
         st.tlp_probes,
         st.tlp_recoveries,
+        st.rtos,
+        st.dsacks,
     ];
     let ctrs = [
         &c.tcp_rack_lost,
         &c.tcp_rack_reo_timeouts,
         &c.tcp_tlp_probes,
         &c.tcp_tlp_recoveries,
+        &c.tcp_rtos,
+        &c.tcp_dsacks_rx,
     ];
     for ((ctr, n), r) in ctrs.iter().zip(now).zip(tcb.rack.reported.iter_mut()) {
         if n > *r {

@@ -140,6 +140,8 @@ fn recovery_counters(stats: &serde_json::Value) -> serde_json::Value {
         "tcp.rack_reo_timeouts",
         "tcp.tlp_probes",
         "tcp.tlp_recoveries",
+        "tcp.rtos",
+        "tcp.dsacks_rx",
         "tcp.tso_bursts",
     ] {
         out.insert(k.into(), stats["counters"][k].clone());
