@@ -826,7 +826,13 @@ impl Tcb {
             Some(t) => self.timers.set(TimerKind::RackReo, t),
             None => self.timers.stop(TimerKind::RackReo),
         }
-        if marked > 0 {
+        // A range marked lost earlier and not resent yet needs recovery as much as a new
+        // mark: an episode can end (its recovery point covered) while the window still
+        // held back a loss found during it, and in the open state nothing resends that
+        // range but the RTO. Linux enters recovery whenever packets are marked lost
+        // (`tcp_time_to_recover`: `lost_out`).
+        let unsent_lost = self.recovery == Recovery::Open && self.rack.log.lost_segs > 0;
+        if marked > 0 || unsent_lost {
             // A loss ends any TLP episode's claim on the tail and starts recovery (RFC
             // 8985 §6.2: RACK marks, the sender then runs RFC 6675 recovery with these
             // marks). Once per episode, as RFC 6675 §5 and RFC 6582 say.
