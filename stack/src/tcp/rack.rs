@@ -426,6 +426,8 @@ pub struct Rack {
     pub rearm: bool,
     /// The delivery-rate estimator, fed by the log (`tcp/rate.rs`).
     pub rate: RateEstimator,
+    /// The time the last transmission was logged with ([`Tcb::rack_on_send`]).
+    last_xmit: Option<Instant>,
     /// The connection's counters (`rack_lost`, `rack_reo_timeouts`, `tlp_probes`,
     /// `tlp_recoveries`, `rtos`, `dsacks`) as last added to the stack-wide ones
     /// ([`count`]).
@@ -448,6 +450,7 @@ impl Default for Rack {
             tlp: None,
             tlp_due: false,
             rearm: false,
+            last_xmit: None,
             reported: [0; 6],
         }
     }
@@ -708,11 +711,24 @@ impl Tcb {
             // RFC 8985 §7.2: the PTO restarts "after transmitting new data".
             self.rack.rearm = true;
         }
+        // The log keeps send order, not the clock of the batch being handled: everything
+        // sent while one batch of input is handled shares `now`, and RACK_sent_after
+        // (RFC 8985 §6.2) breaks equal times by sequence number, which ranks a
+        // retransmission sent after new data of the same instant before that data, so
+        // the retransmission was marked lost as soon as the new data was SACKed (a
+        // spurious retransmission, seen with BBR as D-SACKs for a third of them). Each
+        // transmission gets a time at least a nanosecond after the previous one; the
+        // pieces of one TSO segment share it and stay ranked by sequence.
+        let xmit = match self.rack.last_xmit {
+            Some(t) if t >= now => t + Duration::from_nanos(1),
+            _ => now,
+        };
+        self.rack.last_xmit = Some(xmit);
         let in_flight = self.rack.log.pipe(self.snd_una, self.snd_max);
         let snap = self.rack.rate.on_send(now, in_flight, end.dist(seq));
         self.rack
             .log
-            .on_send_snap(seq, end, now, tsval, self.t_maxseg, snap);
+            .on_send_snap(seq, end, xmit, tsval, self.t_maxseg, snap);
     }
 
     /// RACK-TLP's part of one ACK (RFC 8985 §6.2 steps 1-5 and §7.4), after the
