@@ -1,8 +1,11 @@
 //! Downloads from `xstack http` through a real 100 Mbit/s bottleneck with Linux as the
 //! receiver, once per congestion-control module: each fills the link (≥ 90 % of what it
-//! can carry of TCP payload) and its cwnd trace (`--cwnd-trace`) has the shape its RFC predicts: NewReno's sawtooth
-//! (halving, then +1 SMSS per RTT, RFC 5681 §3.1 / §3.2), CUBIC's β = 0.7 reduction and
-//! its concave-then-convex climb around W_max (RFC 9438 §4.2, §4.6).
+//! can carry of TCP payload, BBR ≥ 95 %) and its cwnd trace (`--cwnd-trace`) has the
+//! shape its RFC predicts: NewReno's sawtooth (halving, then +1 SMSS per RTT, RFC 5681
+//! §3.1 / §3.2), CUBIC's β = 0.7 reduction and its concave-then-convex climb around W_max
+//! (RFC 9438 §4.2, §4.6). BBR, which paces at its bandwidth estimate instead of filling
+//! the queue until it overflows, keeps the queue shorter than CUBIC: the RTT that pings
+//! across the bottleneck see during its download is below CUBIC's.
 //!
 //! Where the bottleneck sits. The stack transmits through AF_XDP, which hands frames to
 //! the veth driver directly and bypasses every qdisc of `vstk`, so a `tbf` there would
@@ -103,14 +106,67 @@ fn tbf_dropped(stats: &str) -> u64 {
 }
 
 /// One download: the rate curl saw (bits/s of body, from the first byte request to the
-/// end, so the handshake is not counted) and the server-side trace.
+/// end, so the handshake is not counted), the server-side trace, and the RTTs (ms) of
+/// pings across the bottleneck during the download.
 struct Run {
     rate_bps: f64,
     trace: Vec<CwndSample>,
+    ping_rtt_ms: Vec<f64>,
+    /// Packets the tbf dropped (its queue overflowed).
+    tbf_dropped: u64,
     context: String,
 }
 
+/// One download at a time: the tests measure rates and delays, and busy-polling stacks
+/// side by side on a 2-core machine would measure each other.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Pings every 50 ms from the client namespace to the router's address on the shaped
+/// hop: the echo replies leave through the tbf on `vfwd`, behind the queued data, so
+/// each RTT is the bottleneck's queueing delay at that moment.
+struct Pinger(std::process::Child);
+
+impl Pinger {
+    fn start(client_ns: &str) -> Pinger {
+        let child = std::process::Command::new("ip")
+            .args(["netns", "exec", client_ns, "ping", "-n", "-i", "0.05"])
+            .arg(xstack_testnet::ROUTER_ADDR)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start ping");
+        Pinger(child)
+    }
+
+    /// Stops ping (SIGINT) and returns the RTTs it printed, in milliseconds.
+    fn finish(self) -> Vec<f64> {
+        // SAFETY: kill has no memory-safety preconditions; the pid is our child's, not
+        // yet waited for.
+        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGINT) };
+        let out = self.0.wait_with_output().expect("wait for ping");
+        parse_ping_rtts(&String::from_utf8_lossy(&out.stdout))
+    }
+}
+
+/// The `time=X ms` values of ping's output.
+fn parse_ping_rtts(text: &str) -> Vec<f64> {
+    text.lines()
+        .filter_map(|l| l.split("time=").nth(1))
+        .filter_map(|t| t.split_whitespace().next())
+        .filter_map(|t| t.parse().ok())
+        .collect()
+}
+
+/// The median of `v` (NaN when empty).
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
 fn download(module: &str) -> Run {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let dir = TestDir::new(&format!("bneck-{module}"));
     let pair = VethPair::new_headers_only(&format!("bneck{module}"), 1, 96);
     let hop = SecondHop::new(&pair);
@@ -136,6 +192,7 @@ fn download(module: &str) -> Run {
     ]);
     let body = dir.path.join("body.bin");
     let body_s = body.display().to_string();
+    let pinger = Pinger::start(&hop.ns);
     let (out, curl_ctx) = hop.curl(&[
         "--max-time",
         "120",
@@ -145,6 +202,7 @@ fn download(module: &str) -> Run {
         &body_s,
         &format!("http://{STACK_ADDR}/bytes/{SIZE}"),
     ]);
+    let ping_rtt_ms = pinger.finish();
     let curl_err = String::from_utf8_lossy(&out.stderr).into_owned();
     // The server writes the trace when it is done with the connection (after curl's FIN).
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
@@ -179,10 +237,6 @@ fn download(module: &str) -> Run {
         "body sha256: {context}"
     );
     let _ = std::fs::remove_file(&body);
-    assert!(
-        tbf_dropped(&tbf) > 0,
-        "the tbf queue never overflowed, so there was no congestion to react to: {context}"
-    );
     let field = |name: &str| -> f64 {
         curl_err
             .split(&format!("{name}="))
@@ -202,6 +256,8 @@ fn download(module: &str) -> Run {
     Run {
         rate_bps,
         trace,
+        ping_rtt_ms,
+        tbf_dropped: tbf_dropped(&tbf),
         context,
     }
 }
@@ -326,8 +382,18 @@ fn summary(e: &Epoch<'_>) -> String {
 /// 100 % busy delivers 95.6 Mbit/s of body.
 const PAYLOAD_RATE_BPS: f64 = RATE_BPS * MSS / (MSS + 66.0);
 
-/// The body rate curl measured must be at least 90 % of what the bottleneck can carry.
-fn assert_fills_the_link(r: &Run, module: &str) {
+/// A loss-based module had losses to react to: the tbf queue overflowed.
+fn assert_congested(r: &Run) {
+    assert!(
+        r.tbf_dropped > 0,
+        "the tbf queue never overflowed, so there was no congestion to react to: {}",
+        r.context
+    );
+}
+
+/// The body rate curl measured must be at least `min_share` of what the bottleneck can
+/// carry.
+fn assert_fills_the_link(r: &Run, module: &str, min_share: f64) {
     let share = r.rate_bps / PAYLOAD_RATE_BPS;
     println!(
         "{module}: {:.1} Mbit/s of body = {:.1} % of the bottleneck's {:.1} Mbit/s payload \
@@ -337,7 +403,7 @@ fn assert_fills_the_link(r: &Run, module: &str) {
         PAYLOAD_RATE_BPS / 1e6
     );
     assert!(
-        share >= 0.90,
+        share >= min_share,
         "{module} reached {:.1} % of the bottleneck's payload rate: {}",
         share * 100.0,
         r.context
@@ -501,7 +567,8 @@ fn newreno_fills_the_bottleneck_with_a_sawtooth() {
     for e in &epochs(&r.trace) {
         println!("newreno {}", summary(e));
     }
-    assert_fills_the_link(&r, "newreno");
+    assert_congested(&r);
+    assert_fills_the_link(&r, "newreno", 0.90);
     if let Err(e) = check_newreno(&r.trace) {
         panic!("{e}\n{}", r.context);
     }
@@ -516,10 +583,78 @@ fn cubic_fills_the_bottleneck_concave_then_convex() {
     for e in &epochs(&r.trace) {
         println!("cubic {}", summary(e));
     }
-    assert_fills_the_link(&r, "cubic");
+    assert_congested(&r);
+    assert_fills_the_link(&r, "cubic", 0.90);
     if let Err(e) = check_cubic(&r.trace) {
         panic!("{e}\n{}", r.context);
     }
+}
+
+/// BBR (draft-ietf-ccwg-bbr) through the same bottleneck: it fills the link (≥ 95 %),
+/// paces (the trace carries its pacing rate), and queues less than CUBIC, whose
+/// loss-based window grows until the tbf queue overflows: the median RTT of pings across
+/// the bottleneck during BBR's download is below the median during CUBIC's, measured
+/// in this test one after the other.
+#[test]
+fn bbr_fills_the_bottleneck_with_less_queueing_than_cubic() {
+    if !require_root() || !require_tool("curl") || !require_tool("tc") || !require_tool("ping") {
+        return;
+    }
+    let cubic = download("cubic");
+    let bbr = download("bbr");
+    let (rtt_cubic, rtt_bbr) = (median(&cubic.ping_rtt_ms), median(&bbr.ping_rtt_ms));
+    println!(
+        "queueing delay (ping across the bottleneck during the download, median of {} / {} \
+         samples): cubic {rtt_cubic:.2} ms, bbr {rtt_bbr:.2} ms",
+        cubic.ping_rtt_ms.len(),
+        bbr.ping_rtt_ms.len()
+    );
+    let paced: Vec<&CwndSample> = bbr.trace.iter().filter(|s| s.pacing_rate > 0).collect();
+    let pacing_mbps = median(
+        &paced
+            .iter()
+            .map(|s| f64::from(s.pacing_rate) * 8.0 / 1e6)
+            .collect::<Vec<_>>(),
+    );
+    println!(
+        "bbr: {} trace samples, {} with a pacing rate (median {pacing_mbps:.1} Mbit/s); tbf \
+         drops: cubic {}, bbr {}",
+        bbr.trace.len(),
+        paced.len(),
+        cubic.tbf_dropped,
+        bbr.tbf_dropped
+    );
+    assert_fills_the_link(&bbr, "bbr", 0.95);
+    assert!(
+        bbr.trace.iter().all(|s| s.cc == "bbr") && paced.len() * 10 >= bbr.trace.len() * 9,
+        "BBR's trace should carry its pacing rate: {}",
+        bbr.context
+    );
+    for (name, r) in [("cubic", &cubic), ("bbr", &bbr)] {
+        assert!(
+            r.ping_rtt_ms.len() >= 50,
+            "{name}: too few ping replies ({}) to compare delays: {}",
+            r.ping_rtt_ms.len(),
+            r.context
+        );
+    }
+    assert!(
+        rtt_bbr < rtt_cubic,
+        "BBR's median RTT {rtt_bbr:.2} ms should be below CUBIC's {rtt_cubic:.2} ms\n{}\n{}",
+        bbr.context,
+        cubic.context
+    );
+}
+
+#[test]
+fn ping_output_parses() {
+    let text = "PING 198.18.1.1 (198.18.1.1) 56(84) bytes of data.\n\
+                64 bytes from 198.18.1.1: icmp_seq=1 ttl=64 time=0.051 ms\n\
+                64 bytes from 198.18.1.1: icmp_seq=2 ttl=64 time=41.3 ms\n\
+                rtt min/avg/max/mdev = 0.051/20.6/41.3/20.6 ms\n";
+    assert_eq!(parse_ping_rtts(text), vec![0.051, 41.3]);
+    assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+    assert!(median(&[]).is_nan());
 }
 
 /// A synthetic trace of a sender on this path (queue-only RTT, `capacity` segments before
@@ -539,6 +674,7 @@ fn synthetic(
         ssthresh: (ssthresh * MSS) as u32,
         in_flight: (in_flight * MSS) as u32,
         srtt_us: 0,
+        pacing_rate: 0,
         event,
         cc: "synthetic",
     };

@@ -206,6 +206,11 @@ counters! {
     tcp_tlp_probes => "tcp.tlp_probes",
     /// Losses repaired by a tail loss probe (each reduced cwnd, RFC 8985 §7.4).
     tcp_tlp_recoveries => "tcp.tlp_recoveries",
+    /// Retransmission timer expiries (each backed-off expiry counts too).
+    tcp_rtos => "tcp.rtos",
+    /// D-SACK blocks received (RFC 2883): segments the peer got twice, e.g. spurious
+    /// retransmissions.
+    tcp_dsacks_rx => "tcp.dsacks_rx",
     /// TCP segments that could not be sent (no route, ARP hold full, tx ring full).
     tcp_tx_fail => "tcp.tx_fail",
     /// Connections that negotiated ECN (RFC 3168) on their handshake.

@@ -6,8 +6,8 @@
 //! for `--rounds` rounds and reports medians, with the ratio xstack/Linux:
 //! ICMP echo RTT (p50/p99), bulk throughput stack->Linux (curl on the peer) and
 //! Linux->stack (`xstack get` vs the same client on kernel sockets), and a 1-byte
-//! request/response latency (p50/p99), and stack->Linux throughput under 1% random loss
-//! for xstack-NewReno, xstack-CUBIC and Linux CUBIC. Results go to
+//! request/response latency (p50/p99), and throughput through a router that drops 1% of
+//! the packets each way, per congestion-control module (`bench/loss.rs`). Results go to
 //! `target/bench/bench.json`.
 
 use crate::demo::{
@@ -18,6 +18,7 @@ use anyhow::{bail, Context, Result};
 use std::process::Command;
 
 mod conns;
+mod loss;
 mod nginx;
 
 const NS_STACK: &str = "xsbench-a";
@@ -514,7 +515,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     if args.runs("loss") {
         // --- throughput stack -> Linux under 1% random loss, per congestion-control module ---
-        loss_case(&env, &mut report)?;
+        loss::loss_case(&env, &mut report)?;
     }
     if args.runs("multiworker") {
         multiworker_throughput(&args, &binstr, &mut report)?;
@@ -1188,160 +1189,4 @@ fn median(mut v: Vec<f64>) -> f64 {
         return f64::NAN;
     }
     v[v.len() / 2]
-}
-
-/// Bytes per transfer in the loss case: 1% loss keeps rates far below the loss-free
-/// case, and a full `--bytes` transfer would take minutes per round.
-const LOSS_BYTES: u64 = 200_000_000;
-
-/// nftables rules for the loss case: 1% of the TCP segments the stack's side sends from
-/// its HTTP servers (xstack at 198.18.0.1:80, the kernel at 198.18.0.3:8080) are dropped
-/// as they reach the peer, counted per sender.
-const LOSS_RULES: &str = r#"
-table netdev xsbench_loss {
-    chain ingress {
-        type filter hook ingress device "vpeer" priority 0; policy accept;
-        ip saddr 198.18.0.1 tcp sport 80 numgen random mod 100 < 1 counter drop
-        ip saddr 198.18.0.3 tcp sport 8080 numgen random mod 100 < 1 counter drop
-    }
-}
-"#;
-
-/// `counter packets N` of the loss rule for `saddr` in `nft list table` output.
-fn loss_drops(ruleset: &str, saddr: &str) -> u64 {
-    ruleset
-        .lines()
-        .find(|l| l.contains(&format!("ip saddr {saddr} ")))
-        .and_then(|l| l.split("counter packets ").nth(1))
-        .and_then(|r| r.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
-/// The loss case: throughput stack -> Linux (curl on the peer) under 1% random loss on
-/// the data segments, for xstack with NewReno, xstack with CUBIC and Linux with CUBIC,
-/// alternating per round; reported as ratios xstack/Linux under `throughput_loss_1pct`.
-///
-/// Fairness: the drop rule sees what crosses the veth. The kernel would send 64 KB GSO
-/// packets through veth (one drop = ~45 segments lost), so its sending interface has
-/// GSO/TSO off for this case and every packet is one segment, as xstack's are. The
-/// kernel runs CUBIC (TCP_CONGESTION on its server's listener); both sides use SACK and
-/// timestamps.
-fn loss_case(env: &Env, report: &mut serde_json::Map<String, serde_json::Value>) -> Result<()> {
-    let dir = crate::demo::target_dir().join("bench");
-    std::fs::create_dir_all(&dir)?;
-    let rules = dir.join("loss.nft");
-    std::fs::write(&rules, LOSS_RULES)?;
-    let rules = rules.to_string_lossy().to_string();
-    must(&["ip", "netns", "exec", env.b, "nft", "-f", &rules])?;
-    // CUBIC set on the server's listening socket (TCP_CONGESTION, inherited by accepted
-    // sockets): the namespace's default follows the host's (bbr on some machines), and a
-    // namespace other than the initial one may not switch its default to an algorithm
-    // outside tcp_allowed_congestion_control.
-    let _k_http = Bg::spawn(&[
-        "ip",
-        "netns",
-        "exec",
-        env.a,
-        "taskset",
-        "-c",
-        &env.cpu,
-        &env.bin,
-        "kernel-http",
-        "--listen",
-        "198.18.0.3:8080",
-        "--cc",
-        "cubic",
-    ])?;
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    must(&[
-        "ip", "netns", "exec", env.a, "ethtool", "-K", "vstk", "gso", "off", "tso", "off",
-    ])?;
-    let result = loss_rounds(env);
-    // Undo even on failure: later cases (and a re-run) expect a loss-free path.
-    let _ = must(&[
-        "ip", "netns", "exec", env.a, "ethtool", "-K", "vstk", "gso", "on", "tso", "on",
-    ]);
-    let listed = Command::new("ip")
-        .args([
-            "netns",
-            "exec",
-            env.b,
-            "nft",
-            "list",
-            "table",
-            "netdev",
-            "xsbench_loss",
-        ])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).to_string())
-        .unwrap_or_default();
-    let _ = must(&[
-        "ip",
-        "netns",
-        "exec",
-        env.b,
-        "nft",
-        "delete",
-        "table",
-        "netdev",
-        "xsbench_loss",
-    ]);
-    let (newreno, cubic, linux) = result?;
-    let (nr, cu, k) = (
-        median(newreno.clone()),
-        median(cubic.clone()),
-        median(linux.clone()),
-    );
-    println!("throughput stack->linux, 1% random loss on the data segments ({LOSS_BYTES} bytes):");
-    line("  xstack-newreno vs linux-cubic (Gbit/s)", nr, k);
-    line("  xstack-cubic vs linux-cubic (Gbit/s)", cu, k);
-    report.insert(
-        "throughput_loss_1pct".into(),
-        serde_json::json!({
-            "bytes": LOSS_BYTES,
-            "loss": "nft netdev ingress on vpeer: numgen random mod 100 < 1 drop, TCP from port 80 of the stack side",
-            "linux": "kernel CUBIC, GSO/TSO off on vstk (one segment per packet, as xstack)",
-            "xstack_newreno_gbps": nr, "xstack_cubic_gbps": cu, "linux_cubic_gbps": k,
-            "ratio_newreno": nr / k, "ratio_cubic": cu / k,
-            "xstack_newreno_rounds": newreno, "xstack_cubic_rounds": cubic, "linux_cubic_rounds": linux,
-            "dropped_packets": {
-                "xstack_all_rounds": loss_drops(&listed, STACK_ADDR),
-                "linux_all_rounds": loss_drops(&listed, KERNEL_ADDR),
-            },
-        }),
-    );
-    Ok(())
-}
-
-/// The measured rounds of [`loss_case`]: (xstack-NewReno, xstack-CUBIC, Linux) Gbit/s.
-fn loss_rounds(env: &Env) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
-    let curl = |addr: &str| -> Vec<String> {
-        env.peer(&[
-            "curl",
-            "-s",
-            "-o",
-            "/dev/null",
-            "-w",
-            "%{http_code} %{size_download} %{speed_download}",
-            &format!("http://{addr}/bytes/{LOSS_BYTES}"),
-        ])
-    };
-    let kernel = format!("{KERNEL_ADDR}:8080");
-    let (mut newreno, mut cubic, mut linux) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..env.args.rounds {
-        for (cc, out) in [("newreno", &mut newreno), ("cubic", &mut cubic)] {
-            check_interrupt()?;
-            let running = env.stack("http", &["--port", "80", "--cc", cc])?;
-            let r = curl_gbps(&curl(STACK_ADDR), LOSS_BYTES);
-            running.stop()?;
-            out.push(r?);
-        }
-        check_interrupt()?;
-        let idle = env.idle_stack()?;
-        let r = curl_gbps(&curl(&kernel), LOSS_BYTES);
-        idle.stop()?;
-        linux.push(r?);
-    }
-    Ok((newreno, cubic, linux))
 }

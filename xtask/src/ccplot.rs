@@ -13,7 +13,9 @@
 //! ```
 //!
 //! Output in `target/cc-plot/`: `cwnd-<module>.csv` (the raw traces:
-//! `t_us,cwnd,ssthresh,in_flight,srtt_us,event,cc`) and `cwnd.svg`.
+//! `t_us,cwnd,ssthresh,in_flight,srtt_us,pacing_rate,event,cc`) and `cwnd.svg`: one panel
+//! per module, cwnd and ssthresh in segments, and for a module that paces (BBR) its pacing
+//! rate in Mbit/s on a second axis.
 
 use crate::demo::{
     build_release, install_signal_handlers, interrupted, spawn_argv, stop, target_dir, wait_up,
@@ -38,7 +40,7 @@ const MSS: f64 = 1448.0;
 #[derive(clap::Args, Debug)]
 pub struct CcPlotArgs {
     /// Modules to run, in panel order.
-    #[arg(long, value_delimiter = ',', default_value = "newreno,cubic")]
+    #[arg(long, value_delimiter = ',', default_value = "newreno,cubic,bbr")]
     modules: Vec<String>,
     /// Bytes per download (240 MB is about 21 s at the bottleneck's rate: a few loss
     /// cycles of each module).
@@ -50,6 +52,11 @@ pub struct CcPlotArgs {
     /// The server's send buffer per connection, bytes.
     #[arg(long, default_value_t = 1 << 20)]
     sndbuf: usize,
+    /// The stack's idle mode. `busy` as in `tests/veth_bottleneck.rs`: with `sleep`, late
+    /// wakeups of the worker on a busy 2-core VM stretch the RTT, which a small window
+    /// (BBR's, on this path with a microsecond base RTT) cannot cover.
+    #[arg(long, default_value = "busy")]
+    idle: String,
 }
 
 /// The client namespace and the routed, shaped hop ([`xstack_testnet::SecondHop`]);
@@ -76,6 +83,8 @@ struct Sample {
     t_s: f64,
     cwnd: u32,
     ssthresh: u32,
+    /// Pacing rate, bytes/s (0: not pacing).
+    pacing: u32,
     loss: bool,
 }
 
@@ -84,7 +93,7 @@ fn parse_trace(text: &str) -> Result<Vec<Sample>> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate().skip(1) {
         let f: Vec<&str> = line.split(',').collect();
-        if f.len() != 7 {
+        if f.len() != 8 {
             bail!("trace line {}: {line:?}", i + 1);
         }
         let num = |k: usize| -> Result<u64> {
@@ -95,7 +104,8 @@ fn parse_trace(text: &str) -> Result<Vec<Sample>> {
             t_s: num(0)? as f64 / 1e6,
             cwnd: num(1)? as u32,
             ssthresh: num(2)?.min(u64::from(u32::MAX)) as u32,
-            loss: matches!(f[5], "loss" | "rto"),
+            pacing: num(5)?.min(u64::from(u32::MAX)) as u32,
+            loss: matches!(f[6], "loss" | "rto"),
         });
     }
     Ok(out)
@@ -117,7 +127,7 @@ fn one_module(bin: &str, module: &str, a: &CcPlotArgs, dir: &Path) -> Result<(f6
         "--gateway",
         "198.18.0.2",
         "--idle",
-        "sleep",
+        &a.idle,
         "--cc",
         module,
         "--server",
@@ -214,8 +224,8 @@ pub fn run(a: CcPlotArgs) -> Result<()> {
 }
 
 /// Reduces a trace to at most ~2 points per pixel column: each time bucket keeps its
-/// minimum and maximum cwnd in time order, so the sawtooth's edges survive.
-fn thin(trace: &[Sample], buckets: usize) -> Vec<(f64, f64)> {
+/// minimum and maximum `value` in time order, so the sawtooth's edges survive.
+fn thin(trace: &[Sample], buckets: usize, value: impl Fn(&Sample) -> f64) -> Vec<(f64, f64)> {
     let Some(end) = trace.last().map(|s| s.t_s) else {
         return Vec::new();
     };
@@ -228,10 +238,10 @@ fn thin(trace: &[Sample], buckets: usize) -> Vec<(f64, f64)> {
         let mut j = i;
         let (mut lo, mut hi) = (i, i);
         while j < trace.len() && bucket(trace[j].t_s) == b {
-            if trace[j].cwnd < trace[lo].cwnd {
+            if value(&trace[j]) < value(&trace[lo]) {
                 lo = j;
             }
-            if trace[j].cwnd > trace[hi].cwnd {
+            if value(&trace[j]) > value(&trace[hi]) {
                 hi = j;
             }
             j += 1;
@@ -239,7 +249,7 @@ fn thin(trace: &[Sample], buckets: usize) -> Vec<(f64, f64)> {
         let mut keep = if lo <= hi { vec![lo, hi] } else { vec![hi, lo] };
         keep.dedup();
         for k in keep {
-            out.push((trace[k].t_s, f64::from(trace[k].cwnd) / MSS));
+            out.push((trace[k].t_s, value(&trace[k])));
         }
         i = j;
     }
@@ -256,11 +266,14 @@ fn draw(path: &PathBuf, runs: &[(String, f64, Vec<Sample>)], a: &CcPlotArgs) -> 
         .iter()
         .filter_map(|r| r.2.last().map(|s| s.t_s))
         .fold(1.0, f64::max);
-    let w_max = runs
+    let p_max = runs
         .iter()
-        .flat_map(|r| r.2.iter().map(|s| f64::from(s.cwnd) / MSS))
+        .flat_map(|r| r.2.iter().map(pacing_mbps))
         .fold(10.0, f64::max);
     for ((name, rate, trace), panel) in runs.iter().zip(panels.iter()) {
+        // Each panel its own cwnd scale: BBR's window is a few segments where the
+        // loss-based modules' are hundreds.
+        let w_max = trace.iter().map(cwnd_segments).fold(10.0, f64::max);
         let mut chart = ChartBuilder::on(panel)
             .caption(
                 format!(
@@ -273,7 +286,10 @@ fn draw(path: &PathBuf, runs: &[(String, f64, Vec<Sample>)], a: &CcPlotArgs) -> 
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(52)
-            .build_cartesian_2d(0.0..t_max, 0.0..w_max * 1.05)?;
+            .right_y_label_area_size(if paces(trace) { 52 } else { 0 })
+            .build_cartesian_2d(0.0..t_max, 0.0..w_max * 1.05)?
+            // Log scale: the rate BBR cruises at and its brief excursions both show.
+            .set_secondary_coord(0.0..t_max, (1.0..p_max * 1.5).log_scale());
         chart
             .configure_mesh()
             .x_desc("time since connection start (s)")
@@ -283,7 +299,10 @@ fn draw(path: &PathBuf, runs: &[(String, f64, Vec<Sample>)], a: &CcPlotArgs) -> 
             .y_label_formatter(&|v| format!("{v:.0}"))
             .draw()?;
         chart
-            .draw_series(LineSeries::new(thin(trace, 1200), BLUE.stroke_width(1)))?
+            .draw_series(LineSeries::new(
+                thin(trace, 1200, cwnd_segments),
+                BLUE.stroke_width(1),
+            ))?
             .label("cwnd")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], BLUE));
         let ss: Vec<(f64, f64)> = trace
@@ -295,6 +314,23 @@ fn draw(path: &PathBuf, runs: &[(String, f64, Vec<Sample>)], a: &CcPlotArgs) -> 
             .draw_series(LineSeries::new(thin_pairs(&ss, 600), RED.stroke_width(1)))?
             .label("ssthresh")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], RED));
+        if paces(trace) {
+            chart
+                .configure_secondary_axes()
+                .y_desc("pacing rate (Mbit/s, log scale)")
+                .y_label_formatter(&|v| format!("{v:.0}"))
+                .draw()?;
+            let green = RGBColor(0, 140, 60);
+            chart
+                .draw_secondary_series(LineSeries::new(
+                    thin(trace, 1200, pacing_mbps)
+                        .into_iter()
+                        .filter(|&(_, r)| r >= 1.0),
+                    green.stroke_width(1),
+                ))?
+                .label("pacing rate (right axis)")
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], green));
+        }
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::LowerRight)
@@ -304,6 +340,21 @@ fn draw(path: &PathBuf, runs: &[(String, f64, Vec<Sample>)], a: &CcPlotArgs) -> 
     }
     root.present()?;
     Ok(())
+}
+
+/// A sample's cwnd in segments.
+fn cwnd_segments(s: &Sample) -> f64 {
+    f64::from(s.cwnd) / MSS
+}
+
+/// A sample's pacing rate in Mbit/s.
+fn pacing_mbps(s: &Sample) -> f64 {
+    f64::from(s.pacing) * 8.0 / 1e6
+}
+
+/// The module paced (some sample has a pacing rate).
+fn paces(trace: &[Sample]) -> bool {
+    trace.iter().any(|s| s.pacing > 0)
 }
 
 /// Keeps the points of a step line where its value changes (ssthresh is constant between
@@ -339,15 +390,17 @@ mod tests {
 
     #[test]
     fn parses_the_trace_csv_and_thins_it() {
-        let csv = "t_us,cwnd,ssthresh,in_flight,srtt_us,event,cc\n\
-                   0,14480,4294967295,0,0,init,cubic\n\
-                   1000,28960,4294967295,1448,300,ack,cubic\n\
-                   2000,20272,20272,28960,300,loss,cubic\n";
+        let csv = "t_us,cwnd,ssthresh,in_flight,srtt_us,pacing_rate,event,cc\n\
+                   0,14480,4294967295,0,0,0,init,cubic\n\
+                   1000,28960,4294967295,1448,300,0,ack,cubic\n\
+                   2000,20272,20272,28960,300,12500000,loss,cubic\n";
         let t = parse_trace(csv).unwrap();
         assert_eq!(t.len(), 3);
+        assert_eq!(pacing_mbps(&t[2]), 100.0);
+        assert!(!paces(&t[..2]) && paces(&t));
         assert!(t[2].loss && !t[1].loss);
         assert_eq!(t[0].ssthresh, u32::MAX);
-        let pts = thin(&t, 1);
+        let pts = thin(&t, 1, cwnd_segments);
         assert_eq!(pts.len(), 2, "one bucket keeps its min and max: {pts:?}");
         assert!(parse_trace("h\n1,2,3\n").is_err());
         let steps = thin_pairs(&[(0.0, 5.0), (1.0, 5.0), (2.0, 3.0), (3.0, 3.0)], 100);

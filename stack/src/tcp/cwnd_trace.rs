@@ -98,9 +98,26 @@ pub struct CwndSample {
     pub in_flight: u32,
     /// Smoothed RTT, microseconds (0 before the first sample).
     pub srtt_us: u32,
+    /// The module's pacing rate, bytes per second (0: not pacing; `u32::MAX`: at least
+    /// that, about 34 Gbit/s).
+    pub pacing_rate: u32,
     /// What happened.
     pub event: CcEvent,
     /// The module that handled it.
+    pub cc: &'static str,
+}
+
+/// What a sample is taken from: the connection's state right after a hook.
+pub(crate) struct TracedState<'a> {
+    /// cwnd and ssthresh.
+    pub ccv: &'a xstack_cc::CcVars,
+    /// FlightSize, bytes.
+    pub in_flight: u32,
+    /// The RTT estimator (for SRTT).
+    pub rtt: &'a RttEstimator,
+    /// The module's pacing rate, bytes/s.
+    pub pacing_rate: Option<u64>,
+    /// The module's name.
     pub cc: &'static str,
 }
 
@@ -144,30 +161,25 @@ impl CwndTrace {
         self.origin
     }
 
-    /// Appends a sample, or counts it as dropped when full.
-    pub(crate) fn record(
-        &mut self,
-        now: Instant,
-        event: CcEvent,
-        ccv: &xstack_cc::CcVars,
-        in_flight: u32,
-        rtt: &RttEstimator,
-        cc: &'static str,
-    ) {
+    /// Appends a sample of `state` after `event`, or counts it as dropped when full.
+    pub(crate) fn record(&mut self, now: Instant, event: CcEvent, state: &TracedState<'_>) {
         if self.samples.len() >= self.limit {
             self.dropped += 1;
             return;
         }
         let t_us = now.saturating_duration_since(self.origin).as_micros();
-        let srtt_us = rtt.srtt().map_or(0, |d| d.as_micros());
+        let srtt_us = state.rtt.srtt().map_or(0, |d| d.as_micros());
         self.samples.push(CwndSample {
             t_us: u64::try_from(t_us).unwrap_or(u64::MAX),
-            cwnd: ccv.cwnd,
-            ssthresh: ccv.ssthresh,
-            in_flight,
+            cwnd: state.ccv.cwnd,
+            ssthresh: state.ccv.ssthresh,
+            in_flight: state.in_flight,
             srtt_us: u32::try_from(srtt_us).unwrap_or(u32::MAX),
+            pacing_rate: state
+                .pacing_rate
+                .map_or(0, |r| u32::try_from(r).unwrap_or(u32::MAX)),
             event,
-            cc,
+            cc: state.cc,
         });
     }
 
@@ -185,7 +197,8 @@ impl CwndTrace {
     }
 
     /// The CSV header line [`CwndTrace::to_csv`] writes.
-    pub const CSV_HEADER: &'static str = "t_us,cwnd,ssthresh,in_flight,srtt_us,event,cc";
+    pub const CSV_HEADER: &'static str =
+        "t_us,cwnd,ssthresh,in_flight,srtt_us,pacing_rate,event,cc";
 
     /// The trace as CSV: [`CwndTrace::CSV_HEADER`], then one line per sample.
     pub fn to_csv(&self) -> String {
@@ -196,12 +209,13 @@ impl CwndTrace {
             // Writing to a String cannot fail.
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{}",
                 x.t_us,
                 x.cwnd,
                 x.ssthresh,
                 x.in_flight,
                 x.srtt_us,
+                x.pacing_rate,
                 x.event.as_str(),
                 x.cc
             );
@@ -219,10 +233,10 @@ impl CwndTrace {
             }
             let f: Vec<&str> = line.split(',').collect();
             let bad = || format!("line {}: {line:?}", i + 1);
-            if f.len() != 7 {
+            if f.len() != 8 {
                 return Err(bad());
             }
-            let cc: &'static str = match f[6] {
+            let cc: &'static str = match f[7] {
                 "newreno" => "newreno",
                 "newreno-hs" => "newreno-hs",
                 "cubic" => "cubic",
@@ -236,7 +250,8 @@ impl CwndTrace {
                 ssthresh: f[2].parse().map_err(|_| bad())?,
                 in_flight: f[3].parse().map_err(|_| bad())?,
                 srtt_us: f[4].parse().map_err(|_| bad())?,
-                event: CcEvent::parse(f[5]).ok_or_else(bad)?,
+                pacing_rate: f[5].parse().map_err(|_| bad())?,
+                event: CcEvent::parse(f[6]).ok_or_else(bad)?,
                 cc,
             });
         }
@@ -251,7 +266,14 @@ impl super::tcb::Tcb {
     pub(crate) fn trace_cc(&mut self, event: CcEvent, now: Instant) {
         if let Some(t) = &mut self.cwnd_trace {
             let in_flight = self.snd_max.dist(self.snd_una);
-            t.record(now, event, &self.ccv, in_flight, &self.rtt, self.cc.name());
+            let state = TracedState {
+                ccv: &self.ccv,
+                in_flight,
+                rtt: &self.rtt,
+                pacing_rate: self.cc.pacing_rate(),
+                cc: self.cc.name(),
+            };
+            t.record(now, event, &state);
         }
     }
 
@@ -289,7 +311,14 @@ mod tests {
             ssthresh: u32::MAX,
             maxseg: 1448,
         };
-        t.record(at, ev, &ccv, 7, &RttEstimator::new(Default::default()), "x");
+        let state = TracedState {
+            ccv: &ccv,
+            in_flight: 7,
+            rtt: &RttEstimator::new(Default::default()),
+            pacing_rate: Some(u64::from(cwnd) * 1000),
+            cc: "x",
+        };
+        t.record(at, ev, &state);
     }
 
     #[test]
@@ -316,6 +345,7 @@ mod tests {
 
     #[test]
     fn a_sample_is_as_small_as_the_docs_say() {
+        // The pacing rate is a saturating u32 so that it fits in the padding.
         assert!(std::mem::size_of::<CwndSample>() <= 48);
         assert_eq!(
             std::mem::size_of::<Option<Box<CwndTrace>>>(),
@@ -336,13 +366,16 @@ mod tests {
             7240,
         );
         let csv = t.to_csv();
-        assert!(csv.starts_with("t_us,cwnd,ssthresh,in_flight,srtt_us,event,cc\n3000,14480,"));
+        assert!(csv
+            .starts_with("t_us,cwnd,ssthresh,in_flight,srtt_us,pacing_rate,event,cc\n3000,14480,"));
         let back = CwndTrace::parse_csv(&csv).unwrap();
         assert_eq!(back.len(), 2);
         assert_eq!(back[1].event, CcEvent::PostRecovery);
         assert_eq!(back[1].cwnd, 7240);
+        assert_eq!(back[1].pacing_rate, 7_240_000);
         assert_eq!(back[0].cc, "other");
         assert!(CwndTrace::parse_csv("1,2,3\n").is_err());
-        assert!(CwndTrace::parse_csv("1,2,3,4,5,bogus,cubic\n").is_err());
+        assert!(CwndTrace::parse_csv("1,2,3,4,5,6,bogus,cubic\n").is_err());
+        assert!(CwndTrace::parse_csv("1,2,3,4,5,x,ack,cubic\n").is_err());
     }
 }

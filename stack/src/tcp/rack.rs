@@ -426,9 +426,12 @@ pub struct Rack {
     pub rearm: bool,
     /// The delivery-rate estimator, fed by the log (`tcp/rate.rs`).
     pub rate: RateEstimator,
+    /// The time the last transmission was logged with ([`Tcb::rack_on_send`]).
+    last_xmit: Option<Instant>,
     /// The connection's counters (`rack_lost`, `rack_reo_timeouts`, `tlp_probes`,
-    /// `tlp_recoveries`) as last added to the stack-wide ones ([`count`]).
-    reported: [u64; 4],
+    /// `tlp_recoveries`, `rtos`, `dsacks`) as last added to the stack-wide ones
+    /// ([`count`]).
+    reported: [u64; 6],
 }
 
 impl Default for Rack {
@@ -447,7 +450,8 @@ impl Default for Rack {
             tlp: None,
             tlp_due: false,
             rearm: false,
-            reported: [0; 4],
+            last_xmit: None,
+            reported: [0; 6],
         }
     }
 }
@@ -631,9 +635,9 @@ impl Rack {
     }
 }
 
-/// Adds what a connection's RACK-TLP counters gained since the last call to the
-/// stack-wide `tcp.rack_*` / `tcp.tlp_*` counters (after each input, timer or kick, in
-/// `TcpLayer::flush`).
+/// Adds what a connection's loss-recovery counters gained since the last call to the
+/// stack-wide `tcp.rack_*`, `tcp.tlp_*`, `tcp.rtos` and `tcp.dsacks_rx` counters (after
+/// each input, timer or kick, in `TcpLayer::flush`).
 pub(super) fn count(c: &crate::stats::Counters, tcb: &mut Tcb) {
     use std::sync::atomic::Ordering;
     let st = tcb.stats();
@@ -642,12 +646,16 @@ pub(super) fn count(c: &crate::stats::Counters, tcb: &mut Tcb) {
         st.rack_reo_timeouts,
         st.tlp_probes,
         st.tlp_recoveries,
+        st.rtos,
+        st.dsacks,
     ];
     let ctrs = [
         &c.tcp_rack_lost,
         &c.tcp_rack_reo_timeouts,
         &c.tcp_tlp_probes,
         &c.tcp_tlp_recoveries,
+        &c.tcp_rtos,
+        &c.tcp_dsacks_rx,
     ];
     for ((ctr, n), r) in ctrs.iter().zip(now).zip(tcb.rack.reported.iter_mut()) {
         if n > *r {
@@ -703,11 +711,24 @@ impl Tcb {
             // RFC 8985 §7.2: the PTO restarts "after transmitting new data".
             self.rack.rearm = true;
         }
+        // The log keeps send order, not the clock of the batch being handled: everything
+        // sent while one batch of input is handled shares `now`, and RACK_sent_after
+        // (RFC 8985 §6.2) breaks equal times by sequence number, which ranks a
+        // retransmission sent after new data of the same instant before that data, so
+        // the retransmission was marked lost as soon as the new data was SACKed (a
+        // spurious retransmission, seen with BBR as D-SACKs for a third of them). Each
+        // transmission gets a time at least a nanosecond after the previous one; the
+        // pieces of one TSO segment share it and stay ranked by sequence.
+        let xmit = match self.rack.last_xmit {
+            Some(t) if t >= now => t + Duration::from_nanos(1),
+            _ => now,
+        };
+        self.rack.last_xmit = Some(xmit);
         let in_flight = self.rack.log.pipe(self.snd_una, self.snd_max);
         let snap = self.rack.rate.on_send(now, in_flight, end.dist(seq));
         self.rack
             .log
-            .on_send_snap(seq, end, now, tsval, self.t_maxseg, snap);
+            .on_send_snap(seq, end, xmit, tsval, self.t_maxseg, snap);
     }
 
     /// RACK-TLP's part of one ACK (RFC 8985 §6.2 steps 1-5 and §7.4), after the
@@ -821,7 +842,13 @@ impl Tcb {
             Some(t) => self.timers.set(TimerKind::RackReo, t),
             None => self.timers.stop(TimerKind::RackReo),
         }
-        if marked > 0 {
+        // A range marked lost earlier and not resent yet needs recovery as much as a new
+        // mark: an episode can end (its recovery point covered) while the window still
+        // held back a loss found during it, and in the open state nothing resends that
+        // range but the RTO. Linux enters recovery whenever packets are marked lost
+        // (`tcp_time_to_recover`: `lost_out`).
+        let unsent_lost = self.recovery == Recovery::Open && self.rack.log.lost_segs > 0;
+        if marked > 0 || unsent_lost {
             // A loss ends any TLP episode's claim on the tail and starts recovery (RFC
             // 8985 §6.2: RACK marks, the sender then runs RFC 6675 recovery with these
             // marks). Once per episode, as RFC 6675 §5 and RFC 6582 say.

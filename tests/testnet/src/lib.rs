@@ -7,8 +7,8 @@
 //!          owns 198.18.0.1/24)
 //! ```
 //!
-//! [`SecondHop`] adds a third namespace behind B, routed through it over a shaped link:
-//! `vfwd` 198.18.1.1/24 in B, `vcli` 198.18.1.2/24 in the client namespace, tbf on `vfwd`.
+//! [`SecondHop`] adds a third namespace behind B, routed through it: `vfwd` 198.18.1.1/24
+//! in B, `vcli` 198.18.1.2/24 in the client namespace, a tbf on `vfwd` unless unshaped.
 //!
 //! Every namespace is deleted when its guard drops (also on panic), and a namespace of the
 //! same name left by an earlier run is deleted before it is created. All addresses are in
@@ -41,6 +41,8 @@ pub const CLIENT_IF: &str = "vcli";
 pub const ROUTER_ADDR: &str = "198.18.1.1";
 /// The client's address on the second hop.
 pub const CLIENT_ADDR: &str = "198.18.1.2";
+/// The subnet of the second hop.
+pub const CLIENT_NET: &str = "198.18.1.0/24";
 
 /// Runs a command to completion, capturing its output (stdin is /dev/null).
 pub fn run<I, S>(argv: I) -> io::Result<Output>
@@ -275,9 +277,10 @@ impl NsPair {
 /// A client namespace behind the peer namespace of an [`NsPair`], which routes between
 /// them: [`ROUTER_IF`] ([`ROUTER_ADDR`]/24, forwarding on) in the router namespace,
 /// [`CLIENT_IF`] ([`CLIENT_ADDR`]/24, route to [`PAIR_NET`] via the router, tx checksum
-/// offload off) in the client's, and a tbf of 100 Mbit/s (burst 32 kB, queue `limit`) on
-/// [`ROUTER_IF`]: the bottleneck. Drop deletes the client namespace (the router's end of
-/// the link goes with it).
+/// offload off) in the client's, and with [`SecondHop::create`] a tbf of 100 Mbit/s
+/// (burst 32 kB, queue `limit`) on [`ROUTER_IF`]: the bottleneck
+/// ([`SecondHop::create_unshaped`] leaves the hop at veth speed). Drop deletes the client
+/// namespace (the router's end of the link goes with it).
 #[derive(Debug)]
 pub struct SecondHop {
     /// The client's namespace.
@@ -287,6 +290,20 @@ pub struct SecondHop {
 impl SecondHop {
     /// Creates namespace `client_ns` and the shaped, routed hop from `router_ns` to it.
     pub fn create(router_ns: &str, client_ns: &str, limit: &str) -> io::Result<SecondHop> {
+        let hop = SecondHop::create_unshaped(router_ns, client_ns)?;
+        run_ok(ns_argv(
+            router_ns,
+            [
+                "tc", "qdisc", "add", "dev", ROUTER_IF, "root", "tbf", "rate", "100mbit", "burst",
+                "32kb", "limit", limit,
+            ],
+        ))?;
+        Ok(hop)
+    }
+
+    /// Creates namespace `client_ns` and the routed hop from `router_ns` to it, without a
+    /// shaper: the router forwards at whatever rate the CPUs allow.
+    pub fn create_unshaped(router_ns: &str, client_ns: &str) -> io::Result<SecondHop> {
         let client = Netns::create(client_ns)?;
         let r = |args: &[&str]| run_ok(ns_argv(router_ns, args)).map(drop);
         run_ok([
@@ -304,10 +321,6 @@ impl SecondHop {
         // The client's ACKs are forwarded to the stack as they are: with tx checksum
         // offload they would carry only a partial checksum.
         client.exec_ok(["ethtool", "-K", CLIENT_IF, "tx", "off"])?;
-        r(&[
-            "tc", "qdisc", "add", "dev", ROUTER_IF, "root", "tbf", "rate", "100mbit", "burst",
-            "32kb", "limit", limit,
-        ])?;
         Ok(SecondHop { client })
     }
 }

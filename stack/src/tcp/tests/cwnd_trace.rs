@@ -139,3 +139,33 @@ fn trace_records_the_ecn_reduction() {
     assert_eq!((s[1].cwnd, s[1].ssthresh), (5 * M, 5 * M));
     assert_eq!((s[2].cwnd, s[2].in_flight), (5 * M, 9 * M));
 }
+
+// The trace's pacing column is the module's `pacing_rate`: 0 for a module that does not
+// pace (NewReno), BBR's rate once it has one (draft-ietf-ccwg-bbr §5.6.2: at
+// establishment, the initial rate from cwnd and the handshake's RTT), which the ACKs of
+// the first flight then keep above 0.
+#[test]
+fn trace_records_the_pacing_rate() {
+    let mut c = traced_flight_of_ten();
+    send!(c, peer_ack(0, M));
+    let t = c.tcb.take_cwnd_trace().unwrap();
+    assert!(t.samples().iter().all(|s| s.pacing_rate == 0), "{t:?}");
+
+    let mut c = traced_flight_of_ten();
+    c.tcb.set_congestion(Box::new(xstack_cc::Bbr::default()));
+    for k in 1..=5u32 {
+        c.advance(Duration::from_millis(1));
+        send!(c, peer_ack(0, k * M));
+    }
+    let t = c.tcb.take_cwnd_trace().unwrap();
+    let s = t.samples();
+    let acks: Vec<&CwndSample> = s.iter().filter(|x| x.event == Ev::Ack).collect();
+    assert_eq!(acks.len(), 5, "{s:?}");
+    assert!(
+        acks.iter().all(|x| x.pacing_rate > 0 && x.cc == "bbr"),
+        "{s:?}"
+    );
+    let csv = t.to_csv();
+    let back = crate::tcp::cwnd_trace::CwndTrace::parse_csv(&csv).unwrap();
+    assert_eq!(back, s, "the pacing column survives the CSV");
+}

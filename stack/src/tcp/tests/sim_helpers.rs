@@ -210,7 +210,9 @@ fn stats_helper_histograms() {
     assert_eq!(d.rtt_us.count(), d.samples);
     assert_eq!(d.rtt_us.bucket(bucket), d.samples);
     let (lo, hi) = d.rtt_us.range().unwrap();
-    assert!(lo >= 10_000 && hi < 12_000, "{lo}..{hi}");
+    // The send log ranks transmissions of one instant a nanosecond apart (rack.rs), so a
+    // sample can come out a microsecond short of the path's.
+    assert!(lo >= 9_999 && hi < 12_000, "{lo}..{hi}");
     // Delivery rates: one per valid sample; the transfer's own average rate (bytes over
     // its duration) is within the histogram's range.
     assert!(d.delivery_rate.count() > 50);

@@ -34,6 +34,7 @@ struct Outcome {
     tlp_probes: u64,
     tlp_counter: u64,
     rack_lost_counter: u64,
+    rto_counter: u64,
 }
 
 /// The server (host 1) answers with `segs` full segments; the link drops the first
@@ -93,6 +94,7 @@ fn tail_loss(rack: bool, segs: u32) -> Outcome {
         tlp_probes: st.tlp_probes,
         tlp_counter: sim.counter(1, "tcp.tlp_probes"),
         rack_lost_counter: sim.counter(1, "tcp.rack_lost"),
+        rto_counter: sim.counter(1, "tcp.rtos"),
     }
 }
 
@@ -104,6 +106,7 @@ fn lost_tail_of_a_response_is_repaired_by_a_probe_not_an_rto() {
     assert_eq!(on.rtos, 0, "{on:?}");
     assert_eq!(on.tlp_probes, 1, "{on:?}");
     assert_eq!(on.tlp_counter, 1, "stack-wide tcp.tlp_probes");
+    assert_eq!(on.rto_counter, 0, "stack-wide tcp.rtos");
     assert!(on.rack_lost_counter >= 1, "{on:?}");
     // Two rounds of data (IW 10), PTO = 2*SRTT, the probe's round trip, the repair's.
     assert!(on.took < Duration::from_millis(100), "{on:?}");
@@ -115,6 +118,7 @@ fn without_rack_the_lost_tail_waits_for_the_rto() {
     let off = tail_loss(false, 20);
     eprintln!("RACK-TLP off: {off:?}");
     assert!(off.rtos >= 1, "{off:?}");
+    assert_eq!(off.rto_counter, off.rtos, "stack-wide tcp.rtos");
     assert_eq!(
         (off.tlp_probes, off.tlp_counter, off.rack_lost_counter),
         (0, 0, 0)

@@ -167,7 +167,8 @@ struct HttpArgs {
     #[arg(long, default_value_t = 80)]
     port: u16,
     /// Record every connection's congestion window and write it, when the connection
-    /// ends, to DIR/conn-N-PEER-PORT.csv (t_us,cwnd,ssthresh,in_flight,srtt_us,event,cc).
+    /// ends, to DIR/conn-N-PEER-PORT.csv (t_us,cwnd,ssthresh,in_flight,srtt_us,
+    /// pacing_rate,event,cc; pacing_rate in bytes/s, 0 when the module does not pace).
     #[arg(long, value_name = "DIR")]
     cwnd_trace: Option<std::path::PathBuf>,
     /// Send buffer per connection in bytes (default 262144): the most a connection can
