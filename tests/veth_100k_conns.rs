@@ -35,15 +35,6 @@ const PER_CLIENT: usize = 15_000;
 /// closes them all (250 per 50 ms) and prints `closed N`.
 const CLIENT: &str = include_str!("scripts/conns_client.py");
 
-fn vm_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 /// The server's `/stats` (with `query`), asked from the peer's kernel.
 fn stats_query(pair: &VethPair, query: &str) -> Option<serde_json::Value> {
     let url = format!("http://198.18.0.1/stats{query}");

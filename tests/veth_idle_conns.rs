@@ -25,15 +25,6 @@ print("open", len(socks), flush=True)
 time.sleep(600)
 "#;
 
-fn vm_rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn ten_thousand_idle_connections() {
     if !require_root() || !require_tool("python3") {

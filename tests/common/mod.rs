@@ -1351,3 +1351,13 @@ pub fn json_counter(json: &serde_json::Value, name: &str) -> u64 {
         .and_then(|v| v.as_u64())
         .unwrap_or(0)
 }
+
+/// VmRSS of process `pid` in KiB (0 if it cannot be read).
+pub fn vm_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
