@@ -105,6 +105,14 @@ impl ReadinessFd {
         })
     }
 
+    /// An unarmed registration that pushes `token` onto `queue`.
+    fn on_queue(queue: &Arc<ReadyQueue>, token: usize) -> Arc<ReadinessFd> {
+        Self::with_target(Target::Queue {
+            queue: queue.clone(),
+            token,
+        })
+    }
+
     /// True when it pushes onto a [`ReadyQueue`] rather than owning an fd.
     fn is_queued(&self) -> bool {
         matches!(self.target, Target::Queue { .. })
@@ -267,10 +275,7 @@ impl TcpStream {
     /// Fails with `AlreadyExists` if the stream already has its own readiness fd
     /// ([`TcpStream::readiness_fd`], or registered with mio).
     pub fn register_ready_queue(&self, queue: &Arc<ReadyQueue>, token: usize) -> io::Result<()> {
-        let fd = ReadinessFd::with_target(Target::Queue {
-            queue: queue.clone(),
-            token,
-        });
+        let fd = ReadinessFd::on_queue(queue, token);
         {
             let mut inner = self.conn.lock();
             if inner.readiness.as_ref().is_some_and(|r| !r.is_queued()) {
@@ -348,10 +353,7 @@ impl TcpListener {
     /// Signals through `queue` as `token` when a connection is queued for accept (or the
     /// listener closes), as [`TcpStream::register_ready_queue`] does for a stream.
     pub fn register_ready_queue(&self, queue: &Arc<ReadyQueue>, token: usize) -> io::Result<()> {
-        let fd = ReadinessFd::with_target(Target::Queue {
-            queue: queue.clone(),
-            token,
-        });
+        let fd = ReadinessFd::on_queue(queue, token);
         {
             let mut slot = self
                 .listener

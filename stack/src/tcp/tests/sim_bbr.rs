@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use xstack_cc::Bbr;
 
-use super::sim_transfer::pattern;
+use super::sim_transfer::{pattern, Flow};
 use crate::sim::{LinkConfig, Sim};
 use crate::tcp::TcpConfig;
 
@@ -27,31 +27,15 @@ fn bbr_transfer_with(
     cfg: TcpConfig,
 ) -> (Duration, Vec<(&'static str, String)>) {
     let mut sim = Sim::with_config(seed, link, 1, cfg);
-    let listener = sim.listen(1, 80, 16);
-    let client = sim.connect(0, 80);
-    client.lock().tcb.set_congestion(Box::new(Bbr::default()));
     let data = pattern(0, total);
-    let (mut sent, mut got) = (0usize, Vec::with_capacity(total));
-    let mut server = None;
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut flow = Flow::new(&mut sim, &data);
+    let client = flow.client.clone();
+    client.lock().tcb.set_congestion(Box::new(Bbr::default()));
+    let mut got = Vec::with_capacity(total);
     let start = sim.now;
     let mut state = Vec::new();
     let done = sim.run_until(Duration::from_secs(300), |sim| {
-        if server.is_none() {
-            server = sim.accept(&listener);
-        }
-        if sent < total {
-            sent += sim.send(0, &client, &data[sent..]);
-        }
-        if let Some(s) = &server {
-            loop {
-                let n = sim.recv(1, s, &mut buf);
-                if n == 0 {
-                    break;
-                }
-                got.extend_from_slice(&buf[..n]);
-            }
-        }
+        flow.step(sim, |b| got.extend_from_slice(b));
         if got.len() == total {
             state = client.lock().tcb.info().cc_state;
         }
@@ -254,30 +238,14 @@ fn a_loss_left_unsent_when_recovery_ends_needs_no_rto() {
     let mut rtos = Vec::new();
     for seed in 1..4u64 {
         let mut sim = Sim::with_config(seed, link, 1, TcpConfig::default());
-        let listener = sim.listen(1, 80, 16);
-        let client = sim.connect(0, 80);
-        client.lock().tcb.set_congestion(Box::new(Bbr::default()));
         let total = 32 << 20;
         let data = pattern(0, total);
-        let (mut sent, mut got) = (0usize, 0usize);
-        let mut server = None;
-        let mut buf = vec![0u8; 64 * 1024];
+        let mut flow = Flow::new(&mut sim, &data);
+        let client = flow.client.clone();
+        client.lock().tcb.set_congestion(Box::new(Bbr::default()));
+        let mut got = 0usize;
         let done = sim.run_until(Duration::from_secs(60), |sim| {
-            if server.is_none() {
-                server = sim.accept(&listener);
-            }
-            if sent < total {
-                sent += sim.send(0, &client, &data[sent..]);
-            }
-            if let Some(s) = &server {
-                loop {
-                    let n = sim.recv(1, s, &mut buf);
-                    if n == 0 {
-                        break;
-                    }
-                    got += n;
-                }
-            }
+            flow.step(sim, |b| got += b.len());
             got == total
         });
         assert!(done, "seed {seed}: {got} of {total} bytes");

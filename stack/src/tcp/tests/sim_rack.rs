@@ -213,30 +213,14 @@ fn an_idle_connection_gives_back_its_send_log_and_sack_lists() {
         ..Default::default()
     };
     let mut sim = Sim::with_config(7, link, 1, TcpConfig::default());
-    let listener = sim.listen(1, 80, 16);
-    let client = sim.connect(0, 80);
     let total = 512 * 1024;
-    let data: Vec<u8> = (0..total).map(|i| (i % 251) as u8).collect();
-    let (mut sent, mut got) = (0, 0);
-    let mut server = None;
-    let mut buf = vec![0u8; 64 * 1024];
+    let data = super::sim_transfer::pattern(0, total);
+    let mut flow = super::sim_transfer::Flow::new(&mut sim, &data);
+    let client = flow.client.clone();
+    let mut got = 0;
     let mut peak = (0, 0);
     let done = sim.run_until(Duration::from_secs(120), |sim| {
-        if server.is_none() {
-            server = sim.accept(&listener);
-        }
-        if sent < total {
-            sent += sim.send(0, &client, &data[sent..]);
-        }
-        if let Some(s) = &server {
-            loop {
-                let n = sim.recv(1, s, &mut buf);
-                if n == 0 {
-                    break;
-                }
-                got += n;
-            }
-        }
+        flow.step(sim, |b| got += b.len());
         let c = client.lock();
         peak.0 = peak.0.max(c.tcb.rack.log.allocated());
         peak.1 = peak.1.max(c.tcb.sb.allocated());

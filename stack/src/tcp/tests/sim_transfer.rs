@@ -5,12 +5,59 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::sim::{LinkConfig, Sim};
-use crate::tcp::pcb::Conn;
+use crate::tcp::pcb::{Conn, Listener};
 use crate::tcp::tcb::State;
 
 /// The test pattern: byte i is (i % 251).
 pub(super) fn pattern(offset: usize, len: usize) -> Vec<u8> {
     (offset..offset + len).map(|i| (i % 251) as u8).collect()
+}
+
+/// One bulk flow from host 0 to host 1 on port 80, driven a step at a time by tests that
+/// look at the connection between steps (inside `Sim::run_until`): each step accepts
+/// once the handshake is done, sends what the buffer takes, and reads what arrived.
+pub(super) struct Flow<'a> {
+    listener: Arc<Listener>,
+    pub client: Arc<Conn>,
+    server: Option<Arc<Conn>>,
+    data: &'a [u8],
+    sent: usize,
+    buf: Vec<u8>,
+}
+
+impl<'a> Flow<'a> {
+    /// Listens on host 1 and connects from host 0; `data` is what the flow sends.
+    pub fn new(sim: &mut Sim, data: &'a [u8]) -> Self {
+        let listener = sim.listen(1, 80, 16);
+        let client = sim.connect(0, 80);
+        Flow {
+            listener,
+            client,
+            server: None,
+            data,
+            sent: 0,
+            buf: vec![0u8; 64 * 1024],
+        }
+    }
+
+    /// One step; `on_recv` gets every chunk the receiver read.
+    pub fn step(&mut self, sim: &mut Sim, mut on_recv: impl FnMut(&[u8])) {
+        if self.server.is_none() {
+            self.server = sim.accept(&self.listener);
+        }
+        if self.sent < self.data.len() {
+            self.sent += sim.send(0, &self.client, &self.data[self.sent..]);
+        }
+        if let Some(s) = &self.server {
+            loop {
+                let n = sim.recv(1, s, &mut self.buf);
+                if n == 0 {
+                    break;
+                }
+                on_recv(&self.buf[..n]);
+            }
+        }
+    }
 }
 
 /// Sends `total` bytes from host 0 to host 1, both ends closing afterwards; returns
