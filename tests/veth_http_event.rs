@@ -1,7 +1,9 @@
 //! `xstack http --server event` (one mio event loop per accept thread, on xstack's
-//! sockets) with Linux as the client over a veth pair: a download and a chunked upload
-//! checked by sha256, hundreds of pipelined keep-alive connections at once on two
-//! per-worker loops, and a request-target that is not origin-form answered 400.
+//! sockets) and `--server worker` (the same loop inside the worker thread, as a task)
+//! with Linux as the client over a veth pair, the workers sleeping when idle: a download
+//! and a chunked upload checked by sha256, hundreds of pipelined keep-alive connections
+//! at once on two per-worker loops (and, for `worker`, on one loop whose connections are
+//! spread over two workers), and a request-target that is not origin-form answered 400.
 
 mod common;
 
@@ -10,14 +12,23 @@ use common::*;
 /// curl downloads 20 MiB and uploads 5 MB chunked; both digests match.
 #[test]
 fn event_server_download_and_chunked_upload() {
+    download_and_upload("event", "evdl");
+}
+
+#[test]
+fn worker_server_download_and_chunked_upload() {
+    download_and_upload("worker", "wkdl");
+}
+
+fn download_and_upload(server: &str, name: &str) {
     if !require_root() || !require_tool("curl") {
         return;
     }
-    let dir = TestDir::new("evup");
+    let dir = TestDir::new(name);
     let file = dir.random_file("upload.bin", 5_000_000);
     let want_up = file_sha256(&file);
-    let pair = VethPair::new_headers_only("evdl", 1, 128);
-    let stack = pair.spawn_http(&["--server", "event"]);
+    let pair = VethPair::new_headers_only(name, 1, 128);
+    let stack = pair.spawn_http(&["--server", server]);
     const N: u64 = 20 * 1024 * 1024;
     let dl = pair.curl_sha256(&format!("http://{STACK_ADDR}/bytes/{N}"), 120);
     eprintln!("{}", dl.context());
@@ -52,11 +63,27 @@ fn event_server_download_and_chunked_upload() {
 /// `GET garbage` is answered 400.
 #[test]
 fn event_server_many_pipelined_connections_and_400_for_garbage() {
+    pipelined("event", "per-worker", "evconns");
+}
+
+#[test]
+fn worker_server_many_pipelined_connections_and_400_for_garbage() {
+    pipelined("worker", "per-worker", "wkconns");
+}
+
+/// One loop inside worker 0 serves connections owned by both workers: readiness on
+/// worker 1 must wake worker 0 when it sleeps.
+#[test]
+fn worker_server_on_a_shared_listener_serves_both_workers() {
+    pipelined("worker", "shared", "wkshare");
+}
+
+fn pipelined(server: &str, accept: &str, name: &str) {
     if !require_root() || !require_tool("python3") {
         return;
     }
-    let pair = VethPair::new("evconns", 2);
-    let stack = pair.spawn_http(&["--server", "event", "--accept", "per-worker"]);
+    let pair = VethPair::new(name, 2);
+    let stack = pair.spawn_http(&["--server", server, "--accept", accept]);
     const SCRIPT: &str = r#"
 import json, socket, sys
 host, n = sys.argv[1], 300
@@ -91,4 +118,14 @@ print(json.dumps({"n": n, "ok": ok, "garbage": drain(g).decode("latin1")}))
     assert_eq!(v["ok"], v["n"], "every connection got both answers: {ctx}");
     let garbage = v["garbage"].as_str().unwrap_or("");
     assert!(garbage.starts_with("HTTP/1.1 400 "), "GET garbage: {ctx}");
+    // The connections were spread over both queues (so with one shared loop, worker 1's
+    // readiness reached the loop on worker 0).
+    let queues = json["queues"].as_array().cloned().unwrap_or_default();
+    assert_eq!(queues.len(), 2, "{ctx}");
+    for q in &queues {
+        assert!(
+            q["rx_frames"].as_u64().unwrap_or(0) > 100,
+            "queue idle: {ctx}"
+        );
+    }
 }

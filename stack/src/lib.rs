@@ -47,6 +47,7 @@ pub mod sim;
 pub(crate) mod socket;
 pub(crate) mod stack;
 pub(crate) mod stats;
+pub(crate) mod task;
 pub(crate) mod tcp;
 pub(crate) mod worker;
 
@@ -67,6 +68,7 @@ pub use socket::{
 pub use stack::{
     heap_json, QueueSnapshot, Snapshot, Stack, StackConfig, StartError, WorkerSnapshot,
 };
+pub use task::{TaskContext, TaskStatus, WorkerTask};
 /// Helper hooks (FreeBSD's hhook/khelp): the [`hhook::Helper`] trait, its hook points and
 /// their contexts.
 pub mod hhook {

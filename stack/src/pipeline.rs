@@ -268,12 +268,14 @@ pub(crate) struct StepReport {
     pub kicked: usize,
     /// Connections with a thread waiting on them that were woken.
     pub woken: usize,
+    /// An application task said it has more to do (`crate::task`).
+    pub tasks_busy: bool,
 }
 
 impl StepReport {
     /// True when the step found work (so another may find more right away).
     pub fn busy(&self) -> bool {
-        self.received > 0 || self.drained > 0 || self.kicked > 0
+        self.received > 0 || self.drained > 0 || self.kicked > 0 || self.tasks_busy
     }
 }
 
@@ -294,6 +296,8 @@ pub(crate) struct WorkerCore<R, T> {
     next_tick: Instant,
     /// Worker 0's: when to give freed buffer memory back.
     trimmer: crate::tcp::memtrim::Trimmer,
+    /// The application's tasks on this worker (`crate::task`).
+    pub tasks: crate::task::Tasks,
 }
 
 impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
@@ -318,6 +322,7 @@ impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
             announced: false,
             next_tick: now,
             trimmer: Default::default(),
+            tasks: Default::default(),
         }
     }
 
@@ -336,6 +341,18 @@ impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
         if heap.next().is_some_and(|t| t <= now) {
             tcp.run_timers(ifp, &mut self.ctx, &mut heap);
         }
+        // The application's tasks, after the input they answer and before the flush:
+        // what they write goes out in this turn (their kicks run right away).
+        let mut tasks_busy = false;
+        let mut woken = 0;
+        if let Some(inbox) = tcp.tasks.get(self.id) {
+            if self.tasks.active() || inbox.pending() {
+                // Readiness from this turn's input first: the tasks answer it now.
+                woken = heap.deliver_wakes();
+                tasks_busy = self.tasks.run(inbox, now, self.id);
+                tcp.run_kicks(self.id, ifp, &mut self.ctx, &mut heap);
+            }
+        }
         self.ctx.heap = heap;
         // Worker 0 owns the interface-wide timers (ARP retries and expiry) and the
         // start-up announcement.
@@ -353,12 +370,13 @@ impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
         if self.ctx.tx.outstanding() > 0 {
             self.ctx.tx.flush();
         }
-        let woken = self.ctx.heap.deliver_wakes();
+        woken += self.ctx.heap.deliver_wakes();
         StepReport {
             received,
             drained,
             kicked,
             woken,
+            tasks_busy,
         }
     }
 
@@ -427,7 +445,23 @@ impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
     /// True when this worker has work it can do right now: queued handoffs or kicks.
     /// (Frames on the link are the driver's to know about.)
     pub(crate) fn has_pending(&self) -> bool {
-        self.layers.netisr.pending(self.id) > 0 || self.layers.tcp.pending_kicks(self.id) > 0
+        self.layers.netisr.pending(self.id) > 0
+            || self.layers.tcp.pending_kicks(self.id) > 0
+            || self
+                .layers
+                .tcp
+                .tasks
+                .get(self.id)
+                .is_some_and(|t| t.pending())
+    }
+
+    /// The earliest deadline of the worker's own: its connections' timers and its
+    /// tasks' wake-ups.
+    pub(crate) fn next_wake(&self) -> Option<Instant> {
+        [self.ctx.heap.next(), self.tasks.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     #[cfg(any(test, feature = "sim"))]
@@ -444,6 +478,6 @@ impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
         } else {
             None
         };
-        [self.ctx.heap.next(), arp].into_iter().flatten().min()
+        [self.next_wake(), arp].into_iter().flatten().min()
     }
 }

@@ -138,7 +138,7 @@ impl Worker {
         } else {
             Duration::from_secs(1)
         };
-        if let Some(t) = self.core.ctx.heap.next() {
+        if let Some(t) = self.core.next_wake() {
             // Round up to the next millisecond: poll() cannot sleep less.
             timeout = timeout
                 .min(t.saturating_duration_since(Instant::now()) + Duration::from_micros(999));

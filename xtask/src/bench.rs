@@ -62,6 +62,10 @@ pub struct BenchArgs {
     /// Round trips per request/response round.
     #[arg(long, default_value_t = 50_000)]
     rr_count: usize,
+    /// The HTTP server of the nginx rows (`xstack http --server`): `event` (its own
+    /// thread) or `worker` (inside the stack's worker thread).
+    #[arg(long, default_value = "event", value_parser = ["event", "worker"])]
+    http_server: String,
     /// Run only these measurements (comma separated): icmp, stack-to-linux, offloads,
     /// linux-to-stack, lro, rr, cps, syn-flood, loss, multiworker, nginx, conns100k.
     /// Default: all.
@@ -131,10 +135,23 @@ impl Env<'_> {
     /// stack's namespace: the stack's worker and its application threads share one
     /// CPU, as the kernel baseline's server and its softirq processing do.
     fn start(&self, cmd: &str, idle: &str, extra: &[&str]) -> Result<Running> {
-        let mut argv: Vec<String> = ["taskset", "-c", &self.cpu, &self.bin, cmd]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let mut argv: Vec<String> = Vec::new();
+        // A profile of the measured stack: XSTACK_BENCH_PERF=DIR records each start as
+        // DIR/CMD-<pid>.data (`perf report -i` it afterwards).
+        if let (Ok(dir), false) = (std::env::var("XSTACK_BENCH_PERF"), cmd == "up") {
+            std::fs::create_dir_all(&dir)?;
+            let n = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0);
+            let out = format!("{dir}/{cmd}-{n}.data");
+            argv.extend(["perf", "record", "-g", "-q", "-o", &out, "--"].map(String::from));
+        }
+        argv.extend(
+            ["taskset", "-c", &self.cpu, &self.bin, cmd]
+                .iter()
+                .map(|s| s.to_string()),
+        );
         argv.extend(
             [
                 "--iface",
@@ -507,7 +524,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     if args.runs("nginx") {
         // --- xstack http against nginx on Linux's TCP: wrk and curl on the peer ---
-        nginx::nginx_rows(&env, &["--port", "80"], &mut report)?;
+        nginx::nginx_rows(
+            &env,
+            &["--port", "80", "--server", &args.http_server],
+            &mut report,
+        )?;
     }
     if args.runs("conns100k") {
         // --- 100,000 idle connections on one worker: memory per connection ---

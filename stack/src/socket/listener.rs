@@ -137,7 +137,8 @@ impl TcpListener {
                     "listener closed",
                 ));
             }
-            if self.nonblocking.load(Ordering::Relaxed) {
+            // On a worker thread (a task) waiting would stall the worker itself.
+            if self.nonblocking.load(Ordering::Relaxed) || crate::task::in_task() {
                 // Armed under the queue lock: a connection queued after this finds the
                 // fd armed (socket/readiness.rs).
                 if let Some(fd) = &*self

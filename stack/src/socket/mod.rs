@@ -22,6 +22,7 @@ use std::io;
 use std::sync::Arc;
 
 use crate::net::Interface;
+use crate::task::WorkerTask;
 use crate::tcp::layer::TcpLayer;
 use crate::tcp::pcb::PcbError;
 use crate::tcp::{TcpError, UserError};
@@ -102,6 +103,26 @@ impl NetStack {
     pub fn rack(&self) -> bool {
         self.tcp.conn_config().rack
     }
+
+    /// Gives `task` to worker `worker`, which calls it on every turn of its loop from now
+    /// on, on its own thread, until it says [`TaskStatus::Done`](crate::TaskStatus) or the
+    /// stack stops (run-to-completion; the rules are in [`WorkerTask`]'s module docs:
+    /// no blocking, readiness through [`ReadyQueue::for_worker`]). `InvalidInput` when
+    /// the stack has no such worker.
+    pub fn run_on_worker(&self, worker: usize, task: impl WorkerTask) -> io::Result<()> {
+        let Some(inbox) = self.tcp.tasks.get(worker) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "no worker {worker} (the stack has {})",
+                    self.tcp.tasks.len()
+                ),
+            ));
+        };
+        inbox.push(Box::new(task));
+        self.tcp.wake(worker);
+        Ok(())
+    }
 }
 
 impl AsRef<NetStack> for NetStack {
@@ -151,3 +172,5 @@ mod tests;
 
 #[cfg(test)]
 mod mio_tests;
+#[cfg(test)]
+mod task_tests;

@@ -132,12 +132,19 @@ impl ReadinessFd {
     }
 
     /// Writes the eventfd (every registered epoll instance gets an edge), or pushes the
-    /// token onto the queue.
-    pub(crate) fn signal(&self) {
+    /// token onto the queue. True when that is news for an application thread (false
+    /// for a worker's own queue, [`ReadyQueue::for_worker`], read by a task).
+    pub(crate) fn signal(&self) -> bool {
         self.signals.fetch_add(1, Ordering::Relaxed);
         match &self.target {
-            Target::Own(fd) => write_eventfd(fd),
-            Target::Queue { queue, token } => queue.push(*token),
+            Target::Own(fd) => {
+                write_eventfd(fd);
+                true
+            }
+            Target::Queue { queue, token } => {
+                queue.push(*token);
+                queue.wake.is_none()
+            }
         }
     }
 
@@ -145,7 +152,7 @@ impl ReadinessFd {
     /// [`ReadinessFd::signal`]).
     pub(crate) fn notify(&self) {
         if self.disarm() {
-            self.signal();
+            let _ = self.signal();
         }
     }
 
@@ -187,10 +194,21 @@ impl AsFd for ReadinessFd {
 /// What it saves over an fd per socket: a descriptor (so the open-file limit does not
 /// cap the sockets), the kernel's file and epoll item, and a syscall per change while the
 /// list already holds tokens.
-#[derive(Debug)]
 pub struct ReadyQueue {
     fd: EventFd,
     ready: Mutex<Vec<usize>>,
+    /// For a queue made by [`ReadyQueue::for_worker`]: wakes that worker instead of
+    /// writing `fd`.
+    wake: Option<crate::tcp::layer::WorkerWaker>,
+}
+
+impl std::fmt::Debug for ReadyQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadyQueue")
+            .field("fd", &self.fd)
+            .field("for_worker", &self.wake.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl ReadyQueue {
@@ -199,6 +217,34 @@ impl ReadyQueue {
         Ok(Arc::new(ReadyQueue {
             fd: new_eventfd()?,
             ready: Mutex::new(Vec::new()),
+            wake: None,
+        }))
+    }
+
+    /// A queue for a [`WorkerTask`](crate::WorkerTask) on worker `worker` of `net`
+    /// ([`NetStack::run_on_worker`](crate::NetStack::run_on_worker)): when its list goes
+    /// from empty to not empty it wakes that worker if it sleeps (nothing at all if it is
+    /// running, as it is when the push comes from its own thread), and its fd is never
+    /// written. The task drains it on each call. `InvalidInput` when the stack has no
+    /// such worker.
+    pub fn for_worker(net: &crate::NetStack, worker: usize) -> io::Result<Arc<ReadyQueue>> {
+        if worker >= net.tcp.tasks.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("no worker {worker} (the stack has {})", net.tcp.tasks.len()),
+            ));
+        }
+        let tcp = Arc::downgrade(&net.tcp);
+        Ok(Arc::new(ReadyQueue {
+            fd: new_eventfd()?,
+            ready: Mutex::new(Vec::new()),
+            // Weak: the queue lives in the stack's connections, which the layer owns.
+            wake: Some(Arc::new(move || {
+                if let Some(t) = tcp.upgrade() {
+                    t.tasks[worker].signal();
+                    t.wake(worker);
+                }
+            })),
         }))
     }
 
@@ -217,7 +263,10 @@ impl ReadyQueue {
         // Written after the lock: a drain in between takes the token and this edge is
         // spurious; a drain that found the list empty is followed by this write.
         if first {
-            write_eventfd(&self.fd);
+            match &self.wake {
+                Some(wake) => wake(),
+                None => write_eventfd(&self.fd),
+            }
         }
     }
 }

@@ -122,7 +122,9 @@ impl TcpStream {
             ));
         }
         let stream = Self::start_connect(net, v4(addr.into())?, timeout, opts)?;
-        if opts.nonblocking {
+        // On a worker thread (a task) the handshake cannot complete while we wait: the
+        // socket is returned connecting, as a nonblocking connect's is.
+        if opts.nonblocking || crate::task::in_task() {
             stream.nonblocking.store(true, Ordering::Relaxed);
             return Ok(stream);
         }
@@ -504,7 +506,8 @@ impl TcpStream {
         deadline: Option<Instant>,
         what: &'static str,
     ) -> io::Result<std::sync::MutexGuard<'a, crate::tcp::pcb::ConnInner>> {
-        if self.nonblocking.load(Ordering::Relaxed) {
+        // On a worker thread (a task) waiting would stall the worker itself.
+        if self.nonblocking.load(Ordering::Relaxed) || crate::task::in_task() {
             // Armed under the lock the worker changes readiness under: a change after
             // this is seen by the worker's disarm (socket/readiness.rs).
             if let Some(fd) = &inner.readiness {

@@ -61,6 +61,8 @@ pub struct TcpLayer {
     nworkers: usize,
     kicks: Vec<SegQueue<Arc<Conn>>>,
     wakers: OnceLock<Vec<WorkerWaker>>,
+    /// Application tasks waiting for their worker (`crate::task`).
+    pub(crate) tasks: Box<[crate::task::TaskInbox]>,
 }
 
 /// One connection whose readiness changed: the poller registrations to notify, and its
@@ -139,16 +141,15 @@ impl TimerHeap {
     }
 
     /// Wakes the applications of the connections whose readiness changed. The worker
-    /// calls it at the end of each iteration.
-    /// Returns how many connections had a thread blocked on them.
+    /// calls it before its tasks run and at the end of each iteration.
+    /// Returns how many connections had an application thread waiting on them (not
+    /// counting the worker's own tasks).
     pub fn deliver_wakes(&mut self) -> usize {
         let mut woken = 0;
         for w in self.wakes.drain(..) {
             let blocked = w.conn.wake(w.sinks);
-            if let Some(fd) = &w.fd {
-                fd.signal();
-            }
-            woken += (blocked || w.fd.is_some()) as usize;
+            let signalled = w.fd.as_ref().is_some_and(|fd| fd.signal());
+            woken += (blocked || signalled) as usize;
         }
         woken
     }
@@ -176,6 +177,14 @@ impl TcpLayer {
             nworkers: nworkers.max(1),
             kicks: (0..nworkers.max(1)).map(|_| SegQueue::new()).collect(),
             wakers: OnceLock::new(),
+            tasks: (0..nworkers.max(1)).map(|_| Default::default()).collect(),
+        }
+    }
+
+    /// Wakes worker `w` if it sleeps (a no-op in simulations).
+    pub(crate) fn wake(&self, w: usize) {
+        if let Some(wake) = self.wakers.get().and_then(|v| v.get(w)) {
+            wake();
         }
     }
 
@@ -230,11 +239,7 @@ impl TcpLayer {
         }
         let w = conn.owner.min(self.nworkers - 1);
         self.kicks[w].push(conn.clone());
-        if let Some(wakers) = self.wakers.get() {
-            if let Some(wake) = wakers.get(w) {
-                wake();
-            }
-        }
+        self.wake(w);
     }
 
     /// Kicks waiting for `worker`.

@@ -49,7 +49,7 @@ use sha2::{Digest, Sha256};
 
 pub use chunked::ChunkError;
 pub use client::{get, parse_url, post, Response, UrlError};
-pub use event::{serve_event, EventConn, EventListener};
+pub use event::{serve_event, serve_event_on_worker, EventConn, EventListener};
 pub use request::StatsFn;
 pub use server::{serve, serve_with, ServerConfig};
 

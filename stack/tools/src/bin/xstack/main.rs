@@ -198,6 +198,9 @@ struct HttpServeArgs {
     /// (one with --accept shared, one per worker with --accept per-worker) serving all of
     /// its connections on nonblocking sockets. `threads`: a thread per connection on
     /// blocking sockets (at most --max-connections threads; needed for --cwnd-trace).
+    /// `worker`: the event loop runs inside the stack's worker thread (on worker 0 with
+    /// --accept shared, on each listener's worker with --accept per-worker):
+    /// run-to-completion, no thread of its own.
     #[arg(long, value_enum, default_value_t = ServerKind::Event)]
     server: ServerKind,
     /// Connections served at once (per accept thread for `event`); beyond it a connection
@@ -217,7 +220,7 @@ impl HttpServeArgs {
         };
         let base = match self.server {
             ServerKind::Threads => xstack_tools::http::ServerConfig::default(),
-            ServerKind::Event => xstack_tools::http::ServerConfig::event(),
+            ServerKind::Event | ServerKind::Worker => xstack_tools::http::ServerConfig::event(),
         };
         if self.max_connections == Some(0) {
             anyhow::bail!("--max-connections must be at least 1");
@@ -237,6 +240,9 @@ enum ServerKind {
     Threads,
     /// One mio event loop per accept thread (`xstack_tools::http::serve_event`).
     Event,
+    /// The same event loop run inside the stack's worker thread, as a task:
+    /// run-to-completion, no thread of its own (`xstack_tools::http::serve_event_on_worker`).
+    Worker,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -437,13 +443,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Up(a) => {
             let sfd = block_stop_signals()?;
             let stack = Arc::new(start(&a)?);
-            wait_for_stop::<()>(&stack, &sfd, &[])?;
+            wait_for_stop(&stack, &sfd, || false)?;
             finish(stack)
         }
         Cmd::Http(args) => run_http(&args.http, args.accept, args.server, args.server_config()?),
         Cmd::Echo(h) => run_echo(&h),
         Cmd::Hold(h) => run_hold(&h),
         Cmd::KernelHttp { listen, cc, server } => {
+            if server == ServerKind::Worker {
+                anyhow::bail!("kernel-http --server worker: only xstack has worker threads to run in (use event or threads)");
+            }
             peer::kernel_http(listen, cc.as_deref(), server == ServerKind::Event)
         }
         Cmd::KernelEcho { listen } => peer::kernel_echo(listen),
@@ -506,7 +515,7 @@ fn run_http(
     if h.sndbuf == Some(0) {
         anyhow::bail!("--sndbuf must be at least 1 byte");
     }
-    if server == ServerKind::Event && h.cwnd_trace.is_some() {
+    if server != ServerKind::Threads && h.cwnd_trace.is_some() {
         anyhow::bail!(
             "--cwnd-trace needs --server threads (the event server keeps no per-connection trace)"
         );
@@ -533,6 +542,21 @@ fn run_http(
     let stop = Arc::new(AtomicBool::new(false));
     let mut servers = Vec::new();
     for listener in listeners {
+        if server == ServerKind::Worker {
+            let st = stack.clone();
+            let stats: xstack_tools::http::StatsFn = Arc::new(move || st.stats_json());
+            let worker = listener.worker().unwrap_or(0);
+            let done = xstack_tools::http::serve_event_on_worker(
+                stack.net(),
+                worker,
+                listener,
+                stats,
+                stop.clone(),
+                config.clone(),
+            )?;
+            servers.push(Running::Task(done, None));
+            continue;
+        }
         let st = stack.clone();
         let stats: xstack_tools::http::StatsFn = Arc::new(move || st.stats_json());
         let stop = stop.clone();
@@ -571,21 +595,71 @@ fn run_http(
                 xstack_tools::http::serve_with(listener, stats, stop, config)
             })?,
         };
-        servers.push(server);
+        servers.push(Running::Thread(server));
     }
+    let what = if server == ServerKind::Worker {
+        "event loop"
+    } else {
+        "accept thread"
+    };
     eprintln!(
-        "xstack: http listening on port {} ({} accept thread{})",
+        "xstack: http listening on port {} ({} {what}{})",
         h.port,
         servers.len(),
         if servers.len() == 1 { "" } else { "s" }
     );
-    let waited = wait_for_stop(&stack, &sfd, &servers);
+    let waited = wait_for_stop(&stack, &sfd, || servers.iter_mut().any(Running::ended));
     stop.store(true, Ordering::Relaxed);
     for s in servers {
-        let _ = s.join();
+        s.wait();
     }
     waited?;
     finish(stack)
+}
+
+/// An HTTP server `xstack http` started: on a thread of its own, or as a task inside a
+/// worker (whose result arrives on the channel, kept once seen).
+enum Running {
+    Thread(std::thread::JoinHandle<std::io::Result<()>>),
+    Task(
+        std::sync::mpsc::Receiver<std::io::Result<()>>,
+        Option<std::io::Result<()>>,
+    ),
+}
+
+impl Running {
+    /// True once it has returned (or its worker dropped it).
+    fn ended(&mut self) -> bool {
+        match self {
+            Running::Thread(t) => t.is_finished(),
+            Running::Task(rx, result) => {
+                if result.is_none() {
+                    match rx.try_recv() {
+                        Ok(r) => *result = Some(r),
+                        Err(std::sync::mpsc::TryRecvError::Empty) => return false,
+                        Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                            *result = Some(Err(std::io::ErrorKind::BrokenPipe.into()))
+                        }
+                    }
+                }
+                true
+            }
+        }
+    }
+
+    /// Waits for it to return after the stop flag was set: a task gets the loop's grace
+    /// period and a little more.
+    fn wait(self) {
+        match self {
+            Running::Thread(t) => {
+                let _ = t.join();
+            }
+            Running::Task(rx, None) => {
+                let _ = rx.recv_timeout(Duration::from_secs(3));
+            }
+            Running::Task(_, Some(_)) => {}
+        }
+    }
 }
 
 /// `xstack echo`: the 1-byte echo server.
@@ -598,7 +672,7 @@ fn run_echo(h: &HttpArgs) -> anyhow::Result<()> {
         .name("echo-accept".into())
         .spawn(move || peer::stack_echo(listener))?;
     eprintln!("xstack: echo listening on port {}", h.port);
-    wait_for_stop(&stack, &sfd, std::slice::from_ref(&server))?;
+    wait_for_stop(&stack, &sfd, || server.is_finished())?;
     // The accept thread holds no stack reference; connection threads may.
     finish(stack)
 }
@@ -626,7 +700,7 @@ fn run_hold(h: &HttpArgs) -> anyhow::Result<()> {
             }
         })?;
     eprintln!("xstack: hold listening on port {}", h.port);
-    wait_for_stop(&stack, &sfd, std::slice::from_ref(&server))?;
+    wait_for_stop(&stack, &sfd, || server.is_finished())?;
     finish(stack)
 }
 
@@ -722,10 +796,10 @@ fn block_stop_signals() -> anyhow::Result<SignalFd> {
 }
 
 /// Waits for SIGINT/SIGTERM; fails if a worker dies or a server thread ends.
-fn wait_for_stop<T>(
+fn wait_for_stop(
     stack: &Stack,
     sfd: &SignalFd,
-    servers: &[std::thread::JoinHandle<T>],
+    mut server_ended: impl FnMut() -> bool,
 ) -> anyhow::Result<()> {
     loop {
         let mut fds = [libc::pollfd {
@@ -748,7 +822,7 @@ fn wait_for_stop<T>(
                 one_line(&last_panic())
             );
         }
-        if servers.iter().any(|s| s.is_finished()) {
+        if server_ended() {
             anyhow::bail!("the HTTP server stopped unexpectedly");
         }
     }

@@ -35,6 +35,8 @@ mod kernel;
 mod timer;
 mod xstack;
 
+pub use xstack::serve_event_on_worker;
+
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::AsRawFd;
@@ -42,7 +44,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ::xstack::ReadyQueue;
+use ::xstack::{ReadyQueue, TaskStatus};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Registry, Token};
 
@@ -148,27 +150,7 @@ pub fn serve_event<L: EventListener>(
             Interest::READABLE,
         )?;
     }
-    let now = Instant::now();
-    let mut server = Server {
-        poll,
-        queue,
-        tokens: Vec::new(),
-        listener: Some(listener),
-        listener_ready: true,
-        accept_paused_until: None,
-        conns: Vec::new(),
-        free: Vec::new(),
-        served: 0,
-        rejecting: 0,
-        wheel: TimerWheel::new(now),
-        ready: VecDeque::new(),
-        due: Vec::new(),
-        scratch: vec![0; SCRATCH].into_boxed_slice(),
-        stats,
-        config,
-        stop_deadline: None,
-    };
-    server.run(&stop)
+    Server::new(listener, poll, queue, stats, config, Instant::now()).run(&stop)
 }
 
 /// One event loop's state.
@@ -205,17 +187,41 @@ struct Server<L: EventListener> {
 }
 
 impl<L: EventListener> Server<L> {
+    fn new(
+        listener: L,
+        poll: Poll,
+        queue: Option<Arc<ReadyQueue>>,
+        stats: StatsFn,
+        config: ServerConfig,
+        now: Instant,
+    ) -> Self {
+        Server {
+            poll,
+            queue,
+            tokens: Vec::new(),
+            listener: Some(listener),
+            listener_ready: true,
+            accept_paused_until: None,
+            conns: Vec::new(),
+            free: Vec::new(),
+            served: 0,
+            rejecting: 0,
+            wheel: TimerWheel::new(now),
+            ready: VecDeque::new(),
+            due: Vec::new(),
+            scratch: vec![0; SCRATCH].into_boxed_slice(),
+            stats,
+            config,
+            stop_deadline: None,
+        }
+    }
+
     fn run(&mut self, stop: &AtomicBool) -> io::Result<()> {
         let mut events = Events::with_capacity(1024);
         loop {
             let now = Instant::now();
-            if self.stop_deadline.is_none() && stop.load(Ordering::Relaxed) {
-                self.begin_stop(now);
-            }
-            if let Some(deadline) = self.stop_deadline {
-                if self.served + self.rejecting == 0 || now >= deadline {
-                    return Ok(());
-                }
+            if self.stopped(stop, now) {
+                return Ok(());
             }
             let timeout = self.poll_timeout(now);
             match self.poll.poll(&mut events, Some(timeout)) {
@@ -225,7 +231,6 @@ impl<L: EventListener> Server<L> {
             }
             for ev in events.iter() {
                 match ev.token() {
-                    LISTENER => self.listener_ready = true,
                     READY_QUEUE => {
                         if let Some(q) = &self.queue {
                             q.drain(&mut self.tokens);
@@ -234,15 +239,52 @@ impl<L: EventListener> Server<L> {
                     Token(t) => self.tokens.push(t),
                 }
             }
-            for i in 0..self.tokens.len() {
-                self.mark_ready(self.tokens[i]);
-            }
-            self.tokens.clear();
-            let now = Instant::now();
-            self.accept(now)?;
-            self.drive_ready(now);
-            self.expire(now);
+            self.process(Instant::now())?;
         }
+    }
+
+    /// Sees the stop flag; true once the loop is done (stopping, and every connection
+    /// finished or out of time).
+    fn stopped(&mut self, stop: &AtomicBool, now: Instant) -> bool {
+        if self.stop_deadline.is_none() && stop.load(Ordering::Relaxed) {
+            self.begin_stop(now);
+        }
+        self.stop_deadline
+            .is_some_and(|deadline| self.served + self.rejecting == 0 || now >= deadline)
+    }
+
+    /// One turn after the events: the tokens they gave (`LISTENER`'s or a
+    /// connection's), then accepting, driving and expiring.
+    fn process(&mut self, now: Instant) -> io::Result<()> {
+        for i in 0..self.tokens.len() {
+            match self.tokens[i] {
+                t if t == LISTENER.0 => self.listener_ready = true,
+                t => self.mark_ready(t),
+            }
+        }
+        self.tokens.clear();
+        self.accept(now)?;
+        self.drive_ready(now);
+        self.expire(now);
+        Ok(())
+    }
+
+    /// One call of the loop as a worker task (`serve_event_on_worker`): the same turn,
+    /// with the ready queue drained instead of polled and the worker's clock.
+    fn task_turn(&mut self, stop: &AtomicBool, now: Instant) -> Result<TaskStatus, io::Error> {
+        if self.stopped(stop, now) {
+            return Ok(TaskStatus::Done);
+        }
+        if let Some(q) = &self.queue {
+            q.drain(&mut self.tokens);
+        }
+        self.process(now)?;
+        let wait = self.poll_timeout(now);
+        Ok(if wait.is_zero() {
+            TaskStatus::Busy
+        } else {
+            TaskStatus::Idle(Some(now + wait))
+        })
     }
 
     /// Connection `Token(token)` had an event: drive it on this turn.

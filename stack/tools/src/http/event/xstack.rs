@@ -11,12 +11,63 @@
 //! server (`xstack_impl.rs`).
 
 use std::io;
-use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{mpsc, Arc};
 
-use mio::{Interest, Registry, Token};
-use xstack::{ReadyQueue, TcpListener, TcpStream};
+use mio::{Interest, Poll, Registry, Token};
+use xstack::{NetStack, ReadyQueue, TaskContext, TaskStatus, TcpListener, TcpStream};
 
-use super::{EventConn, EventListener};
+use super::{EventConn, EventListener, Server, LISTENER};
+use crate::http::{ServerConfig, StatsFn};
+
+/// Runs [`serve_event`](super::serve_event)'s loop inside worker `worker` of `net`, as a
+/// task ([`NetStack::run_on_worker`]): the worker calls it on every turn of its own loop,
+/// after the turn's input and before its output goes out, so a request that arrives is
+/// answered in the same turn, on the same core, with no thread in between
+/// (run-to-completion). Readiness comes through a ready queue made for the worker
+/// ([`ReadyQueue::for_worker`]); the listener's token is on it too.
+///
+/// Returns at once; the receiver gets the loop's result when it ends (`stop` set and its
+/// connections finished, as for `serve_event`), or is disconnected if the stack stops
+/// first. Errors setting it up (no such worker, the listener's registration) are
+/// returned.
+pub fn serve_event_on_worker(
+    net: &NetStack,
+    worker: usize,
+    mut listener: TcpListener,
+    stats: StatsFn,
+    stop: Arc<AtomicBool>,
+    config: ServerConfig,
+) -> io::Result<mpsc::Receiver<io::Result<()>>> {
+    EventListener::prepare(&mut listener)?;
+    let queue = ReadyQueue::for_worker(net, worker)?;
+    listener.register_ready_queue(&queue, LISTENER.0)?;
+    // Never polled: the connections' registrations go to the queue, and the trait's
+    // calls take a registry.
+    let poll = Poll::new()?;
+    let (tx, rx) = mpsc::sync_channel(1);
+    let mut parts = Some((listener, poll, queue, stats, config));
+    let mut server = None;
+    net.run_on_worker(worker, move |cx: &TaskContext| {
+        // Built on the first call, on the worker's clock (a simulation's is virtual).
+        let server = server.get_or_insert_with(|| {
+            let (listener, poll, queue, stats, config) = parts.take().expect("once");
+            Server::new(listener, poll, Some(queue), stats, config, cx.now())
+        });
+        match server.task_turn(&stop, cx.now()) {
+            Ok(TaskStatus::Done) => {
+                let _ = tx.send(Ok(()));
+                TaskStatus::Done
+            }
+            Ok(status) => status,
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                TaskStatus::Done
+            }
+        }
+    })?;
+    Ok(rx)
+}
 
 impl EventListener for TcpListener {
     type Stream = TcpStream;
@@ -84,9 +135,21 @@ mod tests {
 
     use super::super::super::{get, pattern_sha256, post, ServerConfig, StatsFn};
     use super::super::serve_event;
+    use super::serve_event_on_worker;
 
     #[test]
     fn event_server_on_xstack_sockets() {
+        serve_and_check(false);
+    }
+
+    /// The same, with the loop inside host 1's worker 0 as a task: its connections are
+    /// spread over both workers.
+    #[test]
+    fn event_server_inside_a_worker() {
+        serve_and_check(true);
+    }
+
+    fn serve_and_check(on_worker: bool) {
         let link = LinkConfig {
             delay: Duration::from_millis(1),
             ..LinkConfig::default()
@@ -97,8 +160,16 @@ mod tests {
         let stop = Arc::new(AtomicBool::new(false));
         let stats: StatsFn = Arc::new(|| serde_json::json!({"sim": true}));
         let s = Arc::clone(&stop);
-        let server =
-            std::thread::spawn(move || serve_event(listener, stats, s, ServerConfig::event()));
+        let server: Box<dyn FnOnce() -> std::io::Result<()>> = if on_worker {
+            let done =
+                serve_event_on_worker(&sim.net(1), 0, listener, stats, s, ServerConfig::event())
+                    .expect("started");
+            Box::new(move || done.recv_timeout(Duration::from_secs(10)).expect("ends"))
+        } else {
+            let t =
+                std::thread::spawn(move || serve_event(listener, stats, s, ServerConfig::event()));
+            Box::new(move || t.join().unwrap())
+        };
         let connect = || {
             let c = TcpStream::connect_timeout(sim.net(0), addr, Duration::from_secs(10))
                 .expect("connect");
@@ -142,10 +213,7 @@ mod tests {
         }
 
         stop.store(true, Ordering::Relaxed);
-        server
-            .join()
-            .unwrap()
-            .expect("serve_event returns Ok once stopped");
+        server().expect("serve_event returns Ok once stopped");
     }
 
     /// A download, then `GET /info` on the same connection, from a server on a stack
