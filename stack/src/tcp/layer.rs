@@ -98,9 +98,17 @@ impl std::hash::Hasher for IdHasher {
 
 /// A worker's timer heap: connections by next deadline (lazy deletion: an entry is
 /// acted on only if it is still the connection's scheduled time).
+///
+/// Connections in TIME-WAIT wait in a queue of their own, as FreeBSD's `tcp_tw` list:
+/// they all wait the same 2*MSL, so their deadlines arrive nearly in order and go in at
+/// or near the back, and a server closing tens of thousands of connections a second
+/// (up to `max_time_wait` of them waiting) keeps them out of the heap the active
+/// connections' timers go through.
 #[derive(Default)]
 pub struct TimerHeap {
     heap: BinaryHeap<Reverse<(Instant, u64)>>,
+    /// TIME-WAIT deadlines, sorted (see above).
+    time_wait: std::collections::VecDeque<(Instant, u64)>,
     conns: std::collections::HashMap<u64, Arc<Conn>, BuildHasherDefault<IdHasher>>,
     /// Connections whose readiness changed during this worker iteration: the
     /// application is woken once per iteration, not once per segment.
@@ -109,11 +117,58 @@ pub struct TimerHeap {
     pub(super) syncache: super::syncache::SynCache,
 }
 
+/// How far from the back of the TIME-WAIT queue a deadline may go in; one that would go
+/// further (a TIME-WAIT connection with an earlier timer of another kind) goes to the
+/// heap instead.
+const TIME_WAIT_INSERT_SPAN: usize = 32;
+
 impl TimerHeap {
     /// The earliest deadline: a connection's or the SYN cache's.
     pub fn next(&self) -> Option<Instant> {
-        let conns = self.heap.peek().map(|Reverse((t, _))| *t);
+        let conns = self.peek().map(|(t, _)| t);
         [conns, self.syncache.next()].into_iter().flatten().min()
+    }
+
+    /// Schedules connection `id` at `t`, in the TIME-WAIT queue if `time_wait` and it fits
+    /// near the back, else in the heap.
+    fn push(&mut self, t: Instant, id: u64, time_wait: bool) {
+        if time_wait {
+            let q = &mut self.time_wait;
+            let mut i = q.len();
+            while i > 0 && q[i - 1].0 > t && q.len() - i < TIME_WAIT_INSERT_SPAN {
+                i -= 1;
+            }
+            if i == 0 || q[i - 1].0 <= t {
+                q.insert(i, (t, id));
+                return;
+            }
+        }
+        self.heap.push(Reverse((t, id)));
+    }
+
+    /// The earliest connection deadline (stale or not).
+    fn peek(&self) -> Option<(Instant, u64)> {
+        let h = self.heap.peek().map(|Reverse(e)| *e);
+        match (h, self.time_wait.front().copied()) {
+            (Some(a), Some(b)) => Some(if b.0 < a.0 { b } else { a }),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Removes the entry [`TimerHeap::peek`] returned.
+    fn pop(&mut self) {
+        let h = self.heap.peek().map(|Reverse((t, _))| *t);
+        match (h, self.time_wait.front()) {
+            (Some(a), Some(b)) if b.0 < a => {
+                self.time_wait.pop_front();
+            }
+            (None, Some(_)) => {
+                self.time_wait.pop_front();
+            }
+            _ => {
+                self.heap.pop();
+            }
+        }
     }
 
     /// SYN cache entries held by this worker.
@@ -483,7 +538,8 @@ impl TcpLayer {
             if let Some(t) = inner.tcb.poll_deadline() {
                 if inner.scheduled.is_none_or(|s| t < s) {
                     inner.scheduled = Some(t);
-                    heap.heap.push(Reverse((t, conn.id)));
+                    let time_wait = inner.tcb.state() == super::State::TimeWait;
+                    heap.push(t, conn.id, time_wait);
                     heap.conns.insert(conn.id, conn.clone());
                 }
             }
@@ -548,11 +604,11 @@ impl TcpLayer {
     /// Runs the timers due at `now` on this worker.
     pub fn run_timers(&self, ifp: &Interface, ctx: &mut impl NetCtx, heap: &mut TimerHeap) {
         let now = ctx.now();
-        while let Some(Reverse((t, id))) = heap.heap.peek().copied() {
+        while let Some((t, id)) = heap.peek() {
             if t > now {
                 break;
             }
-            heap.heap.pop();
+            heap.pop();
             let Some(conn) = heap.conns.get(&id).cloned() else {
                 continue;
             };
@@ -717,5 +773,51 @@ impl TcpLayer {
         if ipv4::output_answer(ifp, ctx, src, dst, reply_mac, tcp, len, &mut fill).is_ok() {
             Counters::inc(&ctx.counters().tcp_rst_tx);
         }
+    }
+}
+
+#[cfg(test)]
+mod timer_heap_tests {
+    use super::TimerHeap;
+    use std::time::{Duration, Instant};
+
+    /// Entries come out in deadline order whichever structure holds them: TIME-WAIT ones
+    /// out of order near the back of their queue, one too far back for the queue (which
+    /// goes to the heap), and ordinary ones in the heap.
+    #[test]
+    fn deadlines_come_out_in_order_from_heap_and_time_wait_queue() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut h = TimerHeap::default();
+        let mut want = Vec::new();
+        for i in 0..100u64 {
+            let t = 60_000 + i * 10 - if i % 7 == 0 { 15 } else { 0 };
+            h.push(at(t), i, true);
+            want.push((t, i));
+        }
+        assert!(h.heap.is_empty(), "all fit near the back of the queue");
+        // Far earlier than 32 entries from the back: the heap takes it.
+        h.push(at(100), 1000, true);
+        want.push((100, 1000));
+        assert_eq!(h.heap.len(), 1);
+        for (i, t) in [(2000u64, 5u64), (2001, 60_005), (2002, 90_000)] {
+            h.push(at(t), i, false);
+            want.push((t, i));
+        }
+        want.sort();
+        assert_eq!(h.next(), Some(at(5)));
+        let mut got = Vec::new();
+        while let Some((t, id)) = h.peek() {
+            h.pop();
+            got.push(((t - t0).as_millis() as u64, id));
+        }
+        let times = |v: &[(u64, u64)]| v.iter().map(|e| e.0).collect::<Vec<_>>();
+        assert_eq!(times(&got), times(&want));
+        let mut ids: Vec<u64> = got.iter().map(|e| e.1).collect();
+        ids.sort();
+        let mut want_ids: Vec<u64> = want.iter().map(|e| e.1).collect();
+        want_ids.sort();
+        assert_eq!(ids, want_ids);
+        assert!(h.time_wait.is_empty() && h.heap.is_empty());
     }
 }
