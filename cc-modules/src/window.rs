@@ -89,8 +89,8 @@ pub fn slow_start_increment(bytes_acked: u32, acks: u32, limit_segs: u32, maxseg
 /// per-round bound of congestion avoidance comes from counting against cwnd, not from
 /// the credit of one ACK: a receiver that acknowledges many segments at once (GRO, SACK
 /// compression, stretch ACKs) would otherwise slow the growth by the stretch factor. This
-/// is how FreeBSD (`t_bytes_acked += bytes_this_ack` in `cc_ack_received`) and Linux
-/// (`tcp_cong_avoid_ai` with the segments acked) count. Every module's `ack_received`
+/// is how Linux counts (`tcp_cong_avoid_ai` with the segments acked); FreeBSD caps the
+/// credit at L*SMSS per ACK it coalesced. Every module's `ack_received`
 /// starts here, so the rules on when a window may grow live in one place.
 pub fn growth_credit(sig: CcSignal, ack: &AckInfo, v: &CcVars) -> Option<u32> {
     // A duplicate ACK acknowledges nothing; its inflation is the transport's.
