@@ -47,7 +47,7 @@ impl CongestionControl for FixedWindow {
     }
 
     fn ack_received(&mut self, v: &mut CcVars, sig: CcSignal, ack: &AckInfo) {
-        if window::growth_credit(sig, ack, v.maxseg).is_some() && v.cwnd < self.target(v) {
+        if window::growth_credit(sig, ack, v).is_some() && v.cwnd < self.target(v) {
             v.cwnd = window::grow(v.cwnd, v.maxseg).min(self.target(v));
         }
     }

@@ -65,7 +65,7 @@ impl CongestionControl for Vegas {
 
     fn ack_received(&mut self, v: &mut CcVars, sig: CcSignal, ack: &AckInfo) {
         self.open = ack.recovery == Recovery::Open;
-        let Some(credit) = window::growth_credit(sig, ack, v.maxseg) else {
+        let Some(credit) = window::growth_credit(sig, ack, v) else {
             return;
         };
         if v.cwnd < v.ssthresh {

@@ -1012,6 +1012,13 @@ impl CongestionControl for Bbr {
         self.set_cwnd(v, rs);
     }
 
+    fn owns_recovery_window(&self) -> bool {
+        // §4.6.4.4: BBR bounds cwnd in recovery itself (packet conservation for a round,
+        // then its model's bounds); PRR on top would also shrink cwnd to the pipe on
+        // every ACK, as for a loss-based module, though BBR keeps its rate on random loss.
+        true
+    }
+
     fn wants_rate_samples(&self) -> bool {
         true
     }

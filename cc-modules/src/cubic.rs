@@ -266,7 +266,7 @@ impl Core {
             // RFC 9438 §4.4 (concave, cwnd < W_max) and §4.5 (convex, cwnd >= W_max): "cwnd
             // MUST be incremented by (target - cwnd)/cwnd for each received new ACK, where
             // target is calculated as described in Section 4.2." Per segment acknowledged,
-            // so stretch and delayed ACKs count what they cover (within ABC's credit).
+            // so stretch and delayed ACKs count what they cover.
             self.region = if cwnd < e.w_max {
                 Region::Concave
             } else {
@@ -275,14 +275,16 @@ impl Core {
             let target = target(w_cubic(t + rtt.as_secs_f64(), e.k, e.w_max), cwnd);
             cwnd + (target - cwnd) / cwnd * segments_acked
         };
-        // Back to bytes. A window never shrinks on an ACK; growth is capped by ABC's credit
-        // (min(N, L*SMSS)), which §4.2's 1.5*cwnd bound already keeps CUBIC under except in
-        // the Reno-friendly jump after W_est overtakes the curve.
+        // Back to bytes. A window never shrinks on an ACK; growth is capped by the bytes
+        // the ACK covers and by ABC's L segments per ACK (the modules' invariant), which
+        // §4.2's 1.5*cwnd bound already keeps CUBIC under except in the Reno-friendly jump
+        // after W_est overtakes the curve.
+        let cap = credit.min(window::ABC_LIMIT_SEGS.saturating_mul(v.maxseg.max(1)));
         let total = ((next - cwnd) * mss).max(0.0) + e.carry;
         let whole = total.floor();
-        let incr = if whole >= f64::from(credit) {
+        let incr = if whole >= f64::from(cap) {
             e.carry = 0.0;
-            credit
+            cap
         } else {
             e.carry = total - whole;
             whole as u32
@@ -372,7 +374,7 @@ impl CongestionControl for Cubic {
 
     fn ack_received(&mut self, v: &mut CcVars, sig: CcSignal, ack: &AckInfo) {
         self.core.seen(ack.now);
-        let Some(credit) = window::growth_credit(sig, ack, v.maxseg) else {
+        let Some(credit) = window::growth_credit(sig, ack, v) else {
             if sig == CcSignal::Ack && ack.recovery == Recovery::Open && !ack.cwnd_limited {
                 self.core.app_limited(ack.now);
             }

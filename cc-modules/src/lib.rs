@@ -573,6 +573,15 @@ pub trait CongestionControl: Send + fmt::Debug {
         false
     }
 
+    /// Whether the module sets cwnd itself during fast recovery (from its own model, in
+    /// `rate_sample` or `ack_received`), so the transport must not apply Proportional Rate
+    /// Reduction (RFC 6937) over it. Linux skips its PRR (`tcp_cwnd_reduction`) for a
+    /// module with its own `cong_control`, as BBR is. The default, `false`: the transport
+    /// owns cwnd between `cong_signal(NDupAck)` and `post_recovery`.
+    fn owns_recovery_window(&self) -> bool {
+        false
+    }
+
     /// The rate at which the transport should pace this connection's new data, in bytes
     /// per second, read before each burst (about 1 ms of data at the rate, at least two
     /// segments). `None` (the default) or `Some(0)`: no pacing, segments go out as cwnd and

@@ -81,7 +81,7 @@ impl CongestionControl for NewReno {
     }
 
     fn ack_received(&mut self, v: &mut CcVars, sig: CcSignal, ack: &AckInfo) {
-        let Some(credit) = window::growth_credit(sig, ack, v.maxseg) else {
+        let Some(credit) = window::growth_credit(sig, ack, v) else {
             return;
         };
         if v.in_slow_start() {
@@ -99,12 +99,18 @@ impl CongestionControl for NewReno {
             // RFC 3465 §2.1: "When bytes_acked becomes greater than or equal to the value of
             // the congestion window, bytes_acked is reduced by the value of cwnd. Next, cwnd
             // is incremented by a full-sized segment (SMSS)."
-            // The credit is ABC-capped as in FreeBSD, so one stretch ACK cannot bank more
-            // than one increase: "cwnd MUST NOT be increased by more than SMSS bytes per RTT".
+            // The credit is every byte the ACK covers, stretch ACKs included (as Linux's
+            // tcp_cong_avoid_ai counts the segments acked; FreeBSD caps one ACK's credit at
+            // L*SMSS per ACK it coalesced, which slows growth by the stretch factor when the
+            // receiver acknowledges many segments at once, as a Linux receiver with GRO and
+            // SACK compression does). One SMSS per cwnd of bytes, at most one per ACK, and
+            // less than a window banked: "cwnd MUST NOT be increased by more than SMSS bytes
+            // per RTT".
             self.ca_bytes_acked = self.ca_bytes_acked.saturating_add(credit);
             if self.ca_bytes_acked >= v.cwnd {
                 self.ca_bytes_acked -= v.cwnd;
                 v.cwnd = window::grow(v.cwnd, v.maxseg);
+                self.ca_bytes_acked = self.ca_bytes_acked.min(v.cwnd.saturating_sub(1));
             }
         }
     }
@@ -342,17 +348,22 @@ mod tests {
         assert_eq!(v.cwnd, 2 * MSS);
     }
 
-    // A stretch ACK in congestion avoidance banks at most L*SMSS of credit.
+    // RFC 5681 §3.1: in congestion avoidance a stretch ACK counts every byte it covers
+    // ("count the number of bytes that have been acknowledged by ACKs for new data"), so
+    // one ACK per 3 segments grows cwnd as fast as one per segment; but it grows cwnd by
+    // at most one SMSS and banks less than a window.
     #[test]
-    fn stretch_ack_cannot_bank_more_than_one_increase() {
+    fn stretch_ack_counts_its_bytes_but_grows_at_most_one_segment() {
         let (mut cc, mut v) = fresh();
-        v.cwnd = 3 * MSS;
-        v.ssthresh = 3 * MSS;
+        v.cwnd = 6 * MSS;
+        v.ssthresh = 6 * MSS;
         let now = Instant::now();
+        cc.ack_received(&mut v, CcSignal::Ack, &ack(now, 3 * MSS));
+        assert_eq!((v.cwnd, cc.ca_bytes_acked()), (6 * MSS, 3 * MSS));
+        cc.ack_received(&mut v, CcSignal::Ack, &ack(now, 3 * MSS));
+        assert_eq!((v.cwnd, cc.ca_bytes_acked()), (7 * MSS, 0));
         cc.ack_received(&mut v, CcSignal::Ack, &ack(now, 100 * MSS));
-        assert_eq!((v.cwnd, cc.ca_bytes_acked()), (3 * MSS, 2 * MSS));
-        cc.ack_received(&mut v, CcSignal::Ack, &ack(now, 100 * MSS));
-        assert_eq!((v.cwnd, cc.ca_bytes_acked()), (4 * MSS, MSS));
+        assert_eq!((v.cwnd, cc.ca_bytes_acked()), (8 * MSS, 8 * MSS - 1));
     }
 
     #[test]

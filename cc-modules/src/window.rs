@@ -11,8 +11,9 @@ use crate::{AckInfo, CcSignal, CcVars, Recovery};
 /// kept, not cut.
 pub const MAX_CWND: u32 = 65_535 << 14;
 
-/// ABC's limit L in segments (RFC 3465): the most one ACK may grow cwnd in slow start,
-/// and the most one ACK may credit toward congestion avoidance. RFC 3465 permits L = 2*SMSS
+/// ABC's limit L in segments (RFC 3465): the most one ACK may grow cwnd in slow start
+/// (and, a bound every module keeps, in congestion avoidance; there the credit toward
+/// growth is every byte the ACK covers, see [`growth_credit`]). RFC 3465 permits L = 2*SMSS
 /// (and no more); RFC 5681 §3.1 notes that "\[RFC3465\] allows for cwnd increases of more than
 /// SMSS bytes for incoming acknowledgments during slow start on an experimental basis;
 /// however, such behavior is not allowed as part of the standard." We follow FreeBSD's
@@ -78,12 +79,20 @@ pub fn slow_start_increment(bytes_acked: u32, acks: u32, limit_segs: u32, maxseg
     bytes_acked.min(limit)
 }
 
-/// The growth credit one ACK earns (RFC 3465's `min(N, L*SMSS)`, see
-/// [`slow_start_increment`]), or `None` when the ACK may not grow cwnd at all: it is not an
-/// ACK of new data, the transport owns cwnd (fast recovery) or just cut it (CWR), or the
-/// sender was not cwnd-limited. Every module's `ack_received` starts here, so the rules on
-/// when a window may grow live in one place.
-pub fn growth_credit(sig: CcSignal, ack: &AckInfo, maxseg: u32) -> Option<u32> {
+/// The growth credit one ACK earns, or `None` when the ACK may not grow cwnd at all: it is
+/// not an ACK of new data, the transport owns cwnd (fast recovery) or just cut it (CWR), or
+/// the sender was not cwnd-limited. In slow start the credit is ABC's `min(N, L*SMSS)` (see
+/// [`slow_start_increment`]); in congestion avoidance it is every byte the ACK covers
+/// (RFC 5681 §3.1: "count the number of bytes that have been acknowledged by ACKs for new
+/// data"; RFC 3465 §2.1 caps slow start only: "bytes_acked is incremented by the number of
+/// previously unacknowledged bytes ACKed by each incoming acknowledgment"). The one-SMSS-
+/// per-round bound of congestion avoidance comes from counting against cwnd, not from
+/// the credit of one ACK: a receiver that acknowledges many segments at once (GRO, SACK
+/// compression, stretch ACKs) would otherwise slow the growth by the stretch factor. This
+/// is how Linux counts (`tcp_cong_avoid_ai` with the segments acked); FreeBSD caps the
+/// credit at L*SMSS per ACK it coalesced. Every module's `ack_received`
+/// starts here, so the rules on when a window may grow live in one place.
+pub fn growth_credit(sig: CcSignal, ack: &AckInfo, v: &CcVars) -> Option<u32> {
     // A duplicate ACK acknowledges nothing; its inflation is the transport's.
     if sig != CcSignal::Ack || ack.bytes_acked == 0 {
         return None;
@@ -99,11 +108,14 @@ pub fn growth_credit(sig: CcSignal, ack: &AckInfo, maxseg: u32) -> Option<u32> {
     if !ack.cwnd_limited {
         return None;
     }
+    if !v.in_slow_start() {
+        return Some(ack.bytes_acked);
+    }
     Some(slow_start_increment(
         ack.bytes_acked,
         ack.acks,
         limit,
-        maxseg,
+        v.maxseg,
     ))
 }
 
@@ -419,6 +431,28 @@ mod tests {
             slow_start_increment(u32::MAX, u32::MAX, u32::MAX, u32::MAX),
             u32::MAX
         );
+    }
+
+    // RFC 3465 §2.1 / RFC 5681 §3.1: in congestion avoidance a (stretch) ACK credits every
+    // byte it covers; in slow start ABC's min(N, L*SMSS).
+    #[test]
+    fn growth_credit_is_capped_in_slow_start_only() {
+        let mut v = CcVars::new(1460);
+        v.cwnd = 10 * 1460;
+        let ack = AckInfo {
+            bytes_acked: 8 * 1460,
+            cwnd_limited: true,
+            ..AckInfo::new(std::time::Instant::now())
+        };
+        v.ssthresh = 20 * 1460;
+        assert_eq!(growth_credit(CcSignal::Ack, &ack, &v), Some(2 * 1460));
+        v.ssthresh = 10 * 1460;
+        assert_eq!(growth_credit(CcSignal::Ack, &ack, &v), Some(8 * 1460));
+        let fast = AckInfo {
+            recovery: Recovery::Fast,
+            ..ack
+        };
+        assert_eq!(growth_credit(CcSignal::Ack, &fast, &v), None);
     }
 
     #[test]

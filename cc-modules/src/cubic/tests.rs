@@ -87,11 +87,17 @@ impl Sim {
     }
 
     fn round(&mut self) {
+        self.round_stretched(1);
+    }
+
+    /// A round whose ACKs each cover `per_ack` segments (a receiver with GRO or SACK
+    /// compression acknowledges several at once).
+    fn round_stretched(&mut self, per_ack: u32) {
         self.round += 1;
         let mut left = self.v.cwnd;
-        let step = self.rtt / left.div_ceil(MSS).max(1);
+        let step = self.rtt / left.div_ceil(per_ack * MSS).max(1);
         while left > 0 {
-            let bytes = left.min(MSS);
+            let bytes = left.min(per_ack * MSS);
             self.now += step;
             self.ack(bytes);
             left -= bytes;
@@ -224,6 +230,28 @@ fn reno_friendly_estimate_takes_over_when_larger() {
         (w_est - s.segments()).abs() < 0.05,
         "{w_est} vs {}",
         s.segments()
+    );
+}
+
+// RFC 9438 §4.3: "W_est = W_est + alpha_cubic * segments_acked / cwnd": a stretch ACK
+// counts every segment it covers, so ACKs of 6 segments each grow the Reno-friendly window
+// as fast as one ACK per segment (an ABC-capped credit of 2 segments per ACK grew it a third
+// as fast, and CUBIC fell behind Linux's behind a receiver with GRO).
+#[test]
+fn stretch_acks_grow_the_reno_friendly_window_as_fast() {
+    let mut one = Sim::new(Cubic::default(), 20, 1);
+    let mut six = Sim::new(Cubic::default(), 20, 1);
+    one.loss();
+    six.loss();
+    for _ in 0..30 {
+        one.round();
+        six.round_stretched(6);
+    }
+    let (a, b) = (one.segments(), six.segments());
+    assert!(a > 30.0, "{a} segments after 30 rounds");
+    assert!(
+        (a - b).abs() / a < 0.05,
+        "per-segment ACKs {a}, 6 per ACK {b}"
     );
 }
 

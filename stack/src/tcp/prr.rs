@@ -34,9 +34,11 @@ pub struct Prr {
 }
 
 impl Tcb {
-    /// PRR runs for this episode: on in the settings, SACK recovery.
+    /// PRR runs for this episode: on in the settings, SACK recovery, and a module that
+    /// leaves the recovery window to the transport
+    /// ([`xstack_cc::CongestionControl::owns_recovery_window`]).
     fn prr_applies(&self) -> bool {
-        self.cfg.prr && self.in_sack_recovery()
+        self.cfg.prr && self.in_sack_recovery() && !self.cc.owns_recovery_window()
     }
 
     /// A fast-recovery episode began (RFC 6937 §3.1: "On entering Fast Recovery:
