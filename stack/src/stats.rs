@@ -204,6 +204,9 @@ counters! {
     tcp_rack_reo_timeouts => "tcp.rack_reo_timeouts",
     /// Tail loss probes sent (RFC 8985 §7).
     tcp_tlp_probes => "tcp.tlp_probes",
+    /// Probes sent in fast recovery that had gone silent (no ACK for a PTO, nothing
+    /// allowed out): instead of the RTO (`TcpConfig::recovery_probe`).
+    tcp_recovery_probes => "tcp.recovery_probes",
     /// Losses repaired by a tail loss probe (each reduced cwnd, RFC 8985 §7.4).
     tcp_tlp_recoveries => "tcp.tlp_recoveries",
     /// Retransmission timer expiries (each backed-off expiry counts too).

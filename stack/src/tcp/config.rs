@@ -109,6 +109,15 @@ pub struct TcpConfig {
     /// RACK replaces the DupThresh trigger and `lost_retransmit`. See `tcp/rack.rs`.
     /// Per connection: `TcpStream::set_rack`.
     pub rack: bool,
+    /// With RACK-TLP: a probe, as a tail loss probe, when fast recovery goes silent --
+    /// no ACK for a PTO (2*SRTT, at least 1 ms) since the last segment sent or ACK
+    /// received, and nothing the window lets out. A deviation from RFC 8985 §7.2, which
+    /// arms the PTO only outside recovery (as Linux does): there the covering ACK of the
+    /// last retransmission, if it is lost, leaves nothing in flight to produce another,
+    /// and only the RTO (200 ms minimum) recovers. The probe (the highest segment sent,
+    /// or one new segment) draws an ACK in a round trip; it changes no window, since the
+    /// episode already reduced it. On by default.
+    pub recovery_probe: bool,
     /// Proportional Rate Reduction (RFC 6937, PRR-SSRB) sets cwnd during SACK fast
     /// recovery (`tcp/prr.rs`); off gives RFC 6675's cwnd = ssthresh.
     pub prr: bool,
@@ -248,6 +257,7 @@ impl Default for TcpConfig {
             limited_transmit: true,
             lost_retransmit: true,
             rack: true,
+            recovery_probe: true,
             prr: true,
             tso_max: 0,
             ecn: false,

@@ -395,6 +395,9 @@ pub struct TlpEpisode {
     /// out when most of the flight is acknowledged, and RFC 5681's FlightSize of one
     /// segment would floor ssthresh; Linux's Reno halves cwnd here).
     pub flight: u32,
+    /// A recovery probe (`TcpConfig::recovery_probe`), sent in fast recovery: the
+    /// episode already reduced the window, so what it repairs changes nothing more.
+    pub in_recovery: bool,
 }
 
 /// RFC 8985's per-connection RACK and TLP state.
@@ -429,9 +432,9 @@ pub struct Rack {
     /// The time the last transmission was logged with ([`Tcb::rack_on_send`]).
     last_xmit: Option<Instant>,
     /// The connection's counters (`rack_lost`, `rack_reo_timeouts`, `tlp_probes`,
-    /// `tlp_recoveries`, `rtos`, `dsacks`) as last added to the stack-wide ones
+    /// `recovery_probes`, `tlp_recoveries`, `rtos`, `dsacks`) as last added to the stack-wide ones
     /// ([`count`]).
-    reported: [u64; 6],
+    reported: [u64; 7],
 }
 
 impl Default for Rack {
@@ -451,7 +454,7 @@ impl Default for Rack {
             tlp_due: false,
             rearm: false,
             last_xmit: None,
-            reported: [0; 6],
+            reported: [0; 7],
         }
     }
 }
@@ -644,7 +647,8 @@ pub(super) fn count(c: &crate::stats::Counters, tcb: &mut Tcb) {
     let now = [
         st.rack_lost,
         st.rack_reo_timeouts,
-        st.tlp_probes,
+        st.tlp_probes.into(),
+        st.recovery_probes.into(),
         st.tlp_recoveries,
         st.rtos,
         st.dsacks,
@@ -653,6 +657,7 @@ pub(super) fn count(c: &crate::stats::Counters, tcb: &mut Tcb) {
         &c.tcp_rack_lost,
         &c.tcp_rack_reo_timeouts,
         &c.tcp_tlp_probes,
+        &c.tcp_recovery_probes,
         &c.tcp_tlp_recoveries,
         &c.tcp_rtos,
         &c.tcp_dsacks_rx,
@@ -707,8 +712,9 @@ impl Tcb {
         if !self.send_log_active() || seq < self.data_base() {
             return;
         }
-        if end > self.snd_max && self.rack_active() {
-            // RFC 8985 §7.2: the PTO restarts "after transmitting new data".
+        if (end > self.snd_max || self.recovery == Recovery::Fast) && self.rack_active() {
+            // RFC 8985 §7.2: the PTO restarts "after transmitting new data"; a recovery
+            // probe waits for silence, so in recovery any transmission restarts it.
             self.rack.rearm = true;
         }
         // The log keeps send order, not the clock of the batch being handled: everything
@@ -762,7 +768,9 @@ impl Tcb {
             min_rtt: self.rtt.min_rtt(),
         };
         self.rack.update(&a, now);
-        if ack > self.snd_una {
+        // RFC 8985 §7.2: "upon receiving an ACK that cumulatively acknowledges new data";
+        // in recovery any ACK (a recovery probe waits for silence).
+        if ack > self.snd_una || self.recovery == Recovery::Fast {
             self.rack.rearm = true;
         }
     }
@@ -808,7 +816,7 @@ impl Tcb {
         };
         let Some(repaired) = repaired else { return };
         self.rack.tlp = None;
-        if repaired && self.cc_started {
+        if repaired && self.cc_started && !t.in_recovery {
             // RFC 8985 §7.4.2: "the TLP retransmission repaired a loss ... the sender
             // MUST invoke a congestion control response equivalent to a fast recovery".
             // The window that lost the segment is the one the probe was sent in.
@@ -916,13 +924,14 @@ impl Tcb {
 
     /// RFC 8985 §7.2: arms the PTO "after transmitting new data or upon receiving an ACK
     /// that cumulatively acknowledges new data", when a probe may be sent: not in
-    /// recovery, data outstanding, no probe in flight, the window open, and no RACK
+    /// recovery (or in fast recovery, a recovery probe: [`Tcb::probe_allowed`]), data
+    /// outstanding, no probe in flight, the window open, and no RACK
     /// reordering timer pending (RACK will decide first). Called once output is done.
     pub(crate) fn tlp_schedule(&mut self, now: Instant) {
         if !self.rack_active() {
             return;
         }
-        let eligible = self.recovery == Recovery::Open
+        let eligible = self.probe_allowed()
             && self.snd_max > self.snd_una
             && self.rack.tlp.is_none()
             && self.snd_wnd > 0
@@ -942,11 +951,37 @@ impl Tcb {
     /// The PTO fired: a probe goes out with the next output if one still may.
     pub(crate) fn timer_tlp(&mut self, _now: Instant) {
         if self.rack_active()
-            && self.recovery == Recovery::Open
+            && self.probe_allowed()
             && self.snd_max > self.snd_una
             && self.rack.tlp.is_none()
         {
             self.rack.tlp_due = true;
+        }
+    }
+
+    /// The highest outstanding range the peer has not SACKed, `[start, end)` (`None`
+    /// if it SACKed everything above SND.UNA).
+    fn highest_unsacked(&self) -> Option<(Seq, Seq)> {
+        let mut end = self.snd_max;
+        let mut start = self.snd_una;
+        for &(l, r) in self.sb.ranges().iter().rev() {
+            if r < end {
+                start = r.max(self.snd_una);
+                break;
+            }
+            end = end.min(l);
+        }
+        (end > start).then_some((start, end))
+    }
+
+    /// A probe may be sent in this recovery state: a tail loss probe when open (RFC 8985
+    /// §7.2), a recovery probe in fast recovery if `TcpConfig::recovery_probe` says so.
+    /// Never after an RTO, whose own timer and go-back-N run that recovery.
+    fn probe_allowed(&self) -> bool {
+        match self.recovery {
+            Recovery::Open => true,
+            Recovery::Fast => self.cfg.recovery_probe,
+            _ => false,
         }
     }
 
@@ -956,9 +991,10 @@ impl Tcb {
     /// cwnd says; then TLP.end_seq = SND.NXT and the RTO restarts.
     pub(crate) fn output_tlp(&mut self, now: Instant) -> Option<super::output::OutSegment> {
         self.rack.tlp_due = false;
-        if !(self.rack_active() && self.recovery == Recovery::Open && self.snd_max > self.snd_una) {
+        if !(self.rack_active() && self.probe_allowed() && self.snd_max > self.snd_una) {
             return None;
         }
+        let in_recovery = self.recovery != Recovery::Open;
         let mss = self.t_maxseg;
         let flight = self.in_flight();
         let window = flight.max(self.ccv.cwnd);
@@ -969,13 +1005,19 @@ impl Tcb {
         };
         let room = self.snd_wnd.saturating_sub(flight);
         let new_data = unsent > 0 && room >= unsent.min(mss);
-        // The last segment: the last SMSS of what was sent (its FIN goes with it).
-        let seq = if new_data {
-            self.snd_max
+        // The last segment: the last SMSS of what was sent (its FIN goes with it). In
+        // recovery, of what was sent and not SACKed: the peer holds the SACKed data, and
+        // a resent copy would count as delivered twice in the rate samples (`rate.rs`).
+        let (seq, len) = if new_data {
+            (self.snd_max, mss)
+        } else if in_recovery {
+            let (start, end) = self.highest_unsacked()?;
+            let len = mss.min(end.dist(start));
+            (end - len, len)
         } else {
-            self.snd_max - mss.min(flight)
+            (self.snd_max - mss.min(flight), mss)
         };
-        let seg = self.output_probe(seq, mss, now)?;
+        let seg = self.output_probe(seq, len, now)?;
         let end = seq
             + seg.payload_len as u32
             + seg.hdr.flags.contains(super::segment::TcpFlags::FIN) as u32;
@@ -985,8 +1027,13 @@ impl Tcb {
             tsval: seg.hdr.options.timestamps.map(|(v, _)| v),
             range: (seq, end),
             flight: window,
+            in_recovery,
         });
-        self.stats.tlp_probes += 1;
+        if in_recovery {
+            self.stats.recovery_probes += 1;
+        } else {
+            self.stats.tlp_probes += 1;
+        }
         // RFC 8985 §7.3: "Upon sending a TLP ... the sender MUST arm the RTO timer".
         self.timers.set(TimerKind::Rexmt, now + self.rto());
         self.timers.stop(TimerKind::Tlp);

@@ -175,7 +175,6 @@ impl Scoreboard {
     }
 
     /// The SACKed ranges, lowest first.
-    #[cfg(test)]
     pub fn ranges(&self) -> &[(Seq, Seq)] {
         &self.ranges
     }

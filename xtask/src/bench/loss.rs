@@ -139,6 +139,7 @@ fn recovery_counters(stats: &serde_json::Value) -> serde_json::Value {
         "tcp.rack_lost",
         "tcp.rack_reo_timeouts",
         "tcp.tlp_probes",
+        "tcp.recovery_probes",
         "tcp.tlp_recoveries",
         "tcp.rtos",
         "tcp.dsacks_rx",

@@ -54,6 +54,8 @@ pub struct TcpInfo {
     pub rack_reo_timeouts: u64,
     /// Tail loss probes sent.
     pub tlp_probes: u64,
+    /// Recovery probes sent: fast recovery gone silent (see `TcpConfig::recovery_probe`).
+    pub recovery_probes: u64,
     /// Losses a tail loss probe repaired (each reduced cwnd).
     pub tlp_recoveries: u64,
     /// Segments currently deemed lost and not yet resent (Linux's `tcpi_lost`).
@@ -130,8 +132,12 @@ pub struct ConnStats {
     pub rack_lost: u64,
     /// RACK reordering-timer expiries that marked losses.
     pub rack_reo_timeouts: u64,
-    /// Tail loss probes sent (RFC 8985 §7).
-    pub tlp_probes: u64,
+    /// Tail loss probes sent (RFC 8985 §7). (This and `recovery_probes` are 32-bit: the
+    /// pair takes one word of every control block.)
+    pub tlp_probes: u32,
+    /// Probes sent in fast recovery after a PTO with no ACK and nothing to send
+    /// (`TcpConfig::recovery_probe`).
+    pub recovery_probes: u32,
     /// Tail loss probes that repaired a loss (RFC 8985 §7.4).
     pub tlp_recoveries: u64,
     /// ECN (RFC 3168) counters.
@@ -184,7 +190,8 @@ impl Tcb {
             rack_reordering_seen: self.rack.reordering_seen,
             rack_lost: self.stats.rack_lost,
             rack_reo_timeouts: self.stats.rack_reo_timeouts,
-            tlp_probes: self.stats.tlp_probes,
+            tlp_probes: self.stats.tlp_probes.into(),
+            recovery_probes: self.stats.recovery_probes.into(),
             tlp_recoveries: self.stats.tlp_recoveries,
             lost: self.rack.log.lost_segs(),
             bytes_acked: self.stats.bytes_acked,

@@ -273,6 +273,72 @@ fn prr_spreads_the_reduction_over_the_round_trip() {
     );
 }
 
+/// Fast recovery whose fast retransmit fills the only hole: segment 0 of 10 lost,
+/// 1-3 SACKed (DupThresh), nothing new to send. Returns the connection after the fast
+/// retransmit and the MSS.
+fn recovery_with_nothing_left_to_send(cfg: TcpConfig) -> (Conn, u32) {
+    let (mut c, m) = flight_with(cfg, 10);
+    c.advance(Duration::from_millis(10));
+    send!(c, ack(0, m, our_tsval(10)).sack(o(1, m), o(4, m)));
+    assert_eq!(c.tcb.recovery(), Recovery::Fast);
+    let out = c.output();
+    assert_eq!(out.iter().map(|s| s.seq).collect::<Vec<_>>(), vec![o(0, m)]);
+    (c, m)
+}
+
+// The loss bench's most common RTO (README, loss row): the peer answers the fast
+// retransmit that fills the only hole with one ACK covering everything, and that ACK is
+// lost. Nothing else in flight can produce another and nothing may be sent, so RFC
+// 8985 (no PTO in recovery) waits for the RTO. The recovery probe goes out a PTO after
+// the retransmission instead; its answer (a D-SACK of the probe) ends the episode with
+// the window reduced once, and no RTO.
+#[test]
+fn fast_recovery_gone_silent_is_probed_instead_of_waiting_for_the_rto() {
+    let (mut c, m) = recovery_with_nothing_left_to_send(rack_cfg());
+    let ssthresh = c.tcb.ccv().ssthresh;
+    let srtt = c.tcb.rtt().srtt().expect("srtt");
+    let pto = c.timer(TimerKind::Tlp).expect("recovery probe armed");
+    assert_eq!(pto, srtt * 2);
+    assert!(pto < c.timer(TimerKind::Rexmt).expect("RTO armed"));
+    assert_eq!(c.fire(), pto);
+    let out = c.output();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].seq, o(9, m), "the highest segment sent");
+    let st = c.tcb.stats();
+    assert_eq!((st.recovery_probes, st.tlp_probes, st.rtos), (1, 0, 0));
+    assert_eq!(c.tcb.info().recovery_probes, 1);
+    assert!(c.timer(TimerKind::Tlp).is_none(), "one probe at a time");
+    c.advance(Duration::from_millis(10));
+    send!(c, ack(10, m, tsval(&out[0])).sack(o(9, m), o(10, m)));
+    assert_eq!(c.tcb.recovery(), Recovery::Open);
+    assert_eq!(c.tcb.snd_una(), o(10, m));
+    let st = c.tcb.stats();
+    assert_eq!((st.rtos, st.tlp_recoveries, st.fast_recoveries), (0, 0, 1));
+    assert_eq!(c.tcb.ccv().ssthresh, ssthresh, "reduced once, at the entry");
+}
+
+// In recovery the probe waits for silence: every ACK restarts its PTO, so a recovery
+// whose ACKs keep coming sends none. Switched off, recovery waits for the RTO as RFC
+// 8985 and Linux do.
+#[test]
+fn recovery_probe_waits_for_silence_and_can_be_switched_off() {
+    let (mut c, m) = recovery_with_nothing_left_to_send(rack_cfg());
+    let pto = c.timer(TimerKind::Tlp).expect("recovery probe armed");
+    c.advance(pto / 2);
+    send!(c, ack(0, m, our_tsval(10)).sack(o(1, m), o(5, m)));
+    assert!(c.output().is_empty());
+    assert_eq!(c.timer(TimerKind::Tlp), Some(pto), "restarted by the ACK");
+    let cfg = TcpConfig {
+        recovery_probe: false,
+        ..rack_cfg()
+    };
+    let (mut c, _) = recovery_with_nothing_left_to_send(cfg);
+    assert!(c.timer(TimerKind::Tlp).is_none());
+    c.fire();
+    let st = c.tcb.stats();
+    assert_eq!((st.recovery_probes, st.rtos), (0, 1));
+}
+
 // With RACK off a lone SACK is just a duplicate ACK: no timer, no loss marked, no probe.
 #[test]
 fn rack_off_keeps_dupthresh_and_the_rto() {

@@ -91,7 +91,7 @@ fn tail_loss(rack: bool, segs: u32) -> Outcome {
     Outcome {
         took,
         rtos: st.rtos,
-        tlp_probes: st.tlp_probes,
+        tlp_probes: st.tlp_probes.into(),
         tlp_counter: sim.counter(1, "tcp.tlp_probes"),
         rack_lost_counter: sim.counter(1, "tcp.rack_lost"),
         rto_counter: sim.counter(1, "tcp.rtos"),
@@ -154,7 +154,7 @@ fn bulk(link: LinkConfig, seeds: std::ops::Range<u64>, total: usize, on: bool) -
         let st = *client.lock().tcb.stats();
         c.rtos += st.rtos;
         c.retransmits += st.retransmits;
-        c.tlp_probes += st.tlp_probes;
+        c.tlp_probes += u64::from(st.tlp_probes);
         c.rack_lost += st.rack_lost;
         c.time += sim.now.saturating_duration_since(start);
     }

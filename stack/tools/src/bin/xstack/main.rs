@@ -313,6 +313,10 @@ struct UpArgs {
     /// Fast recovery without Proportional Rate Reduction (RFC 6937).
     #[arg(long)]
     no_prr: bool,
+    /// No recovery probes: fast recovery that goes silent (no ACK for a probe timeout,
+    /// nothing allowed out) waits for the RTO, as RFC 8985 and Linux do.
+    #[arg(long)]
+    no_recovery_probe: bool,
     /// Helper modules to register (hhook/khelp), comma separated: `ertt` (the enhanced
     /// RTT estimate congestion control can read), `stats` (RTT and delivery-rate
     /// histograms per connection, in `GET /info` as `helpers.stats`).
@@ -851,6 +855,7 @@ fn start_with(
     cfg.tcp.ecn = a.ecn;
     cfg.tcp.rack &= !a.no_rack;
     cfg.tcp.prr &= !a.no_prr;
+    cfg.tcp.recovery_probe &= !a.no_recovery_probe;
     tweak(&mut cfg);
     let stack = Stack::start(cfg)?;
     for name in &a.helper {
