@@ -433,42 +433,55 @@ fn ready_queue_serves_many_streams_through_one_fd() {
             let Some(Some((s, pending, eof))) = served.get_mut(t - 1) else {
                 continue;
             };
-            loop {
-                let mut progress = false;
-                if !*eof {
-                    match s.read(&mut buf) {
-                        Ok(0) => *eof = true,
-                        Ok(n) => {
-                            pending.extend_from_slice(&buf[..n]);
-                            progress = true;
-                        }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                        Err(e) => panic!("server read: {e}"),
-                    }
-                }
-                if !pending.is_empty() {
-                    match s.write(pending) {
-                        Ok(n) => {
-                            pending.drain(..n);
-                            progress = true;
-                        }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                        Err(e) => panic!("server write: {e}"),
-                    }
-                }
-                if *eof && pending.is_empty() {
-                    s.deregister_ready_queue();
-                    served[t - 1] = None;
-                    finished += 1;
-                    break;
-                }
-                if !progress {
-                    break;
-                }
+            if pump_echo(s, pending, eof, &mut buf) {
+                s.deregister_ready_queue();
+                served[t - 1] = None;
+                finished += 1;
             }
         }
     }
     for c in clients {
         c.join().expect("client");
+    }
+}
+
+/// Echoes what `s` has to read back to it until it would block; `pending` holds what is
+/// read and not yet written, `eof` whether the peer finished. True once the peer has
+/// finished and everything is echoed.
+pub(super) fn pump_echo(
+    s: &mut TcpStream,
+    pending: &mut Vec<u8>,
+    eof: &mut bool,
+    buf: &mut [u8],
+) -> bool {
+    loop {
+        let mut progress = false;
+        if !*eof {
+            match s.read(buf) {
+                Ok(0) => *eof = true,
+                Ok(n) => {
+                    pending.extend_from_slice(&buf[..n]);
+                    progress = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => panic!("server read: {e}"),
+            }
+        }
+        if !pending.is_empty() {
+            match s.write(pending) {
+                Ok(n) => {
+                    pending.drain(..n);
+                    progress = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => panic!("server write: {e}"),
+            }
+        }
+        if *eof && pending.is_empty() {
+            return true;
+        }
+        if !progress {
+            return false;
+        }
     }
 }

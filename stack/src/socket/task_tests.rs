@@ -61,38 +61,10 @@ impl EchoTask {
             let Some(Some((s, pending, eof))) = self.served.get_mut(t - 1) else {
                 continue;
             };
-            loop {
-                let mut progress = false;
-                if !*eof {
-                    match s.read(&mut buf) {
-                        Ok(0) => *eof = true,
-                        Ok(n) => {
-                            pending.extend_from_slice(&buf[..n]);
-                            progress = true;
-                        }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                        Err(e) => panic!("server read: {e}"),
-                    }
-                }
-                if !pending.is_empty() {
-                    match s.write(pending) {
-                        Ok(n) => {
-                            pending.drain(..n);
-                            progress = true;
-                        }
-                        Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                        Err(e) => panic!("server write: {e}"),
-                    }
-                }
-                if *eof && pending.is_empty() {
-                    s.deregister_ready_queue();
-                    self.served[t - 1] = None;
-                    self.finished.fetch_add(1, Ordering::Relaxed);
-                    break;
-                }
-                if !progress {
-                    break;
-                }
+            if super::mio_tests::pump_echo(s, pending, eof, &mut buf) {
+                s.deregister_ready_queue();
+                self.served[t - 1] = None;
+                self.finished.fetch_add(1, Ordering::Relaxed);
             }
         }
         let finished = self.finished.load(Ordering::Relaxed);
