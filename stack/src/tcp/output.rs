@@ -410,7 +410,13 @@ impl Tcb {
         }
         if passive {
             self.note_ack_sent(&hdr);
-            self.rcv_adv = self.rcv_nxt + hdr.window as u32;
+            // The window this SYN,ACK grants is the buffer's, as scaling will carry it
+            // (FreeBSD's syncache_socket: `rcv_adv += rcv_wnd`, the unclamped window):
+            // the field's 64 KB cap is RFC 7323's rule for SYNs, not a smaller promise
+            // to correct with a window update once the handshake completes (Linux sends
+            // none either). The first segment we send carries the scaled window.
+            let full = (self.rcvbuf.window() as u32).min(65535u32 << self.rcv_wscale);
+            self.rcv_adv = self.rcv_nxt + (full >> self.rcv_wscale << self.rcv_wscale);
         }
         self.stats.segs_out += 1;
         // RFC 3168 §6.1.1: "A host MUST NOT set ECT on SYN or SYN-ACK packets."

@@ -152,6 +152,7 @@ fn lost_syn_ack_starts_with_one_segment() {
 fn no_window_update_right_after_the_handshake_with_a_large_buffer() {
     let cfg = TcpConfig {
         rcvbuf: 256 * 1024,
+        window_scaling: true,
         ..cfg()
     };
     let mut c = Conn::accept(cfg, peer_syn().wscale(7));
@@ -163,6 +164,10 @@ fn no_window_update_right_after_the_handshake_with_a_large_buffer() {
     );
     c.advance(Duration::from_millis(1));
     send!(c, peer_ack(0, 0) => InputOutcome::Established);
+    recv_nothing!(c);
+    // Setting an option that runs output (TCP_NODELAY, as servers do on accept) still
+    // finds no update to send.
+    c.tcb.set_nodelay(true);
     recv_nothing!(c);
     // The first data we ACK carries the real (scaled) window.
     send!(c, peer_ack(0, 0).bytes(0, MSS) => InputOutcome::Ok);
@@ -183,6 +188,7 @@ fn no_window_update_right_after_the_handshake_with_a_large_buffer() {
 fn reading_the_first_request_sends_no_window_update() {
     let cfg = TcpConfig {
         rcvbuf: 256 * 1024,
+        window_scaling: true,
         ..cfg()
     };
     let mut c = Conn::accept(cfg, peer_syn().wscale(7));
