@@ -66,6 +66,10 @@ pub struct BenchArgs {
     /// thread) or `worker` (inside the stack's worker thread).
     #[arg(long, default_value = "event", value_parser = ["event", "worker"])]
     http_server: String,
+    /// Percent of the TCP packets the loss row's router drops each way, 0 to 100 (0
+    /// measures each sender's loss-free ceiling on the same routed path).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=100))]
+    loss_percent: u8,
     /// Run only these measurements (comma separated): icmp, stack-to-linux, offloads,
     /// linux-to-stack, lro, rr, cps, syn-flood, loss, multiworker, nginx, conns100k.
     /// Default: all.
