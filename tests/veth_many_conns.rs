@@ -101,7 +101,7 @@ fn thousand_downloads(pair: &VethPair, extra: &[&str]) -> serde_json::Value {
     let stack = pair.spawn_http(&args);
     if extra.contains(&"per-worker") {
         assert!(
-            stack.stderr_text().contains("(4 accept threads)"),
+            stack.stderr_text().contains("(4 event loops)"),
             "{}",
             stack.stderr_text()
         );
@@ -269,7 +269,7 @@ fn thousand_connections_without_rss_emulation_hand_off_and_lose_nothing() {
     assert_eq!(handed_in + qdrops, handoffs, "{json}");
 }
 
-/// The server with one listener and accept thread per worker (`--accept per-worker`,
+/// The server with one listener and event loop per worker (`--accept per-worker`,
 /// SO_REUSEPORT-like) serves the same 1,000 concurrent downloads.
 #[test]
 fn thousand_connections_through_per_worker_listeners() {

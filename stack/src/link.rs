@@ -43,6 +43,11 @@ pub(crate) trait LinkTx {
     fn tx_csum(&self) -> bool;
     /// Frames queued and not yet handed over.
     fn outstanding(&self) -> usize;
+    /// Frames written since the last [`LinkTx::flush`] and not yet on their way (what
+    /// holding the flush back would delay).
+    fn queued(&self) -> usize {
+        self.outstanding()
+    }
     /// Hands the queued frames to the device.
     fn flush(&mut self);
 }
@@ -109,6 +114,10 @@ impl LinkTx for XskTx {
 
     fn outstanding(&self) -> usize {
         XskTx::outstanding(self)
+    }
+
+    fn queued(&self) -> usize {
+        XskTx::queued(self)
     }
 
     fn flush(&mut self) {

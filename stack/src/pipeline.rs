@@ -39,6 +39,16 @@ use crate::tcp::TcpConfig;
 pub(crate) const RX_BATCH: u32 = 64;
 /// Packets handled from the netisr queues per iteration.
 const NETISR_BUDGET: usize = 256;
+/// Transmit coalescing ([`WorkerCore::tx_coalesce`]): frames a worker may hold back
+/// while input keeps arriving.
+const TX_COALESCE_FRAMES: usize = 32;
+/// [`WorkerCore::hold_tx`]'s rule: a flush may wait (up to `window`, zero: never) while
+/// this turn received frames and fewer than [`TX_COALESCE_FRAMES`] are queued, the
+/// oldest of them `held_for` already.
+fn tx_may_wait(window: Duration, received: usize, queued: usize, held_for: Duration) -> bool {
+    received > 0 && queued > 0 && queued < TX_COALESCE_FRAMES && held_for < window
+}
+
 /// Period of the interface timers (ARP) on worker 0.
 pub(crate) const TIMER_TICK: Duration = Duration::from_millis(100);
 
@@ -298,6 +308,11 @@ pub(crate) struct WorkerCore<R, T> {
     trimmer: crate::tcp::memtrim::Trimmer,
     /// The application's tasks on this worker (`crate::task`).
     pub tasks: crate::task::Tasks,
+    /// How long the transmit flush may be held back while input keeps arriving (see
+    /// [`WorkerCore::hold_tx`]; zero: never): on AF_XDP each flush is a `sendto`.
+    pub tx_coalesce: Duration,
+    /// Since when frames have been held back (None: nothing held).
+    tx_held_since: Option<Instant>,
 }
 
 impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
@@ -323,6 +338,8 @@ impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
             next_tick: now,
             trimmer: Default::default(),
             tasks: Default::default(),
+            tx_coalesce: Duration::ZERO,
+            tx_held_since: None,
         }
     }
 
@@ -367,8 +384,9 @@ impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
                 self.next_tick = now + TIMER_TICK;
             }
         }
-        if self.ctx.tx.outstanding() > 0 {
+        if self.ctx.tx.outstanding() > 0 && !self.hold_tx(received, now) {
             self.ctx.tx.flush();
+            self.tx_held_since = None;
         }
         woken += self.ctx.heap.deliver_wakes();
         StepReport {
@@ -378,6 +396,28 @@ impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
             woken,
             tasks_busy,
         }
+    }
+
+    /// Whether this turn's transmit flush may wait for the next turn: only while frames
+    /// keep arriving (this turn received some: the next turn comes at once and will
+    /// likely add replies), fewer than [`TX_COALESCE_FRAMES`] are queued, and the
+    /// oldest has waited under [`WorkerCore::tx_coalesce`]. A turn that receives nothing
+    /// flushes, so a lone request/response exchange is never delayed; under load, one
+    /// `sendto` (and, on veth, one softirq and inter-processor interrupt to the peer's
+    /// CPU) carries several turns' frames -- Linux's NAPI flushes GRO and xmit_more
+    /// batches at the end of a poll the same way.
+    fn hold_tx(&mut self, received: usize, now: Instant) -> bool {
+        let queued = self.ctx.tx.queued();
+        if !tx_may_wait(self.tx_coalesce, received, queued, Duration::ZERO) {
+            return false;
+        }
+        let since = *self.tx_held_since.get_or_insert(now);
+        tx_may_wait(
+            self.tx_coalesce,
+            received,
+            queued,
+            now.saturating_duration_since(since),
+        )
     }
 
     /// Worker 0's memory housekeeping (see `tcp::memtrim`).
@@ -479,5 +519,28 @@ impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
             None
         };
         [self.next_wake(), arp].into_iter().flatten().min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transmit_waits_only_while_input_keeps_coming() {
+        let w = Duration::from_micros(10);
+        let us = Duration::from_micros;
+        // Input this turn, a few replies queued, held briefly: wait for the next turn.
+        assert!(tx_may_wait(w, 3, 2, us(0)));
+        assert!(tx_may_wait(w, 1, TX_COALESCE_FRAMES - 1, us(9)));
+        // A turn with no input flushes (a lone request/response is never delayed).
+        assert!(!tx_may_wait(w, 0, 2, us(0)));
+        // Nothing queued: nothing to hold.
+        assert!(!tx_may_wait(w, 3, 0, us(0)));
+        // A full batch, or held for the whole window: flush.
+        assert!(!tx_may_wait(w, 3, TX_COALESCE_FRAMES, us(0)));
+        assert!(!tx_may_wait(w, 3, 2, us(10)));
+        // Switched off.
+        assert!(!tx_may_wait(Duration::ZERO, 3, 2, us(0)));
     }
 }

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
 use crate::device::xsk::XskTx;
@@ -43,6 +43,10 @@ pub struct StackConfig {
     pub xdp_mode: Mode,
     /// What idle workers do.
     pub idle: IdleMode,
+    /// How long a worker may hold its transmit flush (a `sendto` on AF_XDP) while input
+    /// keeps arriving, so that one call carries several turns' replies; a turn that
+    /// receives nothing always flushes. Zero: flush every turn.
+    pub tx_coalesce: Duration,
     /// ARP timers and limits.
     pub arp: ArpConfig,
     /// Per-second limits on RSTs for closed ports, ICMP echo replies and ACKs for
@@ -71,6 +75,7 @@ impl StackConfig {
             cpus: None,
             xdp_mode: Mode::Native,
             idle: IdleMode::Busy,
+            tx_coalesce: Duration::from_micros(10),
             arp: ArpConfig::default(),
             rate_limits: RateLimits::default(),
             xsk: XskConfig::default(),
@@ -213,6 +218,7 @@ impl Stack {
             ..self.config.xsk
         };
         let (layers, stop, running) = (layers.clone(), self.stop.clone(), running.clone());
+        let tx_coalesce = self.config.tx_coalesce;
         let (idle, lro) = (self.config.idle, self.offloads.lro);
         let handle = std::thread::Builder::new()
             .name(format!("xstack-q{q}"))
@@ -230,7 +236,8 @@ impl Stack {
                 };
                 let _ = tx.send(Ok((xrx.fd(), xtx.tx_csum())));
                 let rx = XskLinkRx::new(xrx);
-                let core = WorkerCore::new(q, layers, rx, xtx, counters, lro, Instant::now());
+                let mut core = WorkerCore::new(q, layers, rx, xtx, counters, lro, Instant::now());
+                core.tx_coalesce = tx_coalesce;
                 Worker {
                     core,
                     stop,

@@ -62,9 +62,9 @@ pub struct BenchArgs {
     /// Round trips per request/response round.
     #[arg(long, default_value_t = 50_000)]
     rr_count: usize,
-    /// The HTTP server of the nginx rows (`xstack http --server`): `event` (its own
-    /// thread) or `worker` (inside the stack's worker thread).
-    #[arg(long, default_value = "event", value_parser = ["event", "worker"])]
+    /// The HTTP server of the nginx rows (`xstack http --server`): `worker` (inside the
+    /// stack's worker thread, the default) or `event` (a thread of its own).
+    #[arg(long, default_value = "worker", value_parser = ["event", "worker"])]
     http_server: String,
     /// Percent of the TCP packets the loss row's router drops each way, 0 to 100 (0
     /// measures each sender's loss-free ceiling on the same routed path).

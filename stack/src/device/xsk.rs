@@ -594,6 +594,11 @@ impl XskTx {
         self.in_flight = self.in_flight.saturating_sub(n);
     }
 
+    /// Frames written and not yet on the tx ring (the next [`XskTx::flush`] moves them).
+    pub fn queued(&self) -> usize {
+        self.pending.len()
+    }
+
     /// Frames queued or on the ring and not yet completed.
     pub fn outstanding(&self) -> usize {
         self.pending.len() + self.in_flight as usize

@@ -181,8 +181,8 @@ struct HttpArgs {
 struct HttpServeArgs {
     #[command(flatten)]
     http: HttpArgs,
-    /// How connections are accepted: `shared` (one listener, one accept thread) or
-    /// `per-worker` (a listener and an accept thread per worker, SO_REUSEPORT-like: each
+    /// How connections are accepted: `shared` (one listener, one server loop) or
+    /// `per-worker` (a listener and a server loop per worker, SO_REUSEPORT-like: each
     /// accepts the connections its worker owns).
     #[arg(long, value_enum, default_value_t = AcceptMode::Shared)]
     accept: AcceptMode,
@@ -194,17 +194,17 @@ struct HttpServeArgs {
     /// is closed (0: wait forever).
     #[arg(long, value_name = "SECS", default_value_t = 60.0)]
     idle_timeout: f64,
-    /// Which server answers. `event` (the default): one mio event loop per accept thread
-    /// (one with --accept shared, one per worker with --accept per-worker) serving all of
-    /// its connections on nonblocking sockets. `threads`: a thread per connection on
-    /// blocking sockets (at most --max-connections threads; needed for --cwnd-trace).
-    /// `worker`: the event loop runs inside the stack's worker thread (on worker 0 with
-    /// --accept shared, on each listener's worker with --accept per-worker):
-    /// run-to-completion, no thread of its own.
-    #[arg(long, value_enum, default_value_t = ServerKind::Event)]
+    /// Which server answers. `worker` (the default): one event loop inside the stack's
+    /// worker thread (on worker 0 with --accept shared, on each listener's worker with
+    /// --accept per-worker) serving all of its connections: run-to-completion, no
+    /// thread of its own, no wake-up between threads. `event`: the same loop on an
+    /// accept thread of its own (one per listener). `threads`: a thread per connection
+    /// on blocking sockets (at most --max-connections threads; needed for --cwnd-trace).
+    #[arg(long, value_enum, default_value_t = ServerKind::Worker)]
     server: ServerKind,
     /// Connections served at once (per accept thread for `event`); beyond it a connection
-    /// is answered 503 and closed. Default: 4096 for `threads`, 1000000 for `event`.
+    /// is answered 503 and closed. Default: 4096 for `threads`, 1000000 for `event` and
+    /// `worker`.
     #[arg(long, value_name = "N")]
     max_connections: Option<usize>,
 }
@@ -296,6 +296,10 @@ struct UpArgs {
     /// What idle workers do: busy (poll the rings) or sleep (in poll(2)).
     #[arg(long, default_value = "busy")]
     idle: IdleMode,
+    /// How long (µs) a worker may hold its transmit batch while input keeps arriving,
+    /// so one sendto carries several turns' replies (0: send every turn).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    tx_coalesce_us: u64,
     /// Default congestion control for new connections (see --cc list).
     #[arg(long)]
     cc: Option<String>,
@@ -850,6 +854,7 @@ fn start_with(
     cfg.cpus = a.cpus.clone().map(|c| c.0);
     cfg.xdp_mode = a.xdp_mode;
     cfg.idle = a.idle;
+    cfg.tx_coalesce = std::time::Duration::from_micros(a.tx_coalesce_us);
     cfg.default_cc = a.cc.clone();
     cfg.offloads_off = a.no_offload.clone();
     cfg.tcp.ecn = a.ecn;
