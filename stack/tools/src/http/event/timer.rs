@@ -9,6 +9,7 @@
 //! shorter than the idle timeout) needs a new entry, and the old one is recognised as
 //! stale when it fires because its tick is no longer the connection's.
 
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 /// The wheel's resolution (10 ms): deadlines fire up to one tick late.
@@ -25,6 +26,13 @@ pub(super) struct TimerWheel {
     next: u64,
     /// `(key, tick)` pairs; slot `tick % SLOTS`.
     slots: Vec<Vec<(usize, u64)>>,
+    /// Entries in all slots.
+    len: usize,
+    /// No entry's tick is below this (a lower bound, raised by `next_deadline`'s search):
+    /// the search for the earliest entry starts here, not at `next`, so a loop asking on
+    /// every turn does not walk 1,024 empty slots each time (it did: with one far idle
+    /// deadline that walk was 30% of a downloading worker's time).
+    low: Cell<u64>,
 }
 
 impl TimerWheel {
@@ -34,6 +42,8 @@ impl TimerWheel {
             start,
             next: 0,
             slots: (0..SLOTS).map(|_| Vec::new()).collect(),
+            len: 0,
+            low: Cell::new(0),
         }
     }
 
@@ -54,6 +64,10 @@ impl TimerWheel {
     pub(super) fn schedule(&mut self, key: usize, deadline: Instant) -> u64 {
         let tick = self.tick_for(deadline);
         self.slots[(tick % SLOTS) as usize].push((key, tick));
+        self.len += 1;
+        if tick < self.low.get() {
+            self.low.set(tick);
+        }
         tick
     }
 
@@ -69,16 +83,23 @@ impl TimerWheel {
         // After a long sleep every slot may be due; each is visited once.
         let ticks = (now_tick - self.next + 1).min(SLOTS);
         for tick in self.next..self.next + ticks {
-            due.append(&mut self.slots[(tick % SLOTS) as usize]);
+            let slot = &mut self.slots[(tick % SLOTS) as usize];
+            self.len -= slot.len();
+            due.append(slot);
         }
         self.next = now_tick + 1;
     }
 
     /// When the earliest entry fires, if there is one.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
-        (self.next..self.next + SLOTS)
-            .find(|t| !self.slots[(t % SLOTS) as usize].is_empty())
-            .map(|t| self.start + Duration::from_nanos(t.saturating_mul(TICK_NANOS)))
+        if self.len == 0 {
+            return None;
+        }
+        // Every entry's tick is in [next, next + SLOTS), so a slot holds one tick's.
+        let from = self.low.get().max(self.next);
+        let t = (from..self.next + SLOTS).find(|t| !self.slots[(t % SLOTS) as usize].is_empty())?;
+        self.low.set(t);
+        Some(self.start + Duration::from_nanos(t.saturating_mul(TICK_NANOS)))
     }
 }
 
@@ -121,6 +142,29 @@ mod tests {
         // A long sleep: everything due comes out once.
         w.expire(t0 + Duration::from_secs(3600), &mut due);
         assert_eq!(due, vec![(1, SLOTS - 1)]);
+        assert_eq!(w.next_deadline(), None);
+    }
+
+    #[test]
+    fn the_earliest_entry_is_found_after_later_and_earlier_schedules() {
+        let t0 = Instant::now();
+        let mut w = TimerWheel::new(t0);
+        assert_eq!(w.next_deadline(), None);
+        w.schedule(1, t0 + ms(500));
+        assert_eq!(w.next_deadline(), Some(t0 + ms(500)));
+        // Asked again (the cached start of the search) and after an earlier entry.
+        assert_eq!(w.next_deadline(), Some(t0 + ms(500)));
+        w.schedule(2, t0 + ms(100));
+        assert_eq!(w.next_deadline(), Some(t0 + ms(100)));
+        let mut due = Vec::new();
+        w.expire(t0 + ms(100), &mut due);
+        assert_eq!(due, vec![(2, 10)]);
+        assert_eq!(w.next_deadline(), Some(t0 + ms(500)));
+        w.schedule(3, t0 + ms(200));
+        assert_eq!(w.next_deadline(), Some(t0 + ms(200)));
+        due.clear();
+        w.expire(t0 + ms(500), &mut due);
+        assert_eq!(due, vec![(3, 20), (1, 50)]);
         assert_eq!(w.next_deadline(), None);
     }
 }
