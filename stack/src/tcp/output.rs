@@ -130,6 +130,9 @@ impl Tcb {
                 return Some(seg);
             }
         }
+        if let Some(seg) = self.output_tlp_pair(now) {
+            return Some(seg);
+        }
         if self.rexmit_one {
             self.rexmit_one = false;
             // Never into data the peer SACKed.

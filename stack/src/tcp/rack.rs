@@ -425,6 +425,9 @@ pub struct Rack {
     pub tlp: Option<TlpEpisode>,
     /// The PTO fired: the next output sends a probe.
     pub tlp_due: bool,
+    /// A probe of new data went out and a second new segment is to follow it at once
+    /// (see [`Tcb::output_tlp`]).
+    pub tlp_pair: bool,
     /// New data went out or SND.UNA advanced: the PTO is (re)armed after output.
     pub rearm: bool,
     /// The delivery-rate estimator, fed by the log (`tcp/rate.rs`).
@@ -452,6 +455,7 @@ impl Default for Rack {
             reo_wnd: Duration::ZERO,
             tlp: None,
             tlp_due: false,
+            tlp_pair: false,
             rearm: false,
             last_xmit: None,
             reported: [0; 7],
@@ -985,6 +989,19 @@ impl Tcb {
         }
     }
 
+    /// The second segment of a probe of new data (see [`Tcb::output_tlp`]): the next
+    /// new segment, whatever cwnd says; the episode then ends after it.
+    pub(crate) fn output_tlp_pair(&mut self, now: Instant) -> Option<super::output::OutSegment> {
+        if !std::mem::take(&mut self.rack.tlp_pair) || self.rack.tlp.is_none() {
+            return None;
+        }
+        let seg = self.output_probe(self.snd_max, self.t_maxseg, now)?;
+        if let Some(t) = self.rack.tlp.as_mut() {
+            t.end_seq = self.snd_max;
+        }
+        Some(seg)
+    }
+
     /// RFC 8985 §7.3, TLP_send_probe(): "If an unsent segment exists AND the receive
     /// window allows new data to be sent: Transmit the lowest-sequence unsent segment of
     /// up to SMSS ... Else: Retransmit the highest-sequence segment sent so far", whatever
@@ -1005,6 +1022,13 @@ impl Tcb {
         };
         let room = self.snd_wnd.saturating_sub(flight);
         let new_data = unsent > 0 && room >= unsent.min(mss);
+        // A probe of new data goes out as two segments when two are ready and the peer's
+        // window takes them (a deviation from §7.3's one): the usual reason for a silent
+        // open connection on a clean path is that the ACK of the whole flight was lost,
+        // and a receiver that delays ACKs answers a lone in-order segment only when its
+        // delayed-ACK timer fires (40 ms on Linux), but two at once (RFC 9293 §3.8.6.3:
+        // "an ACK SHOULD be generated for at least every second full-sized segment").
+        self.rack.tlp_pair = new_data && !in_recovery && unsent >= 2 * mss && room >= 2 * mss;
         // The last segment: the last SMSS of what was sent (its FIN goes with it). In
         // recovery, of what was sent and not SACKed: the peer holds the SACKed data, and
         // a resent copy would count as delivered twice in the rate samples (`rate.rs`).

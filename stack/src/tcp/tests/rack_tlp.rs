@@ -395,3 +395,33 @@ fn retransmission_after_new_data_of_the_same_instant_is_not_marked_lost_by_its_s
         "resent again: {out:?}"
     );
 }
+
+// The ACK of a whole flight is lost (the receiver got everything): with more data ready,
+// the probe is new data, and it goes out as two segments, which a delayed-ACK receiver
+// answers at once (a lone one it would hold for its delayed-ACK timer: 40 ms on Linux).
+// With one segment ready, the probe is that one.
+#[test]
+fn probe_of_new_data_is_two_segments_when_two_are_ready() {
+    let (mut c, m) = flight(20);
+    let pto = c.timer(TimerKind::Tlp).expect("PTO armed");
+    assert_eq!(c.fire(), pto);
+    let out = c.output();
+    assert_eq!(out.len(), 2, "{out:?}");
+    assert_eq!((out[0].seq, out[1].seq), (o(10, m), o(11, m)));
+    assert!(out.iter().all(|s| s.payload.len() == m as usize));
+    assert_eq!(c.tcb.stats().tlp_probes, 1);
+    // The peer ACKs everything: the episode ends, nothing was lost, cwnd is untouched.
+    let cwnd = c.tcb.ccv().cwnd;
+    c.advance(Duration::from_millis(10));
+    send!(c, ack(12, m, tsval(&out[1])));
+    assert_eq!(c.tcb.recovery(), Recovery::Open);
+    assert!(c.tcb.ccv().cwnd >= cwnd);
+    assert_eq!(c.tcb.stats().tlp_recoveries, 0);
+
+    let (mut c, m) = flight(11);
+    let pto = c.timer(TimerKind::Tlp).expect("PTO armed");
+    assert_eq!(c.fire(), pto);
+    let out = c.output();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(out[0].seq, o(10, m));
+}
