@@ -407,17 +407,14 @@ impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
     /// CPU) carries several turns' frames -- Linux's NAPI flushes GRO and xmit_more
     /// batches at the end of a poll the same way.
     fn hold_tx(&mut self, received: usize, now: Instant) -> bool {
-        let queued = self.ctx.tx.queued();
-        if !tx_may_wait(self.tx_coalesce, received, queued, Duration::ZERO) {
-            return false;
+        let held_for = self
+            .tx_held_since
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        let wait = tx_may_wait(self.tx_coalesce, received, self.ctx.tx.queued(), held_for);
+        if wait {
+            self.tx_held_since.get_or_insert(now);
         }
-        let since = *self.tx_held_since.get_or_insert(now);
-        tx_may_wait(
-            self.tx_coalesce,
-            received,
-            queued,
-            now.saturating_duration_since(since),
-        )
+        wait
     }
 
     /// Worker 0's memory housekeeping (see `tcp::memtrim`).

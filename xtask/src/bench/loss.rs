@@ -1,5 +1,6 @@
 //! The loss row of `cargo xtask bench`: downloads through a routed hop that drops 1% of
-//! the TCP packets each way (`--loss-percent`), xstack NewReno / CUBIC / BBR beside Linux Reno / CUBIC / BBR.
+//! the TCP packets each way (`--loss-percent`), xstack NewReno / CUBIC / BBR beside
+//! Linux Reno / CUBIC / BBR.
 
 use super::{check_interrupt, curl_gbps, line, median, Bg, Env, KERNEL_ADDR, STACK_ADDR};
 use crate::sys::must;
