@@ -170,6 +170,16 @@ fn download(module: &str) -> Run {
     let dir = TestDir::new(&format!("bneck-{module}"));
     let pair = VethPair::new_headers_only(&format!("bneck{module}"), 1, 96);
     let hop = SecondHop::new(&pair);
+    // Segments leave one per frame, as the checks below were written for: with GSO on
+    // the stack hands the kernel 64 KB frames (`device/gso.rs`), and the round-trip count
+    // these checks take from the ACK samples came out at a third to a sixth of the
+    // elapsed round trips while the window still grew ~1 segment per 43 ms RTT in time
+    // (measured 2026-12-06, not yet explained), so they would judge the wrong thing.
+    let gso = pair.exec_stack_ns(["ethtool", "-K", STACK_IF, "gso", "off", "tso", "off"]);
+    assert!(
+        gso.status.success(),
+        "ethtool -K {STACK_IF} gso off: {gso:?}"
+    );
     let traces = dir.path.join("traces");
     let traces_s = traces.display().to_string();
     let stack = pair.spawn_http(&[

@@ -187,10 +187,13 @@ fn stack_codepoints(frames: &[Frame]) -> (u64, u64, u64, u64) {
             rexmit_ect += (f.ecn != 0) as u64;
         } else {
             *hi = end;
+            // A frame the kernel will segment (GSO through veth) counts as the
+            // 1,448-byte segments it carries.
+            let segments = f.payload.div_ceil(1448).max(1) as u64;
             if f.ecn == 2 {
-                new_ect += 1;
+                new_ect += segments;
             } else {
-                new_other += 1;
+                new_other += segments;
             }
         }
     }

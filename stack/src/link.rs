@@ -8,6 +8,7 @@
 
 use xdpilone::xdp::XdpDesc;
 
+use crate::device::gso::{self, GsoParams};
 use crate::device::xsk::{TxError, XskRx, XskTx};
 use crate::mbuf::Pkt;
 
@@ -41,6 +42,22 @@ pub(crate) trait LinkTx {
     ) -> Result<(), TxError>;
     /// Whether [`LinkTx::send_partial`] leaves the checksum to the device.
     fn tx_csum(&self) -> bool;
+    /// The largest frame [`LinkTx::send_tso`] takes; 0 when the link segments nothing.
+    fn tso_frame_max(&self) -> usize {
+        0
+    }
+    /// Writes one TCP frame longer than a segment, for the device to cut into segments
+    /// as `params` says (`CSUM_TSO`; see [`crate::device::gso`] for what each segment
+    /// gets). The TCP checksum field holds the pseudo-header sum over the frame's whole
+    /// TCP length.
+    fn send_tso(
+        &mut self,
+        _len: usize,
+        _params: GsoParams,
+        _fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), TxError> {
+        Err(TxError::TooBig)
+    }
     /// Frames queued and not yet handed over.
     fn outstanding(&self) -> usize;
     /// Frames written since the last [`LinkTx::flush`] and not yet on their way (what
@@ -110,6 +127,23 @@ impl LinkTx for XskTx {
 
     fn tx_csum(&self) -> bool {
         XskTx::tx_csum(self)
+    }
+
+    fn tso_frame_max(&self) -> usize {
+        if self.gso() {
+            gso::MAX_FRAME
+        } else {
+            0
+        }
+    }
+
+    fn send_tso(
+        &mut self,
+        len: usize,
+        params: GsoParams,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), TxError> {
+        self.send_gso(len, params, fill)
     }
 
     fn outstanding(&self) -> usize {
@@ -186,6 +220,9 @@ mod mem {
         pub(crate) csum_offload: bool,
         /// The largest frame accepted (the link MTU plus the Ethernet header).
         pub(crate) max_frame: usize,
+        /// Act as a device with segmentation offload: large TCP frames are cut into
+        /// segments here, as the kernel's GSO cuts them ([`gso::segment`]).
+        pub(crate) tso: bool,
     }
 
     impl MemTx {
@@ -195,6 +232,7 @@ mod mem {
                 sent: Vec::new(),
                 csum_offload: false,
                 max_frame,
+                tso: false,
             }
         }
     }
@@ -234,6 +272,34 @@ mod mem {
 
         fn tx_csum(&self) -> bool {
             self.csum_offload
+        }
+
+        fn tso_frame_max(&self) -> usize {
+            if self.tso {
+                gso::MAX_FRAME
+            } else {
+                0
+            }
+        }
+
+        fn send_tso(
+            &mut self,
+            len: usize,
+            params: GsoParams,
+            fill: &mut dyn FnMut(&mut [u8]),
+        ) -> Result<(), TxError> {
+            if !self.tso || len > gso::MAX_FRAME {
+                return Err(TxError::TooBig);
+            }
+            let mut frame = vec![0u8; len];
+            fill(&mut frame);
+            for s in gso::segment(&frame, params) {
+                if s.len() > self.max_frame {
+                    return Err(TxError::TooBig);
+                }
+                self.sent.push(s);
+            }
+            Ok(())
         }
 
         fn outstanding(&self) -> usize {

@@ -112,6 +112,30 @@ impl<T: LinkTx> NetCtx for WorkerCtx<T> {
         self.tx.tx_csum()
     }
 
+    fn tso_frame_max(&self) -> usize {
+        self.tx.tso_frame_max()
+    }
+
+    fn transmit_tso(
+        &mut self,
+        len: usize,
+        params: crate::device::gso::GsoParams,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> bool {
+        let r = self.tx.send_tso(len, params, fill);
+        let sent = self.account(r);
+        if sent {
+            let c = &self.counters;
+            Counters::inc(&c.tx_gso_frames);
+            let payload = len - params.hdr_len as usize;
+            Counters::add(
+                &c.tx_gso_segments,
+                payload.div_ceil(params.mss as usize) as u64,
+            );
+        }
+        sent
+    }
+
     fn transmit_partial(
         &mut self,
         len: usize,

@@ -106,6 +106,9 @@ pub struct SimStackConfig {
     pub lro: bool,
     /// The in-memory device finishes TCP checksums (as AF_XDP TX metadata does).
     pub tx_csum_offload: bool,
+    /// The in-memory device segments TSO frames itself, as the kernel does for a
+    /// packet socket (`device/gso.rs`); the stack then hands them over whole.
+    pub tso_device: bool,
     /// The virtual clock's origin.
     pub start: Instant,
 }
@@ -128,6 +131,7 @@ impl SimStackConfig {
             isn_key: [0; 16],
             lro: false,
             tx_csum_offload: false,
+            tso_device: false,
             start,
         }
     }
@@ -192,6 +196,7 @@ impl SimStack {
             .map(|w| {
                 let mut tx = MemTx::new(max_frame);
                 tx.csum_offload = cfg.tx_csum_offload;
+                tx.tso = cfg.tso_device;
                 let rx = MemRx::new(w as u16);
                 let counters = Arc::new(Counters::default());
                 WorkerCore::new(w, layers.clone(), rx, tx, counters, cfg.lro, cfg.start)
@@ -451,6 +456,17 @@ impl Sim {
 
     /// Two hosts with the given TCP settings.
     pub fn with_config(seed: u64, link: LinkConfig, workers: usize, cfg: TcpConfig) -> Sim {
+        Sim::with_setup(seed, link, workers, cfg, |_| {})
+    }
+
+    /// [`Sim::with_config`], with `setup` applied to each host's stack settings last.
+    pub fn with_setup(
+        seed: u64,
+        link: LinkConfig,
+        workers: usize,
+        cfg: TcpConfig,
+        setup: impl Fn(&mut SimStackConfig),
+    ) -> Sim {
         let now = Instant::now();
         let mk = |i: usize| {
             let mut c = SimStackConfig::new(
@@ -463,6 +479,7 @@ impl Sim {
             // Deterministic ISNs: the seed fixes the whole run, sequence numbers included.
             c.isn_key[..8].copy_from_slice(&seed.to_le_bytes());
             c.isn_key[8] = i as u8;
+            setup(&mut c);
             SimStack::new(c)
         };
         Sim {

@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::clock::Clock;
+use crate::device::gso::{self, GsoTx};
 use crate::device::xsk::XskTx;
 use crate::link::XskLinkRx;
 use crate::pipeline::{LayerError, LayerSpec, Layers, WorkerCore, WorkerCtx};
@@ -115,7 +116,17 @@ pub type StartError = DeviceError;
 
 /// What a worker thread reports once its socket is open: the socket's fd and whether
 /// it got TX metadata (checksum offload).
-type WorkerReady = mpsc::Receiver<Result<(std::os::fd::RawFd, bool), DeviceError>>;
+type WorkerReady = mpsc::Receiver<Result<WorkerOpened, DeviceError>>;
+
+/// What a worker got when it opened its sockets.
+struct WorkerOpened {
+    /// The AF_XDP socket.
+    fd: std::os::fd::RawFd,
+    /// TX metadata, so checksums are left to the device.
+    tx_csum: bool,
+    /// A packet socket for the kernel to segment large frames (`device/gso.rs`).
+    gso: bool,
+}
 
 impl Stack {
     /// Brings the stack up on `config.iface`: checks privileges and addresses, sizes
@@ -132,6 +143,9 @@ impl Stack {
         let offloads = Offloads {
             tso: on(Offload::Tso),
             tso_max: if on(Offload::Tso) { TSO_MAX as u32 } else { 0 },
+            // The kernel segments for the stack where it would for its own TCP: with
+            // generic segmentation offload on. Settled in `await_sockets`.
+            tso_kernel: on(Offload::Tso) && gso::kernel_gso_on(&link.name).unwrap_or(false),
             lro: on(Offload::Lro),
             // Settled once every worker's socket is open (`await_sockets`).
             tx_csum: false,
@@ -212,6 +226,7 @@ impl Stack {
         let cpu = self.worker_cpus[q];
         let shares_cpu = self.worker_cpus.iter().filter(|&&c| c == cpu).count() > 1;
         let ifname = self.link.name.clone();
+        let (ifindex, want_gso) = (self.link.ifindex, self.offloads.tso_kernel);
         let xsk_cfg = XskConfig {
             tx_metadata: self.config.xsk.tx_metadata
                 && !self.config.offloads_off.contains(&Offload::TxCsum),
@@ -227,14 +242,27 @@ impl Stack {
                     let _ = tx.send(Err(e));
                     return;
                 }
-                let (xrx, xtx) = match xsk::open(&ifname, q as u32, xsk_cfg) {
+                let (xrx, mut xtx) = match xsk::open(&ifname, q as u32, xsk_cfg) {
                     Ok(halves) => halves,
                     Err(e) => {
                         let _ = tx.send(Err(e));
                         return;
                     }
                 };
-                let _ = tx.send(Ok((xrx.fd(), xtx.tx_csum())));
+                // Without the packet socket TSO segments are cut in software, as before.
+                let gso = want_gso
+                    && match GsoTx::open(ifindex, counters.clone()) {
+                        Ok(g) => {
+                            xtx.enable_gso(g);
+                            true
+                        }
+                        Err(_) => false,
+                    };
+                let _ = tx.send(Ok(WorkerOpened {
+                    fd: xrx.fd(),
+                    tx_csum: xtx.tx_csum(),
+                    gso,
+                }));
                 let rx = XskLinkRx::new(xrx);
                 let mut core = WorkerCore::new(q, layers, rx, xtx, counters, lro, Instant::now());
                 core.tx_coalesce = tx_coalesce;
@@ -256,18 +284,20 @@ impl Stack {
     /// Waits for every worker's socket, registers it with the XDP program, and settles
     /// whether transmit checksums are offloaded (only when every queue got TX metadata).
     fn await_sockets(&mut self, ready: Vec<WorkerReady>) -> Result<(), DeviceError> {
-        let mut tx_csum_all = true;
+        let (mut tx_csum_all, mut gso_all) = (true, true);
         for (q, r) in ready.into_iter().enumerate() {
-            let (fd, tx_csum) = match r.recv() {
+            let opened = match r.recv() {
                 Ok(Ok(x)) => x,
                 Ok(Err(e)) => return Err(e),
                 Err(_) => return Err(DeviceError::WorkerDied(q)),
             };
-            tx_csum_all &= tx_csum;
-            self.xdp.register_socket(q as u32, fd)?;
-            self.xsk_fds.push(fd);
+            tx_csum_all &= opened.tx_csum;
+            gso_all &= opened.gso;
+            self.xdp.register_socket(q as u32, opened.fd)?;
+            self.xsk_fds.push(opened.fd);
         }
         self.offloads.tx_csum = tx_csum_all;
+        self.offloads.tso_kernel &= gso_all;
         Ok(())
     }
 

@@ -44,6 +44,13 @@ counters! {
     tx_csum_offloaded => "device.tx_csum_offloaded",
     /// Frames whose L4 checksum was finished in software (no TX checksum offload).
     tx_csum_software => "device.tx_csum_software",
+    /// TCP frames longer than one MSS handed to the kernel to segment (GSO through a
+    /// packet socket, `device/gso.rs`).
+    tx_gso_frames => "device.tx_gso_frames",
+    /// Wire segments those frames became.
+    tx_gso_segments => "device.tx_gso_segments",
+    /// Of those frames, the ones the kernel refused (dropped; TCP retransmits them).
+    tx_gso_refused => "device.tx_gso_refused",
     /// Ethernet frames shorter than the header.
     ether_truncated => "ether.drop_truncated",
     /// Frames addressed to another unicast MAC.
@@ -196,6 +203,8 @@ counters! {
     tcp_tso_bursts => "tcp.tso_bursts",
     /// Wire segments those TSO segments were cut into.
     tcp_tso_segments => "tcp.tso_segments",
+    /// TSO segments handed to the device whole (it segments them: `device.tx_gso_*`).
+    tcp_tso_offloaded => "tcp.tso_offloaded",
     /// TCP segments retransmitted (RTO, fast retransmit, SYN retries).
     tcp_retransmits => "tcp.retransmits",
     /// Segments RACK (RFC 8985) marked lost by time.
@@ -239,6 +248,12 @@ impl Counters {
     #[inline]
     pub fn inc(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds `n` to a counter.
+    #[inline]
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
     }
 }
 

@@ -2,6 +2,7 @@
 //! MTU, channels), the XDP steering program ([`xdp`]) and one AF_XDP socket per receive
 //! queue ([`xsk`]).
 
+pub mod gso;
 pub mod rss_emu;
 pub mod xdp;
 pub mod xsk;
@@ -247,9 +248,15 @@ pub struct Offloads {
     pub tx_csum: bool,
     /// TCP segmentation offload: tcp_output sends up to 64 KB per segment. No AF_XDP
     /// path carries a segment larger than the MTU (there is no TSO request in the TX
-    /// metadata), so the device layer cuts it up in software (GSO); what it saves is
-    /// the per-segment work of tcp_output.
+    /// metadata): the kernel segments it when [`Offloads::tso_kernel`], otherwise the
+    /// device layer cuts it up in software; either way it saves the per-segment work
+    /// of tcp_output.
     pub tso: bool,
+    /// TSO segments go to the kernel whole, through a packet socket with a virtio-net
+    /// header (`device/gso.rs`), and leave as one socket buffer: on a device with TSO
+    /// (or veth) as one, otherwise cut by the kernel's GSO. On when the interface has
+    /// generic segmentation offload on (as the kernel's own TCP would use it).
+    pub tso_kernel: bool,
     /// The largest TSO segment's payload in bytes (0 when TSO is off).
     pub tso_max: u32,
     /// Large receive offload, in software (`net/lro.rs`): AF_XDP delivers the
@@ -267,10 +274,15 @@ impl std::fmt::Display for Offloads {
         let on = |b: bool| if b { "on" } else { "off" };
         write!(
             f,
-            "rxcsum {}, txcsum {}, tso {} (software), lro {} (software), rxhash {}",
+            "rxcsum {}, txcsum {}, tso {} ({}), lro {} (software), rxhash {}",
             on(self.rx_csum),
             on(self.tx_csum),
             on(self.tso),
+            if self.tso_kernel {
+                "kernel segments"
+            } else {
+                "software"
+            },
             on(self.lro),
             on(self.rx_hash)
         )

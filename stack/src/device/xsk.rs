@@ -19,6 +19,7 @@ use xdpilone::{
     UmemConfig, User,
 };
 
+use super::gso::{GsoParams, GsoTx};
 use super::DeviceError;
 use crate::mbuf::PktMeta;
 
@@ -133,6 +134,7 @@ pub fn open(ifname: &str, queue: u32, cfg: XskConfig) -> Result<(XskRx, XskTx), 
             pending: Vec::with_capacity(64),
             in_flight: 0,
             tx_md,
+            gso: None,
             _shared: shared,
         },
     ))
@@ -405,6 +407,8 @@ pub struct XskTx {
     in_flight: u32,
     /// TX metadata is reserved in front of each frame (so checksum offload works).
     tx_md: bool,
+    /// Large TCP frames go to the kernel for segmentation through this packet socket.
+    gso: Option<GsoTx>,
     _shared: Arc<Shared>,
 }
 
@@ -486,6 +490,13 @@ impl XskTx {
         if len > self.max_frame() {
             return Err(TxError::TooBig);
         }
+        // Frames leave in the order they were written: what waits on the other path
+        // goes first.
+        if let Some(g) = &mut self.gso {
+            if g.queued() > 0 {
+                g.flush();
+            }
+        }
         if self.free.is_empty() {
             self.reclaim();
         }
@@ -540,6 +551,36 @@ impl XskTx {
         Ok(())
     }
 
+    /// Sends large TCP frames through `gso` from now on (see [`super::gso`]).
+    pub fn enable_gso(&mut self, gso: GsoTx) {
+        self.gso = Some(gso);
+    }
+
+    /// Whether [`XskTx::send_gso`] is available.
+    pub fn gso(&self) -> bool {
+        self.gso.is_some()
+    }
+
+    /// Writes a TCP frame of up to 64 KB that the kernel cuts into segments (see
+    /// [`super::gso`]); queued behind every frame written before it.
+    pub fn send_gso(
+        &mut self,
+        len: usize,
+        params: GsoParams,
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) -> Result<(), TxError> {
+        if self.gso.is_none() {
+            return Err(TxError::TooBig);
+        }
+        if !self.pending.is_empty() || self.tx.pending() > 0 {
+            self.flush();
+        }
+        match &mut self.gso {
+            Some(g) => g.send(len, params, fill),
+            None => Err(TxError::TooBig),
+        }
+    }
+
     fn tx_capacity(&self) -> u32 {
         self.free.len() as u32 + self.pending.len() as u32 + self.in_flight
     }
@@ -549,6 +590,9 @@ impl XskTx {
     /// makes progress.
     pub fn flush(&mut self) -> usize {
         let mut moved = 0;
+        if let Some(g) = &mut self.gso {
+            moved += g.flush();
+        }
         // As for the fill ring: a short reservation may only mean a stale view, so
         // retry until the ring takes everything or is really full.
         while !self.pending.is_empty() {
@@ -596,11 +640,11 @@ impl XskTx {
 
     /// Frames written and not yet on the tx ring (the next [`XskTx::flush`] moves them).
     pub fn queued(&self) -> usize {
-        self.pending.len()
+        self.pending.len() + self.gso.as_ref().map_or(0, |g| g.queued())
     }
 
     /// Frames queued or on the ring and not yet completed.
     pub fn outstanding(&self) -> usize {
-        self.pending.len() + self.in_flight as usize
+        self.pending.len() + self.in_flight as usize + self.gso.as_ref().map_or(0, |g| g.queued())
     }
 }

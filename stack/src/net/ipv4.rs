@@ -308,6 +308,58 @@ pub fn output_full(
     out.send(ifp, ctx, Hold::Yes, fill)
 }
 
+/// Sends a TCP frame longer than the MTU for the device to segment (`CSUM_TSO`):
+/// `payload_len` bytes of TCP (a `tcp_hlen`-byte header, then data cut into `mss`-byte
+/// segments), written by `fill` with the pseudo-header sum over the whole TCP length in
+/// its checksum field. Only to a next hop already resolved: a frame waiting for ARP
+/// would be held whole, and the hold queue sends ordinary frames. On an error nothing
+/// was sent and the caller sends the segments itself.
+#[allow(clippy::too_many_arguments)]
+pub fn output_tso(
+    ifp: &Interface,
+    ctx: &mut impl NetCtx,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    ecn: Ecn,
+    payload_len: usize,
+    tcp_hlen: usize,
+    mss: u16,
+    fill: &mut dyn FnMut(&mut [u8]),
+) -> Result<(), OutputError> {
+    let len = ether::HEADER_LEN + HEADER_LEN + payload_len;
+    if len > ctx.tso_frame_max() || HEADER_LEN + payload_len > u16::MAX as usize {
+        return Err(OutputError::TooBig);
+    }
+    let Some(next_hop) = ifp.next_hop(dst) else {
+        return Err(OutputError::NoRoute);
+    };
+    let Some(mac) = ifp.arp.lookup(next_hop, ctx.now()) else {
+        return Err(OutputError::Unresolved);
+    };
+    let out = Out {
+        src,
+        dst,
+        protocol: IpProtocol::Tcp,
+        ecn,
+        payload_len,
+        l4_csum_offset: None,
+    };
+    let mut frame = |buf: &mut [u8]| {
+        ether::write_header(buf, ifp.mac, mac, EthernetProtocol::Ipv4);
+        out.write_ip(&mut buf[ether::HEADER_LEN..], fill);
+    };
+    let params = crate::device::gso::GsoParams {
+        hdr_len: (ether::HEADER_LEN + HEADER_LEN + tcp_hlen) as u16,
+        mss,
+    };
+    if ctx.transmit_tso(len, params, &mut frame) {
+        Counters::inc(&ctx.counters().ip_tx);
+        Ok(())
+    } else {
+        Err(OutputError::NoBuffer)
+    }
+}
+
 /// Whether a packet may wait in the ARP hold queue (and make an entry) on a miss; if
 /// not, the link address to send it to instead.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -232,6 +232,25 @@ pub trait NetCtx {
         false
     }
 
+    /// The largest frame [`transmit_tso`](Self::transmit_tso) takes (FreeBSD's
+    /// `if_hw_tsomax` plus headers); 0 when the device segments nothing.
+    fn tso_frame_max(&self) -> usize {
+        0
+    }
+
+    /// Sends one TCP frame longer than a segment for the device to cut into
+    /// `params.mss`-byte segments (`CSUM_TSO`). The TCP checksum field holds the
+    /// pseudo-header sum over the frame's whole TCP length. Returns false (and counts a
+    /// drop) when the device has no room.
+    fn transmit_tso(
+        &mut self,
+        _len: usize,
+        _params: crate::device::gso::GsoParams,
+        _fill: &mut dyn FnMut(&mut [u8]),
+    ) -> bool {
+        false
+    }
+
     /// Sends one frame whose L4 checksum the device is asked to finish (`CSUM_TCP`):
     /// the 16-bit field at `csum_start + csum_offset` holds the folded pseudo-header
     /// sum, and the one's-complement sum from `csum_start` to the end belongs there.

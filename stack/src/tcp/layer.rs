@@ -664,6 +664,12 @@ impl TcpLayer {
             self.emit_one(ifp, ctx, tuple, tcb, seg);
             return;
         }
+        if ctx.tso_frame_max() > 0
+            && !seg.hdr.flags.contains(TcpFlags::CWR)
+            && self.emit_offloaded(ifp, ctx, tuple, tcb, seg)
+        {
+            return;
+        }
         Counters::inc(&ctx.counters().tcp_tso_bursts);
         let mss = seg.tso_segsz as usize;
         let mut off = 0;
@@ -690,6 +696,54 @@ impl TcpLayer {
             Counters::inc(&ctx.counters().tcp_tso_segments);
             off += len;
         }
+    }
+
+    /// Hands a TSO segment to a device that segments it (`CSUM_TSO`, see
+    /// [`crate::device::gso`]): the wire sees what the loop in [`Self::emit`] would
+    /// send, but for the IP ID, which the kernel's GSO counts up from 0. A segment with
+    /// CWR stays in software (the kernel wants its ECN flag then). Returns false when
+    /// the device did not take it (no room, next hop not resolved): nothing was sent.
+    fn emit_offloaded(
+        &self,
+        ifp: &Interface,
+        ctx: &mut impl NetCtx,
+        tuple: &FourTuple,
+        tcb: &Tcb,
+        seg: &OutSegment,
+    ) -> bool {
+        let hlen = seg.hdr.header_len();
+        let (src, dst) = (*tuple.local.ip(), *tuple.remote.ip());
+        let r = ipv4::output_tso(
+            ifp,
+            ctx,
+            src,
+            dst,
+            seg.ecn,
+            hlen + seg.payload_len,
+            hlen,
+            seg.tso_segsz,
+            &mut |buf| {
+                tcb.copy_payload(seg, &mut buf[hlen..]);
+                seg.hdr.emit(src, dst, buf, ChecksumMode::PseudoHeaderOnly);
+            },
+        );
+        if r.is_err() {
+            return false;
+        }
+        let n = seg.payload_len.div_ceil(seg.tso_segsz as usize) as u64;
+        let c = ctx.counters();
+        Counters::inc(&c.tcp_tso_offloaded);
+        Counters::add(&c.tcp_tx, n);
+        if seg.retransmit {
+            Counters::add(&c.tcp_retransmits, n);
+        }
+        if seg.hdr.flags.contains(TcpFlags::ECE) {
+            Counters::add(&c.tcp_ecn_ece_tx, n);
+        }
+        if seg.ecn.is_ect() {
+            Counters::add(&c.tcp_ecn_ect_tx, n);
+        }
+        true
     }
 
     /// Sends one wire segment.

@@ -52,27 +52,53 @@ fn run_with(
     nodelay: bool,
     total: usize,
 ) -> (Sim, Vec<u8>) {
+    run_on(seed, link, tso_max, nodelay, false, total)
+}
+
+/// `device_tso`: the link segments TSO frames (as the kernel does for a packet socket)
+/// instead of the stack.
+fn run_on(
+    seed: u64,
+    link: LinkConfig,
+    tso_max: usize,
+    nodelay: bool,
+    device_tso: bool,
+    total: usize,
+) -> (Sim, Vec<u8>) {
     let cfg = TcpConfig {
         tso_max,
         nodelay,
         ..TcpConfig::default()
     };
-    let mut sim = Sim::with_config(seed, link, 1, cfg);
+    let mut sim = Sim::with_setup(seed, link, 1, cfg, |c| c.tso_device = device_tso);
     sim.tap = Some(Vec::new());
     let (got, _client, _server) = transfer(&mut sim, total, Duration::from_secs(600));
     (sim, got)
 }
 
 fn compare(seed: u64, link: LinkConfig, nodelay: bool) {
+    compare_on(seed, link, nodelay, false)
+}
+
+/// TSO output (cut by the stack, or by the device when `device_tso`) against MSS
+/// output, segment by segment.
+fn compare_on(seed: u64, link: LinkConfig, nodelay: bool, device_tso: bool) {
     let total = 4 * 1024 * 1024;
     let (off, got_off) = run_with(seed, link, 0, nodelay, total);
-    let (on, got_on) = run_with(seed, link, TSO_MAX, nodelay, total);
+    let (on, got_on) = run_on(seed, link, TSO_MAX, nodelay, device_tso, total);
     assert!(got_off == pattern(0, total) && got_on == got_off);
-    assert!(
-        on.counter(0, "tcp.tso_bursts") > 0,
-        "TSO was used: {} bursts",
+    let used = if device_tso {
+        on.counter(0, "tcp.tso_offloaded")
+    } else {
         on.counter(0, "tcp.tso_bursts")
-    );
+    };
+    assert!(used > 0, "TSO was used: {used} segments");
+    if device_tso {
+        assert_eq!(
+            on.counter(0, "device.tx_gso_frames"),
+            on.counter(0, "tcp.tso_offloaded")
+        );
+    }
     assert_eq!(off.counter(0, "tcp.tso_bursts"), 0);
     let (a, b) = (sent_by_host0(&off), sent_by_host0(&on));
     let brief = |f: &Vec<u8>| {
@@ -103,6 +129,22 @@ fn compare(seed: u64, link: LinkConfig, nodelay: bool) {
 #[test]
 fn tso_output_equals_mss_output_segment_by_segment() {
     compare(7, LinkConfig::default(), false);
+}
+
+/// The device segments (the kernel's GSO rules, `device::gso::segment`): the wire is
+/// still what MSS output sends.
+#[test]
+fn device_segmented_tso_equals_mss_output_segment_by_segment() {
+    compare_on(7, LinkConfig::default(), false, true);
+}
+
+#[test]
+fn device_segmented_tso_equals_mss_output_under_loss() {
+    let link = LinkConfig {
+        loss: 0.01,
+        ..Default::default()
+    };
+    compare_on(9, link, false, true);
 }
 
 #[test]

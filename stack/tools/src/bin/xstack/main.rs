@@ -149,6 +149,9 @@ enum Cmd {
         rate: u64,
         #[arg(long, default_value_t = 10.0)]
         seconds: f64,
+        /// SACK blocks per forged ACK (0..=3); 0 sends plain duplicate ACKs.
+        #[arg(long, default_value_t = 3)]
+        blocks: u32,
     },
     /// Benchmark client on kernel sockets: N 1-byte round trips; prints p50/p99 JSON.
     #[command(hide = true)]
@@ -478,7 +481,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             client,
             rate,
             seconds,
-        } => shred::sack_shred(&iface, dst, client, rate, seconds),
+            blocks,
+        } => shred::sack_shred(&iface, dst, client, rate, seconds, blocks),
         Cmd::ArpFlood {
             iface,
             target,

@@ -17,7 +17,7 @@ use anyhow::bail;
 use crate::flood::{csum, inside, packet_socket, send_to, BENCH_NET};
 
 /// SACK blocks per forged ACK: three fit beside the timestamp option.
-const BLOCKS: u32 = 3;
+pub const MAX_BLOCKS: u32 = 3;
 
 /// What the tool knows of the flow, from the frames it saw.
 #[derive(Default)]
@@ -104,17 +104,18 @@ impl Flow {
         }
     }
 
-    /// The `n`th forged ACK: the receiver's last ACK with [`BLOCKS`] one-byte SACK blocks,
-    /// two bytes apart, at a place in flight that moves with `n`; `None` while less than
-    /// a few bytes are in flight.
-    fn forge(&self, n: u64) -> Option<Vec<u8>> {
+    /// The `n`th forged ACK: the receiver's last ACK with `blocks` one-byte SACK blocks,
+    /// two bytes apart, at a place in flight that moves with `n` (with 0 blocks, a plain
+    /// duplicate of the receiver's last ACK); `None` while less than a few bytes are in
+    /// flight.
+    fn forge(&self, n: u64, blocks: u32) -> Option<Vec<u8>> {
         let template = self.template.as_ref()?;
         let span = self.snd_max.wrapping_sub(self.ack);
         if span > 1 << 30 {
             return None;
         }
         // Scatter the blocks: a stride coprime with most spans walks every even offset.
-        let pairs = ((span.saturating_sub(1)) / 2).checked_sub(BLOCKS)?;
+        let pairs = ((span.saturating_sub(1)) / 2).checked_sub(MAX_BLOCKS)?;
         if pairs == 0 {
             return None;
         }
@@ -125,8 +126,11 @@ impl Flow {
             opts.extend_from_slice(&val.to_be_bytes());
             opts.extend_from_slice(&ecr.to_be_bytes());
         }
-        opts.extend_from_slice(&[1, 1, 5, 2 + 8 * BLOCKS as u8]);
-        for k in 0..BLOCKS {
+        if blocks == 0 {
+            return Some(frame_with_options(template, &opts));
+        }
+        opts.extend_from_slice(&[1, 1, 5, 2 + 8 * blocks as u8]);
+        for k in 0..blocks {
             let left = first.wrapping_add(2 * k);
             opts.extend_from_slice(&left.to_be_bytes());
             opts.extend_from_slice(&left.wrapping_add(1).to_be_bytes());
@@ -158,16 +162,22 @@ fn frame_with_options(template: &[u8], opts: &[u8]) -> Vec<u8> {
 }
 
 /// Shreds the download from `client` to `server` seen on `iface` at `rate` forged ACKs a
-/// second for `seconds`; prints one JSON line.
+/// second for `seconds`, `blocks` SACK blocks in each (0: plain duplicate ACKs, the same
+/// load on the wire and the sender without the shredding, a test's control); prints one
+/// JSON line.
 pub fn sack_shred(
     iface: &str,
     server: SocketAddrV4,
     client: SocketAddrV4,
     rate: u64,
     seconds: f64,
+    blocks: u32,
 ) -> anyhow::Result<()> {
     if !inside(*server.ip(), BENCH_NET) || !inside(*client.ip(), BENCH_NET) {
         bail!("both ends must be inside 198.18.0.0/15 (got {client} -> {server})");
+    }
+    if blocks > MAX_BLOCKS {
+        bail!("--blocks must be at most {MAX_BLOCKS} (got {blocks})");
     }
     let (fd, at) = packet_socket(iface, libc::ETH_P_ALL)?;
     let (start, mut flow, mut sent) = (Instant::now(), Flow::default(), 0u64);
@@ -183,7 +193,7 @@ pub fn sack_shred(
             std::thread::sleep(Duration::from_micros(50));
             continue;
         }
-        match flow.forge(sent) {
+        match flow.forge(sent, blocks) {
             Some(f) => sent += u64::from(send_to(fd, &f, &at)),
             None => std::thread::sleep(Duration::from_micros(200)),
         }
@@ -236,12 +246,12 @@ mod tests {
         let s: SocketAddrV4 = "198.18.0.1:80".parse().unwrap();
         let mut flow = Flow::default();
         flow.see(&ack_frame(c, s, 1000), c, s);
-        assert!(flow.forge(0).is_none(), "nothing in flight yet");
+        assert!(flow.forge(0, MAX_BLOCKS).is_none(), "nothing in flight yet");
         flow.see(&data_frame(s, c, 1000, 1448), c, s);
         flow.see(&data_frame(s, c, 2448, 1448), c, s);
         assert_eq!(flow.snd_max, 3896);
         for n in 0..50 {
-            let f = flow.forge(n).unwrap();
+            let f = flow.forge(n, MAX_BLOCKS).unwrap();
             let seen = parse(&f).unwrap();
             assert_eq!((seen.src, seen.dst, seen.ack), (c, s, 1000));
             assert_eq!(seen.payload, 0);
@@ -261,6 +271,12 @@ mod tests {
                 assert!(l > 1000 && r < 3896, "inside the flight: {l}");
             }
         }
+        // With no blocks: the receiver's ACK as it was, timestamps only (the control).
+        let plain = flow.forge(3, 0).unwrap();
+        let seen = parse(&plain).unwrap();
+        assert_eq!((seen.ack, seen.payload), (1000, 0));
+        assert_eq!(seen.options.len(), 12, "timestamps only");
+        assert_eq!(timestamps(seen.options), Some((7, 9)));
     }
 
     #[test]
@@ -271,6 +287,7 @@ mod tests {
             "198.18.0.2:4".parse().unwrap(),
             1,
             0.0,
+            MAX_BLOCKS,
         );
         assert!(err.unwrap_err().to_string().contains("198.18.0.0/15"));
     }
