@@ -1,5 +1,6 @@
-//! Transmit checksum offload against Linux: the stack writes only the pseudo-header sum
-//! and asks the device (AF_XDP TX metadata) to finish the TCP checksum.
+//! Transmit checksum and segmentation offload against Linux: the stack writes only the
+//! pseudo-header sum and asks the device (AF_XDP TX metadata, or the virtio-net header of
+//! a TSO frame handed to the kernel whole) to finish the TCP checksum.
 //!
 //! On veth the "device" never computes anything: the kernel hands the frame on as
 //! `CHECKSUM_PARTIAL`, and the peer trusts it. To see the finished checksums on the wire,
@@ -59,7 +60,29 @@ fn tx_checksum_offload_finishes_correct_checksums() {
     let off = pair.exec_stack_ns(["ethtool", "-K", STACK_IF, "tx", "off"]);
     assert!(off.status.success(), "ethtool -K vstk tx off: {off:?}");
 
+    // TSO frames go to the kernel whole (GSO is on); with tx checksumming off the device
+    // has no TSO either, so the kernel cuts them and finishes each segment's checksum.
     let stack = pair.spawn_http(&[]);
+    let up = stack.stderr_text();
+    let (correct, incorrect) = download_and_check(&pair, &dir);
+    let (_, json) = stack.stop(libc::SIGTERM);
+    assert!(up.contains("tso on (kernel segments)"), "{up}");
+    let gso_frames = json_counter(&json, "device.tx_gso_frames");
+    assert!(
+        json_counter(&json, "tcp.tso_offloaded") > 0 && gso_frames > 0,
+        "TSO frames went to the kernel: {json}"
+    );
+    assert_eq!(
+        json_counter(&json, "device.tx_gso_refused"),
+        0,
+        "the kernel took every GSO frame: {json}"
+    );
+    assert!(correct >= 100, "segments captured: {correct}");
+    assert_eq!(incorrect, 0, "no bad checksum on the wire");
+
+    // Segments one per AF_XDP frame (no TSO): each leaves with its checksum in the TX
+    // metadata.
+    let stack = pair.spawn_http(&["--no-offload", "tso"]);
     let up = stack.stderr_text();
     let (correct, incorrect) = download_and_check(&pair, &dir);
     let (_, json) = stack.stop(libc::SIGTERM);
@@ -72,11 +95,12 @@ fn tx_checksum_offload_finishes_correct_checksums() {
         offloaded >= N / 1448,
         "the data segments went out with the checksum offloaded ({offloaded})"
     );
+    assert_eq!(json_counter(&json, "device.tx_gso_frames"), 0);
     assert!(correct >= 100, "segments captured: {correct}");
     assert_eq!(incorrect, 0, "no bad checksum on the wire");
 
     // Switched off: the software path, same result on the wire.
-    let stack = pair.spawn_http(&["--no-offload", "txcsum"]);
+    let stack = pair.spawn_http(&["--no-offload", "txcsum,tso"]);
     assert!(stack.stderr_text().contains("txcsum off"));
     let (correct, incorrect) = download_and_check(&pair, &dir);
     let (_, json) = stack.stop(libc::SIGTERM);

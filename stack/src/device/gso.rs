@@ -8,8 +8,8 @@
 //! buffer, and a device with TSO (or veth, which passes GSO buffers on whole) carries
 //! it as one; a device without it is given the segments the kernel's GSO cuts
 //! (`tcp_gso_segment`). [`GsoTx`] is that socket, bound to the stack's interface with
-//! protocol 0 (it receives nothing) and `PACKET_QDISC_BYPASS` (as AF_XDP's transmit,
-//! straight to the driver).
+//! protocol 0 (it receives nothing); its frames take `dev_queue_xmit` (the device's
+//! qdisc, none on veth), which segments where the device cannot.
 //!
 //! What the kernel does to each segment, and [`segment`] does the same in software for
 //! the simulator's link: the Ethernet, IP and TCP headers are copied; the IP total
@@ -28,6 +28,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 
 use super::xsk::TxError;
+#[cfg(any(test, feature = "sim"))]
 use crate::checksum;
 use crate::stats::Counters;
 
@@ -92,7 +93,9 @@ impl GsoTx {
         // SAFETY: `raw` is a fresh descriptor nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         set_int(&fd, libc::SOL_PACKET, libc::PACKET_VNET_HDR, 1)?;
-        set_int(&fd, libc::SOL_PACKET, libc::PACKET_QDISC_BYPASS, 1)?;
+        // Not PACKET_QDISC_BYPASS: its direct transmit drops a frame the kernel has to
+        // segment itself (a device without TSO: `__dev_direct_xmit` takes no list), where
+        // `dev_queue_xmit` cuts it (on veth, with no qdisc, at about the same cost).
         // Room for a batch of 64 KB frames in flight inside the kernel; as root the
         // limit may exceed `wmem_max`. Not fatal: sends then wait for room sooner.
         let _ = set_int(&fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, 4 << 20);
@@ -194,7 +197,8 @@ impl GsoTx {
             }
             let e = io::Error::last_os_error();
             match e.raw_os_error() {
-                Some(libc::EAGAIN) | Some(libc::ENOBUFS) => break,
+                // No room in the socket's send buffer yet: the frames wait.
+                Some(libc::EAGAIN) => break,
                 Some(libc::EINTR) => continue,
                 // The first waiting frame is refused: drop it (counted) and go on.
                 _ => {
@@ -315,6 +319,7 @@ pub fn kernel_gso_on(ifname: &str) -> io::Result<bool> {
 ///
 /// # Panics
 /// If the frame is shorter than its headers say.
+#[cfg(any(test, feature = "sim"))]
 pub fn segment(frame: &[u8], params: GsoParams) -> Vec<Vec<u8>> {
     let hdr_len = params.hdr_len as usize;
     let mss = params.mss as usize;
