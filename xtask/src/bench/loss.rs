@@ -221,7 +221,7 @@ pub(super) fn loss_case(
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
     must(&[
-        "ip", "netns", "exec", env.a, "ethtool", "-K", "vstk", "tso", "off",
+        "ip", "netns", "exec", env.a, "ethtool", "-K", "vstk", "gso", "off", "tso", "off",
     ])?;
     let result = loss_rounds(env);
     // Undo even on failure: later cases (and a re-run) expect a loss-free path.
