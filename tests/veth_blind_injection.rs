@@ -16,8 +16,9 @@ fn in_window_rst_syn_and_bad_ack_injection_leave_the_download_intact() {
     }
     let pair = VethPair::new_headers_only("inject", 1, 64);
     let stack = pair.spawn_http(&[]);
-    // Long enough to outlast the injection (3 s) at any speed the stack reaches here.
-    const N: u64 = 5_000_000_000;
+    // At most 200 MB/s (below), so the download outlasts the injection (3 s) however
+    // fast the stack and the build are.
+    const N: u64 = 1_000_000_000;
     let want = xstack_tools::http::pattern_sha256(N);
     let dst = format!("{STACK_ADDR}:80");
     // 30,000 forged segments at 10,000 a second: during the download.
@@ -27,7 +28,11 @@ fn in_window_rst_syn_and_bad_ack_injection_leave_the_download_intact() {
             XSTACK_BIN, "inject", "--iface", PEER_IF, &dst, "--count", "30000", "--rate", "10000",
         ],
     );
-    let dl = pair.curl_sha256(&format!("http://{STACK_ADDR}/bytes/{N}"), 120);
+    let dl = pair.curl_sha256_with(
+        &format!("http://{STACK_ADDR}/bytes/{N}"),
+        120,
+        &["--limit-rate", "200M"],
+    );
     inject.wait_for("\"sent\"", Duration::from_secs(60));
     eprintln!("inject: {}", inject.output());
     eprintln!("download: {:.2} Gbit/s", dl.gbit_per_s());

@@ -906,21 +906,27 @@ impl VethPair {
     /// Downloads `url` with curl in the peer's namespace (at most `max_secs` seconds) and
     /// hashes the body as it streams in, without storing it.
     pub fn curl_sha256(&self, url: &str, max_secs: u32) -> CurlDigest {
+        self.curl_sha256_with(url, max_secs, &[])
+    }
+
+    /// [`VethPair::curl_sha256`] with more curl options (e.g. `--limit-rate`).
+    pub fn curl_sha256_with(&self, url: &str, max_secs: u32, extra: &[&str]) -> CurlDigest {
         use sha2::{Digest, Sha256};
         let max = max_secs.to_string();
-        let argv = [
+        let mut argv = vec![
             "curl",
             "-sS",
             "--max-time",
             &max,
             "-w",
             "%{stderr}curl: http_code=%{http_code} size_download=%{size_download} speed_download=%{speed_download} local_port=%{local_port}\\n",
-            url,
         ];
+        argv.extend_from_slice(extra);
+        argv.push(url);
         let started = Instant::now();
         let mut child = Command::new("ip")
             .args(["netns", "exec", &self.ns_peer])
-            .args(argv)
+            .args(&argv)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -574,6 +574,11 @@ impl XskTx {
         }
         if !self.pending.is_empty() || self.tx.pending() > 0 {
             self.flush();
+            if !self.pending.is_empty() || self.tx.pending() > 0 {
+                // The kernel has not taken the earlier frames yet: this one would pass
+                // them. The caller sends its segments behind them instead.
+                return Err(TxError::NoRoom);
+            }
         }
         match &mut self.gso {
             Some(g) => g.send(len, params, fill),
@@ -592,6 +597,10 @@ impl XskTx {
         let mut moved = 0;
         if let Some(g) = &mut self.gso {
             moved += g.flush();
+            if g.queued() > 0 {
+                // Frames written after the waiting large ones stay behind them.
+                return moved;
+            }
         }
         // As for the fill ring: a short reservation may only mean a stale view, so
         // retry until the ring takes everything or is really full.
