@@ -170,11 +170,12 @@ fn download(module: &str) -> Run {
     let dir = TestDir::new(&format!("bneck-{module}"));
     let pair = VethPair::new_headers_only(&format!("bneck{module}"), 1, 96);
     let hop = SecondHop::new(&pair);
-    // Segments leave one per frame, as the checks below were written for: with GSO on
-    // the stack hands the kernel 64 KB frames (`device/gso.rs`), and the round-trip count
-    // these checks take from the ACK samples came out at a third to a sixth of the
-    // elapsed round trips while the window still grew ~1 segment per 43 ms RTT in time
-    // (measured 2026-12-06, not yet explained), so they would judge the wrong thing.
+    // Segments leave one per frame, as the checks below were written for. With GSO on the
+    // stack hands the kernel up to 64 KB per frame (`device/gso.rs`), and tbf cuts only
+    // frames above its burst (32 KB): curl's kernel then gets aggregates and ACKs one per
+    // aggregate (a cwnd trace, 2026-12-06: ACKs every ~1.8 ms covering ~14 segments),
+    // while these checks count round trips from per-ACK samples of a window that a
+    // receiver ACKing every second segment keeps full. The link was still 100 % used.
     let gso = pair.exec_stack_ns(["ethtool", "-K", STACK_IF, "gso", "off", "tso", "off"]);
     assert!(
         gso.status.success(),
