@@ -49,7 +49,8 @@ counters! {
     tx_gso_frames => "device.tx_gso_frames",
     /// Wire segments those frames became.
     tx_gso_segments => "device.tx_gso_segments",
-    /// Of those frames, the ones the kernel refused (dropped; TCP retransmits them).
+    /// Of those frames, the ones the kernel refused (dropped; TCP retransmits them). After
+    /// one, the worker cuts TSO segments in software again.
     tx_gso_refused => "device.tx_gso_refused",
     /// Ethernet frames shorter than the header.
     ether_truncated => "ether.drop_truncated",

@@ -71,6 +71,10 @@ pub struct GsoTx {
     segments: usize,
     /// The worker's counters (`device.tx_gso_refused`).
     counters: Arc<Counters>,
+    /// The kernel refused a frame: the path is given up and TSO segments are cut in
+    /// software from then on (a kernel or device that takes no virtio-net GSO header
+    /// would otherwise drop every large frame).
+    refused: bool,
 }
 
 impl std::fmt::Debug for GsoTx {
@@ -122,6 +126,7 @@ impl GsoTx {
             frames: Vec::with_capacity(BATCH),
             segments: 0,
             counters,
+            refused: false,
         })
     }
 
@@ -200,9 +205,11 @@ impl GsoTx {
                 // No room in the socket's send buffer yet: the frames wait.
                 Some(libc::EAGAIN) => break,
                 Some(libc::EINTR) => continue,
-                // The first waiting frame is refused: drop it (counted) and go on.
+                // The first waiting frame is refused: drop it (counted), go on, and
+                // send no more this way.
                 _ => {
                     Counters::inc(&self.counters.tx_gso_refused);
+                    self.refused = true;
                     done += 1;
                 }
             }
@@ -226,6 +233,11 @@ impl GsoTx {
                 .sum();
         }
         done
+    }
+
+    /// Whether the kernel refused a frame (the caller should stop using this path).
+    pub fn refused(&self) -> bool {
+        self.refused
     }
 
     /// Wire segments queued and not yet handed to the kernel.

@@ -556,9 +556,9 @@ impl XskTx {
         self.gso = Some(gso);
     }
 
-    /// Whether [`XskTx::send_gso`] is available.
+    /// Whether [`XskTx::send_gso`] is available (and the kernel has refused nothing).
     pub fn gso(&self) -> bool {
-        self.gso.is_some()
+        self.gso.as_ref().is_some_and(|g| !g.refused())
     }
 
     /// Writes a TCP frame of up to 64 KB that the kernel cuts into segments (see
@@ -569,7 +569,7 @@ impl XskTx {
         params: GsoParams,
         fill: &mut dyn FnMut(&mut [u8]),
     ) -> Result<(), TxError> {
-        if self.gso.is_none() {
+        if !self.gso() {
             return Err(TxError::TooBig);
         }
         if !self.pending.is_empty() || self.tx.pending() > 0 {
