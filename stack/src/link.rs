@@ -65,6 +65,11 @@ pub(crate) trait LinkTx {
     fn queued(&self) -> usize {
         self.outstanding()
     }
+    /// Of [`LinkTx::queued`], the frames that are not pure ACKs (data, SYN, FIN, RST, or
+    /// anything not TCP): what a peer may be waiting for.
+    fn queued_urgent(&self) -> usize {
+        self.queued()
+    }
     /// Hands the queued frames to the device.
     fn flush(&mut self);
 }
@@ -152,6 +157,10 @@ impl LinkTx for XskTx {
 
     fn queued(&self) -> usize {
         XskTx::queued(self)
+    }
+
+    fn queued_urgent(&self) -> usize {
+        XskTx::queued_urgent(self)
     }
 
     fn flush(&mut self) {

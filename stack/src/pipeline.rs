@@ -43,10 +43,18 @@ const NETISR_BUDGET: usize = 256;
 /// while input keeps arriving.
 const TX_COALESCE_FRAMES: usize = 32;
 /// [`WorkerCore::hold_tx`]'s rule: a flush may wait (up to `window`, zero: never) while
-/// this turn received frames and fewer than [`TX_COALESCE_FRAMES`] are queued, the
-/// oldest of them `held_for` already.
-fn tx_may_wait(window: Duration, received: usize, queued: usize, held_for: Duration) -> bool {
-    received > 0 && queued > 0 && queued < TX_COALESCE_FRAMES && held_for < window
+/// fewer than [`TX_COALESCE_FRAMES`] are queued, the oldest of them `held_for` already,
+/// and either this turn received frames or every queued frame is a pure ACK (`urgent`
+/// counts the others: data, SYN, FIN, RST), which nobody waits on: e.g. the last ACK of
+/// a connection the peer closed, which then leaves with the next turn's frames.
+fn tx_may_wait(
+    window: Duration,
+    received: usize,
+    queued: usize,
+    urgent: usize,
+    held_for: Duration,
+) -> bool {
+    (received > 0 || urgent == 0) && queued > 0 && queued < TX_COALESCE_FRAMES && held_for < window
 }
 
 /// Period of the interface timers (ARP) on worker 0.
@@ -434,7 +442,14 @@ impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
         let held_for = self
             .tx_held_since
             .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
-        let wait = tx_may_wait(self.tx_coalesce, received, self.ctx.tx.queued(), held_for);
+        let tx = &self.ctx.tx;
+        let wait = tx_may_wait(
+            self.tx_coalesce,
+            received,
+            tx.queued(),
+            tx.queued_urgent(),
+            held_for,
+        );
         if wait {
             self.tx_held_since.get_or_insert(now);
         }
@@ -552,16 +567,21 @@ mod tests {
         let w = Duration::from_micros(10);
         let us = Duration::from_micros;
         // Input this turn, a few replies queued, held briefly: wait for the next turn.
-        assert!(tx_may_wait(w, 3, 2, us(0)));
-        assert!(tx_may_wait(w, 1, TX_COALESCE_FRAMES - 1, us(9)));
-        // A turn with no input flushes (a lone request/response is never delayed).
-        assert!(!tx_may_wait(w, 0, 2, us(0)));
+        assert!(tx_may_wait(w, 3, 2, 2, us(0)));
+        assert!(tx_may_wait(w, 1, TX_COALESCE_FRAMES - 1, 1, us(9)));
+        // A turn with no input flushes (a lone request/response is never delayed)...
+        assert!(!tx_may_wait(w, 0, 2, 1, us(0)));
+        // ...unless all it holds is pure ACKs, which wait for company within the window.
+        assert!(tx_may_wait(w, 0, 2, 0, us(3)));
+        assert!(!tx_may_wait(w, 0, 2, 0, us(10)));
         // Nothing queued: nothing to hold.
-        assert!(!tx_may_wait(w, 3, 0, us(0)));
+        assert!(!tx_may_wait(w, 3, 0, 0, us(0)));
+        assert!(!tx_may_wait(w, 0, 0, 0, us(0)));
         // A full batch, or held for the whole window: flush.
-        assert!(!tx_may_wait(w, 3, TX_COALESCE_FRAMES, us(0)));
-        assert!(!tx_may_wait(w, 3, 2, us(10)));
+        assert!(!tx_may_wait(w, 3, TX_COALESCE_FRAMES, 1, us(0)));
+        assert!(!tx_may_wait(w, 3, 2, 1, us(10)));
         // Switched off.
-        assert!(!tx_may_wait(Duration::ZERO, 3, 2, us(0)));
+        assert!(!tx_may_wait(Duration::ZERO, 3, 2, 1, us(0)));
+        assert!(!tx_may_wait(Duration::ZERO, 0, 2, 0, us(0)));
     }
 }

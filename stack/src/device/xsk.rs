@@ -652,8 +652,80 @@ impl XskTx {
         self.pending.len() + self.gso.as_ref().map_or(0, |g| g.queued())
     }
 
+    /// Of [`XskTx::queued`], the frames that are not pure TCP ACKs (see
+    /// [`is_pure_ack`]); large frames waiting for the kernel all count.
+    pub fn queued_urgent(&self) -> usize {
+        let gso = self.gso.as_ref().map_or(0, |g| g.queued());
+        let base = self.base.as_ptr();
+        gso + self
+            .pending
+            .iter()
+            .filter(|d| {
+                // SAFETY: a pending descriptor's frame is ours until the next flush, and
+                // `addr + len` lies inside the area (we wrote it there).
+                let frame = unsafe {
+                    std::slice::from_raw_parts(base.add(d.addr as usize), d.len as usize)
+                };
+                !is_pure_ack(frame)
+            })
+            .count()
+    }
+
     /// Frames queued or on the ring and not yet completed.
     pub fn outstanding(&self) -> usize {
         self.pending.len() + self.in_flight as usize + self.gso.as_ref().map_or(0, |g| g.queued())
+    }
+}
+
+/// Whether `frame` (Ethernet + IPv4 + TCP) is a pure ACK: no payload and none of SYN,
+/// FIN, RST, PSH. Anything else, or anything it cannot read, is not.
+pub(crate) fn is_pure_ack(frame: &[u8]) -> bool {
+    if frame.len() < 54 || frame[12..14] != [0x08, 0x00] || frame[23] != 6 {
+        return false;
+    }
+    let ihl = usize::from(frame[14] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([frame[16], frame[17]]));
+    let tcp = 14 + ihl;
+    let Some(&off) = frame.get(tcp + 12) else {
+        return false;
+    };
+    let Some(&flags) = frame.get(tcp + 13) else {
+        return false;
+    };
+    let doff = usize::from(off >> 4) * 4;
+    flags & 0x0f == 0 && total == ihl + doff
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_pure_ack;
+
+    fn frame(flags: u8, payload: usize) -> Vec<u8> {
+        let mut f = vec![0u8; 54 + payload];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f[14] = 0x45;
+        f[16..18].copy_from_slice(&((40 + payload) as u16).to_be_bytes());
+        f[23] = 6;
+        f[46] = 5 << 4;
+        f[47] = flags;
+        f
+    }
+
+    #[test]
+    fn pure_acks_are_told_from_everything_else() {
+        assert!(is_pure_ack(&frame(0x10, 0)));
+        assert!(is_pure_ack(&frame(0x10 | 0x40, 0)), "ECE");
+        assert!(!is_pure_ack(&frame(0x10, 1)), "data");
+        assert!(!is_pure_ack(&frame(0x11, 0)), "FIN");
+        assert!(!is_pure_ack(&frame(0x12, 0)), "SYN,ACK");
+        assert!(!is_pure_ack(&frame(0x14, 0)), "RST");
+        assert!(!is_pure_ack(&frame(0x18, 0)), "PSH");
+        let mut arp = frame(0x10, 0);
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert!(!is_pure_ack(&arp));
+        let mut udp = frame(0x10, 0);
+        udp[23] = 17;
+        assert!(!is_pure_ack(&udp));
+        assert!(!is_pure_ack(&[0u8; 20]), "truncated");
     }
 }
