@@ -20,11 +20,11 @@
 //!
 //! The stack uses it only where the kernel would segment for its own TCP: when the
 //! interface has generic segmentation offload on (`ethtool -k IFACE`, GSO), and
-//! `--no-offload tso` is not given.
+//! `--no-offload tso` is not given. A frame the kernel refuses is dropped and counted
+//! (`device.tx_gso_refused`; TCP sends it again) and the worker stops using the socket.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-
 use std::sync::Arc;
 
 use super::xsk::TxError;
