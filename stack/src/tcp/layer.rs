@@ -646,7 +646,8 @@ impl TcpLayer {
     }
 
     /// Sends one segment of a connection through IPv4, leaving the checksum to the
-    /// device when it offers to finish it. A TSO segment (`tso_segsz` set) is cut
+    /// device when it offers to finish it. A TSO segment (`tso_segsz` set) goes to the
+    /// device whole when it segments ([`Self::emit_offloaded`]); otherwise it is cut
     /// into MSS pieces here, in software, as a device without TSO support would need
     /// (Linux's GSO, done at the last moment): each piece gets its own sequence number
     /// and IP id; CWR stays on the first piece only and PSH/FIN on the last only
