@@ -135,11 +135,7 @@ impl<T: LinkTx> NetCtx for WorkerCtx<T> {
         if sent {
             let c = &self.counters;
             Counters::inc(&c.tx_gso_frames);
-            let payload = len - params.hdr_len as usize;
-            Counters::add(
-                &c.tx_gso_segments,
-                payload.div_ceil(params.mss as usize) as u64,
-            );
+            Counters::add(&c.tx_gso_segments, params.segments(len) as u64);
         }
         sent
     }

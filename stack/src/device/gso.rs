@@ -57,6 +57,25 @@ pub struct GsoParams {
     pub mss: u16,
 }
 
+impl GsoParams {
+    /// The wire segments a frame of `len` bytes becomes.
+    pub fn segments(&self, len: usize) -> usize {
+        len.saturating_sub(self.hdr_len as usize)
+            .div_ceil(usize::from(self.mss).max(1))
+    }
+}
+
+/// One frame waiting in [`GsoTx`]'s arena.
+#[derive(Clone, Copy, Debug)]
+struct Waiting {
+    /// Where it starts in the arena (its virtio-net header first).
+    start: usize,
+    /// Its length, header included.
+    len: usize,
+    /// The wire segments it becomes.
+    segments: usize,
+}
+
 /// A packet socket that sends TCP frames for the kernel to segment.
 pub struct GsoTx {
     fd: OwnedFd,
@@ -65,9 +84,9 @@ pub struct GsoTx {
     /// frame is written over old bytes, not over freshly zeroed ones.
     arena: Vec<u8>,
     used: usize,
-    /// (start, length) in `arena` of each waiting frame, header included.
-    frames: Vec<(usize, usize)>,
-    /// Wire segments the waiting frames become.
+    /// The waiting frames, oldest first.
+    frames: Vec<Waiting>,
+    /// Wire segments the waiting frames become (their sum, kept for `queued`).
     segments: usize,
     /// The worker's counters (`device.tx_gso_refused`).
     counters: Arc<Counters>,
@@ -153,46 +172,47 @@ impl GsoTx {
         if self.arena.len() < end {
             self.arena.resize(end, 0);
         }
-        let payload = len - params.hdr_len as usize;
         self.arena[start..start + VNET_HDR_LEN].copy_from_slice(&vnet_header(params));
         fill(&mut self.arena[start + VNET_HDR_LEN..end]);
         self.used = end;
-        self.frames.push((start, VNET_HDR_LEN + len));
-        self.segments += payload.div_ceil(params.mss as usize);
+        let segments = params.segments(len);
+        self.frames.push(Waiting {
+            start,
+            len: VNET_HDR_LEN + len,
+            segments,
+        });
+        self.segments += segments;
         Ok(())
     }
 
-    /// Hands the waiting frames to the kernel (one `sendmmsg`). Frames the kernel has no
-    /// room for yet stay for the next call; a frame it refuses is dropped and counted.
-    /// Returns how many it took.
+    /// Hands the waiting frames to the kernel (one `sendmmsg`, its headers on the
+    /// stack: no allocation). Frames the kernel has no room for yet stay for the next
+    /// call; a frame it refuses is dropped and counted. Returns how many it took.
     pub fn flush(&mut self) -> usize {
         let mut done = 0;
         while done < self.frames.len() {
-            let mut iov: Vec<libc::iovec> = self.frames[done..]
-                .iter()
-                .map(|&(s, l)| libc::iovec {
-                    iov_base: self.arena[s..].as_mut_ptr().cast(),
-                    iov_len: l,
-                })
-                .collect();
-            let mut msgs: Vec<libc::mmsghdr> = iov
-                .iter_mut()
-                .map(|v| {
-                    // SAFETY: mmsghdr is plain data; all-zero is valid (no name, no
-                    // control).
-                    let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-                    m.msg_hdr.msg_iov = v;
-                    m.msg_hdr.msg_iovlen = 1;
-                    m
-                })
-                .collect();
-            // SAFETY: every iovec points into `arena`, alive and unchanged for the call;
-            // `msgs` holds `msgs.len()` valid headers.
+            let batch = &self.frames[done..];
+            // SAFETY: iovec is plain data; all-zero (a null, empty buffer) is valid.
+            let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+            // SAFETY: mmsghdr is plain data; all-zero is valid (no name, no control).
+            let mut msgs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
+            let base = self.arena.as_mut_ptr();
+            for (i, w) in batch.iter().enumerate() {
+                // `start + len <= used <= arena.len()`, so the range is inside the arena.
+                iov[i] = libc::iovec {
+                    iov_base: base.wrapping_add(w.start).cast(),
+                    iov_len: w.len,
+                };
+                msgs[i].msg_hdr.msg_iov = &mut iov[i];
+                msgs[i].msg_hdr.msg_iovlen = 1;
+            }
+            // SAFETY: the first `batch.len()` (<= BATCH) headers each point at one iovec
+            // into `arena`, alive and unchanged for the call.
             let n = unsafe {
                 libc::sendmmsg(
                     self.fd.as_raw_fd(),
                     msgs.as_mut_ptr(),
-                    msgs.len() as u32,
+                    batch.len() as u32,
                     libc::MSG_DONTWAIT,
                 )
             };
@@ -219,18 +239,15 @@ impl GsoTx {
             self.used = 0;
             self.segments = 0;
         } else if done > 0 {
-            let keep_from = self.frames[done].0;
+            let keep_from = self.frames[done].start;
             self.arena.copy_within(keep_from..self.used, 0);
             self.used -= keep_from;
-            self.frames.drain(..done);
-            for f in &mut self.frames {
-                f.0 -= keep_from;
+            for w in self.frames.drain(..done) {
+                self.segments -= w.segments;
             }
-            self.segments = self
-                .frames
-                .iter()
-                .map(|&(s, l)| segments_of(&self.arena[s..s + l]))
-                .sum();
+            for w in &mut self.frames {
+                w.start -= keep_from;
+            }
         }
         done
     }
@@ -259,15 +276,6 @@ fn vnet_header(p: GsoParams) -> [u8; VNET_HDR_LEN] {
     h[6..8].copy_from_slice(&(L4_START as u16).to_ne_bytes());
     h[8..10].copy_from_slice(&16u16.to_ne_bytes());
     h
-}
-
-/// Segments a queued entry (virtio-net header + frame) becomes.
-fn segments_of(entry: &[u8]) -> usize {
-    let hdr_len = u16::from_ne_bytes([entry[2], entry[3]]) as usize;
-    let mss = u16::from_ne_bytes([entry[4], entry[5]]) as usize;
-    (entry.len() - VNET_HDR_LEN)
-        .saturating_sub(hdr_len)
-        .div_ceil(mss.max(1))
 }
 
 fn set_int(fd: &OwnedFd, level: i32, name: i32, v: i32) -> io::Result<()> {
@@ -470,8 +478,12 @@ mod tests {
         assert_eq!(u16::from_ne_bytes([h[4], h[5]]), 1448);
         assert_eq!(u16::from_ne_bytes([h[6], h[7]]), 34);
         assert_eq!(u16::from_ne_bytes([h[8], h[9]]), 16);
-        let mut entry = h.to_vec();
-        entry.extend(std::iter::repeat_n(0u8, 66 + 1448 * 2 + 1));
-        assert_eq!(segments_of(&entry), 3);
+        let p = GsoParams {
+            hdr_len: 66,
+            mss: 1448,
+        };
+        assert_eq!(p.segments(66 + 1448 * 2 + 1), 3);
+        assert_eq!(p.segments(66 + 1448 * 2), 2);
+        assert_eq!(p.segments(66 + 1), 1);
     }
 }

@@ -132,6 +132,7 @@ pub fn open(ifname: &str, queue: u32, cfg: XskConfig) -> Result<(XskRx, XskTx), 
             frame_size: cfg.frame_size,
             free: tx_free,
             pending: Vec::with_capacity(64),
+            pending_urgent: 0,
             in_flight: 0,
             tx_md,
             gso: None,
@@ -405,6 +406,8 @@ pub struct XskTx {
     free: Vec<u64>,
     pending: Vec<XdpDesc>,
     in_flight: u32,
+    /// Of `pending`, the frames that are not pure ACKs (classified once, as written).
+    pending_urgent: usize,
     /// TX metadata is reserved in front of each frame (so checksum offload works).
     tx_md: bool,
     /// Large TCP frames go to the kernel for segmentation through this packet socket.
@@ -540,6 +543,9 @@ impl XskTx {
         let buf =
             unsafe { std::slice::from_raw_parts_mut(self.base.as_ptr().add(addr as usize), len) };
         fill(buf);
+        if !is_pure_ack(buf) {
+            self.pending_urgent += 1;
+        }
         self.pending.push(XdpDesc {
             addr,
             len: len as u32,
@@ -616,6 +622,15 @@ impl XskTx {
             w.commit();
             drop(w);
             self.pending.drain(..n);
+            self.pending_urgent = if self.pending.is_empty() {
+                0
+            } else {
+                // Rare: the ring took only part of the batch.
+                self.pending
+                    .iter()
+                    .filter(|d| !is_pure_ack(self.frame_bytes(d)))
+                    .count()
+            };
             self.in_flight += n as u32;
             moved += n;
         }
@@ -655,20 +670,16 @@ impl XskTx {
     /// Of [`XskTx::queued`], the frames that are not pure TCP ACKs (see
     /// [`is_pure_ack`]); large frames waiting for the kernel all count.
     pub fn queued_urgent(&self) -> usize {
-        let gso = self.gso.as_ref().map_or(0, |g| g.queued());
-        let base = self.base.as_ptr();
-        gso + self
-            .pending
-            .iter()
-            .filter(|d| {
-                // SAFETY: a pending descriptor's frame is ours until the next flush, and
-                // `addr + len` lies inside the area (we wrote it there).
-                let frame = unsafe {
-                    std::slice::from_raw_parts(base.add(d.addr as usize), d.len as usize)
-                };
-                !is_pure_ack(frame)
-            })
-            .count()
+        self.pending_urgent + self.gso.as_ref().map_or(0, |g| g.queued())
+    }
+
+    /// The bytes of a frame written and not yet on the ring.
+    fn frame_bytes(&self, d: &XdpDesc) -> &[u8] {
+        // SAFETY: a pending descriptor's frame is ours until the next flush, and
+        // `addr + len` lies inside the area (we wrote it there).
+        unsafe {
+            std::slice::from_raw_parts(self.base.as_ptr().add(d.addr as usize), d.len as usize)
+        }
     }
 
     /// Frames queued or on the ring and not yet completed.

@@ -344,10 +344,7 @@ pub fn output_tso(
         payload_len,
         l4_csum_offset: None,
     };
-    let mut frame = |buf: &mut [u8]| {
-        ether::write_header(buf, ifp.mac, mac, EthernetProtocol::Ipv4);
-        out.write_ip(&mut buf[ether::HEADER_LEN..], fill);
-    };
+    let mut frame = |buf: &mut [u8]| out.write_frame(ifp, mac, buf, fill);
     let params = crate::device::gso::GsoParams {
         hdr_len: (ether::HEADER_LEN + HEADER_LEN + tcp_hlen) as u16,
         mss,
@@ -386,6 +383,18 @@ impl Out {
             set_ecn(buf, self.ecn);
         }
         fill(&mut buf[HEADER_LEN..]);
+    }
+
+    /// Writes the whole frame to `mac`: Ethernet header, IPv4 header, then `fill`.
+    fn write_frame(
+        &self,
+        ifp: &Interface,
+        mac: EthernetAddress,
+        buf: &mut [u8],
+        fill: &mut dyn FnMut(&mut [u8]),
+    ) {
+        ether::write_header(buf, ifp.mac, mac, EthernetProtocol::Ipv4);
+        self.write_ip(&mut buf[ether::HEADER_LEN..], fill);
     }
 
     /// Routes, resolves and sends (or holds) the packet.
@@ -472,10 +481,7 @@ impl Out {
         mac: EthernetAddress,
         fill: &mut dyn FnMut(&mut [u8]),
     ) -> Result<(), OutputError> {
-        let mut frame = |buf: &mut [u8]| {
-            ether::write_header(buf, ifp.mac, mac, EthernetProtocol::Ipv4);
-            self.write_ip(&mut buf[ether::HEADER_LEN..], fill);
-        };
+        let mut frame = |buf: &mut [u8]| self.write_frame(ifp, mac, buf, fill);
         let len = ether::HEADER_LEN + HEADER_LEN + self.payload_len;
         let ok = match self.l4_csum_offset {
             Some(off) => ctx.transmit_partial(

@@ -222,15 +222,16 @@ pub(super) fn count_input(c: &Counters, before: &EcnStats, tcb: &Tcb, was_open: 
 
 /// Adds the ECN marks of one sent segment to the stack-wide `tcp.ecn_*` counters (a
 /// SYN's ECE and CWR are negotiation, not congestion signals).
-pub(super) fn count_output(c: &Counters, seg: &OutSegment) {
+pub(super) fn count_output(c: &Counters, seg: &OutSegment, wire_segments: u64) {
     let f = seg.hdr.flags;
     if f.contains(TcpFlags::ECE) && !f.contains(TcpFlags::SYN) {
-        Counters::inc(&c.tcp_ecn_ece_tx);
+        Counters::add(&c.tcp_ecn_ece_tx, wire_segments);
     }
     if f.contains(TcpFlags::CWR) && !f.contains(TcpFlags::SYN) {
+        // Only the first wire segment of a TSO frame keeps CWR.
         Counters::inc(&c.tcp_ecn_cwr_tx);
     }
     if seg.ecn.is_ect() {
-        Counters::inc(&c.tcp_ecn_ect_tx);
+        Counters::add(&c.tcp_ecn_ect_tx, wire_segments);
     }
 }

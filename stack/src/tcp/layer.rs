@@ -738,12 +738,7 @@ impl TcpLayer {
         if seg.retransmit {
             Counters::add(&c.tcp_retransmits, n);
         }
-        if seg.hdr.flags.contains(TcpFlags::ECE) {
-            Counters::add(&c.tcp_ecn_ece_tx, n);
-        }
-        if seg.ecn.is_ect() {
-            Counters::add(&c.tcp_ecn_ect_tx, n);
-        }
+        super::ecn::count_output(c, seg, n);
         true
     }
 
@@ -787,7 +782,7 @@ impl TcpLayer {
         if seg.retransmit {
             Counters::inc(&c.tcp_retransmits);
         }
-        super::ecn::count_output(c, seg);
+        super::ecn::count_output(c, seg, 1);
     }
 
     /// Answers a segment that belongs to no connection (or that a listener or a
