@@ -14,9 +14,13 @@
 //!   ProbeRTT window.
 //! - Loss response (v3, §4.5.10, §4.5.12): a rate sample whose losses exceed 2% of the data
 //!   in flight when its segment was sent ("inflight too high") sets `inflight_hi` and ends
-//!   ProbeBW_UP (or Startup); losses in a round outside bandwidth probing cut the short-term
-//!   model `bw_lo`/`inflight_lo` by beta = 0.7. ProbeBW_UP grows `inflight_hi` with a slope
-//!   that doubles each round.
+//!   ProbeBW_UP (or Startup), once per probe and only for samples of the probe (REFILL and
+//!   UP, until the first round of DOWN ends); losses in a round outside bandwidth probing
+//!   cut the short-term model `bw_lo`/`inflight_lo` by beta = 0.7. ProbeBW_UP grows
+//!   `inflight_hi` with a slope that doubles each round. Not taken from
+//!   draft-ietf-ccwg-bbr-06: `NoteLoss` restarting the loss round at a round's first loss
+//!   (on the model path of `tests/bbr.rs` with 1% loss it lowered the goodput from 84% to
+//!   77% of the link) and the per-lost-packet `InflightAtLoss`.
 //! - ACK aggregation (§4.5.5): the excess of what ACKs delivered over what `bw` predicts,
 //!   a max over 10 rounds (1 in Startup), is added to the cwnd target.
 //! - Not built: v3's ECN response (ECN-Echo is treated as a loss-recovery episode by the
@@ -28,9 +32,10 @@
 //! # Driving
 //!
 //! The model and the control parameters change only in [`CongestionControl::rate_sample`],
-//! the last hook of each ACK. Loss recovery: on `NDupAck` the module keeps what is in
-//! flight (packet conservation, §4.6.4.4) and `post_recovery` restores the cwnd it had;
-//! on an RTO cwnd falls to one segment and `RtoErr` restores it. ssthresh is left
+//! the last hook of each ACK. Loss recovery: on `NDupAck` the module saves its cwnd (-06
+//! §5.6.4.4: no packet conservation; the loss response is the model's) and
+//! `post_recovery` restores it; on an RTO cwnd falls to one segment and `RtoErr` restores
+//! it. ssthresh is left
 //! "infinite": BBR has no slow-start threshold.
 use std::time::{Duration, Instant};
 
@@ -202,9 +207,6 @@ pub struct Bbr {
     extra_acked_delivered: f64,
     extra_acked_slots: [(u64, f64); EXTRA_ACKED_ROUNDS],
     extra_acked: f64,
-    /// Loss recovery: packet conservation until the round after the episode began.
-    packet_conservation: bool,
-    conservation_until: u64,
     /// cwnd before an RTO, for `RtoErr`.
     pre_rto_cwnd: Option<u32>,
     rng: u64,
@@ -264,8 +266,6 @@ impl Bbr {
             extra_acked_delivered: 0.0,
             extra_acked_slots: [(0, 0.0); EXTRA_ACKED_ROUNDS],
             extra_acked: 0.0,
-            packet_conservation: false,
-            conservation_until: 0,
             pre_rto_cwnd: None,
             rng: seed | 1,
         }
@@ -683,7 +683,10 @@ impl Bbr {
             self.ack_phase = AckPhase::ProbeFeedback;
         }
         if self.ack_phase == AckPhase::ProbeStopping && self.round_start {
-            // End of samples from the bandwidth probe phase.
+            // End of samples from the bandwidth probe phase: later losses are not the
+            // probe's, and may no longer cut inflight_hi (-06 §5.3.3.9 AdaptLongTermModel,
+            // "BBR.is_bw_probe_sample = false").
+            self.bw_probe_samples = false;
             self.ack_phase = AckPhase::Init;
             if self.mode.is_probe_bw() && !rs.is_app_limited {
                 self.advance_max_bw_filter();
@@ -875,10 +878,7 @@ impl Bbr {
         let max_inflight =
             self.quantization_budget(v, self.bdp_multiple(v, self.cwnd_gain) + self.extra_acked);
         let mut cwnd = f64::from(v.cwnd);
-        if self.packet_conservation {
-            // §4.6.4.4: during the first round of recovery, send no more than was delivered.
-            cwnd = cwnd.max(f64::from(rs.in_flight) + f64::from(rs.newly_acked));
-        } else if self.full_bw_reached {
+        if self.full_bw_reached {
             cwnd = (cwnd + f64::from(rs.newly_acked)).min(max_inflight);
         } else if cwnd < max_inflight
             || (rs.total_delivered as f64) < f64::from(window::initial_window(v.maxseg))
@@ -943,15 +943,13 @@ impl CongestionControl for Bbr {
 
     fn cong_signal(&mut self, v: &mut CcVars, sig: CcSignal, info: &CongInfo) {
         match sig {
-            // §4.6.4.4: on entering fast recovery keep what is in flight, save cwnd to
-            // restore it when recovery ends.
+            // -06 §5.6.4.4 OnEnterFastRecovery: save cwnd to restore it when recovery
+            // ends, and nothing else: "When a BBR sender is in Fast Recovery it uses the
+            // response described in 'Updating the Model Upon Packet Loss'" (the short-term
+            // model, once per round). Earlier drafts (and Linux's BBRv1) also held cwnd to
+            // what was in flight for the first round of recovery (packet conservation).
             CcSignal::NDupAck if info.recovery == Recovery::Open => {
                 self.save_cwnd(v);
-                self.packet_conservation = true;
-                self.conservation_until = self.next_round_delivered;
-                v.cwnd = v
-                    .cwnd
-                    .min(info.in_flight.max(window::loss_window(v.maxseg)));
             }
             // §4.6.4.4: "Upon retransmission timeout (RTO) ... BBR.prior_cwnd = ...,
             // cwnd = packets_in_flight + 1" (nothing is in flight after an RTO: one segment).
@@ -961,7 +959,6 @@ impl CongestionControl for Bbr {
                     self.save_cwnd(v);
                 }
                 v.cwnd = window::loss_window(v.maxseg);
-                self.packet_conservation = false;
             }
             CcSignal::RtoErr => {
                 if let Some(c) = self.pre_rto_cwnd.take() {
@@ -974,7 +971,6 @@ impl CongestionControl for Bbr {
     }
 
     fn post_recovery(&mut self, v: &mut CcVars, _ack: &AckInfo) {
-        self.packet_conservation = false;
         self.restore_cwnd(v);
     }
 
@@ -991,9 +987,6 @@ impl CongestionControl for Bbr {
     fn rate_sample(&mut self, v: &mut CcVars, rs: &RateSample) {
         // §4.2 BBRUpdateModelAndState.
         self.update_round(rs);
-        if self.packet_conservation && rs.prior_delivered >= self.conservation_until {
-            self.packet_conservation = false;
-        }
         self.update_latest_delivery_signals(rs);
         self.update_congestion_signals(v, rs);
         self.bound_bw_for_model();
@@ -1013,8 +1006,8 @@ impl CongestionControl for Bbr {
     }
 
     fn owns_recovery_window(&self) -> bool {
-        // §4.6.4.4: BBR bounds cwnd in recovery itself (packet conservation for a round,
-        // then its model's bounds); PRR on top would also shrink cwnd to the pipe on
+        // §4.6.4.4: BBR bounds cwnd in recovery itself (its model's bounds); PRR on top
+        // would also shrink cwnd to the pipe on
         // every ACK, as for a loss-based module, though BBR keeps its rate on random loss.
         true
     }

@@ -52,6 +52,8 @@ struct Sim {
     modes: Vec<(f64, Mode)>,
     /// (seconds since start, cwnd) while in ProbeRTT.
     probe_rtt_cwnds: Vec<u32>,
+    /// Drop the next segment sent, once.
+    drop_next: bool,
 }
 
 impl Sim {
@@ -77,6 +79,7 @@ impl Sim {
             sent_count: 0,
             modes: vec![(0.0, Mode::Startup)],
             probe_rtt_cwnds: Vec::new(),
+            drop_next: false,
         }
     }
 
@@ -98,7 +101,8 @@ impl Sim {
         let random_drop = self
             .path
             .loss_every
-            .is_some_and(|n| self.sent_count % n == 0);
+            .is_some_and(|n| self.sent_count % n == 0)
+            || std::mem::take(&mut self.drop_next);
         let ack_at = if queued + f64::from(size) > self.path.queue_limit || random_drop {
             None
         } else {
@@ -375,6 +379,42 @@ fn random_loss_below_threshold_keeps_the_rate() {
     sim.run_until(2.0);
     let got = sim.run_until(10.0) as f64 / 8.0;
     assert!(got > 0.75 * RATE, "goodput {got} of {RATE} with 0.5% loss");
+}
+
+// draft-ietf-ccwg-bbr-06 §5.5.10.2: only losses among a bandwidth probe's own samples
+// (REFILL, UP and the round after) say that inflight was too high and set the long-term
+// bound, once per probe; §5.3.3.9 ends those samples at the first round of DOWN. A loss
+// later, while cruising, cuts only the short-term model (§5.5.10.3). Here a probe passes
+// without loss, then one segment of the ~40 in flight is lost while cruising: above the
+// 2% threshold of the samples that see it, but not the probe's. (This module used to keep
+// the probe's samples open until a loss ended them, and set inflight_hi from such a loss.)
+#[test]
+fn a_loss_after_the_probe_leaves_the_long_term_bound_alone() {
+    let mut sim = Sim::new(deep_path());
+    let mut t = 1.0;
+    sim.run_until(t);
+    // Through a whole probe (REFILL, UP, DOWN) and back to cruising.
+    let probed = |s: &Sim| s.modes.iter().any(|m| m.1 == Mode::ProbeBwUp);
+    while !(probed(&sim) && sim.cc.mode() == Mode::ProbeBwCruise) {
+        t += 0.01;
+        assert!(t < 20.0, "no probe: {:?}", sim.modes);
+        sim.run_until(t);
+    }
+    assert_eq!(sim.cc.inflight_hi(), None, "no loss yet");
+    let probes = sim.modes.len();
+    sim.drop_next = true;
+    sim.run_until(t + 0.2);
+    assert_eq!(sim.lost, u64::from(MSS), "the one drop");
+    assert_eq!(sim.modes.len(), probes, "still cruising: {:?}", sim.modes);
+    assert_eq!(
+        sim.cc.inflight_hi(),
+        None,
+        "inflight_hi set by a loss after the probe"
+    );
+    assert!(
+        num(&sim.cc, "bw_lo") < num(&sim.cc, "max_bw"),
+        "the short-term model took it"
+    );
 }
 
 // §4.5.5: ACKs that arrive in aggregates (here every 10 ms) would starve a cwnd of

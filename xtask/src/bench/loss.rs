@@ -163,10 +163,13 @@ fn recovery_counters(stats: &serde_json::Value) -> serde_json::Value {
 /// CUBIC and BBR and from the kernel with Reno, CUBIC and BBR, alternating per round;
 /// reported as ratios xstack/Linux per pair under `throughput_loss_1pct`.
 ///
-/// Fairness: the drop rules see what crosses the veth. The kernel would send 64 KB GSO
-/// packets through veth (one drop = ~45 segments lost), so its sending interface has
-/// GSO/TSO off for this case and every packet is one segment, as xstack's are. Both sides
-/// use SACK and timestamps; the kernel's module is set on its server's listening socket.
+/// Fairness: the drop rules see what crosses the veth, and veth carries a 64 KB TSO packet
+/// whole (one drop = ~45 segments lost). So the sending interface has TSO off and GSO on
+/// for this case: both senders still hand the kernel 64 KB frames (the kernel's TCP its
+/// GSO packets, xstack its TSO frames through the packet socket), and the kernel cuts them
+/// into one-segment packets before the veth, as a NIC's TSO would before the wire. Both
+/// sides use SACK and timestamps; the kernel's module is set on its server's listening
+/// socket.
 pub(super) fn loss_case(
     env: &Env,
     report: &mut serde_json::Map<String, serde_json::Value>,
@@ -221,7 +224,7 @@ pub(super) fn loss_case(
     }
     std::thread::sleep(std::time::Duration::from_millis(300));
     must(&[
-        "ip", "netns", "exec", env.a, "ethtool", "-K", "vstk", "gso", "off", "tso", "off",
+        "ip", "netns", "exec", env.a, "ethtool", "-K", "vstk", "gso", "on", "tso", "off",
     ])?;
     let result = loss_rounds(env);
     // Undo even on failure: later cases (and a re-run) expect a loss-free path.
@@ -252,7 +255,7 @@ pub(super) fn loss_case(
         "path": "stack ns -> router (bench peer ns, forwarding) -> client ns, no shaper; curl in the client ns",
         "loss_percent": pct,
         "loss": format!("nft netdev ingress on both router interfaces (vpeer: to the client, vfwd: to the server): ip protocol tcp numgen random mod 100 < {pct} drop"),
-        "linux": "kernel TCP at 198.18.0.3, module by TCP_CONGESTION on the listener, GSO/TSO off on vstk (one segment per packet, as xstack)",
+        "linux": "kernel TCP at 198.18.0.3, module by TCP_CONGESTION on the listener, TSO off and GSO on on vstk: both senders build 64 KB frames and the kernel cuts them into one-segment packets before the veth",
     });
     for (((cc, kcc, _), s), l) in LOSS_SENDERS.iter().zip(&xs).zip(&k) {
         let (sm, km) = (median(s.gbps.clone()), median(l.gbps.clone()));

@@ -375,8 +375,8 @@ fn without_detection_a_lost_retransmission_waits_for_the_rto() {
 }
 
 // PRR (RFC 6937) is the transport's window for a module that leaves recovery to it; BBR
-// bounds its window in recovery itself (draft-ietf-ccwg-bbr §4.6.4.4: packet conservation,
-// then its model), as Linux skips PRR for a module with its own `cong_control`. With PRR
+// bounds its window in recovery itself (draft-ietf-ccwg-bbr §4.6.4.4: its model, cwnd
+// saved on entry), as Linux skips PRR for a module with its own `cong_control`. With PRR
 // over it, every ACK of an episode set BBR's cwnd to the pipe plus PRR's share, the
 // sender stopped after the fast retransmit, and one lost ACK meant an RTO (the bench's
 // routed path at 1% loss: 1-7 RTOs of 200 ms per 300 MB).
@@ -406,7 +406,7 @@ fn prr_does_not_shrink_the_window_of_a_module_that_owns_recovery() {
         let cwnd = c.tcb.ccv().cwnd;
         if bbr {
             assert_eq!(c.tcb.prr(), None);
-            // Packet conservation: at least what was in flight when recovery began.
+            // Not cut: at least what was in flight when recovery began.
             assert!(cwnd >= 10 * M, "bbr cwnd {cwnd}");
         } else {
             assert!(c.tcb.prr().is_some());
