@@ -486,4 +486,44 @@ mod tests {
         assert_eq!(p.segments(66 + 1448 * 2), 2);
         assert_eq!(p.segments(66 + 1), 1);
     }
+
+    /// A frame the kernel refuses (its checksum field would lie beyond the frame:
+    /// `virtio_net_hdr_to_skb` answers EINVAL before anything is sent) is dropped and
+    /// counted, the frames behind it are still tried, and the path is given up. Opens a
+    /// packet socket on `lo` (needs CAP_NET_RAW); only refused frames are queued, so
+    /// nothing leaves.
+    #[test]
+    fn a_refused_frame_is_dropped_counted_and_gives_the_path_up() {
+        // SAFETY: if_nametoindex reads a NUL-terminated string.
+        let lo = unsafe { libc::if_nametoindex(c"lo".as_ptr()) };
+        let counters = Arc::new(Counters::default());
+        let mut tx = match GsoTx::open(lo, counters.clone()) {
+            Ok(tx) => tx,
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {
+                println!("skipping: a packet socket needs CAP_NET_RAW ({e})");
+                return;
+            }
+            Err(e) => panic!("packet socket on lo: {e}"),
+        };
+        assert!(!tx.refused());
+        // 40 bytes: shorter than the checksum field at 34 + 16.
+        let bad = GsoParams {
+            hdr_len: 39,
+            mss: 1,
+        };
+        for _ in 0..2 {
+            tx.send(40, bad, &mut |b| b.copy_from_slice(&frame(0, 0x10)[..40]))
+                .unwrap();
+        }
+        assert_eq!(tx.queued(), 2);
+        assert_eq!(tx.flush(), 2, "both taken off the queue");
+        assert!(tx.refused());
+        assert_eq!(tx.queued(), 0);
+        assert_eq!(
+            counters
+                .tx_gso_refused
+                .load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
+    }
 }
