@@ -35,8 +35,7 @@
 //! the last hook of each ACK. Loss recovery: on `NDupAck` the module saves its cwnd (-06
 //! §5.6.4.4: no packet conservation; the loss response is the model's) and
 //! `post_recovery` restores it; on an RTO cwnd falls to one segment and `RtoErr` restores
-//! it. ssthresh is left
-//! "infinite": BBR has no slow-start threshold.
+//! it. ssthresh is left "infinite": BBR has no slow-start threshold.
 use std::time::{Duration, Instant};
 
 use crate::{
@@ -1007,8 +1006,8 @@ impl CongestionControl for Bbr {
 
     fn owns_recovery_window(&self) -> bool {
         // §4.6.4.4: BBR bounds cwnd in recovery itself (its model's bounds); PRR on top
-        // would also shrink cwnd to the pipe on
-        // every ACK, as for a loss-based module, though BBR keeps its rate on random loss.
+        // would also shrink cwnd to the pipe on every ACK, as for a loss-based module,
+        // though BBR keeps its rate on random loss.
         true
     }
 
