@@ -24,6 +24,7 @@ use crate::socket::NetStack;
 use crate::stats::{self, Counters};
 use crate::tcp::bounds::Gauge;
 use crate::tcp::pcb::GroupStats;
+use crate::tcp::syncache::SynCookies;
 use crate::tcp::TcpConfig;
 use crate::worker::{IdleMode, WakeFd, Worker};
 
@@ -203,6 +204,15 @@ impl Stack {
         stack
             .xdp
             .attach(stack.link.ifindex, stack.config.xdp_mode)?;
+        let cookies_on = layers.tcp.conn_config().syncookies != SynCookies::Off;
+        if !stack.config.offloads_off.contains(&Offload::SynCookie) && cookies_on {
+            // Without tcx links (or with a program the kernel refuses) the stack answers
+            // SYNs itself, as before: not a reason to refuse to start.
+            if let Ok(map) = stack.xdp.enable_syn_cookies(layers.tcp.cookies.export()) {
+                layers.tcp.set_syn_offload(map);
+                stack.offloads.syn_cookies = true;
+            }
+        }
         running.store(true, Ordering::Relaxed);
         Ok(stack)
     }
@@ -595,6 +605,7 @@ impl Snapshot {
                     "xdp_redirected": q.xdp.redirected,
                     "xdp_passed": q.xdp.passed,
                     "xdp_no_socket": q.xdp.no_socket,
+                    "xdp_syn_answered": q.xdp.syn_answered,
                     "rx_frames": q.rx_frames,
                     "tx_frames": q.tx_frames,
                     "xsk_rx_dropped": q.xsk.rx_dropped,

@@ -208,15 +208,18 @@ pub enum Offload {
     Tso,
     /// Large receive offload (`IFCAP_LRO`): coalesce a flow's segments before input.
     Lro,
+    /// SYN cookies answered in the XDP program, before the stack (`device/xdp.rs`).
+    SynCookie,
 }
 
 impl Offload {
     /// Every switchable offload, with its `ifconfig` name. (Receive checksum is not
     /// here: no AF_XDP device reports a checksum verdict, see [`Offloads::rx_csum`].)
-    pub const ALL: [(Offload, &'static str); 3] = [
+    pub const ALL: [(Offload, &'static str); 4] = [
         (Offload::TxCsum, "txcsum"),
         (Offload::Tso, "tso"),
         (Offload::Lro, "lro"),
+        (Offload::SynCookie, "syncookie"),
     ];
 }
 
@@ -267,6 +270,11 @@ pub struct Offloads {
     /// 0.14 (pinned for the toolchain) can load neither, so this is false and the
     /// stack computes the same Toeplitz hash in software (`rss::ip_flow_hash`).
     pub rx_hash: bool,
+    /// A bare SYN with timestamps to a listening port is answered in the XDP program
+    /// with the stack's SYN cookie, on the CPU it arrived on, and never reaches a worker
+    /// (`device/xdp.rs`); the stack takes the handshake's ACK as a cookie ACK. Needs
+    /// tcx links (Linux 6.6+) and the stack's cookies not `off`.
+    pub syn_cookies: bool,
 }
 
 impl std::fmt::Display for Offloads {
@@ -274,7 +282,7 @@ impl std::fmt::Display for Offloads {
         let on = |b: bool| if b { "on" } else { "off" };
         write!(
             f,
-            "rxcsum {}, txcsum {}, tso {} ({}), lro {} (software), rxhash {}",
+            "rxcsum {}, txcsum {}, tso {} ({}), lro {} (software), rxhash {}, syncookie {} (XDP)",
             on(self.rx_csum),
             on(self.tx_csum),
             on(self.tso),
@@ -284,7 +292,8 @@ impl std::fmt::Display for Offloads {
                 "software"
             },
             on(self.lro),
-            on(self.rx_hash)
+            on(self.rx_hash),
+            on(self.syn_cookies)
         )
     }
 }

@@ -9,9 +9,15 @@
 use std::net::Ipv4Addr;
 use std::os::fd::RawFd;
 
-use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, XskMap};
-use aya::programs::{ProgramError, Xdp, XdpMode};
+use std::net::SocketAddrV4;
+use std::sync::{Arc, Mutex};
+
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, XskMap};
+use aya::programs::tc::{SchedClassifierLinkId, TcAttachOptions};
+use aya::programs::{LinkOrder, ProgramError, SchedClassifier, TcAttachType, Xdp, XdpMode};
 use aya::Ebpf;
+
+use crate::tcp::syncache::{CookieParams, SynOffload, SynTemplate};
 
 use super::{BpfError, DeviceError};
 
@@ -20,6 +26,8 @@ use super::{BpfError, DeviceError};
 pub static XDP_STEER_OBJ: &[u8] = include_bytes!("../../../ebpf/xdp_steer.o");
 
 const PROG_NAME: &str = "xstack_steer";
+/// The tc ingress program that sends the XDP program's SYN,ACKs back out.
+const TC_PROG_NAME: &str = "xstack_synack_out";
 /// Must match MAX_QUEUES in the C program.
 pub const MAX_QUEUES: u32 = 64;
 
@@ -33,6 +41,88 @@ pub struct QueueStats {
     pub passed: u64,
     /// The stack's frames on a queue without a socket, passed to the kernel.
     pub no_socket: u64,
+    /// SYNs answered in the program with a cookie SYN,ACK (never reach the stack).
+    pub syn_answered: u64,
+}
+
+/// `struct syn_listen_key`: a listening address, in network byte order (0.0.0.0 for a
+/// wildcard).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct SynListenKey {
+    addr: u32,
+    port: u16,
+    pad: u16,
+}
+
+/// `struct syn_listen`: what the listener's SYN,ACKs carry.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct SynListen {
+    mss: u16,
+    window: u16,
+    wscale: u8,
+    flags: u8,
+    pad: u16,
+}
+
+const SYN_SACK: u8 = 1;
+const SYN_ECN: u8 = 2;
+
+/// `struct syn_config`: the stack's cookie key and time base.
+#[repr(C)]
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+struct SynConfig {
+    k0: u64,
+    k1: u64,
+    epoch_ns: u64,
+    ts_off: u32,
+    enabled: u32,
+}
+
+// SAFETY: repr(C) structs of integers laid out without padding (checked by the sizes
+// the C program's maps declare at load): every bit pattern is valid.
+unsafe impl aya::Pod for SynListenKey {}
+unsafe impl aya::Pod for SynListen {}
+unsafe impl aya::Pod for SynConfig {}
+
+/// The XDP program's listener map, as the TCP layer's [`SynOffload`]: the layer
+/// publishes every listener and what its SYN,ACKs carry.
+pub struct SynListenMap {
+    map: Mutex<BpfHashMap<MapData, SynListenKey, SynListen>>,
+}
+
+impl std::fmt::Debug for SynListenMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SynListenMap").finish_non_exhaustive()
+    }
+}
+
+impl SynOffload for SynListenMap {
+    fn publish(&self, local: SocketAddrV4, t: Option<SynTemplate>) {
+        let key = SynListenKey {
+            addr: u32::from_ne_bytes(local.ip().octets()),
+            port: local.port().to_be(),
+            pad: 0,
+        };
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        // A failed update leaves SYNs to the stack (the map is full: 1,024 listening
+        // addresses), which answers them itself.
+        let _ = match t {
+            Some(t) => map.insert(
+                key,
+                SynListen {
+                    mss: t.mss,
+                    window: t.window,
+                    wscale: t.wscale,
+                    flags: if t.sack { SYN_SACK } else { 0 } | if t.ecn { SYN_ECN } else { 0 },
+                    pad: 0,
+                },
+                0,
+            ),
+            None => map.remove(&key),
+        };
+    }
 }
 
 // SAFETY: QueueStats is repr(C), all fields are u64: every bit pattern is valid and
@@ -77,6 +167,8 @@ pub struct XdpSteer {
     xsks: XskMap<MapData>,
     stats: PerCpuArray<MapData, QueueStats>,
     attached: Option<aya::programs::xdp::XdpLinkId>,
+    /// The tc program's link, while SYNs are answered in the program.
+    tc_attached: Option<SchedClassifierLinkId>,
     iface: String,
 }
 
@@ -154,8 +246,66 @@ impl XdpSteer {
             xsks,
             stats,
             attached: None,
+            tc_attached: None,
             iface: iface.to_string(),
         })
+    }
+
+    /// Answers SYNs in the program from now on, with the stack's cookies (`params`):
+    /// attaches the tc ingress program that sends the SYN,ACKs out (a BPF link, so the
+    /// kernel detaches it with the process, as the XDP program) and arms the program.
+    /// Returns the listener map the TCP layer publishes its listeners to. Fails on a
+    /// kernel without tcx links (before 6.6), leaving SYNs to the stack.
+    pub fn enable_syn_cookies(
+        &mut self,
+        params: CookieParams,
+    ) -> Result<Arc<SynListenMap>, DeviceError> {
+        let prog: &mut SchedClassifier = self
+            .ebpf
+            .program_mut(TC_PROG_NAME)
+            .ok_or_else(|| lacks(format!("program {TC_PROG_NAME}")))?
+            .try_into()
+            .map_err(|e| bpf_err("tc program type", e))?;
+        prog.load()
+            .map_err(|e| bpf_err("loading the tc program", e))?;
+        let link = prog
+            .attach_with_options(
+                &self.iface,
+                TcAttachType::Ingress,
+                TcAttachOptions::TcxOrder(LinkOrder::default()),
+            )
+            .map_err(|e| bpf_err("attaching the tc program (tcx, Linux 6.6+)", e))?;
+        self.tc_attached = Some(link);
+        let listen = BpfHashMap::try_from(
+            self.ebpf
+                .take_map("syn_listen")
+                .ok_or_else(|| lacks("map syn_listen".into()))?,
+        )
+        .map_err(|e| bpf_err("syn_listen map", e))?;
+        let mut config: Array<_, SynConfig> = Array::try_from(
+            self.ebpf
+                .map_mut("syn_config")
+                .ok_or_else(|| lacks("map syn_config".into()))?,
+        )
+        .map_err(|e| bpf_err("syn_config map", e))?;
+        let mut r = [0u8; 4];
+        let _ = getrandom::fill(&mut r);
+        config
+            .set(
+                0,
+                SynConfig {
+                    k0: params.k0,
+                    k1: params.k1,
+                    epoch_ns: params.epoch_ns,
+                    ts_off: u32::from_ne_bytes(r),
+                    enabled: 1,
+                },
+                0,
+            )
+            .map_err(|e| bpf_err("filling syn_config", e))?;
+        Ok(Arc::new(SynListenMap {
+            map: Mutex::new(listen),
+        }))
     }
 
     /// Points queue `queue`'s redirect slot at an AF_XDP socket.
@@ -202,6 +352,16 @@ impl XdpSteer {
                 let _ = prog.detach(id);
             }
         }
+        // Then the tc program: no SYN,ACK is made any more.
+        if let Some(id) = self.tc_attached.take() {
+            if let Some(Ok(prog)) = self
+                .ebpf
+                .program_mut(TC_PROG_NAME)
+                .map(<&mut SchedClassifier>::try_from)
+            {
+                let _ = prog.detach(id);
+            }
+        }
     }
 
     /// Per-queue counters, summed over CPUs, for queues `0..n`.
@@ -214,6 +374,7 @@ impl XdpSteer {
                         redirected: a.redirected + s.redirected,
                         passed: a.passed + s.passed,
                         no_socket: a.no_socket + s.no_socket,
+                        syn_answered: a.syn_answered + s.syn_answered,
                     }),
                 Err(_) => QueueStats::default(),
             })

@@ -45,6 +45,7 @@ impl TcpListener {
         let net = net.as_ref();
         let local = check_bind_addr(net, addr.into())?;
         let listener = net.tcp.pcbs.listen(local, backlog).map_err(pcb_error)?;
+        net.tcp.sync_syn_offload(local);
         Ok(TcpListener::new(net, listener))
     }
 
@@ -85,6 +86,7 @@ impl TcpListener {
             .pcbs
             .listen_per_worker(local, backlog)
             .map_err(pcb_error)?;
+        net.tcp.sync_syn_offload(local);
         Ok(set.into_iter().map(|l| TcpListener::new(net, l)).collect())
     }
 
@@ -189,6 +191,7 @@ impl TcpListener {
     /// a client's ECN-setup SYN can turn it on.
     pub fn set_ecn(&self, on: bool) -> io::Result<()> {
         self.listener.set_ecn(Some(on));
+        self.net.tcp.sync_syn_offload(self.listener.local);
         Ok(())
     }
 
@@ -202,6 +205,7 @@ impl TcpListener {
     /// take up none (FreeBSD's TCP_NOOPT; see `TcpConfig::no_options`).
     pub fn set_no_options(&self, on: bool) -> io::Result<()> {
         self.listener.no_options.store(on, Ordering::Relaxed);
+        self.net.tcp.sync_syn_offload(self.listener.local);
         Ok(())
     }
 
@@ -215,6 +219,7 @@ impl Drop for TcpListener {
     /// Stops listening; connections still in the accept queue are reset.
     fn drop(&mut self) {
         self.net.tcp.pcbs.unlisten(&self.listener);
+        self.net.tcp.sync_syn_offload(self.listener.local);
         let queued: Vec<_> = self
             .listener
             .queue

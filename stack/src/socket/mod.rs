@@ -43,8 +43,14 @@ impl NetStack {
     /// listeners without their own [`TcpListener::set_ecn`]); open connections keep what
     /// their handshake negotiated.
     pub fn set_ecn(&self, on: bool) {
-        let mut cfg = self.tcp.config.write().unwrap_or_else(|e| e.into_inner());
-        Arc::make_mut(&mut cfg).ecn = on;
+        {
+            let mut cfg = self.tcp.config.write().unwrap_or_else(|e| e.into_inner());
+            Arc::make_mut(&mut cfg).ecn = on;
+        }
+        // SYNs answered before they reach the stack take the new setting too.
+        for local in self.tcp.pcbs.listening() {
+            self.tcp.sync_syn_offload(local);
+        }
     }
 
     /// The stack's congestion-control registry: the modules sockets can select by name

@@ -1173,4 +1173,27 @@ impl Tcb {
         let newer_ts = ts.is_some_and(|(tsval, _)| (tsval.wrapping_sub(self.ts_recent) as i32) > 0);
         (newer_seq || newer_ts).then_some(self.snd_max)
     }
+
+    /// A TIME-WAIT connection meets an ACK (no SYN, RST or FIN) that may close the
+    /// handshake of a new incarnation whose SYN was answered before it reached the
+    /// stack (a SYN cookie from the XDP program, which cannot see TIME-WAIT): true when
+    /// the SYN it stands for (one before its sequence number, its timestamp) would have
+    /// reopened the connection ([`Tcb::time_wait_reopen`]). The caller still checks the
+    /// cookie.
+    pub(crate) fn time_wait_cookie_reopen(&self, seg: &Segment<'_>) -> bool {
+        let f = seg.flags;
+        if self.state != State::TimeWait
+            || !f.contains(TcpFlags::ACK)
+            || f.intersects(TcpFlags::SYN | TcpFlags::RST | TcpFlags::FIN)
+        {
+            return false;
+        }
+        let syn = Segment {
+            seq: seg.seq - 1,
+            flags: TcpFlags::SYN,
+            payload: &[],
+            ..*seg
+        };
+        self.time_wait_reopen(&syn).is_some()
+    }
 }

@@ -63,6 +63,9 @@ pub struct TcpLayer {
     wakers: OnceLock<Vec<WorkerWaker>>,
     /// Application tasks waiting for their worker (`crate::task`).
     pub(crate) tasks: Box<[crate::task::TaskInbox]>,
+    /// Where SYNs are answered with cookies before they reach a worker (the XDP
+    /// program), told of every listener ([`TcpLayer::sync_syn_offload`]).
+    syn_offload: RwLock<Option<Arc<dyn super::syncache::SynOffload>>>,
 }
 
 /// One connection whose readiness changed: the poller registrations to notify, and its
@@ -233,7 +236,46 @@ impl TcpLayer {
             kicks: (0..nworkers.max(1)).map(|_| SegQueue::new()).collect(),
             wakers: OnceLock::new(),
             tasks: (0..nworkers.max(1)).map(|_| Default::default()).collect(),
+            syn_offload: RwLock::new(None),
         }
+    }
+
+    /// Hands listeners' SYNs to `o` (SYN cookies answered in the XDP program): every
+    /// listener now and to come is published to it, with what its SYN,ACKs carry.
+    pub fn set_syn_offload(&self, o: Arc<dyn super::syncache::SynOffload>) {
+        *self.syn_offload.write().unwrap_or_else(|e| e.into_inner()) = Some(o);
+        for local in self.pcbs.listening() {
+            self.sync_syn_offload(local);
+        }
+    }
+
+    /// True when SYNs may be answered before the stack sees them: an ACK may then
+    /// carry a cookie the stack never sent itself.
+    pub(crate) fn syn_offloaded(&self) -> bool {
+        self.syn_offload
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// Tells the SYN offload (if any) what `local`'s SYNs get now: its open listener's
+    /// SYN,ACK template, or nothing (closed, or a listener without options, which a
+    /// cookie cannot answer as the stack would). Called whenever a listener opens,
+    /// closes or changes its options.
+    pub(crate) fn sync_syn_offload(&self, local: SocketAddrV4) {
+        let Some(o) = self
+            .syn_offload
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        else {
+            return;
+        };
+        let t = self
+            .pcbs
+            .open_listener(local)
+            .and_then(|l| self.synack_template(&l));
+        o.publish(local, t);
     }
 
     /// Wakes worker `w` if it sleeps (a no-op in simulations).
@@ -409,6 +451,17 @@ impl TcpLayer {
                 self.release(ctx, heap, &conn);
                 Counters::inc(&ctx.counters().tcp_tw_reopened);
                 iss_floor = Some(floor);
+            } else if self.syn_offloaded()
+                && inner.tcb.time_wait_cookie_reopen(&seg)
+                && self.cookies.check(&tuple, &seg, now).is_some()
+            {
+                // The handshake of a new incarnation whose SYN the XDP program answered
+                // with a cookie: the old one gives way, the listener takes the ACK.
+                inner.tcb.enter_closed();
+                inner.tcb.hook_closed(now);
+                drop(inner);
+                self.release(ctx, heap, &conn);
+                Counters::inc(&ctx.counters().tcp_tw_reopened);
             } else {
                 self.input_conn(ifp, ctx, heap, &conn, inner, ip, &seg, now);
                 return;

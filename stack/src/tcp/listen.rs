@@ -13,7 +13,7 @@ use super::layer::{TcpLayer, TimerHeap};
 use super::pcb::{FourTuple, Listener};
 use super::segment::{Segment, TcpFlags};
 use super::seq::Seq;
-use super::syncache::{Cookies, SynCookies, SynEntry};
+use super::syncache::{Cookies, SynCookies, SynEntry, SynTemplate};
 use super::tcb::Tcb;
 use crate::net::ipv4::Ipv4In;
 use crate::net::{Interface, NetCtx};
@@ -223,6 +223,49 @@ impl TcpLayer {
         }
         let cc = self.cc.create_default();
         Tcb::accept_syn(cfg, tuple.local, tuple.remote, iss, cc, syn, created)
+    }
+
+    /// What `listener`'s SYN,ACKs carry, for a program answering its SYNs with cookies
+    /// (`device/xdp.rs`): the SYN,ACK this stack makes for a SYN with every option
+    /// (MSS, window scale, SACK-permitted, timestamps, ECN setup). `None` when the
+    /// listener sends no options (a cookie answer needs timestamps).
+    pub(crate) fn synack_template(&self, listener: &Listener) -> Option<SynTemplate> {
+        use std::net::{Ipv4Addr, SocketAddrV4};
+        let local = listener.local;
+        let tuple = FourTuple {
+            local: SocketAddrV4::new(*local.ip(), local.port()),
+            remote: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 40_000),
+        };
+        let syn = Segment {
+            src_port: tuple.remote.port(),
+            dst_port: tuple.local.port(),
+            seq: Seq(1),
+            ack: Seq(0),
+            flags: TcpFlags::SYN | TcpFlags::ECE | TcpFlags::CWR,
+            window: 65_535,
+            urgent: 0,
+            options: super::segment::TcpOptions {
+                mss: Some(1460),
+                wscale: Some(7),
+                sack_permitted: true,
+                timestamps: Some((1, 0)),
+                ..Default::default()
+            },
+            payload: &[],
+            ecn: Default::default(),
+        };
+        let now = self.clock.now();
+        let mut tcb = self.passive_tcb(listener, &tuple, &syn, Seq(0), now);
+        let out = tcb.poll_output(now)?;
+        let o = &out.hdr.options;
+        o.timestamps?;
+        Some(SynTemplate {
+            mss: o.mss?,
+            window: out.hdr.window,
+            wscale: o.wscale?,
+            sack: o.sack_permitted,
+            ecn: out.hdr.flags.contains(TcpFlags::ECE),
+        })
     }
 
     /// Sends the SYN,ACK for `syn` (a cookie's TSval low bits in `ts_bits`).

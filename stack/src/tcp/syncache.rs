@@ -164,6 +164,7 @@ const TS_ECN: u32 = 0x20;
 #[derive(Clone)]
 pub struct Cookies {
     hasher: SipHasher24,
+    key: [u8; 16],
     epoch: Instant,
 }
 
@@ -172,6 +173,48 @@ impl std::fmt::Debug for Cookies {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cookies").finish_non_exhaustive()
     }
+}
+
+/// The cookie key and time base, for a program that answers SYNs on the stack's
+/// behalf ([`Cookies::export`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct CookieParams {
+    pub k0: u64,
+    pub k1: u64,
+    pub epoch_ns: u64,
+}
+
+impl std::fmt::Debug for CookieParams {
+    /// Does not print the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CookieParams")
+            .field("epoch_ns", &self.epoch_ns)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a listener's SYN,ACKs carry, for a program that answers SYNs with cookies on
+/// the stack's behalf: the stack's own SYN,ACK for a SYN with every option
+/// ([`super::TcpLayer::synack_template`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SynTemplate {
+    /// Our MSS option.
+    pub mss: u16,
+    /// The SYN,ACK's window field.
+    pub window: u16,
+    /// Our window scale, sent when the peer sent one.
+    pub wscale: u8,
+    /// SACK-permitted is granted.
+    pub sack: bool,
+    /// ECN is taken.
+    pub ecn: bool,
+}
+
+/// Somewhere SYNs are answered before the stack sees them (the XDP program,
+/// `device/xdp.rs`): told which addresses listen and what their SYN,ACKs carry.
+pub trait SynOffload: Send + Sync {
+    /// `local` now listens with `t`, or (`None`) is not answered there any more.
+    fn publish(&self, local: std::net::SocketAddrV4, t: Option<SynTemplate>);
 }
 
 /// What a valid cookie ACK says about the SYN it answers.
@@ -211,7 +254,35 @@ impl Cookies {
     pub fn with_key(key: [u8; 16], epoch: Instant) -> Cookies {
         Cookies {
             hasher: SipHasher24::new_with_key(&key),
+            key,
             epoch,
+        }
+    }
+
+    /// What a program answering SYNs for this stack needs to make the same cookies
+    /// (`device/xdp.rs`): the key as SipHash's two little-endian words, and the time
+    /// base as a CLOCK_MONOTONIC reading in nanoseconds (what `Instant` counts on
+    /// Linux and `bpf_ktime_get_ns` returns).
+    pub fn export(&self) -> CookieParams {
+        let word = |i: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&self.key[i..i + 8]);
+            u64::from_le_bytes(b)
+        };
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes the timespec it is given.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        let mono_now = ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64;
+        let since = Instant::now()
+            .saturating_duration_since(self.epoch)
+            .as_nanos() as u64;
+        CookieParams {
+            k0: word(0),
+            k1: word(8),
+            epoch_ns: mono_now.saturating_sub(since),
         }
     }
 

@@ -107,6 +107,24 @@ impl PcbTable {
             .cloned()
     }
 
+    /// The addresses listened on (by an open listener).
+    pub fn listening(&self) -> Vec<SocketAddrV4> {
+        let l = self.listeners.read().unwrap_or_else(|e| e.into_inner());
+        l.iter()
+            .filter(|(_, set)| set.iter().any(|x| !x.closed.load(Ordering::Relaxed)))
+            .map(|(a, _)| *a)
+            .collect()
+    }
+
+    /// An open listener on exactly `local` (the first open member of a per-worker set).
+    pub fn open_listener(&self, local: SocketAddrV4) -> Option<Arc<Listener>> {
+        let l = self.listeners.read().unwrap_or_else(|e| e.into_inner());
+        l.get(&local)?
+            .iter()
+            .find(|x| !x.closed.load(Ordering::Relaxed))
+            .cloned()
+    }
+
     /// Connections held (4-tuples reserved), what `max_connections` bounds.
     pub fn held(&self) -> usize {
         self.reservations
