@@ -73,7 +73,7 @@ struct {
 struct syn_config {
 	__u64 k0, k1;   // SipHash key, little-endian halves
 	__u64 epoch_ns; // CLOCK_MONOTONIC of the cookies' step 0
-	__u32 ts_off;   // added to the millisecond clock for our TSval
+	__u32 ts_off;   // added to the microsecond clock of our TSval
 	__u32 enabled;
 };
 
@@ -342,7 +342,10 @@ static __always_inline int answer_syn(struct xdp_md *ctx, struct queue_stats *st
 		    (step & 0x1f) << 3 | idx;
 	int ecn = (flags & 0xc0) == 0xc0 && (l->flags & SYN_ECN);
 	__u32 bits = (o.wscale == 0xff ? 0xf : o.wscale) | (o.sack ? 0x10 : 0) | (ecn ? 0x20 : 0);
-	__u32 tsval = (((__u32)(now / 1000000) + cfg->ts_off) & ~0x3fU) | bits;
+	// A microsecond clock above the option bits (`Cookies::tsval`): the ACK's echo
+	// dates the SYN,ACK for the stack's RTT sample.
+	__u32 us = now > cfg->epoch_ns ? (__u32)((now - cfg->epoch_ns) / 1000) : 0;
+	__u32 tsval = (us + cfg->ts_off) << 6 | bits;
 	__u16 mss = l->mss, window = l->window;
 	__u8 wscale = l->wscale, sack = o.sack && (l->flags & SYN_SACK), peer_ws = o.wscale != 0xff;
 

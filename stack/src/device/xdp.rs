@@ -276,6 +276,12 @@ impl XdpSteer {
             )
             .map_err(|e| bpf_err("attaching the tc program (tcx, Linux 6.6+)", e))?;
         self.tc_attached = Some(link);
+        self.arm_syn_cookies(params)
+    }
+
+    /// Fills `syn_config` with the stack's cookie key and time base and turns the
+    /// program's SYN answering on; returns the listener map.
+    fn arm_syn_cookies(&mut self, params: CookieParams) -> Result<Arc<SynListenMap>, DeviceError> {
         let listen = BpfHashMap::try_from(
             self.ebpf
                 .take_map("syn_listen")
@@ -288,8 +294,6 @@ impl XdpSteer {
                 .ok_or_else(|| lacks("map syn_config".into()))?,
         )
         .map_err(|e| bpf_err("syn_config map", e))?;
-        let mut r = [0u8; 4];
-        let _ = getrandom::fill(&mut r);
         config
             .set(
                 0,
@@ -297,7 +301,7 @@ impl XdpSteer {
                     k0: params.k0,
                     k1: params.k1,
                     epoch_ns: params.epoch_ns,
-                    ts_off: u32::from_ne_bytes(r),
+                    ts_off: params.ts_off,
                     enabled: 1,
                 },
                 0,
@@ -417,5 +421,248 @@ fn classify_attach_error(iface: &str, mode: Mode, e: ProgramError) -> DeviceErro
             mode,
             source: Box::new(e),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The program itself, run by the kernel on frames the test makes
+    //! (`BPF_PROG_TEST_RUN`): root only.
+    use super::*;
+    use crate::checksum;
+    use crate::tcp::pcb::FourTuple;
+    use crate::tcp::segment::{Segment, TcpFlags, TcpOptions};
+    use crate::tcp::seq::Seq;
+    use crate::tcp::syncache::{CookieSyn, Cookies};
+    use std::os::fd::{AsFd, AsRawFd};
+    use std::time::Instant;
+
+    const XDP_PASS: u32 = 2;
+    const STACK: [u8; 4] = [198, 18, 0, 1];
+    const PEER: [u8; 4] = [198, 19, 3, 4];
+
+    fn is_root() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    /// `union bpf_attr`'s `test` member.
+    #[repr(C)]
+    #[derive(Default)]
+    struct TestRunAttr {
+        prog_fd: u32,
+        retval: u32,
+        data_size_in: u32,
+        data_size_out: u32,
+        data_in: u64,
+        data_out: u64,
+        repeat: u32,
+        duration: u32,
+        ctx_size_in: u32,
+        ctx_size_out: u32,
+        ctx_in: u64,
+        ctx_out: u64,
+        flags: u32,
+        cpu: u32,
+        batch_size: u32,
+        _pad: u32,
+    }
+
+    /// Runs the steering program once on `frame`: its verdict and the frame after it,
+    /// with the XDP metadata in front (as `BPF_PROG_TEST_RUN` returns it).
+    fn run(steer: &mut XdpSteer, frame: &[u8]) -> (u32, Vec<u8>) {
+        let prog: &mut Xdp = steer
+            .ebpf
+            .program_mut(PROG_NAME)
+            .unwrap()
+            .try_into()
+            .unwrap();
+        let fd = prog.fd().unwrap().as_fd().as_raw_fd();
+        let mut out = vec![0u8; 512];
+        let mut attr = TestRunAttr {
+            prog_fd: fd as u32,
+            data_size_in: frame.len() as u32,
+            data_size_out: out.len() as u32,
+            data_in: frame.as_ptr() as u64,
+            data_out: out.as_mut_ptr() as u64,
+            repeat: 1,
+            ..Default::default()
+        };
+        // SAFETY: BPF_PROG_TEST_RUN (10) reads the frame and writes at most
+        // data_size_out bytes to `out`, both live for the call.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                10,
+                &mut attr as *mut TestRunAttr,
+                std::mem::size_of::<TestRunAttr>(),
+            )
+        };
+        assert_eq!(
+            r,
+            0,
+            "BPF_PROG_TEST_RUN: {}",
+            std::io::Error::last_os_error()
+        );
+        out.truncate(attr.data_size_out as usize);
+        (attr.retval, out)
+    }
+
+    /// A Linux-style SYN from PEER:40000 to STACK:`dport`: MSS 1460, SACK-permitted,
+    /// timestamps (unless `ts` is false), NOP, window scale 7; and `payload`.
+    fn syn(dport: u16, ts: bool, payload: &[u8]) -> Vec<u8> {
+        let mut opts = vec![2, 4, 0x05, 0xb4, 4, 2];
+        if ts {
+            opts.extend([8, 10, 0, 0, 0x30, 0x39, 0, 0, 0, 0]);
+        } else {
+            opts.extend([1; 10]);
+        }
+        opts.extend([1, 3, 3, 7]);
+        let tcp_len = 20 + opts.len() + payload.len();
+        let mut f = vec![0u8; 14 + 20 + tcp_len];
+        f[0..6].copy_from_slice(&[2, 0, 0, 0, 0, 1]);
+        f[6..12].copy_from_slice(&[2, 0, 0, 0, 0, 2]);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let ip = &mut f[14..34];
+        ip[0] = 0x45;
+        ip[2..4].copy_from_slice(&((20 + tcp_len) as u16).to_be_bytes());
+        ip[6] = 0x40;
+        ip[8] = 64;
+        ip[9] = 6;
+        ip[12..16].copy_from_slice(&PEER);
+        ip[16..20].copy_from_slice(&STACK);
+        let c = checksum::checksum(ip);
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+        let tcp = &mut f[34..];
+        tcp[0..2].copy_from_slice(&40_000u16.to_be_bytes());
+        tcp[2..4].copy_from_slice(&dport.to_be_bytes());
+        tcp[4..8].copy_from_slice(&1_000u32.to_be_bytes());
+        tcp[12] = ((20 + opts.len()) / 4 << 4) as u8;
+        tcp[13] = 0x02;
+        tcp[14..16].copy_from_slice(&64_240u16.to_be_bytes());
+        tcp[20..20 + opts.len()].copy_from_slice(&opts);
+        tcp[20 + opts.len()..].copy_from_slice(payload);
+        let sum = checksum::pseudo_header_v4(PEER, STACK, 6, tcp_len as u16);
+        let c = !checksum::fold(checksum::add(sum, tcp));
+        tcp[16..18].copy_from_slice(&c.to_be_bytes());
+        f
+    }
+
+    fn armed() -> Option<(XdpSteer, Cookies)> {
+        if !is_root() {
+            eprintln!("skipped: loading BPF programs needs root");
+            return None;
+        }
+        let mut steer = XdpSteer::load("lo", &[Ipv4Addr::from(STACK)]).unwrap();
+        let cookies = Cookies::new();
+        let map = steer.arm_syn_cookies(cookies.export()).unwrap();
+        map.publish(
+            SocketAddrV4::new(Ipv4Addr::from(STACK), 80),
+            Some(SynTemplate {
+                mss: 1460,
+                window: 64_000,
+                wscale: 9,
+                sack: true,
+                ecn: false,
+            }),
+        );
+        Some((steer, cookies))
+    }
+
+    #[test]
+    fn a_syn_is_answered_with_the_stacks_own_cookie() {
+        let Some((mut steer, cookies)) = armed() else {
+            return;
+        };
+        let (verdict, out) = run(&mut steer, &syn(80, true, &[]));
+        assert_eq!(verdict, XDP_PASS);
+        // The mark for the tc program, then a 74-byte SYN,ACK.
+        assert_eq!(out.len(), 4 + 74, "{out:?}");
+        assert_eq!(
+            u32::from_ne_bytes(out[..4].try_into().unwrap()),
+            0x7873_5341
+        );
+        let f = &out[4..];
+        assert_eq!(&f[0..6], &[2, 0, 0, 0, 0, 2], "MACs swapped");
+        assert_eq!(&f[6..12], &[2, 0, 0, 0, 0, 1]);
+        let (ip, tcp) = (&f[14..34], &f[34..]);
+        assert!(checksum::verify(ip), "IP header checksum");
+        assert_eq!((&ip[12..16], &ip[16..20]), (&STACK[..], &PEER[..]));
+        assert_eq!(u16::from_be_bytes([ip[2], ip[3]]), 60);
+        let sum = checksum::pseudo_header_v4(STACK, PEER, 6, 40);
+        assert_eq!(checksum::fold(checksum::add(sum, tcp)), 0xffff, "TCP checksum");
+        assert_eq!(u16::from_be_bytes([tcp[0], tcp[1]]), 80);
+        assert_eq!(u16::from_be_bytes([tcp[2], tcp[3]]), 40_000);
+        assert_eq!(u32::from_be_bytes(tcp[8..12].try_into().unwrap()), 1_001);
+        assert_eq!(tcp[13], 0x12, "SYN,ACK");
+        assert_eq!(u16::from_be_bytes([tcp[14], tcp[15]]), 64_000);
+        let opts = &tcp[20..40];
+        assert_eq!(
+            &opts[0..6],
+            &[2, 4, 0x05, 0xb4, 4, 2],
+            "MSS, SACK-permitted"
+        );
+        assert_eq!(&opts[6..8], &[8, 10]);
+        assert_eq!(
+            &opts[12..16],
+            &[0, 0, 0x30, 0x39],
+            "TSecr echoes the SYN's TSval"
+        );
+        assert_eq!(&opts[16..20], &[1, 3, 3, 9], "our window scale");
+        let iss = Seq(u32::from_be_bytes(tcp[4..8].try_into().unwrap()));
+        let tsval = u32::from_be_bytes(opts[8..12].try_into().unwrap());
+        // The peer's ACK: the stack's own check takes it, with the SYN's options.
+        let t = FourTuple {
+            local: SocketAddrV4::new(Ipv4Addr::from(STACK), 80),
+            remote: SocketAddrV4::new(Ipv4Addr::from(PEER), 40_000),
+        };
+        let ack = Segment {
+            src_port: 40_000,
+            dst_port: 80,
+            seq: Seq(1_001),
+            ack: iss + 1,
+            flags: TcpFlags::ACK,
+            window: 502,
+            urgent: 0,
+            options: TcpOptions {
+                timestamps: Some((12_346, tsval)),
+                ..TcpOptions::default()
+            },
+            payload: &[],
+            ecn: Default::default(),
+        };
+        assert_eq!(
+            cookies.check(&t, &ack, Instant::now()),
+            Some(CookieSyn {
+                mss: 1460,
+                wscale: Some(7),
+                sack: true,
+                ecn: false,
+            })
+        );
+        // The echo dates the SYN,ACK: microseconds ago, not a millisecond.
+        let rtt = cookies.handshake_rtt(tsval, Instant::now()).unwrap();
+        assert!(rtt < std::time::Duration::from_millis(100), "{rtt:?}");
+        // Another stack's key does not.
+        assert_eq!(Cookies::new().check(&t, &ack, Instant::now()), None);
+        assert_eq!(steer.queue_stats(1)[0].syn_answered, 1);
+    }
+
+    #[test]
+    fn syns_a_cookie_cannot_answer_whole_go_to_the_stack() {
+        let Some((mut steer, _)) = armed() else {
+            return;
+        };
+        for (what, frame) in [
+            ("no timestamps", syn(80, false, &[])),
+            ("data on the SYN", syn(80, true, b"GET /")),
+            ("a port nobody listens on", syn(81, true, &[])),
+        ] {
+            let (verdict, out) = run(&mut steer, &frame);
+            // Not rewritten: the redirect to the (absent) socket falls back to the kernel.
+            assert_eq!((verdict, &out[..]), (XDP_PASS, &frame[..]), "{what}");
+        }
+        assert_eq!(steer.queue_stats(1)[0].syn_answered, 0);
+        assert_eq!(steer.queue_stats(1)[0].no_socket, 3);
     }
 }

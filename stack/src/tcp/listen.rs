@@ -188,17 +188,22 @@ impl TcpLayer {
             return false;
         };
         Counters::inc(&ctx.counters().tcp_syncookies_ok);
+        // Our clock goes on from the TSval the cookie SYN,ACK carried, whose microsecond
+        // part dates the SYN,ACK: the control block takes it as sent then, and the ACK
+        // gives the handshake's RTT sample as a cached SYN's would.
+        let ts = seg.options.timestamps.map(|(_, ecr)| ecr);
+        let sent = ts
+            .and_then(|ecr| self.cookies.handshake_rtt(ecr, now))
+            .and_then(|rtt| now.checked_sub(rtt));
         let e = SynEntry {
             syn: cookie.syn(seg),
             iss: seg.ack - 1,
             listener: Arc::downgrade(listener),
-            created: now,
+            created: sent.unwrap_or(now),
             sent: 1,
-            last_sent: now,
+            last_sent: sent.unwrap_or(now),
             due: now,
         };
-        // Our clock goes on from the TSval the cookie SYN,ACK carried.
-        let ts = seg.options.timestamps.map(|(_, ecr)| ecr);
         self.expand(ifp, ctx, heap, listener, tuple, ip, seg, &e, ts, now);
         true
     }
@@ -284,8 +289,7 @@ impl TcpLayer {
     ) {
         let mut tcb = self.passive_tcb(listener, tuple, syn, iss, created);
         if let Some(bits) = ts_bits {
-            let ts = tcb.ts_now(now);
-            tcb.set_ts_clock((ts & !0x3f) | bits, now);
+            tcb.set_ts_clock(self.cookies.tsval(bits, now), now);
         }
         if let Some(out) = tcb.poll_output(now) {
             self.emit(ifp, ctx, tuple, &tcb, &out);
@@ -327,6 +331,10 @@ impl TcpLayer {
         // The SYN,ACK the cache sent: the control block takes it as sent.
         let _ = tcb.poll_output(e.last_sent);
         tcb.synack_resent(e.sent.saturating_sub(1));
+        if ts_clock.is_some() && e.last_sent == now {
+            // A cookie SYN,ACK without a date: no RTT sample from this handshake.
+            tcb.forget_rtt_timing(e.iss);
+        }
         let owner = self.owner_of(tuple.local, tuple.remote);
         let Ok(conn) = self.pcbs.insert(*tuple, owner, tcb) else {
             // No connection can be made (`max_connections`): the peer, which thinks

@@ -166,6 +166,8 @@ pub struct Cookies {
     hasher: SipHasher24,
     key: [u8; 16],
     epoch: Instant,
+    /// Added to the microsecond clock of cookie TSvals, so they do not tell uptime.
+    ts_off: u32,
 }
 
 impl std::fmt::Debug for Cookies {
@@ -182,6 +184,8 @@ pub struct CookieParams {
     pub k0: u64,
     pub k1: u64,
     pub epoch_ns: u64,
+    /// The microsecond offset of cookie TSvals ([`Cookies::tsval`]).
+    pub ts_off: u32,
 }
 
 impl std::fmt::Debug for CookieParams {
@@ -256,6 +260,7 @@ impl Cookies {
             hasher: SipHasher24::new_with_key(&key),
             key,
             epoch,
+            ts_off: u32::from_le_bytes([key[3], key[7], key[11], key[15]]) ^ 0x5bd1_e995,
         }
     }
 
@@ -283,6 +288,7 @@ impl Cookies {
             k0: word(0),
             k1: word(8),
             epoch_ns: mono_now.saturating_sub(since),
+            ts_off: self.ts_off,
         }
     }
 
@@ -308,6 +314,25 @@ impl Cookies {
         let idx = MSS_TABLE.iter().rposition(|&m| m <= mss).unwrap_or(0) as u32;
         let step = self.step(now);
         Seq((self.mac(t, irs, step) & !0xff) | (step & 0x1f) << 3 | idx)
+    }
+
+    fn ts_micros(&self, now: Instant) -> u32 {
+        (now.saturating_duration_since(self.epoch).as_micros() as u32).wrapping_add(self.ts_off)
+    }
+
+    /// The TSval of a cookie SYN,ACK: the SYN's options in the low 6 bits ([`Self::ts_bits`]),
+    /// above them a microsecond clock (26 bits, 67 s round), so that the echo in the ACK
+    /// gives the handshake's round-trip time ([`Self::handshake_rtt`]) though nothing
+    /// was kept. The connection's own millisecond clock then goes on from this value.
+    pub fn tsval(&self, bits: u32, now: Instant) -> u32 {
+        self.ts_micros(now) << 6 | bits & TS_BITS
+    }
+
+    /// The round-trip time since the cookie SYN,ACK whose TSval the ACK echoes: `None`
+    /// for an echo from the future or more than a minute old.
+    pub fn handshake_rtt(&self, tsecr: u32, now: Instant) -> Option<Duration> {
+        let us = self.ts_micros(now).wrapping_sub(tsecr >> 6) & ((1 << 26) - 1);
+        (us < 60_000_000).then(|| Duration::from_micros(u64::from(us)))
     }
 
     /// The TSval low bits for the SYN's window scale, SACK and ECN.

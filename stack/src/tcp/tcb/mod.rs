@@ -582,6 +582,14 @@ impl Tcb {
         self.ts_offset = ts.wrapping_sub(elapsed);
     }
 
+    /// Takes no RTT sample from the segment `timed` (a cookie SYN,ACK sent at an unknown
+    /// time).
+    pub(crate) fn forget_rtt_timing(&mut self, timed: Seq) {
+        if self.rtt_timing.is_some_and(|(t, _)| t == timed) {
+            self.rtt_timing = None;
+        }
+    }
+
     /// The SYN cache sent `resent` retransmissions of this passive open's SYN,ACK
     /// before the control block existed: take them as its own (backed-off timer, no RTT
     /// sample from an ambiguous SYN,ACK, Karn).
