@@ -80,10 +80,12 @@ struct SynConfig {
     enabled: u32,
 }
 
-// SAFETY: repr(C) structs of integers laid out without padding (checked by the sizes
-// the C program's maps declare at load): every bit pattern is valid.
+// SAFETY: repr(C), integers only, no padding (8 bytes: 4+2+2): every bit pattern is
+// valid. The kernel checks the size against the map's at every access.
 unsafe impl aya::Pod for SynListenKey {}
+// SAFETY: repr(C), integers only, no padding (8 bytes: 2+2+1+1+2).
 unsafe impl aya::Pod for SynListen {}
+// SAFETY: repr(C), integers only, no padding (32 bytes: 8+8+8+4+4).
 unsafe impl aya::Pod for SynConfig {}
 
 /// The XDP program's listener map, as the TCP layer's [`SynOffload`]: the layer
@@ -537,7 +539,7 @@ mod tests {
         tcp[0..2].copy_from_slice(&40_000u16.to_be_bytes());
         tcp[2..4].copy_from_slice(&dport.to_be_bytes());
         tcp[4..8].copy_from_slice(&1_000u32.to_be_bytes());
-        tcp[12] = ((20 + opts.len()) / 4 << 4) as u8;
+        tcp[12] = (((20 + opts.len()) / 4) << 4) as u8;
         tcp[13] = 0x02;
         tcp[14..16].copy_from_slice(&64_240u16.to_be_bytes());
         tcp[20..20 + opts.len()].copy_from_slice(&opts);
@@ -590,7 +592,11 @@ mod tests {
         assert_eq!((&ip[12..16], &ip[16..20]), (&STACK[..], &PEER[..]));
         assert_eq!(u16::from_be_bytes([ip[2], ip[3]]), 60);
         let sum = checksum::pseudo_header_v4(STACK, PEER, 6, 40);
-        assert_eq!(checksum::fold(checksum::add(sum, tcp)), 0xffff, "TCP checksum");
+        assert_eq!(
+            checksum::fold(checksum::add(sum, tcp)),
+            0xffff,
+            "TCP checksum"
+        );
         assert_eq!(u16::from_be_bytes([tcp[0], tcp[1]]), 80);
         assert_eq!(u16::from_be_bytes([tcp[2], tcp[3]]), 40_000);
         assert_eq!(u32::from_be_bytes(tcp[8..12].try_into().unwrap()), 1_001);
