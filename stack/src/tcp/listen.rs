@@ -43,13 +43,14 @@ impl TcpLayer {
         if let Some(e) = heap.syncache.get(tuple) {
             if bare_syn && seg.seq == e.syn.seq {
                 // The SYN again: our SYN,ACK was lost. Answer it again.
-                let (syn, iss, created) = (e.syn, e.iss, e.created);
+                let (syn, iss, created, ts) = (e.syn, e.iss, e.created, e.ts_at(now));
                 Counters::inc(&ctx.counters().tcp_syncache_dupsyn);
-                self.send_synack(ifp, ctx, listener, tuple, &syn, iss, created, None, now);
+                self.send_synack(ifp, ctx, listener, tuple, &syn, iss, created, ts, now);
                 return;
             }
             if let Some(e) = heap.syncache.remove(tuple).filter(|_| !bare_syn) {
-                self.expand(ifp, ctx, heap, listener, tuple, ip, seg, &e, None, now);
+                let ts = e.ts_at(now);
+                self.expand(ifp, ctx, heap, listener, tuple, ip, seg, &e, ts, now);
                 return;
             }
             // A SYN with another sequence number: a new attempt replaces the entry.
@@ -130,6 +131,7 @@ impl TcpLayer {
             sent: 1,
             last_sent: now,
             due: now + rto,
+            ts_base: None,
         };
         heap.syncache.insert(*tuple, e);
         Counters::inc(&ctx.counters().tcp_syncache_added);
@@ -157,7 +159,8 @@ impl TcpLayer {
             .timestamps
             .map(|_| Cookies::ts_bits(o.wscale, o.sack_permitted, ecn));
         Counters::inc(&ctx.counters().tcp_syncookies_sent);
-        self.send_synack(ifp, ctx, listener, tuple, syn, iss, now, bits, now);
+        let tsval = bits.map(|b| self.cookies.tsval(b, now));
+        self.send_synack(ifp, ctx, listener, tuple, syn, iss, now, tsval, now);
     }
 
     /// An ACK to a listener with no cache entry: if it carries a valid cookie, the
@@ -203,6 +206,7 @@ impl TcpLayer {
             sent: 1,
             last_sent: sent.unwrap_or(now),
             due: now,
+            ts_base: None,
         };
         self.expand(ifp, ctx, heap, listener, tuple, ip, seg, &e, ts, now);
         true
@@ -273,7 +277,8 @@ impl TcpLayer {
         })
     }
 
-    /// Sends the SYN,ACK for `syn` (a cookie's TSval low bits in `ts_bits`).
+    /// Sends the SYN,ACK for `syn` (with `tsval` as its TSval: a cookie's, or a clock
+    /// that goes on from one).
     #[allow(clippy::too_many_arguments)]
     fn send_synack(
         &self,
@@ -284,12 +289,12 @@ impl TcpLayer {
         syn: &Segment<'_>,
         iss: Seq,
         created: Instant,
-        ts_bits: Option<u32>,
+        tsval: Option<u32>,
         now: Instant,
     ) {
         let mut tcb = self.passive_tcb(listener, tuple, syn, iss, created);
-        if let Some(bits) = ts_bits {
-            tcb.set_ts_clock(self.cookies.tsval(bits, now), now);
+        if let Some(ts) = tsval {
+            tcb.set_ts_clock(ts, now);
         }
         if let Some(out) = tcb.poll_output(now) {
             self.emit(ifp, ctx, tuple, &tcb, &out);
@@ -317,8 +322,24 @@ impl TcpLayer {
         if seg.flags.contains(TcpFlags::ACK) && !listener.has_room() {
             Counters::inc(&ctx.counters().tcp_listen_overflow);
             listener.overflows.fetch_add(1, Ordering::Relaxed);
-            if ts_clock.is_none() {
+            if ts_clock.is_none() || e.ts_base.is_some() {
                 heap.syncache.insert(*tuple, e.clone());
+                return;
+            }
+            // A cookie ACK. The peer thinks it is connected and may send nothing more
+            // (an idle client would then hang for ever), so the cookie becomes a cache
+            // entry, dated and with the cookie's clock: its SYN,ACK is retransmitted, the
+            // peer answers (a challenge ACK from an established socket) and the answer
+            // expands the entry once the queue has room, as for a cached SYN.
+            let (limit, rto) = {
+                let c = self.config.read().unwrap_or_else(|e| e.into_inner());
+                (c.syncache_limit, c.rto.initial)
+            };
+            if heap.syncache.len() < limit {
+                let mut keep = e.clone();
+                keep.ts_base = ts_clock.map(|ts| (ts, now));
+                keep.due = now + rto;
+                heap.syncache.insert(*tuple, keep);
             }
             return;
         }
@@ -379,8 +400,9 @@ impl TcpLayer {
                 Counters::inc(&ctx.counters().tcp_syncache_expired);
                 continue;
             };
+            let ts = e.ts_at(now);
             self.send_synack(
-                ifp, ctx, &listener, &tuple, &e.syn, e.iss, e.created, None, now,
+                ifp, ctx, &listener, &tuple, &e.syn, e.iss, e.created, ts, now,
             );
             Counters::inc(&ctx.counters().tcp_syncache_retransmitted);
             e.sent += 1;

@@ -57,6 +57,18 @@ pub(crate) struct SynEntry {
     pub last_sent: Instant,
     /// Next retransmission (or, after the last, expiry).
     pub due: Instant,
+    /// Our timestamp clock read this then: an entry made from a cookie ACK that found the
+    /// accept queue full goes on with the cookie's clock, which the peer has seen.
+    pub ts_base: Option<(u32, Instant)>,
+}
+
+impl SynEntry {
+    /// Our TSval now, when the entry carries a clock of its own.
+    pub fn ts_at(&self, now: Instant) -> Option<u32> {
+        self.ts_base.map(|(v, t)| {
+            v.wrapping_add(now.saturating_duration_since(t).as_millis() as u32)
+        })
+    }
 }
 
 /// One worker's SYN cache: entries by 4-tuple and their deadlines.
@@ -493,6 +505,7 @@ mod tests {
         let t0 = Instant::now();
         let mut c = SynCache::default();
         let e = |due: Instant| SynEntry {
+            ts_base: None,
             syn: ack_of(Seq(1), Seq(2), None),
             iss: Seq(1),
             listener: Weak::new(),

@@ -47,3 +47,42 @@ fn a_cookie_connection_survives_loss() {
     assert!(got == pattern(0, total), "bytes differ");
     assert!(sim.counter(1, "tcp.syncookies_ok") >= 1);
 }
+
+/// A cookie ACK that finds the accept queue full is not lost: the peer thinks it is
+/// connected and, being idle, may send nothing more. The cookie becomes a cache entry
+/// with the cookie's clock, its SYN,ACK is retransmitted, the peer's answer expands it
+/// once the application has made room, and the connection carries data both ways.
+#[test]
+fn a_cookie_ack_at_a_full_accept_queue_waits_for_room() {
+    let mut sim = Sim::with_config(5, LinkConfig::default(), 1, cookies_only());
+    let l = sim.listen(1, 80, 1);
+    // Both SYNs find room and get cookies (as SYNs answered in the XDP program would,
+    // whatever the queue holds); the first ACK fills the queue, the second finds it full.
+    let first = sim.connect(0, 80);
+    let second = sim.connect(0, 80);
+    assert!(sim.run_until(Duration::from_millis(100), |s| s
+        .counter(1, "tcp.drop_listen_overflow")
+        >= 1));
+    assert_eq!(second.lock().tcb.state(), crate::tcp::State::Established);
+    assert_eq!(sim.hosts[1].syncache_len(), 1, "the cookie is kept as an entry");
+    // The application makes room; the retransmitted SYN,ACK draws the client's ACK.
+    let a = sim.accept(&l).expect("first");
+    assert!(sim.run_until(Duration::from_secs(10), |s| s.hosts[1].syncache_len() == 0));
+    assert!(sim.counter(1, "tcp.syncache_retransmitted") >= 1);
+    let b = sim.accept(&l).expect("the second connection, accepted after all");
+    // Both ways, with the timestamps the cookie's clock started (no PAWS drop).
+    sim.send(0, &second, b"ping");
+    sim.send(1, &b, b"pong");
+    let mut buf = [0u8; 8];
+    assert!(sim.run_until(Duration::from_secs(5), |s| {
+        let n = s.recv(1, &b, &mut buf);
+        n == 4
+    }));
+    assert_eq!(&buf[..4], b"ping");
+    assert!(sim.run_until(Duration::from_secs(5), |s| {
+        let n = s.recv(0, &second, &mut buf);
+        n == 4
+    }));
+    assert_eq!(&buf[..4], b"pong");
+    drop((a, first));
+}
