@@ -32,7 +32,12 @@ fn download_and_check(pair: &VethPair, dir: &TestDir) -> (usize, usize) {
     // A first small request resolves the peer's address: frames held for ARP leave
     // later through the plain path, finished in software (the handshake's SYN,ACK, which
     // used to take that wait, is answered in the XDP program).
-    let warm = pair.curl(&["--max-time", "5", "-s", &format!("http://{STACK_ADDR}/bytes/1")]);
+    let warm = pair.curl(&[
+        "--max-time",
+        "5",
+        "-s",
+        &format!("http://{STACK_ADDR}/bytes/1"),
+    ]);
     assert!(warm.status.success(), "{}", warm.context());
     let dl = pair.curl_sha256(&format!("http://{STACK_ADDR}/bytes/{N}"), 60);
     assert_eq!(

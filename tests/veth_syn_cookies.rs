@@ -1,4 +1,4 @@
-//! SYN cookies answered in the XDP program (`--no-offload syncookie` turns it off):
+//! SYN cookies answered in the XDP program (`--offload syncookie`; off by default):
 //!
 //! - Linux's connections to `xstack http` get their SYN,ACK from the program: it counts
 //!   them, the stack keeps no SYN cache entry and takes each handshake's ACK as a cookie
@@ -7,7 +7,7 @@
 //! - A connection whose 4-tuple the stack still holds in TIME-WAIT (the server closed
 //!   first) is opened again: the program cannot see TIME-WAIT, the stack lets the old
 //!   incarnation go when the cookie ACK arrives.
-//! - With the offload off, the stack answers SYNs itself (SYN cache).
+//! - Without the switch, the stack answers SYNs itself (SYN cache).
 
 mod common;
 
@@ -36,7 +36,7 @@ fn handshakes_are_answered_in_xdp_with_nothing_lost() {
         return;
     }
     let pair = VethPair::new_headers_only("syncookie", 1, 96);
-    let stack = pair.spawn_http(&[]);
+    let stack = pair.spawn_http(&["--offload", "syncookie"]);
     let base = format!("http://{STACK_ADDR}");
     for _ in 0..5 {
         let r = get(&pair, &[&format!("{base}/bytes/100000")]);
@@ -71,7 +71,7 @@ fn a_connection_reopens_over_time_wait() {
         return;
     }
     let pair = VethPair::new_headers_only("syncookie-tw", 1, 96);
-    let stack = pair.spawn_http(&[]);
+    let stack = pair.spawn_http(&["--offload", "syncookie"]);
     let url = format!("http://{STACK_ADDR}/bytes/1000");
     // `Connection: close`: the server closes first and keeps the 4-tuple in TIME-WAIT;
     // the client's port is free again at once.
@@ -89,16 +89,101 @@ fn a_connection_reopens_over_time_wait() {
 }
 
 #[test]
-fn with_the_offload_off_the_stack_answers() {
+fn without_the_switch_the_stack_answers() {
     if !require_root() || !require_tool("curl") {
         return;
     }
     let pair = VethPair::new_headers_only("syncookie-off", 1, 96);
-    let stack = pair.spawn_http(&["--no-offload", "syncookie"]);
+    let stack = pair.spawn_http(&[]);
+    assert!(
+        stack.stderr_text().contains("syncookie off"),
+        "{}",
+        stack.stderr_text()
+    );
     let r = get(&pair, &[&format!("http://{STACK_ADDR}/bytes/100")]);
     assert_eq!(r.stdout.len(), 100);
     let (_, json) = stack.stop(libc::SIGTERM);
     assert_eq!(queue_counter(&json, "xdp_syn_answered"), 0, "{json}");
     assert!(json_counter(&json, "tcp.syncache_added") >= 1, "{json}");
     assert_eq!(json_counter(&json, "tcp.syncookies_ok"), 0, "{json}");
+}
+
+/// Python peer: opens N idle connections as fast as it can, then holds them.
+const OPENER: &str = r#"
+import resource, socket, sys, time
+n = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_NOFILE, (n + 1024, n + 1024))
+socks = []
+for i in range(n):
+    s = socket.socket()
+    s.settimeout(10)
+    s.connect(("198.18.0.1", 9000))
+    socks.append(s)
+print("open", len(socks), flush=True)
+time.sleep(600)
+"#;
+
+/// Idle clients opening connections faster than the server accepts them: with SYNs
+/// answered before the stack, the accept queue is checked only at the handshake's ACK,
+/// and an ACK that finds it full must not leave a client connected to nothing. Every
+/// connection is accepted in the end (the cookie kept as a cache entry, its SYN,ACK
+/// resent, the client's answer taken once there is room).
+#[test]
+fn idle_connections_past_a_full_accept_queue_are_all_accepted() {
+    if !require_root() || !require_tool("python3") {
+        return;
+    }
+    const CONNS: usize = 3_000;
+    let pair = VethPair::new_headers_only("syncookie-idle", 1, 96);
+    let stack = pair.spawn_stack_raw(&[
+        "hold",
+        "--iface",
+        STACK_IF,
+        "--addr",
+        STACK_CIDR,
+        "--port",
+        "9000",
+        "--idle",
+        "sleep",
+        "--offload",
+        "syncookie",
+        "--backlog",
+        "64",
+    ]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut opener = pair.spawn_peer("opener", &["python3", "-c", OPENER, &CONNS.to_string()]);
+    opener.wait_for(
+        &format!("open {CONNS}"),
+        std::time::Duration::from_secs(120),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !stack
+        .stderr_text()
+        .contains(&format!("holding {CONNS} connections"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not all accepted: {}",
+            stack.stderr_text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    drop(opener);
+    let (_, json) = stack.stop(libc::SIGTERM);
+    eprintln!(
+        "answered in XDP {}, cookie ACKs {}, at a full queue {}, SYN,ACKs resent {}",
+        queue_counter(&json, "xdp_syn_answered"),
+        json_counter(&json, "tcp.syncookies_ok"),
+        json_counter(&json, "tcp.drop_listen_overflow"),
+        json_counter(&json, "tcp.syncache_retransmitted")
+    );
+    assert!(
+        queue_counter(&json, "xdp_syn_answered") >= CONNS as u64,
+        "{json}"
+    );
+    // The queue (64) did overflow: the path under test was taken.
+    assert!(
+        json_counter(&json, "tcp.drop_listen_overflow") > 0,
+        "{json}"
+    );
 }

@@ -64,6 +64,9 @@ pub struct StackConfig {
     pub default_cc: Option<String>,
     /// Offloads switched off even where the device has them (`--no-offload`).
     pub offloads_off: Vec<Offload>,
+    /// Offloads that are off unless asked for (`--offload`): `syncookie`, SYNs answered
+    /// in the XDP program.
+    pub offloads_on: Vec<Offload>,
 }
 
 impl StackConfig {
@@ -85,6 +88,7 @@ impl StackConfig {
             tcp: TcpConfig::default(),
             default_cc: None,
             offloads_off: Vec::new(),
+            offloads_on: Vec::new(),
         }
     }
 }
@@ -205,7 +209,9 @@ impl Stack {
             .xdp
             .attach(stack.link.ifindex, stack.config.xdp_mode)?;
         let cookies_on = layers.tcp.conn_config().syncookies != SynCookies::Off;
-        if !stack.config.offloads_off.contains(&Offload::SynCookie) && cookies_on {
+        let want = stack.config.offloads_on.contains(&Offload::SynCookie)
+            && !stack.config.offloads_off.contains(&Offload::SynCookie);
+        if want && cookies_on {
             // Without tcx links (or with a program the kernel refuses) the stack answers
             // SYNs itself, as before: not a reason to refuse to start.
             if let Ok(map) = stack.xdp.enable_syn_cookies(layers.tcp.cookies.export()) {

@@ -372,6 +372,16 @@ impl TcpLayer {
         // connection was never retransmitted nor timed out).
         self.flush(ifp, ctx, heap, &conn, conn.lock());
         let inner = conn.lock();
+        if e.ts_base.is_some() && e.sent > 1 {
+            // A cookie kept at a full accept queue, its SYN,ACK sent again: the peer,
+            // established since the first, echoes that one's TSval (a challenge ACK does
+            // not move its TS.Recent), so the echo would time the wait for room, not a
+            // round trip. It is no sample (TSecr 0, "not valid", RFC 7323 §3.2).
+            let mut unechoed = *seg;
+            unechoed.options.timestamps = seg.options.timestamps.map(|(val, _)| (val, 0));
+            self.input_conn(ifp, ctx, heap, &conn, inner, ip, &unechoed, now);
+            return;
+        }
         self.input_conn(ifp, ctx, heap, &conn, inner, ip, seg, now);
     }
 

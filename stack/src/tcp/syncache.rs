@@ -65,9 +65,8 @@ pub(crate) struct SynEntry {
 impl SynEntry {
     /// Our TSval now, when the entry carries a clock of its own.
     pub fn ts_at(&self, now: Instant) -> Option<u32> {
-        self.ts_base.map(|(v, t)| {
-            v.wrapping_add(now.saturating_duration_since(t).as_millis() as u32)
-        })
+        self.ts_base
+            .map(|(v, t)| v.wrapping_add(now.saturating_duration_since(t).as_millis() as u32))
     }
 }
 

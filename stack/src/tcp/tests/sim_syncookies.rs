@@ -64,12 +64,18 @@ fn a_cookie_ack_at_a_full_accept_queue_waits_for_room() {
         .counter(1, "tcp.drop_listen_overflow")
         >= 1));
     assert_eq!(second.lock().tcb.state(), crate::tcp::State::Established);
-    assert_eq!(sim.hosts[1].syncache_len(), 1, "the cookie is kept as an entry");
+    assert_eq!(
+        sim.hosts[1].syncache_len(),
+        1,
+        "the cookie is kept as an entry"
+    );
     // The application makes room; the retransmitted SYN,ACK draws the client's ACK.
     let a = sim.accept(&l).expect("first");
     assert!(sim.run_until(Duration::from_secs(10), |s| s.hosts[1].syncache_len() == 0));
     assert!(sim.counter(1, "tcp.syncache_retransmitted") >= 1);
-    let b = sim.accept(&l).expect("the second connection, accepted after all");
+    let b = sim
+        .accept(&l)
+        .expect("the second connection, accepted after all");
     // Both ways, with the timestamps the cookie's clock started (no PAWS drop).
     sim.send(0, &second, b"ping");
     sim.send(1, &b, b"pong");

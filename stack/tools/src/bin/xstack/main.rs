@@ -169,6 +169,9 @@ struct HttpArgs {
     /// TCP port to listen on.
     #[arg(long, default_value_t = 80)]
     port: u16,
+    /// The listen backlog of `xstack hold` (accept queue and handshakes in progress).
+    #[arg(long, default_value_t = 4096, hide = true)]
+    backlog: usize,
     /// Record every connection's congestion window and write it, when the connection
     /// ends, to DIR/conn-N-PEER-PORT.csv (t_us,cwnd,ssthresh,in_flight,srtt_us,
     /// pacing_rate,event,cc; pacing_rate in bytes/s, 0 when the module does not pace).
@@ -310,6 +313,10 @@ struct UpArgs {
     /// (txcsum, tso, lro), like `ifconfig -txcsum -tso -lro`.
     #[arg(long, value_delimiter = ',')]
     no_offload: Vec<xstack::Offload>,
+    /// Offloads that are off unless asked for: `syncookie` (SYNs with timestamps answered
+    /// with the stack's SYN cookie in the XDP program, before any worker sees them).
+    #[arg(long, value_delimiter = ',')]
+    offload: Vec<xstack::Offload>,
     /// Use ECN (RFC 3168) on new connections: ECN-setup SYNs, and accept clients' ones.
     #[arg(long)]
     ecn: bool,
@@ -693,7 +700,8 @@ fn run_echo(h: &HttpArgs) -> anyhow::Result<()> {
 fn run_hold(h: &HttpArgs) -> anyhow::Result<()> {
     let sfd = block_stop_signals()?;
     let stack = Arc::new(start(&h.stack)?);
-    let listener = TcpListener::bind(&*stack, SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, h.port))
+    let local = SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, h.port);
+    let listener = TcpListener::bind_with_backlog(&*stack, local, h.backlog)
         .map_err(|e| anyhow::anyhow!("listening on port {}: {e}", h.port))?;
     let server = std::thread::Builder::new()
         .name("hold-accept".into())
@@ -861,6 +869,7 @@ fn start_with(
     cfg.tx_coalesce = std::time::Duration::from_micros(a.tx_coalesce_us);
     cfg.default_cc = a.cc.clone();
     cfg.offloads_off = a.no_offload.clone();
+    cfg.offloads_on = a.offload.clone();
     cfg.tcp.ecn = a.ecn;
     cfg.tcp.rack &= !a.no_rack;
     cfg.tcp.prr &= !a.no_prr;
