@@ -229,6 +229,39 @@ impl ArpCache {
         held
     }
 
+    /// Records a neighbour whose handshake proved it: the ACK of a SYN cookie the XDP
+    /// program sent to the SYN's link source (`tcp/listen.rs`). Nothing else of ours had
+    /// gone to it, so nothing had asked for its address, and the connection's first
+    /// data would wait for ARP (and, in a burst, overflow the hold queue). Only a
+    /// neighbour with no entry at all is recorded (an entry already there, even one
+    /// being resolved, is left to ARP); `max_entries` still bounds the cache.
+    pub fn learn_from_handshake(
+        &self,
+        ip: Ipv4Addr,
+        mac: EthernetAddress,
+        now: Instant,
+        counters: &Counters,
+    ) {
+        if self.read().map.contains_key(&ip) {
+            return;
+        }
+        let mut table = self.write();
+        if table.map.contains_key(&ip) {
+            return;
+        }
+        if table.map.len() >= self.cfg.max_entries {
+            Counters::inc(&counters.arp_cache_full);
+            return;
+        }
+        let resolved = Entry::Resolved {
+            mac,
+            expires: now + self.cfg.entry_timeout,
+        };
+        let deadline = resolved.deadline(&self.cfg);
+        table.map.insert(ip, resolved);
+        table.note(deadline);
+    }
+
     /// Resolves `ip` to `mac` as a reply would, returning the held packets unsent.
     #[cfg(test)]
     pub(crate) fn resolve_for_test(
@@ -1007,5 +1040,48 @@ mod tests {
             }
             _ => panic!("not Ethernet/IPv4"),
         }
+    }
+}
+
+#[cfg(test)]
+mod handshake_tests {
+    use super::*;
+
+    /// A neighbour proved by a handshake is recorded only where there is no entry, and
+    /// the cache bound holds.
+    #[test]
+    fn a_handshake_records_only_an_unknown_neighbour() {
+        let cfg = ArpConfig {
+            max_entries: 2,
+            ..ArpConfig::default()
+        };
+        let cache = ArpCache::new(cfg);
+        let c = Counters::default();
+        let now = Instant::now();
+        let (a, b, d) = (
+            Ipv4Addr::new(198, 18, 0, 2),
+            Ipv4Addr::new(198, 18, 0, 3),
+            Ipv4Addr::new(198, 18, 0, 4),
+        );
+        let (m1, m2) = (
+            EthernetAddress([2, 0, 0, 0, 0, 1]),
+            EthernetAddress([2, 0, 0, 0, 0, 2]),
+        );
+        cache.learn_from_handshake(a, m1, now, &c);
+        assert_eq!(cache.lookup(a, now), Some(m1));
+        // An entry already there is ARP's to change.
+        cache.learn_from_handshake(a, m2, now, &c);
+        assert_eq!(cache.lookup(a, now), Some(m1));
+        // One being resolved is left alone too (its held packets wait for the reply).
+        assert_eq!(cache.resolve(b, now, Vec::new), Resolve::HeldAndAsk);
+        cache.learn_from_handshake(b, m2, now, &c);
+        assert_eq!(cache.lookup(b, now), None);
+        // Full: refused and counted.
+        cache.learn_from_handshake(d, m2, now, &c);
+        assert_eq!(cache.lookup(d, now), None);
+        assert_eq!(
+            c.arp_cache_full.load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
     }
 }

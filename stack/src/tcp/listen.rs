@@ -191,6 +191,13 @@ impl TcpLayer {
             return false;
         };
         Counters::inc(&ctx.counters().tcp_syncookies_ok);
+        if self.syn_offloaded() && ifp.is_neighbour(ip.src) {
+            // The XDP program answered the SYN to its link source and this ACK proves
+            // the peer got it: its address is known without asking (`ArpCache::
+            // learn_from_handshake`).
+            ifp.arp
+                .learn_from_handshake(ip.src, ip.src_mac, now, ctx.counters());
+        }
         // Our clock goes on from the TSval the cookie SYN,ACK carried, whose microsecond
         // part dates the SYN,ACK: the control block takes it as sent then, and the ACK
         // gives the handshake's RTT sample as a cached SYN's would.
