@@ -10,21 +10,6 @@ use common::*;
 
 const CONNS: usize = 10_000;
 
-/// Python peer: opens CONNS connections, reports, then keeps them open until killed.
-const OPENER: &str = r#"
-import resource, socket, sys, time
-n = int(sys.argv[1])
-resource.setrlimit(resource.RLIMIT_NOFILE, (n + 1024, n + 1024))
-socks = []
-for i in range(n):
-    s = socket.socket()
-    s.settimeout(10)
-    s.connect(("198.18.0.1", 9000))
-    socks.append(s)
-print("open", len(socks), flush=True)
-time.sleep(600)
-"#;
-
 #[test]
 fn ten_thousand_idle_connections() {
     if !require_root() || !require_tool("python3") {
@@ -36,7 +21,10 @@ fn ten_thousand_idle_connections() {
     ]);
     std::thread::sleep(Duration::from_millis(300));
     let before = vm_rss_kib(stack.pid());
-    let mut opener = pair.spawn_peer("opener", &["python3", "-c", OPENER, &CONNS.to_string()]);
+    let mut opener = pair.spawn_peer(
+        "opener",
+        &["python3", "-c", IDLE_OPENER, &CONNS.to_string()],
+    );
     opener.wait_for(&format!("open {CONNS}"), Duration::from_secs(120));
     // The accept thread logs every thousand.
     let deadline = Instant::now() + Duration::from_secs(30);

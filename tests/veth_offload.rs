@@ -29,9 +29,10 @@ fn download_and_check(pair: &VethPair, dir: &TestDir) -> (usize, usize) {
         ],
     );
     std::thread::sleep(Duration::from_millis(500));
-    // A first small request resolves the peer's address: frames held for ARP leave
-    // later through the plain path, finished in software (the handshake's SYN,ACK, which
-    // used to take that wait, is answered in the XDP program).
+    // A first small request resolves the peer's address, so the count below is of the
+    // download's frames: frames held for ARP leave later through the plain path,
+    // finished in software (with `--offload syncookie` the handshake no longer takes
+    // that wait, its first data does).
     let warm = pair.curl(&[
         "--max-time",
         "5",

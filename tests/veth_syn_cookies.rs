@@ -108,21 +108,6 @@ fn without_the_switch_the_stack_answers() {
     assert_eq!(json_counter(&json, "tcp.syncookies_ok"), 0, "{json}");
 }
 
-/// Python peer: opens N idle connections as fast as it can, then holds them.
-const OPENER: &str = r#"
-import resource, socket, sys, time
-n = int(sys.argv[1])
-resource.setrlimit(resource.RLIMIT_NOFILE, (n + 1024, n + 1024))
-socks = []
-for i in range(n):
-    s = socket.socket()
-    s.settimeout(10)
-    s.connect(("198.18.0.1", 9000))
-    socks.append(s)
-print("open", len(socks), flush=True)
-time.sleep(600)
-"#;
-
 /// Idle clients opening connections faster than the server accepts them: with SYNs
 /// answered before the stack, the accept queue is checked only at the handshake's ACK,
 /// and an ACK that finds it full must not leave a client connected to nothing. Every
@@ -151,7 +136,10 @@ fn idle_connections_past_a_full_accept_queue_are_all_accepted() {
         "64",
     ]);
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let mut opener = pair.spawn_peer("opener", &["python3", "-c", OPENER, &CONNS.to_string()]);
+    let mut opener = pair.spawn_peer(
+        "opener",
+        &["python3", "-c", IDLE_OPENER, &CONNS.to_string()],
+    );
     opener.wait_for(
         &format!("open {CONNS}"),
         std::time::Duration::from_secs(120),
@@ -199,18 +187,6 @@ fn a_burst_of_first_responses_does_not_wait_for_arp() {
     if !require_root() || !require_tool("python3") || !require_tool("curl") {
         return;
     }
-    const CLIENT: &str = r#"
-import socket, sys, time
-socks = []
-for i in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.connect(("198.18.0.1", 80))
-    s.sendall(b"GET /bytes/100000000 HTTP/1.1\r\nHost: x\r\n\r\n")
-    socks.append(s)
-print("opened", len(socks), flush=True)
-time.sleep(600)
-"#;
     let pair = VethPair::new_headers_only("syncookie-arp", 1, 96);
     // Linux knows the stack's link address already (as after earlier traffic), so it
     // sends no ARP request the stack could learn the peer from.
@@ -229,7 +205,7 @@ time.sleep(600)
         "permanent",
     ]);
     let stack = pair.spawn_http(&["--offload", "syncookie", "--write-timeout", "2"]);
-    let mut client = pair.spawn_peer("stall", &["python3", "-c", CLIENT, "300"]);
+    let mut client = pair.spawn_peer("stall", &["python3", "-c", STALL_CLIENT, "300"]);
     client.wait_for("opened", std::time::Duration::from_secs(60));
     std::thread::sleep(std::time::Duration::from_secs(1));
     drop(client);

@@ -12,23 +12,6 @@ use std::time::{Duration, Instant};
 
 const CONNS: &str = "5000";
 
-/// The client: opens N connections, asks each for 100 MB with a 4 KiB receive buffer,
-/// never reads, and holds them until killed.
-const CLIENT: &str = r#"
-import resource, socket, sys, time
-hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-socks = []
-for i in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.connect(("198.18.0.1", 80))
-    s.sendall(b"GET /bytes/100000000 HTTP/1.1\r\nHost: x\r\n\r\n")
-    socks.append(s)
-print("opened", len(socks), flush=True)
-time.sleep(600)
-"#;
-
 fn rss_mib(pid: u32) -> f64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
@@ -53,7 +36,7 @@ fn a_zero_window_stall_of_5000_connections_is_bounded() {
     // A first request so the server's start-up allocations are in the baseline.
     let _ = stats(&pair);
     let rss_start = rss_mib(stack.pid());
-    let mut client = pair.spawn_peer("stall", &["python3", "-c", CLIENT, CONNS]);
+    let mut client = pair.spawn_peer("stall", &["python3", "-c", STALL_CLIENT, CONNS]);
     client.wait_for("opened", Duration::from_secs(120));
     let rss_peak = rss_mib(stack.pid());
     // New requests are served while the stalled connections exist (a 503 from the

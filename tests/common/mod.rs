@@ -1367,3 +1367,37 @@ pub fn vm_rss_kib(pid: u32) -> u64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
 }
+
+/// Python peer (`python3 -c IDLE_OPENER N`): opens N connections to the stack's port
+/// 9000 one after another, prints "open N", then holds them, idle, until killed.
+pub const IDLE_OPENER: &str = r#"
+import resource, socket, sys, time
+n = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_NOFILE, (n + 1024, n + 1024))
+socks = []
+for i in range(n):
+    s = socket.socket()
+    s.settimeout(10)
+    s.connect(("198.18.0.1", 9000))
+    socks.append(s)
+print("open", len(socks), flush=True)
+time.sleep(600)
+"#;
+
+/// Python peer (`python3 -c STALL_CLIENT N`): opens N connections to the stack's port
+/// 80, asks each for 100 MB with a 4 KiB receive buffer, never reads, prints "opened N"
+/// and holds them until killed (the zero-window stall).
+pub const STALL_CLIENT: &str = r#"
+import resource, socket, sys, time
+hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+socks = []
+for i in range(int(sys.argv[1])):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("198.18.0.1", 80))
+    s.sendall(b"GET /bytes/100000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+    socks.append(s)
+print("opened", len(socks), flush=True)
+time.sleep(600)
+"#;

@@ -201,6 +201,17 @@ fn bpf_err(what: &str, e: impl Into<BpfError>) -> DeviceError {
     }
 }
 
+/// The object's program `name` as a `T` (`Xdp`, `SchedClassifier`).
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, DeviceError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or_else(|| lacks(format!("program {name}")))?
+        .try_into()
+        .map_err(|e| bpf_err(&format!("program {name}: type"), e))
+}
+
 fn lacks(item: String) -> DeviceError {
     DeviceError::BpfObjectIncomplete {
         object: "XDP",
@@ -236,11 +247,7 @@ impl XdpSteer {
                 .ok_or_else(|| lacks("map queue_stats".into()))?,
         )
         .map_err(|e| bpf_err("queue_stats map", e))?;
-        let prog: &mut Xdp = ebpf
-            .program_mut(PROG_NAME)
-            .ok_or_else(|| lacks(format!("program {PROG_NAME}")))?
-            .try_into()
-            .map_err(|e| bpf_err("XDP program type", e))?;
+        let prog: &mut Xdp = program(&mut ebpf, PROG_NAME)?;
         prog.load()
             .map_err(|e| bpf_err("loading the XDP program", e))?;
         Ok(XdpSteer {
@@ -262,12 +269,7 @@ impl XdpSteer {
         &mut self,
         params: CookieParams,
     ) -> Result<Arc<SynListenMap>, DeviceError> {
-        let prog: &mut SchedClassifier = self
-            .ebpf
-            .program_mut(TC_PROG_NAME)
-            .ok_or_else(|| lacks(format!("program {TC_PROG_NAME}")))?
-            .try_into()
-            .map_err(|e| bpf_err("tc program type", e))?;
+        let prog: &mut SchedClassifier = program(&mut self.ebpf, TC_PROG_NAME)?;
         prog.load()
             .map_err(|e| bpf_err("loading the tc program", e))?;
         let link = prog
@@ -332,12 +334,7 @@ impl XdpSteer {
     /// Attaches the program to the interface.
     pub fn attach(&mut self, ifindex: u32, mode: Mode) -> Result<(), DeviceError> {
         let iface = self.iface.clone();
-        let prog: &mut Xdp = self
-            .ebpf
-            .program_mut(PROG_NAME)
-            .ok_or_else(|| lacks(format!("program {PROG_NAME}")))?
-            .try_into()
-            .map_err(|e| bpf_err("XDP program type", e))?;
+        let prog: &mut Xdp = program(&mut self.ebpf, PROG_NAME)?;
         let aya_mode = match mode {
             Mode::Native => XdpMode::Driver,
             Mode::Generic => XdpMode::Skb,
@@ -473,12 +470,7 @@ mod tests {
     /// Runs the steering program once on `frame`: its verdict and the frame after it,
     /// with the XDP metadata in front (as `BPF_PROG_TEST_RUN` returns it).
     fn run(steer: &mut XdpSteer, frame: &[u8]) -> (u32, Vec<u8>) {
-        let prog: &mut Xdp = steer
-            .ebpf
-            .program_mut(PROG_NAME)
-            .unwrap()
-            .try_into()
-            .unwrap();
+        let prog: &mut Xdp = program(&mut steer.ebpf, PROG_NAME).unwrap();
         let fd = prog.fd().unwrap().as_fd().as_raw_fd();
         let mut out = vec![0u8; 512];
         let mut attr = TestRunAttr {

@@ -48,8 +48,10 @@ impl NetStack {
             Arc::make_mut(&mut cfg).ecn = on;
         }
         // SYNs answered before they reach the stack take the new setting too.
-        for local in self.tcp.pcbs.listening() {
-            self.tcp.sync_syn_offload(local);
+        if self.tcp.syn_offloaded() {
+            for local in self.tcp.pcbs.listening() {
+                self.tcp.sync_syn_offload(local);
+            }
         }
     }
 

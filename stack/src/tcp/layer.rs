@@ -65,7 +65,8 @@ pub struct TcpLayer {
     pub(crate) tasks: Box<[crate::task::TaskInbox]>,
     /// Where SYNs are answered with cookies before they reach a worker (the XDP
     /// program), told of every listener ([`TcpLayer::sync_syn_offload`]).
-    syn_offload: RwLock<Option<Arc<dyn super::syncache::SynOffload>>>,
+    /// Set once, at start-up: read lock-free wherever a segment may need it.
+    syn_offload: OnceLock<Arc<dyn super::syncache::SynOffload>>,
 }
 
 /// One connection whose readiness changed: the poller registrations to notify, and its
@@ -236,26 +237,25 @@ impl TcpLayer {
             kicks: (0..nworkers.max(1)).map(|_| SegQueue::new()).collect(),
             wakers: OnceLock::new(),
             tasks: (0..nworkers.max(1)).map(|_| Default::default()).collect(),
-            syn_offload: RwLock::new(None),
+            syn_offload: OnceLock::new(),
         }
     }
 
     /// Hands listeners' SYNs to `o` (SYN cookies answered in the XDP program): every
-    /// listener now and to come is published to it, with what its SYN,ACKs carry.
+    /// listener now and to come is published to it, with what its SYN,ACKs carry. Only
+    /// the first call takes effect (a stack has one XDP program).
     pub fn set_syn_offload(&self, o: Arc<dyn super::syncache::SynOffload>) {
-        *self.syn_offload.write().unwrap_or_else(|e| e.into_inner()) = Some(o);
-        for local in self.pcbs.listening() {
-            self.sync_syn_offload(local);
+        if self.syn_offload.set(o).is_ok() {
+            for local in self.pcbs.listening() {
+                self.sync_syn_offload(local);
+            }
         }
     }
 
     /// True when SYNs may be answered before the stack sees them: an ACK may then
     /// carry a cookie the stack never sent itself.
     pub(crate) fn syn_offloaded(&self) -> bool {
-        self.syn_offload
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
+        self.syn_offload.get().is_some()
     }
 
     /// Tells the SYN offload (if any) what `local`'s SYNs get now: its open listener's
@@ -263,12 +263,7 @@ impl TcpLayer {
     /// cookie cannot answer as the stack would). Called whenever a listener opens,
     /// closes or changes its options.
     pub(crate) fn sync_syn_offload(&self, local: SocketAddrV4) {
-        let Some(o) = self
-            .syn_offload
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        else {
+        let Some(o) = self.syn_offload.get() else {
             return;
         };
         let t = self
@@ -451,8 +446,8 @@ impl TcpLayer {
                 self.release(ctx, heap, &conn);
                 Counters::inc(&ctx.counters().tcp_tw_reopened);
                 iss_floor = Some(floor);
-            } else if self.syn_offloaded()
-                && inner.tcb.time_wait_cookie_reopen(&seg)
+            } else if inner.tcb.time_wait_cookie_reopen(&seg)
+                && self.syn_offloaded()
                 && self.cookies.check(&tuple, &seg, now).is_some()
             {
                 // The handshake of a new incarnation whose SYN the XDP program answered

@@ -248,9 +248,10 @@ impl TcpLayer {
     pub(crate) fn synack_template(&self, listener: &Listener) -> Option<SynTemplate> {
         use std::net::{Ipv4Addr, SocketAddrV4};
         let local = listener.local;
+        // Any peer: nothing in a SYN,ACK depends on who it goes to.
         let tuple = FourTuple {
-            local: SocketAddrV4::new(*local.ip(), local.port()),
-            remote: SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 40_000),
+            local,
+            remote: SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 1),
         };
         let syn = Segment {
             src_port: tuple.remote.port(),
