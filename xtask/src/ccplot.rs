@@ -13,7 +13,7 @@
 //! ```
 //!
 //! Output in `target/cc-plot/`: `cwnd-<module>.csv` (the raw traces:
-//! `t_us,cwnd,ssthresh,in_flight,srtt_us,pacing_rate,event,cc`) and `cwnd.svg`: one panel
+//! `t_us,cwnd,ssthresh,in_flight,srtt_us,pacing_rate,event,cc,cwnd_limited`) and `cwnd.svg`: one panel
 //! per module, cwnd and ssthresh in segments, and for a module that paces (BBR) its pacing
 //! rate in Mbit/s on a second axis.
 
@@ -93,7 +93,7 @@ fn parse_trace(text: &str) -> Result<Vec<Sample>> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate().skip(1) {
         let f: Vec<&str> = line.split(',').collect();
-        if f.len() != 8 {
+        if f.len() < 8 {
             bail!("trace line {}: {line:?}", i + 1);
         }
         let num = |k: usize| -> Result<u64> {
@@ -390,10 +390,10 @@ mod tests {
 
     #[test]
     fn parses_the_trace_csv_and_thins_it() {
-        let csv = "t_us,cwnd,ssthresh,in_flight,srtt_us,pacing_rate,event,cc\n\
-                   0,14480,4294967295,0,0,0,init,cubic\n\
-                   1000,28960,4294967295,1448,300,0,ack,cubic\n\
-                   2000,20272,20272,28960,300,12500000,loss,cubic\n";
+        let csv = "t_us,cwnd,ssthresh,in_flight,srtt_us,pacing_rate,event,cc,cwnd_limited\n\
+                   0,14480,4294967295,0,0,0,init,cubic,0\n\
+                   1000,28960,4294967295,1448,300,0,ack,cubic,1\n\
+                   2000,20272,20272,28960,300,12500000,loss,cubic,0\n";
         let t = parse_trace(csv).unwrap();
         assert_eq!(t.len(), 3);
         assert_eq!(pacing_mbps(&t[2]), 100.0);

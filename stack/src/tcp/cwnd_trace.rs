@@ -105,6 +105,10 @@ pub struct CwndSample {
     pub event: CcEvent,
     /// The module that handled it.
     pub cc: &'static str,
+    /// For an ACK (`Ack`, `PostRecovery`): the transport told the module the connection
+    /// was cwnd-limited (FreeBSD `CCF_CWND_LIMITED`), so it may grow cwnd (RFC 7661); an
+    /// application- or receiver-limited ACK must not. False for other events.
+    pub cwnd_limited: bool,
 }
 
 /// What a sample is taken from: the connection's state right after a hook.
@@ -119,6 +123,8 @@ pub(crate) struct TracedState<'a> {
     pub pacing_rate: Option<u64>,
     /// The module's name.
     pub cc: &'static str,
+    /// See [`CwndSample::cwnd_limited`].
+    pub cwnd_limited: bool,
 }
 
 /// A bounded list of [`CwndSample`]s for one connection.
@@ -180,6 +186,7 @@ impl CwndTrace {
                 .map_or(0, |r| u32::try_from(r).unwrap_or(u32::MAX)),
             event,
             cc: state.cc,
+            cwnd_limited: state.cwnd_limited,
         });
     }
 
@@ -198,7 +205,7 @@ impl CwndTrace {
 
     /// The CSV header line [`CwndTrace::to_csv`] writes.
     pub const CSV_HEADER: &'static str =
-        "t_us,cwnd,ssthresh,in_flight,srtt_us,pacing_rate,event,cc";
+        "t_us,cwnd,ssthresh,in_flight,srtt_us,pacing_rate,event,cc,cwnd_limited";
 
     /// The trace as CSV: [`CwndTrace::CSV_HEADER`], then one line per sample.
     pub fn to_csv(&self) -> String {
@@ -209,7 +216,7 @@ impl CwndTrace {
             // Writing to a String cannot fail.
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{}",
                 x.t_us,
                 x.cwnd,
                 x.ssthresh,
@@ -217,7 +224,8 @@ impl CwndTrace {
                 x.srtt_us,
                 x.pacing_rate,
                 x.event.as_str(),
-                x.cc
+                x.cc,
+                u8::from(x.cwnd_limited)
             );
         }
         s
@@ -233,7 +241,7 @@ impl CwndTrace {
             }
             let f: Vec<&str> = line.split(',').collect();
             let bad = || format!("line {}: {line:?}", i + 1);
-            if f.len() != 8 {
+            if f.len() != 9 {
                 return Err(bad());
             }
             let cc: &'static str = match f[7] {
@@ -253,6 +261,11 @@ impl CwndTrace {
                 pacing_rate: f[5].parse().map_err(|_| bad())?,
                 event: CcEvent::parse(f[6]).ok_or_else(bad)?,
                 cc,
+                cwnd_limited: match f[8] {
+                    "0" => false,
+                    "1" => true,
+                    _ => return Err(bad()),
+                },
             });
         }
         Ok(out)
@@ -264,6 +277,12 @@ impl super::tcb::Tcb {
     /// one call the engine makes per hook; cheap when off.
     #[inline]
     pub(crate) fn trace_cc(&mut self, event: CcEvent, now: Instant) {
+        self.trace_ack(event, now, false);
+    }
+
+    /// [`Tcb::trace_cc`] for an ACK, with what the module was told of `cwnd_limited`.
+    #[inline]
+    pub(crate) fn trace_ack(&mut self, event: CcEvent, now: Instant, cwnd_limited: bool) {
         if let Some(t) = &mut self.cwnd_trace {
             let in_flight = self.snd_max.dist(self.snd_una);
             let state = TracedState {
@@ -272,6 +291,7 @@ impl super::tcb::Tcb {
                 rtt: &self.rtt,
                 pacing_rate: self.cc.pacing_rate(),
                 cc: self.cc.name(),
+                cwnd_limited,
             };
             t.record(now, event, &state);
         }
@@ -317,6 +337,7 @@ mod tests {
             rtt: &RttEstimator::new(Default::default()),
             pacing_rate: Some(u64::from(cwnd) * 1000),
             cc: "x",
+            cwnd_limited: ev == CcEvent::Ack,
         };
         t.record(at, ev, &state);
     }
@@ -365,17 +386,25 @@ mod tests {
             CcEvent::PostRecovery,
             7240,
         );
+        rec(&mut t, t0 + Duration::from_millis(5), CcEvent::Ack, 8688);
         let csv = t.to_csv();
-        assert!(csv
-            .starts_with("t_us,cwnd,ssthresh,in_flight,srtt_us,pacing_rate,event,cc\n3000,14480,"));
+        assert!(csv.starts_with(
+            "t_us,cwnd,ssthresh,in_flight,srtt_us,pacing_rate,event,cc,cwnd_limited\n3000,14480,"
+        ));
         let back = CwndTrace::parse_csv(&csv).unwrap();
-        assert_eq!(back.len(), 2);
+        assert_eq!(back.len(), 3);
+        assert_eq!(
+            back.iter().map(|x| x.cwnd_limited).collect::<Vec<_>>(),
+            [false, false, true]
+        );
         assert_eq!(back[1].event, CcEvent::PostRecovery);
         assert_eq!(back[1].cwnd, 7240);
         assert_eq!(back[1].pacing_rate, 7_240_000);
         assert_eq!(back[0].cc, "other");
         assert!(CwndTrace::parse_csv("1,2,3\n").is_err());
-        assert!(CwndTrace::parse_csv("1,2,3,4,5,6,bogus,cubic\n").is_err());
-        assert!(CwndTrace::parse_csv("1,2,3,4,5,x,ack,cubic\n").is_err());
+        assert!(CwndTrace::parse_csv("1,2,3,4,5,6,bogus,cubic,0\n").is_err());
+        assert!(CwndTrace::parse_csv("1,2,3,4,5,x,ack,cubic,0\n").is_err());
+        assert!(CwndTrace::parse_csv("1,2,3,4,5,6,ack,cubic,2\n").is_err());
+        assert!(CwndTrace::parse_csv("1,2,3,4,5,6,ack,cubic\n").is_err());
     }
 }

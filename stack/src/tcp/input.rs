@@ -733,7 +733,7 @@ impl Tcb {
             }
             self.recovery = Recovery::Open;
             self.prr_end();
-            self.trace_cc(CcEvent::PostRecovery, now);
+            self.trace_ack(CcEvent::PostRecovery, now, cwnd_limited);
         } else if self.recovery == Recovery::Fast && !self.sack_ok {
             // Partial acknowledgment (RFC 6582 §3.2 step 3): "retransmit the first
             // unacknowledged segment ... deflate the congestion window by the amount
@@ -746,7 +746,7 @@ impl Tcb {
                 ..self.ack_info(cc_acked, now)
             };
             self.cc.ack_received(&mut self.ccv, CcSignal::Ack, &info);
-            self.trace_cc(CcEvent::Ack, now);
+            self.trace_ack(CcEvent::Ack, now, cwnd_limited);
         } else {
             // Includes partial ACKs in SACK recovery: RFC 6675 neither retransmits per
             // partial ACK (NextSeg() picks what to send, §5 step (C)) nor deflates cwnd
@@ -757,7 +757,7 @@ impl Tcb {
                 ..self.ack_info(cc_acked, now)
             };
             self.cc.ack_received(&mut self.ccv, CcSignal::Ack, &info);
-            self.trace_cc(CcEvent::Ack, now);
+            self.trace_ack(CcEvent::Ack, now, cwnd_limited);
         }
 
         // RFC 6298 §5.2/5.3: "When all outstanding data has been acknowledged, turn
