@@ -113,6 +113,13 @@ fn without_the_switch_the_stack_answers() {
 /// and an ACK that finds it full must not leave a client connected to nothing. Every
 /// connection is accepted in the end (the cookie kept as a cache entry, its SYN,ACK
 /// resent, the client's answer taken once there is room).
+///
+/// A backlog of 8, so the queue overflows on a fast machine too (at 64 one run here saw
+/// none), and busy polling: a cookie ACK lost before the stack sees it leaves an idle
+/// client connected to nothing (no state exists to resend from, RFC 4987 §3.6), and
+/// with `--idle sleep` this burst lost 200-600 frames at the socket
+/// (`xsk_fill_ring_empty`) in runs here; CI once failed on it. That loss is not this
+/// test's subject.
 #[test]
 fn idle_connections_past_a_full_accept_queue_are_all_accepted() {
     if !require_root() || !require_tool("python3") {
@@ -129,11 +136,11 @@ fn idle_connections_past_a_full_accept_queue_are_all_accepted() {
         "--port",
         "9000",
         "--idle",
-        "sleep",
+        "busy",
         "--offload",
         "syncookie",
         "--backlog",
-        "64",
+        "8",
     ]);
     std::thread::sleep(std::time::Duration::from_millis(300));
     let mut opener = pair.spawn_peer(
@@ -145,19 +152,22 @@ fn idle_connections_past_a_full_accept_queue_are_all_accepted() {
         std::time::Duration::from_secs(120),
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !stack
-        .stderr_text()
-        .contains(&format!("holding {CONNS} connections"))
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not all accepted: {}",
-            stack.stderr_text()
-        );
+    let all = loop {
+        if stack
+            .stderr_text()
+            .contains(&format!("holding {CONNS} connections"))
+        {
+            break true;
+        }
+        if std::time::Instant::now() >= deadline {
+            break false;
+        }
         std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    };
     drop(opener);
+    let text = stack.stderr_text();
     let (_, json) = stack.stop(libc::SIGTERM);
+    assert!(all, "not all accepted: {text}\n{json}");
     eprintln!(
         "answered in XDP {}, cookie ACKs {}, at a full queue {}, SYN,ACKs resent {}",
         queue_counter(&json, "xdp_syn_answered"),
@@ -169,7 +179,7 @@ fn idle_connections_past_a_full_accept_queue_are_all_accepted() {
         queue_counter(&json, "xdp_syn_answered") >= CONNS as u64,
         "{json}"
     );
-    // The queue (64) did overflow: the path under test was taken.
+    // The queue did overflow: the path under test was taken.
     assert!(
         json_counter(&json, "tcp.drop_listen_overflow") > 0,
         "{json}"

@@ -132,6 +132,7 @@ impl TcpLayer {
             last_sent: now,
             due: now + rto,
             ts_base: None,
+            acked_at: None,
         };
         heap.syncache.insert(*tuple, e);
         Counters::inc(&ctx.counters().tcp_syncache_added);
@@ -214,6 +215,7 @@ impl TcpLayer {
             last_sent: sent.unwrap_or(now),
             due: now,
             ts_base: None,
+            acked_at: None,
         };
         self.expand(ifp, ctx, heap, listener, tuple, ip, seg, &e, ts, now);
         true
@@ -330,8 +332,18 @@ impl TcpLayer {
         if seg.flags.contains(TcpFlags::ACK) && !listener.has_room() {
             Counters::inc(&ctx.counters().tcp_listen_overflow);
             listener.overflows.fetch_add(1, Ordering::Relaxed);
+            let rto = {
+                let c = self.config.read().unwrap_or_else(|e| e.into_inner());
+                c.rto.initial
+            };
             if ts_clock.is_none() || e.ts_base.is_some() {
-                heap.syncache.insert(*tuple, e.clone());
+                let mut keep = e.clone();
+                if keep.acked_at.is_none() {
+                    // From now on resent at a steady pace (`ACKED_RESENDS`).
+                    keep.acked_at = Some(e.sent);
+                    keep.due = now + rto;
+                }
+                heap.syncache.insert(*tuple, keep);
                 return;
             }
             // A cookie ACK. The peer thinks it is connected and may send nothing more
@@ -339,13 +351,14 @@ impl TcpLayer {
             // entry, dated and with the cookie's clock: its SYN,ACK is retransmitted, the
             // peer answers (a challenge ACK from an established socket) and the answer
             // expands the entry once the queue has room, as for a cached SYN.
-            let (limit, rto) = {
+            let limit = {
                 let c = self.config.read().unwrap_or_else(|e| e.into_inner());
-                (c.syncache_limit, c.rto.initial)
+                c.syncache_limit
             };
             if heap.syncache.len() < limit {
                 let mut keep = e.clone();
                 keep.ts_base = ts_clock.map(|ts| (ts, now));
+                keep.acked_at = Some(e.sent);
                 keep.due = now + rto;
                 heap.syncache.insert(*tuple, keep);
             }
@@ -359,7 +372,12 @@ impl TcpLayer {
         }
         // The SYN,ACK the cache sent: the control block takes it as sent.
         let _ = tcb.poll_output(e.last_sent);
-        tcb.synack_resent(e.sent.saturating_sub(1));
+        // Resends before the peer's ACK are the path's (a backed-off timer, Karn); those
+        // after it waited for room in our queue and say nothing about the path.
+        tcb.synack_resent(e.acked_at.unwrap_or(e.sent).saturating_sub(1));
+        if e.sent > 1 {
+            tcb.forget_rtt_timing(e.iss);
+        }
         if ts_clock.is_some() && e.last_sent == now {
             // A cookie SYN,ACK without a date: no RTT sample from this handshake.
             tcb.forget_rtt_timing(e.iss);
@@ -380,8 +398,8 @@ impl TcpLayer {
         // connection was never retransmitted nor timed out).
         self.flush(ifp, ctx, heap, &conn, conn.lock());
         let inner = conn.lock();
-        if e.ts_base.is_some() && e.sent > 1 {
-            // A cookie kept at a full accept queue, its SYN,ACK sent again: the peer,
+        if e.acked_at.is_some() && e.sent > 1 {
+            // An entry kept at a full accept queue, its SYN,ACK sent again: the peer,
             // established since the first, echoes that one's TSval (a challenge ACK does
             // not move its TS.Recent), so the echo would time the wait for room, not a
             // round trip. It is no sample (TSecr 0, "not valid", RFC 7323 §3.2).
@@ -414,7 +432,12 @@ impl TcpLayer {
                 .listener
                 .upgrade()
                 .filter(|l| !l.closed.load(Ordering::Relaxed));
-            let Some(listener) = listener.filter(|_| e.sent <= retries) else {
+            let max = if e.acked_at.is_some() {
+                retries.max(super::syncache::ACKED_RESENDS)
+            } else {
+                retries
+            };
+            let Some(listener) = listener.filter(|_| e.sent <= max) else {
                 Counters::inc(&ctx.counters().tcp_syncache_expired);
                 continue;
             };
@@ -425,7 +448,11 @@ impl TcpLayer {
             Counters::inc(&ctx.counters().tcp_syncache_retransmitted);
             e.sent += 1;
             e.last_sent = now;
-            let backoff = rto.initial.saturating_mul(1 << e.sent.min(16)) / 2;
+            let backoff = if e.acked_at.is_some() {
+                rto.initial
+            } else {
+                rto.initial.saturating_mul(1 << e.sent.min(16)) / 2
+            };
             e.due = now + backoff.min(rto.max).max(Duration::from_millis(1));
             heap.syncache.insert(tuple, e);
         }

@@ -60,7 +60,21 @@ pub(crate) struct SynEntry {
     /// Our timestamp clock read this then: an entry made from a cookie ACK that found the
     /// accept queue full goes on with the cookie's clock, which the peer has seen.
     pub ts_base: Option<(u32, Instant)>,
+    /// The peer's ACK came and found the accept queue full, when `sent` SYN,ACKs had
+    /// gone out: the peer holds an established connection and only our queue keeps it
+    /// waiting ([`ACKED_RESENDS`]).
+    pub acked_at: Option<u32>,
 }
+
+/// SYN,ACKs resent, one per initial RTO, for an entry whose peer has completed the
+/// handshake ([`SynEntry::acked_at`]) before it is given up: about a minute, as Linux
+/// keeps such a request (`tcp_synack_retries` 5: 63 s). Not doubled like the resends
+/// of an unanswered SYN,ACK (`TcpConfig::synack_retries`): the path works, and each
+/// resend draws the peer's ACK, the entry's chance at a queue with room again. With
+/// doubling and three resends, entries whose ACKs arrived together met a full queue
+/// together at each resend, and those still left after 15 s were dropped while their
+/// peers thought them connected (3,000 idle clients at a backlog of 64, a slow machine).
+pub(crate) const ACKED_RESENDS: u32 = 60;
 
 impl SynEntry {
     /// Our TSval now, when the entry carries a clock of its own.
@@ -510,6 +524,7 @@ mod tests {
         let mut c = SynCache::default();
         let e = |due: Instant| SynEntry {
             ts_base: None,
+            acked_at: None,
             syn: ack_of(Seq(1), Seq(2), None),
             iss: Seq(1),
             listener: Weak::new(),

@@ -92,3 +92,45 @@ fn a_cookie_ack_at_a_full_accept_queue_waits_for_room() {
     assert_eq!(&buf[..4], b"pong");
     drop((a, first));
 }
+
+/// A peer whose handshake is complete but whose ACK found the accept queue full waits
+/// for room well past `synack_retries` (three resends, 15 s, for a SYN,ACK nobody
+/// answered): its SYN,ACK is resent once per initial RTO, and the connection it gets in
+/// the end starts with an unbacked-off RTO and no RTT sample from the wait.
+#[test]
+fn a_completed_handshake_waits_for_room_past_the_synack_retries() {
+    for config in [cookies_only(), TcpConfig::default()] {
+        let mut sim = Sim::with_config(6, LinkConfig::default(), 1, config);
+        let l = sim.listen(1, 80, 1);
+        let first = sim.connect(0, 80);
+        let second = sim.connect(0, 80);
+        assert!(sim.run_until(Duration::from_millis(100), |s| s
+            .counter(1, "tcp.drop_listen_overflow")
+            >= 1));
+        assert_eq!(second.lock().tcb.state(), crate::tcp::State::Established);
+        // 20 s with the queue full: past 1 + 2 + 4 + 8 s of doubled resends.
+        sim.run_until(Duration::from_secs(20), |_| false);
+        assert_eq!(sim.hosts[1].syncache_len(), 1, "still waiting for room");
+        assert_eq!(sim.counter(1, "tcp.syncache_expired"), 0);
+        let resent = sim.counter(1, "tcp.syncache_retransmitted");
+        assert!(
+            (15..=21).contains(&resent),
+            "one resend per second of waiting, got {resent}"
+        );
+        let a = sim.accept(&l).expect("first");
+        assert!(sim.run_until(Duration::from_secs(3), |s| s.hosts[1].syncache_len() == 0));
+        let b = sim
+            .accept(&l)
+            .expect("the second connection, after the wait");
+        let info = b.lock().tcb.info();
+        assert!(
+            info.rto_us <= 1_000_000,
+            "the RTO is not backed off by the wait: {info:?}"
+        );
+        assert!(
+            info.srtt_us < 1_000_000,
+            "no RTT sample from the wait: {info:?}"
+        );
+        drop((a, first));
+    }
+}
