@@ -117,9 +117,10 @@ fn without_the_switch_the_stack_answers() {
 /// A backlog of 8, so the queue overflows on a fast machine too (at 64 one run here saw
 /// none), and busy polling: a cookie ACK lost before the stack sees it leaves an idle
 /// client connected to nothing (no state exists to resend from, RFC 4987 §3.6), and
-/// with `--idle sleep` this burst lost 200-600 frames at the socket
-/// (`xsk_fill_ring_empty`) in runs here; CI once failed on it. That loss is not this
-/// test's subject.
+/// with `--idle sleep`, beside this binary's other tests, this burst lost 200-600
+/// frames at the socket (`xsk_fill_ring_empty`) in runs here (none run alone): a
+/// sleeping worker on a busy CPU woke too late for its ring. CI once failed on it. That
+/// loss is not this test's subject.
 #[test]
 fn idle_connections_past_a_full_accept_queue_are_all_accepted() {
     if !require_root() || !require_tool("python3") {
