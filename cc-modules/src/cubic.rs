@@ -121,7 +121,7 @@ struct Epoch {
 }
 
 /// Everything a spurious-RTO undo restores (RFC 9438 §4.9).
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 struct Core {
     hystart: HyStart,
     /// RFC 9438 `W_max`, segments: cwnd just before the last window reduction, after fast
@@ -415,7 +415,7 @@ impl CongestionControl for Cubic {
                 // [RFC5681] but sets ssthresh using beta_cubic (same as in Section 4.6)". A
                 // backed-off expiry holds ssthresh (RFC 5681 §3.1), as in NewReno.
                 if info.rto_count <= 1 {
-                    self.undo.save(v, self.core);
+                    self.undo.save(v, self.core.clone());
                     let cwnd = f64::from(v.cwnd) / f64::from(v.maxseg.max(1));
                     self.core.set_ssthresh(v, cwnd, info.in_flight);
                     // RFC 9438 §4.8: "During the first congestion avoidance stage after a

@@ -59,9 +59,20 @@ impl Phase {
 
 /// One connection's HyStart++ state. [`HyStart::default`] is disabled: every call is then a
 /// no-op and slow start is RFC 5681's.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// The measurements live in a box that exists only while HyStart++ runs (slow start or
+/// CSS) and is freed when it is done: every connection carries a module, and this is for
+/// its first round trips only (inline, it was 72 of a NewReno's 160 bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HyStart {
     enabled: bool,
+    run: Option<Box<Run>>,
+}
+
+/// HyStart++ while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Run {
+    /// `SlowStart` or `Css` (never `Done`: a finished run is dropped).
     phase: Phase,
     /// The round the minima below belong to.
     round: u64,
@@ -82,14 +93,7 @@ impl Default for HyStart {
 impl HyStart {
     /// HyStart++ on (`enabled`) or off. Its phase is settled by [`HyStart::conn_init`].
     pub fn new(enabled: bool) -> Self {
-        Self {
-            enabled,
-            phase: Phase::Done,
-            round: 0,
-            last_round_min: None,
-            current_round_min: None,
-            samples: 0,
-        }
+        Self { enabled, run: None }
     }
 
     /// Whether HyStart++ was asked for (it may be [`Phase::Done`] already).
@@ -99,12 +103,12 @@ impl HyStart {
 
     /// The current phase.
     pub fn phase(&self) -> Phase {
-        self.phase
+        self.run.as_ref().map_or(Phase::Done, |r| r.phase)
     }
 
     /// Whether CSS is in force (slow-start growth divided by [`CSS_GROWTH_DIVISOR`]).
     pub fn in_css(&self) -> bool {
-        matches!(self.phase, Phase::Css { .. })
+        matches!(self.phase(), Phase::Css { .. })
     }
 
     /// Call from the module's `conn_init`.
@@ -117,39 +121,45 @@ impl HyStart {
         let initial = v.ssthresh == CcVars::SSTHRESH_INFINITE && v.in_slow_start();
         *self = Self::new(self.enabled);
         if self.enabled && initial {
-            self.phase = Phase::SlowStart;
+            self.run = Some(Box::new(Run {
+                phase: Phase::SlowStart,
+                round: 0,
+                last_round_min: None,
+                current_round_min: None,
+                samples: 0,
+            }));
         }
     }
 
     /// Call from the module's `rtt_sample`: tracks the round minimum and moves between slow
     /// start and CSS.
     pub fn rtt_sample(&mut self, sample: &RttSample) {
-        if self.phase == Phase::Done {
+        let Some(run) = self.run.as_deref_mut() else {
             return;
-        }
-        self.enter_round(sample.round);
+        };
+        run.enter_round(sample.round);
         // RFC 9406 §4.2: "Keep track of the minimum observed RTT:
         // currentRoundMinRTT = min(currentRoundMinRTT, currRTT); rttSampleCount += 1"
-        let current = self
+        let current = run
             .current_round_min
             .map_or(sample.rtt, |m| m.min(sample.rtt));
-        self.current_round_min = Some(current);
-        self.samples = self.samples.saturating_add(1);
-        if self.samples < N_RTT_SAMPLE {
+        run.current_round_min = Some(current);
+        run.samples = run.samples.saturating_add(1);
+        if run.samples < N_RTT_SAMPLE {
             return;
         }
-        match self.phase {
+        match run.phase {
             Phase::SlowStart => {
                 // RFC 9406 §4.2: "if ((rttSampleCount >= N_RTT_SAMPLE) AND
                 // (currentRoundMinRTT != infinity) AND (lastRoundMinRTT != infinity))
                 // RttThresh = max(MIN_RTT_THRESH, min(lastRoundMinRTT / MIN_RTT_DIVISOR,
                 // MAX_RTT_THRESH)) if (currentRoundMinRTT >= (lastRoundMinRTT + RttThresh))
                 // cssBaselineMinRtt = currentRoundMinRTT; exit slow start and enter CSS"
-                let Some(last) = self.last_round_min else {
+                let Some(last) = run.last_round_min else {
                     return;
                 };
                 if current >= last.saturating_add(rtt_thresh(last)) {
-                    self.phase = Phase::Css {
+                    run.phase = Phase::Css {
                         baseline: current,
                         start_round: sample.round,
                     };
@@ -159,7 +169,7 @@ impl HyStart {
                 // RFC 9406 §4.2: "if (currentRoundMinRTT < cssBaselineMinRtt)
                 // cssBaselineMinRtt = infinity; resume slow start including HyStart++"
                 if current < baseline {
-                    self.phase = Phase::SlowStart;
+                    run.phase = Phase::SlowStart;
                 }
             }
             Phase::Done => {}
@@ -171,18 +181,18 @@ impl HyStart {
     /// [`CSS_GROWTH_DIVISOR`]th in CSS. Once CSS has lasted [`CSS_ROUNDS`] rounds this sets
     /// `ssthresh = cwnd` (congestion avoidance from now on) and returns 0.
     pub fn slow_start_increment(&mut self, v: &mut CcVars, ack: &AckInfo, credit: u32) -> u32 {
-        if self.phase == Phase::Done {
+        let Some(run) = self.run.as_deref_mut() else {
             return credit;
-        }
-        self.enter_round(ack.round);
-        let Phase::Css { start_round, .. } = self.phase else {
+        };
+        run.enter_round(ack.round);
+        let Phase::Css { start_round, .. } = run.phase else {
             return credit;
         };
         if ack.round.saturating_sub(start_round) >= CSS_ROUNDS {
             // RFC 9406 §4.2: "If CSS_ROUNDS rounds are complete, enter congestion avoidance
             // by setting the ssthresh to the current cwnd. ssthresh = cwnd"
             v.ssthresh = v.cwnd.max(window::min_ssthresh(v.maxseg));
-            self.phase = Phase::Done;
+            self.run = None;
             return 0;
         }
         // RFC 9406 §4.2: "For each arriving ACK in CSS, where N is the number of previously
@@ -198,28 +208,34 @@ impl HyStart {
         // congestion avoidance by setting the ssthresh to the decreased value per the
         // congestion control algorithm." The same holds in slow start (RFC 5681); and
         // HyStart++ is for the initial slow start only (see conn_init).
-        self.phase = Phase::Done;
+        self.run = None;
     }
 
     /// `(key, value)` pairs for the module's `state()`: the phase and the round minima.
     pub fn state(&self) -> Vec<(&'static str, String)> {
         let us = |d: Option<Duration>| d.map_or("-".to_string(), |d| d.as_micros().to_string());
+        let (last, current) = self
+            .run
+            .as_ref()
+            .map_or((None, None), |r| (r.last_round_min, r.current_round_min));
         let mut out = vec![
-            ("hystart", self.phase.as_str().to_string()),
-            ("hs_last_round_min_rtt_us", us(self.last_round_min)),
-            ("hs_round_min_rtt_us", us(self.current_round_min)),
+            ("hystart", self.phase().as_str().to_string()),
+            ("hs_last_round_min_rtt_us", us(last)),
+            ("hs_round_min_rtt_us", us(current)),
         ];
         if let Phase::Css {
             baseline,
             start_round,
-        } = self.phase
+        } = self.phase()
         {
             out.push(("hs_css_baseline_us", baseline.as_micros().to_string()));
             out.push(("hs_css_start_round", start_round.to_string()));
         }
         out
     }
+}
 
+impl Run {
     fn enter_round(&mut self, round: u64) {
         if round == self.round {
             return;

@@ -150,7 +150,7 @@ impl CongestionControl for NewReno {
                 // by way of the retransmission timer at least once, the value of ssthresh is
                 // held constant."
                 if info.rto_count <= 1 {
-                    self.undo.save(v, self.hystart);
+                    self.undo.save(v, self.hystart.clone());
                     v.ssthresh = window::reno_ssthresh(info.in_flight, v.maxseg);
                 }
                 // RFC 5681 §3.1: "upon a timeout [...] cwnd MUST be set to no more than the

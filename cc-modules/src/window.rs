@@ -232,9 +232,13 @@ pub fn partial_ack_deflate(cwnd: u32, bytes_acked: u32, maxseg: u32) -> u32 {
 /// DSACK), shared by the modules: cwnd and ssthresh, plus the module's own state `S`,
 /// saved at the first expiry of an RTO run and put back if that RTO proves spurious.
 /// A real congestion signal (fast retransmit, ECN) forgets it: no undoing past one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// What it saves is boxed: an RTO is rare and the undo is rarer, while every connection
+/// carries a module (a NewReno whose undo held its HyStart state inline was 160 bytes,
+/// more than half of it this).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RtoUndo<S> {
-    saved: Option<(u32, u32, S)>,
+    saved: Option<Box<(u32, u32, S)>>,
 }
 
 impl<S> Default for RtoUndo<S> {
@@ -247,7 +251,7 @@ impl<S> RtoUndo<S> {
     /// Records cwnd, ssthresh and `state` as they are before the first expiry of an RTO
     /// run reduces them.
     pub fn save(&mut self, v: &CcVars, state: S) {
-        self.saved = Some((v.cwnd, v.ssthresh, state));
+        self.saved = Some(Box::new((v.cwnd, v.ssthresh, state)));
     }
 
     /// Drops what was saved (a real congestion signal).
@@ -260,7 +264,7 @@ impl<S> RtoUndo<S> {
     /// restore. `None` (and nothing changed) when there is nothing to undo: one undo per
     /// RTO run.
     pub fn restore(&mut self, v: &mut CcVars) -> Option<S> {
-        let (cwnd, ssthresh, state) = self.saved.take()?;
+        let (cwnd, ssthresh, state) = *self.saved.take()?;
         v.cwnd = cwnd.max(loss_window(v.maxseg));
         v.ssthresh = ssthresh.max(min_ssthresh(v.maxseg));
         Some(state)
@@ -268,7 +272,7 @@ impl<S> RtoUndo<S> {
 
     /// For a module's `state()`: `cwnd=C ssthresh=S`, or `-` when nothing is saved.
     pub fn describe(&self) -> String {
-        match &self.saved {
+        match self.saved.as_deref() {
             Some((cwnd, ssthresh, _)) => format!("cwnd={cwnd} ssthresh={ssthresh}"),
             None => "-".to_string(),
         }
