@@ -436,8 +436,8 @@ pub struct Rack {
     last_xmit: Option<Instant>,
     /// The connection's counters (`rack_lost`, `rack_reo_timeouts`, `tlp_probes`,
     /// `recovery_probes`, `tlp_recoveries`, `rtos`, `dsacks`) as last added to the stack-wide ones
-    /// ([`count`]).
-    reported: [u64; 7],
+    /// ([`count`]), their low 32 bits.
+    reported: [u32; 7],
 }
 
 impl Default for Rack {
@@ -667,9 +667,12 @@ pub(super) fn count(c: &crate::stats::Counters, tcb: &mut Tcb) {
         &c.tcp_dsacks_rx,
     ];
     for ((ctr, n), r) in ctrs.iter().zip(now).zip(tcb.rack.reported.iter_mut()) {
-        if n > *r {
-            ctr.fetch_add(n - *r, Ordering::Relaxed);
-            *r = n;
+        // The low 32 bits are enough: a counter never moves 2^32 between two reports.
+        let low = n as u32;
+        let delta = low.wrapping_sub(*r);
+        if delta != 0 {
+            ctr.fetch_add(u64::from(delta), Ordering::Relaxed);
+            *r = low;
         }
     }
 }

@@ -397,7 +397,7 @@ impl Tcb {
             challenge_window: (now, 0),
             limited_ack: None,
             last_oow_ack: None,
-            timers: Timers::default(),
+            timers: Timers::new(now),
             buffer_check_at: None,
             error: None,
             soft_error: None,
