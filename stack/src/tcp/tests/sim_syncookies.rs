@@ -2,10 +2,12 @@
 //! no state for the SYN) between two stacks: the options the cookie carried in its
 //! TSval (window scale, SACK) are in force, and a transfer completes, under loss too.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::sim_transfer::{pattern, transfer};
 use crate::sim::{LinkConfig, Sim};
+use crate::tcp::pcb::{Conn, Listener};
 use crate::tcp::{SynCookies, TcpConfig};
 
 fn cookies_only() -> TcpConfig {
@@ -48,6 +50,19 @@ fn a_cookie_connection_survives_loss() {
     assert!(sim.counter(1, "tcp.syncookies_ok") >= 1);
 }
 
+/// A listener on host 1 with an accept queue of one, and two connections from host 0:
+/// the first's ACK fills the queue, the second's finds it full, its client established.
+fn second_finds_the_queue_full(sim: &mut Sim) -> (Arc<Listener>, Arc<Conn>, Arc<Conn>) {
+    let l = sim.listen(1, 80, 1);
+    let first = sim.connect(0, 80);
+    let second = sim.connect(0, 80);
+    assert!(sim.run_until(Duration::from_millis(100), |s| s
+        .counter(1, "tcp.drop_listen_overflow")
+        >= 1));
+    assert_eq!(second.lock().tcb.state(), crate::tcp::State::Established);
+    (l, first, second)
+}
+
 /// A cookie ACK that finds the accept queue full is not lost: the peer thinks it is
 /// connected and, being idle, may send nothing more. The cookie becomes a cache entry
 /// with the cookie's clock, its SYN,ACK is retransmitted, the peer's answer expands it
@@ -55,15 +70,9 @@ fn a_cookie_connection_survives_loss() {
 #[test]
 fn a_cookie_ack_at_a_full_accept_queue_waits_for_room() {
     let mut sim = Sim::with_config(5, LinkConfig::default(), 1, cookies_only());
-    let l = sim.listen(1, 80, 1);
     // Both SYNs find room and get cookies (as SYNs answered in the XDP program would,
     // whatever the queue holds); the first ACK fills the queue, the second finds it full.
-    let first = sim.connect(0, 80);
-    let second = sim.connect(0, 80);
-    assert!(sim.run_until(Duration::from_millis(100), |s| s
-        .counter(1, "tcp.drop_listen_overflow")
-        >= 1));
-    assert_eq!(second.lock().tcb.state(), crate::tcp::State::Established);
+    let (l, first, second) = second_finds_the_queue_full(&mut sim);
     assert_eq!(
         sim.hosts[1].syncache_len(),
         1,
@@ -101,13 +110,7 @@ fn a_cookie_ack_at_a_full_accept_queue_waits_for_room() {
 fn a_completed_handshake_waits_for_room_past_the_synack_retries() {
     for config in [cookies_only(), TcpConfig::default()] {
         let mut sim = Sim::with_config(6, LinkConfig::default(), 1, config);
-        let l = sim.listen(1, 80, 1);
-        let first = sim.connect(0, 80);
-        let second = sim.connect(0, 80);
-        assert!(sim.run_until(Duration::from_millis(100), |s| s
-            .counter(1, "tcp.drop_listen_overflow")
-            >= 1));
-        assert_eq!(second.lock().tcb.state(), crate::tcp::State::Established);
+        let (l, first, _second) = second_finds_the_queue_full(&mut sim);
         // 20 s with the queue full: past 1 + 2 + 4 + 8 s of doubled resends.
         sim.run_until(Duration::from_secs(20), |_| false);
         assert_eq!(sim.hosts[1].syncache_len(), 1, "still waiting for room");
