@@ -332,9 +332,9 @@ impl TcpLayer {
         if seg.flags.contains(TcpFlags::ACK) && !listener.has_room() {
             Counters::inc(&ctx.counters().tcp_listen_overflow);
             listener.overflows.fetch_add(1, Ordering::Relaxed);
-            let rto = {
+            let (limit, rto) = {
                 let c = self.config.read().unwrap_or_else(|e| e.into_inner());
-                c.rto.initial
+                (c.syncache_limit, c.rto.initial)
             };
             if ts_clock.is_none() || e.ts_base.is_some() {
                 let mut keep = e.clone();
@@ -351,10 +351,6 @@ impl TcpLayer {
             // entry, dated and with the cookie's clock: its SYN,ACK is retransmitted, the
             // peer answers (a challenge ACK from an established socket) and the answer
             // expands the entry once the queue has room, as for a cached SYN.
-            let limit = {
-                let c = self.config.read().unwrap_or_else(|e| e.into_inner());
-                c.syncache_limit
-            };
             if heap.syncache.len() < limit {
                 let mut keep = e.clone();
                 keep.ts_base = ts_clock.map(|ts| (ts, now));
@@ -375,11 +371,9 @@ impl TcpLayer {
         // Resends before the peer's ACK are the path's (a backed-off timer, Karn); those
         // after it waited for room in our queue and say nothing about the path.
         tcb.synack_resent(e.acked_at.unwrap_or(e.sent).saturating_sub(1));
-        if e.sent > 1 {
-            tcb.forget_rtt_timing(e.iss);
-        }
-        if ts_clock.is_some() && e.last_sent == now {
-            // A cookie SYN,ACK without a date: no RTT sample from this handshake.
+        // No RTT sample from a SYN,ACK that was sent more than once (Karn), nor from a
+        // cookie SYN,ACK without a date.
+        if e.sent > 1 || (ts_clock.is_some() && e.last_sent == now) {
             tcb.forget_rtt_timing(e.iss);
         }
         let owner = self.owner_of(tuple.local, tuple.remote);
