@@ -42,19 +42,52 @@ const NETISR_BUDGET: usize = 256;
 /// Transmit coalescing ([`WorkerCore::tx_coalesce`]): frames a worker may hold back
 /// while input keeps arriving.
 const TX_COALESCE_FRAMES: usize = 32;
-/// [`WorkerCore::hold_tx`]'s rule: a flush may wait (up to `window`, zero: never) while
-/// fewer than [`TX_COALESCE_FRAMES`] are queued, the oldest of them `held_for` already,
-/// and either this turn received frames or every queued frame is a pure ACK (`urgent`
-/// counts the others: data, SYN, FIN, RST), which nobody waits on: e.g. the last ACK of
-/// a connection the peer closed, which then leaves with the next turn's frames.
+/// Input counts as dense (see [`tx_may_wait`]) while the mean gap between received
+/// frames is at most this: 40,000 frames a second or more.
+const TX_DENSE_GAP: Duration = Duration::from_micros(25);
+/// The longest a flush waits for dense input.
+const TX_DENSE_MAX: Duration = Duration::from_micros(50);
+/// Gaps longer than this count as this much in the mean (one idle second must not take
+/// a thousand turns to forget).
+const TX_GAP_CLAMP: Duration = Duration::from_millis(1);
+
+/// [`WorkerCore::hold_tx`]'s rule: a flush may wait (switched off by a zero `window`)
+/// while fewer than [`TX_COALESCE_FRAMES`] are queued, and either
+/// - the oldest has waited under `window` and this turn received frames or every queued
+///   frame is a pure ACK (`urgent` counts the others: data, SYN, FIN, RST), which nobody
+///   waits on: e.g. the last ACK of a connection the peer closed, which then leaves with
+///   the next turn's frames; or
+/// - input is dense (`rx_gap`, the mean gap between received frames, is at most
+///   [`TX_DENSE_GAP`]) and the oldest has waited under twice that gap, under
+///   [`TX_DENSE_MAX`] and under `hold_limit` (the smallest of the queued frames' hints,
+///   [`NetCtx::tx_hold_hint`]: for TCP a sixteenth of the connection's smoothed RTT):
+///   the next frame in will most likely come, and its answer go out with these, before
+///   then. This makes one batch of the answers to many connections whose requests
+///   arrive one at a time: each `sendto` costs the worker a system call and, on veth,
+///   the peer's CPU an inter-processor interrupt. A lone request/response exchange is
+///   rarely dense (its next request waits for this answer); when it is, like a few
+///   clients each waiting on its answer, its round trip is short and it loses at most a
+///   sixteenth of it. A SYN,ACK (no RTT yet) is never held this way.
+///   Linux's dynamic interrupt moderation (`lib/dim`) adapts a NIC's coalescing to the
+///   packet rate in the same spirit.
 fn tx_may_wait(
     window: Duration,
     received: usize,
     queued: usize,
     urgent: usize,
     held_for: Duration,
+    rx_gap: Duration,
+    hold_limit: Duration,
 ) -> bool {
-    (received > 0 || urgent == 0) && queued > 0 && queued < TX_COALESCE_FRAMES && held_for < window
+    if window.is_zero() || queued == 0 || queued >= TX_COALESCE_FRAMES {
+        return false;
+    }
+    let dense_wait = if rx_gap <= TX_DENSE_GAP {
+        (rx_gap * 2).min(TX_DENSE_MAX).min(hold_limit)
+    } else {
+        Duration::ZERO
+    };
+    ((received > 0 || urgent == 0) && held_for < window) || held_for < dense_wait
 }
 
 /// Period of the interface timers (ARP) on worker 0.
@@ -73,6 +106,11 @@ pub struct WorkerCtx<T> {
     pub(crate) tx: T,
     /// Deadlines of the TCP connections this worker owns.
     pub heap: TimerHeap,
+    /// The hint for frames queued now ([`NetCtx::tx_hold_hint`]).
+    hold_hint: Option<Duration>,
+    /// The longest the queued frames may wait for dense input: the smallest hint among
+    /// them (zero for a frame without one; `Duration::MAX` with nothing queued).
+    hold_limit: Duration,
 }
 
 impl<T: LinkTx> WorkerCtx<T> {
@@ -83,14 +121,19 @@ impl<T: LinkTx> WorkerCtx<T> {
             counters,
             tx,
             heap: TimerHeap::default(),
+            hold_hint: None,
+            hold_limit: Duration::MAX,
         }
     }
 
     /// Counts what became of one frame handed to the transmit queue.
-    fn account(&self, r: Result<(), TxError>) -> bool {
+    fn account(&mut self, r: Result<(), TxError>) -> bool {
         let c = &self.counters;
         match r {
-            Ok(()) => Counters::inc(&c.tx_frames),
+            Ok(()) => {
+                Counters::inc(&c.tx_frames);
+                self.hold_limit = self.hold_limit.min(self.hold_hint.unwrap_or_default());
+            }
             Err(TxError::NoRoom) => Counters::inc(&c.tx_drop_no_room),
             Err(TxError::TooBig) => Counters::inc(&c.tx_drop_too_big),
         }
@@ -109,6 +152,10 @@ impl<T: LinkTx> NetCtx for WorkerCtx<T> {
 
     fn worker(&self) -> usize {
         self.id
+    }
+
+    fn tx_hold_hint(&mut self, hint: Option<Duration>) {
+        self.hold_hint = hint;
     }
 
     fn transmit(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool {
@@ -341,6 +388,10 @@ pub(crate) struct WorkerCore<R, T> {
     pub tx_coalesce: Duration,
     /// Since when frames have been held back (None: nothing held).
     tx_held_since: Option<Instant>,
+    /// The mean gap between received frames (an exponentially weighted moving average,
+    /// 1/8 per turn with input; [`tx_may_wait`]'s `rx_gap`), and when the last came.
+    rx_gap: Duration,
+    last_rx: Option<Instant>,
 }
 
 impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
@@ -368,6 +419,8 @@ impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
             tasks: Default::default(),
             tx_coalesce: Duration::ZERO,
             tx_held_since: None,
+            rx_gap: TX_GAP_CLAMP,
+            last_rx: None,
         }
     }
 
@@ -376,6 +429,9 @@ impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
     pub(crate) fn step(&mut self, now: Instant, running: bool) -> StepReport {
         self.ctx.now = now;
         let received = self.receive();
+        if received > 0 {
+            self.note_rx(now, received);
+        }
         let drained = self
             .layers
             .netisr
@@ -413,8 +469,7 @@ impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
             }
         }
         if self.ctx.tx.outstanding() > 0 && !self.hold_tx(received, now) {
-            self.ctx.tx.flush();
-            self.tx_held_since = None;
+            self.flush_tx();
         }
         woken += self.ctx.heap.deliver_wakes();
         StepReport {
@@ -445,11 +500,26 @@ impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
             tx.queued(),
             tx.queued_urgent(),
             held_for,
+            self.rx_gap,
+            self.ctx.hold_limit,
         );
         if wait {
             self.tx_held_since.get_or_insert(now);
         }
         wait
+    }
+
+    /// Folds `n` frames received at `now` into the mean gap between frames.
+    fn note_rx(&mut self, now: Instant, n: usize) {
+        if let Some(last) = self.last_rx {
+            let gap = now.saturating_duration_since(last).min(TX_GAP_CLAMP) / n as u32;
+            self.rx_gap = if gap >= self.rx_gap {
+                self.rx_gap + (gap - self.rx_gap) / 8
+            } else {
+                self.rx_gap - (self.rx_gap - gap) / 8
+            };
+        }
+        self.last_rx = Some(now);
     }
 
     /// Worker 0's memory housekeeping (see `tcp::memtrim`).
@@ -509,9 +579,19 @@ impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
         self.rx.idle();
     }
 
-    /// Hands everything queued for transmission to the link.
+    /// Before a worker sleeps: sends what [`WorkerCore::hold_tx`] held back, which no
+    /// later turn would send before the worker wakes.
+    pub(crate) fn flush_held(&mut self) {
+        if self.ctx.tx.outstanding() > 0 {
+            self.flush_tx();
+        }
+    }
+
+    /// Hands everything queued for transmission to the link, held frames included.
     pub(crate) fn flush_tx(&mut self) {
         self.ctx.tx.flush();
+        self.tx_held_since = None;
+        self.ctx.hold_limit = Duration::MAX;
     }
 
     /// True when this worker has work it can do right now: queued handoffs or kicks.
@@ -562,22 +642,42 @@ mod tests {
     fn transmit_waits_only_while_input_keeps_coming() {
         let w = Duration::from_micros(10);
         let us = Duration::from_micros;
+        let sparse = TX_GAP_CLAMP;
+        const MAX: Duration = Duration::MAX;
         // Input this turn, a few replies queued, held briefly: wait for the next turn.
-        assert!(tx_may_wait(w, 3, 2, 2, us(0)));
-        assert!(tx_may_wait(w, 1, TX_COALESCE_FRAMES - 1, 1, us(9)));
+        assert!(tx_may_wait(w, 3, 2, 2, us(0), sparse, MAX));
+        assert!(tx_may_wait(
+            w,
+            1,
+            TX_COALESCE_FRAMES - 1,
+            1,
+            us(9),
+            sparse,
+            MAX
+        ));
         // A turn with no input flushes (a lone request/response is never delayed)...
-        assert!(!tx_may_wait(w, 0, 2, 1, us(0)));
+        assert!(!tx_may_wait(w, 0, 2, 1, us(0), sparse, MAX));
+        assert!(!tx_may_wait(w, 0, 2, 1, us(0), us(26), MAX));
         // ...unless all it holds is pure ACKs, which wait for company within the window.
-        assert!(tx_may_wait(w, 0, 2, 0, us(3)));
-        assert!(!tx_may_wait(w, 0, 2, 0, us(10)));
+        assert!(tx_may_wait(w, 0, 2, 0, us(3), sparse, MAX));
+        assert!(!tx_may_wait(w, 0, 2, 0, us(10), sparse, MAX));
+        // ...or input is dense: then up to twice the mean gap, at most TX_DENSE_MAX.
+        assert!(tx_may_wait(w, 0, 2, 1, us(19), us(10), MAX));
+        assert!(!tx_may_wait(w, 0, 2, 1, us(20), us(10), MAX));
+        assert!(tx_may_wait(w, 0, 2, 1, us(49), us(25), MAX));
+        assert!(!tx_may_wait(w, 0, 2, 1, us(50), us(25), MAX));
+        // ...and within the queued frames' own limit (none given: no such wait).
+        assert!(tx_may_wait(w, 0, 2, 1, us(4), us(10), us(5)));
+        assert!(!tx_may_wait(w, 0, 2, 1, us(5), us(10), us(5)));
+        assert!(!tx_may_wait(w, 0, 2, 1, us(0), us(10), Duration::ZERO));
         // Nothing queued: nothing to hold.
-        assert!(!tx_may_wait(w, 3, 0, 0, us(0)));
-        assert!(!tx_may_wait(w, 0, 0, 0, us(0)));
+        assert!(!tx_may_wait(w, 3, 0, 0, us(0), us(5), MAX));
+        assert!(!tx_may_wait(w, 0, 0, 0, us(0), us(5), MAX));
         // A full batch, or held for the whole window: flush.
-        assert!(!tx_may_wait(w, 3, TX_COALESCE_FRAMES, 1, us(0)));
-        assert!(!tx_may_wait(w, 3, 2, 1, us(10)));
+        assert!(!tx_may_wait(w, 3, TX_COALESCE_FRAMES, 1, us(0), us(5), MAX));
+        assert!(!tx_may_wait(w, 3, 2, 1, us(10), sparse, MAX));
         // Switched off.
-        assert!(!tx_may_wait(Duration::ZERO, 3, 2, 1, us(0)));
-        assert!(!tx_may_wait(Duration::ZERO, 0, 2, 0, us(0)));
+        assert!(!tx_may_wait(Duration::ZERO, 3, 2, 1, us(0), us(5), MAX));
+        assert!(!tx_may_wait(Duration::ZERO, 0, 2, 0, us(0), us(5), MAX));
     }
 }

@@ -46,8 +46,10 @@ pub struct StackConfig {
     /// What idle workers do.
     pub idle: IdleMode,
     /// How long a worker may hold its transmit flush (a `sendto` on AF_XDP) while input
-    /// keeps arriving, so that one call carries several turns' replies; a turn that
-    /// receives nothing always flushes. Zero: flush every turn.
+    /// keeps arriving, so that one call carries several turns' replies. A turn that
+    /// receives nothing flushes, unless it holds only pure ACKs or input is dense (then
+    /// up to 50 µs, bounded by the connections' round trips; see `pipeline.rs`,
+    /// `tx_may_wait`). Zero: flush every turn.
     pub tx_coalesce: Duration,
     /// ARP timers and limits.
     pub arp: ArpConfig,

@@ -122,6 +122,7 @@ impl Worker {
     }
 
     fn sleep(&mut self) {
+        self.core.flush_held();
         let (id, netisr) = (self.core.id, &*self.core.layers.netisr);
         if !netisr.prepare_sleep(id) {
             return;

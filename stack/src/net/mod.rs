@@ -225,6 +225,13 @@ pub trait NetCtx {
     /// drop) when there is no room on the transmit path.
     fn transmit(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool;
 
+    /// How long the frames queued from now on (until the next call) may wait for
+    /// company in the worker's transmit batch when input is dense; `None`: not at all.
+    /// TCP passes a fraction of the connection's smoothed RTT around each segment it
+    /// sends (see `WorkerCore::hold_tx`). Frames queued with no hint never wait for
+    /// dense input.
+    fn tx_hold_hint(&mut self, _hint: Option<Duration>) {}
+
     /// Whether the device finishes TCP/UDP checksums on transmit (FreeBSD's
     /// `IFCAP_TXCSUM`): callers may then write only the pseudo-header sum and send
     /// with [`transmit_partial`](Self::transmit_partial).

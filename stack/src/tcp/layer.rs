@@ -709,6 +709,21 @@ impl TcpLayer {
         tcb: &Tcb,
         seg: &OutSegment,
     ) {
+        // The worker may hold the frames briefly for company when input is dense: at
+        // most a sixteenth of this connection's round trip (none before a sample).
+        ctx.tx_hold_hint(tcb.rtt.srtt().map(|srtt| srtt / 16));
+        self.emit_segment(ifp, ctx, tuple, tcb, seg);
+        ctx.tx_hold_hint(None);
+    }
+
+    fn emit_segment(
+        &self,
+        ifp: &Interface,
+        ctx: &mut impl NetCtx,
+        tuple: &FourTuple,
+        tcb: &Tcb,
+        seg: &OutSegment,
+    ) {
         if seg.tso_segsz == 0 || seg.payload_len <= seg.tso_segsz as usize {
             self.emit_one(ifp, ctx, tuple, tcb, seg);
             return;

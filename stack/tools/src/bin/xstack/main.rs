@@ -303,7 +303,8 @@ struct UpArgs {
     #[arg(long, default_value = "busy")]
     idle: IdleMode,
     /// How long (µs) a worker may hold its transmit batch while input keeps arriving,
-    /// so one sendto carries several turns' replies (0: send every turn).
+    /// so one sendto carries several turns' replies (0: send every turn, and no holding
+    /// for dense input either, which may wait up to 50 µs; see docs/ARCHITECTURE.md).
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=1000))]
     tx_coalesce_us: u64,
     /// Default congestion control for new connections (see --cc list).
