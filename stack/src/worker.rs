@@ -101,6 +101,11 @@ impl Worker {
                     // workers or application threads pinned to this CPU run (they are
                     // what produces the next reply).
                     if self.shares_cpu || idle_spins % 16 == 0 {
+                        if self.shares_cpu {
+                            // The other worker may keep the CPU for a whole time slice:
+                            // what this one holds for company goes now.
+                            self.core.flush_held();
+                        }
                         std::thread::yield_now();
                     } else {
                         std::hint::spin_loop();
