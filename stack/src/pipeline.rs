@@ -27,7 +27,7 @@ use crate::link::{LinkRx, LinkTx};
 use crate::net::ether::{self, EtherProto};
 use crate::net::ipv4::ToTcp;
 use crate::net::lro::LroBatch;
-use crate::net::{arp, Interface, NetCtx};
+use crate::net::{arp, Interface, NetCtx, TxHold};
 use crate::netisr::{Netisr, NetisrError, Policy, ProtoSpec, NETISR_ARP, NETISR_IP};
 use crate::rss::Toeplitz;
 use crate::stats::Counters;
@@ -47,47 +47,65 @@ const TX_COALESCE_FRAMES: usize = 32;
 const TX_DENSE_GAP: Duration = Duration::from_micros(25);
 /// The longest a flush waits for dense input.
 const TX_DENSE_MAX: Duration = Duration::from_micros(50);
+/// The longest lazy frames ([`TxHold::Lazy`]) wait for company when they are all a
+/// batch holds.
+const TX_LAZY_MAX: Duration = Duration::from_millis(1);
 /// Gaps longer than this count as this much in the mean (one idle second must not take
 /// a thousand turns to forget).
 const TX_GAP_CLAMP: Duration = Duration::from_millis(1);
 
+/// What [`tx_may_wait`] knows of the frames a worker has queued.
+#[derive(Clone, Copy, Debug)]
+struct TxBatch {
+    /// Frames queued.
+    queued: usize,
+    /// Those that are not pure ACKs (data, SYN, FIN, RST).
+    urgent: usize,
+    /// Those that are [`TxHold::Lazy`].
+    lazy: usize,
+    /// How long the batch has been held already.
+    held_for: Duration,
+    /// The smallest [`TxHold::Dense`] allowance among them (zero if one is
+    /// [`TxHold::Plain`]).
+    hold_limit: Duration,
+}
+
 /// [`WorkerCore::hold_tx`]'s rule: a flush may wait (switched off by a zero `window`)
 /// while fewer than [`TX_COALESCE_FRAMES`] are queued, and either
 /// - the oldest has waited under `window` and this turn received frames or every queued
-///   frame is a pure ACK (`urgent` counts the others: data, SYN, FIN, RST), which nobody
-///   waits on: e.g. the last ACK of a connection the peer closed, which then leaves with
-///   the next turn's frames; or
+///   frame is a pure ACK (`urgent` counts the others), which nobody waits on long: an
+///   ACK of data the application has not answered yet, which then leaves with the next
+///   turn's frames; or
 /// - input is dense (`rx_gap`, the mean gap between received frames, is at most
 ///   [`TX_DENSE_GAP`]) and the oldest has waited under twice that gap, under
-///   [`TX_DENSE_MAX`] and under `hold_limit` (the smallest of the queued frames' hints,
-///   [`NetCtx::tx_hold_hint`]: for TCP a sixteenth of the connection's smoothed RTT):
-///   the next frame in will most likely come, and its answer go out with these, before
-///   then. This makes one batch of the answers to many connections whose requests
-///   arrive one at a time: each `sendto` costs the worker a system call and, on veth,
-///   the peer's CPU an inter-processor interrupt. A lone request/response exchange is
-///   rarely dense (its next request waits for this answer); when it is, like a few
-///   clients each waiting on its answer, its round trip is short and it loses at most a
-///   sixteenth of it. A SYN,ACK (no RTT yet) is never held this way.
+///   [`TX_DENSE_MAX`] and under `hold_limit` (for TCP a sixteenth of the connections'
+///   smoothed RTTs): the next frame in will most likely come, and its answer go out
+///   with these, before then. This makes one batch of the answers to many connections
+///   whose requests arrive one at a time: each `sendto` costs the worker a system call
+///   and, on veth, the peer's CPU an inter-processor interrupt. A lone request/response
+///   exchange is rarely dense (its next request waits for this answer); when it is,
+///   like a few clients each waiting on its answer, its round trip is short and it
+///   loses at most a sixteenth of it. A SYN,ACK (no RTT yet) is never held this way.
 ///   Linux's dynamic interrupt moderation (`lib/dim`) adapts a NIC's coalescing to the
-///   packet rate in the same spirit.
-fn tx_may_wait(
-    window: Duration,
-    received: usize,
-    queued: usize,
-    urgent: usize,
-    held_for: Duration,
-    rx_gap: Duration,
-    hold_limit: Duration,
-) -> bool {
-    if window.is_zero() || queued == 0 || queued >= TX_COALESCE_FRAMES {
+///   packet rate in the same spirit; or
+/// - every queued frame is lazy (the ACK of a peer's FIN: the peer only stops
+///   retransmitting its FIN on it) and has waited under [`TX_LAZY_MAX`]. Lazy frames
+///   otherwise change nothing: they ride with whatever goes next. With one connection
+///   per request the last ACK of each connection then shares the next connection's
+///   `sendto` instead of costing one, and an interrupt on the client's CPU, of its own.
+fn tx_may_wait(window: Duration, received: usize, b: TxBatch, rx_gap: Duration) -> bool {
+    if window.is_zero() || b.queued == 0 || b.queued >= TX_COALESCE_FRAMES {
         return false;
     }
+    if b.lazy == b.queued {
+        return b.held_for < TX_LAZY_MAX;
+    }
     let dense_wait = if rx_gap <= TX_DENSE_GAP {
-        (rx_gap * 2).min(TX_DENSE_MAX).min(hold_limit)
+        (rx_gap * 2).min(TX_DENSE_MAX).min(b.hold_limit)
     } else {
         Duration::ZERO
     };
-    ((received > 0 || urgent == 0) && held_for < window) || held_for < dense_wait
+    ((received > 0 || b.urgent == 0) && b.held_for < window) || b.held_for < dense_wait
 }
 
 /// Period of the interface timers (ARP) on worker 0.
@@ -107,10 +125,13 @@ pub struct WorkerCtx<T> {
     /// Deadlines of the TCP connections this worker owns.
     pub heap: TimerHeap,
     /// The hint for frames queued now ([`NetCtx::tx_hold_hint`]).
-    hold_hint: Option<Duration>,
-    /// The longest the queued frames may wait for dense input: the smallest hint among
-    /// them (zero for a frame without one; `Duration::MAX` with nothing queued).
+    hold_hint: TxHold,
+    /// The longest the queued frames may wait for dense input: the smallest
+    /// [`TxHold::Dense`] among them (zero for a [`TxHold::Plain`] frame; lazy frames do
+    /// not count; `Duration::MAX` with nothing queued).
     hold_limit: Duration,
+    /// Queued frames that are [`TxHold::Lazy`].
+    lazy_queued: usize,
 }
 
 impl<T: LinkTx> WorkerCtx<T> {
@@ -121,8 +142,9 @@ impl<T: LinkTx> WorkerCtx<T> {
             counters,
             tx,
             heap: TimerHeap::default(),
-            hold_hint: None,
+            hold_hint: TxHold::Plain,
             hold_limit: Duration::MAX,
+            lazy_queued: 0,
         }
     }
 
@@ -132,7 +154,11 @@ impl<T: LinkTx> WorkerCtx<T> {
         match r {
             Ok(()) => {
                 Counters::inc(&c.tx_frames);
-                self.hold_limit = self.hold_limit.min(self.hold_hint.unwrap_or_default());
+                match self.hold_hint {
+                    TxHold::Plain => self.hold_limit = Duration::ZERO,
+                    TxHold::Dense(d) => self.hold_limit = self.hold_limit.min(d),
+                    TxHold::Lazy => self.lazy_queued += 1,
+                }
             }
             Err(TxError::NoRoom) => Counters::inc(&c.tx_drop_no_room),
             Err(TxError::TooBig) => Counters::inc(&c.tx_drop_too_big),
@@ -154,7 +180,7 @@ impl<T: LinkTx> NetCtx for WorkerCtx<T> {
         self.id
     }
 
-    fn tx_hold_hint(&mut self, hint: Option<Duration>) {
+    fn tx_hold_hint(&mut self, hint: TxHold) {
         self.hold_hint = hint;
     }
 
@@ -493,16 +519,15 @@ impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
         let held_for = self
             .tx_held_since
             .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
-        let tx = &self.ctx.tx;
-        let wait = tx_may_wait(
-            self.tx_coalesce,
-            received,
-            tx.queued(),
-            tx.queued_urgent(),
+        let ctx = &self.ctx;
+        let batch = TxBatch {
+            queued: ctx.tx.queued(),
+            urgent: ctx.tx.queued_urgent(),
+            lazy: ctx.lazy_queued,
             held_for,
-            self.rx_gap,
-            self.ctx.hold_limit,
-        );
+            hold_limit: ctx.hold_limit,
+        };
+        let wait = tx_may_wait(self.tx_coalesce, received, batch, self.rx_gap);
         if wait {
             self.tx_held_since.get_or_insert(now);
         }
@@ -592,6 +617,7 @@ impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
         self.ctx.tx.flush();
         self.tx_held_since = None;
         self.ctx.hold_limit = Duration::MAX;
+        self.ctx.lazy_queued = 0;
     }
 
     /// True when this worker has work it can do right now: queued handoffs or kicks.
@@ -643,41 +669,62 @@ mod tests {
         let w = Duration::from_micros(10);
         let us = Duration::from_micros;
         let sparse = TX_GAP_CLAMP;
-        const MAX: Duration = Duration::MAX;
+        // `queued` frames, `urgent` of them not pure ACKs, held `held` already, each
+        // allowed to wait for dense input without bound.
+        let b = |queued, urgent, held| TxBatch {
+            queued,
+            urgent,
+            lazy: 0,
+            held_for: held,
+            hold_limit: Duration::MAX,
+        };
         // Input this turn, a few replies queued, held briefly: wait for the next turn.
-        assert!(tx_may_wait(w, 3, 2, 2, us(0), sparse, MAX));
+        assert!(tx_may_wait(w, 3, b(2, 2, us(0)), sparse));
         assert!(tx_may_wait(
             w,
             1,
-            TX_COALESCE_FRAMES - 1,
-            1,
-            us(9),
-            sparse,
-            MAX
+            b(TX_COALESCE_FRAMES - 1, 1, us(9)),
+            sparse
         ));
         // A turn with no input flushes (a lone request/response is never delayed)...
-        assert!(!tx_may_wait(w, 0, 2, 1, us(0), sparse, MAX));
-        assert!(!tx_may_wait(w, 0, 2, 1, us(0), us(26), MAX));
+        assert!(!tx_may_wait(w, 0, b(2, 1, us(0)), sparse));
+        assert!(!tx_may_wait(w, 0, b(2, 1, us(0)), us(26)));
         // ...unless all it holds is pure ACKs, which wait for company within the window.
-        assert!(tx_may_wait(w, 0, 2, 0, us(3), sparse, MAX));
-        assert!(!tx_may_wait(w, 0, 2, 0, us(10), sparse, MAX));
+        assert!(tx_may_wait(w, 0, b(2, 0, us(3)), sparse));
+        assert!(!tx_may_wait(w, 0, b(2, 0, us(10)), sparse));
         // ...or input is dense: then up to twice the mean gap, at most TX_DENSE_MAX.
-        assert!(tx_may_wait(w, 0, 2, 1, us(19), us(10), MAX));
-        assert!(!tx_may_wait(w, 0, 2, 1, us(20), us(10), MAX));
-        assert!(tx_may_wait(w, 0, 2, 1, us(49), us(25), MAX));
-        assert!(!tx_may_wait(w, 0, 2, 1, us(50), us(25), MAX));
-        // ...and within the queued frames' own limit (none given: no such wait).
-        assert!(tx_may_wait(w, 0, 2, 1, us(4), us(10), us(5)));
-        assert!(!tx_may_wait(w, 0, 2, 1, us(5), us(10), us(5)));
-        assert!(!tx_may_wait(w, 0, 2, 1, us(0), us(10), Duration::ZERO));
+        assert!(tx_may_wait(w, 0, b(2, 1, us(19)), us(10)));
+        assert!(!tx_may_wait(w, 0, b(2, 1, us(20)), us(10)));
+        assert!(tx_may_wait(w, 0, b(2, 1, us(49)), us(25)));
+        assert!(!tx_may_wait(w, 0, b(2, 1, us(50)), us(25)));
+        // ...and within the queued frames' own limit (a plain frame: no such wait).
+        let limited = |held, limit| TxBatch {
+            hold_limit: limit,
+            ..b(2, 1, held)
+        };
+        assert!(tx_may_wait(w, 0, limited(us(4), us(5)), us(10)));
+        assert!(!tx_may_wait(w, 0, limited(us(5), us(5)), us(10)));
+        assert!(!tx_may_wait(w, 0, limited(us(0), Duration::ZERO), us(10)));
+        // Only lazy frames (ACKs of FINs): they wait for company up to TX_LAZY_MAX,
+        // dense input or not; beside others they change nothing.
+        let lazy = |queued, lazy, urgent, held| TxBatch {
+            lazy,
+            ..b(queued, urgent, held)
+        };
+        assert!(tx_may_wait(w, 0, lazy(1, 1, 0, us(999)), sparse));
+        assert!(!tx_may_wait(w, 0, lazy(1, 1, 0, us(1000)), sparse));
+        assert!(!tx_may_wait(w, 0, lazy(2, 1, 1, us(0)), sparse));
+        assert!(tx_may_wait(w, 3, lazy(2, 1, 1, us(0)), sparse));
+        assert!(!tx_may_wait(w, 0, lazy(2, 1, 0, us(10)), sparse));
         // Nothing queued: nothing to hold.
-        assert!(!tx_may_wait(w, 3, 0, 0, us(0), us(5), MAX));
-        assert!(!tx_may_wait(w, 0, 0, 0, us(0), us(5), MAX));
+        assert!(!tx_may_wait(w, 3, b(0, 0, us(0)), us(5)));
+        assert!(!tx_may_wait(w, 0, b(0, 0, us(0)), us(5)));
         // A full batch, or held for the whole window: flush.
-        assert!(!tx_may_wait(w, 3, TX_COALESCE_FRAMES, 1, us(0), us(5), MAX));
-        assert!(!tx_may_wait(w, 3, 2, 1, us(10), sparse, MAX));
+        assert!(!tx_may_wait(w, 3, b(TX_COALESCE_FRAMES, 1, us(0)), us(5)));
+        assert!(!tx_may_wait(w, 3, b(2, 1, us(10)), sparse));
         // Switched off.
-        assert!(!tx_may_wait(Duration::ZERO, 3, 2, 1, us(0), us(5), MAX));
-        assert!(!tx_may_wait(Duration::ZERO, 0, 2, 0, us(0), us(5), MAX));
+        assert!(!tx_may_wait(Duration::ZERO, 3, b(2, 1, us(0)), us(5)));
+        assert!(!tx_may_wait(Duration::ZERO, 0, b(2, 0, us(0)), us(5)));
+        assert!(!tx_may_wait(Duration::ZERO, 0, lazy(1, 1, 0, us(0)), us(5)));
     }
 }

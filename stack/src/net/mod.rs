@@ -210,6 +210,20 @@ impl Interface {
     }
 }
 
+/// What a frame tolerates in the worker's transmit batch ([`NetCtx::tx_hold_hint`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TxHold {
+    /// Nothing beyond the batch rules that hold for every frame (a SYN,ACK, a RST, ARP).
+    #[default]
+    Plain,
+    /// It may wait up to this long for company while input is dense: a segment of a
+    /// connection, a sixteenth of its smoothed RTT.
+    Dense(Duration),
+    /// Nobody waits on it: it never holds a batch back and never makes one go, but rides
+    /// with the next (or goes alone after a millisecond). A pure ACK of the peer's FIN.
+    Lazy,
+}
+
 /// What protocol code needs from the worker running it. (The [`Interface`] is passed
 /// beside it: it is shared by all workers, the context is the worker's own.)
 pub trait NetCtx {
@@ -225,12 +239,10 @@ pub trait NetCtx {
     /// drop) when there is no room on the transmit path.
     fn transmit(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> bool;
 
-    /// How long the frames queued from now on (until the next call) may wait for
-    /// company in the worker's transmit batch when input is dense; `None`: not at all.
-    /// TCP passes a fraction of the connection's smoothed RTT around each segment it
-    /// sends (see `WorkerCore::hold_tx`). Frames queued with no hint never wait for
-    /// dense input.
-    fn tx_hold_hint(&mut self, _hint: Option<Duration>) {}
+    /// How the frames queued from now on (until the next call) may wait for company in
+    /// the worker's transmit batch (see `pipeline.rs`, `WorkerCore::hold_tx`). TCP sets
+    /// it around each segment it sends.
+    fn tx_hold_hint(&mut self, _hint: TxHold) {}
 
     /// Whether the device finishes TCP/UDP checksums on transmit (FreeBSD's
     /// `IFCAP_TXCSUM`): callers may then write only the pseudo-header sum and send

@@ -28,9 +28,9 @@ use super::output::OutSegment;
 use super::pcb::{Conn, ConnInner, FourTuple, GroupMap, PcbTable, ReadinessSink};
 use super::pmtu::PmtuVerdict;
 use super::segment::{self, ChecksumMode, SegmentError, SegmentOut, TcpFlags, TcpOptions};
-use super::tcb::Tcb;
+use super::tcb::{State, Tcb};
 use crate::net::ipv4::{self, Ipv4In};
-use crate::net::{Interface, NetCtx};
+use crate::net::{Interface, NetCtx, TxHold};
 use crate::socket::ReadinessFd;
 use crate::stats::Counters;
 
@@ -709,11 +709,9 @@ impl TcpLayer {
         tcb: &Tcb,
         seg: &OutSegment,
     ) {
-        // The worker may hold the frames briefly for company when input is dense: at
-        // most a sixteenth of this connection's round trip (none before a sample).
-        ctx.tx_hold_hint(tcb.rtt.srtt().map(|srtt| srtt / 16));
+        ctx.tx_hold_hint(tx_hold(tcb, seg));
         self.emit_segment(ifp, ctx, tuple, tcb, seg);
-        ctx.tx_hold_hint(None);
+        ctx.tx_hold_hint(TxHold::Plain);
     }
 
     fn emit_segment(
@@ -889,6 +887,29 @@ impl TcpLayer {
     }
 }
 
+/// How a segment may wait in the worker's transmit batch: a pure ACK once the peer's FIN
+/// is in (CLOSE-WAIT, CLOSING, LAST-ACK, TIME-WAIT) is lazy, since the peer has nothing
+/// left to send and only stops retransmitting its FIN on it; anything else of a
+/// connection with an RTT sample may wait a sixteenth of it under dense input; before a
+/// sample (a SYN,ACK) nothing.
+fn tx_hold(tcb: &Tcb, seg: &OutSegment) -> TxHold {
+    let pure_ack = seg.payload_len == 0
+        && !seg
+            .hdr
+            .flags
+            .intersects(TcpFlags::SYN | TcpFlags::FIN | TcpFlags::RST | TcpFlags::PSH);
+    let fin_in = matches!(
+        tcb.state(),
+        State::CloseWait | State::Closing | State::LastAck | State::TimeWait
+    );
+    if pure_ack && fin_in {
+        return TxHold::Lazy;
+    }
+    tcb.rtt
+        .srtt()
+        .map_or(TxHold::Plain, |srtt| TxHold::Dense(srtt / 16))
+}
+
 #[cfg(test)]
 mod timer_heap_tests {
     use super::TimerHeap;
@@ -932,5 +953,72 @@ mod timer_heap_tests {
         want_ids.sort();
         assert_eq!(ids, want_ids);
         assert!(h.time_wait.is_empty() && h.heap.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod tx_hold_tests {
+    use super::*;
+    use crate::tcp::seq::Seq;
+    use std::net::{Ipv4Addr, SocketAddrV4};
+    use std::time::Duration;
+
+    fn segment(flags: TcpFlags, payload_len: usize) -> OutSegment {
+        OutSegment {
+            hdr: segment::SegmentOut {
+                flags,
+                ..Default::default()
+            },
+            payload_offset: 0,
+            payload_len,
+            retransmit: false,
+            tso_segsz: 0,
+            ecn: Default::default(),
+        }
+    }
+
+    #[test]
+    fn only_the_ack_of_a_peers_fin_is_lazy() {
+        let mut tcb = Tcb::connect(
+            TcpConfig::default(),
+            SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 1), 80),
+            SocketAddrV4::new(Ipv4Addr::new(198, 18, 0, 2), 40000),
+            Seq(1),
+            xstack_cc::Registry::with_builtins().create_default(),
+            Instant::now(),
+        );
+        let ack = segment(TcpFlags::ACK, 0);
+        let data = segment(TcpFlags::ACK | TcpFlags::PSH, 100);
+        let fin = segment(TcpFlags::ACK | TcpFlags::FIN, 0);
+        // Before an RTT sample (a SYN, a SYN,ACK): nothing.
+        assert_eq!(tx_hold(&tcb, &ack), TxHold::Plain);
+        tcb.rtt.sample(Duration::from_micros(800));
+        tcb.state = State::Established;
+        assert_eq!(
+            tx_hold(&tcb, &data),
+            TxHold::Dense(Duration::from_micros(50))
+        );
+        assert_eq!(
+            tx_hold(&tcb, &ack),
+            TxHold::Dense(Duration::from_micros(50))
+        );
+        // FIN-WAIT-2 still expects the peer's data: its ACKs are not lazy.
+        tcb.state = State::FinWait2;
+        assert_eq!(
+            tx_hold(&tcb, &ack),
+            TxHold::Dense(Duration::from_micros(50))
+        );
+        for state in [
+            State::CloseWait,
+            State::Closing,
+            State::LastAck,
+            State::TimeWait,
+        ] {
+            tcb.state = state;
+            assert_eq!(tx_hold(&tcb, &ack), TxHold::Lazy, "{state:?}");
+            // Our own data or FIN is waited on.
+            assert_ne!(tx_hold(&tcb, &data), TxHold::Lazy, "{state:?}");
+            assert_ne!(tx_hold(&tcb, &fin), TxHold::Lazy, "{state:?}");
+        }
     }
 }
