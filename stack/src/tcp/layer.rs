@@ -714,6 +714,7 @@ impl TcpLayer {
         ctx.tx_hold_hint(TxHold::Plain);
     }
 
+    /// [`Self::emit`] under the segment's transmit hint.
     fn emit_segment(
         &self,
         ifp: &Interface,
