@@ -132,6 +132,9 @@ pub struct WorkerCtx<T> {
     hold_limit: Duration,
     /// Queued frames that are [`TxHold::Lazy`].
     lazy_queued: usize,
+    /// `tx.queued()` after the last frame was counted: a link that sends on its own
+    /// (a full batch, a full ring) leaves fewer, and the two figures above are redone.
+    queued_seen: usize,
 }
 
 impl<T: LinkTx> WorkerCtx<T> {
@@ -145,6 +148,32 @@ impl<T: LinkTx> WorkerCtx<T> {
             hold_hint: TxHold::Plain,
             hold_limit: Duration::MAX,
             lazy_queued: 0,
+            queued_seen: 0,
+        }
+    }
+
+    /// Folds the frame just queued into what the batch may wait for ([`TxHold`]). When
+    /// the link sent frames on its own meanwhile, the batch is what is left: nothing,
+    /// just this frame, or (the ring took part of a batch) frames of unknown kinds, which
+    /// then may not wait beyond the plain rules.
+    fn note_queued(&mut self) {
+        let queued = self.tx.queued();
+        if queued != self.queued_seen + 1 {
+            self.lazy_queued = 0;
+            self.hold_limit = if queued <= 1 {
+                Duration::MAX
+            } else {
+                Duration::ZERO
+            };
+        }
+        self.queued_seen = queued;
+        if queued == 0 {
+            return;
+        }
+        match self.hold_hint {
+            TxHold::Plain => self.hold_limit = Duration::ZERO,
+            TxHold::Dense(d) => self.hold_limit = self.hold_limit.min(d),
+            TxHold::Lazy => self.lazy_queued += 1,
         }
     }
 
@@ -154,11 +183,7 @@ impl<T: LinkTx> WorkerCtx<T> {
         match r {
             Ok(()) => {
                 Counters::inc(&c.tx_frames);
-                match self.hold_hint {
-                    TxHold::Plain => self.hold_limit = Duration::ZERO,
-                    TxHold::Dense(d) => self.hold_limit = self.hold_limit.min(d),
-                    TxHold::Lazy => self.lazy_queued += 1,
-                }
+                self.note_queued();
             }
             Err(TxError::NoRoom) => Counters::inc(&c.tx_drop_no_room),
             Err(TxError::TooBig) => Counters::inc(&c.tx_drop_too_big),
@@ -618,6 +643,7 @@ impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
         self.tx_held_since = None;
         self.ctx.hold_limit = Duration::MAX;
         self.ctx.lazy_queued = 0;
+        self.ctx.queued_seen = 0;
     }
 
     /// True when this worker has work it can do right now: queued handoffs or kicks.
@@ -663,6 +689,65 @@ impl<R: LinkRx, T: LinkTx> WorkerCore<R, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A link that sends every third frame's batch on its own, as `XskTx` does at a
+    /// full batch or ring.
+    #[derive(Default)]
+    struct SelfFlushing {
+        queued: usize,
+    }
+
+    impl LinkTx for SelfFlushing {
+        fn send(&mut self, len: usize, fill: &mut dyn FnMut(&mut [u8])) -> Result<(), TxError> {
+            fill(&mut vec![0; len]);
+            self.queued = (self.queued + 1) % 3;
+            Ok(())
+        }
+        fn send_partial(
+            &mut self,
+            len: usize,
+            _: u16,
+            _: u16,
+            fill: &mut dyn FnMut(&mut [u8]),
+        ) -> Result<(), TxError> {
+            self.send(len, fill)
+        }
+        fn tx_csum(&self) -> bool {
+            false
+        }
+        fn outstanding(&self) -> usize {
+            self.queued
+        }
+        fn flush(&mut self) {
+            self.queued = 0;
+        }
+    }
+
+    #[test]
+    fn frames_the_link_sent_on_its_own_no_longer_count() {
+        let mut ctx = WorkerCtx::new(
+            0,
+            Arc::new(Counters::default()),
+            SelfFlushing::default(),
+            Instant::now(),
+        );
+        let us = Duration::from_micros;
+        let send = |ctx: &mut WorkerCtx<SelfFlushing>, hint| {
+            ctx.tx_hold_hint(hint);
+            assert!(ctx.transmit(60, &mut |_| {}));
+        };
+        send(&mut ctx, TxHold::Lazy);
+        send(&mut ctx, TxHold::Lazy);
+        assert_eq!((ctx.lazy_queued, ctx.hold_limit), (2, Duration::MAX));
+        // The third frame makes the link send all three.
+        send(&mut ctx, TxHold::Dense(us(7)));
+        assert_eq!(ctx.tx.queued(), 0);
+        // Two data frames after it: not "all lazy", and only their own limit counts.
+        send(&mut ctx, TxHold::Dense(us(9)));
+        send(&mut ctx, TxHold::Dense(us(8)));
+        assert_eq!(ctx.tx.queued(), 2);
+        assert_eq!((ctx.lazy_queued, ctx.hold_limit), (0, us(8)));
+    }
 
     #[test]
     fn transmit_waits_only_while_input_keeps_coming() {

@@ -100,12 +100,12 @@ impl Worker {
                     // Yield now and then: a no-op on a dedicated core, but it lets other
                     // workers or application threads pinned to this CPU run (they are
                     // what produces the next reply).
-                    if self.shares_cpu || idle_spins % 16 == 0 {
-                        if self.shares_cpu {
-                            // The other worker may keep the CPU for a whole time slice:
-                            // what this one holds for company goes now.
-                            self.core.flush_held();
-                        }
+                    if self.shares_cpu {
+                        // The other worker may keep the CPU for a whole time slice: what
+                        // this one holds for company goes now.
+                        self.core.flush_held();
+                        std::thread::yield_now();
+                    } else if idle_spins % 16 == 0 {
                         std::thread::yield_now();
                     } else {
                         std::hint::spin_loop();

@@ -710,55 +710,40 @@ impl TcpLayer {
         seg: &OutSegment,
     ) {
         ctx.tx_hold_hint(tx_hold(tcb, seg));
-        self.emit_segment(ifp, ctx, tuple, tcb, seg);
-        ctx.tx_hold_hint(TxHold::Plain);
-    }
-
-    /// [`Self::emit`] under the segment's transmit hint.
-    fn emit_segment(
-        &self,
-        ifp: &Interface,
-        ctx: &mut impl NetCtx,
-        tuple: &FourTuple,
-        tcb: &Tcb,
-        seg: &OutSegment,
-    ) {
         if seg.tso_segsz == 0 || seg.payload_len <= seg.tso_segsz as usize {
             self.emit_one(ifp, ctx, tuple, tcb, seg);
-            return;
-        }
-        if ctx.tso_frame_max() > 0
-            && !seg.hdr.flags.contains(TcpFlags::CWR)
-            && self.emit_offloaded(ifp, ctx, tuple, tcb, seg)
+        } else if ctx.tso_frame_max() == 0
+            || seg.hdr.flags.contains(TcpFlags::CWR)
+            || !self.emit_offloaded(ifp, ctx, tuple, tcb, seg)
         {
-            return;
-        }
-        Counters::inc(&ctx.counters().tcp_tso_bursts);
-        let mss = seg.tso_segsz as usize;
-        let mut off = 0;
-        while off < seg.payload_len {
-            let len = mss.min(seg.payload_len - off);
-            let last = off + len == seg.payload_len;
-            let mut hdr = seg.hdr;
-            hdr.seq = seg.hdr.seq + off as u32;
-            if off > 0 {
-                hdr.flags.remove(TcpFlags::CWR);
+            Counters::inc(&ctx.counters().tcp_tso_bursts);
+            let mss = seg.tso_segsz as usize;
+            let mut off = 0;
+            while off < seg.payload_len {
+                let len = mss.min(seg.payload_len - off);
+                let last = off + len == seg.payload_len;
+                let mut hdr = seg.hdr;
+                hdr.seq = seg.hdr.seq + off as u32;
+                if off > 0 {
+                    hdr.flags.remove(TcpFlags::CWR);
+                }
+                if !last {
+                    hdr.flags.remove(TcpFlags::FIN | TcpFlags::PSH);
+                }
+                let piece = OutSegment {
+                    hdr,
+                    payload_offset: seg.payload_offset + off,
+                    payload_len: len,
+                    retransmit: seg.retransmit,
+                    tso_segsz: 0,
+                    ecn: seg.ecn,
+                };
+                self.emit_one(ifp, ctx, tuple, tcb, &piece);
+                Counters::inc(&ctx.counters().tcp_tso_segments);
+                off += len;
             }
-            if !last {
-                hdr.flags.remove(TcpFlags::FIN | TcpFlags::PSH);
-            }
-            let piece = OutSegment {
-                hdr,
-                payload_offset: seg.payload_offset + off,
-                payload_len: len,
-                retransmit: seg.retransmit,
-                tso_segsz: 0,
-                ecn: seg.ecn,
-            };
-            self.emit_one(ifp, ctx, tuple, tcb, &piece);
-            Counters::inc(&ctx.counters().tcp_tso_segments);
-            off += len;
         }
+        ctx.tx_hold_hint(TxHold::Plain);
     }
 
     /// Hands a TSO segment to a device that segments it (`CSUM_TSO`, see
